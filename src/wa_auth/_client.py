@@ -1,0 +1,375 @@
+"""`WhatsAppClient` and `AsyncWhatsAppClient`: thin shells that drive `_core` flows over httpx.
+
+The endpoints are the core's flow functions bound as methods, so every endpoint, its
+validation and its parsing exist once; each shell only performs the two effects (get a token,
+send a request) and maps httpx's exceptions to `TransportError` at one boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
+
+import httpx
+from typing_extensions import ParamSpec, Self
+
+from wa_auth import _core
+from wa_auth._core import Context, Flow, GetToken, Request, Response, Send, auth_headers
+from wa_auth._redact import install_log_redaction, redact_text
+from wa_auth.errors import RequestValidationError, TransportError, WhatsAppError
+from wa_auth.events import Events
+from wa_auth.providers import StaticTokenProvider, Token, TokenProvider
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["AsyncWhatsAppClient", "WhatsAppClient"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+#: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+
+try:
+    from importlib.metadata import version as _pkg_version
+
+    _VERSION = _pkg_version("wa-auth")
+except Exception:  # noqa: BLE001 - running from a source tree
+    _VERSION = "0"
+USER_AGENT: Final = f"wa-auth/{_VERSION} httpx/{httpx.__version__}"
+
+# Exceptions raised before a single byte could reach Meta: the message cannot be delivered.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@contextlib.contextmanager
+def _transport_errors(request: Request) -> Iterator[None]:
+    """Translate httpx's exceptions into `TransportError`; nothing from httpx escapes."""
+    try:
+        yield
+    except httpx.UnsupportedProtocol as exc:
+        raise RequestValidationError(
+            f"base_url must be an http(s) URL: {redact_text(str(exc))}"
+        ) from exc
+    except httpx.RequestError as exc:
+        not_sent = isinstance(exc, _NOT_SENT)
+        delivered = not (not_sent or request.idempotent)
+        what = "the request was not sent" if not_sent else "no complete answer came"
+        raise TransportError(
+            f"{type(exc).__name__} on {request.operation or request.method}: {what}"
+            f"{'; the message may have been delivered' if delivered else ''} ({exc})",
+            maybe_delivered=delivered,
+            retry_after=1.0,
+            max_attempts=3,
+            rule="transport",
+        ) from exc
+    except httpx.InvalidURL as exc:
+        raise RequestValidationError(f"invalid URL: {redact_text(str(exc))}") from exc
+
+
+class _BaseClient:
+    """Configuration and the pure parts shared by both clients."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        phone_number_id: str | int | None = None,
+        business_account_id: str | int | None = None,
+        api_version: str = _core.DEFAULT_API_VERSION,
+        base_url: str = _core.DEFAULT_BASE_URL,
+        timeout: float | httpx.Timeout | None = None,
+        consumer: str | None = None,
+        events: Events | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        if (token is None) == (token_provider is None):
+            raise RequestValidationError("pass exactly one of token= or token_provider=")
+        provider: TokenProvider = (
+            StaticTokenProvider(token) if token is not None else token_provider  # type: ignore[assignment]
+        )
+        if not isinstance(api_version, str) or not api_version.startswith("v"):
+            raise RequestValidationError(f"api_version must look like 'v23.0', got {api_version!r}")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise RequestValidationError("base_url must be an http(s) URL")
+        install_log_redaction()
+        self._ctx = Context(
+            provider=provider,
+            events=events if events is not None else Events.with_logging(),
+            base_url=base_url.rstrip("/"),
+            api_version=api_version,
+            phone_number_id=None if phone_number_id is None else str(phone_number_id),
+            business_account_id=None if business_account_id is None else str(business_account_id),
+            consumer=consumer,
+        )
+        self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
+
+    @property
+    def token_provider(self) -> TokenProvider:
+        """The provider this client gets its tokens from."""
+        return self._ctx.provider
+
+    @property
+    def events(self) -> Events:
+        """The events hub this client emits to."""
+        return self._ctx.events
+
+    @property
+    def phone_number_id(self) -> str | None:
+        """The default phone number id of the calls."""
+        return self._ctx.phone_number_id
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(phone_number_id={self._ctx.phone_number_id!r}, "
+            f"api_version={self._ctx.api_version!r}, base_url={self._ctx.base_url!r}, "
+            f"provider={self._ctx.provider!r})"
+        )
+
+
+def _method_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    return sig.replace(parameters=[params[0].replace(name="self"), *params[1:]])
+
+
+def _sync(
+    flow: Callable[Concatenate[Context, P], Flow[T]],
+) -> Callable[Concatenate[WhatsAppClient, P], T]:
+    @functools.wraps(flow)
+    def method(self: WhatsAppClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._drive(flow(self._ctx, *args, **kwargs))
+
+    method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
+    return method
+
+
+def _async(
+    flow: Callable[Concatenate[Context, P], Flow[T]],
+) -> Callable[Concatenate[AsyncWhatsAppClient, P], Coroutine[Any, Any, T]]:
+    @functools.wraps(flow)
+    async def method(self: AsyncWhatsAppClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._drive(flow(self._ctx, *args, **kwargs))
+
+    method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
+    return method
+
+
+class WhatsAppClient(_BaseClient):
+    """A synchronous WhatsApp Cloud API client over `httpx.Client`.
+
+    Args:
+        token: A fixed access token; or pass *token_provider*.
+        token_provider: Where tokens come from (file, environment, Vault, rotating...).
+        phone_number_id: The default sender; every call accepts a `phone_number_id=` override.
+        business_account_id: The WABA id, for `list_phone_numbers` and `list_templates`.
+        api_version: The Graph API version (default pinned, see `docs/client.md`).
+        base_url: Meta's Graph host, or the sandbox's `base_url`.
+        timeout: Seconds, or an `httpx.Timeout`.
+        http_client: An `httpx.Client` you own (not closed by `close()`).
+        transport: An httpx transport for the client this object creates.
+        consumer: A label (an n8n workflow's name) carried in events and logs.
+        events: The `Events` hub to emit to; default: one that logs.
+        user_agent: The User-Agent header.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        phone_number_id: str | int | None = None,
+        business_account_id: str | int | None = None,
+        api_version: str = _core.DEFAULT_API_VERSION,
+        base_url: str = _core.DEFAULT_BASE_URL,
+        timeout: float | httpx.Timeout | None = None,
+        http_client: httpx.Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+        consumer: str | None = None,
+        events: Events | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        super().__init__(
+            token=token,
+            token_provider=token_provider,
+            phone_number_id=phone_number_id,
+            business_account_id=business_account_id,
+            api_version=api_version,
+            base_url=base_url,
+            timeout=timeout,
+            consumer=consumer,
+            events=events,
+            user_agent=user_agent,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(
+            timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers
+        )
+
+    def _drive(self, flow: Flow[T]) -> T:
+        value: Any = None
+        error: WhatsAppError | None = None
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                value, error = self._perform(effect), None
+            except WhatsAppError as exc:
+                value, error = None, exc
+
+    def _perform(self, effect: GetToken | Send) -> Token | Response:
+        if isinstance(effect, Send):
+            request = effect.request
+            with _transport_errors(request):
+                r = self._http.request(
+                    request.method,
+                    request.url,
+                    headers=auth_headers(request, effect.token),
+                    content=request.content,
+                )
+            return Response(r.status_code, r.headers, r.content)
+        return self._ctx.provider.get_token()
+
+    def close(self) -> None:
+        """Close the HTTP connections this client opened."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    send_text = _sync(_core.send_text)
+    send_template = _sync(_core.send_template)
+    send_media = _sync(_core.send_media)
+    send_interactive_buttons = _sync(_core.send_interactive_buttons)
+    send_interactive_list = _sync(_core.send_interactive_list)
+    send_reaction = _sync(_core.send_reaction)
+    send_location = _sync(_core.send_location)
+    mark_as_read = _sync(_core.mark_as_read)
+    upload_media = _sync(_core.upload_media)
+    get_media_url = _sync(_core.get_media_url)
+    download_media = _sync(_core.download_media)
+    delete_media = _sync(_core.delete_media)
+    get_phone_number = _sync(_core.get_phone_number)
+    list_phone_numbers = _sync(_core.list_phone_numbers)
+    get_business_profile = _sync(_core.get_business_profile)
+    list_templates = _sync(_core.list_templates)
+    debug_token = _sync(_core.debug_token)
+
+
+class AsyncWhatsAppClient(_BaseClient):
+    """An asyncio WhatsApp Cloud API client over `httpx.AsyncClient`; same methods, awaited.
+
+    Takes the same arguments as `WhatsAppClient`, with an `httpx.AsyncClient` /
+    `httpx.AsyncBaseTransport` for *http_client* / *transport*.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        phone_number_id: str | int | None = None,
+        business_account_id: str | int | None = None,
+        api_version: str = _core.DEFAULT_API_VERSION,
+        base_url: str = _core.DEFAULT_BASE_URL,
+        timeout: float | httpx.Timeout | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        consumer: str | None = None,
+        events: Events | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        super().__init__(
+            token=token,
+            token_provider=token_provider,
+            phone_number_id=phone_number_id,
+            business_account_id=business_account_id,
+            api_version=api_version,
+            base_url=base_url,
+            timeout=timeout,
+            consumer=consumer,
+            events=events,
+            user_agent=user_agent,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers
+        )
+
+    async def _drive(self, flow: Flow[T]) -> T:
+        value: Any = None
+        error: WhatsAppError | None = None
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                value, error = await self._perform(effect), None
+            except WhatsAppError as exc:
+                value, error = None, exc
+
+    async def _perform(self, effect: GetToken | Send) -> Token | Response:
+        if isinstance(effect, Send):
+            request = effect.request
+            with _transport_errors(request):
+                r = await self._http.request(
+                    request.method,
+                    request.url,
+                    headers=auth_headers(request, effect.token),
+                    content=request.content,
+                )
+            return Response(r.status_code, r.headers, r.content)
+        return await self._ctx.provider.aget_token()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this client opened."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    send_text = _async(_core.send_text)
+    send_template = _async(_core.send_template)
+    send_media = _async(_core.send_media)
+    send_interactive_buttons = _async(_core.send_interactive_buttons)
+    send_interactive_list = _async(_core.send_interactive_list)
+    send_reaction = _async(_core.send_reaction)
+    send_location = _async(_core.send_location)
+    mark_as_read = _async(_core.mark_as_read)
+    upload_media = _async(_core.upload_media)
+    get_media_url = _async(_core.get_media_url)
+    download_media = _async(_core.download_media)
+    delete_media = _async(_core.delete_media)
+    get_phone_number = _async(_core.get_phone_number)
+    list_phone_numbers = _async(_core.list_phone_numbers)
+    get_business_profile = _async(_core.get_business_profile)
+    list_templates = _async(_core.list_templates)
+    debug_token = _async(_core.debug_token)

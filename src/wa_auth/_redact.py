@@ -1,0 +1,90 @@
+"""Token fingerprints and redaction: the only ways a token may be shown.
+
+A token never appears in a log, repr, exception or CLI output; its fingerprint does. URLs that
+carry tokens in their query (`debug_token?input_token=...`, the `fb_exchange_token` exchange)
+are redacted wherever they are shown, including httpx's own INFO request line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Final
+
+REDACTED: Final = "[REDACTED]"
+
+#: Query parameters and form fields whose values are secrets.
+SECRET_PARAMS: Final = (
+    "access_token",
+    "input_token",
+    "fb_exchange_token",
+    "client_secret",
+    "appsecret_proof",
+    "secret_id",
+)
+
+_PARAM_RE: Final = re.compile(
+    r"(?i)\b(" + "|".join(SECRET_PARAMS) + r")(=|%3D|\"\s*:\s*\"|':\s*')([^&\s\"'<>]+)"
+)
+_BEARER_RE: Final = re.compile(r"(?i)\b(bearer|oauth)(\s+)([A-Za-z0-9._~+/=|-]{8,})")
+
+
+def fingerprint(token: str) -> str:
+    """Return the one fingerprint format of the project: `sha256:` + 12 hex digits."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def redact_text(text: str, *secrets: str) -> str:
+    """Redact token-bearing query parameters, bearer credentials and any of *secrets* in *text*."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    if "=" in text or ":" in text or "%3D" in text:
+        text = _PARAM_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    if "earer" in text or "Auth" in text or "auth" in text:
+        text = _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrite a record's message and arguments so no token-bearing URL is logged.
+
+    httpx logs `HTTP Request: GET https://.../debug_token?input_token=... "HTTP/1.1 200 OK"` at
+    INFO; the URL object is one of the record's args.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place and keep it."""
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(
+                redact_text(a) if isinstance(a, str) else _redact_obj(a) for a in args
+            )
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        return True
+
+
+def _redact_obj(obj: object) -> object:
+    if isinstance(obj, (int, float, bool)) or obj is None:
+        return obj
+    text = str(obj)
+    redacted = redact_text(text)
+    return obj if redacted == text else redacted
+
+
+_FILTER_NAME: Final = "wa_auth.redact"
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to the `httpx` and `httpcore` loggers, once.
+
+    This is the one piece of global state wa_auth touches: idempotent, and harmless to loggers
+    that never see a token.
+    """
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "name", None) == _FILTER_NAME for f in logger.filters):
+            flt = RedactingFilter(_FILTER_NAME)
+            logger.addFilter(flt)

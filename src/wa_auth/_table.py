@@ -1,0 +1,759 @@
+"""Meta's error codes, subcodes and message rules, mapped to a category and a retry policy.
+
+This table is the single source that `wa_auth.errors.from_response`, the docs table in
+`docs/errors.md` and (later) the CLI's exit codes are generated from. Rows are matched most
+specific first: code + subcode, then code + message text, then code alone, then HTTP status.
+Message-text rules exist only where Meta gives no subcode (modern WhatsApp payloads omit
+`error_subcode`). Facts and sources: `shared/reference/graph-errors.md`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import attrs
+
+TOKEN_EXPIRED: Final = "token_expired"
+TOKEN_REVOKED: Final = "token_revoked"
+INSUFFICIENT_PERMISSION: Final = "insufficient_permission"
+ACCOUNT_STATE: Final = "account_state"
+RATE_LIMITED: Final = "rate_limited"
+TRANSIENT: Final = "transient"
+INVALID_REQUEST: Final = "invalid_request"
+TOKEN_UNAVAILABLE: Final = "token_unavailable"
+INVALID_SIGNATURE: Final = "invalid_signature"
+UNKNOWN: Final = "unknown"
+
+#: The closed set of categories; every error's `category` is one of these.
+CATEGORIES: Final = (
+    TOKEN_EXPIRED,
+    TOKEN_REVOKED,
+    INSUFFICIENT_PERMISSION,
+    ACCOUNT_STATE,
+    RATE_LIMITED,
+    TRANSIENT,
+    INVALID_REQUEST,
+    TOKEN_UNAVAILABLE,
+    INVALID_SIGNATURE,
+    UNKNOWN,
+)
+
+#: Categories that mean "this token is dead": a different token of the same business may work.
+TOKEN_CLASS: Final = frozenset({TOKEN_EXPIRED, TOKEN_REVOKED})
+
+_MINUTE: Final = 60.0
+_HOUR: Final = 3600.0
+
+
+@attrs.frozen
+class Rule:
+    """One row of the table: how to recognise an error and what it means."""
+
+    id: str
+    category: str
+    codes: tuple[int, ...]
+    title: str
+    operator_action: str
+    subcodes: tuple[int, ...] | None = None
+    messages: tuple[str, ...] = ()
+    http_statuses: tuple[int, ...] = ()
+    max_attempts: int = 1
+    retry_after: float | None = None
+    ambiguous: bool = False
+
+
+def _r(
+    rule_id: str,
+    category: str,
+    codes: tuple[int, ...],
+    title: str,
+    action: str,
+    **kw: object,
+) -> Rule:
+    return Rule(rule_id, category, codes, title, action, **kw)  # type: ignore[arg-type]
+
+
+_NEW_TOKEN = "Generate a new access token (a system-user token for servers) and deploy it."
+_REAUTH = "The user must log in and re-authorise the app; then deploy the new token."
+
+# Rules keyed by code are tried in this order within one code: subcode rules, then message
+# rules, then the bare code rule. Keep each code's rows together.
+RULES: Final[tuple[Rule, ...]] = (
+    # --- code 190: the access token itself -------------------------------------------------
+    _r(
+        "190/463",
+        TOKEN_EXPIRED,
+        (190,),
+        "Access token has expired",
+        "Refresh is no longer possible: " + _NEW_TOKEN,
+        subcodes=(463,),
+    ),
+    _r(
+        "190/458",
+        TOKEN_REVOKED,
+        (190,),
+        "App not installed: the user de-authorised the app",
+        _REAUTH,
+        subcodes=(458,),
+    ),
+    _r(
+        "190/459",
+        TOKEN_REVOKED,
+        (190,),
+        "User checkpointed",
+        "The user must log in at facebook.com to clear the checkpoint, then issue a new token.",
+        subcodes=(459,),
+    ),
+    _r(
+        "190/460",
+        TOKEN_REVOKED,
+        (190,),
+        "Password changed or session reset for security",
+        "The token was invalidated by a password change or security reset: " + _NEW_TOKEN,
+        subcodes=(460,),
+    ),
+    _r(
+        "190/464",
+        TOKEN_REVOKED,
+        (190,),
+        "Unconfirmed user",
+        "The user must confirm their Facebook account, then issue a new token.",
+        subcodes=(464,),
+    ),
+    _r(
+        "190/467",
+        TOKEN_REVOKED,
+        (190,),
+        "Invalid access token: logged out or invalidated",
+        "The session was logged out or invalidated: " + _NEW_TOKEN,
+        subcodes=(467,),
+    ),
+    _r(
+        "190/492",
+        TOKEN_REVOKED,
+        (190,),
+        "Invalid session: the user's role on the asset changed",
+        "Re-grant the user's role on the WhatsApp Business Account, then issue a new token.",
+        subcodes=(492,),
+    ),
+    # Modern WhatsApp payloads omit error_subcode: tell expired from revoked by Meta's text.
+    _r(
+        "190:expired",
+        TOKEN_EXPIRED,
+        (190,),
+        "Session has expired",
+        "Refresh is no longer possible: " + _NEW_TOKEN,
+        messages=(
+            "session has expired",
+            "access token has expired",
+            "token has expired",
+            "expired at unix time",
+        ),
+    ),
+    _r(
+        "190:password",
+        TOKEN_REVOKED,
+        (190,),
+        "Session invalidated: password changed",
+        "The token was invalidated by a password change or security reset: " + _NEW_TOKEN,
+        messages=("changed their password", "changed the session for security"),
+    ),
+    _r(
+        "190:deauthorized",
+        TOKEN_REVOKED,
+        (190,),
+        "User has not authorised the application",
+        _REAUTH,
+        messages=(
+            "has not authorized application",
+            "has not authorised application",
+            "application has been deleted",
+            "app has been deleted",
+        ),
+    ),
+    _r(
+        "190:logged-out",
+        TOKEN_REVOKED,
+        (190,),
+        "Session invalidated: logged out",
+        "The session was logged out or invalidated: " + _NEW_TOKEN,
+        messages=(
+            "logged out",
+            "session was invalidated",
+            "session has been invalidated",
+            "session is invalid",
+        ),
+    ),
+    _r(
+        "190:checkpoint",
+        TOKEN_REVOKED,
+        (190,),
+        "User checkpointed or unconfirmed",
+        "The user must log in at facebook.com (checkpoint or confirmation), then issue a new token.",
+        messages=("not a confirmed user", "cannot access the app till you log in", "checkpoint"),
+    ),
+    _r(
+        "190:role",
+        TOKEN_REVOKED,
+        (190,),
+        "Session invalid: the user's role changed",
+        "Re-grant the user's role on the WhatsApp Business Account, then issue a new token.",
+        messages=("user role", "role on the page", "role on the asset"),
+    ),
+    # Malformed tokens: a configuration error; the remedy is the same as for a revoked token.
+    _r(
+        "190:malformed",
+        TOKEN_REVOKED,
+        (190,),
+        "Malformed or unparseable access token",
+        "The configured token is not a valid token (truncated, quoted, wrong variable?): deploy the correct token.",
+        messages=(
+            "cannot parse access token",
+            "malformed access token",
+            "invalid oauth access token signature",
+            "invalid oauth access token data",
+            "could not be decrypted",
+            "invalid oauth 2.0 access token",
+            "bad signature",
+            "invalid oauth access token.",
+        ),
+    ),
+    _r(
+        "190",
+        TOKEN_REVOKED,
+        (190,),
+        "Invalid OAuth access token (no subcode, unrecognised text)",
+        "The token is no longer valid; check it with debug_token, then "
+        + _NEW_TOKEN[0].lower()
+        + _NEW_TOKEN[1:],
+        ambiguous=True,
+    ),
+    # --- legacy session / auth codes -----------------------------------------------------
+    _r(
+        "102:expired",
+        TOKEN_EXPIRED,
+        (102,),
+        "API session expired",
+        _NEW_TOKEN,
+        messages=("expired",),
+    ),
+    _r("102", TOKEN_REVOKED, (102,), "API session key invalid", _NEW_TOKEN, ambiguous=True),
+    _r(
+        "0:expired",
+        TOKEN_EXPIRED,
+        (0,),
+        "Authentication failed: token expired",
+        _NEW_TOKEN,
+        messages=("expired",),
+    ),
+    _r(
+        "0",
+        TOKEN_REVOKED,
+        (0,),
+        "AuthException: could not authenticate the app user",
+        _NEW_TOKEN,
+        ambiguous=True,
+    ),
+    # --- permissions --------------------------------------------------------------------
+    _r(
+        "3",
+        INSUFFICIENT_PERMISSION,
+        (3,),
+        "The app lacks the capability for this call",
+        "Add the WhatsApp product to the app or pass App Review for this capability.",
+    ),
+    _r(
+        "10",
+        INSUFFICIENT_PERMISSION,
+        (10,),
+        "Permission denied: scope not granted or removed",
+        "Grant whatsapp_business_messaging / whatsapp_business_management to the token (or meet the eligibility requirement), then issue a new token.",
+    ),
+    _r(
+        "200-299",
+        INSUFFICIENT_PERMISSION,
+        tuple(range(200, 300)),
+        "Permission error: the token's user has no access to this asset",
+        "Assign the WhatsApp Business Account to the system user with the needed permission, or regenerate the token with whatsapp_business_messaging.",
+    ),
+    _r(
+        "131005",
+        INSUFFICIENT_PERMISSION,
+        (131005,),
+        "Access denied",
+        "Check the token's permissions and the WABA asset assignment of its system user.",
+    ),
+    # --- code 100: invalid parameter, sometimes a permission problem in disguise ----------
+    # 9 of 10 real 100/33 cases are a wrong id (display number, WABA id, empty id); the rest
+    # are a correct phone_number_id the token has no asset access to. Both readings stay open.
+    _r(
+        "100/33",
+        INVALID_REQUEST,
+        (100,),
+        "Object does not exist, cannot be loaded due to missing permissions, or does not support this operation",
+        "Check that the id is the phone_number_id (not the display number or WABA id); if it is, assign its WABA to the token's system user.",
+        subcodes=(33,),
+        ambiguous=True,
+    ),
+    _r(
+        "100:permission",
+        INSUFFICIENT_PERMISSION,
+        (100,),
+        "Missing permissions",
+        "Grant the missing permission to the token, then issue a new token.",
+        messages=(
+            "missing permission",
+            "permissions error",
+            "does not have permission",
+            "permission(s)",
+        ),
+    ),
+    _r(
+        "100",
+        INVALID_REQUEST,
+        (100,),
+        "Invalid parameter",
+        "Fix the request: error_data.details names the parameter.",
+    ),
+    _r(
+        "33",
+        INVALID_REQUEST,
+        (33,),
+        "Object does not exist or is not supported (phone number deleted?)",
+        "Verify the phone_number_id and that the number still exists.",
+    ),
+    _r(
+        "104",
+        INVALID_REQUEST,
+        (104,),
+        "Incorrect signature or missing access token",
+        "Send a valid token (and appsecret_proof if the app requires it).",
+    ),
+    _r(
+        "2500",
+        INVALID_REQUEST,
+        (2500,),
+        "An active access token must be used",
+        "Send a user or system-user access token in the Authorization header.",
+    ),
+    # --- throttling -------------------------------------------------------------------------
+    _r(
+        "4",
+        RATE_LIMITED,
+        (4,),
+        "Application request limit reached",
+        "Reduce the app's call volume; see X-App-Usage.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    _r(
+        "17",
+        RATE_LIMITED,
+        (17,),
+        "User request limit reached",
+        "Reduce the call volume of this token's user.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    _r(
+        "32",
+        RATE_LIMITED,
+        (32,),
+        "Page request limit reached",
+        "Reduce the call volume.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    _r(
+        "613",
+        RATE_LIMITED,
+        (613,),
+        "Calls to this API have exceeded the rate limit",
+        "Reduce the call volume.",
+        max_attempts=3,
+        retry_after=_MINUTE,
+    ),
+    _r(
+        "80007",
+        RATE_LIMITED,
+        (80007, 80008),
+        "WhatsApp Business Account rate limit",
+        "Reduce management calls; X-Business-Use-Case-Usage says when access returns.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    _r(
+        "130429",
+        RATE_LIMITED,
+        (130429,),
+        "Cloud API throughput limit reached",
+        "Pace sends for this phone number (default about 80 messages per second).",
+        max_attempts=5,
+        retry_after=1.0,
+    ),
+    _r(
+        "131056",
+        RATE_LIMITED,
+        (131056,),
+        "(Business, consumer) pair rate limit hit",
+        "Pace messages to this recipient (about one every 6 seconds); other recipients are unaffected.",
+        max_attempts=3,
+        retry_after=6.0,
+    ),
+    _r(
+        "131048",
+        RATE_LIMITED,
+        (131048,),
+        "Spam rate limit hit",
+        "Improve message quality; do not retry quickly, it makes things worse.",
+        retry_after=_HOUR,
+    ),
+    _r(
+        "131049",
+        RATE_LIMITED,
+        (131049,),
+        "Not delivered to maintain healthy ecosystem engagement",
+        "Reduce marketing frequency to this user; retry no sooner than 24 hours.",
+        retry_after=24 * _HOUR,
+    ),
+    _r(
+        "132069",
+        RATE_LIMITED,
+        (132069,),
+        "Flow throttled",
+        "Send fewer flow messages (10 per hour per flow while throttled).",
+        retry_after=_HOUR,
+    ),
+    _r(
+        "133015",
+        RATE_LIMITED,
+        (133015,),
+        "Wait a few minutes before registering",
+        "Wait before retrying the registration.",
+        retry_after=5 * _MINUTE,
+    ),
+    _r(
+        "133016",
+        RATE_LIMITED,
+        (133016,),
+        "Register/deregister rate limit exceeded",
+        "Registration attempts are limited (10 per 72 hours); wait.",
+        retry_after=72 * _HOUR,
+    ),
+    # --- transient faults -------------------------------------------------------------------
+    _r(
+        "1",
+        TRANSIENT,
+        (1,),
+        "API unknown error (possibly temporary)",
+        "If it persists, check Meta's status page, then validate the request.",
+        max_attempts=2,
+        retry_after=1.0,
+    ),
+    _r(
+        "2",
+        TRANSIENT,
+        (2,),
+        "API service temporarily unavailable",
+        "None: wait and retry.",
+        max_attempts=4,
+        retry_after=1.0,
+    ),
+    _r(
+        "131000",
+        TRANSIENT,
+        (131000,),
+        "Something went wrong",
+        "If it persists, escalate to Meta with the fbtrace_id.",
+        max_attempts=2,
+        retry_after=1.0,
+    ),
+    _r(
+        "131016",
+        TRANSIENT,
+        (131016,),
+        "Service unavailable",
+        "None: wait and retry.",
+        max_attempts=4,
+        retry_after=2.0,
+    ),
+    _r(
+        "133004",
+        TRANSIENT,
+        (133004,),
+        "Server temporarily unavailable",
+        "None: wait and retry.",
+        max_attempts=4,
+        retry_after=2.0,
+    ),
+    # --- account and phone-number state: a new token does not help --------------------------
+    _r(
+        "368",
+        ACCOUNT_STATE,
+        (368,),
+        "Temporarily blocked for policy violations",
+        "Check Business Support Home and appeal the enforcement; stop the sender until it ends.",
+        retry_after=_HOUR,
+    ),
+    _r(
+        "130497",
+        ACCOUNT_STATE,
+        (130497,),
+        "Business account restricted from messaging users in this country",
+        "Review the WABA's policy restrictions in Business Support Home.",
+    ),
+    _r(
+        "131031",
+        ACCOUNT_STATE,
+        (131031,),
+        "Business account locked",
+        "Open Business Support Home (or check health_status) and resolve the lock; a new token does not help.",
+    ),
+    _r(
+        "131037",
+        ACCOUNT_STATE,
+        (131037,),
+        "Display name approval required",
+        "Get the phone number's display name approved.",
+    ),
+    _r(
+        "131042",
+        ACCOUNT_STATE,
+        (131042,),
+        "Business eligibility payment issue",
+        "Fix the payment method or credit line of the WhatsApp Business Account.",
+        retry_after=_HOUR,
+    ),
+    _r(
+        "131045", ACCOUNT_STATE, (131045,), "Incorrect certificate", "Re-register the phone number."
+    ),
+    _r(
+        "131057",
+        ACCOUNT_STATE,
+        (131057,),
+        "Business account in maintenance mode",
+        "None: maintenance ends by itself; retry later.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    _r(
+        "133000",
+        ACCOUNT_STATE,
+        (133000,),
+        "Incomplete deregistration",
+        "Deregister the number, then register it again.",
+    ),
+    _r(
+        "133006",
+        ACCOUNT_STATE,
+        (133006,),
+        "Phone number re-verification needed",
+        "Verify the number again (request_code / verify_code).",
+    ),
+    _r(
+        "133010",
+        ACCOUNT_STATE,
+        (133010,),
+        "Phone number not registered",
+        "Register the number: POST /{phone_number_id}/register.",
+    ),
+    # --- invalid requests -------------------------------------------------------------------
+    _r(
+        "130472",
+        INVALID_REQUEST,
+        (130472,),
+        "Recipient's number is part of an experiment",
+        "None: Meta withholds marketing messages to this user.",
+    ),
+    _r(
+        "131008",
+        INVALID_REQUEST,
+        (131008,),
+        "Required parameter missing",
+        "Fix the request: error_data.details names the parameter.",
+    ),
+    _r(
+        "131009",
+        INVALID_REQUEST,
+        (131009,),
+        "Parameter value is not valid",
+        "Fix the request: error_data.details names the parameter.",
+    ),
+    _r(
+        "131021",
+        INVALID_REQUEST,
+        (131021,),
+        "Recipient cannot be sender",
+        "Send to a different number than the business number.",
+    ),
+    _r(
+        "131026",
+        INVALID_REQUEST,
+        (131026,),
+        "Message undeliverable",
+        "Reach the recipient out of band (not on WhatsApp, old client, or blocked the business).",
+    ),
+    _r(
+        "131030",
+        INVALID_REQUEST,
+        (131030,),
+        "Recipient not in allowed list",
+        "Add the recipient to the test number's allowed list, or use a production number.",
+    ),
+    _r(
+        "131047",
+        INVALID_REQUEST,
+        (131047,),
+        "Re-engagement message: more than 24 hours since the user's last message",
+        "Send an approved template instead of a free-form message.",
+    ),
+    _r(
+        "131050",
+        INVALID_REQUEST,
+        (131050,),
+        "User stopped marketing messages",
+        "Respect the opt-out.",
+    ),
+    _r(
+        "131051",
+        INVALID_REQUEST,
+        (131051,),
+        "Unsupported message type",
+        "Use a supported message type.",
+    ),
+    _r(
+        "131052",
+        INVALID_REQUEST,
+        (131052, 131053),
+        "Media download or upload error",
+        "Check the media URL, size and type.",
+        max_attempts=2,
+        retry_after=1.0,
+    ),
+    _r(
+        "132000",
+        INVALID_REQUEST,
+        (132000,),
+        "Template parameter count mismatch",
+        "Send the number of parameters the template expects.",
+    ),
+    _r(
+        "132001",
+        INVALID_REQUEST,
+        (132001,),
+        "Template does not exist in this language or is not approved",
+        "Check the template name, language and approval status.",
+    ),
+    _r(
+        "132005",
+        INVALID_REQUEST,
+        (132005, 132007, 132008, 132012),
+        "Template text, policy, parameter value or format error",
+        "Fix the template parameters (error_data.details says which).",
+    ),
+    _r(
+        "132015",
+        INVALID_REQUEST,
+        (132015, 132016),
+        "Template paused or disabled for low quality",
+        "Edit or replace the template.",
+    ),
+    _r("132068", INVALID_REQUEST, (132068,), "Flow is blocked", "Fix or replace the flow."),
+    _r(
+        "133005",
+        INVALID_REQUEST,
+        (133005, 133008, 133009),
+        "Two-step verification PIN mismatch or too many attempts",
+        "Use the correct two-step verification PIN; wait before guessing again.",
+    ),
+    _r("135000", UNKNOWN, (135000,), "Generic user error", "Escalate to Meta with the fbtrace_id."),
+)
+
+# HTTP-status fallbacks: no usable code (HTML from a proxy, empty body, unknown code).
+STATUS_RULES: Final[tuple[Rule, ...]] = (
+    _r(
+        "http:429",
+        RATE_LIMITED,
+        (),
+        "HTTP 429 Too Many Requests",
+        "Reduce the call volume.",
+        http_statuses=(429,),
+        max_attempts=3,
+        retry_after=_MINUTE,
+    ),
+    _r(
+        "http:5xx",
+        TRANSIENT,
+        (),
+        "Server or proxy error",
+        "None if it passes; if it persists, check the proxy and Meta's status page.",
+        http_statuses=(500, 502, 503, 504, 408),
+        max_attempts=3,
+        retry_after=1.0,
+    ),
+)
+
+#: An error object that says `is_transient: true` but has no row of its own.
+TRANSIENT_FLAG_RULE: Final = _r(
+    "is_transient",
+    TRANSIENT,
+    (),
+    "Meta marked the error transient",
+    "None if it passes; escalate with the fbtrace_id if it persists.",
+    max_attempts=3,
+    retry_after=1.0,
+)
+#: No answer came at all (connect error, timeout, reset).
+TRANSPORT_RULE: Final = _r(
+    "transport",
+    TRANSIENT,
+    (),
+    "No answer from the server",
+    "Check the network path to the Graph API (DNS, proxy, firewall) if it persists.",
+    max_attempts=3,
+    retry_after=1.0,
+)
+#: Nothing recognisable.
+UNKNOWN_RULE: Final = _r(
+    "unknown",
+    UNKNOWN,
+    (),
+    "Unrecognised error",
+    "Inspect the logged body and fbtrace_id; report the payload to wa_auth if it is Meta's.",
+)
+#: Raised locally before any request.
+VALIDATION_RULE: Final = _r(
+    "validation",
+    INVALID_REQUEST,
+    (),
+    "Request failed local validation",
+    "Fix the call's arguments.",
+)
+
+_BY_CODE: dict[int, list[Rule]] = {}
+for _rule in RULES:
+    for _code in _rule.codes:
+        _BY_CODE.setdefault(_code, []).append(_rule)
+BY_CODE: Final[dict[int, tuple[Rule, ...]]] = {k: tuple(v) for k, v in _BY_CODE.items()}
+del _BY_CODE, _rule, _code
+
+
+def lookup(code: int | None, subcode: int | None, text: str, status: int | None) -> Rule:
+    """Return the most specific rule for an error; *text* is the lowercased message and details."""
+    if code is not None:
+        rows = BY_CODE.get(code)
+        if rows:
+            for rule in rows:
+                if rule.subcodes is not None:
+                    if subcode in rule.subcodes:
+                        return rule
+                elif rule.messages:
+                    if any(m in text for m in rule.messages):
+                        return rule
+                else:
+                    return rule
+    if status is not None:
+        for rule in STATUS_RULES:
+            if status in rule.http_statuses or (status >= 500 and rule.id == "http:5xx"):
+                return rule
+    return UNKNOWN_RULE

@@ -1,0 +1,635 @@
+"""The wa_auth exception tree, and the pure classifier that maps Meta's answers onto it.
+
+```
+WhatsAppError
+├── ApiError                      a Cloud API call failed; HTTP fields are None when no answer came
+│   ├── AuthError                 the credential cannot do this: never retry with it
+│   │   ├── TokenExpiredError
+│   │   ├── TokenRevokedError
+│   │   ├── InsufficientPermissionError
+│   │   └── AccountStateError
+│   ├── RateLimitError
+│   ├── TransientError
+│   │   └── TransportError        no answer (connect, read timeout, reset); maybe_delivered
+│   ├── InvalidRequestError
+│   │   └── RequestValidationError   raised before any request; also a ValueError
+│   └── UnknownApiError
+├── TokenUnavailableError         a provider could not produce a token; the cause attached
+└── WebhookSignatureError         a webhook's signature or verify token did not match
+```
+
+Every error carries a stable `category` from one closed set (`CATEGORIES`), a retry policy
+(`retryable`, `retry_after`, `max_attempts`), `ambiguous` and a one-sentence `operator_action`.
+`from_response` and `from_webhook_error` are pure and never raise: whatever Meta, a proxy or a
+BSP answered, they return an `ApiError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+
+from wa_auth import _table
+from wa_auth._redact import fingerprint, redact_text
+from wa_auth._table import CATEGORIES, TOKEN_CLASS, Rule
+from wa_auth.models import EMPTY_USAGE, Usage
+
+__all__ = [
+    "CATEGORIES",
+    "TOKEN_CLASS",
+    "AccountStateError",
+    "ApiError",
+    "AuthError",
+    "InsufficientPermissionError",
+    "InvalidRequestError",
+    "RateLimitError",
+    "RequestValidationError",
+    "TokenExpiredError",
+    "TokenRevokedError",
+    "TokenUnavailableError",
+    "TransientError",
+    "TransportError",
+    "UnknownApiError",
+    "WebhookSignatureError",
+    "WhatsAppError",
+    "error_class_for",
+    "from_response",
+    "from_webhook_error",
+]
+
+#: Longest `retry_after` the classifier reports; a larger Retry-After is clamped to it.
+MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
+#: How much of a non-JSON body is kept (redacted) for diagnostics.
+BODY_EXCERPT_CHARS: Final = 300
+
+
+def _restore(cls: type[WhatsAppError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+# --- Base -------------------------------------------------------------------------------------
+
+
+class WhatsAppError(Exception):
+    """The root of every error wa_auth raises."""
+
+    category: ClassVar[str] = _table.UNKNOWN
+    retryable: bool = False
+    retry_after: float | None = None
+    max_attempts: int = 1
+    ambiguous: bool = False
+    operator_action: str = _table.UNKNOWN_RULE.operator_action
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
+        ambiguous: bool = False,
+        operator_action: str | None = None,
+    ) -> None:
+        message = redact_text(str(message))
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+        if retry_after is not None:
+            self.retry_after = retry_after
+        if max_attempts is not None:
+            self.max_attempts = max_attempts
+        if ambiguous:
+            self.ambiguous = True
+        if operator_action is not None:
+            self.operator_action = operator_action
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, category={self.category!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error; never the token."""
+        return {
+            "type": type(self).__name__,
+            "category": self.category,
+            "message": self.message,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "max_attempts": self.max_attempts,
+            "ambiguous": self.ambiguous,
+            "operator_action": self.operator_action,
+        }
+
+
+# --- API errors -------------------------------------------------------------------------------
+
+
+class ApiError(WhatsAppError):
+    """A Cloud API call failed; the HTTP fields are None when no answer came.
+
+    For example, Meta answered `{"error": {"code": 131031, ...}}`, or the connection was reset.
+    """
+
+    maybe_delivered: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: int | None = None,
+        subcode: int | None = None,
+        error_type: str | None = None,
+        user_title: str | None = None,
+        user_message: str | None = None,
+        details: str | None = None,
+        fbtrace_id: str | None = None,
+        usage: Usage | None = None,
+        token_fingerprint: str | None = None,
+        rule: str | None = None,
+        maybe_delivered: bool = False,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
+        ambiguous: bool = False,
+        operator_action: str | None = None,
+    ) -> None:
+        if maybe_delivered:
+            retryable = False
+        super().__init__(
+            message,
+            retryable=retryable,
+            retry_after=retry_after,
+            max_attempts=max_attempts,
+            ambiguous=ambiguous,
+            operator_action=operator_action,
+        )
+        self.http_status = http_status
+        self.code = code
+        self.subcode = subcode
+        self.error_type = error_type
+        self.user_title = _redact_opt(user_title)
+        self.user_message = _redact_opt(user_message)
+        self.details = _redact_opt(details)
+        self.fbtrace_id = fbtrace_id
+        self.usage = usage if usage is not None else EMPTY_USAGE
+        self.token_fingerprint = token_fingerprint
+        self.rule = rule
+        self.maybe_delivered = maybe_delivered
+
+    def __str__(self) -> str:
+        if self.fbtrace_id:
+            return f"Request {self.fbtrace_id}: {self.message}"
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, category={self.category!r}, "
+            f"http_status={self.http_status!r}, code={self.code!r}, subcode={self.subcode!r}, "
+            f"fbtrace_id={self.fbtrace_id!r}, token_fingerprint={self.token_fingerprint!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error; never the token."""
+        data = super().to_dict()
+        data.update(
+            http_status=self.http_status,
+            code=self.code,
+            subcode=self.subcode,
+            error_type=self.error_type,
+            user_title=self.user_title,
+            user_message=self.user_message,
+            details=self.details,
+            fbtrace_id=self.fbtrace_id,
+            token_fingerprint=self.token_fingerprint,
+            maybe_delivered=self.maybe_delivered,
+            rule=self.rule,
+            usage=self.usage.to_dict(),
+        )
+        return data
+
+    def with_token(self, token: str) -> None:
+        """Attach *token*'s fingerprint and scrub the token from every text field.
+
+        Called by the client right after classification, so a proxy that echoes the token in
+        its error page cannot leak it.
+        """
+        self.token_fingerprint = fingerprint(token)
+        if token:
+            self.message = redact_text(self.message, token)
+            self.args = (self.message,)
+            for name in ("user_title", "user_message", "details"):
+                value = getattr(self, name)
+                if value:
+                    setattr(self, name, redact_text(value, token))
+
+
+class AuthError(ApiError):
+    """The credential cannot do this: never retry the same call with the same token.
+
+    For example, the token expired, was revoked, lacks a permission, or the account is locked.
+    """
+
+
+class TokenExpiredError(AuthError):
+    """The access token has expired.
+
+    For example, code 190 subcode 463, or "Session has expired on Friday, 08-Mar-24 ...".
+    """
+
+    category: ClassVar[str] = _table.TOKEN_EXPIRED
+
+
+class TokenRevokedError(AuthError):
+    """The access token was revoked, invalidated or is malformed.
+
+    For example, the user changed their password (190/460), de-authorised the app (190/458),
+    or the configured token cannot be parsed.
+    """
+
+    category: ClassVar[str] = _table.TOKEN_REVOKED
+
+
+class InsufficientPermissionError(AuthError):
+    """The token is valid but lacks a permission or access to the asset.
+
+    For example, code 10, codes 200-299 (system user not assigned to the WABA), or 131005.
+    """
+
+    category: ClassVar[str] = _table.INSUFFICIENT_PERMISSION
+
+
+class AccountStateError(AuthError):
+    """The business account or phone number blocks the call; a new token does not help.
+
+    For example, the WABA is locked (131031), restricted (368), has a payment issue (131042),
+    or the number is not registered (133010).
+    """
+
+    category: ClassVar[str] = _table.ACCOUNT_STATE
+
+
+class RateLimitError(ApiError):
+    """A rate limit was hit; `retry_after` says when to try again.
+
+    For example, per-number throughput (130429), the pair limit (131056) or app usage (4).
+    """
+
+    category: ClassVar[str] = _table.RATE_LIMITED
+    retryable: bool = True
+    max_attempts: int = 3
+
+
+class TransientError(ApiError):
+    """A temporary fault on Meta's side or on the way; retrying later may succeed.
+
+    For example, code 2 or 131016 (service unavailable), or an HTML 502 page from a proxy.
+    """
+
+    category: ClassVar[str] = _table.TRANSIENT
+    retryable: bool = True
+    max_attempts: int = 3
+
+
+class TransportError(TransientError):
+    """No answer came: the connection failed, timed out or was reset.
+
+    For example, a read timeout after the request was sent; then `maybe_delivered` is True and
+    `retryable` is False, because Meta may have accepted the message.
+    """
+
+
+class InvalidRequestError(ApiError):
+    """Meta rejected the request itself; fix it before sending again.
+
+    For example, an invalid parameter (100), a template mismatch (132000), or the 24-hour
+    window closed (131047).
+    """
+
+    category: ClassVar[str] = _table.INVALID_REQUEST
+
+
+class RequestValidationError(InvalidRequestError, ValueError):
+    """The call's arguments failed local validation; no request was sent.
+
+    For example, an empty text, a recipient that is not 7-15 digits, or both `media_id` and
+    `link`.
+    """
+
+
+class UnknownApiError(ApiError):
+    """An error wa_auth does not recognise; the body excerpt and fbtrace_id help diagnose it.
+
+    For example, a new error code, or a 4xx HTML page from a proxy.
+    """
+
+
+# --- Other errors -----------------------------------------------------------------------------
+
+
+class TokenUnavailableError(WhatsAppError):
+    """A token provider could not produce a token; the cause is attached as `__cause__`.
+
+    For example, the token file is missing, the environment variable is unset, or Vault is
+    unreachable.
+    """
+
+    category: ClassVar[str] = _table.TOKEN_UNAVAILABLE
+    operator_action: str = (
+        "Fix the token source (file, environment variable or Vault) named in the message."
+    )
+
+
+class WebhookSignatureError(WhatsAppError, ValueError):
+    """A webhook request's signature or verification token did not match.
+
+    For example, `X-Hub-Signature-256` was computed with a different app secret.
+    """
+
+    category: ClassVar[str] = _table.INVALID_SIGNATURE
+    operator_action: str = "Check the app secret configured for webhook verification."
+
+
+_CLASSES: Final[dict[str, type[ApiError]]] = {
+    _table.TOKEN_EXPIRED: TokenExpiredError,
+    _table.TOKEN_REVOKED: TokenRevokedError,
+    _table.INSUFFICIENT_PERMISSION: InsufficientPermissionError,
+    _table.ACCOUNT_STATE: AccountStateError,
+    _table.RATE_LIMITED: RateLimitError,
+    _table.TRANSIENT: TransientError,
+    _table.INVALID_REQUEST: InvalidRequestError,
+    _table.UNKNOWN: UnknownApiError,
+}
+
+
+def error_class_for(category: str) -> type[ApiError]:
+    """Return the ApiError subclass for an API *category* (`unknown` for anything else)."""
+    return _CLASSES.get(category, UnknownApiError)
+
+
+def _redact_opt(value: str | None) -> str | None:
+    return redact_text(value) if value else value
+
+
+# --- The classifier ---------------------------------------------------------------------------
+
+_CODE_IN_TEXT: Final = re.compile(r"\(#(\d+)\)")
+_DIGITS: Final = re.compile(r"-?\d+")
+_WWW_AUTH: Final = re.compile(r'"([a-z_]+)"\s*"(.*)"\s*$', re.IGNORECASE)
+
+
+def from_response(
+    status_code: int | None,
+    body: bytes | str | Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None = None,
+) -> ApiError:
+    """Classify an error answer of the Graph API; pure, and never raises.
+
+    Args:
+        status_code: The HTTP status; Meta's is unreliable, so code and subcode win.
+        body: The raw body (bytes or str), an already parsed JSON object, or None.
+        headers: Response headers, for Retry-After, the usage headers and WWW-Authenticate.
+
+    Returns:
+        An `ApiError` subclass chosen by the category of the matching `_table` row.
+    """
+    try:
+        return _classify(status_code, body, headers)
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        return UnknownApiError(
+            f"Unclassifiable error answer (HTTP {status_code}): {type(exc).__name__}",
+            http_status=status_code if isinstance(status_code, int) else None,
+            rule=_table.UNKNOWN_RULE.id,
+        )
+
+
+def from_webhook_error(obj: Any) -> ApiError:
+    """Classify one error object of a webhook (`statuses[].errors[]`, `value.errors[]`).
+
+    These objects have no `error` wrapper and no HTTP status. Pure, and never raises.
+    """
+    try:
+        return _classify(None, {"error": obj} if isinstance(obj, Mapping) else obj, None)
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        return UnknownApiError(
+            f"Unclassifiable webhook error: {type(exc).__name__}", rule=_table.UNKNOWN_RULE.id
+        )
+
+
+def _classify(
+    status: int | None,
+    body: bytes | str | Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+) -> ApiError:
+    if not isinstance(status, int) or isinstance(status, bool):
+        status = None
+    parsed, excerpt = _parse_body(body)
+    err = _find_error_object(parsed)
+    www_auth = _get_header(headers, "www-authenticate")
+
+    code = _to_int(err.get("code")) if err else None
+    subcode = _to_int(err.get("error_subcode")) if err else None
+    message = _text(err.get("message")) if err else None
+    title = _text(err.get("title")) if err else None
+    error_data = err.get("error_data") if err else None
+    details = _text(error_data.get("details")) if isinstance(error_data, Mapping) else None
+    if details is None and isinstance(error_data, str):
+        details = error_data
+    user_title = _text(err.get("error_user_title")) if err else None
+    user_message = _text(err.get("error_user_msg")) if err else None
+    error_type = _text(err.get("type")) if err else None
+    fbtrace = _text(err.get("fbtrace_id")) if err else None
+    is_transient = err.get("is_transient") is True if err else False
+
+    if code is None and message:
+        found = _CODE_IN_TEXT.search(message)
+        if found:
+            code = int(found.group(1))
+    if code is None and err is None and www_auth:
+        # Graph echoes auth failures in WWW-Authenticate; use it only when the body has nothing.
+        m = _WWW_AUTH.search(www_auth)
+        if m:
+            oauth_error, header_message = m.group(1).lower(), m.group(2)
+            message = message or header_message
+            code = {"invalid_token": 190, "insufficient_scope": 10}.get(oauth_error)
+
+    text = " ".join(t for t in (message, title, details, user_message) if t).lower()
+    rule = _table.lookup(code, subcode, text, None)
+    if rule is _table.UNKNOWN_RULE:
+        if is_transient:
+            rule = _table.TRANSIENT_FLAG_RULE
+        elif status is not None:
+            rule = _table.lookup(None, None, "", status)
+
+    usage = Usage.from_headers(headers)
+    retry_after = _retry_after(headers, usage, rule)
+
+    if not message:
+        message = title or details or _fallback_message(status, excerpt)
+    return error_class_for(rule.category)(
+        message,
+        http_status=status,
+        code=code,
+        subcode=subcode,
+        error_type=error_type,
+        user_title=user_title,
+        user_message=user_message,
+        details=details,
+        fbtrace_id=fbtrace,
+        usage=usage,
+        rule=rule.id,
+        retryable=rule.max_attempts > 1,
+        retry_after=retry_after,
+        max_attempts=rule.max_attempts,
+        ambiguous=rule.ambiguous,
+        operator_action=rule.operator_action,
+    )
+
+
+def _parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
+    if body is None:
+        return None, ""
+    if isinstance(body, Mapping):
+        return body, ""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body).decode("utf-8", "replace")
+    if not isinstance(body, str):
+        return body, ""
+    stripped = body.strip()
+    if not stripped:
+        return None, ""
+    if stripped[0] in "{[":
+        try:
+            return json.loads(stripped), ""
+        except ValueError:
+            pass
+    return None, stripped
+
+
+def _find_error_object(parsed: Any) -> Mapping[str, Any] | None:
+    if isinstance(parsed, list):
+        parsed = next((p for p in parsed if isinstance(p, Mapping)), None)
+    if not isinstance(parsed, Mapping):
+        return None
+    err = parsed.get("error")
+    if isinstance(err, Mapping):
+        return err
+    if isinstance(err, list) and err and isinstance(err[0], Mapping):
+        return err[0]
+    errors = parsed.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        return errors[0]
+    if "error_code" in parsed or "error_msg" in parsed:  # the legacy REST shape
+        return {
+            "code": parsed.get("error_code"),
+            "message": parsed.get("error_msg"),
+            "error_subcode": parsed.get("error_subcode"),
+        }
+    if isinstance(err, str):  # OAuth style: {"error": "invalid_token", "error_description": ...}
+        return {"message": _text(parsed.get("error_description")) or err}
+    if "code" in parsed and ("message" in parsed or "title" in parsed):  # unwrapped
+        return parsed
+    return None
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        m = _DIGITS.search(value)
+        if m:
+            return int(m.group(0))
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _get_header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        for key, val in headers.items():
+            if key.lower() == name:
+                return val
+    return value
+
+
+def _fallback_message(status: int | None, excerpt: str) -> str:
+    head = f"HTTP {status}" if status is not None else "Error"
+    if not excerpt:
+        return f"{head} with no error body"
+    snippet = " ".join(excerpt[:BODY_EXCERPT_CHARS].split())
+    return f"{head} with a non-JSON body: {snippet}"
+
+
+def _retry_after(headers: Mapping[str, str] | None, usage: Usage, rule: Rule) -> float | None:
+    raw = _get_header(headers, "retry-after")
+    if raw:
+        seconds = parse_retry_after(raw)
+        if seconds is not None:
+            return seconds
+    regain = usage.regain_access_seconds
+    if regain is not None:
+        return min(regain, MAX_RETRY_AFTER)
+    return rule.retry_after
+
+
+def parse_retry_after(value: str, now: float | None = None) -> float | None:
+    """Parse a Retry-After value (seconds or an HTTP date), clamped to [0, MAX_RETRY_AFTER]."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN  # noqa: PLR0124
+        return None
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+for _cls in (
+    WhatsAppError,
+    ApiError,
+    AuthError,
+    TokenExpiredError,
+    TokenRevokedError,
+    InsufficientPermissionError,
+    AccountStateError,
+    RateLimitError,
+    TransientError,
+    TransportError,
+    InvalidRequestError,
+    RequestValidationError,
+    UnknownApiError,
+    TokenUnavailableError,
+    WebhookSignatureError,
+):
+    _cls.__module__ = "wa_auth"
+del _cls

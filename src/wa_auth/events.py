@@ -1,0 +1,198 @@
+"""Typed events, the `Events` hub they are emitted to, and two subscribers: logging and counters.
+
+Auth events (a token failed, was invalidated, was replaced) are kept apart from business
+errors (rate limits, invalid requests, transient faults): they go to the `wa_auth.auth` logger,
+the others to `wa_auth.http`. Events carry token fingerprints, never tokens. There is no global
+hub: a client emits to the `Events` object it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+
+__all__ = [
+    "ApiCallFailed",
+    "AuthFailed",
+    "AuthRetried",
+    "Counters",
+    "Event",
+    "Events",
+    "LoggingSubscriber",
+    "TokenInvalidated",
+]
+
+Subscriber = Callable[["Event"], None]
+
+_log = logging.getLogger("wa_auth")
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Something worth knowing happened; `name` is stable, for routing and dashboards."""
+
+    name: ClassVar[str] = "event"
+    #: `"auth"` for token/credential events, `"http"` for other API outcomes.
+    kind: ClassVar[str] = "http"
+
+    consumer: str | None = None
+    token_fingerprint: str | None = None
+    at: float = attrs.field(factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data, with the event's name."""
+        data = attrs.asdict(self)
+        data["event"] = self.name
+        return data
+
+
+@attrs.frozen(kw_only=True)
+class AuthFailed(Event):
+    """A call failed for an auth reason: token expired/revoked, permission, account state."""
+
+    name: ClassVar[str] = "auth.failed"
+    kind: ClassVar[str] = "auth"
+
+    category: str
+    operation: str
+    code: int | None = None
+    subcode: int | None = None
+    fbtrace_id: str | None = None
+    rule: str | None = None
+    operator_action: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class TokenInvalidated(Event):
+    """The client told its provider that a token is dead."""
+
+    name: ClassVar[str] = "auth.token_invalidated"
+    kind: ClassVar[str] = "auth"
+
+    category: str
+
+
+@attrs.frozen(kw_only=True)
+class AuthRetried(Event):
+    """The provider produced a different token; the call is being sent once more with it."""
+
+    name: ClassVar[str] = "auth.retried"
+    kind: ClassVar[str] = "auth"
+
+    new_token_fingerprint: str
+    operation: str
+
+
+@attrs.frozen(kw_only=True)
+class ApiCallFailed(Event):
+    """A call failed for a reason that is not auth: rate limit, transient, invalid, unknown."""
+
+    name: ClassVar[str] = "api.failed"
+
+    category: str
+    operation: str
+    code: int | None = None
+    http_status: int | None = None
+    fbtrace_id: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    maybe_delivered: bool = False
+
+
+class Events:
+    """A hub that hands every event to its subscribers, in order.
+
+    A subscriber that raises is logged and skipped: observability never breaks a send.
+    """
+
+    def __init__(self, *subscribers: Subscriber) -> None:
+        self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def with_logging(cls) -> Events:
+        """Return a hub whose only subscriber logs through the standard `logging` module."""
+        return cls(LoggingSubscriber())
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add *subscriber*; return a function that removes it again."""
+        with self._lock:
+            self._subscribers = (*self._subscribers, subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        """Deliver *event* to every subscriber."""
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # noqa: BLE001 - a subscriber must not break a send
+                _log.exception("wa_auth event subscriber %r failed on %s", subscriber, event.name)
+
+    def __repr__(self) -> str:
+        return f"Events(subscribers={len(self._subscribers)})"
+
+
+class LoggingSubscriber:
+    """Log auth events to `wa_auth.auth` and other events to `wa_auth.http`.
+
+    Structured fields go in `extra` under one `wa_auth` key, so a JSON formatter can pick them up.
+    """
+
+    def __init__(
+        self,
+        auth_logger: logging.Logger | None = None,
+        http_logger: logging.Logger | None = None,
+    ) -> None:
+        self._auth = auth_logger or logging.getLogger("wa_auth.auth")
+        self._http = http_logger or logging.getLogger("wa_auth.http")
+
+    def __call__(self, event: Event) -> None:
+        """Log one event."""
+        logger = self._auth if event.kind == "auth" else self._http
+        level = logging.WARNING if isinstance(event, (AuthFailed, ApiCallFailed)) else logging.INFO
+        if not logger.isEnabledFor(level):
+            return
+        fields = event.to_dict()
+        detail = " ".join(
+            f"{k}={v}"
+            for k, v in fields.items()
+            if k not in {"event", "at", "operator_action"} and v not in (None, "")
+        )
+        logger.log(level, "%s %s", event.name, detail, extra={"wa_auth": fields})
+
+
+class Counters:
+    """Count events by name and category: a subscriber for tests, health pages and metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str | None]] = Counter()
+
+    def __call__(self, event: Event) -> None:
+        """Count one event."""
+        key = (event.name, getattr(event, "category", None))
+        with self._lock:
+            self._counts[key] += 1
+
+    def get(self, name: str, category: str | None = None) -> int:
+        """Return how many events of *name* (and *category*, when given) were seen."""
+        with self._lock:
+            if category is not None:
+                return self._counts[(name, category)]
+            return sum(n for (ev, _), n in self._counts.items() if ev == name)
+
+    def snapshot(self) -> dict[str, int]:
+        """Return all counts as `{"name" or "name:category": n}`."""
+        with self._lock:
+            return {(f"{n}:{c}" if c else n): v for (n, c), v in sorted(self._counts.items())}

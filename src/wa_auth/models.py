@@ -1,0 +1,288 @@
+"""Frozen values returned by the client: results, media, numbers, templates, token info, usage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+__all__ = [
+    "AppUsage",
+    "BusinessProfile",
+    "BusinessUsage",
+    "GranularScope",
+    "MediaContent",
+    "MediaInfo",
+    "MediaUpload",
+    "MessageTemplate",
+    "Page",
+    "PhoneNumber",
+    "SendResult",
+    "SuccessResult",
+    "TokenInfo",
+    "TokenInfoError",
+    "Usage",
+]
+
+T = TypeVar("T")
+
+
+# --- usage headers ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AppUsage:
+    """`X-App-Usage`: percentages of the app's hourly platform budget."""
+
+    call_count: int = 0
+    total_time: int = 0
+    total_cputime: int = 0
+
+
+@attrs.frozen
+class BusinessUsage:
+    """One entry of `X-Business-Use-Case-Usage` (per business object and use-case type)."""
+
+    business_id: str
+    type: str
+    call_count: int = 0
+    total_time: int = 0
+    total_cputime: int = 0
+    #: Minutes until access returns; 0 when not throttled.
+    estimated_time_to_regain_access: int = 0
+
+
+@attrs.frozen
+class Usage:
+    """Meta's usage headers of one response, parsed; empty when the headers are absent."""
+
+    app: AppUsage | None = None
+    business: tuple[BusinessUsage, ...] = ()
+
+    @property
+    def regain_access_seconds(self) -> float | None:
+        """Return the longest `estimated_time_to_regain_access` in seconds, or None."""
+        minutes = [b.estimated_time_to_regain_access for b in self.business]
+        longest = max(minutes, default=0)
+        return float(longest * 60) if longest > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str] | None) -> Usage:
+        """Parse the usage headers of a response; malformed values are ignored, never raised."""
+        if not headers:
+            return EMPTY_USAGE
+        app_raw = _header(headers, "x-app-usage")
+        buc_raw = _header(headers, "x-business-use-case-usage")
+        if app_raw is None and buc_raw is None:
+            return EMPTY_USAGE
+        app = None
+        data = _loads(app_raw)
+        if isinstance(data, dict):
+            app = AppUsage(
+                call_count=_int(data.get("call_count")),
+                total_time=_int(data.get("total_time")),
+                total_cputime=_int(data.get("total_cputime")),
+            )
+        business: list[BusinessUsage] = []
+        data = _loads(buc_raw)
+        if isinstance(data, dict):
+            for biz_id, entries in data.items():
+                entries_list = entries if isinstance(entries, list) else [entries]
+                business.extend(
+                    BusinessUsage(
+                        business_id=str(biz_id),
+                        type=str(entry.get("type", "")),
+                        call_count=_int(entry.get("call_count")),
+                        total_time=_int(entry.get("total_time")),
+                        total_cputime=_int(entry.get("total_cputime")),
+                        estimated_time_to_regain_access=_int(
+                            entry.get("estimated_time_to_regain_access")
+                        ),
+                    )
+                    for entry in entries_list
+                    if isinstance(entry, dict)
+                )
+        return cls(app=app, business=tuple(business))
+
+
+EMPTY_USAGE = Usage()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None and not hasattr(headers, "get_list"):  # a plain dict: case-insensitive scan
+        for key, val in headers.items():
+            if key.lower() == name:
+                return val
+    return value
+
+
+def _loads(raw: str | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SendResult:
+    """A message Meta accepted: its id (the wamid) and the recipient's WhatsApp id.
+
+    Acceptance is not delivery: delivery failures arrive later in status webhooks.
+    """
+
+    message_id: str
+    wa_id: str | None
+    input: str | None = None
+    message_status: str | None = None
+    idempotency_key: str | None = None
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class SuccessResult:
+    """An operation that answers `{"success": true}` (mark as read, delete media)."""
+
+    success: bool
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class MediaUpload:
+    """The id of an uploaded media object."""
+
+    media_id: str
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class MediaInfo:
+    """A media object's short-lived download URL and metadata."""
+
+    media_id: str
+    url: str = attrs.field(repr=False)
+    mime_type: str | None = None
+    sha256: str | None = None
+    file_size: int | None = None
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class MediaContent:
+    """Downloaded media bytes."""
+
+    media_id: str
+    content: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    mime_type: str | None = None
+    sha256: str | None = None
+
+
+@attrs.frozen
+class PhoneNumber:
+    """A business phone number of a WhatsApp Business Account."""
+
+    id: str
+    display_phone_number: str | None = None
+    verified_name: str | None = None
+    quality_rating: str | None = None
+    code_verification_status: str | None = None
+    platform_type: str | None = None
+    throughput_level: str | None = None
+    name_status: str | None = None
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a list endpoint, with the cursor of the next page when there is one."""
+
+    items: tuple[T, ...]
+    after: str | None = None
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class BusinessProfile:
+    """The WhatsApp business profile of a phone number."""
+
+    about: str | None = None
+    address: str | None = None
+    description: str | None = None
+    email: str | None = None
+    profile_picture_url: str | None = None
+    websites: tuple[str, ...] = ()
+    vertical: str | None = None
+    usage: Usage = EMPTY_USAGE
+
+
+@attrs.frozen
+class MessageTemplate:
+    """A message template of the WABA."""
+
+    id: str
+    name: str
+    language: str | None = None
+    status: str | None = None
+    category: str | None = None
+    components: tuple[Mapping[str, Any], ...] = attrs.field(default=(), repr=False)
+
+
+@attrs.frozen
+class GranularScope:
+    """A scope and the assets (WABA ids) it applies to; no targets means every asset."""
+
+    scope: str
+    target_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TokenInfoError:
+    """The error Meta embeds in `debug_token` when the inspected token is invalid."""
+
+    code: int | None
+    subcode: int | None
+    message: str
+
+
+@attrs.frozen
+class TokenInfo:
+    """What `debug_token` says about a token.
+
+    `expires_at` and `data_access_expires_at` are Unix seconds; 0 means never.
+    """
+
+    is_valid: bool
+    app_id: str | None = None
+    application: str | None = None
+    type: str | None = None
+    user_id: str | None = None
+    expires_at: int = 0
+    data_access_expires_at: int = 0
+    issued_at: int | None = None
+    scopes: tuple[str, ...] = ()
+    granular_scopes: tuple[GranularScope, ...] = ()
+    error: TokenInfoError | None = None
+    usage: Usage = EMPTY_USAGE
+
+    @property
+    def never_expires(self) -> bool:
+        """Return True when Meta reports no expiry (`expires_at == 0`)."""
+        return self.expires_at == 0
