@@ -17,9 +17,10 @@ import httpx
 from typing_extensions import ParamSpec, Self
 
 from wa_auth import _core
-from wa_auth._core import Context, Flow, GetToken, Request, Response, Send, auth_headers
+from wa_auth._core import Context, Flow, Request, Response, auth_headers
 from wa_auth._redact import install_log_redaction, redact_text
-from wa_auth.errors import RequestValidationError, TransportError, WhatsAppError
+from wa_auth._shell import adrive, drive
+from wa_auth.errors import RequestValidationError, TransportError
 from wa_auth.events import Events
 from wa_auth.providers import StaticTokenProvider, Token, TokenProvider
 
@@ -214,30 +215,17 @@ class WhatsAppClient(_BaseClient):
         )
 
     def _drive(self, flow: Flow[T]) -> T:
-        value: Any = None
-        error: WhatsAppError | None = None
-        while True:
-            try:
-                effect = flow.throw(error) if error is not None else flow.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                value, error = self._perform(effect), None
-            except WhatsAppError as exc:
-                value, error = None, exc
+        return drive(self._ctx, flow, self._send)
 
-    def _perform(self, effect: GetToken | Send) -> Token | Response:
-        if isinstance(effect, Send):
-            request = effect.request
-            with _transport_errors(request):
-                r = self._http.request(
-                    request.method,
-                    request.url,
-                    headers=auth_headers(request, effect.token),
-                    content=request.content,
-                )
-            return Response(r.status_code, r.headers, r.content)
-        return self._ctx.provider.get_token()
+    def _send(self, request: Request, token: Token) -> Response:
+        with _transport_errors(request):
+            r = self._http.request(
+                request.method,
+                request.url,
+                headers=auth_headers(request, token),
+                content=request.content,
+            )
+        return Response(r.status_code, r.headers, r.content)
 
     def close(self) -> None:
         """Close the HTTP connections this client opened."""
@@ -315,30 +303,17 @@ class AsyncWhatsAppClient(_BaseClient):
         )
 
     async def _drive(self, flow: Flow[T]) -> T:
-        value: Any = None
-        error: WhatsAppError | None = None
-        while True:
-            try:
-                effect = flow.throw(error) if error is not None else flow.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                value, error = await self._perform(effect), None
-            except WhatsAppError as exc:
-                value, error = None, exc
+        return await adrive(self._ctx, flow, self._send)
 
-    async def _perform(self, effect: GetToken | Send) -> Token | Response:
-        if isinstance(effect, Send):
-            request = effect.request
-            with _transport_errors(request):
-                r = await self._http.request(
-                    request.method,
-                    request.url,
-                    headers=auth_headers(request, effect.token),
-                    content=request.content,
-                )
-            return Response(r.status_code, r.headers, r.content)
-        return await self._ctx.provider.aget_token()
+    async def _send(self, request: Request, token: Token) -> Response:
+        with _transport_errors(request):
+            r = await self._http.request(
+                request.method,
+                request.url,
+                headers=auth_headers(request, token),
+                content=request.content,
+            )
+        return Response(r.status_code, r.headers, r.content)
 
     async def aclose(self) -> None:
         """Close the HTTP connections this client opened."""

@@ -31,6 +31,8 @@ __all__ = [
 Subscriber = Callable[["Event"], None]
 
 _log = logging.getLogger("wa_auth")
+# A library never prints: without the application configuring logging, records go nowhere.
+_log.addHandler(logging.NullHandler())
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,61 @@
+"""The two drivers of `_core` flows: one blocking, one asyncio.
+
+A transport (httpx sync or async, aiohttp) supplies only `send(request, token) -> Response`;
+every other effect (tokens, and what later issues add) is performed here, once per mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from wa_auth._core import Context, Flow, GetToken, Request, Response, Send
+from wa_auth.errors import WhatsAppError
+from wa_auth.providers import Token
+
+T = TypeVar("T")
+
+SyncSend = Callable[[Request, Token], Response]
+AsyncSend = Callable[[Request, Token], Awaitable[Response]]
+
+
+def drive(ctx: Context, flow: Flow[T], send: SyncSend) -> T:
+    """Run *flow* to completion, performing its effects with blocking calls."""
+    value: Any = None
+    error: WhatsAppError | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            if isinstance(effect, Send):
+                value = send(effect.request, effect.token)
+            elif isinstance(effect, GetToken):
+                value = ctx.provider.get_token()
+            else:  # pragma: no cover - a flow yielding something new is a programming error
+                raise TypeError(f"unknown effect {effect!r}")
+            error = None
+        except WhatsAppError as exc:
+            value, error = None, exc
+
+
+async def adrive(ctx: Context, flow: Flow[T], send: AsyncSend) -> T:
+    """Run *flow* to completion on the running event loop."""
+    value: Any = None
+    error: WhatsAppError | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            if isinstance(effect, Send):
+                value = await send(effect.request, effect.token)
+            elif isinstance(effect, GetToken):
+                value = await ctx.provider.aget_token()
+            else:  # pragma: no cover - a flow yielding something new is a programming error
+                raise TypeError(f"unknown effect {effect!r}")
+            error = None
+        except WhatsAppError as exc:
+            value, error = None, exc
