@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, Union
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
 
@@ -777,11 +777,32 @@ def _parse_media_info(response: Response) -> MediaInfo:
     )
 
 
+#: Hosts Meta serves media downloads from; the token is sent to these and to base_url's host.
+MEDIA_HOST_SUFFIXES: Final = (".fbsbx.com", ".facebook.com", ".fbcdn.net", ".whatsapp.net")
+
+
+def _trusted_media_host(ctx: Context, url: str) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in {"https", "http"} or not host:
+        return False
+    if host == (urlsplit(ctx.base_url).hostname or "").lower():
+        return True
+    return parts.scheme == "https" and host.endswith(MEDIA_HOST_SUFFIXES)
+
+
 def download_media(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[MediaContent]:
     """Download a media object's bytes: look up its URL, then fetch it with the same token."""
     info = yield from get_media_url(ctx, media_id, phone_number_id=phone_number_id)
+    if not _trusted_media_host(ctx, info.url):
+        # The bearer token goes with the download: never to a host Meta would not use.
+        raise UnknownApiError(
+            f"refusing to send the access token to the media URL's host "
+            f"{urlsplit(info.url).hostname!r}: not Meta's and not base_url's",
+            rule=_table.UNKNOWN_RULE.id,
+        )
     request = Request(
         "GET",
         info.url,
