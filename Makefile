@@ -45,5 +45,24 @@ endif
 
 test: lint types pytest pytest310
 
+# Benchmarks run in their own virtualenv with the peers (pywa, heyoo, whatsapp-python).
+VENV_BENCH ?= .venv-bench
+BENCH := $(VENV_BENCH)/bin
+
+$(BENCH)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_BENCH)
+	$(BENCH)/python -m pip install -q --upgrade pip
+	$(BENCH)/python -m pip install -q -e '.[fast,bench]'
+	-$(BENCH)/python -m pip install -q pywa
+	-$(BENCH)/python -m pip install -q heyoo
+	-$(BENCH)/python -m pip install -q whatsapp-python
+	touch $@
+
+bench: $(BENCH)/.installed
+	$(BENCH)/python benchmarks/run.py
+
+bench-quick: $(BENCH)/.installed
+	$(BENCH)/python benchmarks/run.py --quick
+
 clean:
-	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV310) $(VENV_BENCH) .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """wa_auth: WhatsApp Business Cloud API access tokens as a managed, observable state.
 
 The public surface is the sorted `__all__` below. Modules are imported on first use (PEP 562),
-so `python -m wa_auth --version` does not import httpx.
+so `python -m wa_auth --version` does not import httpx. `wa_auth.sandbox`, `wa_auth.testing`
+and `wa_auth.webhooks` are public modules imported directly.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
+    from wa_auth._client import (
+        AsyncWhatsAppClient,
+        WhatsAppClient,
+    )
+    from wa_auth._fast import (
+        FastAsyncWhatsAppClient,
+    )
     from wa_auth.errors import (
         AccountStateError,
+        AllCandidatesRejectedError,
         ApiError,
         AuthError,
         InsufficientPermissionError,
@@ -21,16 +29,31 @@ if TYPE_CHECKING:
         RequestValidationError,
         TokenExpiredError,
         TokenRevokedError,
+        TokenSourceMalformedError,
+        TokenSourceMissingError,
         TokenUnavailableError,
         TransientError,
         TransportError,
         UnknownApiError,
+        VaultCredentialError,
+        VaultDeniedError,
+        VaultPolicyError,
+        VaultSealedError,
+        VaultSecretNotFoundError,
+        VaultUnreachableError,
         WebhookSignatureError,
         WhatsAppError,
         from_response,
         from_webhook_error,
     )
-    from wa_auth.events import Events
+    from wa_auth.events import (
+        ApiCallFailed,
+        AuthFailed,
+        AuthRetried,
+        Counters,
+        Events,
+        TokenInvalidated,
+    )
     from wa_auth.models import (
         BusinessProfile,
         MediaContent,
@@ -41,18 +64,48 @@ if TYPE_CHECKING:
         PhoneNumber,
         SendResult,
         SuccessResult,
+        TokenHealth,
         TokenInfo,
         Usage,
     )
-    from wa_auth.providers import StaticTokenProvider, Token, TokenProvider
+    from wa_auth.providers import (
+        EnvTokenProvider,
+        FbTokenExchanger,
+        FileTokenProvider,
+        RefreshingTokenProvider,
+        RefreshPolicy,
+        RotatingTokenProvider,
+        RotationConfirmed,
+        RotationRolledBack,
+        RoutingTokenProvider,
+        StaticTokenProvider,
+        Token,
+        TokenActivated,
+        TokenExchanged,
+        TokenFailedOver,
+        TokenProvider,
+        TokenVerdicts,
+        VaultAppRole,
+        VaultTokenProvider,
+        VerdictStore,
+    )
 
 __all__ = [
     "AccountStateError",
+    "AllCandidatesRejectedError",
+    "ApiCallFailed",
     "ApiError",
     "AsyncWhatsAppClient",
     "AuthError",
+    "AuthFailed",
+    "AuthRetried",
     "BusinessProfile",
+    "Counters",
+    "EnvTokenProvider",
     "Events",
+    "FastAsyncWhatsAppClient",
+    "FbTokenExchanger",
+    "FileTokenProvider",
     "InsufficientPermissionError",
     "InvalidRequestError",
     "MediaContent",
@@ -62,20 +115,43 @@ __all__ = [
     "Page",
     "PhoneNumber",
     "RateLimitError",
+    "RefreshPolicy",
+    "RefreshingTokenProvider",
     "RequestValidationError",
+    "RotatingTokenProvider",
+    "RotationConfirmed",
+    "RotationRolledBack",
+    "RoutingTokenProvider",
     "SendResult",
     "StaticTokenProvider",
     "SuccessResult",
     "Token",
+    "TokenActivated",
+    "TokenExchanged",
     "TokenExpiredError",
+    "TokenFailedOver",
+    "TokenHealth",
     "TokenInfo",
+    "TokenInvalidated",
     "TokenProvider",
     "TokenRevokedError",
+    "TokenSourceMalformedError",
+    "TokenSourceMissingError",
     "TokenUnavailableError",
+    "TokenVerdicts",
     "TransientError",
     "TransportError",
     "UnknownApiError",
     "Usage",
+    "VaultAppRole",
+    "VaultCredentialError",
+    "VaultDeniedError",
+    "VaultPolicyError",
+    "VaultSealedError",
+    "VaultSecretNotFoundError",
+    "VaultTokenProvider",
+    "VaultUnreachableError",
+    "VerdictStore",
     "WebhookSignatureError",
     "WhatsAppClient",
     "WhatsAppError",
@@ -84,26 +160,92 @@ __all__ = [
     "from_webhook_error",
 ]
 
-_ERRORS = (
-    "AccountStateError ApiError AuthError InsufficientPermissionError InvalidRequestError "
-    "RateLimitError RequestValidationError TokenExpiredError TokenRevokedError "
-    "TokenUnavailableError TransientError TransportError UnknownApiError "
-    "WebhookSignatureError WhatsAppError from_response from_webhook_error"
-)
-_MODELS = (
-    "BusinessProfile MediaContent MediaInfo MediaUpload MessageTemplate Page PhoneNumber "
-    "SendResult SuccessResult TokenInfo Usage"
-)
 #: Where each public name lives; imported on first access.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(_ERRORS.split(), "wa_auth.errors"),
-    **dict.fromkeys(_MODELS.split(), "wa_auth.models"),
-    "AsyncWhatsAppClient": "wa_auth._client",
-    "WhatsAppClient": "wa_auth._client",
-    "Events": "wa_auth.events",
-    "StaticTokenProvider": "wa_auth.providers",
-    "Token": "wa_auth.providers",
-    "TokenProvider": "wa_auth.providers",
+    **dict.fromkeys(
+        ["AsyncWhatsAppClient", "WhatsAppClient"],
+        "wa_auth._client",
+    ),
+    **dict.fromkeys(
+        ["FastAsyncWhatsAppClient"],
+        "wa_auth._fast",
+    ),
+    **dict.fromkeys(
+        [
+            "AccountStateError",
+            "AllCandidatesRejectedError",
+            "ApiError",
+            "AuthError",
+            "InsufficientPermissionError",
+            "InvalidRequestError",
+            "RateLimitError",
+            "RequestValidationError",
+            "TokenExpiredError",
+            "TokenRevokedError",
+            "TokenSourceMalformedError",
+            "TokenSourceMissingError",
+            "TokenUnavailableError",
+            "TransientError",
+            "TransportError",
+            "UnknownApiError",
+            "VaultCredentialError",
+            "VaultDeniedError",
+            "VaultPolicyError",
+            "VaultSealedError",
+            "VaultSecretNotFoundError",
+            "VaultUnreachableError",
+            "WebhookSignatureError",
+            "WhatsAppError",
+            "from_response",
+            "from_webhook_error",
+        ],
+        "wa_auth.errors",
+    ),
+    **dict.fromkeys(
+        ["ApiCallFailed", "AuthFailed", "AuthRetried", "Counters", "Events", "TokenInvalidated"],
+        "wa_auth.events",
+    ),
+    **dict.fromkeys(
+        [
+            "BusinessProfile",
+            "MediaContent",
+            "MediaInfo",
+            "MediaUpload",
+            "MessageTemplate",
+            "Page",
+            "PhoneNumber",
+            "SendResult",
+            "SuccessResult",
+            "TokenHealth",
+            "TokenInfo",
+            "Usage",
+        ],
+        "wa_auth.models",
+    ),
+    **dict.fromkeys(
+        [
+            "EnvTokenProvider",
+            "FbTokenExchanger",
+            "FileTokenProvider",
+            "RefreshPolicy",
+            "RefreshingTokenProvider",
+            "RotatingTokenProvider",
+            "RotationConfirmed",
+            "RotationRolledBack",
+            "RoutingTokenProvider",
+            "StaticTokenProvider",
+            "Token",
+            "TokenActivated",
+            "TokenExchanged",
+            "TokenFailedOver",
+            "TokenProvider",
+            "TokenVerdicts",
+            "VaultAppRole",
+            "VaultTokenProvider",
+            "VerdictStore",
+        ],
+        "wa_auth.providers",
+    ),
 }
 
 

@@ -22,7 +22,13 @@ from wa_auth._redact import install_log_redaction, redact_text
 from wa_auth._shell import adrive, drive
 from wa_auth.errors import RequestValidationError, TransportError
 from wa_auth.events import Events
-from wa_auth.providers import StaticTokenProvider, Token, TokenProvider
+from wa_auth.providers import (
+    StaticTokenProvider,
+    Token,
+    TokenProvider,
+    TokenVerdicts,
+    VerdictStore,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -33,6 +39,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+#: `token_health()` asks Meta at most this often per token: scopes and expiry change rarely.
+DEFAULT_TOKEN_HEALTH_TTL: Final = 300.0
 #: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
@@ -45,7 +53,33 @@ except Exception:  # noqa: BLE001 - running from a source tree
 USER_AGENT: Final = f"wa-auth/{_VERSION} httpx/{httpx.__version__}"
 
 # Exceptions raised before a single byte could reach Meta: the message cannot be delivered.
-_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# ProxyError: the proxy refused the tunnel (407, 502 to CONNECT), so nothing reached Meta.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def transport_error(request: Request, exc: BaseException, *, not_sent: bool) -> TransportError:
+    """Return the `TransportError` for a transport's *exc*; shared by every transport.
+
+    Args:
+        request: The request that failed.
+        exc: The transport library's exception (httpx, aiohttp, asyncio).
+        not_sent: True when no byte of the request can have reached Meta (connect failures,
+            pool and connect timeouts); then the message was certainly not delivered.
+
+    Returns:
+        A transient `TransportError`; `maybe_delivered` is set when a non-idempotent request
+        may have been accepted before the answer was lost.
+    """
+    delivered = not (not_sent or request.idempotent)
+    what = "the request was not sent" if not_sent else "no complete answer came"
+    return TransportError(
+        f"{type(exc).__name__} on {request.operation or request.method}: {what}"
+        f"{'; the message may have been delivered' if delivered else ''} ({exc})",
+        maybe_delivered=delivered,
+        retry_after=1.0,
+        max_attempts=3,
+        rule="transport",
+    )
 
 
 @contextlib.contextmanager
@@ -58,17 +92,7 @@ def _transport_errors(request: Request) -> Iterator[None]:
             f"base_url must be an http(s) URL: {redact_text(str(exc))}"
         ) from exc
     except httpx.RequestError as exc:
-        not_sent = isinstance(exc, _NOT_SENT)
-        delivered = not (not_sent or request.idempotent)
-        what = "the request was not sent" if not_sent else "no complete answer came"
-        raise TransportError(
-            f"{type(exc).__name__} on {request.operation or request.method}: {what}"
-            f"{'; the message may have been delivered' if delivered else ''} ({exc})",
-            maybe_delivered=delivered,
-            retry_after=1.0,
-            max_attempts=3,
-            rule="transport",
-        ) from exc
+        raise transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT)) from exc
     except httpx.InvalidURL as exc:
         raise RequestValidationError(f"invalid URL: {redact_text(str(exc))}") from exc
 
@@ -89,6 +113,9 @@ class _BaseClient:
         consumer: str | None = None,
         events: Events | None = None,
         user_agent: str | None = None,
+        verdicts: VerdictStore | None = None,
+        app_token_provider: TokenProvider | None = None,
+        token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
     ) -> None:
         if (token is None) == (token_provider is None):
             raise RequestValidationError("pass exactly one of token= or token_provider=")
@@ -108,6 +135,11 @@ class _BaseClient:
             phone_number_id=None if phone_number_id is None else str(phone_number_id),
             business_account_id=None if business_account_id is None else str(business_account_id),
             consumer=consumer,
+            # A fresh store per client unless one is shared: clients and guards given the same
+            # store share what they learn about dead tokens.
+            verdicts=verdicts if verdicts is not None else TokenVerdicts(),
+            app_token_provider=app_token_provider,
+            health_cache=_core.TTLCache(token_health_ttl),
         )
         self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
@@ -121,6 +153,12 @@ class _BaseClient:
     def events(self) -> Events:
         """The events hub this client emits to."""
         return self._ctx.events
+
+    @property
+    def verdicts(self) -> VerdictStore:
+        """The store where this client records (and looks up) dead tokens."""
+        assert self._ctx.verdicts is not None
+        return self._ctx.verdicts
 
     @property
     def phone_number_id(self) -> str | None:
@@ -179,6 +217,10 @@ class WhatsAppClient(_BaseClient):
         consumer: A label (an n8n workflow's name) carried in events and logs.
         events: The `Events` hub to emit to; default: one that logs.
         user_agent: The User-Agent header.
+        verdicts: The `TokenVerdicts` store of dead tokens; default: a fresh in-memory one.
+            Pass one store to several clients (and guards) to share what they learn.
+        app_token_provider: A provider of an app token for `token_health()`.
+        token_health_ttl: Seconds a `token_health()` result is cached.
     """
 
     def __init__(
@@ -196,6 +238,9 @@ class WhatsAppClient(_BaseClient):
         consumer: str | None = None,
         events: Events | None = None,
         user_agent: str | None = None,
+        verdicts: VerdictStore | None = None,
+        app_token_provider: TokenProvider | None = None,
+        token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
     ) -> None:
         super().__init__(
             token=token,
@@ -208,6 +253,9 @@ class WhatsAppClient(_BaseClient):
             consumer=consumer,
             events=events,
             user_agent=user_agent,
+            verdicts=verdicts,
+            app_token_provider=app_token_provider,
+            token_health_ttl=token_health_ttl,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
@@ -260,6 +308,7 @@ class WhatsAppClient(_BaseClient):
     get_business_profile = _sync(_core.get_business_profile)
     list_templates = _sync(_core.list_templates)
     debug_token = _sync(_core.debug_token)
+    token_health = _sync(_core.token_health)
 
 
 class AsyncWhatsAppClient(_BaseClient):
@@ -284,6 +333,9 @@ class AsyncWhatsAppClient(_BaseClient):
         consumer: str | None = None,
         events: Events | None = None,
         user_agent: str | None = None,
+        verdicts: VerdictStore | None = None,
+        app_token_provider: TokenProvider | None = None,
+        token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
     ) -> None:
         super().__init__(
             token=token,
@@ -296,6 +348,9 @@ class AsyncWhatsAppClient(_BaseClient):
             consumer=consumer,
             events=events,
             user_agent=user_agent,
+            verdicts=verdicts,
+            app_token_provider=app_token_provider,
+            token_health_ttl=token_health_ttl,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
@@ -348,3 +403,4 @@ class AsyncWhatsAppClient(_BaseClient):
     get_business_profile = _async(_core.get_business_profile)
     list_templates = _async(_core.list_templates)
     debug_token = _async(_core.debug_token)
+    token_health = _async(_core.token_health)

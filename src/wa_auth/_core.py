@@ -7,12 +7,14 @@ effects. Nothing here does I/O or imports an HTTP library, so the logic exists o
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
@@ -23,6 +25,7 @@ from wa_auth.errors import (
     RequestValidationError,
     TransportError,
     UnknownApiError,
+    WhatsAppError,
     from_response,
 )
 from wa_auth.events import ApiCallFailed, AuthFailed, AuthRetried, Events, TokenInvalidated
@@ -37,13 +40,14 @@ from wa_auth.models import (
     PhoneNumber,
     SendResult,
     SuccessResult,
+    TokenHealth,
     TokenInfo,
     TokenInfoError,
     Usage,
 )
 
 if TYPE_CHECKING:
-    from wa_auth.providers import Token, TokenProvider
+    from wa_auth.providers import Token, TokenProvider, VerdictStore
 
 T = TypeVar("T")
 
@@ -92,9 +96,18 @@ class Response:
 
 @attrs.frozen
 class GetToken:
-    """Effect: ask the provider for the current token (`get_token` / `aget_token`)."""
+    """Effect: ask a provider for the current token (`get_token` / `aget_token`).
+
+    The provider is *provider* when given (an app token for `debug_token`), else the one the
+    client's provider routes *route* (a phone number id or WABA id) to.
+    """
 
     route: str | None = None
+    provider: TokenProvider | None = attrs.field(default=None, repr=False)
+
+    def provider_in(self, ctx: Context) -> TokenProvider:
+        """Return the provider that performs this effect in *ctx*."""
+        return self.provider if self.provider is not None else ctx.provider_for(self.route)
 
 
 @attrs.frozen
@@ -105,7 +118,22 @@ class Send:
     token: Token
 
 
-Effect = Union[GetToken, Send]  # noqa: UP007 - a runtime alias must work on Python 3.10
+@attrs.frozen
+class CheckVerdict:
+    """Effect: ask the verdict store for the error that proved a token dead (`get` / `aget`)."""
+
+    fingerprint: str
+
+
+@attrs.frozen
+class RecordVerdict:
+    """Effect: record in the verdict store that a token is dead (`record` / `arecord`)."""
+
+    fingerprint: str
+    error: ApiError
+
+
+Effect = Union[GetToken, Send, CheckVerdict, RecordVerdict]  # noqa: UP007 - runtime alias, 3.10
 Flow = Generator[Effect, Any, T]
 
 
@@ -117,6 +145,28 @@ def auth_headers(request: Request, token: Token) -> dict[str, str]:
 
 
 # --- the context the flows run in ---------------------------------------------------------------
+
+
+class TTLCache(Generic[T]):
+    """A tiny per-client cache of values by key, each kept for *ttl* seconds (no I/O)."""
+
+    def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._monotonic = monotonic
+        self._items: dict[str, tuple[float, T]] = {}
+
+    def get(self, key: str) -> T | None:
+        """Return the value cached under *key*, or None when absent or expired."""
+        item = self._items.get(key)
+        if item is None or self._monotonic() >= item[0]:
+            return None
+        return item[1]
+
+    def put(self, key: str, value: T) -> None:
+        """Cache *value* under *key* for `ttl` seconds (replacing the oldest beyond 64 keys)."""
+        if len(self._items) >= 64:
+            self._items.pop(next(iter(self._items)))
+        self._items[key] = (self._monotonic() + self.ttl, value)
 
 
 @attrs.frozen
@@ -131,6 +181,23 @@ class Context:
     business_account_id: str | None = None
     consumer: str | None = None
     json_headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+    #: Where dead tokens are remembered; None: nowhere (no verdict effects are yielded).
+    verdicts: VerdictStore | None = None
+    #: A provider of an app token for `token_health` (`debug_token` is then asked with it).
+    app_token_provider: TokenProvider | None = None
+    #: `token_health` results by token fingerprint.
+    health_cache: TTLCache[TokenHealth] = attrs.field(
+        factory=lambda: TTLCache(300.0), eq=False, repr=False
+    )
+
+    def provider_for(self, route: str | None) -> TokenProvider:
+        """Return the provider for a call routed by *route* (phone number id or WABA id).
+
+        A provider with a `provider_for(route)` method (`RoutingTokenProvider`) picks one per
+        route; any other provider serves every route.
+        """
+        select = getattr(self.provider, "provider_for", None)
+        return self.provider if select is None else select(route)
 
     def url(self, *parts: str, query: Mapping[str, Any] | None = None) -> str:
         """Return `{base_url}/{api_version}/{parts...}` with an encoded query."""
@@ -185,22 +252,43 @@ def call(
     request: Request,
     parse: Callable[[Response], T],
     token: Token | None = None,
+    provider: TokenProvider | None = None,
 ) -> Flow[T]:
     """Send *request* and parse its answer; on a token-class failure retry once with a new token.
 
-    The provider is asked to invalidate a dead token; if it then yields a different token and
-    the body can be re-sent, the request goes out once more. Never more than one auth retry;
-    never a retry for permission, account-state, invalid-request or transient failures (those
-    are the guard's business).
+    A token with a verdict fails fast with the error that proved it dead: nothing is sent with
+    it. A token-class failure is recorded as a verdict and the provider is asked to invalidate
+    the token; if it then yields a different token (without a verdict) and the body can be
+    re-sent, the request goes out once more. Never more than one auth retry; never a retry for
+    permission, account-state, invalid-request or transient failures (those are the guard's
+    business). *provider* overrides the routed provider (an app token for `debug_token`).
     """
+    if provider is None:
+        provider = ctx.provider_for(request.route)
     if token is None:
-        token = yield GetToken(request.route)
-    response = yield from _send(ctx, request, token)
-    if 200 <= response.status_code < 300:
-        return _parse_success(request, response, parse, token)
-    error = _classify(ctx, request, response, token)
-    if error.category in _table.TOKEN_CLASS:
-        ctx.provider.invalidate(token, error)
+        token = yield GetToken(request.route, provider)
+    first: ApiError | None = None
+    verdict = yield from _verdict(ctx, token)
+    if verdict is not None:
+        # Known dead: tell the provider (a rotating one fails over), send nothing with it.
+        _observe(provider, token, verdict)
+        provider.invalidate(token, verdict)
+        first = _revived(verdict)
+        token = yield from _replacement(ctx, provider, request, token, first)
+    while True:
+        response = yield from _send(ctx, provider, request, token)
+        if 200 <= response.status_code < 300:
+            _observe(provider, token, None)
+            return _parse_success(request, response, parse, token)
+        error = _classify(ctx, request, response, token)
+        _observe(provider, token, error)
+        if error.category not in _table.TOKEN_CLASS:
+            if first is not None:
+                raise error from first
+            raise error
+        if ctx.verdicts is not None:
+            yield RecordVerdict(token.fingerprint, error)
+        provider.invalidate(token, error)
         ctx.events.emit(
             TokenInvalidated(
                 consumer=ctx.consumer,
@@ -208,32 +296,63 @@ def call(
                 category=error.category,
             )
         )
-        fresh = yield GetToken(request.route)
-        if fresh.fingerprint != token.fingerprint and request.resendable:
-            ctx.events.emit(
-                AuthRetried(
-                    consumer=ctx.consumer,
-                    token_fingerprint=token.fingerprint,
-                    new_token_fingerprint=fresh.fingerprint,
-                    operation=request.operation,
-                )
-            )
-            response = yield from _send(ctx, request, fresh)
-            if 200 <= response.status_code < 300:
-                return _parse_success(request, response, parse, fresh)
-            second = _classify(ctx, request, response, fresh)
-            if second.category in _table.TOKEN_CLASS:
-                ctx.provider.invalidate(fresh, second)
-            raise second from error
-    raise error
+        if first is not None:
+            raise error from first
+        first = error
+        token = yield from _replacement(ctx, provider, request, token, error)
 
 
-def _send(ctx: Context, request: Request, token: Token) -> Flow[Response]:
+def _verdict(ctx: Context, token: Token) -> Flow[ApiError | None]:
+    if ctx.verdicts is None:
+        return None
+    verdict: ApiError | None = yield CheckVerdict(token.fingerprint)
+    return verdict
+
+
+def _revived(verdict: ApiError) -> ApiError:
+    """Return a copy of a stored verdict to raise: each raise gets its own traceback."""
+    return copy.copy(verdict)
+
+
+def _replacement(
+    ctx: Context, provider: TokenProvider, request: Request, token: Token, error: ApiError
+) -> Flow[Token]:
+    """Return the provider's next token for the one auth retry, or raise *error*."""
+    fresh: Token = yield GetToken(request.route, provider)
+    if fresh.fingerprint == token.fingerprint or not request.resendable:
+        raise error
+    if (yield from _verdict(ctx, fresh)) is not None:
+        raise error
+    ctx.events.emit(
+        AuthRetried(
+            consumer=ctx.consumer,
+            token_fingerprint=token.fingerprint,
+            new_token_fingerprint=fresh.fingerprint,
+            operation=request.operation,
+        )
+    )
+    return fresh
+
+
+def _observe(provider: TokenProvider, token: Token, error: WhatsAppError | None) -> None:
+    """Tell a provider that watches outcomes (a rotating one) how a call with *token* went."""
+    observe = getattr(provider, "observe_outcome", None)
+    if observe is not None:
+        observe(token, error)
+
+
+def _send(ctx: Context, provider: TokenProvider, request: Request, token: Token) -> Flow[Response]:
     try:
         response: Response = yield Send(request, token)
     except TransportError as exc:
         exc.with_token(token.reveal())
         _emit_failure(ctx, request, exc)
+        _observe(provider, token, exc)
+        raise
+    except RequestValidationError as exc:
+        # A shell's own refusal (httpx.UnsupportedProtocol): its chained cause may quote the
+        # request, so scrub the token from it too.
+        exc.with_token(token.reveal())
         raise
     return response
 
@@ -1025,3 +1144,53 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+# --- token health -------------------------------------------------------------------------------
+
+
+def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
+    """Return what Meta says about the client's token, cached per token for a few minutes.
+
+    `debug_token` is asked with the app token of `app_token_provider` when the client has one,
+    else with the token itself. A token with a verdict (and no app token to ask with) is
+    reported invalid without any request; so is a token Meta rejects as expired or revoked.
+
+    Args:
+        ctx: The client's context.
+        refresh: Ignore the cache and ask Meta now.
+    """
+    token: Token = yield GetToken(ctx.phone_number_id)
+    if not refresh:
+        cached = ctx.health_cache.get(token.fingerprint)
+        if cached is not None:
+            return cached
+    query = {"input_token": token.reveal()}
+    if ctx.app_token_provider is not None:
+        request = Request(
+            "GET",
+            ctx.url("debug_token", query=query),
+            idempotent=True,
+            operation="token_health",
+        )
+        info = yield from call(ctx, request, _parse_token_info, provider=ctx.app_token_provider)
+        health = TokenHealth.from_info(info, token.fingerprint, ctx.business_account_id)
+    else:
+        request = Request(
+            "GET",
+            ctx.url("debug_token", query=query),
+            idempotent=True,
+            resendable=False,  # the URL carries the token itself
+            operation="token_health",
+            route=ctx.phone_number_id,
+        )
+        try:
+            info = yield from call(ctx, request, _parse_token_info, token=token)
+        except ApiError as exc:
+            if exc.category not in _table.TOKEN_CLASS:
+                raise
+            health = TokenHealth.from_error(exc, token.fingerprint)
+        else:
+            health = TokenHealth.from_info(info, token.fingerprint, ctx.business_account_id)
+    ctx.health_cache.put(token.fingerprint, health)
+    return health

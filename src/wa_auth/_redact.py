@@ -28,6 +28,10 @@ _PARAM_RE: Final = re.compile(
     r"(?i)\b(" + "|".join(SECRET_PARAMS) + r")(=|%3D|\"\s*:\s*\"|':\s*')([^&\s\"'<>]+)"
 )
 _BEARER_RE: Final = re.compile(r"(?i)\b(bearer|oauth)(\s+)([A-Za-z0-9._~+/=|-]{8,})")
+#: Meta user/system-user/page tokens start with "EAA"; app tokens are `{app-id}|{app-secret}`.
+#: Graph echoes them in some messages ("Malformed access token EAAG..."), so they are redacted
+#: even where the caller did not say which token to look for.
+_META_TOKEN_RE: Final = re.compile(r"\bEAA[A-Za-z0-9]{20,}|\b\d{6,20}\|[A-Za-z0-9_-]{20,}")
 
 
 def fingerprint(token: str) -> str:
@@ -44,6 +48,8 @@ def redact_text(text: str, *secrets: str) -> str:
         text = _PARAM_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
     if "earer" in text or "Auth" in text or "auth" in text:
         text = _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    if "EAA" in text or "|" in text:
+        text = _META_TOKEN_RE.sub(REDACTED, text)
     return text
 
 

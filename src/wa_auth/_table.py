@@ -136,6 +136,16 @@ RULES: Final[tuple[Rule, ...]] = (
         "Re-grant the user's role on the WhatsApp Business Account, then issue a new token.",
         subcodes=(492,),
     ),
+    # Not in Meta's subcode table, but real: "The access token is invalid since the user hasn't
+    # engaged the app in longer than 90 days." (MrSwitch/hello.js#548). Expiry by inactivity.
+    _r(
+        "190/493",
+        TOKEN_EXPIRED,
+        (190,),
+        "Access token expired: the user has not used the app for 90 days",
+        _REAUTH,
+        subcodes=(493,),
+    ),
     # Modern WhatsApp payloads omit error_subcode: tell expired from revoked by Meta's text.
     _r(
         "190:expired",
@@ -148,6 +158,7 @@ RULES: Final[tuple[Rule, ...]] = (
             "access token has expired",
             "token has expired",
             "expired at unix time",
+            "hasn't engaged the app",
         ),
     ),
     _r(
@@ -171,6 +182,16 @@ RULES: Final[tuple[Rule, ...]] = (
             "app has been deleted",
         ),
     ),
+    # Before 190:logged-out: "The session is invalid because the user role on the page changed"
+    # also contains that row's "session is invalid".
+    _r(
+        "190:role",
+        TOKEN_REVOKED,
+        (190,),
+        "Session invalid: the user's role changed",
+        "Re-grant the user's role on the WhatsApp Business Account, then issue a new token.",
+        messages=("user role", "role on the page", "role on the asset"),
+    ),
     _r(
         "190:logged-out",
         TOKEN_REVOKED,
@@ -191,14 +212,6 @@ RULES: Final[tuple[Rule, ...]] = (
         "User checkpointed or unconfirmed",
         "The user must log in at facebook.com (checkpoint or confirmation), then issue a new token.",
         messages=("not a confirmed user", "cannot access the app till you log in", "checkpoint"),
-    ),
-    _r(
-        "190:role",
-        TOKEN_REVOKED,
-        (190,),
-        "Session invalid: the user's role changed",
-        "Re-grant the user's role on the WhatsApp Business Account, then issue a new token.",
-        messages=("user role", "role on the page", "role on the asset"),
     ),
     # Malformed tokens: a configuration error; the remedy is the same as for a revoked token.
     _r(
@@ -361,6 +374,16 @@ RULES: Final[tuple[Rule, ...]] = (
         (32,),
         "Page request limit reached",
         "Reduce the call volume.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    # Listed with the throttling codes of Graph's rate-limiting page (php-graph-sdk#880).
+    _r(
+        "341",
+        RATE_LIMITED,
+        (341,),
+        "Application limit reached",
+        "Reduce the app's call volume; see X-App-Usage.",
         max_attempts=3,
         retry_after=5 * _MINUTE,
     ),
@@ -671,6 +694,19 @@ RULES: Final[tuple[Rule, ...]] = (
 
 # HTTP-status fallbacks: no usable code (HTML from a proxy, empty body, unknown code).
 STATUS_RULES: Final[tuple[Rule, ...]] = (
+    # Graph answers 401 only for credential failures (code 190 on WhatsApp sends, n8n#17521);
+    # with no readable body the token is the likeliest culprit, but a proxy may say 401 too.
+    _r(
+        "http:401",
+        TOKEN_REVOKED,
+        (),
+        "HTTP 401 Unauthorized without a readable error",
+        "Check the token with debug_token; if it is dead, "
+        + _NEW_TOKEN[0].lower()
+        + _NEW_TOKEN[1:],
+        http_statuses=(401,),
+        ambiguous=True,
+    ),
     _r(
         "http:429",
         RATE_LIMITED,

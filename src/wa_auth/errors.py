@@ -15,6 +15,15 @@ WhatsAppError
 │   │   └── RequestValidationError   raised before any request; also a ValueError
 │   └── UnknownApiError
 ├── TokenUnavailableError         a provider could not produce a token; the cause attached
+│   ├── TokenSourceMissingError   the file or environment variable is absent or unreadable
+│   ├── TokenSourceMalformedError the source holds no usable token (blank, garbage JSON)
+│   ├── VaultUnreachableError     no answer, or a 5xx/429 from Vault
+│   │   └── VaultSealedError
+│   ├── VaultDeniedError          403 from Vault
+│   │   ├── VaultCredentialError  the Vault token / AppRole itself is dead or wrong
+│   │   └── VaultPolicyError      a valid Vault token whose policy denies the path
+│   ├── VaultSecretNotFoundError  404: no secret, deleted or destroyed version, no field
+│   └── AllCandidatesRejectedError  every candidate of a rotating provider is known dead
 └── WebhookSignatureError         a webhook's signature or verify token did not match
 ```
 
@@ -26,6 +35,7 @@ BSP answered, they return an `ApiError`.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import json
 import re
@@ -42,6 +52,7 @@ __all__ = [
     "CATEGORIES",
     "TOKEN_CLASS",
     "AccountStateError",
+    "AllCandidatesRejectedError",
     "ApiError",
     "AuthError",
     "InsufficientPermissionError",
@@ -50,10 +61,18 @@ __all__ = [
     "RequestValidationError",
     "TokenExpiredError",
     "TokenRevokedError",
+    "TokenSourceMalformedError",
+    "TokenSourceMissingError",
     "TokenUnavailableError",
     "TransientError",
     "TransportError",
     "UnknownApiError",
+    "VaultCredentialError",
+    "VaultDeniedError",
+    "VaultPolicyError",
+    "VaultSealedError",
+    "VaultSecretNotFoundError",
+    "VaultUnreachableError",
     "WebhookSignatureError",
     "WhatsAppError",
     "error_class_for",
@@ -235,6 +254,25 @@ class ApiError(WhatsAppError):
                 value = getattr(self, name)
                 if value:
                     setattr(self, name, redact_text(value, token))
+            _scrub_chain(self, token)
+
+
+def _scrub_chain(error: BaseException, token: str) -> None:
+    """Redact *token* from the arguments of the foreign exceptions chained to *error*.
+
+    A transport library's exception (kept as `__cause__`) may quote the URL or the request
+    headers in its message; its `str()` and the formatted traceback must not show the token.
+    """
+    seen: list[BaseException] = [error]
+    todo = [error.__cause__, error.__context__]
+    while todo:
+        exc = todo.pop()
+        if exc is None or any(exc is s for s in seen):
+            continue
+        seen.append(exc)
+        todo.extend((exc.__cause__, exc.__context__))
+        if not isinstance(exc, WhatsAppError):
+            exc.args = tuple(redact_text(a, token) if isinstance(a, str) else a for a in exc.args)
 
 
 class AuthError(ApiError):
@@ -311,6 +349,11 @@ class TransportError(TransientError):
     `retryable` is False, because Meta may have accepted the message.
     """
 
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("rule", _table.TRANSPORT_RULE.id)
+        kwargs.setdefault("operator_action", _table.TRANSPORT_RULE.operator_action)
+        super().__init__(message, **kwargs)
+
 
 class InvalidRequestError(ApiError):
     """Meta rejected the request itself; fix it before sending again.
@@ -328,6 +371,11 @@ class RequestValidationError(InvalidRequestError, ValueError):
     For example, an empty text, a recipient that is not 7-15 digits, or both `media_id` and
     `link`.
     """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("rule", _table.VALIDATION_RULE.id)
+        kwargs.setdefault("operator_action", _table.VALIDATION_RULE.operator_action)
+        super().__init__(message, **kwargs)
 
 
 class UnknownApiError(ApiError):
@@ -351,6 +399,126 @@ class TokenUnavailableError(WhatsAppError):
     operator_action: str = (
         "Fix the token source (file, environment variable or Vault) named in the message."
     )
+    #: A non-secret locator of the source (`"file:/run/secrets/wa"`, `"vault:secret/wa"`).
+    source: str | None = None
+
+    def __init__(self, message: str, *, source: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        if source is not None:
+            self.source = source
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error; never the token."""
+        data = super().to_dict()
+        data["source"] = self.source
+        return data
+
+
+class TokenSourceMissingError(TokenUnavailableError):
+    """The token's source does not exist or cannot be read.
+
+    For example, the token file was deleted or is not readable by this user, or
+    `WA_ACCESS_TOKEN` is not set.
+    """
+
+
+class TokenSourceMalformedError(TokenUnavailableError):
+    """The token's source exists but holds no usable token.
+
+    For example, the file is empty, is JSON without an `access_token`, or the environment
+    variable is blank.
+    """
+
+
+class VaultUnreachableError(TokenUnavailableError):
+    """Vault (or OpenBao) did not answer, or answered with a server-side failure.
+
+    For example, the connection was refused, timed out, or Vault answered 500, 502 or 429.
+    """
+
+    retryable: bool = True
+    retry_after: float | None = 5.0
+    max_attempts: int = 3
+    operator_action: str = "Check that Vault is up and reachable from this host."
+
+
+class VaultSealedError(VaultUnreachableError):
+    """Vault answered that it is sealed.
+
+    For example, `503 {"errors": ["Vault is sealed"]}` after a Vault restart.
+    """
+
+    operator_action: str = "Unseal Vault."
+
+
+class VaultDeniedError(TokenUnavailableError):
+    """Vault refused the request (HTTP 403).
+
+    For example, `{"errors": ["permission denied"]}`; the subclasses say whose fault it is.
+    """
+
+    operator_action: str = "Check the Vault credential and its policy for the secret's path."
+
+
+class VaultCredentialError(VaultDeniedError):
+    """The Vault credential itself is dead or wrong: `lookup-self` is denied too.
+
+    For example, the Vault token expired or was revoked, or the AppRole secret id is invalid.
+    """
+
+    operator_action: str = "Give wa_auth a valid Vault token or AppRole credential."
+
+
+class VaultPolicyError(VaultDeniedError):
+    """The Vault token is valid but its policy does not allow reading the secret.
+
+    For example, the policy grants `secret/data/wa/*` and the provider reads `secret/data/other`.
+    """
+
+    operator_action: str = "Grant the Vault token's policy read access to the secret's path."
+
+
+class VaultSecretNotFoundError(TokenUnavailableError):
+    """Vault has no such secret, or the secret has no token field.
+
+    For example, the path was never written, its latest version was deleted or destroyed, or
+    the secret has no `access_token` key. `kind` says which (`"no_secret"`,
+    `"deleted_version"`, `"destroyed_version"`, `"missing_field"`, `"wrong_kv_version"`).
+    """
+
+    kind: str = "no_secret"
+    operator_action: str = "Write the token to the Vault path and field the provider reads."
+
+    def __init__(self, message: str, *, kind: str = "no_secret", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.kind = kind
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error; never the token."""
+        data = super().to_dict()
+        data["kind"] = self.kind
+        return data
+
+
+class AllCandidatesRejectedError(TokenUnavailableError):
+    """Every candidate token of a rotating provider is known dead.
+
+    For example, both the primary and the standby token were revoked; `fingerprints` lists them
+    and `__cause__` is the classified error that killed the last one.
+    """
+
+    fingerprints: tuple[str, ...] = ()
+    operator_action: str = "Generate a new access token and add it to the rotating provider."
+
+    def __init__(self, message: str, *, fingerprints: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.fingerprints = tuple(fingerprints)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error; never the token."""
+        data = super().to_dict()
+        data["fingerprints"] = list(self.fingerprints)
+        return data
 
 
 class WebhookSignatureError(WhatsAppError, ValueError):
@@ -389,6 +557,59 @@ def _redact_opt(value: str | None) -> str | None:
 _CODE_IN_TEXT: Final = re.compile(r"\(#(\d+)\)")
 _DIGITS: Final = re.compile(r"-?\d+")
 _WWW_AUTH: Final = re.compile(r'"([a-z_]+)"\s*"(.*)"\s*$', re.IGNORECASE)
+#: OAuth error names (WWW-Authenticate, `{"error": "invalid_token"}`) that imply a Graph code.
+_OAUTH_ERROR_CODES: Final = {"invalid_token": 190, "insufficient_scope": 10}
+#: Texts that name an auth failure when the code is missing (legacy and re-wrapped shapes).
+_TOKEN_TEXTS: Final = (
+    "error validating access token",
+    "error processing access token",
+    "invalid oauth access token",
+    "invalid oauth 2.0 access token",
+    "malformed access token",
+    "cannot parse access token",
+)
+#: 100/33 without its code: only the WWW-Authenticate header or a re-wrapped message survived.
+_NO_OBJECT_RE: Final = re.compile(r"unsupported (?:get|post|delete) request\. object with id")
+_TRUNCATED_RE: Final = {
+    # Only complete numbers: a code cut in half ("code": 1304) must not pass for another code.
+    "code": re.compile(r'"code"\s*:\s*"?(-?\d+)"?\s*[,}]'),
+    "error_subcode": re.compile(r'"error_subcode"\s*:\s*"?(-?\d+)"?\s*[,}]'),
+    "message": re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)'),
+    "fbtrace_id": re.compile(r'"fbtrace_id"\s*:\s*"([^"\\]*)"'),
+}
+
+
+def _read_www_authenticate(value: str) -> tuple[int | None, str | None]:
+    """Return the code and message Graph echoed in `OAuth "Facebook Platform" "<error>" "<msg>"`."""
+    m = _WWW_AUTH.search(value)
+    if not m:
+        return None, None
+    oauth_error, message = m.group(1).lower(), m.group(2)
+    found = _CODE_IN_TEXT.search(message)
+    if found:  # 'OAuth "Facebook Platform" "invalid_request" "(#100) Invalid parameter"'
+        return int(found.group(1)), message
+    return _OAUTH_ERROR_CODES.get(oauth_error), message
+
+
+def _salvage_truncated(excerpt: str) -> dict[str, Any] | None:
+    """Recover code, subcode, message and trace id from a truncated JSON error body."""
+    if not excerpt.startswith("{") or '"error' not in excerpt[:200]:
+        return None
+    found: dict[str, Any] = {}
+    for key, pattern in _TRUNCATED_RE.items():
+        m = pattern.search(excerpt)
+        if m:
+            found[key] = m.group(1)
+    return found or None
+
+
+def _infer_code(text: str, subcode: int | None) -> tuple[int | None, int | None]:
+    """Guess the Graph code of an error object that has none, from its text alone."""
+    if any(t in text for t in _TOKEN_TEXTS) or "session has expired" in text:
+        return 190, subcode
+    if _NO_OBJECT_RE.search(text):
+        return 100, 33 if subcode is None else subcode
+    return None, subcode
 
 
 def from_response(
@@ -438,6 +659,9 @@ def _classify(
         status = None
     parsed, excerpt = _parse_body(body)
     err = _find_error_object(parsed)
+    if err is None and excerpt:
+        # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
+        err = _salvage_truncated(excerpt)
     www_auth = _get_header(headers, "www-authenticate")
 
     code = _to_int(err.get("code")) if err else None
@@ -460,13 +684,12 @@ def _classify(
             code = int(found.group(1))
     if code is None and err is None and www_auth:
         # Graph echoes auth failures in WWW-Authenticate; use it only when the body has nothing.
-        m = _WWW_AUTH.search(www_auth)
-        if m:
-            oauth_error, header_message = m.group(1).lower(), m.group(2)
-            message = message or header_message
-            code = {"invalid_token": 190, "insufficient_scope": 10}.get(oauth_error)
+        code, header_message = _read_www_authenticate(www_auth)
+        message = message or header_message
 
     text = " ".join(t for t in (message, title, details, user_message) if t).lower()
+    if code is None and text:
+        code, subcode = _infer_code(text, subcode)
     rule = _table.lookup(code, subcode, text, None)
     if rule is _table.UNKNOWN_RULE:
         if is_transient:
@@ -539,7 +762,10 @@ def _find_error_object(parsed: Any) -> Mapping[str, Any] | None:
             "error_subcode": parsed.get("error_subcode"),
         }
     if isinstance(err, str):  # OAuth style: {"error": "invalid_token", "error_description": ...}
-        return {"message": _text(parsed.get("error_description")) or err}
+        return {
+            "message": _text(parsed.get("error_description")) or err,
+            "code": _OAUTH_ERROR_CODES.get(err.lower()),
+        }
     if "code" in parsed and ("message" in parsed or "title" in parsed):  # unwrapped
         return parsed
     return None
@@ -608,6 +834,8 @@ def parse_retry_after(value: str, now: float | None = None) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are always UTC
+            when = when.replace(tzinfo=dt.timezone.utc)
         seconds = when.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN  # noqa: PLR0124
         return None
@@ -629,6 +857,15 @@ for _cls in (
     RequestValidationError,
     UnknownApiError,
     TokenUnavailableError,
+    TokenSourceMissingError,
+    TokenSourceMalformedError,
+    VaultUnreachableError,
+    VaultSealedError,
+    VaultDeniedError,
+    VaultCredentialError,
+    VaultPolicyError,
+    VaultSecretNotFoundError,
+    AllCandidatesRejectedError,
     WebhookSignatureError,
 ):
     _cls.__module__ = "wa_auth"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
@@ -21,6 +22,7 @@ __all__ = [
     "PhoneNumber",
     "SendResult",
     "SuccessResult",
+    "TokenHealth",
     "TokenInfo",
     "TokenInfoError",
     "Usage",
@@ -69,8 +71,11 @@ class Usage:
         return float(longest * 60) if longest > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data."""
-        return attrs.asdict(self)
+        """Return JSON-safe data (lists, not tuples, so it equals its own JSON round trip)."""
+        return {
+            "app": attrs.asdict(self.app) if self.app is not None else None,
+            "business": [attrs.asdict(b) for b in self.business],
+        }
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str] | None) -> Usage:
@@ -286,3 +291,101 @@ class TokenInfo:
     def never_expires(self) -> bool:
         """Return True when Meta reports no expiry (`expires_at == 0`)."""
         return self.expires_at == 0
+
+
+#: The scope a token needs to send messages.
+MESSAGING_SCOPES: Final = ("whatsapp_business_messaging",)
+#: The scope a token needs to manage templates, numbers and the business account.
+MANAGEMENT_SCOPES: Final = ("whatsapp_business_management",)
+
+
+@attrs.frozen(kw_only=True)
+class TokenHealth:
+    """A token's health as `client.token_health()` reports it from `debug_token`.
+
+    `expires_at` and `data_access_expires_at` are Unix seconds, None when Meta reports none;
+    `expires_in` is the time left when checked. `waba_in_scope` says whether the client's
+    `business_account_id` is among the token's granular scope targets (None when unknown).
+    """
+
+    valid: bool
+    token_fingerprint: str | None = None
+    token_type: str | None = None
+    app_id: str | None = None
+    expires_at: int | None = None
+    expires_in: float | None = None
+    data_access_expires_at: int | None = None
+    scopes: tuple[str, ...] = ()
+    missing_messaging_scopes: tuple[str, ...] = ()
+    missing_management_scopes: tuple[str, ...] = ()
+    waba_in_scope: bool | None = None
+    error: str | None = None
+    error_category: str | None = None
+    checked_at: float = 0.0
+
+    @property
+    def can_message(self) -> bool:
+        """Return True when the token is valid and has the messaging scope."""
+        return self.valid and not self.missing_messaging_scopes and self.waba_in_scope is not False
+
+    @property
+    def can_manage(self) -> bool:
+        """Return True when the token is valid and has the management scope."""
+        return self.valid and not self.missing_management_scopes and self.waba_in_scope is not False
+
+    @classmethod
+    def from_info(
+        cls,
+        info: TokenInfo,
+        fingerprint: str | None,
+        waba_id: str | None,
+        now: float | None = None,
+    ) -> TokenHealth:
+        """Build the health report from a `debug_token` answer."""
+        now = time.time() if now is None else now
+        scopes = info.scopes
+        waba_in_scope: bool | None = None
+        relevant = [
+            g for g in info.granular_scopes if g.scope in MESSAGING_SCOPES + MANAGEMENT_SCOPES
+        ]
+        if waba_id is not None and relevant:
+            waba_in_scope = all(not g.target_ids or waba_id in g.target_ids for g in relevant)
+        expires_at = info.expires_at or None
+        return cls(
+            valid=info.is_valid,
+            token_fingerprint=fingerprint,
+            token_type=info.type,
+            app_id=info.app_id,
+            expires_at=expires_at,
+            expires_in=None if expires_at is None else expires_at - now,
+            data_access_expires_at=info.data_access_expires_at or None,
+            scopes=scopes,
+            missing_messaging_scopes=tuple(s for s in MESSAGING_SCOPES if s not in scopes),
+            missing_management_scopes=tuple(s for s in MANAGEMENT_SCOPES if s not in scopes),
+            waba_in_scope=waba_in_scope,
+            error=info.error.message if info.error is not None else None,
+            checked_at=now,
+        )
+
+    @classmethod
+    def from_error(
+        cls, error: Exception, fingerprint: str | None, now: float | None = None
+    ) -> TokenHealth:
+        """Build the report of a token Meta rejected (or that has a verdict)."""
+        return cls(
+            valid=False,
+            token_fingerprint=fingerprint,
+            error=str(error),
+            error_category=getattr(error, "category", None),
+            checked_at=time.time() if now is None else now,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data."""
+        data = attrs.asdict(self)
+        data["scopes"] = list(self.scopes)
+        data["missing_messaging_scopes"] = list(self.missing_messaging_scopes)
+        data["missing_management_scopes"] = list(self.missing_management_scopes)
+        data["can_message"] = self.can_message
+        data["can_manage"] = self.can_manage
+        return data

@@ -1,7 +1,50 @@
-"""Token providers: where a token comes from, when it is re-read, and what happens when it dies."""
+"""Token providers: where a token comes from, when it is re-read, and what happens when it dies.
+
+`StaticTokenProvider`, `EnvTokenProvider`, `FileTokenProvider`, `VaultTokenProvider`,
+`RotatingTokenProvider` and `RoutingTokenProvider` implement one protocol (`TokenProvider`);
+the re-reading ones share one single-flight refresh engine (`RefreshingTokenProvider`,
+`RefreshPolicy`). `TokenVerdicts` remembers which tokens Meta proved dead. See
+`docs/providers.md`.
+"""
 
 from __future__ import annotations
 
 from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider
+from wa_auth.providers._env import EnvTokenProvider
+from wa_auth.providers._file import FileTokenProvider
+from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
+from wa_auth.providers._rotating import (
+    FbTokenExchanger,
+    RotatingTokenProvider,
+    RotationConfirmed,
+    RotationRolledBack,
+    TokenActivated,
+    TokenExchanged,
+    TokenFailedOver,
+)
+from wa_auth.providers._routing import RoutingTokenProvider
+from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
+from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
 
-__all__ = ["StaticTokenProvider", "Token", "TokenProvider"]
+__all__ = [
+    "EnvTokenProvider",
+    "FbTokenExchanger",
+    "Fetched",
+    "FileTokenProvider",
+    "RefreshPolicy",
+    "RefreshingTokenProvider",
+    "RotatingTokenProvider",
+    "RotationConfirmed",
+    "RotationRolledBack",
+    "RoutingTokenProvider",
+    "StaticTokenProvider",
+    "Token",
+    "TokenActivated",
+    "TokenExchanged",
+    "TokenFailedOver",
+    "TokenProvider",
+    "TokenVerdicts",
+    "VaultAppRole",
+    "VaultTokenProvider",
+    "VerdictStore",
+]

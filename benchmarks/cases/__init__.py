@@ -1,0 +1,1 @@
+"""Benchmark variants; every module here is imported by `registry.discover()`."""

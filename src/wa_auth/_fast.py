@@ -1,0 +1,187 @@
+"""`FastAsyncWhatsAppClient`: the same `_core` flows driven by aiohttp instead of httpx.
+
+The `httpx.AsyncClient` layer alone costs about as much CPU per request as aiohttp needs for a
+whole one, so batch senders that keep dozens of requests in flight are better served by
+aiohttp. Only the transport differs: the endpoints, their validation and parsing, the
+provider, verdict and redaction behaviour come from the same flows and the same driver
+(`_shell.adrive`), and the same models and errors come back. aiohttp is an optional extra
+(`pip install 'wa-auth[fast]'`), imported when the first client is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+
+from wa_auth import _core
+from wa_auth._client import (
+    _VERSION,
+    DEFAULT_LIMITS,
+    AsyncWhatsAppClient,
+    _BaseClient,
+    transport_error,
+)
+from wa_auth._core import Request, Response, auth_headers
+from wa_auth._redact import redact_text
+from wa_auth.errors import RequestValidationError, WhatsAppError
+from wa_auth.events import Events
+from wa_auth.providers import Token, TokenProvider
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["FastAsyncWhatsAppClient"]
+
+_EXTRA_HINT: Final = (
+    "FastAsyncWhatsAppClient needs aiohttp (3.10 or later): pip install 'wa-auth[fast]'"
+)
+
+
+def _import_aiohttp() -> ModuleType:
+    """Import aiohttp, or fail with an error that names the extra to install."""
+    try:
+        import aiohttp
+    except ImportError as exc:
+        raise ImportError(_EXTRA_HINT, name="aiohttp") from exc
+    if not hasattr(aiohttp, "ConnectionTimeoutError"):  # pragma: no cover - aiohttp < 3.10
+        raise ImportError(_EXTRA_HINT + f" (found aiohttp {aiohttp.__version__})", name="aiohttp")
+    return aiohttp
+
+
+def _client_timeout(aiohttp_mod: ModuleType, timeout: float | httpx.Timeout) -> Any:
+    """Translate an httpx-style timeout into `aiohttp.ClientTimeout`.
+
+    aiohttp's `connect` covers waiting for a pooled connection *and* opening one, so it is
+    httpx's pool plus connect budget; aiohttp has no write timeout.
+    """
+    t = httpx.Timeout(timeout)
+    pool_and_connect = None if t.pool is None or t.connect is None else t.pool + t.connect
+    return aiohttp_mod.ClientTimeout(
+        total=None, connect=pool_and_connect, sock_connect=t.connect, sock_read=t.read
+    )
+
+
+def _map_error(aiohttp_mod: ModuleType, request: Request, exc: BaseException) -> WhatsAppError:
+    """Return the wa_auth error for an aiohttp/asyncio exception (the fast path's one boundary)."""
+    if isinstance(exc, aiohttp_mod.InvalidURL | aiohttp_mod.NonHttpUrlClientError):
+        return RequestValidationError(f"invalid URL: {redact_text(str(exc))}")
+    # Connect failures and connect/pool timeouts happen before a byte is written.
+    not_sent = isinstance(
+        exc, aiohttp_mod.ClientConnectorError | aiohttp_mod.ConnectionTimeoutError
+    )
+    return transport_error(request, exc, not_sent=not_sent)
+
+
+class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
+    """An asyncio WhatsApp Cloud API client over aiohttp; same methods, models and errors.
+
+    A drop-in for `AsyncWhatsAppClient` where throughput at high concurrency matters (batch
+    senders, n8n batches). Needs the `fast` extra. Takes the same arguments as
+    `AsyncWhatsAppClient`, except that *http_client* is an `aiohttp.ClientSession` you own
+    (not closed by `aclose()`) and there is no *transport*.
+
+    Args:
+        token: A fixed access token; or pass *token_provider*.
+        token_provider: Where tokens come from (file, environment, Vault, rotating...).
+        phone_number_id: The default sender; every call accepts a `phone_number_id=` override.
+        business_account_id: The WABA id, for `list_phone_numbers` and `list_templates`.
+        api_version: The Graph API version.
+        base_url: Meta's Graph host, or the sandbox's `base_url`.
+        timeout: Seconds, or an `httpx.Timeout` (its write budget does not apply).
+        http_client: An `aiohttp.ClientSession` you own; by default the client opens one on
+            its first request, with the same pool size as the httpx client, ignoring proxy
+            environment variables and `.netrc` (pass your own session with `trust_env=True`
+            to honour them).
+        consumer: A label (an n8n workflow's name) carried in events and logs.
+        events: The `Events` hub to emit to; default: one that logs.
+        user_agent: The User-Agent header.
+
+    Raises:
+        ImportError: aiohttp (the `wa-auth[fast]` extra) is not installed.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        phone_number_id: str | int | None = None,
+        business_account_id: str | int | None = None,
+        api_version: str = _core.DEFAULT_API_VERSION,
+        base_url: str = _core.DEFAULT_BASE_URL,
+        timeout: float | httpx.Timeout | None = None,
+        http_client: aiohttp.ClientSession | None = None,
+        consumer: str | None = None,
+        events: Events | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        self._aiohttp = _import_aiohttp()
+        import yarl  # aiohttp's own dependency
+
+        self._url = yarl.URL
+        # The httpx client of the parent is never created: only the shared configuration is.
+        _BaseClient.__init__(
+            self,
+            token=token,
+            token_provider=token_provider,
+            phone_number_id=phone_number_id,
+            business_account_id=business_account_id,
+            api_version=api_version,
+            base_url=base_url,
+            timeout=timeout,
+            consumer=consumer,
+            events=events,
+            user_agent=user_agent or f"wa-auth/{_VERSION} aiohttp/{self._aiohttp.__version__}",
+        )
+        self._owns_http = http_client is None
+        self._session: aiohttp.ClientSession | None = http_client
+        self._client_timeout = _client_timeout(self._aiohttp, self._timeout)
+        self._errors: tuple[type[BaseException], ...] = (
+            self._aiohttp.ClientError,
+            asyncio.TimeoutError,
+            OSError,
+        )
+        self._closed = False
+
+    def _open(self) -> aiohttp.ClientSession:
+        # A session binds to the running loop, so it is opened on the first request.
+        if self._closed:
+            raise RuntimeError("this client has been closed")
+        connector = self._aiohttp.TCPConnector(limit=DEFAULT_LIMITS.max_connections or 0)
+        session: aiohttp.ClientSession = self._aiohttp.ClientSession(
+            headers=self._headers, timeout=self._client_timeout, connector=connector
+        )
+        self._session = session
+        return session
+
+    async def _send(self, request: Request, token: Token) -> Response:
+        session = self._session or self._open()
+        try:
+            async with session.request(
+                request.method,
+                # The core's URL is already encoded: sent as built, like httpx sends it.
+                self._url(request.url, encoded=True),
+                headers=auth_headers(request, token),
+                data=request.content,
+            ) as r:
+                content = await r.read()
+                return Response(r.status, r.headers, content)
+        except self._errors as exc:
+            error = _map_error(self._aiohttp, request, exc)
+            cause: BaseException | None = exc
+        # Raised outside the handler, so the aiohttp exception is only the cause when it is
+        # safe to show: a `ClientResponseError` carries the request's headers (the token).
+        if hasattr(cause, "request_info"):
+            cause = None
+        error.__cause__ = cause
+        raise error
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this client opened."""
+        self._closed = True
+        if self._owns_http and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

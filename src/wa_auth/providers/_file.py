@@ -1,0 +1,244 @@
+"""`FileTokenProvider`: the token in a file that someone else rewrites (a mounted secret)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError
+from wa_auth.providers._base import Token
+from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
+
+__all__ = ["FileTokenProvider", "parse_expires_at"]
+
+_log = logging.getLogger("wa_auth.providers")
+
+#: A token file is a few hundred bytes; anything past this is the wrong file.
+MAX_FILE_BYTES: Final = 64 * 1024
+#: Default pause before a text file without a final newline is read again to see that it is
+#: complete: a writer that is still writing changes it within this time.
+DEFAULT_DEBOUNCE: Final = 0.25
+#: Reads of one change before a still-changing or garbage file is given up on.
+_SETTLE_READS: Final = 4
+_FORMATS: Final = ("auto", "text", "json")
+_BAD_EXPIRY: Final = "has an expires_at that is neither Unix seconds nor ISO 8601"
+
+
+class FileTokenProvider(RefreshingTokenProvider):
+    """A token file, re-read when it changes; survives atomic replace, rewrite and re-creation.
+
+    The file is `stat`ed at most every *check_interval* seconds, and read only when its
+    identity, size or modification time changed (or after `invalidate`). A new content is
+    committed only when complete: JSON must parse; text must end with a newline or read the
+    same again after *debounce* seconds. Until then the previous token keeps being served, so a
+    half-written file never replaces a good token.
+
+    Args:
+        path: The file.
+        format: `"text"` (the token, optionally followed by a newline), `"json"`
+            (`{"access_token": ..., "expires_at": ...}`; `expires_at` in Unix seconds or ISO
+            8601), or `"auto"` (JSON when the content starts with `{`).
+        check_interval: Seconds between two `stat` calls.
+        debounce: Seconds a text file without a final newline must stay unchanged.
+        field: The JSON key holding the token.
+        policy: Overrides the refresh policy derived from *check_interval*.
+        clock: Wall clock, for expiry.
+        monotonic: Interval clock.
+
+    Raises:
+        TokenSourceMissingError: From `get_token`, when the file is missing or unreadable and
+            no cached token may be served.
+        TokenSourceMalformedError: From `get_token`, when it holds no usable token.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str = "auto",  # noqa: A002 - the issue fixes this name
+        check_interval: float = 1.0,
+        debounce: float = DEFAULT_DEBOUNCE,
+        field: str = "access_token",
+        policy: RefreshPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if format not in _FORMATS:
+            raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+        if check_interval <= 0 or debounce < 0:
+            raise ValueError("check_interval must be positive and debounce not negative")
+        self.path = os.fspath(path)
+        self.format = format
+        self.check_interval = float(check_interval)
+        self.debounce = float(debounce)
+        self.field = field
+        self._source = f"file:{self.path}"
+        self._seen: tuple[int, int, int, int] | None = None
+        self._bad: tuple[int, int, int, int] | None = None
+        self._warned_mode = False
+        if policy is None:
+            # A stat is cheap: re-check, retry and back off at the check interval itself, so a
+            # re-created file is seen within one interval.
+            policy = RefreshPolicy(
+                recheck_interval=self.check_interval,
+                min_retry_interval=self.check_interval,
+                retry_backoff=self.check_interval,
+                max_retry_backoff=self.check_interval,
+                jitter=0.0,
+            )
+        super().__init__(policy=policy, name=self._source, clock=clock, monotonic=monotonic)
+
+    def __repr__(self) -> str:
+        return f"FileTokenProvider(path={self.path!r}, format={self.format!r})"
+
+    # --- the load -------------------------------------------------------------------------------
+
+    def _load(self, current: Token | None, forced: bool) -> Fetched:
+        st = self._stat()
+        sig = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if current is not None and not forced and sig == self._seen:
+            return Fetched(current)
+        self._check_mode(st)
+        error: TokenSourceMalformedError | None = None
+        prev: bytes | None = None
+        for _ in range(_SETTLE_READS):
+            data = self._read()
+            parsed, complete, problem = self._parse(data)
+            if parsed is not None and (complete or data == prev):
+                value, expires_at = parsed
+                self._seen = sig
+                self._bad = None
+                return Fetched(Token(value, expires_at=expires_at, source=self._source))
+            if problem is not None or data == prev:
+                error = problem or TokenSourceMalformedError(
+                    f"token file {self.path} is incomplete (empty, or partial JSON)",
+                    source=self._source,
+                )
+                break
+            prev = data
+            time.sleep(self.debounce)
+        else:
+            error = TokenSourceMalformedError(
+                f"token file {self.path} kept changing while being read", source=self._source
+            )
+        if current is not None and not forced:
+            # Probably a writer at work: keep the good token, look again at the next check.
+            if sig != self._bad:
+                self._bad = sig
+                _log.warning("%s; still serving token %s", error, current.fingerprint)
+            return Fetched(current)
+        raise error
+
+    def _stat(self) -> os.stat_result:
+        problem: OSError | None = None
+        try:
+            return Path(self.path).stat()
+        except OSError as exc:
+            problem = exc
+        raise _missing(self.path, problem)
+
+    def _read(self) -> bytes:
+        problem: OSError | None = None
+        try:
+            with Path(self.path).open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            problem = exc
+        else:
+            if len(data) > MAX_FILE_BYTES:
+                raise TokenSourceMalformedError(
+                    f"token file {self.path} is larger than {MAX_FILE_BYTES} bytes",
+                    source=self._source,
+                )
+            return data
+        raise _missing(self.path, problem)
+
+    def _check_mode(self, st: os.stat_result) -> None:
+        if self._warned_mode or os.name != "posix":
+            return
+        if st.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            self._warned_mode = True
+            _log.warning(
+                "token file %s is readable by group or others (mode %s); chmod 600 it",
+                self.path,
+                oct(stat.S_IMODE(st.st_mode)),
+            )
+
+    def _parse(
+        self, data: bytes
+    ) -> tuple[tuple[str, float | None] | None, bool, TokenSourceMalformedError | None]:
+        """Return (value and expiry, or None), whether the content is complete, and a problem."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = exc.start
+            return None, False, self._malformed(f"is not UTF-8 (byte {where})")
+        stripped = text.strip()
+        if not stripped:
+            return None, False, None
+        if self.format == "json" or (self.format == "auto" and stripped.startswith("{")):
+            return self._parse_json(stripped)
+        if any(c.isspace() for c in stripped):
+            return None, False, self._malformed("holds more than one word; a token has none")
+        return (stripped, None), text.endswith("\n"), None
+
+    def _parse_json(
+        self, text: str
+    ) -> tuple[tuple[str, float | None] | None, bool, TokenSourceMalformedError | None]:
+        try:
+            obj: Any = json.loads(text)
+        except ValueError:
+            return None, False, None  # maybe still being written: look again
+        if not isinstance(obj, dict):
+            return None, True, self._malformed("is JSON but not an object")
+        value = obj.get(self.field)
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            return None, True, self._malformed(f"has no usable {self.field!r} string")
+        try:
+            expires_at = parse_expires_at(obj.get("expires_at"))
+        except ValueError as exc:
+            return None, True, self._malformed(str(exc))
+        return (value.strip(), expires_at), True, None
+
+    def _malformed(self, what: str) -> TokenSourceMalformedError:
+        return TokenSourceMalformedError(f"token file {self.path} {what}", source=self._source)
+
+
+def _missing(path: str, exc: OSError | None) -> TokenSourceMissingError:
+    what = "does not exist" if isinstance(exc, FileNotFoundError) else "cannot be read"
+    reason = f": {exc.strerror}" if exc is not None and exc.strerror else ""
+    error = TokenSourceMissingError(f"token file {path} {what}{reason}", source=f"file:{path}")
+    error.__cause__ = exc
+    return error
+
+
+def parse_expires_at(value: object) -> float | None:
+    """Return an `expires_at` (Unix seconds, or ISO 8601 text) as Unix seconds, or None.
+
+    Raises:
+        ValueError: The value is neither (the message does not repeat it).
+    """
+    if value is None or value == 0:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(_BAD_EXPIRY) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return when.timestamp()
+    raise ValueError(_BAD_EXPIRY)

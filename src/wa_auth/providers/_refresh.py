@@ -1,0 +1,509 @@
+"""The single-flight refresh engine every re-reading provider is built on.
+
+One `Refresher` guards one cached token. Readers on the fast path read one immutable `_State`
+without a lock; a refresh is one `_Flight` that exactly one caller (thread or task) leads while
+the others either keep the cached token (advisory window) or wait for the flight's outcome
+(mandatory window). The small `threading.Lock` is held only to swap references: never across
+I/O and never across an `await`. Async waiters wait on a future of their own loop, created
+when they wait, so nothing is bound to the loop that happened to exist at construction time.
+After `fork()` the child notices the new PID and starts with a fresh lock and no flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from wa_auth.errors import TokenUnavailableError, WhatsAppError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from wa_auth.providers._base import Token
+
+    Load: TypeAlias = Callable[[Token | None, bool], "Fetched"]
+    ALoad: TypeAlias = Callable[[Token | None, bool], Awaitable["Fetched"]]
+
+__all__ = ["Fetched", "RefreshPolicy", "Refresher", "RefreshingTokenProvider"]
+
+_log = logging.getLogger("wa_auth.providers")
+
+#: How long a thread waits for another caller's refresh before giving up. A refresh is a file
+#: read or a few Vault round trips; 30 s is far beyond either and still bounds a wedged source.
+FLIGHT_WAIT_TIMEOUT: Final = 30.0
+
+
+@attrs.frozen(kw_only=True)
+class RefreshPolicy:
+    """When a cached token is re-read, in seconds; the defaults and their reasons are below.
+
+    Args:
+        advisory: Before expiry, one caller refreshes early while everyone keeps the current
+            token; a failure keeps serving it and backs off. Ten minutes gives a failing source
+            several attempts before the token is really in danger.
+        advisory_fraction: The advisory window is at most this share of the token's remaining
+            lifetime (a 15-minute token would otherwise refresh on every call:
+            deadline-cloud #431). 0.2 means "refresh at about 80 % of the lifetime".
+        mandatory: Before expiry, callers wait for a refresh and fail when it fails. One
+            minute covers clock skew and a slow request, so a token is not sent to Meta only
+            to expire on the way (google-auth #787).
+        mandatory_fraction: The mandatory window is at most this share of the lifetime.
+        jitter: Each token's advisory window is stretched by a random share up to this, and
+            re-check intervals shortened by it, so a fleet does not refresh in lockstep
+            (google-cloud-rust #1587).
+        recheck_interval: Re-read a token after this long even when it has no expiry
+            (googleworkspace/cli #904: a cache with no expiry must still go stale).
+        min_retry_interval: After a refresh forced by `invalidate` returns the same token, more
+            invalidations of it are ignored for this long: no refresh loop when the source
+            has nothing newer (google-auth #863; Azure's 30 s refresh retry delay).
+        retry_backoff: First pause after a failed advisory refresh; doubles per failure.
+        max_retry_backoff: Cap of that pause.
+        max_stale: How long past its re-check a token may be served while every refresh fails
+            (the source is down); after that callers wait for the source and get
+            `TokenUnavailableError`. None: until the token's own expiry.
+    """
+
+    advisory: float = 600.0
+    advisory_fraction: float = 0.2
+    mandatory: float = 60.0
+    mandatory_fraction: float = 0.1
+    jitter: float = 0.1
+    recheck_interval: float = 60.0
+    min_retry_interval: float = 30.0
+    retry_backoff: float = 1.0
+    max_retry_backoff: float = 60.0
+    max_stale: float | None = 3600.0
+
+
+@attrs.frozen
+class Fetched:
+    """What a provider's load returns: the token, and optionally its own re-check interval.
+
+    Args:
+        token: The token read from the source.
+        recheck_after: Seconds until the next re-read, overriding the policy (for example a
+            KV v1 secret's `ttl`).
+    """
+
+    token: Token
+    recheck_after: float | None = None
+
+
+_FRESH: Final = 0
+_STALE: Final = 1
+_EXPIRED: Final = 2
+
+
+@attrs.frozen
+class _State:
+    token: Token | None = None
+    #: monotonic: after this, re-read (STALE).
+    recheck_at: float = 0.0
+    #: monotonic: after this, the cached token may no longer be served without the source.
+    stale_limit: float = math.inf
+    #: wall clock: inside the advisory window (STALE) from here.
+    advisory_at: float = math.inf
+    #: wall clock: inside the mandatory window (EXPIRED) from here.
+    mandatory_at: float = math.inf
+    invalidated: bool = False
+    #: A forced refresh returned this fingerprint again: ignore invalidations until `quiet_until`.
+    rejected: str | None = None
+    quiet_until: float = 0.0
+    #: monotonic: no advisory refresh before this (after failures).
+    backoff_until: float = 0.0
+    failures: int = 0
+
+
+class _Flight:
+    """One refresh in progress; its outcome is handed to every thread and task waiting on it."""
+
+    def __init__(self, forced: bool) -> None:
+        self.forced = forced
+        self.done = threading.Event()
+        self.token: Token | None = None
+        self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def finish(self, token: Token | None, error: BaseException | None) -> None:
+        with self._lock:
+            self.token, self.error = token, error
+            self.done.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    def outcome(self, *, leader: bool = False) -> Token:
+        if self.error is not None:
+            raise self.error if leader else _copy_error(self.error)
+        assert self.token is not None
+        return self.token
+
+    def wait(self) -> Token:
+        if not self.done.wait(FLIGHT_WAIT_TIMEOUT):
+            raise TokenUnavailableError(
+                f"gave up after {FLIGHT_WAIT_TIMEOUT:.0f} s waiting for another caller's refresh"
+            )
+        return self.outcome()
+
+    async def await_(self) -> Token:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if not self.done.is_set():
+                self._waiters.append((loop, fut))
+            else:
+                fut.set_result(None)
+        await fut
+        return self.outcome()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    """Return a copy of *error* for one more waiter: a shared exception's traceback would mix."""
+    try:
+        clone = copy.copy(error)
+    except Exception:  # noqa: BLE001 - an uncopyable exception is re-raised as it is
+        return error
+    clone.__cause__ = error.__cause__
+    clone.__suppress_context__ = True
+    return clone
+
+
+class Refresher:
+    """A cached token with advisory/mandatory windows and a single-flight refresh.
+
+    Args:
+        load: Blocking read of the source: `load(current, forced) -> Fetched`; *forced* is True
+            when the current token was invalidated. It raises `TokenUnavailableError`.
+        aload: The same read as a coroutine function; it must not block the event loop.
+        policy: The windows and intervals.
+        name: The provider's non-secret name, for logs.
+        clock: Wall clock (Unix seconds), compared with token expiry.
+        monotonic: Clock for intervals and back-off.
+    """
+
+    def __init__(
+        self,
+        load: Load,
+        aload: ALoad,
+        *,
+        policy: RefreshPolicy | None = None,
+        name: str = "provider",
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._aload = aload
+        self.policy = policy if policy is not None else RefreshPolicy()
+        self.name = name
+        self._clock = clock
+        self._monotonic = monotonic
+        self._state = _State()
+        self._flight: _Flight | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        #: How many times the source was read (for tests and diagnostics).
+        self.loads = 0
+
+    # --- fork -----------------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        pid = os.getpid()
+        if pid != self._pid:
+            # The parent's threads do not exist here: a lock one of them held would stay held
+            # forever, and their flight would never finish (bpo-40089, posthog-python #811).
+            self._lock = threading.Lock()
+            self._flight = None
+            self._pid = pid
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _freshness(self, st: _State) -> int:
+        if st.token is None or st.invalidated:
+            return _EXPIRED
+        mono = self._monotonic()
+        wall = self._clock()
+        if wall >= st.mandatory_at or mono >= st.stale_limit:
+            return _EXPIRED
+        if (wall >= st.advisory_at or mono >= st.recheck_at) and mono >= st.backoff_until:
+            return _STALE
+        return _FRESH
+
+    def peek(self) -> Token | None:
+        """Return the cached token without refreshing, or None."""
+        return self._state.token
+
+    def invalidate(self, token: Token) -> bool:
+        """Mark *token* dead if it is the cached one; return whether that changed anything.
+
+        No I/O: the next caller refreshes. Invalidations of a token that a forced refresh just
+        returned again are ignored for `min_retry_interval`, so a burst of failures or a
+        source with nothing newer causes one re-read, not a loop.
+        """
+        self._check_fork()
+        with self._lock:
+            st = self._state
+            if st.token is None or st.token.fingerprint != token.fingerprint or st.invalidated:
+                return False
+            if st.rejected == token.fingerprint and self._monotonic() < st.quiet_until:
+                return False
+            self._state = attrs.evolve(st, invalidated=True)
+            return True
+
+    def _begin(self) -> tuple[int, _State, _Flight | None, bool]:
+        """Decide under the lock: freshness, and the flight to lead or to join."""
+        with self._lock:
+            st = self._state
+            fresh = self._freshness(st)
+            if fresh == _FRESH:
+                return fresh, st, None, False
+            flight = self._flight
+            if flight is not None:
+                return fresh, st, flight, False
+            flight = self._flight = _Flight(forced=st.invalidated)
+            return fresh, st, flight, True
+
+    # --- sync -----------------------------------------------------------------------------------
+
+    def get(self) -> Token:
+        """Return the cached token, refreshing it first when needed (blocking)."""
+        self._check_fork()
+        st = self._state
+        if st.token is not None and self._freshness(st) == _FRESH:
+            return st.token
+        fresh, st, flight, leader = self._begin()
+        if flight is None:
+            assert st.token is not None
+            return st.token
+        if leader:
+            self._run(flight, st)
+        elif fresh == _STALE:
+            assert st.token is not None
+            return st.token
+        if fresh == _STALE and flight.error is not None:
+            assert st.token is not None
+            return st.token
+        return flight.outcome(leader=True) if leader else flight.wait()
+
+    def _run(self, flight: _Flight, st: _State) -> None:
+        token: Token | None = None
+        error: BaseException | None = None
+        try:
+            self.loads += 1
+            fetched = self._load(st.token, flight.forced)
+            token = self._publish(st, fetched)
+        except BaseException as exc:  # noqa: BLE001 - handed to the flight, raised by its callers
+            error = self._failed(st, exc)
+        finally:
+            self._end(flight, token, error)
+
+    # --- async ----------------------------------------------------------------------------------
+
+    async def aget(self) -> Token:
+        """Return the cached token, refreshing it first when needed, without blocking the loop."""
+        self._check_fork()
+        st = self._state
+        if st.token is not None and self._freshness(st) == _FRESH:
+            return st.token
+        fresh, st, flight, leader = self._begin()
+        if flight is None:
+            assert st.token is not None
+            return st.token
+        if leader:
+            # A task of its own: a cancelled caller must not cancel everyone's refresh.
+            flight.task = asyncio.get_running_loop().create_task(self._arun(flight, st))
+        elif fresh == _STALE:
+            assert st.token is not None
+            return st.token
+        await flight.await_()
+        if fresh == _STALE and flight.error is not None:
+            assert st.token is not None
+            return st.token
+        return flight.outcome()
+
+    async def _arun(self, flight: _Flight, st: _State) -> None:
+        token: Token | None = None
+        error: BaseException | None = None
+        try:
+            self.loads += 1
+            fetched = await self._aload(st.token, flight.forced)
+            token = self._publish(st, fetched)
+        except BaseException as exc:  # noqa: BLE001 - a cancelled refresh is recorded, not raised
+            error = self._failed(st, exc)
+        finally:
+            self._end(flight, token, error)
+
+    # --- publication ----------------------------------------------------------------------------
+
+    def _end(self, flight: _Flight, token: Token | None, error: BaseException | None) -> None:
+        with self._lock:
+            if self._flight is flight:
+                self._flight = None
+        flight.finish(token, error)
+
+    def _publish(self, old: _State, fetched: Fetched) -> Token:
+        policy = self.policy
+        token = fetched.token
+        mono = self._monotonic()
+        wall = self._clock()
+        advisory_at, mandatory_at = self._windows(token, wall)
+        interval = (
+            policy.recheck_interval if fetched.recheck_after is None else fetched.recheck_after
+        )
+        recheck_at = mono + interval * (1.0 - policy.jitter * random.random())  # noqa: S311 - jitter
+        rejected: str | None = None
+        quiet_until = 0.0
+        backoff_until = 0.0
+        same = old.token is not None and old.token.fingerprint == token.fingerprint
+        if old.invalidated and same:
+            # Nothing newer at the source: serve what there is, and do not loop (google-auth #863).
+            rejected = token.fingerprint
+            quiet_until = mono + policy.min_retry_interval
+        if wall >= mandatory_at:
+            # The source only has a token that is (nearly) expired: serve it, re-read it at most
+            # every min_retry_interval instead of on every call.
+            mandatory_at = wall + policy.min_retry_interval
+            advisory_at = wall
+            backoff_until = mono + policy.min_retry_interval
+        stale_limit = math.inf if policy.max_stale is None else recheck_at + policy.max_stale
+        new = _State(
+            token=token,
+            recheck_at=recheck_at,
+            stale_limit=stale_limit,
+            advisory_at=advisory_at,
+            mandatory_at=mandatory_at,
+            rejected=rejected,
+            quiet_until=quiet_until,
+            backoff_until=backoff_until,
+        )
+        with self._lock:
+            self._state = new
+        if old.failures:
+            _log.info(
+                "token source %s is readable again after %d failed refreshes",
+                self.name,
+                old.failures,
+            )
+        return token
+
+    def _windows(self, token: Token, wall: float) -> tuple[float, float]:
+        if token.expires_at is None:
+            return math.inf, math.inf
+        policy = self.policy
+        lifetime = max(token.expires_at - wall, 0.0)
+        advisory = min(policy.advisory, policy.advisory_fraction * lifetime)
+        advisory *= 1.0 + policy.jitter * random.random()  # noqa: S311 - jitter, not crypto
+        mandatory = min(policy.mandatory, policy.mandatory_fraction * lifetime)
+        return token.expires_at - advisory, token.expires_at - mandatory
+
+    def _failed(self, old: _State, exc: BaseException) -> BaseException:
+        if isinstance(exc, asyncio.CancelledError):
+            exc = TokenUnavailableError(f"{self.name}: the refresh was cancelled")
+        elif not isinstance(exc, (WhatsAppError, KeyboardInterrupt, SystemExit)):
+            wrapped = TokenUnavailableError(
+                f"{self.name}: unexpected {type(exc).__name__} while reading the token"
+            )
+            wrapped.__cause__ = exc
+            exc = wrapped
+        policy = self.policy
+        failures = old.failures + 1
+        delay = min(policy.max_retry_backoff, policy.retry_backoff * 2 ** (failures - 1))
+        delay *= 1.0 - policy.jitter * random.random()  # noqa: S311 - jitter, not crypto
+        with self._lock:
+            current = self._state
+            if current.token is old.token:
+                self._state = attrs.evolve(
+                    current, backoff_until=self._monotonic() + delay, failures=failures
+                )
+        if failures == 1 and old.token is not None and isinstance(exc, WhatsAppError):
+            # Once per outage, not per request.
+            _log.warning(
+                "token source %s failed (%s: %s); serving the cached token %s while it lasts",
+                self.name,
+                type(exc).__name__,
+                exc,
+                old.token.fingerprint,
+            )
+        return exc
+
+
+class RefreshingTokenProvider:
+    """Base of the providers that re-read a source: a `Refresher` behind the provider protocol.
+
+    Subclasses implement `_load(current, forced)` (blocking) and may override `_aload`, which
+    by default runs `_load` in a worker thread so the event loop never blocks on the source.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: RefreshPolicy | None = None,
+        name: str,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._refresher = Refresher(
+            self._load, self._aload, policy=policy, name=name, clock=clock, monotonic=monotonic
+        )
+
+    @property
+    def policy(self) -> RefreshPolicy:
+        """The refresh policy in force."""
+        return self._refresher.policy
+
+    @property
+    def loads(self) -> int:
+        """How many times the source was read so far."""
+        return self._refresher.loads
+
+    def _load(self, current: Token | None, forced: bool) -> Fetched:
+        raise NotImplementedError
+
+    async def _aload(self, current: Token | None, forced: bool) -> Fetched:
+        return await asyncio.to_thread(self._load, current, forced)
+
+    def get_token(self) -> Token:
+        """Return the current token, re-reading the source first when needed.
+
+        Raises:
+            TokenUnavailableError: The source could not be read (a subclass names why) and no
+                cached token may be served.
+        """
+        return self._refresher.get()
+
+    async def aget_token(self) -> Token:
+        """Return the current token without blocking the event loop.
+
+        Raises:
+            TokenUnavailableError: As `get_token`.
+        """
+        return await self._refresher.aget()
+
+    def invalidate(self, token: Token, reason: WhatsAppError | str) -> None:
+        """Force a re-read on the next call if *token* is the current token; no I/O."""
+        if self._refresher.invalidate(token):
+            _log.info(
+                "token %s of %s invalidated (%s); the source will be re-read",
+                token.fingerprint,
+                self._refresher.name,
+                getattr(reason, "category", reason),
+            )

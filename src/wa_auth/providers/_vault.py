@@ -1,0 +1,495 @@
+"""`VaultTokenProvider`: the token in a HashiCorp Vault / OpenBao KV secret, over httpx.
+
+The conversation with Vault (log in, renew, read, tell a dead Vault token from a policy
+denial) is written once as a generator of `_Http` / `_ReadFile` operations and driven twice:
+by a blocking `httpx.Client` and by an `httpx.AsyncClient`. Each refresh opens its own client
+and closes it, so no connection is shared across event loops or across a `fork()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
+from typing import Any, Final, Union
+from urllib.parse import quote
+
+import attrs
+import certifi
+import httpx
+
+from wa_auth._redact import redact_text
+from wa_auth.errors import (
+    TokenSourceMalformedError,
+    TokenSourceMissingError,
+    TokenUnavailableError,
+    VaultCredentialError,
+    VaultPolicyError,
+    VaultSealedError,
+    VaultSecretNotFoundError,
+    VaultUnreachableError,
+)
+from wa_auth.providers._base import Token
+from wa_auth.providers._file import parse_expires_at
+from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
+
+__all__ = ["VaultAppRole", "VaultTokenProvider"]
+
+#: Default seconds between two reads of the secret: a rotation written to Vault is picked up
+#: within five minutes without putting a read per request on Vault.
+DEFAULT_TTL: Final = 300.0
+#: Default bound on serving the cached token while Vault is unreachable or sealed, counted from
+#: the missed re-read: one hour rides out a restart, an unseal or a leader election, and still
+#: stops a token that was rotated away in Vault from being used forever.
+DEFAULT_MAX_STALE: Final = 3600.0
+#: An AppRole token is renewed once this share of its lease has passed (Vault agent's habit).
+RENEW_AT_LEASE_FRACTION: Final = 2 / 3
+_MAX_ERROR_CHARS: Final = 200
+
+
+@attrs.frozen(kw_only=True)
+class VaultAppRole:
+    """AppRole credentials: Vault exchanges them for a renewable Vault token.
+
+    Args:
+        role_id: The role id.
+        secret_id: The secret id (never shown in a repr).
+        mount: Where the AppRole auth method is mounted.
+    """
+
+    role_id: str
+    secret_id: str = attrs.field(repr=False)
+    mount: str = "approle"
+
+
+@attrs.frozen
+class _Http:
+    method: str
+    path: str
+    token: str | None = attrs.field(default=None, repr=False)
+    body: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class _ReadFile:
+    path: str
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    body: Any = attrs.field(repr=False)
+
+
+_Op = Union[_Http, _ReadFile]  # noqa: UP007 - a runtime alias must work on Python 3.10
+_Flow = Generator[_Op, Any, Fetched]
+
+
+@attrs.define
+class _Login:
+    token: str = attrs.field(repr=False)
+    obtained: float
+    lease: float
+    renewable: bool
+
+
+class VaultTokenProvider(RefreshingTokenProvider):
+    """The token stored in a Vault or OpenBao KV secret (v2 or v1).
+
+    The secret is cached and re-read every *ttl* seconds and after `invalidate`. While Vault is
+    unreachable or sealed, the cached token keeps being served for up to *max_stale* seconds
+    past the missed re-read (`DEFAULT_MAX_STALE`); after that callers get the Vault error.
+
+    Args:
+        url: Vault's address, such as `https://vault.internal:8200`.
+        path: The secret's path inside the mount (`wa/prod`).
+        mount: The KV mount.
+        field: The secret's key holding the access token. An optional `expires_at` key (or
+            KV v2 `custom_metadata.expires_at`) gives its expiry.
+        kv_version: 2 (versioned) or 1.
+        vault_token: A Vault token.
+        vault_token_file: A file holding a Vault token (a Vault agent sink); read per refresh.
+        approle: AppRole credentials; the Vault token is renewed and re-obtained as needed.
+        namespace: A Vault Enterprise / OpenBao namespace.
+        verify: TLS verification: True (default CAs), a CA bundle path, or an `ssl.SSLContext`.
+            False only for a loopback dev server.
+        ttl: Seconds between re-reads of the secret.
+        max_stale: Bound on serving the cached token while Vault fails; None: until expiry.
+        timeout: Seconds per Vault request.
+        policy: Overrides the refresh policy derived from *ttl* and *max_stale*.
+        transport: An httpx transport for the blocking client (tests).
+        async_transport: An httpx transport for the async client (tests).
+        clock: Wall clock, for expiry.
+        monotonic: Interval clock.
+
+    Raises:
+        VaultUnreachableError: From `get_token`, when Vault does not answer (or answers 5xx).
+        VaultSealedError: When Vault is sealed.
+        VaultCredentialError: When the Vault token or AppRole login is dead or wrong.
+        VaultPolicyError: When the Vault token may not read the path.
+        VaultSecretNotFoundError: When the secret, its version or its field does not exist.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        *,
+        mount: str = "secret",
+        field: str = "access_token",
+        kv_version: int = 2,
+        vault_token: str | None = None,
+        vault_token_file: str | os.PathLike[str] | None = None,
+        approle: VaultAppRole | None = None,
+        namespace: str | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+        ttl: float = DEFAULT_TTL,
+        max_stale: float | None = DEFAULT_MAX_STALE,
+        timeout: float = 5.0,
+        policy: RefreshPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        if kv_version not in (1, 2):
+            raise ValueError("kv_version must be 1 or 2")
+        given = [x is not None for x in (vault_token, vault_token_file, approle)]
+        if sum(given) != 1:
+            raise ValueError("pass exactly one of vault_token=, vault_token_file=, approle=")
+        if vault_token is not None and not vault_token.strip():
+            raise ValueError("vault_token must not be blank")
+        self.url = url.rstrip("/")
+        self.path = path.strip("/")
+        self.mount = mount.strip("/")
+        self.field = field
+        self.kv_version = kv_version
+        self.namespace = namespace
+        self.timeout = timeout
+        self._vault_token = vault_token.strip() if vault_token is not None else None
+        self._vault_token_file = os.fspath(vault_token_file) if vault_token_file else None
+        self._approle = approle
+        self._login: _Login | None = None
+        self._file_token: str | None = None
+        self._monotonic_clock = monotonic
+        self._verify = _ssl_context(verify)
+        self._transport = transport
+        self._async_transport = async_transport
+        self._source = f"vault:{self.mount}/{self.path}"
+        if policy is None:
+            policy = RefreshPolicy(recheck_interval=ttl, max_stale=max_stale)
+        super().__init__(policy=policy, name=self._source, clock=clock, monotonic=monotonic)
+
+    def __repr__(self) -> str:
+        auth = "approle" if self._approle else "token_file" if self._vault_token_file else "token"
+        return (
+            f"VaultTokenProvider(url={self.url!r}, mount={self.mount!r}, path={self.path!r}, "
+            f"kv_version={self.kv_version!r}, auth={auth!r})"
+        )
+
+    # --- drivers --------------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        headers = {"X-Vault-Request": "true"}
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        return {
+            "base_url": self.url + "/v1/",
+            "headers": headers,
+            "timeout": self.timeout,
+            "verify": self._verify,
+        }
+
+    def _load(self, current: Token | None, forced: bool) -> Fetched:  # noqa: ARG002
+        flow = self._flow()
+        with httpx.Client(**self._client_options(), transport=self._transport) as client:
+            value: Any = None
+            while True:
+                try:
+                    op = flow.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                if isinstance(op, _ReadFile):
+                    value = _read_token_file(op.path)
+                    continue
+                failure: httpx.HTTPError | None = None
+                try:
+                    r = client.request(op.method, op.path, headers=_auth(op), json=op.body)
+                except httpx.HTTPError as exc:
+                    failure = exc
+                else:
+                    value = _Answer(r.status_code, _json(r))
+                    continue
+                raise self._unreachable(failure)
+
+    async def _aload(self, current: Token | None, forced: bool) -> Fetched:  # noqa: ARG002
+        flow = self._flow()
+        options = self._client_options()
+        async with httpx.AsyncClient(**options, transport=self._async_transport) as client:
+            value: Any = None
+            while True:
+                try:
+                    op = flow.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                if isinstance(op, _ReadFile):
+                    value = await asyncio.to_thread(_read_token_file, op.path)
+                    continue
+                failure: httpx.HTTPError | None = None
+                try:
+                    r = await client.request(op.method, op.path, headers=_auth(op), json=op.body)
+                except httpx.HTTPError as exc:
+                    failure = exc
+                else:
+                    value = _Answer(r.status_code, _json(r))
+                    continue
+                raise self._unreachable(failure)
+
+    def _unreachable(self, exc: httpx.HTTPError) -> VaultUnreachableError:
+        # The cause is rebuilt as a plain exception: httpx's keeps the request, and the
+        # request keeps the Vault token.
+        error = VaultUnreachableError(
+            f"Vault at {self.url} did not answer ({type(exc).__name__})", source=self._source
+        )
+        detail = redact_text(str(exc), *self._secrets())
+        error.__cause__ = ConnectionError(f"{type(exc).__name__}: {detail}")
+        return error
+
+    # --- the conversation -----------------------------------------------------------------------
+
+    def _flow(self) -> _Flow:
+        vault_token, fresh_login = yield from self._get_vault_token()
+        answer: _Answer = yield _Http("GET", self._read_path(), vault_token)
+        if answer.status == 403:
+            alive = yield from self._lookup_self(vault_token)
+            if not alive and self._approle is not None and not fresh_login:
+                # The cached AppRole token died early (revoked, or Vault restarted): log in again.
+                self._login = None
+                vault_token, _ = yield from self._get_vault_token()
+                answer = yield _Http("GET", self._read_path(), vault_token)
+                if answer.status == 403:
+                    alive = yield from self._lookup_self(vault_token)
+            if answer.status == 403:
+                if alive:
+                    raise VaultPolicyError(
+                        f"Vault denied reading {self._source} ({self._errors(answer)}); the Vault "
+                        "token is valid (lookup-self succeeds), so its policy lacks read access",
+                        source=self._source,
+                    )
+                raise VaultCredentialError(
+                    f"Vault denied reading {self._source} and denies lookup-self too: the Vault "
+                    "token is expired, revoked or wrong",
+                    source=self._source,
+                )
+        return self._parse_read(answer)
+
+    def _read_path(self) -> str:
+        path = quote(self.path, safe="/")
+        if self.kv_version == 2:
+            return f"{self.mount}/data/{path}"
+        return f"{self.mount}/{path}"
+
+    def _get_vault_token(self) -> Generator[_Op, Any, tuple[str, bool]]:
+        if self._vault_token is not None:
+            return self._vault_token, False
+        if self._vault_token_file is not None:
+            text: str = yield _ReadFile(self._vault_token_file)
+            self._file_token = text
+            return text, False
+        assert self._approle is not None
+        login = self._login
+        now = self._monotonic_clock()
+        if login is not None:
+            age = now - login.obtained
+            if age < login.lease * RENEW_AT_LEASE_FRACTION:
+                return login.token, False
+            if login.renewable and age < login.lease:
+                answer: _Answer = yield _Http("POST", "auth/token/renew-self", login.token, {})
+                auth = _auth_block(answer)
+                if answer.status == 200 and auth is not None:
+                    self._login = _Login(
+                        login.token,
+                        now,
+                        float(auth.get("lease_duration") or 0),
+                        bool(auth.get("renewable")),
+                    )
+                    return login.token, False
+            self._login = None
+        role = self._approle
+        answer = yield _Http(
+            "POST",
+            f"auth/{quote(role.mount, safe='')}/login",
+            None,
+            {"role_id": role.role_id, "secret_id": role.secret_id},
+        )
+        auth = _auth_block(answer)
+        if answer.status in (400, 403):
+            raise VaultCredentialError(
+                f"Vault rejected the AppRole login on auth/{role.mount} ({self._errors(answer)})",
+                source=self._source,
+            )
+        if answer.status != 200 or auth is None or not isinstance(auth.get("client_token"), str):
+            raise self._status_error(answer, "AppRole login")
+        lease = float(auth.get("lease_duration") or 0) or float("inf")
+        self._login = _Login(auth["client_token"], now, lease, bool(auth.get("renewable")))
+        return auth["client_token"], True
+
+    def _lookup_self(self, vault_token: str) -> Generator[_Op, Any, bool]:
+        answer: _Answer = yield _Http("GET", "auth/token/lookup-self", vault_token)
+        # Never look into this body: its data.id is the Vault token itself.
+        if answer.status == 200:
+            return True
+        if answer.status == 403:
+            return False
+        raise self._status_error(answer, "lookup-self")
+
+    def _parse_read(self, answer: _Answer) -> Fetched:
+        if answer.status == 404:
+            raise self._not_found(answer.body)
+        if answer.status != 200:
+            raise self._status_error(answer, "read")
+        body = answer.body if isinstance(answer.body, dict) else {}
+        data = body.get("data")
+        recheck: float | None = None
+        version: object = None
+        hints: Mapping[str, Any] = {}
+        if self.kv_version == 2:
+            if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+                raise self._malformed("is not a KV v2 answer (is the mount KV v1?)")
+            found = data.get("metadata")
+            meta: dict[str, Any] = found if isinstance(found, dict) else {}
+            version = meta.get("version")
+            custom = meta.get("custom_metadata")
+            hints = custom if isinstance(custom, dict) else {}
+            data = data["data"]
+        else:
+            if not isinstance(data, dict):
+                raise self._malformed("is not a KV v1 answer")
+            lease = body.get("lease_duration")
+            if isinstance(lease, (int, float)) and lease > 0:
+                recheck = float(lease)  # a KV v1 `ttl` key: how often writers want a re-read
+        value = data.get(self.field)
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            raise VaultSecretNotFoundError(
+                f"the secret {self._source} has no usable {self.field!r} field",
+                kind="missing_field",
+                source=self._source,
+            )
+        try:
+            expires_at = parse_expires_at(data.get("expires_at") or hints.get("expires_at"))
+        except ValueError as exc:
+            raise self._malformed(str(exc)) from None
+        source = self._source + (f"#v{version}" if version is not None else "")
+        return Fetched(Token(value.strip(), expires_at=expires_at, source=source), recheck)
+
+    # --- errors ---------------------------------------------------------------------------------
+
+    def _errors(self, answer: _Answer) -> str:
+        body = answer.body
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, list) and errors:
+            text = "; ".join(" ".join(str(e).split()) for e in errors)
+        else:
+            text = f"HTTP {answer.status}"
+        return redact_text(text, *self._secrets())[:_MAX_ERROR_CHARS]
+
+    def _secrets(self) -> list[str]:
+        login = self._login.token if self._login is not None else None
+        role = self._approle.secret_id if self._approle is not None else None
+        return [s for s in (self._vault_token, self._file_token, login, role) if s]
+
+    def _status_error(self, answer: _Answer, what: str) -> TokenUnavailableError:
+        detail = self._errors(answer)
+        if answer.status == 503 and "sealed" in detail.lower():
+            return VaultSealedError(
+                f"Vault at {self.url} is sealed ({what} of {self._source})", source=self._source
+            )
+        if answer.status >= 500 or answer.status in (412, 429, 472, 473):
+            return VaultUnreachableError(
+                f"Vault at {self.url} failed the {what} of {self._source}: HTTP {answer.status} "
+                f"({detail})",
+                source=self._source,
+            )
+        if answer.status == 403:
+            return VaultCredentialError(f"Vault denied the {what} ({detail})", source=self._source)
+        return TokenUnavailableError(
+            f"Vault answered HTTP {answer.status} to the {what} of {self._source} ({detail})",
+            source=self._source,
+        )
+
+    def _not_found(self, body: Any) -> VaultSecretNotFoundError:
+        body = body if isinstance(body, dict) else {}
+        data: Any = body.get("data")
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        warnings = " ".join(str(w) for w in body.get("warnings") or ())
+        errors = " ".join(str(e) for e in body.get("errors") or ())
+        if isinstance(meta, dict) and meta.get("destroyed"):
+            kind, what = "destroyed_version", f"version {meta.get('version')} was destroyed"
+        elif isinstance(meta, dict) and meta.get("deletion_time"):
+            kind, what = "deleted_version", f"version {meta.get('version')} was deleted"
+        elif "versioned" in warnings.lower():
+            kind, what = "wrong_kv_version", "the mount is KV v2: use kv_version=2"
+        elif "namespace" in errors.lower():
+            kind, what = "no_secret", f"the namespace {self.namespace!r} does not exist"
+        else:
+            kind, what = "no_secret", "no secret was ever written there"
+        return VaultSecretNotFoundError(
+            f"Vault has no token at {self._source}: {what}", kind=kind, source=self._source
+        )
+
+    def _malformed(self, what: str) -> TokenSourceMalformedError:
+        return TokenSourceMalformedError(
+            f"the Vault answer for {self._source} {what}", source=self._source
+        )
+
+
+def _auth(op: _Http) -> dict[str, str]:
+    return {"Authorization": "Bearer " + op.token} if op.token else {}
+
+
+def _auth_block(answer: _Answer) -> Mapping[str, Any] | None:
+    body = answer.body
+    auth = body.get("auth") if isinstance(body, dict) else None
+    return auth if isinstance(auth, dict) else None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _read_token_file(path: str) -> str:
+    problem: OSError | None = None
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            text = f.read(64 * 1024).strip()
+    except OSError as exc:
+        problem = exc
+    else:
+        if not text:
+            raise TokenSourceMalformedError(
+                f"Vault token file {path} is empty", source=f"file:{path}"
+            )
+        return text
+    assert problem is not None
+    error = TokenSourceMissingError(
+        f"Vault token file {path} cannot be read ({problem.strerror})", source=f"file:{path}"
+    )
+    error.__cause__ = problem
+    raise error
+
+
+def _ssl_context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """Build the TLS context once: loading CA certificates is file I/O, kept off the hot path."""
+    if isinstance(verify, ssl.SSLContext) or verify is False:
+        return verify
+    if verify is True:
+        return ssl.create_default_context(cafile=certifi.where())
+    return ssl.create_default_context(cafile=verify)

@@ -1,0 +1,43 @@
+"""A local Graph API simulator to rehearse token, account and rate-limit failures.
+
+`with Sandbox() as sb:` serves the subset of the Graph API that wa_auth's client uses on a
+loopback port. Its tokens expire and get revoked, its business account gets locked, its
+numbers lose their registration and its answers fail on demand, each time with Meta's literal
+error payload. Every accepted message and every request is recorded. The same operations
+are offered over a JSON admin API under `/_sandbox/`, and `wa-auth sandbox` runs it from a
+shell. See `docs/sandbox.md`.
+"""
+
+from __future__ import annotations
+
+from wa_auth.sandbox._sandbox import Sandbox
+from wa_auth.sandbox._values import (
+    ACCOUNT_STATES,
+    ACCOUNT_VARIANTS,
+    DEFAULT_SCOPES,
+    NUMBER_STATES,
+    TOKEN_KINDS,
+    TOKEN_STATES,
+    TOKEN_VARIANTS,
+    Faults,
+    Limits,
+    RecordedMessage,
+    RecordedRequest,
+    SandboxToken,
+)
+
+__all__ = [
+    "ACCOUNT_STATES",
+    "ACCOUNT_VARIANTS",
+    "DEFAULT_SCOPES",
+    "NUMBER_STATES",
+    "TOKEN_KINDS",
+    "TOKEN_STATES",
+    "TOKEN_VARIANTS",
+    "Faults",
+    "Limits",
+    "RecordedMessage",
+    "RecordedRequest",
+    "Sandbox",
+    "SandboxToken",
+]

@@ -1,0 +1,133 @@
+"""The admin API under `/_sandbox/`: the Python API's operations as JSON over HTTP.
+
+`POST /_sandbox/<operation>` takes the operation's keyword arguments as a JSON object;
+`GET /_sandbox/` (the state), `/_sandbox/tokens`, `/_sandbox/messages` and
+`/_sandbox/requests` read. Admin calls are not Graph requests: they are not recorded and no
+fault applies to them. Errors answer 400 with `{"error": {"message": ...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from wa_auth.sandbox._catalogue import Reply, json_reply
+from wa_auth.sandbox._state import (
+    APP_ID,
+    BUSINESS_ACCOUNT_ID,
+    PHONE_NUMBER_IDS,
+    HttpRequest,
+    World,
+)
+from wa_auth.sandbox._values import Faults, Limits
+
+__all__ = ["PREFIX", "admin", "describe"]
+
+PREFIX: Final = "/_sandbox"
+
+
+def describe(world: World) -> dict[str, Any]:
+    """Return the sandbox's addresses and state as JSON-safe data (tokens with values)."""
+    account, variant = world.account_state()
+    return {
+        "base_url": world.base_url,
+        "admin_url": world.base_url + PREFIX,
+        "phone_number_id": PHONE_NUMBER_IDS[0],
+        "phone_number_ids": list(PHONE_NUMBER_IDS),
+        "business_account_id": BUSINESS_ACCOUNT_ID,
+        "app_id": APP_ID,
+        "app_token": world.app_token,
+        "seed": world.seed,
+        "now": world.now(),
+        "account_state": account,
+        "account_variant": variant,
+        "number_states": world.number_states(),
+        "limits": world.limits().to_dict(),
+        "faults": world.faults().to_dict(),
+        "tokens": [t.to_dict(reveal=True) for t in world.tokens()],
+    }
+
+
+def _kwargs(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise TypeError("the body must be a JSON object of keyword arguments")
+    return data
+
+
+def _issue(world: World, kw: Mapping[str, Any]) -> Any:
+    return world.issue_token(**kw).to_dict(reveal=True)
+
+
+def _token_state(world: World, kw: Mapping[str, Any]) -> Any:
+    return world.set_token_state(
+        _required(kw, "token"), _required(kw, "state"), kw.get("variant")
+    ).to_dict(reveal=True)
+
+
+def _account_state(world: World, kw: Mapping[str, Any]) -> Any:
+    world.set_account_state(_required(kw, "state"), kw.get("variant"))
+    return describe(world)
+
+
+def _number_state(world: World, kw: Mapping[str, Any]) -> Any:
+    world.set_number_state(_required(kw, "phone_number_id"), _required(kw, "state"))
+    return describe(world)
+
+
+def _required(kw: Mapping[str, Any], name: str) -> Any:
+    if name not in kw:
+        raise ValueError(f"missing argument {name!r}")
+    return kw[name]
+
+
+def _reset(world: World, kw: Mapping[str, Any]) -> Any:
+    if kw:
+        raise ValueError("reset takes no arguments")
+    world.reset()
+    return describe(world)
+
+
+_POST: Final[Mapping[str, Callable[[World, Mapping[str, Any]], Any]]] = MappingProxyType(
+    {
+        "issue_token": _issue,
+        "set_token_state": _token_state,
+        "set_account_state": _account_state,
+        "set_number_state": _number_state,
+        "set_limits": lambda w, kw: w.set_limits(Limits(**kw)).to_dict(),
+        "set_faults": lambda w, kw: w.set_faults(Faults(**kw)).to_dict(),
+        "advance": lambda w, kw: {"now": w.advance(_required(kw, "seconds"))},
+        "reset": _reset,
+    }
+)
+_GET: Final[Mapping[str, Callable[[World], Any]]] = MappingProxyType(
+    {
+        "": describe,
+        "tokens": lambda w: [t.to_dict(reveal=True) for t in w.tokens()],
+        "messages": lambda w: [m.to_dict() for m in w.messages()],
+        "requests": lambda w: [r.to_dict() for r in w.requests()],
+    }
+)
+
+
+def admin(world: World, req: HttpRequest) -> Reply:
+    """Answer one admin request."""
+    operation = req.path[len(PREFIX) :].strip("/")
+    try:
+        if req.method == "GET" and operation in _GET:
+            return json_reply(200, _GET[operation](world))
+        if req.method == "POST" and operation in _POST:
+            return json_reply(200, _POST[operation](world, _kwargs(req.body)))
+    except (ValueError, TypeError) as exc:
+        return json_reply(400, {"error": {"message": str(exc), "operation": operation}})
+    known = sorted(
+        [f"GET {PREFIX}/{k}".rstrip("/") for k in _GET] + [f"POST {PREFIX}/{k}" for k in _POST]
+    )
+    return json_reply(
+        404,
+        {"error": {"message": f"no admin operation {req.method} {req.path}", "known": known}},
+    )

@@ -1,0 +1,103 @@
+"""Static, environment and routing providers: the protocol, their errors, their reprs."""
+
+from __future__ import annotations
+
+import pytest
+
+from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError, TokenUnavailableError
+from wa_auth.providers import (
+    EnvTokenProvider,
+    FileTokenProvider,
+    RotatingTokenProvider,
+    RoutingTokenProvider,
+    StaticTokenProvider,
+    Token,
+    TokenProvider,
+    VaultTokenProvider,
+)
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "EAAGbasictoken0123456789abcdefABCDEFGH"
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        StaticTokenProvider(TOKEN),
+        EnvTokenProvider(environ={"WA_ACCESS_TOKEN": TOKEN}),
+        FileTokenProvider("/nonexistent"),
+        VaultTokenProvider("https://v", "p", vault_token="t"),
+        RotatingTokenProvider([TOKEN]),
+        RoutingTokenProvider({"1": StaticTokenProvider(TOKEN)}),
+    ],
+    ids=["static", "env", "file", "vault", "rotating", "routing"],
+)
+def test_every_provider_implements_the_protocol(provider):
+    """Each provider is a TokenProvider (get_token, aget_token, invalidate)."""
+    assert isinstance(provider, TokenProvider)
+
+
+def test_env_reads_and_follows_changes(monkeypatch):
+    """The environment variable is read per call; a new value is picked up at once."""
+    monkeypatch.setenv("WA_ACCESS_TOKEN", f" {TOKEN}\n")
+    provider = EnvTokenProvider()
+    first = provider.get_token()
+    assert first.reveal() == TOKEN
+    assert first.source == "env:WA_ACCESS_TOKEN"
+    assert provider.get_token() is first
+    monkeypatch.setenv("WA_ACCESS_TOKEN", "EAAGother")
+    assert provider.get_token().reveal() == "EAAGother"
+
+
+async def test_env_unset_and_blank(monkeypatch):
+    """Unset is TokenSourceMissingError, blank TokenSourceMalformedError, both naming the var."""
+    monkeypatch.delenv("WA_TOKEN_X", raising=False)
+    provider = EnvTokenProvider("WA_TOKEN_X")
+    with pytest.raises(TokenSourceMissingError, match="WA_TOKEN_X is not set"):
+        await provider.aget_token()
+    monkeypatch.setenv("WA_TOKEN_X", "   ")
+    with pytest.raises(TokenSourceMalformedError, match="WA_TOKEN_X is blank"):
+        provider.get_token()
+
+
+def test_errors_are_token_unavailable():
+    """Every source error is a TokenUnavailableError with category token_unavailable."""
+    with pytest.raises(TokenUnavailableError) as info:
+        EnvTokenProvider(environ={}).get_token()
+    assert info.value.category == "token_unavailable"
+    assert info.value.source == "env:WA_ACCESS_TOKEN"
+    assert info.value.to_dict()["source"] == "env:WA_ACCESS_TOKEN"
+
+
+def test_routing_by_id_and_default():
+    """Routes pick by phone number id or WABA id; the default serves the rest."""
+    a, b = StaticTokenProvider("EAAGa"), StaticTokenProvider("EAAGb")
+    routing = RoutingTokenProvider({"111": a, 222: b}, default=a)
+    assert routing.provider_for("222") is b
+    assert routing.provider_for("333") is a
+    assert routing.get_token().reveal() == "EAAGa"
+    assert "EAAG" not in repr(routing)
+
+
+def test_routing_invalidate_reaches_the_holder_only():
+    """`invalidate` goes to every routed provider; only the one holding the token acts."""
+
+    class Spy(StaticTokenProvider):
+        def __init__(self, value):
+            super().__init__(value)
+            self.calls = []
+
+        def invalidate(self, token, reason):
+            self.calls.append(token == self._token)
+
+    a, b = Spy("EAAGa"), Spy("EAAGb")
+    RoutingTokenProvider({"1": a, "2": b, "3": a}).invalidate(Token("EAAGa"), "test")
+    assert a.calls == [True]
+    assert b.calls == [False]
+
+
+def test_static_rejects_blank():
+    """A blank static token is refused at construction."""
+    with pytest.raises(ValueError, match="non-empty"):
+        StaticTokenProvider("  ")

@@ -1,0 +1,292 @@
+"""FileTokenProvider against real files: rewrites, replaces, partial writes, deletions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError
+from wa_auth.providers import FileTokenProvider, Token
+
+pytestmark = pytest.mark.anyio
+
+CHECK = 0.05
+DEBOUNCE = 0.5
+
+
+def write(path, text, mode=0o600):
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def tok(n: int) -> str:
+    return f"EAAGtoken{n:04d}" + "x" * 40
+
+
+def test_reads_text_file(tmp_path):
+    """A text file with a final newline yields its token, stripped."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    assert FileTokenProvider(path).get_token().reveal() == tok(1)
+
+
+def test_reads_json_file_with_expiry(tmp_path):
+    """A JSON file yields its access_token and expires_at (Unix seconds or ISO 8601)."""
+    path = tmp_path / "token.json"
+    write(path, json.dumps({"access_token": tok(1), "expires_at": 2_000_000_000}))
+    token = FileTokenProvider(path).get_token()
+    assert (token.reveal(), token.expires_at) == (tok(1), 2_000_000_000.0)
+    write(path, json.dumps({"access_token": tok(2), "expires_at": "2033-05-18T03:33:20Z"}))
+    token = FileTokenProvider(path, format="json").get_token()
+    assert (token.reveal(), token.expires_at) == (tok(2), 2_000_000_000.0)
+
+
+def test_text_without_newline_is_committed_after_debounce(tmp_path):
+    """A text file without a final newline is accepted once it reads the same twice."""
+    path = tmp_path / "token"
+    write(path, tok(1))
+    provider = FileTokenProvider(path, debounce=0.05)
+    assert provider.get_token().reveal() == tok(1)
+
+
+@pytest.mark.parametrize(
+    ("content", "fmt", "error", "words"),
+    [
+        ("", "auto", TokenSourceMalformedError, "incomplete"),
+        ("   \n", "text", TokenSourceMalformedError, "incomplete"),
+        ("two words\n", "text", TokenSourceMalformedError, "more than one word"),
+        ('{"access_token": ', "auto", TokenSourceMalformedError, "incomplete"),
+        ('{"token": "x"}', "json", TokenSourceMalformedError, "access_token"),
+        ('["x"]', "json", TokenSourceMalformedError, "not an object"),
+        (
+            '{"access_token": "abc", "expires_at": "soon"}',
+            "json",
+            TokenSourceMalformedError,
+            "expires_at",
+        ),
+    ],
+    ids=["empty", "blank", "two-words", "partial-json", "json-no-field", "json-list", "bad-expiry"],
+)
+def test_garbage_raises_malformed_with_path(tmp_path, content, fmt, error, words):
+    """A file without a usable token raises TokenSourceMalformedError naming the path."""
+    path = tmp_path / "token"
+    write(path, content)
+    with pytest.raises(error) as info:
+        FileTokenProvider(path, format=fmt, debounce=0.01).get_token()
+    assert str(path) in str(info.value)
+    assert words in str(info.value)
+    assert info.value.source == f"file:{path}"
+
+
+def test_missing_file_raises_missing_with_path(tmp_path):
+    """A missing file raises TokenSourceMissingError naming the path, with the OSError as cause."""
+    path = tmp_path / "nope"
+    with pytest.raises(TokenSourceMissingError) as info:
+        FileTokenProvider(path).get_token()
+    assert str(path) in str(info.value)
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def test_unreadable_path_raises_missing(tmp_path):
+    """A path that cannot be read (a directory here) raises TokenSourceMissingError."""
+    path = tmp_path / "token"
+    path.mkdir()
+    with pytest.raises(TokenSourceMissingError, match="cannot be read"):
+        FileTokenProvider(path).get_token()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_raises_missing(tmp_path):
+    """A file without read permission raises TokenSourceMissingError."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n", mode=0o000)
+    with pytest.raises(TokenSourceMissingError, match="cannot be read"):
+        FileTokenProvider(path).get_token()
+
+
+def test_group_readable_file_warns_once(tmp_path, caplog):
+    """A file readable by group or others logs one warning, however often it is re-read."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n", mode=0o644)
+    provider = FileTokenProvider(path, check_interval=CHECK)
+    with caplog.at_level(logging.WARNING, logger="wa_auth.providers"):
+        provider.get_token()
+        for n in range(2, 4):
+            write(path, tok(n) + "\n", mode=0o644)
+            time.sleep(CHECK * 2)
+            provider.get_token()
+    warnings = [r for r in caplog.records if "readable by group or others" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_stat_at_most_every_check_interval(tmp_path):
+    """A thousand calls within the check interval cause one stat-and-read, not one per call."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=60)
+    for _ in range(1000):
+        provider.get_token()
+    assert provider.loads == 1
+
+
+def test_unchanged_file_is_not_reread(tmp_path, monkeypatch):
+    """After the interval a stat sees the same file and does not read it again."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=CHECK)
+    provider.get_token()
+    opened = []
+    real_read = FileTokenProvider._read
+    monkeypatch.setattr(
+        FileTokenProvider, "_read", lambda self: opened.append(1) or real_read(self)
+    )
+    time.sleep(CHECK * 2)
+    provider.get_token()
+    assert provider.loads == 2
+    assert opened == []
+
+
+def test_invalidate_forces_a_reread(tmp_path):
+    """`invalidate` re-reads the file even when its stat looks unchanged."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=60)
+    first = provider.get_token()
+    st = path.stat()
+    write(path, tok(2) + "\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime
+    assert provider.get_token() == first
+    provider.invalidate(first, "test")
+    assert provider.get_token().reveal() == tok(2)
+
+
+def test_invalidate_with_deleted_file_raises(tmp_path):
+    """An invalidated token whose file is gone yields TokenSourceMissingError, not the dead token."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=60)
+    first = provider.get_token()
+    path.unlink()
+    provider.invalidate(first, "test")
+    with pytest.raises(TokenSourceMissingError):
+        provider.get_token()
+
+
+def test_deleted_file_keeps_serving_cached_token(tmp_path, caplog):
+    """While the file is missing the cached token is served (warned once), then the new one."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=CHECK)
+    provider.get_token()
+    path.unlink()
+    with caplog.at_level(logging.WARNING, logger="wa_auth.providers"):
+        for _ in range(5):
+            time.sleep(CHECK)
+            assert provider.get_token().reveal() == tok(1)
+    assert sum("serving the cached token" in r.getMessage() for r in caplog.records) == 1
+    write(path, tok(2) + "\n")
+    deadline = time.monotonic() + 2
+    while provider.get_token().reveal() != tok(2):
+        assert time.monotonic() < deadline
+        time.sleep(CHECK / 2)
+
+
+async def test_async_reads_the_file(tmp_path):
+    """`aget_token` reads the file off the event loop and shares one read among tasks."""
+    import asyncio
+
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=60)
+    tokens = await asyncio.gather(*(provider.aget_token() for _ in range(1000)))
+    assert {t.reveal() for t in tokens} == {tok(1)}
+    assert provider.loads == 1
+
+
+def _replace(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)  # os.replace: an atomic rename over the file
+
+
+def _rewrite_in_place(path, text):
+    with path.open("w") as f:  # truncates: readers may see an empty file
+        half = len(text) // 2
+        f.write(text[:half])
+        f.flush()
+        time.sleep(0.01)  # readers may see a partial token without its newline
+        f.write(text[half:])
+
+
+def _delete_and_recreate(path, text):
+    path.unlink()
+    time.sleep(CHECK * 2)
+    _rewrite_in_place(path, text)
+
+
+def _rewrite_json_in_place(path, text):
+    _rewrite_in_place(path, json.dumps({"access_token": text.strip()}))
+
+
+@pytest.mark.parametrize("fmt", ["text", "auto"], ids=["text", "auto"])
+def test_writer_and_readers_never_see_partial_tokens(tmp_path, fmt):
+    """Readers see every completed rewrite within check_interval + debounce, never a partial one."""
+    path = tmp_path / "token"
+    write(path, tok(0) + "\n")
+    provider = FileTokenProvider(path, format=fmt, check_interval=CHECK, debounce=DEBOUNCE)
+    provider.get_token()
+    complete = {tok(0)}
+    seen: set[str] = set()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.add(provider.get_token().reveal())
+            except BaseException as exc:
+                errors.append(exc)
+            time.sleep(0.002)
+
+    readers = [threading.Thread(target=reader) for _ in range(8)]
+    for r in readers:
+        r.start()
+    ops = [_replace, _rewrite_in_place, _delete_and_recreate]
+    if fmt == "auto":
+        ops.append(_rewrite_json_in_place)
+    latencies = []
+    try:
+        for n in range(1, 13):
+            op = ops[n % len(ops)]
+            value = tok(n)
+            op(path, value + "\n")
+            complete.add(value)
+            started = time.monotonic()
+            while value not in seen:
+                assert time.monotonic() - started < (CHECK + DEBOUNCE) * 4 + 1, op.__name__
+                time.sleep(0.005)
+            latencies.append(time.monotonic() - started)
+    finally:
+        stop.set()
+        for r in readers:
+            r.join()
+    assert errors == []
+    assert seen <= complete  # never an empty, partial or garbage token
+    print(f"max latency {max(latencies):.3f}s")
+
+
+def test_repr_shows_path_not_token(tmp_path):
+    """The provider's repr names the path only."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path)
+    provider.get_token()
+    assert tok(1) not in repr(provider)
+    assert str(path) in repr(provider)
+    assert isinstance(provider.get_token(), Token)
