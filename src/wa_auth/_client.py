@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
 
 import httpx
-from typing_extensions import ParamSpec, Self
+from typing_extensions import ParamSpec, Self, TypedDict, Unpack
 
 from wa_auth import _core
 from wa_auth._core import Context, Flow, Request, Response, auth_headers
@@ -95,6 +95,24 @@ def _transport_errors(request: Request) -> Iterator[None]:
         raise transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT)) from exc
     except httpx.InvalidURL as exc:
         raise RequestValidationError(f"invalid URL: {redact_text(str(exc))}") from exc
+
+
+class ClientOptions(TypedDict, total=False):
+    """The constructor options every client shares (see `WhatsAppClient` for each one)."""
+
+    token: str | None
+    token_provider: TokenProvider | None
+    phone_number_id: str | int | None
+    business_account_id: str | int | None
+    api_version: str
+    base_url: str
+    timeout: float | httpx.Timeout | None
+    consumer: str | None
+    events: Events | None
+    user_agent: str | None
+    verdicts: VerdictStore | None
+    app_token_provider: TokenProvider | None
+    token_health_ttl: float
 
 
 class _BaseClient:
@@ -226,37 +244,11 @@ class WhatsAppClient(_BaseClient):
     def __init__(
         self,
         *,
-        token: str | None = None,
-        token_provider: TokenProvider | None = None,
-        phone_number_id: str | int | None = None,
-        business_account_id: str | int | None = None,
-        api_version: str = _core.DEFAULT_API_VERSION,
-        base_url: str = _core.DEFAULT_BASE_URL,
-        timeout: float | httpx.Timeout | None = None,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
-        consumer: str | None = None,
-        events: Events | None = None,
-        user_agent: str | None = None,
-        verdicts: VerdictStore | None = None,
-        app_token_provider: TokenProvider | None = None,
-        token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(
-            token=token,
-            token_provider=token_provider,
-            phone_number_id=phone_number_id,
-            business_account_id=business_account_id,
-            api_version=api_version,
-            base_url=base_url,
-            timeout=timeout,
-            consumer=consumer,
-            events=events,
-            user_agent=user_agent,
-            verdicts=verdicts,
-            app_token_provider=app_token_provider,
-            token_health_ttl=token_health_ttl,
-        )
+        super().__init__(**options)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers
@@ -321,37 +313,11 @@ class AsyncWhatsAppClient(_BaseClient):
     def __init__(
         self,
         *,
-        token: str | None = None,
-        token_provider: TokenProvider | None = None,
-        phone_number_id: str | int | None = None,
-        business_account_id: str | int | None = None,
-        api_version: str = _core.DEFAULT_API_VERSION,
-        base_url: str = _core.DEFAULT_BASE_URL,
-        timeout: float | httpx.Timeout | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        consumer: str | None = None,
-        events: Events | None = None,
-        user_agent: str | None = None,
-        verdicts: VerdictStore | None = None,
-        app_token_provider: TokenProvider | None = None,
-        token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(
-            token=token,
-            token_provider=token_provider,
-            phone_number_id=phone_number_id,
-            business_account_id=business_account_id,
-            api_version=api_version,
-            base_url=base_url,
-            timeout=timeout,
-            consumer=consumer,
-            events=events,
-            user_agent=user_agent,
-            verdicts=verdicts,
-            app_token_provider=app_token_provider,
-            token_health_ttl=token_health_ttl,
-        )
+        super().__init__(**options)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers

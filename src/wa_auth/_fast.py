@@ -15,20 +15,20 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
+from typing_extensions import Unpack
 
-from wa_auth import _core
 from wa_auth._client import (
     _VERSION,
     DEFAULT_LIMITS,
     AsyncWhatsAppClient,
+    ClientOptions,
     _BaseClient,
     transport_error,
 )
 from wa_auth._core import Request, Response, auth_headers
 from wa_auth._redact import redact_text
 from wa_auth.errors import RequestValidationError, WhatsAppError
-from wa_auth.events import Events
-from wa_auth.providers import Token, TokenProvider
+from wa_auth.providers import Token
 
 if TYPE_CHECKING:
     import aiohttp
@@ -98,6 +98,9 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
         consumer: A label (an n8n workflow's name) carried in events and logs.
         events: The `Events` hub to emit to; default: one that logs.
         user_agent: The User-Agent header.
+        verdicts: The store of dead tokens; default: a fresh in-memory one.
+        app_token_provider: A provider of an app token for `token_health()`.
+        token_health_ttl: Seconds a `token_health()` result is cached.
 
     Raises:
         ImportError: aiohttp (the `wa-auth[fast]` extra) is not installed.
@@ -106,36 +109,16 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
     def __init__(
         self,
         *,
-        token: str | None = None,
-        token_provider: TokenProvider | None = None,
-        phone_number_id: str | int | None = None,
-        business_account_id: str | int | None = None,
-        api_version: str = _core.DEFAULT_API_VERSION,
-        base_url: str = _core.DEFAULT_BASE_URL,
-        timeout: float | httpx.Timeout | None = None,
         http_client: aiohttp.ClientSession | None = None,
-        consumer: str | None = None,
-        events: Events | None = None,
-        user_agent: str | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         self._aiohttp = _import_aiohttp()
         import yarl  # aiohttp's own dependency
 
         self._url = yarl.URL
+        options.setdefault("user_agent", f"wa-auth/{_VERSION} aiohttp/{self._aiohttp.__version__}")
         # The httpx client of the parent is never created: only the shared configuration is.
-        _BaseClient.__init__(
-            self,
-            token=token,
-            token_provider=token_provider,
-            phone_number_id=phone_number_id,
-            business_account_id=business_account_id,
-            api_version=api_version,
-            base_url=base_url,
-            timeout=timeout,
-            consumer=consumer,
-            events=events,
-            user_agent=user_agent or f"wa-auth/{_VERSION} aiohttp/{self._aiohttp.__version__}",
-        )
+        _BaseClient.__init__(self, **options)
         self._owns_http = http_client is None
         self._session: aiohttp.ClientSession | None = http_client
         self._client_timeout = _client_timeout(self._aiohttp, self._timeout)
