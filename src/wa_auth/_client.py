@@ -42,7 +42,7 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
 #: `token_health()` asks Meta at most this often per token: scopes and expiry change rarely.
 DEFAULT_TOKEN_HEALTH_TTL: Final = 300.0
 #: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
-DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 
 try:
     from importlib.metadata import version as _pkg_version

@@ -41,12 +41,12 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeGuard
 
 from wa_auth import _table
 from wa_auth._redact import fingerprint, redact_text
 from wa_auth._table import CATEGORIES, TOKEN_CLASS, Rule
-from wa_auth.models import EMPTY_USAGE, Usage
+from wa_auth.models import EMPTY_USAGE, Usage, pick_headers
 
 __all__ = [
     "CATEGORIES",
@@ -662,14 +662,15 @@ def _classify(
     if err is None and excerpt:
         # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
         err = _salvage_truncated(excerpt)
-    www_auth = _get_header(headers, "www-authenticate")
+    picked = pick_headers(headers)
+    www_auth = picked.get("www-authenticate")
 
     code = _to_int(err.get("code")) if err else None
     subcode = _to_int(err.get("error_subcode")) if err else None
     message = _text(err.get("message")) if err else None
     title = _text(err.get("title")) if err else None
     error_data = err.get("error_data") if err else None
-    details = _text(error_data.get("details")) if isinstance(error_data, Mapping) else None
+    details = _text(error_data.get("details")) if _is_map(error_data) else None
     if details is None and isinstance(error_data, str):
         details = error_data
     user_title = _text(err.get("error_user_title")) if err else None
@@ -697,8 +698,8 @@ def _classify(
         elif status is not None:
             rule = _table.lookup(None, None, "", status)
 
-    usage = Usage.from_headers(headers)
-    retry_after = _retry_after(headers, usage, rule)
+    usage = Usage.from_headers(picked)
+    retry_after = _retry_after(picked, usage, rule)
 
     if not message:
         message = title or details or _fallback_message(status, excerpt)
@@ -722,10 +723,15 @@ def _classify(
     )
 
 
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # JSON gives plain dicts; the ABC check is the slow fallback for other mappings.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
     if body is None:
         return None, ""
-    if isinstance(body, Mapping):
+    if _is_map(body):
         return body, ""
     if isinstance(body, (bytes, bytearray, memoryview)):
         body = bytes(body).decode("utf-8", "replace")
@@ -745,10 +751,10 @@ def _parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]
 def _find_error_object(parsed: Any) -> Mapping[str, Any] | None:
     if isinstance(parsed, list):
         parsed = next((p for p in parsed if isinstance(p, Mapping)), None)
-    if not isinstance(parsed, Mapping):
+    if not _is_map(parsed):
         return None
     err = parsed.get("error")
-    if isinstance(err, Mapping):
+    if _is_map(err):
         return err
     if isinstance(err, list) and err and isinstance(err[0], Mapping):
         return err[0]
@@ -793,17 +799,6 @@ def _text(value: Any) -> str | None:
     return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def _get_header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is None:
-        for key, val in headers.items():
-            if key.lower() == name:
-                return val
-    return value
-
-
 def _fallback_message(status: int | None, excerpt: str) -> str:
     head = f"HTTP {status}" if status is not None else "Error"
     if not excerpt:
@@ -813,7 +808,7 @@ def _fallback_message(status: int | None, excerpt: str) -> str:
 
 
 def _retry_after(headers: Mapping[str, str] | None, usage: Usage, rule: Rule) -> float | None:
-    raw = _get_header(headers, "retry-after")
+    raw = headers.get("retry-after") if headers else None
     if raw:
         seconds = parse_retry_after(raw)
         if seconds is not None:

@@ -80,10 +80,11 @@ class Usage:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str] | None) -> Usage:
         """Parse the usage headers of a response; malformed values are ignored, never raised."""
-        if not headers:
+        picked = pick_headers(headers)
+        if not picked:
             return EMPTY_USAGE
-        app_raw = _header(headers, "x-app-usage")
-        buc_raw = _header(headers, "x-business-use-case-usage")
+        app_raw = picked.get("x-app-usage")
+        buc_raw = picked.get("x-business-use-case-usage")
         if app_raw is None and buc_raw is None:
             return EMPTY_USAGE
         app = None
@@ -119,13 +120,36 @@ class Usage:
 EMPTY_USAGE = Usage()
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None and not hasattr(headers, "get_list"):  # a plain dict: case-insensitive scan
-        for key, val in headers.items():
-            if key.lower() == name:
-                return val
-    return value
+#: The response headers wa_auth reads; everything else is left alone.
+WANTED_HEADERS = frozenset(
+    {"www-authenticate", "x-app-usage", "x-business-use-case-usage", "retry-after"}
+)
+_WANTED_RAW = frozenset(h.encode() for h in WANTED_HEADERS)
+
+
+def pick_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Return the few headers wa_auth reads, with lowercase names, in one pass.
+
+    httpx's `Headers.get` lowercases and scans every header on each call, so its raw pairs
+    are read once instead; aiohttp's case-insensitive mapping is asked directly.
+    """
+    if not headers:
+        return {}
+    if type(headers) is dict:
+        return {k.lower(): v for k, v in headers.items() if k.lower() in WANTED_HEADERS}
+    raw = getattr(headers, "raw", None)
+    if isinstance(raw, list):
+        return {
+            k.lower().decode("latin-1"): v.decode("latin-1")
+            for k, v in raw
+            if k.lower() in _WANTED_RAW
+        }
+    picked = {}
+    for name in WANTED_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            picked[name] = value
+    return picked
 
 
 def _loads(raw: str | None) -> Any:

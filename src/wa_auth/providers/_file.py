@@ -98,6 +98,31 @@ class FileTokenProvider(RefreshingTokenProvider):
     def __repr__(self) -> str:
         return f"FileTokenProvider(path={self.path!r}, format={self.format!r})"
 
+    def get_token(self) -> Token:
+        """Return the token, re-reading the file only when its stat signature changed.
+
+        An unchanged file (same device, inode, mtime and size) renews the cached token with one
+        `stat` and no read; anything else goes through the single-flight refresh.
+
+        Raises:
+            TokenUnavailableError: The file is missing, unreadable or malformed and no cached
+                token may be served (a subclass names why).
+        """
+        refresher = self._refresher
+        token = refresher.fresh()
+        if token is not None:
+            return token
+        token = refresher.peek()
+        if token is not None and self._seen is not None:
+            try:
+                st = os.stat(self.path)  # noqa: PTH116 - no Path object on the hot path
+            except OSError:
+                return refresher.get()
+            sig = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+            if sig == self._seen and refresher.renew(token):
+                return token
+        return refresher.get()
+
     # --- the load -------------------------------------------------------------------------------
 
     def _load(self, current: Token | None, forced: bool) -> Fetched:
@@ -139,7 +164,7 @@ class FileTokenProvider(RefreshingTokenProvider):
     def _stat(self) -> os.stat_result:
         problem: OSError | None = None
         try:
-            return Path(self.path).stat()
+            return os.stat(self.path)  # noqa: PTH116 - no Path object on the hot path
         except OSError as exc:
             problem = exc
         raise _missing(self.path, problem)

@@ -248,6 +248,35 @@ class Refresher:
             return _STALE
         return _FRESH
 
+    def renew(self, token: Token) -> bool:
+        """Keep serving *token* for another re-check interval: the source is known unchanged.
+
+        Only when the re-check interval is the one reason the token is due (not invalidated,
+        outside both expiry windows, not past the stale limit); otherwise the caller refreshes.
+        No I/O, so a cheap "has it changed?" probe (a file's stat) can skip a whole flight.
+        """
+        self._check_fork()
+        with self._lock:
+            st = self._state
+            if st.token is not token or st.invalidated:
+                return False
+            mono = self._monotonic()
+            wall = self._clock()
+            if wall >= st.advisory_at or wall >= st.mandatory_at or mono >= st.stale_limit:
+                return False
+            policy = self.policy
+            recheck_at = mono + policy.recheck_interval
+            stale_limit = math.inf if policy.max_stale is None else recheck_at + policy.max_stale
+            self._state = attrs.evolve(st, recheck_at=recheck_at, stale_limit=stale_limit)
+        return True
+
+    def fresh(self) -> Token | None:
+        """Return the cached token if it needs no refresh and no re-check, else None; no I/O."""
+        st = self._state
+        if st.token is not None and self._freshness(st) == _FRESH:
+            return st.token
+        return None
+
     def peek(self) -> Token | None:
         """Return the cached token without refreshing, or None."""
         return self._state.token
