@@ -10,7 +10,16 @@ from typing import Any
 from loops import async_loop
 from registry import ASYNC_LEVELS, Ctx, Goal, variant
 
-from cases.common import TEXT, TOKEN, body, headers, hide_module, messages_url, quiet_logging
+from cases.common import (
+    TEXT,
+    TOKEN,
+    ForgetfulVerdicts,
+    body,
+    headers,
+    hide_module,
+    messages_url,
+    quiet_logging,
+)
 
 
 async def _raw_httpx(ctx: Ctx) -> dict[str, Any]:
@@ -102,7 +111,11 @@ async def _fast(ctx: Ctx, phone_id: str | None = None, *, expect_401: bool = Fal
 
     quiet_logging()
     async with FastAsyncWhatsAppClient(
-        token=TOKEN, phone_number_id=phone_id or ctx.phone_id, base_url=ctx.base_url
+        token=TOKEN,
+        phone_number_id=phone_id or ctx.phone_id,
+        base_url=ctx.base_url,
+        # Every 401 goes to the peer: the default store would fail fast after the first one.
+        verdicts=ForgetfulVerdicts() if expect_401 else None,
     ) as client:
         if not expect_401:
             return await async_loop(ctx.n, ctx.concurrency, lambda: client.send_text(ctx.to, TEXT))

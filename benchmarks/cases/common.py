@@ -71,3 +71,29 @@ def has_module(name: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+class ForgetfulVerdicts:
+    """A verdict store that remembers nothing, so every 401 really goes to the peer.
+
+    The default store makes the second call with a dead token fail fast without a request,
+    which is the point in production but would hide the cost of the whole 401 request here.
+    """
+
+    def get(self, fingerprint: str) -> Any:
+        return None
+
+    def record(self, fingerprint: str, error: Any) -> None:
+        return None
+
+    def forget(self, fingerprint: str) -> None:
+        return None
+
+    async def aget(self, fingerprint: str) -> Any:
+        return None
+
+    async def arecord(self, fingerprint: str, error: Any) -> None:
+        return None
+
+    async def aforget(self, fingerprint: str) -> None:
+        return None

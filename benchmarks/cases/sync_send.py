@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from loops import sync_loop
 from registry import Ctx, Goal, variant
 
-from cases.common import TEXT, TOKEN, body, headers, messages_url, quiet_logging
+from cases.common import TEXT, TOKEN, ForgetfulVerdicts, body, headers, messages_url, quiet_logging
 
 
 @variant("sync.httpx.raw", label="raw httpx.Client (reused)", group="sync")
@@ -79,7 +79,10 @@ def wa_auth_sync_401(ctx: Ctx) -> dict[str, Any]:
 
     quiet_logging()
     with wa_auth.WhatsAppClient(
-        token=TOKEN, phone_number_id=ctx.expired_phone_id, base_url=ctx.base_url
+        token=TOKEN,
+        phone_number_id=ctx.expired_phone_id,
+        base_url=ctx.base_url,
+        verdicts=ForgetfulVerdicts(),
     ) as client:
 
         def send() -> None:

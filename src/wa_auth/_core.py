@@ -61,7 +61,9 @@ MAX_CAPTION_CHARS: Final = 1024
 MAX_IDEMPOTENCY_KEY_CHARS: Final = 512
 MEDIA_KINDS: Final = ("image", "document", "audio", "video", "sticker")
 _RECIPIENT_RE: Final = re.compile(r"\+?[0-9]{7,15}")
-_ID_RE: Final = re.compile(r"[0-9A-Za-z_.:=-]{1,256}")
+#: Graph object ids (phone numbers, WABAs, media) are numeric: a token pasted as an id never
+#: reaches a URL.
+_ID_RE: Final = re.compile(r"[0-9]{1,32}")
 
 
 # --- requests, responses, effects -------------------------------------------------------------
@@ -189,6 +191,18 @@ class Context:
     health_cache: TTLCache[TokenHealth] = attrs.field(
         factory=lambda: TTLCache(300.0), eq=False, repr=False
     )
+
+    #: Messages URLs by phone number id: built once, not per send.
+    _messages_urls: dict[str, str] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+
+    def messages_url(self, phone: str) -> str:
+        """Return the `/{phone}/messages` URL, cached per phone number id."""
+        url = self._messages_urls.get(phone)
+        if url is None:
+            if len(self._messages_urls) >= 1024:  # many per-call senders: stay bounded
+                self._messages_urls.clear()
+            url = self._messages_urls[phone] = self.url(phone, "messages")
+        return url
 
     def provider_for(self, route: str | None) -> TokenProvider:
         """Return the provider for a call routed by *route* (phone number id or WABA id).
@@ -429,7 +443,7 @@ def _parse_success(
 
 
 def _json(response: Response) -> dict[str, Any]:
-    data = json.loads(response.content)
+    data = json.loads(response.content.decode())
     if not isinstance(data, dict):
         raise _BadBodyError(f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -442,6 +456,10 @@ def _opt_str(value: Any) -> str | None:
 # --- requests -----------------------------------------------------------------------------------
 
 
+#: One configured encoder, instead of `json.dumps` building one per call.
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _post_json(
     ctx: Context, url: str, body: Mapping[str, Any], operation: str, route: str
 ) -> Request:
@@ -449,7 +467,7 @@ def _post_json(
         "POST",
         url,
         ctx.json_headers,
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        _ENCODE(body).encode(),
         idempotent=False,
         operation=operation,
         route=route,
@@ -523,7 +541,7 @@ def _message(
         body.update(extra)
     if key is not None:
         body["biz_opaque_callback_data"] = key
-    request = _post_json(ctx, ctx.url(phone, "messages"), body, operation, phone)
+    request = _post_json(ctx, ctx.messages_url(phone), body, operation, phone)
     return (yield from call(ctx, request, lambda r: _parse_send(r, key)))
 
 
@@ -790,7 +808,7 @@ def mark_as_read(
     phone = ctx.phone(phone_number_id)
     _check_text("message_id", message_id, 256)
     body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
-    request = _post_json(ctx, ctx.url(phone, "messages"), body, "mark_as_read", phone)
+    request = _post_json(ctx, ctx.messages_url(phone), body, "mark_as_read", phone)
     # Marking as read twice is harmless.
     request = attrs.evolve(request, idempotent=True)
     return (yield from call(ctx, request, _parse_success_flag))
