@@ -4,7 +4,9 @@ and every fault; the sandbox's payloads are Meta's literal ones, never the clien
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,101 +20,24 @@ wa_sandbox = testing.wa_sandbox
 
 pytestmark = pytest.mark.anyio
 
-TO = "+15551234567"
-
-
-def _issue(**kw):
-    return lambda sb: sb.issue_token(**kw)
-
-
-def _state(state, variant=None):
-    def setup(sb):
-        token = sb.issue_token()
-        sb.set_token_state(token, state, variant=variant)
-        return token
-
-    return setup
-
-
-def _clock_expiry(sb):
-    token = sb.issue_token(expires_in=60)
-    sb.advance(61)
-    return token
-
-
-def _account(state, variant=None):
-    def setup(sb):
-        sb.set_account_state(state, variant=variant)
-        return sb.issue_token()
-
-    return setup
-
-
-def _number(sb):
-    sb.set_number_state(sb.phone_number_id, "not_registered")
-    return sb.issue_token()
-
-
-def _limits(**kw):
-    def setup(sb):
-        sb.set_limits(**kw)
-        return sb.issue_token()
-
-    return setup
-
-
-def _faults(**kw):
-    def setup(sb):
-        sb.set_faults(**kw)
-        return sb.issue_token()
-
-    return setup
-
-
-# (id, setup, error class, category, retryable, retry_after, http_status, code, subcode, sends)
-# `sends` is how many successful sends come first (to fill a limit).
-ERROR_CASES = [
-    ("expired-463", _state("expired"), wa_auth.TokenExpiredError, "token_expired", False, None, 401, 190, 463, 0),
-    ("expired-no-subcode", _state("expired", "no_subcode"), wa_auth.TokenExpiredError, "token_expired", False, None, 401, 190, None, 0),
-    ("expired-by-clock", _clock_expiry, wa_auth.TokenExpiredError, "token_expired", False, None, 401, 190, 463, 0),
-    ("password-changed-460", _state("revoked_password_changed"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, 460, 0),
-    ("password-changed-no-subcode", _state("revoked_password_changed", "no_subcode"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("deauthorized-458", _state("revoked_deauthorized"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, 458, 0),
-    ("deauthorized-no-subcode", _state("revoked_deauthorized", "no_subcode"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("logged-out-467", _state("revoked_logged_out"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, 467, 0),
-    ("logged-out-no-subcode", _state("revoked_logged_out", "no_subcode"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("malformed", _state("malformed"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("unknown-token", lambda sb: "EAAnot-a-token-the-sandbox-issued", wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("missing-permission-10", _state("missing_permission"), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 10, None, 0),
-    ("missing-permission-200", _state("missing_permission", "code_200"), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 200, None, 0),
-    ("scope-missing-10", _issue(scopes=["whatsapp_business_management"]), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 10, None, 0),
-    ("waba-not-assigned-200", _issue(allowed_wabas=["102999999999999"]), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 200, None, 0),
-    ("number-not-assigned-200", _issue(allowed_phone_numbers=["109000000000002"]), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 200, None, 0),
-    ("account-locked-131031", _account("locked"), wa_auth.AccountStateError, "account_state", False, None, 403, 131031, None, 0),
-    ("account-restricted-368", _account("restricted"), wa_auth.AccountStateError, "account_state", False, 3600.0, 403, 368, None, 0),
-    ("account-restricted-130497", _account("restricted", "code_130497"), wa_auth.AccountStateError, "account_state", False, None, 403, 130497, None, 0),
-    ("account-payment-131042", _account("payment_issue"), wa_auth.AccountStateError, "account_state", False, 3600.0, 400, 131042, None, 0),
-    ("account-maintenance-131057", _account("maintenance"), wa_auth.AccountStateError, "account_state", True, 300.0, 500, 131057, None, 0),
-    ("number-not-registered-133010", _number, wa_auth.AccountStateError, "account_state", False, None, 400, 133010, None, 0),
-    ("throughput-130429-retry-after", _limits(throughput=2), wa_auth.RateLimitError, "rate_limited", True, 1.0, 400, 130429, None, 2),
-    ("throughput-130429-no-header", _limits(throughput=1, retry_after_header=False), wa_auth.RateLimitError, "rate_limited", True, 1.0, 400, 130429, None, 1),
-    ("pair-131056-retry-after", _limits(pair_limit=1, pair_window=30), wa_auth.RateLimitError, "rate_limited", True, 30.0, 400, 131056, None, 1),
-    ("pair-131056-no-header", _limits(pair_limit=2, retry_after_header=False), wa_auth.RateLimitError, "rate_limited", True, 6.0, 400, 131056, None, 2),
-    ("app-usage-4", _limits(app_calls=2), wa_auth.RateLimitError, "rate_limited", True, 300.0, 400, 4, None, 2),
-    ("flaky-500-code-1", _faults(error_rate=1.0, error_codes=[1]), wa_auth.TransientError, "transient", True, 1.0, 500, 1, None, 0),
-    ("flaky-503-code-2", _faults(error_rate=1.0, error_codes=[2]), wa_auth.TransientError, "transient", True, 1.0, 503, 2, None, 0),
-    ("flaky-500-code-131000", _faults(error_rate=1.0, error_codes=[131000]), wa_auth.TransientError, "transient", True, 1.0, 500, 131000, None, 0),
-    ("flaky-503-code-131016", _faults(error_rate=1.0, error_codes=[131016]), wa_auth.TransientError, "transient", True, 2.0, 503, 131016, None, 0),
-    ("proxy-html-502", _faults(html_502_rate=1.0), wa_auth.TransientError, "transient", True, 1.0, 502, None, None, 0),
-]  # fmt: skip
-
-# The same Meta errors re-wrapped by a BSP, with `code` (and `error_subcode`) as strings.
-STRING_CODE_CASES = [
-    ("expired-463", _state("expired"), wa_auth.TokenExpiredError, 190, 463),
-    ("logged-out-467", _state("revoked_logged_out"), wa_auth.TokenRevokedError, 190, 467),
-    ("locked-131031", _account("locked"), wa_auth.AccountStateError, 131031, None),
-    ("flaky-131016", _faults(error_rate=1.0, error_codes=[131016]), wa_auth.TransientError, 131016, None),
-]  # fmt: skip
+# The case tables are the sync module's: one table, both clients.
+_spec = importlib.util.spec_from_file_location(
+    "_e2e_sync_tables", Path(__file__).with_name("test_e2e_sync.py")
+)
+assert _spec is not None
+assert _spec.loader is not None
+_T = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_T)
+TO = _T.TO
+ERROR_CASES = _T.ERROR_CASES
+STRING_CODE_CASES = _T.STRING_CODE_CASES
+_state = _T._state
+_account = _T._account
+_issue = _T._issue
+_clock_expiry = _T._clock_expiry
+_number = _T._number
+_limits = _T._limits
+_faults = _T._faults
 
 
 def _client(sb, token, **kw):
