@@ -17,6 +17,7 @@ import fnmatch
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -240,6 +241,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str | None:
     return None
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the results."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -268,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     started = time.time()
     load_before = os.getloadavg()
+    # A `kill` must stop the private nginx too: turn SIGTERM into an exit that runs the
+    # peer's __exit__ instead of leaving an orphaned server behind.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with NginxPeer() as peer:
         nginx = _nginx_version(peer.binary)
         for r in range(rounds):
