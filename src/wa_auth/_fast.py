@@ -19,7 +19,6 @@ from typing_extensions import Unpack
 
 from wa_auth._client import (
     _VERSION,
-    DEFAULT_LIMITS,
     AsyncWhatsAppClient,
     ClientOptions,
     _BaseClient,
@@ -34,6 +33,11 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["FastAsyncWhatsAppClient"]
+
+#: aiohttp's own default: its pool has no per-request cost that grows with its size, unlike
+#: httpcore's, so it keeps more connections than the httpx clients (measured at 64 in flight:
+#: 0.76x raw aiohttp with 32 connections, where half the requests waited for one).
+FAST_MAX_CONNECTIONS: Final = 100
 
 _EXTRA_HINT: Final = (
     "FastAsyncWhatsAppClient needs aiohttp (3.10 or later): pip install 'wa-auth[fast]'"
@@ -133,7 +137,7 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
         # A session binds to the running loop, so it is opened on the first request.
         if self._closed:
             raise RuntimeError("this client has been closed")
-        connector = self._aiohttp.TCPConnector(limit=DEFAULT_LIMITS.max_connections or 0)
+        connector = self._aiohttp.TCPConnector(limit=FAST_MAX_CONNECTIONS)
         session: aiohttp.ClientSession = self._aiohttp.ClientSession(
             headers=self._headers, timeout=self._client_timeout, connector=connector
         )
