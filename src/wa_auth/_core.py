@@ -359,21 +359,21 @@ def _send(ctx: Context, provider: TokenProvider, request: Request, token: Token)
     try:
         response: Response = yield Send(request, token)
     except TransportError as exc:
-        exc.with_token(token.reveal())
+        exc.with_token(token.reveal(), token.fingerprint)
         _emit_failure(ctx, request, exc)
         _observe(provider, token, exc)
         raise
     except RequestValidationError as exc:
         # A shell's own refusal (httpx.UnsupportedProtocol): its chained cause may quote the
         # request, so scrub the token from it too.
-        exc.with_token(token.reveal())
+        exc.with_token(token.reveal(), token.fingerprint)
         raise
     return response
 
 
 def _classify(ctx: Context, request: Request, response: Response, token: Token) -> ApiError:
     error = from_response(response.status_code, response.content, response.headers)
-    error.with_token(token.reveal())
+    error.with_token(token.reveal(), token.fingerprint)
     _emit_failure(ctx, request, error)
     return error
 
@@ -438,7 +438,7 @@ def _parse_success(
             rule=_table.UNKNOWN_RULE.id,
             usage=Usage.from_headers(response.headers),
         )
-        error.with_token(token.reveal())
+        error.with_token(token.reveal(), token.fingerprint)
         raise error from None
 
 

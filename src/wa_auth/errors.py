@@ -240,13 +240,13 @@ class ApiError(WhatsAppError):
         )
         return data
 
-    def with_token(self, token: str) -> None:
+    def with_token(self, token: str, token_fingerprint: str | None = None) -> None:
         """Attach *token*'s fingerprint and scrub the token from every text field.
 
         Called by the client right after classification, so a proxy that echoes the token in
-        its error page cannot leak it.
+        its error page cannot leak it. *token_fingerprint* saves a hash when it is known.
         """
-        self.token_fingerprint = fingerprint(token)
+        self.token_fingerprint = token_fingerprint or fingerprint(token)
         if token:
             self.message = redact_text(self.message, token)
             self.args = (self.message,)

@@ -49,7 +49,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe data, with the event's name."""
-        data = attrs.asdict(self)
+        # Every field is a plain value: a shallow copy, without asdict's recursion.
+        data = {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
         data["event"] = self.name
         return data
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -87,37 +88,44 @@ class Usage:
         buc_raw = picked.get("x-business-use-case-usage")
         if app_raw is None and buc_raw is None:
             return EMPTY_USAGE
-        app = None
-        data = _loads(app_raw)
-        if isinstance(data, dict):
-            app = AppUsage(
-                call_count=_int(data.get("call_count")),
-                total_time=_int(data.get("total_time")),
-                total_cputime=_int(data.get("total_cputime")),
-            )
-        business: list[BusinessUsage] = []
-        data = _loads(buc_raw)
-        if isinstance(data, dict):
-            for biz_id, entries in data.items():
-                entries_list = entries if isinstance(entries, list) else [entries]
-                business.extend(
-                    BusinessUsage(
-                        business_id=str(biz_id),
-                        type=str(entry.get("type", "")),
-                        call_count=_int(entry.get("call_count")),
-                        total_time=_int(entry.get("total_time")),
-                        total_cputime=_int(entry.get("total_cputime")),
-                        estimated_time_to_regain_access=_int(
-                            entry.get("estimated_time_to_regain_access")
-                        ),
-                    )
-                    for entry in entries_list
-                    if isinstance(entry, dict)
-                )
-        return cls(app=app, business=tuple(business))
+        return _parse_usage(app_raw, buc_raw)
 
 
 EMPTY_USAGE = Usage()
+
+
+# A memo of a pure function over two header strings, like `re`'s pattern cache: Meta repeats
+# the same usage values across many answers, and `Usage` is frozen, so sharing is safe.
+@functools.lru_cache(maxsize=128)
+def _parse_usage(app_raw: str | None, buc_raw: str | None) -> Usage:
+    app = None
+    data = _loads(app_raw)
+    if isinstance(data, dict):
+        app = AppUsage(
+            call_count=_int(data.get("call_count")),
+            total_time=_int(data.get("total_time")),
+            total_cputime=_int(data.get("total_cputime")),
+        )
+    business: list[BusinessUsage] = []
+    data = _loads(buc_raw)
+    if isinstance(data, dict):
+        for biz_id, entries in data.items():
+            entries_list = entries if isinstance(entries, list) else [entries]
+            business.extend(
+                BusinessUsage(
+                    business_id=str(biz_id),
+                    type=str(entry.get("type", "")),
+                    call_count=_int(entry.get("call_count")),
+                    total_time=_int(entry.get("total_time")),
+                    total_cputime=_int(entry.get("total_cputime")),
+                    estimated_time_to_regain_access=_int(
+                        entry.get("estimated_time_to_regain_access")
+                    ),
+                )
+                for entry in entries_list
+                if isinstance(entry, dict)
+            )
+    return Usage(app=app, business=tuple(business))
 
 
 #: The response headers wa_auth reads; everything else is left alone.
