@@ -7,9 +7,12 @@ reason)` (or uses the `real_component` marker). Outside CI it skips with a loud 
 
 from __future__ import annotations
 
+import gc
 import os
+import types
 
 import pytest
+from typing_extensions import Self
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -26,3 +29,54 @@ def require_component(name: str, reason: str) -> None:
 def anyio_backend() -> str:
     """Run async tests on asyncio only (the library supports asyncio)."""
     return "asyncio"
+
+
+class GarbageProbe:
+    """Collect what a block of code leaves to the cyclic garbage collector.
+
+    `wa_auth_garbage()` lists the leftovers that belong to wa_auth: its errors and the frames of
+    its code. A failed call must free those by reference counting; httpx's own cycles are not
+    ours to judge.
+    """
+
+    def __init__(self) -> None:
+        self.garbage: list[object] = []
+
+    def __enter__(self) -> Self:
+        gc.collect()
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            self.garbage = list(gc.garbage)
+            gc.garbage.clear()
+        finally:
+            gc.set_debug(0)
+            gc.enable()
+
+    def wa_auth_garbage(self) -> list[str]:
+        """Describe each leftover wa_auth error, and each wa_auth frame that holds an error.
+
+        A transport library's own cycles (aiohttp's connect error keeps itself in a local) can
+        carry our frames along; those frames are only reported when they hold an error.
+        """
+        from wa_auth.errors import WhatsAppError
+
+        found = []
+        for obj in self.garbage:
+            if isinstance(obj, WhatsAppError):
+                found.append(repr(obj))
+            elif isinstance(obj, types.FrameType) and "wa_auth" in obj.f_code.co_filename:
+                held = [k for k, v in obj.f_locals.items() if isinstance(v, WhatsAppError)]
+                if held:
+                    found.append(f"frame {obj.f_code.co_name} holds {held}")
+        return found
+
+
+@pytest.fixture
+def garbage_probe() -> type[GarbageProbe]:
+    """The `GarbageProbe` class: `with garbage_probe() as probe: ...`."""
+    return GarbageProbe

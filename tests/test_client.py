@@ -1280,3 +1280,34 @@ def test_methods_keep_their_signatures():
     params = list(inspect.signature(WhatsAppClient.send_text).parameters)
 
     assert params == ["self", "to", "text", "preview_url", "idempotency_key", "phone_number_id"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (
+            401,
+            {
+                "message": "Session has expired",
+                "type": "OAuthException",
+                "code": 190,
+                "error_subcode": 463,
+            },
+        ),
+        (400, {"message": "Business Account locked", "type": "OAuthException", "code": 131031}),
+        (None, httpx.ConnectError("connection refused")),
+    ],
+    ids=["token-error", "account-error", "transport-error"],
+)
+def test_failed_call_leaves_no_reference_cycle(status, error, client, respx_mock, garbage_probe):
+    """A failed call's error and frames are freed by reference counting, not by the GC."""
+    route = respx_mock.post(f"{BASE}/{PHONE}/messages")
+    route.mock(return_value=httpx.Response(200, json=SEND_OK))
+    client.send_text("15551234567", "warm-up")
+    if status is None:
+        route.mock(side_effect=error)
+    else:
+        route.mock(return_value=httpx.Response(status, json={"error": error}))
+    with garbage_probe() as probe, pytest.raises(WhatsAppError):
+        client.send_text("15551234567", "hi")
+    assert probe.wa_auth_garbage() == []

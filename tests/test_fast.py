@@ -404,3 +404,42 @@ def test_missing_aiohttp_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "aiohttp", None)
     with pytest.raises(ImportError, match=r"wa-auth\[fast\]"):
         FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, _graph_error(190, "Error validating access token: Session has expired", 463)),
+        (400, _graph_error(131031, "Business Account locked")),
+    ],
+    ids=["token-error", "account-error"],
+)
+async def test_failed_call_leaves_no_reference_cycle(status, body, garbage_probe):
+    """An error raised through the flow frees its frames by reference counting, not the GC.
+
+    A traceback holds the frames it passed and a frame holding the error closes a cycle: at
+    thousands of failures a second that is garbage-collector work on every request.
+    """
+    script = Script(
+        answer=lambda req: (
+            ("reply", 200, json.dumps(SUCCESS).encode())
+            if b"warm-up" in req["body"]
+            else ("reply", status, body)
+        )
+    )
+    async with loopback(script) as url:
+        for client in _clients(url):
+            async with client:
+                await client.send_text("15551234567", "warm-up")  # pools and caches exist
+                with garbage_probe() as probe, contextlib.suppress(WhatsAppError):
+                    await client.send_text("15551234567", "hi")
+                assert probe.wa_auth_garbage() == []
+
+
+async def test_transport_error_leaves_no_reference_cycle(garbage_probe):
+    """A refused connection's TransportError is freed by reference counting too."""
+    for client in _clients(_refused_url()):
+        async with client:
+            with garbage_probe() as probe, contextlib.suppress(TransportError):
+                await client.send_text("15551234567", "hi")
+            assert probe.wa_auth_garbage() == []

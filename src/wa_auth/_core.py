@@ -277,43 +277,50 @@ def call(
     permission, account-state, invalid-request or transient failures (those are the guard's
     business). *provider* overrides the routed provider (an app token for `debug_token`).
     """
-    if provider is None:
-        provider = ctx.provider_for(request.route)
-    if token is None:
-        token = yield GetToken(request.route, provider)
     first: ApiError | None = None
-    verdict = yield from _verdict(ctx, token)
-    if verdict is not None:
-        # Known dead: tell the provider (a rotating one fails over), send nothing with it.
-        _observe(provider, token, verdict)
-        provider.invalidate(token, verdict)
-        first = _revived(verdict)
-        token = yield from _replacement(ctx, provider, request, token, first)
-    while True:
-        response = yield from _send(ctx, provider, request, token)
-        if 200 <= response.status_code < 300:
-            _observe(provider, token, None)
-            return _parse_success(request, response, parse, token)
-        error = _classify(ctx, request, response, token)
-        _observe(provider, token, error)
-        if error.category not in _table.TOKEN_CLASS:
+    error: ApiError | None = None
+    verdict: ApiError | None = None
+    try:
+        if provider is None:
+            provider = ctx.provider_for(request.route)
+        if token is None:
+            token = yield GetToken(request.route, provider)
+        verdict = yield from _verdict(ctx, token)
+        if verdict is not None:
+            # Known dead: tell the provider (a rotating one fails over), send nothing with it.
+            _observe(provider, token, verdict)
+            provider.invalidate(token, verdict)
+            first = _revived(verdict)
+            token = yield from _replacement(ctx, provider, request, token, first)
+        while True:
+            response = yield from _send(ctx, provider, request, token)
+            if 200 <= response.status_code < 300:
+                _observe(provider, token, None)
+                return _parse_success(request, response, parse, token)
+            error = _classify(ctx, request, response, token)
+            _observe(provider, token, error)
+            if error.category not in _table.TOKEN_CLASS:
+                if first is not None:
+                    raise error from first
+                raise error
+            if ctx.verdicts is not None:
+                yield RecordVerdict(token.fingerprint, error)
+            provider.invalidate(token, error)
+            ctx.events.emit(
+                TokenInvalidated(
+                    consumer=ctx.consumer,
+                    token_fingerprint=token.fingerprint,
+                    category=error.category,
+                )
+            )
             if first is not None:
                 raise error from first
-            raise error
-        if ctx.verdicts is not None:
-            yield RecordVerdict(token.fingerprint, error)
-        provider.invalidate(token, error)
-        ctx.events.emit(
-            TokenInvalidated(
-                consumer=ctx.consumer,
-                token_fingerprint=token.fingerprint,
-                category=error.category,
-            )
-        )
-        if first is not None:
-            raise error from first
-        first = error
-        token = yield from _replacement(ctx, provider, request, token, error)
+            first = error
+            token = yield from _replacement(ctx, provider, request, token, error)
+    finally:
+        # A raised error's traceback holds this frame, and the frame would hold the error: drop
+        # the references, or every failed call leaves a cycle for the garbage collector.
+        verdict = error = first = None
 
 
 def _verdict(ctx: Context, token: Token) -> Flow[ApiError | None]:
@@ -333,10 +340,15 @@ def _replacement(
 ) -> Flow[Token]:
     """Return the provider's next token for the one auth retry, or raise *error*."""
     fresh: Token = yield GetToken(request.route, provider)
-    if fresh.fingerprint == token.fingerprint or not request.resendable:
-        raise error
-    if (yield from _verdict(ctx, fresh)) is not None:
-        raise error
+    if (
+        fresh.fingerprint == token.fingerprint
+        or not request.resendable
+        or ((yield from _verdict(ctx, fresh)) is not None)
+    ):
+        try:
+            raise error
+        finally:
+            del error  # no cycle through this frame (see `call`)
     ctx.events.emit(
         AuthRetried(
             consumer=ctx.consumer,

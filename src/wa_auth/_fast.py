@@ -164,7 +164,10 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
         if hasattr(cause, "request_info"):
             cause = None
         error.__cause__ = cause
-        raise error
+        try:
+            raise error
+        finally:
+            del error, cause  # the traceback holds this frame: no cycle through it
 
     async def aclose(self) -> None:
         """Close the HTTP connections this client opened."""

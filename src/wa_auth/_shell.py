@@ -38,6 +38,9 @@ def drive(ctx: Context, flow: Flow[T], send: SyncSend) -> T:
             effect = flow.throw(error) if error is not None else flow.send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            value = error = None  # the traceback holds this frame: no cycle through it
+            raise
         value = error = None
         try:
             if isinstance(effect, Send):
@@ -64,6 +67,9 @@ async def adrive(ctx: Context, flow: Flow[T], send: AsyncSend) -> T:
             effect = flow.throw(error) if error is not None else flow.send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            value = error = None  # the traceback holds this frame: no cycle through it
+            raise
         value = error = None
         try:
             if isinstance(effect, Send):

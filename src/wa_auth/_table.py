@@ -9,6 +9,7 @@ Message-text rules exist only where Meta gives no subcode (modern WhatsApp paylo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -774,8 +775,14 @@ BY_CODE: Final[dict[int, tuple[Rule, ...]]] = {k: tuple(v) for k, v in _BY_CODE.
 del _BY_CODE, _rule, _code
 
 
-def lookup(code: int | None, subcode: int | None, text: str, status: int | None) -> Rule:
-    """Return the most specific rule for an error; *text* is the lowercased message and details."""
+def lookup(
+    code: int | None, subcode: int | None, text: str | Callable[[], str], status: int | None
+) -> Rule:
+    """Return the most specific rule for an error.
+
+    *text* is the lowercased message and details, or a function that returns it: most errors
+    are decided by code and subcode, and never need it.
+    """
     if code is not None:
         rows = BY_CODE.get(code)
         if rows:
@@ -784,6 +791,8 @@ def lookup(code: int | None, subcode: int | None, text: str, status: int | None)
                     if subcode in rule.subcodes:
                         return rule
                 elif rule.messages:
+                    if not isinstance(text, str):
+                        text = text()
                     if any(m in text for m in rule.messages):
                         return rule
                 else:

@@ -40,13 +40,13 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, TypeGuard
 
 from wa_auth import _table
-from wa_auth._redact import fingerprint, redact_text
+from wa_auth._redact import REDACTED, fingerprint, redact_text
 from wa_auth._table import CATEGORIES, TOKEN_CLASS, Rule
-from wa_auth.models import EMPTY_USAGE, Usage, pick_headers
+from wa_auth.models import EMPTY_USAGE, Usage, pick_headers, usage_from_picked
 
 __all__ = [
     "CATEGORIES",
@@ -248,13 +248,17 @@ class ApiError(WhatsAppError):
         """
         self.token_fingerprint = token_fingerprint or fingerprint(token)
         if token:
-            self.message = redact_text(self.message, token)
-            self.args = (self.message,)
+            # The texts were redacted of token-shaped patterns when the error was built; only
+            # this exact token (any shape) remains to be replaced.
+            if token in self.message:
+                self.message = self.message.replace(token, REDACTED)
+                self.args = (self.message,)
             for name in ("user_title", "user_message", "details"):
                 value = getattr(self, name)
-                if value:
-                    setattr(self, name, redact_text(value, token))
-            _scrub_chain(self, token)
+                if value and token in value:
+                    setattr(self, name, value.replace(token, REDACTED))
+            if self.__cause__ is not None or self.__context__ is not None:
+                _scrub_chain(self, token)
 
 
 def _scrub_chain(error: BaseException, token: str) -> None:
@@ -688,17 +692,12 @@ def _classify(
         code, header_message = _read_www_authenticate(www_auth)
         message = message or header_message
 
-    text = " ".join(t for t in (message, title, details, user_message) if t).lower()
-    if code is None and text:
-        code, subcode = _infer_code(text, subcode)
-    rule = _table.lookup(code, subcode, text, None)
-    if rule is _table.UNKNOWN_RULE:
-        if is_transient:
-            rule = _table.TRANSIENT_FLAG_RULE
-        elif status is not None:
-            rule = _table.lookup(None, None, "", status)
+    def text() -> str:
+        return " ".join(t for t in (message, title, details, user_message) if t).lower()
 
-    usage = Usage.from_headers(picked)
+    code, subcode, rule = _rule_for(code, subcode, text, status, is_transient=is_transient)
+
+    usage = usage_from_picked(picked)
     retry_after = _retry_after(picked, usage, rule)
 
     if not message:
@@ -721,6 +720,31 @@ def _classify(
         ambiguous=rule.ambiguous,
         operator_action=rule.operator_action,
     )
+
+
+def _rule_for(
+    code: int | None,
+    subcode: int | None,
+    text: Callable[[], str],
+    status: int | None,
+    *,
+    is_transient: bool,
+) -> tuple[int | None, int | None, Rule]:
+    """Return the code and subcode (inferred from *text* when absent) and the matching rule."""
+    if code is None:
+        lowered = text()
+        if lowered:
+            code, subcode = _infer_code(lowered, subcode)
+        rule = _table.lookup(code, subcode, lowered, None)
+    else:
+        # Most errors are decided by code and subcode: the text is only built when asked for.
+        rule = _table.lookup(code, subcode, text, None)
+    if rule is _table.UNKNOWN_RULE:
+        if is_transient:
+            rule = _table.TRANSIENT_FLAG_RULE
+        elif status is not None:
+            rule = _table.lookup(None, None, "", status)
+    return code, subcode, rule
 
 
 def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:

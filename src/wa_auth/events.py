@@ -167,12 +167,41 @@ class LoggingSubscriber:
         if not logger.isEnabledFor(level):
             return
         fields = event.to_dict()
-        detail = " ".join(
-            f"{k}={v}"
-            for k, v in fields.items()
-            if k not in {"event", "at", "operator_action"} and v not in (None, "")
+        # `Logger.log` would walk the stack to find this very line; the record is built
+        # directly with it instead, and the message's detail is only joined if a handler
+        # formats it.
+        record = logger.makeRecord(
+            logger.name,
+            level,
+            __file__,
+            _LOG_LINE,
+            "%s %s",
+            (event.name, _Detail(fields)),
+            None,
+            "LoggingSubscriber",
+            {"wa_auth": fields},
         )
-        logger.log(level, "%s %s", event.name, detail, extra={"wa_auth": fields})
+        logger.handle(record)
+
+
+class _Detail:
+    """The `key=value` tail of a log message, joined only when the message is formatted."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def __str__(self) -> str:
+        return " ".join(
+            f"{k}={v}"
+            for k, v in self._fields.items()
+            if k not in _UNLOGGED and v not in (None, "")
+        )
+
+
+_UNLOGGED = frozenset({"event", "at", "operator_action"})
+_LOG_LINE = LoggingSubscriber.__call__.__code__.co_firstlineno
 
 
 class Counters:

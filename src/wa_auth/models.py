@@ -81,17 +81,19 @@ class Usage:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str] | None) -> Usage:
         """Parse the usage headers of a response; malformed values are ignored, never raised."""
-        picked = pick_headers(headers)
-        if not picked:
-            return EMPTY_USAGE
-        app_raw = picked.get("x-app-usage")
-        buc_raw = picked.get("x-business-use-case-usage")
-        if app_raw is None and buc_raw is None:
-            return EMPTY_USAGE
-        return _parse_usage(app_raw, buc_raw)
+        return usage_from_picked(pick_headers(headers))
 
 
 EMPTY_USAGE = Usage()
+
+
+def usage_from_picked(picked: Mapping[str, str]) -> Usage:
+    """Return the `Usage` of headers already passed through `pick_headers`."""
+    app_raw = picked.get("x-app-usage")
+    buc_raw = picked.get("x-business-use-case-usage")
+    if app_raw is None and buc_raw is None:
+        return EMPTY_USAGE
+    return _parse_usage(app_raw, buc_raw)
 
 
 # A memo of a pure function over two header strings, like `re`'s pattern cache: Meta repeats
