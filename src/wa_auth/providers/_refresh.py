@@ -124,6 +124,21 @@ class _State:
     backoff_until: float = 0.0
     failures: int = 0
 
+    def rechecked(self, recheck_at: float, stale_limit: float) -> _State:
+        """Return this state with new re-check deadlines (`attrs.evolve` costs 2 µs here)."""
+        return _State(
+            self.token,
+            recheck_at,
+            stale_limit,
+            self.advisory_at,
+            self.mandatory_at,
+            self.invalidated,
+            self.rejected,
+            self.quiet_until,
+            self.backoff_until,
+            self.failures,
+        )
+
 
 class _Flight:
     """One refresh in progress; its outcome is handed to every thread and task waiting on it."""
@@ -267,7 +282,7 @@ class Refresher:
             policy = self.policy
             recheck_at = mono + policy.recheck_interval
             stale_limit = math.inf if policy.max_stale is None else recheck_at + policy.max_stale
-            self._state = attrs.evolve(st, recheck_at=recheck_at, stale_limit=stale_limit)
+            self._state = st.rechecked(recheck_at, stale_limit)
         return True
 
     def fresh(self) -> Token | None:
