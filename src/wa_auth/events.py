@@ -178,7 +178,7 @@ class LoggingSubscriber:
             "%s %s",
             (event.name, _Detail(fields)),
             None,
-            "LoggingSubscriber",
+            "__call__",
             {"wa_auth": fields},
         )
         logger.handle(record)
