@@ -373,3 +373,29 @@ def test_rechecked_state_keeps_every_other_field():
     values.update(token=None, invalidated=True, rejected="sha256:abc", failures=3)
     state = _State(**values)
     assert state.rechecked(100.0, 200.0) == attrs.evolve(state, recheck_at=100.0, stale_limit=200.0)
+
+
+@pytest.mark.anyio
+async def test_advisory_window_failure_serves_current_async():
+    """The async path keeps the current token when an advisory refresh fails, like the sync one."""
+    clock = Clock()
+    src = Source(clock, expires_in=3600)
+    first = await src.aget_token()
+    clock.now += 3600 - 300  # inside the advisory window, outside the mandatory one
+    src.fail = TokenSourceMissingError("gone", source="test")
+    assert await src.aget_token() == first
+    assert src.reads == 2
+    assert await src.aget_token() == first  # backing off: no read
+    assert src.reads == 2
+
+
+@pytest.mark.anyio
+async def test_mandatory_window_raises_when_refresh_fails_async():
+    """Inside the mandatory window async callers get the refresh's error too."""
+    clock = Clock()
+    src = Source(clock, expires_in=3600)
+    await src.aget_token()
+    clock.now += 3600 - 30
+    src.fail = TokenSourceMissingError("gone", source="test")
+    with pytest.raises(TokenSourceMissingError):
+        await src.aget_token()

@@ -168,14 +168,15 @@ class _Flight:
         assert self.token is not None
         return self.token
 
-    def wait(self) -> Token:
+    def wait(self) -> None:
+        """Block until the flight has finished (another thread leads it)."""
         if not self.done.wait(FLIGHT_WAIT_TIMEOUT):
             raise TokenUnavailableError(
                 f"gave up after {FLIGHT_WAIT_TIMEOUT:.0f} s waiting for another caller's refresh"
             )
-        return self.outcome()
 
-    async def await_(self) -> Token:
+    async def await_(self) -> None:
+        """Wait on the running loop until the flight has finished."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
@@ -184,7 +185,23 @@ class _Flight:
             else:
                 fut.set_result(None)
         await fut
-        return self.outcome()
+
+
+def _cached(st: _State) -> Token:
+    """The cached token of *st*, served without waiting for a refresh."""
+    assert st.token is not None
+    return st.token
+
+
+def _settle(fresh: int, st: _State, flight: _Flight, *, leader: bool) -> Token:
+    """Return what a caller gets once *flight* is done.
+
+    A failed refresh of a token that was only stale (advisory window, re-check) keeps serving
+    it; otherwise the flight's outcome (its token, or its error).
+    """
+    if fresh == _STALE and flight.error is not None:
+        return _cached(st)
+    return flight.outcome(leader=leader)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -331,22 +348,17 @@ class Refresher:
     def get(self) -> Token:
         """Return the cached token, refreshing it first when needed (blocking)."""
         self._check_fork()
-        st = self._state
-        if st.token is not None and self._freshness(st) == _FRESH:
-            return st.token
+        token = self.fresh()
+        if token is not None:
+            return token
         fresh, st, flight, leader = self._begin()
-        if flight is None:
-            assert st.token is not None
-            return st.token
+        if flight is None or (fresh == _STALE and not leader):
+            return _cached(st)
         if leader:
             self._run(flight, st)
-        elif fresh == _STALE:
-            assert st.token is not None
-            return st.token
-        if fresh == _STALE and flight.error is not None:
-            assert st.token is not None
-            return st.token
-        return flight.outcome(leader=True) if leader else flight.wait()
+        else:
+            flight.wait()
+        return _settle(fresh, st, flight, leader=leader)
 
     def _run(self, flight: _Flight, st: _State) -> None:
         token: Token | None = None
@@ -365,24 +377,18 @@ class Refresher:
     async def aget(self) -> Token:
         """Return the cached token, refreshing it first when needed, without blocking the loop."""
         self._check_fork()
-        st = self._state
-        if st.token is not None and self._freshness(st) == _FRESH:
-            return st.token
+        token = self.fresh()
+        if token is not None:
+            return token
         fresh, st, flight, leader = self._begin()
-        if flight is None:
-            assert st.token is not None
-            return st.token
+        if flight is None or (fresh == _STALE and not leader):
+            return _cached(st)
         if leader:
             # A task of its own: a cancelled caller must not cancel everyone's refresh.
             flight.task = asyncio.get_running_loop().create_task(self._arun(flight, st))
-        elif fresh == _STALE:
-            assert st.token is not None
-            return st.token
         await flight.await_()
-        if fresh == _STALE and flight.error is not None:
-            assert st.token is not None
-            return st.token
-        return flight.outcome()
+        # The task's error is everyone's, the leader's too: each caller raises a copy.
+        return _settle(fresh, st, flight, leader=False)
 
     async def _arun(self, flight: _Flight, st: _State) -> None:
         token: Token | None = None
