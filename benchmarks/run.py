@@ -138,8 +138,6 @@ def _aggregate(
             "us_per_op": _median(got, "us_per_op"),
             "peak_rss_kb": _median(got, "peak_rss_kb"),
             "samples_msgs_per_s": [s["msgs_per_s"] for s in ok if "msgs_per_s" in s],
-            # Per round, None where that round failed: pairs a row with its baseline by round.
-            "_by_round": [s.get("msgs_per_s") if s.get("status") == "ok" else None for s in got],
             "baseline": v.baseline,
             "goal": str(v.goal) if v.goal else None,
             "notes": v.notes,
@@ -148,29 +146,39 @@ def _aggregate(
         v = registry[name]
         ratio = None
         if v.baseline:
-            base = rows.get((v.baseline, c))
-            if base is None:  # a baseline measured at another level (sync rows: level 1)
-                base = next((r for (bn, _), r in rows.items() if bn == v.baseline), None)
+            base_key = (v.baseline, c)
+            if base_key not in rows:  # a baseline measured at another level (sync rows: 1)
+                base_key = next((k for k in rows if k[0] == v.baseline), base_key)
+            base = rows.get(base_key)
             metric = "peak_rss_kb" if v.kind == "memory" else "msgs_per_s"
             if base and base.get(metric) and row.get(metric):
-                ratio = _paired_ratio(row, base) if metric == "msgs_per_s" else None
+                ratio = (
+                    _paired_ratio(samples.get((name, c), []), samples.get(base_key, []))
+                    if metric == "msgs_per_s"
+                    else None
+                )
                 if ratio is None:
                     ratio = row[metric] / base[metric]
         row["ratio"] = ratio
         row["goal_met"] = v.goal.met(ratio, row["us_per_op"]) if v.goal else None
-    for row in rows.values():
-        del row["_by_round"]
     order = {g: i for i, g in enumerate(GROUP_ORDER)}
     return sorted(rows.values(), key=lambda r: order.get(r["group"], len(order)))
 
 
-def _paired_ratio(row: dict[str, Any], base: dict[str, Any]) -> float | None:
-    """Return the median of the per-round ratios of *row* to *base*, or None.
+def _paired_ratio(row: list[dict[str, Any]], base: list[dict[str, Any]]) -> float | None:
+    """Return the median of the per-round throughput ratios of *row*'s samples to *base*'s.
 
-    The machine's speed drifts between rounds (shared cores, a VM's steal time); a ratio taken
-    within each round cancels that drift, where a ratio of two medians does not.
+    The samples are in round order. The machine's speed drifts between rounds (shared cores, a
+    VM's steal time); a ratio taken within each round cancels that drift, where a ratio of two
+    medians does not. None with fewer than two rounds where both succeeded.
     """
-    pairs = [a / b for a, b in zip(row["_by_round"], base["_by_round"], strict=False) if a and b]
+    pairs = [
+        a["msgs_per_s"] / b["msgs_per_s"]
+        for a, b in zip(row, base, strict=False)
+        if a.get("status") == b.get("status") == "ok"
+        and a.get("msgs_per_s")
+        and b.get("msgs_per_s")
+    ]
     return statistics.median(pairs) if len(pairs) >= 2 else None
 
 

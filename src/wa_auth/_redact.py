@@ -39,11 +39,15 @@ def fingerprint(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
+def redact_secret(text: str, secret: str) -> str:
+    """Replace every occurrence of *secret* (any shape) in *text*."""
+    return text.replace(secret, REDACTED) if secret and secret in text else text
+
+
 def redact_text(text: str, *secrets: str) -> str:
     """Redact token-bearing query parameters, bearer credentials and any of *secrets* in *text*."""
     for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
+        text = redact_secret(text, secret)
     low = text.lower()
     # Cheap substring checks first: most texts (Meta's messages) need no regex at all.
     if ("_token" in low or "secret" in low or "_proof" in low) and (

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, TypeGuard
 
 from wa_auth import _table
-from wa_auth._redact import REDACTED, fingerprint, redact_text
+from wa_auth._redact import fingerprint, redact_secret, redact_text
 from wa_auth._table import CATEGORIES, TOKEN_CLASS, Rule
 from wa_auth.models import EMPTY_USAGE, Usage, pick_headers, usage_from_picked
 
@@ -251,12 +251,12 @@ class ApiError(WhatsAppError):
             # The texts were redacted of token-shaped patterns when the error was built; only
             # this exact token (any shape) remains to be replaced.
             if token in self.message:
-                self.message = self.message.replace(token, REDACTED)
+                self.message = redact_secret(self.message, token)
                 self.args = (self.message,)
             for name in ("user_title", "user_message", "details"):
                 value = getattr(self, name)
-                if value and token in value:
-                    setattr(self, name, value.replace(token, REDACTED))
+                if value:
+                    setattr(self, name, redact_secret(value, token))
             if self.__cause__ is not None or self.__context__ is not None:
                 _scrub_chain(self, token)
 
