@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-TOKEN = "EAAGbenchmarkTOKEN0123456789abcdefABCDEF0123456789"
+TOKEN = "wa-auth-benchmark-placeholder-not-a-credential-0123456789"
 TEXT = "Your order 1234 has shipped."
 
 
