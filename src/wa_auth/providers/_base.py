@@ -12,7 +12,7 @@ from wa_auth._redact import fingerprint
 if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
 
-__all__ = ["StaticTokenProvider", "Token", "TokenProvider"]
+__all__ = ["StaticTokenProvider", "Token", "TokenProvider", "as_provider"]
 
 
 def _fingerprint_of(self: Token) -> str:
@@ -109,3 +109,35 @@ class StaticTokenProvider:
 
     def __repr__(self) -> str:
         return f"StaticTokenProvider(fingerprint={self._token.fingerprint!r})"
+
+
+def as_provider(value: object, *, argument: str) -> TokenProvider:
+    """Return *value* as a token provider: a string or `Token` becomes a static provider.
+
+    Everywhere a provider is accepted, a plain token string is accepted too, so
+    `token_provider="EAA..."` or `app_token_provider=sandbox.app_token` works as written. Any
+    other object without the provider methods fails here, at construction, instead of on the
+    first send with an `AttributeError`.
+
+    Args:
+        value: A `TokenProvider`, a token string or a `Token`.
+        argument: The parameter's name, for the error message.
+
+    Raises:
+        RequestValidationError: *value* is neither a provider nor a token.
+    """
+    if isinstance(value, (str, Token)):
+        return StaticTokenProvider(value)
+            value, source=argument if isinstance(value, str) else value.source
+        )
+    if all(
+        callable(getattr(value, name, None)) for name in ("get_token", "aget_token", "invalidate")
+    ):
+        return value  # type: ignore[return-value]
+    from wa_auth.errors import RequestValidationError
+
+    raise RequestValidationError(
+        f"{argument} must be a token provider (an object with get_token, aget_token and "
+        f"invalidate, such as FileTokenProvider) or a token string, got a "
+        f"{type(value).__name__}"
+    )
