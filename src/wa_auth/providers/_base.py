@@ -128,8 +128,6 @@ def as_provider(value: object, *, argument: str) -> TokenProvider:
     """
     if isinstance(value, (str, Token)):
         return StaticTokenProvider(value)
-            value, source=argument if isinstance(value, str) else value.source
-        )
     if all(
         callable(getattr(value, name, None)) for name in ("get_token", "aget_token", "invalidate")
     ):
