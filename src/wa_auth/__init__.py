@@ -251,9 +251,9 @@ _LAZY: dict[str, str] = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from importlib.metadata import version
+        from wa_auth._version import package_version
 
-        return version("wa-auth")
+        return package_version()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wa_auth' has no attribute {name!r}")

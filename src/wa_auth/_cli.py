@@ -12,17 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from wa_auth._version import package_version
+
 #: Exit code of bad input (arguments, a tokens file, an address that cannot be bound).
 EXIT_USAGE = 2
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("wa-auth")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -139,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:
-        sys.stdout.write(json.dumps({"version": _version()}) + "\n")
+        sys.stdout.write(json.dumps({"version": package_version()}) + "\n")
         return 0
     if args.command == "sandbox":
         return _sandbox(args)

@@ -8,10 +8,9 @@ send a request) and maps httpx's exceptions to `TransportError` at one boundary.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
 
 import httpx
@@ -20,21 +19,23 @@ from typing_extensions import ParamSpec, Self, TypedDict, Unpack
 from wa_auth import _core
 from wa_auth._core import Context, Flow, Request, Response, auth_headers
 from wa_auth._redact import install_log_redaction, redact_text
-from wa_auth._shell import adrive, drive
-from wa_auth.errors import RequestValidationError, TransportError
+from wa_auth._shell import AsyncGate, Gate, adrive, drive
+from wa_auth._version import package_version
+from wa_auth.errors import RequestValidationError, TransportError, WhatsAppError
 from wa_auth.events import Events
 from wa_auth.providers import (
-    StaticTokenProvider,
     Token,
     TokenProvider,
     TokenVerdicts,
     VerdictStore,
 )
+from wa_auth.providers._base import as_provider
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
     from types import TracebackType
 
-__all__ = ["AsyncWhatsAppClient", "WhatsAppClient"]
+__all__ = ["AsyncClientBase", "AsyncWhatsAppClient", "WhatsAppClient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,18 +45,15 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
 DEFAULT_TOKEN_HEALTH_TTL: Final = 300.0
 #: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+#: The sync client's in-flight gate: one slot per pooled connection, so a thread waits at the
+#: gate (where it then sees a verdict recorded meanwhile), never inside httpx's pool.
+DEFAULT_SYNC_MAX_IN_FLIGHT: Final = 32
 #: Async requests beyond this many in flight wait on a semaphore rather than in httpcore's pool
 #: queue, whose per-request work grows with its waiters (measured on loopback at 256 in flight:
 #: about 3x the CPU per message without the gate).
 DEFAULT_MAX_IN_FLIGHT: Final = 2 * 32
 
-try:
-    from importlib.metadata import version as _pkg_version
-
-    _VERSION = _pkg_version("wa-auth")
-except Exception:  # noqa: BLE001 - running from a source tree
-    _VERSION = "0"
-USER_AGENT: Final = f"wa-auth/{_VERSION} httpx/{httpx.__version__}"
+USER_AGENT: Final = f"wa-auth/{package_version()} httpx/{httpx.__version__}"
 
 # Exceptions raised before a single byte could reach Meta: the message cannot be delivered.
 # ProxyError: the proxy refused the tunnel (407, 502 to CONNECT), so nothing reached Meta.
@@ -87,19 +85,29 @@ def transport_error(request: Request, exc: BaseException, *, not_sent: bool) -> 
     )
 
 
-@contextlib.contextmanager
-def _transport_errors(request: Request) -> Iterator[None]:
-    """Translate httpx's exceptions into `TransportError`; nothing from httpx escapes."""
-    try:
-        yield
-    except httpx.UnsupportedProtocol as exc:
-        raise RequestValidationError(
-            f"base_url must be an http(s) URL: {redact_text(str(exc))}"
-        ) from exc
-    except httpx.RequestError as exc:
-        raise transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT)) from exc
-    except httpx.InvalidURL as exc:
-        raise RequestValidationError(f"invalid URL: {redact_text(str(exc))}") from exc
+def plain_cause(exc: BaseException, *secrets: str) -> ConnectionError:
+    """Return a stand-in for a transport library's *exc* to chain as `__cause__`.
+
+    httpx's and aiohttp's exceptions keep their request (the URL of `debug_token` carries a
+    token, the headers carry the bearer token) and pickle it along: the stand-in keeps only the
+    exception's type and its redacted text.
+    """
+    return ConnectionError(f"{type(exc).__name__}: {redact_text(str(exc), *secrets)}")
+
+
+def _translate(request: Request, token: Token, exc: Exception) -> WhatsAppError:
+    """Return the wa_auth error for one of httpx's exceptions, with a request-free cause."""
+    error: WhatsAppError
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        error = RequestValidationError(
+            f"base_url must be an http(s) URL: {redact_text(str(exc), token.reveal())}"
+        )
+    elif isinstance(exc, httpx.RequestError):
+        error = transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT))
+    else:  # httpx.InvalidURL
+        error = RequestValidationError(f"invalid URL: {redact_text(str(exc), token.reveal())}")
+    error.__cause__ = plain_cause(exc, token.reveal())
+    return error
 
 
 class ClientOptions(TypedDict, total=False):
@@ -116,8 +124,9 @@ class ClientOptions(TypedDict, total=False):
     events: Events | None
     user_agent: str | None
     verdicts: VerdictStore | None
-    app_token_provider: TokenProvider | None
+    app_token_provider: TokenProvider | str | None
     token_health_ttl: float
+    max_in_flight: int | None
 
 
 class _BaseClient:
@@ -127,7 +136,7 @@ class _BaseClient:
         self,
         *,
         token: str | None = None,
-        token_provider: TokenProvider | None = None,
+        token_provider: TokenProvider | str | None = None,
         phone_number_id: str | int | None = None,
         business_account_id: str | int | None = None,
         api_version: str = _core.DEFAULT_API_VERSION,
@@ -137,14 +146,26 @@ class _BaseClient:
         events: Events | None = None,
         user_agent: str | None = None,
         verdicts: VerdictStore | None = None,
-        app_token_provider: TokenProvider | None = None,
+        app_token_provider: TokenProvider | str | None = None,
         token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
+        max_in_flight: int | None = None,
     ) -> None:
         if (token is None) == (token_provider is None):
             raise RequestValidationError("pass exactly one of token= or token_provider=")
-        provider: TokenProvider = (
-            StaticTokenProvider(token) if token is not None else token_provider  # type: ignore[assignment]
+        provider = as_provider(
+            token if token is not None else token_provider,
+            argument="token" if token is not None else "token_provider",
         )
+        if max_in_flight is not None and (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or max_in_flight < 1
+        ):
+            raise RequestValidationError(
+                f"max_in_flight must be a positive integer, got {max_in_flight!r}"
+            )
+        if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
+            raise RequestValidationError("user_agent must be printable ASCII (an HTTP header)")
         if not isinstance(api_version, str) or not api_version.startswith("v"):
             raise RequestValidationError(f"api_version must look like 'v23.0', got {api_version!r}")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
@@ -161,11 +182,25 @@ class _BaseClient:
             # A fresh store per client unless one is shared: clients and guards given the same
             # store share what they learn about dead tokens.
             verdicts=verdicts if verdicts is not None else TokenVerdicts(),
-            app_token_provider=app_token_provider,
+            app_token_provider=(
+                None
+                if app_token_provider is None
+                else as_provider(app_token_provider, argument="app_token_provider")
+            ),
             health_cache=_core.TTLCache(token_health_ttl),
         )
         self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
+        self._max_in_flight = max_in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests this client has in flight at once.
+
+        It is also the most requests that can ever go out with a token Meta has just proved
+        dead: the verdict is checked while a request holds its slot.
+        """
+        raise NotImplementedError
 
     @property
     def token_provider(self) -> TokenProvider:
@@ -197,9 +232,18 @@ class _BaseClient:
 
 
 def _method_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """Return *fn*'s signature as the bound method's: `self`, its parameters, its model.
+
+    A flow is `(ctx: Context, ...) -> Flow[Model]`; `help()`, IDEs and the API page must show
+    `(self, ...) -> Model` (a coroutine's result for the async clients).
+    """
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
-    return sig.replace(parameters=[params[0].replace(name="self"), *params[1:]])
+    returns = sig.return_annotation
+    if isinstance(returns, str) and returns.startswith("Flow[") and returns.endswith("]"):
+        returns = returns[len("Flow[") : -1]
+    self_param = params[0].replace(name="self", annotation=inspect.Parameter.empty)
+    return sig.replace(parameters=[self_param, *params[1:]], return_annotation=returns)
 
 
 def _sync(
@@ -215,9 +259,9 @@ def _sync(
 
 def _async(
     flow: Callable[Concatenate[Context, P], Flow[T]],
-) -> Callable[Concatenate[AsyncWhatsAppClient, P], Coroutine[Any, Any, T]]:
+) -> Callable[Concatenate[AsyncClientBase, P], Coroutine[Any, Any, T]]:
     @functools.wraps(flow)
-    async def method(self: AsyncWhatsAppClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def method(self: AsyncClientBase, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._drive(flow(self._ctx, *args, **kwargs))
 
     method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
@@ -258,19 +302,38 @@ class WhatsAppClient(_BaseClient):
         self._http = http_client or httpx.Client(
             timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers
         )
+        self._gate = Gate(
+            self._max_in_flight or DEFAULT_SYNC_MAX_IN_FLIGHT, httpx.Timeout(self._timeout).pool
+        )
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests in flight at once (`max_in_flight=`, default 32: the pool size).
+
+        It is also the most requests that can ever go out with a token Meta has just proved
+        dead: the verdict is checked while a request holds its slot, and the slot is freed only
+        after the answer was classified and the verdict recorded.
+        """
+        return self._gate.size
 
     def _drive(self, flow: Flow[T]) -> T:
-        return drive(self._ctx, flow, self._send)
+        return drive(self._ctx, flow, self._send, self._gate)
 
     def _send(self, request: Request, token: Token) -> Response:
-        with _transport_errors(request):
+        headers = auth_headers(request, token)
+        try:
             r = self._http.request(
-                request.method,
-                request.url,
-                headers=auth_headers(request, token),
-                content=request.content,
+                request.method, request.url, headers=headers, content=request.content
             )
-        return Response(r.status_code, r.headers, r.content)
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            error = _translate(request, token, exc)
+        else:
+            return Response(r.status_code, r.headers, r.content)
+        # Raised outside the handler: httpx's exception (and its request) is not the context.
+        try:
+            raise error
+        finally:
+            del error  # the traceback holds this frame: no cycle through it
 
     def close(self) -> None:
         """Close the HTTP connections this client opened."""
@@ -308,51 +371,90 @@ class WhatsAppClient(_BaseClient):
     token_health = _sync(_core.token_health)
 
 
-class AsyncWhatsAppClient(_BaseClient):
-    """An asyncio WhatsApp Cloud API client over `httpx.AsyncClient`; same methods, awaited.
+class AsyncClientBase(_BaseClient):
+    """What both asyncio clients share: the endpoint methods, the gate, one pool per loop.
 
-    Takes the same arguments as `WhatsAppClient`, with an `httpx.AsyncClient` /
-    `httpx.AsyncBaseTransport` for *http_client* / *transport*.
+    A subclass supplies the transport: `_send`, `_open_pool`, `_close_pool`. The pool and the
+    gate belong to the event loop of the first request. When that loop has ended (a second
+    `asyncio.run()`), a pool the client opened is opened again on the new loop; the old one
+    was closed when its loop shut down. A pool passed in by the caller cannot be reopened, and
+    a loop still running in another thread cannot be shared: both raise
+    `RequestValidationError` that says to use one client per event loop.
     """
 
-    def __init__(
-        self,
-        *,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        **options: Unpack[ClientOptions],
-    ) -> None:
+    _owns_http: bool
+
+    def __init__(self, *, default_max_in_flight: int, **options: Unpack[ClientOptions]) -> None:
         super().__init__(**options)
-        self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers
-        )
-        # Only a pool we configured is gated: an injected client has limits of its own.
-        self._gate = asyncio.Semaphore(DEFAULT_MAX_IN_FLIGHT) if self._owns_http else None
+        self._gate_size = self._max_in_flight or default_max_in_flight
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gate: AsyncGate = asyncio.Semaphore(self._gate_size)
+        self._keeper: AsyncGenerator[None, None] | None = None
+        self._closed = False
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests in flight at once (`max_in_flight=`).
+
+        It is also the most requests that can ever go out with a token Meta has just proved
+        dead: the verdict is checked while a request holds its slot, and the slot is freed only
+        after the answer was classified and the verdict recorded.
+        """
+        return self._gate_size
 
     async def _drive(self, flow: Flow[T]) -> T:
-        return await adrive(self._ctx, flow, self._send)
+        if asyncio.get_running_loop() is not self._loop:
+            await self._bind()
+        return await adrive(self._ctx, flow, self._send, self._gate)
+
+    async def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        old, self._loop = self._loop, loop
+        if old is not None:
+            if old.is_running():
+                self._loop = old
+                raise RequestValidationError(
+                    f"this {type(self).__name__} is in use on an event loop of another thread: "
+                    "use one client per event loop"
+                )
+            if not self._owns_http:
+                self._loop = old
+                raise RequestValidationError(
+                    f"this {type(self).__name__}'s http_client belongs to an event loop that has "
+                    "ended: create the client (and its http_client) on the loop that uses it"
+                )
+            self._gate = asyncio.Semaphore(self._gate_size)
+            if self._closed:
+                return  # closed by `aclose()`: stays closed
+            self._open_pool()
+        if self._owns_http:
+            # Closed by the loop's shutdown (`asyncio.run` closes every async generator before
+            # it closes the loop), so no connection outlives the loop it belongs to.
+            self._keeper = self._close_at_shutdown()
+            await self._keeper.__anext__()
+
+    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
+        loop = asyncio.get_running_loop()
+        try:
+            yield
+        finally:
+            if self._loop is loop:
+                await self._close_pool()
+
+    def _open_pool(self) -> None:
+        raise NotImplementedError
+
+    async def _close_pool(self) -> None:
+        raise NotImplementedError
 
     async def _send(self, request: Request, token: Token) -> Response:
-        if self._gate is None:
-            return await self._exchange(request, token)
-        async with self._gate:
-            return await self._exchange(request, token)
-
-    async def _exchange(self, request: Request, token: Token) -> Response:
-        with _transport_errors(request):
-            r = await self._http.request(
-                request.method,
-                request.url,
-                headers=auth_headers(request, token),
-                content=request.content,
-            )
-        return Response(r.status_code, r.headers, r.content)
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         """Close the HTTP connections this client opened."""
+        self._closed = True
         if self._owns_http:
-            await self._http.aclose()
+            await self._close_pool()
 
     async def __aenter__(self) -> Self:
         return self
@@ -383,3 +485,54 @@ class AsyncWhatsAppClient(_BaseClient):
     list_templates = _async(_core.list_templates)
     debug_token = _async(_core.debug_token)
     token_health = _async(_core.token_health)
+
+
+class AsyncWhatsAppClient(AsyncClientBase):
+    """An asyncio WhatsApp Cloud API client over `httpx.AsyncClient`; same methods, awaited.
+
+    Takes the same arguments as `WhatsAppClient`, with an `httpx.AsyncClient` /
+    `httpx.AsyncBaseTransport` for *http_client* / *transport*; *max_in_flight* defaults to 64
+    (twice the pool, so the pool is never idle while requests wait at the gate). Use it on one
+    event loop at a time: after that loop has ended it reopens its own pool on the next one.
+    """
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None:
+        super().__init__(default_max_in_flight=DEFAULT_MAX_IN_FLIGHT, **options)
+        self._owns_http = http_client is None
+        self._transport = transport
+        self._http = http_client or self._new_http()
+
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self._timeout,
+            transport=self._transport,
+            limits=DEFAULT_LIMITS,
+            headers=self._headers,
+        )
+
+    def _open_pool(self) -> None:
+        self._http = self._new_http()
+
+    async def _close_pool(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, request: Request, token: Token) -> Response:
+        headers = auth_headers(request, token)
+        try:
+            r = await self._http.request(
+                request.method, request.url, headers=headers, content=request.content
+            )
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            error = _translate(request, token, exc)
+        else:
+            return Response(r.status_code, r.headers, r.content)
+        try:
+            raise error
+        finally:
+            del error  # the traceback holds this frame: no cycle through it

@@ -23,6 +23,7 @@ from wa_auth import _table
 from wa_auth.errors import (
     ApiError,
     RequestValidationError,
+    TokenSourceMalformedError,
     TransportError,
     UnknownApiError,
     WhatsAppError,
@@ -140,10 +141,30 @@ Flow = Generator[Effect, Any, T]
 
 
 def auth_headers(request: Request, token: Token) -> dict[str, str]:
-    """Return the request's headers plus `Authorization: Bearer ...`; nowhere else."""
+    """Return the request's headers plus `Authorization: Bearer ...`; nowhere else.
+
+    Raises:
+        TokenSourceMalformedError: The token holds a character an HTTP header cannot carry
+            (a byte-order mark, a zero-width space): httpx would raise a bare
+            `UnicodeEncodeError` quoting `Bearer <token>`, aiohttp would send it as UTF-8.
+    """
+    value = token.reveal()
+    if not value.isascii():  # 10 ns; the providers reject such tokens when they load them
+        raise _unsendable(token)
     headers = dict(request.headers)
-    headers["Authorization"] = "Bearer " + token.reveal()
+    headers["Authorization"] = "Bearer " + value
     return headers
+
+
+def _unsendable(token: Token) -> TokenSourceMalformedError:
+    value = token.reveal()
+    position = next(i for i, c in enumerate(value) if not c.isascii())
+    return TokenSourceMalformedError(
+        f"the token {token.fingerprint} from {token.source} holds a non-ASCII character "
+        f"(U+{ord(value[position]):04X} at position {position}), which no HTTP header can "
+        "carry: fix the source (a byte-order mark or a zero-width space pasted with the token?)",
+        source=token.source,
+    )
 
 
 # --- the context the flows run in ---------------------------------------------------------------

@@ -17,15 +17,10 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 from typing_extensions import Unpack
 
-from wa_auth._client import (
-    _VERSION,
-    AsyncWhatsAppClient,
-    ClientOptions,
-    _BaseClient,
-    transport_error,
-)
+from wa_auth._client import AsyncClientBase, ClientOptions, plain_cause, transport_error
 from wa_auth._core import Request, Response, auth_headers
 from wa_auth._redact import redact_text
+from wa_auth._version import package_version
 from wa_auth.errors import RequestValidationError, WhatsAppError
 from wa_auth.providers import Token
 
@@ -79,17 +74,18 @@ def _map_error(aiohttp_mod: ModuleType, request: Request, exc: BaseException) ->
     return transport_error(request, exc, not_sent=not_sent)
 
 
-class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
+class FastAsyncWhatsAppClient(AsyncClientBase):
     """An asyncio WhatsApp Cloud API client over aiohttp; same methods, models and errors.
 
     A drop-in for `AsyncWhatsAppClient` where throughput at high concurrency matters (batch
-    senders, n8n batches). Needs the `fast` extra. Takes the same arguments as
-    `AsyncWhatsAppClient`, except that *http_client* is an `aiohttp.ClientSession` you own
-    (not closed by `aclose()`) and there is no *transport*.
+    senders, n8n batches); both share `AsyncClientBase`. Needs the `fast` extra. Takes the
+    same arguments as `AsyncWhatsAppClient`, except that *http_client* is an
+    `aiohttp.ClientSession` you own (not closed by `aclose()`) and there is no *transport*.
 
     Args:
         token: A fixed access token; or pass *token_provider*.
-        token_provider: Where tokens come from (file, environment, Vault, rotating...).
+        token_provider: Where tokens come from (file, environment, Vault, rotating...), or a
+            token string.
         phone_number_id: The default sender; every call accepts a `phone_number_id=` override.
         business_account_id: The WABA id, for `list_phone_numbers` and `list_templates`.
         api_version: The Graph API version.
@@ -103,8 +99,10 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
         events: The `Events` hub to emit to; default: one that logs.
         user_agent: The User-Agent header.
         verdicts: The store of dead tokens; default: a fresh in-memory one.
-        app_token_provider: A provider of an app token for `token_health()`.
+        app_token_provider: A provider of an app token for `token_health()`, or the token.
         token_health_ttl: Seconds a `token_health()` result is cached.
+        max_in_flight: The most requests in flight at once (default 100, aiohttp's pool); also
+            the most that can go out with a token Meta has just proved dead.
 
     Raises:
         ImportError: aiohttp (the `wa-auth[fast]` extra) is not installed.
@@ -120,9 +118,10 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
         import yarl  # aiohttp's own dependency
 
         self._url = yarl.URL
-        options.setdefault("user_agent", f"wa-auth/{_VERSION} aiohttp/{self._aiohttp.__version__}")
-        # The httpx client of the parent is never created: only the shared configuration is.
-        _BaseClient.__init__(self, **options)
+        options.setdefault(
+            "user_agent", f"wa-auth/{package_version()} aiohttp/{self._aiohttp.__version__}"
+        )
+        super().__init__(default_max_in_flight=FAST_MAX_CONNECTIONS, **options)
         self._owns_http = http_client is None
         self._session: aiohttp.ClientSession | None = http_client
         self._client_timeout = _client_timeout(self._aiohttp, self._timeout)
@@ -131,13 +130,15 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
             asyncio.TimeoutError,
             OSError,
         )
-        self._closed = False
+
+    def _open_pool(self) -> None:
+        # A session binds to the running loop: it is opened by the first request on each loop.
+        self._session = None
 
     def _open(self) -> aiohttp.ClientSession:
-        # A session binds to the running loop, so it is opened on the first request.
         if self._closed:
             raise RuntimeError("this client has been closed")
-        connector = self._aiohttp.TCPConnector(limit=FAST_MAX_CONNECTIONS)
+        connector = self._aiohttp.TCPConnector(limit=max(FAST_MAX_CONNECTIONS, self._gate_size))
         session: aiohttp.ClientSession = self._aiohttp.ClientSession(
             headers=self._headers, timeout=self._client_timeout, connector=connector
         )
@@ -145,33 +146,28 @@ class FastAsyncWhatsAppClient(AsyncWhatsAppClient):
         return session
 
     async def _send(self, request: Request, token: Token) -> Response:
+        headers = auth_headers(request, token)
         session = self._session or self._open()
         try:
             async with session.request(
                 request.method,
                 # The core's URL is already encoded: sent as built, like httpx sends it.
                 self._url(request.url, encoded=True),
-                headers=auth_headers(request, token),
+                headers=headers,
                 data=request.content,
             ) as r:
                 content = await r.read()
                 return Response(r.status, r.headers, content)
         except self._errors as exc:
             error = _map_error(self._aiohttp, request, exc)
-            cause: BaseException | None = exc
-        # Raised outside the handler, so the aiohttp exception is only the cause when it is
-        # safe to show: a `ClientResponseError` carries the request's headers (the token).
-        if hasattr(cause, "request_info"):
-            cause = None
-        error.__cause__ = cause
+            error.__cause__ = plain_cause(exc, token.reveal())
+        # Raised outside the handler: aiohttp's exception (and its request) is not the context.
         try:
             raise error
         finally:
-            del error, cause  # the traceback holds this frame: no cycle through it
+            del error  # the traceback holds this frame: no cycle through it
 
-    async def aclose(self) -> None:
-        """Close the HTTP connections this client opened."""
-        self._closed = True
-        if self._owns_http and self._session is not None:
+    async def _close_pool(self) -> None:
+        if self._session is not None:
             session, self._session = self._session, None
             await session.close()
