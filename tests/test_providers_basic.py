@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError, TokenUnavailableError
@@ -101,3 +103,58 @@ def test_static_rejects_blank():
     """A blank static token is refused at construction."""
     with pytest.raises(ValueError, match="non-empty"):
         StaticTokenProvider("  ")
+
+
+# --- characters a header cannot carry (issue 9) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        StaticTokenProvider,
+        lambda value: StaticTokenProvider(Token(value, source="config")),
+        lambda value: EnvTokenProvider(environ={"WA_ACCESS_TOKEN": value}),
+        lambda value: RotatingTokenProvider([value]),
+    ],
+    ids=["static", "static-token", "env", "rotating"],
+)
+def test_leading_bom_is_dropped(make):
+    """A value with a leading BOM (Notepad, a paste) yields the token without it."""
+    assert make("\ufeff" + TOKEN + "\n").get_token().reveal() == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (TOKEN[:4] + "\u200b" + TOKEN[4:], "U+200B (ZERO WIDTH SPACE) at character 5 of"),
+        (TOKEN[:4] + "\u2060" + TOKEN[4:], "U+2060 (WORD JOINER) at character 5 of"),
+        (TOKEN + "\ufeff", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+        (TOKEN[:4] + "\u00a0" + TOKEN[4:], "whitespace at character 5"),
+        (TOKEN[:4] + "\x7f" + TOKEN[4:], "U+007F (a control character)"),
+        (TOKEN.replace("a", "\u0430"), "U+0430 (CYRILLIC SMALL LETTER A)"),
+    ],
+    ids=["zero-width-space", "word-joiner", "trailing-bom", "nbsp", "del", "cyrillic-a"],
+)
+@pytest.mark.parametrize(
+    "make",
+    [
+        StaticTokenProvider,
+        lambda value: EnvTokenProvider(environ={"WA_ACCESS_TOKEN": value}).get_token(),
+        lambda value: RotatingTokenProvider([value]),
+    ],
+    ids=["static", "env", "rotating"],
+)
+def test_characters_a_header_cannot_carry_are_refused(make, value, words):
+    """A non-printable or non-ASCII character raises TokenSourceMalformedError by position."""
+    with pytest.raises(TokenSourceMalformedError, match=re.escape(words)) as info:
+        make(value)
+    for text in (str(info.value), repr(info.value)):
+        assert TOKEN[5:] not in text
+        assert value not in text
+
+
+def test_static_token_message_names_the_source():
+    """A static token's error names it as the token and carries source `static`."""
+    with pytest.raises(TokenSourceMalformedError, match="the token holds U") as info:
+        StaticTokenProvider("EAAG\u200bx")
+    assert info.value.source == "static"

@@ -290,3 +290,156 @@ def test_repr_shows_path_not_token(tmp_path):
     assert tok(1) not in repr(provider)
     assert str(path) in repr(provider)
     assert isinstance(provider.get_token(), Token)
+
+
+# --- characters a header cannot carry, and expiries that are not dates (issue 9) --------------
+
+
+@pytest.mark.parametrize(
+    ("content", "fmt"),
+    [
+        ("\ufeff" + tok(1) + "\r\n", "text"),
+        ("\ufeff" + tok(1) + "\n", "auto"),
+        ("\ufeff" + json.dumps({"access_token": tok(1)}), "auto"),
+        ("\ufeff" + json.dumps({"access_token": tok(1)}), "json"),
+        (json.dumps({"access_token": "\ufeff" + tok(1)}), "json"),
+    ],
+    ids=["text", "auto-text", "auto-json", "json", "bom-in-json-value"],
+)
+def test_leading_bom_is_dropped(tmp_path, content, fmt):
+    """A file saved by Notepad (UTF-8 with BOM) yields the token; `auto` still detects JSON."""
+    path = tmp_path / "token"
+    path.write_bytes(content.encode())
+    path.chmod(0o600)
+    assert FileTokenProvider(path, format=fmt, debounce=0.01).get_token().reveal() == tok(1)
+
+
+@pytest.mark.parametrize(
+    ("content", "fmt", "words"),
+    [
+        (
+            tok(1)[:4] + "\u200b" + tok(1)[4:] + "\n",
+            "text",
+            "U+200B (ZERO WIDTH SPACE) at character 5",
+        ),
+        (tok(1) + "\ufeff\n", "text", "U+FEFF (ZERO WIDTH NO-BREAK SPACE) at character 54 of 54"),
+        (
+            "\u201c" + tok(1) + "\u201d\n",
+            "text",
+            "U+201C (LEFT DOUBLE QUOTATION MARK) at character 1",
+        ),
+        (
+            tok(1)[:9] + "\x00" + tok(1)[9:] + "\n",
+            "text",
+            "U+0000 (a control character) at character 10",
+        ),
+        (
+            json.dumps({"access_token": tok(1) + "\u00e9"}),
+            "auto",
+            "'access_token' of token file",
+        ),
+        (
+            json.dumps({"access_token": tok(1)[:3] + "\t" + tok(1)}),
+            "json",
+            "whitespace at character 4",
+        ),
+    ],
+    ids=["zero-width-space", "inner-bom", "smart-quotes", "nul", "json-accent", "json-tab"],
+)
+def test_characters_a_header_cannot_carry_are_refused_at_load(tmp_path, content, fmt, words):
+    """A non-printable or non-ASCII character is refused at load, by position, never the token."""
+    path = tmp_path / "token"
+    path.write_bytes(content.encode())
+    path.chmod(0o600)
+    with pytest.raises(TokenSourceMalformedError) as info:
+        FileTokenProvider(path, format=fmt, debounce=0.01).get_token()
+    assert words in str(info.value)
+    assert str(path) in str(info.value)
+    assert tok(1)[4:] not in str(info.value)
+    assert tok(1)[4:] not in repr(info.value)
+
+
+def test_bom_token_file_sends_against_the_sandbox(tmp_path):
+    """A token file saved with a BOM sends: the BOM never reaches the Authorization header."""
+    from wa_auth import WhatsAppClient
+    from wa_auth.sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        path = tmp_path / "token"
+        path.write_bytes(("\ufeff" + sandbox.issue_token() + "\r\n").encode())
+        path.chmod(0o600)
+        with WhatsAppClient(
+            token_provider=FileTokenProvider(path),
+            phone_number_id=sandbox.phone_number_id,
+            base_url=sandbox.base_url,
+        ) as client:
+            assert client.send_text("15551234567", "hi").message_id
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "words"),
+    [
+        (float("nan"), "not a finite number"),
+        (float("inf"), "not a finite number"),
+        (float("-inf"), "not a finite number"),
+        ("Infinity", "not a finite number"),
+        ("nan", "not a finite number"),
+        (10**400, "not a finite number"),
+        (2_000_000_000_000, "looks like milliseconds"),
+        ("2000000000000", "looks like milliseconds"),
+        (2_000_000_000_000_000, "looks like microseconds"),
+        (2_000_000_000_000_000_000, "looks like nanoseconds"),
+        (5_184_000, "looks like a lifetime in seconds"),
+        (-5, "negative"),
+        (10**12 * 50, "after the year 2100"),
+        ("9999-12-31T00:00:00Z", "outside the years 2000 to 2100"),
+        ("1999-12-31", "outside the years 2000 to 2100"),
+        (True, "neither Unix seconds nor ISO 8601"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "-inf",
+        "Infinity-text",
+        "nan-text",
+        "huge-int",
+        "milliseconds",
+        "milliseconds-text",
+        "microseconds",
+        "nanoseconds",
+        "a-lifetime",
+        "negative",
+        "far-future",
+        "iso-year-9999",
+        "iso-1999",
+        "bool",
+    ],
+)
+def test_implausible_expiry_is_refused_with_the_likely_mistake(tmp_path, expires_at, words):
+    """NaN, infinity, milliseconds and other non-dates raise TokenSourceMalformedError."""
+    path = tmp_path / "token.json"
+    text = json.dumps({"access_token": tok(1), "expires_at": expires_at})  # NaN/Infinity: JSON5-ish
+    write(path, text)
+    with pytest.raises(TokenSourceMalformedError, match=words) as info:
+        FileTokenProvider(path).get_token()
+    assert "expires_at" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "seconds"),
+    [
+        (0, None),
+        (None, None),
+        (2_000_000_000, 2_000_000_000.0),
+        (2_000_000_000.5, 2_000_000_000.5),
+        ("2000000000", 2_000_000_000.0),
+        ("2033-05-18T03:33:20+00:00", 2_000_000_000.0),
+        ("2033-05-18T03:33:20", 2_000_000_000.0),
+    ],
+    ids=["zero", "null", "int", "float", "text", "iso-offset", "iso-naive-utc"],
+)
+def test_plausible_expiry_is_read(tmp_path, expires_at, seconds):
+    """Unix seconds (number or text), ISO 8601, and 0/null for "no expiry" are accepted."""
+    path = tmp_path / "token.json"
+    write(path, json.dumps({"access_token": tok(1), "expires_at": expires_at}))
+    assert FileTokenProvider(path).get_token().expires_at == seconds

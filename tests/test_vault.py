@@ -18,6 +18,7 @@ import pytest
 import respx
 
 from wa_auth.errors import (
+    TokenSourceMalformedError,
     TokenUnavailableError,
     VaultCredentialError,
     VaultPolicyError,
@@ -326,6 +327,117 @@ def test_not_found_kinds(bao, kind):
         provider.get_token()
     assert info.value.kind == kind
     _no_canary(info.value)
+
+
+def test_kv1_mount_read_as_kv2_says_wrong_kv_version(bao):
+    """The default kv_version=2 on a KV v1 mount is diagnosed as the wrong KV version."""
+    bao.call("POST", "kv1/wa/v1only", {"access_token": CANARY})
+    for vault_token in (bao.root, bao.token()):  # 404 with the root token, 403 with the policy
+        provider = VaultTokenProvider(bao.url, "wa/v1only", mount="kv1", vault_token=vault_token)
+        with pytest.raises(VaultSecretNotFoundError, match="KV v1: use kv_version=1") as info:
+            provider.get_token()
+        assert info.value.kind == "wrong_kv_version"
+        _no_canary(info.value)
+
+
+def test_kv2_mount_read_as_kv1_with_a_policy_token_says_wrong_kv_version(bao):
+    """kv_version=1 on a KV v2 mount, denied by a v2-path policy, is the wrong KV version too."""
+    path = _path()
+    bao.write_kv2(path, {"access_token": CANARY})
+    provider = VaultTokenProvider(bao.url, path, kv_version=1, vault_token=bao.token())
+    with pytest.raises(VaultSecretNotFoundError, match="KV v2: use kv_version=2") as info:
+        provider.get_token()
+    assert info.value.kind == "wrong_kv_version"
+
+
+def test_kv2_secret_never_written_stays_no_secret(bao):
+    """A KV v2 path that was never written is still `no_secret` (the mount probe agrees)."""
+    provider = VaultTokenProvider(bao.url, _path(), vault_token=bao.token())
+    with pytest.raises(VaultSecretNotFoundError, match="no secret was ever written") as info:
+        provider.get_token()
+    assert info.value.kind == "no_secret"
+
+
+# --- characters a header cannot carry, expiries that are not dates (issue 9) -------------------
+
+
+def test_token_with_a_zero_width_space_is_refused_at_load(bao):
+    """A secret whose token holds U+200B raises TokenSourceMalformedError by position."""
+    path = _path()
+    bao.write_kv2(path, {"access_token": CANARY[:4] + "\u200b" + CANARY[4:]})
+    provider = VaultTokenProvider(bao.url, path, vault_token=bao.token())
+    with pytest.raises(TokenSourceMalformedError, match=r"U\+200B .* at character 5") as info:
+        provider.get_token()
+    assert "'access_token' field" in str(info.value)
+    _no_canary(info.value)
+
+
+def test_secret_with_a_leading_bom_yields_the_token(bao):
+    """A token pasted with a leading BOM is read without it."""
+    path = _path()
+    bao.write_kv2(path, {"access_token": "\ufeffEAAGbom"})
+    assert VaultTokenProvider(bao.url, path, vault_token=bao.token()).get_token().reveal() == (
+        "EAAGbom"
+    )
+
+
+def test_vault_token_file_with_a_bom_works(bao, tmp_path):
+    """A Vault token file saved with a BOM authenticates (the BOM never reaches the header)."""
+    path = _path()
+    bao.write_kv2(path, {"access_token": "EAAGfile"})
+    token_file = tmp_path / "vault-token"
+    token_file.write_bytes(("\ufeff" + bao.token() + "\r\n").encode())
+    provider = VaultTokenProvider(bao.url, path, vault_token_file=token_file)
+    assert provider.get_token().reveal() == "EAAGfile"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [f"s.{CANARY}\u200b".encode(), b"s." + CANARY.encode() + b"\xff"],
+    ids=["zero-width-space", "not-utf8"],
+)
+def test_bad_vault_token_file_never_shows_the_vault_token(bao, tmp_path, content):
+    """A Vault token file with a bad character raises TokenSourceMalformedError, token-free."""
+    token_file = tmp_path / "vault-token"
+    token_file.write_bytes(content)
+    provider = VaultTokenProvider(bao.url, _path(), vault_token_file=token_file)
+    with pytest.raises(TokenSourceMalformedError, match=str(token_file)) as info:
+        provider.get_token()
+    _no_canary(info.value)
+
+
+def test_vault_token_with_a_bad_character_is_refused_at_construction():
+    """`vault_token=` with U+200B fails at construction; a namespace must be printable ASCII."""
+    with pytest.raises(TokenSourceMalformedError, match=r"vault_token holds U\+200B") as info:
+        VaultTokenProvider("https://v", "p", vault_token="s.abc\u200bdef")
+    assert "abc" not in str(info.value)
+    with pytest.raises(ValueError, match="namespace"):
+        VaultTokenProvider("https://v", "p", vault_token="s.abc", namespace="t\u00e9am")
+
+
+@pytest.mark.parametrize(
+    ("where", "expires_at", "words"),
+    [
+        ("data", "NaN", "not a finite number"),
+        ("data", "inf", "not a finite number"),
+        ("data", "2000000000000", "looks like milliseconds"),
+        ("custom_metadata", "1767225600000", "looks like milliseconds"),
+        ("custom_metadata", "-Infinity", "not a finite number"),
+    ],
+    ids=["nan", "inf", "milliseconds", "metadata-milliseconds", "metadata-minus-inf"],
+)
+def test_implausible_expiry_is_refused(bao, where, expires_at, words):
+    """NaN, infinity and millisecond expiries in a secret raise TokenSourceMalformedError."""
+    path = _path()
+    data = {"access_token": "EAAGexpiry"}
+    if where == "data":
+        data["expires_at"] = expires_at
+    bao.write_kv2(path, data)
+    if where == "custom_metadata":
+        bao.call("POST", f"secret/metadata/{path}", {"custom_metadata": {"expires_at": expires_at}})
+    provider = VaultTokenProvider(bao.url, path, vault_token=bao.token())
+    with pytest.raises(TokenSourceMalformedError, match=words):
+        provider.get_token()
 
 
 # --- a Vault that goes away -------------------------------------------------------------------------

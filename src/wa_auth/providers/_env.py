@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError
-from wa_auth.providers._base import Token
+from wa_auth.errors import TokenSourceMissingError
+from wa_auth.providers._base import Token, clean_token
 
 if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
@@ -28,7 +28,8 @@ class EnvTokenProvider:
 
     Raises:
         TokenSourceMissingError: From `get_token`, when the variable is not set.
-        TokenSourceMalformedError: From `get_token`, when it is blank or holds whitespace.
+        TokenSourceMalformedError: From `get_token`, when it is blank or holds whitespace or
+            any other character that is not printable ASCII (a leading BOM is dropped).
     """
 
     def __init__(
@@ -39,35 +40,28 @@ class EnvTokenProvider:
         self.var = var
         self._environ = os.environ if environ is None else environ
         self._source = f"env:{var}"
-        self._cached: Token | None = None
+        #: The variable's text and the token read from it: one reference, swapped at once.
+        self._cached: tuple[str, Token] | None = None
 
     def get_token(self) -> Token:
         """Return the variable's token.
 
         Raises:
             TokenSourceMissingError: The variable is not set.
-            TokenSourceMalformedError: The variable is blank or contains whitespace.
+            TokenSourceMalformedError: The variable is blank or holds a character that is not
+                printable ASCII.
         """
         value = self._environ.get(self.var)
         cached = self._cached
-        if cached is not None and value is not None and cached.reveal() == value.strip():
-            return cached
+        if cached is not None and cached[0] == value:
+            return cached[1]
         if value is None:
             raise TokenSourceMissingError(
                 f"environment variable {self.var} is not set", source=self._source
             )
-        stripped = value.strip()
-        if not stripped:
-            raise TokenSourceMalformedError(
-                f"environment variable {self.var} is blank", source=self._source
-            )
-        if any(c.isspace() for c in stripped):
-            raise TokenSourceMalformedError(
-                f"environment variable {self.var} contains whitespace; a token has none",
-                source=self._source,
-            )
+        stripped = clean_token(value, what=f"environment variable {self.var}", source=self._source)
         token = Token(stripped, source=self._source)
-        self._cached = token
+        self._cached = (value, token)
         return token
 
     async def aget_token(self) -> Token:

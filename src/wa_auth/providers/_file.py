@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -13,10 +12,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError
-from wa_auth.providers._base import Token
+from wa_auth.providers._base import Token, clean_token, parse_expires_at
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 
-__all__ = ["FileTokenProvider", "parse_expires_at"]
+__all__ = ["FileTokenProvider"]
 
 _log = logging.getLogger("wa_auth.providers")
 
@@ -28,7 +27,6 @@ DEFAULT_DEBOUNCE: Final = 0.25
 #: Reads of one change before a still-changing or garbage file is given up on.
 _SETTLE_READS: Final = 4
 _FORMATS: Final = ("auto", "text", "json")
-_BAD_EXPIRY: Final = "has an expires_at that is neither Unix seconds nor ISO 8601"
 
 
 class FileTokenProvider(RefreshingTokenProvider):
@@ -205,14 +203,18 @@ class FileTokenProvider(RefreshingTokenProvider):
         except UnicodeDecodeError as exc:
             where = exc.start
             return None, False, self._malformed(f"is not UTF-8 (byte {where})")
-        stripped = text.strip()
+        # A file saved by Notepad as "UTF-8 with BOM" starts with one; it is no part of the
+        # content, and would hide the `{` of a JSON file from format="auto".
+        stripped = text.removeprefix("\ufeff").strip()
         if not stripped:
             return None, False, None
         if self.format == "json" or (self.format == "auto" and stripped.startswith("{")):
             return self._parse_json(stripped)
-        if any(c.isspace() for c in stripped):
-            return None, False, self._malformed("holds more than one word; a token has none")
-        return (stripped, None), text.endswith("\n"), None
+        try:
+            value = clean_token(stripped, what=f"token file {self.path}", source=self._source)
+        except TokenSourceMalformedError as exc:
+            return None, False, exc
+        return (value, None), text.endswith("\n"), None
 
     def _parse_json(
         self, text: str
@@ -224,13 +226,18 @@ class FileTokenProvider(RefreshingTokenProvider):
         if not isinstance(obj, dict):
             return None, True, self._malformed("is JSON but not an object")
         value = obj.get(self.field)
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        if not isinstance(value, str) or not value.strip():
             return None, True, self._malformed(f"has no usable {self.field!r} string")
         try:
+            value = clean_token(
+                value, what=f"the {self.field!r} of token file {self.path}", source=self._source
+            )
             expires_at = parse_expires_at(obj.get("expires_at"))
+        except TokenSourceMalformedError as exc:
+            return None, True, exc
         except ValueError as exc:
             return None, True, self._malformed(str(exc))
-        return (value.strip(), expires_at), True, None
+        return (value, expires_at), True, None
 
     def _malformed(self, what: str) -> TokenSourceMalformedError:
         return TokenSourceMalformedError(f"token file {self.path} {what}", source=self._source)
@@ -242,28 +249,3 @@ def _missing(path: str, exc: OSError | None) -> TokenSourceMissingError:
     error = TokenSourceMissingError(f"token file {path} {what}{reason}", source=f"file:{path}")
     error.__cause__ = exc
     return error
-
-
-def parse_expires_at(value: object) -> float | None:
-    """Return an `expires_at` (Unix seconds, or ISO 8601 text) as Unix seconds, or None.
-
-    Raises:
-        ValueError: The value is neither (the message does not repeat it).
-    """
-    if value is None or value == 0:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(_BAD_EXPIRY) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        return when.timestamp()
-    raise ValueError(_BAD_EXPIRY)

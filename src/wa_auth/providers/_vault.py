@@ -9,6 +9,7 @@ and closes it, so no connection is shared across event loops or across a `fork()
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import ssl
 import time
@@ -32,8 +33,7 @@ from wa_auth.errors import (
     VaultSecretNotFoundError,
     VaultUnreachableError,
 )
-from wa_auth.providers._base import Token
-from wa_auth.providers._file import parse_expires_at
+from wa_auth.providers._base import Token, clean_token, parse_expires_at
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 
 __all__ = ["VaultAppRole", "VaultTokenProvider"]
@@ -164,6 +164,8 @@ class VaultTokenProvider(RefreshingTokenProvider):
             raise ValueError("pass exactly one of vault_token=, vault_token_file=, approle=")
         if vault_token is not None and not vault_token.strip():
             raise ValueError("vault_token must not be blank")
+        if namespace is not None and not (namespace.isascii() and namespace.isprintable()):
+            raise ValueError("namespace must be printable ASCII (it is sent as a header)")
         self.url = url.rstrip("/")
         self.path = path.strip("/")
         self.mount = mount.strip("/")
@@ -171,7 +173,12 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self.kv_version = kv_version
         self.namespace = namespace
         self.timeout = timeout
-        self._vault_token = vault_token.strip() if vault_token is not None else None
+        self._source = f"vault:{self.mount}/{self.path}"
+        self._vault_token = (
+            clean_token(vault_token, what="vault_token", source=self._source)
+            if vault_token is not None
+            else None
+        )
         self._vault_token_file = os.fspath(vault_token_file) if vault_token_file else None
         self._approle = approle
         self._login: _Login | None = None
@@ -180,7 +187,6 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self._verify = _ssl_context(verify)
         self._transport = transport
         self._async_transport = async_transport
-        self._source = f"vault:{self.mount}/{self.path}"
         if policy is None:
             policy = RefreshPolicy(recheck_interval=ttl, max_stale=max_stale)
         super().__init__(policy=policy, name=self._source, clock=clock, monotonic=monotonic)
@@ -276,6 +282,8 @@ class VaultTokenProvider(RefreshingTokenProvider):
                     alive = yield from self._lookup_self(vault_token)
             if answer.status == 403:
                 if alive:
+                    # A policy written for the other KV version's paths denies this one.
+                    yield from self._check_kv_version(vault_token)
                     raise VaultPolicyError(
                         f"Vault denied reading {self._source} ({self._errors(answer)}); the Vault "
                         "token is valid (lookup-self succeeds), so its policy lacks read access",
@@ -286,7 +294,31 @@ class VaultTokenProvider(RefreshingTokenProvider):
                     "token is expired, revoked or wrong",
                     source=self._source,
                 )
+        if answer.status == 404 and self._not_found(answer.body).kind == "no_secret":
+            # A KV v2 read of a KV v1 mount finds nothing, without the warning that gives away
+            # the reverse mistake: ask the mount itself.
+            yield from self._check_kv_version(vault_token)
         return self._parse_read(answer)
+
+    def _check_kv_version(self, vault_token: str) -> Generator[_Op, Any, None]:
+        """Raise `wrong_kv_version` if the mount says it is the other KV version."""
+        answer: _Answer = yield _Http(
+            "GET", f"sys/internal/ui/mounts/{quote(self.mount, safe='/')}", vault_token
+        )
+        body = answer.body if isinstance(answer.body, dict) else {}
+        data = body.get("data")
+        if answer.status != 200 or not isinstance(data, dict) or data.get("type") != "kv":
+            return  # no access to the mount's description, or not KV: nothing to add
+        options = data.get("options")
+        found = options.get("version") if isinstance(options, dict) else None
+        version = 2 if str(found) == "2" else 1
+        if version != self.kv_version:
+            raise VaultSecretNotFoundError(
+                f"Vault has no token at {self._source}: the mount is KV v{version}: use "
+                f"kv_version={version}",
+                kind="wrong_kv_version",
+                source=self._source,
+            )
 
     def _read_path(self) -> str:
         path = quote(self.path, safe="/")
@@ -335,9 +367,14 @@ class VaultTokenProvider(RefreshingTokenProvider):
             )
         if answer.status != 200 or auth is None or not isinstance(auth.get("client_token"), str):
             raise self._status_error(answer, "AppRole login")
+        client_token = clean_token(
+            auth["client_token"],
+            what=f"the client_token of the AppRole login on auth/{role.mount}",
+            source=self._source,
+        )
         lease = float(auth.get("lease_duration") or 0) or float("inf")
-        self._login = _Login(auth["client_token"], now, lease, bool(auth.get("renewable")))
-        return auth["client_token"], True
+        self._login = _Login(client_token, now, lease, bool(auth.get("renewable")))
+        return client_token, True
 
     def _lookup_self(self, vault_token: str) -> Generator[_Op, Any, bool]:
         answer: _Answer = yield _Http("GET", "auth/token/lookup-self", vault_token)
@@ -371,21 +408,26 @@ class VaultTokenProvider(RefreshingTokenProvider):
             if not isinstance(data, dict):
                 raise self._malformed("is not a KV v1 answer")
             lease = body.get("lease_duration")
-            if isinstance(lease, (int, float)) and lease > 0:
+            if isinstance(lease, (int, float)) and 0 < lease < math.inf:
                 recheck = float(lease)  # a KV v1 `ttl` key: how often writers want a re-read
         value = data.get(self.field)
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        if not isinstance(value, str) or not value.strip():
             raise VaultSecretNotFoundError(
                 f"the secret {self._source} has no usable {self.field!r} field",
                 kind="missing_field",
                 source=self._source,
             )
+        value = clean_token(
+            value,
+            what=f"the {self.field!r} field of the secret {self._source}",
+            source=self._source,
+        )
         try:
             expires_at = parse_expires_at(data.get("expires_at") or hints.get("expires_at"))
         except ValueError as exc:
             raise self._malformed(str(exc)) from None
         source = self._source + (f"#v{version}" if version is not None else "")
-        return Fetched(Token(value.strip(), expires_at=expires_at, source=source), recheck)
+        return Fetched(Token(value, expires_at=expires_at, source=source), recheck)
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -467,17 +509,23 @@ def _json(response: httpx.Response) -> Any:
 
 def _read_token_file(path: str) -> str:
     problem: OSError | None = None
+    source = f"file:{path}"
     try:
-        with Path(path).open(encoding="utf-8") as f:
-            text = f.read(64 * 1024).strip()
+        with Path(path).open("rb") as f:
+            data = f.read(64 * 1024)
     except OSError as exc:
         problem = exc
     else:
-        if not text:
-            raise TokenSourceMalformedError(
-                f"Vault token file {path} is empty", source=f"file:{path}"
-            )
-        return text
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Not raised as it is: the exception's `object` is the file, the Vault token.
+            where = exc.start
+        else:
+            return clean_token(text, what=f"Vault token file {path}", source=source)
+        raise TokenSourceMalformedError(
+            f"Vault token file {path} is not UTF-8 (byte {where})", source=source
+        )
     assert problem is not None
     error = TokenSourceMissingError(
         f"Vault token file {path} cannot be read ({problem.strerror})", source=f"file:{path}"
