@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
+from wa_auth.errors import TokenRevokedError
 from wa_auth.events import Events
 from wa_auth.models import TokenHealth
 from wa_auth.providers import StaticTokenProvider, Token
@@ -98,8 +99,45 @@ def test_revoked_token_with_app_token(sandbox):
         sandbox, token, app_token_provider=StaticTokenProvider(sandbox.app_token)
     ) as client:
         health = client.token_health()
-    assert not health.valid
-    assert health.error
+        assert not health.valid
+        assert health.error
+        # The category docs/providers.md promises, and the verdict: later sends fail fast.
+        assert health.error_category == "token_revoked"
+        assert client.verdicts.get(Token(token).fingerprint) is not None
+        before = len(sandbox.requests())
+        with pytest.raises(TokenRevokedError):
+            client.send_text("+15551234567", "hi")
+        assert len(sandbox.requests()) == before
+
+
+@pytest.mark.parametrize(
+    ("state", "category"),
+    [("expired", "token_expired"), ("revoked_deauthorized", "token_revoked")],
+)
+def test_app_token_reports_the_category(sandbox, state, category):
+    """With an app token, an expired or revoked token reports its category, as without one."""
+    token = sandbox.issue_token()
+    sandbox.set_token_state(token, state)
+    with _client(sandbox, token, app_token_provider=sandbox.app_token) as client:
+        health = client.token_health()
+    assert (health.valid, health.error_category) == (False, category)
+
+
+def test_refresh_asks_meta_despite_a_verdict(sandbox):
+    """`refresh=True` asks Meta again even with a verdict; a valid answer drops the verdict."""
+    token = sandbox.issue_token()
+    sandbox.set_token_state(token, "expired")
+    with _client(sandbox, token) as client:
+        assert client.token_health().error_category == "token_expired"
+        sandbox.set_token_state(token, "valid")  # the sandbox can do what Meta never does
+        before = len(sandbox.requests())
+        assert client.token_health().error_category == "token_expired"  # cached
+        assert len(sandbox.requests()) == before
+        fresh = client.token_health(refresh=True)
+        assert len(sandbox.requests()) == before + 1
+        assert fresh.valid
+        assert client.verdicts.get(Token(token).fingerprint) is None
+        client.send_text("+15551234567", "sent again")
 
 
 def test_revoked_token_without_app_token(sandbox):
@@ -111,8 +149,10 @@ def test_revoked_token_without_app_token(sandbox):
         assert not health.valid
         assert health.error_category == "token_expired"
         before = len(sandbox.requests())
-        again = client.token_health(refresh=True)  # the verdict answers: no request
+        again = client.token_health()  # cached: no request
         assert len(sandbox.requests()) == before
+        again = client.token_health(refresh=True)  # asks Meta again, verdict or not
+        assert len(sandbox.requests()) == before + 1
     assert again.error_category == "token_expired"
     assert token not in (health.error or "")
 

@@ -136,7 +136,14 @@ class RecordVerdict:
     error: ApiError
 
 
-Effect = Union[GetToken, Send, CheckVerdict, RecordVerdict]  # noqa: UP007 - runtime alias, 3.10
+@attrs.frozen
+class ForgetVerdict:
+    """Effect: drop the verdict on a token Meta has just called valid (`forget` / `aforget`)."""
+
+    fingerprint: str
+
+
+Effect = Union[GetToken, Send, CheckVerdict, RecordVerdict, ForgetVerdict]  # noqa: UP007 - 3.10
 Flow = Generator[Effect, Any, T]
 
 
@@ -288,6 +295,8 @@ def call(
     parse: Callable[[Response], T],
     token: Token | None = None,
     provider: TokenProvider | None = None,
+    *,
+    trust_verdict: bool = True,
 ) -> Flow[T]:
     """Send *request* and parse its answer; on a token-class failure retry once with a new token.
 
@@ -297,6 +306,7 @@ def call(
     re-sent, the request goes out once more. Never more than one auth retry; never a retry for
     permission, account-state, invalid-request or transient failures (those are the guard's
     business). *provider* overrides the routed provider (an app token for `debug_token`).
+    *trust_verdict* False sends even with a verdict (a health check that asks Meta again).
     """
     first: ApiError | None = None
     error: ApiError | None = None
@@ -306,7 +316,7 @@ def call(
             provider = ctx.provider_for(request.route)
         if token is None:
             token = yield GetToken(request.route, provider)
-        verdict = yield from _verdict(ctx, token)
+        verdict = (yield from _verdict(ctx, token)) if trust_verdict else None
         if verdict is not None:
             # Known dead: tell the provider (a rotating one fails over), send nothing with it.
             _observe(provider, token, verdict)
@@ -1205,11 +1215,19 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
 
     `debug_token` is asked with the app token of `app_token_provider` when the client has one,
     else with the token itself. A token with a verdict (and no app token to ask with) is
-    reported invalid without any request; so is a token Meta rejects as expired or revoked.
+    reported invalid without any request, unless *refresh* asks Meta again. An expired or
+    revoked token is reported with its `error_category`, and remembered as a verdict, so sends
+    fail fast; a token Meta calls valid on a fresh check loses any verdict it had.
 
     Args:
-        ctx: The client's context.
-        refresh: Ignore the cache and ask Meta now.
+        refresh: Ignore the cache (and any verdict) and ask Meta now.
+
+    Returns:
+        The `TokenHealth` report; an invalid token is a report, not an exception.
+
+    Raises:
+        TokenUnavailableError: The provider could not produce the token.
+        ApiError: Meta could not be asked (a transport failure, the app token's own failure).
     """
     token: Token = yield GetToken(ctx.phone_number_id)
     if not refresh:
@@ -1226,6 +1244,11 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
         )
         info = yield from call(ctx, request, _parse_token_info, provider=ctx.app_token_provider)
         health = TokenHealth.from_info(info, token.fingerprint, ctx.business_account_id)
+        if not info.is_valid and info.error is not None:
+            error = _info_error(info.error, token)
+            health = attrs.evolve(health, error_category=error.category)
+            if error.category in _table.TOKEN_CLASS and ctx.verdicts is not None:
+                yield RecordVerdict(token.fingerprint, error)
     else:
         request = Request(
             "GET",
@@ -1236,12 +1259,32 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
             route=ctx.phone_number_id,
         )
         try:
-            info = yield from call(ctx, request, _parse_token_info, token=token)
+            info = yield from call(
+                ctx, request, _parse_token_info, token=token, trust_verdict=not refresh
+            )
         except ApiError as exc:
             if exc.category not in _table.TOKEN_CLASS:
                 raise
             health = TokenHealth.from_error(exc, token.fingerprint)
         else:
             health = TokenHealth.from_info(info, token.fingerprint, ctx.business_account_id)
+    if health.valid and refresh and ctx.verdicts is not None:
+        yield ForgetVerdict(token.fingerprint)
     ctx.health_cache.put(token.fingerprint, health)
     return health
+
+
+def _info_error(info_error: TokenInfoError, token: Token) -> ApiError:
+    """Classify `debug_token`'s `data.error` as the error a call with that token would get."""
+    body = {
+        "error": {
+            "message": info_error.message,
+            "type": "OAuthException",
+            "code": info_error.code,
+            "error_subcode": info_error.subcode,
+        }
+    }
+    # Meta answers a call made with such a token with 401 and this error object.
+    error = from_response(401, _ENCODE(body).encode(), {})
+    error.with_token(token.reveal(), token.fingerprint)
+    return error

@@ -21,6 +21,7 @@ from wa_auth._core import (
     CheckVerdict,
     Context,
     Flow,
+    ForgetVerdict,
     GetToken,
     RecordVerdict,
     Request,
@@ -107,6 +108,9 @@ def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call
                 elif isinstance(effect, RecordVerdict):
                     if ctx.verdicts is not None:
                         ctx.verdicts.record(effect.fingerprint, effect.error)
+                elif isinstance(effect, ForgetVerdict):
+                    if ctx.verdicts is not None:
+                        ctx.verdicts.forget(effect.fingerprint)
                 else:  # pragma: no cover - a flow yielding something new is a programming error
                     raise TypeError(f"unknown effect {effect!r}")
             except WhatsAppError as exc:
@@ -149,6 +153,9 @@ async def adrive(  # noqa: PLR0912 - as `drive`
                 elif isinstance(effect, RecordVerdict):
                     if ctx.verdicts is not None:
                         await ctx.verdicts.arecord(effect.fingerprint, effect.error)
+                elif isinstance(effect, ForgetVerdict):
+                    if ctx.verdicts is not None:
+                        await ctx.verdicts.aforget(effect.fingerprint)
                 else:  # pragma: no cover - a flow yielding something new is a programming error
                     raise TypeError(f"unknown effect {effect!r}")
             except WhatsAppError as exc:
