@@ -1,4 +1,4 @@
-"""`wa-auth`: the thin command-line front door (JSON out, one exit code per category).
+"""`wa-auth`: the thin command-line front door: `--version` and `sandbox` (JSON out).
 
 Commands import their modules lazily, so `wa-auth --version` imports neither httpx nor the
 sandbox.

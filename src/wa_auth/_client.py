@@ -179,7 +179,7 @@ class _BaseClient:
             phone_number_id=None if phone_number_id is None else str(phone_number_id),
             business_account_id=None if business_account_id is None else str(business_account_id),
             consumer=consumer,
-            # A fresh store per client unless one is shared: clients and guards given the same
+            # A fresh store per client unless one is shared: clients given the same
             # store share what they learn about dead tokens.
             verdicts=verdicts if verdicts is not None else TokenVerdicts(),
             app_token_provider=(
@@ -285,7 +285,7 @@ class WhatsAppClient(_BaseClient):
         events: The `Events` hub to emit to; default: one that logs.
         user_agent: The User-Agent header.
         verdicts: The `TokenVerdicts` store of dead tokens; default: a fresh in-memory one.
-            Pass one store to several clients (and guards) to share what they learn.
+            Pass one store to several clients to share what they learn.
         app_token_provider: A provider of an app token for `token_health()`.
         token_health_ttl: Seconds a `token_health()` result is cached.
     """

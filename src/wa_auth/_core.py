@@ -304,8 +304,8 @@ def call(
     it. A token-class failure is recorded as a verdict and the provider is asked to invalidate
     the token; if it then yields a different token (without a verdict) and the body can be
     re-sent, the request goes out once more. Never more than one auth retry; never a retry for
-    permission, account-state, invalid-request or transient failures (those are the guard's
-    business). *provider* overrides the routed provider (an app token for `debug_token`).
+    permission, account-state, invalid-request or transient failures (those are the caller's
+    to decide). *provider* overrides the routed provider (an app token for `debug_token`).
     *trust_verdict* False sends even with a verdict (a health check that asks Meta again).
     """
     first: ApiError | None = None
