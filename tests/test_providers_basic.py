@@ -158,3 +158,33 @@ def test_static_token_message_names_the_source():
     with pytest.raises(TokenSourceMalformedError, match="the token holds U") as info:
         StaticTokenProvider("EAAG\u200bx")
     assert info.value.source == "static"
+
+
+# --- a token string wherever a provider goes (issue 9) ------------------------------------------
+
+
+def test_routing_accepts_token_strings_for_routes_and_default():
+    """A route or default given as a token string is a static provider of that token."""
+    routing = RoutingTokenProvider({"111": "EAAGa", 222: Token("EAAGb")}, default="EAAGc")
+    assert routing.provider_for("111").get_token().reveal() == "EAAGa"
+    assert routing.provider_for("222").get_token().reveal() == "EAAGb"
+    assert routing.provider_for("333").get_token().reveal() == "EAAGc"
+    assert isinstance(routing.provider_for("111"), StaticTokenProvider)
+    assert "EAAG" not in repr(routing)
+
+
+@pytest.mark.parametrize(
+    ("routes", "default", "words"),
+    [
+        ({"111": object()}, None, ("routes['111'] must be a token provider", "got a object")),
+        ({"111": 42}, None, ("routes['111'] must be a token provider", "got a int")),
+        ({"111": "EAAGa"}, b"EAAGb", ("default must be a token provider", "got a bytes")),
+    ],
+    ids=["object", "int", "bytes-default"],
+)
+def test_routing_refuses_non_providers_at_construction(routes, default, words):
+    """A route or default that is neither provider nor token fails at once, naming which."""
+    with pytest.raises(ValueError) as info:
+        RoutingTokenProvider(routes, default=default)
+    for word in words:
+        assert word in str(info.value)

@@ -387,3 +387,122 @@ def test_sandbox_fb_exchange_token(sandbox):
     (new,) = written
     assert new.reveal() != user
     assert new.expires_at > sandbox.now() + 50 * 86400
+
+
+# --- one event per real switch (issue 9) ----------------------------------------------------------
+
+
+def test_two_dead_candidates_log_one_failover():
+    """With both candidates dead, one event for the one real switch, none for dead ends."""
+    store = TokenVerdicts()
+    provider, rec = rotating(A, B, verdicts=store)
+    a = provider.get_token()
+    store.record(a.fingerprint, REVOKED)
+    provider.invalidate(a, REVOKED)
+    b = provider.get_token()
+    assert b.reveal() == B
+    store.record(b.fingerprint, REVOKED)
+    provider.invalidate(b, REVOKED)
+    for _ in range(3):
+        with pytest.raises(AllCandidatesRejectedError) as info:
+            provider.get_token()
+        assert set(info.value.fingerprints) == {a.fingerprint, b.fingerprint}
+    (event,) = rec.of(TokenFailedOver)
+    assert event.token_fingerprint == a.fingerprint
+    assert provider.active == 1
+
+
+def test_failover_skips_known_dead_candidates_in_one_event():
+    """Past a dead standby to the third candidate: one event, from the token that failed."""
+    store = TokenVerdicts()
+    store.record(Token(B).fingerprint, REVOKED)
+    provider, rec = rotating(A, B, C, verdicts=store)
+    a = provider.get_token()
+    provider.invalidate(a, REVOKED)
+    assert provider.get_token().reveal() == C
+    (event,) = rec.of(TokenFailedOver)
+    assert (event.token_fingerprint, event.category) == (a.fingerprint, "token_revoked")
+
+
+def test_operator_invalidation_of_a_single_candidate_raises_without_a_switch():
+    """An explicit invalidation of the only candidate: AllCandidatesRejectedError, no event."""
+    provider, rec = rotating(A)
+    provider.invalidate(provider.get_token(), "leaked")
+    with pytest.raises(AllCandidatesRejectedError) as info:
+        provider.get_token()
+    assert info.value.__cause__ is None
+    assert rec.of(TokenFailedOver) == []
+
+
+def test_sandbox_two_revoked_candidates_log_one_failover(sandbox):
+    """Both tokens revoked at the sandbox: sends fail, and `auth.token_failover` is logged once."""
+    first, standby = sandbox.issue_token(), sandbox.issue_token()
+    store = TokenVerdicts()
+    provider, rec = rotating(first, standby, verdicts=store)
+    with _client(sandbox, provider, store) as client:
+        client.send_text("15551234567", "ok")
+        sandbox.set_token_state(first, "revoked_password_changed")
+        sandbox.set_token_state(standby, "revoked_password_changed")
+        with pytest.raises(TokenRevokedError):
+            client.send_text("15551234567", "both dead")
+        for _ in range(3):
+            with pytest.raises((TokenRevokedError, AllCandidatesRejectedError)):
+                client.send_text("15551234567", "still dead")
+    (event,) = rec.of(TokenFailedOver)
+    assert event.token_fingerprint == Token(first).fingerprint
+
+
+async def test_sandbox_two_revoked_candidates_log_one_failover_async(sandbox):
+    """The async client and `aget_token`: one event for the one switch as well."""
+    first, standby = sandbox.issue_token(), sandbox.issue_token()
+    store = TokenVerdicts()
+    provider, rec = rotating(first, standby, verdicts=store)
+    async with AsyncWhatsAppClient(
+        token_provider=provider,
+        phone_number_id=sandbox.phone_number_id,
+        base_url=sandbox.base_url,
+        verdicts=store,
+        events=Events(),
+    ) as client:
+        sandbox.set_token_state(first, "revoked_password_changed")
+        sandbox.set_token_state(standby, "revoked_password_changed")
+        for _ in range(4):
+            with pytest.raises((TokenRevokedError, AllCandidatesRejectedError)):
+                await client.send_text("15551234567", "dead")
+    assert len(rec.of(TokenFailedOver)) == 1
+
+
+# --- anything that is a provider, or a token string (issue 9) -------------------------------------
+
+
+def test_candidates_and_app_secret_refuse_non_providers_at_construction():
+    """A candidate or app secret that is neither provider nor token fails at construction."""
+    with pytest.raises(ValueError, match=r"candidates must be a token provider .* got a dict"):
+        RotatingTokenProvider([A, {"token": B}])
+    with pytest.raises(ValueError, match=r"app_secret must be a token provider .* got a int"):
+        FbTokenExchanger("123", 42)
+    provider, _ = rotating(A)
+    with pytest.raises(ValueError, match="got a bytes"):
+        provider.rotate_to(B.encode())
+
+
+def test_exchanger_refuses_a_token_a_header_cannot_carry():
+    """An exchanged token with a zero-width space or a NaN lifetime is refused, token-free."""
+    answers = iter(
+        [
+            httpx.Response(200, json={"access_token": B[:4] + "\u200b" + B[4:]}),
+            httpx.Response(
+                200, content=b'{"access_token": "' + B.encode() + b'", "expires_in": NaN}'
+            ),
+        ]
+    )
+    exchanger = FbTokenExchanger(
+        "123",
+        "app-secret-value",
+        transport=httpx.MockTransport(lambda r: next(answers)),
+        clock=lambda: 1_000_000.0,
+    )
+    for words in (r"U\+200B", "expires_in that is not a finite number"):
+        with pytest.raises(TokenUnavailableError, match=words) as info:
+            exchanger.exchange(Token(A, expires_at=1_000_000.0 + 3600))
+        assert B[5:] not in str(info.value)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -25,12 +26,19 @@ from wa_auth._redact import redact_text
 from wa_auth.errors import (
     AllCandidatesRejectedError,
     ApiError,
+    TokenSourceMalformedError,
     TokenUnavailableError,
     WhatsAppError,
     from_response,
 )
 from wa_auth.events import Event, Events
-from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider
+from wa_auth.providers._base import (
+    StaticTokenProvider,
+    Token,
+    TokenProvider,
+    as_provider,
+    clean_token,
+)
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
 
@@ -160,7 +168,7 @@ class FbTokenExchanger:
         self._secret: TokenProvider = (
             StaticTokenProvider(app_secret, source="app_secret")
             if isinstance(app_secret, str)
-            else app_secret
+            else as_provider(app_secret, argument="app_secret")
         )
         self.on_new_token = on_new_token
         self.refresh_before = refresh_before
@@ -231,13 +239,11 @@ class FbTokenExchanger:
             body = None
         value = body.get("access_token") if isinstance(body, dict) else None
         if r.status_code == 200 and isinstance(value, str) and value.strip():
-            expires_in = body.get("expires_in")
-            expires_at = (
-                self._clock() + float(expires_in)
-                if isinstance(expires_in, (int, float)) and expires_in > 0
-                else None
-            )
-            return Token(value.strip(), expires_at=expires_at, source=f"fb_exchange:{self.app_id}")
+            source = f"fb_exchange:{self.app_id}"
+            value = clean_token(value, what="the token fb_exchange_token returned", source=source)
+            lifetime = _lifetime(body.get("expires_in"), source)
+            expires_at = None if lifetime is None else self._clock() + lifetime
+            return Token(value, expires_at=expires_at, source=source)
         cause = from_response(r.status_code, r.content, r.headers)
         cause.with_token(token.reveal())
         cause.message = redact_text(cause.message, secret)
@@ -249,6 +255,26 @@ class FbTokenExchanger:
         )
         error.__cause__ = cause
         raise error
+
+
+def _lifetime(expires_in: object, source: str) -> float | None:
+    """Return Meta's `expires_in` as seconds, or None when it gives none.
+
+    Raises:
+        TokenSourceMalformedError: It is NaN or infinite, which would switch expiry-driven
+            refresh off.
+    """
+    if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
+        return None
+    try:
+        seconds = float(expires_in)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise TokenSourceMalformedError(
+            "fb_exchange_token answered an expires_in that is not a finite number", source=source
+        )
+    return seconds if seconds > 0 else None
 
 
 def _exchange_unreachable(exc: httpx.HTTPError | None) -> TokenUnavailableError:
@@ -402,13 +428,16 @@ class RotatingTokenProvider:
         self._served: dict[int, str] = {}
         self._active = 0
         self._watch: _Watch | None = None
+        #: The active candidate's token that `invalidate` declared dead, and why: the next
+        #: `get_token` moves past it. One reference, replaced whole.
+        self._failed: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
 
     def _wrap(self, candidate: TokenProvider | Token | str) -> TokenProvider:
-        provider: TokenProvider = (
+        provider = (
             StaticTokenProvider(candidate, source="rotating")
-            if isinstance(candidate, (str, Token))
-            else candidate
+            if isinstance(candidate, str)
+            else as_provider(candidate, argument="candidates")
         )
         if self._refresher is not None:
             provider = _Exchanging(provider, self._refresher, self.events.emit)
@@ -440,22 +469,23 @@ class RotatingTokenProvider:
     def get_token(self) -> Token:
         """Return the active candidate's token, failing over past candidates known dead.
 
+        The candidates are asked in order from the active one; the first whose token has no
+        verdict becomes the active one, with one `auth.token_failover` event for the switch.
+
         Raises:
             AllCandidatesRejectedError: Every candidate's token has a verdict.
             TokenUnavailableError: The active candidate could not produce a token.
         """
-        dead: list[tuple[Token, ApiError]] = []
-        for _ in range(len(self._slots)):
-            index, watch = self._active, self._watch
+        start = self._active
+        dead: list[tuple[Token, ApiError | str]] = []
+        for index in self._order(start):
             token = self._slots[index].get_token()
-            self._served[index] = token.fingerprint
-            if watch is not None and watch.index == index:
-                return token  # the rotation's window decides, not one verdict
-            verdict = self._verdicts.get(token.fingerprint)
-            if verdict is None:
-                return token
-            dead.append((token, verdict))
-            self._fail_over(index, token, verdict)
+            if self._watched(index, token):
+                return self._land(start, index, token, dead)
+            reason = self._verdicts.get(token.fingerprint) or self._invalidated(index, token)
+            if reason is None:
+                return self._land(start, index, token, dead)
+            dead.append((token, reason))
         raise self._all_dead(dead)
 
     async def aget_token(self) -> Token:
@@ -465,29 +495,62 @@ class RotatingTokenProvider:
             AllCandidatesRejectedError: Every candidate's token has a verdict.
             TokenUnavailableError: The active candidate could not produce a token.
         """
-        dead: list[tuple[Token, ApiError]] = []
-        for _ in range(len(self._slots)):
-            index, watch = self._active, self._watch
+        start = self._active
+        dead: list[tuple[Token, ApiError | str]] = []
+        for index in self._order(start):
             token = await self._slots[index].aget_token()
-            self._served[index] = token.fingerprint
-            if watch is not None and watch.index == index:
-                return token  # the rotation's window decides, not one verdict
-            verdict = await self._verdicts.aget(token.fingerprint)
-            if verdict is None:
-                return token
-            dead.append((token, verdict))
-            self._fail_over(index, token, verdict)
+            if self._watched(index, token):
+                return self._land(start, index, token, dead)
+            reason = await self._verdicts.aget(token.fingerprint) or self._invalidated(index, token)
+            if reason is None:
+                return self._land(start, index, token, dead)
+            dead.append((token, reason))
         raise self._all_dead(dead)
 
-    def _all_dead(self, dead: list[tuple[Token, ApiError]]) -> AllCandidatesRejectedError:
+    def _order(self, start: int) -> list[int]:
+        count = len(self._slots)
+        return [(start + step) % count for step in range(count)]
+
+    def _watched(self, index: int, token: Token) -> bool:
+        """Note that *index* serves *token*; return whether a rotation's window judges it."""
+        self._served[index] = token.fingerprint
+        watch = self._watch
+        return watch is not None and watch.index == index
+
+    def _invalidated(self, index: int, token: Token) -> str | None:
+        """Return the category `invalidate` gave *token* of *index*, while it still serves it."""
+        failed = self._failed
+        if failed is not None and failed[:2] == (index, token.fingerprint):
+            return failed[2]
+        return None
+
+    def _land(
+        self, start: int, index: int, token: Token, dead: list[tuple[Token, ApiError | str]]
+    ) -> Token:
+        """Make *index* the active candidate when the search moved past *start*; one event."""
+        if index == start:
+            return token
+        with self._lock:
+            if self._active != start:
+                return token  # another caller switched already, and said so
+            self._active = index
+            if self._watch is not None and self._watch.index == start:
+                self._watch = None
+        old, reason = dead[0]
+        category = reason if isinstance(reason, str) else reason.category
+        self.events.emit(TokenFailedOver(token_fingerprint=old.fingerprint, category=category))
+        return token
+
+    def _all_dead(self, dead: list[tuple[Token, ApiError | str]]) -> AllCandidatesRejectedError:
         fingerprints = tuple(dict.fromkeys(t.fingerprint for t, _ in dead))
         error = AllCandidatesRejectedError(
             f"all {len(self._slots)} candidate tokens are known dead ({', '.join(fingerprints)})",
             fingerprints=fingerprints,
             source="rotating",
         )
-        cause = copy.copy(dead[-1][1])
-        error.__cause__ = cause
+        verdicts = [reason for _, reason in dead if isinstance(reason, ApiError)]
+        if verdicts:
+            error.__cause__ = copy.copy(verdicts[-1])
         return error
 
     # --- failures -------------------------------------------------------------------------------
@@ -495,6 +558,8 @@ class RotatingTokenProvider:
     def invalidate(self, token: Token, reason: WhatsAppError | str) -> None:
         """Fail over from *token* if it is the active token and *reason* is token-class; no I/O.
 
+        The next `get_token` moves on to the first candidate not known dead, and says so with
+        one event; with none left it raises `AllCandidatesRejectedError` and switches nothing.
         A permission, account-state or transient *reason* does nothing: another token of the
         same business would fail the same way.
         """
@@ -510,21 +575,13 @@ class RotatingTokenProvider:
         watch = self._watch
         if watch is not None and watch.index == index and watch.fingerprint == token.fingerprint:
             return  # counted by observe_outcome; the window decides
-        self._fail_over(index, token, reason)
+        if index == self._active:
+            category = reason if isinstance(reason, str) else reason.category
+            self._failed = (index, token.fingerprint, category)
 
     def _verdicts_record(self, token: Token, reason: ApiError) -> None:
         assert isinstance(self._verdicts, TokenVerdicts)  # in memory: no I/O
         self._verdicts.record(token.fingerprint, reason)
-
-    def _fail_over(self, index: int, token: Token, reason: WhatsAppError | str) -> None:
-        with self._lock:
-            if self._active != index:
-                return  # another caller already moved on
-            self._active = (index + 1) % len(self._slots)
-            if self._watch is not None and self._watch.index == index:
-                self._watch = None
-        category = reason if isinstance(reason, str) else reason.category
-        self.events.emit(TokenFailedOver(token_fingerprint=token.fingerprint, category=category))
 
     def observe_outcome(self, token: Token, error: WhatsAppError | None) -> None:
         """Count one call's outcome toward a watched rotation; no I/O.

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from wa_auth.errors import TokenUnavailableError
-from wa_auth.providers._base import Token, TokenProvider
+from wa_auth.providers._base import Token, TokenProvider, as_provider
 
 if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
@@ -22,20 +22,27 @@ class RoutingTokenProvider:
     provider for the call, its invalidation and its retry.
 
     Args:
-        routes: Phone number ids and WABA ids mapped to providers (several keys may share one).
-        default: The provider for calls whose id has no route; None makes them fail.
+        routes: Phone number ids and WABA ids mapped to providers or token strings (several
+            keys may share one provider).
+        default: The provider (or token string) for calls whose id has no route; None makes
+            them fail.
+
+    Raises:
+        RequestValidationError: A route or the default is neither a provider nor a token.
     """
 
     def __init__(
         self,
-        routes: Mapping[str | int, TokenProvider],
+        routes: Mapping[str | int, TokenProvider | Token | str],
         *,
-        default: TokenProvider | None = None,
+        default: TokenProvider | Token | str | None = None,
     ) -> None:
-        self._routes = {str(k): v for k, v in routes.items()}
+        self._routes = {
+            str(k): as_provider(v, argument=f"routes[{str(k)!r}]") for k, v in routes.items()
+        }
         if not self._routes and default is None:
             raise ValueError("routes must not be empty")
-        self._default = default
+        self._default = None if default is None else as_provider(default, argument="default")
 
     @property
     def routes(self) -> Mapping[str, TokenProvider]:
