@@ -22,6 +22,7 @@ from wa_auth import (
     WhatsAppClient,
     WhatsAppError,
     _core,
+    _endpoints,
 )
 from wa_auth.events import Events
 
@@ -297,7 +298,7 @@ def test_object_reprs():
     token = Token(CANARY)
     provider = StaticTokenProvider(CANARY)
     ctx = _core.Context(provider=provider, events=Events(), phone_number_id=PHONE)
-    flow = _core.debug_token(ctx)
+    flow = _endpoints.debug_token(ctx)
     next(flow)
     effect = flow.send(token)
     for obj in (token, str(token), provider, ctx, effect, effect.request):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from wa_auth import _core
+from wa_auth import _core, _endpoints
 from wa_auth._core import Context, GetToken, Request, Response, Send
 from wa_auth.errors import (
     RequestValidationError,
@@ -80,7 +80,7 @@ def _ok(body: bytes = SEND_OK, status: int = 200, headers=None) -> Response:
 
 def test_send_text_flow_yields_token_then_send_then_returns(ctx):
     """A send asks for a token, yields one Send with the token, and returns the parsed result."""
-    flow = _core.send_text(ctx, "+16505076520", "hi", idempotency_key="k")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi", idempotency_key="k")
 
     effect = next(flow)
     assert isinstance(effect, GetToken)
@@ -112,7 +112,7 @@ def test_send_text_flow_yields_token_then_send_then_returns(ctx):
 
 def test_token_failure_invalidates_and_retries_once(ctx, counters):
     """On a token-class answer the flow invalidates, asks again, and re-sends with the new token."""
-    flow = _core.send_text(ctx, "+16505076520", "hi")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi")
     next(flow)
     first = flow.send(TOKEN)
 
@@ -129,7 +129,7 @@ def test_token_failure_invalidates_and_retries_once(ctx, counters):
 
 def test_same_token_after_invalidate_raises(ctx):
     """When the provider returns the same token the flow raises the classified error."""
-    flow = _core.send_text(ctx, "+16505076520", "hi")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi")
     next(flow)
     flow.send(TOKEN)
     flow.send(_ok(EXPIRED, 401))
@@ -141,7 +141,7 @@ def test_same_token_after_invalidate_raises(ctx):
 
 def test_second_failure_raises_second_error_from_first(ctx):
     """A failure with the new token raises that error, caused by the first; no third send."""
-    flow = _core.send_text(ctx, "+16505076520", "hi")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi")
     next(flow)
     flow.send(TOKEN)
     flow.send(_ok(EXPIRED, 401))
@@ -156,7 +156,7 @@ def test_second_failure_raises_second_error_from_first(ctx):
 
 def test_transport_error_thrown_in_is_fingerprinted_and_reraised(ctx, counters):
     """A TransportError thrown at the Send effect gets the fingerprint, an event, and rises."""
-    flow = _core.send_text(ctx, "+16505076520", "hi")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi")
     next(flow)
     flow.send(TOKEN)
     exc = TransportError("ReadTimeout on send_text", maybe_delivered=True)
@@ -172,7 +172,7 @@ def test_token_unavailable_thrown_at_get_token_rises(ctx):
     """An error thrown at the GetToken effect rises unchanged."""
     from wa_auth.errors import TokenUnavailableError
 
-    flow = _core.send_text(ctx, "+16505076520", "hi")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi")
     next(flow)
     with pytest.raises(TokenUnavailableError):
         flow.throw(TokenUnavailableError("no token file"))
@@ -180,7 +180,7 @@ def test_token_unavailable_thrown_at_get_token_rises(ctx):
 
 def test_validation_fails_before_any_effect(ctx):
     """Local validation raises on the first next(), before any effect."""
-    flow = _core.send_text(ctx, "+16505076520", "")
+    flow = _endpoints.send_text(ctx, "+16505076520", "")
 
     with pytest.raises(RequestValidationError):
         next(flow)
@@ -188,7 +188,7 @@ def test_validation_fails_before_any_effect(ctx):
 
 def test_unexpected_2xx_body(ctx):
     """An unparseable 2xx answer raises UnknownApiError with maybe_delivered for a send."""
-    flow = _core.send_text(ctx, "+16505076520", "hi")
+    flow = _endpoints.send_text(ctx, "+16505076520", "hi")
     next(flow)
     flow.send(TOKEN)
 
@@ -199,7 +199,7 @@ def test_unexpected_2xx_body(ctx):
 
 def test_get_flow_is_idempotent(ctx):
     """GET requests are marked idempotent and carry no body."""
-    flow = _core.get_phone_number(ctx)
+    flow = _endpoints.get_phone_number(ctx)
     next(flow)
     request = flow.send(TOKEN).request
 
@@ -210,7 +210,7 @@ def test_get_flow_is_idempotent(ctx):
 
 def test_mark_as_read_is_idempotent(ctx):
     """Marking as read twice is harmless, so its POST is idempotent."""
-    flow = _core.mark_as_read(ctx, "wamid.ABC")
+    flow = _endpoints.mark_as_read(ctx, "wamid.ABC")
     next(flow)
 
     assert flow.send(TOKEN).request.idempotent
@@ -218,7 +218,7 @@ def test_mark_as_read_is_idempotent(ctx):
 
 def test_debug_token_of_own_token_is_not_resendable(ctx):
     """Self-inspection puts the token in the URL and cannot be re-sent with another token."""
-    flow = _core.debug_token(ctx)
+    flow = _endpoints.debug_token(ctx)
     next(flow)
     request = flow.send(TOKEN).request
 
@@ -232,7 +232,7 @@ def test_debug_token_of_own_token_is_not_resendable(ctx):
 
 def test_debug_token_flow_returns_token_info(ctx):
     """debug_token parses data, granular scopes and the embedded error."""
-    flow = _core.debug_token(ctx, "EAAGother00000000000000000")
+    flow = _endpoints.debug_token(ctx, "EAAGother00000000000000000")
     next(flow)
     assert flow.send(TOKEN).request.resendable
     body = {
@@ -258,7 +258,7 @@ def test_debug_token_flow_returns_token_info(ctx):
 
 def test_download_media_is_two_sends(ctx):
     """download_media yields the lookup and then the download, with the same token."""
-    flow = _core.download_media(ctx, "1037543291543636")
+    flow = _endpoints.download_media(ctx, "1037543291543636")
     next(flow)
     lookup = flow.send(TOKEN)
     url = "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1"

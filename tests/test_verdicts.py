@@ -11,7 +11,7 @@ import threading
 import httpx
 import pytest
 
-from wa_auth import _core
+from wa_auth import _core, _endpoints
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import (
     InsufficientPermissionError,
@@ -132,7 +132,7 @@ def test_flow_checks_the_verdict_before_sending():
     token = Token(TOKEN)
     store.record(token.fingerprint, expired_error())
     ctx = _ctx(StaticTokenProvider(token), store)
-    flow = _core.send_text(ctx, "15551234567", "hi")
+    flow = _endpoints.send_text(ctx, "15551234567", "hi")
     effect = next(flow)
     assert isinstance(effect, _core.GetToken)
     effect = flow.send(token)
@@ -149,7 +149,7 @@ def test_flow_records_verdict_on_token_failure():
     """A token-class answer yields RecordVerdict before the provider is asked again."""
     ctx = _ctx(StaticTokenProvider(TOKEN), TokenVerdicts())
     token = Token(TOKEN)
-    flow = _core.send_text(ctx, "15551234567", "hi")
+    flow = _endpoints.send_text(ctx, "15551234567", "hi")
     next(flow)
     flow.send(token)  # -> CheckVerdict
     send = flow.send(None)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
 import httpx
 from typing_extensions import ParamSpec, Self, TypedDict, Unpack
 
-from wa_auth import _core
+from wa_auth import _core, _endpoints
 from wa_auth._core import Context, Flow, Request, Response, auth_headers
+from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import install_log_redaction, redact_text
 from wa_auth._shell import AsyncGate, Gate, adrive, drive
 from wa_auth._version import package_version
@@ -139,8 +140,8 @@ class _BaseClient:
         token_provider: TokenProvider | str | None = None,
         phone_number_id: str | int | None = None,
         business_account_id: str | int | None = None,
-        api_version: str = _core.DEFAULT_API_VERSION,
-        base_url: str = _core.DEFAULT_BASE_URL,
+        api_version: str = DEFAULT_API_VERSION,
+        base_url: str = DEFAULT_BASE_URL,
         timeout: float | httpx.Timeout | None = None,
         consumer: str | None = None,
         events: Events | None = None,
@@ -351,24 +352,24 @@ class WhatsAppClient(_BaseClient):
     ) -> None:
         self.close()
 
-    send_text = _sync(_core.send_text)
-    send_template = _sync(_core.send_template)
-    send_media = _sync(_core.send_media)
-    send_interactive_buttons = _sync(_core.send_interactive_buttons)
-    send_interactive_list = _sync(_core.send_interactive_list)
-    send_reaction = _sync(_core.send_reaction)
-    send_location = _sync(_core.send_location)
-    mark_as_read = _sync(_core.mark_as_read)
-    upload_media = _sync(_core.upload_media)
-    get_media_url = _sync(_core.get_media_url)
-    download_media = _sync(_core.download_media)
-    delete_media = _sync(_core.delete_media)
-    get_phone_number = _sync(_core.get_phone_number)
-    list_phone_numbers = _sync(_core.list_phone_numbers)
-    get_business_profile = _sync(_core.get_business_profile)
-    list_templates = _sync(_core.list_templates)
-    debug_token = _sync(_core.debug_token)
-    token_health = _sync(_core.token_health)
+    send_text = _sync(_endpoints.send_text)
+    send_template = _sync(_endpoints.send_template)
+    send_media = _sync(_endpoints.send_media)
+    send_interactive_buttons = _sync(_endpoints.send_interactive_buttons)
+    send_interactive_list = _sync(_endpoints.send_interactive_list)
+    send_reaction = _sync(_endpoints.send_reaction)
+    send_location = _sync(_endpoints.send_location)
+    mark_as_read = _sync(_endpoints.mark_as_read)
+    upload_media = _sync(_endpoints.upload_media)
+    get_media_url = _sync(_endpoints.get_media_url)
+    download_media = _sync(_endpoints.download_media)
+    delete_media = _sync(_endpoints.delete_media)
+    get_phone_number = _sync(_endpoints.get_phone_number)
+    list_phone_numbers = _sync(_endpoints.list_phone_numbers)
+    get_business_profile = _sync(_endpoints.get_business_profile)
+    list_templates = _sync(_endpoints.list_templates)
+    debug_token = _sync(_endpoints.debug_token)
+    token_health = _sync(_endpoints.token_health)
 
 
 class AsyncClientBase(_BaseClient):
@@ -467,24 +468,24 @@ class AsyncClientBase(_BaseClient):
     ) -> None:
         await self.aclose()
 
-    send_text = _async(_core.send_text)
-    send_template = _async(_core.send_template)
-    send_media = _async(_core.send_media)
-    send_interactive_buttons = _async(_core.send_interactive_buttons)
-    send_interactive_list = _async(_core.send_interactive_list)
-    send_reaction = _async(_core.send_reaction)
-    send_location = _async(_core.send_location)
-    mark_as_read = _async(_core.mark_as_read)
-    upload_media = _async(_core.upload_media)
-    get_media_url = _async(_core.get_media_url)
-    download_media = _async(_core.download_media)
-    delete_media = _async(_core.delete_media)
-    get_phone_number = _async(_core.get_phone_number)
-    list_phone_numbers = _async(_core.list_phone_numbers)
-    get_business_profile = _async(_core.get_business_profile)
-    list_templates = _async(_core.list_templates)
-    debug_token = _async(_core.debug_token)
-    token_health = _async(_core.token_health)
+    send_text = _async(_endpoints.send_text)
+    send_template = _async(_endpoints.send_template)
+    send_media = _async(_endpoints.send_media)
+    send_interactive_buttons = _async(_endpoints.send_interactive_buttons)
+    send_interactive_list = _async(_endpoints.send_interactive_list)
+    send_reaction = _async(_endpoints.send_reaction)
+    send_location = _async(_endpoints.send_location)
+    mark_as_read = _async(_endpoints.mark_as_read)
+    upload_media = _async(_endpoints.upload_media)
+    get_media_url = _async(_endpoints.get_media_url)
+    download_media = _async(_endpoints.download_media)
+    delete_media = _async(_endpoints.delete_media)
+    get_phone_number = _async(_endpoints.get_phone_number)
+    list_phone_numbers = _async(_endpoints.list_phone_numbers)
+    get_business_profile = _async(_endpoints.get_business_profile)
+    list_templates = _async(_endpoints.list_templates)
+    debug_token = _async(_endpoints.debug_token)
+    token_health = _async(_endpoints.token_health)
 
 
 class AsyncWhatsAppClient(AsyncClientBase):

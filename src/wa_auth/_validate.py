@@ -1,0 +1,139 @@
+"""The local validation rules of a send, written once: the endpoint flows and intents use them.
+
+Each rule raises `RequestValidationError` naming the field and what was wrong, before any
+request, so a malformed message never reaches Meta (or a token's error budget). The limits are
+the Cloud API's documented ones (messages reference: text, media, interactive and reaction
+objects); a value past them is refused by Meta with code 100 or 131009 anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from wa_auth.errors import RequestValidationError
+
+__all__ = [
+    "MAX_BUTTONS",
+    "MAX_BUTTON_ID_CHARS",
+    "MAX_BUTTON_TITLE_CHARS",
+    "MAX_CAPTION_CHARS",
+    "MAX_EMOJI_CHARS",
+    "MAX_FILENAME_CHARS",
+    "MAX_IDEMPOTENCY_KEY_CHARS",
+    "MAX_INTERACTIVE_BODY_CHARS",
+    "MAX_LANGUAGE_CHARS",
+    "MAX_LIST_BODY_CHARS",
+    "MAX_LIST_BUTTON_CHARS",
+    "MAX_LIST_ROWS",
+    "MAX_LIST_SECTIONS",
+    "MAX_LOCATION_TEXT_CHARS",
+    "MAX_MESSAGE_ID_CHARS",
+    "MAX_ROW_DESCRIPTION_CHARS",
+    "MAX_ROW_ID_CHARS",
+    "MAX_ROW_TITLE_CHARS",
+    "MAX_SECTION_TITLE_CHARS",
+    "MAX_TEMPLATE_NAME_CHARS",
+    "MAX_TEXT_CHARS",
+    "MEDIA_KINDS",
+    "check_id",
+    "check_key",
+    "check_recipient",
+    "check_text",
+    "describe",
+]
+
+#: A text message's body.
+MAX_TEXT_CHARS: Final = 4096
+#: A media caption; also the body of a reply-buttons message.
+MAX_CAPTION_CHARS: Final = 1024
+#: Meta documents 512 characters as the limit of `biz_opaque_callback_data`.
+MAX_IDEMPOTENCY_KEY_CHARS: Final = 512
+MAX_TEMPLATE_NAME_CHARS: Final = 512
+#: A template language code such as `en_US`, with room for Meta's longer tags.
+MAX_LANGUAGE_CHARS: Final = 32
+MAX_FILENAME_CHARS: Final = 240
+#: Reply buttons: 1 to 3 per message, each with an id and a short title.
+MAX_BUTTONS: Final = 3
+MAX_BUTTON_ID_CHARS: Final = 256
+MAX_BUTTON_TITLE_CHARS: Final = 20
+MAX_INTERACTIVE_BODY_CHARS: Final = MAX_CAPTION_CHARS
+#: List messages: a body of a text message's length, a 20-character button, at most 10
+#: sections and 10 rows in all.
+MAX_LIST_BODY_CHARS: Final = MAX_TEXT_CHARS
+MAX_LIST_BUTTON_CHARS: Final = 20
+MAX_LIST_SECTIONS: Final = 10
+MAX_LIST_ROWS: Final = 10
+MAX_ROW_ID_CHARS: Final = 200
+MAX_ROW_TITLE_CHARS: Final = 24
+MAX_ROW_DESCRIPTION_CHARS: Final = 72
+MAX_SECTION_TITLE_CHARS: Final = 24
+#: A `wamid.` message id, replied to or reacted to.
+MAX_MESSAGE_ID_CHARS: Final = 256
+#: One emoji, which may be several code points (a flag, a skin tone, a family).
+MAX_EMOJI_CHARS: Final = 16
+MAX_LOCATION_TEXT_CHARS: Final = 1000
+MEDIA_KINDS: Final = ("image", "document", "audio", "video", "sticker")
+
+_RECIPIENT_RE: Final = re.compile(r"\+?[0-9]{7,15}")
+#: Graph object ids (phone numbers, WABAs, media) are numeric: a token pasted as an id never
+#: reaches a URL.
+_ID_RE: Final = re.compile(r"[0-9]{1,32}")
+
+
+def describe(value: object) -> str:
+    """Return how an error message shows a bad value: a short repr, or only its type."""
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return repr(shown) if value else "an empty string"
+    return f"a {type(value).__name__}"
+
+
+def check_id(name: str, value: object) -> str:
+    """Return *value* as a Graph object id (digits; an int is accepted), or raise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise RequestValidationError(
+            f"{name} must be a Graph object id (digits), got {describe(value)}"
+        )
+    return value
+
+
+def check_recipient(to: object) -> str:
+    """Return *to* if it is a phone number in international format (7-15 digits), or raise."""
+    if not isinstance(to, str) or not _RECIPIENT_RE.fullmatch(to):
+        raise RequestValidationError(
+            "recipient 'to' must be 7-15 digits with an optional leading '+' "
+            f"(international format, no spaces), got {describe(to)}"
+        )
+    return to
+
+
+def check_text(name: str, value: object, limit: int, *, allow_empty: bool = False) -> str:
+    """Return *value* if it is a string of at most *limit* characters (non-blank), or raise."""
+    if not isinstance(value, str):
+        raise RequestValidationError(f"{name} must be a string, got {describe(value)}")
+    if not allow_empty and not value.strip():
+        raise RequestValidationError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise RequestValidationError(
+            f"{name} is {len(value)} characters; WhatsApp allows at most {limit}"
+        )
+    return value
+
+
+def check_key(key: object) -> str | None:
+    """Return the idempotency key (None when absent) if Meta can echo it back, or raise."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key:
+        raise RequestValidationError(
+            f"idempotency_key must be a non-empty string, got {describe(key)}"
+        )
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise RequestValidationError(
+            f"idempotency_key is {len(key)} characters; Meta's biz_opaque_callback_data "
+            f"allows at most {MAX_IDEMPOTENCY_KEY_CHARS}"
+        )
+    return key
