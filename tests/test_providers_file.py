@@ -443,3 +443,82 @@ def test_plausible_expiry_is_read(tmp_path, expires_at, seconds):
     path = tmp_path / "token.json"
     write(path, json.dumps({"access_token": tok(1), "expires_at": expires_at}))
     assert FileTokenProvider(path).get_token().expires_at == seconds
+
+
+# --- a fixed file is used at once after a verdict fast-fail (issue 9) ----------------------------
+
+
+def _replace_atomically(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp, text)
+    tmp.replace(path)
+
+
+def test_invalidate_during_the_quiet_period_sees_a_changed_file(tmp_path):
+    """After a re-read found nothing newer, an invalidation still notices a rewritten file."""
+    path = tmp_path / "token"
+    write(path, tok(1) + "\n")
+    provider = FileTokenProvider(path, check_interval=60)
+    first = provider.get_token()
+    provider.invalidate(first, "revoked")
+    assert provider.get_token() == first  # nothing newer: quiet for min_retry_interval
+    provider.invalidate(first, "revoked")
+    assert provider.get_token() == first  # still nothing newer: no re-read, one stat
+    assert provider.loads == 2
+    _replace_atomically(path, tok(2) + "\n")
+    provider.invalidate(first, "revoked")
+    assert provider.get_token().reveal() == tok(2)
+
+
+def _sandbox_client(sandbox, provider, cls):
+    from wa_auth.providers import TokenVerdicts
+
+    return cls(
+        token_provider=provider,
+        phone_number_id=sandbox.phone_number_id,
+        base_url=sandbox.base_url,
+        verdicts=TokenVerdicts(),
+    )
+
+
+def test_sandbox_token_written_after_a_revocation_sends_at_once(tmp_path):
+    """Token A revoked, sends fail; B written to the file: the very next send uses B."""
+    from wa_auth import WhatsAppClient
+    from wa_auth.errors import TokenRevokedError
+    from wa_auth.sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        a, b = sandbox.issue_token(), sandbox.issue_token()
+        path = tmp_path / "token"
+        write(path, a + "\n")
+        provider = FileTokenProvider(path, check_interval=60)
+        with _sandbox_client(sandbox, provider, WhatsAppClient) as client:
+            client.send_text("15551234567", "with A")
+            sandbox.set_token_state(a, "revoked_password_changed")
+            for _ in range(2):  # the first is sent and fails; the second fails fast
+                with pytest.raises(TokenRevokedError):
+                    client.send_text("15551234567", "A is dead")
+            _replace_atomically(path, b + "\n")
+            assert client.send_text("15551234567", "with B").message_id
+        assert provider.get_token().reveal() == b
+
+
+async def test_sandbox_token_written_after_a_revocation_sends_at_once_async(tmp_path):
+    """The same with the async client: the fixed file is read on the next send."""
+    from wa_auth import AsyncWhatsAppClient
+    from wa_auth.errors import TokenRevokedError
+    from wa_auth.sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        a, b = sandbox.issue_token(), sandbox.issue_token()
+        path = tmp_path / "token"
+        write(path, a + "\n")
+        provider = FileTokenProvider(path, check_interval=60)
+        async with _sandbox_client(sandbox, provider, AsyncWhatsAppClient) as client:
+            await client.send_text("15551234567", "with A")
+            sandbox.set_token_state(a, "revoked_password_changed")
+            for _ in range(2):
+                with pytest.raises(TokenRevokedError):
+                    await client.send_text("15551234567", "A is dead")
+            _replace_atomically(path, b + "\n")
+            assert (await client.send_text("15551234567", "with B")).message_id

@@ -506,3 +506,24 @@ def test_exchanger_refuses_a_token_a_header_cannot_carry():
         with pytest.raises(TokenUnavailableError, match=words) as info:
             exchanger.exchange(Token(A, expires_at=1_000_000.0 + 3600))
         assert B[5:] not in str(info.value)
+
+
+def test_exchanged_file_candidate_sees_a_fixed_file_at_once(tmp_path):
+    """A file candidate behind the exchanger: a token written after a failure is used at once."""
+    from wa_auth.providers import FileTokenProvider
+
+    path = tmp_path / "token"
+    path.write_text(A + "\n")
+    exchanger = FbTokenExchanger(
+        "123", "app-secret-value", transport=httpx.MockTransport(lambda r: httpx.Response(500))
+    )
+    provider, _ = rotating(FileTokenProvider(path, check_interval=60), refresher=exchanger)
+    a = provider.get_token()
+    provider.invalidate(a, REVOKED)
+    with pytest.raises(AllCandidatesRejectedError):
+        provider.get_token()  # the file still holds A: nothing newer
+    tmp = tmp_path / "token.tmp"
+    tmp.write_text(B + "\n")
+    tmp.replace(path)
+    provider.invalidate(a, REVOKED)  # the next verdict fast-fail
+    assert provider.get_token().reveal() == B

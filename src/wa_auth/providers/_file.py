@@ -121,6 +121,19 @@ class FileTokenProvider(RefreshingTokenProvider):
                 return token
         return refresher.get()
 
+    def _source_changed(self) -> bool:
+        """Return whether the file's stat signature differs from the last committed read.
+
+        One `stat`: after a verdict fast-fail, a good token already written to the file is
+        read at once instead of after `check_interval`. A missing file is no news here: the
+        next check reports it.
+        """
+        try:
+            st = os.stat(self.path)  # noqa: PTH116 - no Path object on the hot path
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size) != self._seen
+
     # --- the load -------------------------------------------------------------------------------
 
     def _load(self, current: Token | None, forced: bool) -> Fetched:

@@ -313,20 +313,29 @@ class Refresher:
         """Return the cached token without refreshing, or None."""
         return self._state.token
 
-    def invalidate(self, token: Token) -> bool:
+    def invalidate(self, token: Token, changed: Callable[[], bool] | None = None) -> bool:
         """Mark *token* dead if it is the cached one; return whether that changed anything.
 
-        No I/O: the next caller refreshes. Invalidations of a token that a forced refresh just
-        returned again are ignored for `min_retry_interval`, so a burst of failures or a
-        source with nothing newer causes one re-read, not a loop.
+        No I/O of its own: the next caller refreshes. Invalidations of a token that a forced
+        refresh just returned again are ignored for `min_retry_interval`, so a burst of
+        failures or a source with nothing newer causes one re-read, not a loop; unless
+        *changed*, a cheap probe of the source (a file's `stat`, run outside the lock), says
+        the source is no longer what that refresh read: then its new content is used at once.
         """
         self._check_fork()
         with self._lock:
             st = self._state
             if st.token is None or st.token.fingerprint != token.fingerprint or st.invalidated:
                 return False
-            if st.rejected == token.fingerprint and self._monotonic() < st.quiet_until:
-                return False
+            quiet = st.rejected == token.fingerprint and self._monotonic() < st.quiet_until
+            if not quiet:
+                self._state = attrs.evolve(st, invalidated=True)
+                return True
+        if changed is None or not changed():
+            return False
+        with self._lock:
+            if self._state is not st:
+                return False  # someone else refreshed or invalidated meanwhile
             self._state = attrs.evolve(st, invalidated=True)
             return True
 
@@ -528,6 +537,16 @@ class RefreshingTokenProvider:
     def _load(self, current: Token | None, forced: bool) -> Fetched:
         raise NotImplementedError
 
+    def _source_changed(self) -> bool:
+        """Return whether the source changed since the last read, if that is cheap to know.
+
+        Asked by `invalidate` while a re-read that found nothing newer holds further
+        invalidations off, so a fixed source is used at once instead of after
+        `min_retry_interval`. The default (False) suits sources where asking costs a round
+        trip; a file overrides it with a `stat`.
+        """
+        return False
+
     async def _aload(self, current: Token | None, forced: bool) -> Fetched:
         return await asyncio.to_thread(self._load, current, forced)
 
@@ -549,8 +568,12 @@ class RefreshingTokenProvider:
         return await self._refresher.aget()
 
     def invalidate(self, token: Token, reason: WhatsAppError | str) -> None:
-        """Force a re-read on the next call if *token* is the current token; no I/O."""
-        if self._refresher.invalidate(token):
+        """Force a re-read on the next call if *token* is the current token.
+
+        No I/O beyond `_source_changed` (a file's `stat`), asked only while a re-read that
+        returned this same token holds invalidations off.
+        """
+        if self._refresher.invalidate(token, self._source_changed):
             _log.info(
                 "token %s of %s invalidated (%s); the source will be re-read",
                 token.fingerprint,

@@ -353,6 +353,13 @@ class _Exchanging(RefreshingTokenProvider):
             )
         )
 
+    def _source_changed(self) -> bool:
+        """Return whether the wrapped provider's source changed, when it can tell cheaply."""
+        inner = self.inner
+        if not isinstance(inner, RefreshingTokenProvider):
+            return False
+        return inner._source_changed()  # noqa: SLF001 - the same family of providers
+
     def invalidate(self, token: Token, reason: WhatsAppError | str) -> None:
         """Invalidate the exchanged token here and the source's token in the wrapped provider."""
         super().invalidate(token, reason)
