@@ -42,7 +42,23 @@ def _phone_from(data: Mapping[str, Any], usage: Usage) -> PhoneNumber:
 
 
 def get_phone_number(ctx: Context, *, phone_number_id: str | None = None) -> Flow[PhoneNumber]:
-    """Return the business phone number's details (display number, quality, name status...)."""
+    """Return the business phone number's details (display number, quality, name status...).
+
+    Args:
+        phone_number_id: The number, overriding the client's.
+
+    Returns:
+        `PhoneNumber`, with its quality rating, verification and throughput level.
+
+    Raises:
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     phone = ctx.phone(phone_number_id)
     request = get_request(
         ctx.url(phone, query={"fields": _PHONE_FIELDS}), "get_phone_number", phone
@@ -71,7 +87,25 @@ def _paged(response: Response) -> tuple[list[Any], str | None, Usage]:
 def list_phone_numbers(
     ctx: Context, *, limit: int | None = None, after: str | None = None
 ) -> Flow[Page[PhoneNumber]]:
-    """List the phone numbers of the WhatsApp Business Account (`business_account_id`)."""
+    """List the phone numbers of the WhatsApp Business Account (`business_account_id`).
+
+    Args:
+        limit: The page size.
+        after: The cursor of the next page (`Page.after` of the previous one).
+
+    Returns:
+        A `Page` of `PhoneNumber`.
+
+    Raises:
+        RequestValidationError: The client has no `business_account_id`; nothing was sent.
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     waba = ctx.waba()
     url = ctx.url(
         waba, "phone_numbers", query={"fields": _PHONE_FIELDS, "limit": limit, "after": after}
@@ -91,7 +125,23 @@ _PROFILE_FIELDS: Final = "about,address,description,email,profile_picture_url,we
 def get_business_profile(
     ctx: Context, *, phone_number_id: str | None = None
 ) -> Flow[BusinessProfile]:
-    """Return the WhatsApp business profile of the phone number."""
+    """Return the WhatsApp business profile of the phone number.
+
+    Args:
+        phone_number_id: The number, overriding the client's.
+
+    Returns:
+        `BusinessProfile`: about, address, description, email, websites, vertical.
+
+    Raises:
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     phone = ctx.phone(phone_number_id)
     url = ctx.url(phone, "whatsapp_business_profile", query={"fields": _PROFILE_FIELDS})
     request = get_request(url, "get_business_profile", phone)
@@ -117,7 +167,25 @@ def get_business_profile(
 def list_templates(
     ctx: Context, *, limit: int | None = None, after: str | None = None
 ) -> Flow[Page[MessageTemplate]]:
-    """List the message templates of the WhatsApp Business Account, one page at a time."""
+    """List the message templates of the WhatsApp Business Account, one page at a time.
+
+    Args:
+        limit: The page size.
+        after: The cursor of the next page (`Page.after` of the previous one).
+
+    Returns:
+        A `Page` of `MessageTemplate` (name, language, status, category, components).
+
+    Raises:
+        RequestValidationError: The client has no `business_account_id`; nothing was sent.
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     waba = ctx.waba()
     url = ctx.url(waba, "message_templates", query={"limit": limit, "after": after})
     request = get_request(url, "list_templates", waba)

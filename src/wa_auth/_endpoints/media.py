@@ -58,7 +58,27 @@ def upload_media(
     filename: str | None = None,
     phone_number_id: str | None = None,
 ) -> Flow[MediaUpload]:
-    """Upload media bytes; returns the media id to send with `send_media(media_id=...)`."""
+    """Upload media bytes and return the media id to send with `send_media(media_id=...)`.
+
+    Args:
+        data: The file's bytes.
+        mime_type: Its type, such as `image/jpeg` or `application/pdf`.
+        filename: The name it is uploaded under (default `upload.<subtype>`).
+        phone_number_id: The number the media belongs to, overriding the client's.
+
+    Returns:
+        `MediaUpload` with the media id.
+
+    Raises:
+        RequestValidationError: Empty data or a malformed MIME type; nothing was sent.
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     phone = ctx.phone(phone_number_id)
     if not isinstance(data, (bytes, bytearray, memoryview)) or not bytes(data):
         raise RequestValidationError("data must be non-empty bytes")
@@ -93,7 +113,24 @@ def _parse_upload(response: Response) -> MediaUpload:
 def get_media_url(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[MediaInfo]:
-    """Return a media object's short-lived download URL (valid about 5 minutes) and metadata."""
+    """Return a media object's short-lived download URL (valid about 5 minutes) and metadata.
+
+    Args:
+        media_id: The media object's id (from a webhook or `upload_media`).
+        phone_number_id: Ask on behalf of this number (Meta checks it owns the media).
+
+    Returns:
+        `MediaInfo`: the URL, MIME type, SHA-256 and size.
+
+    Raises:
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     mid = check_id("media_id", media_id)
     query = {"phone_number_id": phone_number_id} if phone_number_id is not None else None
     route = phone_number_id or ctx.phone_number_id
@@ -134,7 +171,27 @@ def _trusted_media_host(ctx: Context, url: str) -> bool:
 def download_media(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[MediaContent]:
-    """Download a media object's bytes: look up its URL, then fetch it with the same token."""
+    """Download a media object's bytes: look up its URL, then fetch it with the same token.
+
+    The token goes with the download, so only to Meta's media hosts (or the client's
+    `base_url`): any other host in the answer is refused with `UnknownApiError`.
+
+    Args:
+        media_id: The media object's id.
+        phone_number_id: Ask on behalf of this number.
+
+    Returns:
+        `MediaContent`: the bytes and their MIME type and SHA-256.
+
+    Raises:
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     info = yield from get_media_url(ctx, media_id, phone_number_id=phone_number_id)
     if not _trusted_media_host(ctx, info.url):
         # The bearer token goes with the download: never to a host Meta would not use.
@@ -162,7 +219,24 @@ def download_media(
 def delete_media(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[SuccessResult]:
-    """Delete an uploaded media object."""
+    """Delete an uploaded media object; safe to repeat.
+
+    Args:
+        media_id: The media object's id.
+        phone_number_id: Delete on behalf of this number.
+
+    Returns:
+        `SuccessResult` with Meta's `success` flag.
+
+    Raises:
+        AuthError: The token, its permissions or the account cannot do this; `category` says
+            which. Never retried with the same token.
+        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
+        TransientError: A Meta-side failure worth retrying.
+        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
+    """
     mid = check_id("media_id", media_id)
     query = {"phone_number_id": phone_number_id} if phone_number_id is not None else None
     request = Request(

@@ -535,6 +535,12 @@ def mark_as_read(
 
     Returns:
         `SuccessResult` with Meta's `success` flag.
+
+    Raises:
+        RequestValidationError: A malformed message id; nothing was sent.
+        AuthError: The token, its permissions or the account cannot do this.
+        TransportError: No complete answer came (repeating is harmless).
+        TokenUnavailableError: The token provider could not produce a token.
     """
     phone = ctx.phone(phone_number_id)
     check_text("message_id", message_id, MAX_MESSAGE_ID_CHARS)

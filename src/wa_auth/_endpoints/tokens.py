@@ -35,6 +35,18 @@ def debug_token(ctx: Context, input_token: str | None = None) -> Flow[TokenInfo]
     """Ask Meta what it knows about a token (the client's own when *input_token* is None).
 
     An invalid inspected token is a result (`is_valid=False` with `error`), not an exception.
+
+    Args:
+        input_token: The token to inspect; the client's token asks about itself.
+
+    Returns:
+        `TokenInfo`: validity, type, app, expiry, scopes and granular scopes.
+
+    Raises:
+        RequestValidationError: *input_token* is blank or not a string; nothing was sent.
+        AuthError: The asking token itself was refused (expired, revoked).
+        TransportError: No complete answer came.
+        TokenUnavailableError: The token provider could not produce a token.
     """
     if input_token is not None and (not isinstance(input_token, str) or not input_token.strip()):
         raise RequestValidationError("input_token must be a non-empty string")
