@@ -13,7 +13,10 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+import attrs
+
 from wa_auth.sandbox._catalogue import Reply, json_reply
+from wa_auth.sandbox._checks import check_keys
 from wa_auth.sandbox._state import (
     APP_ID,
     BUSINESS_ACCOUNT_ID,
@@ -53,9 +56,13 @@ def describe(world: World) -> dict[str, Any]:
 def _kwargs(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
-    data = json.loads(body)
+    try:
+        # `1e999` and `NaN` parse (to inf and nan) so the argument's own check can name it.
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise TypeError("the body must be a JSON object of keyword arguments")
+        raise ValueError("the body must be a JSON object of keyword arguments")  # noqa: TRY004 - answered as a 400
     return data
 
 
@@ -85,23 +92,46 @@ def _required(kw: Mapping[str, Any], name: str) -> Any:
     return kw[name]
 
 
-def _reset(world: World, kw: Mapping[str, Any]) -> Any:
-    if kw:
-        raise ValueError("reset takes no arguments")
+def _reset(world: World, _kw: Mapping[str, Any]) -> Any:
     world.reset()
     return describe(world)
 
 
-_POST: Final[Mapping[str, Callable[[World, Mapping[str, Any]], Any]]] = MappingProxyType(
+_Operation = Callable[[World, Mapping[str, Any]], Any]
+
+#: Each POST operation and the keyword arguments it takes; any other key is refused by name.
+_POST: Final[Mapping[str, tuple[_Operation, frozenset[str]]]] = MappingProxyType(
     {
-        "issue_token": _issue,
-        "set_token_state": _token_state,
-        "set_account_state": _account_state,
-        "set_number_state": _number_state,
-        "set_limits": lambda w, kw: w.set_limits(Limits(**kw)).to_dict(),
-        "set_faults": lambda w, kw: w.set_faults(Faults(**kw)).to_dict(),
-        "advance": lambda w, kw: {"now": w.advance(_required(kw, "seconds"))},
-        "reset": _reset,
+        "issue_token": (
+            _issue,
+            frozenset(
+                {
+                    "scopes",
+                    "expires_in",
+                    "kind",
+                    "allowed_wabas",
+                    "allowed_phone_numbers",
+                    "name",
+                    "value",
+                }
+            ),
+        ),
+        "set_token_state": (_token_state, frozenset({"token", "state", "variant"})),
+        "set_account_state": (_account_state, frozenset({"state", "variant"})),
+        "set_number_state": (_number_state, frozenset({"phone_number_id", "state"})),
+        "set_limits": (
+            lambda w, kw: w.set_limits(Limits(**kw)).to_dict(),
+            frozenset(attrs.fields_dict(Limits)),
+        ),
+        "set_faults": (
+            lambda w, kw: w.set_faults(Faults(**kw)).to_dict(),
+            frozenset(attrs.fields_dict(Faults)),
+        ),
+        "advance": (
+            lambda w, kw: {"now": w.advance(_required(kw, "seconds"))},
+            frozenset({"seconds"}),
+        ),
+        "reset": (_reset, frozenset()),
     }
 )
 _GET: Final[Mapping[str, Callable[[World], Any]]] = MappingProxyType(
@@ -121,7 +151,10 @@ def admin(world: World, req: HttpRequest) -> Reply:
         if req.method == "GET" and operation in _GET:
             return json_reply(200, _GET[operation](world))
         if req.method == "POST" and operation in _POST:
-            return json_reply(200, _POST[operation](world, _kwargs(req.body)))
+            run, allowed = _POST[operation]
+            kw = _kwargs(req.body)
+            check_keys(operation, kw, allowed)
+            return json_reply(200, run(world, kw))
     except (ValueError, TypeError) as exc:
         return json_reply(400, {"error": {"message": str(exc), "operation": operation}})
     known = sorted(

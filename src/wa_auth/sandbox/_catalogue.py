@@ -256,6 +256,31 @@ ENTRIES: Final[Mapping[str, Entry]] = MappingProxyType(
                 "code": 100,
             },
         ),
+        # Graph's own field validation of a send: the JSON type, then the length. The "must
+        # be a string" and "must be at most 4096 characters long" texts are Meta's, as
+        # integrators reported them; the other types follow the same form.
+        "param_type": Entry(
+            400,
+            {
+                "message": "(#100) Param {param} must be {expected}.",
+                "type": "OAuthException",
+                "code": 100,
+            },
+        ),
+        "param_too_long": Entry(
+            400,
+            {
+                "message": "(#100) Param {param} must be at most {limit} characters long.",
+                "type": "OAuthException",
+                "code": 100,
+            },
+        ),
+        "parameter_value_invalid": Entry(
+            400, _wa("(#131009) Parameter value is not valid", 131009, "{details}")
+        ),
+        "required_parameter_missing": Entry(
+            400, _wa("(#131008) Required parameter is missing", 131008, "{details}")
+        ),
         "unknown_path": Entry(
             400,
             {"message": "Unknown path components: {path}", "type": "OAuthException", "code": 2500},

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import socket
 import threading
-import time
 from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
+
+import attrs
 
 from wa_auth.sandbox._admin import PREFIX, admin
 from wa_auth.sandbox._catalogue import Reply, json_reply
@@ -44,6 +46,8 @@ class Server(http.server.ThreadingHTTPServer):
         self._live: set[socket.socket] = set()
         self._live_lock = threading.Lock()
         self._closing = False
+        #: Set by `close()`: a handler waiting out an injected latency stops waiting.
+        self.stopping = threading.Event()
         super().__init__(address, _Handler)
 
     def track(self, conn: socket.socket) -> bool:
@@ -61,6 +65,7 @@ class Server(http.server.ThreadingHTTPServer):
 
     def close(self) -> None:
         """Stop accepting, end every open connection and join their threads."""
+        self.stopping.set()
         self.shutdown()
         with self._live_lock:
             self._closing = True
@@ -69,6 +74,28 @@ class Server(http.server.ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
         self.server_close()
+
+
+_DIGITS: Final = re.compile(r"[0-9]{1,20}")
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]{1,16}")
+#: The longest chunk-size or trailer line read, CRLF included.
+_MAX_CHUNK_LINE: Final = 4096
+
+
+class _BadBody(Exception):  # noqa: N818 - the handler's own signal, never raised out of it
+    """The request body cannot be read; *status* 0 means the client is gone (no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _chunk_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].strip()
+    if not _HEX.fullmatch(size):
+        raise _BadBody(400, "malformed chunked body: a chunk size is not hexadecimal")
+    return int(size, 16)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -113,34 +140,60 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch()
 
-    def _body(self) -> bytes | None:
+    def _body(self) -> bytes:
+        """Read the request body (Content-Length or chunked).
+
+        Raises:
+            _BadBody: The framing is malformed (400) or the body too large (413).
+        """
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024).strip():
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(8)
-        length = int(self.headers.get("Content-Length") or 0)
+            return self._chunked()
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not _DIGITS.fullmatch(raw):
+            raise _BadBody(400, "Content-Length must be a number of bytes")
+        length = int(raw)
         if length > MAX_BODY:
-            return None
-        return self.rfile.read(length) if length > 0 else b""
+            raise _BadBody(413, "request body too large")
+        body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            raise _BadBody(0, "the body ended early")
+        return body
+
+    def _chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = _chunk_size(self._line(_MAX_CHUNK_LINE))
+            if size == 0:
+                while self._line(_MAX_CHUNK_LINE).strip():  # trailers, ignored
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY:
+                raise _BadBody(413, "request body too large")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise _BadBody(0, "the body ended early")
+            chunks.append(chunk)
+            if self._line(_MAX_CHUNK_LINE) != b"\r\n":
+                raise _BadBody(400, "malformed chunked body: a chunk is not followed by CRLF")
+
+    def _line(self, limit: int) -> bytes:
+        line = self.rfile.readline(limit + 1)
+        if not line:
+            raise _BadBody(0, "the body ended early")
+        if len(line) > limit or not line.endswith(b"\n"):
+            raise _BadBody(400, "malformed chunked body: a line is too long")
+        return line
 
     def _dispatch(self) -> None:
         try:
             body = self._body()
-        except ValueError:
-            body = None
-        if body is None:
+        except _BadBody as bad:
+            # The rest of the body cannot be framed: answer (unless the client is gone), close.
             self.close_connection = True
-            self._write(json_reply(413, {"error": {"message": "request body too large"}}))
+            if bad.status:
+                self._write(json_reply(bad.status, {"error": {"message": bad.message}}))
             return
         split = urlsplit(self.path)
         req = HttpRequest(
@@ -155,8 +208,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._write(admin(world, req))
             return
         reply = world.handle(req, host=self.headers.get("Host"))
-        if reply.delay:
-            time.sleep(reply.delay)
+        # The latency is waited out on the server's stop event, so `close()` ends the wait.
+        if reply.delay and self.server.stopping.wait(reply.delay):
+            reply = attrs.evolve(reply, drop=True)
         if reply.drop:
             self.close_connection = True
             with contextlib.suppress(OSError):

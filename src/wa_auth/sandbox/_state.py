@@ -25,6 +25,16 @@ import attrs
 
 from wa_auth._redact import fingerprint
 from wa_auth.sandbox._catalogue import FLAKY_ENTRIES, Reply, html_502, json_reply, meta_time, render
+from wa_auth.sandbox._checks import (
+    MAX_SECONDS,
+    check_keys,
+    loads_strict,
+    opt_text,
+    real,
+    text,
+    text_list,
+)
+from wa_auth.sandbox._messages import check_message, check_read
 from wa_auth.sandbox._values import (
     ACCOUNT_STATES,
     ACCOUNT_VARIANTS,
@@ -54,23 +64,11 @@ LONG_LIVED_SECONDS: Final = 5183944
 #: A short-lived user token (the demo `user` token) lives about an hour.
 SHORT_LIVED_SECONDS: Final = 3600
 _DATA_ACCESS_SECONDS: Final = 90 * 24 * 3600
+#: The sandbox clock stops short of the year 3000 (unix seconds), so every expiry it renders
+#: (up to `MAX_SECONDS` later) still fits in what `datetime` can format.
+LATEST_TIME: Final = 32503680000.0
 _VERSION_RE: Final = re.compile(r"v\d+\.\d+")
 _RECIPIENT_RE: Final = re.compile(r"\+?[0-9]{7,15}")
-_MESSAGE_TYPES: Final = frozenset(
-    {
-        "text",
-        "template",
-        "image",
-        "document",
-        "audio",
-        "video",
-        "sticker",
-        "interactive",
-        "reaction",
-        "location",
-        "contacts",
-    }
-)
 _MESSAGING: Final = "whatsapp_business_messaging"
 _MANAGEMENT: Final = "whatsapp_business_management"
 _TRACE_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -111,63 +109,56 @@ class TokenSpec:
     allowed_phone_numbers: tuple[str, ...] | None = None
 
 
-def _str_tuple(value: Any, where: str, name: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{where}: {name} must be a list of strings")  # noqa: TRY004 - a bad file
-    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"{where}: {name} must be a list of strings")
-    return tuple(str(v) for v in value)
-
-
 _SPEC_KEYS: Final = frozenset(attrs.fields_dict(TokenSpec))
 
 
 def _spec_from(entry: Any, where: str) -> TokenSpec:
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: each token must be a JSON object")  # noqa: TRY004 - a bad file
-    unknown = sorted(set(entry) - _SPEC_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {sorted(_SPEC_KEYS)}")
+    check_keys(where, entry, _SPEC_KEYS)
     value = entry.get("value")
-    if value is not None and (not isinstance(value, str) or not value.strip() or " " in value):
+    if value is not None and (
+        not isinstance(value, str)
+        or not value
+        or not value.isprintable()
+        or any(c.isspace() for c in value)
+    ):
         raise ValueError(f"{where}: value must be a non-empty string without spaces")
-    name = entry.get("name")
-    if name is not None and not isinstance(name, str):
-        raise ValueError(f"{where}: name must be a string")
+    name = opt_text(f"{where}: name", entry.get("name"))
     kind = entry.get("kind", "system_user")
     if kind not in TOKEN_KINDS:
         raise ValueError(f"{where}: kind must be one of {list(TOKEN_KINDS)}, got {kind!r}")
     expires_in = entry.get("expires_in")
-    if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in < 0
-    ):
-        raise ValueError(f"{where}: expires_in must be a number of seconds >= 0 or null")
+    if expires_in is not None:
+        expires_in = real(f"{where}: expires_in", expires_in, high=MAX_SECONDS)
     state = entry.get("state", "valid")
     variant = entry.get("variant")
     _check_token_state(state, variant, where)
-    scopes = _str_tuple(entry.get("scopes", list(DEFAULT_SCOPES)), where, "scopes")
+    scopes = text_list(f"{where}: scopes", entry.get("scopes", list(DEFAULT_SCOPES)))
     return TokenSpec(
         value=value,
         name=name,
         kind=kind,
-        scopes=scopes or (),
-        expires_in=None if expires_in is None else float(expires_in),
+        scopes=scopes,
+        expires_in=expires_in,
         state=state,
         variant=variant,
-        allowed_wabas=_str_tuple(entry.get("allowed_wabas"), where, "allowed_wabas"),
-        allowed_phone_numbers=_str_tuple(
-            entry.get("allowed_phone_numbers"), where, "allowed_phone_numbers"
+        allowed_wabas=_ids(entry.get("allowed_wabas"), f"{where}: allowed_wabas"),
+        allowed_phone_numbers=_ids(
+            entry.get("allowed_phone_numbers"), f"{where}: allowed_phone_numbers"
         ),
     )
 
 
+def _ids(value: Any, name: str) -> tuple[str, ...] | None:
+    return None if value is None else text_list(name, value, ids=True)
+
+
 def _check_token_state(state: Any, variant: Any, where: str = "token") -> None:
-    if state not in TOKEN_STATES:
+    if not isinstance(state, str) or state not in TOKEN_STATES:
         raise ValueError(f"{where}: state must be one of {list(TOKEN_STATES)}, got {state!r}")
     allowed = TOKEN_VARIANTS.get(state, ())
-    if variant is not None and variant not in allowed:
+    if variant is not None and (not isinstance(variant, str) or variant not in allowed):
         raise ValueError(
             f"{where}: variant of state {state!r} must be one of {list(allowed)}, got {variant!r}"
         )
@@ -307,13 +298,17 @@ class World:
             return self._clock.now()
 
     def advance(self, seconds: float) -> float:
-        """Move the clock forward by *seconds*; return the new time."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise TypeError("seconds must be a number")
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        """Move the clock forward by *seconds*; return the new time.
+
+        Raises:
+            ValueError: *seconds* is not a finite number in [0, `MAX_SECONDS`], or the clock
+                would pass `LATEST_TIME`.
+        """
+        step = real("seconds", seconds, high=MAX_SECONDS)
         with self._lock:
-            self._clock.advance(float(seconds))
+            if self._clock.now() + step > LATEST_TIME:
+                raise ValueError("advance: the sandbox clock cannot pass the year 3000")
+            self._clock.advance(step)
             return self._clock.now()
 
     def issue_token(
@@ -327,18 +322,18 @@ class World:
         name: str | None = None,
         value: str | None = None,
     ) -> SandboxToken:
-        """Create a new valid token."""
-        if isinstance(scopes, str):
-            raise TypeError("scopes must be a list of strings, not one string")
+        """Create a new valid token.
+
+        Raises:
+            ValueError: An argument is invalid (a string where a list belongs included).
+        """
         spec = _spec_from(
             {
-                "scopes": list(scopes),
+                "scopes": scopes,
                 "expires_in": expires_in,
                 "kind": kind,
-                "allowed_wabas": None if allowed_wabas is None else list(allowed_wabas),
-                "allowed_phone_numbers": (
-                    None if allowed_phone_numbers is None else list(allowed_phone_numbers)
-                ),
+                "allowed_wabas": allowed_wabas,
+                "allowed_phone_numbers": allowed_phone_numbers,
                 "name": name,
                 "value": value,
             },
@@ -379,6 +374,7 @@ class World:
 
     def find_token(self, token: str) -> SandboxToken:
         """Return the token whose value, id or fingerprint is *token*."""
+        text("token", token)
         with self._lock:
             found = self._tokens.get(token)
             if found is None:
@@ -391,6 +387,7 @@ class World:
 
     def set_token_state(self, token: str, state: str, variant: str | None = None) -> SandboxToken:
         """Put a token in *state* (see `TOKEN_STATES`), with an optional payload *variant*."""
+        text("set_token_state: token", token)
         _check_token_state(state, variant, "set_token_state")
         with self._lock:
             found = self.find_token(token)
@@ -417,10 +414,10 @@ class World:
 
     def set_account_state(self, state: str, variant: str | None = None) -> None:
         """Put the WhatsApp Business Account in *state* (see `ACCOUNT_STATES`)."""
-        if state not in ACCOUNT_STATES:
+        if not isinstance(state, str) or state not in ACCOUNT_STATES:
             raise ValueError(f"state must be one of {list(ACCOUNT_STATES)}, got {state!r}")
         allowed = ACCOUNT_VARIANTS.get(state, ())
-        if variant is not None and variant not in allowed:
+        if variant is not None and (not isinstance(variant, str) or variant not in allowed):
             raise ValueError(f"variant of {state!r} must be one of {list(allowed)}")
         with self._lock:
             self._account = state
@@ -433,12 +430,16 @@ class World:
 
     def set_number_state(self, phone_number_id: str, state: str) -> None:
         """Put a phone number in *state* (see `NUMBER_STATES`)."""
-        if state not in NUMBER_STATES:
+        text("phone_number_id", phone_number_id)
+        if not isinstance(state, str) or state not in NUMBER_STATES:
             raise ValueError(f"state must be one of {list(NUMBER_STATES)}, got {state!r}")
         with self._lock:
-            if str(phone_number_id) not in self._numbers:
-                raise ValueError(f"unknown phone number id {phone_number_id!r}")
-            self._numbers[str(phone_number_id)] = state
+            if phone_number_id not in self._numbers:
+                raise ValueError(
+                    f"unknown phone number id {phone_number_id!r}; "
+                    f"the sandbox's are {list(PHONE_NUMBER_IDS)}"
+                )
+            self._numbers[phone_number_id] = state
 
     def number_states(self) -> dict[str, str]:
         """Return each phone number's state."""
@@ -726,22 +727,24 @@ class World:
         if body.get("messaging_product") != "whatsapp":
             return self._error("required_parameter", parameter="messaging_product")
         if body.get("status") == "read":
-            if not isinstance(body.get("message_id"), str):
-                return self._error("required_parameter", parameter="message_id")
+            problem = check_read(body)
+            if problem is not None:
+                return self._error(problem[0], **problem[1])
             blocked = self._account_block(ctx)
             return blocked if blocked is not None else self._ok({"success": True})
         to = body.get("to")
-        if not isinstance(to, str) or not to:
+        if to is None or to == "":
             return self._error("required_parameter", parameter="to")
+        if not isinstance(to, str):
+            return self._error("param_type", param="to", expected="a string")
         if not _RECIPIENT_RE.fullmatch(to):
             return self._error(
                 "invalid_parameter", details=f"Invalid WhatsApp recipient: {to[:20]!r}"
             )
-        kind = body.get("type", "text")
-        if kind not in _MESSAGE_TYPES or not isinstance(body.get(kind), Mapping):
-            return self._error(
-                "invalid_parameter", details=f"Unsupported or missing message type {kind!r}"
-            )
+        problem = check_message(body)
+        if problem is not None:
+            return self._error(problem[0], **problem[1])
+        kind = body.get("type") or "text"
         blocked = self._account_block(ctx) or self._rate_limited(ctx, to)
         if blocked is not None:
             return blocked
@@ -1133,7 +1136,7 @@ def _digits_of(recipient: str) -> str:
 
 def _json_body(req: HttpRequest) -> dict[str, Any] | None:
     try:
-        data = json.loads(req.body or b"null")
+        data = loads_strict(req.body or b"null")
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
@@ -1171,9 +1174,10 @@ def _encode_cursor(index: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        text = base64.urlsafe_b64decode(padded).decode()
+        decoded = base64.urlsafe_b64decode(padded).decode()
     except (ValueError, UnicodeDecodeError):
         raise ValueError("bad cursor") from None
-    if not text.startswith("idx:"):
+    index = decoded.removeprefix("idx:")
+    if index == decoded or not index.isascii() or not index.isdigit():
         raise ValueError("bad cursor")
-    return int(text[4:])
+    return int(index)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
+
+from wa_auth.sandbox._checks import (
+    MAX_LATENCY,
+    MAX_SECONDS,
+    flag,
+    iterable,
+    opt_positive_int,
+    real,
+)
 
 __all__ = [
     "ACCOUNT_STATES",
@@ -64,21 +73,25 @@ DEFAULT_SCOPES: Final = (
     "business_management",
 )
 
-# A share of requests is a probability.
-_SHARE = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
-_NON_NEGATIVE = attrs.validators.ge(0.0)
+
+def _number(high: float, *, low_open: bool = False) -> Callable[[Any, Any, Any], None]:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        real(attr.name, value, high=high, low_open=low_open)
+
+    return check
 
 
-def _opt_positive_int(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attr.name} must be a positive integer or None, got {value!r}")
+def _count(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    opt_positive_int(attr.name, value)
 
 
-def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attr.name} must be positive, got {value!r}")
+def _flag(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    flag(attr.name, value)
+
+
+_SHARE: Final = _number(1.0)
+_WINDOW: Final = _number(MAX_SECONDS, low_open=True)
+_LATENCY: Final = _number(MAX_LATENCY)
 
 
 @attrs.frozen
@@ -119,36 +132,50 @@ class Limits:
     Args:
         throughput: Messages accepted per second per phone number before code 130429.
         pair_limit: Messages to one recipient within *pair_window* before code 131056.
-        pair_window: Seconds of the pair-limit window (Meta: about one message per 6 seconds).
+        pair_window: Seconds of the pair-limit window (Meta: about one message per 6 seconds);
+            positive, at most `MAX_SECONDS`.
         app_calls: Graph calls per *app_window* before code 4; `X-App-Usage` reports the share.
         app_window: Seconds of the app-usage window.
         retry_after_header: Send `Retry-After` (seconds until the window frees a slot) with
             130429 and 131056.
     """
 
-    throughput: int | None = attrs.field(default=None, validator=_opt_positive_int)
-    pair_limit: int | None = attrs.field(default=None, validator=_opt_positive_int)
-    pair_window: float = attrs.field(default=6.0, converter=float, validator=_positive)
-    app_calls: int | None = attrs.field(default=None, validator=_opt_positive_int)
-    app_window: float = attrs.field(default=3600.0, converter=float, validator=_positive)
-    retry_after_header: bool = True
+    throughput: int | None = attrs.field(default=None, validator=_count)
+    pair_limit: int | None = attrs.field(default=None, validator=_count)
+    pair_window: float = attrs.field(default=6.0, validator=_WINDOW)
+    app_calls: int | None = attrs.field(default=None, validator=_count)
+    app_window: float = attrs.field(default=3600.0, validator=_WINDOW)
+    retry_after_header: bool = attrs.field(default=True, validator=_flag)
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe data."""
         return attrs.asdict(self)
 
 
+#: The codes the `error_rate` fault may answer with.
+FLAKY_CODES: Final = (1, 2, 131000, 131016)
+
+
 def _codes(value: Any) -> tuple[int, ...]:
-    codes = tuple(int(c) for c in value)
-    unknown = [c for c in codes if c not in (1, 2, 131000, 131016)]
-    if not codes or unknown:
-        raise ValueError(f"error_codes must be some of 1, 2, 131000, 131016, got {value!r}")
+    codes = iterable("error_codes", value, "integers")
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int) or code not in FLAKY_CODES:
+            raise ValueError(
+                f"error_codes must be some of {', '.join(map(str, FLAKY_CODES))}, got {code!r}"
+            )
+    if not codes:
+        raise ValueError("error_codes must not be empty")
     return codes
 
 
 def _check_shares(inst: Faults, _attr: attrs.Attribute[Any], _value: object) -> None:
     if inst.error_rate + inst.html_502_rate + inst.drop_rate > 1.0:
         raise ValueError("error_rate + html_502_rate + drop_rate must not exceed 1")
+
+
+def _check_latency(inst: Faults, _attr: attrs.Attribute[Any], _value: object) -> None:
+    if inst.latency + inst.latency_jitter > MAX_LATENCY:
+        raise ValueError(f"latency + latency_jitter must not exceed {MAX_LATENCY:g} seconds")
 
 
 @attrs.frozen(kw_only=True)
@@ -163,20 +190,20 @@ class Faults:
         drop_rate: Share of requests whose connection is closed without an answer.
         drop_after_accept: Drop only after the request was processed, so a dropped send is
             recorded as accepted (the "maybe delivered" case); otherwise drop before.
-        latency: Seconds added to every answer.
+        latency: Seconds added to every answer (at most `MAX_LATENCY` with the jitter).
         latency_jitter: Up to this many more seconds, at random.
         code_as_string: Send `code` and `error_subcode` as JSON strings, as a BSP re-wrapping
             Meta's error does.
     """
 
-    error_rate: float = attrs.field(default=0.0, converter=float, validator=_SHARE)
-    error_codes: tuple[int, ...] = attrs.field(default=(1, 2, 131000, 131016), converter=_codes)
-    html_502_rate: float = attrs.field(default=0.0, converter=float, validator=_SHARE)
-    drop_rate: float = attrs.field(default=0.0, converter=float, validator=[_SHARE, _check_shares])
-    drop_after_accept: bool = False
-    latency: float = attrs.field(default=0.0, converter=float, validator=_NON_NEGATIVE)
-    latency_jitter: float = attrs.field(default=0.0, converter=float, validator=_NON_NEGATIVE)
-    code_as_string: bool = False
+    error_rate: float = attrs.field(default=0.0, validator=_SHARE)
+    error_codes: tuple[int, ...] = attrs.field(default=FLAKY_CODES, converter=_codes)
+    html_502_rate: float = attrs.field(default=0.0, validator=_SHARE)
+    drop_rate: float = attrs.field(default=0.0, validator=[_SHARE, _check_shares])
+    drop_after_accept: bool = attrs.field(default=False, validator=_flag)
+    latency: float = attrs.field(default=0.0, validator=_LATENCY)
+    latency_jitter: float = attrs.field(default=0.0, validator=[_LATENCY, _check_latency])
+    code_as_string: bool = attrs.field(default=False, validator=_flag)
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe data."""
