@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wa_auth import _table, errors
+from wa_auth import _classify, _convert, _table, errors
 from wa_auth.errors import (
     CATEGORIES,
     MAX_RETRY_AFTER,
@@ -38,7 +39,7 @@ from wa_auth.errors import (
     from_webhook_error,
     parse_retry_after,
 )
-from wa_auth.models import Usage
+from wa_auth.models import MAX_REGAIN_MINUTES, BusinessUsage, Usage
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -48,9 +49,14 @@ settings.load_profile(
     "ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "default"
 )
 
-PAYLOADS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "payloads" / "real_errors.json").read_text(encoding="utf-8")
-)
+_PAYLOAD_DIR = Path(__file__).parent / "payloads"
+#: real_errors.json: the first corpus; coverage_errors.json: BSP envelopes, debug_token,
+#: health_status and codes added later (issue #9). Every entry names its public source.
+PAYLOADS: list[dict[str, Any]] = [
+    payload
+    for name in ("real_errors.json", "coverage_errors.json")
+    for payload in json.loads((_PAYLOAD_DIR / name).read_text(encoding="utf-8"))
+]
 
 CLASS_FOR_CATEGORY = {
     "token_expired": TokenExpiredError,
@@ -67,6 +73,11 @@ CLASS_FOR_CATEGORY = {
 def classify(payload: dict[str, Any]) -> ApiError:
     if payload["kind"] == "webhook":
         return from_webhook_error(payload["body"])
+    if payload["kind"] == "token_info":
+        body = payload["body"]
+        return errors._from_token_info_error(
+            body.get("code"), body.get("subcode"), body.get("message")
+        )
     return from_response(payload["status"], payload["body"], payload["headers"])
 
 
@@ -705,6 +716,448 @@ def test_malformed_usage_headers_are_ignored():
 
     assert err.usage.app is None
     assert err.usage.business == ()
+
+
+# --- a bad field is dropped, the rest still classifies (issue #9) ---------------------------
+
+_EXPIRED_463 = {
+    "error": {
+        "message": "Error validating access token: Session has expired on Monday, 19-Jun-23 "
+        "06:29:46 PDT. The current time is Tuesday, 04-Jul-23 02:11:32 PDT.",
+        "type": "OAuthException",
+        "code": 190,
+        "error_subcode": 463,
+        "fbtrace_id": "AXS25JPViBb5AY5tP5EzTnD",
+    }
+}
+
+
+def _buc(raw_minutes: str) -> dict[str, str]:
+    return {
+        "X-Business-Use-Case-Usage": '{"102290129340398": [{"type": "whatsapp_business_management",'
+        f' "call_count": 100, "estimated_time_to_regain_access": {raw_minutes}}}]}}'
+    }
+
+
+@pytest.mark.parametrize(
+    "minutes", ["1e308", "1e309", "-1e308", "9" * 5000, "NaN", "Infinity", '"soon"', "null"]
+)
+def test_absurd_regain_estimate_keeps_the_token_verdict(minutes):
+    """A 190/463 stays token_expired whatever estimated_time_to_regain_access says."""
+    err = from_response(401, _EXPIRED_463, _buc(minutes))
+
+    assert (err.category, err.rule) == ("token_expired", "190/463")
+    assert err.retry_after is None or 0 <= err.retry_after <= MAX_RETRY_AFTER
+    assert err.usage.business[0].call_count == 100
+    assert err.usage.regain_access_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("minutes", "expected"),
+    [
+        (10**400, MAX_REGAIN_MINUTES * 60.0),
+        (float("inf"), MAX_REGAIN_MINUTES * 60.0),
+        (1e308, MAX_REGAIN_MINUTES * 60.0),
+        (float("nan"), None),
+        ("19", None),
+        (None, None),
+        (True, None),
+        (-5, None),
+        (19, 19 * 60.0),
+    ],
+    ids=["huge-int", "inf", "1e308", "nan", "str", "none", "bool", "negative", "19"],
+)
+def test_regain_access_seconds_never_raises(minutes, expected):
+    """Usage.regain_access_seconds clamps huge values and skips what is not a number."""
+    usage = Usage(business=(BusinessUsage("1", "x", estimated_time_to_regain_access=minutes),))
+
+    assert expected == usage.regain_access_seconds
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000], ids=["deep", "deeper"])
+@pytest.mark.parametrize(
+    ("status", "category"),
+    [(503, "transient"), (500, "transient"), (429, "rate_limited"), (401, "token_revoked")],
+)
+def test_deeply_nested_body_is_classified_by_status(depth, status, category):
+    """A body nested too deep for json falls back to the HTTP status instead of unknown."""
+    body = '{"error": ' + "[" * depth + "]" * depth + "}"
+
+    err = from_response(status, body)
+
+    assert category == err.category
+    assert err.rule.startswith("http:")
+
+
+def test_deeply_nested_field_is_dropped():
+    """A nested structure too deep to serialise as text is dropped; the code still decides."""
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    body = {"error": {"code": 131031, "message": deep, "error_data": {"details": deep}}}
+
+    err = from_response(403, body)
+
+    assert (err.category, err.rule) == ("account_state", "131031")
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["1" * 5000, 10**5000, "9" * 20, 2**64, 1e308, float("nan"), float("inf"), [131031]],
+    ids=["5000-digit-str", "5000-digit-int", "20-digit", "2**64", "1e308", "nan", "inf", "list"],
+)
+def test_unusable_code_falls_back_to_the_message(code):
+    """A code that is no usable integer is dropped; the message's (#131031) decides."""
+    body = {"error": {"code": code, "message": "(#131031) Business Account locked"}}
+
+    err = from_response(403, body)
+
+    assert (err.category, err.rule, err.code) == ("account_state", "131031", 131031)
+
+
+def test_5000_digit_number_in_a_text_body_is_dropped_alone():
+    """A JSON body with a number beyond Python's digit limit keeps its other fields."""
+    body = (
+        '{"error": {"message": "(#131031) Business Account locked", "code": '
+        + "1" * 5000
+        + ', "error_data": {"details": "locked"}, "fbtrace_id": "AbC"}}'
+    )
+
+    err = from_response(403, body)
+
+    assert (err.rule, err.details, err.fbtrace_id) == ("131031", "locked", "AbC")
+
+
+def test_5000_digit_usage_number_drops_only_that_number():
+    """A usage header with a 5,000-digit number keeps its other numbers."""
+    headers = {"X-App-Usage": '{"call_count": ' + "9" * 5000 + ', "total_time": 12}'}
+
+    err = from_response(400, {"error": {"code": 4, "message": "x"}}, headers)
+
+    assert (err.usage.app.call_count, err.usage.app.total_time) == (0, 12)
+
+
+def test_unprintable_texts_are_dropped():
+    """A message or trace id that cannot become text is dropped; the code still decides."""
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    body = {
+        "error": {"code": 190, "error_subcode": 463, "message": circular, "fbtrace_id": 10**5000}
+    }
+
+    err = from_response(401, body)
+
+    assert (err.rule, err.fbtrace_id) == ("190/463", None)
+    assert err.message
+
+
+def test_non_string_headers_are_ignored():
+    """Header names or values that are not strings are skipped, not raised on."""
+    headers: Any = {1: "x", "Retry-After": 5, "X-App-Usage": None}
+
+    err = from_response(429, "", headers)
+
+    assert err.rule == "http:429"
+
+
+def test_safety_net_classifies_by_status(monkeypatch):
+    """If classifying still fails, the HTTP status decides instead of unknown."""
+
+    def broken(*_: Any) -> ApiError:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(errors, "_build_error", broken)
+
+    expired = from_response(401, _EXPIRED_463)
+    webhook = from_webhook_error({"code": 131031})
+
+    assert (type(expired), expired.rule, expired.ambiguous) == (TokenRevokedError, "http:401", True)
+    assert "RuntimeError" in expired.message
+    assert webhook.rule == "unknown"
+
+
+@pytest.mark.parametrize(
+    "status", [10**5000, -1, 1000, True, "401"], ids=["5000-digits", "-1", "1000", "bool", "str"]
+)
+def test_impossible_status_is_ignored(status):
+    """A status that is no HTTP status is treated as none, without a costly or failing str()."""
+    err = from_response(status, _EXPIRED_463)
+
+    assert (err.http_status, err.rule) == (None, "190/463")
+
+
+def test_http_status_enum_is_a_status():
+    """An `http.HTTPStatus` is read as its number."""
+    err = from_response(HTTPStatus.UNAUTHORIZED, "")
+
+    assert (type(err.http_status), err.http_status, err.rule) == (int, 401, "http:401")
+
+
+# --- property: one mutated field of a real payload keeps its category (issue #9) -------------
+
+#: Values that are no usable integer: huge, non-finite, nested, or text of absurd length.
+_JUNK_RAW = [
+    "1" * 5000,
+    "1e309",
+    "-1e309",
+    "NaN",
+    "Infinity",
+    "[" * 5000 + "]" * 5000,
+    '{"a": ' * 3000 + "1" + "}" * 3000,
+    '"' + "x" * 10_000 + '"',
+    "null",
+    "false",
+]
+_junk_raw = st.sampled_from(_JUNK_RAW)
+_junk_values = st.one_of(
+    st.none(),
+    st.just(False),
+    st.sampled_from([10**5000, 2**64, -(2**64), 1e308, float("inf"), float("nan"), "9" * 5000]),
+    st.text(alphabet="abcxyz #()", max_size=30),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+)
+_TEXT_KEYS = ("message", "title", "error_data", "error_user_msg")
+
+
+def _mutation_cases() -> list[tuple[dict[str, Any], str]]:
+    """(payload, field) pairs where *field* of the error object does not decide the category."""
+    cases = []
+    for payload in PAYLOADS:
+        body = payload["body"]
+        if payload["kind"] != "response" or not isinstance(body, dict):
+            continue
+        err = body.get("error")
+        if not isinstance(err, dict) or "whatsappApiError" in err:
+            continue
+        rule = next((r for r in _table.RULES if r.id == payload["rule"]), None)
+        decided_by_text = rule is None or bool(rule.messages) or "code" not in err
+        code_in_message = f"(#{err.get('code')})" in str(err.get("message", ""))
+        for field in (*err, "fbtrace_id", "error_user_title", "type", "is_transient"):
+            if field == "code" and not code_in_message:
+                continue
+            if field == "error_subcode" and rule is not None and rule.subcodes is not None:
+                continue
+            if field == "is_transient" and payload["rule"] == _table.TRANSIENT_FLAG_RULE.id:
+                continue
+            if field in _TEXT_KEYS and (
+                decided_by_text or (field == "message" and code_in_message)
+            ):
+                continue
+            cases.append((payload, field))
+    return cases
+
+
+_MUTATIONS = _mutation_cases()
+
+
+@given(case=st.sampled_from(_MUTATIONS), junk=_junk_values)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_one_junk_field_keeps_the_category(case, junk):
+    """Any one non-deciding field of a real payload set to junk keeps the category."""
+    payload, field = case
+    body = copy.deepcopy(payload["body"])
+    body["error"][field] = junk
+
+    err = from_response(payload["status"], body, payload["headers"])
+
+    assert payload["category"] == err.category, (payload["id"], field)
+
+
+@given(case=st.sampled_from(_MUTATIONS), raw=_junk_raw)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_one_junk_field_in_the_text_keeps_the_category(case, raw):
+    """The same, with the junk written into the JSON text (json's own limits apply)."""
+    payload, field = case
+    body = copy.deepcopy(payload["body"])
+    body["error"][field] = "__JUNK__"
+    text = json.dumps(body).replace('"__JUNK__"', raw)
+
+    err = from_response(payload["status"], text.encode(), payload["headers"])
+
+    assert payload["category"] == err.category, (payload["id"], field)
+
+
+_USAGE_FIELDS = ("estimated_time_to_regain_access", "call_count", "total_time", "type")
+
+
+@given(
+    payload=st.sampled_from([p for p in PAYLOADS if p["kind"] == "response"]),
+    header=st.sampled_from(["X-Business-Use-Case-Usage", "X-App-Usage", "Retry-After"]),
+    field=st.sampled_from(_USAGE_FIELDS),
+    raw=_junk_raw,
+)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_one_junk_usage_number_keeps_the_category(payload, header, field, raw):
+    """A junk number in a usage or Retry-After header changes neither category nor bounds."""
+    entry = {"type": "whatsapp_business_management", "call_count": 5, "total_time": 1}
+    entry[field] = "__JUNK__"
+    if header == "X-Business-Use-Case-Usage":
+        value = json.dumps({"102290129340398": [entry]})
+    elif header == "X-App-Usage":
+        value = json.dumps(entry)
+    else:
+        value = "__JUNK__"
+    headers = {
+        **payload["headers"],
+        header: value.replace('"__JUNK__"', raw).replace("__JUNK__", raw),
+    }
+
+    err = from_response(payload["status"], payload["body"], headers)
+
+    assert payload["category"] == err.category
+    assert err.retry_after is None or 0 <= err.retry_after <= MAX_RETRY_AFTER
+    assert err.usage.regain_access_seconds is None or err.usage.regain_access_seconds >= 0
+
+
+def test_mutation_cases_cover_every_category():
+    """The mutation property runs over payloads of every API category but unknown."""
+    categories = {payload["category"] for payload, _ in _MUTATIONS}
+
+    assert set(CLASS_FOR_CATEGORY) - {"unknown"} <= categories
+
+
+# --- BSP envelopes, debug_token and health_status (issue #9) -------------------------------
+
+
+def test_token_info_error_matches_a_401():
+    """_from_token_info_error gives the class, rule and verdict data of a 401 with that error."""
+    message = "Error validating access token: Session has expired on Wednesday, 16-Nov-22."
+    via_401 = from_response(401, {"error": {"code": 190, "error_subcode": 463, "message": message}})
+
+    err = errors._from_token_info_error(190, 463, message)
+
+    assert type(err) is type(via_401) is TokenExpiredError
+    assert (err.rule, err.code, err.subcode, err.message) == (
+        via_401.rule,
+        via_401.code,
+        via_401.subcode,
+        via_401.message,
+    )
+    assert err.http_status is None
+
+
+@pytest.mark.parametrize(
+    ("code", "subcode", "message", "rule"),
+    [
+        ("190", "460", "changed their password", "190/460"),
+        (190, None, "Invalid OAuth access token signature.", "190:malformed"),
+        (None, None, None, "http:401"),
+        (None, None, "Session has expired on Monday", "190:expired"),
+        (10**5000, [1], {"x": 1}, "http:401"),
+    ],
+    ids=["strings", "no-subcode", "nothing", "text-only", "junk"],
+)
+def test_token_info_error_shapes(code, subcode, message, rule):
+    """_from_token_info_error reads strings, missing fields and junk like from_response does."""
+    err = errors._from_token_info_error(code, subcode, message)
+
+    assert rule == err.rule
+    assert err.category in _table.TOKEN_CLASS
+
+
+def test_ycloud_envelope_prefers_metas_error():
+    """YCloud's own code is ignored when Meta's error is under whatsappApiError."""
+    body = {
+        "error": {
+            "status": 400,
+            "code": "BAD_REQUEST",
+            "message": "Template error",
+            "whatsappApiError": {"code": 132001, "message": "Template name does not exist"},
+        }
+    }
+
+    err = from_response(400, body)
+
+    assert (err.rule, err.code) == ("132001", 132001)
+
+
+def test_on_premises_details_are_read():
+    """`errors[].details` (On-Premises style, BSPs such as Turn) becomes the details text."""
+    err = from_response(400, {"errors": [{"code": 131009, "title": "x", "details": "bad to"}]})
+
+    assert (err.rule, err.details) == ("131009", "bad to")
+
+
+def test_health_status_prefers_a_blocked_entity():
+    """The first error of a BLOCKED entity wins over a LIMITED entity's error."""
+    body = {
+        "health_status": {
+            "can_send_message": "BLOCKED",
+            "entities": [
+                {
+                    "entity_type": "PHONE_NUMBER",
+                    "can_send_message": "LIMITED",
+                    "errors": [{"error_code": 138024, "error_description": "SIP is not enabled"}],
+                },
+                {
+                    "entity_type": "WABA",
+                    "can_send_message": "BLOCKED",
+                    "errors": [{"error_code": 141006, "error_description": "payment method"}],
+                },
+            ],
+        }
+    }
+
+    assert from_response(200, body).rule == "141006"
+
+
+def test_healthy_or_valid_answers_are_not_errors():
+    """An AVAILABLE health_status and a valid debug_token have no error object to classify."""
+    healthy = {"health_status": {"entities": [{"can_send_message": "AVAILABLE"}]}}
+    valid = {"data": {"is_valid": True, "scopes": []}}
+
+    assert _classify.find_error_object(healthy) is None
+    assert _classify.find_error_object(valid) is None
+
+
+def test_www_authenticate_fills_in_when_the_body_has_no_code():
+    """A body with a bare message still takes its code from WWW-Authenticate."""
+    headers = {
+        "WWW-Authenticate": 'OAuth "Facebook Platform" "invalid_token" "Malformed access token"'
+    }
+
+    err = from_response(401, {"message": "Unauthorized"}, headers)
+
+    assert (err.rule, err.message) == ("190:malformed", "Unauthorized")
+
+
+# --- the one integer converter --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (131056, 131056),
+        (-1, -1),
+        (131048.0, 131048),
+        (12.7, 12),
+        ("131056", 131056),
+        (" 463 ", 463),
+        ("+7", 7),
+        ("-12", -12),
+        (_convert.INT_MAX, _convert.INT_MAX),
+        (_convert.INT_MIN, _convert.INT_MIN),
+        (_convert.INT_MAX + 1, None),
+        (2.0**63, None),
+        (1e308, None),
+        (float("inf"), None),
+        (float("nan"), None),
+        ("1" * 5000, None),
+        ("9" * 20, None),
+        ("12.5", None),
+        ("1e9", None),
+        ("(#131031)", None),
+        ("", None),
+        (True, None),
+        (None, None),
+        ([1], None),
+    ],
+    ids=lambda v: repr(v)[:12],
+)
+def test_to_int(value, expected):
+    """to_int accepts integers, finite floats and digit strings within 64 bits; nothing else."""
+    assert expected == _convert.to_int(value)
 
 
 # --- the error objects ---------------------------------------------------------------------------

@@ -343,6 +343,28 @@ RULES: Final[tuple[Rule, ...]] = (
         "Incorrect signature or missing access token",
         "Send a valid token (and appsecret_proof if the app requires it).",
     ),
+    # OAuth dialog / code exchange: "Can't Load URL: The domain of this URL isn't included in
+    # the app's domains" (Facebook Login, manual flow:
+    # https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow/); seen in
+    # Marko-M/Inchoo_SocialConnect#79 and facebookarchive/php-graph-sdk#684 (localised text).
+    _r(
+        "191",
+        INVALID_REQUEST,
+        (191,),
+        "Redirect URI or domain not allowed for the app",
+        "Add the redirect URI to Valid OAuth Redirect URIs and its domain to App Domains in the app settings.",
+    ),
+    # POST /{app-id}/subscriptions (webhook setup): "(#2200) Callback verification failed with
+    # the following errors: HTTP Status Code = 404" (app subscriptions reference,
+    # https://developers.facebook.com/docs/graph-api/reference/app/subscriptions/; seen in
+    # fbsamples/original-coast-clothing#84).
+    _r(
+        "2200",
+        INVALID_REQUEST,
+        (2200,),
+        "Webhook callback verification failed",
+        "Make the callback URL reachable over HTTPS and answer Meta's GET with hub.challenge when hub.verify_token matches.",
+    ),
     _r(
         "2500",
         INVALID_REQUEST,
@@ -397,12 +419,29 @@ RULES: Final[tuple[Rule, ...]] = (
         max_attempts=3,
         retry_after=_MINUTE,
     ),
+    # 80007: WhatsApp error codes page; 80008 "There have been too many calls to this WhatsApp
+    # Business account" on the phone_numbers and message_templates references
+    # (https://developers.facebook.com/docs/graph-api/reference/whats-app-business-account/phone_numbers/).
     _r(
         "80007",
         RATE_LIMITED,
         (80007, 80008),
         "WhatsApp Business Account rate limit",
         "Reduce management calls; X-Business-Use-Case-Usage says when access returns.",
+        max_attempts=3,
+        retry_after=5 * _MINUTE,
+    ),
+    # Business Use Case limits of Meta's other products (ads, Pages, Instagram, Messenger,
+    # catalogs) share the 80000-80014 block of Graph's rate-limiting page
+    # (https://developers.facebook.com/docs/graph-api/overview/rate-limiting/); a token that
+    # also serves them meets these. Seen: 80000 (airbyte#10655), 80004 (airbyte#8773). The
+    # use case behind each number is not re-verified here; the remedy is the same.
+    _r(
+        "8000x",
+        RATE_LIMITED,
+        (*range(80000, 80007), *range(80009, 80015)),
+        "Business Use Case rate limit of another Meta product",
+        "Reduce the calls for that business object; X-Business-Use-Case-Usage says when access returns.",
         max_attempts=3,
         retry_after=5 * _MINUTE,
     ),
@@ -560,6 +599,16 @@ RULES: Final[tuple[Rule, ...]] = (
         max_attempts=3,
         retry_after=5 * _MINUTE,
     ),
+    # health_status errors (`error_code` / `error_description` of a BLOCKED entity, Messaging
+    # Health Status: https://developers.facebook.com/documentation/business-messaging/whatsapp/support/health-status);
+    # 141006 seen in david-lev/pywa tests/test_types.py.
+    _r(
+        "141006",
+        ACCOUNT_STATE,
+        (141006,),
+        "Payment method error: business-initiated conversations are blocked",
+        "Add a valid payment method to the WhatsApp Business Account in Business Manager.",
+    ),
     _r(
         "133000",
         ACCOUNT_STATE,
@@ -683,6 +732,15 @@ RULES: Final[tuple[Rule, ...]] = (
         "Edit or replace the template.",
     ),
     _r("132068", INVALID_REQUEST, (132068,), "Flow is blocked", "Fix or replace the flow."),
+    # health_status of a template ("Example blocked response" of Messaging Health Status,
+    # https://developers.facebook.com/documentation/business-messaging/whatsapp/support/health-status).
+    _r(
+        "141002",
+        INVALID_REQUEST,
+        (141002,),
+        "Template not approved: only approved templates can be sent",
+        "Edit the template or appeal its review decision, then send it once it is approved.",
+    ),
     _r(
         "133005",
         INVALID_REQUEST,
@@ -706,6 +764,30 @@ STATUS_RULES: Final[tuple[Rule, ...]] = (
         + _NEW_TOKEN[0].lower()
         + _NEW_TOKEN[1:],
         http_statuses=(401,),
+        ambiguous=True,
+    ),
+    # BSPs answer 402 when their own balance or plan blocks the send (Unifonic's WhatsApp API
+    # documents `402 {"message": "... no balance available."}`, docs.unifonic.com/docs/api-error-codes);
+    # like Meta's 131042 it is a billing state of the account, not of the token.
+    _r(
+        "http:402",
+        ACCOUNT_STATE,
+        (),
+        "HTTP 402 Payment Required without a readable error",
+        "Check the balance or billing of the WhatsApp Business Account, or of the BSP in front of Meta.",
+        http_statuses=(402,),
+        ambiguous=True,
+    ),
+    # Meta documents 403 for permission codes (10, 200-299, 131005) and for account blocks (368,
+    # 131031); permission is the likelier reading, so the error stays marked ambiguous. A BSP
+    # that blocks an endpoint answers 403 too (360dialog: "The endpoint is blocked").
+    _r(
+        "http:403",
+        INSUFFICIENT_PERMISSION,
+        (),
+        "HTTP 403 Forbidden without a readable error",
+        "Check the token's permissions and WABA assignment with debug_token; if they are right, check the account's state in Business Support Home.",
+        http_statuses=(403,),
         ambiguous=True,
     ),
     _r(

@@ -30,22 +30,24 @@ WhatsAppError
 Every error carries a stable `category` from one closed set (`CATEGORIES`), a retry policy
 (`retryable`, `retry_after`, `max_attempts`), `ambiguous` and a one-sentence `operator_action`.
 `from_response` and `from_webhook_error` are pure and never raise: whatever Meta, a proxy or a
-BSP answered, they return an `ApiError`.
+BSP answered, they return an `ApiError`. Each field is read on its own (the parsing helpers are
+in `_classify.py`), so one field they cannot read is dropped and the others still decide.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import json
-import re
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Final, TypeGuard
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
 
-from wa_auth import _table
+from wa_auth import _classify, _table
+
+# Defined in errors.py before the parsing helpers moved; `X as X` keeps them importable from
+# here for type checkers too (an explicit re-export).
+from wa_auth._classify import BODY_EXCERPT_CHARS as BODY_EXCERPT_CHARS  # noqa: PLC0414
+from wa_auth._classify import MAX_RETRY_AFTER as MAX_RETRY_AFTER  # noqa: PLC0414
+from wa_auth._classify import parse_retry_after as parse_retry_after  # noqa: PLC0414
 from wa_auth._redact import fingerprint, redact_secret, redact_text
-from wa_auth._table import CATEGORIES, TOKEN_CLASS, Rule
+from wa_auth._table import CATEGORIES, TOKEN_CLASS
 from wa_auth.models import EMPTY_USAGE, Usage, pick_headers, usage_from_picked
 
 __all__ = [
@@ -79,11 +81,6 @@ __all__ = [
     "from_response",
     "from_webhook_error",
 ]
-
-#: Longest `retry_after` the classifier reports; a larger Retry-After is clamped to it.
-MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
-#: How much of a non-JSON body is kept (redacted) for diagnostics.
-BODY_EXCERPT_CHARS: Final = 300
 
 
 def _restore(cls: type[WhatsAppError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
@@ -558,63 +555,6 @@ def _redact_opt(value: str | None) -> str | None:
 
 # --- The classifier ---------------------------------------------------------------------------
 
-_CODE_IN_TEXT: Final = re.compile(r"\(#(\d+)\)")
-_DIGITS: Final = re.compile(r"-?\d+")
-_WWW_AUTH: Final = re.compile(r'"([a-z_]+)"\s*"(.*)"\s*$', re.IGNORECASE)
-#: OAuth error names (WWW-Authenticate, `{"error": "invalid_token"}`) that imply a Graph code.
-_OAUTH_ERROR_CODES: Final = {"invalid_token": 190, "insufficient_scope": 10}
-#: Texts that name an auth failure when the code is missing (legacy and re-wrapped shapes).
-_TOKEN_TEXTS: Final = (
-    "error validating access token",
-    "error processing access token",
-    "invalid oauth access token",
-    "invalid oauth 2.0 access token",
-    "malformed access token",
-    "cannot parse access token",
-)
-#: 100/33 without its code: only the WWW-Authenticate header or a re-wrapped message survived.
-_NO_OBJECT_RE: Final = re.compile(r"unsupported (?:get|post|delete) request\. object with id")
-_TRUNCATED_RE: Final = {
-    # Only complete numbers: a code cut in half ("code": 1304) must not pass for another code.
-    "code": re.compile(r'"code"\s*:\s*"?(-?\d+)"?\s*[,}]'),
-    "error_subcode": re.compile(r'"error_subcode"\s*:\s*"?(-?\d+)"?\s*[,}]'),
-    "message": re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)'),
-    "fbtrace_id": re.compile(r'"fbtrace_id"\s*:\s*"([^"\\]*)"'),
-}
-
-
-def _read_www_authenticate(value: str) -> tuple[int | None, str | None]:
-    """Return the code and message Graph echoed in `OAuth "Facebook Platform" "<error>" "<msg>"`."""
-    m = _WWW_AUTH.search(value)
-    if not m:
-        return None, None
-    oauth_error, message = m.group(1).lower(), m.group(2)
-    found = _CODE_IN_TEXT.search(message)
-    if found:  # 'OAuth "Facebook Platform" "invalid_request" "(#100) Invalid parameter"'
-        return int(found.group(1)), message
-    return _OAUTH_ERROR_CODES.get(oauth_error), message
-
-
-def _salvage_truncated(excerpt: str) -> dict[str, Any] | None:
-    """Recover code, subcode, message and trace id from a truncated JSON error body."""
-    if not excerpt.startswith("{") or '"error' not in excerpt[:200]:
-        return None
-    found: dict[str, Any] = {}
-    for key, pattern in _TRUNCATED_RE.items():
-        m = pattern.search(excerpt)
-        if m:
-            found[key] = m.group(1)
-    return found or None
-
-
-def _infer_code(text: str, subcode: int | None) -> tuple[int | None, int | None]:
-    """Guess the Graph code of an error object that has none, from its text alone."""
-    if any(t in text for t in _TOKEN_TEXTS) or "session has expired" in text:
-        return 190, subcode
-    if _NO_OBJECT_RE.search(text):
-        return 100, 33 if subcode is None else subcode
-    return None, subcode
-
 
 def from_response(
     status_code: int | None,
@@ -622,6 +562,11 @@ def from_response(
     headers: Mapping[str, str] | None = None,
 ) -> ApiError:
     """Classify an error answer of the Graph API; pure, and never raises.
+
+    Each field is read on its own: one that cannot be read (a 5,000-digit code, a usage
+    number beyond any float, a body nested too deep to parse) is dropped, and the rest still
+    decides. Meta's `{"error": ...}`, webhook `errors[]`, debug_token's `data.error`, a
+    health_status entity's `errors[]` and BSP envelopes (YCloud, 360dialog) are understood.
 
     Args:
         status_code: The HTTP status; Meta's is unreliable, so code and subcode win.
@@ -631,14 +576,11 @@ def from_response(
     Returns:
         An `ApiError` subclass chosen by the category of the matching `_table` row.
     """
+    status = _status(status_code)
     try:
-        return _classify(status_code, body, headers)
+        return _build_error(status, body, headers)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-        return UnknownApiError(
-            f"Unclassifiable error answer (HTTP {status_code}): {type(exc).__name__}",
-            http_status=status_code if isinstance(status_code, int) else None,
-            rule=_table.UNKNOWN_RULE.id,
-        )
+        return _unreadable(status, f"Unclassifiable error answer (HTTP {status})", exc)
 
 
 def from_webhook_error(obj: Any) -> ApiError:
@@ -647,71 +589,104 @@ def from_webhook_error(obj: Any) -> ApiError:
     These objects have no `error` wrapper and no HTTP status. Pure, and never raises.
     """
     try:
-        return _classify(None, {"error": obj} if isinstance(obj, Mapping) else obj, None)
+        return _build_error(None, {"error": obj} if isinstance(obj, Mapping) else obj, None)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-        return UnknownApiError(
-            f"Unclassifiable webhook error: {type(exc).__name__}", rule=_table.UNKNOWN_RULE.id
-        )
+        return _unreadable(None, "Unclassifiable webhook error", exc)
 
 
-def _classify(
+def _from_token_info_error(code: Any, subcode: Any, message: Any) -> ApiError:
+    """Classify the `data.error` of a debug_token answer as a 401 with that error would be.
+
+    debug_token answers HTTP 200 and puts the reason an inspected token is invalid in
+    `data.error` (`{"code": 190, "subcode": 463, "message": ...}`); token health uses this to
+    give such a token the same category, rule and verdict as a failed call. The error carries
+    no HTTP status, because none failed. Never raises.
+    """
+    obj = {"code": code, "error_subcode": subcode, "message": message}
+    try:
+        err = _build_error(401, {"error": obj}, None)
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        err = _unreadable(401, "Unclassifiable debug_token error", exc)
+    err.http_status = None
+    return err
+
+
+#: HTTP statuses are three digits; anything larger is not a status (and would be costly to print).
+_MAX_STATUS: Final = 999
+
+
+def _status(status_code: Any) -> int | None:
+    if type(status_code) is int:
+        return status_code if 0 <= status_code <= _MAX_STATUS else None
+    if isinstance(status_code, int) and not isinstance(status_code, bool):  # HTTPStatus
+        return int(status_code) if 0 <= status_code <= _MAX_STATUS else None
+    return None
+
+
+def _unreadable(status: int | None, what: str, exc: Exception) -> ApiError:
+    """Return the error for an answer that failed to classify: by HTTP status alone."""
+    rule = _table.lookup(None, None, "", status)
+    return error_class_for(rule.category)(
+        f"{what}: {type(exc).__name__}",
+        http_status=status,
+        rule=rule.id,
+        retryable=rule.max_attempts > 1,
+        retry_after=rule.retry_after,
+        max_attempts=rule.max_attempts,
+        ambiguous=rule.ambiguous,
+        operator_action=rule.operator_action,
+    )
+
+
+def _build_error(
     status: int | None,
     body: bytes | str | Mapping[str, Any] | None,
     headers: Mapping[str, str] | None,
 ) -> ApiError:
-    if not isinstance(status, int) or isinstance(status, bool):
-        status = None
-    parsed, excerpt = _parse_body(body)
-    err = _find_error_object(parsed)
+    parsed, excerpt = _classify.parse_body(body)
+    err = _classify.find_error_object(parsed)
     if err is None and excerpt:
         # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
-        err = _salvage_truncated(excerpt)
+        err = _classify.salvage_truncated(excerpt)
+    f = _classify.Fields(err)
+    code, subcode, message = f.code, f.subcode, f.message
     picked = pick_headers(headers)
-    www_auth = picked.get("www-authenticate")
-
-    code = _to_int(err.get("code")) if err else None
-    subcode = _to_int(err.get("error_subcode")) if err else None
-    message = _text(err.get("message")) if err else None
-    title = _text(err.get("title")) if err else None
-    error_data = err.get("error_data") if err else None
-    details = _text(error_data.get("details")) if _is_map(error_data) else None
-    if details is None and isinstance(error_data, str):
-        details = error_data
-    user_title = _text(err.get("error_user_title")) if err else None
-    user_message = _text(err.get("error_user_msg")) if err else None
-    error_type = _text(err.get("type")) if err else None
-    fbtrace = _text(err.get("fbtrace_id")) if err else None
-    is_transient = err.get("is_transient") is True if err else False
 
     if code is None and message:
-        found = _CODE_IN_TEXT.search(message)
-        if found:
-            code = int(found.group(1))
-    if code is None and err is None and www_auth:
-        # Graph echoes auth failures in WWW-Authenticate; use it only when the body has nothing.
-        code, header_message = _read_www_authenticate(www_auth)
-        message = message or header_message
+        code = _classify.code_in_text(message)
+    header_message = None
+    if code is None:
+        www_auth = picked.get("www-authenticate")
+        if www_auth:
+            # Graph echoes auth failures in WWW-Authenticate; the body's own text stays first.
+            code, header_message = _classify.read_www_authenticate(www_auth)
+            message = message or header_message
+
+    title, details, user_message = f.title, f.details, f.user_message
 
     def text() -> str:
-        return " ".join(t for t in (message, title, details, user_message) if t).lower()
+        texts = (message, title, details, user_message, header_message)
+        return " ".join(t for t in texts if t).lower()
 
-    code, subcode, rule = _rule_for(code, subcode, text, status, is_transient=is_transient)
+    code, subcode, rule = _classify.rule_for(
+        code, subcode, text, status, is_transient=f.is_transient
+    )
 
     usage = usage_from_picked(picked)
-    retry_after = _retry_after(picked, usage, rule)
+    retry_after = _classify.retry_after(picked, usage, rule)
 
     if not message:
-        message = title or details or _fallback_message(status, excerpt)
+        message = title or details or _classify.fallback_message(status, excerpt)
     return error_class_for(rule.category)(
         message,
         http_status=status,
         code=code,
         subcode=subcode,
-        error_type=error_type,
-        user_title=user_title,
+        error_type=f.error_type,
+        user_title=f.user_title,
         user_message=user_message,
         details=details,
-        fbtrace_id=fbtrace,
+        fbtrace_id=f.fbtrace_id,
         usage=usage,
         rule=rule.id,
         retryable=rule.max_attempts > 1,
@@ -720,145 +695,6 @@ def _classify(
         ambiguous=rule.ambiguous,
         operator_action=rule.operator_action,
     )
-
-
-def _rule_for(
-    code: int | None,
-    subcode: int | None,
-    text: Callable[[], str],
-    status: int | None,
-    *,
-    is_transient: bool,
-) -> tuple[int | None, int | None, Rule]:
-    """Return the code and subcode (inferred from *text* when absent) and the matching rule."""
-    if code is None:
-        lowered = text()
-        if lowered:
-            code, subcode = _infer_code(lowered, subcode)
-        rule = _table.lookup(code, subcode, lowered, None)
-    else:
-        # Most errors are decided by code and subcode: the text is only built when asked for.
-        rule = _table.lookup(code, subcode, text, None)
-    if rule is _table.UNKNOWN_RULE:
-        if is_transient:
-            rule = _table.TRANSIENT_FLAG_RULE
-        elif status is not None:
-            rule = _table.lookup(None, None, "", status)
-    return code, subcode, rule
-
-
-def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    # JSON gives plain dicts; the ABC check is the slow fallback for other mappings.
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
-    if body is None:
-        return None, ""
-    if _is_map(body):
-        return body, ""
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        body = bytes(body).decode("utf-8", "replace")
-    if not isinstance(body, str):
-        return body, ""
-    stripped = body.strip()
-    if not stripped:
-        return None, ""
-    if stripped[0] in "{[":
-        try:
-            return json.loads(stripped), ""
-        except ValueError:
-            pass
-    return None, stripped
-
-
-def _find_error_object(parsed: Any) -> Mapping[str, Any] | None:
-    if isinstance(parsed, list):
-        parsed = next((p for p in parsed if isinstance(p, Mapping)), None)
-    if not _is_map(parsed):
-        return None
-    err = parsed.get("error")
-    if _is_map(err):
-        return err
-    if isinstance(err, list) and err and isinstance(err[0], Mapping):
-        return err[0]
-    errors = parsed.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
-        return errors[0]
-    if "error_code" in parsed or "error_msg" in parsed:  # the legacy REST shape
-        return {
-            "code": parsed.get("error_code"),
-            "message": parsed.get("error_msg"),
-            "error_subcode": parsed.get("error_subcode"),
-        }
-    if isinstance(err, str):  # OAuth style: {"error": "invalid_token", "error_description": ...}
-        return {
-            "message": _text(parsed.get("error_description")) or err,
-            "code": _OAUTH_ERROR_CODES.get(err.lower()),
-        }
-    if "code" in parsed and ("message" in parsed or "title" in parsed):  # unwrapped
-        return parsed
-    return None
-
-
-def _to_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        m = _DIGITS.search(value)
-        if m:
-            return int(m.group(0))
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-
-
-def _fallback_message(status: int | None, excerpt: str) -> str:
-    head = f"HTTP {status}" if status is not None else "Error"
-    if not excerpt:
-        return f"{head} with no error body"
-    snippet = " ".join(excerpt[:BODY_EXCERPT_CHARS].split())
-    return f"{head} with a non-JSON body: {snippet}"
-
-
-def _retry_after(headers: Mapping[str, str] | None, usage: Usage, rule: Rule) -> float | None:
-    raw = headers.get("retry-after") if headers else None
-    if raw:
-        seconds = parse_retry_after(raw)
-        if seconds is not None:
-            return seconds
-    regain = usage.regain_access_seconds
-    if regain is not None:
-        return min(regain, MAX_RETRY_AFTER)
-    return rule.retry_after
-
-
-def parse_retry_after(value: str, now: float | None = None) -> float | None:
-    """Parse a Retry-After value (seconds or an HTTP date), clamped to [0, MAX_RETRY_AFTER]."""
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000" parses naive; RFC 9110 dates are always UTC
-            when = when.replace(tzinfo=dt.timezone.utc)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN  # noqa: PLR0124
-        return None
-    return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
 for _cls in (

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
+
+from wa_auth._convert import to_int
 
 __all__ = [
     "AppUsage",
@@ -66,10 +69,19 @@ class Usage:
 
     @property
     def regain_access_seconds(self) -> float | None:
-        """Return the longest `estimated_time_to_regain_access` in seconds, or None."""
-        minutes = [b.estimated_time_to_regain_access for b in self.business]
-        longest = max(minutes, default=0)
-        return float(longest * 60) if longest > 0 else None
+        """Return the longest `estimated_time_to_regain_access` in seconds, or None; never raises.
+
+        A value beyond `MAX_REGAIN_MINUTES` counts as that many minutes, and a value that is
+        not a number is skipped, so a `Usage` built by hand cannot overflow `float()` here.
+        """
+        longest = 0.0
+        for entry in self.business:
+            minutes = getattr(entry, "estimated_time_to_regain_access", None)
+            if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+                continue
+            if not (isinstance(minutes, float) and math.isnan(minutes)):
+                longest = max(longest, minutes)
+        return min(longest, MAX_REGAIN_MINUTES) * 60.0 if longest > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe data (lists, not tuples, so it equals its own JSON round trip)."""
@@ -85,6 +97,9 @@ class Usage:
 
 
 EMPTY_USAGE = Usage()
+#: Longest wait `Usage.regain_access_seconds` reports, in minutes: Meta's estimates are minutes
+#: to hours, so a year is already no estimate at all.
+MAX_REGAIN_MINUTES: Final = 366 * 24 * 60
 
 
 def usage_from_picked(picked: Mapping[str, str]) -> Usage:
@@ -100,6 +115,7 @@ def usage_from_picked(picked: Mapping[str, str]) -> Usage:
 # the same usage values across many answers, and `Usage` is frozen, so sharing is safe.
 @functools.lru_cache(maxsize=128)
 def _parse_usage(app_raw: str | None, buc_raw: str | None) -> Usage:
+    # Each header and each field stands alone: a bad one is dropped (0), the rest is kept.
     app = None
     data = _loads(app_raw)
     if isinstance(data, dict):
@@ -116,7 +132,7 @@ def _parse_usage(app_raw: str | None, buc_raw: str | None) -> Usage:
             business.extend(
                 BusinessUsage(
                     business_id=str(biz_id),
-                    type=str(entry.get("type", "")),
+                    type=_label(entry.get("type")),
                     call_count=_int(entry.get("call_count")),
                     total_time=_int(entry.get("total_time")),
                     total_cputime=_int(entry.get("total_cputime")),
@@ -146,7 +162,11 @@ def pick_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     if not headers:
         return {}
     if type(headers) is dict:
-        return {k.lower(): v for k, v in headers.items() if k.lower() in WANTED_HEADERS}
+        return {
+            k.lower(): v
+            for k, v in headers.items()
+            if isinstance(k, str) and isinstance(v, str) and k.lower() in WANTED_HEADERS
+        }
     raw = getattr(headers, "raw", None)
     if isinstance(raw, list):
         return {
@@ -157,25 +177,37 @@ def pick_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     picked = {}
     for name in WANTED_HEADERS:
         value = headers.get(name)
-        if value is not None:
+        if isinstance(value, str):
             picked[name] = value
     return picked
 
 
 def _loads(raw: str | None) -> Any:
+    """Parse a usage header's JSON; None when it is not JSON or nested too deep to parse."""
     if not raw:
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except RecursionError:
         return None
+    except ValueError:
+        # Python refuses integers of more than 4,300 digits; drop such a number, keep the rest.
+        try:
+            return json.loads(raw, parse_int=to_int)
+        except (ValueError, RecursionError):
+            return None
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    return to_int(value) or 0
+
+
+def _label(value: Any) -> str:
+    """Return a usage entry's `type` as text; "" for anything but a string or a number."""
+    if isinstance(value, str):
+        return value
+    number = to_int(value)
+    return "" if number is None else str(number)
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""The one integer converter for numbers wa_auth reads from Meta: bodies, headers, debug_token.
+
+Meta's numbers arrive as JSON integers, as floats (`131048.0`), as strings when a BSP re-wraps
+an error (`"131056"`), and sometimes as garbage. Every reader goes through `to_int`, so a value
+that is not a usable integer is dropped the same way everywhere instead of raising in one
+place (`int(1e308)` then `float()` overflows, `int("1" * 5000)` exceeds Python's digit limit)
+and passing in another.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["INT_MAX", "INT_MIN", "to_int"]
+
+#: Meta's codes, subcodes, counters and Unix times all fit a signed 64-bit integer; a larger
+#: value is not one Meta sends, and keeping it would overflow `float()` further on.
+INT_MAX: Final = 2**63 - 1
+INT_MIN: Final = -(2**63)
+#: An optional sign and at most 19 digits (the length of INT_MAX), blanks around allowed.
+_INT_TEXT: Final = re.compile(r"\s*([+-]?\d{1,19})\s*")
+#: Longer strings are refused before the regex runs, so a 5,000-digit "code" costs nothing.
+_MAX_TEXT: Final = 40
+
+
+def to_int(value: object) -> int | None:
+    """Return *value* as an int, or None when it is not a usable integer.
+
+    Accepted: ints (not bools), finite floats (truncated toward zero, as `int()` does) and
+    strings holding only an optionally signed decimal integer. Anything outside the signed
+    64-bit range, NaN, infinities, bools, None and every other type give None.
+    """
+    if type(value) is int:  # the common case: a JSON integer
+        return value if INT_MIN <= value <= INT_MAX else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return int(value) if INT_MIN <= value <= INT_MAX else None
+    if isinstance(value, float):
+        # NaN fails both comparisons, infinities and huge floats fail one: all give None.
+        if INT_MIN <= value <= INT_MAX:
+            return int(value)
+        return None
+    if isinstance(value, str) and len(value) <= _MAX_TEXT:
+        m = _INT_TEXT.fullmatch(value)
+        if m:
+            number = int(m.group(1))
+            return number if INT_MIN <= number <= INT_MAX else None
+    return None
