@@ -7,6 +7,8 @@ import email.utils
 import json
 import os
 import pickle
+import subprocess
+import sys
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -1120,6 +1122,28 @@ def test_www_authenticate_fills_in_when_the_body_has_no_code():
     err = from_response(401, {"message": "Unauthorized"}, headers)
 
     assert (err.rule, err.message) == ("190:malformed", "Unauthorized")
+
+
+def test_classifier_imports_no_http_client_shell_or_provider():
+    """`_classify` and `errors` load without httpx, aiohttp, the shells, the core or providers."""
+    code = (
+        "import sys, wa_auth._classify, wa_auth.errors; "
+        "print(' '.join(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('httpx', 'aiohttp', 'wa_auth'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+    assert set(out) <= {
+        "wa_auth",
+        "wa_auth._classify",
+        "wa_auth._convert",
+        "wa_auth._redact",
+        "wa_auth._table",
+        "wa_auth.errors",
+        "wa_auth.models",
+    }, out
 
 
 # --- the one integer converter --------------------------------------------------------------

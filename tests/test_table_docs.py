@@ -123,6 +123,14 @@ def test_rows_render_ranges_compactly():
     assert gen._ranges((1, 2, 3)) == "1–3"
 
 
+def test_business_use_case_block_renders_as_two_ranges():
+    """The 8000x row shows two ranges, leaving 80007 and 80008 to their own row."""
+    row = next(r for r in _table.RULES if r.id == "8000x")
+
+    assert "| 80000–80006, 80009–80014 |" in gen._row(row)
+    assert {80007, 80008}.isdisjoint(row.codes)
+
+
 def test_pipes_in_cells_are_escaped():
     """A '|' inside a cell cannot break the table."""
     assert gen._cell("a | b") == "a \\| b"

@@ -44,13 +44,21 @@ _TOKEN_TEXTS: Final = (
 )
 #: 100/33 without its code: only the WWW-Authenticate header or a re-wrapped message survived.
 _NO_OBJECT_RE: Final = re.compile(r"unsupported (?:get|post|delete) request\. object with id")
+#: The fields `salvage_truncated` reads one by one from a body `json` cannot parse (cut off, or
+#: one field nested deeper than `json` allows).
 _TRUNCATED_RE: Final = {
     # Only complete numbers: a code cut in half ("code": 1304) must not pass for another code.
     "code": re.compile(r'"code"\s*:\s*"?(-?\d+)"?\s*[,}]'),
     "error_subcode": re.compile(r'"error_subcode"\s*:\s*"?(-?\d+)"?\s*[,}]'),
     "message": re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)'),
     "fbtrace_id": re.compile(r'"fbtrace_id"\s*:\s*"([^"\\]*)"'),
+    "type": re.compile(r'"type"\s*:\s*"([^"\\]*)"'),
+    "title": re.compile(r'"title"\s*:\s*"((?:[^"\\]|\\.)*)"'),
+    "error_user_title": re.compile(r'"error_user_title"\s*:\s*"((?:[^"\\]|\\.)*)"'),
+    "error_user_msg": re.compile(r'"error_user_msg"\s*:\s*"((?:[^"\\]|\\.)*)"'),
+    "details": re.compile(r'"details"\s*:\s*"((?:[^"\\]|\\.)*)"'),
 }
+_TRANSIENT_TRUE: Final = re.compile(r'"is_transient"\s*:\s*true\b')
 
 # The keys of one error object, Meta's spelling first. The others: the legacy REST shape
 # (`error_code` / `error_msg`), debug_token's `data.error` (`subcode`), a health_status entity's
@@ -122,7 +130,7 @@ def parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
 
 
 def salvage_truncated(excerpt: str) -> dict[str, Any] | None:
-    """Recover code, subcode, message and trace id from a truncated JSON error body."""
+    """Recover the fields of an error body that `json` could not parse, each on its own."""
     if not excerpt.startswith("{") or '"error' not in excerpt[:200]:
         return None
     found: dict[str, Any] = {}
@@ -130,6 +138,8 @@ def salvage_truncated(excerpt: str) -> dict[str, Any] | None:
         m = pattern.search(excerpt)
         if m:
             found[key] = m.group(1)
+    if _TRANSIENT_TRUE.search(excerpt):
+        found["is_transient"] = True
     return found or None
 
 
