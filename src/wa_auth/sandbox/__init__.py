@@ -6,6 +6,12 @@ numbers lose their registration and its answers fail on demand, each time with M
 error payload. Every accepted message and every request is recorded. The same operations
 are offered over a JSON admin API under `/_sandbox/`, and `wa-auth sandbox` runs it from a
 shell. See `docs/sandbox.md`.
+
+Inside: `_world` holds the state and its setters, `_pipeline` answers one request (faults,
+authentication, routing, the record), `_sending` and `_handlers` are the Graph endpoints,
+`_messages` is what a send may contain, `_catalogue` is Meta's literal payloads, `_specs` the
+token specs, `_checks` the argument checks, `_wire` the HTTP formats, and `_server`, `_admin`
+and `_sandbox` are the socket, JSON and Python faces.
 """
 
 from __future__ import annotations

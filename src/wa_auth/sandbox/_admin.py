@@ -17,14 +17,9 @@ import attrs
 
 from wa_auth.sandbox._catalogue import Reply, json_reply
 from wa_auth.sandbox._checks import check_keys
-from wa_auth.sandbox._state import (
-    APP_ID,
-    BUSINESS_ACCOUNT_ID,
-    PHONE_NUMBER_IDS,
-    HttpRequest,
-    World,
-)
 from wa_auth.sandbox._values import Faults, Limits
+from wa_auth.sandbox._wire import HttpRequest
+from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
 
 __all__ = ["PREFIX", "admin", "describe"]
 

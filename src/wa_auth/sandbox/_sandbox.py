@@ -11,13 +11,7 @@ from typing_extensions import Self
 
 from wa_auth.sandbox._admin import describe
 from wa_auth.sandbox._server import Server
-from wa_auth.sandbox._state import (
-    APP_ID,
-    BUSINESS_ACCOUNT_ID,
-    PHONE_NUMBER_IDS,
-    World,
-    load_token_specs,
-)
+from wa_auth.sandbox._specs import load_token_specs
 from wa_auth.sandbox._values import (
     DEFAULT_SCOPES,
     Faults,
@@ -26,6 +20,7 @@ from wa_auth.sandbox._values import (
     RecordedRequest,
     SandboxToken,
 )
+from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
 
 if TYPE_CHECKING:
     from types import TracebackType

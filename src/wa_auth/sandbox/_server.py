@@ -21,7 +21,9 @@ import attrs
 
 from wa_auth.sandbox._admin import PREFIX, admin
 from wa_auth.sandbox._catalogue import Reply, json_reply
-from wa_auth.sandbox._state import HttpRequest, World
+from wa_auth.sandbox._pipeline import answer
+from wa_auth.sandbox._wire import HttpRequest
+from wa_auth.sandbox._world import World
 
 __all__ = ["LISTEN_BACKLOG", "Server"]
 
@@ -207,7 +209,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if split.path == PREFIX or split.path.startswith(PREFIX + "/"):
             self._write(admin(world, req))
             return
-        reply = world.handle(req, host=self.headers.get("Host"))
+        reply = answer(world, req, host=self.headers.get("Host"))
         # The latency is waited out on the server's stop event, so `close()` ends the wait.
         if reply.delay and self.server.stopping.wait(reply.delay):
             reply = attrs.evolve(reply, drop=True)
