@@ -224,6 +224,11 @@ class _BaseClient:
         """The default phone number id of the calls."""
         return self._ctx.phone_number_id
 
+    @property
+    def consumer(self) -> str | None:
+        """The label (an n8n workflow's name) this client's events carry."""
+        return self._ctx.consumer
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(phone_number_id={self._ctx.phone_number_id!r}, "
@@ -352,6 +357,7 @@ class WhatsAppClient(_BaseClient):
     ) -> None:
         self.close()
 
+    send = _sync(_endpoints.send)
     send_text = _sync(_endpoints.send_text)
     send_template = _sync(_endpoints.send_template)
     send_media = _sync(_endpoints.send_media)
@@ -468,6 +474,7 @@ class AsyncClientBase(_BaseClient):
     ) -> None:
         await self.aclose()
 
+    send = _async(_endpoints.send)
     send_text = _async(_endpoints.send_text)
     send_template = _async(_endpoints.send_template)
     send_media = _async(_endpoints.send_media)

@@ -21,10 +21,21 @@ __all__ = [
     "ApiCallFailed",
     "AuthFailed",
     "AuthRetried",
+    "CircuitClosed",
+    "CircuitOpened",
     "Counters",
     "Event",
     "Events",
     "LoggingSubscriber",
+    "MessageDelivered",
+    "MessageExpired",
+    "MessageFailed",
+    "MessageMaybeDelivered",
+    "MessageQueued",
+    "MessageRetrying",
+    "SenderPaused",
+    "SenderResumed",
+    "TokenHealthWarning",
     "TokenInvalidated",
 ]
 
@@ -106,6 +117,135 @@ class ApiCallFailed(Event):
     retryable: bool = False
     retry_after: float | None = None
     maybe_delivered: bool = False
+
+
+# --- the guard's events -------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _GuardEvent(Event):
+    """Base of what a guard reports about one intent: its sender, its key, its attempts."""
+
+    phone_number_id: str | None = None
+    idempotency_key: str | None = None
+    operation: str | None = None
+    attempts: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class MessageDelivered(_GuardEvent):
+    """Meta accepted a guarded intent (acceptance; delivery is reported by webhooks)."""
+
+    name: ClassVar[str] = "guard.delivered"
+
+    message_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessageRetrying(_GuardEvent):
+    """A guarded intent failed with a retryable error and is sent again after *delay* seconds."""
+
+    name: ClassVar[str] = "guard.retrying"
+
+    category: str
+    delay: float
+    code: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessageQueued(_GuardEvent):
+    """A guarded intent cannot be sent now and was handed to the outbox (or failed without one).
+
+    *reason* is the failure's category, or `paused` / `circuit_open` / `pacing` when the guard
+    held it back without asking Meta; *not_before* is the earliest retry (Unix seconds).
+    """
+
+    name: ClassVar[str] = "guard.queued"
+
+    category: str
+    reason: str
+    not_before: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessageFailed(_GuardEvent):
+    """A guarded intent failed for good (or for now, without an outbox): its category says why."""
+
+    name: ClassVar[str] = "guard.failed"
+
+    category: str
+    code: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MessageMaybeDelivered(_GuardEvent):
+    """The answer to a guarded send was lost: Meta may have accepted it; it is not re-sent."""
+
+    name: ClassVar[str] = "guard.maybe_delivered"
+
+    category: str = "transient"
+
+
+@attrs.frozen(kw_only=True)
+class MessageExpired(_GuardEvent):
+    """A guarded intent passed its `not_after` deadline before it could be sent: never sent."""
+
+    name: ClassVar[str] = "guard.expired"
+
+
+@attrs.frozen(kw_only=True)
+class SenderPaused(Event):
+    """A phone number stopped sending: its account or number state fails every send."""
+
+    name: ClassVar[str] = "guard.sender_paused"
+    kind: ClassVar[str] = "auth"
+
+    phone_number_id: str
+    category: str
+    code: int | None = None
+    until: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SenderResumed(Event):
+    """A paused phone number sends again: a probe succeeded (`by="probe"`) or an operator said."""
+
+    name: ClassVar[str] = "guard.sender_resumed"
+    kind: ClassVar[str] = "auth"
+
+    phone_number_id: str
+    by: str
+
+
+@attrs.frozen(kw_only=True)
+class CircuitOpened(Event):
+    """Consecutive transient failures stopped a number's sends for a cool-down (Meta is down)."""
+
+    name: ClassVar[str] = "guard.circuit_opened"
+
+    phone_number_id: str
+    failures: int
+    until: float
+
+
+@attrs.frozen(kw_only=True)
+class CircuitClosed(Event):
+    """A half-open circuit's probe succeeded: the number sends again."""
+
+    name: ClassVar[str] = "guard.circuit_closed"
+
+    phone_number_id: str
+
+
+@attrs.frozen(kw_only=True)
+class TokenHealthWarning(Event):
+    """The token expires soon or lacks scopes a guard requires: act before sends fail."""
+
+    name: ClassVar[str] = "auth.token_health_warning"
+    kind: ClassVar[str] = "auth"
+
+    expires_in: float | None = None
+    missing_scopes: tuple[str, ...] = ()
 
 
 class Events:

@@ -226,6 +226,8 @@ class SendResult:
     message_status: str | None = None
     idempotency_key: str | None = None
     usage: Usage = EMPTY_USAGE
+    #: The fingerprint of the token it was sent with (which token a workflow depends on).
+    token_fingerprint: str | None = None
 
 
 @attrs.frozen

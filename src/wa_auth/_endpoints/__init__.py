@@ -11,6 +11,7 @@ from wa_auth._endpoints.account import (
 from wa_auth._endpoints.media import delete_media, download_media, get_media_url, upload_media
 from wa_auth._endpoints.messages import (
     mark_as_read,
+    send,
     send_interactive_buttons,
     send_interactive_list,
     send_location,
@@ -31,6 +32,7 @@ __all__ = [
     "list_phone_numbers",
     "list_templates",
     "mark_as_read",
+    "send",
     "send_interactive_buttons",
     "send_interactive_list",
     "send_location",

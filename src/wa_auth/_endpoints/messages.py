@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -54,6 +54,9 @@ from wa_auth._validate import (
 from wa_auth.errors import RequestValidationError
 from wa_auth.models import SendResult, SuccessResult, Usage
 
+if TYPE_CHECKING:
+    from wa_auth.intents import Intent
+
 __all__ = [
     "build_buttons",
     "build_list",
@@ -63,6 +66,7 @@ __all__ = [
     "build_template",
     "build_text",
     "mark_as_read",
+    "send",
     "send_interactive_buttons",
     "send_interactive_list",
     "send_location",
@@ -524,6 +528,38 @@ def send_location(
     )
 
 
+def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
+    """Send an `Intent` through the same request builder as the `send_*` methods.
+
+    Args:
+        intent: What to send; its `phone_number_id` (or the client's) is the sender, its
+            `idempotency_key` is echoed back in the status webhooks.
+
+    Returns:
+        The `SendResult`.
+
+    Raises:
+        RequestValidationError: The intent is past its `not_after` deadline (it must never be
+            sent late), or is not an `Intent`; nothing was sent.
+    """
+    if not hasattr(intent, "message") or not hasattr(intent, "operation"):
+        raise RequestValidationError(f"send() takes an Intent, got {describe(intent)}")
+    if intent.expired():
+        raise RequestValidationError(
+            f"intent {intent.idempotency_key!r} is past its not_after deadline: not sent"
+        )
+    return (
+        yield from send_message(
+            ctx,
+            intent.operation,
+            intent.to,
+            intent.message(),
+            intent.idempotency_key,
+            intent.phone_number_id,
+        )
+    )
+
+
 def mark_as_read(
     ctx: Context, message_id: str, *, phone_number_id: str | None = None
 ) -> Flow[SuccessResult]:
@@ -559,6 +595,7 @@ def parse_success_flag(response: Response) -> SuccessResult:
     )
 
 
+send.__doc__ = (send.__doc__ or "").rstrip() + "\n" + _SEND_RAISES.replace("    Raises:\n", "", 1)
 for _flow in (
     send_text,
     send_template,

@@ -1,0 +1,78 @@
+"""The generic pair of drivers for multi-step policies written once as generators of effects.
+
+A policy (the guard's retries, pacing and pauses) is a generator that yields effects and
+receives their results. Each effect knows how to perform itself blocking (`perform`) and on
+the running event loop (`aperform`), against an *env* (the guard) that holds the client, the
+stores and the clock. `run` and `arun` are the only two interpreters, so the policy exists once
+and a test can drive it with `next()` / `.send()` and a fake clock, without sleeping.
+
+A `WhatsAppError` raised by an effect is thrown into the flow, where the policy decides;
+anything else is a bug and propagates, and the flow is closed in `finally` either way.
+(The client's own request flows have a faster, specialised pair in `wa_auth._shell`.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Protocol, TypeVar
+
+from wa_auth.errors import WhatsAppError
+
+__all__ = ["Effect", "PolicyFlow", "arun", "run"]
+
+T = TypeVar("T")
+
+
+class Effect(Protocol):
+    """One step a policy asks its driver to perform."""
+
+    def perform(self, env: Any, /) -> Any:
+        """Perform the step with blocking calls and return its result."""
+        ...
+
+    async def aperform(self, env: Any, /) -> Any:
+        """Perform the step on the running event loop and return its result."""
+        ...
+
+
+PolicyFlow = Generator[Effect, Any, T]
+
+
+def run(flow: PolicyFlow[T], env: Any) -> T:
+    """Run *flow* to completion, performing its effects with blocking calls."""
+    value: Any = None
+    error: WhatsAppError | None = None
+    try:
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value = error = None
+            try:
+                value = effect.perform(env)
+            except WhatsAppError as exc:
+                error = exc
+    finally:
+        value = error = None  # a raised error's traceback holds this frame: no cycle
+        flow.close()
+
+
+async def arun(flow: PolicyFlow[T], env: Any) -> T:
+    """Run *flow* to completion on the running event loop."""
+    value: Any = None
+    error: WhatsAppError | None = None
+    try:
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value = error = None
+            try:
+                value = await effect.aperform(env)
+            except WhatsAppError as exc:
+                error = exc
+    finally:
+        value = error = None
+        flow.close()

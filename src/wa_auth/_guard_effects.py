@@ -1,0 +1,317 @@
+"""The guard's effects: each performs one step of the policy, blocking or on the event loop.
+
+The policy (`wa_auth._guard_flows`) yields them and `wa_auth._effects` drives them against a
+`Runtime`: the client, the limiter, the pause store, the outbox, the clock and the sleep of one
+guard (or of one decorated function, which has no client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+
+from wa_auth.errors import WhatsAppError
+from wa_auth.intents import Intent
+from wa_auth.pacing import MemoryPauseStore, Pause, PauseStore, RateLimiter
+
+if TYPE_CHECKING:
+    from wa_auth._guard_values import Delivery, Handler
+    from wa_auth.models import SendResult, TokenHealth
+    from wa_auth.outbox import Outbox
+
+__all__ = [
+    "NOW",
+    "NO_FALLBACK",
+    "Acquire",
+    "Begin",
+    "Call",
+    "ClearPause",
+    "Fallback",
+    "GetPause",
+    "Handle",
+    "Health",
+    "Penalize",
+    "Probe",
+    "PutPause",
+    "Runtime",
+    "SendIntent",
+    "Settle",
+    "Sleep",
+]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("wa_auth.guards")
+
+
+class Runtime:
+    """What one guard's effects act on; the decorator's has no client, limiter or outbox."""
+
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        limiter: RateLimiter | None = None,
+        pauses: PauseStore | None = None,
+        outbox: Outbox | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_health: Callable[[TokenHealth], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.pauses: PauseStore = pauses if pauses is not None else MemoryPauseStore()
+        self.outbox = outbox
+        self.clock = clock
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.asleep = asleep
+        self.on_health = on_health
+
+    def sync_client(self) -> Any:
+        """Return the client, which must be a blocking one."""
+        if inspect.iscoroutinefunction(getattr(self.client, "send", None)):
+            raise TypeError("guard.send() needs a WhatsAppClient; use `await guard.asend()`")
+        return self.client
+
+    def async_client(self) -> Any:
+        """Return the client, which must be an async one."""
+        if not inspect.iscoroutinefunction(getattr(self.client, "send", None)):
+            raise TypeError("guard.asend() needs an async client; use guard.send()")
+        return self.client
+
+    def noted(self, health: TokenHealth) -> TokenHealth:
+        """Pass a fresh health report to the guard (its warnings), and return it."""
+        if self.on_health is not None:
+            self.on_health(health)
+        return health
+
+
+@attrs.frozen
+class Now:
+    def perform(self, env: Runtime, /) -> tuple[float, float]:
+        return env.clock(), env.monotonic()
+
+    async def aperform(self, env: Runtime, /) -> tuple[float, float]:
+        return env.clock(), env.monotonic()
+
+
+NOW: Final = Now()
+
+
+@attrs.frozen
+class Sleep:
+    seconds: float
+
+    def perform(self, env: Runtime, /) -> None:
+        env.sleep(self.seconds)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        await env.asleep(self.seconds)
+
+
+@attrs.frozen
+class SendIntent:
+    intent: Intent
+
+    def perform(self, env: Runtime, /) -> SendResult:
+        return env.sync_client().send(self.intent)  # type: ignore[no-any-return]
+
+    async def aperform(self, env: Runtime, /) -> SendResult:
+        return await env.async_client().send(self.intent)  # type: ignore[no-any-return]
+
+
+@attrs.frozen
+class Call:
+    """The decorator's step: call the user's function (awaited when it is a coroutine one)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def perform(self, _env: Runtime, /) -> Any:
+        return self.fn(*self.args, **self.kwargs)
+
+    async def aperform(self, _env: Runtime, /) -> Any:
+        return await self.fn(*self.args, **self.kwargs)
+
+
+@attrs.frozen
+class Acquire:
+    route: str
+    recipient: str
+    max_wait: float
+
+    def perform(self, env: Runtime, /) -> float | None:
+        assert env.limiter is not None
+        return env.limiter.acquire(self.route, self.recipient, max_wait=self.max_wait)
+
+    async def aperform(self, env: Runtime, /) -> float | None:
+        assert env.limiter is not None
+        return await env.limiter.aacquire(self.route, self.recipient, max_wait=self.max_wait)
+
+
+@attrs.frozen
+class Penalize:
+    route: str
+    recipient: str | None
+    seconds: float
+
+    def perform(self, env: Runtime, /) -> None:
+        assert env.limiter is not None
+        env.limiter.penalize(self.route, self.recipient, self.seconds)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        assert env.limiter is not None
+        await env.limiter.apenalize(self.route, self.recipient, self.seconds)
+
+
+@attrs.frozen
+class GetPause:
+    kind: str
+    route: str
+
+    def perform(self, env: Runtime, /) -> Pause | None:
+        return env.pauses.get(self.kind, self.route)
+
+    async def aperform(self, env: Runtime, /) -> Pause | None:
+        return await env.pauses.aget(self.kind, self.route)
+
+
+@attrs.frozen
+class PutPause:
+    pause: Pause
+
+    def perform(self, env: Runtime, /) -> None:
+        env.pauses.put(self.pause)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        await env.pauses.aput(self.pause)
+
+
+@attrs.frozen
+class ClearPause:
+    kind: str
+    route: str
+
+    def perform(self, env: Runtime, /) -> None:
+        env.pauses.clear(self.kind, self.route)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        await env.pauses.aclear(self.kind, self.route)
+
+
+@attrs.frozen
+class Probe:
+    """Ask whether a paused number can send again: `get_phone_number` for it."""
+
+    route: str
+
+    def perform(self, env: Runtime, /) -> None:
+        env.sync_client().get_phone_number(phone_number_id=self.route)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        await env.async_client().get_phone_number(phone_number_id=self.route)
+
+
+@attrs.frozen
+class Health:
+    def perform(self, env: Runtime, /) -> TokenHealth:
+        return env.noted(env.sync_client().token_health())
+
+    async def aperform(self, env: Runtime, /) -> TokenHealth:
+        return env.noted(await env.async_client().token_health())
+
+
+@attrs.frozen
+class Begin:
+    intent: Intent
+
+    def perform(self, env: Runtime, /) -> None:
+        assert env.outbox is not None
+        env.outbox.begin(self.intent)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        assert env.outbox is not None
+        await env.outbox.abegin(self.intent)
+
+
+@attrs.frozen
+class Settle:
+    delivery: Delivery
+
+    def perform(self, env: Runtime, /) -> None:
+        assert env.outbox is not None
+        env.outbox.settle(self.delivery)
+
+    async def aperform(self, env: Runtime, /) -> None:
+        assert env.outbox is not None
+        await env.outbox.asettle(self.delivery)
+
+
+@attrs.frozen
+class Handle:
+    """Call the failure's handlers; a handler that raises is logged, never propagated."""
+
+    handlers: tuple[Handler, ...]
+    intent: Intent | None
+    error: WhatsAppError = attrs.field(eq=False)
+
+    def perform(self, _env: Runtime, /) -> None:
+        for handler in self.handlers:
+            try:
+                result = handler(self.intent, self.error)
+                if inspect.isawaitable(result):
+                    # A coroutine handler on a blocking guard runs on a loop of its own.
+                    asyncio.run(awaited(result))
+            except Exception:  # noqa: BLE001 - a handler must never break a send
+                _log.exception("guard handler %r failed on %s", handler, self.error.category)
+
+    async def aperform(self, _env: Runtime, /) -> None:
+        for handler in self.handlers:
+            try:
+                result = handler(self.intent, self.error)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a handler must never break a send
+                _log.exception("guard handler %r failed on %s", handler, self.error.category)
+
+
+async def awaited(value: Awaitable[T]) -> T:
+    return await value
+
+
+@attrs.frozen
+class Fallback:
+    """Ask the fallback to route a failed intent elsewhere; its answer becomes the outcome."""
+
+    fallback: Callable[..., Any]
+    intent: Intent | None
+    error: WhatsAppError = attrs.field(eq=False)
+
+    def perform(self, _env: Runtime, /) -> Any:
+        try:
+            result = self.fallback(self.intent, self.error)
+            return asyncio.run(awaited(result)) if inspect.isawaitable(result) else result
+        except Exception:  # noqa: BLE001 - a failing fallback leaves the original outcome
+            _log.exception("guard fallback %r failed on %s", self.fallback, self.error.category)
+            return NO_FALLBACK
+
+    async def aperform(self, _env: Runtime, /) -> Any:
+        try:
+            result = self.fallback(self.intent, self.error)
+            return (await result) if inspect.isawaitable(result) else result
+        except Exception:  # noqa: BLE001 - a failing fallback leaves the original outcome
+            _log.exception("guard fallback %r failed on %s", self.fallback, self.error.category)
+            return NO_FALLBACK
+
+
+NO_FALLBACK: Final = object()

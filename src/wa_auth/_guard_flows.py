@@ -1,0 +1,541 @@
+"""The guard's policy, written once as generators of effects (driven by `wa_auth._effects`).
+
+`deliver` is the whole guarded send of one intent: its deadline, the number's pause and
+circuit, the required scopes, pacing, the send, what a failure teaches (pause the number,
+penalise the limiter, count towards the circuit), the retry decision, and the outcome (handlers
+once, the fallback, the outbox, one event). `retrying` is the decorator's smaller policy around
+a user's own function. Neither does I/O: every step is an effect, so both run blocking or on an
+event loop, and a test drives them with a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from wa_auth import _table
+from wa_auth._effects import PolicyFlow
+from wa_auth._guard_effects import (
+    NO_FALLBACK,
+    NOW,
+    Acquire,
+    Begin,
+    Call,
+    ClearPause,
+    Fallback,
+    GetPause,
+    Handle,
+    Health,
+    Penalize,
+    Probe,
+    PutPause,
+    SendIntent,
+    Settle,
+    Sleep,
+)
+from wa_auth._guard_values import (
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    LATER_CATEGORIES,
+    MAYBE_DELIVERED,
+    PAIR_LIMIT_CODE,
+    QUEUED,
+    Delivery,
+    Handlers,
+    RetryPolicy,
+    decide,
+)
+from wa_auth.errors import (
+    AccountStateError,
+    InsufficientPermissionError,
+    RateLimitError,
+    TransientError,
+    WhatsAppError,
+)
+from wa_auth.events import (
+    CircuitClosed,
+    CircuitOpened,
+    Events,
+    MessageDelivered,
+    MessageExpired,
+    MessageFailed,
+    MessageMaybeDelivered,
+    MessageQueued,
+    MessageRetrying,
+    SenderPaused,
+    SenderResumed,
+)
+from wa_auth.intents import Intent
+from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
+
+if TYPE_CHECKING:
+    from wa_auth.models import SendResult, TokenHealth
+
+__all__ = ["Config", "deliver", "retrying"]
+
+_log = logging.getLogger("wa_auth.guards")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """What the policy needs to know about its guard (no I/O objects, only decisions)."""
+
+    policy: RetryPolicy
+    events: Events
+    rng: random.Random = attrs.field(eq=False)
+    default_route: str | None = None
+    consumer: str | None = None
+    limiter: bool = False
+    outbox: bool = False
+    handlers: Handlers | None = None
+    fallback: Callable[..., Any] | None = None
+    required_scopes: tuple[str, ...] = ()
+
+
+def _event_fields(cfg: Config, intent: Intent, route: str | None, attempts: int) -> dict[str, Any]:
+    return {
+        "consumer": intent.consumer or cfg.consumer,
+        "phone_number_id": route,
+        "idempotency_key": intent.idempotency_key,
+        "operation": intent.operation,
+        "attempts": attempts,
+    }
+
+
+def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
+    """The whole guarded send of one intent, as effects."""
+    wall, start = yield NOW
+    route = intent.phone_number_id or cfg.default_route
+    if intent.expired(wall):
+        return (yield from _expired(cfg, intent, route, 0))
+    if route is not None:
+        held = yield from _held(cfg, intent, route, wall)
+        if held is not None:
+            return held
+    if cfg.required_scopes:
+        refused = yield from _scopes(cfg)
+        if refused is not None:
+            return (yield from _final(cfg, intent, route, refused, 0, None))
+    if cfg.outbox:
+        yield Begin(intent)
+    return (yield from _attempts(cfg, intent, route, start))
+
+
+def _attempts(cfg: Config, intent: Intent, route: str | None, start: float) -> PolicyFlow[Delivery]:
+    """Send, learn from each failure, and retry while the policy and the budget allow."""
+    attempts = 0
+    while True:
+        wall, mono = yield NOW
+        if intent.expired(wall):
+            return (yield from _expired(cfg, intent, route, attempts))
+        if cfg.limiter and route is not None:
+            held = yield from _pace(
+                cfg, intent, route, attempts, cfg.policy.budget - (mono - start)
+            )
+            if held is not None:
+                return held
+        attempts += 1
+        try:
+            result: SendResult = yield SendIntent(intent)
+        except WhatsAppError as exc:
+            error = exc
+            error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
+        else:
+            return (yield from _delivered(cfg, intent, route, result, attempts))
+        wall, mono = yield NOW
+        stop = yield from _learn(cfg, intent, route, error, wall)
+        decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
+        if stop is None and decision.retry:
+            cfg.events.emit(
+                MessageRetrying(
+                    **_event_fields(cfg, intent, route, attempts),
+                    token_fingerprint=_fingerprint(error),
+                    category=error.category,
+                    delay=decision.delay,
+                    code=getattr(error, "code", None),
+                )
+            )
+            yield Sleep(decision.delay)
+            continue
+        later = stop if stop is not None else decision.later
+        not_before = None if later is None else wall + later
+        return (yield from _final(cfg, intent, route, error, attempts, not_before))
+
+
+def _pace(
+    cfg: Config, intent: Intent, route: str, attempts: int, remaining: float
+) -> PolicyFlow[Delivery | None]:
+    """Wait for the limiter's slot, or return the queued Delivery when it is past the budget."""
+    wait = yield Acquire(route, intent.to, max(remaining, 0.0))
+    if wait is None or wait > remaining:
+        wall, _ = yield NOW
+        later = None if wait is None else wall + wait
+        return (yield from _queued_by_guard(cfg, intent, route, attempts, "pacing", later))
+    if wait > 0:
+        yield Sleep(wait)
+    return None
+
+
+def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | None]:
+    """Return the Delivery of an intent the number's pause or open circuit holds back."""
+    pause: Pause | None = yield GetPause(ACCOUNT, route)
+    if pause is not None:
+        if pause.holds(wall):
+            return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", pause.until))
+        # The probe is due: is the number able to send again?
+        try:
+            yield Probe(route)
+        except WhatsAppError as exc:
+            if exc.category != _table.ACCOUNT_STATE:
+                raise
+            until = wall + cfg.policy.probe_interval
+            yield PutPause(attrs.evolve(pause, until=until, failures=pause.failures + 1))
+            return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", until))
+        yield ClearPause(ACCOUNT, route)
+        cfg.events.emit(
+            SenderResumed(
+                consumer=intent.consumer or cfg.consumer, phone_number_id=route, by="probe"
+            )
+        )
+    circuit: Pause | None = yield GetPause(CIRCUIT, route)
+    if circuit is not None and circuit.until is not None:
+        if circuit.holds(wall) or circuit.probing:
+            until = circuit.until if circuit.holds(wall) else wall + cfg.policy.circuit_cooldown
+            return (yield from _queued_by_guard(cfg, intent, route, 0, "circuit_open", until))
+        # Half-open: this intent is the one probe; the others wait for its outcome.
+        yield PutPause(attrs.evolve(circuit, probing=True))
+    return None
+
+
+def _scopes(cfg: Config) -> PolicyFlow[WhatsAppError | None]:
+    """Return the error of a token that lacks a required scope (from its cached health)."""
+    health: TokenHealth = yield Health()
+    if not health.valid:
+        return None  # the send itself reports a dead token, from its verdict
+    missing = [s for s in cfg.required_scopes if s not in health.scopes]
+    if not missing:
+        return None
+    return InsufficientPermissionError(
+        f"the token {health.token_fingerprint} lacks the required scope(s) "
+        f"{', '.join(missing)}: nothing was sent",
+        token_fingerprint=health.token_fingerprint,
+        rule="required_scopes",
+        operator_action=(
+            "Grant the missing permission(s) to the system user or app and issue a new token."
+        ),
+    )
+
+
+def _learn(
+    cfg: Config, intent: Intent, route: str | None, error: WhatsAppError, wall: float
+) -> PolicyFlow[float | None]:
+    """Record what a failure says about the number; return seconds until it can send, to stop."""
+    if route is None:
+        return None
+    category = error.category
+    if category == _table.ACCOUNT_STATE:
+        until = wall + cfg.policy.probe_interval
+        yield PutPause(
+            Pause(
+                kind=ACCOUNT,
+                phone_number_id=route,
+                category=category,
+                since=wall,
+                until=until,
+                error=error.to_dict(),
+            )
+        )
+        cfg.events.emit(
+            SenderPaused(
+                consumer=intent.consumer or cfg.consumer,
+                token_fingerprint=_fingerprint(error),
+                phone_number_id=route,
+                category=category,
+                code=getattr(error, "code", None),
+                until=until,
+            )
+        )
+        return cfg.policy.probe_interval
+    if category == _table.RATE_LIMITED and cfg.limiter and error.retry_after:
+        pair = getattr(error, "code", None) == PAIR_LIMIT_CODE
+        yield Penalize(route, intent.to if pair else None, error.retry_after)
+    if category == _table.TRANSIENT:
+        return (yield from _circuit_failure(cfg, intent, route, error, wall))
+    return None
+
+
+def _circuit_failure(
+    cfg: Config, intent: Intent, route: str, error: WhatsAppError, wall: float
+) -> PolicyFlow[float | None]:
+    """Count a transient failure; open (or re-open) the circuit past the threshold."""
+    policy = cfg.policy
+    circuit: Pause | None = yield GetPause(CIRCUIT, route)
+    if circuit is None:
+        circuit = Pause(kind=CIRCUIT, phone_number_id=route, category=error.category, since=wall)
+    failures = circuit.failures + 1
+    if not circuit.probing and failures < policy.circuit_threshold:
+        yield PutPause(attrs.evolve(circuit, failures=failures, error=error.to_dict()))
+        return None
+    opens = circuit.opens + 1
+    cooldown = min(policy.max_circuit_cooldown, policy.circuit_cooldown * 2.0 ** (opens - 1))
+    until = wall + cooldown
+    yield PutPause(
+        attrs.evolve(
+            circuit,
+            failures=failures,
+            opens=opens,
+            until=until,
+            probing=False,
+            error=error.to_dict(),
+        )
+    )
+    cfg.events.emit(
+        CircuitOpened(
+            consumer=intent.consumer or cfg.consumer,
+            token_fingerprint=_fingerprint(error),
+            phone_number_id=route,
+            failures=failures,
+            until=until,
+        )
+    )
+    return cooldown
+
+
+def _delivered(
+    cfg: Config, intent: Intent, route: str | None, result: SendResult, attempts: int
+) -> PolicyFlow[Delivery]:
+    if route is not None:
+        circuit: Pause | None = yield GetPause(CIRCUIT, route)
+        if circuit is not None:
+            yield ClearPause(CIRCUIT, route)
+            if circuit.until is not None:
+                cfg.events.emit(
+                    CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
+                )
+    cfg.events.emit(
+        MessageDelivered(
+            **_event_fields(cfg, intent, route, attempts),
+            token_fingerprint=result.token_fingerprint,
+            message_id=result.message_id,
+        )
+    )
+    delivery = Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def _expired(cfg: Config, intent: Intent, route: str | None, attempts: int) -> PolicyFlow[Delivery]:
+    cfg.events.emit(MessageExpired(**_event_fields(cfg, intent, route, attempts)))
+    delivery = Delivery(state=EXPIRED, intent=intent, attempts=attempts, reason="deadline")
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def _queued_by_guard(
+    cfg: Config,
+    intent: Intent,
+    route: str,
+    attempts: int,
+    reason: str,
+    until: float | None,
+) -> PolicyFlow[Delivery]:
+    """The outcome of an intent the guard held back without an answer from Meta."""
+    pause: Pause | None = None
+    if reason in {"paused", "circuit_open"}:
+        pause = yield GetPause(ACCOUNT if reason == "paused" else CIRCUIT, route)
+    error = _held_error(reason, route, pause)
+    state = QUEUED if cfg.outbox else FAILED
+    delivery = Delivery(
+        state=state,
+        intent=intent,
+        error=error,
+        attempts=attempts,
+        not_before=until,
+        reason=reason,
+    )
+    if cfg.fallback is not None:
+        routed = yield from _fallback(cfg, intent, error, delivery)
+        if routed is not None:
+            return routed
+    cfg.events.emit(
+        MessageQueued(
+            **_event_fields(cfg, intent, route, attempts),
+            category=error.category,
+            reason=reason,
+            not_before=until,
+        )
+        if cfg.outbox
+        else MessageFailed(**_event_fields(cfg, intent, route, attempts), category=error.category)
+    )
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def _held_error(reason: str, route: str, pause: Pause | None) -> WhatsAppError:
+    """The error a held-back intent carries: the one that paused the number, when known."""
+    if reason == "paused":
+        code = (pause.error or {}).get("code") if pause is not None else None
+        return AccountStateError(
+            f"phone number {route} is paused after an account-state failure "
+            f"({code if code is not None else 'account_state'}): not sent until a probe "
+            "succeeds or an operator resumes it",
+            code=code if isinstance(code, int) else None,
+            rule="guard/paused",
+        )
+    if reason == "circuit_open":
+        return TransientError(
+            f"phone number {route}'s circuit is open after repeated transient failures: "
+            "not sent during the cool-down",
+            rule="guard/circuit_open",
+            retryable=True,
+        )
+    return RateLimitError(
+        f"phone number {route}'s pacing allows no send within the time budget",
+        rule="guard/pacing",
+        retryable=True,
+    )
+
+
+def _final(
+    cfg: Config,
+    intent: Intent,
+    route: str | None,
+    error: WhatsAppError,
+    attempts: int,
+    not_before: float | None,
+) -> PolicyFlow[Delivery]:
+    """The outcome of an intent whose last send failed: handlers once, fallback, outbox."""
+    category = error.category
+    fields = _event_fields(cfg, intent, route, attempts)
+    maybe = bool(getattr(error, "maybe_delivered", False))
+    if maybe:
+        state = MAYBE_DELIVERED
+    elif cfg.outbox and category in LATER_CATEGORIES:
+        state = QUEUED
+    else:
+        state = FAILED
+    delivery = Delivery(
+        state=state,
+        intent=intent,
+        error=error,
+        attempts=attempts,
+        not_before=not_before,
+        reason=category,
+    )
+    if cfg.handlers is not None:
+        handlers = tuple(cfg.handlers.for_category(category))
+        if handlers:
+            yield Handle(handlers, intent, error)
+    if state != MAYBE_DELIVERED and cfg.fallback is not None:
+        routed = yield from _fallback(cfg, intent, error, delivery)
+        if routed is not None:
+            return routed
+    fingerprint = _fingerprint(error)
+    code = getattr(error, "code", None)
+    if state == MAYBE_DELIVERED:
+        cfg.events.emit(MessageMaybeDelivered(**fields, token_fingerprint=fingerprint))
+    elif state == QUEUED:
+        cfg.events.emit(
+            MessageQueued(
+                **fields,
+                token_fingerprint=fingerprint,
+                category=category,
+                reason=category,
+                not_before=not_before,
+            )
+        )
+    else:
+        cfg.events.emit(
+            MessageFailed(**fields, token_fingerprint=fingerprint, category=category, code=code)
+        )
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def _fallback(
+    cfg: Config, intent: Intent, error: WhatsAppError, delivery: Delivery
+) -> PolicyFlow[Delivery | None]:
+    """Return the fallback's outcome for *delivery*, or None to keep it."""
+    assert cfg.fallback is not None
+    answer = yield Fallback(cfg.fallback, intent, error)
+    if answer is None or answer is NO_FALLBACK:
+        return None
+    if isinstance(answer, Delivery):
+        routed = answer
+    elif hasattr(answer, "message_id"):  # a SendResult: delivered by the other route
+        routed = Delivery(
+            state=DELIVERED,
+            intent=intent,
+            result=answer,
+            attempts=delivery.attempts,
+            reason="fallback",
+        )
+    else:
+        _log.error(
+            "guard fallback returned %s; expected a Delivery, a SendResult or None",
+            type(answer).__name__,
+        )
+        return None
+    if cfg.outbox:
+        yield Settle(routed)
+    return routed
+
+
+def _fingerprint(error: WhatsAppError) -> str | None:
+    return getattr(error, "token_fingerprint", None)
+
+
+# --- a user's own function (the decorator) ---------------------------------------------------
+
+
+def retrying(
+    cfg: Config, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PolicyFlow[Any]:
+    """The decorator's policy: retries, then handlers and fallback, around the user's call."""
+    _, start = yield NOW
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            value = yield Call(fn, args, kwargs)
+        except WhatsAppError as exc:
+            error = exc
+        else:
+            return value
+        _, mono = yield NOW
+        decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
+        if decision.retry:
+            cfg.events.emit(
+                MessageRetrying(
+                    consumer=cfg.consumer,
+                    token_fingerprint=_fingerprint(error),
+                    operation=getattr(fn, "__name__", None),
+                    attempts=attempts,
+                    category=error.category,
+                    delay=decision.delay,
+                    code=getattr(error, "code", None),
+                )
+            )
+            yield Sleep(decision.delay)
+            continue
+        if cfg.handlers is not None:
+            handlers = tuple(cfg.handlers.for_category(error.category))
+            if handlers:
+                yield Handle(handlers, None, error)
+        if cfg.fallback is not None:
+            answer = yield Fallback(cfg.fallback, None, error)
+            if answer is not NO_FALLBACK:
+                return answer
+        try:
+            raise error
+        finally:
+            del error  # the traceback holds this frame: no cycle through it

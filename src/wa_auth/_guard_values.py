@@ -1,0 +1,237 @@
+"""The guard's values: its retry policy and the decision it makes, a `Delivery`, `Handlers`."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from wa_auth import _table
+from wa_auth.errors import WhatsAppError
+from wa_auth.intents import Intent
+
+if TYPE_CHECKING:
+    from wa_auth.models import SendResult
+
+__all__ = [
+    "AUTH_CATEGORIES",
+    "DELIVERED",
+    "DELIVERY_STATES",
+    "EXPIRED",
+    "FAILED",
+    "LATER_CATEGORIES",
+    "MAYBE_DELIVERED",
+    "PAIR_LIMIT_CODE",
+    "QUEUED",
+    "Decision",
+    "Delivery",
+    "Handler",
+    "Handlers",
+    "RetryPolicy",
+    "decide",
+]
+
+DELIVERED: Final = "delivered"
+QUEUED: Final = "queued"
+FAILED: Final = "failed"
+MAYBE_DELIVERED: Final = "maybe_delivered"
+EXPIRED: Final = "expired"
+DELIVERY_STATES: Final = (DELIVERED, QUEUED, FAILED, MAYBE_DELIVERED, EXPIRED)
+
+#: The categories a retry can fix; every other failure is final for this intent.
+_RETRYABLE: Final = frozenset({_table.TRANSIENT, _table.RATE_LIMITED})
+#: The failures an outbox holds for later (the number or Meta will recover).
+LATER_CATEGORIES: Final = frozenset({_table.TRANSIENT, _table.RATE_LIMITED, _table.ACCOUNT_STATE})
+#: Meta's pair rate limit: paced per (number, recipient), not per number.
+PAIR_LIMIT_CODE: Final = 131056
+AUTH_CATEGORIES: Final = frozenset(
+    {
+        _table.TOKEN_EXPIRED,
+        _table.TOKEN_REVOKED,
+        _table.INSUFFICIENT_PERMISSION,
+        _table.ACCOUNT_STATE,
+    }
+)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How a guard retries, how long it may take, and when it stops a number's sends.
+
+    Args:
+        max_attempts: Sends of one intent at most (each error's own `max_attempts` may lower
+            it: Meta's 131056 pair limit allows 3).
+        budget: Seconds one intent may take, waits included. 30 s keeps a guarded call inside
+            an n8n node's or an HTTP handler's patience; a wait longer than what is left (the
+            hours-long 131048/131049 caps, 80007's minutes) queues the intent instead.
+        backoff: The first retry's back-off ceiling; it doubles per attempt (full jitter: a
+            random delay up to the ceiling, so a fleet does not retry in lockstep).
+        max_backoff: The ceiling's cap.
+        retry_maybe_delivered: Retry a send whose answer was lost. Off by default: Meta does not
+            deduplicate sends, so the retry can deliver the message twice.
+        circuit_threshold: Consecutive transient failures of one number that open its circuit.
+        circuit_cooldown: Seconds an open circuit holds the number's sends; it doubles each
+            time the half-open probe fails, up to *max_circuit_cooldown*.
+        max_circuit_cooldown: The cool-down's cap.
+        probe_interval: Seconds between probes (`get_phone_number`) of a paused number.
+    """
+
+    max_attempts: int = 4
+    budget: float = 30.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    retry_maybe_delivered: bool = False
+    circuit_threshold: int = 5
+    circuit_cooldown: float = 30.0
+    max_circuit_cooldown: float = 600.0
+    probe_interval: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_attempts < 1 or self.circuit_threshold < 1:
+            raise ValueError("max_attempts and circuit_threshold must be at least 1")
+        for name in ("budget", "backoff", "max_backoff", "circuit_cooldown", "probe_interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+
+
+@attrs.frozen
+class Decision:
+    """What the policy does after a failure: retry after *delay*, or stop."""
+
+    retry: bool
+    delay: float = 0.0
+    #: When stopping: seconds until a retry could work (Meta's retry_after), if known.
+    later: float | None = None
+
+
+def decide(
+    policy: RetryPolicy, error: WhatsAppError, attempt: int, elapsed: float, rng: random.Random
+) -> Decision:
+    """Decide whether attempt *attempt* (1-based) that failed with *error* is retried.
+
+    Pure: the policy's property tests call it with a seeded generator and no clock.
+    """
+    later = error.retry_after
+    if error.category not in _RETRYABLE:
+        return Decision(retry=False, later=later)
+    maybe = bool(getattr(error, "maybe_delivered", False))
+    if maybe and not policy.retry_maybe_delivered:
+        return Decision(retry=False, later=later)
+    if not error.retryable and not maybe:
+        return Decision(retry=False, later=later)
+    limit = policy.max_attempts if maybe else min(policy.max_attempts, max(error.max_attempts, 1))
+    if attempt >= limit:
+        return Decision(retry=False, later=later)
+    ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
+    delay = rng.uniform(0.0, ceiling)
+    if later is not None:
+        delay = max(delay, later)
+    if elapsed + delay > policy.budget:
+        return Decision(retry=False, later=delay)
+    return Decision(retry=True, delay=delay)
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """What became of one intent: delivered, queued, failed, maybe delivered or expired.
+
+    Args:
+        state: One of `DELIVERY_STATES`.
+        intent: The intent.
+        result: Meta's `SendResult` when delivered (accepted), else None.
+        error: The classified error of the last failure, or None.
+        attempts: Sends made (0 when the guard held it back without asking Meta).
+        not_before: Unix seconds before which a retry cannot work (queued intents).
+        reason: Why it is not delivered: the failure's category, or `paused`,
+            `circuit_open`, `pacing`, `deadline`, `fallback`.
+    """
+
+    state: str
+    intent: Intent
+    result: SendResult | None = None
+    error: WhatsAppError | None = attrs.field(default=None, eq=False)
+    attempts: int = 0
+    not_before: float | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when Meta accepted the message."""
+        return self.state == DELIVERED
+
+    @property
+    def category(self) -> str | None:
+        """The category of the failure, or None when delivered."""
+        return self.error.category if self.error is not None else None
+
+    def raise_for_error(self) -> Delivery:
+        """Raise the classified error of an undelivered intent; return self when delivered.
+
+        Raises:
+            WhatsAppError: The error of the last failure (a subclass says which).
+        """
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data: the state, the intent's key, the result or the error."""
+        result = self.result
+        return {
+            "state": self.state,
+            "ok": self.ok,
+            "idempotency_key": self.intent.idempotency_key,
+            "to": self.intent.to,
+            "phone_number_id": self.intent.phone_number_id,
+            "consumer": self.intent.consumer,
+            "message_id": result.message_id if result is not None else None,
+            "token_fingerprint": result.token_fingerprint if result is not None else None,
+            "category": self.category,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "not_before": self.not_before,
+            "error": self.error.to_dict() if self.error is not None else None,
+        }
+
+
+Handler = Callable[[Intent | None, WhatsAppError], Any]
+
+
+@attrs.frozen(kw_only=True)
+class Handlers:
+    """Callables per failure category, for alerts; each is given the intent and the error.
+
+    A handler may be a plain function or a coroutine function. It is called once per final
+    failure (not per retry), after the retries, and a handler that raises is logged and never
+    breaks the send. *on_auth* is called for every token, permission and account failure, after
+    the category's own handler.
+    """
+
+    on_token_expired: Handler | None = None
+    on_token_revoked: Handler | None = None
+    on_permission: Handler | None = None
+    on_account_state: Handler | None = None
+    on_rate_limited: Handler | None = None
+    on_transient: Handler | None = None
+    on_invalid_request: Handler | None = None
+    on_auth: Handler | None = None
+
+    def for_category(self, category: str) -> list[Handler]:
+        """Return the handlers to call for a failure of *category*, in order."""
+        own = {
+            _table.TOKEN_EXPIRED: self.on_token_expired,
+            _table.TOKEN_REVOKED: self.on_token_revoked,
+            _table.INSUFFICIENT_PERMISSION: self.on_permission,
+            _table.ACCOUNT_STATE: self.on_account_state,
+            _table.RATE_LIMITED: self.on_rate_limited,
+            _table.TRANSIENT: self.on_transient,
+            _table.INVALID_REQUEST: self.on_invalid_request,
+        }.get(category)
+        found = [h for h in (own,) if h is not None]
+        if category in AUTH_CATEGORIES and self.on_auth is not None:
+            found.append(self.on_auth)
+        return found

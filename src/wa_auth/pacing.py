@@ -1,0 +1,311 @@
+"""Pacing and pauses: how fast a number may send, and which numbers may not send at all.
+
+`RateLimiter` is the protocol of a limiter (blocking and `a`-prefixed async methods, so a
+fleet's Redis limiter fits unchanged); `LocalRateLimiter` is the in-process one: Meta's
+per-number throughput and per-(number, recipient) pair limit as reservations, so a sender
+learns how long to wait instead of spinning. `PauseStore` holds `Pause` records (a number whose
+account is locked, a number whose circuit is open after repeated transient failures);
+`MemoryPauseStore` is the in-memory default, and the state file of short-lived processes or a
+fleet's Redis hold the same records.
+
+Meta's limits, from its throughput and error-code pages: 80 messages per second per business
+number by default (up to 1,000 after an automatic upgrade; 20 for numbers also on the WhatsApp
+Business app), answered with 130429 beyond; about one message every 6 seconds to the same user
+(the pair rate limit, 131056).
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol, runtime_checkable
+
+import attrs
+
+__all__ = [
+    "DEFAULT_PAIR_INTERVAL",
+    "DEFAULT_THROUGHPUT",
+    "LocalRateLimiter",
+    "MemoryPauseStore",
+    "Pause",
+    "PauseStore",
+    "RateLimiter",
+]
+
+#: Meta's default throughput tier: messages per second per business phone number.
+DEFAULT_THROUGHPUT: Final = 80.0
+#: Meta's pair rate limit: about one message every 6 seconds to the same user (131056).
+DEFAULT_PAIR_INTERVAL: Final = 6.0
+#: Pair entries kept before the stale ones are dropped (one per recent recipient).
+_MAX_PAIRS: Final = 100_000
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Where senders reserve their turn; in memory here, Redis for a fleet."""
+
+    def acquire(
+        self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve the next send; return the seconds to wait first, or None past *max_wait*.
+
+        None reserves nothing: the caller queues the message instead of waiting that long.
+        """
+        ...
+
+    def penalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        """Hold the number (or the pair, with *recipient*) back for *seconds*: Meta said so."""
+        ...
+
+    async def aacquire(
+        self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve the next send (see `acquire`)."""
+        ...
+
+    async def apenalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        """Hold the number or the pair back (see `penalize`)."""
+        ...
+
+
+class LocalRateLimiter:
+    """Per-number messages per second and a per-pair interval, as reservations (GCRA).
+
+    Each acquire reserves the earliest slot both the number's rate and the pair's interval
+    allow and returns how long to wait for it, so a thousand senders sleep for their turn
+    instead of polling. A 130429 or 131056 answer's `retry_after` pushes the number's or the
+    pair's next slot back (`penalize`).
+
+    Args:
+        rate: Messages per second per number (`DEFAULT_THROUGHPUT`, Meta's default tier).
+        rates: Per-number overrides, by phone number id (a coexistence number: 20).
+        pair_interval: Seconds between two messages to the same recipient from one number;
+            None turns the pair limit off.
+        burst: Messages a number may send at once before its rate applies.
+        monotonic: The clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float = DEFAULT_THROUGHPUT,
+        rates: Mapping[str, float] | None = None,
+        pair_interval: float | None = DEFAULT_PAIR_INTERVAL,
+        burst: int = 1,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for value in (rate, *(rates or {}).values()):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"rates must be positive numbers, got {value!r}")
+        if pair_interval is not None and not pair_interval >= 0:
+            raise ValueError(f"pair_interval must be None or >= 0, got {pair_interval!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be a positive integer, got {burst!r}")
+        self._interval = 1.0 / rate
+        self._intervals = {str(k): 1.0 / v for k, v in (rates or {}).items()}
+        self._pair_interval = pair_interval
+        self._burst = burst
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        #: Theoretical arrival times (monotonic): the next free slot of each number and pair.
+        self._numbers: dict[str, float] = {}
+        self._pairs: dict[tuple[str, str], float] = {}
+
+    def acquire(
+        self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve the next send; return the seconds to wait first, or None past *max_wait*."""
+        interval = self._intervals.get(phone_number_id, self._interval)
+        tolerance = (self._burst - 1) * interval
+        with self._lock:
+            now = self._monotonic()
+            tat = self._numbers.get(phone_number_id, now)
+            send_at = max(now, tat - tolerance)
+            pair_key = None
+            if recipient is not None and self._pair_interval:
+                pair_key = (phone_number_id, recipient)
+                pair_tat = self._pairs.get(pair_key, now)
+                send_at = max(send_at, pair_tat)
+            wait = send_at - now
+            if wait > max_wait:
+                return None
+            self._numbers[phone_number_id] = max(tat, send_at) + interval
+            if pair_key is not None:
+                self._pairs[pair_key] = send_at + self._pair_interval  # type: ignore[operator]
+                if len(self._pairs) > _MAX_PAIRS:
+                    self._prune(now)
+        return wait
+
+    def penalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        """Hold the number (or the pair) back for *seconds* from now."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
+        with self._lock:
+            until = self._monotonic() + seconds
+            if recipient is None:
+                self._numbers[phone_number_id] = max(
+                    self._numbers.get(phone_number_id, 0.0), until
+                )
+            else:
+                key = (phone_number_id, recipient)
+                self._pairs[key] = max(self._pairs.get(key, 0.0), until)
+
+    async def aacquire(
+        self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve the next send (no I/O: the same as `acquire`)."""
+        return self.acquire(phone_number_id, recipient, max_wait=max_wait)
+
+    async def apenalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        """Hold the number or the pair back (no I/O)."""
+        self.penalize(phone_number_id, recipient, seconds)
+
+    def _prune(self, now: float) -> None:
+        self._pairs = {k: v for k, v in self._pairs.items() if v > now}
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalRateLimiter(rate={1.0 / self._interval:g}, pair_interval="
+            f"{self._pair_interval!r}, burst={self._burst})"
+        )
+
+
+# --- pauses -------------------------------------------------------------------------------------
+
+#: A number whose account or number state stops every send (131031, 368, ...).
+ACCOUNT: Final = "account"
+#: A number whose circuit counts, or stopped sends after, consecutive transient failures.
+CIRCUIT: Final = "circuit"
+
+
+@attrs.frozen(kw_only=True)
+class Pause:
+    """What a guard remembers about one phone number's ability to send.
+
+    `kind` is `account` (an account-state failure: every send would fail the same way until a
+    probe succeeds or an operator resumes it) or `circuit` (consecutive transient failures; it
+    holds sends only while `until` is set and in the future).
+
+    Args:
+        kind: `account` or `circuit`.
+        phone_number_id: The number.
+        category: The category of the failure behind it (`account_state`, `transient`).
+        since: Unix seconds when it began.
+        until: Unix seconds before which no intent is sent to Meta from this number (the
+            next probe of a paused account, the end of an open circuit's cool-down); None:
+            not holding sends (a circuit still counting failures).
+        error: The failure's `to_dict()`, for operators and the outbox.
+        failures: Consecutive failures (transient sends, or failed probes).
+        opens: How many times in a row the circuit opened (its cool-down doubles each time).
+        probing: A half-open circuit has let its one probe through.
+    """
+
+    kind: str
+    phone_number_id: str
+    category: str
+    since: float
+    until: float | None = None
+    error: Mapping[str, Any] | None = attrs.field(default=None, eq=False, hash=False)
+    failures: int = 0
+    opens: int = 0
+    probing: bool = False
+
+    def holds(self, now: float) -> bool:
+        """Return True while this pause stops sends at *now* (Unix seconds)."""
+        return self.until is not None and now < self.until
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data (for the state file, `serve` and the CLI)."""
+        data = attrs.asdict(self)
+        data["error"] = dict(self.error) if self.error is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Pause:
+        """Return the pause `to_dict()` described."""
+        return cls(**{f.name: data[f.name] for f in attrs.fields(cls) if f.name in data})
+
+
+@runtime_checkable
+class PauseStore(Protocol):
+    """Where pauses and circuits live, by (kind, phone number id): memory, SQLite or Redis."""
+
+    def get(self, kind: str, phone_number_id: str) -> Pause | None:
+        """Return the pause of that kind on the number, or None."""
+        ...
+
+    def put(self, pause: Pause) -> None:
+        """Store *pause*, replacing the number's pause of the same kind."""
+        ...
+
+    def clear(self, kind: str, phone_number_id: str) -> None:
+        """Drop the number's pause of that kind."""
+        ...
+
+    def list(self) -> list[Pause]:
+        """Return every stored pause."""
+        ...
+
+    async def aget(self, kind: str, phone_number_id: str) -> Pause | None:
+        """Return the pause of that kind on the number, or None."""
+        ...
+
+    async def aput(self, pause: Pause) -> None:
+        """Store *pause*."""
+        ...
+
+    async def aclear(self, kind: str, phone_number_id: str) -> None:
+        """Drop the number's pause of that kind."""
+        ...
+
+    async def alist(self) -> builtins.list[Pause]:
+        """Return every stored pause."""
+        ...
+
+
+class MemoryPauseStore:
+    """The in-memory pause store: one per process unless guards are given the same one."""
+
+    def __init__(self) -> None:
+        self._pauses: dict[tuple[str, str], Pause] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, phone_number_id: str) -> Pause | None:
+        """Return the pause of that kind on the number, or None."""
+        return self._pauses.get((kind, phone_number_id))
+
+    def put(self, pause: Pause) -> None:
+        """Store *pause*."""
+        with self._lock:
+            self._pauses[pause.kind, pause.phone_number_id] = pause
+
+    def clear(self, kind: str, phone_number_id: str) -> None:
+        """Drop the number's pause of that kind."""
+        with self._lock:
+            self._pauses.pop((kind, phone_number_id), None)
+
+    def list(self) -> list[Pause]:
+        """Return every stored pause."""
+        return list(self._pauses.values())
+
+    async def aget(self, kind: str, phone_number_id: str) -> Pause | None:
+        """Return the pause (no I/O)."""
+        return self.get(kind, phone_number_id)
+
+    async def aput(self, pause: Pause) -> None:
+        """Store *pause* (no I/O)."""
+        self.put(pause)
+
+    async def aclear(self, kind: str, phone_number_id: str) -> None:
+        """Drop the pause (no I/O)."""
+        self.clear(kind, phone_number_id)
+
+    async def alist(self) -> builtins.list[Pause]:
+        """Return every stored pause (no I/O)."""
+        return self.list()
+
+    def __repr__(self) -> str:
+        return f"MemoryPauseStore(pauses={len(self._pauses)})"
