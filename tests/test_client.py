@@ -80,7 +80,7 @@ SEND_OK = {
 }
 _PHONE_FIELDS = (
     "id,display_phone_number,verified_name,quality_rating,code_verification_status,"
-    "platform_type,throughput,name_status"
+    "platform_type,throughput,name_status,status,health_status"
 )
 _PHONE_DATA = {
     "id": PHONE,

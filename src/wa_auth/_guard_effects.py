@@ -22,7 +22,7 @@ from wa_auth.pacing import MemoryPauseStore, Pause, PauseStore, RateLimiter
 
 if TYPE_CHECKING:
     from wa_auth._guard_values import Delivery, Handler
-    from wa_auth.models import SendResult, TokenHealth
+    from wa_auth.models import PhoneNumber, SendResult, TokenHealth
     from wa_auth.outbox import Outbox
 
 __all__ = [
@@ -215,11 +215,11 @@ class Probe:
 
     route: str
 
-    def perform(self, env: Runtime, /) -> None:
-        env.sync_client().get_phone_number(phone_number_id=self.route)
+    def perform(self, env: Runtime, /) -> PhoneNumber:
+        return env.sync_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
 
-    async def aperform(self, env: Runtime, /) -> None:
-        await env.async_client().get_phone_number(phone_number_id=self.route)
+    async def aperform(self, env: Runtime, /) -> PhoneNumber:
+        return await env.async_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
 
 
 @attrs.frozen

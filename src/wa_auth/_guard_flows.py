@@ -74,7 +74,7 @@ from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 
 if TYPE_CHECKING:
-    from wa_auth.models import SendResult, TokenHealth
+    from wa_auth.models import PhoneNumber, SendResult, TokenHealth
 
 __all__ = ["Config", "deliver", "retrying"]
 
@@ -187,12 +187,14 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
     if pause is not None:
         if pause.holds(wall):
             return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", pause.until))
-        # The probe is due: is the number able to send again?
+        # The probe is due: is the number able to send again? Any failure to tell (the lock
+        # again, Meta down) keeps it paused until the next probe.
         try:
-            yield Probe(route)
-        except WhatsAppError as exc:
-            if exc.category != _table.ACCOUNT_STATE:
-                raise
+            number: PhoneNumber = yield Probe(route)
+            blocked = number.blocked
+        except WhatsAppError:
+            blocked = True
+        if blocked:
             until = wall + cfg.policy.probe_interval
             yield PutPause(attrs.evolve(pause, until=until, failures=pause.failures + 1))
             return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", until))

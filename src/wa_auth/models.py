@@ -281,6 +281,16 @@ class PhoneNumber:
     throughput_level: str | None = None
     name_status: str | None = None
     usage: Usage = EMPTY_USAGE
+    #: The number's `status` (`CONNECTED`, `FLAGGED`, `RESTRICTED`, `BANNED`, ...).
+    status: str | None = None
+    #: `health_status.can_send_message`: `AVAILABLE`, `LIMITED` or `BLOCKED` (every node on
+    #: the send path: number, WABA, business, app), None when Meta did not say.
+    can_send_message: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        """True when Meta says this number cannot send messages now (its health status)."""
+        return self.can_send_message == "BLOCKED"
 
 
 @attrs.frozen

@@ -21,13 +21,15 @@ __all__ = ["get_business_profile", "get_phone_number", "list_phone_numbers", "li
 
 _PHONE_FIELDS: Final = (
     "id,display_phone_number,verified_name,quality_rating,code_verification_status,"
-    "platform_type,throughput,name_status"
+    "platform_type,throughput,name_status,status,health_status"
 )
 
 
 def _phone_from(data: Mapping[str, Any], usage: Usage) -> PhoneNumber:
     throughput = data.get("throughput")
     level = throughput.get("level") if isinstance(throughput, Mapping) else None
+    health = data.get("health_status")
+    can_send = health.get("can_send_message") if isinstance(health, Mapping) else None
     return PhoneNumber(
         id=str(data["id"]),
         display_phone_number=opt_str(data.get("display_phone_number")),
@@ -38,6 +40,8 @@ def _phone_from(data: Mapping[str, Any], usage: Usage) -> PhoneNumber:
         throughput_level=opt_str(level),
         name_status=opt_str(data.get("name_status")),
         usage=usage,
+        status=opt_str(data.get("status")),
+        can_send_message=opt_str(can_send),
     )
 
 
