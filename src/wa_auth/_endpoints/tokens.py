@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from wa_auth import _table
+from wa_auth._convert import to_int
 from wa_auth._core import (
-    ENCODE,
     BadBodyError,
     Context,
     Flow,
@@ -22,7 +22,7 @@ from wa_auth._core import (
     json_object,
     opt_str,
 )
-from wa_auth.errors import ApiError, RequestValidationError, from_response
+from wa_auth.errors import ApiError, RequestValidationError, _from_token_info_error
 from wa_auth.models import GranularScope, TokenHealth, TokenInfo, TokenInfoError, Usage
 
 if TYPE_CHECKING:
@@ -73,8 +73,8 @@ def _parse_token_info(response: Response) -> TokenInfo:
     info_error = None
     if isinstance(err, Mapping):
         info_error = TokenInfoError(
-            code=_int_or_none(err.get("code")),
-            subcode=_int_or_none(err.get("subcode", err.get("error_subcode"))),
+            code=to_int(err.get("code")),
+            subcode=to_int(err.get("subcode", err.get("error_subcode"))),
             message=str(err.get("message", "")),
         )
     granular = tuple(
@@ -91,23 +91,14 @@ def _parse_token_info(response: Response) -> TokenInfo:
         application=opt_str(data.get("application")),
         type=opt_str(data.get("type")),
         user_id=opt_str(data.get("user_id")),
-        expires_at=_int_or_none(data.get("expires_at")) or 0,
-        data_access_expires_at=_int_or_none(data.get("data_access_expires_at")) or 0,
-        issued_at=_int_or_none(data.get("issued_at")),
+        expires_at=to_int(data.get("expires_at")) or 0,
+        data_access_expires_at=to_int(data.get("data_access_expires_at")) or 0,
+        issued_at=to_int(data.get("issued_at")),
         scopes=tuple(str(s) for s in data.get("scopes") or ()),
         granular_scopes=granular,
         error=info_error,
         usage=Usage.from_headers(response.headers),
     )
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # --- token health -------------------------------------------------------------------------------
@@ -179,15 +170,6 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
 
 def _info_error(info_error: TokenInfoError, token: Token) -> ApiError:
     """Classify `debug_token`'s `data.error` as the error a call with that token would get."""
-    body = {
-        "error": {
-            "message": info_error.message,
-            "type": "OAuthException",
-            "code": info_error.code,
-            "error_subcode": info_error.subcode,
-        }
-    }
-    # Meta answers a call made with such a token with 401 and this error object.
-    error = from_response(401, ENCODE(body).encode(), {})
+    error = _from_token_info_error(info_error.code, info_error.subcode, info_error.message)
     error.with_token(token.reveal(), token.fingerprint)
     return error
