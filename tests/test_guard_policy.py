@@ -53,14 +53,36 @@ def _graph(status: int, code: int, subcode: int | None = None, **headers: str) -
     return errors.from_response(status, body, headers)
 
 
-RATE = lambda: _graph(400, 130429)  # noqa: E731 - tiny factories read best inline
-PAIR = lambda: _graph(400, 131056)  # noqa: E731
-CAP = lambda: _graph(400, 131048)  # noqa: E731
-TRANSIENT = lambda: _graph(500, 131000)  # noqa: E731
-EXPIRED_TOKEN = lambda: _graph(401, 190, 463)  # noqa: E731
-LOCKED = lambda: _graph(403, 131031)  # noqa: E731
-INVALID = lambda: _graph(400, 132001)  # noqa: E731
-LOST = lambda: TransportError("ReadTimeout: no answer", maybe_delivered=True)  # noqa: E731
+def rate() -> WhatsAppError:
+    return _graph(400, 130429)
+
+
+def pair() -> WhatsAppError:
+    return _graph(400, 131056)
+
+
+def cap() -> WhatsAppError:
+    return _graph(400, 131048)
+
+
+def transient() -> WhatsAppError:
+    return _graph(500, 131000)
+
+
+def expired_token() -> WhatsAppError:
+    return _graph(401, 190, 463)
+
+
+def locked() -> WhatsAppError:
+    return _graph(403, 131031)
+
+
+def invalid() -> WhatsAppError:
+    return _graph(400, 132001)
+
+
+def lost() -> WhatsAppError:
+    return TransportError("ReadTimeout: no answer", maybe_delivered=True)
 
 
 class Clock:
@@ -157,16 +179,16 @@ def _intent(**kw: Any) -> Intent:
 # --- decide: the pure decision ------------------------------------------------------------------
 
 CATEGORIES = [
-    EXPIRED_TOKEN,
+    expired_token,
     lambda: _graph(401, 190, 460),
     lambda: _graph(403, 10),
-    LOCKED,
-    INVALID,
-    RATE,
-    PAIR,
-    CAP,
-    TRANSIENT,
-    LOST,
+    locked,
+    invalid,
+    rate,
+    pair,
+    cap,
+    transient,
+    lost,
     lambda: TransportError("ConnectError: not sent", maybe_delivered=False, max_attempts=3),
 ]
 
@@ -201,8 +223,8 @@ def test_decide_never_retries_what_cannot_succeed_nor_past_the_budget(
 def test_decide_backs_off_with_full_jitter_under_a_doubling_cap(attempt, seed):
     """The delay is random under min(max_backoff, backoff * 2**(attempt-1)), floored by retry_after."""
     policy = RetryPolicy(max_attempts=50, budget=1e9)
-    decision = decide(policy, TRANSIENT(), attempt, 0.0, random.Random(seed))
-    error = TRANSIENT()
+    decision = decide(policy, transient(), attempt, 0.0, random.Random(seed))
+    error = transient()
     if attempt < min(policy.max_attempts, error.max_attempts):
         assert decision.retry
         ceiling = min(policy.max_backoff, policy.backoff * 2 ** (attempt - 1))
@@ -225,7 +247,7 @@ def test_delivered_first_time():
 
 def test_rate_limit_is_retried_after_its_retry_after_and_delivered():
     """130429 twice, then success: two waits of at least Retry-After, three attempts."""
-    clock, client = Clock(), Script([RATE(), RATE()])
+    clock, client = Clock(), Script([rate(), rate()])
     counters = Counters()
     delivery = _guard(client, clock, counters=counters).send(_intent())
     assert (delivery.state, delivery.attempts) == (DELIVERED, 3)
@@ -238,7 +260,7 @@ def test_rate_limit_is_retried_after_its_retry_after_and_delivered():
 @pytest.mark.parametrize("outbox", [False, True], ids=["no-outbox", "outbox"])
 def test_a_long_cap_is_not_retried_but_queued_with_its_not_before(outbox):
     """131048 (an hours-long cap): one attempt, no sleep; queued (or failed) with not_before."""
-    clock, client = Clock(), Script([CAP()])
+    clock, client = Clock(), Script([cap()])
     box = MemoryOutbox() if outbox else None
     delivery = _guard(client, clock, outbox=box).send(_intent())
     assert delivery.attempts == 1
@@ -253,7 +275,7 @@ def test_a_long_cap_is_not_retried_but_queued_with_its_not_before(outbox):
 
 def test_transient_retries_stop_at_the_budget():
     """Transient failures forever: retries sleep, and never past the 30 s budget."""
-    clock, client = Clock(), Script([TRANSIENT() for _ in range(50)])
+    clock, client = Clock(), Script([transient() for _ in range(50)])
     delivery = _guard(client, clock, policy=RetryPolicy(max_attempts=50, budget=5.0)).send(
         _intent()
     )
@@ -263,7 +285,7 @@ def test_transient_retries_stop_at_the_budget():
 
 
 @pytest.mark.parametrize(
-    "make", [EXPIRED_TOKEN, lambda: _graph(401, 190, 460), lambda: _graph(403, 10), INVALID]
+    "make", [expired_token, lambda: _graph(401, 190, 460), lambda: _graph(403, 10), invalid]
 )
 def test_never_retried_categories_fail_at_once(make):
     """Token, permission and invalid-request failures: one attempt, no sleep, failed."""
@@ -275,11 +297,11 @@ def test_never_retried_categories_fail_at_once(make):
 
 def test_maybe_delivered_is_not_retried_by_default():
     """A lost answer is `maybe_delivered`, sent once; with the opt-in it is retried."""
-    clock, client = Clock(), Script([LOST()])
+    clock, client = Clock(), Script([lost()])
     delivery = _guard(client, clock).send(_intent())
     assert (delivery.state, len(client.sent)) == (MAYBE_DELIVERED, 1)
 
-    clock, client = Clock(), Script([LOST()])
+    clock, client = Clock(), Script([lost()])
     policy = RetryPolicy(retry_maybe_delivered=True)
     delivery = _guard(client, clock, policy=policy).send(_intent())
     assert (delivery.state, len(client.sent)) == (DELIVERED, 2)
@@ -294,7 +316,7 @@ def test_an_expired_intent_is_never_sent():
 
 def test_an_intent_whose_deadline_passes_during_retries_expires():
     """Retries stop when the deadline passes in between: `expired`, not one more send."""
-    clock, client = Clock(), Script([RATE() for _ in range(5)])
+    clock, client = Clock(), Script([rate() for _ in range(5)])
     delivery = _guard(client, clock).send(_intent(not_after=EPOCH + 1.5))
     assert delivery.state == EXPIRED
     assert len(client.sent) == 2
@@ -302,7 +324,7 @@ def test_an_intent_whose_deadline_passes_during_retries_expires():
 
 def test_account_state_pauses_the_number_and_the_probe_resumes_it():
     """131031 pauses the number: later intents are held without a request; a probe resumes."""
-    clock, client = Clock(), Script([LOCKED()], probes=["BLOCKED", "AVAILABLE"])
+    clock, client = Clock(), Script([locked()], probes=["BLOCKED", "AVAILABLE"])
     counters = Counters()
     box = MemoryOutbox()
     guard = _guard(client, clock, outbox=box, counters=counters)
@@ -326,7 +348,7 @@ def test_account_state_pauses_the_number_and_the_probe_resumes_it():
 
 def test_an_operator_resumes_a_paused_number():
     """`guard.resume()` lifts the pause at once, without waiting for the probe."""
-    clock, client = Clock(), Script([LOCKED()])
+    clock, client = Clock(), Script([locked()])
     guard = _guard(client, clock)
     assert guard.send(_intent()).state == FAILED
     assert guard.paused()
@@ -339,7 +361,7 @@ def test_a_shared_pause_store_pauses_the_number_for_every_guard():
     """Two guards on one pause store: the second holds the number the first paused."""
     store = MemoryPauseStore()
     clock = Clock()
-    first = _guard(Script([LOCKED()]), clock, pauses=store)
+    first = _guard(Script([locked()]), clock, pauses=store)
     second_client = Script()
     second = _guard(second_client, clock, pauses=store)
     first.send(_intent())
@@ -350,7 +372,7 @@ def test_a_shared_pause_store_pauses_the_number_for_every_guard():
 def test_the_circuit_opens_after_consecutive_transient_failures_and_probes_half_open():
     """5 transient failures open the circuit: no request during the cool-down; one probe."""
     clock = Clock()
-    client = Script([TRANSIENT() for _ in range(5)])
+    client = Script([transient() for _ in range(5)])
     counters = Counters()
     policy = RetryPolicy(max_attempts=1, circuit_threshold=5, circuit_cooldown=30.0)
     guard = _guard(client, clock, policy=policy, counters=counters)
@@ -369,7 +391,7 @@ def test_the_circuit_opens_after_consecutive_transient_failures_and_probes_half_
 def test_a_failed_half_open_probe_reopens_the_circuit_for_longer():
     """The probe fails: the circuit opens again with a doubled cool-down."""
     clock = Clock()
-    client = Script([TRANSIENT() for _ in range(6)])
+    client = Script([transient() for _ in range(6)])
     policy = RetryPolicy(max_attempts=1, circuit_threshold=5, circuit_cooldown=10.0)
     guard = _guard(client, clock, policy=policy)
     for _ in range(5):
@@ -390,7 +412,7 @@ def test_handlers_and_fallback_are_called_once_per_final_failure():
         on_transient=lambda i, e: calls.append(("transient", e.category)),
     )
     clock = Clock()
-    guard = _guard(Script([TRANSIENT(), EXPIRED_TOKEN()]), clock, handlers=handlers)
+    guard = _guard(Script([transient(), expired_token()]), clock, handlers=handlers)
     intent = _intent()
     delivery = guard.send(intent)
     assert delivery.state == FAILED
@@ -403,7 +425,7 @@ def test_a_raising_handler_never_breaks_the_send(caplog):
     def boom(intent: Intent | None, error: WhatsAppError) -> None:
         raise RuntimeError("alerting is down")
 
-    guard = _guard(Script([INVALID()]), Clock(), handlers=Handlers(on_invalid_request=boom))
+    guard = _guard(Script([invalid()]), Clock(), handlers=Handlers(on_invalid_request=boom))
     assert guard.send(_intent()).state == FAILED
     assert "alerting is down" in caplog.text
 
@@ -416,7 +438,7 @@ def test_the_fallback_routes_a_failed_intent_and_its_answer_is_the_delivery():
         seen.append(error.category)
         return SendResult(message_id="sms-1", wa_id=None)
 
-    delivery = _guard(Script([EXPIRED_TOKEN()]), Clock(), fallback=fallback).send(_intent())
+    delivery = _guard(Script([expired_token()]), Clock(), fallback=fallback).send(_intent())
     assert (delivery.state, delivery.reason, seen) == (DELIVERED, "fallback", ["token_expired"])
 
 
@@ -454,7 +476,7 @@ def test_a_pair_limit_answer_penalises_the_pair_only():
     """131056 pushes that recipient back; another recipient is not slowed."""
     clock = Clock()
     limiter = LocalRateLimiter(rate=1000.0, pair_interval=None, monotonic=clock.monotonic)
-    client = Script([PAIR()])
+    client = Script([pair()])
     guard = _guard(client, clock, limiter=limiter)
     assert guard.send(_intent()).state == DELIVERED  # retried after the pair's 6 s
     assert max(clock.sleeps) >= 6.0
@@ -464,7 +486,7 @@ def test_a_pair_limit_answer_penalises_the_pair_only():
 def test_async_guard_makes_the_same_decisions():
     """`asend` over an async client: the same retries and outcome as `send`."""
     clock = Clock()
-    client = AsyncScript([RATE(), RATE()])
+    client = AsyncScript([rate(), rate()])
     guard = _guard(client, clock)
     delivery = asyncio.run(guard.asend(_intent()))
     assert (delivery.state, delivery.attempts) == (DELIVERED, 3)
@@ -472,7 +494,7 @@ def test_async_guard_makes_the_same_decisions():
 
 def test_asend_many_keeps_input_order():
     """`asend_many` returns one Delivery per intent, in input order."""
-    client = AsyncScript([None, INVALID(), None])
+    client = AsyncScript([None, invalid(), None])
     guard = _guard(client, Clock())
     intents = [_intent(idempotency_key=f"k{i}") for i in range(3)]
     deliveries = asyncio.run(guard.asend_many(intents, concurrency=2))
@@ -494,7 +516,7 @@ def test_delivery_to_dict_is_json_safe_and_has_no_message_text():
     """`to_dict()` carries the state, key and error, never the message text."""
     import json
 
-    delivery = _guard(Script([INVALID()]), Clock()).send(_intent())
+    delivery = _guard(Script([invalid()]), Clock()).send(_intent())
     data = json.loads(json.dumps(delivery.to_dict()))
     assert data["state"] == FAILED
     assert data["category"] == "invalid_request"
@@ -509,7 +531,7 @@ def test_delivery_to_dict_is_json_safe_and_has_no_message_text():
 def test_guarded_retries_a_sync_function_and_returns_its_value():
     """`@guarded` retries transient failures of your function, then returns its value."""
     clock = Clock()
-    answers = [TRANSIENT(), RATE(), "ok"]
+    answers = [transient(), rate(), "ok"]
 
     @guarded(sleep=clock.sleep, monotonic=clock.monotonic, seed=1)
     def notify(to: str) -> str:
@@ -533,7 +555,7 @@ def test_guarded_async_function_reraises_after_handlers_or_uses_the_fallback():
         handlers=Handlers(on_token_expired=lambda i, e: seen.append(e.category)),
     )
     async def send() -> str:
-        raise EXPIRED_TOKEN()
+        raise expired_token()
 
     with pytest.raises(errors.TokenExpiredError):
         asyncio.run(send())
@@ -541,7 +563,7 @@ def test_guarded_async_function_reraises_after_handlers_or_uses_the_fallback():
 
     @guarded(fallback=lambda intent, error: "queued-elsewhere")
     async def send_with_fallback() -> str:
-        raise INVALID()
+        raise invalid()
 
     assert asyncio.run(send_with_fallback()) == "queued-elsewhere"
 
