@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -399,3 +400,107 @@ async def test_mandatory_window_raises_when_refresh_fails_async():
     src.fail = TokenSourceMissingError("gone", source="test")
     with pytest.raises(TokenSourceMissingError):
         await src.aget_token()
+
+
+# --- flights whose event loop is gone; bounded waits (issue 9) ------------------------------------
+
+
+class StuckOnce(Source):
+    """Its first async read never finishes: it waits on its loop until that loop is closed."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stuck = True
+
+    async def _aload(self, current, forced):
+        if self.stuck:
+            self.stuck = False
+            await asyncio.get_running_loop().create_future()  # nobody will ever set it
+        return await super()._aload(current, forced)
+
+
+def _lead_on_a_loop_then_close_it(src: Source) -> None:
+    """Start a refresh led by a task of a new loop, then close the loop without cancelling."""
+    loop = asyncio.new_event_loop()
+    try:
+        leader = loop.create_task(src.aget_token())
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert not leader.done()
+    finally:
+        loop.close()
+    del leader
+    gc.collect()  # the pending tasks are collected: that must neither raise nor end the flight
+
+
+def _wait_for_waiters(src: Source, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(src._refresher._flight._waiters) < count:  # an async waiter has joined
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_flight_of_a_closed_loop_is_led_again_by_a_sync_caller():
+    """A refresh whose loop was closed under it does not wedge `get_token`: it is led again."""
+    src = StuckOnce()
+    _lead_on_a_loop_then_close_it(src)
+    assert src.get_token().reveal() == "tok-1"
+    assert src.reads == 1
+    gc.collect()  # now the abandoned flight's task is garbage: collecting it changes nothing
+    assert src._refresher._flight is None
+    assert src._refresher._state.failures == 0
+
+
+def test_flight_of_a_closed_loop_is_led_again_by_an_async_caller():
+    """`aget_token` on a new loop returns although an earlier loop died leading the refresh."""
+    src = StuckOnce()
+    _lead_on_a_loop_then_close_it(src)
+
+    async def main():
+        return await asyncio.wait_for(src.aget_token(), 20)  # a hang guard, not a timing claim
+
+    assert asyncio.run(main()).reveal() == "tok-1"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_waiters_of_a_flight_whose_loop_closes_lead_it_again(mode):
+    """Callers already waiting when the leading loop is closed notice it and refresh again."""
+    src = StuckOnce()
+    loop = asyncio.new_event_loop()
+    results: list[str] = []
+    try:
+        leader = loop.create_task(src.aget_token())
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert not leader.done()
+        if mode == "sync":
+            waiter = threading.Thread(target=lambda: results.append(src.get_token().reveal()))
+        else:
+            waiter = threading.Thread(
+                target=lambda: results.append(asyncio.run(src.aget_token()).reveal())
+            )
+        waiter.start()
+        if mode == "async":
+            _wait_for_waiters(src, 1)
+        else:
+            time.sleep(0.1)  # let it start waiting; either way it must end with a token
+    finally:
+        loop.close()
+    waiter.join(20)
+    assert results == ["tok-1"]
+
+
+async def test_async_waits_are_bounded():
+    """A task waiting on a refresh another thread leads gives up after `flight_timeout`."""
+    src = Source(policy=RefreshPolicy(jitter=0.0, flight_timeout=0.2))
+    src.gate = threading.Event()
+    leader = threading.Thread(target=src.get_token)
+    leader.start()
+    try:
+        await asyncio.sleep(0.05)
+        with pytest.raises(TokenUnavailableError, match=r"gave up after 0\.2 s"):
+            await src.aget_token()
+        with pytest.raises(TokenUnavailableError, match=r"gave up after 0\.2 s"):
+            await asyncio.to_thread(src.get_token)
+    finally:
+        src.gate.set()
+        await asyncio.to_thread(leader.join)
+    assert (await src.aget_token()).reveal() == "tok-1"

@@ -6,6 +6,8 @@ the others either keep the cached token (advisory window) or wait for the flight
 (mandatory window). The small `threading.Lock` is held only to swap references: never across
 I/O and never across an `await`. Async waiters wait on a future of their own loop, created
 when they wait, so nothing is bound to the loop that happened to exist at construction time.
+A flight led by a task whose event loop was closed under it can never finish: the next caller
+abandons it and leads a new one, and every wait, sync or async, is bounded.
 After `fork()` the child notices the new PID and starts with a fresh lock and no flight.
 """
 
@@ -39,9 +41,12 @@ __all__ = ["Fetched", "RefreshPolicy", "Refresher", "RefreshingTokenProvider"]
 
 _log = logging.getLogger("wa_auth.providers")
 
-#: How long a thread waits for another caller's refresh before giving up. A refresh is a file
+#: How long a caller waits for another caller's refresh before giving up. A refresh is a file
 #: read or a few Vault round trips; 30 s is far beyond either and still bounds a wedged source.
 FLIGHT_WAIT_TIMEOUT: Final = 30.0
+#: How often a waiting caller looks whether the event loop leading its refresh was closed: no
+#: loop has a "closed" callback, so waits are cut in slices this long.
+ABANDON_CHECK_INTERVAL: Final = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -72,6 +77,8 @@ class RefreshPolicy:
         max_stale: How long past its re-check a token may be served while every refresh fails
             (the source is down); after that callers wait for the source and get
             `TokenUnavailableError`. None: until the token's own expiry.
+        flight_timeout: How long a caller, thread or task, waits for a refresh that another
+            caller leads before it gets `TokenUnavailableError` (`FLIGHT_WAIT_TIMEOUT`).
     """
 
     advisory: float = 600.0
@@ -84,6 +91,7 @@ class RefreshPolicy:
     retry_backoff: float = 1.0
     max_retry_backoff: float = 60.0
     max_stale: float | None = 3600.0
+    flight_timeout: float = FLIGHT_WAIT_TIMEOUT
 
 
 @attrs.frozen
@@ -141,10 +149,15 @@ class _State:
 
 
 class _Flight:
-    """One refresh in progress; its outcome is handed to every thread and task waiting on it."""
+    """One refresh in progress; its outcome is handed to every thread and task waiting on it.
 
-    def __init__(self, forced: bool) -> None:
+    *loop* is the event loop of the task that leads it (None for a thread). When that loop is
+    closed with the task still pending, the flight is `abandoned`: nothing will ever finish it.
+    """
+
+    def __init__(self, forced: bool, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.forced = forced
+        self.loop = loop
         self.done = threading.Event()
         self.token: Token | None = None
         self.error: BaseException | None = None
@@ -152,8 +165,14 @@ class _Flight:
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
+    def abandoned(self) -> bool:
+        """Return True when the leading task's loop is closed and the flight not finished."""
+        return self.loop is not None and self.loop.is_closed() and not self.done.is_set()
+
     def finish(self, token: Token | None, error: BaseException | None) -> None:
         with self._lock:
+            if self.done.is_set():
+                return  # a collected task of an abandoned flight: its outcome went first
             self.token, self.error = token, error
             self.done.set()
             waiters, self._waiters = self._waiters, []
@@ -168,15 +187,31 @@ class _Flight:
         assert self.token is not None
         return self.token
 
-    def wait(self) -> None:
-        """Block until the flight has finished (another thread leads it)."""
-        if not self.done.wait(FLIGHT_WAIT_TIMEOUT):
-            raise TokenUnavailableError(
-                f"gave up after {FLIGHT_WAIT_TIMEOUT:.0f} s waiting for another caller's refresh"
-            )
+    def wait(self, timeout: float) -> bool:
+        """Block until the flight has finished (another thread or loop leads it).
 
-    async def await_(self) -> None:
-        """Wait on the running loop until the flight has finished."""
+        Returns:
+            True when it finished; False when it was abandoned (lead it again).
+
+        Raises:
+            TokenUnavailableError: It did not finish within *timeout* seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if self.done.wait(max(0.0, min(ABANDON_CHECK_INTERVAL, left))):
+                return True
+            if self.abandoned():
+                return False
+            if left <= 0:
+                raise _gave_up(timeout)
+
+    async def await_(self, timeout: float) -> bool:
+        """Wait on the running loop until the flight has finished; as `wait`, without blocking.
+
+        Raises:
+            TokenUnavailableError: It did not finish within *timeout* seconds.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
@@ -184,7 +219,22 @@ class _Flight:
                 self._waiters.append((loop, fut))
             else:
                 fut.set_result(None)
-        await fut
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            await asyncio.wait((fut,), timeout=max(0.0, min(ABANDON_CHECK_INTERVAL, left)))
+            if fut.done():
+                return True
+            if self.abandoned():
+                return False
+            if left <= 0:
+                raise _gave_up(timeout)
+
+
+def _gave_up(timeout: float) -> TokenUnavailableError:
+    return TokenUnavailableError(
+        f"gave up after {timeout:g} s waiting for another caller's refresh"
+    )
 
 
 def _cached(st: _State) -> Token:
@@ -339,18 +389,29 @@ class Refresher:
             self._state = attrs.evolve(st, invalidated=True)
             return True
 
-    def _begin(self) -> tuple[int, _State, _Flight | None, bool]:
-        """Decide under the lock: freshness, and the flight to lead or to join."""
+    def _begin(
+        self, loop: asyncio.AbstractEventLoop | None = None
+    ) -> tuple[int, _State, _Flight | None, bool]:
+        """Decide under the lock: freshness, and the flight to lead or to join.
+
+        A flight whose loop was closed under it is dropped here and led again by this caller.
+        """
         with self._lock:
             st = self._state
             fresh = self._freshness(st)
             if fresh == _FRESH:
                 return fresh, st, None, False
-            flight = self._flight
-            if flight is not None:
-                return fresh, st, flight, False
-            flight = self._flight = _Flight(forced=st.invalidated)
-            return fresh, st, flight, True
+            abandoned = self._flight
+            if abandoned is not None and not abandoned.abandoned():
+                return fresh, st, abandoned, False
+            flight = self._flight = _Flight(st.invalidated, loop)
+        if abandoned is not None:
+            _log.warning(
+                "token source %s: the event loop that led its refresh was closed before the "
+                "refresh finished; refreshing again",
+                self.name,
+            )
+        return fresh, st, flight, True
 
     # --- sync -----------------------------------------------------------------------------------
 
@@ -360,13 +421,15 @@ class Refresher:
         token = self.fresh()
         if token is not None:
             return token
-        fresh, st, flight, leader = self._begin()
-        if flight is None or (fresh == _STALE and not leader):
-            return _cached(st)
-        if leader:
-            self._run(flight, st)
-        else:
-            flight.wait()
+        while True:
+            fresh, st, flight, leader = self._begin()
+            if flight is None or (fresh == _STALE and not leader):
+                return _cached(st)
+            if leader:
+                self._run(flight, st)
+                break
+            if flight.wait(self.policy.flight_timeout):
+                break
         return _settle(fresh, st, flight, leader=leader)
 
     def _run(self, flight: _Flight, st: _State) -> None:
@@ -389,27 +452,38 @@ class Refresher:
         token = self.fresh()
         if token is not None:
             return token
-        fresh, st, flight, leader = self._begin()
-        if flight is None or (fresh == _STALE and not leader):
-            return _cached(st)
-        if leader:
-            # A task of its own: a cancelled caller must not cancel everyone's refresh.
-            flight.task = asyncio.get_running_loop().create_task(self._arun(flight, st))
-        await flight.await_()
+        loop = asyncio.get_running_loop()
+        while True:
+            fresh, st, flight, leader = self._begin(loop)
+            if flight is None or (fresh == _STALE and not leader):
+                return _cached(st)
+            if leader:
+                # A task of its own: a cancelled caller must not cancel everyone's refresh.
+                flight.task = loop.create_task(self._arun(flight, st))
+            if await flight.await_(self.policy.flight_timeout):
+                break
         # The task's error is everyone's, the leader's too: each caller raises a copy.
         return _settle(fresh, st, flight, leader=False)
 
     async def _arun(self, flight: _Flight, st: _State) -> None:
         token: Token | None = None
         error: BaseException | None = None
+        collected = False
         try:
             self.loads += 1
             fetched = await self._aload(st.token, flight.forced)
             token = self._publish(st, fetched)
+        except GeneratorExit:
+            # The task is being collected, pending on a closed loop, maybe by the garbage
+            # collector inside this thread's `with self._lock`: touch nothing. Its flight is
+            # abandoned, and the next caller leads a new one.
+            collected = True
+            raise
         except BaseException as exc:  # noqa: BLE001 - a cancelled refresh is recorded, not raised
             error = self._failed(st, exc)
         finally:
-            self._end(flight, token, error)
+            if not collected:
+                self._end(flight, token, error)
 
     # --- publication ----------------------------------------------------------------------------
 
