@@ -123,16 +123,18 @@ class LocalRateLimiter:
         with self._lock:
             now = self._monotonic()
             tat = self._numbers.get(phone_number_id, now)
-            send_at = max(now, tat - tolerance)
+            slot = max(now, tat - tolerance)
+            send_at = slot
             pair_key = None
             if recipient is not None and self._pair_interval:
                 pair_key = (phone_number_id, recipient)
-                pair_tat = self._pairs.get(pair_key, now)
-                send_at = max(send_at, pair_tat)
+                send_at = max(slot, self._pairs.get(pair_key, now))
             wait = send_at - now
             if wait > max_wait:
                 return None
-            self._numbers[phone_number_id] = max(tat, send_at) + interval
+            # The number's own next slot is taken, not the one the pair pushed this send to: a
+            # user waiting out the pair interval must not hold every other recipient back.
+            self._numbers[phone_number_id] = max(tat, slot) + interval
             if pair_key is not None:
                 self._pairs[pair_key] = send_at + self._pair_interval  # type: ignore[operator]
                 if len(self._pairs) > _MAX_PAIRS:

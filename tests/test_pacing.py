@@ -1,0 +1,176 @@
+"""`LocalRateLimiter` reservations and the pause store, with a fake clock (no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+
+import pytest
+
+from wa_auth.pacing import (
+    DEFAULT_PAIR_INTERVAL,
+    DEFAULT_THROUGHPUT,
+    LocalRateLimiter,
+    MemoryPauseStore,
+    Pause,
+    PauseStore,
+    RateLimiter,
+)
+
+PHONE = "106540352242922"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_defaults_are_metas_figures():
+    """80 messages per second per number, one message every 6 s per pair."""
+    assert (DEFAULT_THROUGHPUT, DEFAULT_PAIR_INTERVAL) == (80.0, 6.0)
+    assert isinstance(LocalRateLimiter(), RateLimiter)
+    assert isinstance(MemoryPauseStore(), PauseStore)
+
+
+def test_reservations_space_sends_at_the_rate():
+    """At 10/s, ten immediate acquires are told to wait 0, 0.1, ..., 0.9 s."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=10, pair_interval=None, monotonic=clock)
+    waits = [limiter.acquire(PHONE, None) for _ in range(10)]
+    assert waits == pytest.approx([i / 10 for i in range(10)])
+
+
+def test_burst_lets_the_first_sends_go_at_once():
+    """With burst=3 the first three go now; then the rate applies."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=10, burst=3, pair_interval=None, monotonic=clock)
+    waits = [limiter.acquire(PHONE, None) for _ in range(5)]
+    assert waits == pytest.approx([0, 0, 0, 0.1, 0.2])
+
+
+def test_the_pair_interval_spaces_one_recipient_only():
+    """Two sends to one user are 6 s apart; another user is not held back."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=1000, monotonic=clock)
+    assert limiter.acquire(PHONE, "+1555") == 0
+    assert limiter.acquire(PHONE, "+1555") == pytest.approx(6.0)
+    assert limiter.acquire(PHONE, "+1666") < 0.01
+
+
+def test_past_max_wait_nothing_is_reserved():
+    """An acquire that would wait too long returns None and does not take the slot."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=1, pair_interval=None, monotonic=clock)
+    assert limiter.acquire(PHONE, None) == 0
+    assert limiter.acquire(PHONE, None, max_wait=0.5) is None
+    assert limiter.acquire(PHONE, None) == pytest.approx(1.0)
+
+
+def test_penalize_pushes_the_number_or_the_pair_back():
+    """A Retry-After from Meta delays the number (or only the pair) by that much."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=1000, monotonic=clock)
+    limiter.penalize(PHONE, None, 30.0)
+    assert limiter.acquire(PHONE, None) == pytest.approx(30.0)
+    limiter.penalize("2", "+1555", 6.0)
+    assert limiter.acquire("2", "+1555") == pytest.approx(6.0)
+    assert limiter.acquire("2", "+1666") < 0.01
+    limiter.penalize(PHONE, None, math.nan)  # ignored, not poisoning the schedule
+
+
+def test_per_number_rates():
+    """A coexistence number at 20/s beside the default 80/s."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rates={"2": 20}, pair_interval=None, monotonic=clock)
+    limiter.acquire("2", None)
+    assert limiter.acquire("2", None) == pytest.approx(0.05)
+    limiter.acquire(PHONE, None)
+    assert limiter.acquire(PHONE, None) == pytest.approx(1 / 80)
+
+
+def test_time_passing_frees_the_slots():
+    """After the interval passes, the next send goes at once."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=2, pair_interval=None, monotonic=clock)
+    limiter.acquire(PHONE, None)
+    clock.t += 0.5
+    assert limiter.acquire(PHONE, None) == 0
+
+
+def test_threads_get_distinct_slots():
+    """Concurrent acquires never share a slot: the waits are all different."""
+    limiter = LocalRateLimiter(rate=1000, pair_interval=None, monotonic=lambda: 0.0)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(100):
+            w = limiter.acquire(PHONE, None)
+            assert w is not None
+            with lock:
+                waits.append(w)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({round(w, 9) for w in waits}) == 800
+
+
+def test_async_methods_match():
+    """`aacquire` / `apenalize` do what the blocking ones do."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=10, pair_interval=None, monotonic=clock)
+
+    async def main() -> list[float | None]:
+        await limiter.apenalize(PHONE, None, 1.0)
+        return [await limiter.aacquire(PHONE, None) for _ in range(2)]
+
+    assert asyncio.run(main()) == pytest.approx([1.0, 1.1])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rate": 0},
+        {"rate": -1},
+        {"rates": {"1": math.inf * 0}},
+        {"burst": 0},
+        {"pair_interval": -1},
+    ],
+)
+def test_bad_settings_fail_at_construction(kwargs):
+    """Non-positive rates, a zero burst or a negative interval are refused."""
+    with pytest.raises(ValueError):
+        LocalRateLimiter(**kwargs)
+
+
+def test_pause_store_round_trip():
+    """Pauses by (kind, number): put, get, list, clear; `to_dict` / `from_dict` round trip."""
+    store = MemoryPauseStore()
+    pause = Pause(
+        kind="account", phone_number_id=PHONE, category="account_state", since=1.0, until=61.0
+    )
+    store.put(pause)
+    assert store.get("account", PHONE) == pause
+    assert store.get("circuit", PHONE) is None
+    assert store.list() == [pause]
+    assert Pause.from_dict(pause.to_dict()) == pause
+    assert pause.holds(60.0)
+    assert not pause.holds(61.0)
+    store.clear("account", PHONE)
+    assert store.list() == []
+
+    async def main() -> Pause | None:
+        await store.aput(pause)
+        got = await store.aget("account", PHONE)
+        await store.aclear("account", PHONE)
+        assert await store.alist() == []
+        return got
+
+    assert asyncio.run(main()) == pause
