@@ -527,3 +527,22 @@ def test_exchanged_file_candidate_sees_a_fixed_file_at_once(tmp_path):
     tmp.replace(path)
     provider.invalidate(a, REVOKED)  # the next verdict fast-fail
     assert provider.get_token().reveal() == B
+
+
+def test_rotation_events_live_in_events_and_stay_importable_from_providers():
+    """The rotation events are `wa_auth.events` classes, re-exported by `wa_auth.providers`."""
+    import attrs
+
+    from wa_auth import events, providers
+    from wa_auth.providers._rotating import DEFAULT_ROLLBACK_FAILURES, DEFAULT_ROLLBACK_WINDOW
+
+    for name in (
+        "TokenActivated",
+        "RotationConfirmed",
+        "RotationRolledBack",
+        "TokenFailedOver",
+        "TokenExchanged",
+    ):
+        assert getattr(providers, name) is getattr(events, name)
+    assert attrs.fields(TokenActivated).window.default == DEFAULT_ROLLBACK_WINDOW
+    assert attrs.fields(TokenActivated).max_failures.default == DEFAULT_ROLLBACK_FAILURES

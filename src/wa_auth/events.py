@@ -33,8 +33,13 @@ __all__ = [
     "MessageMaybeDelivered",
     "MessageQueued",
     "MessageRetrying",
+    "RotationConfirmed",
+    "RotationRolledBack",
     "SenderPaused",
     "SenderResumed",
+    "TokenActivated",
+    "TokenExchanged",
+    "TokenFailedOver",
     "TokenHealthWarning",
     "TokenInvalidated",
 ]
@@ -246,6 +251,67 @@ class TokenHealthWarning(Event):
 
     expires_in: float | None = None
     missing_scopes: tuple[str, ...] = ()
+
+
+# --- the rotating provider's events -------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TokenActivated(Event):
+    """A planned rotation made a new token the active one; it is now being watched."""
+
+    name: ClassVar[str] = "auth.token_activated"
+    kind: ClassVar[str] = "auth"
+
+    previous_fingerprint: str | None = None
+    #: The rotating provider's defaults (`DEFAULT_ROLLBACK_WINDOW`, `DEFAULT_ROLLBACK_FAILURES`).
+    window: int = 10
+    max_failures: int = 3
+
+
+@attrs.frozen(kw_only=True)
+class RotationConfirmed(Event):
+    """The rotated-in token served a full window of calls without too many token failures."""
+
+    name: ClassVar[str] = "auth.rotation_confirmed"
+    kind: ClassVar[str] = "auth"
+
+    calls: int
+    failures: int
+
+
+@attrs.frozen(kw_only=True)
+class RotationRolledBack(Event):
+    """The rotated-in token failed too often; the previous token is active again."""
+
+    name: ClassVar[str] = "auth.rotation_rolled_back"
+    kind: ClassVar[str] = "auth"
+
+    restored_fingerprint: str | None
+    calls: int
+    failures: int
+
+
+@attrs.frozen(kw_only=True)
+class TokenFailedOver(Event):
+    """The active token proved dead; the next candidate takes over."""
+
+    name: ClassVar[str] = "auth.token_failover"
+    kind: ClassVar[str] = "auth"
+
+    category: str
+
+
+@attrs.frozen(kw_only=True)
+class TokenExchanged(Event):
+    """A long-lived user token was exchanged for a new one through `fb_exchange_token`."""
+
+    name: ClassVar[str] = "auth.token_exchanged"
+    kind: ClassVar[str] = "auth"
+
+    new_token_fingerprint: str
+    expires_at: float | None = None
+    persisted: bool = False
 
 
 class Events:

@@ -3,25 +3,25 @@
 `StaticTokenProvider`, `EnvTokenProvider`, `FileTokenProvider`, `VaultTokenProvider`,
 `RotatingTokenProvider` and `RoutingTokenProvider` implement one protocol (`TokenProvider`);
 the re-reading ones share one single-flight refresh engine (`RefreshingTokenProvider`,
-`RefreshPolicy`). `TokenVerdicts` remembers which tokens Meta proved dead. See
-`docs/providers.md`.
+`RefreshPolicy`). `TokenVerdicts` remembers which tokens Meta proved dead. The rotation
+events are defined in `wa_auth.events` and re-exported here. See `docs/providers.md`.
 """
 
 from __future__ import annotations
 
-from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider
-from wa_auth.providers._env import EnvTokenProvider
-from wa_auth.providers._file import FileTokenProvider
-from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
-from wa_auth.providers._rotating import (
-    FbTokenExchanger,
-    RotatingTokenProvider,
+from wa_auth.events import (
     RotationConfirmed,
     RotationRolledBack,
     TokenActivated,
     TokenExchanged,
     TokenFailedOver,
 )
+from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider
+from wa_auth.providers._env import EnvTokenProvider
+from wa_auth.providers._exchange import FbTokenExchanger
+from wa_auth.providers._file import FileTokenProvider
+from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
+from wa_auth.providers._rotating import RotatingTokenProvider
 from wa_auth.providers._routing import RoutingTokenProvider
 from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
