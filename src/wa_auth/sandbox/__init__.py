@@ -17,6 +17,7 @@ and `_sandbox` are the socket, JSON and Python faces.
 from __future__ import annotations
 
 from wa_auth.sandbox._sandbox import Sandbox
+from wa_auth.sandbox._seeded import SEEDED_FAULTS
 from wa_auth.sandbox._values import (
     ACCOUNT_STATES,
     ACCOUNT_VARIANTS,
@@ -30,6 +31,7 @@ from wa_auth.sandbox._values import (
     RecordedMessage,
     RecordedRequest,
     SandboxToken,
+    SeededFault,
 )
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "ACCOUNT_VARIANTS",
     "DEFAULT_SCOPES",
     "NUMBER_STATES",
+    "SEEDED_FAULTS",
     "TOKEN_KINDS",
     "TOKEN_STATES",
     "TOKEN_VARIANTS",
@@ -46,4 +49,5 @@ __all__ = [
     "RecordedRequest",
     "Sandbox",
     "SandboxToken",
+    "SeededFault",
 ]

@@ -1,9 +1,10 @@
 """The admin API under `/_sandbox/`: the Python API's operations as JSON over HTTP.
 
 `POST /_sandbox/<operation>` takes the operation's keyword arguments as a JSON object;
-`GET /_sandbox/` (the state), `/_sandbox/tokens`, `/_sandbox/messages` and
-`/_sandbox/requests` read. Admin calls are not Graph requests: they are not recorded and no
-fault applies to them. Errors answer 400 with `{"error": {"message": ...}}`.
+`GET /_sandbox/` (the state), `/_sandbox/tokens`, `/_sandbox/messages`,
+`/_sandbox/requests` and `/_sandbox/seeded_faults` read. Admin calls are not Graph requests:
+they are not recorded and no fault applies to them. Errors answer 400 with
+`{"error": {"message": ..., "operation": ...}}`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def describe(world: World) -> dict[str, Any]:
         "number_states": world.number_states(),
         "limits": world.limits().to_dict(),
         "faults": world.faults().to_dict(),
+        "seeded_faults": [f.to_dict() for f in world.seeded_faults()],
         "tokens": [t.to_dict(reveal=True) for t in world.tokens()],
     }
 
@@ -87,6 +89,15 @@ def _required(kw: Mapping[str, Any], name: str) -> Any:
     return kw[name]
 
 
+def _without(kw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if k != name}
+
+
+def _clear_seeded(world: World, _kw: Mapping[str, Any]) -> Any:
+    world.clear_seeded_faults()
+    return {"seeded_faults": []}
+
+
 def _reset(world: World, _kw: Mapping[str, Any]) -> Any:
     world.reset()
     return describe(world)
@@ -126,6 +137,22 @@ _POST: Final[Mapping[str, tuple[_Operation, frozenset[str]]]] = MappingProxyType
             lambda w, kw: {"now": w.advance(_required(kw, "seconds"))},
             frozenset({"seconds"}),
         ),
+        "fail_next": (
+            lambda w, kw: w.fail_next(_required(kw, "code"), **_without(kw, "code")).to_dict(),
+            frozenset(
+                {
+                    "code",
+                    "times",
+                    "phone_number_id",
+                    "recipient",
+                    "endpoint",
+                    "retry_after",
+                    "retry_after_header",
+                    "regain_access_minutes",
+                }
+            ),
+        ),
+        "clear_seeded_faults": (_clear_seeded, frozenset()),
         "reset": (_reset, frozenset()),
     }
 )
@@ -135,6 +162,7 @@ _GET: Final[Mapping[str, Callable[[World], Any]]] = MappingProxyType(
         "tokens": lambda w: [t.to_dict(reveal=True) for t in w.tokens()],
         "messages": lambda w: [m.to_dict() for m in w.messages()],
         "requests": lambda w: [r.to_dict() for r in w.requests()],
+        "seeded_faults": lambda w: [f.to_dict() for f in w.seeded_faults()],
     }
 )
 

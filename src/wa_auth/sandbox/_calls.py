@@ -14,7 +14,15 @@ from typing import Any, Final
 
 import attrs
 
-from wa_auth.sandbox._catalogue import Reply, json_reply, meta_time, render
+from wa_auth.sandbox._catalogue import (
+    SEEDED_ENTRIES,
+    Reply,
+    html_502,
+    json_reply,
+    meta_time,
+    render,
+)
+from wa_auth.sandbox._seeded import fault_values, take
 from wa_auth.sandbox._values import SandboxToken
 from wa_auth.sandbox._wire import HttpRequest
 from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, World, effective
@@ -41,6 +49,22 @@ def token_entry(token: SandboxToken) -> str | None:
     return state + ("_no_subcode" if token.variant == "no_subcode" else "")
 
 
+def _buc_usage(minutes: int) -> str:
+    # Meta's documented shape of a throttled business use case: usage at 100%, and the wait.
+    usage = {
+        BUSINESS_ACCOUNT_ID: [
+            {
+                "type": "whatsapp_business_management",
+                "call_count": 100,
+                "total_cputime": 25,
+                "total_time": 25,
+                "estimated_time_to_regain_access": minutes,
+            }
+        ]
+    }
+    return json.dumps(usage, separators=(",", ":"))
+
+
 @attrs.define
 class Call:
     """The working state of one request while the world answers it."""
@@ -57,10 +81,14 @@ class Call:
     auth: SandboxToken | None = None
     fault: bool = False
     drop_after: bool = False
+    #: The seeded fault that answered, for the record.
+    fault_id: str | None = None
 
     # --- answers ----------------------------------------------------------------------------
 
-    def error(self, name: str, headers: tuple[tuple[str, str], ...] = (), **values: Any) -> Reply:
+    def error(
+        self, name: str, /, headers: tuple[tuple[str, str], ...] = (), **values: Any
+    ) -> Reply:
         """Render the catalogue entry *name* with a trace id and the usage headers."""
         return render(
             name,
@@ -88,6 +116,41 @@ class Call:
     def base(self) -> str:
         """Return the URL the client reached the sandbox at (for URLs in answers)."""
         return f"http://{self.host}" if self.host else self.world.base_url
+
+    def seeded(
+        self, phone: str | None, *, recipient: str | None = None, body: Any = None
+    ) -> Reply | None:
+        """Answer with the seeded fault this request meets; None lets it go on.
+
+        A `drop_after_accept` fault also lets it go on: the pipeline drops the connection
+        after the request is processed.
+        """
+        is_template = isinstance(body, dict) and body.get("type") == "template"
+        fault = take(
+            self.world.state.seeded,
+            endpoint=self.endpoint,
+            phone=phone,
+            recipient=recipient,
+            template=is_template,
+        )
+        if fault is None:
+            return None
+        self.fault_id = fault.id
+        if fault.code == "drop_after_accept":
+            self.drop_after = True
+            return None
+        self.fault = True
+        if fault.code == "drop":
+            return Reply(0, drop=True)
+        if fault.code == "html_502":
+            return html_502()
+        assert isinstance(fault.code, int)
+        headers: tuple[tuple[str, str], ...] = ()
+        if fault.retry_after is not None:
+            headers += (("Retry-After", str(fault.retry_after)),)
+        if fault.regain_access_minutes is not None:
+            headers += (("X-Business-Use-Case-Usage", _buc_usage(fault.regain_access_minutes)),)
+        return self.error(SEEDED_ENTRIES[fault.code], headers=headers, **fault_values(fault, body))
 
     # --- the checks every handler shares --------------------------------------------------
 

@@ -19,6 +19,7 @@ import attrs
 __all__ = [
     "ENTRIES",
     "FLAKY_ENTRIES",
+    "SEEDED_ENTRIES",
     "Entry",
     "Reply",
     "html_502",
@@ -207,6 +208,35 @@ ENTRIES: Final[Mapping[str, Entry]] = MappingProxyType(
                 "number to the same phone number in a short period of time.",
             ),
         ),
+        # The long caps: hours to days, and retrying soon makes them worse.
+        "spam_limit": Entry(
+            400,
+            _wa(
+                "(#131048) Spam rate limit hit",
+                131048,
+                "Message failed to send because there are restrictions on how many messages can "
+                "be sent from this phone number. This may be because too many previous messages "
+                "were blocked or flagged as spam.",
+            ),
+        ),
+        "ecosystem_limit": Entry(
+            400,
+            _wa(
+                "(#131049) This message was not delivered to maintain healthy ecosystem "
+                "engagement.",
+                131049,
+                "This message was not delivered to maintain healthy ecosystem engagement.",
+            ),
+        ),
+        # The WABA's business-use-case limit; `X-Business-Use-Case-Usage` says how long.
+        "business_rate_limit": Entry(
+            400,
+            _wa(
+                "(#80007) Rate limit issues",
+                80007,
+                "The WhatsApp Business Account has reached its rate limit.",
+            ),
+        ),
         "app_usage": Entry(
             400,
             {
@@ -281,6 +311,44 @@ ENTRIES: Final[Mapping[str, Entry]] = MappingProxyType(
         "required_parameter_missing": Entry(
             400, _wa("(#131008) Required parameter is missing", 131008, "{details}")
         ),
+        # Graph-side refusals of sends that pass every local check.
+        "template_missing": Entry(
+            404,
+            _wa(
+                "(#132001) Template name does not exist in the translation",
+                132001,
+                "template name ({template}) does not exist in {language}",
+            ),
+        ),
+        "template_params": Entry(
+            400,
+            _wa(
+                "(#132000) Number of parameters does not match the expected number of params",
+                132000,
+                "Number of parameters does not match the expected number of params",
+            ),
+        ),
+        "undeliverable": Entry(
+            400, _wa("(#131026) Message Undeliverable", 131026, "Message Undeliverable.")
+        ),
+        "reengagement": Entry(
+            400,
+            _wa(
+                "(#131047) Re-engagement message",
+                131047,
+                "Message failed to send because more than 24 hours have passed since the "
+                "customer last replied to this number.",
+            ),
+        ),
+        "nonexisting_field": Entry(
+            400,
+            {
+                "message": "(#100) Tried accessing nonexisting field ({field}) on node type "
+                "({node})",
+                "type": "OAuthException",
+                "code": 100,
+            },
+        ),
         "unknown_path": Entry(
             400,
             {"message": "Unknown path components: {path}", "type": "OAuthException", "code": 2500},
@@ -310,6 +378,25 @@ FLAKY_ENTRIES: Final[Mapping[int, str]] = MappingProxyType(
     }
 )
 
+#: The catalogue entry of each Graph error code a seeded fault (`fail_next`) can answer with.
+SEEDED_ENTRIES: Final[Mapping[int, str]] = MappingProxyType(
+    {
+        **FLAKY_ENTRIES,
+        4: "app_usage",
+        80007: "business_rate_limit",
+        130429: "throughput",
+        131026: "undeliverable",
+        131047: "reengagement",
+        131048: "spam_limit",
+        131049: "ecosystem_limit",
+        131056: "pair_limit",
+        131008: "required_parameter_missing",
+        131009: "parameter_value_invalid",
+        132000: "template_params",
+        132001: "template_missing",
+    }
+)
+
 _HTML_502: Final = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -334,6 +421,7 @@ def _dumps(data: Any) -> bytes:
 
 def render(
     name: str,
+    /,
     *,
     fbtrace_id: str,
     code_as_string: bool = False,

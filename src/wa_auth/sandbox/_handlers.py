@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from wa_auth.sandbox._calls import MANAGEMENT, MESSAGING, Call
-from wa_auth.sandbox._catalogue import Reply
+from wa_auth.sandbox._catalogue import ENTRIES, Reply
 from wa_auth.sandbox._specs import TokenSpec
 from wa_auth.sandbox._wire import decode_cursor, encode_cursor, form, multipart
 from wa_auth.sandbox._world import (
@@ -28,6 +29,7 @@ __all__ = [
     "delete_media",
     "download",
     "exchange",
+    "health_status",
     "media_info",
     "phone_number",
     "phone_numbers",
@@ -43,6 +45,81 @@ _USER_ID: Final = "10000000000000001"
 #: Meta's long-lived user token lifetime as the exchange reports it (about 60 days).
 LONG_LIVED_SECONDS: Final = 5183944
 _DATA_ACCESS_SECONDS: Final = 90 * 24 * 3600
+_BUSINESS_ID: Final = "103000000000001"
+#: A phone number's `status` field, by number state.
+_NUMBER_STATUS: Final = {"ok": "CONNECTED", "not_registered": "PENDING", "restricted": "RESTRICTED"}
+#: The catalogue entry a send gets from each blocking number and account state.
+_NUMBER_BLOCKS: Final = {"not_registered": "number_not_registered", "restricted": "spam_limit"}
+_ACCOUNT_BLOCKS: Final = {
+    "locked": "account_locked",
+    "restricted": "account_restricted",
+    "restricted_130497": "account_restricted_130497",
+    "payment_issue": "account_payment_issue",
+    "maintenance": "account_maintenance",
+}
+#: The remedy each blocking entity's `health_status` names (after Meta's error-code table).
+_SOLUTIONS: Final = {
+    "number_not_registered": "Register the phone number with POST /{phone_number_id}/register.",
+    "spam_limit": "Check your quality status in the WhatsApp Manager and see the Quality-Based "
+    "Rate Limits documentation for more information.",
+    "account_locked": "Visit Business Support Home to see why the account is locked and how to "
+    "resolve it.",
+    "account_restricted": "See the Policy Enforcement document to learn about policy violations "
+    "and how to resolve them.",
+    "account_restricted_130497": "See the WhatsApp Business Messaging Policy for the countries "
+    "your business category may message.",
+    "account_payment_issue": "Fix the payment method, credit line or on-behalf-of setup of the "
+    "WhatsApp Business Account.",
+    "account_maintenance": "The account is in maintenance mode; try again later.",
+}
+#: The fields `GET /{phone}?fields=` and `GET /{waba}?fields=` know: what the sandbox serves
+#: plus Graph fields it leaves out. Any other field is Graph's "nonexisting field" error.
+_PHONE_NODE: Final = "WhatsAppBusinessPhoneNumber"
+_PHONE_FIELDS: Final = frozenset(
+    {
+        "id",
+        "display_phone_number",
+        "verified_name",
+        "quality_rating",
+        "code_verification_status",
+        "platform_type",
+        "throughput",
+        "name_status",
+        "status",
+        "health_status",
+        "account_mode",
+        "certificate",
+        "eligibility_for_api_business_global_search",
+        "is_official_business_account",
+        "is_pin_enabled",
+        "is_preverified_number",
+        "last_onboarded_time",
+        "messaging_limit_tier",
+        "new_certificate",
+        "new_name_status",
+        "quality_score",
+        "search_visibility",
+        "webhook_configuration",
+        "whatsapp_business_manager_messaging_limit",
+    }
+)
+_WABA_NODE: Final = "WhatsAppBusinessAccount"
+_WABA_FIELDS: Final = frozenset(
+    {
+        "id",
+        "name",
+        "currency",
+        "timezone_id",
+        "message_template_namespace",
+        "health_status",
+        "account_review_status",
+        "business_verification_status",
+        "country",
+        "ownership_type",
+        "primary_business_location",
+        "status",
+    }
+)
 _TEMPLATES: Final = (
     ("hello_world", "en_US", "UTILITY", "Hello World"),
     ("order_update", "en_US", "UTILITY", "Your order {{1}} has shipped."),
@@ -127,24 +204,90 @@ def delete_media(ctx: Call) -> Reply:
 
 
 def _number_data(ctx: Call, phone: str) -> dict[str, Any]:
-    registered = ctx.world.state.numbers[phone] == "ok"
+    number = ctx.world.state.numbers[phone]
     return {
         "id": phone,
         "display_phone_number": _DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone)],
         "verified_name": "wa_auth Sandbox",
-        "quality_rating": "GREEN",
+        "quality_rating": "RED" if number == "restricted" else "GREEN",
         "code_verification_status": "VERIFIED",
-        "platform_type": "CLOUD_API" if registered else "NOT_APPLICABLE",
+        "platform_type": "NOT_APPLICABLE" if number == "not_registered" else "CLOUD_API",
         "throughput": {"level": "STANDARD"},
         "name_status": "APPROVED",
+        "status": _NUMBER_STATUS[number],
+        "health_status": health_status(ctx, phone),
     }
 
 
+def _entity(kind: str, entity_id: str, blocked_by: str | None) -> dict[str, Any]:
+    entity: dict[str, Any] = {"entity_type": kind, "id": entity_id}
+    if blocked_by is None:
+        entity["can_send_message"] = "AVAILABLE"
+        return entity
+    error = ENTRIES[blocked_by].error
+    entity["can_send_message"] = "BLOCKED"
+    entity["errors"] = [
+        {
+            "error_code": error["code"],
+            "error_description": error["error_data"]["details"],
+            "possible_solution": _SOLUTIONS[blocked_by],
+        }
+    ]
+    return entity
+
+
+def health_status(ctx: Call, phone: str | None) -> dict[str, Any]:
+    """Return the `health_status` field of a phone number (or, with None, of the WABA).
+
+    Each entity a send involves is `AVAILABLE`, or `BLOCKED` with the error its sends get
+    (Meta's shape: `errors[].error_code`, `error_description`, `possible_solution`); the
+    overall `can_send_message` is the worst of them.
+    """
+    state = ctx.world.state
+    entities = []
+    if phone is not None:
+        entities.append(_entity("PHONE_NUMBER", phone, _NUMBER_BLOCKS.get(state.numbers[phone])))
+    account = state.account
+    if account == "restricted" and state.account_variant == "code_130497":
+        account = "restricted_130497"
+    entities.append(_entity("WABA", BUSINESS_ACCOUNT_ID, _ACCOUNT_BLOCKS.get(account)))
+    entities.append(_entity("BUSINESS", _BUSINESS_ID, None))
+    entities.append(_entity("APP", APP_ID, None))
+    blocked = any(e["can_send_message"] == "BLOCKED" for e in entities)
+    return {"can_send_message": "BLOCKED" if blocked else "AVAILABLE", "entities": entities}
+
+
+def _fields(ctx: Call, node: str, known: frozenset[str]) -> list[str] | Reply | None:
+    """Return the `fields` asked for (None: all), or Graph's error for one it lacks."""
+    asked = ctx.req.query.get("fields")
+    if asked is None:
+        return None
+    fields = [f.strip() for f in asked.split(",") if f.strip()]
+    for field in fields:
+        if field not in known:
+            return ctx.error("nonexisting_field", field=field[:80], node=node)
+    return fields
+
+
+def _cut(data: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    # Graph answers the fields asked for, and always the id.
+    if fields is None:
+        return data
+    return {"id": data["id"], **{f: data[f] for f in fields if f in data}}
+
+
+def _select(ctx: Call, data: dict[str, Any], node: str, known: frozenset[str]) -> Reply:
+    fields = _fields(ctx, node, known)
+    return fields if isinstance(fields, Reply) else ctx.ok(_cut(data, fields))
+
+
 def phone_number(ctx: Call) -> Reply:
-    """Answer `GET /{phone}`."""
+    """Answer `GET /{phone}`, cut to `fields` (with `status` and `health_status`)."""
     assert ctx.phone is not None
     denied = ctx.permitted(MANAGEMENT, ctx.phone)
-    return denied if denied is not None else ctx.ok(_number_data(ctx, ctx.phone))
+    if denied is not None:
+        return denied
+    return _select(ctx, _number_data(ctx, ctx.phone), _PHONE_NODE, _PHONE_FIELDS)
 
 
 def profile(ctx: Call) -> Reply:
@@ -170,15 +313,15 @@ def waba(ctx: Call) -> Reply:
     denied = ctx.permitted(MANAGEMENT, None)
     if denied is not None:
         return denied
-    return ctx.ok(
-        {
-            "id": BUSINESS_ACCOUNT_ID,
-            "name": "wa_auth Sandbox",
-            "currency": "USD",
-            "timezone_id": "1",
-            "message_template_namespace": "sandbox_" + BUSINESS_ACCOUNT_ID,
-        }
-    )
+    data = {
+        "id": BUSINESS_ACCOUNT_ID,
+        "name": "wa_auth Sandbox",
+        "currency": "USD",
+        "timezone_id": "1",
+        "message_template_namespace": "sandbox_" + BUSINESS_ACCOUNT_ID,
+        "health_status": health_status(ctx, None),
+    }
+    return _select(ctx, data, _WABA_NODE, _WABA_FIELDS)
 
 
 def phone_numbers(ctx: Call) -> Reply:
@@ -186,7 +329,10 @@ def phone_numbers(ctx: Call) -> Reply:
     denied = ctx.permitted(MANAGEMENT, None)
     if denied is not None:
         return denied
-    return _page(ctx, [_number_data(ctx, p) for p in PHONE_NUMBER_IDS])
+    fields = _fields(ctx, _PHONE_NODE, _PHONE_FIELDS)
+    if isinstance(fields, Reply):
+        return fields
+    return _page(ctx, [_cut(_number_data(ctx, p), fields) for p in PHONE_NUMBER_IDS])
 
 
 def templates(ctx: Call) -> Reply:
@@ -225,7 +371,10 @@ def _page(ctx: Call, items: list[dict[str, Any]]) -> Reply:
             "cursors": {"before": encode_cursor(start), "after": encode_cursor(end)}
         }
         if end + 1 < len(items):
-            paging["next"] = f"{ctx.base()}{ctx.req.path}?limit={limit}&after={encode_cursor(end)}"
+            # The next page keeps the query (`fields` included) but never a token in it.
+            query = {k: v for k, v in ctx.req.query.items() if k not in ("access_token", "after")}
+            query.update(limit=str(limit), after=encode_cursor(end))
+            paging["next"] = f"{ctx.base()}{ctx.req.path}?{urlencode(query)}"
         data["paging"] = paging
     return ctx.ok(data)
 

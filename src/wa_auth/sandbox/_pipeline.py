@@ -99,6 +99,7 @@ def _record(ctx: Call, reply: Reply) -> None:
             code=reply.code,
             outcome=outcome,
             phone_number_id=ctx.phone,
+            fault_id=ctx.fault_id,
         )
     )
 
@@ -151,6 +152,12 @@ def _guarded(ctx: Call, then: _Handler) -> Reply:
     limited = ctx.count_app_call()
     if limited is not None:
         return limited
+    if ctx.endpoint != "send_message":  # a send meets its seeded faults after its checks
+        numbers = ctx.world.state.numbers
+        phone = ctx.parts[0] if ctx.parts and ctx.parts[0] in numbers else None
+        seeded = ctx.seeded(phone)
+        if seeded is not None:
+            return seeded
     return then(ctx)
 
 

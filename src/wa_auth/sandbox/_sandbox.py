@@ -19,6 +19,7 @@ from wa_auth.sandbox._values import (
     RecordedMessage,
     RecordedRequest,
     SandboxToken,
+    SeededFault,
 )
 from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
 
@@ -257,7 +258,11 @@ class Sandbox:
         self._world.set_account_state(state, variant)
 
     def set_number_state(self, phone_number_id: str, state: str) -> None:
-        """Put a phone number in *state*: `ok` or `not_registered` (133010).
+        """Put a phone number in *state*: `ok`, `not_registered` (133010) or `restricted`.
+
+        A `restricted` number's sends get 131048 (spam rate limit); its `status` field is
+        `RESTRICTED` and its `quality_rating` `RED`. Every state shows in the number's
+        `status` and `health_status` fields, so a probe can see it lift.
 
         Raises:
             ValueError: Unknown phone number or state.
@@ -313,7 +318,7 @@ class Sandbox:
         return self._world.set_faults(
             Faults(
                 error_rate=error_rate,
-                error_codes=tuple(error_codes),
+                error_codes=error_codes,
                 html_502_rate=html_502_rate,
                 drop_rate=drop_rate,
                 drop_after_accept=drop_after_accept,
@@ -322,6 +327,71 @@ class Sandbox:
                 code_as_string=code_as_string,
             )
         )
+
+    def fail_next(
+        self,
+        code: int | str,
+        *,
+        times: int | None = 1,
+        phone_number_id: str | None = None,
+        recipient: str | None = None,
+        endpoint: str = "send_message",
+        retry_after: int | None = None,
+        retry_after_header: bool = True,
+        regain_access_minutes: int | None = None,
+    ) -> SeededFault:
+        """Answer the next *times* matching requests with *code*, then serve them again.
+
+        A send meets its seeded faults after every check of its own (the token, the body, the
+        account and number states), so a fault stands for a refusal of a send that was fine
+        locally. The oldest matching fault answers first; each answer is recorded in
+        `requests()` with outcome `fault` and the fault's `id` as `fault_id`.
+
+        Args:
+            code: One of `SEEDED_FAULTS`, each with Meta's literal payload: 1, 2, 131000,
+                131016 (transient), 4, 80007, 130429, 131056 (rate limits), 131048, 131049
+                (the long caps), 131008, 131009, 131026, 131047, 132000, 132001 (refused
+                sends; 132000 and 132001 only meet template sends), or `drop` (the
+                connection closes unanswered), `drop_after_accept` (the send is accepted and
+                recorded, then the connection closes: "maybe delivered"), `html_502`.
+            times: How many matching requests it answers; None every one until
+                `clear_seeded_faults()`.
+            phone_number_id: Only requests for this phone number; None any.
+            recipient: Only sends to this recipient (by digits, so `+1555...` matches
+                `1555...`), for 131056's pair limit; None any.
+            endpoint: The requests it answers, by `RecordedRequest.endpoint`: `send_message`
+                (message sends, not read receipts), `get_phone_number`, `list_templates`...
+            retry_after: The `Retry-After` seconds of a 130429 (default 1) or 131056 (default
+                6); other codes carry none.
+            retry_after_header: Send that `Retry-After` (130429 and 131056 only).
+            regain_access_minutes: The `estimated_time_to_regain_access` in the
+                `X-Business-Use-Case-Usage` header of an 80007 (default 1).
+
+        Returns:
+            The fault as seeded (its `id` names it in `requests()`).
+
+        Raises:
+            ValueError: An unknown code, endpoint or phone number, a bad count or recipient,
+                or an option the code does not take.
+        """
+        return self._world.fail_next(
+            code,
+            times=times,
+            phone_number_id=phone_number_id,
+            recipient=recipient,
+            endpoint=endpoint,
+            retry_after=retry_after,
+            retry_after_header=retry_after_header,
+            regain_access_minutes=regain_access_minutes,
+        )
+
+    def seeded_faults(self) -> tuple[SeededFault, ...]:
+        """Return the seeded faults still to answer, oldest first, with their `remaining`."""
+        return self._world.seeded_faults()
+
+    def clear_seeded_faults(self) -> None:
+        """Forget every seeded fault still to answer (`reset()` does too)."""
+        self._world.clear_seeded_faults()
 
     def now(self) -> float:
         """Return the sandbox clock's time, in unix seconds."""
@@ -347,7 +417,8 @@ class Sandbox:
     def reset(self) -> None:
         """Return to the state at start: initial tokens, `ok` states, no limits, no faults.
 
-        Records, media and issued tokens are forgotten; the clock restarts and the random
-        generator is seeded again, so a test after `reset()` sees what the first one saw.
+        Records, media, issued tokens and seeded faults are forgotten; the clock restarts and
+        the random generator is seeded again, so a test after `reset()` sees what the first
+        one saw.
         """
         self._world.reset()

@@ -1,8 +1,9 @@
 """The send handler, `POST /{phone_number_id}/messages`: checks, limits, then a recorded wamid.
 
 A send passes, in Meta's order: the token's permission, the body's JSON and its fields
-(`_messages`), the account and number states, then the rate limits; only then is it recorded
-and answered with a `wamid`. A mark-as-read (`"status": "read"`) takes the same path, short.
+(`_messages`), the account and number states, the seeded faults (`_seeded`), then the rate
+limits; only then is it recorded and answered with a `wamid`. A mark-as-read
+(`"status": "read"`) takes the same path, short, and meets no seeded fault.
 """
 
 from __future__ import annotations
@@ -11,19 +12,16 @@ import base64
 import collections
 import json
 import math
-import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from wa_auth.sandbox._calls import MESSAGING, Call
 from wa_auth.sandbox._catalogue import Reply
 from wa_auth.sandbox._messages import check_message, check_read
 from wa_auth.sandbox._values import Limits, RecordedMessage
-from wa_auth.sandbox._wire import digits_of, json_body
+from wa_auth.sandbox._wire import RECIPIENT_RE, digits_of, json_body
 
 __all__ = ["send"]
-
-_RECIPIENT_RE: Final = re.compile(r"\+?[0-9]{7,15}")
 
 
 def send(ctx: Call) -> Reply:
@@ -47,16 +45,28 @@ def send(ctx: Call) -> Reply:
         return ctx.error("required_parameter", parameter="to")
     if not isinstance(to, str):
         return ctx.error("param_type", param="to", expected="a string")
-    if not _RECIPIENT_RE.fullmatch(to):
+    if not RECIPIENT_RE.fullmatch(to):
         return ctx.error("invalid_parameter", details=f"Invalid WhatsApp recipient: {to[:20]!r}")
     problem = check_message(body)
     if problem is not None:
         return ctx.error(problem[0], **problem[1])
     kind = body.get("type") or "text"
-    blocked = ctx.account_block() or _rate_limited(ctx, to)
+    blocked = (
+        ctx.account_block()
+        or _number_restricted(ctx)
+        or ctx.seeded(ctx.phone, recipient=to, body=body)
+        or _rate_limited(ctx, to)
+    )
     if blocked is not None:
         return blocked
     return _accept(ctx, body, to, kind)
+
+
+def _number_restricted(ctx: Call) -> Reply | None:
+    # A restricted number is spam-limited (131048); its read receipts and uploads still work.
+    if ctx.phone is not None and ctx.world.state.numbers.get(ctx.phone) == "restricted":
+        return ctx.error("spam_limit")
+    return None
 
 
 def _retry_after(limits: Limits, seconds: int) -> tuple[tuple[str, str], ...]:

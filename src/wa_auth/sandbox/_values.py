@@ -30,6 +30,7 @@ __all__ = [
     "RecordedMessage",
     "RecordedRequest",
     "SandboxToken",
+    "SeededFault",
 ]
 
 #: The states a token can be put in; `expired` is also reached when the sandbox clock passes
@@ -63,7 +64,7 @@ ACCOUNT_VARIANTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     }
 )
 #: The states of a phone number.
-NUMBER_STATES: Final = ("ok", "not_registered")
+NUMBER_STATES: Final = ("ok", "not_registered", "restricted")
 #: The token kinds, as `debug_token` reports them (`USER`, `SYSTEM_USER`).
 TOKEN_KINDS: Final = ("system_user", "user")
 #: The scopes a token gets unless told otherwise.
@@ -242,8 +243,10 @@ class RecordedRequest:
     """A request the sandbox received, accepted or not.
 
     `outcome` is `accepted` (2xx), `error` (a Graph error answer), `fault` (an injected
-    5xx or HTML 502) or `dropped` (the connection was closed without an answer). The path
-    is recorded without its query string, which may carry tokens.
+    5xx or HTML 502, or a seeded fault's answer) or `dropped` (the connection was closed
+    without an answer). `fault_id` names the seeded fault that answered (see
+    `Sandbox.fail_next`). The path is recorded without its query string, which may carry
+    tokens.
     """
 
     seq: int
@@ -256,6 +259,40 @@ class RecordedRequest:
     code: int | None
     outcome: str
     phone_number_id: str | None = None
+    fault_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data."""
+        return attrs.asdict(self)
+
+
+@attrs.frozen(kw_only=True)
+class SeededFault:
+    """A fault seeded for the next matching requests (`Sandbox.fail_next`), as it stands.
+
+    Args:
+        id: Its name in `requests()` (`RecordedRequest.fault_id`): `fault_1`, `fault_2`...
+        code: The answer: a Graph error code (see `SEEDED_FAULTS`) or `drop`,
+            `drop_after_accept`, `html_502`.
+        times: How many matching requests it answers; None until cleared.
+        remaining: How many it still answers; None until cleared.
+        phone_number_id: Only requests for this phone number; None any.
+        recipient: Only sends to this recipient (compared by digits); None any.
+        endpoint: The requests it answers, by `RecordedRequest.endpoint` (`send_message`).
+        retry_after: The `Retry-After` seconds sent with it; None sends none.
+        regain_access_minutes: The `estimated_time_to_regain_access` of an 80007's
+            `X-Business-Use-Case-Usage`; None for other codes.
+    """
+
+    id: str
+    code: int | str
+    times: int | None
+    remaining: int | None
+    phone_number_id: str | None = None
+    recipient: str | None = None
+    endpoint: str = "send_message"
+    retry_after: int | None = None
+    regain_access_minutes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe data."""

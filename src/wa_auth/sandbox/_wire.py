@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import attrs
@@ -18,6 +19,7 @@ import attrs
 from wa_auth.sandbox._checks import loads_strict
 
 __all__ = [
+    "RECIPIENT_RE",
     "HttpRequest",
     "bearer",
     "decode_cursor",
@@ -27,6 +29,9 @@ __all__ = [
     "json_body",
     "multipart",
 ]
+
+#: A recipient as the Cloud API takes it: 7 to 15 digits, with or without a `+`.
+RECIPIENT_RE: Final = re.compile(r"\+?[0-9]{7,15}")
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ import attrs
 
 from wa_auth._redact import fingerprint
 from wa_auth.sandbox._checks import MAX_SECONDS, real, text
+from wa_auth.sandbox._seeded import make_fault
 from wa_auth.sandbox._specs import DEMO_SPECS, TokenSpec, check_token_state, spec_from
 from wa_auth.sandbox._values import (
     ACCOUNT_STATES,
@@ -31,6 +32,7 @@ from wa_auth.sandbox._values import (
     RecordedMessage,
     RecordedRequest,
     SandboxToken,
+    SeededFault,
 )
 
 __all__ = [
@@ -114,6 +116,9 @@ class State:
     pairs: dict[tuple[str, str], collections.deque[float]] = attrs.Factory(dict)
     #: (the app-usage window, calls in it).
     app_calls: tuple[int, int] = (0, 0)
+    #: The seeded faults still to answer, oldest first.
+    seeded: list[SeededFault] = attrs.Factory(list)
+    fault_seq: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.messages = collections.deque(maxlen=self.max_records)
@@ -371,6 +376,52 @@ class World:
         """Return the injected faults."""
         with self.lock:
             return self.state.faults
+
+    # --- seeded faults ---------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        code: object,
+        *,
+        times: object = 1,
+        phone_number_id: object = None,
+        recipient: object = None,
+        endpoint: object = "send_message",
+        retry_after: object = None,
+        retry_after_header: object = True,
+        regain_access_minutes: object = None,
+    ) -> SeededFault:
+        """Seed a fault for the next matching requests (see `Sandbox.fail_next`).
+
+        Raises:
+            ValueError: An unknown code, endpoint or phone number, or a bad option.
+        """
+        with self.lock:
+            fault = make_fault(
+                f"fault_{self.state.fault_seq + 1}",
+                code,
+                phones=self.state.numbers,
+                times=times,
+                phone_number_id=phone_number_id,
+                recipient=recipient,
+                endpoint=endpoint,
+                retry_after=retry_after,
+                retry_after_header=retry_after_header,
+                regain_access_minutes=regain_access_minutes,
+            )
+            self.state.fault_seq += 1
+            self.state.seeded.append(fault)
+            return fault
+
+    def seeded_faults(self) -> tuple[SeededFault, ...]:
+        """Return the seeded faults still to answer, oldest first."""
+        with self.lock:
+            return tuple(self.state.seeded)
+
+    def clear_seeded_faults(self) -> None:
+        """Forget every seeded fault still to answer."""
+        with self.lock:
+            self.state.seeded.clear()
 
     # --- records ----------------------------------------------------------------------------
 
