@@ -64,6 +64,8 @@ class Request:
     operation: str = ""
     #: The phone number id or WABA id a routing provider picks the token by.
     route: str | None = None
+    #: Who wanted it sent (an intent's `consumer`), for events; None: the client's label.
+    consumer: str | None = None
 
 
 @attrs.frozen
@@ -300,7 +302,7 @@ def call(
             provider.invalidate(token, error)
             ctx.events.emit(
                 TokenInvalidated(
-                    consumer=ctx.consumer,
+                    consumer=request.consumer or ctx.consumer,
                     token_fingerprint=token.fingerprint,
                     category=error.category,
                 )
@@ -343,7 +345,7 @@ def _replacement(
             del error  # no cycle through this frame (see `call`)
     ctx.events.emit(
         AuthRetried(
-            consumer=ctx.consumer,
+            consumer=request.consumer or ctx.consumer,
             token_fingerprint=token.fingerprint,
             new_token_fingerprint=fresh.fingerprint,
             operation=request.operation,
@@ -386,7 +388,7 @@ def _emit_failure(ctx: Context, request: Request, error: ApiError) -> None:
     if error.category in _AUTH_CATEGORIES:
         ctx.events.emit(
             AuthFailed(
-                consumer=ctx.consumer,
+                consumer=request.consumer or ctx.consumer,
                 token_fingerprint=error.token_fingerprint,
                 category=error.category,
                 operation=request.operation,
@@ -395,12 +397,13 @@ def _emit_failure(ctx: Context, request: Request, error: ApiError) -> None:
                 fbtrace_id=error.fbtrace_id,
                 rule=error.rule,
                 operator_action=error.operator_action,
+                phone_number_id=request.route,
             )
         )
     else:
         ctx.events.emit(
             ApiCallFailed(
-                consumer=ctx.consumer,
+                consumer=request.consumer or ctx.consumer,
                 token_fingerprint=error.token_fingerprint,
                 category=error.category,
                 operation=request.operation,
@@ -410,6 +413,7 @@ def _emit_failure(ctx: Context, request: Request, error: ApiError) -> None:
                 retryable=error.retryable,
                 retry_after=error.retry_after,
                 maybe_delivered=error.maybe_delivered,
+                phone_number_id=request.route,
             )
         )
 
@@ -472,7 +476,12 @@ ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).enco
 
 
 def post_json(
-    ctx: Context, url: str, body: Mapping[str, Any], operation: str, route: str
+    ctx: Context,
+    url: str,
+    body: Mapping[str, Any],
+    operation: str,
+    route: str,
+    consumer: str | None = None,
 ) -> Request:
     """Return a POST of *body* as compact JSON: a send, never safe to repeat blindly."""
     return Request(
@@ -483,6 +492,7 @@ def post_json(
         idempotent=False,
         operation=operation,
         route=route,
+        consumer=consumer,
     )
 
 

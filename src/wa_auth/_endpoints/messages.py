@@ -266,6 +266,7 @@ def send_message(
     built: Built,
     idempotency_key: str | None,
     phone_number_id: str | None,
+    consumer: str | None = None,
 ) -> Flow[SendResult]:
     """Send a built message to *to*; the flow's own function names the operation.
 
@@ -277,6 +278,7 @@ def send_message(
         built: A builder's `(type, object)`.
         idempotency_key: Echoed back as `biz_opaque_callback_data` in status webhooks.
         phone_number_id: The sender, or None for the client's.
+        consumer: Who wants it sent (an intent's label), for events; None: the client's.
     """
     phone = ctx.phone(phone_number_id)
     recipient = check_recipient(to)
@@ -292,7 +294,7 @@ def send_message(
     if key is not None:
         body["biz_opaque_callback_data"] = key
     name = operation if isinstance(operation, str) else operation.__name__
-    request = post_json(ctx, ctx.messages_url(phone), body, name, phone)
+    request = post_json(ctx, ctx.messages_url(phone), body, name, phone, consumer)
     return (yield from call(ctx, request, lambda r: _parse_send(r, key)))
 
 
@@ -556,6 +558,7 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
             intent.message(),
             intent.idempotency_key,
             intent.phone_number_id,
+            intent.consumer,
         )
     )
 
