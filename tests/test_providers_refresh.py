@@ -504,3 +504,17 @@ async def test_async_waits_are_bounded():
         src.gate.set()
         await asyncio.to_thread(leader.join)
     assert (await src.aget_token()).reveal() == "tok-1"
+
+
+def test_freshness_is_a_token_state():
+    """The engine's freshness is google-auth's three states: INVALID, FRESH, then STALE."""
+    from wa_auth.providers._refresh import TokenState
+
+    clock = Clock()
+    src = Source(clock, policy=RefreshPolicy(jitter=0.0, recheck_interval=60))
+    refresher = src._refresher
+    assert refresher._freshness(refresher._state) is TokenState.INVALID
+    src.get_token()
+    assert refresher._freshness(refresher._state) is TokenState.FRESH
+    clock.now += 61
+    assert refresher._freshness(refresher._state) is TokenState.STALE

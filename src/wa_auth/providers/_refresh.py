@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import enum
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     Load: TypeAlias = Callable[[Token | None, bool], "Fetched"]
     ALoad: TypeAlias = Callable[[Token | None, bool], Awaitable["Fetched"]]
 
-__all__ = ["Fetched", "RefreshPolicy", "Refresher", "RefreshingTokenProvider"]
+__all__ = ["Fetched", "RefreshPolicy", "Refresher", "RefreshingTokenProvider", "TokenState"]
 
 _log = logging.getLogger("wa_auth.providers")
 
@@ -108,9 +109,17 @@ class Fetched:
     recheck_after: float | None = None
 
 
-_FRESH: Final = 0
-_STALE: Final = 1
-_EXPIRED: Final = 2
+class TokenState(enum.Enum):
+    """How usable the cached token is now (google-auth's `TokenState`)."""
+
+    #: Serve it: no refresh and no re-check is due.
+    FRESH = "fresh"
+    #: Serve it, and let one caller refresh (advisory window, re-check due): a failed refresh
+    #: keeps serving it.
+    STALE = "stale"
+    #: Do not serve it before a refresh: none yet, invalidated, in the mandatory window, or
+    #: served too long past its re-check.
+    INVALID = "invalid"
 
 
 @attrs.frozen
@@ -122,7 +131,7 @@ class _State:
     stale_limit: float = math.inf
     #: wall clock: inside the advisory window (STALE) from here.
     advisory_at: float = math.inf
-    #: wall clock: inside the mandatory window (EXPIRED) from here.
+    #: wall clock: inside the mandatory window (INVALID) from here.
     mandatory_at: float = math.inf
     invalidated: bool = False
     #: A forced refresh returned this fingerprint again: ignore invalidations until `quiet_until`.
@@ -243,13 +252,13 @@ def _cached(st: _State) -> Token:
     return st.token
 
 
-def _settle(fresh: int, st: _State, flight: _Flight, *, leader: bool) -> Token:
+def _settle(fresh: TokenState, st: _State, flight: _Flight, *, leader: bool) -> Token:
     """Return what a caller gets once *flight* is done.
 
     A failed refresh of a token that was only stale (advisory window, re-check) keeps serving
     it; otherwise the flight's outcome (its token, or its error).
     """
-    if fresh == _STALE and flight.error is not None:
+    if fresh is TokenState.STALE and flight.error is not None:
         return _cached(st)
     return flight.outcome(leader=leader)
 
@@ -319,16 +328,16 @@ class Refresher:
 
     # --- state ----------------------------------------------------------------------------------
 
-    def _freshness(self, st: _State) -> int:
+    def _freshness(self, st: _State) -> TokenState:
         if st.token is None or st.invalidated:
-            return _EXPIRED
+            return TokenState.INVALID
         mono = self._monotonic()
         wall = self._clock()
         if wall >= st.mandatory_at or mono >= st.stale_limit:
-            return _EXPIRED
+            return TokenState.INVALID
         if (wall >= st.advisory_at or mono >= st.recheck_at) and mono >= st.backoff_until:
-            return _STALE
-        return _FRESH
+            return TokenState.STALE
+        return TokenState.FRESH
 
     def renew(self, token: Token) -> bool:
         """Keep serving *token* for another re-check interval: the source is known unchanged.
@@ -355,7 +364,7 @@ class Refresher:
     def fresh(self) -> Token | None:
         """Return the cached token if it needs no refresh and no re-check, else None; no I/O."""
         st = self._state
-        if st.token is not None and self._freshness(st) == _FRESH:
+        if st.token is not None and self._freshness(st) is TokenState.FRESH:
             return st.token
         return None
 
@@ -391,7 +400,7 @@ class Refresher:
 
     def _begin(
         self, loop: asyncio.AbstractEventLoop | None = None
-    ) -> tuple[int, _State, _Flight | None, bool]:
+    ) -> tuple[TokenState, _State, _Flight | None, bool]:
         """Decide under the lock: freshness, and the flight to lead or to join.
 
         A flight whose loop was closed under it is dropped here and led again by this caller.
@@ -399,7 +408,7 @@ class Refresher:
         with self._lock:
             st = self._state
             fresh = self._freshness(st)
-            if fresh == _FRESH:
+            if fresh is TokenState.FRESH:
                 return fresh, st, None, False
             abandoned = self._flight
             if abandoned is not None and not abandoned.abandoned():
@@ -423,7 +432,7 @@ class Refresher:
             return token
         while True:
             fresh, st, flight, leader = self._begin()
-            if flight is None or (fresh == _STALE and not leader):
+            if flight is None or (fresh is TokenState.STALE and not leader):
                 return _cached(st)
             if leader:
                 self._run(flight, st)
@@ -455,7 +464,7 @@ class Refresher:
         loop = asyncio.get_running_loop()
         while True:
             fresh, st, flight, leader = self._begin(loop)
-            if flight is None or (fresh == _STALE and not leader):
+            if flight is None or (fresh is TokenState.STALE and not leader):
                 return _cached(st)
             if leader:
                 # A task of its own: a cancelled caller must not cancel everyone's refresh.
