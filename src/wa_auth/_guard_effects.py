@@ -18,7 +18,7 @@ import attrs
 
 from wa_auth.errors import WhatsAppError
 from wa_auth.intents import Intent
-from wa_auth.pacing import MemoryPauseStore, Pause, PauseStore, RateLimiter
+from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
 
 if TYPE_CHECKING:
     from wa_auth._guard_values import Delivery, Handler
@@ -34,6 +34,7 @@ __all__ = [
     "ClearPause",
     "Fallback",
     "GetPause",
+    "GetPauses",
     "Handle",
     "Health",
     "Penalize",
@@ -75,16 +76,18 @@ class Runtime:
         self.sleep = sleep
         self.asleep = asleep
         self.on_health = on_health
+        #: Whether the client's methods are coroutine functions (looked up once, not per send).
+        self.is_async = inspect.iscoroutinefunction(getattr(client, "send", None))
 
     def sync_client(self) -> Any:
         """Return the client, which must be a blocking one."""
-        if inspect.iscoroutinefunction(getattr(self.client, "send", None)):
+        if self.is_async:
             raise TypeError("guard.send() needs a WhatsAppClient; use `await guard.asend()`")
         return self.client
 
     def async_client(self) -> Any:
         """Return the client, which must be an async one."""
-        if not inspect.iscoroutinefunction(getattr(self.client, "send", None)):
+        if not self.is_async:
             raise TypeError("guard.asend() needs an async client; use guard.send()")
         return self.client
 
@@ -184,6 +187,20 @@ class GetPause:
 
     async def aperform(self, env: Runtime, /) -> Pause | None:
         return await env.pauses.aget(self.kind, self.route)
+
+
+@attrs.frozen
+class GetPauses:
+    """Both of a number's records at once: its account pause and its circuit."""
+
+    route: str
+
+    def perform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
+        return env.pauses.get(ACCOUNT, self.route), env.pauses.get(CIRCUIT, self.route)
+
+    async def aperform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
+        pauses = env.pauses
+        return await pauses.aget(ACCOUNT, self.route), await pauses.aget(CIRCUIT, self.route)
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ from wa_auth._guard_effects import (
     ClearPause,
     Fallback,
     GetPause,
+    GetPauses,
     Handle,
     Health,
     Penalize,
@@ -113,26 +114,42 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     route = intent.phone_number_id or cfg.default_route
     if intent.expired(wall):
         return (yield from _expired(cfg, intent, route, 0))
+    circuit = False
     if route is not None:
         held = yield from _held(cfg, intent, route, wall)
-        if held is not None:
+        if isinstance(held, Delivery):
             return held
+        circuit = held
     if cfg.required_scopes:
         refused = yield from _scopes(cfg)
         if refused is not None:
             return (yield from _final(cfg, intent, route, refused, 0, None))
     if cfg.outbox:
         yield Begin(intent)
-    return (yield from _attempts(cfg, intent, route, start))
+    return (yield from _attempts(cfg, intent, route, (wall, start), circuit=circuit))
 
 
-def _attempts(cfg: Config, intent: Intent, route: str | None, start: float) -> PolicyFlow[Delivery]:
-    """Send, learn from each failure, and retry while the policy and the budget allow."""
+def _attempts(
+    cfg: Config,
+    intent: Intent,
+    route: str | None,
+    now: tuple[float, float],
+    *,
+    circuit: bool,
+) -> PolicyFlow[Delivery]:
+    """Send, learn from each failure, and retry while the policy and the budget allow.
+
+    *now* is the (wall, monotonic) time the intent started at; *circuit* says whether the
+    number has a circuit record that a success must clear.
+    """
+    wall, start = now
+    mono = start
     attempts = 0
     while True:
-        wall, mono = yield NOW
-        if intent.expired(wall):
-            return (yield from _expired(cfg, intent, route, attempts))
+        if attempts:
+            wall, mono = yield NOW
+            if intent.expired(wall):
+                return (yield from _expired(cfg, intent, route, attempts))
         if cfg.limiter and route is not None:
             held = yield from _pace(
                 cfg, intent, route, attempts, cfg.policy.budget - (mono - start)
@@ -146,8 +163,9 @@ def _attempts(cfg: Config, intent: Intent, route: str | None, start: float) -> P
             error = exc
             error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
         else:
-            return (yield from _delivered(cfg, intent, route, result, attempts))
+            return (yield from _delivered(cfg, intent, route, result, attempts, circuit=circuit))
         wall, mono = yield NOW
+        circuit = circuit or error.category == _table.TRANSIENT
         stop = yield from _learn(cfg, intent, route, error, wall)
         decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
         if stop is None and decision.retry:
@@ -181,9 +199,14 @@ def _pace(
     return None
 
 
-def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | None]:
-    """Return the Delivery of an intent the number's pause or open circuit holds back."""
-    pause: Pause | None = yield GetPause(ACCOUNT, route)
+def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | bool]:
+    """Return the Delivery of an intent the number's pause or open circuit holds back.
+
+    Otherwise return whether the number has a circuit record (a success must clear it).
+    """
+    pause: Pause | None
+    circuit: Pause | None
+    pause, circuit = yield GetPauses(route)
     if pause is not None:
         if pause.holds(wall):
             return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", pause.until))
@@ -204,14 +227,13 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
                 consumer=intent.consumer or cfg.consumer, phone_number_id=route, by="probe"
             )
         )
-    circuit: Pause | None = yield GetPause(CIRCUIT, route)
     if circuit is not None and circuit.until is not None:
         if circuit.holds(wall) or circuit.probing:
             until = circuit.until if circuit.holds(wall) else wall + cfg.policy.circuit_cooldown
             return (yield from _queued_by_guard(cfg, intent, route, 0, "circuit_open", until))
         # Half-open: this intent is the one probe; the others wait for its outcome.
         yield PutPause(attrs.evolve(circuit, probing=True))
-    return None
+    return circuit is not None
 
 
 def _scopes(cfg: Config) -> PolicyFlow[WhatsAppError | None]:
@@ -309,13 +331,19 @@ def _circuit_failure(
 
 
 def _delivered(
-    cfg: Config, intent: Intent, route: str | None, result: SendResult, attempts: int
+    cfg: Config,
+    intent: Intent,
+    route: str | None,
+    result: SendResult,
+    attempts: int,
+    *,
+    circuit: bool,
 ) -> PolicyFlow[Delivery]:
-    if route is not None:
-        circuit: Pause | None = yield GetPause(CIRCUIT, route)
-        if circuit is not None:
+    if route is not None and circuit:
+        record: Pause | None = yield GetPause(CIRCUIT, route)
+        if record is not None:
             yield ClearPause(CIRCUIT, route)
-            if circuit.until is not None:
+            if record.until is not None:
                 cfg.events.emit(
                     CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
                 )

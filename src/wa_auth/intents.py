@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -72,7 +72,12 @@ _FIELDS: Final = frozenset(
 
 
 def _new_key() -> str:
-    return str(uuid.uuid4())
+    """Return a random UUID4 string (what `str(uuid.uuid4())` gives, at a third of its cost)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _timestamp(name: str, value: object, *, optional: bool) -> float | None:
@@ -131,6 +136,8 @@ class Intent:
             check_text("consumer", self.consumer, _CONSUMER_MAX_CHARS)
         _timestamp("created_at", self.created_at, optional=False)
         _timestamp("not_after", self.not_after, optional=True)
+        if type(self.content) is _Built:
+            return  # made by the kind's builder a moment ago: already checked, nobody else's
         # The content is re-built by the kind's builder: one implementation of every rule, and a
         # private copy nobody else can mutate.
         try:
@@ -144,7 +151,7 @@ class Intent:
     @classmethod
     def _of(cls, to: str, built: Built, options: dict[str, Any]) -> Self:
         kind, content = built
-        return cls(to=to, type=kind, content=content, **options)
+        return cls(to=to, type=kind, content=_Built(content), **options)
 
     @classmethod
     def text(cls, to: str, body: str, *, preview_url: bool = False, **options: Any) -> Self:
@@ -298,6 +305,10 @@ class Intent:
         if isinstance(options.get("phone_number_id"), int):
             options["phone_number_id"] = str(options["phone_number_id"])
         return cls(to=data.get("to"), type=kind, content=data[kind], **options)  # type: ignore[arg-type]
+
+
+class _Built(dict[str, Any]):
+    """A message object a builder has just made and checked (a constructor's, not a user's)."""
 
 
 def _field(content: Mapping[str, Any], name: str, kind: str) -> Any:
