@@ -38,3 +38,79 @@ def classify(body: bytes) -> str:
 def token() -> str:
     t = Token("secret", expires_at=None, source="test")
     return t.fingerprint
+
+
+async def fast_usage() -> str:
+    from wa_auth import FastAsyncWhatsAppClient
+
+    async with FastAsyncWhatsAppClient(token="t", phone_number_id="123", max_in_flight=8) as c:
+        result = await c.send_text("+15551234567", "hi")
+        gate: int = c.max_in_flight
+        return result.message_id + str(gate)
+
+
+def provider_usage(path: str) -> list[str]:
+    from wa_auth.providers import (
+        EnvTokenProvider,
+        FileTokenProvider,
+        RotatingTokenProvider,
+        RoutingTokenProvider,
+        TokenVerdicts,
+    )
+
+    rotating = RotatingTokenProvider([FileTokenProvider(path), EnvTokenProvider("WA_TOKEN")])
+    routing = RoutingTokenProvider({"123": rotating, "456": "a-token-string"})
+    verdicts = TokenVerdicts()
+    with WhatsAppClient(token_provider=routing, verdicts=verdicts, phone_number_id="123") as c:
+        health = c.token_health(refresh=True)
+        return [health.error_category or "", rotating.get_token().fingerprint]
+
+
+def event_usage() -> dict[str, int]:
+    from wa_auth.events import Counters, Events, RotationWindow
+
+    counters = Counters()
+    events = Events(counters)
+    events.subscribe(lambda e: None)
+    windows: list[RotationWindow] = counters.rotation_report()
+    return {**counters.dependents("sha256:0"), "windows": len(windows)}
+
+
+def guard_usage() -> str:
+    from wa_auth.guards import Delivery, Guard, Handlers, RetryPolicy, guarded
+    from wa_auth.intents import Intent
+    from wa_auth.outbox import MemoryOutbox
+    from wa_auth.pacing import LocalRateLimiter
+
+    with WhatsAppClient(token="t", phone_number_id="123") as client:
+        guard = Guard(
+            client,
+            policy=RetryPolicy(budget=10.0),
+            limiter=LocalRateLimiter(),
+            outbox=MemoryOutbox(),
+            handlers=Handlers(on_auth=lambda intent, error: None),
+        )
+        delivery: Delivery = guard.send(Intent.text("+15551234567", "hi"))
+        return delivery.state
+
+
+def _decorated() -> None:
+    from wa_auth.guards import RetryPolicy, guarded, requires_scopes
+
+    @guarded
+    def notify(to: str, *, urgent: bool = False) -> int:
+        return len(to) + urgent
+
+    @guarded(policy=RetryPolicy(max_attempts=2))
+    async def anotify(to: str) -> str:
+        return to
+
+    @requires_scopes("whatsapp_business_messaging")
+    def scoped(client: WhatsAppClient, to: str) -> str:
+        return client.send_text(to, "hi").message_id
+
+    # The decorators keep the signatures: these are checked by mypy, never run.
+    count: int = notify("+15551234567", urgent=True)
+    pending = anotify("+15551234567")
+    sent: str = scoped(WhatsAppClient(token="t"), "+15551234567")
+    del count, pending, sent
