@@ -7,11 +7,11 @@ hook.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
 import httpx
@@ -32,6 +32,7 @@ from wa_auth.providers._base import (
     as_provider,
     clean_token,
 )
+from wa_auth.providers._effects import Blocking, Flow, GetToken, Http, Send, adrive, drive
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 
 __all__ = ["DEFAULT_EXCHANGE_BEFORE", "FbTokenExchanger"]
@@ -87,8 +88,7 @@ class FbTokenExchanger:
         self.refresh_before = refresh_before
         self.url = f"{base_url.rstrip('/')}/{api_version}/oauth/access_token"
         self.timeout = timeout
-        self._transport = transport
-        self._async_transport = async_transport
+        self._http = Http({"timeout": timeout}, transport, async_transport)
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -114,16 +114,7 @@ class FbTokenExchanger:
             TokenUnavailableError: Meta refused or did not answer; the classified error is the
                 cause.
         """
-        secret = self._secret.get_token().reveal()
-        failure: httpx.HTTPError | None = None
-        with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
-            try:
-                r = client.post(self.url, data=self._form(token, secret))
-            except httpx.HTTPError as exc:
-                failure = exc
-            else:
-                return self._parse(r, token, secret)
-        raise _exchange_unreachable(failure)
+        return drive(self._flow(token), self._http)
 
     async def aexchange(self, token: Token) -> Token:
         """Return a new long-lived token for *token*.
@@ -131,17 +122,18 @@ class FbTokenExchanger:
         Raises:
             TokenUnavailableError: As `exchange`.
         """
-        secret = (await self._secret.aget_token()).reveal()
+        return await adrive(self._flow(token), self._http)
+
+    def _flow(self, token: Token) -> Flow[Token]:
+        """The exchange as a flow of effects, for `drive` / `adrive` with `self._http`."""
+        secret = (yield GetToken(self._secret)).reveal()
         failure: httpx.HTTPError | None = None
-        async with httpx.AsyncClient(
-            timeout=self.timeout, transport=self._async_transport
-        ) as client:
-            try:
-                r = await client.post(self.url, data=self._form(token, secret))
-            except httpx.HTTPError as exc:
-                failure = exc
-            else:
-                return self._parse(r, token, secret)
+        try:
+            r: httpx.Response = yield Send("POST", self.url, data=self._form(token, secret))
+        except httpx.HTTPError as exc:
+            failure = exc
+        else:
+            return self._parse(r, token, secret)
         raise _exchange_unreachable(failure)
 
     def _parse(self, r: httpx.Response, token: Token, secret: str) -> Token:
@@ -227,21 +219,18 @@ class _Exchanging(RefreshingTokenProvider):
         return base
 
     def _load(self, current: Token | None, forced: bool) -> Fetched:
-        base = self.inner.get_token()
-        token = self._pick(current, base, forced)
-        if not self._exchanger.due(token):
-            return Fetched(token)
-        new = self._exchanger.exchange(token)
-        self._persist(new)
-        return Fetched(new)
+        return drive(self._flow(current, forced), self._exchanger._http)  # noqa: SLF001 - same module
 
     async def _aload(self, current: Token | None, forced: bool) -> Fetched:
-        base = await self.inner.aget_token()
+        return await adrive(self._flow(current, forced), self._exchanger._http)  # noqa: SLF001 - same module
+
+    def _flow(self, current: Token | None, forced: bool) -> Flow[Fetched]:
+        base: Token = yield GetToken(self.inner)
         token = self._pick(current, base, forced)
         if not self._exchanger.due(token):
             return Fetched(token)
-        new = await self._exchanger.aexchange(token)
-        await asyncio.to_thread(self._persist, new)
+        new = yield from self._exchanger._flow(token)  # noqa: SLF001 - this module's class
+        yield Blocking(partial(self._persist, new))
         return Fetched(new)
 
     def _persist(self, new: Token) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from wa_auth.errors import TokenUnavailableError, WhatsAppError
+from wa_auth.providers._effects import Flow, Session, adrive, drive
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -279,6 +280,70 @@ def _copy_error(error: BaseException) -> BaseException:
     return clone
 
 
+# --- the refresh engine's own effects (see `providers/_effects.py`) -----------------------------
+
+
+@attrs.frozen
+class _Here:
+    """The event loop this caller runs on: None for a thread."""
+
+    def run(self, session: Session) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
+        return None
+
+    async def arun(self, session: Session) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
+        return asyncio.get_running_loop()
+
+
+@attrs.frozen
+class _Lead:
+    """Lead *flight* by running *refresh*; True when it ran here, to its end.
+
+    A thread runs it at once. A task starts it as a task of its own and then waits like every
+    other caller: a cancelled caller must not cancel everyone's refresh.
+    """
+
+    flight: _Flight
+    refresh: Flow[None]
+
+    def run(self, session: Session) -> bool:  # noqa: ARG002
+        drive(self.refresh)
+        return True
+
+    async def arun(self, session: Session) -> bool:  # noqa: ARG002
+        self.flight.task = asyncio.get_running_loop().create_task(adrive(self.refresh))
+        return False
+
+
+@attrs.frozen
+class _Wait:
+    """Wait for *flight*, led by another caller; False when it was abandoned (lead it again)."""
+
+    flight: _Flight
+    timeout: float
+
+    def run(self, session: Session) -> bool:  # noqa: ARG002
+        return self.flight.wait(self.timeout)
+
+    async def arun(self, session: Session) -> bool:  # noqa: ARG002
+        return await self.flight.await_(self.timeout)
+
+
+@attrs.frozen
+class _Load:
+    """Read the source: the provider's blocking `load`, or its coroutine `aload`."""
+
+    load: Load
+    aload: ALoad
+    current: Token | None
+    forced: bool
+
+    def run(self, session: Session) -> Fetched:  # noqa: ARG002
+        return self.load(self.current, self.forced)
+
+    async def arun(self, session: Session) -> Fetched:  # noqa: ARG002
+        return await self.aload(self.current, self.forced)
+
+
 class Refresher:
     """A cached token with advisory/mandatory windows and a single-flight refresh.
 
@@ -422,73 +487,50 @@ class Refresher:
             )
         return fresh, st, flight, True
 
-    # --- sync -----------------------------------------------------------------------------------
+    # --- the refresh, written once ----------------------------------------------------------------
 
     def get(self) -> Token:
         """Return the cached token, refreshing it first when needed (blocking)."""
         self._check_fork()
         token = self.fresh()
-        if token is not None:
-            return token
-        while True:
-            fresh, st, flight, leader = self._begin()
-            if flight is None or (fresh is TokenState.STALE and not leader):
-                return _cached(st)
-            if leader:
-                self._run(flight, st)
-                break
-            if flight.wait(self.policy.flight_timeout):
-                break
-        return _settle(fresh, st, flight, leader=leader)
-
-    def _run(self, flight: _Flight, st: _State) -> None:
-        token: Token | None = None
-        error: BaseException | None = None
-        try:
-            self.loads += 1
-            fetched = self._load(st.token, flight.forced)
-            token = self._publish(st, fetched)
-        except BaseException as exc:  # noqa: BLE001 - handed to the flight, raised by its callers
-            error = self._failed(st, exc)
-        finally:
-            self._end(flight, token, error)
-
-    # --- async ----------------------------------------------------------------------------------
+        return token if token is not None else drive(self._get_flow())
 
     async def aget(self) -> Token:
         """Return the cached token, refreshing it first when needed, without blocking the loop."""
         self._check_fork()
         token = self.fresh()
-        if token is not None:
-            return token
-        loop = asyncio.get_running_loop()
+        return token if token is not None else await adrive(self._get_flow())
+
+    def _get_flow(self) -> Flow[Token]:
+        """Serve the cached token, or lead or join the refresh flight and return its outcome."""
+        loop: asyncio.AbstractEventLoop | None = yield _Here()
         while True:
             fresh, st, flight, leader = self._begin(loop)
             if flight is None or (fresh is TokenState.STALE and not leader):
                 return _cached(st)
-            if leader:
-                # A task of its own: a cancelled caller must not cancel everyone's refresh.
-                flight.task = loop.create_task(self._arun(flight, st))
-            if await flight.await_(self.policy.flight_timeout):
-                break
-        # The task's error is everyone's, the leader's too: each caller raises a copy.
-        return _settle(fresh, st, flight, leader=False)
+            if leader and (yield _Lead(flight, self._refresh_flow(flight, st))):
+                # The refresh ran in this thread: its error is raised as it is, not a copy.
+                return _settle(fresh, st, flight, leader=True)
+            if (yield _Wait(flight, self.policy.flight_timeout)):
+                # A refresh task's error is everyone's, its starter's too: each gets a copy.
+                return _settle(fresh, st, flight, leader=False)
 
-    async def _arun(self, flight: _Flight, st: _State) -> None:
+    def _refresh_flow(self, flight: _Flight, st: _State) -> Flow[None]:
+        """Read the source once and hand the outcome to *flight*; never raises."""
         token: Token | None = None
         error: BaseException | None = None
         collected = False
         try:
             self.loads += 1
-            fetched = await self._aload(st.token, flight.forced)
+            fetched: Fetched = yield _Load(self._load, self._aload, st.token, flight.forced)
             token = self._publish(st, fetched)
         except GeneratorExit:
-            # The task is being collected, pending on a closed loop, maybe by the garbage
-            # collector inside this thread's `with self._lock`: touch nothing. Its flight is
-            # abandoned, and the next caller leads a new one.
+            # The refresh task is being collected, pending on a closed loop, maybe by the
+            # garbage collector inside this thread's `with self._lock`: touch nothing. Its
+            # flight is abandoned, and the next caller leads a new one.
             collected = True
             raise
-        except BaseException as exc:  # noqa: BLE001 - a cancelled refresh is recorded, not raised
+        except BaseException as exc:  # noqa: BLE001 - handed to the flight, raised by its callers
             error = self._failed(st, exc)
         finally:
             if not collected:

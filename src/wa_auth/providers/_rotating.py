@@ -29,6 +29,7 @@ from wa_auth.events import (
     TokenFailedOver,
 )
 from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider, as_provider
+from wa_auth.providers._effects import Flow, GetToken, GetVerdict, adrive, drive
 from wa_auth.providers._exchange import FbTokenExchanger, _Exchanging
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
 
@@ -156,17 +157,7 @@ class RotatingTokenProvider:
             AllCandidatesRejectedError: Every candidate's token has a verdict.
             TokenUnavailableError: The active candidate could not produce a token.
         """
-        start = self._active
-        dead: list[tuple[Token, ApiError | str]] = []
-        for index in self._order(start):
-            token = self._slots[index].get_token()
-            if self._watched(index, token):
-                return self._land(start, index, token, dead)
-            reason = self._verdicts.get(token.fingerprint) or self._invalidated(index, token)
-            if reason is None:
-                return self._land(start, index, token, dead)
-            dead.append((token, reason))
-        raise self._all_dead(dead)
+        return drive(self._token_flow())
 
     async def aget_token(self) -> Token:
         """Return the active candidate's token, failing over past candidates known dead.
@@ -175,13 +166,17 @@ class RotatingTokenProvider:
             AllCandidatesRejectedError: Every candidate's token has a verdict.
             TokenUnavailableError: The active candidate could not produce a token.
         """
+        return await adrive(self._token_flow())
+
+    def _token_flow(self) -> Flow[Token]:
         start = self._active
         dead: list[tuple[Token, ApiError | str]] = []
         for index in self._order(start):
-            token = await self._slots[index].aget_token()
+            token: Token = yield GetToken(self._slots[index])
             if self._watched(index, token):
                 return self._land(start, index, token, dead)
-            reason = await self._verdicts.aget(token.fingerprint) or self._invalidated(index, token)
+            verdict = yield GetVerdict(self._verdicts, token.fingerprint)
+            reason = verdict or self._invalidated(index, token)
             if reason is None:
                 return self._land(start, index, token, dead)
             dead.append((token, reason))
@@ -349,13 +344,7 @@ class RotatingTokenProvider:
         Raises:
             TokenUnavailableError: The candidate could not produce a token; nothing changed.
         """
-        index = self._index_of(candidate)
-        token = self._slots[index].get_token()
-        with contextlib.suppress(TokenUnavailableError):  # only for the event's fingerprint
-            previous = self._active
-            self._served[previous] = self._slots[previous].get_token().fingerprint
-        self._activate(index, token, window, max_failures)
-        return token
+        return drive(self._rotate_flow(candidate, window, max_failures))
 
     async def arotate_to(
         self,
@@ -365,10 +354,18 @@ class RotatingTokenProvider:
         max_failures: int | None = None,
     ) -> Token:
         """Make *candidate* the active token and watch it, without blocking the event loop."""
+        return await adrive(self._rotate_flow(candidate, window, max_failures))
+
+    def _rotate_flow(
+        self,
+        candidate: TokenProvider | Token | str | int,
+        window: int | None,
+        max_failures: int | None,
+    ) -> Flow[Token]:
         index = self._index_of(candidate)
-        token = await self._slots[index].aget_token()
+        token: Token = yield GetToken(self._slots[index])
         with contextlib.suppress(TokenUnavailableError):  # only for the event's fingerprint
             previous = self._active
-            self._served[previous] = (await self._slots[previous].aget_token()).fingerprint
+            self._served[previous] = (yield GetToken(self._slots[previous])).fingerprint
         self._activate(index, token, window, max_failures)
         return token

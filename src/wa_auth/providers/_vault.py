@@ -1,21 +1,22 @@
 """`VaultTokenProvider`: the token in a HashiCorp Vault / OpenBao KV secret, over httpx.
 
 The conversation with Vault (log in, renew, read, tell a dead Vault token from a policy
-denial) is written once as a generator of `_Http` / `_ReadFile` operations and driven twice:
-by a blocking `httpx.Client` and by an `httpx.AsyncClient`. Each refresh opens its own client
-and closes it, so no connection is shared across event loops or across a `fork()`.
+denial) is written once as a flow of effects (`providers/_effects.py`: HTTP requests, the read
+of a Vault token file) and driven twice: with a blocking `httpx.Client` and with an
+`httpx.AsyncClient`. Each refresh opens its own client and closes it, so no connection is
+shared across event loops or across a `fork()`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import ssl
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, Final, Union
+from typing import Any, Final
 from urllib.parse import quote
 
 import attrs
@@ -34,6 +35,7 @@ from wa_auth.errors import (
     VaultUnreachableError,
 )
 from wa_auth.providers._base import Token, clean_token, parse_expires_at
+from wa_auth.providers._effects import Blocking, Flow, Http, Send, adrive, drive
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 
 __all__ = ["VaultAppRole", "VaultTokenProvider"]
@@ -66,26 +68,9 @@ class VaultAppRole:
 
 
 @attrs.frozen
-class _Http:
-    method: str
-    path: str
-    token: str | None = attrs.field(default=None, repr=False)
-    body: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
-
-
-@attrs.frozen
-class _ReadFile:
-    path: str
-
-
-@attrs.frozen
 class _Answer:
     status: int
     body: Any = attrs.field(repr=False)
-
-
-_Op = Union[_Http, _ReadFile]  # noqa: UP007 - a runtime alias must work on Python 3.10
-_Flow = Generator[_Op, Any, Fetched]
 
 
 @attrs.define
@@ -185,8 +170,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self._file_token: str | None = None
         self._monotonic_clock = monotonic
         self._verify = _ssl_context(verify)
-        self._transport = transport
-        self._async_transport = async_transport
+        self._http = Http(self._client_options(), transport, async_transport)
         if policy is None:
             policy = RefreshPolicy(recheck_interval=ttl, max_stale=max_stale)
         super().__init__(policy=policy, name=self._source, clock=clock, monotonic=monotonic)
@@ -212,49 +196,10 @@ class VaultTokenProvider(RefreshingTokenProvider):
         }
 
     def _load(self, current: Token | None, forced: bool) -> Fetched:  # noqa: ARG002
-        flow = self._flow()
-        with httpx.Client(**self._client_options(), transport=self._transport) as client:
-            value: Any = None
-            while True:
-                try:
-                    op = flow.send(value)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                if isinstance(op, _ReadFile):
-                    value = _read_token_file(op.path)
-                    continue
-                failure: httpx.HTTPError | None = None
-                try:
-                    r = client.request(op.method, op.path, headers=_auth(op), json=op.body)
-                except httpx.HTTPError as exc:
-                    failure = exc
-                else:
-                    value = _Answer(r.status_code, _json(r))
-                    continue
-                raise self._unreachable(failure)
+        return drive(self._flow(), self._http)
 
     async def _aload(self, current: Token | None, forced: bool) -> Fetched:  # noqa: ARG002
-        flow = self._flow()
-        options = self._client_options()
-        async with httpx.AsyncClient(**options, transport=self._async_transport) as client:
-            value: Any = None
-            while True:
-                try:
-                    op = flow.send(value)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                if isinstance(op, _ReadFile):
-                    value = await asyncio.to_thread(_read_token_file, op.path)
-                    continue
-                failure: httpx.HTTPError | None = None
-                try:
-                    r = await client.request(op.method, op.path, headers=_auth(op), json=op.body)
-                except httpx.HTTPError as exc:
-                    failure = exc
-                else:
-                    value = _Answer(r.status_code, _json(r))
-                    continue
-                raise self._unreachable(failure)
+        return await adrive(self._flow(), self._http)
 
     def _unreachable(self, exc: httpx.HTTPError) -> VaultUnreachableError:
         # The cause is rebuilt as a plain exception: httpx's keeps the request, and the
@@ -268,16 +213,16 @@ class VaultTokenProvider(RefreshingTokenProvider):
 
     # --- the conversation -----------------------------------------------------------------------
 
-    def _flow(self) -> _Flow:
+    def _flow(self) -> Flow[Fetched]:
         vault_token, fresh_login = yield from self._get_vault_token()
-        answer: _Answer = yield _Http("GET", self._read_path(), vault_token)
+        answer = yield from self._call("GET", self._read_path(), vault_token)
         if answer.status == 403:
             alive = yield from self._lookup_self(vault_token)
             if not alive and self._approle is not None and not fresh_login:
                 # The cached AppRole token died early (revoked, or Vault restarted): log in again.
                 self._login = None
                 vault_token, _ = yield from self._get_vault_token()
-                answer = yield _Http("GET", self._read_path(), vault_token)
+                answer = yield from self._call("GET", self._read_path(), vault_token)
                 if answer.status == 403:
                     alive = yield from self._lookup_self(vault_token)
             if answer.status == 403:
@@ -300,9 +245,9 @@ class VaultTokenProvider(RefreshingTokenProvider):
             yield from self._check_kv_version(vault_token)
         return self._parse_read(answer)
 
-    def _check_kv_version(self, vault_token: str) -> Generator[_Op, Any, None]:
+    def _check_kv_version(self, vault_token: str) -> Flow[None]:
         """Raise `wrong_kv_version` if the mount says it is the other KV version."""
-        answer: _Answer = yield _Http(
+        answer = yield from self._call(
             "GET", f"sys/internal/ui/mounts/{quote(self.mount, safe='/')}", vault_token
         )
         body = answer.body if isinstance(answer.body, dict) else {}
@@ -320,17 +265,35 @@ class VaultTokenProvider(RefreshingTokenProvider):
                 source=self._source,
             )
 
+    def _call(
+        self,
+        method: str,
+        path: str,
+        vault_token: str | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Flow[_Answer]:
+        """Send one request to Vault; a connection failure is `VaultUnreachableError`."""
+        headers = {"Authorization": "Bearer " + vault_token} if vault_token else None
+        failure: httpx.HTTPError | None = None
+        try:
+            r: httpx.Response = yield Send(method, path, headers=headers, json=body)
+        except httpx.HTTPError as exc:
+            failure = exc
+        else:
+            return _Answer(r.status_code, _json(r))
+        raise self._unreachable(failure)
+
     def _read_path(self) -> str:
         path = quote(self.path, safe="/")
         if self.kv_version == 2:
             return f"{self.mount}/data/{path}"
         return f"{self.mount}/{path}"
 
-    def _get_vault_token(self) -> Generator[_Op, Any, tuple[str, bool]]:
+    def _get_vault_token(self) -> Flow[tuple[str, bool]]:
         if self._vault_token is not None:
             return self._vault_token, False
         if self._vault_token_file is not None:
-            text: str = yield _ReadFile(self._vault_token_file)
+            text: str = yield Blocking(partial(_read_token_file, self._vault_token_file))
             self._file_token = text
             return text, False
         assert self._approle is not None
@@ -341,7 +304,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
             if age < login.lease * RENEW_AT_LEASE_FRACTION:
                 return login.token, False
             if login.renewable and age < login.lease:
-                answer: _Answer = yield _Http("POST", "auth/token/renew-self", login.token, {})
+                answer = yield from self._call("POST", "auth/token/renew-self", login.token, {})
                 auth = _auth_block(answer)
                 if answer.status == 200 and auth is not None:
                     self._login = _Login(
@@ -353,7 +316,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
                     return login.token, False
             self._login = None
         role = self._approle
-        answer = yield _Http(
+        answer = yield from self._call(
             "POST",
             f"auth/{quote(role.mount, safe='')}/login",
             None,
@@ -376,8 +339,8 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self._login = _Login(client_token, now, lease, bool(auth.get("renewable")))
         return client_token, True
 
-    def _lookup_self(self, vault_token: str) -> Generator[_Op, Any, bool]:
-        answer: _Answer = yield _Http("GET", "auth/token/lookup-self", vault_token)
+    def _lookup_self(self, vault_token: str) -> Flow[bool]:
+        answer = yield from self._call("GET", "auth/token/lookup-self", vault_token)
         # Never look into this body: its data.id is the Vault token itself.
         if answer.status == 200:
             return True
@@ -488,10 +451,6 @@ class VaultTokenProvider(RefreshingTokenProvider):
         return TokenSourceMalformedError(
             f"the Vault answer for {self._source} {what}", source=self._source
         )
-
-
-def _auth(op: _Http) -> dict[str, str]:
-    return {"Authorization": "Bearer " + op.token} if op.token else {}
 
 
 def _auth_block(answer: _Answer) -> Mapping[str, Any] | None:
