@@ -15,6 +15,7 @@ from wa_auth._core import (
     json_object,
     opt_str,
 )
+from wa_auth._endpoints._docs import raises
 from wa_auth.models import BusinessProfile, MessageTemplate, Page, PhoneNumber, Usage
 
 __all__ = ["get_business_profile", "get_phone_number", "list_phone_numbers", "list_templates"]
@@ -45,6 +46,7 @@ def _phone_from(data: Mapping[str, Any], usage: Usage) -> PhoneNumber:
     )
 
 
+@raises()
 def get_phone_number(ctx: Context, *, phone_number_id: str | None = None) -> Flow[PhoneNumber]:
     """Return the business phone number's details (display number, quality, name status...).
 
@@ -53,15 +55,6 @@ def get_phone_number(ctx: Context, *, phone_number_id: str | None = None) -> Flo
 
     Returns:
         `PhoneNumber`, with its quality rating, verification and throughput level.
-
-    Raises:
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     phone = ctx.phone(phone_number_id)
     request = get_request(
@@ -88,6 +81,7 @@ def _paged(response: Response) -> tuple[list[Any], str | None, Usage]:
     return items, after, Usage.from_headers(response.headers)
 
 
+@raises("RequestValidationError: The client has no `business_account_id`; nothing was sent.")
 def list_phone_numbers(
     ctx: Context, *, limit: int | None = None, after: str | None = None
 ) -> Flow[Page[PhoneNumber]]:
@@ -99,16 +93,6 @@ def list_phone_numbers(
 
     Returns:
         A `Page` of `PhoneNumber`.
-
-    Raises:
-        RequestValidationError: The client has no `business_account_id`; nothing was sent.
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     waba = ctx.waba()
     url = ctx.url(
@@ -126,6 +110,7 @@ def list_phone_numbers(
 _PROFILE_FIELDS: Final = "about,address,description,email,profile_picture_url,websites,vertical"
 
 
+@raises()
 def get_business_profile(
     ctx: Context, *, phone_number_id: str | None = None
 ) -> Flow[BusinessProfile]:
@@ -136,15 +121,6 @@ def get_business_profile(
 
     Returns:
         `BusinessProfile`: about, address, description, email, websites, vertical.
-
-    Raises:
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     phone = ctx.phone(phone_number_id)
     url = ctx.url(phone, "whatsapp_business_profile", query={"fields": _PROFILE_FIELDS})
@@ -168,6 +144,7 @@ def get_business_profile(
     return (yield from call(ctx, request, parse))
 
 
+@raises("RequestValidationError: The client has no `business_account_id`; nothing was sent.")
 def list_templates(
     ctx: Context, *, limit: int | None = None, after: str | None = None
 ) -> Flow[Page[MessageTemplate]]:
@@ -179,16 +156,6 @@ def list_templates(
 
     Returns:
         A `Page` of `MessageTemplate` (name, language, status, category, components).
-
-    Raises:
-        RequestValidationError: The client has no `business_account_id`; nothing was sent.
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     waba = ctx.waba()
     url = ctx.url(waba, "message_templates", query={"limit": limit, "after": after})

@@ -19,6 +19,7 @@ from wa_auth._core import (
     json_object,
     opt_str,
 )
+from wa_auth._endpoints._docs import raises
 from wa_auth._endpoints.messages import parse_success_flag
 from wa_auth._validate import check_id, describe
 from wa_auth.errors import RequestValidationError, UnknownApiError
@@ -50,6 +51,7 @@ def _multipart(
     return f"multipart/form-data; boundary={boundary}", b"".join(parts)
 
 
+@raises("RequestValidationError: Empty data or a malformed MIME type; nothing was sent.")
 def upload_media(
     ctx: Context,
     data: bytes,
@@ -68,16 +70,6 @@ def upload_media(
 
     Returns:
         `MediaUpload` with the media id.
-
-    Raises:
-        RequestValidationError: Empty data or a malformed MIME type; nothing was sent.
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     phone = ctx.phone(phone_number_id)
     if not isinstance(data, (bytes, bytearray, memoryview)) or not bytes(data):
@@ -110,6 +102,7 @@ def _parse_upload(response: Response) -> MediaUpload:
     return MediaUpload(media_id=str(media_id), usage=Usage.from_headers(response.headers))
 
 
+@raises()
 def get_media_url(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[MediaInfo]:
@@ -121,15 +114,6 @@ def get_media_url(
 
     Returns:
         `MediaInfo`: the URL, MIME type, SHA-256 and size.
-
-    Raises:
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     mid = check_id("media_id", media_id)
     query = {"phone_number_id": phone_number_id} if phone_number_id is not None else None
@@ -168,6 +152,7 @@ def _trusted_media_host(ctx: Context, url: str) -> bool:
     return parts.scheme == "https" and host.endswith(MEDIA_HOST_SUFFIXES)
 
 
+@raises()
 def download_media(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[MediaContent]:
@@ -182,15 +167,6 @@ def download_media(
 
     Returns:
         `MediaContent`: the bytes and their MIME type and SHA-256.
-
-    Raises:
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     info = yield from get_media_url(ctx, media_id, phone_number_id=phone_number_id)
     if not _trusted_media_host(ctx, info.url):
@@ -216,6 +192,7 @@ def download_media(
     )
 
 
+@raises()
 def delete_media(
     ctx: Context, media_id: str, *, phone_number_id: str | None = None
 ) -> Flow[SuccessResult]:
@@ -227,15 +204,6 @@ def delete_media(
 
     Returns:
         `SuccessResult` with Meta's `success` flag.
-
-    Raises:
-        AuthError: The token, its permissions or the account cannot do this; `category` says
-            which. Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying.
-        InvalidRequestError: Meta refused the request (an unknown id, a bad parameter).
-        TransportError: No complete answer came.
-        TokenUnavailableError: The token provider could not produce a token.
     """
     mid = check_id("media_id", media_id)
     query = {"phone_number_id": phone_number_id} if phone_number_id is not None else None

@@ -23,6 +23,7 @@ from wa_auth._core import (
     opt_str,
     post_json,
 )
+from wa_auth._endpoints._docs import raises
 from wa_auth._validate import (
     MAX_BUTTON_ID_CHARS,
     MAX_BUTTON_TITLE_CHARS,
@@ -82,21 +83,6 @@ Built = tuple[str, dict[str, Any]]
 
 #: The media kinds a caption is allowed on.
 _CAPTIONED: frozenset[str] = frozenset({"image", "document", "video"})
-
-_SEND_RAISES = """
-    Raises:
-        RequestValidationError: A malformed argument (named in the message); nothing was sent.
-        AuthError: The token, its permissions or the account cannot send; `category` says
-            which (`token_expired`, `token_revoked`, `insufficient_permission`,
-            `account_state`). Never retried with the same token.
-        RateLimitError: A Meta rate limit; `retry_after` says when to try again.
-        TransientError: A Meta-side failure worth retrying (`retryable`).
-        InvalidRequestError: Meta refused the message itself (a template that does not exist,
-            a recipient outside the 24-hour window...).
-        TransportError: No complete answer came; `maybe_delivered` says whether Meta may have
-            accepted the message.
-        TokenUnavailableError: The token provider could not produce a token.
-"""
 
 
 # --- builders -----------------------------------------------------------------------------------
@@ -321,6 +307,7 @@ def _parse_send(response: Response, key: str | None) -> SendResult:
     )
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_text(
     ctx: Context,
     to: str,
@@ -347,6 +334,7 @@ def send_text(
     return (yield from send_message(ctx, send_text, to, built, idempotency_key, phone_number_id))
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_template(
     ctx: Context,
     to: str,
@@ -379,6 +367,7 @@ def send_template(
     )
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_media(
     ctx: Context,
     to: str,
@@ -410,6 +399,7 @@ def send_media(
     return (yield from send_message(ctx, send_media, to, built, idempotency_key, phone_number_id))
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_interactive_buttons(
     ctx: Context,
     to: str,
@@ -440,6 +430,7 @@ def send_interactive_buttons(
     )
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_interactive_list(
     ctx: Context,
     to: str,
@@ -472,6 +463,7 @@ def send_interactive_list(
     )
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_reaction(
     ctx: Context,
     to: str,
@@ -499,6 +491,7 @@ def send_reaction(
     )
 
 
+@raises("RequestValidationError: A malformed argument (named in the message); nothing was sent.")
 def send_location(
     ctx: Context,
     to: str,
@@ -530,6 +523,10 @@ def send_location(
     )
 
 
+@raises(
+    "RequestValidationError: The intent is past its `not_after` deadline (it must never be "
+    "sent late), or is not an `Intent`; nothing was sent."
+)
 def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
     """Send an `Intent` through the same request builder as the `send_*` methods.
 
@@ -539,10 +536,6 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
 
     Returns:
         The `SendResult`.
-
-    Raises:
-        RequestValidationError: The intent is past its `not_after` deadline (it must never be
-            sent late), or is not an `Intent`; nothing was sent.
     """
     if not hasattr(intent, "message") or not hasattr(intent, "operation"):
         raise RequestValidationError(f"send() takes an Intent, got {describe(intent)}")
@@ -563,6 +556,7 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
     )
 
 
+@raises("RequestValidationError: A malformed message id; nothing was sent.")
 def mark_as_read(
     ctx: Context, message_id: str, *, phone_number_id: str | None = None
 ) -> Flow[SuccessResult]:
@@ -574,12 +568,6 @@ def mark_as_read(
 
     Returns:
         `SuccessResult` with Meta's `success` flag.
-
-    Raises:
-        RequestValidationError: A malformed message id; nothing was sent.
-        AuthError: The token, its permissions or the account cannot do this.
-        TransportError: No complete answer came (repeating is harmless).
-        TokenUnavailableError: The token provider could not produce a token.
     """
     phone = ctx.phone(phone_number_id)
     check_text("message_id", message_id, MAX_MESSAGE_ID_CHARS)
@@ -596,18 +584,3 @@ def parse_success_flag(response: Response) -> SuccessResult:
     return SuccessResult(
         success=data.get("success") is True, usage=Usage.from_headers(response.headers)
     )
-
-
-send.__doc__ = (send.__doc__ or "").rstrip() + "\n" + _SEND_RAISES.replace("    Raises:\n", "", 1)
-for _flow in (
-    send_text,
-    send_template,
-    send_media,
-    send_interactive_buttons,
-    send_interactive_list,
-    send_reaction,
-    send_location,
-):
-    # Every send raises the same classified errors: written once, appended to each docstring.
-    _flow.__doc__ = (_flow.__doc__ or "").rstrip() + "\n" + _SEND_RAISES
-del _flow
