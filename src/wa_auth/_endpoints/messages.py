@@ -7,7 +7,6 @@ other front doors reuse the builders, so a rule and a request body exist once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,29 +23,18 @@ from wa_auth._core import (
     post_json,
 )
 from wa_auth._endpoints._docs import raises
+from wa_auth._endpoints.builders import (
+    Built,
+    build_buttons,
+    build_list,
+    build_location,
+    build_media,
+    build_reaction,
+    build_template,
+    build_text,
+)
 from wa_auth._validate import (
-    MAX_BUTTON_ID_CHARS,
-    MAX_BUTTON_TITLE_CHARS,
-    MAX_BUTTONS,
-    MAX_CAPTION_CHARS,
-    MAX_EMOJI_CHARS,
-    MAX_FILENAME_CHARS,
-    MAX_INTERACTIVE_BODY_CHARS,
-    MAX_LANGUAGE_CHARS,
-    MAX_LIST_BODY_CHARS,
-    MAX_LIST_BUTTON_CHARS,
-    MAX_LIST_ROWS,
-    MAX_LIST_SECTIONS,
-    MAX_LOCATION_TEXT_CHARS,
     MAX_MESSAGE_ID_CHARS,
-    MAX_ROW_DESCRIPTION_CHARS,
-    MAX_ROW_ID_CHARS,
-    MAX_ROW_TITLE_CHARS,
-    MAX_SECTION_TITLE_CHARS,
-    MAX_TEMPLATE_NAME_CHARS,
-    MAX_TEXT_CHARS,
-    MEDIA_KINDS,
-    check_id,
     check_key,
     check_recipient,
     check_text,
@@ -59,13 +47,6 @@ if TYPE_CHECKING:
     from wa_auth.intents import Intent
 
 __all__ = [
-    "build_buttons",
-    "build_list",
-    "build_location",
-    "build_media",
-    "build_reaction",
-    "build_template",
-    "build_text",
     "mark_as_read",
     "send",
     "send_interactive_buttons",
@@ -77,170 +58,6 @@ __all__ = [
     "send_template",
     "send_text",
 ]
-
-#: What a builder returns: the message's `type` and the object sent under that key.
-Built = tuple[str, dict[str, Any]]
-
-#: The media kinds a caption is allowed on.
-_CAPTIONED: frozenset[str] = frozenset({"image", "document", "video"})
-
-
-# --- builders -----------------------------------------------------------------------------------
-
-
-def build_text(text: object, *, preview_url: bool = False) -> Built:
-    """Return the `text` object of a text message (non-blank, at most 4096 characters)."""
-    body = check_text("text", text, MAX_TEXT_CHARS)
-    return "text", {"preview_url": bool(preview_url), "body": body}
-
-
-def build_template(
-    name: object, language: object, components: Sequence[Mapping[str, Any]] | None = None
-) -> Built:
-    """Return the `template` object: its name, language code and optional components."""
-    check_text("template name", name, MAX_TEMPLATE_NAME_CHARS)
-    check_text("template language", language, MAX_LANGUAGE_CHARS)
-    template: dict[str, Any] = {"name": name, "language": {"code": language}}
-    if components is not None:
-        if isinstance(components, (str, bytes)) or not all(
-            isinstance(c, Mapping) for c in components
-        ):
-            raise RequestValidationError("components must be a list of objects (dicts)")
-        template["components"] = [dict(c) for c in components]
-    return "template", template
-
-
-def build_media(
-    kind: object,
-    *,
-    media_id: object = None,
-    link: object = None,
-    caption: object = None,
-    filename: object = None,
-) -> Built:
-    """Return a media message's object, by uploaded `media_id` or by `link`."""
-    if kind not in MEDIA_KINDS:
-        raise RequestValidationError(
-            f"unknown media kind {describe(kind)}; expected one of {', '.join(MEDIA_KINDS)}"
-        )
-    assert isinstance(kind, str)
-    if (media_id is None) == (link is None):
-        raise RequestValidationError("pass exactly one of media_id or link")
-    payload: dict[str, Any] = {}
-    if media_id is not None:
-        payload["id"] = check_id("media_id", media_id)
-    else:
-        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
-            raise RequestValidationError(f"link must be an http(s) URL, got {describe(link)}")
-        payload["link"] = link
-    if caption is not None:
-        if kind not in _CAPTIONED:
-            raise RequestValidationError(f"a {kind} cannot have a caption")
-        payload["caption"] = check_text("caption", caption, MAX_CAPTION_CHARS)
-    if filename is not None:
-        if kind != "document":
-            raise RequestValidationError("only a document can have a filename")
-        payload["filename"] = check_text("filename", filename, MAX_FILENAME_CHARS)
-    return kind, payload
-
-
-def _item(value: Any, fields: tuple[str, ...], what: str) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if attrs.has(type(value)):
-        return {k: v for k, v in attrs.asdict(value).items() if v is not None}
-    if isinstance(value, (tuple, list)) and 1 < len(value) <= len(fields):
-        return dict(zip(fields, value, strict=False))
-    raise RequestValidationError(f"each {what} must be a dict or an ({', '.join(fields)}) tuple")
-
-
-def build_buttons(body: object, buttons: Sequence[Any]) -> Built:
-    """Return the `interactive` object of a message with 1-3 reply buttons."""
-    check_text("body", body, MAX_INTERACTIVE_BODY_CHARS)
-    if isinstance(buttons, (str, bytes, Mapping)):
-        raise RequestValidationError("buttons must be a list of buttons")
-    items = [_item(b, ("id", "title"), "button") for b in buttons]
-    if not 1 <= len(items) <= MAX_BUTTONS:
-        raise RequestValidationError(
-            f"WhatsApp allows 1-{MAX_BUTTONS} reply buttons, got {len(items)}"
-        )
-    for b in items:
-        check_text("button id", b.get("id"), MAX_BUTTON_ID_CHARS)
-        check_text("button title", b.get("title"), MAX_BUTTON_TITLE_CHARS)
-    return "interactive", {
-        "type": "button",
-        "body": {"text": body},
-        "action": {
-            "buttons": [
-                {"type": "reply", "reply": {"id": b["id"], "title": b["title"]}} for b in items
-            ]
-        },
-    }
-
-
-def build_list(body: object, button: object, sections: Sequence[Any]) -> Built:
-    """Return the `interactive` object of a list message: *button* opens *sections* of rows."""
-    check_text("body", body, MAX_LIST_BODY_CHARS)
-    check_text("button", button, MAX_LIST_BUTTON_CHARS)
-    if isinstance(sections, (str, bytes, Mapping)) or not 1 <= len(sections) <= MAX_LIST_SECTIONS:
-        raise RequestValidationError(f"sections must be a list of 1-{MAX_LIST_SECTIONS} sections")
-    out: list[dict[str, Any]] = []
-    total = 0
-    for section in sections:
-        sec = _item(section, ("title", "rows"), "section")
-        rows = [_item(r, ("id", "title", "description"), "row") for r in sec.get("rows") or ()]
-        if not rows:
-            raise RequestValidationError("each section needs at least one row")
-        for row in rows:
-            check_text("row id", row.get("id"), MAX_ROW_ID_CHARS)
-            check_text("row title", row.get("title"), MAX_ROW_TITLE_CHARS)
-            if row.get("description") is not None:
-                check_text("row description", row["description"], MAX_ROW_DESCRIPTION_CHARS)
-        total += len(rows)
-        entry: dict[str, Any] = {"rows": rows}
-        if sec.get("title") is not None:
-            entry["title"] = check_text("section title", sec["title"], MAX_SECTION_TITLE_CHARS)
-        out.append(entry)
-    if total > MAX_LIST_ROWS:
-        raise RequestValidationError(
-            f"WhatsApp allows at most {MAX_LIST_ROWS} rows in all, got {total}"
-        )
-    return "interactive", {
-        "type": "list",
-        "body": {"text": body},
-        "action": {"button": button, "sections": out},
-    }
-
-
-def build_reaction(message_id: object, emoji: object) -> Built:
-    """Return the `reaction` object; an empty emoji removes the reaction."""
-    check_text("message_id", message_id, MAX_MESSAGE_ID_CHARS)
-    check_text("emoji", emoji, MAX_EMOJI_CHARS, allow_empty=True)
-    return "reaction", {"message_id": message_id, "emoji": emoji}
-
-
-def build_location(
-    latitude: object, longitude: object, *, name: object = None, address: object = None
-) -> Built:
-    """Return the `location` object: finite coordinates in range, optional name and address."""
-    for label, value, bound in (("latitude", latitude, 90), ("longitude", longitude, 180)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or not -bound <= value <= bound
-        ):
-            shown = repr(value) if isinstance(value, (int, float)) else describe(value)
-            raise RequestValidationError(
-                f"{label} must be a number in [-{bound}, {bound}], got {shown}"
-            )
-    payload: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
-    if name is not None:
-        payload["name"] = check_text("name", name, MAX_LOCATION_TEXT_CHARS)
-    if address is not None:
-        payload["address"] = check_text("address", address, MAX_LOCATION_TEXT_CHARS)
-    return "location", payload
-
 
 # --- sending ------------------------------------------------------------------------------------
 
