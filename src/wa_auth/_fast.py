@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 from typing_extensions import Unpack
 
-from wa_auth._client import AsyncClientBase, ClientOptions, plain_cause, transport_error
+from wa_auth._base_client import ClientOptions, plain_cause, transport_error
+from wa_auth._client import AsyncClientBase
 from wa_auth._core import Request, Response, auth_headers
 from wa_auth._redact import redact_text
 from wa_auth._version import package_version

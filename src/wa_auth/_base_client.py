@@ -1,0 +1,285 @@
+"""What every client shares: options, configuration, method binders, transport errors.
+
+The endpoints are the core's flow functions bound as methods (`bind_sync`, `bind_async`), so
+every endpoint, its validation and its parsing exist once; each client only performs the
+effects and maps its transport's exceptions at one boundary.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
+
+import httpx
+from typing_extensions import ParamSpec, TypedDict
+
+from wa_auth import _core
+from wa_auth._core import Context, Flow, Request
+from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wa_auth._redact import install_log_redaction, redact_text
+from wa_auth._version import package_version
+from wa_auth.errors import RequestValidationError, TransportError, WhatsAppError
+from wa_auth.events import Events
+from wa_auth.providers import (
+    Token,
+    TokenProvider,
+    TokenVerdicts,
+    VerdictStore,
+)
+from wa_auth.providers._base import as_provider
+
+if TYPE_CHECKING:
+    from wa_auth._client import AsyncClientBase, WhatsAppClient
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_SYNC_MAX_IN_FLIGHT",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_TOKEN_HEALTH_TTL",
+    "USER_AGENT",
+    "BaseClient",
+    "ClientOptions",
+    "bind_async",
+    "bind_sync",
+    "plain_cause",
+    "translate",
+    "transport_error",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+#: `token_health()` asks Meta at most this often per token: scopes and expiry change rarely.
+DEFAULT_TOKEN_HEALTH_TTL: Final = 300.0
+#: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+#: The sync client's in-flight gate: one slot per pooled connection, so a thread waits at the
+#: gate (where it then sees a verdict recorded meanwhile), never inside httpx's pool.
+DEFAULT_SYNC_MAX_IN_FLIGHT: Final = 32
+#: Async requests beyond this many in flight wait on a semaphore rather than in httpcore's pool
+#: queue, whose per-request work grows with its waiters (measured on loopback at 256 in flight:
+#: about 3x the CPU per message without the gate).
+DEFAULT_MAX_IN_FLIGHT: Final = 2 * 32
+
+USER_AGENT: Final = f"wa-auth/{package_version()} httpx/{httpx.__version__}"
+
+# Exceptions raised before a single byte could reach Meta: the message cannot be delivered.
+# ProxyError: the proxy refused the tunnel (407, 502 to CONNECT), so nothing reached Meta.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def transport_error(request: Request, exc: BaseException, *, not_sent: bool) -> TransportError:
+    """Return the `TransportError` for a transport's *exc*; shared by every transport.
+
+    Args:
+        request: The request that failed.
+        exc: The transport library's exception (httpx, aiohttp, asyncio).
+        not_sent: True when no byte of the request can have reached Meta (connect failures,
+            pool and connect timeouts); then the message was certainly not delivered.
+
+    Returns:
+        A transient `TransportError`; `maybe_delivered` is set when a non-idempotent request
+        may have been accepted before the answer was lost.
+    """
+    delivered = not (not_sent or request.idempotent)
+    what = "the request was not sent" if not_sent else "no complete answer came"
+    return TransportError(
+        f"{type(exc).__name__} on {request.operation or request.method}: {what}"
+        f"{'; the message may have been delivered' if delivered else ''} ({exc})",
+        maybe_delivered=delivered,
+        retry_after=1.0,
+        max_attempts=3,
+        rule="transport",
+    )
+
+
+def plain_cause(exc: BaseException, *secrets: str) -> ConnectionError:
+    """Return a stand-in for a transport library's *exc* to chain as `__cause__`.
+
+    httpx's and aiohttp's exceptions keep their request (the URL of `debug_token` carries a
+    token, the headers carry the bearer token) and pickle it along: the stand-in keeps only the
+    exception's type and its redacted text.
+    """
+    return ConnectionError(f"{type(exc).__name__}: {redact_text(str(exc), *secrets)}")
+
+
+def translate(request: Request, token: Token, exc: Exception) -> WhatsAppError:
+    """Return the wa_auth error for one of httpx's exceptions, with a request-free cause."""
+    error: WhatsAppError
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        error = RequestValidationError(
+            f"base_url must be an http(s) URL: {redact_text(str(exc), token.reveal())}"
+        )
+    elif isinstance(exc, httpx.RequestError):
+        error = transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT))
+    else:  # httpx.InvalidURL
+        error = RequestValidationError(f"invalid URL: {redact_text(str(exc), token.reveal())}")
+    error.__cause__ = plain_cause(exc, token.reveal())
+    return error
+
+
+class ClientOptions(TypedDict, total=False):
+    """The constructor options every client shares (see `WhatsAppClient` for each one)."""
+
+    token: str | None
+    token_provider: TokenProvider | None
+    phone_number_id: str | int | None
+    business_account_id: str | int | None
+    api_version: str
+    base_url: str
+    timeout: float | httpx.Timeout | None
+    consumer: str | None
+    events: Events | None
+    user_agent: str | None
+    verdicts: VerdictStore | None
+    app_token_provider: TokenProvider | str | None
+    token_health_ttl: float
+    max_in_flight: int | None
+
+
+class BaseClient:
+    """Configuration and the pure parts shared by both clients."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        token_provider: TokenProvider | str | None = None,
+        phone_number_id: str | int | None = None,
+        business_account_id: str | int | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | httpx.Timeout | None = None,
+        consumer: str | None = None,
+        events: Events | None = None,
+        user_agent: str | None = None,
+        verdicts: VerdictStore | None = None,
+        app_token_provider: TokenProvider | str | None = None,
+        token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
+        max_in_flight: int | None = None,
+    ) -> None:
+        if (token is None) == (token_provider is None):
+            raise RequestValidationError("pass exactly one of token= or token_provider=")
+        provider = as_provider(
+            token if token is not None else token_provider,
+            argument="token" if token is not None else "token_provider",
+        )
+        if max_in_flight is not None and (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or max_in_flight < 1
+        ):
+            raise RequestValidationError(
+                f"max_in_flight must be a positive integer, got {max_in_flight!r}"
+            )
+        if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
+            raise RequestValidationError("user_agent must be printable ASCII (an HTTP header)")
+        if not isinstance(api_version, str) or not api_version.startswith("v"):
+            raise RequestValidationError(f"api_version must look like 'v23.0', got {api_version!r}")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise RequestValidationError("base_url must be an http(s) URL")
+        install_log_redaction()
+        self._ctx = Context(
+            provider=provider,
+            events=events if events is not None else Events.with_logging(),
+            base_url=base_url.rstrip("/"),
+            api_version=api_version,
+            phone_number_id=None if phone_number_id is None else str(phone_number_id),
+            business_account_id=None if business_account_id is None else str(business_account_id),
+            consumer=consumer,
+            # A fresh store per client unless one is shared: clients given the same
+            # store share what they learn about dead tokens.
+            verdicts=verdicts if verdicts is not None else TokenVerdicts(),
+            app_token_provider=(
+                None
+                if app_token_provider is None
+                else as_provider(app_token_provider, argument="app_token_provider")
+            ),
+            health_cache=_core.TTLCache(token_health_ttl),
+        )
+        self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
+        self._max_in_flight = max_in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests this client has in flight at once.
+
+        It is also the most requests that can ever go out with a token Meta has just proved
+        dead: the verdict is checked while a request holds its slot.
+        """
+        raise NotImplementedError
+
+    @property
+    def token_provider(self) -> TokenProvider:
+        """The provider this client gets its tokens from."""
+        return self._ctx.provider
+
+    @property
+    def events(self) -> Events:
+        """The events hub this client emits to."""
+        return self._ctx.events
+
+    @property
+    def verdicts(self) -> VerdictStore:
+        """The store where this client records (and looks up) dead tokens."""
+        assert self._ctx.verdicts is not None
+        return self._ctx.verdicts
+
+    @property
+    def phone_number_id(self) -> str | None:
+        """The default phone number id of the calls."""
+        return self._ctx.phone_number_id
+
+    @property
+    def consumer(self) -> str | None:
+        """The label (an n8n workflow's name) this client's events carry."""
+        return self._ctx.consumer
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(phone_number_id={self._ctx.phone_number_id!r}, "
+            f"api_version={self._ctx.api_version!r}, base_url={self._ctx.base_url!r}, "
+            f"provider={self._ctx.provider!r})"
+        )
+
+
+def _method_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """Return *fn*'s signature as the bound method's: `self`, its parameters, its model.
+
+    A flow is `(ctx: Context, ...) -> Flow[Model]`; `help()`, IDEs and the API page must show
+    `(self, ...) -> Model` (a coroutine's result for the async clients).
+    """
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    returns = sig.return_annotation
+    if isinstance(returns, str) and returns.startswith("Flow[") and returns.endswith("]"):
+        returns = returns[len("Flow[") : -1]
+    self_param = params[0].replace(name="self", annotation=inspect.Parameter.empty)
+    return sig.replace(parameters=[self_param, *params[1:]], return_annotation=returns)
+
+
+def bind_sync(
+    flow: Callable[Concatenate[Context, P], Flow[T]],
+) -> Callable[Concatenate[WhatsAppClient, P], T]:
+    @functools.wraps(flow)
+    def method(self: WhatsAppClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._drive(flow(self._ctx, *args, **kwargs))
+
+    method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
+    return method
+
+
+def bind_async(
+    flow: Callable[Concatenate[Context, P], Flow[T]],
+) -> Callable[Concatenate[AsyncClientBase, P], Coroutine[Any, Any, T]]:
+    @functools.wraps(flow)
+    async def method(self: AsyncClientBase, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._drive(flow(self._ctx, *args, **kwargs))
+
+    method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
+    return method
