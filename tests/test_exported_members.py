@@ -95,3 +95,34 @@ def test_importing_the_package_is_lazy():
     )
 
     assert out.stdout.strip() == "[]"
+
+
+def test_init_is_generated_from_the_one_table():
+    """`__init__.py`'s TYPE_CHECKING imports and `__all__` match `_exports.PUBLIC` (drift check)."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gen_init.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("name", [n for n in wa_auth.__all__ if n != "__version__"])
+def test_every_public_name_reports_wa_auth_as_its_module(name):
+    """Tracebacks and pickles name `wa_auth.X` for every exported class and function."""
+    value = getattr(wa_auth, name)
+    assert value.__module__ == "wa_auth"
+
+
+def test_a_submodule_import_already_reports_wa_auth():
+    """Importing `wa_auth.guards` alone claims its names (no `wa_auth.X` access needed)."""
+    code = "from wa_auth.guards import Guard; from wa_auth.events import Counters; print(Guard.__module__, Counters.__module__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["wa_auth", "wa_auth"]

@@ -20,7 +20,12 @@ from wa_auth._core import Context, Flow, Request
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import install_log_redaction, redact_text
 from wa_auth._version import package_version
-from wa_auth.errors import RequestValidationError, TransportError, WhatsAppError
+from wa_auth.errors import (
+    ConfigurationError,
+    RequestValidationError,
+    TransportError,
+    WhatsAppError,
+)
 from wa_auth.events import Events
 from wa_auth.providers import (
     Token,
@@ -163,7 +168,7 @@ class BaseClient:
         max_in_flight: int | None = None,
     ) -> None:
         if (token is None) == (token_provider is None):
-            raise RequestValidationError("pass exactly one of token= or token_provider=")
+            raise ConfigurationError("pass exactly one of token= or token_provider=")
         provider = as_provider(
             token if token is not None else token_provider,
             argument="token" if token is not None else "token_provider",
@@ -173,15 +178,15 @@ class BaseClient:
             or not isinstance(max_in_flight, int)
             or max_in_flight < 1
         ):
-            raise RequestValidationError(
+            raise ConfigurationError(
                 f"max_in_flight must be a positive integer, got {max_in_flight!r}"
             )
         if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
-            raise RequestValidationError("user_agent must be printable ASCII (an HTTP header)")
+            raise ConfigurationError("user_agent must be printable ASCII (an HTTP header)")
         if not isinstance(api_version, str) or not api_version.startswith("v"):
-            raise RequestValidationError(f"api_version must look like 'v23.0', got {api_version!r}")
+            raise ConfigurationError(f"api_version must look like 'v23.0', got {api_version!r}")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise RequestValidationError("base_url must be an http(s) URL")
+            raise ConfigurationError("base_url must be an http(s) URL")
         install_log_redaction()
         self._ctx = Context(
             provider=provider,

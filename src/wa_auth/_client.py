@@ -26,8 +26,9 @@ from wa_auth._base_client import (
     translate,
 )
 from wa_auth._core import Flow, Request, Response, auth_headers
+from wa_auth._exports import claim as _claim
 from wa_auth._shell import AsyncGate, Gate, adrive, drive
-from wa_auth.errors import RequestValidationError
+from wa_auth.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -186,13 +187,13 @@ class AsyncClientBase(BaseClient):
         if old is not None:
             if old.is_running():
                 self._loop = old
-                raise RequestValidationError(
+                raise ConfigurationError(
                     f"this {type(self).__name__} is in use on an event loop of another thread: "
                     "use one client per event loop"
                 )
             if not self._owns_http:
                 self._loop = old
-                raise RequestValidationError(
+                raise ConfigurationError(
                     f"this {type(self).__name__}'s http_client belongs to an event loop that has "
                     "ended: create the client (and its http_client) on the loop that uses it"
                 )
@@ -310,3 +311,6 @@ class AsyncWhatsAppClient(AsyncClientBase):
             raise error
         finally:
             del error  # the traceback holds this frame: no cycle through it
+
+
+_claim(__name__, globals())

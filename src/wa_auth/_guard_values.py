@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from wa_auth import _table
-from wa_auth.errors import WhatsAppError
+from wa_auth.errors import ConfigurationError, WhatsAppError
 from wa_auth.intents import Intent
 
 if TYPE_CHECKING:
@@ -91,11 +91,13 @@ class RetryPolicy:
 
     def __attrs_post_init__(self) -> None:
         if self.max_attempts < 1 or self.circuit_threshold < 1:
-            raise ValueError("max_attempts and circuit_threshold must be at least 1")
+            raise ConfigurationError("max_attempts and circuit_threshold must be at least 1")
         for name in ("budget", "backoff", "max_backoff", "circuit_cooldown", "probe_interval"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+                raise ConfigurationError(
+                    f"{name} must be a finite number of seconds, got {value!r}"
+                )
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ WhatsAppError
 │   │   └── TransportError        no answer (connect, read timeout, reset); maybe_delivered
 │   ├── InvalidRequestError
 │   │   └── RequestValidationError   raised before any request; also a ValueError
+│   │       └── ConfigurationError   a setting that cannot work (client, provider, guard, store)
 │   └── UnknownApiError
 ├── TokenUnavailableError         a provider could not produce a token; the cause attached
 │   ├── TokenSourceMissingError   the file or environment variable is absent or unreadable
@@ -46,6 +47,7 @@ from wa_auth import _classify, _table
 from wa_auth._classify import BODY_EXCERPT_CHARS as BODY_EXCERPT_CHARS  # noqa: PLC0414
 from wa_auth._classify import MAX_RETRY_AFTER as MAX_RETRY_AFTER  # noqa: PLC0414
 from wa_auth._classify import parse_retry_after as parse_retry_after  # noqa: PLC0414
+from wa_auth._exports import claim as _claim
 from wa_auth._redact import fingerprint, redact_secret, redact_text
 from wa_auth._table import CATEGORIES, TOKEN_CLASS
 from wa_auth.models import EMPTY_USAGE, Usage, pick_headers, usage_from_picked
@@ -57,6 +59,7 @@ __all__ = [
     "AllCandidatesRejectedError",
     "ApiError",
     "AuthError",
+    "ConfigurationError",
     "InsufficientPermissionError",
     "InvalidRequestError",
     "RateLimitError",
@@ -379,6 +382,15 @@ class RequestValidationError(InvalidRequestError, ValueError):
         super().__init__(message, **kwargs)
 
 
+class ConfigurationError(RequestValidationError):
+    """A client, provider, guard or store was given a setting it cannot work with.
+
+    For example, a negative check interval, an unknown token-file format, a rate limit that is
+    not a positive number, or one async client used from two event loops. Like every
+    `RequestValidationError` it is also a `ValueError`, and nothing was sent.
+    """
+
+
 class UnknownApiError(ApiError):
     """An error wa_auth does not recognise; the body excerpt and fbtrace_id help diagnose it.
 
@@ -697,31 +709,4 @@ def _build_error(
     )
 
 
-for _cls in (
-    WhatsAppError,
-    ApiError,
-    AuthError,
-    TokenExpiredError,
-    TokenRevokedError,
-    InsufficientPermissionError,
-    AccountStateError,
-    RateLimitError,
-    TransientError,
-    TransportError,
-    InvalidRequestError,
-    RequestValidationError,
-    UnknownApiError,
-    TokenUnavailableError,
-    TokenSourceMissingError,
-    TokenSourceMalformedError,
-    VaultUnreachableError,
-    VaultSealedError,
-    VaultDeniedError,
-    VaultCredentialError,
-    VaultPolicyError,
-    VaultSecretNotFoundError,
-    AllCandidatesRejectedError,
-    WebhookSignatureError,
-):
-    _cls.__module__ = "wa_auth"
-del _cls
+_claim(__name__, globals())

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Final
 
 import attrs
 
+from wa_auth._exports import claim as _claim
+
 __all__ = [
     "ApiCallFailed",
     "AuthFailed",
@@ -580,3 +582,6 @@ class Counters:
             )
             for i in range(1, len(windows))
         ]
+
+
+_claim(__name__, globals())

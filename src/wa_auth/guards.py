@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from wa_auth._effects import arun, run
+from wa_auth._exports import claim as _claim
 from wa_auth._guard_effects import Runtime
 from wa_auth._guard_flows import Config, deliver, retrying
 from wa_auth._guard_values import (
@@ -42,7 +43,7 @@ from wa_auth._guard_values import (
     RetryPolicy,
     decide,
 )
-from wa_auth.errors import InsufficientPermissionError
+from wa_auth.errors import ConfigurationError, InsufficientPermissionError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
 from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
@@ -202,7 +203,7 @@ class Guard:
             ValueError: *concurrency* is not a positive integer.
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+            raise ConfigurationError(f"concurrency must be a positive integer, got {concurrency!r}")
         items = [_checked(i) for i in intents]
         slots = asyncio.Semaphore(concurrency)
 
@@ -383,3 +384,6 @@ def requires_scopes(*scopes: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
         return call
 
     return decorate
+
+
+_claim(__name__, globals())

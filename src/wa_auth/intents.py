@@ -41,6 +41,7 @@ from wa_auth._endpoints.builders import (
     build_template,
     build_text,
 )
+from wa_auth._exports import claim as _claim
 from wa_auth._validate import (
     MEDIA_KINDS,
     check_id,
@@ -375,3 +376,6 @@ def _rebuild_interactive(content: Mapping[str, Any]) -> Built:
     raise RequestValidationError(
         f"interactive.type must be 'button' or 'list', got {describe(content.get('type'))}"
     )
+
+
+_claim(__name__, globals())

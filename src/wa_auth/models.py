@@ -12,6 +12,7 @@ from typing import Any, Final, Generic, TypeVar
 import attrs
 
 from wa_auth._convert import to_int
+from wa_auth._exports import claim as _claim
 
 __all__ = [
     "AppUsage",
@@ -467,3 +468,6 @@ class TokenHealth:
         data["can_message"] = self.can_message
         data["can_manage"] = self.can_manage
         return data
+
+
+_claim(__name__, globals())

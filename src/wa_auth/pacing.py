@@ -25,6 +25,9 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
+from wa_auth._exports import claim as _claim
+from wa_auth.errors import ConfigurationError
+
 __all__ = [
     "DEFAULT_PAIR_INTERVAL",
     "DEFAULT_THROUGHPUT",
@@ -99,11 +102,11 @@ class LocalRateLimiter:
     ) -> None:
         for value in (rate, *(rates or {}).values()):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"rates must be positive numbers, got {value!r}")
+                raise ConfigurationError(f"rates must be positive numbers, got {value!r}")
         if pair_interval is not None and not pair_interval >= 0:
-            raise ValueError(f"pair_interval must be None or >= 0, got {pair_interval!r}")
+            raise ConfigurationError(f"pair_interval must be None or >= 0, got {pair_interval!r}")
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be a positive integer, got {burst!r}")
+            raise ConfigurationError(f"burst must be a positive integer, got {burst!r}")
         self._interval = 1.0 / rate
         self._intervals = {str(k): 1.0 / v for k, v in (rates or {}).items()}
         self._pair_interval = pair_interval
@@ -148,9 +151,7 @@ class LocalRateLimiter:
         with self._lock:
             until = self._monotonic() + seconds
             if recipient is None:
-                self._numbers[phone_number_id] = max(
-                    self._numbers.get(phone_number_id, 0.0), until
-                )
+                self._numbers[phone_number_id] = max(self._numbers.get(phone_number_id, 0.0), until)
             else:
                 key = (phone_number_id, recipient)
                 self._pairs[key] = max(self._pairs.get(key, 0.0), until)
@@ -311,3 +312,6 @@ class MemoryPauseStore:
 
     def __repr__(self) -> str:
         return f"MemoryPauseStore(pauses={len(self._pauses)})"
+
+
+_claim(__name__, globals())

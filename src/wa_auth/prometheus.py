@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from wa_auth._exports import claim as _claim
 from wa_auth.events import OK, ApiCallFailed, AuthFailed, Event, MessageDelivered
 
 if TYPE_CHECKING:
@@ -87,3 +88,6 @@ class PrometheusSubscriber:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+_claim(__name__, globals())

@@ -9,6 +9,7 @@ events are defined in `wa_auth.events` and re-exported here. See `docs/providers
 
 from __future__ import annotations
 
+from wa_auth._exports import claim as _claim
 from wa_auth.events import (
     RotationConfirmed,
     RotationRolledBack,
@@ -48,3 +49,5 @@ __all__ = [
     "VaultTokenProvider",
     "VerdictStore",
 ]
+
+_claim(__name__, globals())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 import attrs
 
 from wa_auth._redact import fingerprint
-from wa_auth.errors import RequestValidationError, TokenSourceMalformedError
+from wa_auth.errors import ConfigurationError, TokenSourceMalformedError
 
 if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
@@ -144,26 +144,26 @@ def parse_expires_at(value: object) -> float | None:
         except OverflowError:  # an int too large for a float
             number = math.inf
         return _checked_expiry(number)
-    raise ValueError(_BAD_EXPIRY)
+    raise ConfigurationError(_BAD_EXPIRY)
 
 
 def _checked_expiry(seconds: float) -> float:
     if not math.isfinite(seconds):
-        raise ValueError("has an expires_at that is not a finite number (NaN or infinity)")
+        raise ConfigurationError("has an expires_at that is not a finite number (NaN or infinity)")
     if seconds < 0:
-        raise ValueError("has a negative expires_at")
+        raise ConfigurationError("has a negative expires_at")
     if seconds < EARLIEST_EXPIRY:
-        raise ValueError(
+        raise ConfigurationError(
             "has an expires_at before the year 2000: it looks like a lifetime in seconds "
             "(expires_in), not the Unix time of the expiry"
         )
     if seconds > LATEST_EXPIRY:
         for scale, unit in _UNITS:
             if EARLIEST_EXPIRY <= seconds / scale <= LATEST_EXPIRY:
-                raise ValueError(
+                raise ConfigurationError(
                     f"has an expires_at that looks like {unit} since the epoch; give Unix seconds"
                 )
-        raise ValueError(
+        raise ConfigurationError(
             "has an expires_at after the year 2100; give Unix seconds, or leave it out (or 0) "
             "for a token that does not expire"
         )
@@ -175,12 +175,12 @@ def _iso_expiry(text: str) -> float:
     with contextlib.suppress(ValueError):  # its error quotes the text, like float()'s
         when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if when is None:
-        raise ValueError(_BAD_EXPIRY)
+        raise ConfigurationError(_BAD_EXPIRY)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     seconds = when.timestamp()
     if not EARLIEST_EXPIRY <= seconds <= LATEST_EXPIRY:
-        raise ValueError("has an expires_at date outside the years 2000 to 2100")
+        raise ConfigurationError("has an expires_at date outside the years 2000 to 2100")
     return seconds
 
 
@@ -225,7 +225,7 @@ class StaticTokenProvider:
             self._token = token
         else:
             if not isinstance(token, str) or not token.strip():
-                raise RequestValidationError(
+                raise ConfigurationError(
                     "token must be a non-empty string (got "
                     f"{type(token).__name__ if not isinstance(token, str) else 'a blank string'})"
                 )
@@ -259,7 +259,7 @@ def as_provider(value: object, *, argument: str) -> TokenProvider:
         argument: The parameter's name, for the error message.
 
     Raises:
-        RequestValidationError: *value* is neither a provider nor a token.
+        ConfigurationError: *value* is neither a provider nor a token.
     """
     if isinstance(value, (str, Token)):
         return StaticTokenProvider(value)
@@ -267,9 +267,7 @@ def as_provider(value: object, *, argument: str) -> TokenProvider:
         callable(getattr(value, name, None)) for name in ("get_token", "aget_token", "invalidate")
     ):
         return value  # type: ignore[return-value]
-    from wa_auth.errors import RequestValidationError
-
-    raise RequestValidationError(
+    raise ConfigurationError(
         f"{argument} must be a token provider (an object with get_token, aget_token and "
         f"invalidate, such as FileTokenProvider) or a token string, got a "
         f"{type(value).__name__}"

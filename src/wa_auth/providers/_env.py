@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from wa_auth.errors import TokenSourceMissingError
+from wa_auth.errors import ConfigurationError, TokenSourceMissingError
 from wa_auth.providers._base import Token, clean_token
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class EnvTokenProvider:
         self, var: str = "WA_ACCESS_TOKEN", *, environ: Mapping[str, str] | None = None
     ) -> None:
         if not isinstance(var, str) or not var:
-            raise ValueError("var must be a non-empty environment variable name")
+            raise ConfigurationError("var must be a non-empty environment variable name")
         self.var = var
         self._environ = os.environ if environ is None else environ
         self._source = f"env:{var}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from wa_auth.errors import TokenSourceMalformedError, TokenSourceMissingError
+from wa_auth.errors import ConfigurationError, TokenSourceMalformedError, TokenSourceMissingError
 from wa_auth.providers._base import Token, clean_token, parse_expires_at
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 
@@ -69,9 +69,9 @@ class FileTokenProvider(RefreshingTokenProvider):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if format not in _FORMATS:
-            raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+            raise ConfigurationError(f"format must be one of {_FORMATS}, got {format!r}")
         if check_interval <= 0 or debounce < 0:
-            raise ValueError("check_interval must be positive and debounce not negative")
+            raise ConfigurationError("check_interval must be positive and debounce not negative")
         self.path = os.fspath(path)
         self.format = format
         self.check_interval = float(check_interval)

@@ -17,6 +17,7 @@ from wa_auth import _table
 from wa_auth.errors import (
     AllCandidatesRejectedError,
     ApiError,
+    ConfigurationError,
     TokenUnavailableError,
     WhatsAppError,
 )
@@ -96,9 +97,9 @@ class RotatingTokenProvider:
         max_failures: int = DEFAULT_ROLLBACK_FAILURES,
     ) -> None:
         if not candidates:
-            raise ValueError("candidates must not be empty")
+            raise ConfigurationError("candidates must not be empty")
         if not 1 <= max_failures <= window:
-            raise ValueError("max_failures must be between 1 and window")
+            raise ConfigurationError("max_failures must be between 1 and window")
         self.events = events if events is not None else Events.with_logging()
         self._verdicts: VerdictStore = verdicts if verdicts is not None else TokenVerdicts()
         self._owns_verdicts = verdicts is None or isinstance(verdicts, TokenVerdicts)
@@ -301,7 +302,7 @@ class RotatingTokenProvider:
         window = self.window if window is None else window
         max_failures = self.max_failures if max_failures is None else max_failures
         if not 1 <= max_failures <= window:
-            raise ValueError("max_failures must be between 1 and window")
+            raise ConfigurationError("max_failures must be between 1 and window")
         with self._lock:
             previous = self._active
             self._served[index] = token.fingerprint
@@ -319,7 +320,7 @@ class RotatingTokenProvider:
     def _index_of(self, candidate: TokenProvider | Token | str | int) -> int:
         if isinstance(candidate, int):
             if not 0 <= candidate < len(self._slots):
-                raise ValueError(f"no candidate number {candidate}")
+                raise ConfigurationError(f"no candidate number {candidate}")
             return candidate
         for i, slot in enumerate(self._slots):
             if slot is candidate or getattr(slot, "inner", None) is candidate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from wa_auth.errors import TokenUnavailableError
+from wa_auth.errors import ConfigurationError, TokenUnavailableError
 from wa_auth.providers._base import Token, TokenProvider, as_provider
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class RoutingTokenProvider:
             str(k): as_provider(v, argument=f"routes[{str(k)!r}]") for k, v in routes.items()
         }
         if not self._routes and default is None:
-            raise ValueError("routes must not be empty")
+            raise ConfigurationError("routes must not be empty")
         self._default = None if default is None else as_provider(default, argument="default")
 
     @property

@@ -25,6 +25,7 @@ import httpx
 
 from wa_auth._redact import redact_text
 from wa_auth.errors import (
+    ConfigurationError,
     TokenSourceMalformedError,
     TokenSourceMissingError,
     TokenUnavailableError,
@@ -141,16 +142,18 @@ class VaultTokenProvider(RefreshingTokenProvider):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError("url must be an http(s) URL")
+            raise ConfigurationError("url must be an http(s) URL")
         if kv_version not in (1, 2):
-            raise ValueError("kv_version must be 1 or 2")
+            raise ConfigurationError("kv_version must be 1 or 2")
         given = [x is not None for x in (vault_token, vault_token_file, approle)]
         if sum(given) != 1:
-            raise ValueError("pass exactly one of vault_token=, vault_token_file=, approle=")
+            raise ConfigurationError(
+                "pass exactly one of vault_token=, vault_token_file=, approle="
+            )
         if vault_token is not None and not vault_token.strip():
-            raise ValueError("vault_token must not be blank")
+            raise ConfigurationError("vault_token must not be blank")
         if namespace is not None and not (namespace.isascii() and namespace.isprintable()):
-            raise ValueError("namespace must be printable ASCII (it is sent as a header)")
+            raise ConfigurationError("namespace must be printable ASCII (it is sent as a header)")
         self.url = url.rstrip("/")
         self.path = path.strip("/")
         self.mount = mount.strip("/")

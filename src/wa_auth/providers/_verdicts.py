@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final, Protocol, runtime_checkable
 
-from wa_auth.errors import ApiError
+from wa_auth.errors import ApiError, ConfigurationError
 
 __all__ = ["DEFAULT_VERDICT_TTL", "TokenVerdicts", "VerdictStore"]
 
@@ -73,7 +73,7 @@ class TokenVerdicts:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl <= 0:
-            raise ValueError("ttl must be positive")
+            raise ConfigurationError("ttl must be positive")
         self.ttl = ttl
         self._max = max_entries
         self._monotonic = monotonic
