@@ -202,6 +202,16 @@ class Context:
 
     #: Messages URLs by phone number id: built once, not per send.
     _messages_urls: dict[str, str] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    #: The provider's `provider_for`, when it routes (`RoutesTokens`); looked up once.
+    _select: Callable[[str | None], TokenProvider] | None = attrs.field(
+        init=False, eq=False, repr=False, default=None
+    )
+
+    def __attrs_post_init__(self) -> None:
+        from wa_auth.providers import RoutesTokens
+
+        if isinstance(self.provider, RoutesTokens):
+            object.__setattr__(self, "_select", self.provider.provider_for)
 
     def messages_url(self, phone: str) -> str:
         """Return the `/{phone}/messages` URL, cached per phone number id."""
@@ -215,10 +225,10 @@ class Context:
     def provider_for(self, route: str | None) -> TokenProvider:
         """Return the provider for a call routed by *route* (phone number id or WABA id).
 
-        A provider with a `provider_for(route)` method (`RoutingTokenProvider`) picks one per
-        route; any other provider serves every route.
+        A provider that routes (`RoutesTokens`: `RoutingTokenProvider`) picks one per route;
+        any other provider serves every route.
         """
-        select = getattr(self.provider, "provider_for", None)
+        select = self._select
         return self.provider if select is None else select(route)
 
     def url(self, *parts: str, query: Mapping[str, Any] | None = None) -> str:
@@ -355,10 +365,22 @@ def _replacement(
 
 
 def _observe(provider: TokenProvider, token: Token, error: WhatsAppError | None) -> None:
-    """Tell a provider that watches outcomes (a rotating one) how a call with *token* went."""
-    observe = getattr(provider, "observe_outcome", None)
-    if observe is not None:
-        observe(token, error)
+    """Tell a provider that watches outcomes (`ObservesOutcomes`) how a call with *token* went.
+
+    A plain `isinstance` check against the runtime protocol costs microseconds per call; the
+    class's answer is the same for every instance, so it is kept per class.
+    """
+    observes = _OBSERVERS.get(type(provider))
+    if observes is None:
+        from wa_auth.providers import ObservesOutcomes
+
+        observes = _OBSERVERS[type(provider)] = isinstance(provider, ObservesOutcomes)
+    if observes:
+        provider.observe_outcome(token, error)  # type: ignore[attr-defined]
+
+
+#: Provider class -> whether its instances observe outcomes (`ObservesOutcomes`).
+_OBSERVERS: dict[type, bool] = {}
 
 
 def _send(ctx: Context, provider: TokenProvider, request: Request, token: Token) -> Flow[Response]:

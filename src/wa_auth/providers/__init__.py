@@ -17,7 +17,13 @@ from wa_auth.events import (
     TokenExchanged,
     TokenFailedOver,
 )
-from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider
+from wa_auth.providers._base import (
+    ObservesOutcomes,
+    RoutesTokens,
+    StaticTokenProvider,
+    Token,
+    TokenProvider,
+)
 from wa_auth.providers._env import EnvTokenProvider
 from wa_auth.providers._exchange import FbTokenExchanger
 from wa_auth.providers._file import FileTokenProvider
@@ -32,11 +38,13 @@ __all__ = [
     "FbTokenExchanger",
     "Fetched",
     "FileTokenProvider",
+    "ObservesOutcomes",
     "RefreshPolicy",
     "RefreshingTokenProvider",
     "RotatingTokenProvider",
     "RotationConfirmed",
     "RotationRolledBack",
+    "RoutesTokens",
     "RoutingTokenProvider",
     "StaticTokenProvider",
     "Token",

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
 
 __all__ = [
+    "ObservesOutcomes",
+    "RoutesTokens",
     "StaticTokenProvider",
     "Token",
     "TokenProvider",
@@ -202,6 +204,33 @@ class TokenProvider(Protocol):
 
     def invalidate(self, token: Token, reason: WhatsAppError | str) -> None:
         """Forget *token* if it is the current one, because Meta rejected it for *reason*."""
+        ...
+
+
+@runtime_checkable
+class RoutesTokens(Protocol):
+    """A provider that picks another provider per call, by the call's route.
+
+    `RoutingTokenProvider` is one: one token per business, chosen by the call's phone number
+    id (or WABA id). The client asks it once per call and uses the provider it names for the
+    call, its invalidation and its retry.
+    """
+
+    def provider_for(self, route: str | None) -> TokenProvider:
+        """Return the provider for a call routed by *route* (phone number id or WABA id)."""
+        ...
+
+
+@runtime_checkable
+class ObservesOutcomes(Protocol):
+    """A provider that wants to know how each call with its token went.
+
+    `RotatingTokenProvider` is one: a planned rotation rolls back when the new token fails too
+    often. The client tells it after every answer (`error` None for a success).
+    """
+
+    def observe_outcome(self, token: Token, error: WhatsAppError | None) -> None:
+        """Record that a call with *token* succeeded (None) or failed with *error*."""
         ...
 
 
