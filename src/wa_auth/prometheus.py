@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from wa_auth._counters import OK
 from wa_auth._exports import claim as _claim
-from wa_auth.events import OK, ApiCallFailed, AuthFailed, Event, MessageDelivered
+from wa_auth.events import ApiCallFailed, AuthFailed, Event, MessageDelivered
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
