@@ -35,38 +35,30 @@ from wa_auth._guard_effects import (
     Probe,
     PutPause,
     SendIntent,
-    Settle,
     Sleep,
 )
+from wa_auth._guard_outcomes import (
+    delivered,
+    event_fields,
+    expired,
+    final,
+    fingerprint_of,
+    held_back,
+)
 from wa_auth._guard_values import (
-    DELIVERED,
-    EXPIRED,
-    FAILED,
-    LATER_CATEGORIES,
-    MAYBE_DELIVERED,
     PAIR_LIMIT_CODE,
-    QUEUED,
     Delivery,
     Handlers,
     RetryPolicy,
     decide,
 )
 from wa_auth.errors import (
-    AccountStateError,
     InsufficientPermissionError,
-    RateLimitError,
-    TransientError,
     WhatsAppError,
 )
 from wa_auth.events import (
-    CircuitClosed,
     CircuitOpened,
     Events,
-    MessageDelivered,
-    MessageExpired,
-    MessageFailed,
-    MessageMaybeDelivered,
-    MessageQueued,
     MessageRetrying,
     SenderPaused,
     SenderResumed,
@@ -98,22 +90,12 @@ class Config:
     required_scopes: tuple[str, ...] = ()
 
 
-def _event_fields(cfg: Config, intent: Intent, route: str | None, attempts: int) -> dict[str, Any]:
-    return {
-        "consumer": intent.consumer or cfg.consumer,
-        "phone_number_id": route,
-        "idempotency_key": intent.idempotency_key,
-        "operation": intent.operation,
-        "attempts": attempts,
-    }
-
-
 def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     """The whole guarded send of one intent, as effects."""
     wall, start = yield NOW
     route = intent.phone_number_id or cfg.default_route
     if intent.expired(wall):
-        return (yield from _expired(cfg, intent, route, 0))
+        return (yield from expired(cfg, intent, route, 0))
     circuit = False
     if route is not None:
         held = yield from _held(cfg, intent, route, wall)
@@ -123,7 +105,7 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     if cfg.required_scopes:
         refused = yield from _scopes(cfg)
         if refused is not None:
-            return (yield from _final(cfg, intent, route, refused, 0, None))
+            return (yield from final(cfg, intent, route, refused, 0, None))
     if cfg.outbox:
         yield Begin(intent)
     return (yield from _attempts(cfg, intent, route, (wall, start), circuit=circuit))
@@ -149,7 +131,7 @@ def _attempts(
         if attempts:
             wall, mono = yield NOW
             if intent.expired(wall):
-                return (yield from _expired(cfg, intent, route, attempts))
+                return (yield from expired(cfg, intent, route, attempts))
         if cfg.limiter and route is not None:
             held = yield from _pace(
                 cfg, intent, route, attempts, cfg.policy.budget - (mono - start)
@@ -163,7 +145,7 @@ def _attempts(
             error = exc
             error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
         else:
-            return (yield from _delivered(cfg, intent, route, result, attempts, circuit=circuit))
+            return (yield from delivered(cfg, intent, route, result, attempts, circuit=circuit))
         wall, mono = yield NOW
         circuit = circuit or error.category == _table.TRANSIENT
         stop = yield from _learn(cfg, intent, route, error, wall)
@@ -171,8 +153,8 @@ def _attempts(
         if stop is None and decision.retry:
             cfg.events.emit(
                 MessageRetrying(
-                    **_event_fields(cfg, intent, route, attempts),
-                    token_fingerprint=_fingerprint(error),
+                    **event_fields(cfg, intent, route, attempts),
+                    token_fingerprint=fingerprint_of(error),
                     category=error.category,
                     delay=decision.delay,
                     code=getattr(error, "code", None),
@@ -182,7 +164,7 @@ def _attempts(
             continue
         later = stop if stop is not None else decision.later
         not_before = None if later is None else wall + later
-        return (yield from _final(cfg, intent, route, error, attempts, not_before))
+        return (yield from final(cfg, intent, route, error, attempts, not_before))
 
 
 def _pace(
@@ -193,7 +175,7 @@ def _pace(
     if wait is None or wait > remaining:
         wall, _ = yield NOW
         later = None if wait is None else wall + wait
-        return (yield from _queued_by_guard(cfg, intent, route, attempts, "pacing", later))
+        return (yield from held_back(cfg, intent, route, attempts, "pacing", later))
     if wait > 0:
         yield Sleep(wait)
     return None
@@ -209,7 +191,7 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
     pause, circuit = yield GetPauses(route)
     if pause is not None:
         if pause.holds(wall):
-            return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", pause.until))
+            return (yield from held_back(cfg, intent, route, 0, "paused", pause.until))
         # The probe is due: is the number able to send again? Any failure to tell (the lock
         # again, Meta down) keeps it paused until the next probe.
         try:
@@ -220,7 +202,7 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
         if blocked:
             until = wall + cfg.policy.probe_interval
             yield PutPause(attrs.evolve(pause, until=until, failures=pause.failures + 1))
-            return (yield from _queued_by_guard(cfg, intent, route, 0, "paused", until))
+            return (yield from held_back(cfg, intent, route, 0, "paused", until))
         yield ClearPause(ACCOUNT, route)
         cfg.events.emit(
             SenderResumed(
@@ -230,7 +212,7 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
     if circuit is not None and circuit.until is not None:
         if circuit.holds(wall) or circuit.probing:
             until = circuit.until if circuit.holds(wall) else wall + cfg.policy.circuit_cooldown
-            return (yield from _queued_by_guard(cfg, intent, route, 0, "circuit_open", until))
+            return (yield from held_back(cfg, intent, route, 0, "circuit_open", until))
         # Half-open: this intent is the one probe; the others wait for its outcome.
         yield PutPause(attrs.evolve(circuit, probing=True))
     return circuit is not None
@@ -277,7 +259,7 @@ def _learn(
         cfg.events.emit(
             SenderPaused(
                 consumer=intent.consumer or cfg.consumer,
-                token_fingerprint=_fingerprint(error),
+                token_fingerprint=fingerprint_of(error),
                 phone_number_id=route,
                 category=category,
                 code=getattr(error, "code", None),
@@ -321,207 +303,13 @@ def _circuit_failure(
     cfg.events.emit(
         CircuitOpened(
             consumer=intent.consumer or cfg.consumer,
-            token_fingerprint=_fingerprint(error),
+            token_fingerprint=fingerprint_of(error),
             phone_number_id=route,
             failures=failures,
             until=until,
         )
     )
     return cooldown
-
-
-def _delivered(
-    cfg: Config,
-    intent: Intent,
-    route: str | None,
-    result: SendResult,
-    attempts: int,
-    *,
-    circuit: bool,
-) -> PolicyFlow[Delivery]:
-    if route is not None and circuit:
-        record: Pause | None = yield GetPause(CIRCUIT, route)
-        if record is not None:
-            yield ClearPause(CIRCUIT, route)
-            if record.until is not None:
-                cfg.events.emit(
-                    CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
-                )
-    cfg.events.emit(
-        MessageDelivered(
-            **_event_fields(cfg, intent, route, attempts),
-            token_fingerprint=result.token_fingerprint,
-            message_id=result.message_id,
-        )
-    )
-    delivery = Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
-    if cfg.outbox:
-        yield Settle(delivery)
-    return delivery
-
-
-def _expired(cfg: Config, intent: Intent, route: str | None, attempts: int) -> PolicyFlow[Delivery]:
-    cfg.events.emit(MessageExpired(**_event_fields(cfg, intent, route, attempts)))
-    delivery = Delivery(state=EXPIRED, intent=intent, attempts=attempts, reason="deadline")
-    if cfg.outbox:
-        yield Settle(delivery)
-    return delivery
-
-
-def _queued_by_guard(
-    cfg: Config,
-    intent: Intent,
-    route: str,
-    attempts: int,
-    reason: str,
-    until: float | None,
-) -> PolicyFlow[Delivery]:
-    """The outcome of an intent the guard held back without an answer from Meta."""
-    pause: Pause | None = None
-    if reason in {"paused", "circuit_open"}:
-        pause = yield GetPause(ACCOUNT if reason == "paused" else CIRCUIT, route)
-    error = _held_error(reason, route, pause)
-    state = QUEUED if cfg.outbox else FAILED
-    delivery = Delivery(
-        state=state,
-        intent=intent,
-        error=error,
-        attempts=attempts,
-        not_before=until,
-        reason=reason,
-    )
-    if cfg.fallback is not None:
-        routed = yield from _fallback(cfg, intent, error, delivery)
-        if routed is not None:
-            return routed
-    cfg.events.emit(
-        MessageQueued(
-            **_event_fields(cfg, intent, route, attempts),
-            category=error.category,
-            reason=reason,
-            not_before=until,
-        )
-        if cfg.outbox
-        else MessageFailed(**_event_fields(cfg, intent, route, attempts), category=error.category)
-    )
-    if cfg.outbox:
-        yield Settle(delivery)
-    return delivery
-
-
-def _held_error(reason: str, route: str, pause: Pause | None) -> WhatsAppError:
-    """The error a held-back intent carries: the one that paused the number, when known."""
-    if reason == "paused":
-        code = (pause.error or {}).get("code") if pause is not None else None
-        return AccountStateError(
-            f"phone number {route} is paused after an account-state failure "
-            f"({code if code is not None else 'account_state'}): not sent until a probe "
-            "succeeds or an operator resumes it",
-            code=code if isinstance(code, int) else None,
-            rule="guard/paused",
-        )
-    if reason == "circuit_open":
-        return TransientError(
-            f"phone number {route}'s circuit is open after repeated transient failures: "
-            "not sent during the cool-down",
-            rule="guard/circuit_open",
-            retryable=True,
-        )
-    return RateLimitError(
-        f"phone number {route}'s pacing allows no send within the time budget",
-        rule="guard/pacing",
-        retryable=True,
-    )
-
-
-def _final(
-    cfg: Config,
-    intent: Intent,
-    route: str | None,
-    error: WhatsAppError,
-    attempts: int,
-    not_before: float | None,
-) -> PolicyFlow[Delivery]:
-    """The outcome of an intent whose last send failed: handlers once, fallback, outbox."""
-    category = error.category
-    fields = _event_fields(cfg, intent, route, attempts)
-    maybe = bool(getattr(error, "maybe_delivered", False))
-    if maybe:
-        state = MAYBE_DELIVERED
-    elif cfg.outbox and category in LATER_CATEGORIES:
-        state = QUEUED
-    else:
-        state = FAILED
-    delivery = Delivery(
-        state=state,
-        intent=intent,
-        error=error,
-        attempts=attempts,
-        not_before=not_before,
-        reason=category,
-    )
-    if cfg.handlers is not None:
-        handlers = tuple(cfg.handlers.for_category(category))
-        if handlers:
-            yield Handle(handlers, intent, error)
-    if state != MAYBE_DELIVERED and cfg.fallback is not None:
-        routed = yield from _fallback(cfg, intent, error, delivery)
-        if routed is not None:
-            return routed
-    fingerprint = _fingerprint(error)
-    code = getattr(error, "code", None)
-    if state == MAYBE_DELIVERED:
-        cfg.events.emit(MessageMaybeDelivered(**fields, token_fingerprint=fingerprint))
-    elif state == QUEUED:
-        cfg.events.emit(
-            MessageQueued(
-                **fields,
-                token_fingerprint=fingerprint,
-                category=category,
-                reason=category,
-                not_before=not_before,
-            )
-        )
-    else:
-        cfg.events.emit(
-            MessageFailed(**fields, token_fingerprint=fingerprint, category=category, code=code)
-        )
-    if cfg.outbox:
-        yield Settle(delivery)
-    return delivery
-
-
-def _fallback(
-    cfg: Config, intent: Intent, error: WhatsAppError, delivery: Delivery
-) -> PolicyFlow[Delivery | None]:
-    """Return the fallback's outcome for *delivery*, or None to keep it."""
-    assert cfg.fallback is not None
-    answer = yield Fallback(cfg.fallback, intent, error)
-    if answer is None or answer is NO_FALLBACK:
-        return None
-    if isinstance(answer, Delivery):
-        routed = answer
-    elif hasattr(answer, "message_id"):  # a SendResult: delivered by the other route
-        routed = Delivery(
-            state=DELIVERED,
-            intent=intent,
-            result=answer,
-            attempts=delivery.attempts,
-            reason="fallback",
-        )
-    else:
-        _log.error(
-            "guard fallback returned %s; expected a Delivery, a SendResult or None",
-            type(answer).__name__,
-        )
-        return None
-    if cfg.outbox:
-        yield Settle(routed)
-    return routed
-
-
-def _fingerprint(error: WhatsAppError) -> str | None:
-    return getattr(error, "token_fingerprint", None)
 
 
 # --- a user's own function (the decorator) ---------------------------------------------------
@@ -547,7 +335,7 @@ def retrying(
             cfg.events.emit(
                 MessageRetrying(
                     consumer=cfg.consumer,
-                    token_fingerprint=_fingerprint(error),
+                    token_fingerprint=fingerprint_of(error),
                     operation=getattr(fn, "__name__", None),
                     attempts=attempts,
                     category=error.category,

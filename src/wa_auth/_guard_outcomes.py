@@ -1,0 +1,254 @@
+"""The outcomes of the guard's policy: what becomes of an intent, once, as effects.
+
+`delivered`, `expired`, `held_back` (the guard kept it from Meta: a paused number, an open
+circuit, pacing past the budget) and `final` (its last send failed: handlers once, the
+fallback, one event, the outbox). `wa_auth._guard_flows` decides; this module records.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from wa_auth._effects import PolicyFlow
+from wa_auth._guard_effects import NO_FALLBACK, ClearPause, Fallback, GetPause, Handle, Settle
+from wa_auth._guard_values import (
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    LATER_CATEGORIES,
+    MAYBE_DELIVERED,
+    QUEUED,
+    Delivery,
+)
+from wa_auth.errors import AccountStateError, RateLimitError, TransientError, WhatsAppError
+from wa_auth.events import (
+    CircuitClosed,
+    MessageDelivered,
+    MessageExpired,
+    MessageFailed,
+    MessageMaybeDelivered,
+    MessageQueued,
+)
+from wa_auth.intents import Intent
+from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
+
+if TYPE_CHECKING:
+    from wa_auth._guard_flows import Config
+    from wa_auth.models import SendResult
+
+__all__ = [
+    "delivered",
+    "event_fields",
+    "expired",
+    "fallback",
+    "final",
+    "fingerprint_of",
+    "held_back",
+]
+
+_log = logging.getLogger("wa_auth.guards")
+
+
+def event_fields(cfg: Config, intent: Intent, route: str | None, attempts: int) -> dict[str, Any]:
+    return {
+        "consumer": intent.consumer or cfg.consumer,
+        "phone_number_id": route,
+        "idempotency_key": intent.idempotency_key,
+        "operation": intent.operation,
+        "attempts": attempts,
+    }
+
+
+def delivered(
+    cfg: Config,
+    intent: Intent,
+    route: str | None,
+    result: SendResult,
+    attempts: int,
+    *,
+    circuit: bool,
+) -> PolicyFlow[Delivery]:
+    if route is not None and circuit:
+        record: Pause | None = yield GetPause(CIRCUIT, route)
+        if record is not None:
+            yield ClearPause(CIRCUIT, route)
+            if record.until is not None:
+                cfg.events.emit(
+                    CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
+                )
+    cfg.events.emit(
+        MessageDelivered(
+            **event_fields(cfg, intent, route, attempts),
+            token_fingerprint=result.token_fingerprint,
+            message_id=result.message_id,
+        )
+    )
+    delivery = Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def expired(cfg: Config, intent: Intent, route: str | None, attempts: int) -> PolicyFlow[Delivery]:
+    cfg.events.emit(MessageExpired(**event_fields(cfg, intent, route, attempts)))
+    delivery = Delivery(state=EXPIRED, intent=intent, attempts=attempts, reason="deadline")
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def held_back(
+    cfg: Config,
+    intent: Intent,
+    route: str,
+    attempts: int,
+    reason: str,
+    until: float | None,
+) -> PolicyFlow[Delivery]:
+    """The outcome of an intent the guard held back without an answer from Meta."""
+    pause: Pause | None = None
+    if reason in {"paused", "circuit_open"}:
+        pause = yield GetPause(ACCOUNT if reason == "paused" else CIRCUIT, route)
+    error = _held_error(reason, route, pause)
+    state = QUEUED if cfg.outbox else FAILED
+    delivery = Delivery(
+        state=state,
+        intent=intent,
+        error=error,
+        attempts=attempts,
+        not_before=until,
+        reason=reason,
+    )
+    if cfg.fallback is not None:
+        routed = yield from fallback(cfg, intent, error, delivery)
+        if routed is not None:
+            return routed
+    cfg.events.emit(
+        MessageQueued(
+            **event_fields(cfg, intent, route, attempts),
+            category=error.category,
+            reason=reason,
+            not_before=until,
+        )
+        if cfg.outbox
+        else MessageFailed(**event_fields(cfg, intent, route, attempts), category=error.category)
+    )
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def _held_error(reason: str, route: str, pause: Pause | None) -> WhatsAppError:
+    """The error a held-back intent carries: the one that paused the number, when known."""
+    if reason == "paused":
+        code = (pause.error or {}).get("code") if pause is not None else None
+        return AccountStateError(
+            f"phone number {route} is paused after an account-state failure "
+            f"({code if code is not None else 'account_state'}): not sent until a probe "
+            "succeeds or an operator resumes it",
+            code=code if isinstance(code, int) else None,
+            rule="guard/paused",
+        )
+    if reason == "circuit_open":
+        return TransientError(
+            f"phone number {route}'s circuit is open after repeated transient failures: "
+            "not sent during the cool-down",
+            rule="guard/circuit_open",
+            retryable=True,
+        )
+    return RateLimitError(
+        f"phone number {route}'s pacing allows no send within the time budget",
+        rule="guard/pacing",
+        retryable=True,
+    )
+
+
+def final(
+    cfg: Config,
+    intent: Intent,
+    route: str | None,
+    error: WhatsAppError,
+    attempts: int,
+    not_before: float | None,
+) -> PolicyFlow[Delivery]:
+    """The outcome of an intent whose last send failed: handlers once, fallback, outbox."""
+    category = error.category
+    fields = event_fields(cfg, intent, route, attempts)
+    maybe = bool(getattr(error, "maybe_delivered", False))
+    if maybe:
+        state = MAYBE_DELIVERED
+    elif cfg.outbox and category in LATER_CATEGORIES:
+        state = QUEUED
+    else:
+        state = FAILED
+    delivery = Delivery(
+        state=state,
+        intent=intent,
+        error=error,
+        attempts=attempts,
+        not_before=not_before,
+        reason=category,
+    )
+    if cfg.handlers is not None:
+        handlers = tuple(cfg.handlers.for_category(category))
+        if handlers:
+            yield Handle(handlers, intent, error)
+    if state != MAYBE_DELIVERED and cfg.fallback is not None:
+        routed = yield from fallback(cfg, intent, error, delivery)
+        if routed is not None:
+            return routed
+    fingerprint = fingerprint_of(error)
+    code = getattr(error, "code", None)
+    if state == MAYBE_DELIVERED:
+        cfg.events.emit(MessageMaybeDelivered(**fields, token_fingerprint=fingerprint))
+    elif state == QUEUED:
+        cfg.events.emit(
+            MessageQueued(
+                **fields,
+                token_fingerprint=fingerprint,
+                category=category,
+                reason=category,
+                not_before=not_before,
+            )
+        )
+    else:
+        cfg.events.emit(
+            MessageFailed(**fields, token_fingerprint=fingerprint, category=category, code=code)
+        )
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def fallback(
+    cfg: Config, intent: Intent, error: WhatsAppError, delivery: Delivery
+) -> PolicyFlow[Delivery | None]:
+    """Return the fallback's outcome for *delivery*, or None to keep it."""
+    assert cfg.fallback is not None
+    answer = yield Fallback(cfg.fallback, intent, error)
+    if answer is None or answer is NO_FALLBACK:
+        return None
+    if isinstance(answer, Delivery):
+        routed = answer
+    elif hasattr(answer, "message_id"):  # a SendResult: delivered by the other route
+        routed = Delivery(
+            state=DELIVERED,
+            intent=intent,
+            result=answer,
+            attempts=delivery.attempts,
+            reason="fallback",
+        )
+    else:
+        _log.error(
+            "guard fallback returned %s; expected a Delivery, a SendResult or None",
+            type(answer).__name__,
+        )
+        return None
+    if cfg.outbox:
+        yield Settle(routed)
+    return routed
+
+
+def fingerprint_of(error: WhatsAppError) -> str | None:
+    return getattr(error, "token_fingerprint", None)
