@@ -8,10 +8,14 @@ page, CHANGELOG.md and `docs/*.md` are pages, and every other repository file th
 to is copied as it is. A link to a file that does not exist, or to a heading that does not,
 then fails the strict build, exactly as it would be broken in a clone.
 
+A page that mkdocs.yml's `nav` does not list yet is added at its end, so a new page is in the
+site (and its links are checked) before anyone orders the navigation.
+
 `docs/reference.md` exists only in the site: one mkdocstrings block for every name in
-`wa_auth.__all__`, grouped by public module, and one for each public module that is not
-re-exported. mkdocstrings reads the sources (griffe), so a name in `__all__` that nothing
-defines, or a docstring that names a parameter the signature does not have, fails the build.
+`wa_auth.__all__`, grouped by public module, and one for each public module from which
+`wa_auth` re-exports nothing. mkdocstrings reads the sources (griffe), so a name in `__all__`
+that nothing defines, or a docstring that names a parameter the signature does not have, fails
+the build.
 `AttrsInit` (a griffe extension, mkdocs.yml) gives attrs classes the signature attrs generates,
 so their `Args:` sections are checked against it too.
 """
@@ -19,6 +23,7 @@ so their `Args:` sections are checked against it too.
 from __future__ import annotations
 
 import inspect
+import pkgutil
 import posixpath
 import re
 from pathlib import Path
@@ -39,8 +44,6 @@ PAGES = ("README.md", "CHANGELOG.md", "docs/*.md")
 REFERENCE = "docs/reference.md"
 #: A Markdown link or image target, without its title or anchor.
 _LINK = re.compile(r"\]\(([^)\s#]+)")
-#: Public modules whose names `wa_auth` does not re-export.
-_MODULES = ("wa_auth.webhooks", "wa_auth.sandbox", "wa_auth.testing")
 #: The private modules that define re-exported names, shown under the name users import.
 _GROUPS = {
     "wa_auth._client": ("Clients", "wa_auth"),
@@ -80,11 +83,12 @@ def reference() -> str:
     import wa_auth
 
     lazy: dict[str, str] = wa_auth._LAZY  # noqa: SLF001 - the lazy map says where each name lives
+    exported = set(wa_auth.__all__)
     groups: dict[tuple[str, str], list[str]] = {}
-    for name in wa_auth.__all__:
-        if name == "__version__":
+    # In the lazy map's order, which is the public table's: clients first, then by module.
+    for name, module in lazy.items():
+        if name not in exported:
             continue
-        module = lazy[name]
         title, public = _GROUPS.get(module, (f"`{module}`", module))
         groups.setdefault((title, public), []).append(name)
     out = [
@@ -99,10 +103,41 @@ def reference() -> str:
         out += [f"## {title}", ""]
         for name in names:
             out += [f"::: {public}.{name}", ""]
-    out += ["## Public modules", ""]
-    for module in _MODULES:
+    # The public modules (no underscore) from which `wa_auth` re-exports nothing, whole.
+    shown = {public for _, public in groups}
+    modules = [
+        info.name
+        for info in pkgutil.iter_modules(wa_auth.__path__, "wa_auth.")
+        if not info.name.rpartition(".")[2].startswith("_") and info.name not in shown
+    ]
+    if modules:
+        out += ["## Public modules", ""]
+    for module in modules:
         out += [f"::: {module}", "    options:", "      show_root_heading: true", ""]
     return "\n".join(out)
+
+
+def _pages(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for pattern in PAGES for path in root.glob(pattern))
+
+
+def _listed(nav: object) -> set[str]:
+    """Return the page paths that a `nav` value (strings, titled dicts, nested lists) names."""
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_listed(value) for value in nav.values()))
+    if isinstance(nav, list):
+        return set().union(*(_listed(item) for item in nav))
+    return set()
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    """Append the pages that `nav` does not list to its end."""
+    if config.nav is not None:
+        listed = _listed(config.nav)
+        config.nav = [*config.nav, *(p for p in _pages(_root(config)) if p not in listed)]
+    return config
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -112,7 +147,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     kept = [
         f for f in files if not (f.abs_src_path and Path(f.abs_src_path).is_relative_to(docs_dir))
     ]
-    pages = sorted(str(path.relative_to(root)) for pattern in PAGES for path in root.glob(pattern))
+    pages = _pages(root)
     linked = sorted(set().union(*(_linked(root, page) for page in pages)))
     new = [_file(config, root, path) for path in [*pages, *linked]]
     new.append(File.generated(config, REFERENCE, content=reference()))
