@@ -1,0 +1,88 @@
+"""Three gaps of the guard's policy found while writing docs/guards.md, as strict xfails.
+
+Each test states the behaviour the docs and docstrings promise; each fails on the code as it is,
+so `xfail(strict=True)` turns into a failure the day the gap is fixed, and the marker (and the
+"today" sentence of docs/guards.md that describes the gap) can go.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import wa_auth
+from wa_auth import Guard, Intent, LocalRateLimiter, MemoryOutbox, RetryPolicy
+from wa_auth.sandbox import Sandbox
+
+TO = "+15551234567"
+OTHER = "+15557654321"
+
+
+class Clock:
+    """A clock that moves only when told (wall and monotonic alike)."""
+
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(seed=13, freeze_clock=True) as sb:
+        yield sb
+
+
+def _client(sb: Sandbox, **kw):
+    return wa_auth.WhatsAppClient(
+        base_url=sb.base_url, token=sb.issue_token(), phone_number_id=sb.phone_number_id, **kw
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="a non-transient half-open probe leaves the circuit open")
+def test_a_half_open_probe_that_fails_otherwise_does_not_wedge_the_circuit(sandbox):
+    """After a probe that fails with an invalid request, a later intent is sent, not held."""
+    clock = Clock()
+    with _client(sandbox) as client:
+        guard = Guard(
+            client,
+            policy=RetryPolicy(max_attempts=1, circuit_threshold=3, circuit_cooldown=30.0),
+            clock=clock.now,
+            monotonic=clock.now,
+            sleep=clock.sleep,
+        )
+        sandbox.fail_next(131000, times=3)
+        for _ in range(3):
+            guard.send(Intent.text(TO, "x", created_at=clock.t))
+        clock.sleep(30.0)
+        sandbox.fail_next(131008)  # the half-open probe: Meta refuses the request itself
+        assert guard.send(Intent.text(TO, "probe", created_at=clock.t)).reason == "invalid_request"
+        clock.sleep(3600.0)
+        later = guard.send(Intent.text(TO, "an hour later", created_at=clock.t))
+    assert later.reason != "circuit_open"
+
+
+@pytest.mark.xfail(strict=True, reason="131049 (one user's marketing cap) penalises the number")
+def test_one_users_marketing_cap_does_not_hold_other_recipients(sandbox):
+    """A 131049 to one user does not queue an intent to another user of the same number."""
+    with _client(sandbox) as client:
+        guard = Guard(client, limiter=LocalRateLimiter(), outbox=MemoryOutbox())
+        sandbox.fail_next(131049, recipient=TO)
+        assert guard.send(Intent.text(TO, "20% off")).state == "queued"
+        other = guard.send(Intent.text(OTHER, "Your code is 1234"))
+    assert other.ok, (other.state, other.reason)
+
+
+@pytest.mark.xfail(strict=True, reason="required_scopes' health check failure escapes guard.send")
+def test_required_scopes_health_check_failure_is_a_delivery():
+    """`guard.send` returns a Delivery when the scope check cannot reach Meta; it never raises."""
+    client = wa_auth.WhatsAppClient(
+        token="EAAGnot-a-real-token-0000", phone_number_id="123", base_url="http://127.0.0.1:9"
+    )
+    guard = Guard(client, required_scopes=["whatsapp_business_messaging"], sleep=lambda s: None)
+    with client:
+        delivery = guard.send(Intent.text(TO, "hello"))
+    assert delivery.state == "failed"
