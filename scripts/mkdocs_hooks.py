@@ -113,7 +113,7 @@ def reference() -> str:
     if modules:
         out += ["## Public modules", ""]
     for module in modules:
-        out += [f"::: {module}", "    options:", "      show_root_heading: true", ""]
+        out += [f"::: {module}", ""]
     return "\n".join(out)
 
 
