@@ -25,6 +25,7 @@ WhatsAppError
 │   │   └── VaultPolicyError      a valid Vault token whose policy denies the path
 │   ├── VaultSecretNotFoundError  404: no secret, deleted or destroyed version, no field
 │   └── AllCandidatesRejectedError  every candidate of a rotating provider is known dead
+├── OutboxError                   an outbox or state file is missing, locked, corrupt or newer
 └── WebhookSignatureError         a webhook's signature or verify token did not match
 ```
 
@@ -62,6 +63,7 @@ __all__ = [
     "ConfigurationError",
     "InsufficientPermissionError",
     "InvalidRequestError",
+    "OutboxError",
     "RateLimitError",
     "RequestValidationError",
     "TokenExpiredError",
@@ -531,6 +533,37 @@ class AllCandidatesRejectedError(TokenUnavailableError):
         """Return JSON-safe data describing the error; never the token."""
         data = super().to_dict()
         data["fingerprints"] = list(self.fingerprints)
+        return data
+
+
+class OutboxError(WhatsAppError):
+    """An outbox or state file cannot be used, or refused a change; nothing was overwritten.
+
+    For example, the file is missing (opened with `create=False`), locked by another process
+    for longer than the busy timeout, not a SQLite database, written by a newer wa_auth, or
+    the intent is already being sent by another worker. `path` names the file and `kind` the
+    problem (`missing`, `locked`, `corrupt`, `foreign`, `newer_schema`, `busy`, `duplicate`,
+    `not_found`, `closed`, ...). Its category is `invalid_request`: the caller must fix
+    something before the same call can work (a `locked` file is `retryable`).
+    """
+
+    category: ClassVar[str] = _table.INVALID_REQUEST
+    operator_action: str = "Fix the outbox or state file named in the message."
+    #: The file, as given.
+    path: str | None = None
+    kind: str = "invalid"
+
+    def __init__(
+        self, message: str, *, path: str | None = None, kind: str = "invalid", **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.path = path
+        self.kind = kind
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error."""
+        data = super().to_dict()
+        data.update(path=self.path, kind=self.kind)
         return data
 
 

@@ -1,0 +1,490 @@
+"""`SqliteOutbox`'s table and the jobs its writer thread runs, one function per change.
+
+Each job is a function of a connection inside the writer's transaction. A job that refuses
+(an intent already in flight, a row that does not exist) raises `OutboxError` before it
+writes anything, so the other jobs of the same transaction commit unharmed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from wa_auth import _table
+from wa_auth._guard_values import DELIVERY_STATES, Delivery
+from wa_auth._outbox_values import (
+    OUTBOX_STATES,
+    REPLAYED_FAILURES,
+    SENDING,
+    TOKEN_WAIT_CATEGORIES,
+    OutboxRow,
+    OutboxStats,
+    begin_refusal,
+)
+from wa_auth._sqlite import Schema
+from wa_auth._stored import dumps, error_from_dict, loads_object
+from wa_auth.errors import OutboxError, WhatsAppError
+from wa_auth.intents import Intent
+from wa_auth.models import SendResult
+
+__all__ = ["SCHEMA", "Jobs", "intent_row"]
+
+_log = logging.getLogger("wa_auth.outbox")
+
+_OPEN_STATES: Final = "('pending', 'queued', 'failed', 'maybe_delivered')"
+
+#: Version 1, the first release. Never edit a released migration: append the next one.
+SCHEMA: Final = Schema(
+    component="outbox",
+    what="outbox file",
+    migrations=(
+        (
+            """
+            CREATE TABLE wa_outbox (
+                id INTEGER PRIMARY KEY,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                intent TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                category TEXT,
+                reason TEXT,
+                error TEXT,
+                message_id TEXT,
+                token_fingerprint TEXT,
+                not_before REAL,
+                not_after REAL,
+                consumer TEXT,
+                phone_number_id TEXT,
+                lease_owner TEXT,
+                lease_until REAL,
+                created_at REAL NOT NULL,
+                enqueued_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+            # What a replay may claim, in claim order: the delivered majority is not scanned.
+            f"CREATE INDEX wa_outbox_open ON wa_outbox (id) WHERE state IN {_OPEN_STATES}",
+            # Rows by state and age: stats, listings, purges, lapsed `sending` leases.
+            "CREATE INDEX wa_outbox_state ON wa_outbox (state, updated_at)",
+        ),
+    ),
+)
+
+_COLUMNS: Final = (
+    "id, idempotency_key, intent, state, attempts, category, reason, error, message_id, "
+    "token_fingerprint, not_before, not_after, consumer, phone_number_id, lease_owner, "
+    "lease_until, created_at, enqueued_at, updated_at"
+)
+_INSERT: Final = (
+    "INSERT INTO wa_outbox (idempotency_key, intent, state, consumer, phone_number_id, "
+    "created_at, not_after, lease_owner, lease_until, enqueued_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_SETTLE: Final = (
+    "UPDATE wa_outbox SET state = ?, attempts = attempts + ?, category = ?, reason = ?, "
+    "error = ?, message_id = coalesce(?, message_id), "
+    "token_fingerprint = coalesce(?, token_fingerprint), not_before = ?, lease_owner = NULL, "
+    "lease_until = NULL, updated_at = ? WHERE idempotency_key = ? AND state != 'delivered'"
+)
+_SETTLE_NEW: Final = (
+    "INSERT INTO wa_outbox (idempotency_key, intent, state, attempts, category, reason, error, "
+    "message_id, token_fingerprint, not_before, not_after, consumer, phone_number_id, "
+    "created_at, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+
+
+def intent_row(
+    intent: Intent, state: str, owner: str | None, lease_until: float | None, now: float
+) -> tuple[Any, ...]:
+    """Return the values of `_INSERT` for *intent* (built in the caller's thread)."""
+    return (
+        intent.idempotency_key,
+        dumps(intent.to_dict()),
+        state,
+        intent.consumer,
+        intent.phone_number_id,
+        intent.created_at,
+        intent.not_after,
+        owner,
+        lease_until,
+        now,
+        now,
+    )
+
+
+def settle_values(delivery: Delivery, now: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Return the values of `_SETTLE` and of `_SETTLE_NEW` for *delivery*."""
+    intent = delivery.intent
+    result = delivery.result
+    error = delivery.error
+    message_id = result.message_id if result is not None else None
+    fingerprint = result.token_fingerprint if result is not None else None
+    if fingerprint is None and error is not None:
+        fingerprint = getattr(error, "token_fingerprint", None)
+    error_json = dumps(error.to_dict()) if error is not None else None
+    category = delivery.category
+    update = (
+        delivery.state,
+        delivery.attempts,
+        category,
+        delivery.reason,
+        error_json,
+        message_id,
+        fingerprint,
+        delivery.not_before,
+        now,
+        intent.idempotency_key,
+    )
+    insert = (
+        intent.idempotency_key,
+        dumps(intent.to_dict()),
+        delivery.state,
+        delivery.attempts,
+        category,
+        delivery.reason,
+        error_json,
+        message_id,
+        fingerprint,
+        delivery.not_before,
+        intent.not_after,
+        intent.consumer,
+        intent.phone_number_id,
+        intent.created_at,
+        now,
+        now,
+    )
+    return update, insert
+
+
+def _row(r: Sequence[Any], path: str) -> OutboxRow:
+    """Return the `OutboxRow` of a selected row (`_COLUMNS` order)."""
+    (
+        row_id,
+        key,
+        intent_json,
+        state,
+        attempts,
+        category,
+        reason,
+        error_json,
+        message_id,
+        fingerprint,
+        not_before,
+        _not_after,
+        _consumer,
+        _phone,
+        lease_owner,
+        lease_until,
+        _created_at,
+        enqueued_at,
+        updated_at,
+    ) = r
+    try:
+        intent = Intent.from_dict(json.loads(intent_json))
+    except (ValueError, WhatsAppError) as exc:
+        raise OutboxError(
+            f"outbox file {path}: row {row_id} ({key!r}) holds an intent that cannot be read: "
+            f"{exc}",
+            path=path,
+            kind="corrupt",
+        ) from None
+    error = loads_object(error_json)
+    delivery = None
+    if state in DELIVERY_STATES:
+        delivery = Delivery(
+            state=state,
+            intent=intent,
+            result=(
+                SendResult(
+                    message_id=message_id,
+                    wa_id=None,
+                    idempotency_key=key,
+                    token_fingerprint=fingerprint,
+                )
+                if message_id
+                else None
+            ),
+            error=error_from_dict(error) if error is not None else None,
+            attempts=attempts,
+            not_before=not_before,
+            reason=reason,
+        )
+    return OutboxRow(
+        intent=intent,
+        state=state,
+        delivery=delivery,
+        updated_at=updated_at,
+        id=row_id,
+        attempts=attempts,
+        category=category,
+        reason=reason,
+        error=error,
+        message_id=message_id,
+        token_fingerprint=fingerprint,
+        not_before=not_before,
+        lease_owner=lease_owner,
+        lease_until=lease_until,
+        enqueued_at=enqueued_at,
+    )
+
+
+def _marks(values: Collection[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
+class Jobs:
+    """The outbox's changes and reads, as functions of a connection, for one file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _refused(self, key: str, kind: str, why: str) -> OutboxError:
+        return OutboxError(
+            f"intent {key!r} in outbox file {self.path} {why}: not sent again",
+            path=self.path,
+            kind=kind,
+            retryable=kind == "busy",
+        )
+
+    def begin(
+        self,
+        conn: sqlite3.Connection,
+        values: tuple[Any, ...],
+        owner: str,
+        lease_until: float,
+        now: float,
+    ) -> None:
+        """Record the intent as `sending`, leased to *owner*, or refuse (`begin_refusal`)."""
+        if conn.execute(_INSERT, values).rowcount == 1:
+            return
+        key = values[0]
+        state, lease_owner, held_until = conn.execute(
+            "SELECT state, lease_owner, lease_until FROM wa_outbox WHERE idempotency_key = ?",
+            (key,),
+        ).fetchone()
+        refusal = begin_refusal(state, lease_owner, held_until, owner, now)
+        if refusal is not None:
+            raise self._refused(key, *refusal)
+        conn.execute(
+            "UPDATE wa_outbox SET state = 'sending', lease_owner = ?, lease_until = ?, "
+            "updated_at = ? WHERE idempotency_key = ?",
+            (owner, lease_until, now, key),
+        )
+
+    @staticmethod
+    def settle(conn: sqlite3.Connection, update: tuple[Any, ...], insert: tuple[Any, ...]) -> None:
+        """Record an outcome; a delivered row stays delivered; an unknown intent is added."""
+        if conn.execute(_SETTLE, update).rowcount == 0:
+            conn.execute(_SETTLE_NEW, insert)
+
+    @staticmethod
+    def enqueue(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+        """Add `pending` rows; a key already in the outbox keeps its row. Return rows added."""
+        before = conn.total_changes
+        conn.executemany(_INSERT, rows)
+        return conn.total_changes - before
+
+    def recover(self, conn: sqlite3.Connection, now: float) -> int:
+        """Turn `sending` rows whose lease lapsed into `maybe_delivered`; return how many."""
+        count = conn.execute(
+            "UPDATE wa_outbox SET state = 'maybe_delivered', reason = 'lease_expired', "
+            "lease_owner = NULL, lease_until = NULL, updated_at = ? "
+            "WHERE state = 'sending' AND (lease_until IS NULL OR lease_until < ?)",
+            (now, now),
+        ).rowcount
+        if count:
+            _log.warning(
+                "outbox file %s: %d intent(s) were left in sending by a worker that stopped "
+                "(their lease lapsed): now maybe_delivered, not replayed unless asked",
+                self.path,
+                count,
+                extra={"wa_auth": {"event": "outbox.recovered", "count": count}},
+            )
+        return count
+
+    def claim(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        owner: str,
+        now: float,
+        lease_until: float,
+        limit: int,
+        after: int,
+        live: Collection[str] | None,
+        include_maybe_delivered: bool,
+    ) -> list[OutboxRow]:
+        """Lease up to *limit* replayable rows after id *after* to *owner*, in id order."""
+        self.recover(conn, now)
+        token_clause = "0"  # noqa: S105 - SQL, not a secret
+        params: list[Any] = [after, now, owner, now]
+        if live:
+            token_clause = (
+                f"(category IN ({_marks(TOKEN_WAIT_CATEGORIES)}) AND (token_fingerprint IS NULL "
+                f"OR token_fingerprint NOT IN ({_marks(live)})))"
+            )
+        # The `state IN` term repeats the partial index's own condition, so SQLite uses it.
+        sql = (
+            f"SELECT {_COLUMNS} FROM wa_outbox WHERE state IN {_OPEN_STATES} AND id > ? "  # noqa: S608
+            "AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) AND ("
+            "state = 'pending' "
+            "OR (state = 'queued' AND (not_before IS NULL OR not_before <= ?)) "
+            f"OR (state = 'failed' AND (category = ? OR {token_clause})) "
+            "OR (state = 'maybe_delivered' AND ?)"
+            ") ORDER BY id LIMIT ?"
+        )
+        params.append(_table.TOKEN_UNAVAILABLE)
+        if live:
+            params.extend(sorted(TOKEN_WAIT_CATEGORIES))
+            params.extend(live)
+        params.extend((1 if include_maybe_delivered else 0, limit))
+        claimed: list[OutboxRow] = []
+        unreadable: list[tuple[int, str]] = []
+        for r in conn.execute(sql, params).fetchall():
+            try:
+                row = _row(r, self.path)
+            except OutboxError as exc:
+                unreadable.append((r[0], exc.message))
+                continue
+            claimed.append(attrs.evolve(row, lease_owner=owner, lease_until=lease_until))
+        if claimed:
+            conn.executemany(
+                "UPDATE wa_outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                [(owner, lease_until, row.id) for row in claimed],
+            )
+        for row_id, message in unreadable:  # a dead letter for an operator, not a stuck replay
+            conn.execute(
+                "UPDATE wa_outbox SET state = 'failed', category = 'invalid_request', "
+                "reason = 'unreadable', error = ?, lease_owner = NULL, lease_until = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (
+                    dumps(
+                        {"type": "OutboxError", "category": "invalid_request", "message": message}
+                    ),
+                    now,
+                    row_id,
+                ),
+            )
+        return claimed
+
+    @staticmethod
+    def release(conn: sqlite3.Connection, owner: str) -> int:
+        """Give back *owner*'s claims that were not sent; return how many."""
+        return conn.execute(
+            "UPDATE wa_outbox SET lease_owner = NULL, lease_until = NULL "
+            "WHERE lease_owner = ? AND state != 'sending'",
+            (owner,),
+        ).rowcount
+
+    def mark(
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        state: str,
+        now: float,
+        reason: str | None,
+        message_id: str | None,
+    ) -> OutboxRow:
+        """Set an operator's *state* on the row of *key*; refuse one in flight."""
+        found = conn.execute(
+            "SELECT state, lease_until FROM wa_outbox WHERE idempotency_key = ?", (key,)
+        ).fetchone()
+        if found is None:
+            raise OutboxError(
+                f"outbox file {self.path} has no intent {key!r}", path=self.path, kind="not_found"
+            )
+        if found[0] == SENDING and found[1] is not None and found[1] >= now:
+            raise self._refused(key, "busy", "is being sent right now")
+        conn.execute(
+            "UPDATE wa_outbox SET state = ?, reason = ?, message_id = coalesce(?, message_id), "
+            "not_before = CASE WHEN ? = 'pending' THEN NULL ELSE not_before END, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE idempotency_key = ?",
+            (state, reason, message_id, state, now, key),
+        )
+        row = self.get(conn, key)
+        assert row is not None
+        return row
+
+    def get(self, conn: sqlite3.Connection, key: str) -> OutboxRow | None:
+        """Return the row of *key*, or None."""
+        found = conn.execute(
+            f"SELECT {_COLUMNS} FROM wa_outbox WHERE idempotency_key = ?",  # noqa: S608
+            (key,),
+        ).fetchone()
+        return _row(found, self.path) if found is not None else None
+
+    def select(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        state: str | None,
+        category: str | None,
+        consumer: str | None,
+        dead_letters: bool,
+        limit: int | None,
+    ) -> list[OutboxRow]:
+        """Return the rows that match, in id order."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("state", state), ("category", category), ("consumer", consumer)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if dead_letters:
+            where.append(
+                f"state = 'failed' AND (category IS NULL OR category NOT IN "
+                f"({_marks(REPLAYED_FAILURES)}))"
+            )
+            params.extend(sorted(REPLAYED_FAILURES))
+        sql = f"SELECT {_COLUMNS} FROM wa_outbox"  # noqa: S608 - columns are constants
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_row(r, self.path) for r in conn.execute(sql, params)]
+
+    @staticmethod
+    def stats(conn: sqlite3.Connection) -> OutboxStats:
+        """Count the rows by state, by category, and the dead letters."""
+        by_state = dict.fromkeys(OUTBOX_STATES, 0)
+        for state, count in conn.execute("SELECT state, count(*) FROM wa_outbox GROUP BY state"):
+            by_state[state] = count
+        by_category = dict(
+            conn.execute(
+                "SELECT category, count(*) FROM wa_outbox WHERE state != 'delivered' "
+                "AND category IS NOT NULL GROUP BY category ORDER BY category"
+            ).fetchall()
+        )
+        dead = conn.execute(
+            "SELECT count(*) FROM wa_outbox WHERE state = 'failed' AND (category IS NULL OR "  # noqa: S608
+            f"category NOT IN ({_marks(REPLAYED_FAILURES)}))",
+            sorted(REPLAYED_FAILURES),
+        ).fetchone()[0]
+        oldest = conn.execute(
+            "SELECT min(created_at) FROM wa_outbox WHERE state IN ('pending', 'queued')"
+        ).fetchone()[0]
+        return OutboxStats(
+            total=sum(by_state.values()),
+            by_state=by_state,
+            by_category=by_category,
+            dead_letters=dead,
+            oldest_waiting=oldest,
+        )
+
+    @staticmethod
+    def purge(conn: sqlite3.Connection, states_before: Sequence[tuple[str, float]]) -> int:
+        """Delete the rows in each (state, before) pair last changed before that time."""
+        total = 0
+        for state, before in states_before:
+            total += conn.execute(
+                "DELETE FROM wa_outbox WHERE state = ? AND updated_at < ?", (state, before)
+            ).rowcount
+        return total

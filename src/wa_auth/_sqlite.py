@@ -1,0 +1,527 @@
+"""One SQLite file that several processes share: its schema, one writer thread, group commit.
+
+`Database` opens (or creates) the file in WAL mode, so readers never wait for the writer and
+several processes can use one file, and migrates its schema forward in one transaction: each
+component (`outbox`, `state`) records its version in `wa_auth_meta`, and a file written by a
+newer wa_auth is refused, not touched.
+
+Every change goes through one writer thread per `Database`. The thread takes whatever jobs are
+waiting and runs them in one `BEGIN IMMEDIATE` transaction (group commit): sixty-four
+concurrent sends pay one commit, not sixty-four, and the event loop never waits on SQLite. A
+caller of `run` / `arun` returns when its change is committed; a `defer`red change (an
+outcome whose loss only turns a row into `maybe_delivered`) rides with the next commit, at
+most `flush_interval` later. `BEGIN IMMEDIATE` takes the write lock up front, so a busy file
+is waited for (the busy timeout) instead of failing a read-then-write upgrade with
+SQLITE_BUSY.
+
+Every `sqlite3` error is translated here, at the one boundary, into an `OutboxError` naming
+the file and the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from wa_auth.errors import ConfigurationError, OutboxError
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "DEFAULT_FLUSH_INTERVAL",
+    "DURABILITY",
+    "Database",
+    "Schema",
+    "translate",
+]
+
+T = TypeVar("T")
+
+#: `durability=` -> `PRAGMA synchronous`. In WAL mode NORMAL syncs only at checkpoints: a
+#: commit survives a killed process but may be lost with the machine's power; FULL syncs the
+#: log at every commit and survives that too, at the price of one fsync per transaction.
+DURABILITY: Final = {"normal": "NORMAL", "full": "FULL"}
+#: Seconds a transaction waits for another process's write lock before `OutboxError(locked)`.
+DEFAULT_BUSY_TIMEOUT: Final = 5.0
+#: Seconds a deferred change may wait for company before it is committed alone.
+DEFAULT_FLUSH_INTERVAL: Final = 0.05
+#: Jobs in one transaction at most (a bound on how long the write lock is held).
+_MAX_BATCH: Final = 512
+#: How often an idle writer looks up (the main thread's end, its own idleness).
+_IDLE_POLL: Final = 0.1
+#: An idle writer thread ends after this long; the next change starts another.
+_IDLE_EXIT: Final = 1.0
+_META: Final = "wa_auth_meta"
+_STOP: Final = object()
+
+_log = logging.getLogger("wa_auth.outbox")
+
+Job = Callable[[sqlite3.Connection], Any]
+
+
+@attrs.frozen
+class Schema:
+    """A component's tables: *migrations[i]* takes the schema from version i to i + 1.
+
+    Versions only go forward; a released migration is never edited, a new one is appended.
+    """
+
+    component: str
+    #: How messages name the file ("outbox file", "state file").
+    what: str
+    migrations: tuple[tuple[str, ...], ...]
+
+    @property
+    def version(self) -> int:
+        """The version this wa_auth writes."""
+        return len(self.migrations)
+
+
+def translate(exc: sqlite3.Error, path: str, what: str) -> OutboxError:
+    """Return the `OutboxError` that names the file and the problem of a `sqlite3` error."""
+    text = str(exc)
+    low = text.lower()
+    retryable = False
+    if "locked" in low or "busy" in low:
+        kind, problem = "locked", "is locked by another process (longer than the busy timeout)"
+        retryable = True
+    elif "not a database" in low or "malformed" in low or "corrupt" in low:
+        kind, problem = "corrupt", "is not a readable SQLite database (corrupt or another file)"
+    elif "unable to open" in low:
+        kind, problem = "missing", "cannot be opened (missing, a directory, or no permission)"
+    elif "readonly" in low or "read-only" in low:
+        kind, problem = "readonly", "is read-only for this process"
+    elif "full" in low:
+        kind, problem = "full", "cannot grow: the disk or the quota is full"
+    else:
+        kind, problem = "sqlite", "failed"
+    return OutboxError(
+        f"{what} {path} {problem}: {text}", path=path, kind=kind, retryable=retryable
+    )
+
+
+_Waiter = concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+_Entry = tuple[Job, bool, _Waiter | None]
+
+
+class Database:
+    """One SQLite file: its schema, its writer thread and a connection for quick reads.
+
+    Args:
+        path: The file.
+        schema: The component's tables and migrations.
+        durability: `normal` or `full` (`DURABILITY`).
+        busy_timeout: Seconds to wait for another process's write lock.
+        flush_interval: Seconds a deferred change waits to share a commit; 0 commits each
+            deferred change before `defer` returns.
+        group_commit: Run the waiting jobs in one transaction; False runs one transaction per
+            job (the measured alternative).
+        create: Create the file (and its tables) when it does not exist.
+
+    Raises:
+        ConfigurationError: A setting is out of range.
+        OutboxError: The file is missing (with *create* False), locked, corrupt, another
+            program's database or of a newer schema.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: Schema,
+        *,
+        durability: str = "normal",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        group_commit: bool = True,
+        create: bool = True,
+    ) -> None:
+        if durability not in DURABILITY:
+            raise ConfigurationError(
+                f"durability must be one of {', '.join(DURABILITY)}, got {durability!r}"
+            )
+        for name, value in (("busy_timeout", busy_timeout), ("flush_interval", flush_interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigurationError(f"{name} must be seconds >= 0, got {value!r}")
+        self.path = os.fspath(path)
+        self.schema = schema
+        self.durability = durability
+        self.busy_timeout = float(busy_timeout)
+        self.flush_interval = float(flush_interval)
+        self.group_commit = bool(group_commit)
+        #: Transactions that changed the file, committed by this object's writer.
+        self.commits = 0
+        self._closed = False
+        self._orphans: list[sqlite3.Connection] = []
+        self._reset()
+        self._conn = self._open(create=create)
+
+    def _reset(self) -> None:
+        """Start without a writer thread, queue or reader (a new object, or a forked child)."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+
+    def _forked(self) -> None:
+        # A connection must not be used across fork(), nor closed in the child (closing may
+        # checkpoint and unlink the parent's log): the child keeps it, unused, and opens its own.
+        self._orphans.extend(c for c in (self._conn, self._reader) if c is not None)
+        self._reset()
+        self._conn = self._connect(create=False)
+
+    # --- opening ------------------------------------------------------------------------------
+
+    def _error(self, exc: sqlite3.Error) -> OutboxError:
+        return translate(exc, self.path, self.schema.what)
+
+    def _refuse(self, kind: str, problem: str) -> OutboxError:
+        return OutboxError(f"{self.schema.what} {self.path} {problem}", path=self.path, kind=kind)
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        absolute = Path(self.path).absolute()
+        if absolute.is_dir():
+            raise self._refuse("missing", "is a directory, not a file")
+        if not absolute.parent.is_dir():
+            raise self._refuse("missing", "cannot be created: its directory does not exist")
+        if not create and not absolute.exists():
+            raise self._refuse("missing", "does not exist")
+        uri = f"file:{urllib.parse.quote(str(absolute))}?mode={'rwc' if create else 'rw'}"
+        try:
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # transactions are begun explicitly (BEGIN IMMEDIATE)
+                check_same_thread=False,  # the writer thread may be restarted; one at a time
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            conn.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(exc) from exc
+        return conn
+
+    def _open(self, *, create: bool) -> sqlite3.Connection:
+        conn = self._connect(create=create)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                _log.warning(
+                    "%s %s cannot use WAL (journal mode %s): writers will block readers",
+                    self.schema.what,
+                    self.path,
+                    mode,
+                )
+            self._migrate(conn, create=create)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection, *, create: bool) -> None:
+        """Bring the component's tables to this version, in one transaction, or refuse."""
+        schema = self.schema
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = self._version(conn, create=create)
+            if current < schema.version:
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_META} "
+                    "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+                )
+                for statements in schema.migrations[current:]:
+                    for statement in statements:
+                        conn.execute(statement)
+                conn.execute(
+                    f"INSERT INTO {_META} (component, version) VALUES (?, ?) "  # noqa: S608
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    (schema.component, schema.version),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _version(self, conn: sqlite3.Connection, *, create: bool) -> int:
+        """Return the file's version of the component (0: none yet), or refuse the file."""
+        schema = self.schema
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        current = 0
+        if _META in tables:
+            row = conn.execute(
+                f"SELECT version FROM {_META} WHERE component = ?",  # noqa: S608 - a constant
+                (schema.component,),
+            ).fetchone()
+            current = int(row[0]) if row is not None else 0
+        elif tables:
+            raise self._refuse(
+                "foreign",
+                f"is a SQLite database of another program (tables: "
+                f"{', '.join(sorted(tables)[:5])}): not touched",
+            )
+        if current > schema.version:
+            raise self._refuse(
+                "newer_schema",
+                f"has {schema.component} schema version {current}, newer than this wa_auth "
+                f"reads ({schema.version}): upgrade wa_auth; the file was not changed",
+            )
+        if current == 0 and not create:
+            raise self._refuse("missing", f"holds no wa_auth {schema.component}")
+        return current
+
+    # --- reads in the caller's thread -----------------------------------------------------------
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the read-only *fn* on this thread's reader connection (no thread hop).
+
+        It sees what was committed, not the deferred changes still waiting in the writer.
+        """
+        if self._pid != os.getpid():
+            self._forked()
+        with self._reader_lock:
+            if self._closed:
+                raise self._refuse("closed", "was closed")
+            try:
+                if self._reader is None:
+                    self._reader = self._connect(create=False)
+                    self._reader.execute("PRAGMA query_only = 1")
+                return fn(self._reader)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    # --- the writer -----------------------------------------------------------------------------
+
+    def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run *fn* in the writer's next transaction and return its result once committed."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._put((fn, write, future))
+        return future.result()
+
+    async def arun(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put((fn, write, (loop, future)))
+        return await future
+
+    def defer(self, fn: Job) -> None:
+        """Run *fn* with the next commit, at most `flush_interval` from now; do not wait.
+
+        A failure is logged on `wa_auth.outbox` (nobody waits for it). With a flush interval
+        of 0, this waits for the commit, like `run`.
+        """
+        if self.flush_interval == 0 or not self.group_commit:
+            self.run(fn)
+        else:
+            self._put((fn, True, None))
+
+    async def adefer(self, fn: Job) -> None:
+        """Run *fn* with the next commit (see `defer`)."""
+        if self.flush_interval == 0 or not self.group_commit:
+            await self.arun(fn)
+        else:
+            self._put((fn, True, None))
+
+    def flush(self) -> None:
+        """Return once every change submitted so far is committed."""
+        self.run(_nothing)
+
+    async def aflush(self) -> None:
+        """Return once every change submitted so far is committed."""
+        await self.arun(_nothing)
+
+    def _put(self, entry: _Entry) -> None:
+        if self._pid != os.getpid():
+            self._forked()
+        with self._lock:
+            if self._closed:
+                raise self._refuse("closed", "was closed")
+            self._queue.put(entry)
+            if self._thread is None:
+                name = f"wa-auth-sqlite:{Path(self.path).name}"
+                # Not a daemon: at the interpreter's exit it commits what is deferred, then ends
+                # (it watches the main thread), so an outcome is not lost to a plain exit.
+                self._thread = threading.Thread(target=self._write_loop, name=name)
+                self._thread.start()
+
+    def _write_loop(self) -> None:
+        q = self._queue
+        deferred: list[_Entry] = []
+        due = 0.0
+        idle = 0.0
+        while True:
+            timeout = max(due - time.monotonic(), 0.0) if deferred else _IDLE_POLL
+            try:
+                entry = q.get(timeout=timeout)
+            except queue.Empty:
+                if deferred:
+                    self._commit(deferred)
+                    deferred = []
+                    continue
+                idle += _IDLE_POLL
+                if self._may_end(idle):
+                    return
+                continue
+            idle = 0.0
+            waiting = bool(deferred)
+            batch, stop = self._take(deferred, entry)
+            deferred = []
+            if not self.group_commit:
+                for one in batch:
+                    self._commit([one])
+            elif stop or len(batch) >= _MAX_BATCH or any(e[2] is not None for e in batch):
+                self._commit(batch)
+            else:  # only deferred changes: they wait for company, up to the flush interval
+                if not waiting:
+                    due = time.monotonic() + self.flush_interval
+                deferred = batch
+            if stop:
+                return
+
+    def _take(self, batch: list[_Entry], entry: Any) -> tuple[list[_Entry], bool]:
+        """Append *entry* and whatever else is waiting to *batch*; say whether to stop."""
+        if entry is _STOP:
+            return batch, True
+        batch.append(entry)
+        while len(batch) < _MAX_BATCH:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                return batch, True
+            batch.append(entry)
+        return batch, False
+
+    def _may_end(self, idle: float) -> bool:
+        """End an idle writer (the next change starts another), or one the main thread left."""
+        with self._lock:
+            main_ended = not threading.main_thread().is_alive()
+            if self._queue.empty() and (idle >= _IDLE_EXIT or main_ended or self._closed):
+                self._thread = None
+                return True
+        return False
+
+    def _commit(self, batch: Sequence[_Entry]) -> None:
+        """Run *batch* in one transaction and hand each job its result after the commit."""
+        if not batch:
+            return
+        conn = self._conn
+        write = any(e[1] for e in batch)
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                for fn, _, _ in batch:
+                    try:
+                        results.append((True, fn(conn)))
+                    except sqlite3.Error:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a job's refusal, made before it wrote
+                        results.append((False, exc))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if write:
+                self.commits += 1
+        except sqlite3.Error as exc:
+            error = self._error(exc)
+            results = [(False, error)] * len(batch)
+        self._hand_out(batch, results)
+
+    def _hand_out(self, batch: Sequence[_Entry], results: Sequence[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        lost = 0
+        last: Any = None
+        for (_, _, waiter), (ok, value) in zip(batch, results, strict=True):
+            if waiter is None:
+                if not ok:
+                    lost += 1
+                    last = value
+            elif isinstance(waiter, concurrent.futures.Future):
+                if ok:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(value)
+            else:
+                by_loop.setdefault(waiter[0], []).append((waiter[1], ok, value))
+        for loop, items in by_loop.items():
+            # One wake-up per loop and batch, not one per job; a closed loop has nobody waiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, items)
+        if lost:
+            _log.error(
+                "%s %s: %d deferred change(s) were not written (%s); their rows keep their "
+                "previous state (a row left in sending becomes maybe_delivered)",
+                self.schema.what,
+                self.path,
+                lost,
+                last,
+            )
+
+    # --- closing --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit what is waiting, stop the writer and close the connections; idempotent."""
+        if self._pid != os.getpid():
+            self._forked()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(_STOP)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
+
+def _nothing(_conn: sqlite3.Connection) -> None:
+    return None
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in items:
+        if future.done():  # the awaiting task was cancelled
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
