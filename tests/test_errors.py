@@ -1139,6 +1139,7 @@ def test_classifier_imports_no_http_client_shell_or_provider():
         "wa_auth",
         "wa_auth._classify",
         "wa_auth._convert",
+        "wa_auth._exports",
         "wa_auth._redact",
         "wa_auth._table",
         "wa_auth.errors",

@@ -1,9 +1,6 @@
-"""Three gaps of the guard's policy found while writing docs/guards.md, as strict xfails.
-
-Each test states the behaviour the docs and docstrings promise; each fails on the code as it is,
-so `xfail(strict=True)` turns into a failure the day the gap is fixed, and the marker (and the
-"today" sentence of docs/guards.md that describes the gap) can go.
-"""
+"""Three gaps of the guard's policy found while writing docs/guards.md, and now closed: a
+half-open probe answered otherwise than transiently, a per-user cap, a scope check that cannot
+reach Meta."""
 
 from __future__ import annotations
 
@@ -42,7 +39,6 @@ def _client(sb: Sandbox, **kw):
     )
 
 
-@pytest.mark.xfail(strict=True, reason="a non-transient half-open probe leaves the circuit open")
 def test_a_half_open_probe_that_fails_otherwise_does_not_wedge_the_circuit(sandbox):
     """After a probe that fails with an invalid request, a later intent is sent, not held."""
     clock = Clock()
@@ -65,7 +61,6 @@ def test_a_half_open_probe_that_fails_otherwise_does_not_wedge_the_circuit(sandb
     assert later.reason != "circuit_open"
 
 
-@pytest.mark.xfail(strict=True, reason="131049 (one user's marketing cap) penalises the number")
 def test_one_users_marketing_cap_does_not_hold_other_recipients(sandbox):
     """A 131049 to one user does not queue an intent to another user of the same number."""
     with _client(sandbox) as client:
@@ -76,7 +71,6 @@ def test_one_users_marketing_cap_does_not_hold_other_recipients(sandbox):
     assert other.ok, (other.state, other.reason)
 
 
-@pytest.mark.xfail(strict=True, reason="required_scopes' health check failure escapes guard.send")
 def test_required_scopes_health_check_failure_is_a_delivery():
     """`guard.send` returns a Delivery when the scope check cannot reach Meta; it never raises."""
     client = wa_auth.WhatsAppClient(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -38,6 +38,7 @@ from wa_auth._guard_effects import (
     Sleep,
 )
 from wa_auth._guard_outcomes import (
+    close_circuit,
     delivered,
     event_fields,
     expired,
@@ -46,7 +47,7 @@ from wa_auth._guard_outcomes import (
     held_back,
 )
 from wa_auth._guard_values import (
-    PAIR_LIMIT_CODE,
+    PAIR_LIMIT_CODES,
     Delivery,
     Handlers,
     RetryPolicy,
@@ -69,7 +70,12 @@ from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 if TYPE_CHECKING:
     from wa_auth.models import PhoneNumber, SendResult, TokenHealth
 
-__all__ = ["Config", "deliver", "retrying"]
+__all__ = ["COUNTING", "NO_CIRCUIT", "PROBE", "Config", "deliver", "retrying"]
+
+#: What a number's circuit is to one intent (see `_held`).
+NO_CIRCUIT: Final = "none"
+COUNTING: Final = "counting"
+PROBE: Final = "probe"
 
 _log = logging.getLogger("wa_auth.guards")
 
@@ -96,7 +102,7 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     route = intent.phone_number_id or cfg.default_route
     if intent.expired(wall):
         return (yield from expired(cfg, intent, route, 0))
-    circuit = False
+    circuit = NO_CIRCUIT
     if route is not None:
         held = yield from _held(cfg, intent, route, wall)
         if isinstance(held, Delivery):
@@ -117,12 +123,12 @@ def _attempts(
     route: str | None,
     now: tuple[float, float],
     *,
-    circuit: bool,
+    circuit: str,
 ) -> PolicyFlow[Delivery]:
     """Send, learn from each failure, and retry while the policy and the budget allow.
 
-    *now* is the (wall, monotonic) time the intent started at; *circuit* says whether the
-    number has a circuit record that a success must clear.
+    *now* is the (wall, monotonic) time the intent started at; *circuit* is what `_held` said
+    the number's circuit is to this intent.
     """
     wall, start = now
     mono = start
@@ -131,12 +137,14 @@ def _attempts(
         if attempts:
             wall, mono = yield NOW
             if intent.expired(wall):
+                yield from _probe_unanswered(route, circuit)
                 return (yield from expired(cfg, intent, route, attempts))
         if cfg.limiter and route is not None:
             held = yield from _pace(
                 cfg, intent, route, attempts, cfg.policy.budget - (mono - start)
             )
             if held is not None:
+                yield from _probe_unanswered(route, circuit)
                 return held
         attempts += 1
         try:
@@ -145,9 +153,15 @@ def _attempts(
             error = exc
             error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
         else:
-            return (yield from delivered(cfg, intent, route, result, attempts, circuit=circuit))
+            clear = circuit != NO_CIRCUIT
+            return (yield from delivered(cfg, intent, route, result, attempts, circuit=clear))
         wall, mono = yield NOW
-        circuit = circuit or error.category == _table.TRANSIENT
+        if error.category == _table.TRANSIENT:
+            circuit = PROBE if circuit == PROBE else COUNTING
+        elif circuit != NO_CIRCUIT and route is not None and _answered(error):
+            # Meta answered, if not with a success: it is up, whatever the circuit counted.
+            yield from close_circuit(cfg, intent, route)
+            circuit = NO_CIRCUIT
         stop = yield from _learn(cfg, intent, route, error, wall)
         decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
         if stop is None and decision.retry:
@@ -167,6 +181,20 @@ def _attempts(
         return (yield from final(cfg, intent, route, error, attempts, not_before))
 
 
+def _answered(error: WhatsAppError) -> bool:
+    """True when the error is an answer from Meta (not a lost or refused connection)."""
+    return getattr(error, "http_status", None) is not None
+
+
+def _probe_unanswered(route: str | None, circuit: str) -> PolicyFlow[None]:
+    """A half-open probe that never reached Meta (deadline, pacing) hands the probe on."""
+    if route is None or circuit != PROBE:
+        return
+    record: Pause | None = yield GetPause(CIRCUIT, route)
+    if record is not None and record.probing:
+        yield PutPause(attrs.evolve(record, probing=False))
+
+
 def _pace(
     cfg: Config, intent: Intent, route: str, attempts: int, remaining: float
 ) -> PolicyFlow[Delivery | None]:
@@ -181,10 +209,12 @@ def _pace(
     return None
 
 
-def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | bool]:
+def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | str]:
     """Return the Delivery of an intent the number's pause or open circuit holds back.
 
-    Otherwise return whether the number has a circuit record (a success must clear it).
+    Otherwise return what the number's circuit is to this intent: `NO_CIRCUIT`, `COUNTING`
+    (a record of recent transient failures, which a success clears) or `PROBE` (the circuit is
+    half-open and this intent is its one probe, whose outcome closes or re-opens it).
     """
     pause: Pause | None
     circuit: Pause | None
@@ -215,12 +245,21 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
             return (yield from held_back(cfg, intent, route, 0, "circuit_open", until))
         # Half-open: this intent is the one probe; the others wait for its outcome.
         yield PutPause(attrs.evolve(circuit, probing=True))
-    return circuit is not None
+        return PROBE
+    return NO_CIRCUIT if circuit is None else COUNTING
 
 
 def _scopes(cfg: Config) -> PolicyFlow[WhatsAppError | None]:
-    """Return the error of a token that lacks a required scope (from its cached health)."""
-    health: TokenHealth = yield Health()
+    """Return the error of a token that lacks a required scope (from its cached health).
+
+    When the health cannot be read (Meta unreachable, the app token refused), the send itself
+    goes ahead and reports what is wrong: a scope check never turns into an exception.
+    """
+    try:
+        health: TokenHealth = yield Health()
+    except WhatsAppError as exc:
+        _log.info("required scopes not checked: token health failed (%s)", exc.category)
+        return None
     if not health.valid:
         return None  # the send itself reports a dead token, from its verdict
     missing = [s for s in cfg.required_scopes if s not in health.scopes]
@@ -268,7 +307,7 @@ def _learn(
         )
         return cfg.policy.probe_interval
     if category == _table.RATE_LIMITED and cfg.limiter and error.retry_after:
-        pair = getattr(error, "code", None) == PAIR_LIMIT_CODE
+        pair = getattr(error, "code", None) in PAIR_LIMIT_CODES
         yield Penalize(route, intent.to if pair else None, error.retry_after)
     if category == _table.TRANSIENT:
         return (yield from _circuit_failure(cfg, intent, route, error, wall))

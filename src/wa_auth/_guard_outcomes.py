@@ -69,14 +69,9 @@ def delivered(
     *,
     circuit: bool,
 ) -> PolicyFlow[Delivery]:
+    """An accepted send: close the number's circuit if it has one, one event, the outbox."""
     if route is not None and circuit:
-        record: Pause | None = yield GetPause(CIRCUIT, route)
-        if record is not None:
-            yield ClearPause(CIRCUIT, route)
-            if record.until is not None:
-                cfg.events.emit(
-                    CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
-                )
+        yield from close_circuit(cfg, intent, route)
     cfg.events.emit(
         MessageDelivered(
             **event_fields(cfg, intent, route, attempts),
@@ -88,6 +83,17 @@ def delivered(
     if cfg.outbox:
         yield Settle(delivery)
     return delivery
+
+
+def close_circuit(cfg: Config, intent: Intent, route: str) -> PolicyFlow[None]:
+    """Forget the number's circuit (Meta answered); an open one emits `CircuitClosed`."""
+    record: Pause | None = yield GetPause(CIRCUIT, route)
+    if record is not None:
+        yield ClearPause(CIRCUIT, route)
+        if record.until is not None:
+            cfg.events.emit(
+                CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
+            )
 
 
 def expired(cfg: Config, intent: Intent, route: str | None, attempts: int) -> PolicyFlow[Delivery]:

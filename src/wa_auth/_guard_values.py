@@ -24,7 +24,7 @@ __all__ = [
     "FAILED",
     "LATER_CATEGORIES",
     "MAYBE_DELIVERED",
-    "PAIR_LIMIT_CODE",
+    "PAIR_LIMIT_CODES",
     "QUEUED",
     "Decision",
     "Delivery",
@@ -45,8 +45,9 @@ DELIVERY_STATES: Final = (DELIVERED, QUEUED, FAILED, MAYBE_DELIVERED, EXPIRED)
 _RETRYABLE: Final = frozenset({_table.TRANSIENT, _table.RATE_LIMITED})
 #: The failures an outbox holds for later (the number or Meta will recover).
 LATER_CATEGORIES: Final = frozenset({_table.TRANSIENT, _table.RATE_LIMITED, _table.ACCOUNT_STATE})
-#: Meta's pair rate limit: paced per (number, recipient), not per number.
-PAIR_LIMIT_CODE: Final = 131056
+#: Limits per (number, recipient), not per number: the pair rate limit (131056) and the
+#: per-user marketing cap (131049); their Retry-After holds back that recipient only.
+PAIR_LIMIT_CODES: Final = frozenset({131056, 131049})
 AUTH_CATEGORIES: Final = frozenset(
     {
         _table.TOKEN_EXPIRED,
