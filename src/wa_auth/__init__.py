@@ -1,8 +1,9 @@
 """wa_auth: WhatsApp Business Cloud API access tokens as a managed, observable state.
 
-The public surface is the sorted `__all__` below. Modules are imported on first use (PEP 562),
-so `python -m wa_auth --version` does not import httpx. `wa_auth.sandbox`, `wa_auth.testing`
-and `wa_auth.webhooks` are public modules imported directly.
+The public surface is the sorted `__all__` below, generated from `wa_auth._exports`. Modules
+are imported on first use (PEP 562), so `python -m wa_auth --version` does not import httpx.
+The public modules (`errors`, `events`, `guards`, `intents`, `models`, `outbox`, `pacing`,
+`prometheus`, `providers`, `sandbox`, `testing`, `webhooks`) can also be imported directly.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ class ClientOptions(TypedDict, total=False):
     """The constructor options every client shares (see `WhatsAppClient` for each one)."""
 
     token: str | None
-    token_provider: TokenProvider | None
+    token_provider: TokenProvider | str | None
     phone_number_id: str | int | None
     business_account_id: str | int | None
     api_version: str

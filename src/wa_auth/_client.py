@@ -46,7 +46,8 @@ class WhatsAppClient(BaseClient):
 
     Args:
         token: A fixed access token; or pass *token_provider*.
-        token_provider: Where tokens come from (file, environment, Vault, rotating...).
+        token_provider: Where tokens come from (file, environment, Vault, rotating...), or a
+            token string (a static provider).
         phone_number_id: The default sender; every call accepts a `phone_number_id=` override.
         business_account_id: The WABA id, for `list_phone_numbers` and `list_templates`.
         api_version: The Graph API version (default pinned, see `docs/client.md`).
@@ -59,8 +60,10 @@ class WhatsAppClient(BaseClient):
         user_agent: The User-Agent header.
         verdicts: The `TokenVerdicts` store of dead tokens; default: a fresh in-memory one.
             Pass one store to several clients to share what they learn.
-        app_token_provider: A provider of an app token for `token_health()`.
+        app_token_provider: A provider of an app token for `token_health()`, or the token.
         token_health_ttl: Seconds a `token_health()` result is cached.
+        max_in_flight: The most requests in flight at once (default 32, the pool's size). It
+            is also the most that can ever go out with a token Meta has just proved dead.
     """
 
     def __init__(
@@ -151,9 +154,9 @@ class AsyncClientBase(BaseClient):
     A subclass supplies the transport: `_send`, `_open_pool`, `_close_pool`. The pool and the
     gate belong to the event loop of the first request. When that loop has ended (a second
     `asyncio.run()`), a pool the client opened is opened again on the new loop; the old one
-    was closed when its loop shut down. A pool passed in by the caller cannot be reopened, and
-    a loop still running in another thread cannot be shared: both raise
-    `RequestValidationError` that says to use one client per event loop.
+    was closed when its loop shut down. A pool passed in by the caller cannot be reopened (the
+    `ConfigurationError` says to create the client and its pool on the loop that uses them),
+    and a loop still running in another thread cannot be shared (one client per event loop).
     """
 
     _owns_http: bool

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["OK", "Counters", "RotationWindow", "WindowStats"]
 
 
-#: The rotating provider's event that starts a new window of the rotation report.
-_ACTIVATED: Final = "auth.token_activated"
+#: The rotating provider's events that start a new window of the rotation report: a rotation,
+#: and the rollback that brings the previous token back.
+_NEW_WINDOW: Final = frozenset({"auth.token_activated", "auth.rotation_rolled_back"})
 #: Windows kept by the rotation report (one per token activation, the oldest dropped first).
 _MAX_WINDOWS: Final = 32
 #: The events of a failed attempt (`AuthFailed`, `ApiCallFailed`) and of an accepted guarded
@@ -91,7 +92,7 @@ class _Window:
 class Counters:
     """Count events: by name and category, and calls by token, consumer and category.
 
-    A call is one answer from Meta: each failed attempt (`auth.failed`, `api.failed`, from
+    A call is one attempt: each failed one (`auth.failed`, `api.failed`, from
     every client) and each accepted guarded send (`guard.delivered`; an unguarded client emits
     no event for a success). From those it answers what an operator asks during an incident:
     which workflows depend on a token (`dependents`), and whether failures increased after a
@@ -113,9 +114,13 @@ class Counters:
                 self._call(event, category or "unknown")
             elif event.name == _DELIVERED:
                 self._call(event, OK)
-            elif event.name == _ACTIVATED:
-                previous = getattr(event, "previous_fingerprint", None)
-                self._windows.append(_Window(event.token_fingerprint, previous, event.at))
+            elif event.name in _NEW_WINDOW:
+                if hasattr(event, "restored_fingerprint"):  # a rollback: the old token is back
+                    active, previous = event.restored_fingerprint, event.token_fingerprint
+                else:
+                    active = event.token_fingerprint
+                    previous = getattr(event, "previous_fingerprint", None)
+                self._windows.append(_Window(active, previous, event.at))
                 del self._windows[:-_MAX_WINDOWS]
 
     def _call(self, event: Event, category: str) -> None:
