@@ -1,0 +1,275 @@
+"""The argument parser of `wa-auth`: every command, flag and help example, and nothing else.
+
+argparse (not a framework) keeps the cold start small; abbreviations are off, so `--tok` can
+never be taken for `--token-file`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import NoReturn
+
+_EPILOG = """\
+examples:
+  wa-auth send --to +15551234567 --text "Your order shipped"
+  wa-auth send --input intents.jsonl
+  wa-auth send --input-b64 "$INTENT_B64" --exit-zero     # from an n8n Execute Command node
+  wa-auth check --warn-days 14
+  wa-auth classify < error.json
+  wa-auth sandbox --port 8765
+
+The token comes from the environment (WA_ACCESS_TOKEN, WA_TOKEN_FILE or WA_VAULT_*), never
+from an argument. Output is JSON lines on stdout; exit codes: docs/cli.md.
+"""
+
+_SEND_EPILOG = """\
+examples:
+  wa-auth send --to +15551234567 --text "Your order shipped" --idempotency-key order-42
+  wa-auth send --to +15551234567 --template order_update --lang en_US --param 42 --param Friday
+  wa-auth send --input intents.jsonl --concurrency 32
+  wa-auth send --input-b64 "$(printf %s "$INTENT_JSON" | base64 -w0)"
+
+An input line is an intent: {"to": "+15551234567", "type": "text", "text": {"body": "hi"},
+"idempotency_key": "order-42"} (docs/guards.md). One JSON result line per input, in input
+order; a summary line on stderr.
+"""
+
+_CHECK_EPILOG = """\
+examples:
+  wa-auth check
+  wa-auth check --warn-days 14 --format text
+
+Exit codes: 0 healthy, 12 valid but expiring within --warn-days, 3/4 expired/revoked,
+5 a missing scope or asset, 6 the number or account cannot send.
+"""
+
+_CLASSIFY_EPILOG = """\
+examples:
+  wa-auth classify < graph-error.json
+  wa-auth classify --input n8n-error.json --format text
+
+The input is a Graph API error body ({"error": {...}}), or the error output of n8n's
+WhatsApp node or HTTP Request node.
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that reports bad arguments as one JSON line, like every other error.
+
+    The line goes to stdout, the channel n8n keeps, except for `sandbox`, whose stdout is
+    reserved for its one info line.
+    """
+
+    to_stderr = False
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage error as JSON and exit with the usage code."""
+        from wa_auth._cli import _codes
+
+        line = {
+            "ok": False,
+            "exit_code": _codes.USAGE,
+            "category": _codes.USAGE_CATEGORY,
+            "error": _usage_error(f"{self.prog}: {message}"),
+        }
+        stream = sys.stderr if self.to_stderr else sys.stdout
+        stream.write(json.dumps(line) + "\n")
+        stream.flush()
+        raise SystemExit(_codes.USAGE)
+
+
+def _usage_error(message: str) -> dict[str, object]:
+    from wa_auth._cli._output import plain_error
+
+    return plain_error("usage", message)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    """Add the options every command that talks to the Graph API shares."""
+    g = parser.add_argument_group("configuration (flags win over the environment)")
+    g.add_argument("--phone-number-id", metavar="ID", help="sender (WA_PHONE_NUMBER_ID)")
+    g.add_argument("--business-account-id", metavar="ID", help="the WABA (WA_BUSINESS_ACCOUNT_ID)")
+    g.add_argument("--base-url", metavar="URL", help="Graph API base URL (WA_BASE_URL)")
+    g.add_argument("--api-version", metavar="V", help="e.g. v23.0 (WA_API_VERSION)")
+    g.add_argument(
+        "--token-file", metavar="PATH", help="read the token from this file (WA_TOKEN_FILE)"
+    )
+    g.add_argument(
+        "--consumer", metavar="NAME", help="who sends: the n8n workflow (WA_AUTH_CONSUMER)"
+    )
+    g.add_argument("--timeout", type=_seconds, metavar="S", help="HTTP timeout in seconds")
+    _output_options(parser)
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("output")
+    g.add_argument(
+        "--format",
+        choices=("json", "text"),
+        default="json",
+        help="json lines (default) or a short summary for a person",
+    )
+    g.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="always exit 0; the JSON carries exit_code (n8n; WA_AUTH_EXIT_ZERO=1)",
+    )
+    g.add_argument("--verbose", action="store_true", help="log wa_auth's events on stderr")
+
+
+def build() -> argparse.ArgumentParser:
+    """Return the parser of `wa-auth` and its commands."""
+    parser = Parser(
+        prog="wa-auth",
+        description="WhatsApp Cloud API tokens as a managed state: send, check, classify.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version as JSON")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    _send(commands)
+    _check(commands)
+    _classify(commands)
+    _sandbox(commands)
+    return parser
+
+
+def _send(commands: argparse._SubParsersAction[Parser]) -> None:
+    p = commands.add_parser(
+        "send",
+        help="send one message from flags, or many intents as JSON lines",
+        description=(
+            "Send through the guard (retries, pacing, pauses, the outbox): one message from "
+            "flags, intents as JSON lines from --input FILE or stdin, or one intent as "
+            "--input-b64. Never interpolate message text into a command line: pass it as "
+            "--input-b64 or in a file."
+        ),
+        epilog=_SEND_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    m = p.add_argument_group("one message from flags")
+    m.add_argument("--to", metavar="PHONE", help="recipient, international format")
+    kind = m.add_mutually_exclusive_group()
+    kind.add_argument("--text", metavar="TEXT", help="a text message")
+    kind.add_argument("--template", metavar="NAME", help="an approved template")
+    kind.add_argument("--image", metavar="LINK", help="an image by URL")
+    kind.add_argument("--document", metavar="LINK", help="a document by URL")
+    m.add_argument("--preview-url", action="store_true", help="text: show a link preview")
+    m.add_argument("--lang", default="en_US", metavar="CODE", help="template language")
+    m.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="template body parameter (repeat, in order)",
+    )
+    m.add_argument("--caption", metavar="TEXT", help="image/document caption")
+    m.add_argument("--filename", metavar="NAME", help="document file name")
+    m.add_argument("--idempotency-key", metavar="KEY", help="your id for the message")
+    m.add_argument("--not-after", type=float, metavar="UNIX", help="deadline: never send after it")
+    src = p.add_argument_group("many intents").add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", help="JSON lines (or a JSON array); - for stdin")
+    src.add_argument("--input-b64", metavar="B64", help="one intent, the base64 of its JSON (n8n)")
+    g = p.add_argument_group("guard")
+    g.add_argument(
+        "--concurrency", type=_positive_int, default=16, metavar="N", help="sends in flight"
+    )
+    g.add_argument("--budget", type=_seconds, default=30.0, metavar="S", help="seconds per intent")
+    g.add_argument(
+        "--max-attempts", type=_positive_int, default=4, metavar="N", help="sends per intent"
+    )
+    g.add_argument(
+        "--rate",
+        type=float,
+        metavar="N",
+        help="pace to N messages/s per number (and Meta's pair interval); default: unpaced",
+    )
+    _common(p)
+
+
+def _check(commands: argparse._SubParsersAction[Parser]) -> None:
+    p = commands.add_parser(
+        "check",
+        help="token health: valid, expiry, scopes, WABA and number access",
+        description=(
+            "Ask Meta about the token (debug_token, with WA_APP_TOKEN when set) and probe the "
+            "phone number: valid, expires in, scopes, missing scopes, WABA and number access."
+        ),
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--warn-days",
+        type=float,
+        metavar="N",
+        help="exit 12 when the token expires within N days",
+    )
+    _common(p)
+
+
+def _classify(commands: argparse._SubParsersAction[Parser]) -> None:
+    p = commands.add_parser(
+        "classify",
+        help="classify an error: a Graph body or an n8n node's error output",
+        description=(
+            "Read an error JSON (stdin or --input) and print its classification: category, "
+            "retry policy, operator action, exit code. Nothing is sent."
+        ),
+        epilog=_CLASSIFY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", help="the error JSON; - or none for stdin")
+    src.add_argument(
+        "--input-b64", metavar="B64", help="the error JSON as base64 (n8n: no stdin there)"
+    )
+    p.add_argument(
+        "--status", type=int, metavar="HTTP", help="the HTTP status, when the JSON lacks it"
+    )
+    _output_options(p)
+
+
+def _sandbox(commands: argparse._SubParsersAction[Parser]) -> None:
+    p = commands.add_parser(
+        "sandbox",
+        help="run a local Graph API simulator until Ctrl-C or SIGTERM",
+        description=(
+            "Serve a local Graph API simulator. Prints one JSON line (base_url, ids, demo "
+            "tokens), then serves until Ctrl-C or SIGTERM. Change its state through the admin "
+            "API under {base_url}/_sandbox/ (see docs/sandbox.md)."
+        ),
+        epilog="example:\n  wa-auth sandbox --port 8765 --seed 1\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    # The sandbox's stdout carries its one info line: its usage errors go to stderr.
+    p.to_stderr = True
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    p.add_argument("--tokens", metavar="FILE", help="JSON tokens file (docs/sandbox.md)")
+    p.add_argument("--seed", type=int, help="seed of every random choice (reproducible)")
+    p.add_argument(
+        "--freeze-clock",
+        action="store_true",
+        help="the sandbox clock moves only through the admin API's advance",
+    )

@@ -1,0 +1,229 @@
+"""The JSON Schema of every line the CLI prints, generated from the error table and the codes.
+
+`docs/wa-auth.schema.json` is this module's output; `tests/test_cli.py` fails when the two
+differ, so a new category or exit code cannot leave the published schema behind. Regenerate
+it with `python -m wa_auth._cli._schema > docs/wa-auth.schema.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from wa_auth import _table
+from wa_auth._cli import _codes
+from wa_auth._cli._output import ERROR_KEYS
+from wa_auth.guards import DELIVERY_STATES
+
+SCHEMA_ID: Final = "https://wa-auth.invalid/schemas/wa-auth-cli-line.json"
+
+_NULLABLE_STR: Final = {"type": ["string", "null"]}
+_NULLABLE_INT: Final = {"type": ["integer", "null"]}
+_NULLABLE_NUM: Final = {"type": ["number", "null"]}
+_BOOL: Final = {"type": "boolean"}
+
+
+def _object(properties: dict[str, Any], *, description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "additionalProperties": False,
+        "required": list(properties),
+        "properties": properties,
+    }
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{name}"}
+
+
+def schema() -> dict[str, Any]:
+    """Return the schema: one line is exactly one of the `$defs` line shapes."""
+    categories = [*_table.CATEGORIES, _codes.USAGE_CATEGORY, _codes.INTERNAL_CATEGORY]
+    error_props: dict[str, Any] = {
+        "category": _ref("category"),
+        "message": {"type": "string"},
+        "code": _NULLABLE_INT,
+        "subcode": _NULLABLE_INT,
+        "http_status": _NULLABLE_INT,
+        "retryable": _BOOL,
+        "retry_after": _NULLABLE_NUM,
+        "maybe_delivered": _BOOL,
+        "ambiguous": _BOOL,
+        "operator_action": _NULLABLE_STR,
+        "fbtrace_id": _NULLABLE_STR,
+        "token_fingerprint": _ref("fingerprint"),
+        "rule": _NULLABLE_STR,
+    }
+    assert tuple(error_props) == ERROR_KEYS
+    result_props: dict[str, Any] = {
+        "ok": _BOOL,
+        "state": {"enum": list(DELIVERY_STATES)},
+        "exit_code": _ref("exit_code"),
+        "category": {"anyOf": [_ref("category"), {"type": "null"}]},
+        "line": {"type": "integer", "minimum": 1},
+        "idempotency_key": _NULLABLE_STR,
+        "to": _NULLABLE_STR,
+        "phone_number_id": _NULLABLE_STR,
+        "consumer": _NULLABLE_STR,
+        "message_id": _NULLABLE_STR,
+        "wa_id": _NULLABLE_STR,
+        "token_fingerprint": _ref("fingerprint"),
+        "attempts": {"type": "integer", "minimum": 0},
+        "not_before": _NULLABLE_NUM,
+        "reason": _NULLABLE_STR,
+        "error": {"anyOf": [_ref("error"), {"type": "null"}]},
+    }
+    result = _object(
+        result_props,
+        description="send: what became of one intent (one line per input, in input order)",
+    )
+    result["allOf"] = [
+        {
+            "if": {"properties": {"state": {"const": "delivered"}}},
+            "then": {
+                "properties": {
+                    "ok": {"const": True},
+                    "exit_code": {"const": 0},
+                    "message_id": {"type": "string"},
+                    "error": {"type": "null"},
+                }
+            },
+            "else": {"properties": {"ok": {"const": False}, "error": _ref("error")}},
+        },
+        {
+            "if": {"properties": {"state": {"const": "queued"}}},
+            "then": {"properties": {"exit_code": {"const": _codes.QUEUED}}},
+        },
+    ]
+    states = {state: {"type": "integer", "minimum": 0} for state in DELIVERY_STATES}
+    summary = _object(
+        {
+            "ok": _BOOL,
+            "exit_code": _ref("exit_code"),
+            "summary": _object(
+                {
+                    "total": {"type": "integer", "minimum": 0},
+                    **states,
+                    "seconds": {"type": "number", "minimum": 0},
+                    "interrupted": _BOOL,
+                },
+                description="counts by state",
+            ),
+        },
+        description="send: the summary line on stderr (the batch's most severe exit code)",
+    )
+    check = _object(
+        {
+            "ok": _BOOL,
+            "exit_code": _ref("exit_code"),
+            "category": {"anyOf": [_ref("category"), {"type": "null"}]},
+            "valid": {"type": ["boolean", "null"]},
+            "token_fingerprint": _ref("fingerprint"),
+            "token_type": _NULLABLE_STR,
+            "expires_at": _NULLABLE_INT,
+            "expires_in": _NULLABLE_NUM,
+            "expires_in_days": _NULLABLE_NUM,
+            "warn_days": _NULLABLE_NUM,
+            "expiring": _BOOL,
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "missing_scopes": {"type": "array", "items": {"type": "string"}},
+            "business_account_id": _NULLABLE_STR,
+            "waba_access": {"type": ["boolean", "null"]},
+            "phone_number_id": _NULLABLE_STR,
+            "number_access": {"type": ["boolean", "null"]},
+            "number_status": _NULLABLE_STR,
+            "can_send_message": _NULLABLE_STR,
+            "error": {"anyOf": [_ref("error"), {"type": "null"}]},
+        },
+        description="check: the token's and the phone number's health",
+    )
+    classify = _object(
+        {
+            "ok": {"const": False},
+            "exit_code": _ref("exit_code"),
+            "category": _ref("category"),
+            "source": {
+                "enum": [
+                    "graph",
+                    "webhook",
+                    "text",
+                    "n8n_http_request",
+                    "n8n_full_response",
+                    "n8n_node_error",
+                    "n8n_whatsapp",
+                ]
+            },
+            "error": _ref("error"),
+        },
+        description="classify: the classification of one error JSON",
+    )
+    command_error = _object(
+        {
+            "ok": {"const": False},
+            "exit_code": _ref("exit_code"),
+            "category": _ref("category"),
+            "error": _ref("error"),
+        },
+        description="a command that could not run at all (usage, configuration, a bug)",
+    )
+    version = _object({"version": {"type": "string"}}, description="--version")
+    sandbox = _object(
+        {
+            "base_url": {"type": "string"},
+            "admin_url": {"type": "string"},
+            "phone_number_id": {"type": "string"},
+            "phone_number_ids": {"type": "array", "items": {"type": "string"}},
+            "business_account_id": {"type": "string"},
+            "app_id": {"type": "string"},
+            "app_token": {"type": "string"},
+            "seed": {"type": "integer"},
+            "tokens": {"type": "array", "items": {"type": "object"}},
+        },
+        description="sandbox: the simulator's addresses and demo tokens (loopback only)",
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "A line printed by the wa-auth CLI",
+        "description": (
+            "Every line wa-auth prints is one JSON object of exactly one of these shapes. "
+            "Exit codes: " + ", ".join(f"{c} {n}" for c, n in _codes.NAMES.items()) + "."
+        ),
+        "oneOf": [
+            _ref(n)
+            for n in (
+                "result",
+                "summary",
+                "check",
+                "classify",
+                "command_error",
+                "version",
+                "sandbox",
+            )
+        ],
+        "$defs": {
+            "category": {"enum": categories},
+            "exit_code": {"enum": list(_codes.NAMES)},
+            "fingerprint": {"type": ["string", "null"], "pattern": "^sha256:[0-9a-f]{12}$"},
+            "error": _object(error_props, description="a classified failure; never a token"),
+            "result": result,
+            "summary": summary,
+            "check": check,
+            "classify": classify,
+            "command_error": command_error,
+            "version": version,
+            "sandbox": sandbox,
+        },
+    }
+
+
+def render() -> str:
+    """Return the schema as the text of `docs/wa-auth.schema.json`."""
+    return json.dumps(schema(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(render())
