@@ -10,7 +10,7 @@ import pytest
 
 from wa_auth import _table, errors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "errors.md"
 REGENERATE = "python scripts/gen_errors_table.py"
 

@@ -64,7 +64,12 @@ def test_rotation_report_shows_failures_before_and_after_an_activation(sandbox):
         for i in range(4):
             guard.send(Intent.text(TO, f"after {i}", consumer="orders"))
     report = counters.rotation_report()
-    assert len(report) == 1
+    # The activation, then the rollback that brought the good token back.
+    assert [w.token_fingerprint for w in report] == [
+        Token(bad).fingerprint,
+        Token(good).fingerprint,
+    ]
+    assert report[1].previous_fingerprint == Token(bad).fingerprint
     window = report[0]
     assert window.token_fingerprint == Token(bad).fingerprint
     assert window.previous_fingerprint == Token(good).fingerprint
@@ -72,6 +77,7 @@ def test_rotation_report_shows_failures_before_and_after_an_activation(sandbox):
     assert window.after.failures.get("token_revoked", 0) >= 1
     assert window.after.failure_rate is not None
     assert window.after.failure_rate > 0
+    assert report[1].after.failures == {}  # after the rollback: the good token again
     assert window.to_dict()["after"]["failures"]["token_revoked"] >= 1
 
 
