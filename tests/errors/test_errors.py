@@ -51,7 +51,7 @@ settings.load_profile(
     "ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "default"
 )
 
-_PAYLOAD_DIR = Path(__file__).parent / "payloads"
+_PAYLOAD_DIR = Path(__file__).resolve().parents[1] / "payloads"
 #: real_errors.json: the first corpus; coverage_errors.json: BSP envelopes, debug_token,
 #: health_status and codes added later (issue #9). Every entry names its public source.
 PAYLOADS: list[dict[str, Any]] = [
