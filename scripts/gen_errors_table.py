@@ -6,7 +6,7 @@ Usage:
     python scripts/gen_errors_table.py --check  # exit 1 if the doc is out of date
 
 The table sits between `<!-- table:start -->` and `<!-- table:end -->`; everything else in the
-page is hand-written. `tests/test_table_docs.py` runs the check.
+page is hand-written. `tests/errors/test_table_docs.py` runs the check.
 """
 
 from __future__ import annotations
