@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         InsufficientPermissionError,
         InvalidRequestError,
+        OutboxError,
         RateLimitError,
         RequestValidationError,
         TokenExpiredError,
@@ -103,6 +104,7 @@ if TYPE_CHECKING:
     from wa_auth.outbox import (
         MemoryOutbox,
         Outbox,
+        SqliteOutbox,
     )
     from wa_auth.pacing import (
         LocalRateLimiter,
@@ -129,6 +131,12 @@ if TYPE_CHECKING:
         VaultAppRole,
         VaultTokenProvider,
         VerdictStore,
+    )
+    from wa_auth.state import (
+        SqlitePauseStore,
+        SqliteRateLimiter,
+        SqliteVerdictStore,
+        StateFile,
     )
 
 __all__ = [
@@ -170,6 +178,7 @@ __all__ = [
     "MessageRetrying",
     "MessageTemplate",
     "Outbox",
+    "OutboxError",
     "Page",
     "Pause",
     "PauseStore",
@@ -188,6 +197,11 @@ __all__ = [
     "SendResult",
     "SenderPaused",
     "SenderResumed",
+    "SqliteOutbox",
+    "SqlitePauseStore",
+    "SqliteRateLimiter",
+    "SqliteVerdictStore",
+    "StateFile",
     "StaticTokenProvider",
     "SuccessResult",
     "Token",

@@ -26,6 +26,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "ConfigurationError",
         "InsufficientPermissionError",
         "InvalidRequestError",
+        "OutboxError",
         "RateLimitError",
         "RequestValidationError",
         "TokenExpiredError",
@@ -94,7 +95,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "TokenInfo",
         "Usage",
     ),
-    "wa_auth.outbox": ("MemoryOutbox", "Outbox"),
+    "wa_auth.outbox": ("MemoryOutbox", "Outbox", "SqliteOutbox"),
     "wa_auth.pacing": (
         "LocalRateLimiter",
         "MemoryPauseStore",
@@ -118,6 +119,12 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "VaultAppRole",
         "VaultTokenProvider",
         "VerdictStore",
+    ),
+    "wa_auth.state": (
+        "SqlitePauseStore",
+        "SqliteRateLimiter",
+        "SqliteVerdictStore",
+        "StateFile",
     ),
 }
 

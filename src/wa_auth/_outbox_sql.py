@@ -449,7 +449,13 @@ class Jobs:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_row(r, self.path) for r in conn.execute(sql, params)]
+        rows: list[OutboxRow] = []
+        for r in conn.execute(sql, params):
+            try:
+                rows.append(_row(r, self.path))
+            except OutboxError as exc:  # one hand-edited row must not hide the others
+                _log.warning("%s; left out of the listing", exc.message)
+        return rows
 
     @staticmethod
     def stats(conn: sqlite3.Connection) -> OutboxStats:

@@ -375,13 +375,15 @@ class Database:
         due = 0.0
         idle = 0.0
         while True:
-            timeout = max(due - time.monotonic(), 0.0) if deferred else _IDLE_POLL
+            timeout = min(max(due - time.monotonic(), 0.0), _IDLE_POLL) if deferred else _IDLE_POLL
             try:
                 entry = q.get(timeout=timeout)
             except queue.Empty:
                 if deferred:
-                    self._commit(deferred)
-                    deferred = []
+                    # Due, or the program is ending: what waits is committed now.
+                    if time.monotonic() >= due or not threading.main_thread().is_alive():
+                        self._commit(deferred)
+                        deferred = []
                     continue
                 idle += _IDLE_POLL
                 if self._may_end(idle):

@@ -1,0 +1,719 @@
+"""The outbox's rules on both outboxes (memory, SQLite in tmp_path) with a fake wall clock.
+
+Every rule is checked on `MemoryOutbox` and `SqliteOutbox` alike: what `begin` refuses, what a
+claim leases, what is replayable, what an operator may mark, what is listed, counted, purged
+and exported. The SQLite-only tests cover the file: reopening, the typed errors of a missing,
+locked, corrupt, foreign or newer file (nothing overwritten), forward migrations, group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sqlite3
+import threading
+from typing import Any
+
+import attrs
+import pytest
+
+from wa_auth import _outbox_sql, errors
+from wa_auth._sqlite import Schema
+from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError, WhatsAppError
+from wa_auth.guards import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
+from wa_auth.intents import Intent
+from wa_auth.models import SendResult
+from wa_auth.outbox import PENDING, SENDING, MemoryOutbox, Outbox, SqliteOutbox
+
+pytestmark = pytest.mark.anyio
+
+TO = "+15551234567"
+EPOCH = 1_800_000_000.0
+DEAD = "sha256:dead00000000"
+LIVE = "sha256:1ive00000000"
+
+
+class Clock:
+    """A wall clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.t = EPOCH
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _graph(status: int, code: int, subcode: int | None = None) -> WhatsAppError:
+    body: dict[str, Any] = {"error": {"message": f"(#{code}) test", "code": code}}
+    if subcode is not None:
+        body["error"]["error_subcode"] = subcode
+    return errors.from_response(status, body, {})
+
+
+def revoked() -> WhatsAppError:
+    error = _graph(401, 190, 460)
+    error.token_fingerprint = DEAD  # type: ignore[attr-defined]
+    return error
+
+
+def intent(key: str, **kw: Any) -> Intent:
+    kw.setdefault("created_at", EPOCH - 10)
+    return Intent.text(TO, f"body of {key}", idempotency_key=key, **kw)
+
+
+def delivered(i: Intent) -> Delivery:
+    result = SendResult(
+        message_id=f"wamid.{i.idempotency_key}", wa_id="15551234567", token_fingerprint=LIVE
+    )
+    return Delivery(state=DELIVERED, intent=i, result=result, attempts=1)
+
+
+def failed(
+    i: Intent, error: WhatsAppError, state: str = FAILED, not_before: float | None = None
+) -> Delivery:
+    return Delivery(
+        state=state, intent=i, error=error, attempts=1, not_before=not_before, reason=error.category
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request, tmp_path, clock):
+    """Make an outbox of the parametrized kind (SQLite ones share one file in tmp_path)."""
+    opened: list[SqliteOutbox] = []
+
+    def make(**kw: Any) -> Any:
+        if request.param == "memory":
+            return MemoryOutbox(clock=clock, **kw)
+        box = SqliteOutbox(tmp_path / "outbox.db", clock=clock, **kw)
+        opened.append(box)
+        return box
+
+    yield make
+    for box in opened:
+        box.close()
+
+
+@pytest.fixture
+def box(make):
+    return make()
+
+
+def _states(box: Any) -> dict[str, str]:
+    return {r.idempotency_key: r.state for r in box.list()}
+
+
+# --- the guard's hand-off -------------------------------------------------------------------------
+
+
+def test_both_outboxes_are_outboxes(box):
+    """Both implement the whole protocol (sync and async methods)."""
+    assert isinstance(box, Outbox)
+
+
+def test_begin_then_settle_records_sending_then_the_outcome(box, clock):
+    """`begin` leases the row as `sending`; `settle` records the message id and clears the lease."""
+    i = intent("k1")
+    box.begin(i)
+    row = box.get("k1")
+    assert (row.state, row.lease_owner, row.lease_until) == (
+        SENDING,
+        box.owner,
+        clock.t + box.lease,
+    )
+    clock.t += 1
+    box.settle(delivered(i))
+    row = box.get("k1")
+    assert (row.state, row.message_id, row.token_fingerprint, row.attempts) == (
+        DELIVERED,
+        "wamid.k1",
+        LIVE,
+        1,
+    )
+    assert (row.lease_owner, row.lease_until, row.updated_at) == (None, None, clock.t)
+    assert row.delivery is not None
+    assert row.delivery.result.message_id == "wamid.k1"
+    assert row.intent == i
+
+
+def test_a_settle_without_begin_adds_the_row(box):
+    """An intent the guard held back (paused, expired) is settled without a begin: it is kept."""
+    i = intent("held")
+    box.settle(failed(i, _graph(403, 131031), QUEUED, not_before=EPOCH + 60))
+    row = box.get("held")
+    assert (row.state, row.category, row.not_before, row.attempts) == (
+        QUEUED,
+        "account_state",
+        EPOCH + 60,
+        1,
+    )
+    assert row.error["code"] == 131031
+
+
+def test_a_delivered_row_stays_delivered(box):
+    """A later outcome never turns a delivered row back (a slow worker's failure, a fallback)."""
+    i = intent("k")
+    box.settle(delivered(i))
+    box.settle(failed(i, _graph(500, 131000), QUEUED))
+    assert box.get("k").state == DELIVERED
+
+
+def test_attempts_add_up_over_tries(box):
+    """Attempts count every send over every try of the intent."""
+    i = intent("k")
+    box.begin(i)
+    box.settle(failed(i, _graph(500, 131000), QUEUED))
+    box.begin(i)
+    box.settle(attrs.evolve(delivered(i), attempts=2))
+    assert box.get("k").attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("before", "kind"),
+    [
+        ("sending", "busy"),
+        (DELIVERED, "duplicate"),
+        (MAYBE_DELIVERED, "duplicate"),
+        (EXPIRED, "expired"),
+    ],
+    ids=["in-flight", "delivered", "maybe-delivered", "expired"],
+)
+def test_begin_refuses_what_a_second_send_could_duplicate(box, before, kind):
+    """In flight, delivered, maybe delivered or expired: begin raises OutboxError, no change."""
+    i = intent("k")
+    if before == "sending":
+        box.begin(i)
+    elif before == DELIVERED:
+        box.settle(delivered(i))
+    else:
+        box.settle(Delivery(state=before, intent=i, reason="test"))
+    with pytest.raises(OutboxError) as caught:
+        box.begin(i)
+    assert caught.value.kind == kind
+    assert caught.value.category == "invalid_request"
+    assert "'k'" in str(caught.value)
+    assert box.get("k").state == before
+
+
+@pytest.mark.parametrize("before", [PENDING, QUEUED, FAILED], ids=str)
+def test_begin_takes_a_waiting_or_failed_row(box, before):
+    """A pending, queued or failed intent may be sent (again): it becomes sending."""
+    i = intent("k")
+    if before == PENDING:
+        box.enqueue(i)
+    else:
+        box.settle(
+            failed(i, _graph(400, 131009) if before == FAILED else _graph(500, 131000), before)
+        )
+    box.begin(i)
+    assert box.get("k").state == SENDING
+
+
+def test_begin_after_the_send_lease_lapsed_is_refused_as_maybe_delivered(box, clock):
+    """A row left in sending past its lease may have gone out: never sent again silently."""
+    box.begin(intent("k"))
+    clock.t += box.lease + 1
+    with pytest.raises(OutboxError) as caught:
+        box.begin(intent("k"))
+    assert caught.value.kind == "duplicate"
+
+
+# --- the queue --------------------------------------------------------------------------------
+
+
+def test_enqueue_is_idempotent_by_key(box):
+    """A key already in the outbox keeps its row; enqueue_many counts the new ones."""
+    assert box.enqueue(intent("a")) is True
+    assert box.enqueue(intent("a")) is False
+    assert box.enqueue_many([intent("a"), intent("b"), intent("c")]) == 2
+    assert _states(box) == {"a": PENDING, "b": PENDING, "c": PENDING}
+    assert [r.id for r in box.list()] == sorted(r.id for r in box.list())
+
+
+def test_enqueue_refuses_what_is_not_an_intent(box):
+    """Only Intent values go in."""
+    with pytest.raises(TypeError, match="Intent values, got dict"):
+        box.enqueue_many([{"to": TO}])
+
+
+def test_claim_leases_in_order_and_walks_on_with_after(box, clock):
+    """Claims go by id, up to the limit, after the cursor, and lease each row."""
+    box.enqueue_many([intent(f"k{n}") for n in range(5)])
+    first = box.claim(2)
+    assert [r.idempotency_key for r in first] == ["k0", "k1"]
+    assert all((r.lease_owner, r.lease_until) == (box.owner, clock.t + box.lease) for r in first)
+    rest = box.claim(10, after=first[-1].id)
+    assert [r.idempotency_key for r in rest] == ["k2", "k3", "k4"]
+    assert box.get("k0").lease_owner == box.owner
+
+
+def test_release_gives_back_unsent_claims_only(box):
+    """After a replay, what was claimed and not sent is free again; a send in flight is not."""
+    box.enqueue_many([intent("a"), intent("b")])
+    box.claim()
+    box.begin(intent("a"))
+    assert box.release() == 1
+    assert box.get("b").lease_owner is None
+    assert box.get("a").lease_owner == box.owner
+
+
+@pytest.mark.parametrize(
+    ("setup", "live", "maybe", "claimed"),
+    [
+        ("pending", None, False, True),
+        ("queued-due", None, False, True),
+        ("queued-later", None, False, False),
+        ("queued-no-time", None, False, True),
+        ("revoked", None, False, False),
+        ("revoked", {DEAD}, False, False),
+        ("revoked", {LIVE}, False, True),
+        ("token-unavailable", None, False, True),
+        ("invalid", {LIVE}, False, False),
+        ("maybe", None, False, False),
+        ("maybe", None, True, True),
+        ("delivered", {LIVE}, True, False),
+        ("expired", {LIVE}, True, False),
+    ],
+    ids=[
+        "pending",
+        "queued-due",
+        "queued-not-yet",
+        "queued-without-not-before",
+        "token-failure-live-unknown",
+        "token-failure-same-token",
+        "token-failure-new-token",
+        "token-unavailable",
+        "dead-letter",
+        "maybe-delivered-by-default",
+        "maybe-delivered-asked",
+        "delivered",
+        "expired",
+    ],
+)
+def test_what_a_claim_takes(box, setup, live, maybe, claimed):
+    """The replay rules: waiting rows, token failures once the token changed, never dead letters."""
+    i = intent("k")
+    if setup == "pending":
+        box.enqueue(i)
+    elif setup.startswith("queued"):
+        not_before = {"queued-due": EPOCH - 1, "queued-later": EPOCH + 60}.get(setup)
+        box.settle(failed(i, _graph(400, 130429), QUEUED, not_before=not_before))
+    elif setup == "revoked":
+        box.settle(failed(i, revoked()))
+    elif setup == "token-unavailable":
+        box.settle(failed(i, errors.TokenSourceMissingError("no token file", source="file:/x")))
+    elif setup == "invalid":
+        box.settle(failed(i, _graph(400, 131009)))
+    elif setup == "maybe":
+        box.settle(failed(i, errors.TransportError("lost", maybe_delivered=True), MAYBE_DELIVERED))
+    elif setup == "delivered":
+        box.settle(delivered(i))
+    else:
+        box.settle(Delivery(state=EXPIRED, intent=i, reason="deadline"))
+    rows = box.claim(live_fingerprints=live, include_maybe_delivered=maybe)
+    assert [r.idempotency_key for r in rows] == (["k"] if claimed else [])
+
+
+def test_a_lapsed_send_becomes_maybe_delivered_at_the_next_claim(box, clock):
+    """A worker that died mid-send: its row is maybe_delivered, not replayed unless asked."""
+    box.begin(intent("k"))
+    assert box.claim() == []
+    clock.t += box.lease + 1
+    assert box.claim() == []
+    row = box.get("k")
+    assert (row.state, row.reason, row.lease_owner) == (MAYBE_DELIVERED, "lease_expired", None)
+    assert [r.idempotency_key for r in box.claim(include_maybe_delivered=True)] == ["k"]
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+def test_mark_sets_an_operators_decision(box):
+    """`pending` sends a row again (not_before cleared); `delivered` records a confirmed id."""
+    i = intent("k")
+    box.settle(failed(i, _graph(400, 130429), QUEUED, not_before=EPOCH + 600))
+    row = box.mark("k", PENDING)
+    assert (row.state, row.not_before, row.reason) == (PENDING, None, "operator")
+    row = box.mark("k", DELIVERED, message_id="wamid.checked", reason="webhook")
+    assert (row.state, row.message_id, row.reason) == (DELIVERED, "wamid.checked", "webhook")
+
+
+def test_mark_refuses_unknown_rows_states_and_rows_in_flight(box):
+    """A typed error for each: no such row, a state mark() does not set, a send in flight."""
+    with pytest.raises(OutboxError) as caught:
+        box.mark("nope", PENDING)
+    assert caught.value.kind == "not_found"
+    box.begin(intent("k"))
+    with pytest.raises(RequestValidationError, match="mark\\(\\) sets one of"):
+        box.mark("k", SENDING)
+    with pytest.raises(OutboxError) as caught:
+        box.mark("k", PENDING)
+    assert caught.value.kind == "busy"
+
+
+def test_list_filters_by_state_category_consumer_and_dead_letters(box):
+    """Each filter narrows the list; dead letters are the failures no replay retries."""
+    box.settle(delivered(intent("d", consumer="orders")))
+    box.settle(failed(intent("q", consumer="orders"), _graph(400, 130429), QUEUED))
+    box.settle(failed(intent("x", consumer="otp"), _graph(400, 131009)))
+    box.settle(failed(intent("t", consumer="otp"), revoked()))
+    keys = lambda rows: [r.idempotency_key for r in rows]  # noqa: E731
+    assert keys(box.list(QUEUED)) == ["q"]
+    assert keys(box.list(category="invalid_request")) == ["x"]
+    assert keys(box.list(consumer="otp")) == ["x", "t"]
+    assert keys(box.list(dead_letters=True)) == ["x"] == keys(box.dead_letters())
+    assert keys(box.list(limit=2)) == ["d", "q"]
+    assert box.get("x").dead_letter
+    assert not box.get("t").dead_letter
+    with pytest.raises(RequestValidationError, match="state must be one of"):
+        box.list("lost")
+    with pytest.raises(RequestValidationError, match="limit must be a positive integer"):
+        box.list(limit=0)
+
+
+def test_stats_count_states_categories_and_dead_letters(box):
+    """Counts per state (zeros too), per category of what is not delivered, and the oldest wait."""
+    box.enqueue(intent("p", created_at=EPOCH - 100))
+    box.settle(delivered(intent("d")))
+    box.settle(failed(intent("x"), _graph(400, 131009)))
+    box.settle(failed(intent("q", created_at=EPOCH - 50), _graph(400, 130429), QUEUED))
+    stats = box.stats()
+    assert stats.total == 4
+    assert stats.by_state[PENDING] == stats.by_state[DELIVERED] == stats.by_state[QUEUED] == 1
+    assert stats.by_state[SENDING] == 0
+    assert dict(stats.by_category) == {"invalid_request": 1, "rate_limited": 1}
+    assert stats.dead_letters == 1
+    assert stats.oldest_waiting == EPOCH - 100
+    assert json.loads(json.dumps(stats.to_dict()))["by_state"]["failed"] == 1
+
+
+def test_purge_deletes_old_delivered_rows_only(box, clock):
+    """`purge(delivered_older_than=...)` keeps recent deliveries and everything undelivered."""
+    box.settle(delivered(intent("old")))
+    box.settle(failed(intent("x"), _graph(400, 131009)))
+    clock.t += 3600
+    box.settle(delivered(intent("new")))
+    assert box.purge(delivered_older_than=1800) == 1
+    assert sorted(_states(box)) == ["new", "x"]
+    with pytest.raises(RequestValidationError, match="needs delivered_older_than"):
+        box.purge()
+    with pytest.raises(RequestValidationError, match="seconds >= 0"):
+        box.purge(delivered_older_than=-1)
+
+
+def test_dead_letters_export_as_json_lines(box, tmp_path):
+    """One JSON object per dead letter, with the intent's own JSON and the error, no token."""
+    box.settle(failed(intent("x"), _graph(400, 131009)))
+    box.settle(delivered(intent("d")))
+    out = io.StringIO()
+    assert box.export_dead_letters(out) == 1
+    (line,) = out.getvalue().splitlines()
+    data = json.loads(line)
+    assert (data["idempotency_key"], data["state"], data["category"]) == (
+        "x",
+        FAILED,
+        "invalid_request",
+    )
+    assert Intent.from_dict(data["intent"]) == intent("x")
+    assert data["error"]["code"] == 131009
+    path = tmp_path / "dead.jsonl"
+    assert box.export_dead_letters(path) == 1
+    assert path.read_text(encoding="utf-8") == out.getvalue()
+
+
+def test_an_export_never_overwrites_a_file(box, tmp_path):
+    """An existing export file is refused, not replaced."""
+    path = tmp_path / "dead.jsonl"
+    path.write_text("keep me\n", encoding="utf-8")
+    with pytest.raises(OutboxError) as caught:
+        box.export_dead_letters(path)
+    assert (caught.value.kind, caught.value.path) == ("exists", str(path))
+    assert path.read_text(encoding="utf-8") == "keep me\n"
+
+
+async def test_the_async_forms_make_the_same_changes(box, clock):
+    """Every a-method does what its blocking twin does."""
+    i = intent("k")
+    assert await box.aenqueue(i) is True
+    assert await box.aenqueue_many([intent("j")]) == 1
+    assert [r.idempotency_key for r in await box.aclaim(1)] == ["k"]
+    assert await box.arelease() == 1
+    await box.abegin(i)
+    await box.asettle(delivered(i))
+    assert (await box.aget("k")).state == DELIVERED
+    assert (await box.amark("j", FAILED)).state == FAILED
+    assert [r.idempotency_key for r in await box.alist(FAILED)] == ["j"]
+    assert (await box.astats()).by_state[DELIVERED] == 1
+    clock.t += 10
+    assert await box.apurge(delivered_older_than=5) == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"lease": 0}, "lease must be positive"),
+        ({"lease": float("inf")}, "lease must be a finite"),
+        ({"max_age": -1}, "max_age must be positive"),
+        ({"max_age": "4h"}, "max_age must be a finite"),
+    ],
+    ids=["lease-zero", "lease-inf", "max-age-negative", "max-age-text"],
+)
+def test_settings_out_of_range_are_configuration_errors(make, kw, match):
+    """A lease or max_age that cannot work is refused when the outbox is made."""
+    with pytest.raises(ConfigurationError, match=match):
+        make(**kw)
+
+
+# --- SQLite: the file ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "outbox.db"
+
+
+def test_rows_survive_a_reopen_with_every_field(path, clock):
+    """What one SqliteOutbox wrote, the next one reads back: intent, error class, fields."""
+    i = Intent.template(
+        TO,
+        "order_update",
+        "en_US",
+        [{"type": "body", "parameters": [{"type": "text", "text": "42"}]}],
+        idempotency_key="t",
+        consumer="orders",
+        not_after=EPOCH + 60,
+    )
+    with SqliteOutbox(path, clock=clock) as box:
+        box.settle(failed(i, revoked()))
+    with SqliteOutbox(path, clock=clock) as box:
+        row = box.get("t")
+    assert row.intent == i
+    assert (row.state, row.category, row.token_fingerprint) == (FAILED, "token_revoked", DEAD)
+    error = row.delivery.error
+    assert isinstance(error, errors.TokenRevokedError)
+    assert (error.code, error.subcode, error.token_fingerprint) == (190, 460, DEAD)
+
+
+def test_a_lapsed_send_is_maybe_delivered_on_open(path, clock):
+    """On open, a row left in sending past its lease becomes maybe_delivered."""
+    with SqliteOutbox(path, clock=clock) as box:
+        box.begin(intent("k"))
+    clock.t += 1000
+    with SqliteOutbox(path, clock=clock) as box:
+        assert box.get("k").state == MAYBE_DELIVERED
+
+
+def test_two_workers_on_one_file_never_claim_the_same_row(path, clock):
+    """A claim is a lease: the second worker gets only the rest, and the first's after it lapses."""
+    with SqliteOutbox(path, clock=clock, lease=30) as one, SqliteOutbox(path, clock=clock) as two:
+        assert one.owner != two.owner
+        one.enqueue_many([intent(f"k{n}") for n in range(4)])
+        mine = {r.idempotency_key for r in one.claim(2)}
+        theirs = {r.idempotency_key for r in two.claim()}
+        assert mine.isdisjoint(theirs)
+        assert mine | theirs == {"k0", "k1", "k2", "k3"}
+        with pytest.raises(OutboxError) as caught:
+            two.begin(intent(min(mine)))
+        assert caught.value.kind == "busy"
+        two.release()
+        clock.t += 31
+        assert {r.idempotency_key for r in two.claim()} == {"k0", "k1", "k2", "k3"}
+
+
+def test_a_missing_file_is_an_error_without_create(path):
+    """`create=False` on a missing file: OutboxError(missing) naming it; nothing is created."""
+    with pytest.raises(OutboxError) as caught:
+        SqliteOutbox(path, create=False)
+    assert (caught.value.kind, caught.value.path) == ("missing", str(path))
+    assert str(path) in str(caught.value)
+    assert not path.exists()
+
+
+def test_a_missing_directory_and_a_directory_are_errors(tmp_path):
+    """The file's directory must exist; a directory is not a file."""
+    with pytest.raises(OutboxError, match="its directory does not exist") as caught:
+        SqliteOutbox(tmp_path / "no" / "outbox.db")
+    assert caught.value.kind == "missing"
+    with pytest.raises(OutboxError, match="is a directory"):
+        SqliteOutbox(tmp_path)
+
+
+def test_a_corrupt_file_is_refused_and_left_alone(path):
+    """Bytes that are not SQLite: OutboxError(corrupt), the file unchanged."""
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError) as caught:
+        SqliteOutbox(path)
+    assert caught.value.kind == "corrupt"
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+def test_another_programs_database_is_refused_and_left_alone(path):
+    """A SQLite file with tables of its own: OutboxError(foreign), no table added."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE invoices (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(OutboxError) as caught:
+        SqliteOutbox(path)
+    assert caught.value.kind == "foreign"
+    assert "invoices" in str(caught.value)
+    conn = sqlite3.connect(path)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["invoices"]
+    conn.close()
+
+
+def test_a_newer_schema_is_refused_and_the_file_not_changed(path):
+    """A file a newer wa_auth wrote: OutboxError(newer_schema) naming both versions; untouched."""
+    SqliteOutbox(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE wa_auth_meta SET version = 99 WHERE component = 'outbox'")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(OutboxError) as caught:
+        SqliteOutbox(path)
+    assert caught.value.kind == "newer_schema"
+    assert "version 99" in str(caught.value)
+    assert "reads (1)" in str(caught.value)
+    assert path.read_bytes() == before
+
+
+def test_a_file_locked_past_the_busy_timeout_is_a_retryable_error(path):
+    """Another process holding the write lock longer than busy_timeout: OutboxError(locked)."""
+    box = SqliteOutbox(path, busy_timeout=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OutboxError) as caught:
+            box.enqueue(intent("k"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (caught.value.kind, caught.value.retryable) == ("locked", True)
+    assert str(path) in str(caught.value)
+    assert box.enqueue(intent("k")) is True
+    box.close()
+
+
+def test_a_closed_outbox_says_so(path):
+    """After close(), every call is OutboxError(closed); close() is idempotent."""
+    box = SqliteOutbox(path)
+    box.close()
+    box.close()
+    with pytest.raises(OutboxError) as caught:
+        box.enqueue(intent("k"))
+    assert caught.value.kind == "closed"
+
+
+def test_schema_migrations_go_forward_and_keep_the_rows(path, monkeypatch):
+    """A version-1 file opened by a wa_auth with a version-2 migration is migrated in place."""
+    with SqliteOutbox(path) as box:
+        box.enqueue(intent("k"))
+    v2 = Schema(
+        component="outbox",
+        what="outbox file",
+        migrations=(
+            *_outbox_sql.SCHEMA.migrations,
+            ("ALTER TABLE wa_outbox ADD COLUMN note TEXT",),
+        ),
+    )
+    monkeypatch.setattr("wa_auth.outbox.SCHEMA", v2)
+    with SqliteOutbox(path) as box:
+        assert box.get("k").state == PENDING
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(2,)]
+    assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(wa_outbox)")]
+    conn.close()
+    monkeypatch.setattr("wa_auth.outbox.SCHEMA", _outbox_sql.SCHEMA)
+    with pytest.raises(OutboxError) as caught:
+        SqliteOutbox(path)
+    assert caught.value.kind == "newer_schema"
+
+
+def test_the_file_is_in_wal_mode_with_the_chosen_durability(path):
+    """WAL, and `durability="full"` means synchronous=FULL on the writer's connection."""
+    with SqliteOutbox(path, durability="full") as box:
+        assert box.durability == "full"
+        assert box._db.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    with pytest.raises(ConfigurationError, match="durability must be one of normal, full"):
+        SqliteOutbox(path, durability="fast")
+    with pytest.raises(ConfigurationError, match="busy_timeout must be seconds"):
+        SqliteOutbox(path, busy_timeout=-1)
+
+
+async def test_concurrent_changes_share_one_commit(path):
+    """64 begins waiting for the writer go out in one transaction (group commit)."""
+    with SqliteOutbox(path) as box:
+        gate = threading.Event()
+        blocked = asyncio.get_running_loop().run_in_executor(
+            None, box._db.run, lambda c: gate.wait(5)
+        )
+        await asyncio.sleep(0.05)  # the writer is inside the blocking job
+        before = box.commits
+        begins = asyncio.gather(*(box.abegin(intent(f"k{n}")) for n in range(64)))
+        await asyncio.sleep(0)  # every begin is queued behind the blocking job
+        gate.set()
+        await begins
+        await blocked
+        assert box.commits - before == 2  # the blocking job's, then the 64 begins'
+        assert box.stats().by_state[SENDING] == 64
+
+
+async def test_without_group_commit_each_change_is_a_transaction(path):
+    """`group_commit=False`: one commit per begin, the measured alternative."""
+    with SqliteOutbox(path, group_commit=False) as box:
+        before = box.commits
+        await asyncio.gather(*(box.abegin(intent(f"k{n}")) for n in range(16)))
+        assert box.commits - before == 16
+
+
+def test_an_outcome_is_read_back_at_once_and_seen_by_others_after_flush(path):
+    """A deferred settle: another connection sees it after `flush()`; this outbox at once."""
+    with SqliteOutbox(path, flush_interval=30) as box, SqliteOutbox(path) as other:
+        box.begin(intent("k"))
+        box.settle(delivered(intent("k")))
+        assert other.get("k").state == SENDING
+        box.flush()
+        assert other.get("k").state == DELIVERED
+        box.settle(delivered(intent("j")))
+        assert box.get("j").state == DELIVERED  # a read of this outbox commits what waits
+
+
+def test_a_row_with_an_unreadable_intent_becomes_a_dead_letter(path):
+    """A hand-edited row that is no longer an intent does not stall replays: it is listed."""
+    with SqliteOutbox(path) as box:
+        box.enqueue(intent("k"))
+    conn = sqlite3.connect(path)
+    conn.execute('UPDATE wa_outbox SET intent = \'{"type": "text"}\'')
+    conn.commit()
+    conn.close()
+    with SqliteOutbox(path) as box:
+        assert box.claim() == []
+        assert box.list() == []
+        assert box.stats().dead_letters == 1
+        with pytest.raises(OutboxError, match="holds an intent that cannot be read") as caught:
+            box.get("k")
+        assert caught.value.kind == "corrupt"
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT state, category, reason FROM wa_outbox").fetchall() == [
+        ("failed", "invalid_request", "unreadable")
+    ]
+    conn.close()
+
+
+def test_repr_names_the_file_and_the_choices(path):
+    """The repr says which file and how durable."""
+    with SqliteOutbox(path, max_age=14400) as box:
+        assert (
+            repr(box)
+            == f"SqliteOutbox({str(path)!r}, durability='normal', lease=300.0, max_age=14400.0)"
+        )
