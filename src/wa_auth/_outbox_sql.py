@@ -89,7 +89,8 @@ _SETTLE: Final = (
     "UPDATE wa_outbox SET state = ?, attempts = attempts + ?, category = ?, reason = ?, "
     "error = ?, message_id = coalesce(?, message_id), "
     "token_fingerprint = coalesce(?, token_fingerprint), not_before = ?, lease_owner = NULL, "
-    "lease_until = NULL, updated_at = ? WHERE idempotency_key = ? AND state != 'delivered'"
+    "lease_until = NULL, updated_at = ? WHERE idempotency_key = ? AND state != 'delivered' "
+    "AND (state != 'expired' OR ? = 'delivered')"
 )
 _SETTLE_NEW: Final = (
     "INSERT INTO wa_outbox (idempotency_key, intent, state, attempts, category, reason, error, "
@@ -140,6 +141,7 @@ def settle_values(delivery: Delivery, now: float) -> tuple[tuple[Any, ...], tupl
         delivery.not_before,
         now,
         intent.idempotency_key,
+        delivery.state,
     )
     insert = (
         intent.idempotency_key,
@@ -279,7 +281,10 @@ class Jobs:
 
     @staticmethod
     def settle(conn: sqlite3.Connection, update: tuple[Any, ...], insert: tuple[Any, ...]) -> None:
-        """Record an outcome; a delivered row stays delivered; an unknown intent is added."""
+        """Record an outcome; a delivered row stays so, an expired one unless it was delivered.
+
+        An intent the outbox does not know yet (the guard held it back before `begin`) is added.
+        """
         if conn.execute(_SETTLE, update).rowcount == 0:
             conn.execute(_SETTLE_NEW, insert)
 

@@ -94,7 +94,11 @@ class Outbox(Protocol):
         ...
 
     def settle(self, delivery: Delivery) -> None:
-        """Record what became of the intent of *delivery*; a delivered row stays delivered."""
+        """Record what became of the intent of *delivery*.
+
+        A delivered row stays delivered, and an expired one expired (unless a slow worker
+        reports that it was delivered after all).
+        """
         ...
 
     def enqueue(self, intent: Intent) -> bool:
@@ -522,7 +526,7 @@ class MemoryOutbox(_Replaying):
             )
 
     def settle(self, delivery: Delivery) -> None:
-        """Record what became of the intent; a delivered row stays delivered."""
+        """Record what became of the intent; a delivered (or expired) row stays so."""
         now = self.clock()
         intent = delivery.intent
         result = delivery.result
@@ -532,7 +536,9 @@ class MemoryOutbox(_Replaying):
             fingerprint = getattr(error, "token_fingerprint", None)
         with self._lock:
             row = self._rows.get(intent.idempotency_key)
-            if row is not None and row.state == DELIVERED:
+            if row is not None and (
+                row.state == DELIVERED or (row.state == EXPIRED and delivery.state != DELIVERED)
+            ):
                 return
             fields: dict[str, Any] = {
                 "state": delivery.state,
