@@ -1,8 +1,12 @@
 """Shared fixtures and the CI rule for real components.
 
-A test that needs a real server (OpenBao, Redis, nginx, n8n) calls `require_component(name,
-reason)` (or uses the `real_component` marker). Outside CI it skips with a loud reason; under
-`CI=true` the same situation fails the run, so a missing install step cannot hide.
+A test that needs a real server (OpenBao, Redis, nginx, n8n) requests the `require_component`
+fixture and calls it with the component's name and the reason (and carries the
+`real_component` marker). Outside CI it skips with a loud reason; under `CI=true` the same
+situation fails the run, so a missing install step cannot hide.
+
+The case tables shared by sync and async tests are `tests/cases/`; the shared assertions are
+`tests/helpers.py`. Both are importable by name (`pythonpath = ["tests"]`).
 """
 
 from __future__ import annotations
@@ -10,14 +14,20 @@ from __future__ import annotations
 import gc
 import os
 import types
+from collections.abc import Callable
 
 import pytest
 from typing_extensions import Self
 
+from wa_auth.events import Counters
+
+# Before any test module imports them: their asserts then report values like a test's.
+pytest.register_assert_rewrite("cases", "helpers")
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def require_component(name: str, reason: str) -> None:
+def _require_component(name: str, reason: str) -> None:
     """Skip (or, under CI=true, fail) because the real component *name* is unavailable."""
     message = f"REAL COMPONENT MISSING: {name}: {reason}"
     if IN_CI:
@@ -25,10 +35,22 @@ def require_component(name: str, reason: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def require_component() -> Callable[[str, str], None]:
+    """`require_component(name, reason)`: skip, or under CI=true fail, for a missing component."""
+    return _require_component
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Run async tests on asyncio only (the library supports asyncio)."""
     return "asyncio"
+
+
+@pytest.fixture
+def counters() -> Counters:
+    """A fresh `Counters`, for `Events(counters)` and asserting on what a call reported."""
+    return Counters()
 
 
 class GarbageProbe:

@@ -16,7 +16,7 @@ from wa_auth.errors import (
     TransportError,
     UnknownApiError,
 )
-from wa_auth.events import Counters, Events
+from wa_auth.events import Events
 from wa_auth.models import SendResult, TokenInfo
 from wa_auth.providers import StaticTokenProvider, Token
 
@@ -56,11 +56,6 @@ class Provider:
 
     def invalidate(self, token, reason) -> None:
         self.invalidated.append(token)
-
-
-@pytest.fixture
-def counters():
-    return Counters()
 
 
 @pytest.fixture

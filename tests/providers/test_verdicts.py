@@ -11,6 +11,7 @@ import threading
 import httpx
 import pytest
 
+from helpers import raised
 from wa_auth import _core, _endpoints
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import (
@@ -203,8 +204,7 @@ def test_non_token_failures_record_no_verdict(body, error):
         token=TOKEN, phone_number_id=PHONE, transport=transport, verdicts=store
     ) as client:
         for _ in range(2):
-            with pytest.raises(error):
-                client.send_text("15551234567", "hi")
+            raised(error, lambda: client.send_text("15551234567", "hi"))
     assert len(sent) == 2
     assert len(store) == 0
 

@@ -1,0 +1,57 @@
+"""Assertions the tests share, importable as `helpers` (`pythonpath = ["tests"]`).
+
+`tests/conftest.py` registers this module for pytest's assertion rewriting, so a failed
+`assert` here shows its values the way one in a test does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+E = TypeVar("E", bound=Exception)
+
+
+def raised(cls: type[E], call: Callable[[], object]) -> E:
+    """Call *call* and return the error it raised, an instance of *cls*.
+
+    Unlike `pytest.raises`, an error of another class is not re-raised with its traceback: the
+    test fails on an assertion that compares the two class names (a diff) and shows the error's
+    repr. A call that raises nothing fails the same way.
+    """
+    __tracebackhide__ = True
+    caught: Exception | None = None
+    try:
+        call()
+    except Exception as exc:  # any class is a result to compare
+        caught = exc
+    return _expect(cls, caught)
+
+
+async def araised(cls: type[E], call: Callable[[], Awaitable[object]]) -> E:
+    """Await *call()* and return the error it raised, an instance of *cls* (see `raised`)."""
+    __tracebackhide__ = True
+    caught: Exception | None = None
+    try:
+        await call()
+    except Exception as exc:  # any class is a result to compare
+        caught = exc
+    return _expect(cls, caught)
+
+
+def _expect(cls: type[E], caught: Exception | None) -> E:
+    # Outside the `except` block, so the failure carries no "during handling" traceback.
+    __tracebackhide__ = True
+    if isinstance(caught, cls):
+        return caught
+    if caught is None:
+        actual, shown = "nothing raised", "the call returned without raising"
+    else:
+        actual, shown = _name(type(caught)), f"caught {caught!r}"
+    assert actual == _name(cls), shown
+    # Two class objects of one name (a module imported twice): the names cannot show it.
+    raise AssertionError(f"caught {caught!r}, not an instance of this {actual}")
+
+
+def _name(cls: type[Exception]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
