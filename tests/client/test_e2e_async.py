@@ -1,16 +1,18 @@
 """End to end: the async client against the sandbox, for every token, account and number state
-and every fault; the sandbox's payloads are Meta's literal ones, never the client's table."""
+and every fault (`tests/cases/e2e.py`, the sync module's tables too); the sandbox's payloads
+are Meta's literal ones, never the client's table."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 
 import wa_auth
+from cases import case_id
+from cases.e2e import SEND_FAILURES, STRING_CODES, TO, Rotating
+from helpers import araised
 from wa_auth import testing
 from wa_auth.providers import Token
 
@@ -19,25 +21,6 @@ wa_sandbox_server = testing.wa_sandbox_server
 wa_sandbox = testing.wa_sandbox
 
 pytestmark = pytest.mark.anyio
-
-# The case tables are the sync module's: one table, both clients.
-_spec = importlib.util.spec_from_file_location(
-    "_e2e_sync_tables", Path(__file__).with_name("test_e2e_sync.py")
-)
-assert _spec is not None
-assert _spec.loader is not None
-_T = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_T)
-TO = _T.TO
-ERROR_CASES = _T.ERROR_CASES
-STRING_CODE_CASES = _T.STRING_CODE_CASES
-_state = _T._state
-_account = _T._account
-_issue = _T._issue
-_clock_expiry = _T._clock_expiry
-_number = _T._number
-_limits = _T._limits
-_faults = _T._faults
 
 
 def _client(sb, token, **kw):
@@ -50,40 +33,43 @@ def _client(sb, token, **kw):
     )
 
 
-@pytest.mark.parametrize("case", [pytest.param(case[1:], id=case[0]) for case in ERROR_CASES])
+@pytest.mark.parametrize("case", SEND_FAILURES, ids=case_id)
 async def test_send_failure_is_classified(wa_sandbox, case):
     """Each state and fault of the sandbox surfaces as its class, category and retry policy."""
-    setup, cls, category, retryable, retry_after, status, code, subcode, sends = case
-    token = setup(wa_sandbox)
+    token = case.setup(wa_sandbox)
     async with _client(wa_sandbox, token) as client:
-        for i in range(sends):
+        for i in range(case.sends):
             await client.send_text(TO, f"fill {i}")
-        with pytest.raises(cls) as info:
-            await client.send_text(TO, "hello", idempotency_key="key-1")
-    err = info.value
-    assert (err.category, err.retryable, err.retry_after) == (category, retryable, retry_after)
-    assert (err.http_status, err.code, err.subcode) == (status, code, subcode)
+        err = await araised(
+            case.cls, lambda: client.send_text(TO, "hello", idempotency_key="key-1")
+        )
+    assert (err.category, err.retryable, err.retry_after) == (
+        case.category,
+        case.retryable,
+        case.retry_after,
+    )
+    assert (err.http_status, err.code, err.subcode) == (case.http_status, case.code, case.subcode)
     assert err.token_fingerprint == Token(token).fingerprint
     assert err.operator_action
-    assert len(wa_sandbox.messages()) == sends
+    assert len(wa_sandbox.messages()) == case.sends
     assert "key-1" not in {m.idempotency_key for m in wa_sandbox.messages()}
     last = wa_sandbox.requests()[-1]
-    assert (last.status, last.code, last.token_fingerprint) == (status, code, err.token_fingerprint)
-    assert last.outcome == ("fault" if category == "transient" else "error")
+    assert (last.status, last.code, last.token_fingerprint) == (
+        case.http_status,
+        case.code,
+        err.token_fingerprint,
+    )
+    assert last.outcome == ("fault" if case.category == "transient" else "error")
 
 
-@pytest.mark.parametrize(
-    ("setup", "cls", "code", "subcode"),
-    [pytest.param(*case[1:], id=case[0]) for case in STRING_CODE_CASES],
-)
-async def test_code_as_string_is_classified_the_same(wa_sandbox, setup, cls, code, subcode):
+@pytest.mark.parametrize("case", STRING_CODES, ids=case_id)
+async def test_code_as_string_is_classified_the_same(wa_sandbox, case):
     """A BSP's string `code` and `error_subcode` classify like Meta's integers."""
-    token = setup(wa_sandbox)
+    token = case.setup(wa_sandbox)
     wa_sandbox.set_faults(**{**wa_sandbox.info()["faults"], "code_as_string": True})
     async with _client(wa_sandbox, token) as client:
-        with pytest.raises(cls) as info:
-            await client.send_text(TO, "hello")
-    assert (info.value.code, info.value.subcode) == (code, subcode)
+        err = await araised(case.cls, lambda: client.send_text(TO, "hello"))
+    assert (err.code, err.subcode) == (case.code, case.subcode)
 
 
 async def test_accepted_send_is_recorded_once(wa_sandbox):
@@ -217,28 +203,11 @@ async def test_concurrent_sends_are_each_recorded_once(wa_sandbox):
     assert {m.id for m in wa_sandbox.messages()} == {r.message_id for r in results}
 
 
-class _Rotating:
-    """A provider that moves to its next token when told the current one is dead."""
-
-    def __init__(self, *values):
-        self.tokens = [Token(v) for v in values]
-
-    def get_token(self):
-        return self.tokens[0]
-
-    async def aget_token(self):
-        return self.tokens[0]
-
-    def invalidate(self, token, reason):
-        if len(self.tokens) > 1 and token == self.tokens[0]:
-            self.tokens.pop(0)
-
-
 async def test_dead_token_is_replaced_and_the_send_retried_once(wa_sandbox):
     """A revoked token is invalidated and the same send goes out once with the fresh one."""
     old, fresh = wa_sandbox.issue_token(), wa_sandbox.issue_token()
     wa_sandbox.set_token_state(old, "revoked_password_changed", variant="no_subcode")
-    async with _client_provider(wa_sandbox, _Rotating(old, fresh)) as client:
+    async with _client_provider(wa_sandbox, Rotating(old, fresh)) as client:
         result = await client.send_text(TO, "hello", idempotency_key="once")
     (message,) = wa_sandbox.messages()
     assert (message.id, message.token_fingerprint) == (result.message_id, Token(fresh).fingerprint)
@@ -248,7 +217,7 @@ async def test_dead_token_is_replaced_and_the_send_retried_once(wa_sandbox):
 async def test_new_token_does_not_help_a_locked_account(wa_sandbox):
     """A locked account fails the send without burning the next token."""
     wa_sandbox.set_account_state("locked")
-    provider = _Rotating(wa_sandbox.issue_token(), wa_sandbox.issue_token())
+    provider = Rotating(wa_sandbox.issue_token(), wa_sandbox.issue_token())
     async with _client_provider(wa_sandbox, provider) as client:
         with pytest.raises(wa_auth.AccountStateError):
             await client.send_text(TO, "hello")

@@ -1,5 +1,6 @@
 """End to end: the sync client against the sandbox, for every token, account and number state
-and every fault; the sandbox's payloads are Meta's literal ones, never the client's table."""
+and every fault (`tests/cases/e2e.py`); the sandbox's payloads are Meta's literal ones, never
+the client's table."""
 
 from __future__ import annotations
 
@@ -8,108 +9,15 @@ import time
 import pytest
 
 import wa_auth
+from cases import case_id
+from cases.e2e import SEND_FAILURES, STRING_CODES, TO, Rotating
+from helpers import raised
 from wa_auth import testing
 from wa_auth.providers import Token
 
 # The plugin's fixtures, for runs where its pytest11 entry point is not installed.
 wa_sandbox_server = testing.wa_sandbox_server
 wa_sandbox = testing.wa_sandbox
-
-TO = "+15551234567"
-
-
-def _issue(**kw):
-    return lambda sb: sb.issue_token(**kw)
-
-
-def _state(state, variant=None):
-    def setup(sb):
-        token = sb.issue_token()
-        sb.set_token_state(token, state, variant=variant)
-        return token
-
-    return setup
-
-
-def _clock_expiry(sb):
-    token = sb.issue_token(expires_in=60)
-    sb.advance(61)
-    return token
-
-
-def _account(state, variant=None):
-    def setup(sb):
-        sb.set_account_state(state, variant=variant)
-        return sb.issue_token()
-
-    return setup
-
-
-def _number(sb):
-    sb.set_number_state(sb.phone_number_id, "not_registered")
-    return sb.issue_token()
-
-
-def _limits(**kw):
-    def setup(sb):
-        sb.set_limits(**kw)
-        return sb.issue_token()
-
-    return setup
-
-
-def _faults(**kw):
-    def setup(sb):
-        sb.set_faults(**kw)
-        return sb.issue_token()
-
-    return setup
-
-
-# (id, setup, error class, category, retryable, retry_after, http_status, code, subcode, sends)
-# `sends` is how many successful sends come first (to fill a limit).
-ERROR_CASES = [
-    ("expired-463", _state("expired"), wa_auth.TokenExpiredError, "token_expired", False, None, 401, 190, 463, 0),
-    ("expired-no-subcode", _state("expired", "no_subcode"), wa_auth.TokenExpiredError, "token_expired", False, None, 401, 190, None, 0),
-    ("expired-by-clock", _clock_expiry, wa_auth.TokenExpiredError, "token_expired", False, None, 401, 190, 463, 0),
-    ("password-changed-460", _state("revoked_password_changed"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, 460, 0),
-    ("password-changed-no-subcode", _state("revoked_password_changed", "no_subcode"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("deauthorized-458", _state("revoked_deauthorized"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, 458, 0),
-    ("deauthorized-no-subcode", _state("revoked_deauthorized", "no_subcode"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("logged-out-467", _state("revoked_logged_out"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, 467, 0),
-    ("logged-out-no-subcode", _state("revoked_logged_out", "no_subcode"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("malformed", _state("malformed"), wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("unknown-token", lambda sb: "EAAnot-a-token-the-sandbox-issued", wa_auth.TokenRevokedError, "token_revoked", False, None, 401, 190, None, 0),
-    ("missing-permission-10", _state("missing_permission"), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 10, None, 0),
-    ("missing-permission-200", _state("missing_permission", "code_200"), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 200, None, 0),
-    ("scope-missing-10", _issue(scopes=["whatsapp_business_management"]), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 10, None, 0),
-    ("waba-not-assigned-200", _issue(allowed_wabas=["102999999999999"]), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 200, None, 0),
-    ("number-not-assigned-200", _issue(allowed_phone_numbers=["109000000000002"]), wa_auth.InsufficientPermissionError, "insufficient_permission", False, None, 403, 200, None, 0),
-    ("account-locked-131031", _account("locked"), wa_auth.AccountStateError, "account_state", False, None, 403, 131031, None, 0),
-    ("account-restricted-368", _account("restricted"), wa_auth.AccountStateError, "account_state", False, 3600.0, 403, 368, None, 0),
-    ("account-restricted-130497", _account("restricted", "code_130497"), wa_auth.AccountStateError, "account_state", False, None, 403, 130497, None, 0),
-    ("account-payment-131042", _account("payment_issue"), wa_auth.AccountStateError, "account_state", False, 3600.0, 400, 131042, None, 0),
-    ("account-maintenance-131057", _account("maintenance"), wa_auth.AccountStateError, "account_state", True, 300.0, 500, 131057, None, 0),
-    ("number-not-registered-133010", _number, wa_auth.AccountStateError, "account_state", False, None, 400, 133010, None, 0),
-    ("throughput-130429-retry-after", _limits(throughput=2), wa_auth.RateLimitError, "rate_limited", True, 1.0, 400, 130429, None, 2),
-    ("throughput-130429-no-header", _limits(throughput=1, retry_after_header=False), wa_auth.RateLimitError, "rate_limited", True, 1.0, 400, 130429, None, 1),
-    ("pair-131056-retry-after", _limits(pair_limit=1, pair_window=30), wa_auth.RateLimitError, "rate_limited", True, 30.0, 400, 131056, None, 1),
-    ("pair-131056-no-header", _limits(pair_limit=2, retry_after_header=False), wa_auth.RateLimitError, "rate_limited", True, 6.0, 400, 131056, None, 2),
-    ("app-usage-4", _limits(app_calls=2), wa_auth.RateLimitError, "rate_limited", True, 300.0, 400, 4, None, 2),
-    ("flaky-500-code-1", _faults(error_rate=1.0, error_codes=[1]), wa_auth.TransientError, "transient", True, 1.0, 500, 1, None, 0),
-    ("flaky-503-code-2", _faults(error_rate=1.0, error_codes=[2]), wa_auth.TransientError, "transient", True, 1.0, 503, 2, None, 0),
-    ("flaky-500-code-131000", _faults(error_rate=1.0, error_codes=[131000]), wa_auth.TransientError, "transient", True, 1.0, 500, 131000, None, 0),
-    ("flaky-503-code-131016", _faults(error_rate=1.0, error_codes=[131016]), wa_auth.TransientError, "transient", True, 2.0, 503, 131016, None, 0),
-    ("proxy-html-502", _faults(html_502_rate=1.0), wa_auth.TransientError, "transient", True, 1.0, 502, None, None, 0),
-]  # fmt: skip
-
-# The same Meta errors re-wrapped by a BSP, with `code` (and `error_subcode`) as strings.
-STRING_CODE_CASES = [
-    ("expired-463", _state("expired"), wa_auth.TokenExpiredError, 190, 463),
-    ("logged-out-467", _state("revoked_logged_out"), wa_auth.TokenRevokedError, 190, 467),
-    ("locked-131031", _account("locked"), wa_auth.AccountStateError, 131031, None),
-    ("flaky-131016", _faults(error_rate=1.0, error_codes=[131016]), wa_auth.TransientError, 131016, None),
-]  # fmt: skip
 
 
 def _client(sb, token, **kw):
@@ -122,39 +30,41 @@ def _client(sb, token, **kw):
     )
 
 
-@pytest.mark.parametrize("case", [pytest.param(case[1:], id=case[0]) for case in ERROR_CASES])
+@pytest.mark.parametrize("case", SEND_FAILURES, ids=case_id)
 def test_send_failure_is_classified(wa_sandbox, case):
     """Each state and fault of the sandbox surfaces as its class, category and retry policy."""
-    setup, cls, category, retryable, retry_after, status, code, subcode, sends = case
-    token = setup(wa_sandbox)
+    token = case.setup(wa_sandbox)
     with _client(wa_sandbox, token) as client:
-        for i in range(sends):
+        for i in range(case.sends):
             client.send_text(TO, f"fill {i}")
-        with pytest.raises(cls) as info:
-            client.send_text(TO, "hello", idempotency_key="key-1")
-    err = info.value
-    assert (err.category, err.retryable, err.retry_after) == (category, retryable, retry_after)
-    assert (err.http_status, err.code, err.subcode) == (status, code, subcode)
+        err = raised(case.cls, lambda: client.send_text(TO, "hello", idempotency_key="key-1"))
+    assert (err.category, err.retryable, err.retry_after) == (
+        case.category,
+        case.retryable,
+        case.retry_after,
+    )
+    assert (err.http_status, err.code, err.subcode) == (case.http_status, case.code, case.subcode)
     assert err.token_fingerprint == Token(token).fingerprint
     assert err.operator_action
-    assert len(wa_sandbox.messages()) == sends
+    assert len(wa_sandbox.messages()) == case.sends
     assert "key-1" not in {m.idempotency_key for m in wa_sandbox.messages()}
     last = wa_sandbox.requests()[-1]
-    assert (last.status, last.code, last.token_fingerprint) == (status, code, err.token_fingerprint)
-    assert last.outcome == ("fault" if category == "transient" else "error")
+    assert (last.status, last.code, last.token_fingerprint) == (
+        case.http_status,
+        case.code,
+        err.token_fingerprint,
+    )
+    assert last.outcome == ("fault" if case.category == "transient" else "error")
 
 
-@pytest.mark.parametrize(
-    ("setup", "cls", "code", "subcode"),
-    [pytest.param(*case[1:], id=case[0]) for case in STRING_CODE_CASES],
-)
-def test_code_as_string_is_classified_the_same(wa_sandbox, setup, cls, code, subcode):
+@pytest.mark.parametrize("case", STRING_CODES, ids=case_id)
+def test_code_as_string_is_classified_the_same(wa_sandbox, case):
     """A BSP's string `code` and `error_subcode` classify like Meta's integers."""
-    token = setup(wa_sandbox)
+    token = case.setup(wa_sandbox)
     wa_sandbox.set_faults(**{**wa_sandbox.info()["faults"], "code_as_string": True})
-    with _client(wa_sandbox, token) as client, pytest.raises(cls) as info:
-        client.send_text(TO, "hello")
-    assert (info.value.code, info.value.subcode) == (code, subcode)
+    with _client(wa_sandbox, token) as client:
+        err = raised(case.cls, lambda: client.send_text(TO, "hello"))
+    assert (err.code, err.subcode) == (case.code, case.subcode)
 
 
 def test_accepted_send_is_recorded_once(wa_sandbox):
@@ -317,29 +227,12 @@ def test_rate_limit_window_moves_with_the_clock(wa_sandbox):
     assert [m.payload["text"]["body"] for m in wa_sandbox.messages()] == ["one", "two"]
 
 
-class _Rotating:
-    """A provider that moves to its next token when told the current one is dead."""
-
-    def __init__(self, *values):
-        self.tokens = [Token(v) for v in values]
-
-    def get_token(self):
-        return self.tokens[0]
-
-    async def aget_token(self):
-        return self.tokens[0]
-
-    def invalidate(self, token, reason):
-        if len(self.tokens) > 1 and token == self.tokens[0]:
-            self.tokens.pop(0)
-
-
 def test_dead_token_is_replaced_and_the_send_retried_once(wa_sandbox):
     """An expired token is invalidated and the same send goes out once with the fresh one."""
     old = wa_sandbox.issue_token(expires_in=10)
     fresh = wa_sandbox.issue_token()
     wa_sandbox.advance(11)
-    with _client_provider(wa_sandbox, _Rotating(old, fresh)) as client:
+    with _client_provider(wa_sandbox, Rotating(old, fresh)) as client:
         result = client.send_text(TO, "hello", idempotency_key="once")
     (message,) = wa_sandbox.messages()
     assert (message.id, message.idempotency_key) == (result.message_id, "once")
@@ -352,7 +245,7 @@ def test_dead_token_is_replaced_and_the_send_retried_once(wa_sandbox):
 def test_new_token_does_not_help_a_locked_account(wa_sandbox):
     """A locked account fails the send without burning the next token."""
     wa_sandbox.set_account_state("locked")
-    provider = _Rotating(wa_sandbox.issue_token(), wa_sandbox.issue_token())
+    provider = Rotating(wa_sandbox.issue_token(), wa_sandbox.issue_token())
     with (
         _client_provider(wa_sandbox, provider) as client,
         pytest.raises(wa_auth.AccountStateError),
