@@ -181,7 +181,7 @@ def test_batch_prints_one_line_per_input_in_order(wa_sandbox):
     assert summary["exit_code"] == 9
     assert summary["summary"] | {"seconds": 0} == {
         "total": 5, "delivered": 2, "queued": 0, "failed": 3, "maybe_delivered": 0,
-        "expired": 0, "seconds": 0, "interrupted": False,
+        "expired": 0, "skipped": 0, "seconds": 0, "interrupted": False,
     }  # fmt: skip
 
 

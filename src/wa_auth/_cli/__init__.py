@@ -85,6 +85,10 @@ def _dispatch(args: object) -> int:
         from wa_auth._cli import _check
 
         return _check.run(args)  # type: ignore[arg-type]
+    if command == "outbox":
+        from wa_auth._cli import _outbox
+
+        return _outbox.run(args)  # type: ignore[arg-type]
     from wa_auth._cli import _classify
 
     return _classify.run(args)  # type: ignore[arg-type]

@@ -137,12 +137,13 @@ def run(args: argparse.Namespace) -> int:
     """Check the token and the number; print one line; return its exit code."""
     from wa_auth._client import WhatsAppClient
 
-    options = _config.client_options(args, _config.environ())
+    environ = _config.environ()
+    options = _config.client_options(args, environ)
     health: TokenHealth | None = None
     number: PhoneNumber | None = None
     error: dict[str, Any] | None = None
     checked = False
-    with WhatsAppClient(**options) as client:
+    with _config.state_file(args, environ, options), WhatsAppClient(**options) as client:
         try:
             health = client.token_health(refresh=True)
         except WhatsAppError as exc:

@@ -8,8 +8,9 @@ argv): it comes from `WA_ACCESS_TOKEN`, a file (`WA_TOKEN_FILE`, `--token-file`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError
@@ -186,6 +187,52 @@ def client_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
     if app_token is not None:
         options["app_token_provider"] = app_token
     return options
+
+
+#: Without --rate, a state file's limiter keeps Meta's penalties across runs but paces
+#: nothing else: its own pacing is this fast.
+_UNPACED: Final = 1e6
+
+
+@contextlib.contextmanager
+def state_file(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    client_options: dict[str, Any],
+    guard_options: dict[str, Any] | None = None,
+) -> Iterator[Any]:
+    """Open `--state PATH` (or `WA_AUTH_STATE`) and wire it into the client and guard options.
+
+    What one short-lived run learns, the next one knows: dead tokens (`verdicts`), paused
+    numbers and open circuits (`pauses`), and Meta's rate-limit penalties (the limiter).
+
+    Raises:
+        ConfigurationError: The file cannot be used (locked, corrupt, a newer schema).
+    """
+    path = getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None
+    if path is None:
+        yield None
+        return
+    from wa_auth.errors import OutboxError
+    from wa_auth.state import StateFile
+
+    try:
+        state = StateFile(path)
+    except OutboxError as exc:
+        raise ConfigurationError(f"--state {path}: {exc.message}") from None
+    try:
+        client_options["verdicts"] = state.verdicts
+        if guard_options is not None:
+            from wa_auth.pacing import LocalRateLimiter
+
+            pacing = guard_options.get("limiter") or LocalRateLimiter(
+                rate=_UNPACED, pair_interval=None
+            )
+            guard_options["pauses"] = state.pauses
+            guard_options["limiter"] = state.limiter(pacing)
+        yield state
+    finally:
+        state.close()
 
 
 def environ() -> Mapping[str, str]:

@@ -195,6 +195,18 @@ def not_sent_line(intent: Intent, line: int, *, queued: bool, signal_name: str) 
     )
 
 
+def refused_line(error: dict[str, Any], intent: Intent, line: int) -> dict[str, Any]:
+    """Return the line of an intent the outbox refused to send (delivered already, in flight)."""
+    return _result(
+        state="failed",
+        exit_code=_codes.for_category(error["category"]),
+        line=line,
+        error=error,
+        intent=intent,
+        reason="outbox",
+    )
+
+
 def command_error(category: str, message: str) -> dict[str, Any]:
     """Return the line of a command that could not run at all (usage, configuration, a bug)."""
     return {
@@ -206,7 +218,12 @@ def command_error(category: str, message: str) -> dict[str, Any]:
 
 
 def summary_line(
-    counts: Mapping[str, int], exit_code: int, seconds: float, *, interrupted: bool
+    counts: Mapping[str, int],
+    exit_code: int,
+    seconds: float,
+    *,
+    interrupted: bool,
+    skipped: int = 0,
 ) -> dict[str, Any]:
     """Return the summary line `send` prints on stderr after the last result."""
     states = {state: int(counts.get(state, 0)) for state in _STATES}
@@ -216,6 +233,7 @@ def summary_line(
         "summary": {
             "total": sum(states.values()),
             **states,
+            "skipped": skipped,
             "seconds": round(seconds, 3),
             "interrupted": interrupted,
         },

@@ -114,6 +114,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--consumer", metavar="NAME", help="who sends: the n8n workflow (WA_AUTH_CONSUMER)"
     )
     g.add_argument("--timeout", type=_seconds, metavar="S", help="HTTP timeout in seconds")
+    g.add_argument(
+        "--state",
+        metavar="PATH",
+        help="SQLite state file that short-lived runs share (WA_AUTH_STATE)",
+    )
     _output_options(parser)
 
 
@@ -147,6 +152,7 @@ def build() -> argparse.ArgumentParser:
     _send(commands)
     _check(commands)
     _classify(commands)
+    _outbox(commands)
     _sandbox(commands)
     return parser
 
@@ -202,6 +208,11 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="pace to N messages/s per number (and Meta's pair interval); default: unpaced",
     )
+    g.add_argument(
+        "--outbox",
+        metavar="PATH",
+        help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
+    )
     _common(p)
 
 
@@ -247,6 +258,91 @@ def _classify(commands: argparse._SubParsersAction[Parser]) -> None:
         "--status", type=int, metavar="HTTP", help="the HTTP status, when the JSON lacks it"
     )
     _output_options(p)
+
+
+_OUTBOX_EPILOG = """\
+examples:
+  wa-auth outbox stats --outbox outbox.db --format text
+  wa-auth outbox list --outbox outbox.db --state queued
+  wa-auth outbox replay --outbox outbox.db          # from cron, every few minutes
+  wa-auth outbox purge --outbox outbox.db --delivered-older-than 604800
+  wa-auth outbox export --outbox outbox.db --output dead-letters.jsonl
+"""
+
+
+def _outbox(commands: argparse._SubParsersAction[Parser]) -> None:
+    p = commands.add_parser(
+        "outbox",
+        help="the SQLite outbox: list, stats, replay, purge, export",
+        description="Inspect and replay the outbox that `wa-auth send --outbox PATH` writes.",
+        epilog=_OUTBOX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    actions = p.add_subparsers(
+        dest="outbox_command", metavar="ACTION", parser_class=Parser, required=True
+    )
+
+    def action(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}\n",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
+        )
+        sub.add_argument(
+            "--outbox", metavar="PATH", help="the outbox file (WA_AUTH_OUTBOX); never created"
+        )
+        return sub
+
+    ls = action("list", "list rows, oldest first", "wa-auth outbox list --state queued")
+    ls.add_argument("--state", help="only rows in this state (pending, queued, failed, ...)")
+    ls.add_argument("--category", help="only rows whose last failure has this category")
+    ls.add_argument("--consumer", help="only rows of this consumer")
+    ls.add_argument("--dead-letters", action="store_true", help="only rows no replay sends")
+    ls.add_argument("--limit", type=_positive_int, metavar="N", help="at most N rows")
+    _output_options(ls)
+    stats = action("stats", "count rows by state and category", "wa-auth outbox stats")
+    _output_options(stats)
+    replay = action(
+        "replay",
+        "send what is replayable (pending, queued past not_before, failed for want of a token)",
+        "wa-auth outbox replay --limit 500",
+    )
+    replay.add_argument(
+        "--include-maybe-delivered",
+        action="store_true",
+        help="send maybe_delivered rows again (Meta may have them already)",
+    )
+    replay.add_argument("--limit", type=_positive_int, metavar="N", help="at most N intents")
+    replay.add_argument(
+        "--concurrency", type=_positive_int, default=16, metavar="N", help="sends in flight"
+    )
+    replay.add_argument(
+        "--budget", type=_seconds, default=30.0, metavar="S", help="seconds per intent"
+    )
+    replay.add_argument(
+        "--max-attempts", type=_positive_int, default=4, metavar="N", help="sends per intent"
+    )
+    replay.add_argument("--rate", type=float, metavar="N", help="pace to N messages/s")
+    _common(replay)
+    purge = action(
+        "purge",
+        "delete old delivered or expired rows",
+        "wa-auth outbox purge --delivered-older-than 604800",
+    )
+    purge.add_argument("--delivered-older-than", type=_seconds, metavar="S")
+    purge.add_argument("--expired-older-than", type=_seconds, metavar="S")
+    _output_options(purge)
+    export = action(
+        "export",
+        "write the dead letters as JSON lines (stdout, or --output FILE)",
+        "wa-auth outbox export --output dead-letters.jsonl",
+    )
+    export.add_argument("--output", metavar="FILE", help="a new file (never overwritten)")
+    _output_options(export)
 
 
 def _sandbox(commands: argparse._SubParsersAction[Parser]) -> None:

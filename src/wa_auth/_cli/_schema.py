@@ -14,6 +14,7 @@ from wa_auth import _table
 from wa_auth._cli import _codes
 from wa_auth._cli._output import ERROR_KEYS
 from wa_auth.guards import DELIVERY_STATES
+from wa_auth.outbox import OUTBOX_STATES
 
 SCHEMA_ID: Final = "https://wa-auth.invalid/schemas/wa-auth-cli-line.json"
 
@@ -105,6 +106,7 @@ def schema() -> dict[str, Any]:
                 {
                     "total": {"type": "integer", "minimum": 0},
                     **states,
+                    "skipped": {"type": "integer", "minimum": 0},
                     "seconds": {"type": "number", "minimum": 0},
                     "interrupted": _BOOL,
                 },
@@ -167,6 +169,62 @@ def schema() -> dict[str, Any]:
         },
         description="a command that could not run at all (usage, configuration, a bug)",
     )
+    outbox_row = _object(
+        {
+            "id": {"type": "integer"},
+            "idempotency_key": {"type": "string"},
+            "state": {"enum": list(OUTBOX_STATES)},
+            "attempts": {"type": "integer", "minimum": 0},
+            "category": {"anyOf": [_ref("category"), {"type": "null"}]},
+            "reason": _NULLABLE_STR,
+            "error": {"type": ["object", "null"]},
+            "message_id": _NULLABLE_STR,
+            "token_fingerprint": _ref("fingerprint"),
+            "not_before": _NULLABLE_NUM,
+            "lease_owner": _NULLABLE_STR,
+            "lease_until": _NULLABLE_NUM,
+            "enqueued_at": {"type": "number"},
+            "updated_at": {"type": "number"},
+            "consumer": _NULLABLE_STR,
+            "phone_number_id": _NULLABLE_STR,
+            "intent": {"type": "object", "required": ["v", "to", "type"]},
+        },
+        description="outbox list / export: one row (OutboxRow.to_dict(): the intent included)",
+    )
+    outbox_stats = _object(
+        {
+            "ok": {"const": True},
+            "exit_code": {"const": 0},
+            "outbox": {"type": "string"},
+            "stats": _object(
+                {
+                    "total": {"type": "integer", "minimum": 0},
+                    "by_state": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                    "by_category": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                    "dead_letters": {"type": "integer", "minimum": 0},
+                    "oldest_waiting": _NULLABLE_NUM,
+                },
+                description="OutboxStats.to_dict()",
+            ),
+        },
+        description="outbox stats",
+    )
+    outbox_count = _object(
+        {
+            "ok": {"const": True},
+            "exit_code": {"const": 0},
+            "action": {"enum": ["purge", "export"]},
+            "count": {"type": "integer", "minimum": 0},
+            "path": _NULLABLE_STR,
+        },
+        description="outbox purge / export --output: how many rows",
+    )
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -198,6 +256,9 @@ def schema() -> dict[str, Any]:
                 "check",
                 "classify",
                 "command_error",
+                "outbox_row",
+                "outbox_stats",
+                "outbox_count",
                 "version",
                 "sandbox",
             )
@@ -212,6 +273,9 @@ def schema() -> dict[str, Any]:
             "check": check,
             "classify": classify,
             "command_error": command_error,
+            "outbox_row": outbox_row,
+            "outbox_stats": outbox_stats,
+            "outbox_count": outbox_count,
             "version": version,
             "sandbox": sandbox,
         },

@@ -27,11 +27,13 @@ from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import (
     bad_line,
     delivery_line,
+    error_object,
     not_sent_line,
+    refused_line,
     summary_line,
     write,
 )
-from wa_auth.errors import ConfigurationError, RequestValidationError
+from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError
 from wa_auth.intents import Intent
 
 #: One input: its line number and the intent, or the result line of a line that is not one.
@@ -269,8 +271,13 @@ class _Stop:
         return self.signal_name is not None
 
 
-def _not_sent(stop: _Stop, intent: Intent, line: int) -> dict[str, Any]:
-    return not_sent_line(intent, line, queued=False, signal_name=stop.signal_name or "a signal")
+def _not_sent(stop: _Stop, intent: Intent, line: int, *, queued: bool) -> dict[str, Any]:
+    return not_sent_line(intent, line, queued=queued, signal_name=stop.signal_name or "a signal")
+
+
+def _refused(exc: OutboxError, intent: Intent, line: int) -> dict[str, Any]:
+    """The line of an intent the outbox would not let go out (already delivered, in flight)."""
+    return refused_line(error_object(exc), intent, line)
 
 
 def _send_one(
@@ -286,6 +293,7 @@ def _send_one(
     # Only the main thread may set signal handlers (a test may call main() from another).
     handle = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS} if handle else {}
+    queued = guard_options.get("outbox") is not None
     try:
         with WhatsAppClient(**client_options) as client:
             guard = Guard(client, **guard_options)
@@ -293,9 +301,12 @@ def _send_one(
                 if not isinstance(item, Intent):
                     printer.put(index, item)
                 elif stop.is_set:
-                    printer.put(index, _not_sent(stop, item, line))
+                    printer.put(index, _not_sent(stop, item, line, queued=queued))
                 else:
-                    printer.put(index, delivery_line(guard.send(item), line))
+                    try:
+                        printer.put(index, delivery_line(guard.send(item), line))
+                    except OutboxError as exc:
+                        printer.put(index, _refused(exc, item, line))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -329,6 +340,7 @@ async def _send_many(
     # Not guard.asend_many: a signal must stop the sends that have not started, and the lines
     # are printed as they are decided; the decisions are the guard's, one asend per intent.
     slots = asyncio.Semaphore(concurrency)
+    queued = guard_options.get("outbox") is not None
     try:
         async with client_class(**client_options) as client:
             guard = Guard(client, **guard_options)
@@ -336,9 +348,13 @@ async def _send_many(
             async def one(index: int, line: int, intent: Intent) -> None:
                 async with slots:
                     if stop.is_set:
-                        printer.put(index, _not_sent(stop, intent, line))
+                        printer.put(index, _not_sent(stop, intent, line, queued=queued))
                         return
-                    delivery = await guard.asend(intent)
+                    try:
+                        delivery = await guard.asend(intent)
+                    except OutboxError as exc:
+                        printer.put(index, _refused(exc, intent, line))
+                        return
                 printer.put(index, delivery_line(delivery, line))
 
             tasks = []
@@ -368,6 +384,54 @@ def run(args: argparse.Namespace) -> int:
             "each intent)"
         )
     guard_options = _guard_options(args)
+    with _config.state_file(args, environ, client_options, guard_options):
+        return _with_outbox(args, items, intents, client_options, guard_options, started)
+
+
+def _with_outbox(
+    args: argparse.Namespace,
+    items: list[Item],
+    intents: list[Intent],
+    client_options: dict[str, Any],
+    guard_options: dict[str, Any],
+    started: float,
+) -> int:
+    outbox_path = args.outbox or _config.environ().get("WA_AUTH_OUTBOX") or None
+    if outbox_path is None:
+        return _send(args, items, intents, client_options, guard_options, started)
+    outbox = open_outbox(outbox_path, create=True)
+    try:
+        # Every intent is in the outbox (pending) before the first send: one a signal stops
+        # stays there for `wa-auth outbox replay`.
+        outbox.enqueue_many(intents)
+        guard_options["outbox"] = outbox
+        return _send(args, items, intents, client_options, guard_options, started)
+    finally:
+        outbox.close()
+
+
+def open_outbox(path: str, *, create: bool) -> Any:
+    """Open the SQLite outbox at *path*.
+
+    Raises:
+        ConfigurationError: The file cannot be used (missing, locked, corrupt, newer schema).
+    """
+    from wa_auth.outbox import SqliteOutbox
+
+    try:
+        return SqliteOutbox(path, create=create)
+    except OutboxError as exc:
+        raise ConfigurationError(f"--outbox {path}: {exc.message}") from None
+
+
+def _send(
+    args: argparse.Namespace,
+    items: list[Item],
+    intents: list[Intent],
+    client_options: dict[str, Any],
+    guard_options: dict[str, Any],
+    started: float,
+) -> int:
     defaults = {k: client_options[k] for k in ("phone_number_id", "consumer")}
     printer = _Printer(len(items), args.format, defaults)
     stop = _Stop()
