@@ -77,7 +77,7 @@ def event_usage() -> dict[str, int]:
 
 
 def guard_usage() -> str:
-    from wa_auth.guards import Delivery, Guard, Handlers, RetryPolicy, guarded
+    from wa_auth.guards import Delivery, Guard, Handlers, RetryPolicy
     from wa_auth.intents import Intent
     from wa_auth.outbox import MemoryOutbox
     from wa_auth.pacing import LocalRateLimiter
