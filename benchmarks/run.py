@@ -138,6 +138,12 @@ def _aggregate(
             "us_per_op": _median(got, "us_per_op"),
             "peak_rss_kb": _median(got, "peak_rss_kb"),
             "samples_msgs_per_s": [s["msgs_per_s"] for s in ok if "msgs_per_s" in s],
+            # A variant's own figures (commits per message, pace error, ...), as medians.
+            "figures": {
+                k: _median(got, k)
+                for k in sorted({k for s in ok for k, v in s.items() if isinstance(v, float)})
+                if k not in {"seconds", "msgs_per_s", "cpu_us_per_msg", "us_per_op"}
+            },
             "baseline": v.baseline,
             "goal": str(v.goal) if v.goal else None,
             "notes": v.notes,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -29,14 +29,15 @@ from wa_auth._outbox_values import (
 from wa_auth._sqlite import Schema
 from wa_auth._stored import dumps, error_from_dict, loads_object
 from wa_auth.errors import OutboxError, WhatsAppError
-from wa_auth.intents import Intent
+from wa_auth.intents import INTENT_SCHEMA_VERSION, Intent
 from wa_auth.models import SendResult
 
 __all__ = ["SCHEMA", "Jobs", "intent_row"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
-_OPEN_STATES: Final = "('pending', 'queued', 'failed', 'maybe_delivered')"
+#: The rows that are not over: what a claim or a lease check looks at (a partial index).
+_OPEN_STATES: Final = "('pending', 'sending', 'queued', 'failed', 'maybe_delivered')"
 
 #: Version 1, the first release. Never edit a released migration: append the next one.
 SCHEMA: Final = Schema(
@@ -67,10 +68,10 @@ SCHEMA: Final = Schema(
                 updated_at REAL NOT NULL
             )
             """,
-            # What a replay may claim, in claim order: the delivered majority is not scanned.
+            # The open rows in id order: claims and lapsed leases never scan the delivered
+            # majority, and a delivered row leaves the index. Stats, listings and purges (an
+            # operator's, not a sender's) scan the table: one index less to keep per send.
             f"CREATE INDEX wa_outbox_open ON wa_outbox (id) WHERE state IN {_OPEN_STATES}",
-            # Rows by state and age: stats, listings, purges, lapsed `sending` leases.
-            "CREATE INDEX wa_outbox_state ON wa_outbox (state, updated_at)",
         ),
     ),
 )
@@ -92,6 +93,28 @@ _SETTLE: Final = (
     "lease_until = NULL, updated_at = ? WHERE idempotency_key = ? AND state != 'delivered' "
     "AND (state != 'expired' OR ? = 'delivered')"
 )
+_INSERT_MANY: Final = (
+    "INSERT INTO wa_outbox (idempotency_key, intent, state, consumer, phone_number_id, "
+    "created_at, not_after, lease_owner, lease_until, enqueued_at, updated_at) VALUES "
+)
+_ON_CONFLICT_RETURNING: Final = (
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
+)
+# `v.columnN` are the VALUES' columns: state, attempts, category, reason, error, message_id,
+# token_fingerprint, not_before, updated_at, idempotency_key (as in `_SETTLE`).
+_SETTLE_MANY_HEAD: Final = (
+    "UPDATE wa_outbox SET state = v.column1, attempts = wa_outbox.attempts + v.column2, "
+    "category = v.column3, reason = v.column4, error = v.column5, "
+    "message_id = coalesce(v.column6, wa_outbox.message_id), "
+    "token_fingerprint = coalesce(v.column7, wa_outbox.token_fingerprint), "
+    "not_before = v.column8, lease_owner = NULL, lease_until = NULL, updated_at = v.column9 "
+    "FROM (VALUES "
+)
+_SETTLE_MANY_TAIL: Final = (
+    ") AS v WHERE wa_outbox.idempotency_key = v.column10 AND wa_outbox.state != 'delivered' "
+    "AND (wa_outbox.state != 'expired' OR v.column1 = 'delivered') "
+    "RETURNING wa_outbox.idempotency_key"
+)
 _SETTLE_NEW: Final = (
     "INSERT INTO wa_outbox (idempotency_key, intent, state, attempts, category, reason, error, "
     "message_id, token_fingerprint, not_before, not_after, consumer, phone_number_id, "
@@ -100,13 +123,40 @@ _SETTLE_NEW: Final = (
 )
 
 
+#: One encoder, made once: `json.dumps` with these options would build one per call.
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: `RETURNING` (3.35) and `UPDATE ... FROM` (3.33): many rows per statement; older SQLite
+#: libraries (a Linux distribution's) take the same changes one row at a time.
+_MANY: Final = sqlite3.sqlite_version_info >= (3, 35, 0)
+#: Rows per multi-row statement (under the 999 variables of old SQLite builds).
+_CHUNK: Final = 64
+
+
+def intent_json(intent: Intent) -> str:
+    """Return `Intent.to_dict()` as compact JSON, without its defensive deep copy."""
+    content = intent.content
+    return _ENCODE(
+        {
+            "v": INTENT_SCHEMA_VERSION,
+            "to": intent.to,
+            "type": intent.type,
+            intent.type: content if isinstance(content, dict) else dict(content),
+            "idempotency_key": intent.idempotency_key,
+            "phone_number_id": intent.phone_number_id,
+            "consumer": intent.consumer,
+            "created_at": intent.created_at,
+            "not_after": intent.not_after,
+        }
+    )
+
+
 def intent_row(
     intent: Intent, state: str, owner: str | None, lease_until: float | None, now: float
 ) -> tuple[Any, ...]:
     """Return the values of `_INSERT` for *intent* (built in the caller's thread)."""
     return (
         intent.idempotency_key,
-        dumps(intent.to_dict()),
+        intent_json(intent),
         state,
         intent.consumer,
         intent.phone_number_id,
@@ -119,41 +169,45 @@ def intent_row(
     )
 
 
-def settle_values(delivery: Delivery, now: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """Return the values of `_SETTLE` and of `_SETTLE_NEW` for *delivery*."""
-    intent = delivery.intent
+def settle_values(delivery: Delivery, now: float) -> tuple[Any, ...]:
+    """Return the values of `_SETTLE` for *delivery* (built in the caller's thread)."""
     result = delivery.result
     error = delivery.error
-    message_id = result.message_id if result is not None else None
-    fingerprint = result.token_fingerprint if result is not None else None
+    message_id = fingerprint = None
+    if result is not None:
+        message_id, fingerprint = result.message_id, result.token_fingerprint
     if fingerprint is None and error is not None:
         fingerprint = getattr(error, "token_fingerprint", None)
-    error_json = dumps(error.to_dict()) if error is not None else None
-    category = delivery.category
-    update = (
+    return (
         delivery.state,
         delivery.attempts,
-        category,
+        delivery.category,
         delivery.reason,
-        error_json,
+        _ENCODE(error.to_dict()) if error is not None else None,
         message_id,
         fingerprint,
         delivery.not_before,
         now,
-        intent.idempotency_key,
+        delivery.intent.idempotency_key,
         delivery.state,
     )
-    insert = (
+
+
+def settle_insert(update: tuple[Any, ...], delivery: Delivery) -> tuple[Any, ...]:
+    """Return the values of `_SETTLE_NEW`: the row of an intent the outbox did not know."""
+    state, attempts, category, reason, error, message_id, fingerprint, not_before, now = update[:9]
+    intent = delivery.intent
+    return (
         intent.idempotency_key,
-        dumps(intent.to_dict()),
-        delivery.state,
-        delivery.attempts,
+        intent_json(intent),
+        state,
+        attempts,
         category,
-        delivery.reason,
-        error_json,
+        reason,
+        error,
         message_id,
         fingerprint,
-        delivery.not_before,
+        not_before,
         intent.not_after,
         intent.consumer,
         intent.phone_number_id,
@@ -161,7 +215,19 @@ def settle_values(delivery: Delivery, now: float) -> tuple[tuple[Any, ...], tupl
         now,
         now,
     )
-    return update, insert
+
+
+def _chunks(items: Sequence[Any], key: Callable[[Any], str]) -> Iterator[range]:
+    """Ranges of at most `_CHUNK` items in which no key repeats (a statement's rows)."""
+    start, seen = 0, set[str]()
+    for n, item in enumerate(items):
+        k = key(item)
+        if k in seen or n - start >= _CHUNK:
+            yield range(start, n)
+            start, seen = n, set[str]()
+        seen.add(k)
+    if start < len(items):
+        yield range(start, len(items))
 
 
 def _row(r: Sequence[Any], path: str) -> OutboxRow:
@@ -240,6 +306,12 @@ def _marks(values: Collection[str]) -> str:
     return ", ".join("?" * len(values))
 
 
+def _many_rows(rows: int, width: int) -> str:
+    """`(?, ?), (?, ?)` for *rows* rows of *width* values."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * rows)
+
+
 class Jobs:
     """The outbox's changes and reads, as functions of a connection, for one file."""
 
@@ -279,14 +351,87 @@ class Jobs:
             (owner, lease_until, now, key),
         )
 
-    @staticmethod
-    def settle(conn: sqlite3.Connection, update: tuple[Any, ...], insert: tuple[Any, ...]) -> None:
-        """Record an outcome; a delivered row stays so, an expired one unless it was delivered.
+    def begin_many(
+        self, conn: sqlite3.Connection, items: list[tuple[tuple[Any, ...], str, float, float]]
+    ) -> list[tuple[bool, Any]]:
+        """`begin` for many intents: new ones in one INSERT, claimed ones in one UPDATE.
 
-        An intent the outbox does not know yet (the guard held it back before `begin`) is added.
+        Each item is (`_INSERT` values, owner, lease_until, now). What neither statement took
+        (a refusal, a row nobody claimed, an older SQLite) goes through `begin` one by one.
         """
-        if conn.execute(_SETTLE, update).rowcount == 0:
-            conn.execute(_SETTLE_NEW, insert)
+        results: list[tuple[bool, Any] | None] = [None] * len(items)
+        if _MANY and len(items) > 1:  # one row: the plain statement is cheaper
+            for rows in _chunks(items, lambda item: item[0][0]):
+                values = [v for n in rows for v in items[n][0]]
+                sql = f"{_INSERT_MANY}{_many_rows(len(rows), 11)}{_ON_CONFLICT_RETURNING}"
+                self._took(items, rows, results, conn.execute(sql, values))
+            rest = [n for n, r in enumerate(results) if r is None]
+            for rows in _chunks([items[n] for n in rest], lambda item: item[0][0]):
+                chosen = [rest[n] for n in rows]
+                owner = items[chosen[0]][1]
+                until = max(items[n][2] for n in chosen)
+                now = max(items[n][3] for n in chosen)
+                keys = [items[n][0][0] for n in chosen]
+                found = conn.execute(
+                    "UPDATE wa_outbox SET state = 'sending', lease_until = ?, updated_at = ? "  # noqa: S608 - placeholders only
+                    f"WHERE idempotency_key IN ({_marks(keys)}) AND lease_owner = ? "
+                    "AND state IN ('pending', 'queued', 'failed', 'maybe_delivered') "
+                    "RETURNING idempotency_key",
+                    (until, now, *keys, owner),
+                )
+                self._took(items, chosen, results, found)
+        for n, result in enumerate(results):
+            if result is None:
+                try:
+                    self.begin(conn, *items[n])
+                    results[n] = (True, None)
+                except OutboxError as exc:
+                    results[n] = (False, exc)
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _took(
+        items: Sequence[Any],
+        chosen: Iterable[int],
+        results: list[tuple[bool, Any] | None],
+        returned: Iterable[Sequence[Any]],
+    ) -> None:
+        """Mark as done the items whose key a statement's RETURNING named."""
+        done = {r[0] for r in returned}
+        for n in chosen:
+            key = items[n][0][0]
+            if key in done:
+                done.discard(key)  # a repeated key: only its first item was taken
+                results[n] = (True, None)
+
+    @staticmethod
+    def settle_many(
+        conn: sqlite3.Connection, items: list[tuple[tuple[Any, ...], Delivery]]
+    ) -> list[tuple[bool, Any]]:
+        """Record outcomes: one UPDATE ... FROM (VALUES ...) per chunk of rows.
+
+        Each item is (`_SETTLE` values, the delivery). A delivered row stays delivered, an
+        expired one expired unless it was delivered after all; an intent the outbox does not
+        know yet (the guard held it back before `begin`) is added. A row the multi-row
+        statement did not change (one of those, or any row with an older SQLite) is taken one
+        by one.
+        """
+        left = range(len(items))
+        if _MANY and len(items) > 1:  # one row: the plain statement is cheaper
+            missed: list[int] = []
+            for rows in _chunks(items, lambda item: item[0][9]):
+                values = [v for n in rows for v in items[n][0][:10]]
+                found = conn.execute(
+                    f"{_SETTLE_MANY_HEAD}{_many_rows(len(rows), 10)}{_SETTLE_MANY_TAIL}", values
+                )
+                done = {r[0] for r in found}
+                missed.extend(n for n in rows if items[n][0][9] not in done)
+            left = missed  # type: ignore[assignment]
+        for n in left:
+            update, delivery = items[n]
+            if conn.execute(_SETTLE, update).rowcount == 0:
+                conn.execute(_SETTLE_NEW, settle_insert(update, delivery))
+        return [(True, None)] * len(items)
 
     @staticmethod
     def enqueue(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -298,9 +443,10 @@ class Jobs:
     def recover(self, conn: sqlite3.Connection, now: float) -> int:
         """Turn `sending` rows whose lease lapsed into `maybe_delivered`; return how many."""
         count = conn.execute(
-            "UPDATE wa_outbox SET state = 'maybe_delivered', reason = 'lease_expired', "
+            "UPDATE wa_outbox SET state = 'maybe_delivered', reason = 'lease_expired', "  # noqa: S608 - a constant
             "lease_owner = NULL, lease_until = NULL, updated_at = ? "
-            "WHERE state = 'sending' AND (lease_until IS NULL OR lease_until < ?)",
+            f"WHERE state IN {_OPEN_STATES} AND state = 'sending' "
+            "AND (lease_until IS NULL OR lease_until < ?)",
             (now, now),
         ).rowcount
         if count:

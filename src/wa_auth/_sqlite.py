@@ -21,11 +21,11 @@ the file and the problem.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "DEFAULT_FLUSH_INTERVAL",
     "DURABILITY",
+    "Bulk",
     "Database",
     "Schema",
     "translate",
@@ -64,7 +65,6 @@ _IDLE_POLL: Final = 0.1
 #: An idle writer thread ends after this long; the next change starts another.
 _IDLE_EXIT: Final = 1.0
 _META: Final = "wa_auth_meta"
-_STOP: Final = object()
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -112,8 +112,25 @@ def translate(exc: sqlite3.Error, path: str, what: str) -> OutboxError:
     )
 
 
+@attrs.frozen
+class Bulk:
+    """A change that runs together with the changes of the same kind next to it in a batch.
+
+    *run* gets the items of every such change in order and returns one `(ok, value)` per item
+    (a refusal is `(False, OutboxError)`); one multi-row statement then does the work of many,
+    with one release of the GIL instead of one per row.
+    """
+
+    run: Callable[[sqlite3.Connection, list[Any]], list[tuple[bool, Any]]]
+    item: Any
+
+
+def _same_bulk(job: object, first: Bulk) -> bool:
+    return isinstance(job, Bulk) and job.run == first.run
+
+
 _Waiter = concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
-_Entry = tuple[Job, bool, _Waiter | None]
+_Entry = tuple[Job | Bulk, bool, _Waiter | None]
 
 
 class Database:
@@ -170,8 +187,13 @@ class Database:
     def _reset(self) -> None:
         """Start without a writer thread, queue or reader (a new object, or a forked child)."""
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        self._entries: collections.deque[_Entry] = collections.deque()
+        #: Entries someone waits for (a deferred one waits for company, up to `_due`).
+        self._urgent = 0
+        self._due = 0.0
+        #: Someone (the writer thread, or a blocking caller) is running a batch.
+        self._busy = False
         self._thread: threading.Thread | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
@@ -205,6 +227,8 @@ class Database:
                 uri,
                 uri=True,
                 timeout=self.busy_timeout,
+                # Multi-row statements come in up to 64 lengths per kind: keep them all prepared.
+                cached_statements=256,
                 isolation_level=None,  # transactions are begun explicitly (BEGIN IMMEDIATE)
                 check_same_thread=False,  # the writer thread may be restarted; one at a time
             )
@@ -316,31 +340,38 @@ class Database:
 
     # --- the writer -----------------------------------------------------------------------------
 
-    def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """Run *fn* in the writer's next transaction and return its result once committed."""
+    def run(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
+        """Run *fn* in the next transaction and return its result once committed.
+
+        A blocking caller that finds nobody writing commits the batch itself, in its own
+        thread (what waits is committed with it): a thread hop costs more than a commit. When
+        the writer thread (or another caller) is busy, the job joins the next batch.
+        """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._put((fn, write, future))
+        batch = self._put((fn, write, future), combine=True)
+        if batch is not None:
+            self._commit_then_hand_on(batch)
         return future.result()
 
-    async def arun(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def arun(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
         """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._put((fn, write, (loop, future)))
         return await future
 
-    def defer(self, fn: Job) -> None:
+    def defer(self, fn: Job | Bulk) -> None:
         """Run *fn* with the next commit, at most `flush_interval` from now; do not wait.
 
         A failure is logged on `wa_auth.outbox` (nobody waits for it). With a flush interval
-        of 0, this waits for the commit, like `run`.
+        of 0, or without group commit, this waits for the commit, like `run`.
         """
         if self.flush_interval == 0 or not self.group_commit:
             self.run(fn)
         else:
             self._put((fn, True, None))
 
-    async def adefer(self, fn: Job) -> None:
+    async def adefer(self, fn: Job | Bulk) -> None:
         """Run *fn* with the next commit (see `defer`)."""
         if self.flush_interval == 0 or not self.group_commit:
             await self.arun(fn)
@@ -355,97 +386,109 @@ class Database:
         """Return once every change submitted so far is committed."""
         await self.arun(_nothing)
 
-    def _put(self, entry: _Entry) -> None:
+    def _put(self, entry: _Entry, *, combine: bool = False) -> list[_Entry] | None:
+        """Queue *entry*; with *combine*, return the batch to commit when nobody is writing."""
         if self._pid != os.getpid():
             self._forked()
-        with self._lock:
+        urgent = entry[2] is not None
+        with self._cond:
             if self._closed:
                 raise self._refuse("closed", "was closed")
-            self._queue.put(entry)
+            entries = self._entries
+            if not entries:
+                self._due = time.monotonic() + self.flush_interval
+            entries.append(entry)
+            if urgent:
+                self._urgent += 1
+            if combine and self.group_commit and not self._busy:
+                self._busy = True
+                return self._take()
             if self._thread is None:
                 name = f"wa-auth-sqlite:{Path(self.path).name}"
                 # Not a daemon: at the interpreter's exit it commits what is deferred, then ends
                 # (it watches the main thread), so an outcome is not lost to a plain exit.
                 self._thread = threading.Thread(target=self._write_loop, name=name)
                 self._thread.start()
+            elif urgent:
+                # A deferred change wakes nobody (a futex call each): the writer looks at least
+                # every flush interval.
+                self._cond.notify()
+        return None
+
+    def _take(self) -> list[_Entry]:
+        """Pop the next batch (with the condition held)."""
+        entries = self._entries
+        size = min(len(entries), _MAX_BATCH) if self.group_commit else 1
+        batch = [entries.popleft() for _ in range(size)]
+        self._urgent -= sum(1 for e in batch if e[2] is not None)
+        return batch
+
+    def _commit_then_hand_on(self, batch: list[_Entry]) -> None:
+        """Commit a caller's batch in its thread; leave what came meanwhile to the writer."""
+        try:
+            self._commit(batch)
+        finally:
+            with self._cond:
+                self._busy = False
+                if self._entries:
+                    if self._thread is None:
+                        self._thread = threading.Thread(
+                            target=self._write_loop, name=f"wa-auth-sqlite:{Path(self.path).name}"
+                        )
+                        self._thread.start()
+                    self._cond.notify_all()
 
     def _write_loop(self) -> None:
-        q = self._queue
-        deferred: list[_Entry] = []
-        due = 0.0
-        idle = 0.0
         while True:
-            timeout = min(max(due - time.monotonic(), 0.0), _IDLE_POLL) if deferred else _IDLE_POLL
-            try:
-                entry = q.get(timeout=timeout)
-            except queue.Empty:
-                if deferred:
-                    # Due, or the program is ending: what waits is committed now.
-                    if time.monotonic() >= due or not threading.main_thread().is_alive():
-                        self._commit(deferred)
-                        deferred = []
-                    continue
-                idle += _IDLE_POLL
-                if self._may_end(idle):
+            with self._cond:
+                batch = self._next_batch()
+                if batch is None:
+                    self._thread = None
+                    self._cond.notify_all()
                     return
-                continue
-            idle = 0.0
-            waiting = bool(deferred)
-            batch, stop = self._take(deferred, entry)
-            deferred = []
-            if not self.group_commit:
-                for one in batch:
-                    self._commit([one])
-            elif stop or len(batch) >= _MAX_BATCH or any(e[2] is not None for e in batch):
-                self._commit(batch)
-            else:  # only deferred changes: they wait for company, up to the flush interval
-                if not waiting:
-                    due = time.monotonic() + self.flush_interval
-                deferred = batch
-            if stop:
-                return
-
-    def _take(self, batch: list[_Entry], entry: Any) -> tuple[list[_Entry], bool]:
-        """Append *entry* and whatever else is waiting to *batch*; say whether to stop."""
-        if entry is _STOP:
-            return batch, True
-        batch.append(entry)
-        while len(batch) < _MAX_BATCH:
+                self._busy = True
             try:
-                entry = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if entry is _STOP:
-                return batch, True
-            batch.append(entry)
-        return batch, False
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
-    def _may_end(self, idle: float) -> bool:
-        """End an idle writer (the next change starts another), or one the main thread left."""
-        with self._lock:
-            main_ended = not threading.main_thread().is_alive()
-            if self._queue.empty() and (idle >= _IDLE_EXIT or main_ended or self._closed):
-                self._thread = None
-                return True
-        return False
+    def _next_batch(self) -> list[_Entry] | None:
+        """Wait for what is due (with the condition held); None when the writer should end."""
+        idle = 0.0
+        entries = self._entries
+        poll = min(_IDLE_POLL, self.flush_interval or _IDLE_POLL)
+        while True:
+            ending = self._closed or not threading.main_thread().is_alive()
+            now = time.monotonic()
+            if (
+                not self._busy
+                and entries
+                and (
+                    self._urgent
+                    or ending
+                    or not self.group_commit
+                    or len(entries) >= _MAX_BATCH
+                    or now >= self._due
+                )
+            ):
+                return self._take()
+            if not entries and not self._busy and (ending or idle >= _IDLE_EXIT):
+                return None
+            timeout = min(max(self._due - now, 0.0), poll) if entries else poll
+            if not self._cond.wait(timeout) and not entries:
+                idle += timeout
 
     def _commit(self, batch: Sequence[_Entry]) -> None:
         """Run *batch* in one transaction and hand each job its result after the commit."""
-        if not batch:
-            return
         conn = self._conn
         write = any(e[1] for e in batch)
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                for fn, _, _ in batch:
-                    try:
-                        results.append((True, fn(conn)))
-                    except sqlite3.Error:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a job's refusal, made before it wrote
-                        results.append((False, exc))
+                self._run_jobs(conn, batch, results)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -457,6 +500,29 @@ class Database:
             error = self._error(exc)
             results = [(False, error)] * len(batch)
         self._hand_out(batch, results)
+
+    @staticmethod
+    def _run_jobs(
+        conn: sqlite3.Connection, batch: Sequence[_Entry], results: list[tuple[bool, Any]]
+    ) -> None:
+        """Run the jobs in order; consecutive `Bulk` jobs of one kind run as one call."""
+        i = 0
+        while i < len(batch):
+            job = batch[i][0]
+            if isinstance(job, Bulk):
+                j = i + 1
+                while j < len(batch) and _same_bulk(batch[j][0], job):
+                    j += 1
+                results.extend(job.run(conn, [e[0].item for e in batch[i:j]]))  # type: ignore[union-attr]
+                i = j
+                continue
+            try:
+                results.append((True, job(conn)))
+            except sqlite3.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a job's refusal, made before it wrote
+                results.append((False, exc))
+            i += 1
 
     def _hand_out(self, batch: Sequence[_Entry], results: Sequence[tuple[bool, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
@@ -494,13 +560,14 @@ class Database:
         """Commit what is waiting, stop the writer and close the connections; idempotent."""
         if self._pid != os.getpid():
             self._forked()
-        with self._lock:
+        with self._cond:
             if self._closed:
                 return
             self._closed = True
+            self._cond.notify_all()
+            while self._busy and self._thread is None:  # a blocking caller's batch
+                self._cond.wait(_IDLE_POLL)
             thread = self._thread
-            if thread is not None:
-                self._queue.put(_STOP)
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         with self._reader_lock:

@@ -51,7 +51,7 @@ from wa_auth._outbox_values import (
     is_dead_letter,
     replayable,
 )
-from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, Database
+from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, Bulk, Database
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError
 from wa_auth.intents import Intent
 
@@ -386,8 +386,10 @@ class _Replaying:
             ConfigurationError: The guard's outbox is another one.
             OutboxError: The file cannot be used.
         """
-        cfg = self._replay_config(guard, include_maybe_delivered, limit, batch)
-        env = _replay.Env(self, guard, self.clock, _count("concurrency", concurrency) or 1)  # type: ignore[arg-type]
+        slots = _count("concurrency", concurrency) or 1
+        # A batch's tail runs below *concurrency*: claim enough to keep that tail short.
+        cfg = self._replay_config(guard, include_maybe_delivered, limit, max(batch, 8 * slots))
+        env = _replay.Env(self, guard, self.clock, slots)  # type: ignore[arg-type]
         try:
             return await arun(_replay.replay(cfg, guard), env)
         finally:
@@ -907,6 +909,7 @@ class SqliteOutbox(_Replaying):
         )
         self.path = self._db.path
         self._jobs = Jobs(self.path)
+        self._begin_many = self._jobs.begin_many
         self._owner_pid = -1
         self._owner = ""
         try:
@@ -935,15 +938,15 @@ class SqliteOutbox(_Replaying):
 
     # --- the guard's hand-off -------------------------------------------------------------------
 
-    def _begin_job(self, intent: Intent) -> Callable[[Any], None]:
+    def _begin_job(self, intent: Intent) -> Bulk:
         now = self.clock()
         owner, until = self.owner, now + self.lease
-        values = intent_row(intent, SENDING, owner, until, now)
-        return lambda c: self._jobs.begin(c, values, owner, until, now)
+        return Bulk(
+            self._begin_many, (intent_row(intent, SENDING, owner, until, now), owner, until, now)
+        )
 
-    def _settle_job(self, delivery: Delivery) -> Callable[[Any], None]:
-        update, insert = settle_values(delivery, self.clock())
-        return lambda c: Jobs.settle(c, update, insert)
+    def _settle_job(self, delivery: Delivery) -> Bulk:
+        return Bulk(Jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
 
     def begin(self, intent: Intent) -> None:
         """Record *intent* as `sending`; return once that is committed.

@@ -717,3 +717,108 @@ def test_repr_names_the_file_and_the_choices(path):
             repr(box)
             == f"SqliteOutbox({str(path)!r}, durability='normal', lease=300.0, max_age=14400.0)"
         )
+
+
+@pytest.fixture(params=[True, False], ids=["many-rows", "row-by-row"])
+def batched(request, path, monkeypatch):
+    """A SqliteOutbox whose batches use multi-row statements, or (an old SQLite) single rows."""
+    monkeypatch.setattr(_outbox_sql, "_MANY", request.param)
+    with SqliteOutbox(path) as box:
+        yield box
+
+
+async def _in_one_batch(box: SqliteOutbox, *calls: Any) -> list[Any]:
+    """Run the calls while the writer is held, so that they all land in one transaction."""
+    gate = threading.Event()
+    blocked = asyncio.get_running_loop().run_in_executor(None, box._db.run, lambda c: gate.wait(5))
+    await asyncio.sleep(0.05)
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0)
+    before = box.commits
+    gate.set()
+    await blocked
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    await box.aflush()
+    assert box.commits - before <= 3  # the blocking job's, the batch's (and the flush's)
+    return results
+
+
+async def test_one_batch_lets_one_begin_of_an_intent_through(batched):
+    """Two begins of one intent in one transaction: the first is sending, the second is busy."""
+    box = batched
+    results = await _in_one_batch(
+        box, box.abegin(intent("a")), box.abegin(intent("k")), box.abegin(intent("k"))
+    )
+    assert results[:2] == [None, None]
+    assert isinstance(results[2], OutboxError)
+    assert results[2].kind == "busy"
+    assert _states(box) == {"a": SENDING, "k": SENDING}
+
+
+async def test_one_batch_of_begins_takes_claimed_rows_and_refuses_the_rest(batched, clock):
+    """Claimed rows become sending; a delivered one is refused; a fresh one is added."""
+    box = batched
+    box.enqueue_many([intent("p"), intent("q")])
+    box.settle(delivered(intent("d")))
+    assert [r.idempotency_key for r in box.claim()] == ["p", "q"]
+    results = await _in_one_batch(
+        box,
+        box.abegin(intent("p")),
+        box.abegin(intent("d")),
+        box.abegin(intent("q")),
+        box.abegin(intent("n")),
+    )
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "OutboxError",
+        "NoneType",
+        "NoneType",
+    ]
+    assert results[1].kind == "duplicate"
+    assert _states(box) == {"p": SENDING, "q": SENDING, "d": DELIVERED, "n": SENDING}
+
+
+async def test_one_batch_of_outcomes_keeps_their_order_and_the_delivered_rule(batched):
+    """Outcomes of known, unknown and delivered intents, one intent twice: as if one by one."""
+    box = batched
+    box.begin(intent("a"))
+    box.begin(intent("b"))
+    box.settle(delivered(intent("d")))
+    await _in_one_batch(
+        box,
+        box.asettle(delivered(intent("a"))),
+        box.asettle(failed(intent("new"), _graph(400, 131009))),
+        box.asettle(failed(intent("d"), _graph(500, 131000), QUEUED)),
+        box.asettle(failed(intent("b"), _graph(500, 131000), QUEUED)),
+        box.asettle(attrs.evolve(delivered(intent("b")), attempts=2)),
+    )
+    assert _states(box) == {"a": DELIVERED, "b": DELIVERED, "d": DELIVERED, "new": FAILED}
+    assert box.get("b").attempts == 3
+    assert box.get("new").intent == intent("new")
+
+
+def test_the_stored_intent_is_its_to_dict(path):
+    """The row's JSON is exactly `Intent.to_dict()` for every kind (the fast encoder agrees)."""
+    kinds = [
+        Intent.text(TO, "héllo ✓", preview_url=True, idempotency_key="t", not_after=EPOCH),
+        Intent.template(
+            TO,
+            "order_update",
+            "en_US",
+            [{"type": "body", "parameters": [{"type": "text", "text": "42"}]}],
+            idempotency_key="tp",
+        ),
+        Intent.media(
+            TO, "document", link="https://example.com/a.pdf", filename="a.pdf", idempotency_key="m"
+        ),
+        Intent.buttons(TO, "Pick", [("y", "Yes"), ("n", "No")], idempotency_key="b", consumer="c"),
+        Intent.reaction(TO, "wamid.x", "👍", idempotency_key="r"),
+        Intent.location(
+            TO, 52.5, 13.4, name="Here", idempotency_key="l", phone_number_id="106540352242922"
+        ),
+    ]
+    for i in kinds:
+        assert json.loads(_outbox_sql.intent_json(i)) == i.to_dict()
+    with SqliteOutbox(path) as box:
+        box.enqueue_many(kinds)
+        assert [r.intent for r in box.list()] == kinds
