@@ -42,6 +42,7 @@ _GROUPS = {
     "wa_auth.guards": "Guards (`wa_auth.guards`)",
     "wa_auth.pacing": "Pacing and pauses (`wa_auth.pacing`)",
     "wa_auth.outbox": "Outbox (`wa_auth.outbox`)",
+    "wa_auth.state": "State file (`wa_auth.state`)",
     "wa_auth.events": "Events (`wa_auth.events`)",
     "wa_auth.prometheus": "Prometheus (`wa_auth.prometheus`)",
 }
@@ -65,7 +66,7 @@ def render() -> str:
         kind = "class" if inspect.isclass(obj) else "function"
         sections.setdefault(title, []).append(f"| `{name}` | {kind} | {_summary(obj)} |")
     out = [_INTRO]
-    for title in dict.fromkeys(_GROUPS.values()):
+    for title in dict.fromkeys([*_GROUPS.values(), *sections]):
         rows = sections.get(title)
         if rows:
             out += [f"## {title}", "", "| name | kind | summary |", "|---|---|---|", *rows, ""]
