@@ -1,10 +1,11 @@
 """`wa-auth`: the thin command-line front door for scripts and n8n.
 
 `send`, `check` and `classify` read their input, call the library (the guard, the client,
-the classifier) and print JSON lines; `sandbox` serves the Graph API simulator. No policy lives
-here: every decision is the guard's or the classifier's, and the CLI only prints it (the line
-shapes are `wa_auth._cli._output`, the exit codes `wa_auth._cli._codes`). `main()` turns any
-failure into one JSON line and an exit code, never a traceback.
+the classifier) and print JSON lines; `sandbox` serves the Graph API simulator, and `serve`
+the same commands over local HTTP (`wa_auth._cli._serve`). No policy lives here: every
+decision is the guard's or the classifier's, and the CLI only prints it (the line shapes are
+`wa_auth._cli._output`, the exit codes `wa_auth._cli._codes`). `main()` turns any failure into
+one JSON line and an exit code, never a traceback.
 
 Commands import their modules lazily, so `wa-auth --version` imports neither httpx, attrs nor
 the sandbox.
@@ -89,6 +90,10 @@ def _dispatch(args: object) -> int:
         from wa_auth._cli import _outbox
 
         return _outbox.run(args)  # type: ignore[arg-type]
+    if command == "serve":
+        from wa_auth._cli import _serve
+
+        return _serve.run(args)  # type: ignore[arg-type]
     from wa_auth._cli import _classify
 
     return _classify.run(args)  # type: ignore[arg-type]

@@ -133,41 +133,89 @@ def _text(result: dict[str, Any]) -> str:
     return "; ".join(parts) + f" (exit {result['exit_code']})"
 
 
+def _ends(health: TokenHealth, options: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    """Return the health's error, and whether the number is worth probing too."""
+    error = _health_error(health)
+    can_manage = not health.missing_management_scopes
+    return error, error is None and options["phone_number_id"] is not None and can_manage
+
+
+def _line(
+    found: tuple[TokenHealth | None, PhoneNumber | None, dict[str, Any] | None, bool],
+    options: dict[str, Any],
+    warn_days: float | None,
+) -> dict[str, Any]:
+    health, number, error, checked = found
+    return line(
+        health,
+        number,
+        error,
+        phone_number_id=options["phone_number_id"],
+        business_account_id=options["business_account_id"],
+        warn_days=warn_days,
+        number_checked=checked,
+    )
+
+
+def check(
+    client: Any, options: dict[str, Any], warn_days: float | None, *, refresh: bool = True
+) -> dict[str, Any]:
+    """Return the check line of *client*'s token and number (blocking client).
+
+    *options* are the client's (`_config.client_options`): they name the number and the WABA.
+    """
+    health: TokenHealth | None = None
+    number: PhoneNumber | None = None
+    error: dict[str, Any] | None
+    checked = False
+    try:
+        health = client.token_health(refresh=refresh)
+    except WhatsAppError as exc:
+        error = error_object(exc)
+    else:
+        error, checked = _ends(health, options)
+        if checked:
+            try:
+                number = client.get_phone_number()
+            except ApiError as exc:
+                error = error_object(exc)
+            else:
+                error = _number_error(number)
+    return _line((health, number, error, checked), options, warn_days)
+
+
+async def acheck(
+    client: Any, options: dict[str, Any], warn_days: float | None, *, refresh: bool = True
+) -> dict[str, Any]:
+    """Return the check line of *client*'s token and number (asyncio client; see `check`)."""
+    health: TokenHealth | None = None
+    number: PhoneNumber | None = None
+    error: dict[str, Any] | None
+    checked = False
+    try:
+        health = await client.token_health(refresh=refresh)
+    except WhatsAppError as exc:
+        error = error_object(exc)
+    else:
+        error, checked = _ends(health, options)
+        if checked:
+            try:
+                number = await client.get_phone_number()
+            except ApiError as exc:
+                error = error_object(exc)
+            else:
+                error = _number_error(number)
+    return _line((health, number, error, checked), options, warn_days)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the token and the number; print one line; return its exit code."""
     from wa_auth._client import WhatsAppClient
 
     environ = _config.environ()
     options = _config.client_options(args, environ)
-    health: TokenHealth | None = None
-    number: PhoneNumber | None = None
-    error: dict[str, Any] | None = None
-    checked = False
     with _config.state_file(args, environ, options), WhatsAppClient(**options) as client:
-        try:
-            health = client.token_health(refresh=True)
-        except WhatsAppError as exc:
-            error = error_object(exc)
-        else:
-            error = _health_error(health)
-            can_manage = not health.missing_management_scopes
-            if error is None and options["phone_number_id"] is not None and can_manage:
-                checked = True
-                try:
-                    number = client.get_phone_number()
-                except ApiError as exc:
-                    error = error_object(exc)
-                else:
-                    error = _number_error(number)
-    result = line(
-        health,
-        number,
-        error,
-        phone_number_id=options["phone_number_id"],
-        business_account_id=options["business_account_id"],
-        warn_days=args.warn_days,
-        number_checked=checked,
-    )
+        result = check(client, options, args.warn_days)
     if args.format == "text":
         sys.stdout.write(_text(result) + "\n")
     else:

@@ -139,6 +139,18 @@ def _read(args: argparse.Namespace) -> str:
     return sys.stdin.read()
 
 
+def line(source: str, error: ApiError) -> dict[str, Any]:
+    """Return the classification line of *error*, read from *source* (the schema's `classify`)."""
+    err = error_object(error)
+    return {
+        "ok": False,
+        "exit_code": _codes.for_category(err["category"]),
+        "category": err["category"],
+        "source": source,
+        "error": err,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Classify the input; print one line; return the category's exit code."""
     text = _read(args)
@@ -148,15 +160,8 @@ def run(args: argparse.Namespace) -> int:
         data: Any = json.loads(text)
     except ValueError:
         data = text  # an HTML page from a proxy: classified by --status
-    source, error = classify(data, args.status)
-    err = error_object(error)
-    result = {
-        "ok": False,
-        "exit_code": _codes.for_category(err["category"]),
-        "category": err["category"],
-        "source": source,
-        "error": err,
-    }
+    result = line(*classify(data, args.status))
+    err = result["error"]
     if args.format == "text":
         sys.stdout.write(
             f"{err['category']} (exit {result['exit_code']}, "

@@ -24,12 +24,14 @@ SECRET_FLAGS: Final = (
     "--vault-token",
     "--secret-id",
     "--app-secret",
+    # `wa-auth serve`'s own secret: WA_AUTH_API_KEY or --api-key-file.
+    "--api-key",
 )
 
 ARGV_REFUSAL: Final = (
     "{flag}: a token is never accepted as a command-line argument (every user of this host "
     "can read a process's arguments); set WA_ACCESS_TOKEN, WA_TOKEN_FILE or WA_VAULT_* in the "
-    "environment instead"
+    "environment instead (serve's API key: WA_AUTH_API_KEY or --api-key-file)"
 )
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})

@@ -19,6 +19,7 @@ examples:
   wa-auth check --warn-days 14
   wa-auth classify < error.json
   wa-auth sandbox --port 8765
+  wa-auth serve --outbox outbox.db                      # n8n's HTTP Request and Code nodes
 
 The token comes from the environment (WA_ACCESS_TOKEN, WA_TOKEN_FILE or WA_VAULT_*), never
 from an argument. Output is JSON lines on stdout; exit codes: docs/cli.md.
@@ -102,6 +103,11 @@ def _seconds(text: str) -> float:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     """Add the options every command that talks to the Graph API shares."""
+    _configuration(parser)
+    _output_options(parser)
+
+
+def _configuration(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("configuration (flags win over the environment)")
     g.add_argument("--phone-number-id", metavar="ID", help="sender (WA_PHONE_NUMBER_ID)")
     g.add_argument("--business-account-id", metavar="ID", help="the WABA (WA_BUSINESS_ACCOUNT_ID)")
@@ -119,7 +125,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="SQLite state file that short-lived runs share (WA_AUTH_STATE)",
     )
-    _output_options(parser)
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +159,7 @@ def build() -> argparse.ArgumentParser:
     _classify(commands)
     _outbox(commands)
     _sandbox(commands)
+    _serve(commands)
     return parser
 
 
@@ -369,3 +375,85 @@ def _sandbox(commands: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="the sandbox clock moves only through the admin API's advance",
     )
+
+
+_SERVE_EPILOG = """\
+examples:
+  WA_AUTH_API_KEY=... wa-auth serve
+  wa-auth serve --api-key-file /run/secrets/wa_auth_api_key --outbox outbox.db --state state.db
+  curl -s -H "Authorization: Bearer $WA_AUTH_API_KEY" -H 'Content-Type: application/json' \\
+    -d '{"to": "+15551234567", "type": "text", "text": {"body": "hi"}}' localhost:8787/send
+
+Routes: POST /send (one intent or a list), POST /check, POST /classify, GET /outbox,
+POST /outbox/replay, GET /healthz, GET /readyz, GET /metrics (docs/serve.md). Every route but
+/healthz needs the API key (Authorization: Bearer KEY or X-API-Key: KEY).
+"""
+
+
+def _serve(commands: argparse._SubParsersAction[Parser]) -> None:
+    from wa_auth._cli import _serve as serve
+
+    p = commands.add_parser(
+        "serve",
+        help="the same front door over local HTTP, for n8n's HTTP Request and Code nodes",
+        description=(
+            "Serve send, check, classify and the outbox over HTTP on one event loop, so the "
+            "connection pool, verdicts, pauses and limiter stay warm across items. Binds "
+            "127.0.0.1 unless told otherwise; refuses to start without an API key "
+            "(WA_AUTH_API_KEY or --api-key-file). SIGTERM stops it gracefully."
+        ),
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    h = p.add_argument_group("HTTP")
+    h.add_argument("--host", default=serve.DEFAULT_HOST, help="address to bind (default loopback)")
+    h.add_argument(
+        "--port", type=int, default=serve.DEFAULT_PORT, help="port to bind; 0 picks a free one"
+    )
+    h.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="file holding the API key callers must send (WA_AUTH_API_KEY_FILE)",
+    )
+    h.add_argument(
+        "--max-body",
+        type=_positive_int,
+        default=serve.DEFAULT_MAX_BODY,
+        metavar="BYTES",
+        help="largest request body (default 1 MiB): 413 above it",
+    )
+    h.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=serve.DEFAULT_REQUEST_TIMEOUT,
+        metavar="S",
+        help="a request's body must arrive, and its sends start, within S seconds",
+    )
+    h.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=serve.DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="S",
+        help="SIGTERM waits this long for the requests in flight",
+    )
+    g = p.add_argument_group("guard")
+    g.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=serve.DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="sends in flight, over every request",
+    )
+    g.add_argument("--budget", type=_seconds, default=30.0, metavar="S", help="seconds per intent")
+    g.add_argument(
+        "--max-attempts", type=_positive_int, default=4, metavar="N", help="sends per intent"
+    )
+    g.add_argument("--rate", type=float, metavar="N", help="pace to N messages/s per number")
+    g.add_argument(
+        "--outbox",
+        metavar="PATH",
+        help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
+    )
+    _configuration(p)
+    p.add_argument("--verbose", action="store_true", help="log wa_auth's events on stderr")

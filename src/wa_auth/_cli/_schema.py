@@ -167,7 +167,10 @@ def schema() -> dict[str, Any]:
             "category": _ref("category"),
             "error": _ref("error"),
         },
-        description="a command that could not run at all (usage, configuration, a bug)",
+        description=(
+            "a command that could not run at all (usage, configuration, a bug); serve: the body "
+            "of a request it refuses, with the HTTP status in error.http_status"
+        ),
     )
     outbox_row = _object(
         {
@@ -225,6 +228,77 @@ def schema() -> dict[str, Any]:
         },
         description="outbox purge / export --output: how many rows",
     )
+    batch = _object(
+        {
+            **summary["properties"],
+            "results": {"type": "array", "items": _ref("result")},
+        },
+        description="serve: POST /send with a list, POST /outbox/replay: the summary and results",
+    )
+    outbox_listing = _object(
+        {
+            **outbox_stats["properties"],
+            "outbox": _NULLABLE_STR,
+            "rows": {"type": "array", "items": _ref("outbox_row")},
+        },
+        description="serve: GET /outbox: the stats and the rows, oldest first",
+    )
+    serve = _object(
+        {
+            "ok": {"const": True},
+            "url": {"type": "string"},
+            "host": {"type": "string"},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "pid": {"type": "integer"},
+            "version": {"type": "string"},
+            "outbox": _NULLABLE_STR,
+            "state": _NULLABLE_STR,
+            "metrics": _BOOL,
+        },
+        description="serve: the one line on stdout once it listens",
+    )
+    serve_health = _object(
+        {
+            "ok": {"const": True},
+            "status": {"enum": ["alive", "stopping"]},
+            "version": {"type": "string"},
+            "pid": {"type": "integer"},
+            "uptime": {"type": "number", "minimum": 0},
+            "in_flight": {"type": "integer", "minimum": 0},
+            "requests": {"type": "integer", "minimum": 0},
+        },
+        description="serve: GET /healthz (no API key needed; says only that it is alive)",
+    )
+    access = _object(
+        {
+            "event": {"const": "access"},
+            "ts": {"type": "number"},
+            "remote": _NULLABLE_STR,
+            "method": {
+                "enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"]
+            },
+            "route": {"type": "string"},
+            "status": {"type": "integer", "minimum": 100, "maximum": 599},
+            "seconds": {"type": "number", "minimum": 0},
+            "request_bytes": {"type": "integer", "minimum": 0},
+            "response_bytes": {"type": "integer", "minimum": 0},
+            "intents": {"type": "integer", "minimum": 0},
+            "exit_code": {"anyOf": [_ref("exit_code"), {"type": "null"}]},
+            "category": {"anyOf": [_ref("category"), {"type": "null"}]},
+        },
+        description="serve: the access-log line of one request on stderr (no token, no text)",
+    )
+    lifecycle = _object(
+        {
+            "event": {"enum": ["stopping", "stopped"]},
+            "ts": {"type": "number"},
+            "signal": _NULLABLE_STR,
+            "in_flight": {"type": "integer", "minimum": 0},
+            "requests": {"type": "integer", "minimum": 0},
+            "uptime": {"type": "number", "minimum": 0},
+        },
+        description="serve: the lines of a graceful stop on stderr",
+    )
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -243,9 +317,10 @@ def schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
-        "title": "A line printed by the wa-auth CLI",
+        "title": "A line printed by the wa-auth CLI, or an answer of wa-auth serve",
         "description": (
-            "Every line wa-auth prints is one JSON object of exactly one of these shapes. "
+            "Every line wa-auth prints, and every JSON body wa-auth serve answers, is one JSON "
+            "object of exactly one of these shapes. "
             "Exit codes: " + ", ".join(f"{c} {n}" for c, n in _codes.NAMES.items()) + "."
         ),
         "oneOf": [
@@ -261,6 +336,12 @@ def schema() -> dict[str, Any]:
                 "outbox_count",
                 "version",
                 "sandbox",
+                "batch",
+                "outbox_listing",
+                "serve",
+                "serve_health",
+                "access",
+                "lifecycle",
             )
         ],
         "$defs": {
@@ -278,6 +359,12 @@ def schema() -> dict[str, Any]:
             "outbox_count": outbox_count,
             "version": version,
             "sandbox": sandbox,
+            "batch": batch,
+            "outbox_listing": outbox_listing,
+            "serve": serve,
+            "serve_health": serve_health,
+            "access": access,
+            "lifecycle": lifecycle,
         },
     }
 

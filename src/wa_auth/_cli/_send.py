@@ -28,6 +28,7 @@ from wa_auth._cli._output import (
     bad_line,
     delivery_line,
     error_object,
+    fill_defaults,
     not_sent_line,
     refused_line,
     summary_line,
@@ -81,7 +82,7 @@ def _from_flags(args: argparse.Namespace) -> list[Item]:
     return [(1, intent)]
 
 
-def _item(value: object, line: int) -> Item:
+def parse_item(value: object, line: int) -> Item:
     """Return the intent *value* describes, or the invalid_request line naming the field."""
     try:
         return (line, Intent.from_dict(value))
@@ -103,7 +104,7 @@ def parse_text(text: str) -> list[Item]:
             values = json.loads(stripped)
         except ValueError as exc:
             raise ConfigurationError(f"the input is not a valid JSON array: {exc}") from None
-        return [_item(v, i) for i, v in enumerate(values, 1)]
+        return [parse_item(v, i) for i, v in enumerate(values, 1)]
     items: list[Item] = []
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
@@ -113,7 +114,7 @@ def parse_text(text: str) -> list[Item]:
         except ValueError as exc:
             items.append((number, bad_line(f"not valid JSON: {exc}", number)))
             continue
-        items.append(_item(value, number))
+        items.append(parse_item(value, number))
     return items
 
 
@@ -131,8 +132,8 @@ def _from_b64(data: str) -> list[Item]:
     except (UnicodeDecodeError, ValueError) as exc:
         return [(1, bad_line(f"--input-b64 does not hold JSON: {exc}", 1))]
     if isinstance(value, list):
-        return [_item(v, i) for i, v in enumerate(value, 1)]
-    return [_item(value, 1)]
+        return [parse_item(v, i) for i, v in enumerate(value, 1)]
+    return [parse_item(value, 1)]
 
 
 def read_items(args: argparse.Namespace) -> list[Item]:
@@ -189,11 +190,7 @@ class _Printer:
         self._step = max(1, total // 100)
 
     def put(self, index: int, line: dict[str, Any]) -> None:
-        if line["to"] is not None:
-            for key, value in self._defaults.items():
-                if line[key] is None:
-                    line[key] = value
-        self.lines[index] = line
+        self.lines[index] = fill_defaults(line, self._defaults)
         self._done += 1
         while self._next < len(self.lines) and self.lines[self._next] is not None:
             _print_result(self.lines[self._next], self._fmt)  # type: ignore[arg-type]

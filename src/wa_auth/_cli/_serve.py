@@ -1,0 +1,238 @@
+"""`wa-auth serve`: the CLI's front door over local HTTP, for n8n's HTTP Request and Code nodes.
+
+One process, one event loop: aiohttp's web server and a `FastAsyncWhatsAppClient` share it,
+so the connection pool, the verdicts, the pauses, the limiter and the token-health cache stay
+warm from one request to the next, and no process starts per item. Every intent goes through
+the same `Guard` (and outbox and state file) as `wa-auth send`, and every answer is one of the
+CLI's JSON shapes (`wa_auth._cli._output`), with HTTP 200 for every intent processed, whatever
+became of it: n8n's HTTP Request node turns any other status into a node error. A 4xx answers
+only a request the service itself refuses (the API key, the JSON, the size); the routes are
+`wa_auth._cli._serve_app`.
+
+It binds 127.0.0.1 unless told otherwise and refuses to start without an API key
+(`WA_AUTH_API_KEY` or a file): whoever reaches it can send as the business. SIGTERM (and
+SIGINT) stop it gracefully: the listener closes, no new send starts, the sends in flight
+finish and are answered, and what had not started is answered as not sent (and stays in the
+outbox, with one). stdout carries one info line; stderr one JSON access-log line per request.
+
+aiohttp is the `serve` extra (`pip install 'wa-auth[serve]'`), imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from wa_auth._cli import _codes, _config
+from wa_auth._cli._output import write
+from wa_auth._version import package_version
+from wa_auth.errors import ConfigurationError
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8787
+#: 1 MiB: about 5,000 text intents in one batch.
+DEFAULT_MAX_BODY: Final = 1 << 20
+DEFAULT_REQUEST_TIMEOUT: Final = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
+DEFAULT_CONCURRENCY: Final = 64
+#: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
+MIN_KEY_LENGTH: Final = 16
+
+_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+_EXTRA_HINT: Final = "wa-auth serve needs aiohttp (3.10 or later): pip install 'wa-auth[serve]'"
+
+
+def api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """Return the API key: the file `--api-key-file`/`WA_AUTH_API_KEY_FILE`, or `WA_AUTH_API_KEY`.
+
+    Raises:
+        ConfigurationError: No key, two sources, an unreadable file, or a key shorter than
+            `MIN_KEY_LENGTH`; the message never holds the key.
+    """
+    path = getattr(args, "api_key_file", None) or environ.get("WA_AUTH_API_KEY_FILE") or None
+    inline = environ.get("WA_AUTH_API_KEY")
+    if path is not None and inline is not None:
+        raise ConfigurationError(
+            "configure one API key source, not both --api-key-file/WA_AUTH_API_KEY_FILE and "
+            "WA_AUTH_API_KEY"
+        )
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:  # noqa: PTH123 - one read
+                key = f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigurationError(f"--api-key-file {path}: cannot read it ({reason})") from None
+    elif inline is not None:
+        key = inline.strip()
+    else:
+        raise ConfigurationError(
+            "wa-auth serve refuses to start without an API key: whoever reaches it can send as "
+            "the business. Set WA_AUTH_API_KEY or --api-key-file PATH (make one with: python "
+            '-c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigurationError(
+            f"the API key has {len(key)} characters: use at least {MIN_KEY_LENGTH} (make one "
+            'with: python -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    return key
+
+
+def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """Return the service's `Settings` from *args* and *environ*.
+
+    Raises:
+        ConfigurationError: A setting is missing or out of range; the message names it.
+    """
+    from wa_auth._cli._serve_app import Settings, key_digest
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigurationError(f"--port must be 0-65535, got {args.port}")
+    if args.max_body < 1024:
+        raise ConfigurationError(f"--max-body must be at least 1024 bytes, got {args.max_body}")
+    for name in ("request_timeout", "shutdown_timeout"):
+        if getattr(args, name) <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigurationError(f"{flag} must be more than 0 seconds")
+    return Settings(
+        host=args.host,
+        port=args.port,
+        key_digest=key_digest(api_key(args, environ)),
+        max_body=args.max_body,
+        request_timeout=args.request_timeout,
+        shutdown_timeout=args.shutdown_timeout,
+        concurrency=args.concurrency,
+        outbox=args.outbox or environ.get("WA_AUTH_OUTBOX") or None,
+        state=getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None,
+    )
+
+
+def _metrics(options: dict[str, Any]) -> Any:
+    """Return a `PrometheusSubscriber` on the client's events, or None without prometheus_client."""
+    if importlib.util.find_spec("prometheus_client") is None:
+        return None
+    from wa_auth.prometheus import PrometheusSubscriber
+
+    metrics = PrometheusSubscriber()
+    options["events"].subscribe(metrics)
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT; return the exit code (0 after a graceful stop).
+
+    Raises:
+        ConfigurationError: aiohttp is missing, a setting is wrong, or the address cannot be
+            bound (printed as the one usage line by `main`).
+    """
+    if importlib.util.find_spec("aiohttp") is None:
+        raise ConfigurationError(_EXTRA_HINT)
+    from wa_auth._cli._send import _guard_options, open_outbox
+
+    environ = _config.environ()
+    config = settings(args, environ)
+    options = _config.client_options(args, environ)
+    guard_options = _guard_options(args)
+    metrics = _metrics(options)
+    with _config.state_file(args, environ, options, guard_options):
+        outbox = open_outbox(config.outbox, create=True) if config.outbox else None
+        try:
+            return asyncio.run(_serve(config, options, guard_options, outbox, metrics))
+        finally:
+            if outbox is not None:
+                outbox.close()
+
+
+async def _serve(
+    config: Any,
+    options: dict[str, Any],
+    guard_options: dict[str, Any],
+    outbox: Any,
+    metrics: Any,
+) -> int:
+    from aiohttp import web
+
+    from wa_auth._cli._serve_app import Service
+    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth.guards import Guard
+
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    started = time.monotonic()
+    async with FastAsyncWhatsAppClient(**options) as client:
+        guard = Guard(client, **guard_options, outbox=outbox)
+        service = Service(
+            config, client=client, guard=guard, options=options, outbox=outbox, metrics=metrics
+        )
+
+        def on_signal(sig: signal.Signals) -> None:
+            service.stop(sig.name)
+            stopped.set()
+
+        runner = web.AppRunner(
+            service.app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=config.shutdown_timeout,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot bind {config.host}:{config.port}: {exc.strerror or exc}"
+                ) from None
+            port = runner.addresses[0][1]
+            for sig in _SIGNALS:
+                loop.add_signal_handler(sig, on_signal, sig)
+            write(_info(config, port, metrics is not None))
+            try:
+                await stopped.wait()
+            finally:
+                for sig in _SIGNALS:
+                    loop.remove_signal_handler(sig)
+            write(_lifecycle("stopping", service, started), sys.stderr)
+        finally:
+            # Closes the listener, lets the requests in flight finish (up to the shutdown
+            # timeout, then cancels them), and closes the idle connections.
+            await runner.cleanup()
+    write(_lifecycle("stopped", service, started), sys.stderr)
+    return _codes.OK
+
+
+def _info(config: Any, port: int, metrics: bool) -> dict[str, Any]:
+    """Return the one line serve prints on stdout once it listens (the schema's `serve`)."""
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    return {
+        "ok": True,
+        "url": f"http://{host}:{port}",
+        "host": config.host,
+        "port": port,
+        "pid": os.getpid(),
+        "version": package_version(),
+        "outbox": config.outbox,
+        "state": config.state,
+        "metrics": metrics,
+    }
+
+
+def _lifecycle(event: str, service: Any, started: float) -> dict[str, Any]:
+    """Return a stderr line of the shutdown (the schema's `lifecycle`)."""
+    return {
+        "event": event,
+        "ts": round(time.time(), 3),
+        "signal": service.stopping,
+        "in_flight": service.in_flight,
+        "requests": service.requests,
+        "uptime": round(time.monotonic() - started, 3),
+    }
