@@ -42,7 +42,12 @@ from wa_auth._cli._output import (
 from wa_auth._cli._send import parse_item
 from wa_auth._redact import redact_text
 from wa_auth._version import package_version
-from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
+from wa_auth.errors import (
+    ConfigurationError,
+    OutboxError,
+    RequestValidationError,
+    WhatsAppError,
+)
 from wa_auth.intents import Intent
 
 #: The one route that answers without the API key: it says only that the process is alive.
@@ -254,6 +259,8 @@ class Service:
             )
         except ConfigurationError as exc:
             answer = _failure(400, _codes.USAGE_CATEGORY, exc.message, "serve/request")
+        except RequestValidationError as exc:  # a query parameter the outbox refused
+            answer = _failure(400, exc.category, exc.message, "serve/request")
         except WhatsAppError as exc:
             answer = _failure(503, exc.category, exc.message, "serve/failed")
         except Exception as exc:  # noqa: BLE001 - the contract: a JSON answer, never a traceback
