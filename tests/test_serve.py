@@ -93,9 +93,16 @@ def serve_env(sandbox: Sandbox, token: str | None, **extra) -> dict[str, str]:
     return {k: v for k, v in env.items() if v is not None}
 
 
-def start(env: dict[str, str], *args: str) -> Service:
+#: Runs the CLI with prometheus_client hidden, as if the `prometheus` extra were not installed.
+WITHOUT_PROMETHEUS = (
+    "import sys; sys.modules['prometheus_client'] = None; "
+    "from wa_auth._cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def start(env: dict[str, str], *args: str, python: tuple[str, ...] = ("-m", "wa_auth")) -> Service:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", *args],
+        [sys.executable, *python, "serve", "--port", "0", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -213,6 +220,19 @@ def test_metrics_parse_with_prometheus_clients_parser(sandbox, token):
         assert sample.labels["consumer"] == "orders"
         assert sample.value == 2.0
         assert svc.call("GET", "/metrics", key=None).status_code == 401
+
+
+def test_metrics_without_prometheus_client_say_what_to_install(sandbox, token):
+    """Without prometheus_client, /metrics is a 501 JSON error naming the extra; the rest works."""
+    service = start(serve_env(sandbox, token), python=("-c", WITHOUT_PROMETHEUS))
+    try:
+        assert service.info["metrics"] is False
+        metrics = service.call("GET", "/metrics")
+        assert metrics.status_code == 501
+        assert "wa-auth[prometheus]" in metrics.json()["error"]["message"]
+        assert service.call("POST", "/send", json=text()).json()["state"] == "delivered"
+    finally:
+        assert service.stop() == 0
 
 
 # --- the API key ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import IO, Any, Final
 
 import attrs
@@ -360,7 +360,7 @@ class Service:
             )
         timeout = max(0.0, deadline - self._monotonic())
         try:
-            raw = await asyncio.wait_for(request.read(), timeout)
+            raw = await _within(request.read(), timeout)
         except asyncio.TimeoutError:
             raise Rejected(
                 408,
@@ -405,12 +405,14 @@ class Service:
             # In the outbox (pending) before the first send: what a SIGTERM or the request's
             # timeout stops stays there for a replay.
             await self.outbox.aenqueue_many(intents)
+        if not batch:
+            # No task for the one intent of an n8n item: this is the per-item path.
+            result = await self._one(1, items[0], deadline)
+            return Answer(body=fill_defaults(result, self._defaults), intents=1)
         results = await asyncio.gather(
             *(self._one(line, item, deadline) for line, item in enumerate(items, 1))
         )
         lines = [fill_defaults(result, self._defaults) for result in results]
-        if not batch:
-            return Answer(body=lines[0], intents=1)
         body = batch_line(lines, self._monotonic() - started, interrupted=self.stopping is not None)
         return Answer(body=body, intents=len(lines))
 
@@ -568,6 +570,15 @@ class Service:
             f"no such route; the routes are {', '.join(sorted(ROUTES))}",
             rule="serve/route",
         )
+
+
+async def _within(read: Coroutine[Any, Any, bytes], seconds: float) -> bytes:
+    """Await *read* for at most *seconds* (`asyncio.TimeoutError` after that)."""
+    if sys.version_info >= (3, 11):
+        # No task per request, unlike wait_for before 3.12: this is every request's path.
+        async with asyncio.timeout(seconds):
+            return await read
+    return await asyncio.wait_for(read, seconds)  # pragma: no cover - Python 3.10
 
 
 def _failure(status: int, category: str, message: str, rule: str) -> Answer:
