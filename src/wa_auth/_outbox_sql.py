@@ -100,8 +100,8 @@ _INSERT_MANY: Final = (
 _ON_CONFLICT_RETURNING: Final = (
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
 )
-# `v.columnN` are the VALUES' columns: state, attempts, category, reason, error, message_id,
-# token_fingerprint, not_before, updated_at, idempotency_key (as in `_SETTLE`).
+# `v.column1` to `v.column10` are the VALUES' columns: state, attempts, category, reason,
+# error, message_id, token_fingerprint, not_before, updated_at, idempotency_key (as `_SETTLE`).
 _SETTLE_MANY_HEAD: Final = (
     "UPDATE wa_outbox SET state = v.column1, attempts = wa_outbox.attempts + v.column2, "
     "category = v.column3, reason = v.column4, error = v.column5, "
