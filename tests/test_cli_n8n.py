@@ -87,6 +87,10 @@ def _cli_lines(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _run(n8n: str, workflow: Path, scenario: Scenario, tmp: Path, edit=None) -> dict[str, Any]:
     """Run *workflow* against a fresh sandbox prepared by *scenario*; return n8n's summary."""
+    # Each run gets a folder of its own: every headless run starts a fresh n8n database, so
+    # `$execution.id` is the same in parallel runs and their files would collide.
+    tmp = tmp / scenario.name
+    tmp.mkdir()
     with Sandbox(seed=7) as sandbox:
         token = sandbox.issue_token(**scenario.expect.pop("token_options", {}))
         scenario.setup(sandbox, token)
@@ -268,4 +272,4 @@ def test_batch_file(n8n_bin, tmp_path):
         assert sorted(i["category"] for i in failed) == sorted(s.expect["categories"]), s
         assert [i["line"] for i in failed if i["category"] == "invalid_request"] == [3]
         assert lines[-1]["summary"]["total"] == 5
-    assert not list(tmp_path.glob("wa-auth-batch-*")), "the batch file was not removed"
+    assert not list(tmp_path.glob("*/wa-auth-batch-*")), "the batch file was not removed"
