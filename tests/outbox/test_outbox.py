@@ -623,14 +623,14 @@ def test_schema_migrations_go_forward_and_keep_the_rows(path, monkeypatch):
             ("ALTER TABLE wa_outbox ADD COLUMN note TEXT",),
         ),
     )
-    monkeypatch.setattr("wa_auth.outbox.SCHEMA", v2)
+    monkeypatch.setattr("wa_auth._outbox_sqlite.SCHEMA", v2)
     with SqliteOutbox(path) as box:
         assert box.get("k").state == PENDING
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(2,)]
     assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(wa_outbox)")]
     conn.close()
-    monkeypatch.setattr("wa_auth.outbox.SCHEMA", _outbox_sql.SCHEMA)
+    monkeypatch.setattr("wa_auth._outbox_sqlite.SCHEMA", _outbox_sql.SCHEMA)
     with pytest.raises(OutboxError) as caught:
         SqliteOutbox(path)
     assert caught.value.kind == "newer_schema"

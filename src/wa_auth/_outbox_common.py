@@ -1,0 +1,230 @@
+"""What both outboxes share: the argument checks, and replay written once over their methods."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from typing import IO, TYPE_CHECKING, Final
+
+from wa_auth import _replay
+from wa_auth._effects import arun, run
+from wa_auth._guard_values import DELIVERED, EXPIRED
+from wa_auth._outbox_values import (
+    MARKABLE_STATES,
+    OutboxRow,
+    Replay,
+)
+from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError
+from wa_auth.intents import Intent
+
+if TYPE_CHECKING:
+    from wa_auth.guards import Guard
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "Replaying",
+    "check_ages",
+    "check_count",
+    "check_filter",
+    "check_intent",
+    "check_markable",
+    "check_seconds",
+    "write_lines",
+]
+
+#: Rows a replay claims at a time (one lease transaction per batch).
+DEFAULT_BATCH: Final = 256
+
+
+def check_seconds(name: str, value: object, *, optional: bool = True) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value: object, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestValidationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_intent(value: object) -> Intent:
+    if not isinstance(value, Intent):
+        raise TypeError(f"an outbox holds Intent values, got {type(value).__name__}")
+    return value
+
+
+def check_markable(state: object) -> str:
+    if state not in MARKABLE_STATES:
+        raise RequestValidationError(
+            f"mark() sets one of {', '.join(MARKABLE_STATES)}, got {state!r}"
+        )
+    return str(state)
+
+
+def check_filter(name: str, value: object, allowed: tuple[str, ...] | None = None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or (allowed is not None and value not in allowed):
+        known = f"one of {', '.join(allowed)}" if allowed else "a string"
+        raise RequestValidationError(f"{name} must be {known}, got {value!r}")
+    return value
+
+
+def check_ages(delivered: object, expired: object, now: float) -> list[tuple[str, float]]:
+    pairs: list[tuple[str, float]] = []
+    for state, age in ((DELIVERED, delivered), (EXPIRED, expired)):
+        if age is None:
+            continue
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not age >= 0:
+            raise RequestValidationError(f"{state}_older_than must be seconds >= 0, got {age!r}")
+        pairs.append((state, now - float(age)))
+    if not pairs:
+        raise RequestValidationError(
+            "purge() needs delivered_older_than= or expired_older_than= (seconds)"
+        )
+    return pairs
+
+
+class Replaying:
+    """Replay and the dead-letter export, written once over the protocol's methods."""
+
+    clock: Callable[[], float]
+    max_age: float | None
+
+    def _replay_config(
+        self, guard: Guard, include_maybe_delivered: bool, limit: int | None, batch: int
+    ) -> _replay.Config:
+        if getattr(guard, "outbox", None) is not self:
+            raise ConfigurationError(
+                "replay() needs a guard made with outbox= this outbox: it records each send there"
+            )
+        return _replay.Config(
+            batch=check_count("batch", batch) or DEFAULT_BATCH,
+            limit=check_count("limit", limit, optional=True),
+            include_maybe_delivered=bool(include_maybe_delivered),
+            max_age=self.max_age,
+        )
+
+    def replay(
+        self,
+        guard: Guard,
+        *,
+        include_maybe_delivered: bool = False,
+        limit: int | None = None,
+        batch: int = DEFAULT_BATCH,
+    ) -> Replay:
+        """Send what is replayable through *guard*, one at a time, and report it.
+
+        Replayable: `pending`; `queued` past its `not_before`; `failed` for want of a token,
+        or for a dead token once the provider hands out one with another fingerprint;
+        `maybe_delivered` only with *include_maybe_delivered* (Meta may have it already).
+        Never: dead letters (`invalid_request` and other failures no wait fixes) and rows
+        another worker holds. An intent past its `not_after`, or older than the outbox's
+        `max_age`, is settled `expired` and never sent.
+
+        Args:
+            guard: The guard to send with; its `outbox` must be this outbox.
+            include_maybe_delivered: Send `maybe_delivered` rows again (may duplicate them).
+            limit: Replay at most this many intents.
+            batch: Rows claimed (leased) at a time.
+
+        Raises:
+            ConfigurationError: The guard's outbox is another one.
+            OutboxError: The file cannot be used.
+        """
+        cfg = self._replay_config(guard, include_maybe_delivered, limit, batch)
+        try:
+            return run(_replay.replay(cfg, guard), _replay.Env(self, guard, self.clock))  # type: ignore[arg-type]
+        finally:
+            self.release()
+
+    async def areplay(
+        self,
+        guard: Guard,
+        *,
+        include_maybe_delivered: bool = False,
+        limit: int | None = None,
+        batch: int = DEFAULT_BATCH,
+        concurrency: int = 16,
+    ) -> Replay:
+        """Send what is replayable through *guard*, *concurrency* at a time (see `replay`).
+
+        Raises:
+            ConfigurationError: The guard's outbox is another one.
+            OutboxError: The file cannot be used.
+        """
+        slots = check_count("concurrency", concurrency) or 1
+        # A batch's tail runs below *concurrency*: claim enough to keep that tail short.
+        cfg = self._replay_config(guard, include_maybe_delivered, limit, max(batch, 8 * slots))
+        env = _replay.Env(self, guard, self.clock, slots)  # type: ignore[arg-type]
+        try:
+            return await arun(_replay.replay(cfg, guard), env)
+        finally:
+            await self.arelease()
+
+    def release(self) -> int:  # pragma: no cover - each outbox defines it
+        raise NotImplementedError
+
+    async def arelease(self) -> int:  # pragma: no cover - each outbox defines it
+        raise NotImplementedError
+
+    def list(
+        self,
+        state: str | None = None,
+        *,
+        category: str | None = None,
+        consumer: str | None = None,
+        dead_letters: bool = False,
+        limit: int | None = None,
+    ) -> builtins.list[OutboxRow]:  # pragma: no cover - each outbox defines it
+        raise NotImplementedError
+
+    def dead_letters(self) -> builtins.list[OutboxRow]:
+        """Return the failed rows no replay sends, for an operator (`invalid_request`, ...)."""
+        return self.list(dead_letters=True)
+
+    def export_dead_letters(self, dest: str | os.PathLike[str] | IO[str]) -> int:
+        """Write the dead letters as JSON lines (one `OutboxRow.to_dict()` each); return how many.
+
+        Args:
+            dest: A text stream, or a path to create (an existing file is not overwritten).
+
+        Raises:
+            OutboxError: *dest* exists (`exists`) or cannot be written (`unwritable`).
+        """
+        rows = self.dead_letters()
+        if not isinstance(dest, (str, os.PathLike)):
+            write_lines(dest, rows)
+            return len(rows)
+        path = os.fspath(dest)
+        try:
+            with open(path, "x", encoding="utf-8") as out:  # noqa: PTH123 - a str or PathLike
+                write_lines(out, rows)
+        except FileExistsError:
+            raise OutboxError(
+                f"dead-letter export {path} already exists: not overwritten",
+                path=path,
+                kind="exists",
+            ) from None
+        except OSError as exc:
+            raise OutboxError(
+                f"dead-letter export {path} cannot be written: {exc.strerror}",
+                path=path,
+                kind="unwritable",
+            ) from exc
+        return len(rows)
+
+
+def write_lines(out: IO[str], rows: Iterable[OutboxRow]) -> None:
+    for row in rows:
+        out.write(json.dumps(row.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")

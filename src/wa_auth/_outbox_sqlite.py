@@ -1,0 +1,433 @@
+"""`SqliteOutbox`: the outbox in one SQLite file in WAL mode that several processes may share."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Self
+
+from wa_auth._outbox_common import (
+    DEFAULT_BATCH,
+    Replaying,
+    check_ages,
+    check_count,
+    check_filter,
+    check_intent,
+    check_markable,
+    check_seconds,
+)
+from wa_auth._outbox_sql import SCHEMA, Jobs, intent_row, settle_values
+from wa_auth._outbox_values import (
+    DEFAULT_LEASE,
+    OUTBOX_STATES,
+    PENDING,
+    SENDING,
+    OutboxRow,
+    OutboxStats,
+)
+from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, Bulk, Database
+from wa_auth.intents import Intent
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from types import TracebackType
+
+    from wa_auth.guards import Delivery
+
+__all__ = ["SqliteOutbox"]
+
+
+class SqliteOutbox(Replaying):
+    """A durable outbox in one SQLite file (WAL mode) that several processes may share.
+
+    One row per intent: its JSON (`Intent.to_dict()`), state, attempts, the category and
+    error of the last failure, the message id, the token fingerprint, `not_before`, the lease
+    (owner and expiry) and timestamps. A claim is an atomic lease, so two workers never send
+    the same intent at once, and a dead worker's lease lapses; a row it left in `sending` is
+    then `maybe_delivered`, and is only sent again by a replay that asks for it.
+
+    Changes go through one writer thread that commits whatever is waiting in one transaction:
+    an intent's `sending` is committed before `begin` returns (before its request goes out);
+    an outcome is committed with the next change, at most *flush_interval* later. Use it as a
+    context manager, or call `close()`, to commit the last outcomes before the process ends.
+
+    Args:
+        path: The file; created with its tables unless *create* is False.
+        lease: Seconds a claim or a send stays leased (`DEFAULT_LEASE`).
+        max_age: Seconds after an intent's `created_at` past which a replay expires it
+            instead of sending it (Twilio keeps a WhatsApp message queued 4 h at most:
+            `max_age=4 * 3600`); None: no bound.
+        durability: `normal` (a commit survives a killed process; the last ones may be lost
+            with the machine's power) or `full` (one fsync per commit: survives that too).
+        busy_timeout: Seconds to wait for another process's write lock.
+        flush_interval: Seconds an outcome may wait to share a commit; 0 commits it before
+            `settle` returns.
+        group_commit: Commit concurrent changes together; False: one transaction per change.
+        create: Create the file when it does not exist.
+        clock: Wall clock (leases, deadlines, timestamps).
+
+    Raises:
+        ConfigurationError: A setting is out of range.
+        OutboxError: The file is missing (with *create* False), locked, corrupt, another
+            program's database or written by a newer wa_auth; nothing is overwritten.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease: float = DEFAULT_LEASE,
+        max_age: float | None = None,
+        durability: str = "normal",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        group_commit: bool = True,
+        create: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lease = check_seconds("lease", lease, optional=False) or DEFAULT_LEASE
+        self.max_age = check_seconds("max_age", max_age)
+        self.clock = clock
+        self._db = Database(
+            path,
+            SCHEMA,
+            durability=durability,
+            busy_timeout=busy_timeout,
+            flush_interval=flush_interval,
+            group_commit=group_commit,
+            create=create,
+        )
+        self.path = self._db.path
+        self._jobs = Jobs(self.path)
+        self._begin_many = self._jobs.begin_many
+        self._owner_pid = -1
+        self._owner = ""
+        try:
+            self._db.run(lambda c: self._jobs.recover(c, self.clock()))
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def owner(self) -> str:
+        """This worker's lease name: host, process id and a random part (new after a fork)."""
+        if self._owner_pid != os.getpid():
+            self._owner_pid = os.getpid()
+            self._owner = f"{socket.gethostname()}:{self._owner_pid}:{secrets.token_hex(4)}"
+        return self._owner
+
+    @property
+    def durability(self) -> str:
+        """`normal` or `full`."""
+        return self._db.durability
+
+    @property
+    def commits(self) -> int:
+        """Transactions this outbox's writer committed (group commit makes it small)."""
+        return self._db.commits
+
+    # --- the guard's hand-off -------------------------------------------------------------------
+
+    def _begin_job(self, intent: Intent) -> Bulk:
+        now = self.clock()
+        owner, until = self.owner, now + self.lease
+        return Bulk(
+            self._begin_many, (intent_row(intent, SENDING, owner, until, now), owner, until, now)
+        )
+
+    def _settle_job(self, delivery: Delivery) -> Bulk:
+        return Bulk(Jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
+
+    def begin(self, intent: Intent) -> None:
+        """Record *intent* as `sending`; return once that is committed.
+
+        Raises:
+            OutboxError: It is in flight or claimed elsewhere (`busy`), delivered, maybe
+                delivered (`duplicate`) or expired (`expired`), or the file cannot be used.
+        """
+        self._db.run(self._begin_job(intent))
+
+    async def abegin(self, intent: Intent) -> None:
+        """Record *intent* as `sending` (see `begin`); the loop runs on while it commits."""
+        await self._db.arun(self._begin_job(intent))
+
+    def settle(self, delivery: Delivery) -> None:
+        """Record what became of the intent, with the next commit (see *flush_interval*)."""
+        self._db.defer(self._settle_job(delivery))
+
+    async def asettle(self, delivery: Delivery) -> None:
+        """Record what became of the intent (see `settle`)."""
+        await self._db.adefer(self._settle_job(delivery))
+
+    # --- the queue ------------------------------------------------------------------------------
+
+    def _enqueue_job(self, intents: Iterable[Intent]) -> Callable[[Any], int]:
+        now = self.clock()
+        rows = [intent_row(check_intent(i), PENDING, None, None, now) for i in intents]
+        return lambda c: Jobs.enqueue(c, rows)
+
+    def enqueue(self, intent: Intent) -> bool:
+        """Add *intent* as `pending`; False when its key is already in the outbox."""
+        return self._db.run(self._enqueue_job((intent,))) == 1
+
+    async def aenqueue(self, intent: Intent) -> bool:
+        """Add *intent* as `pending` (see `enqueue`)."""
+        return await self._db.arun(self._enqueue_job((intent,))) == 1
+
+    def enqueue_many(self, intents: Iterable[Intent]) -> int:
+        """Add intents as `pending` in one transaction; return how many were new."""
+        return self._db.run(self._enqueue_job(intents))
+
+    async def aenqueue_many(self, intents: Iterable[Intent]) -> int:
+        """Add intents as `pending` in one transaction (see `enqueue_many`)."""
+        return await self._db.arun(self._enqueue_job(intents))
+
+    def _claim_job(
+        self,
+        limit: int,
+        after: int,
+        live_fingerprints: Collection[str] | None,
+        include_maybe_delivered: bool,
+    ) -> Callable[[Any], builtins.list[OutboxRow]]:
+        size = check_count("limit", limit) or DEFAULT_BATCH
+        live = tuple(sorted(live_fingerprints)) if live_fingerprints else None
+        now = self.clock()
+        owner = self.owner
+
+        def job(conn: Any) -> builtins.list[OutboxRow]:
+            return self._jobs.claim(
+                conn,
+                owner=owner,
+                now=now,
+                lease_until=now + self.lease,
+                limit=size,
+                after=int(after),
+                live=live,
+                include_maybe_delivered=bool(include_maybe_delivered),
+            )
+
+        return job
+
+    def claim(
+        self,
+        limit: int = DEFAULT_BATCH,
+        *,
+        after: int = 0,
+        live_fingerprints: Collection[str] | None = None,
+        include_maybe_delivered: bool = False,
+    ) -> builtins.list[OutboxRow]:
+        """Lease up to *limit* replayable rows after id *after* to this worker, in id order.
+
+        Rows left in `sending` by a stopped worker become `maybe_delivered` first. A token
+        failure is replayable only when its fingerprint is not among *live_fingerprints*
+        (the tokens the provider hands out now; None: those rows are not claimed).
+        """
+        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered)
+        return self._db.run(job)
+
+    async def aclaim(
+        self,
+        limit: int = DEFAULT_BATCH,
+        *,
+        after: int = 0,
+        live_fingerprints: Collection[str] | None = None,
+        include_maybe_delivered: bool = False,
+    ) -> builtins.list[OutboxRow]:
+        """Lease replayable rows (see `claim`)."""
+        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered)
+        return await self._db.arun(job)
+
+    def release(self) -> int:
+        """Give back this worker's claims that were not sent."""
+        owner = self.owner
+        return self._db.run(lambda c: Jobs.release(c, owner))
+
+    async def arelease(self) -> int:
+        """Give back this worker's unsent claims."""
+        owner = self.owner
+        return await self._db.arun(lambda c: Jobs.release(c, owner))
+
+    def _mark_job(
+        self, key: str, state: str, reason: str | None, message_id: str | None
+    ) -> Callable[[Any], OutboxRow]:
+        target = check_markable(state)
+        now = self.clock()
+        return lambda c: self._jobs.mark(c, key, target, now, reason, message_id)
+
+    def mark(
+        self,
+        idempotency_key: str,
+        state: str,
+        *,
+        reason: str | None = "operator",
+        message_id: str | None = None,
+    ) -> OutboxRow:
+        """Set the row's state by hand: an operator's decision after checking.
+
+        `pending` sends it again at the next replay, `delivered` records a delivery confirmed
+        elsewhere (a status webhook), `failed` or `expired` gives up on it.
+
+        Raises:
+            RequestValidationError: *state* is not one of `MARKABLE_STATES`.
+            OutboxError: No such row (`not_found`), or it is being sent (`busy`).
+        """
+        return self._db.run(self._mark_job(idempotency_key, state, reason, message_id))
+
+    async def amark(
+        self,
+        idempotency_key: str,
+        state: str,
+        *,
+        reason: str | None = "operator",
+        message_id: str | None = None,
+    ) -> OutboxRow:
+        """Set the row's state by hand (see `mark`)."""
+        return await self._db.arun(self._mark_job(idempotency_key, state, reason, message_id))
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def get(self, idempotency_key: str) -> OutboxRow | None:
+        """Return the row of *idempotency_key*, or None (what this outbox settled included)."""
+        return self._db.run(lambda c: self._jobs.get(c, idempotency_key), write=False)
+
+    async def aget(self, idempotency_key: str) -> OutboxRow | None:
+        """Return the row of *idempotency_key*, or None."""
+        return await self._db.arun(lambda c: self._jobs.get(c, idempotency_key), write=False)
+
+    def _list_job(
+        self,
+        state: str | None,
+        category: str | None,
+        consumer: str | None,
+        dead_letters: bool,
+        limit: int | None,
+    ) -> Callable[[Any], builtins.list[OutboxRow]]:
+        state = check_filter("state", state, OUTBOX_STATES)
+        category = check_filter("category", category)
+        consumer = check_filter("consumer", consumer)
+        most = check_count("limit", limit, optional=True)
+        return lambda c: self._jobs.select(
+            c,
+            state=state,
+            category=category,
+            consumer=consumer,
+            dead_letters=bool(dead_letters),
+            limit=most,
+        )
+
+    def list(
+        self,
+        state: str | None = None,
+        *,
+        category: str | None = None,
+        consumer: str | None = None,
+        dead_letters: bool = False,
+        limit: int | None = None,
+    ) -> builtins.list[OutboxRow]:
+        """Return the rows that match every filter given, oldest first.
+
+        Raises:
+            RequestValidationError: An unknown state, or a limit that is not positive.
+            OutboxError: A row's intent cannot be read (`corrupt`), or the file cannot be used.
+        """
+        job = self._list_job(state, category, consumer, dead_letters, limit)
+        return self._db.run(job, write=False)
+
+    async def alist(
+        self,
+        state: str | None = None,
+        *,
+        category: str | None = None,
+        consumer: str | None = None,
+        dead_letters: bool = False,
+        limit: int | None = None,
+    ) -> builtins.list[OutboxRow]:
+        """Return the rows that match (see `list`)."""
+        job = self._list_job(state, category, consumer, dead_letters, limit)
+        return await self._db.arun(job, write=False)
+
+    def stats(self) -> OutboxStats:
+        """Count the rows by state and category."""
+        return self._db.run(Jobs.stats, write=False)
+
+    async def astats(self) -> OutboxStats:
+        """Count the rows by state and category."""
+        return await self._db.arun(Jobs.stats, write=False)
+
+    def purge(
+        self,
+        *,
+        delivered_older_than: float | None = None,
+        expired_older_than: float | None = None,
+    ) -> int:
+        """Delete delivered (and expired) rows unchanged for that many seconds.
+
+        Raises:
+            RequestValidationError: Neither age is given, or one is negative.
+        """
+        pairs = check_ages(delivered_older_than, expired_older_than, self.clock())
+        return self._db.run(lambda c: Jobs.purge(c, pairs))
+
+    async def apurge(
+        self,
+        *,
+        delivered_older_than: float | None = None,
+        expired_older_than: float | None = None,
+    ) -> int:
+        """Delete old delivered (and expired) rows (see `purge`)."""
+        pairs = check_ages(delivered_older_than, expired_older_than, self.clock())
+        return await self._db.arun(lambda c: Jobs.purge(c, pairs))
+
+    # --- lifetime -------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Return once every outcome settled so far is committed."""
+        self._db.flush()
+
+    async def aflush(self) -> None:
+        """Return once every outcome settled so far is committed."""
+        await self._db.aflush()
+
+    def close(self) -> None:
+        """Commit what is waiting, stop the writer thread and close the file; idempotent."""
+        self._db.close()
+
+    async def aclose(self) -> None:
+        """Commit what is waiting (without blocking the loop), then close."""
+        if not self._db.closed:
+            await self._db.aflush()
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"SqliteOutbox({self.path!r}, durability={self.durability!r}, lease={self.lease!r}, "
+            f"max_age={self.max_age!r})"
+        )
