@@ -6,8 +6,9 @@ the running event loop (`aperform`), against an *env* (the guard) that holds the
 stores and the clock. `run` and `arun` are the only two interpreters, so the policy exists once
 and a test can drive it with `next()` / `.send()` and a fake clock, without sleeping.
 
-A `WhatsAppError` raised by an effect is thrown into the flow, where the policy decides;
-anything else is a bug and propagates, and the flow is closed in `finally` either way.
+An exception of the *catch* classes (`WhatsAppError` by default) raised by an effect is
+thrown into the flow, where the policy decides; anything else is a bug and propagates, and the
+flow is closed in `finally` either way. The guards and the providers both run on this pair.
 (The client's own request flows have a faster, specialised pair in `wa_auth._shell`.)
 """
 
@@ -38,10 +39,12 @@ class Effect(Protocol):
 PolicyFlow = Generator[Effect, Any, T]
 
 
-def run(flow: PolicyFlow[T], env: Any) -> T:
+def run(
+    flow: PolicyFlow[T], env: Any, *, catch: tuple[type[BaseException], ...] = (WhatsAppError,)
+) -> T:
     """Run *flow* to completion, performing its effects with blocking calls."""
     value: Any = None
-    error: WhatsAppError | None = None
+    error: BaseException | None = None
     try:
         while True:
             try:
@@ -51,17 +54,19 @@ def run(flow: PolicyFlow[T], env: Any) -> T:
             value = error = None
             try:
                 value = effect.perform(env)
-            except WhatsAppError as exc:
+            except catch as exc:
                 error = exc
     finally:
         value = error = None  # a raised error's traceback holds this frame: no cycle
         flow.close()
 
 
-async def arun(flow: PolicyFlow[T], env: Any) -> T:
+async def arun(
+    flow: PolicyFlow[T], env: Any, *, catch: tuple[type[BaseException], ...] = (WhatsAppError,)
+) -> T:
     """Run *flow* to completion on the running event loop."""
     value: Any = None
-    error: WhatsAppError | None = None
+    error: BaseException | None = None
     try:
         while True:
             try:
@@ -71,7 +76,7 @@ async def arun(flow: PolicyFlow[T], env: Any) -> T:
             value = error = None
             try:
                 value = await effect.aperform(env)
-            except WhatsAppError as exc:
+            except catch as exc:
                 error = exc
     finally:
         value = error = None

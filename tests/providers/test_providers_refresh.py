@@ -365,14 +365,14 @@ def test_child_after_fork_gets_a_token_within_a_second():
 
 
 def test_rechecked_state_keeps_every_other_field():
-    """`_State.rechecked` (a hand-written evolve on the hot path) copies every field."""
+    """`CacheState.rechecked` (a hand-written evolve on the hot path) copies every field."""
     import attrs
 
-    from wa_auth.providers._refresh import _State
+    from wa_auth.providers._refresh_state import CacheState
 
-    values = {f.name: float(i + 1) for i, f in enumerate(attrs.fields(_State))}
+    values = {f.name: float(i + 1) for i, f in enumerate(attrs.fields(CacheState))}
     values.update(token=None, invalidated=True, rejected="sha256:abc", failures=3)
-    state = _State(**values)
+    state = CacheState(**values)
     assert state.rechecked(100.0, 200.0) == attrs.evolve(state, recheck_at=100.0, stale_limit=200.0)
 
 

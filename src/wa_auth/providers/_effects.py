@@ -5,8 +5,10 @@ for its token, look up a verdict, send an HTTP request, call a blocking function
 their results. `drive` performs each effect with blocking calls, `adrive` with awaits. An
 effect that fails is thrown back into the generator at its `yield`, so a flow handles an error
 where it would handle it around a direct call. Each effect is a small frozen object whose
-`run` and `arun` are the only twins, one line each; a module may define its own effects (the
-refresh engine does) by giving them the same two methods.
+`perform` and `aperform` are the only twins, one line each; a module may define its own effects
+(the refresh engine does) by giving them the same two methods. `drive` and `adrive` open the
+flow's HTTP session and hand the flow to the one pair of drivers (`wa_auth._effects`) that the
+guards run on too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 import httpx
+
+from wa_auth._effects import arun, run
 
 if TYPE_CHECKING:
     from wa_auth.errors import ApiError
@@ -43,11 +47,11 @@ T_co = TypeVar("T_co", covariant=True)
 class Effect(Protocol[T_co]):
     """One step a flow asks its driver to take."""
 
-    def run(self, session: Session) -> T_co:
+    def perform(self, session: Session, /) -> T_co:
         """Take the step with blocking calls."""
         ...
 
-    async def arun(self, session: Session) -> T_co:
+    async def aperform(self, session: Session, /) -> T_co:
         """Take the step without blocking the event loop."""
         ...
 
@@ -123,10 +127,10 @@ class GetToken:
 
     provider: TokenProvider
 
-    def run(self, session: Session) -> Token:  # noqa: ARG002 - the protocol's signature
+    def perform(self, session: Session, /) -> Token:  # noqa: ARG002 - the protocol's signature
         return self.provider.get_token()
 
-    async def arun(self, session: Session) -> Token:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> Token:  # noqa: ARG002
         return await self.provider.aget_token()
 
 
@@ -137,10 +141,10 @@ class GetVerdict:
     store: VerdictStore
     fingerprint: str
 
-    def run(self, session: Session) -> ApiError | None:  # noqa: ARG002
+    def perform(self, session: Session, /) -> ApiError | None:  # noqa: ARG002
         return self.store.get(self.fingerprint)
 
-    async def arun(self, session: Session) -> ApiError | None:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> ApiError | None:  # noqa: ARG002
         return await self.store.aget(self.fingerprint)
 
 
@@ -150,10 +154,10 @@ class Blocking:
 
     function: Callable[[], Any]
 
-    def run(self, session: Session) -> Any:  # noqa: ARG002
+    def perform(self, session: Session, /) -> Any:  # noqa: ARG002
         return self.function()
 
-    async def arun(self, session: Session) -> Any:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> Any:  # noqa: ARG002
         return await asyncio.to_thread(self.function)
 
 
@@ -170,12 +174,12 @@ class Send:
     json: Any = attrs.field(default=None, repr=False)
     data: Mapping[str, str] | None = attrs.field(default=None, repr=False)
 
-    def run(self, session: Session) -> httpx.Response:
+    def perform(self, session: Session, /) -> httpx.Response:
         return session.client().request(
             self.method, self.url, headers=self.headers, json=self.json, data=self.data
         )
 
-    async def arun(self, session: Session) -> httpx.Response:
+    async def aperform(self, session: Session, /) -> httpx.Response:
         return await session.aclient().request(
             self.method, self.url, headers=self.headers, json=self.json, data=self.data
         )
@@ -191,21 +195,9 @@ def drive(flow: Flow[T], http: Http | None = None) -> T:
         BaseException: Whatever the flow raises (a failed step is thrown into it first).
     """
     session = Session(http)
-    reply: Any = None
-    failure: BaseException | None = None
     try:
-        while True:
-            try:
-                effect = _next(flow, reply, failure)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            reply = failure = None
-            try:
-                reply = effect.run(session)
-            except BaseException as exc:  # noqa: BLE001 - thrown into the flow, which decides
-                failure = exc
+        return run(flow, session, catch=(BaseException,))
     finally:
-        reply = failure = None  # a raised error's traceback holds this frame: no cycle
         session.close()
 
 
@@ -216,29 +208,7 @@ async def adrive(flow: Flow[T], http: Http | None = None) -> T:
         BaseException: Whatever the flow raises (a failed step is thrown into it first).
     """
     session = Session(http)
-    reply: Any = None
-    failure: BaseException | None = None
     try:
-        while True:
-            try:
-                effect = _next(flow, reply, failure)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            reply = failure = None
-            try:
-                reply = await effect.arun(session)
-            except BaseException as exc:  # noqa: BLE001 - thrown into the flow, which decides
-                failure = exc
+        return await arun(flow, session, catch=(BaseException,))
     finally:
-        reply = failure = None
         await session.aclose()
-
-
-def _next(flow: Flow[Any], reply: Any, failure: BaseException | None) -> Effect[Any]:
-    """Resume *flow* with the last step's result, or throw its failure in at the `yield`."""
-    if failure is None:
-        return flow.send(reply)
-    try:
-        return flow.throw(failure)
-    finally:
-        del failure  # see `drive`

@@ -1,7 +1,7 @@
 """The single-flight refresh engine every re-reading provider is built on.
 
-One `Refresher` guards one cached token. Readers on the fast path read one immutable `_State`
-without a lock; a refresh is one `_Flight` that exactly one caller (thread or task) leads while
+One `Refresher` guards one cached token. Readers on the fast path read one immutable `CacheState`
+without a lock; a refresh is one `Flight` that exactly one caller (thread or task) leads while
 the others either keep the cached token (advisory window) or wait for the flight's outcome
 (mandatory window). The small `threading.Lock` is held only to swap references: never across
 I/O and never across an `await`. Async waiters wait on a future of their own loop, created
@@ -14,9 +14,6 @@ After `fork()` the child notices the new PID and starts with a fresh lock and no
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
-import enum
 import logging
 import math
 import os
@@ -24,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -39,246 +36,19 @@ if TYPE_CHECKING:
     Load: TypeAlias = Callable[[Token | None, bool], "Fetched"]
     ALoad: TypeAlias = Callable[[Token | None, bool], Awaitable["Fetched"]]
 
+from wa_auth.providers._refresh_state import (
+    CacheState,
+    Fetched,
+    Flight,
+    RefreshPolicy,
+    TokenState,
+    cached,
+    settle,
+)
+
 __all__ = ["Fetched", "RefreshPolicy", "Refresher", "RefreshingTokenProvider", "TokenState"]
 
 _log = logging.getLogger("wa_auth.providers")
-
-#: How long a caller waits for another caller's refresh before giving up. A refresh is a file
-#: read or a few Vault round trips; 30 s is far beyond either and still bounds a wedged source.
-FLIGHT_WAIT_TIMEOUT: Final = 30.0
-#: How often a waiting caller looks whether the event loop leading its refresh was closed: no
-#: loop has a "closed" callback, so waits are cut in slices this long.
-ABANDON_CHECK_INTERVAL: Final = 0.5
-
-
-@attrs.frozen(kw_only=True)
-class RefreshPolicy:
-    """When a cached token is re-read, in seconds; the defaults and their reasons are below.
-
-    Args:
-        advisory: Before expiry, one caller refreshes early while everyone keeps the current
-            token; a failure keeps serving it and backs off. Ten minutes gives a failing source
-            several attempts before the token is really in danger.
-        advisory_fraction: The advisory window is at most this share of the token's remaining
-            lifetime (a 15-minute token would otherwise refresh on every call:
-            deadline-cloud #431). 0.2 means "refresh at about 80 % of the lifetime".
-        mandatory: Before expiry, callers wait for a refresh and fail when it fails. One
-            minute covers clock skew and a slow request, so a token is not sent to Meta only
-            to expire on the way (google-auth #787).
-        mandatory_fraction: The mandatory window is at most this share of the lifetime.
-        jitter: Each token's advisory window is stretched by a random share up to this, and
-            re-check intervals shortened by it, so a fleet does not refresh in lockstep
-            (google-cloud-rust #1587).
-        recheck_interval: Re-read a token after this long even when it has no expiry
-            (googleworkspace/cli #904: a cache with no expiry must still go stale).
-        min_retry_interval: After a refresh forced by `invalidate` returns the same token, more
-            invalidations of it are ignored for this long: no refresh loop when the source
-            has nothing newer (google-auth #863; Azure's 30 s refresh retry delay).
-        retry_backoff: First pause after a failed advisory refresh; doubles per failure.
-        max_retry_backoff: Cap of that pause.
-        max_stale: How long past its re-check a token may be served while every refresh fails
-            (the source is down); after that callers wait for the source and get
-            `TokenUnavailableError`. None: until the token's own expiry.
-        flight_timeout: How long a caller, thread or task, waits for a refresh that another
-            caller leads before it gets `TokenUnavailableError` (`FLIGHT_WAIT_TIMEOUT`).
-    """
-
-    advisory: float = 600.0
-    advisory_fraction: float = 0.2
-    mandatory: float = 60.0
-    mandatory_fraction: float = 0.1
-    jitter: float = 0.1
-    recheck_interval: float = 60.0
-    min_retry_interval: float = 30.0
-    retry_backoff: float = 1.0
-    max_retry_backoff: float = 60.0
-    max_stale: float | None = 3600.0
-    flight_timeout: float = FLIGHT_WAIT_TIMEOUT
-
-
-@attrs.frozen
-class Fetched:
-    """What a provider's load returns: the token, and optionally its own re-check interval.
-
-    Args:
-        token: The token read from the source.
-        recheck_after: Seconds until the next re-read, overriding the policy (for example a
-            KV v1 secret's `ttl`).
-    """
-
-    token: Token
-    recheck_after: float | None = None
-
-
-class TokenState(enum.Enum):
-    """How usable the cached token is now (google-auth's `TokenState`)."""
-
-    #: Serve it: no refresh and no re-check is due.
-    FRESH = "fresh"
-    #: Serve it, and let one caller refresh (advisory window, re-check due): a failed refresh
-    #: keeps serving it.
-    STALE = "stale"
-    #: Do not serve it before a refresh: none yet, invalidated, in the mandatory window, or
-    #: served too long past its re-check.
-    INVALID = "invalid"
-
-
-@attrs.frozen
-class _State:
-    token: Token | None = None
-    #: monotonic: after this, re-read (STALE).
-    recheck_at: float = 0.0
-    #: monotonic: after this, the cached token may no longer be served without the source.
-    stale_limit: float = math.inf
-    #: wall clock: inside the advisory window (STALE) from here.
-    advisory_at: float = math.inf
-    #: wall clock: inside the mandatory window (INVALID) from here.
-    mandatory_at: float = math.inf
-    invalidated: bool = False
-    #: A forced refresh returned this fingerprint again: ignore invalidations until `quiet_until`.
-    rejected: str | None = None
-    quiet_until: float = 0.0
-    #: monotonic: no advisory refresh before this (after failures).
-    backoff_until: float = 0.0
-    failures: int = 0
-
-    def rechecked(self, recheck_at: float, stale_limit: float) -> _State:
-        """Return this state with new re-check deadlines (`attrs.evolve` costs 2 µs here)."""
-        return _State(
-            self.token,
-            recheck_at,
-            stale_limit,
-            self.advisory_at,
-            self.mandatory_at,
-            self.invalidated,
-            self.rejected,
-            self.quiet_until,
-            self.backoff_until,
-            self.failures,
-        )
-
-
-class _Flight:
-    """One refresh in progress; its outcome is handed to every thread and task waiting on it.
-
-    *loop* is the event loop of the task that leads it (None for a thread). When that loop is
-    closed with the task still pending, the flight is `abandoned`: nothing will ever finish it.
-    """
-
-    def __init__(self, forced: bool, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.forced = forced
-        self.loop = loop
-        self.done = threading.Event()
-        self.token: Token | None = None
-        self.error: BaseException | None = None
-        self.task: asyncio.Task[None] | None = None
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def abandoned(self) -> bool:
-        """Return True when the leading task's loop is closed and the flight not finished."""
-        return self.loop is not None and self.loop.is_closed() and not self.done.is_set()
-
-    def finish(self, token: Token | None, error: BaseException | None) -> None:
-        with self._lock:
-            if self.done.is_set():
-                return  # a collected task of an abandoned flight: its outcome went first
-            self.token, self.error = token, error
-            self.done.set()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            # A closed loop raises RuntimeError: nobody is waiting there any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, fut)
-
-    def outcome(self, *, leader: bool = False) -> Token:
-        if self.error is not None:
-            raise self.error if leader else _copy_error(self.error)
-        assert self.token is not None
-        return self.token
-
-    def wait(self, timeout: float) -> bool:
-        """Block until the flight has finished (another thread or loop leads it).
-
-        Returns:
-            True when it finished; False when it was abandoned (lead it again).
-
-        Raises:
-            TokenUnavailableError: It did not finish within *timeout* seconds.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if self.done.wait(max(0.0, min(ABANDON_CHECK_INTERVAL, left))):
-                return True
-            if self.abandoned():
-                return False
-            if left <= 0:
-                raise _gave_up(timeout)
-
-    async def await_(self, timeout: float) -> bool:
-        """Wait on the running loop until the flight has finished; as `wait`, without blocking.
-
-        Raises:
-            TokenUnavailableError: It did not finish within *timeout* seconds.
-        """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            if not self.done.is_set():
-                self._waiters.append((loop, fut))
-            else:
-                fut.set_result(None)
-        deadline = loop.time() + timeout
-        while True:
-            left = deadline - loop.time()
-            await asyncio.wait((fut,), timeout=max(0.0, min(ABANDON_CHECK_INTERVAL, left)))
-            if fut.done():
-                return True
-            if self.abandoned():
-                return False
-            if left <= 0:
-                raise _gave_up(timeout)
-
-
-def _gave_up(timeout: float) -> TokenUnavailableError:
-    return TokenUnavailableError(
-        f"gave up after {timeout:g} s waiting for another caller's refresh"
-    )
-
-
-def _cached(st: _State) -> Token:
-    """The cached token of *st*, served without waiting for a refresh."""
-    assert st.token is not None
-    return st.token
-
-
-def _settle(fresh: TokenState, st: _State, flight: _Flight, *, leader: bool) -> Token:
-    """Return what a caller gets once *flight* is done.
-
-    A failed refresh of a token that was only stale (advisory window, re-check) keeps serving
-    it; otherwise the flight's outcome (its token, or its error).
-    """
-    if fresh is TokenState.STALE and flight.error is not None:
-        return _cached(st)
-    return flight.outcome(leader=leader)
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _copy_error(error: BaseException) -> BaseException:
-    """Return a copy of *error* for one more waiter: a shared exception's traceback would mix."""
-    try:
-        clone = copy.copy(error)
-    except Exception:  # noqa: BLE001 - an uncopyable exception is re-raised as it is
-        return error
-    clone.__cause__ = error.__cause__
-    clone.__suppress_context__ = True
-    return clone
-
 
 # --- the refresh engine's own effects (see `providers/_effects.py`) -----------------------------
 
@@ -287,10 +57,10 @@ def _copy_error(error: BaseException) -> BaseException:
 class _Here:
     """The event loop this caller runs on: None for a thread."""
 
-    def run(self, session: Session) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
+    def perform(self, session: Session, /) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
         return None
 
-    async def arun(self, session: Session) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
         return asyncio.get_running_loop()
 
 
@@ -302,14 +72,14 @@ class _Lead:
     other caller: a cancelled caller must not cancel everyone's refresh.
     """
 
-    flight: _Flight
+    flight: Flight
     refresh: Flow[None]
 
-    def run(self, session: Session) -> bool:  # noqa: ARG002
+    def perform(self, session: Session, /) -> bool:  # noqa: ARG002
         drive(self.refresh)
         return True
 
-    async def arun(self, session: Session) -> bool:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> bool:  # noqa: ARG002
         self.flight.task = asyncio.get_running_loop().create_task(adrive(self.refresh))
         return False
 
@@ -318,13 +88,13 @@ class _Lead:
 class _Wait:
     """Wait for *flight*, led by another caller; False when it was abandoned (lead it again)."""
 
-    flight: _Flight
+    flight: Flight
     timeout: float
 
-    def run(self, session: Session) -> bool:  # noqa: ARG002
+    def perform(self, session: Session, /) -> bool:  # noqa: ARG002
         return self.flight.wait(self.timeout)
 
-    async def arun(self, session: Session) -> bool:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> bool:  # noqa: ARG002
         return await self.flight.await_(self.timeout)
 
 
@@ -337,10 +107,10 @@ class _Load:
     current: Token | None
     forced: bool
 
-    def run(self, session: Session) -> Fetched:  # noqa: ARG002
+    def perform(self, session: Session, /) -> Fetched:  # noqa: ARG002
         return self.load(self.current, self.forced)
 
-    async def arun(self, session: Session) -> Fetched:  # noqa: ARG002
+    async def aperform(self, session: Session, /) -> Fetched:  # noqa: ARG002
         return await self.aload(self.current, self.forced)
 
 
@@ -373,8 +143,8 @@ class Refresher:
         self.name = name
         self._clock = clock
         self._monotonic = monotonic
-        self._state = _State()
-        self._flight: _Flight | None = None
+        self._state = CacheState()
+        self._flight: Flight | None = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
         #: How many times the source was read (for tests and diagnostics).
@@ -393,7 +163,7 @@ class Refresher:
 
     # --- state ----------------------------------------------------------------------------------
 
-    def _freshness(self, st: _State) -> TokenState:
+    def _freshness(self, st: CacheState) -> TokenState:
         if st.token is None or st.invalidated:
             return TokenState.INVALID
         mono = self._monotonic()
@@ -465,7 +235,7 @@ class Refresher:
 
     def _begin(
         self, loop: asyncio.AbstractEventLoop | None = None
-    ) -> tuple[TokenState, _State, _Flight | None, bool]:
+    ) -> tuple[TokenState, CacheState, Flight | None, bool]:
         """Decide under the lock: freshness, and the flight to lead or to join.
 
         A flight whose loop was closed under it is dropped here and led again by this caller.
@@ -478,7 +248,7 @@ class Refresher:
             abandoned = self._flight
             if abandoned is not None and not abandoned.abandoned():
                 return fresh, st, abandoned, False
-            flight = self._flight = _Flight(st.invalidated, loop)
+            flight = self._flight = Flight(st.invalidated, loop)
         if abandoned is not None:
             _log.warning(
                 "token source %s: the event loop that led its refresh was closed before the "
@@ -507,15 +277,15 @@ class Refresher:
         while True:
             fresh, st, flight, leader = self._begin(loop)
             if flight is None or (fresh is TokenState.STALE and not leader):
-                return _cached(st)
+                return cached(st)
             if leader and (yield _Lead(flight, self._refresh_flow(flight, st))):
                 # The refresh ran in this thread: its error is raised as it is, not a copy.
-                return _settle(fresh, st, flight, leader=True)
+                return settle(fresh, st, flight, leader=True)
             if (yield _Wait(flight, self.policy.flight_timeout)):
                 # A refresh task's error is everyone's, its starter's too: each gets a copy.
-                return _settle(fresh, st, flight, leader=False)
+                return settle(fresh, st, flight, leader=False)
 
-    def _refresh_flow(self, flight: _Flight, st: _State) -> Flow[None]:
+    def _refresh_flow(self, flight: Flight, st: CacheState) -> Flow[None]:
         """Read the source once and hand the outcome to *flight*; never raises."""
         token: Token | None = None
         error: BaseException | None = None
@@ -538,13 +308,13 @@ class Refresher:
 
     # --- publication ----------------------------------------------------------------------------
 
-    def _end(self, flight: _Flight, token: Token | None, error: BaseException | None) -> None:
+    def _end(self, flight: Flight, token: Token | None, error: BaseException | None) -> None:
         with self._lock:
             if self._flight is flight:
                 self._flight = None
         flight.finish(token, error)
 
-    def _publish(self, old: _State, fetched: Fetched) -> Token:
+    def _publish(self, old: CacheState, fetched: Fetched) -> Token:
         policy = self.policy
         token = fetched.token
         mono = self._monotonic()
@@ -569,7 +339,7 @@ class Refresher:
             advisory_at = wall
             backoff_until = mono + policy.min_retry_interval
         stale_limit = math.inf if policy.max_stale is None else recheck_at + policy.max_stale
-        new = _State(
+        new = CacheState(
             token=token,
             recheck_at=recheck_at,
             stale_limit=stale_limit,
@@ -599,7 +369,7 @@ class Refresher:
         mandatory = min(policy.mandatory, policy.mandatory_fraction * lifetime)
         return token.expires_at - advisory, token.expires_at - mandatory
 
-    def _failed(self, old: _State, exc: BaseException) -> BaseException:
+    def _failed(self, old: CacheState, exc: BaseException) -> BaseException:
         if isinstance(exc, asyncio.CancelledError):
             exc = TokenUnavailableError(f"{self.name}: the refresh was cancelled")
         elif not isinstance(exc, (WhatsAppError, KeyboardInterrupt, SystemExit)):
