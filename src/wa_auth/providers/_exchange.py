@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import httpx
 
-from wa_auth._core import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import redact_text
 from wa_auth.errors import (
     TokenSourceMalformedError,
