@@ -92,7 +92,7 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     Raises:
         ConfigurationError: A setting is missing or out of range; the message names it.
     """
-    from wa_auth._cli._serve_app import Settings, key_digest
+    from wa_auth._cli._serve_http import Settings, key_digest
 
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port must be 0-65535, got {args.port}")

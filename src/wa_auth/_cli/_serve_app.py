@@ -12,16 +12,13 @@ Imported by `wa_auth._cli._serve` only after it found aiohttp (the `serve` extra
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import IO, Any, Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import IO, Any
 
-import attrs
 from aiohttp import web
 
 from wa_auth._cli import _check, _classify, _codes
@@ -33,14 +30,32 @@ from wa_auth._cli._output import (
     delivery_line,
     error_object,
     fill_defaults,
-    http_error,
     not_sent_line,
     refused_line,
     timed_out_line,
     write,
 )
 from wa_auth._cli._send import parse_item
-from wa_auth._redact import redact_text
+from wa_auth._cli._serve_http import (
+    DEFAULT_ROWS,
+    METHODS,
+    OPEN_ROUTE,
+    ROUTES,
+    Answer,
+    Handler,
+    Rejected,
+    Settings,
+    failure,
+    key_matches,
+    no_constant,
+    presented_key,
+    query_bool,
+    query_int,
+    read_warn_days,
+    to_response,
+    too_large,
+    within,
+)
 from wa_auth._version import package_version
 from wa_auth.errors import (
     ConfigurationError,
@@ -49,121 +64,6 @@ from wa_auth.errors import (
     WhatsAppError,
 )
 from wa_auth.intents import Intent
-
-#: The one route that answers without the API key: it says only that the process is alive.
-OPEN_ROUTE: Final = "/healthz"
-#: Every route and its method; any other method on these paths is a 405.
-ROUTES: Final = {
-    "/send": "POST",
-    "/check": "POST",
-    "/classify": "POST",
-    "/outbox": "GET",
-    "/outbox/replay": "POST",
-    "/healthz": "GET",
-    "/readyz": "GET",
-    "/metrics": "GET",
-}
-#: Methods the access log names; any other is logged as `OTHER` (it is the caller's text).
-_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: `GET /outbox` returns at most this many rows unless `limit` says otherwise.
-DEFAULT_ROWS: Final = 100
-_JSON: Final = "application/json; charset=utf-8"
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
-
-
-def key_digest(key: str) -> bytes:
-    """Return the SHA-256 digest of an API key: the service keeps only this, never the key."""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-
-
-def key_matches(presented: str | None, digest: bytes) -> bool:
-    """Return whether *presented* is the key of *digest*, in constant time.
-
-    Both sides are SHA-256 digests of equal length, so `hmac.compare_digest` takes the same
-    time whatever the presented key's length or how much of it is right.
-    """
-    if presented is None:
-        return False
-    return hmac.compare_digest(key_digest(presented), digest)
-
-
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """Return the key a request presents: `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    auth = headers.get("Authorization")
-    if auth is not None:
-        scheme, _, value = auth.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = headers.get("X-API-Key")
-    return key.strip() if key is not None and key.strip() else None
-
-
-@attrs.frozen(kw_only=True)
-class Settings:
-    """What `wa-auth serve` was told: where to listen, the key's digest and the limits.
-
-    Args:
-        host: The address to bind (loopback unless told otherwise).
-        port: The port to bind; 0 picks a free one.
-        key_digest: The SHA-256 digest of the API key (`key_digest`); the key itself is not kept.
-        max_body: The largest request body accepted, in bytes.
-        request_timeout: Seconds a request may take to arrive, and after which no send of it
-            starts; a send that started always finishes.
-        shutdown_timeout: Seconds SIGTERM waits for the requests in flight before it cancels them.
-        concurrency: The most sends in flight at once, over every request.
-        outbox: The outbox file, or None.
-        state: The state file, or None.
-    """
-
-    host: str
-    port: int
-    key_digest: bytes = attrs.field(repr=False)
-    max_body: int
-    request_timeout: float
-    shutdown_timeout: float
-    concurrency: int
-    outbox: str | None = None
-    state: str | None = None
-
-
-class Rejected(Exception):  # noqa: N818 - not an error of the caller's code: an HTTP answer
-    """A request the service refuses; `Service._handle` answers it with *status* and JSON.
-
-    It never leaves the service: it is the handlers' way to say "answer this instead".
-    """
-
-    def __init__(
-        self,
-        status: int,
-        category: str,
-        message: str,
-        *,
-        rule: str,
-        operator_action: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = http_error(
-            status, category, message, rule=rule, operator_action=operator_action
-        )
-        self.headers = dict(headers or {})
-
-
-@attrs.frozen(kw_only=True)
-class Answer:
-    """What a handler answers: a status, a JSON object (or bytes), and what the log notes."""
-
-    status: int = 200
-    body: Mapping[str, Any] | bytes
-    content_type: str = _JSON
-    intents: int = 0
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    close: bool = False
-
-
-Handler = Callable[[web.Request, float], Awaitable[Answer]]
 
 
 class Service:
@@ -258,15 +158,15 @@ class Service:
                 close=exc.status in {408, 413},
             )
         except ConfigurationError as exc:
-            answer = _failure(400, _codes.USAGE_CATEGORY, exc.message, "serve/request")
+            answer = failure(400, _codes.USAGE_CATEGORY, exc.message, "serve/request")
         except RequestValidationError as exc:  # a query parameter the outbox refused
-            answer = _failure(400, exc.category, exc.message, "serve/request")
+            answer = failure(400, exc.category, exc.message, "serve/request")
         except WhatsAppError as exc:
-            answer = _failure(503, exc.category, exc.message, "serve/failed")
+            answer = failure(503, exc.category, exc.message, "serve/failed")
         except Exception as exc:  # noqa: BLE001 - the contract: a JSON answer, never a traceback
             message = f"internal error (please report it): {type(exc).__name__}: {exc}"
-            answer = _failure(500, _codes.INTERNAL_CATEGORY, message, "serve/internal")
-        response = _response(answer)
+            answer = failure(500, _codes.INTERNAL_CATEGORY, message, "serve/internal")
+        response = to_response(answer)
         self.requests += 1
         self._access(request, route, answer, response, self._monotonic() - started)
         return response
@@ -316,7 +216,7 @@ class Service:
             access_line(
                 ts=self._clock(),
                 remote=request.remote,
-                method=request.method if request.method in _METHODS else "OTHER",
+                method=request.method if request.method in METHODS else "OTHER",
                 route=route,
                 status=answer.status,
                 seconds=seconds,
@@ -340,7 +240,7 @@ class Service:
         """
         limit = self.settings.max_body
         if request.content_length is not None and request.content_length > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         if not request.body_exists:
             if optional:
                 return {}
@@ -360,7 +260,7 @@ class Service:
             )
         timeout = max(0.0, deadline - self._monotonic())
         try:
-            raw = await _within(request.read(), timeout)
+            raw = await within(request.read(), timeout)
         except asyncio.TimeoutError:
             raise Rejected(
                 408,
@@ -369,11 +269,11 @@ class Service:
                 rule="serve/read_timeout",
             ) from None
         except web.HTTPRequestEntityTooLarge:
-            raise _too_large(limit) from None
+            raise too_large(limit) from None
         if optional and not raw.strip():
             return {}
         try:
-            return json.loads(raw, parse_constant=_no_constant)
+            return json.loads(raw, parse_constant=no_constant)
         except ValueError as exc:
             raise Rejected(
                 400,
@@ -449,12 +349,14 @@ class Service:
 
     async def _check(self, request: web.Request, deadline: float) -> Answer:
         data = await self._json(request, deadline, optional=True)
-        warn_days = _warn_days(data.get("warn_days") if isinstance(data, dict) else None, request)
+        warn_days = read_warn_days(
+            data.get("warn_days") if isinstance(data, dict) else None, request
+        )
         line = await _check.acheck(self.client, self._options, warn_days, refresh=True)
         return Answer(body=line)
 
     async def _readyz(self, request: web.Request, _deadline: float) -> Answer:
-        warn_days = _warn_days(None, request)
+        warn_days = read_warn_days(None, request)
         line = await _check.acheck(self.client, self._options, warn_days, refresh=False)
         fingerprint = line["token_fingerprint"]
         if line["valid"] and fingerprint and await self.client.verdicts.aget(fingerprint):
@@ -465,7 +367,7 @@ class Service:
 
     async def _classify(self, request: web.Request, deadline: float) -> Answer:
         data = await self._json(request, deadline)
-        status = _query_int(request, "status")
+        status = query_int(request, "status")
         return Answer(body=_classify.line(*_classify.classify(data, status)))
 
     def _the_outbox(self) -> Any:
@@ -482,12 +384,12 @@ class Service:
     async def _outbox(self, request: web.Request, _deadline: float) -> Answer:
         outbox = self._the_outbox()
         query = request.query
-        limit = _query_int(request, "limit")
+        limit = query_int(request, "limit")
         rows = await outbox.alist(
             query.get("state") or None,
             category=query.get("category") or None,
             consumer=query.get("consumer") or None,
-            dead_letters=_query_bool(request, "dead_letters"),
+            dead_letters=query_bool(request, "dead_letters"),
             limit=DEFAULT_ROWS if limit is None else limit,
         )
         stats = await outbox.astats()
@@ -570,76 +472,3 @@ class Service:
             f"no such route; the routes are {', '.join(sorted(ROUTES))}",
             rule="serve/route",
         )
-
-
-async def _within(read: Coroutine[Any, Any, bytes], seconds: float) -> bytes:
-    """Await *read* for at most *seconds* (`asyncio.TimeoutError` after that)."""
-    if sys.version_info >= (3, 11):
-        # No task per request, unlike wait_for before 3.12: this is every request's path.
-        async with asyncio.timeout(seconds):
-            return await read
-    return await asyncio.wait_for(read, seconds)  # pragma: no cover - Python 3.10
-
-
-def _failure(status: int, category: str, message: str, rule: str) -> Answer:
-    return Answer(status=status, body=http_error(status, category, redact_text(message), rule=rule))
-
-
-def _response(answer: Answer) -> web.Response:
-    if isinstance(answer.body, bytes):
-        data = answer.body
-    else:
-        data = json.dumps(answer.body, ensure_ascii=False, allow_nan=False).encode()
-    headers = {"Content-Type": answer.content_type, **answer.headers}
-    response = web.Response(body=data, status=answer.status, headers=headers)
-    if answer.close:
-        # The rest of an oversized or stalled body is never read: the connection goes.
-        response.force_close()
-    return response
-
-
-def _too_large(limit: int) -> Rejected:
-    return Rejected(
-        413,
-        "invalid_request",
-        f"the body is over the {limit:,}-byte limit (--max-body): send smaller batches",
-        rule="serve/size",
-    )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _query_int(request: web.Request, name: str) -> int | None:
-    text = request.query.get(name)
-    if text is None or not text.strip():
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigurationError(f"?{name}= must be an integer, got {text[:40]!r}") from None
-
-
-def _query_bool(request: web.Request, name: str) -> bool:
-    text = request.query.get(name, "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"?{name}= must be true or false, got {text[:40]!r}")
-
-
-def _warn_days(value: object, request: web.Request) -> float | None:
-    """Return `warn_days` from the JSON body, else from `?warn_days=`, else None."""
-    if value is None:
-        value = request.query.get("warn_days") or None
-    if value is None:
-        return None
-    try:
-        days = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        days = -1.0
-    if not 0 <= days < float("inf") or isinstance(value, bool):
-        raise ConfigurationError(f"warn_days must be a number of days >= 0, got {value!r:.40}")
-    return days

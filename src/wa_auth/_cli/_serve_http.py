@@ -1,0 +1,213 @@
+"""The HTTP plumbing of `wa-auth serve`: the API key, settings, answers, query parsing.
+
+The routes themselves are `Service` in `wa_auth._cli._serve_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Final
+
+import attrs
+from aiohttp import web
+
+from wa_auth._cli._output import (
+    http_error,
+)
+from wa_auth._redact import redact_text
+from wa_auth.errors import (
+    ConfigurationError,
+)
+
+#: The one route that answers without the API key: it says only that the process is alive.
+OPEN_ROUTE: Final = "/healthz"
+#: Every route and its method; any other method on these paths is a 405.
+ROUTES: Final = {
+    "/send": "POST",
+    "/check": "POST",
+    "/classify": "POST",
+    "/outbox": "GET",
+    "/outbox/replay": "POST",
+    "/healthz": "GET",
+    "/readyz": "GET",
+    "/metrics": "GET",
+}
+#: Methods the access log names; any other is logged as `OTHER` (it is the caller's text).
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: `GET /outbox` returns at most this many rows unless `limit` says otherwise.
+DEFAULT_ROWS: Final = 100
+JSON_TYPE: Final = "application/json; charset=utf-8"
+TRUE: Final = frozenset({"1", "true", "yes", "on"})
+FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def key_digest(key: str) -> bytes:
+    """Return the SHA-256 digest of an API key: the service keeps only this, never the key."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+
+
+def key_matches(presented: str | None, digest: bytes) -> bool:
+    """Return whether *presented* is the key of *digest*, in constant time.
+
+    Both sides are SHA-256 digests of equal length, so `hmac.compare_digest` takes the same
+    time whatever the presented key's length or how much of it is right.
+    """
+    if presented is None:
+        return False
+    return hmac.compare_digest(key_digest(presented), digest)
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """Return the key a request presents: `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
+    auth = headers.get("Authorization")
+    if auth is not None:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = headers.get("X-API-Key")
+    return key.strip() if key is not None and key.strip() else None
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """What `wa-auth serve` was told: where to listen, the key's digest and the limits.
+
+    Args:
+        host: The address to bind (loopback unless told otherwise).
+        port: The port to bind; 0 picks a free one.
+        key_digest: The SHA-256 digest of the API key (`key_digest`); the key itself is not kept.
+        max_body: The largest request body accepted, in bytes.
+        request_timeout: Seconds a request may take to arrive, and after which no send of it
+            starts; a send that started always finishes.
+        shutdown_timeout: Seconds SIGTERM waits for the requests in flight before it cancels them.
+        concurrency: The most sends in flight at once, over every request.
+        outbox: The outbox file, or None.
+        state: The state file, or None.
+    """
+
+    host: str
+    port: int
+    key_digest: bytes = attrs.field(repr=False)
+    max_body: int
+    request_timeout: float
+    shutdown_timeout: float
+    concurrency: int
+    outbox: str | None = None
+    state: str | None = None
+
+
+class Rejected(Exception):  # noqa: N818 - not an error of the caller's code: an HTTP answer
+    """A request the service refuses; `Service._handle` answers it with *status* and JSON.
+
+    It never leaves the service: it is the handlers' way to say "answer this instead".
+    """
+
+    def __init__(
+        self,
+        status: int,
+        category: str,
+        message: str,
+        *,
+        rule: str,
+        operator_action: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = http_error(
+            status, category, message, rule=rule, operator_action=operator_action
+        )
+        self.headers = dict(headers or {})
+
+
+@attrs.frozen(kw_only=True)
+class Answer:
+    """What a handler answers: a status, a JSON object (or bytes), and what the log notes."""
+
+    status: int = 200
+    body: Mapping[str, Any] | bytes
+    content_type: str = JSON_TYPE
+    intents: int = 0
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    close: bool = False
+
+
+Handler = Callable[[web.Request, float], Awaitable[Answer]]
+
+
+async def within(read: Coroutine[Any, Any, bytes], seconds: float) -> bytes:
+    """Await *read* for at most *seconds* (`asyncio.TimeoutError` after that)."""
+    if sys.version_info >= (3, 11):
+        # No task per request, unlike wait_for before 3.12: this is every request's path.
+        async with asyncio.timeout(seconds):
+            return await read
+    return await asyncio.wait_for(read, seconds)  # pragma: no cover - Python 3.10
+
+
+def failure(status: int, category: str, message: str, rule: str) -> Answer:
+    return Answer(status=status, body=http_error(status, category, redact_text(message), rule=rule))
+
+
+def to_response(answer: Answer) -> web.Response:
+    if isinstance(answer.body, bytes):
+        data = answer.body
+    else:
+        data = json.dumps(answer.body, ensure_ascii=False, allow_nan=False).encode()
+    headers = {"Content-Type": answer.content_type, **answer.headers}
+    response = web.Response(body=data, status=answer.status, headers=headers)
+    if answer.close:
+        # The rest of an oversized or stalled body is never read: the connection goes.
+        response.force_close()
+    return response
+
+
+def too_large(limit: int) -> Rejected:
+    return Rejected(
+        413,
+        "invalid_request",
+        f"the body is over the {limit:,}-byte limit (--max-body): send smaller batches",
+        rule="serve/size",
+    )
+
+
+def no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"?{name}= must be an integer, got {text[:40]!r}") from None
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    text = request.query.get(name, "").strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise ConfigurationError(f"?{name}= must be true or false, got {text[:40]!r}")
+
+
+def read_warn_days(value: object, request: web.Request) -> float | None:
+    """Return `warn_days` from the JSON body, else from `?warn_days=`, else None."""
+    if value is None:
+        value = request.query.get("warn_days") or None
+    if value is None:
+        return None
+    try:
+        days = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        days = -1.0
+    if not 0 <= days < float("inf") or isinstance(value, bool):
+        raise ConfigurationError(f"warn_days must be a number of days >= 0, got {value!r:.40}")
+    return days
