@@ -22,7 +22,8 @@ from wa_auth._outbox_common import (
     check_markable,
     check_seconds,
 )
-from wa_auth._outbox_sql import SCHEMA, Jobs, intent_row, settle_values
+from wa_auth._outbox_jobs import Jobs
+from wa_auth._outbox_sql import SCHEMA, intent_row, settle_values
 from wa_auth._outbox_values import (
     DEFAULT_LEASE,
     OUTBOX_STATES,

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import pytest
 
-from wa_auth import _outbox_sql, errors
+from wa_auth import _outbox_jobs, _outbox_sql, errors
 from wa_auth._sqlite import Schema
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError, WhatsAppError
 from wa_auth.guards import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
@@ -722,7 +722,7 @@ def test_repr_names_the_file_and_the_choices(path):
 @pytest.fixture(params=[True, False], ids=["many-rows", "row-by-row"])
 def batched(request, path, monkeypatch):
     """A SqliteOutbox whose batches use multi-row statements, or (an old SQLite) single rows."""
-    monkeypatch.setattr(_outbox_sql, "_MANY", request.param)
+    monkeypatch.setattr(_outbox_jobs, "MANY", request.param)
     with SqliteOutbox(path) as box:
         yield box
 
