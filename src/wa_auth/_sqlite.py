@@ -29,14 +29,25 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
-import attrs
-
-from wa_auth.errors import ConfigurationError, OutboxError
+from wa_auth._sqlite_open import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_FLUSH_INTERVAL,
+    DURABILITY,
+    IDLE_EXIT,
+    IDLE_POLL,
+    MAX_BATCH,
+    Bulk,
+    Job,
+    Opening,
+    Schema,
+    same_bulk,
+    translate,
+)
+from wa_auth.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -50,90 +61,13 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: `durability=` -> `PRAGMA synchronous`. In WAL mode NORMAL syncs only at checkpoints: a
-#: commit survives a killed process but may be lost with the machine's power; FULL syncs the
-#: log at every commit and survives that too, at the price of one fsync per transaction.
-DURABILITY: Final = {"normal": "NORMAL", "full": "FULL"}
-#: Seconds a transaction waits for another process's write lock before `OutboxError(locked)`.
-DEFAULT_BUSY_TIMEOUT: Final = 5.0
-#: Seconds a deferred change may wait for company before it is committed alone.
-DEFAULT_FLUSH_INTERVAL: Final = 0.05
-#: Jobs in one transaction at most (a bound on how long the write lock is held).
-_MAX_BATCH: Final = 512
-#: How often an idle writer looks up (the main thread's end, its own idleness).
-_IDLE_POLL: Final = 0.1
-#: An idle writer thread ends after this long; the next change starts another.
-_IDLE_EXIT: Final = 1.0
-_META: Final = "wa_auth_meta"
-
 _log = logging.getLogger("wa_auth.outbox")
-
-Job = Callable[[sqlite3.Connection], Any]
-
-
-@attrs.frozen
-class Schema:
-    """A component's tables: *migrations[i]* takes the schema from version i to i + 1.
-
-    Versions only go forward; a released migration is never edited, a new one is appended.
-    """
-
-    component: str
-    #: How messages name the file ("outbox file", "state file").
-    what: str
-    migrations: tuple[tuple[str, ...], ...]
-
-    @property
-    def version(self) -> int:
-        """The version this wa_auth writes."""
-        return len(self.migrations)
-
-
-def translate(exc: sqlite3.Error, path: str, what: str) -> OutboxError:
-    """Return the `OutboxError` that names the file and the problem of a `sqlite3` error."""
-    text = str(exc)
-    low = text.lower()
-    retryable = False
-    if "locked" in low or "busy" in low:
-        kind, problem = "locked", "is locked by another process (longer than the busy timeout)"
-        retryable = True
-    elif "not a database" in low or "malformed" in low or "corrupt" in low:
-        kind, problem = "corrupt", "is not a readable SQLite database (corrupt or another file)"
-    elif "unable to open" in low:
-        kind, problem = "missing", "cannot be opened (missing, a directory, or no permission)"
-    elif "readonly" in low or "read-only" in low:
-        kind, problem = "readonly", "is read-only for this process"
-    elif "full" in low:
-        kind, problem = "full", "cannot grow: the disk or the quota is full"
-    else:
-        kind, problem = "sqlite", "failed"
-    return OutboxError(
-        f"{what} {path} {problem}: {text}", path=path, kind=kind, retryable=retryable
-    )
-
-
-@attrs.frozen
-class Bulk:
-    """A change that runs together with the changes of the same kind next to it in a batch.
-
-    *run* gets the items of every such change in order and returns one `(ok, value)` per item
-    (a refusal is `(False, OutboxError)`); one multi-row statement then does the work of many,
-    with one release of the GIL instead of one per row.
-    """
-
-    run: Callable[[sqlite3.Connection, list[Any]], list[tuple[bool, Any]]]
-    item: Any
-
-
-def _same_bulk(job: object, first: Bulk) -> bool:
-    return isinstance(job, Bulk) and job.run == first.run
-
 
 _Waiter = concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 _Entry = tuple[Job | Bulk, bool, _Waiter | None]
 
 
-class Database:
+class Database(Opening):
     """One SQLite file: its schema, its writer thread and a connection for quick reads.
 
     Args:
@@ -204,119 +138,6 @@ class Database:
         self._orphans.extend(c for c in (self._conn, self._reader) if c is not None)
         self._reset()
         self._conn = self._connect(create=False)
-
-    # --- opening ------------------------------------------------------------------------------
-
-    def _error(self, exc: sqlite3.Error) -> OutboxError:
-        return translate(exc, self.path, self.schema.what)
-
-    def _refuse(self, kind: str, problem: str) -> OutboxError:
-        return OutboxError(f"{self.schema.what} {self.path} {problem}", path=self.path, kind=kind)
-
-    def _connect(self, *, create: bool) -> sqlite3.Connection:
-        absolute = Path(self.path).absolute()
-        if absolute.is_dir():
-            raise self._refuse("missing", "is a directory, not a file")
-        if not absolute.parent.is_dir():
-            raise self._refuse("missing", "cannot be created: its directory does not exist")
-        if not create and not absolute.exists():
-            raise self._refuse("missing", "does not exist")
-        uri = f"file:{urllib.parse.quote(str(absolute))}?mode={'rwc' if create else 'rw'}"
-        try:
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                timeout=self.busy_timeout,
-                # Multi-row statements come in up to 64 lengths per kind: keep them all prepared.
-                cached_statements=256,
-                isolation_level=None,  # transactions are begun explicitly (BEGIN IMMEDIATE)
-                check_same_thread=False,  # the writer thread may be restarted; one at a time
-            )
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        try:
-            conn.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._error(exc) from exc
-        return conn
-
-    def _open(self, *, create: bool) -> sqlite3.Connection:
-        conn = self._connect(create=create)
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                _log.warning(
-                    "%s %s cannot use WAL (journal mode %s): writers will block readers",
-                    self.schema.what,
-                    self.path,
-                    mode,
-                )
-            self._migrate(conn, create=create)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._error(exc) from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection, *, create: bool) -> None:
-        """Bring the component's tables to this version, in one transaction, or refuse."""
-        schema = self.schema
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = self._version(conn, create=create)
-            if current < schema.version:
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {_META} "
-                    "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-                )
-                for statements in schema.migrations[current:]:
-                    for statement in statements:
-                        conn.execute(statement)
-                conn.execute(
-                    f"INSERT INTO {_META} (component, version) VALUES (?, ?) "  # noqa: S608
-                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                    (schema.component, schema.version),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _version(self, conn: sqlite3.Connection, *, create: bool) -> int:
-        """Return the file's version of the component (0: none yet), or refuse the file."""
-        schema = self.schema
-        tables = {
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        }
-        current = 0
-        if _META in tables:
-            row = conn.execute(
-                f"SELECT version FROM {_META} WHERE component = ?",  # noqa: S608 - a constant
-                (schema.component,),
-            ).fetchone()
-            current = int(row[0]) if row is not None else 0
-        elif tables:
-            raise self._refuse(
-                "foreign",
-                f"is a SQLite database of another program (tables: "
-                f"{', '.join(sorted(tables)[:5])}): not touched",
-            )
-        if current > schema.version:
-            raise self._refuse(
-                "newer_schema",
-                f"has {schema.component} schema version {current}, newer than this wa_auth "
-                f"reads ({schema.version}): upgrade wa_auth; the file was not changed",
-            )
-        if current == 0 and not create:
-            raise self._refuse("missing", f"holds no wa_auth {schema.component}")
-        return current
 
     # --- reads in the caller's thread -----------------------------------------------------------
 
@@ -418,7 +239,7 @@ class Database:
     def _take(self) -> list[_Entry]:
         """Pop the next batch (with the condition held)."""
         entries = self._entries
-        size = min(len(entries), _MAX_BATCH) if self.group_commit else 1
+        size = min(len(entries), MAX_BATCH) if self.group_commit else 1
         batch = [entries.popleft() for _ in range(size)]
         self._urgent -= sum(1 for e in batch if e[2] is not None)
         return batch
@@ -458,7 +279,7 @@ class Database:
         """Wait for what is due (with the condition held); None when the writer should end."""
         idle = 0.0
         entries = self._entries
-        poll = min(_IDLE_POLL, self.flush_interval or _IDLE_POLL)
+        poll = min(IDLE_POLL, self.flush_interval or IDLE_POLL)
         while True:
             ending = self._closed or not threading.main_thread().is_alive()
             now = time.monotonic()
@@ -469,12 +290,12 @@ class Database:
                     self._urgent
                     or ending
                     or not self.group_commit
-                    or len(entries) >= _MAX_BATCH
+                    or len(entries) >= MAX_BATCH
                     or now >= self._due
                 )
             ):
                 return self._take()
-            if not entries and not self._busy and (ending or idle >= _IDLE_EXIT):
+            if not entries and not self._busy and (ending or idle >= IDLE_EXIT):
                 return None
             timeout = min(max(self._due - now, 0.0), poll) if entries else poll
             if not self._cond.wait(timeout) and not entries:
@@ -511,7 +332,7 @@ class Database:
             job = batch[i][0]
             if isinstance(job, Bulk):
                 j = i + 1
-                while j < len(batch) and _same_bulk(batch[j][0], job):
+                while j < len(batch) and same_bulk(batch[j][0], job):
                     j += 1
                 results.extend(job.run(conn, [e[0].item for e in batch[i:j]]))  # type: ignore[union-attr]
                 i = j
@@ -566,7 +387,7 @@ class Database:
             self._closed = True
             self._cond.notify_all()
             while self._busy and self._thread is None:  # a blocking caller's batch
-                self._cond.wait(_IDLE_POLL)
+                self._cond.wait(IDLE_POLL)
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
