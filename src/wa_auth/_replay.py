@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -224,9 +223,3 @@ def replay(cfg: Config, guard: Guard) -> PolicyFlow[Replay]:
                 else:
                     out.append(outcome)
     return Replay(tuple(out), skipped)
-
-
-def clock_of(outbox: object) -> Callable[[], float]:
-    """The outbox's wall clock (its `clock` attribute), or `time.time`."""
-    clock = getattr(outbox, "clock", None)
-    return clock if callable(clock) else time.time
