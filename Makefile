@@ -15,7 +15,7 @@ UV := $(UV_VENV)/bin/uv
 UV_STAMP := $(UV_VENV)/.uv-$(UV_VERSION)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint types pytest pytest310 cov docs dist-check install lock bench bench-quick clean
+.PHONY: demo test lint types pytest pytest310 cov docs dist-check install lock bench bench-quick reliability clean
 
 $(UV_STAMP):
 	rm -rf $(UV_VENV)
@@ -81,6 +81,11 @@ dist-check: $(BIN)/.installed
 	$(BIN)/python scripts/check_dist.py --uv $(UV)
 
 test: lint types cov pytest310 docs dist-check
+
+# The long forms of the reliability trials (crash trials, the soak, fuzzing, hostile peers);
+# rewrites docs/reliability.md from what this run measured. Their short forms run in `make test`.
+reliability: $(BIN)/.installed
+	$(BIN)/python scripts/reliability.py
 
 # Benchmarks run in their own virtualenv with the peers (pywa, heyoo, whatsapp-python).
 VENV_BENCH ?= .venv-bench

@@ -17,12 +17,16 @@ import types
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings
 from typing_extensions import Self
 
 from wa_auth.events import Counters
 
 # Before any test module imports them: their asserts then report values like a test's.
 pytest.register_assert_rewrite("cases", "helpers")
+
+#: `make reliability` (scripts/reliability.py) runs every property test with this profile.
+settings.register_profile("reliability", max_examples=1000, deadline=None)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import json
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
 
 E = TypeVar("E", bound=Exception)
 
@@ -55,3 +58,19 @@ def _expect(cls: type[E], caught: Exception | None) -> E:
 
 def _name(cls: type[Exception]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: `make reliability` sets WA_AUTH_RELIABILITY=long: the reliability tests run at full size.
+LONG = os.environ.get("WA_AUTH_RELIABILITY", "") == "long"
+
+
+def record_reliability(name: str, figures: Mapping[str, Any]) -> None:
+    """Append *figures* of the trial *name* to `$WA_AUTH_RELIABILITY_OUT` (JSON lines), if set.
+
+    `scripts/reliability.py` reads the file to write docs/reliability.md; without the variable
+    (a plain `make test`) nothing is written.
+    """
+    out = os.environ.get("WA_AUTH_RELIABILITY_OUT")
+    if out:
+        with Path(out).open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"trial": name, "figures": dict(figures)}, sort_keys=True) + "\n")

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 import wa_auth
+from helpers import LONG, record_reliability
 from wa_auth.guards import DELIVERED, MAYBE_DELIVERED, Guard
 from wa_auth.intents import Intent
 from wa_auth.outbox import SqliteOutbox
@@ -33,7 +34,7 @@ from wa_auth.sandbox import Sandbox
 
 TO = "+15551234567"
 WORKER = Path(__file__).with_name("worker.py")
-TRIALS = int(os.environ.get("WA_AUTH_CRASH_TRIALS", "5"))
+TRIALS = int(os.environ.get("WA_AUTH_CRASH_TRIALS", "20" if LONG else "5"))
 #: An hour later: every lease of a killed worker has lapsed.
 LATER = 3600.0
 
@@ -96,7 +97,8 @@ def test_a_worker_killed_at_a_random_point_never_loses_nor_duplicates(tmp_path, 
         proc = _start(_args(sb, token, db, "replay", lease=5.0))
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.3))
+        kill_after = rng.uniform(0.0, 0.3)
+        time.sleep(kill_after)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         _replay_later(sb, token, db)
@@ -106,6 +108,19 @@ def test_a_worker_killed_at_a_random_point_never_loses_nor_duplicates(tmp_path, 
     assert sorted(rows) == sorted(keys)  # none lost
     assert max(sent.values()) == 1  # none sent twice
     states = Counter(r.state for r in rows.values())
+    record_reliability(
+        "crash",
+        {
+            "intents": len(keys),
+            "killed_after_s": round(kill_after, 3),
+            "states": dict(states),
+            "lost": len(set(keys) - set(rows)),
+            "duplicated": sum(1 for count in sent.values() if count > 1),
+            "maybe_delivered_reached_meta": sum(
+                1 for k, r in rows.items() if r.state == MAYBE_DELIVERED and sent[k]
+            ),
+        },
+    )
     assert set(states) <= {DELIVERED, MAYBE_DELIVERED}, states
     for key, row in rows.items():
         if row.state == DELIVERED:
