@@ -690,9 +690,11 @@ def _build_error(
 ) -> ApiError:
     parsed, excerpt = _classify.parse_body(body)
     err = _classify.find_error_object(parsed)
+    text_cut = False
     if err is None and excerpt:
         # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
         err = _classify.salvage_truncated(excerpt)
+        text_cut = err is not None and _classify.TEXT_CUT in err
     f = _classify.Fields(err)
     code, subcode, message = f.code, f.subcode, f.message
     picked = pick_headers(headers)
@@ -714,8 +716,10 @@ def _build_error(
         return " ".join(t for t in texts if t).lower()
 
     code, subcode, rule = _classify.rule_for(
-        code, subcode, text, status, is_transient=f.is_transient
+        code, subcode, text, status, is_transient=f.is_transient, name=f.name
     )
+    # Read from a cut body, the message may have lost the words a row tried earlier needed.
+    ambiguous = rule.ambiguous or (text_cut and _table.text_could_change(code, rule))
 
     usage = usage_from_picked(picked)
     retry_after = _classify.retry_after(picked, usage, rule)
@@ -737,7 +741,7 @@ def _build_error(
         retryable=rule.max_attempts > 1,
         retry_after=retry_after,
         max_attempts=rule.max_attempts,
-        ambiguous=rule.ambiguous,
+        ambiguous=ambiguous,
         operator_action=rule.operator_action,
     )
 
