@@ -1010,19 +1010,20 @@ def _without_code(name: str | None, text: str | Callable[[], str]) -> Rule | Non
     return None
 
 
-def text_could_change(code: int | None, rule: Rule) -> bool:
-    """Return True when a row that reads the message is tried before *rule* for *code*.
+def lost_could_change(code: int | None, rule: Rule, *, subcode_lost: bool, text_lost: bool) -> bool:
+    """Return True when a row tried before *rule* reads a field a cut body may have lost.
 
-    A body cut off mid-message is matched on the part that survived: a row that matches that
-    part also matches the whole text, but a row tried earlier may have needed the part that
-    was lost. `from_response` marks such an error ambiguous. A BSP's symbolic code is read
-    before any text, so a row it chose stands.
+    A body cut off mid-JSON is classified from what survived: a row that matches the
+    surviving fields also matches the whole body, but a row tried earlier may have needed the
+    subcode that came after the cut (100/33 before 100:permission), or the end of the message.
+    `from_response` marks such an error ambiguous. A BSP's symbolic code is read before any
+    text, so a row it chose stands.
     """
     if rule.names:
         return False
     for row in BY_CODE.get(code, ()) if code is not None else TEXT_RULES:
         if row is rule:
             return False
-        if row.messages:
+        if (subcode_lost and row.subcodes is not None) or (text_lost and row.messages):
             return True
     return False

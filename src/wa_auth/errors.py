@@ -690,11 +690,12 @@ def _build_error(
 ) -> ApiError:
     parsed, excerpt = _classify.parse_body(body)
     err = _classify.find_error_object(parsed)
-    text_cut = False
+    salvaged = text_cut = False
     if err is None and excerpt:
         # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
         err = _classify.salvage_truncated(excerpt)
-        text_cut = err is not None and _classify.TEXT_CUT in err
+        if err is not None:
+            salvaged, text_cut = True, _classify.TEXT_CUT in err
     f = _classify.Fields(err)
     code, subcode, message = f.code, f.subcode, f.message
     picked = pick_headers(headers)
@@ -715,11 +716,21 @@ def _build_error(
         texts = (message, title, details, user_message, header_message)
         return " ".join(t for t in texts if t).lower()
 
+    code_lost = code is None and f.name is None
+    subcode_lost = subcode is None
     code, subcode, rule = _classify.rule_for(
         code, subcode, text, status, is_transient=f.is_transient, name=f.name
     )
-    # Read from a cut body, the message may have lost the words a row tried earlier needed.
-    ambiguous = rule.ambiguous or (text_cut and _table.text_could_change(code, rule))
+    ambiguous = rule.ambiguous
+    if salvaged and not ambiguous:
+        # What a cut body lost (its code, its subcode, the end of its message) may have chosen
+        # another row: the reading of the part that survived stays open.
+        ambiguous = code_lost or _table.lost_could_change(
+            code,
+            rule,
+            subcode_lost=subcode_lost,
+            text_lost=text_cut,
+        )
 
     usage = usage_from_picked(picked)
     retry_after = _classify.retry_after(picked, usage, rule)
