@@ -611,7 +611,10 @@ def from_response(
     Each field is read on its own: one that cannot be read (a 5,000-digit code, a usage
     number beyond any float, a body nested too deep to parse) is dropped, and the rest still
     decides. Meta's `{"error": ...}`, webhook `errors[]`, debug_token's `data.error`, a
-    health_status entity's `errors[]` and BSP envelopes (YCloud, 360dialog) are understood.
+    health_status entity's `errors[]` and BSP envelopes (YCloud, 360dialog, Turn) are
+    understood, and so are a BSP's own codes and texts when no Graph code is given. A body cut
+    off mid-JSON is read as far as it is whole; when what was lost could have chosen another
+    row, the error is marked `ambiguous`.
 
     Args:
         status_code: The HTTP status; Meta's is unreliable, so code and subcode win.
