@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wa_auth import _classify, _table
+from wa_auth import AsyncWhatsAppClient, WhatsAppClient, _classify, _table
 from wa_auth.errors import (
     CATEGORIES,
     AccountStateError,
+    ApiError,
     InvalidRequestError,
     RateLimitError,
     from_response,
@@ -428,3 +429,52 @@ def test_salvage_never_raises(text):
         found = _classify.salvage_truncated(excerpt)
         assert found is None or isinstance(found, dict)
         assert from_response(400, excerpt).category in CATEGORIES
+
+
+# --- through the clients -------------------------------------------------------------------
+
+_TOKEN = "EAAGtesttokenvalue0123456789abcdefABCDEF"
+_PHONE = "106540352242922"
+#: The issue's answers that come as an HTTP error (health_status answers 200 to a GET).
+_ISSUE_ANSWERS = [
+    p
+    for p in RESPONSES
+    if p["status"] >= 400
+    and p["id"].startswith(("360dialog-400", "turn-", "ycloud-400", "136025-"))
+]
+
+
+def _content(body: Any) -> bytes:
+    return (body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)).encode()
+
+
+@pytest.mark.parametrize("payload", _ISSUE_ANSWERS, ids=[p["id"] for p in _ISSUE_ANSWERS])
+def test_the_client_raises_what_the_classifier_says(payload, respx_mock):
+    """A send answered with one of the issue's bodies raises its class and rule, token-free."""
+    respx_mock.post(url__regex=r"/messages$").respond(
+        payload["status"], content=_content(payload["body"])
+    )
+
+    with (
+        WhatsAppClient(token=_TOKEN, phone_number_id=_PHONE) as client,
+        pytest.raises(ApiError) as info,
+    ):
+        client.send_text("+16505076520", "hi")
+
+    assert (payload["rule"], payload["category"]) == (info.value.rule, info.value.category)
+    assert _TOKEN not in repr(info.value.to_dict())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("payload", _ISSUE_ANSWERS, ids=[p["id"] for p in _ISSUE_ANSWERS])
+async def test_the_async_client_raises_what_the_classifier_says(payload, respx_mock):
+    """The async client raises the same class and rule for the same body."""
+    respx_mock.post(url__regex=r"/messages$").respond(
+        payload["status"], content=_content(payload["body"])
+    )
+
+    async with AsyncWhatsAppClient(token=_TOKEN, phone_number_id=_PHONE) as client:
+        with pytest.raises(ApiError) as info:
+            await client.send_text("+16505076520", "hi")
+
+    assert (payload["rule"], payload["category"]) == (info.value.rule, info.value.category)
