@@ -217,6 +217,38 @@ def test_turn_minus_one_needs_its_title(status, body, rule):
     assert err.code == -1
 
 
+# --- every BSP row, by each of its names and texts ---------------------------------------
+
+_NAMED = sorted(_table.BY_NAME.items())
+_TEXTS = [(rule, text) for rule in _table.TEXT_RULES for text in rule.messages]
+
+
+@pytest.mark.parametrize(("name", "rule"), _NAMED, ids=[n for n, _ in _NAMED])
+def test_every_named_row_is_reachable(name, rule):
+    """Each BSP name of the table reaches its row, as `code` or as a webhook's `errorCode`."""
+    by_code = from_response(400, {"error": {"code": name, "message": "x"}})
+    by_webhook = from_webhook_error({"errorCode": name.lower(), "errorMessage": "x"})
+
+    assert rule.id == by_code.rule == by_webhook.rule
+    assert rule.category == by_code.category
+
+
+@pytest.mark.parametrize(("rule", "text"), _TEXTS, ids=[f"{r.id}:{t}" for r, t in _TEXTS])
+def test_every_text_row_is_reachable(rule, text):
+    """Each text of a BSP text row reaches its row in any case and inside a longer message."""
+    err = from_response(400, {"meta": {"developerMessage": f"Oops. {text.upper()}!"}})
+
+    assert (rule.id, rule.category) == (err.rule, err.category)
+
+
+def test_bsp_rows_have_no_graph_code():
+    """A row with names or only texts has no Graph code, so Meta's codes always decide first."""
+    for rule in _table.RULES:
+        if rule.names or (rule.messages and not rule.codes):
+            assert rule.codes == (), rule.id
+            assert rule.subcodes is None, rule.id
+
+
 # --- Meta's codes: 141000 and a localised 136025 -------------------------------------------
 
 
