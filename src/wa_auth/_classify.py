@@ -190,7 +190,9 @@ def _unescape(raw: str) -> str:
         except ValueError:
             continue
         if isinstance(value, str):
-            return value
+            # A cut between the two halves of a surrogate pair (`\ud83d` of an emoji) leaves
+            # half a character, which no UTF-8 log or file could write.
+            return value[:-1] if value and "\ud800" <= value[-1] <= "\udbff" else value
     return raw
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wa_auth import AsyncWhatsAppClient, WhatsAppClient, _classify, _table
@@ -447,6 +447,24 @@ def test_salvage_reads_only_whole_values(excerpt, expected):
 def test_salvage_ignores_bodies_that_are_no_error(excerpt):
     """A cut body without an error key near its start is not salvaged."""
     assert _classify.salvage_truncated(excerpt) is None
+
+
+@given(
+    message=st.text(max_size=120),
+    ascii_only=st.booleans(),
+    where=st.floats(min_value=0.0, max_value=1.0),
+)
+@example(message="\N{GRINNING FACE}", ascii_only=True, where=0.6)  # cut inside the pair
+@_PROPERTY
+def test_a_salvaged_message_is_a_prefix_of_the_real_one(message, ascii_only, where):
+    """Cut anywhere, escapes and all, the message read back is the start of the real one."""
+    encoded = json.dumps(message, ensure_ascii=ascii_only)
+    excerpt = '{"error": {"message": ' + encoded[: max(1, int(len(encoded) * where))]
+
+    found = _classify.salvage_truncated(excerpt) or {}
+
+    assert message.startswith(found.get("message", ""))
+    assert isinstance(found.get("message", "").encode("utf-8"), bytes)  # no half surrogate
 
 
 @given(text=st.text(max_size=300))
