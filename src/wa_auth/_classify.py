@@ -134,6 +134,8 @@ def parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
     stripped = body.strip()
     if not stripped:
         return None, ""
+    if not stripped.isascii():
+        stripped = _utf8(stripped) or ""
     if stripped[0] in "{[":
         try:
             return json.loads(stripped), ""
@@ -343,25 +345,27 @@ class Fields:
         self.name = None if self.code is not None else _first_name(err)
         self.subcode = _first_int(err, _SUBCODE_KEYS)
         value = get("message")
-        self.message = value if value and type(value) is str else _first_text(err, _MESSAGE_KEYS)
+        message = value if value and type(value) is str else _first_text(err, _MESSAGE_KEYS)
+        self.message = _utf8(message)
         error_data = get("error_data")
         if is_map(error_data):
-            self.details = to_text(error_data.get("details"))
+            details = to_text(error_data.get("details"))
         elif isinstance(error_data, str):
-            self.details = error_data
+            details = error_data
         else:
-            self.details = to_text(get("details"))  # On-Premises style errors[].details
+            details = to_text(get("details"))  # On-Premises style errors[].details
+        self.details = _utf8(details)
         # Inline `type(...) is str`: the common case skips the call to to_text.
         value = get("title")
-        self.title = value if value is None or type(value) is str else to_text(value)
+        self.title = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("error_user_title")
-        self.user_title = value if value is None or type(value) is str else to_text(value)
+        self.user_title = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("error_user_msg")
-        self.user_message = value if value is None or type(value) is str else to_text(value)
+        self.user_message = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("type")
-        self.error_type = value if value is None or type(value) is str else to_text(value)
+        self.error_type = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("fbtrace_id")
-        self.fbtrace_id = value if value is None or type(value) is str else to_text(value)
+        self.fbtrace_id = _utf8(value if value is None or type(value) is str else to_text(value))
         self.is_transient = get("is_transient") is True
 
 
@@ -373,6 +377,22 @@ def _first_int(err: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
             if number is not None:
                 return number
     return None
+
+
+def _utf8(value: str | None) -> str | None:
+    """Return *value* with each half of a surrogate pair replaced by `?`.
+
+    JSON allows a lone surrogate escape (half an emoji), which no UTF-8 file, log or terminal
+    can write: the CLI failed with an internal error on such a message. Any other text comes
+    back as it is.
+    """
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def _first_name(err: Mapping[str, Any]) -> str | None:

@@ -5,6 +5,7 @@ bodies cut off mid-JSON, which are classified from what survived and no further.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wa_auth import AsyncWhatsAppClient, WhatsAppClient, _classify, _table
+from wa_auth._cli import main as cli_main
 from wa_auth.errors import (
     CATEGORIES,
     AccountStateError,
@@ -528,3 +530,49 @@ async def test_the_async_client_raises_what_the_classifier_says(payload, respx_m
             await client.send_text("+16505076520", "hi")
 
     assert (payload["rule"], payload["category"]) == (info.value.rule, info.value.category)
+
+
+# --- text any UTF-8 sink can write --------------------------------------------------------
+
+#: Text with lone surrogates, which JSON's `\\udXXX` escapes can produce and UTF-8 cannot encode.
+_SURROGATE_TEXT = st.lists(  # st.text() never draws a surrogate, so build the text by hand
+    st.one_of(
+        st.characters(),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"]),
+    ),
+    max_size=60,
+).map("".join)
+
+
+@given(
+    text=_SURROGATE_TEXT,
+    field=st.sampled_from(
+        ["message", "error_user_title", "error_user_msg", "type", "fbtrace_id", "title"]
+    ),
+    as_json_text=st.booleans(),
+)
+@_PROPERTY
+def test_every_text_of_an_error_is_utf8(text, field, as_json_text):
+    """A lone surrogate escape in any text field never reaches the error: it writes as UTF-8."""
+    obj: dict[str, Any] = {"code": 100, "message": "x", "error_data": {"details": text}}
+    obj[field] = text
+    body: Any = {"error": obj}
+    if as_json_text:
+        body = json.dumps(body)  # ensure_ascii: a lone surrogate becomes a \\udXXX escape
+
+    err = from_response(400, body)
+
+    assert json.dumps(err.to_dict(), ensure_ascii=False).encode("utf-8")
+    assert str(err).encode("utf-8")
+
+
+def test_the_cli_classifies_a_lone_surrogate_escape(monkeypatch, capsys):
+    """`wa-auth classify` answers a body with half an emoji as Meta's code says, not internal."""
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO('{"error": {"message": "bad \\ud83d", "code": 100}}')
+    )
+
+    code = cli_main(["classify"])
+
+    out = json.loads(capsys.readouterr().out)
+    assert (code, out["category"], out["error"]["message"]) == (9, "invalid_request", "bad ?")
