@@ -606,6 +606,13 @@ RULES: Final[tuple[Rule, ...]] = (
     # health_status errors (`error_code` / `error_description` of a BLOCKED entity, Messaging
     # Health Status: https://developers.facebook.com/documentation/business-messaging/whatsapp/support/health-status);
     # 141006 seen in david-lev/pywa tests/test_types.py.
+    _r(
+        "141006",
+        ACCOUNT_STATE,
+        (141006,),
+        "Payment method error: business-initiated conversations are blocked",
+        "Add a valid payment method to the WhatsApp Business Account in Business Manager.",
+    ),
     # 141000: the phone number is not linked to a WhatsApp Business Account (the issue #17
     # corpus; no public copy of it was found). The number's state, like 133010: a new token or
     # more permissions on the token do not help, linking and registering the number does.
@@ -615,13 +622,6 @@ RULES: Final[tuple[Rule, ...]] = (
         (141000,),
         "Phone number not linked to a WhatsApp Business Account",
         "Add the phone number to its WhatsApp Business Account (WhatsApp Manager or Embedded Signup) and register it.",
-    ),
-    _r(
-        "141006",
-        ACCOUNT_STATE,
-        (141006,),
-        "Payment method error: business-initiated conversations are blocked",
-        "Add a valid payment method to the WhatsApp Business Account in Business Manager.",
     ),
     _r(
         "133000",
