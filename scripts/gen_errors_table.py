@@ -63,7 +63,7 @@ def _row(rule: _table.Rule) -> str:
     cells = [
         f"`{rule.id}`",
         f"`{rule.category}`",
-        _ranges(rule.codes) or dash,
+        _ranges(rule.codes) or ", ".join(f"`{n}`" for n in rule.names) or dash,
         _ranges(rule.subcodes) if rule.subcodes else dash,
         "; ".join(f'"{m}"' for m in rule.messages) or dash,
         _ranges(rule.http_statuses) + (" (and any 5xx)" if rule.id == "http:5xx" else "")

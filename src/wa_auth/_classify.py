@@ -29,7 +29,7 @@ MAX_RETRY_AFTER: Final = 7 * 24 * 3600.0
 #: How much of a non-JSON body is kept (redacted) for diagnostics.
 BODY_EXCERPT_CHARS: Final = 300
 
-_CODE_IN_TEXT: Final = re.compile(r"\(#(\d+)\)")
+_CODE_IN_TEXT: Final = re.compile(r"\(#(-?\d+)\)")
 _WWW_AUTH: Final = re.compile(r'"([a-z_]+)"\s*"(.*)"\s*$', re.IGNORECASE)
 #: OAuth error names (WWW-Authenticate, `{"error": "invalid_token"}`) that imply a Graph code.
 _OAUTH_ERROR_CODES: Final = {"invalid_token": 190, "insufficient_scope": 10}
@@ -45,12 +45,16 @@ _TOKEN_TEXTS: Final = (
 #: 100/33 without its code: only the WWW-Authenticate header or a re-wrapped message survived.
 _NO_OBJECT_RE: Final = re.compile(r"unsupported (?:get|post|delete) request\. object with id")
 #: The fields `salvage_truncated` reads one by one from a body `json` cannot parse (cut off, or
-#: one field nested deeper than `json` allows).
+#: one field nested deeper than `json` allows). Each string must be closed by its quote, so a
+#: value cut in half is never read as a whole one; only the message may be read in part.
 _TRUNCATED_RE: Final = {
-    # Only complete numbers: a code cut in half ("code": 1304) must not pass for another code.
-    "code": re.compile(r'"code"\s*:\s*"?(-?\d+)"?\s*[,}]'),
-    "error_subcode": re.compile(r'"error_subcode"\s*:\s*"?(-?\d+)"?\s*[,}]'),
-    "message": re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)'),
+    # A number counts only when it is complete ("code": 1304, cut, must not pass for another
+    # code): closed by its quote, or followed by `,` or `}`. A BSP's symbolic code likewise.
+    "code": re.compile(
+        r'"(?:code|error_code|errorCode)"\s*:\s*'
+        r'(?:(-?\d+)\s*[,}]|"(-?\d+)"|"([A-Za-z][A-Za-z0-9_]{0,63})")'
+    ),
+    "error_subcode": re.compile(r'"(?:error_subcode|subcode)"\s*:\s*(?:(-?\d+)\s*[,}]|"(-?\d+)")'),
     "fbtrace_id": re.compile(r'"fbtrace_id"\s*:\s*"([^"\\]*)"'),
     "type": re.compile(r'"type"\s*:\s*"([^"\\]*)"'),
     "title": re.compile(r'"title"\s*:\s*"((?:[^"\\]|\\.)*)"'),
@@ -58,12 +62,26 @@ _TRUNCATED_RE: Final = {
     "error_user_msg": re.compile(r'"error_user_msg"\s*:\s*"((?:[^"\\]|\\.)*)"'),
     "details": re.compile(r'"details"\s*:\s*"((?:[^"\\]|\\.)*)"'),
 }
+#: The message under any of the keys `_MESSAGE_KEYS` knows, read up to its closing quote or
+#: to where the body was cut (group 2 is the quote: None when the message was cut).
+_TRUNCATED_MESSAGE: Final = re.compile(
+    r'"(?:message|error_msg|error_description|errorMessage|developerMessage|developer_message)"'
+    r'\s*:\s*"((?:[^"\\]|\\.)*)(")?'
+)
+#: Keys that open an error object, one of which a cut body must show early to be salvaged.
+_TRUNCATED_MARKERS: Final = ('"error', '"meta"', '"developer')
+#: How far into a cut body one of the markers must appear.
+_TRUNCATED_MARKER_WINDOW: Final = 200
+#: The key `salvage_truncated` sets when the message was cut or lost: the text that decides
+#: some rows is then incomplete.
+TEXT_CUT: Final = "_text_cut"
 _TRANSIENT_TRUE: Final = re.compile(r'"is_transient"\s*:\s*true\b')
 
 # The keys of one error object, Meta's spelling first. The others: the legacy REST shape
 # (`error_code` / `error_msg`), debug_token's `data.error` (`subcode`), a health_status entity's
 # `errors[]` (`error_code` / `error_description`), YCloud's failed-message webhook
-# (`errorCode` / `errorMessage`) and 360dialog's `meta.developerMessage`.
+# (`errorCode` / `errorMessage`) and 360dialog's `meta.developerMessage` (`developer_message`
+# in the snake_case variant its docs list for a restart).
 _CODE_KEYS: Final = ("code", "error_code", "errorCode")
 _SUBCODE_KEYS: Final = ("error_subcode", "subcode")
 _MESSAGE_KEYS: Final = (
@@ -72,7 +90,10 @@ _MESSAGE_KEYS: Final = (
     "error_description",
     "errorMessage",
     "developerMessage",
+    "developer_message",
 )
+#: A BSP's symbolic error code: a letter, then letters, digits and underscores.
+_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 #: An object without `error` around it is an error object when it has one of these.
 _ERROR_KEYS: Final = frozenset(_CODE_KEYS + _MESSAGE_KEYS)
 #: How many wrappers (BSP envelope, webhook event, `data`) are looked through at most.
@@ -113,6 +134,8 @@ def parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
     stripped = body.strip()
     if not stripped:
         return None, ""
+    if not stripped.isascii():
+        stripped = _utf8(stripped) or ""
     if stripped[0] in "{[":
         try:
             return json.loads(stripped), ""
@@ -130,17 +153,49 @@ def parse_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[Any, str]:
 
 
 def salvage_truncated(excerpt: str) -> dict[str, Any] | None:
-    """Recover the fields of an error body that `json` could not parse, each on its own."""
-    if not excerpt.startswith("{") or '"error' not in excerpt[:200]:
+    """Recover the fields of an error body that `json` could not parse, each on its own.
+
+    Only what is certainly whole is kept: a code, subcode or title counts when its closing
+    quote (or the `,`/`}` after a number) survived. The message is kept up to where the body
+    was cut, and the result then carries `TEXT_CUT`, because a row that reads the message may
+    have needed the part that was lost.
+    """
+    head = excerpt[:_TRUNCATED_MARKER_WINDOW]
+    if not excerpt.startswith("{") or not any(m in head for m in _TRUNCATED_MARKERS):
         return None
     found: dict[str, Any] = {}
     for key, pattern in _TRUNCATED_RE.items():
         m = pattern.search(excerpt)
         if m:
-            found[key] = m.group(1)
+            found[key] = _unescape(next(g for g in m.groups() if g is not None))
+    m = _TRUNCATED_MESSAGE.search(excerpt)
+    if m:
+        found["message"] = _unescape(m.group(1))
+    if m is None or m.group(2) is None:
+        found[TEXT_CUT] = True
     if _TRANSIENT_TRUE.search(excerpt):
         found["is_transient"] = True
-    return found or None
+    return found if len(found) > 1 or TEXT_CUT not in found else None
+
+
+#: A backslash escape cut in half at the end of a salvaged string (`\`, `\u00`).
+_CUT_ESCAPE: Final = re.compile(r"\\(?:u[0-9A-Fa-f]{0,3})?$")
+
+
+def _unescape(raw: str) -> str:
+    """Return the JSON string body *raw* with its escapes decoded; as it is when it cannot be."""
+    if "\\" not in raw:
+        return raw
+    for candidate in (raw, _CUT_ESCAPE.sub("", raw)):
+        try:
+            value = json.loads(f'"{candidate}"')
+        except ValueError:
+            continue
+        if isinstance(value, str):
+            # A cut between the two halves of a surrogate pair (`\ud83d` of an emoji) leaves
+            # half a character, which no UTF-8 log or file could write.
+            return value[:-1] if value and "\ud800" <= value[-1] <= "\udbff" else value
+    return raw
 
 
 # --- the error object ------------------------------------------------------------------------
@@ -200,7 +255,7 @@ def _inner_error(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if is_map(nested):
             return nested
     meta = obj.get("meta")  # 360dialog: {"meta": {"httpCode": 403, "developerMessage": ...}}
-    if is_map(meta) and "developerMessage" in meta:
+    if is_map(meta) and ("developerMessage" in meta or "developer_message" in meta):
         return meta
     health = obj.get("health_status")
     if is_map(health):
@@ -255,6 +310,7 @@ class Fields:
         "fbtrace_id",
         "is_transient",
         "message",
+        "name",
         "subcode",
         "title",
         "user_message",
@@ -262,6 +318,8 @@ class Fields:
     )
 
     code: int | None
+    #: A BSP's symbolic code (YCloud's `PARAM_INVALID`), when `code` holds a name, not a number.
+    name: str | None
     subcode: int | None
     message: str | None
     title: str | None
@@ -274,7 +332,7 @@ class Fields:
 
     def __init__(self, err: Mapping[str, Any] | None) -> None:
         if err is None:
-            self.code = self.subcode = None
+            self.code = self.subcode = self.name = None
             self.message = self.title = self.details = self.user_title = None
             self.user_message = self.error_type = self.fbtrace_id = None
             self.is_transient = False
@@ -284,27 +342,30 @@ class Fields:
         value = get("code")
         code = to_int(value) if value is not None else None
         self.code = code if code is not None else _first_int(err, _CODE_KEYS)
+        self.name = None if self.code is not None else _first_name(err)
         self.subcode = _first_int(err, _SUBCODE_KEYS)
         value = get("message")
-        self.message = value if value and type(value) is str else _first_text(err, _MESSAGE_KEYS)
+        message = value if value and type(value) is str else _first_text(err, _MESSAGE_KEYS)
+        self.message = _utf8(message)
         error_data = get("error_data")
         if is_map(error_data):
-            self.details = to_text(error_data.get("details"))
+            details = to_text(error_data.get("details"))
         elif isinstance(error_data, str):
-            self.details = error_data
+            details = error_data
         else:
-            self.details = to_text(get("details"))  # On-Premises style errors[].details
+            details = to_text(get("details"))  # On-Premises style errors[].details
+        self.details = _utf8(details)
         # Inline `type(...) is str`: the common case skips the call to to_text.
         value = get("title")
-        self.title = value if value is None or type(value) is str else to_text(value)
+        self.title = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("error_user_title")
-        self.user_title = value if value is None or type(value) is str else to_text(value)
+        self.user_title = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("error_user_msg")
-        self.user_message = value if value is None or type(value) is str else to_text(value)
+        self.user_message = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("type")
-        self.error_type = value if value is None or type(value) is str else to_text(value)
+        self.error_type = _utf8(value if value is None or type(value) is str else to_text(value))
         value = get("fbtrace_id")
-        self.fbtrace_id = value if value is None or type(value) is str else to_text(value)
+        self.fbtrace_id = _utf8(value if value is None or type(value) is str else to_text(value))
         self.is_transient = get("is_transient") is True
 
 
@@ -315,6 +376,30 @@ def _first_int(err: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
             number = to_int(value)
             if number is not None:
                 return number
+    return None
+
+
+def _utf8(value: str | None) -> str | None:
+    """Return *value* with each half of a surrogate pair replaced by `?`.
+
+    JSON allows a lone surrogate escape (half an emoji), which no UTF-8 file, log or terminal
+    can write: the CLI failed with an internal error on such a message. Any other text comes
+    back as it is.
+    """
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _first_name(err: Mapping[str, Any]) -> str | None:
+    for key in _CODE_KEYS:
+        value = err.get(key)
+        if type(value) is str and _NAME.fullmatch(value):
+            return value
     return None
 
 
@@ -390,13 +475,17 @@ def rule_for(
     status: int | None,
     *,
     is_transient: bool,
+    name: str | None = None,
 ) -> tuple[int | None, int | None, Rule]:
-    """Return the code and subcode (inferred from *text* when absent) and the matching rule."""
+    """Return the code and subcode (inferred from *text* when absent) and the matching rule.
+
+    Without a code, a BSP's symbolic code *name* is tried before the text.
+    """
     if code is None:
         lowered = text()
-        if lowered:
+        if lowered and (name is None or name.upper() not in _table.BY_NAME):
             code, subcode = _infer_code(lowered, subcode)
-        rule = _table.lookup(code, subcode, lowered, None)
+        rule = _table.lookup(code, subcode, lowered, None, name)
     else:
         # Most errors are decided by code and subcode: the text is only built when asked for.
         rule = _table.lookup(code, subcode, text, None)

@@ -2,9 +2,11 @@
 
 This table is the single source that `wa_auth.errors.from_response`, the docs table in
 `docs/errors.md` and (later) the CLI's exit codes are generated from. Rows are matched most
-specific first: code + subcode, then code + message text, then code alone, then HTTP status.
-Message-text rules exist only where Meta gives no subcode (modern WhatsApp payloads omit
-`error_subcode`). Facts and sources: `shared/reference/graph-errors.md`.
+specific first: code + subcode, then code + message text, then code alone; an error without a
+Graph code is matched by a BSP's symbolic code (YCloud's `PARAM_INVALID`), then by a BSP's
+text; then HTTP status. Message-text rules exist only where Meta gives no subcode (modern
+WhatsApp payloads omit `error_subcode`) or a BSP gives no code at all. Facts and sources:
+`shared/reference/graph-errors.md`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Rule:
     subcodes: tuple[int, ...] | None = None
     messages: tuple[str, ...] = ()
     http_statuses: tuple[int, ...] = ()
+    #: Symbolic codes a BSP puts in `code` instead of a Graph number (YCloud's `PARAM_INVALID`).
+    names: tuple[str, ...] = ()
     max_attempts: int = 1
     retry_after: float | None = None
     ambiguous: bool = False
@@ -609,6 +613,16 @@ RULES: Final[tuple[Rule, ...]] = (
         "Payment method error: business-initiated conversations are blocked",
         "Add a valid payment method to the WhatsApp Business Account in Business Manager.",
     ),
+    # 141000: the phone number is not linked to a WhatsApp Business Account (the issue #17
+    # corpus; no public copy of it was found). The number's state, like 133010: a new token or
+    # more permissions on the token do not help, linking and registering the number does.
+    _r(
+        "141000",
+        ACCOUNT_STATE,
+        (141000,),
+        "Phone number not linked to a WhatsApp Business Account",
+        "Add the phone number to its WhatsApp Business Account (WhatsApp Manager or Embedded Signup) and register it.",
+    ),
     _r(
         "133000",
         ACCOUNT_STATE,
@@ -748,7 +762,88 @@ RULES: Final[tuple[Rule, ...]] = (
         "Two-step verification PIN mismatch or too many attempts",
         "Use the correct two-step verification PIN; wait before guessing again.",
     ),
+    # verify_code's error: the sibling of request_code's documented 136024 "Request code error"
+    # (https://developers.facebook.com/docs/graph-api/reference/whats-app-business-account-to-number-current-status/request_code/).
+    # Graph localises its message and error_user_* by locale ("(#136025) Error al verificar el
+    # código"), so this row has no message rules: the code alone decides.
+    _r(
+        "136025",
+        INVALID_REQUEST,
+        (136025,),
+        "Phone number verification code is wrong or expired",
+        "Send the code the number received, or request a new one with request_code; a new token does not help.",
+    ),
+    # Turn answers its own bad requests with code -1 in the On-Premises `errors[]` shape:
+    # {"errors": [{"code": -1, "title": "Bad Request", "details": "Could not be parsed, invalid
+    # key"}]} (nyaruka/courier handlers/turn/handler.go). -1 says nothing by itself: only the
+    # title decides, and without it the HTTP status does.
+    _r(
+        "-1:bad-request",
+        INVALID_REQUEST,
+        (-1,),
+        "BSP rejected the request (Turn's code -1, Bad Request)",
+        "Fix the request: the details name the field the BSP could not parse.",
+        messages=("bad request",),
+    ),
     _r("135000", UNKNOWN, (135000,), "Generic user error", "Escalate to Meta with the fbtrace_id."),
+    # --- BSP errors without a Graph code: by the BSP's symbolic code, then by its text --------
+    # YCloud's own error object: {"error": {"status": 400, "code": "PARAM_INVALID", "message":
+    # "Parameter 'limit' should be between 1 and 100.", "target": "limit"}}
+    # (https://docs.ycloud.com/reference/errors). When YCloud passes Meta's error on, the
+    # nested `whatsappApiError` decides instead.
+    _r(
+        "ycloud:PARAM_INVALID",
+        INVALID_REQUEST,
+        (),
+        "BSP parameter validation failed (YCloud PARAM_INVALID)",
+        "Fix the parameter the error's `target` names.",
+        names=("PARAM_INVALID",),
+    ),
+    # ACCOUNT_LIMITED (HTTP 403: "Some functions of the account are limited", e.g. a trial
+    # account sending to a number it has not verified) and ACCOUNT_UNAVAILABLE ("The account
+    # is unavailable. Contact our customer service"): the YCloud account, not the token.
+    _r(
+        "ycloud:account",
+        ACCOUNT_STATE,
+        (),
+        "BSP account limited or unavailable (YCloud)",
+        "Check the YCloud account's plan, verified numbers and status, or contact YCloud support.",
+        names=("ACCOUNT_LIMITED", "ACCOUNT_UNAVAILABLE"),
+    ),
+    _r(
+        "ycloud:TOO_MANY_REQUESTS",
+        RATE_LIMITED,
+        (),
+        "BSP rate limit (YCloud TOO_MANY_REQUESTS)",
+        "Reduce the call volume to YCloud.",
+        names=("TOO_MANY_REQUESTS",),
+        max_attempts=3,
+        retry_after=_MINUTE,
+    ),
+    # 360dialog's envelope has no code, only {"meta": {"httpCode": 400, "developerMessage":
+    # ...}} (https://docs.360dialog.com/partner/help-and-support/error-messages), and it
+    # answers HTTP 400 for both of these, so only the text tells them apart.
+    # "Your WhatsApp for Business API has been disabled" (cancellation, payment issues, ...).
+    _r(
+        "360dialog:disabled",
+        ACCOUNT_STATE,
+        (),
+        "BSP disabled the WhatsApp Business API for the account (360dialog)",
+        "Contact the BSP's support: the API is disabled for this number's account (cancellation or payment); a new token does not help.",
+        messages=("whatsapp for business api has been disabled",),
+    ),
+    # "You have exceeded the limit of 1 request every * seconds. Try again later." (the doc
+    # hides the interval), or "You have exceeded the endpoint rate limit." in the newer table.
+    _r(
+        "360dialog:usage-limit",
+        RATE_LIMITED,
+        (),
+        "BSP endpoint usage limit exceeded (360dialog)",
+        "Send fewer calls to this endpoint; the BSP allows one call every few seconds.",
+        messages=("you have exceeded the limit of", "exceeded the endpoint rate limit"),
+        max_attempts=3,
+        retry_after=_MINUTE,
+    ),
 )
 
 # HTTP-status fallbacks: no usable code (HTML from a proxy, empty body, unknown code).
@@ -855,32 +950,80 @@ for _rule in RULES:
         _BY_CODE.setdefault(_code, []).append(_rule)
 BY_CODE: Final[dict[int, tuple[Rule, ...]]] = {k: tuple(v) for k, v in _BY_CODE.items()}
 del _BY_CODE, _rule, _code
+#: The rows of BSPs' symbolic codes, by the code in capitals.
+BY_NAME: Final[dict[str, Rule]] = {name: r for r in RULES for name in r.names}
+#: The rows that recognise a BSP's error by its text alone, for errors without any code.
+TEXT_RULES: Final[tuple[Rule, ...]] = tuple(r for r in RULES if not r.codes and r.messages)
 
 
 def lookup(
-    code: int | None, subcode: int | None, text: str | Callable[[], str], status: int | None
+    code: int | None,
+    subcode: int | None,
+    text: str | Callable[[], str],
+    status: int | None,
+    name: str | None = None,
 ) -> Rule:
     """Return the most specific rule for an error.
 
     *text* is the lowercased message and details, or a function that returns it: most errors
-    are decided by code and subcode, and never need it.
+    are decided by code and subcode, and never need it. *name* is a BSP's symbolic code
+    (YCloud's `PARAM_INVALID`); it and the BSP text rows are only read when there is no code.
     """
-    if code is not None:
-        rows = BY_CODE.get(code)
-        if rows:
-            for rule in rows:
-                if rule.subcodes is not None:
-                    if subcode in rule.subcodes:
-                        return rule
-                elif rule.messages:
-                    if not isinstance(text, str):
-                        text = text()
-                    if any(m in text for m in rule.messages):
-                        return rule
-                else:
-                    return rule
+    rule = _by_code(code, subcode, text) if code is not None else _without_code(name, text)
+    if rule is not None:
+        return rule
     if status is not None:
         for rule in STATUS_RULES:
             if status in rule.http_statuses or (status >= 500 and rule.id == "http:5xx"):
                 return rule
     return UNKNOWN_RULE
+
+
+def _by_code(code: int, subcode: int | None, text: str | Callable[[], str]) -> Rule | None:
+    """Return the row of *code*: by subcode, then by message text, then the bare code."""
+    for rule in BY_CODE.get(code, ()):
+        if rule.subcodes is not None:
+            if subcode in rule.subcodes:
+                return rule
+        elif rule.messages:
+            if not isinstance(text, str):
+                text = text()
+            if any(m in text for m in rule.messages):
+                return rule
+        else:
+            return rule
+    return None
+
+
+def _without_code(name: str | None, text: str | Callable[[], str]) -> Rule | None:
+    """Return the row of an error without a Graph code: by the BSP's name, then by its text."""
+    if name:
+        named = BY_NAME.get(name.upper())
+        if named is not None:
+            return named
+    if not isinstance(text, str):
+        text = text()
+    if text:
+        for rule in TEXT_RULES:
+            if any(m in text for m in rule.messages):
+                return rule
+    return None
+
+
+def lost_could_change(code: int | None, rule: Rule, *, subcode_lost: bool, text_lost: bool) -> bool:
+    """Return True when a row tried before *rule* reads a field a cut body may have lost.
+
+    A body cut off mid-JSON is classified from what survived: a row that matches the
+    surviving fields also matches the whole body, but a row tried earlier may have needed the
+    subcode that came after the cut (100/33 before 100:permission), or the end of the message.
+    `from_response` marks such an error ambiguous. A BSP's symbolic code is read before any
+    text, so a row it chose stands.
+    """
+    if rule.names:
+        return False
+    for row in BY_CODE.get(code, ()) if code is not None else TEXT_RULES:
+        if row is rule:
+            return False
+        if (subcode_lost and row.subcodes is not None) or (text_lost and row.messages):
+            return True
+    return False

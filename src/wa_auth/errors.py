@@ -611,7 +611,10 @@ def from_response(
     Each field is read on its own: one that cannot be read (a 5,000-digit code, a usage
     number beyond any float, a body nested too deep to parse) is dropped, and the rest still
     decides. Meta's `{"error": ...}`, webhook `errors[]`, debug_token's `data.error`, a
-    health_status entity's `errors[]` and BSP envelopes (YCloud, 360dialog) are understood.
+    health_status entity's `errors[]` and BSP envelopes (YCloud, 360dialog, Turn) are
+    understood, and so are a BSP's own codes and texts when no Graph code is given. A body cut
+    off mid-JSON is read as far as it is whole; when what was lost could have chosen another
+    row, the error is marked `ambiguous`.
 
     Args:
         status_code: The HTTP status; Meta's is unreliable, so code and subcode win.
@@ -690,9 +693,12 @@ def _build_error(
 ) -> ApiError:
     parsed, excerpt = _classify.parse_body(body)
     err = _classify.find_error_object(parsed)
+    salvaged = text_cut = False
     if err is None and excerpt:
         # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
         err = _classify.salvage_truncated(excerpt)
+        if err is not None:
+            salvaged, text_cut = True, _classify.TEXT_CUT in err
     f = _classify.Fields(err)
     code, subcode, message = f.code, f.subcode, f.message
     picked = pick_headers(headers)
@@ -713,9 +719,21 @@ def _build_error(
         texts = (message, title, details, user_message, header_message)
         return " ".join(t for t in texts if t).lower()
 
+    code_lost = code is None and f.name is None
+    subcode_lost = subcode is None
     code, subcode, rule = _classify.rule_for(
-        code, subcode, text, status, is_transient=f.is_transient
+        code, subcode, text, status, is_transient=f.is_transient, name=f.name
     )
+    ambiguous = rule.ambiguous
+    if salvaged and not ambiguous:
+        # What a cut body lost (its code, its subcode, the end of its message) may have chosen
+        # another row: the reading of the part that survived stays open.
+        ambiguous = code_lost or _table.lost_could_change(
+            code,
+            rule,
+            subcode_lost=subcode_lost,
+            text_lost=text_cut,
+        )
 
     usage = usage_from_picked(picked)
     retry_after = _classify.retry_after(picked, usage, rule)
@@ -737,7 +755,7 @@ def _build_error(
         retryable=rule.max_attempts > 1,
         retry_after=retry_after,
         max_attempts=rule.max_attempts,
-        ambiguous=rule.ambiguous,
+        ambiguous=ambiguous,
         operator_action=rule.operator_action,
     )
 
