@@ -123,15 +123,17 @@ def test_threads_get_distinct_slots():
 
 
 def test_async_methods_match():
-    """`aacquire` / `apenalize` do what the blocking ones do."""
+    """`aacquire` / `apenalize` / `aheld` do what the blocking ones do."""
     clock = Clock()
-    limiter = LocalRateLimiter(rate=10, pair_interval=None, monotonic=clock)
+    limiter = LocalRateLimiter(rate=10, pair_interval=None, probe_gap=0, monotonic=clock)
 
     async def main() -> list[float | None]:
         await limiter.apenalize(PHONE, None, 1.0)
-        return [await limiter.aacquire(PHONE, None) for _ in range(2)]
+        return [await limiter.aheld(PHONE, None)] + [
+            await limiter.aacquire(PHONE, None) for _ in range(2)
+        ]
 
-    assert asyncio.run(main()) == pytest.approx([1.0, 1.1])
+    assert asyncio.run(main()) == pytest.approx([1.0, 1.0, 1.1])
 
 
 @pytest.mark.parametrize(
