@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import heapq
 import json
 import math
@@ -132,7 +133,7 @@ async def _run(
     concurrency: int | None = None,
     burst: int = 64,
     vt: VirtualTime,
-) -> list[Delivery]:
+) -> tuple[Guard, list[Delivery]]:
     """Send *intents* through a guard on *client*, *concurrency* at a time (all by default)."""
     token = sb.issue_token()
     cls = getattr(wa_auth, CLIENTS[client])
@@ -158,10 +159,10 @@ async def _run(
         # cannot see.
         for wave in waves:
             deliveries += await vt.gather([guard.asend(i) for i in wave])
-        return deliveries
+        return guard, deliveries
 
 
-def _requests(sb: Sandbox, recipients: set[str] | None = None) -> dict[str, int]:
+def _requests(sb: Sandbox) -> dict[str, int]:
     sends = [r for r in sb.requests() if r.endpoint == "send_message"]
     outcomes = Counter(r.outcome for r in sends)
     return {"requests": len(sends), **dict(sorted(outcomes.items()))}
@@ -181,7 +182,7 @@ async def rate_limit_storm(
         sb.fail_next(130429, times=None, retry_after=retry_after)
         vt.at(storm, sb.clear_seeded_faults)
         batch = [Intent.text(to, "storm") for to in _recipients(intents)]
-        deliveries = await _run(sb, client, batch, limiter=limiter, burst=intents, vt=vt)
+        _, deliveries = await _run(sb, client, batch, limiter=limiter, burst=intents, vt=vt)
         counts = _requests(sb)
     return {
         "storm": "130429",
@@ -214,7 +215,7 @@ async def pair_storm(
         vt.at(storm, sb.clear_seeded_faults)
         batch = [Intent.text(victim, f"pair {i}") for i in range(stormed)]
         batch += [Intent.text(to, "other") for to in others]
-        deliveries = await _run(sb, client, batch, limiter=limiter, burst=intents, vt=vt)
+        _, deliveries = await _run(sb, client, batch, limiter=limiter, burst=intents, vt=vt)
         counts = _requests(sb)
         digits = victim.lstrip("+")
         to_victim = [r for r in sb.requests() if r.outcome == "fault"]
@@ -242,12 +243,13 @@ async def circuit_storm(
     with Sandbox(seed=17) as sb:
         sb.fail_next(code, times=None)
         batch = [Intent.text(to, "5xx") for to in _recipients(intents)]
-        deliveries = await _run(
+        guard, deliveries = await _run(
             sb, client, batch, limiter=False, concurrency=concurrency, vt=vt
         )
         counts = _requests(sb)
     reasons = Counter(d.reason for d in deliveries)
-    policy = RetryPolicy()
+    policy = guard.policy
+    circuit = guard.pauses.get("circuit", sb.phone_number_id)
     return {
         "storm": f"5xx ({code})",
         "client": client,
@@ -256,27 +258,27 @@ async def circuit_storm(
         "circuit_threshold": policy.circuit_threshold,
         **counts,
         "held_by_circuit": reasons.get("circuit_open", 0),
+        # How often the circuit opened in a row, and the cool-down it holds now: one storm
+        # opens it once, for `circuit_cooldown`.
+        "circuit_opens": circuit.opens if circuit is not None else 0,
+        "cooldown": (circuit.until or vt.wall()) - vt.wall() if circuit is not None else 0.0,
         "deliveries": _summary(deliveries),
     }
 
 
 def _rows(quick: bool) -> list[Callable[[], Awaitable[dict[str, Any]]]]:
-    rows: list[Callable[[], Awaitable[dict[str, Any]]]] = []
     clients = ["async"] if quick else list(CLIENTS)
+    widths = (1, 16) if quick else (1, 8, 16, 64, 300)
+    rows: list[Callable[[], Awaitable[dict[str, Any]]]] = []
     for client in clients:
-        for limiter in (True, False):
-            rows.append(lambda c=client, lim=limiter: rate_limit_storm(c, limiter=lim))
-        rows.append(lambda c=client: pair_storm(c))
-        for width in (1, 16) if quick else (1, 16, 64, 300):
-            rows.append(lambda c=client, w=width: circuit_storm(c, concurrency=w))
+        rows += [functools.partial(rate_limit_storm, client, limiter=on) for on in (True, False)]
+        rows.append(functools.partial(pair_storm, client))
+        rows += [functools.partial(circuit_storm, client, concurrency=w) for w in widths]
     return rows
 
 
 async def _main(quick: bool) -> list[dict[str, Any]]:
-    results = []
-    for row in _rows(quick):
-        results.append(await asyncio.wait_for(row(), HARD_TIMEOUT))
-    return results
+    return [await asyncio.wait_for(row(), HARD_TIMEOUT) for row in _rows(quick)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -336,6 +336,13 @@ def _circuit_failure(
     if circuit is None:
         circuit = Pause(kind=CIRCUIT, phone_number_id=route, category=error.category, since=wall)
     failures = circuit.failures + 1
+    until = circuit.until
+    if until is not None and wall < until and not circuit.probing:
+        # A send that was in flight when the circuit opened: the circuit knows already. Opening
+        # it again for each straggler would double the cool-down per send in flight (64 in
+        # flight: the 600 s cap after one storm).
+        yield PutPause(attrs.evolve(circuit, failures=failures))
+        return until - wall
     if not circuit.probing and failures < policy.circuit_threshold:
         yield PutPause(attrs.evolve(circuit, failures=failures, error=error.to_dict()))
         return None
