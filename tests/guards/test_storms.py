@@ -28,7 +28,8 @@ pytestmark = pytest.mark.anyio
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("wa_auth_storms", SCRIPT)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
