@@ -488,9 +488,7 @@ def test_a_hold_that_begins_while_an_intent_waits_sends_it_back_for_a_new_slot(m
     """Another sender's 130429 holds the number while this intent sleeps for its slot: it takes
     a new slot after the hold, with no request in between and no attempt spent."""
     clock = Clock()
-    limiter = LocalRateLimiter(
-        rate=1.0, pair_interval=None, probe_gap=0, monotonic=clock.monotonic
-    )
+    limiter = LocalRateLimiter(rate=1.0, pair_interval=None, probe_gap=0, monotonic=clock.monotonic)
     sent_at: list[float] = []
     client = AsyncScript() if mode == "async" else Script()
     answer = client._answer
