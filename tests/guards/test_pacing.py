@@ -259,3 +259,19 @@ def test_threads_waiting_out_a_hold_send_one_probe_first():
     for t in threads:
         t.join(timeout=30)
     assert sorted(waits)[:2] == pytest.approx([5.0, 6.0])
+
+
+def test_the_state_files_limiter_holds_what_another_process_learned(tmp_path):
+    """A 130429 / 131056 written to the state file holds the number / the pair in a limiter
+    made later (the next n8n execution): `held` and `aheld` report it, `acquire` waits it out."""
+    from wa_auth.state import StateFile
+
+    with StateFile(tmp_path / "s.db") as first:
+        first.limiter().penalize(PHONE, None, 60.0)
+        first.limiter().penalize("2", "+1555", 30.0)
+    with StateFile(tmp_path / "s.db") as later:
+        limiter = later.limiter(LocalRateLimiter(pair_interval=None))
+        assert 59.0 < limiter.held(PHONE, "+1666") <= 60.0
+        assert 29.0 < asyncio.run(limiter.aheld("2", "+1555")) <= 30.0
+        assert limiter.held("2", "+1666") == 0.0  # the pair's hold is that user's only
+        assert 29.0 < limiter.acquire("2", "+1555") <= 30.0  # the pair limit off: still held
