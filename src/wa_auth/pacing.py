@@ -250,10 +250,10 @@ class LocalRateLimiter:
         self._probes = {k for k in self._probes if isinstance(k, str) or k in self._pairs}
 
     def __repr__(self) -> str:
+        rate = 1.0 / self._interval if self._interval else math.inf
         return (
-            f"LocalRateLimiter(rate={1.0 / self._interval if self._interval else math.inf:g}, "
-            f"pair_interval="
-            f"{self._pair_interval!r}, burst={self._burst}, probe_gap={self._probe_gap:g})"
+            f"LocalRateLimiter(rate={rate:g}, pair_interval={self._pair_interval!r}, "
+            f"burst={self._burst}, probe_gap={self._probe_gap:g})"
         )
 
 
