@@ -37,6 +37,7 @@ __all__ = [
     "GetPauses",
     "Handle",
     "Health",
+    "Held",
     "Penalize",
     "Probe",
     "PutPause",
@@ -175,6 +176,25 @@ class Penalize:
     async def aperform(self, env: Runtime, /) -> None:
         assert env.limiter is not None
         await env.limiter.apenalize(self.route, self.recipient, self.seconds)
+
+
+@attrs.frozen
+class Held:
+    """How long a hold (Meta's retry_after) still stops the number or the pair; 0: none.
+
+    A limiter written before `RateLimiter.held` existed never holds: 0.
+    """
+
+    route: str
+    recipient: str
+
+    def perform(self, env: Runtime, /) -> float:
+        held = getattr(env.limiter, "held", None)
+        return 0.0 if held is None else float(held(self.route, self.recipient))
+
+    async def aperform(self, env: Runtime, /) -> float:
+        aheld = getattr(env.limiter, "aheld", None)
+        return 0.0 if aheld is None else float(await aheld(self.route, self.recipient))
 
 
 @attrs.frozen

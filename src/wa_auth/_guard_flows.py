@@ -31,6 +31,7 @@ from wa_auth._guard_effects import (
     GetPauses,
     Handle,
     Health,
+    Held,
     Penalize,
     Probe,
     PutPause,
@@ -198,15 +199,27 @@ def _probe_unanswered(route: str | None, circuit: str) -> PolicyFlow[None]:
 def _pace(
     cfg: Config, intent: Intent, route: str, attempts: int, remaining: float
 ) -> PolicyFlow[Delivery | None]:
-    """Wait for the limiter's slot, or return the queued Delivery when it is past the budget."""
-    wait = yield Acquire(route, intent.to, max(remaining, 0.0))
-    if wait is None or wait > remaining:
-        wall, _ = yield NOW
-        later = None if wait is None else wall + wait
-        return (yield from held_back(cfg, intent, route, attempts, "pacing", later))
-    if wait > 0:
+    """Wait for the limiter's slot, or return the queued Delivery when it is past the budget.
+
+    A rate limit is the number's (or the pair's), not this intent's: when Meta's retry_after
+    put a hold on it while this intent waited for its slot, the slot is void and the intent
+    takes a new one after the hold, without a request and without spending an attempt. So the
+    intents waiting on a rate-limited number do not each ask Meta again. Every round waits, and
+    the waits count against *remaining*, so the loop ends even with a clock that stands still.
+    """
+    while True:
+        wait = yield Acquire(route, intent.to, max(remaining, 0.0))
+        if wait is None or wait > remaining:
+            wall, _ = yield NOW
+            later = None if wait is None else wall + wait
+            return (yield from held_back(cfg, intent, route, attempts, "pacing", later))
+        if not wait > 0:
+            return None
         yield Sleep(wait)
-    return None
+        remaining -= wait
+        held: float = yield Held(route, intent.to)
+        if not held > 0:
+            return None
 
 
 def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | str]:
@@ -323,6 +336,13 @@ def _circuit_failure(
     if circuit is None:
         circuit = Pause(kind=CIRCUIT, phone_number_id=route, category=error.category, since=wall)
     failures = circuit.failures + 1
+    until = circuit.until
+    if until is not None and wall < until and not circuit.probing:
+        # A send that was in flight when the circuit opened: the circuit knows already. Opening
+        # it again for each straggler would double the cool-down per send in flight (64 in
+        # flight: the 600 s cap after one storm).
+        yield PutPause(attrs.evolve(circuit, failures=failures))
+        return until - wall
     if not circuit.probing and failures < policy.circuit_threshold:
         yield PutPause(attrs.evolve(circuit, failures=failures, error=error.to_dict()))
         return None

@@ -79,8 +79,9 @@ class Guard:
         client: A `WhatsAppClient` for `send`, an `AsyncWhatsAppClient` or
             `FastAsyncWhatsAppClient` for `asend` and `asend_many`.
         policy: Retries, the time budget, the circuit and the probe interval.
-        limiter: Paces sends per number and per (number, recipient); None sends unpaced (a
-            130429 is then retried after its Retry-After).
+        limiter: Paces sends per number and per (number, recipient), and holds the number
+            (or the pair) for a rate limit's retry_after, so its waiting intents back off as
+            one; None sends unpaced, and each intent retries its own 130429.
         outbox: Where intents are recorded before they are sent and what became of them after;
             with one, what cannot be sent now is `queued` there, without one it is `failed`.
         handlers: Callables per failure category, for alerts (`Handlers`).

@@ -12,6 +12,12 @@ Meta's limits, from its throughput and error-code pages: 80 messages per second 
 number by default (up to 1,000 after an automatic upgrade; 20 for numbers also on the WhatsApp
 Business app), answered with 130429 beyond; about one message every 6 seconds to the same user
 (the pair rate limit, 131056).
+
+A rate limit is the number's (or the pair's), not each message's: after a 130429 the limiter
+holds the whole number for its `retry_after` (a 131056 holds the pair), and `held` tells a
+sender that waited for a slot whether a hold began meanwhile, so it takes a new slot instead of
+asking Meta again. After a hold, one send (the probe) goes first and the next waits
+`probe_gap` for its answer: a storm costs about one request per hold, not one per sender.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from wa_auth.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_PAIR_INTERVAL",
+    "DEFAULT_PROBE_GAP",
     "DEFAULT_THROUGHPUT",
     "LocalRateLimiter",
     "MemoryPauseStore",
@@ -42,8 +49,15 @@ __all__ = [
 DEFAULT_THROUGHPUT: Final = 80.0
 #: Meta's pair rate limit: about one message every 6 seconds to the same user (131056).
 DEFAULT_PAIR_INTERVAL: Final = 6.0
+#: Seconds between a held number's (or pair's) first send after the hold, its probe, and the
+#: next one: longer than a Graph round trip, so a 130429 answering the probe renews the hold
+#: before anyone else is sent.
+DEFAULT_PROBE_GAP: Final = 1.0
 #: Pair entries kept before the stale ones are dropped (one per recent recipient).
 _MAX_PAIRS: Final = 100_000
+
+#: A number's key (its id) or a pair's ((number id, recipient)) in the holds.
+_Key = str | tuple[str, str]
 
 
 @runtime_checkable
@@ -63,6 +77,14 @@ class RateLimiter(Protocol):
         """Hold the number (or the pair, with *recipient*) back for *seconds*: Meta said so."""
         ...
 
+    def held(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold (`penalize`) still stops the number or the pair; 0: none.
+
+        A sender asks after waiting for its slot: a hold that began meanwhile voids the slot,
+        and the sender acquires again instead of sending into Meta's rate limit.
+        """
+        ...
+
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
     ) -> float | None:
@@ -73,14 +95,21 @@ class RateLimiter(Protocol):
         """Hold the number or the pair back (see `penalize`)."""
         ...
 
+    async def aheld(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair (see `held`)."""
+        ...
+
 
 class LocalRateLimiter:
     """Per-number messages per second and a per-pair interval, as reservations (GCRA).
 
     Each acquire reserves the earliest slot both the number's rate and the pair's interval
     allow and returns how long to wait for it, so a thousand senders sleep for their turn
-    instead of polling. A 130429 or 131056 answer's `retry_after` pushes the number's or the
-    pair's next slot back (`penalize`).
+    instead of polling. A 130429 or 131056 answer's `retry_after` holds the whole number or
+    the pair (`penalize`): no slot starts before the hold ends, the burst is spent, and the
+    first send after it (the probe) is followed by the next only *probe_gap* later, so the
+    probe's answer can renew the hold before anyone else asks Meta. A pair's hold applies even
+    with the pair limit off.
 
     Args:
         rate: Messages per second per number (`DEFAULT_THROUGHPUT`, Meta's default tier).
@@ -88,6 +117,8 @@ class LocalRateLimiter:
         pair_interval: Seconds between two messages to the same recipient from one number;
             None turns the pair limit off.
         burst: Messages a number may send at once before its rate applies.
+        probe_gap: Seconds between the probe after a hold and the next send of that number
+            or pair (`DEFAULT_PROBE_GAP`); 0 paces it at the rate alone.
         monotonic: The clock.
     """
 
@@ -98,6 +129,7 @@ class LocalRateLimiter:
         rates: Mapping[str, float] | None = None,
         pair_interval: float | None = DEFAULT_PAIR_INTERVAL,
         burst: int = 1,
+        probe_gap: float = DEFAULT_PROBE_GAP,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         for value in (rate, *(rates or {}).values()):
@@ -107,15 +139,28 @@ class LocalRateLimiter:
             raise ConfigurationError(f"pair_interval must be None or >= 0, got {pair_interval!r}")
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ConfigurationError(f"burst must be a positive integer, got {burst!r}")
+        if (
+            isinstance(probe_gap, bool)
+            or not isinstance(probe_gap, (int, float))
+            or not 0 <= probe_gap < math.inf
+        ):
+            raise ConfigurationError(
+                f"probe_gap must be a finite number of seconds >= 0, got {probe_gap!r}"
+            )
         self._interval = 1.0 / rate
         self._intervals = {str(k): 1.0 / v for k, v in (rates or {}).items()}
         self._pair_interval = pair_interval
         self._burst = burst
+        self._probe_gap = float(probe_gap)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         #: Theoretical arrival times (monotonic): the next free slot of each number and pair.
         self._numbers: dict[str, float] = {}
         self._pairs: dict[tuple[str, str], float] = {}
+        #: Where Meta's retry_after holds a number or a pair: the end of the hold (monotonic).
+        self._holds: dict[_Key, float] = {}
+        #: Numbers and pairs whose next reservation is the probe after a hold.
+        self._probes: set[_Key] = set()
 
     def acquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
@@ -129,7 +174,7 @@ class LocalRateLimiter:
             slot = max(now, tat - tolerance)
             send_at = slot
             pair_key = None
-            if recipient is not None and self._pair_interval:
+            if recipient is not None and (self._pair_interval or self._pairs):
                 pair_key = (phone_number_id, recipient)
                 send_at = max(slot, self._pairs.get(pair_key, now))
             wait = send_at - now
@@ -137,24 +182,53 @@ class LocalRateLimiter:
                 return None
             # The number's own next slot is taken, not the one the pair pushed this send to: a
             # user waiting out the pair interval must not hold every other recipient back.
-            self._numbers[phone_number_id] = max(tat, slot) + interval
+            if phone_number_id in self._probes:
+                self._probes.discard(phone_number_id)
+                after = slot + max(interval, self._probe_gap) + tolerance
+            else:
+                after = max(tat, slot) + interval
+            self._numbers[phone_number_id] = after
             if pair_key is not None:
-                self._pairs[pair_key] = send_at + self._pair_interval  # type: ignore[operator]
-                if len(self._pairs) > _MAX_PAIRS:
-                    self._prune(now)
+                gap = self._pair_interval or 0.0
+                if pair_key in self._probes:
+                    self._probes.discard(pair_key)
+                    gap = max(gap, self._probe_gap)
+                if gap:
+                    self._pairs[pair_key] = send_at + gap
+                    if len(self._pairs) > _MAX_PAIRS:
+                        self._prune(now)
         return wait
 
     def penalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
-        """Hold the number (or the pair) back for *seconds* from now."""
-        if not math.isfinite(seconds) or seconds <= 0:
+        """Hold the number (or the pair) back for *seconds* from now; its next send probes."""
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
             return
         with self._lock:
-            until = self._monotonic() + seconds
+            now = self._monotonic()
+            until = now + seconds
+            key: _Key
             if recipient is None:
-                self._numbers[phone_number_id] = max(self._numbers.get(phone_number_id, 0.0), until)
+                key = phone_number_id
+                interval = self._intervals.get(phone_number_id, self._interval)
+                # The burst is spent: the first slot after the hold is its end, not before.
+                start = until + (self._burst - 1) * interval
+                self._numbers[key] = max(self._numbers.get(key, now), start)
             else:
                 key = (phone_number_id, recipient)
-                self._pairs[key] = max(self._pairs.get(key, 0.0), until)
+                self._pairs[key] = max(self._pairs.get(key, now), until)
+                if len(self._pairs) > _MAX_PAIRS:
+                    self._prune(now)
+            self._holds[key] = max(self._holds.get(key, now), until)
+            self._probes.add(key)
+
+    def held(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair; 0 when none does."""
+        with self._lock:
+            now = self._monotonic()
+            until = self._holds.get(phone_number_id, now)
+            if recipient is not None and self._holds:
+                until = max(until, self._holds.get((phone_number_id, recipient), now))
+        return max(until - now, 0.0)
 
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
@@ -166,13 +240,20 @@ class LocalRateLimiter:
         """Hold the number or the pair back (no I/O)."""
         self.penalize(phone_number_id, recipient, seconds)
 
+    async def aheld(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair (no I/O)."""
+        return self.held(phone_number_id, recipient)
+
     def _prune(self, now: float) -> None:
         self._pairs = {k: v for k, v in self._pairs.items() if v > now}
+        self._holds = {k: v for k, v in self._holds.items() if v > now}
+        self._probes = {k for k in self._probes if isinstance(k, str) or k in self._pairs}
 
     def __repr__(self) -> str:
+        rate = 1.0 / self._interval if self._interval else math.inf
         return (
-            f"LocalRateLimiter(rate={1.0 / self._interval:g}, pair_interval="
-            f"{self._pair_interval!r}, burst={self._burst})"
+            f"LocalRateLimiter(rate={rate:g}, pair_interval={self._pair_interval!r}, "
+            f"burst={self._burst}, probe_gap={self._probe_gap:g})"
         )
 
 

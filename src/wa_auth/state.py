@@ -427,11 +427,25 @@ class SqliteRateLimiter:
         if job is not None:
             self._state.db.run(job)
 
+    def held(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair (the wrapped limiter's).
+
+        The file's penalties were applied to the wrapped limiter (`refresh`), so it holds them;
+        a wrapped limiter without `held` never holds (0).
+        """
+        held = getattr(self.limiter, "held", None)
+        return 0.0 if held is None else float(held(phone_number_id, recipient))
+
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
     ) -> float | None:
         """Reserve the next send (the wrapped limiter's answer)."""
         return await self.limiter.aacquire(phone_number_id, recipient, max_wait=max_wait)
+
+    async def aheld(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair (see `held`)."""
+        aheld = getattr(self.limiter, "aheld", None)
+        return 0.0 if aheld is None else float(await aheld(phone_number_id, recipient))
 
     async def apenalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
         """Hold the number (or the pair) back, here and in the file."""

@@ -483,6 +483,101 @@ def test_a_pair_limit_answer_penalises_the_pair_only():
     assert limiter.acquire(PHONE, "+15550000000") < 0.01  # only the number's own 1 ms slot
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_hold_that_begins_while_an_intent_waits_sends_it_back_for_a_new_slot(mode):
+    """Another sender's 130429 holds the number while this intent sleeps for its slot: it takes
+    a new slot after the hold, with no request in between and no attempt spent."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=1.0, pair_interval=None, probe_gap=0, monotonic=clock.monotonic)
+    sent_at: list[float] = []
+    client = AsyncScript() if mode == "async" else Script()
+    answer = client._answer
+
+    def timed(intent: Intent) -> SendResult:
+        sent_at.append(clock.t)
+        return answer(intent)
+
+    client._answer = timed  # type: ignore[method-assign]
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 1:
+            limiter.penalize(PHONE, None, 5.0)  # Meta answered another sender with 130429
+
+    async def asleep(seconds: float) -> None:
+        sleep(seconds)
+
+    guard = Guard(
+        client,
+        limiter=limiter,
+        clock=clock.wall,
+        monotonic=clock.monotonic,
+        sleep=sleep,
+        asleep=asleep,
+        seed=1,
+    )
+
+    def send(intent: Intent) -> Any:
+        return asyncio.run(guard.asend(intent)) if mode == "async" else guard.send(intent)
+
+    assert send(_intent()).ok  # takes the number's slot now
+    delivery = send(_intent())
+    assert (delivery.state, delivery.attempts) == (DELIVERED, 1)
+    assert clock.sleeps == [1.0, 5.0]  # its slot, then the hold's rest
+    assert sent_at == [0.0, 6.0]  # nothing went out during the hold
+
+
+def test_a_hold_past_the_budget_queues_the_waiting_intent():
+    """A hold that outlasts what the budget has left queues the intent (pacing), unsent."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=1.0, pair_interval=None, monotonic=clock.monotonic)
+    client = Script()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        limiter.penalize(PHONE, None, 60.0)
+
+    guard = Guard(
+        client,
+        limiter=limiter,
+        outbox=MemoryOutbox(),
+        clock=clock.wall,
+        monotonic=clock.monotonic,
+        sleep=sleep,
+        seed=1,
+    )
+    assert guard.send(_intent()).ok
+    held = guard.send(_intent())
+    assert (held.state, held.reason, held.attempts, len(client.sent)) == (QUEUED, "pacing", 0, 1)
+
+
+def test_a_limiter_without_held_still_paces():
+    """A limiter written before `held` existed (acquire and penalize only) never holds."""
+
+    class Old:
+        def __init__(self) -> None:
+            self.inner = LocalRateLimiter(rate=1.0, pair_interval=None, monotonic=clock.monotonic)
+
+        def acquire(self, *a: Any, **kw: Any) -> float | None:
+            return self.inner.acquire(*a, **kw)
+
+        def penalize(self, *a: Any) -> None:
+            self.inner.penalize(*a)
+
+        async def aacquire(self, *a: Any, **kw: Any) -> float | None:
+            return self.inner.acquire(*a, **kw)
+
+        async def apenalize(self, *a: Any) -> None:
+            self.inner.penalize(*a)
+
+    clock = Clock()
+    client = AsyncScript()
+    guard = _guard(client, clock, limiter=Old())
+    deliveries = asyncio.run(guard.asend_many([_intent(), _intent()]))
+    assert [d.ok for d in deliveries] == [True, True]
+    assert clock.sleeps == [1.0]
+
+
 def test_async_guard_makes_the_same_decisions():
     """`asend` over an async client: the same retries and outcome as `send`."""
     clock = Clock()

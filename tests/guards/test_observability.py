@@ -118,3 +118,71 @@ def test_prometheus_without_the_extra_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match="'prometheus' extra"):
         PrometheusSubscriber()
+
+
+def test_prometheus_gauges_read_the_client_and_the_outbox_at_scrape_time(sandbox):
+    """`exposition(client=, outbox=)` shows the token's validity and expiry and the outbox's
+    rows and dead letters; without them those gauges have no sample at all (never a 0)."""
+    pytest.importorskip("prometheus_client")
+    from wa_auth.outbox import MemoryOutbox
+    from wa_auth.prometheus import PrometheusSubscriber
+
+    metrics = PrometheusSubscriber()
+    assert "outbox" not in metrics.exposition().decode()
+    assert "wa_auth_token" not in metrics.exposition().decode()
+    token = sandbox.issue_token(expires_in=10 * 86400)
+    box = MemoryOutbox()
+    with wa_auth.WhatsAppClient(
+        base_url=sandbox.base_url,
+        token=token,
+        phone_number_id=sandbox.phone_number_id,
+        consumer="orders",
+    ) as client:
+        guard = Guard(client, outbox=box)
+        sandbox.fail_next(131009)
+        assert guard.send(Intent.text(TO, "hi")).category == "invalid_request"
+        text = metrics.exposition(client=client, outbox=box).decode()
+    fingerprint = Token(token).fingerprint
+    labels = f'consumer="orders",token_fingerprint="{fingerprint}"'
+    assert f"wa_auth_token_valid{{{labels}}} 1.0" in text
+    expiry = sandbox.now() + 10 * 86400
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("wa_auth_token_expiry")]
+    assert abs(float(line.split()[-1]) - expiry) < 60
+    assert 'wa_auth_outbox_rows{state="failed"} 1.0' in text
+    assert "wa_auth_outbox_dead_letters 1.0" in text
+    assert token not in text
+
+
+@pytest.mark.anyio
+async def test_prometheus_aexposition_reads_an_async_client_and_survives_failures(sandbox):
+    """`aexposition` reads an async client and outbox; a failing read is logged, the health
+    keeps its last value, the outbox's gauges go away, and the scrape still answers."""
+    pytest.importorskip("prometheus_client")
+    from wa_auth.errors import OutboxError, TransportError
+    from wa_auth.outbox import MemoryOutbox
+    from wa_auth.prometheus import PrometheusSubscriber
+
+    metrics = PrometheusSubscriber()
+    box = MemoryOutbox()
+    async with wa_auth.AsyncWhatsAppClient(
+        base_url=sandbox.base_url,
+        token=sandbox.issue_token(expires_in=3600),
+        phone_number_id=sandbox.phone_number_id,
+    ) as client:
+        text = (await metrics.aexposition(client=client, outbox=box)).decode()
+    assert 'wa_auth_token_valid{consumer="",' in text
+    assert 'wa_auth_outbox_rows{state="pending"} 0.0' in text
+
+    class Broken:
+        consumer = "orders"
+
+        async def token_health(self):
+            raise TransportError("ConnectError: Meta is down", maybe_delivered=False)
+
+        async def astats(self):
+            raise OutboxError("the outbox is closed", kind="closed")
+
+    broken = Broken()
+    after = (await metrics.aexposition(client=broken, outbox=broken)).decode()
+    assert 'wa_auth_token_valid{consumer="",' in after  # what was known stays
+    assert "wa_auth_outbox" not in after  # counts that cannot be read are not shown stale

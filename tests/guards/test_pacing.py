@@ -123,15 +123,17 @@ def test_threads_get_distinct_slots():
 
 
 def test_async_methods_match():
-    """`aacquire` / `apenalize` do what the blocking ones do."""
+    """`aacquire` / `apenalize` / `aheld` do what the blocking ones do."""
     clock = Clock()
-    limiter = LocalRateLimiter(rate=10, pair_interval=None, monotonic=clock)
+    limiter = LocalRateLimiter(rate=10, pair_interval=None, probe_gap=0, monotonic=clock)
 
     async def main() -> list[float | None]:
         await limiter.apenalize(PHONE, None, 1.0)
-        return [await limiter.aacquire(PHONE, None) for _ in range(2)]
+        return [await limiter.aheld(PHONE, None)] + [
+            await limiter.aacquire(PHONE, None) for _ in range(2)
+        ]
 
-    assert asyncio.run(main()) == pytest.approx([1.0, 1.1])
+    assert asyncio.run(main()) == pytest.approx([1.0, 1.0, 1.1])
 
 
 @pytest.mark.parametrize(
@@ -174,3 +176,102 @@ def test_pause_store_round_trip():
         return got
 
     assert asyncio.run(main()) == pause
+
+
+# --- holds: Meta's retry_after holds the number (or the pair) as one -----------------------------
+
+
+def test_a_burst_does_not_undercut_a_hold():
+    """With burst=5, a number held for 1 s still sends nothing before the second is over."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=10, burst=5, pair_interval=None, monotonic=clock)
+    limiter.penalize(PHONE, None, 1.0)
+    assert limiter.acquire(PHONE, None) == pytest.approx(1.0)
+
+
+def test_after_a_hold_one_probe_goes_first_and_the_next_waits_the_probe_gap():
+    """The first send after the hold is its probe; the next waits `probe_gap` for its answer."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=10, pair_interval=None, probe_gap=2.0, monotonic=clock)
+    limiter.penalize(PHONE, None, 1.0)
+    waits = [limiter.acquire(PHONE, None) for _ in range(3)]
+    assert waits == pytest.approx([1.0, 3.0, 3.1])
+
+
+def test_held_says_how_long_the_number_or_the_pair_is_still_held():
+    """`held` is the hold's rest: the number's for every recipient, a pair's for that user."""
+    clock = Clock()
+    limiter = LocalRateLimiter(pair_interval=None, monotonic=clock)
+    assert limiter.held(PHONE, None) == 0.0
+    limiter.penalize(PHONE, "+1555", 6.0)
+    assert (limiter.held(PHONE, "+1555"), limiter.held(PHONE, "+1666")) == (6.0, 0.0)
+    limiter.penalize(PHONE, None, 2.0)
+    clock.t += 1.5
+    assert limiter.held(PHONE, "+1666") == pytest.approx(0.5)
+    assert limiter.held(PHONE, "+1555") == pytest.approx(4.5)
+    clock.t += 5
+    assert limiter.held(PHONE, "+1555") == 0.0
+
+
+def test_a_pair_hold_applies_with_the_pair_limit_off():
+    """pair_interval=None turns pacing per user off, not Meta's 131056 for that user."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=1000, pair_interval=None, probe_gap=1.0, monotonic=clock)
+    limiter.penalize(PHONE, "+1555", 6.0)
+    assert limiter.acquire(PHONE, "+1555") == pytest.approx(6.0)  # the pair's probe
+    assert limiter.acquire(PHONE, "+1555") == pytest.approx(7.0)  # after the probe gap
+    assert limiter.acquire(PHONE, "+1666") < 0.01  # another user is not held
+
+
+def test_a_holds_only_limiter_never_paces_but_holds():
+    """rate=inf with the pair limit off: no pacing, yet a 130429's hold stops the number."""
+    clock = Clock()
+    limiter = LocalRateLimiter(rate=math.inf, pair_interval=None, monotonic=clock)
+    assert [limiter.acquire(PHONE, "+1555") for _ in range(3)] == [0.0, 0.0, 0.0]
+    limiter.penalize(PHONE, None, 1.0)
+    assert limiter.acquire(PHONE, None) == pytest.approx(1.0)
+    assert "rate=inf" in repr(limiter)
+
+
+@pytest.mark.parametrize("gap", [-1, math.inf, math.nan, "1", True], ids=repr)
+def test_a_bad_probe_gap_is_refused(gap):
+    """A negative, infinite, NaN or non-number probe gap fails at construction, naming it."""
+    with pytest.raises(ValueError, match="probe_gap"):
+        LocalRateLimiter(probe_gap=gap)
+
+
+def test_threads_waiting_out_a_hold_send_one_probe_first():
+    """Eight threads acquire during a hold: exactly one slot is the hold's end."""
+    limiter = LocalRateLimiter(rate=1000, pair_interval=None, monotonic=lambda: 0.0)
+    limiter.penalize(PHONE, None, 5.0)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        w = limiter.acquire(PHONE, None)
+        assert w is not None
+        with lock:
+            waits.append(w)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(waits)[:2] == pytest.approx([5.0, 6.0])
+
+
+def test_the_state_files_limiter_holds_what_another_process_learned(tmp_path):
+    """A 130429 / 131056 written to the state file holds the number / the pair in a limiter
+    made later (the next n8n execution): `held` and `aheld` report it, `acquire` waits it out."""
+    from wa_auth.state import StateFile
+
+    with StateFile(tmp_path / "s.db") as first:
+        first.limiter().penalize(PHONE, None, 60.0)
+        first.limiter().penalize("2", "+1555", 30.0)
+    with StateFile(tmp_path / "s.db") as later:
+        limiter = later.limiter(LocalRateLimiter(pair_interval=None))
+        assert 59.0 < limiter.held(PHONE, "+1666") <= 60.0
+        assert 29.0 < asyncio.run(limiter.aheld("2", "+1555")) <= 30.0
+        assert limiter.held("2", "+1666") == 0.0  # the pair's hold is that user's only
+        assert 29.0 < limiter.acquire("2", "+1555") <= 30.0  # the pair limit off: still held

@@ -454,7 +454,9 @@ class Service:
             )
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Answer(body=self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        # The token's (cached) health and the outbox's counts are read at scrape time.
+        body = await self.metrics.aexposition(client=self.client, outbox=self.outbox)
+        return Answer(body=body, content_type=CONTENT_TYPE_LATEST)
 
     async def _unmatched(self, request: web.Request, _deadline: float) -> Answer:
         method = ROUTES.get(request.path)
