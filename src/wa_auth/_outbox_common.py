@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BATCH",
     "Replaying",
+    "check_after",
     "check_ages",
     "check_count",
     "check_filter",
@@ -54,6 +55,12 @@ def check_count(name: str, value: object, *, optional: bool = False) -> int | No
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise RequestValidationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_after(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestValidationError(f"after must be a row id (an integer >= 0), got {value!r}")
     return value
 
 
@@ -87,7 +94,11 @@ def check_ages(delivered: object, expired: object, now: float) -> list[tuple[str
             continue
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not age >= 0:
             raise RequestValidationError(f"{state}_older_than must be seconds >= 0, got {age!r}")
-        pairs.append((state, now - float(age)))
+        try:
+            seconds = float(age)
+        except OverflowError:  # an int past a float's range: older than anything can be
+            seconds = math.inf
+        pairs.append((state, now - seconds))
     if not pairs:
         raise RequestValidationError(
             "purge() needs delivered_older_than= or expired_older_than= (seconds)"
