@@ -91,15 +91,17 @@ def test_send_with_an_outbox_queues_and_replay_sends(wa_sandbox, tmp_path):
     assert [m.idempotency_key for m in wa_sandbox.messages()] == ["k2"]
 
 
-def test_a_delivered_key_is_refused_not_sent_twice(wa_sandbox, tmp_path):
-    """Sending a key the outbox holds as delivered prints a failed line and sends nothing."""
+def test_a_delivered_key_is_its_delivery_not_a_failure(wa_sandbox, tmp_path):
+    """A key the outbox delivered: exit 0, the original message id, `duplicate`; nothing sent."""
     db = str(tmp_path / "outbox.db")
     env = _env(wa_sandbox, wa_sandbox.issue_token())
     args = ("send", "--outbox", db, "--to", TO, "--text", "x", "--idempotency-key", "once")
-    assert _cli(*args, env=env)[0] == 0
+    code, (first,), _ = _cli(*args, env=env)
+    assert code == 0
     code, (line,), _ = _cli(*args, env=env)
-    assert (code, line["state"], line["reason"]) == (9, "failed", "outbox")
-    assert "already delivered" in line["error"]["message"]
+    assert (code, line["ok"], line["state"], line["reason"]) == (0, True, "delivered", "duplicate")
+    assert (line["message_id"], line["attempts"]) == (first["message_id"], 0)
+    assert line["category"] is None
     assert len(wa_sandbox.messages()) == 1
 
 

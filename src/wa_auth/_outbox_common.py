@@ -9,6 +9,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Final
 
+import attrs
+
 from wa_auth import _replay
 from wa_auth._effects import arun, run
 from wa_auth._guard_values import DELIVERED, EXPIRED
@@ -33,6 +35,7 @@ __all__ = [
     "check_intent",
     "check_markable",
     "check_seconds",
+    "with_sender",
     "write_lines",
 ]
 
@@ -234,6 +237,20 @@ class Replaying:
                 kind="unwritable",
             ) from exc
         return len(rows)
+
+
+def with_sender(intents: Iterable[Intent], phone_number_id: str | None) -> builtins.list[Intent]:
+    """Return *intents*, each without a sender given *phone_number_id* (the default one).
+
+    What a front door enqueues records the number it was meant for: a replay sends it from
+    there, not from whatever number is configured then.
+    """
+    if phone_number_id is None:
+        return builtins.list(intents)
+    return [
+        i if i.phone_number_id is not None else attrs.evolve(i, phone_number_id=phone_number_id)
+        for i in intents
+    ]
 
 
 def write_lines(out: IO[str], rows: Iterable[OutboxRow]) -> None:
