@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from wa_auth._sqlite_open import (
     DEFAULT_BUSY_TIMEOUT,
@@ -497,14 +497,7 @@ class Database(Opening):
         """A read through the writer, or, while a problem is known, a write that may clear it."""
         if self.problem is None or self.read_only:
             return _nothing, False
-        component = self.schema.component
-
-        def touch(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE wa_auth_meta SET version = version WHERE component = ?", (component,)
-            )
-
-        return touch, True
+        return _touch, True
 
     def check(self, timeout: float) -> OutboxError | None:
         """Return None when the file takes changes, else the problem (see `acheck`)."""
@@ -574,6 +567,23 @@ class Database(Opening):
 
 def _nothing(_conn: sqlite3.Connection) -> None:
     return None
+
+
+#: Bytes of the change `check()` makes while a problem is known: a few rows' worth.
+_PROBE_BYTES: Final = 65536
+
+
+def _touch(conn: sqlite3.Connection) -> None:
+    """Make and undo, in one transaction, a change the size of a few rows.
+
+    It needs what a send's change needs (free pages, log space at the commit) and leaves
+    nothing behind: once it commits, the file takes changes again.
+    """
+    conn.execute(
+        "INSERT INTO wa_auth_meta (component, version) VALUES ('~probe', zeroblob(?))",
+        (_PROBE_BYTES,),
+    )
+    conn.execute("DELETE FROM wa_auth_meta WHERE component = '~probe'")
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
