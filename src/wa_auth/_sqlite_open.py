@@ -283,9 +283,19 @@ class Opening:
                     f"CREATE TABLE IF NOT EXISTS {_META} "
                     "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
                 )
-                for statements in schema.migrations[current:]:
-                    for statement in statements:
-                        conn.execute(statement)
+                try:
+                    for statements in schema.migrations[current:]:
+                        for statement in statements:
+                            conn.execute(statement)
+                except sqlite3.Error as exc:
+                    if translate(exc, self.path, schema.what).kind != "sqlite":
+                        raise  # a full disk, a lock: the file's state, not its schema
+                    raise self._refuse(
+                        "corrupt",
+                        f"cannot be migrated from {schema.component} schema version {current} "
+                        f"({exc}): its version does not match its tables (edited by hand?); "
+                        "not touched",
+                    ) from None
                 conn.execute(
                     f"INSERT INTO {_META} (component, version) VALUES (?, ?) "  # noqa: S608
                     "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
