@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jsonschema
 
+from mounts import fill_disk, read_only_mount, tiny_filesystem
 from wa_auth import Intent, SqliteOutbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,3 +325,42 @@ def test_send_records_the_configured_sender_in_the_outbox(wa_sandbox, tmp_path):
     for row in rows:
         assert row["phone_number_id"] == wa_sandbox.phone_number_id
         assert row["intent"]["phone_number_id"] == wa_sandbox.phone_number_id
+
+
+def test_a_read_only_outbox_can_be_listed_and_counted(wa_sandbox, tmp_path):
+    """On a read-only mount, `list`, `stats` and `export` read the file (not "missing"); a
+    command that changes it says the file is read-only (usage, exit 2)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    _queued(wa_sandbox, str(data / "outbox.db"), ["a", "b"], env)
+    with read_only_mount(data) as ro:
+        db = str(ro / "outbox.db")
+        code, (stats,), _ = _cli("outbox", "stats", "--outbox", db, env=env)
+        assert (code, stats["stats"]["by_state"]["queued"]) == (0, 2)
+        code, rows, _ = _cli("outbox", "list", "--outbox", db, env=env)
+        assert (code, [r["idempotency_key"] for r in rows]) == (0, ["a", "b"])
+        assert _cli("outbox", "export", "--outbox", db, env=env)[0] == 0
+        code, (line,), _ = _cli("outbox", "mark", "a", "pending", "--outbox", db, env=env)
+        assert (code, line["category"]) == (2, "usage")
+        assert "read-only" in line["error"]["message"]
+        assert "missing" not in line["error"]["message"]
+
+
+def test_a_full_disk_exits_8_retryable_for_a_new_and_an_existing_outbox(wa_sandbox, tmp_path):
+    """A real ENOSPC: `send --outbox` on a new file and on an existing one both exit 8
+    (transient), `retryable: true`: the message is not invalid, try again once there is room."""
+    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    with tiny_filesystem(tmp_path, 256) as disk:
+        existing = str(disk / "existing.db")
+        assert _cli("send", "--outbox", existing, "--to", TO, "--text", "x", env=env)[0] == 0
+        fill_disk(disk)
+        code, (line,), _ = _cli(
+            "send", "--outbox", str(disk / "new.db"), "--to", TO, "--text", "x", env=env
+        )
+        assert (code, line["category"], line["error"]["retryable"]) == (8, "transient", True)
+        intents = "\n".join(_intent(f"k{n}", body="y" * 2000) for n in range(100))
+        code, lines, _ = _cli("send", "--outbox", existing, "--input", "-", env=env, stdin=intents)
+        assert code == 8
+        assert {(x.get("category"), x["exit_code"]) for x in lines} <= {("transient", 8)}
+        assert all(x["error"]["retryable"] for x in lines)

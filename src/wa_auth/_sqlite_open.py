@@ -174,7 +174,16 @@ class Opening:
             # SQLite cannot create the `-shm` of a WAL file in a read-only directory and says
             # "unable to open": the file is there, it is the directory that cannot be written.
             return self._readonly(str(exc))
+        if error.kind == "io" and self._no_room():
+            # A full disk fails the `-shm` file's growth as an I/O error (SQLITE_IOERR_SHMSIZE).
+            return self._refuse("full", f"{_PROBLEMS['full']}: {exc}")
         return error
+
+    def _no_room(self) -> bool:
+        try:
+            return os.statvfs(Path(self.path).absolute().parent).f_bavail == 0
+        except OSError:
+            return False
 
     def _can_write(self) -> bool:
         absolute = Path(self.path).absolute()

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +26,7 @@ import httpx
 import pytest
 
 from helpers import raised
+from mounts import fill_disk, read_only_mount, tiny_filesystem
 from wa_auth import AsyncWhatsAppClient, Guard, WhatsAppClient
 from wa_auth._outbox_sql import SCHEMA
 from wa_auth._sqlite import Database
@@ -536,49 +535,25 @@ def test_a_full_file_is_transient_and_retryable_and_reported(path):
         assert box.enqueue(intent("fits")) is True
 
 
-@contextlib.contextmanager
-def tiny_filesystem(tmp_path: Path, kib: int) -> Iterator[Path]:
-    """A real tmpfs of *kib* KiB (a real ENOSPC), or a skip where mounting is not allowed."""
-    mount = tmp_path / f"tiny-{uuid.uuid4().hex[:8]}"
-    mount.mkdir()
-    done = (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(mount)],
-            capture_output=True,
-            check=False,
-        )
-        if shutil.which("mount") and os.geteuid() == 0
-        else None
-    )
-    if done is None or done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
-
-
-def _fill_disk(where: Path) -> None:
-    """Write a file until the disk is full (ENOSPC)."""
-    with contextlib.suppress(OSError), (where / "filler").open("wb") as out:
-        while True:
-            out.write(b"\0" * 4096)
-            out.flush()
-
-
 def test_a_full_disk_is_the_same_error_for_a_new_and_an_existing_file(tmp_path):
-    """A real ENOSPC: a new file and an existing one both raise OutboxUnavailableError(full)."""
+    """A real ENOSPC: a new file, a change to an open one and the opening of an existing one
+    all raise OutboxUnavailableError(full); once there is room, the open one works again."""
     with tiny_filesystem(tmp_path, 256) as disk:
+        SqliteOutbox(disk / "closed.db").close()
         existing = SqliteOutbox(disk / "existing.db")
         try:
-            _fill_disk(disk)
+            fill_disk(disk)
             with pytest.raises(OutboxUnavailableError) as new:
                 SqliteOutbox(disk / "new.db")
             with pytest.raises(OutboxUnavailableError) as old:
                 existing.enqueue_many(
                     [Intent.text(TO, "y" * 2000, idempotency_key=f"k{n}") for n in range(200)]
                 )
-            assert (new.value.kind, old.value.kind) == ("full", "full")
+            # Its -shm cannot grow: SQLite says "disk I/O error"; the disk is full.
+            with pytest.raises(OutboxUnavailableError) as reopened:
+                SqliteOutbox(disk / "closed.db")
+            kinds = (new.value.kind, old.value.kind, reopened.value.kind)
+            assert kinds == ("full", "full", "full")
             assert existing.check().kind == "full"
             (disk / "filler").unlink()
             assert existing.check() is None
@@ -589,28 +564,6 @@ def test_a_full_disk_is_the_same_error_for_a_new_and_an_existing_file(tmp_path):
 
 
 # --- a read-only file ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def read_only_mount(source: Path) -> Iterator[Path]:
-    """*source* bind-mounted read-only (root ignores file modes), or a skip."""
-    target = source.parent / f"ro-{uuid.uuid4().hex[:8]}"
-    target.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("a read-only bind mount needs root")
-    bound = subprocess.run(
-        ["mount", "--bind", str(source), str(target)], check=False, capture_output=True
-    )
-    if bound.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {bound.stderr.decode(errors='replace')}")
-    try:
-        remount = ["mount", "-o", "remount,ro,bind", str(target)]
-        again = subprocess.run(remount, check=False, capture_output=True)
-        if again.returncode != 0:
-            pytest.skip("cannot remount read-only here")
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
 
 
 def _written(directory: Path) -> Path:
