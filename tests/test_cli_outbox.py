@@ -364,3 +364,11 @@ def test_a_full_disk_exits_8_retryable_for_a_new_and_an_existing_outbox(wa_sandb
         assert code == 8
         assert {(x.get("category"), x["exit_code"]) for x in lines} <= {("transient", 8)}
         assert all(x["error"]["retryable"] for x in lines)
+
+
+def test_mark_offers_exactly_the_outboxs_markable_states():
+    """The parser's `mark` states (kept there for a cold start) are `MARKABLE_STATES`."""
+    from wa_auth._cli._parser import MARKABLE
+    from wa_auth.outbox import MARKABLE_STATES
+
+    assert MARKABLE == MARKABLE_STATES

@@ -414,8 +414,8 @@ async def test_a_delivered_key_is_its_delivery_with_the_original_message_id(wa_s
         async with AsyncWhatsAppClient(
             token=token, phone_number_id=wa_sandbox.phone_number_id, base_url=wa_sandbox.base_url
         ) as aclient:
-            aagain = await Guard(aclient, outbox=box).asend(intent("once"))
-    for duplicate in (again, aagain):
+            async_again = await Guard(aclient, outbox=box).asend(intent("once"))
+    for duplicate in (again, async_again):
         assert (duplicate.state, duplicate.reason, duplicate.attempts) == (
             DELIVERED,
             "duplicate",
