@@ -144,8 +144,26 @@ SQLITE_MAX_INT: Final = 2**63 - 1
 
 
 def intent_json(intent: Intent) -> str:
-    """Return `Intent.to_dict()` as compact JSON, without its defensive deep copy."""
+    """Return `Intent.to_dict()` as compact JSON, without its defensive deep copy.
+
+    Raises:
+        OutboxError: The intent cannot be JSON (`invalid`): nested too deep, a NaN, an object
+            JSON has no form for. Its constructors refuse such content; this is the outbox's
+            own guard, so nothing but a typed error leaves it.
+    """
     content = intent.content
+    try:
+        return _encode_intent(intent, content)
+    except (ValueError, TypeError, RecursionError) as exc:
+        problem = printable(f"{type(exc).__name__}: {exc}")[:300]
+        raise OutboxError(
+            f"intent {intent.idempotency_key!r:.200} cannot be written as JSON ({problem}): "
+            "not recorded",
+            kind="invalid",
+        ) from None
+
+
+def _encode_intent(intent: Intent, content: Any) -> str:
     return _ENCODE(
         {
             "v": INTENT_SCHEMA_VERSION,

@@ -370,3 +370,37 @@ def test_any_json_in_a_state_record_reads_as_a_value_or_none(state, folder, valu
     assert all(isinstance(p, Pause) for p in state.pauses.list())
     health = state.health.get("fp")
     assert health is None or isinstance(health.valid, bool)
+
+
+def _deep(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+@SETTINGS
+@given(content=JSON)
+@example(content={"body": float("nan")})
+@example(content={"body": {1, 2}})
+def test_any_intent_content_is_stored_or_refused_typed(outbox, content):
+    """An intent whose content got past its builder, of any shape and nesting: begin and
+    enqueue record it or raise OutboxError (`invalid`, `unencodable`); nothing else escapes."""
+    for call in ("begin", "enqueue"):
+        value = smuggled(Intent.text(TO, "x", idempotency_key=_key()), content=content)
+        _, refused = attempt(lambda v=value, c=call: getattr(outbox, c)(v))
+        if refused is not None:
+            assert refused.kind in {"invalid", "unencodable"}
+            assert encodable(refused.message)
+    _alive(outbox)
+
+
+@pytest.mark.parametrize("depth", [1_000, 50_000])
+def test_a_deeply_nested_intent_content_is_refused_typed(outbox, depth):
+    """Content nested past what JSON's encoder can walk: OutboxError(invalid), not a
+    RecursionError, for begin and enqueue alike."""
+    for call in ("begin", "enqueue"):
+        value = smuggled(Intent.text(TO, "x", idempotency_key=_key()), content=_deep(depth))
+        _, refused = attempt(lambda v=value, c=call: getattr(outbox, c)(v))
+        assert refused is None or refused.kind == "invalid"
+    _alive(outbox)
