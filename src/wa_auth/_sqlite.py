@@ -296,6 +296,8 @@ class Database(Opening):
                 with self._cond:
                     batch = self._next_batch()
                     if batch is None:
+                        self._thread = None  # with the lock: a change queued next starts another
+                        self._cond.notify_all()
                         return
                     self._busy = True
                 try:
@@ -308,14 +310,12 @@ class Database(Opening):
                         self._cond.notify_all()
         except BaseException as exc:  # noqa: BLE001 - a bug of the loop: nobody may wait on it
             with self._cond:
-                stranded = [self._entries.popleft() for _ in range(len(self._entries))]
-                self._urgent = 0
-            self._fail(stranded, self._stopped(exc, "stopped"))
-        finally:
-            with self._cond:
                 if self._thread is me:
                     self._thread = None
+                stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+                self._urgent = 0
                 self._cond.notify_all()
+            self._fail(stranded, self._stopped(exc, "stopped"))
 
     def _next_batch(self) -> list[_Entry] | None:
         """Wait for what is due (with the condition held); None when the writer should end."""
