@@ -55,3 +55,18 @@ def _expect(cls: type[E], caught: Exception | None) -> E:
 
 def _name(cls: type[Exception]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def eventually(check: Callable[[], object], *, within: float = 20.0, every: float = 0.2) -> None:
+    """Call *check* until it returns something true; fail after *within* seconds.
+
+    For a state that settles on its own (a health probe that re-tests at most once a second):
+    a bounded wait, not a timing assertion.
+    """
+    __tracebackhide__ = True
+    import time
+
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not true within {within} s: {check}"
+        time.sleep(every)

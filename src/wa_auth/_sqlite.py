@@ -127,6 +127,7 @@ class Database(Opening):
         #: The last failure of a transaction for a reason of the file (full, locked,
         #: read-only, corrupt, I/O), or None; a later transaction that writes clears it.
         self.problem: OutboxError | None = None
+        self._probed = -_PROBE_EVERY
         self._closed = False
         self._orphans: list[sqlite3.Connection] = []
         self._reset()
@@ -494,9 +495,17 @@ class Database(Opening):
     # --- health ---------------------------------------------------------------------------------
 
     def _probe(self) -> tuple[Job, bool]:
-        """A read through the writer, or, while a problem is known, a write that may clear it."""
+        """A read through the writer, or, while a problem is known, a write that may clear it.
+
+        At most one such write a second: a flood of health probes (`/healthz` needs no key)
+        must not keep the writer waiting on a lock or a full disk instead of sending.
+        """
         if self.problem is None or self.read_only:
             return _nothing, False
+        now = time.monotonic()
+        if now - self._probed < _PROBE_EVERY:
+            return _nothing, False
+        self._probed = now
         return _touch, True
 
     def check(self, timeout: float) -> OutboxError | None:
@@ -571,6 +580,8 @@ def _nothing(_conn: sqlite3.Connection) -> None:
 
 #: Bytes of the change `check()` makes while a problem is known: a few rows' worth.
 _PROBE_BYTES: Final = 65536
+#: Seconds between two such changes, however often `check()` is asked.
+_PROBE_EVERY: Final = 1.0
 
 
 def _touch(conn: sqlite3.Connection) -> None:
