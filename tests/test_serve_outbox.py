@@ -22,6 +22,7 @@ import httpx
 import jsonschema
 import pytest
 
+from helpers import eventually
 from mounts import fill_disk, tiny_filesystem
 from wa_auth.outbox import SqliteOutbox
 
