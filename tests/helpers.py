@@ -74,3 +74,18 @@ def record_reliability(name: str, figures: Mapping[str, Any]) -> None:
     if out:
         with Path(out).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"trial": name, "figures": dict(figures)}, sort_keys=True) + "\n")
+
+
+def eventually(check: Callable[[], object], *, within: float = 20.0, every: float = 0.2) -> None:
+    """Call *check* until it returns something true; fail after *within* seconds.
+
+    For a state that settles on its own (a health probe that re-tests at most once a second):
+    a bounded wait, not a timing assertion.
+    """
+    __tracebackhide__ = True
+    import time
+
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not true within {within} s: {check}"
+        time.sleep(every)

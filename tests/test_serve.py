@@ -506,7 +506,9 @@ def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_in_the_outbox(
         replay = again.call("POST", "/outbox/replay", json={}).json()
         assert replay["summary"]["delivered"] == 4
         duplicate = again.call("POST", "/send", json=text(idempotency_key="k-0")).json()
-        assert (duplicate["state"], duplicate["reason"]) == ("failed", "outbox")
+        # A retried item the outbox delivered: its delivery (exit 0), not "drop invalid".
+        assert (duplicate["state"], duplicate["reason"]) == ("delivered", "duplicate")
+        assert (duplicate["exit_code"], duplicate["message_id"] is not None) == (0, True)
     assert len(sandbox.messages()) == 6
 
 

@@ -27,6 +27,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "InsufficientPermissionError",
         "InvalidRequestError",
         "OutboxError",
+        "OutboxUnavailableError",
         "RateLimitError",
         "RequestValidationError",
         "TokenExpiredError",

@@ -23,7 +23,6 @@ from wa_auth._guard_effects import (
     NO_FALLBACK,
     NOW,
     Acquire,
-    Begin,
     Call,
     ClearPause,
     Fallback,
@@ -39,6 +38,7 @@ from wa_auth._guard_effects import (
     Sleep,
 )
 from wa_auth._guard_outcomes import (
+    begin,
     close_circuit,
     delivered,
     event_fields,
@@ -114,7 +114,10 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
         if refused is not None:
             return (yield from final(cfg, intent, route, refused, 0, None))
     if cfg.outbox:
-        yield Begin(intent)
+        begun = yield from begin(intent, route)
+        if isinstance(begun, Delivery):
+            return begun
+        intent = begun
     return (yield from _attempts(cfg, intent, route, (wall, start), circuit=circuit))
 
 

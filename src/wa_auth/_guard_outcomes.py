@@ -2,7 +2,9 @@
 
 `delivered`, `expired`, `held_back` (the guard kept it from Meta: a paused number, an open
 circuit, pacing past the budget) and `final` (its last send failed: handlers once, the
-fallback, one event, the outbox). `wa_auth._guard_flows` decides; this module records.
+fallback, one event, the outbox). `begin` hands the intent to the outbox before its first
+send, and turns a key the outbox already delivered into that delivery (`duplicate`).
+`wa_auth._guard_flows` decides; this module records.
 """
 
 from __future__ import annotations
@@ -10,8 +12,19 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from wa_auth._effects import PolicyFlow
-from wa_auth._guard_effects import NO_FALLBACK, ClearPause, Fallback, GetPause, Handle, Settle
+from wa_auth._guard_effects import (
+    NO_FALLBACK,
+    Begin,
+    ClearPause,
+    Fallback,
+    GetPause,
+    Handle,
+    Runtime,
+    Settle,
+)
 from wa_auth._guard_values import (
     DELIVERED,
     EXPIRED,
@@ -21,7 +34,13 @@ from wa_auth._guard_values import (
     QUEUED,
     Delivery,
 )
-from wa_auth.errors import AccountStateError, RateLimitError, TransientError, WhatsAppError
+from wa_auth.errors import (
+    AccountStateError,
+    OutboxError,
+    RateLimitError,
+    TransientError,
+    WhatsAppError,
+)
 from wa_auth.events import (
     CircuitClosed,
     MessageDelivered,
@@ -31,13 +50,17 @@ from wa_auth.events import (
     MessageQueued,
 )
 from wa_auth.intents import Intent
+from wa_auth.models import SendResult
 from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 
 if TYPE_CHECKING:
     from wa_auth._guard_flows import Config
-    from wa_auth.models import SendResult
+    from wa_auth.outbox import OutboxRow
 
 __all__ = [
+    "DUPLICATE",
+    "Recorded",
+    "begin",
     "delivered",
     "event_fields",
     "expired",
@@ -48,6 +71,54 @@ __all__ = [
 ]
 
 _log = logging.getLogger("wa_auth.guards")
+
+#: The `reason` of an intent the outbox had already delivered: its delivery, nothing sent.
+DUPLICATE = "duplicate"
+
+
+@attrs.frozen
+class Recorded:
+    """Read the outbox's row of an idempotency key (None: none)."""
+
+    key: str
+
+    def perform(self, env: Runtime, /) -> OutboxRow | None:
+        assert env.outbox is not None
+        return env.outbox.get(self.key)
+
+    async def aperform(self, env: Runtime, /) -> OutboxRow | None:
+        assert env.outbox is not None
+        return await env.outbox.aget(self.key)
+
+
+def begin(intent: Intent, route: str | None) -> PolicyFlow[Intent | Delivery]:
+    """Record *intent* as `sending`; return the intent sent, or the delivery of a duplicate.
+
+    An intent without a sender is recorded with the number it goes from (*route*), so a later
+    replay sends it from there. A key the outbox holds as delivered is not sent again and is
+    no failure: its delivery comes back with the original message id (reason `duplicate`,
+    no event: nothing was sent). Any other refusal is raised.
+    """
+    if intent.phone_number_id is None and route is not None:
+        intent = attrs.evolve(intent, phone_number_id=route)
+    try:
+        yield Begin(intent)
+    except OutboxError as exc:
+        if exc.kind != "duplicate":
+            raise
+        refusal = exc
+    else:
+        return intent
+    row: OutboxRow | None = yield Recorded(intent.idempotency_key)
+    if row is None or row.state != DELIVERED or not row.message_id:
+        raise refusal  # maybe delivered, or being sent by a worker that stopped: not known
+    result = SendResult(
+        message_id=row.message_id,
+        wa_id=None,
+        idempotency_key=intent.idempotency_key,
+        token_fingerprint=row.token_fingerprint,
+    )
+    return Delivery(state=DELIVERED, intent=row.intent, result=result, reason=DUPLICATE)
 
 
 def event_fields(cfg: Config, intent: Intent, route: str | None, attempts: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Final
 
+import attrs
+
 from wa_auth import _replay
 from wa_auth._effects import arun, run
 from wa_auth._guard_values import DELIVERED, EXPIRED
@@ -26,12 +28,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BATCH",
     "Replaying",
+    "check_after",
     "check_ages",
     "check_count",
     "check_filter",
     "check_intent",
     "check_markable",
     "check_seconds",
+    "with_sender",
     "write_lines",
 ]
 
@@ -54,6 +58,12 @@ def check_count(name: str, value: object, *, optional: bool = False) -> int | No
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise RequestValidationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_after(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestValidationError(f"after must be a row id (an integer >= 0), got {value!r}")
     return value
 
 
@@ -87,7 +97,11 @@ def check_ages(delivered: object, expired: object, now: float) -> list[tuple[str
             continue
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not age >= 0:
             raise RequestValidationError(f"{state}_older_than must be seconds >= 0, got {age!r}")
-        pairs.append((state, now - float(age)))
+        try:
+            seconds = float(age)
+        except OverflowError:  # an int past a float's range: older than anything can be
+            seconds = math.inf
+        pairs.append((state, now - seconds))
     if not pairs:
         raise RequestValidationError(
             "purge() needs delivered_older_than= or expired_older_than= (seconds)"
@@ -223,6 +237,20 @@ class Replaying:
                 kind="unwritable",
             ) from exc
         return len(rows)
+
+
+def with_sender(intents: Iterable[Intent], phone_number_id: str | None) -> builtins.list[Intent]:
+    """Return *intents*, each without a sender given *phone_number_id* (the default one).
+
+    What a front door enqueues records the number it was meant for: a replay sends it from
+    there, not from whatever number is configured then.
+    """
+    if phone_number_id is None:
+        return builtins.list(intents)
+    return [
+        i if i.phone_number_id is not None else attrs.evolve(i, phone_number_id=phone_number_id)
+        for i in intents
+    ]
 
 
 def write_lines(out: IO[str], rows: Iterable[OutboxRow]) -> None:

@@ -27,6 +27,7 @@ from wa_auth._outbox_sql import (
     SETTLE_MANY_HEAD,
     SETTLE_MANY_TAIL,
     SETTLE_NEW,
+    SQLITE_MAX_INT,
     chunks,
     many_rows,
     marks,
@@ -83,10 +84,14 @@ class Jobs:
         refusal = begin_refusal(state, lease_owner, held_until, owner, now)
         if refusal is not None:
             raise self._refused(key, *refusal)
+        # A row enqueued without a sender gets the one it is sent from (`values`' intent JSON
+        # and number): a later replay sends it from there, not from whatever is set up then.
         conn.execute(
             "UPDATE wa_outbox SET state = 'sending', lease_owner = ?, lease_until = ?, "
-            "updated_at = ? WHERE idempotency_key = ?",
-            (owner, lease_until, now, key),
+            "updated_at = ?, intent = CASE WHEN phone_number_id IS NULL AND ? IS NOT NULL "
+            "THEN ? ELSE intent END, phone_number_id = coalesce(phone_number_id, ?) "
+            "WHERE idempotency_key = ?",
+            (owner, lease_until, now, values[4], values[1], values[4], key),
         )
 
     def begin_many(
@@ -114,6 +119,8 @@ class Jobs:
                     "UPDATE wa_outbox SET state = 'sending', lease_until = ?, updated_at = ? "  # noqa: S608 - placeholders only
                     f"WHERE idempotency_key IN ({marks(keys)}) AND lease_owner = ? "
                     "AND state IN ('pending', 'queued', 'failed', 'maybe_delivered') "
+                    # A row without its sender yet is taken by `begin`, which records it.
+                    "AND phone_number_id IS NOT NULL "
                     "RETURNING idempotency_key",
                     (until, now, *keys, owner),
                 )
@@ -211,6 +218,7 @@ class Jobs:
     ) -> list[OutboxRow]:
         """Lease up to *limit* replayable rows after id *after* to *owner*, in id order."""
         self.recover(conn, now)
+        after = min(after, SQLITE_MAX_INT)
         token_clause = "0"  # noqa: S105 - SQL, not a secret
         params: list[Any] = [after, now, owner, now]
         if live:
@@ -232,7 +240,7 @@ class Jobs:
         if live:
             params.extend(sorted(TOKEN_WAIT_CATEGORIES))
             params.extend(live)
-        params.extend((1 if include_maybe_delivered else 0, limit))
+        params.extend((1 if include_maybe_delivered else 0, min(limit, SQLITE_MAX_INT)))
         claimed: list[OutboxRow] = []
         unreadable: list[tuple[int, str]] = []
         for r in conn.execute(sql, params).fetchall():
@@ -337,7 +345,7 @@ class Jobs:
         sql += " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(limit)
+            params.append(min(limit, SQLITE_MAX_INT))
         rows: list[OutboxRow] = []
         for r in conn.execute(sql, params):
             try:

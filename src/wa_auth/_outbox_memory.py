@@ -17,6 +17,7 @@ from wa_auth._guard_values import DELIVERED, EXPIRED, MAYBE_DELIVERED
 from wa_auth._outbox_common import (
     DEFAULT_BATCH,
     Replaying,
+    check_after,
     check_ages,
     check_count,
     check_filter,
@@ -109,8 +110,11 @@ class MemoryOutbox(Replaying):
             refusal = begin_refusal(row.state, row.lease_owner, row.lease_until, self.owner, now)
             if refusal is not None:
                 raise self._refused(key, *refusal)
+            # A row enqueued without a sender gets the one it is sent from, as in SQLite.
+            pinned = row.intent.phone_number_id is None and intent.phone_number_id is not None
             self._rows[key] = attrs.evolve(
                 row,
+                intent=intent if pinned else row.intent,
                 state=SENDING,
                 lease_owner=self.owner,
                 lease_until=now + self.lease,
@@ -199,6 +203,7 @@ class MemoryOutbox(Replaying):
     ) -> builtins.list[OutboxRow]:
         """Lease up to *limit* replayable rows after id *after*, in id order."""
         size = check_count("limit", limit) or DEFAULT_BATCH
+        after = check_after(after)
         now = self.clock()
         claimed: list[OutboxRow] = []
         with self._lock:

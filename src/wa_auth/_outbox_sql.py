@@ -18,7 +18,7 @@ from wa_auth._outbox_values import (
     OutboxRow,
 )
 from wa_auth._sqlite import Schema
-from wa_auth._stored import error_from_dict, loads_object
+from wa_auth._stored import dumps, encodable, error_from_dict, loads_object, printable
 from wa_auth.errors import OutboxError, WhatsAppError
 from wa_auth.intents import INTENT_SCHEMA_VERSION, Intent
 from wa_auth.models import SendResult
@@ -35,6 +35,7 @@ __all__ = [
     "SETTLE_MANY_HEAD",
     "SETTLE_MANY_TAIL",
     "SETTLE_NEW",
+    "SQLITE_MAX_INT",
     "chunks",
     "intent_row",
     "many_rows",
@@ -138,11 +139,31 @@ _ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, all
 MANY: Final = sqlite3.sqlite_version_info >= (3, 35, 0)
 #: Rows per multi-row statement (under the 999 variables of old SQLite builds).
 _CHUNK: Final = 64
+#: SQLite's largest integer: a larger limit or id means "all", not an `OverflowError`.
+SQLITE_MAX_INT: Final = 2**63 - 1
 
 
 def intent_json(intent: Intent) -> str:
-    """Return `Intent.to_dict()` as compact JSON, without its defensive deep copy."""
+    """Return `Intent.to_dict()` as compact JSON, without its defensive deep copy.
+
+    Raises:
+        OutboxError: The intent cannot be JSON (`invalid`): nested too deep, a NaN, an object
+            JSON has no form for. Its constructors refuse such content; this is the outbox's
+            own guard, so nothing but a typed error leaves it.
+    """
     content = intent.content
+    try:
+        return _encode_intent(intent, content)
+    except (ValueError, TypeError, RecursionError) as exc:
+        problem = printable(f"{type(exc).__name__}: {exc}")[:300]
+        raise OutboxError(
+            f"intent {intent.idempotency_key!r:.200} cannot be written as JSON ({problem}): "
+            "not recorded",
+            kind="invalid",
+        ) from None
+
+
+def _encode_intent(intent: Intent, content: Any) -> str:
     return _ENCODE(
         {
             "v": INTENT_SCHEMA_VERSION,
@@ -186,12 +207,14 @@ def settle_values(delivery: Delivery, now: float) -> tuple[Any, ...]:
         message_id, fingerprint = result.message_id, result.token_fingerprint
     if fingerprint is None and error is not None:
         fingerprint = getattr(error, "token_fingerprint", None)
+    if message_id is not None and not encodable(message_id):
+        message_id = printable(message_id)  # a peer's id that no file can hold as it is
     return (
         delivery.state,
         delivery.attempts,
         delivery.category,
         delivery.reason,
-        _ENCODE(error.to_dict()) if error is not None else None,
+        _error_json(error.to_dict()) if error is not None else None,
         message_id,
         fingerprint,
         delivery.not_before,
@@ -199,6 +222,12 @@ def settle_values(delivery: Delivery, now: float) -> tuple[Any, ...]:
         delivery.intent.idempotency_key,
         delivery.state,
     )
+
+
+def _error_json(data: dict[str, Any]) -> str:
+    """Return an error's JSON, always storable: a peer's lone surrogate is escaped in it."""
+    text = _ENCODE(data)
+    return text if encodable(text) else dumps(data)
 
 
 def settle_insert(update: tuple[Any, ...], delivery: Delivery) -> tuple[Any, ...]:
@@ -261,15 +290,7 @@ def row_from(r: Sequence[Any], path: str) -> OutboxRow:
         enqueued_at,
         updated_at,
     ) = r
-    try:
-        intent = Intent.from_dict(json.loads(intent_json))
-    except (ValueError, WhatsAppError) as exc:
-        raise OutboxError(
-            f"outbox file {path}: row {row_id} ({key!r}) holds an intent that cannot be read: "
-            f"{exc}",
-            path=path,
-            kind="corrupt",
-        ) from None
+    intent = _intent_of(intent_json, row_id, key, path)
     error = loads_object(error_json)
     delivery = None
     if state in DELIVERY_STATES:
@@ -308,6 +329,34 @@ def row_from(r: Sequence[Any], path: str) -> OutboxRow:
         lease_until=lease_until,
         enqueued_at=enqueued_at,
     )
+
+
+def _intent_of(text: object, row_id: object, key: object, path: str) -> Intent:
+    """Return the intent a row stores, or refuse a row that cannot be sent as it is (`corrupt`).
+
+    Whatever a hand-edited file holds (not JSON, nested too deep, another key than the row's
+    own), the row becomes a dead letter for an operator, never a send under another key.
+    """
+    problem: str | None = None
+    try:
+        data = json.loads(text) if isinstance(text, (str, bytes)) else None
+        intent = Intent.from_dict(data)
+    except (ValueError, RecursionError, WhatsAppError) as exc:
+        problem = f"holds an intent that cannot be read: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever a hand edit put there, a typed refusal
+        problem = f"holds an intent that cannot be read ({type(exc).__name__}: {exc})"
+    else:
+        if intent.idempotency_key == key:
+            return intent
+        problem = (
+            f"holds an intent with another idempotency key ({intent.idempotency_key!r}): "
+            "edited by hand?"
+        )
+    raise OutboxError(
+        printable(f"outbox file {path}: row {row_id} ({key!r:.200}) {problem[:500]}"),
+        path=path,
+        kind="corrupt",
+    ) from None
 
 
 def marks(values: Collection[str]) -> str:

@@ -8,13 +8,14 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from typing_extensions import Self
 
 from wa_auth._outbox_common import (
     DEFAULT_BATCH,
     Replaying,
+    check_after,
     check_ages,
     check_count,
     check_filter,
@@ -39,9 +40,14 @@ if TYPE_CHECKING:
     from collections.abc import Collection
     from types import TracebackType
 
+    from wa_auth.errors import OutboxError
     from wa_auth.guards import Delivery
 
-__all__ = ["SqliteOutbox"]
+__all__ = ["DEFAULT_CHECK_TIMEOUT", "SqliteOutbox"]
+
+#: Seconds `check()` waits for the writer: longer than the default busy timeout (5 s), so a
+#: lock held by another process is reported as `locked`, not as a writer that is stuck.
+DEFAULT_CHECK_TIMEOUT: Final = 6.0
 
 
 class SqliteOutbox(Replaying):
@@ -71,12 +77,16 @@ class SqliteOutbox(Replaying):
             `settle` returns.
         group_commit: Commit concurrent changes together; False: one transaction per change.
         create: Create the file when it does not exist.
+        read_only: Open an existing file for reading only (`get`, `list`, `stats`,
+            `dead_letters`): it may sit on a read-only mount; every change raises
+            `OutboxError(readonly)`.
         clock: Wall clock (leases, deadlines, timestamps).
 
     Raises:
         ConfigurationError: A setting is out of range.
-        OutboxError: The file is missing (with *create* False), locked, corrupt, another
+        OutboxError: The file is missing (with *create* False), corrupt, read-only, another
             program's database or written by a newer wa_auth; nothing is overwritten.
+            `OutboxUnavailableError` (`transient`): the disk is full, or the file locked.
     """
 
     def __init__(
@@ -90,6 +100,7 @@ class SqliteOutbox(Replaying):
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         group_commit: bool = True,
         create: bool = True,
+        read_only: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lease = check_seconds("lease", lease, optional=False) or DEFAULT_LEASE
@@ -102,13 +113,16 @@ class SqliteOutbox(Replaying):
             busy_timeout=busy_timeout,
             flush_interval=flush_interval,
             group_commit=group_commit,
-            create=create,
+            create=create and not read_only,
+            read_only=read_only,
         )
         self.path = self._db.path
         self._jobs = Jobs(self.path)
         self._begin_many = self._jobs.begin_many
         self._owner_pid = -1
         self._owner = ""
+        if read_only:
+            return
         try:
             self._db.run(lambda c: self._jobs.recover(c, self.clock()))
         except BaseException:
@@ -132,6 +146,28 @@ class SqliteOutbox(Replaying):
     def commits(self) -> int:
         """Transactions this outbox's writer committed (group commit makes it small)."""
         return self._db.commits
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with `read_only=True`: every change is refused."""
+        return self._db.read_only
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def check(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
+        """Return None when the outbox takes changes now, else the `OutboxError` saying why not.
+
+        Its writer thread must answer within *timeout* seconds (`stuck` otherwise), and the
+        last transaction must not have failed for a reason of the file: a full disk, a lock
+        held past the busy timeout, a read-only or corrupt file, an I/O error. While such a
+        problem is known, the check writes (one row of `wa_auth_meta`, unchanged): once that
+        works, the problem is gone. A health probe's question (`wa-auth serve`'s `/healthz`).
+        """
+        return self._db.check(check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT)
+
+    async def acheck(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
+        """Return None when the outbox takes changes now (see `check`); the loop runs on."""
+        return await self._db.acheck(check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT)
 
     # --- the guard's hand-off -------------------------------------------------------------------
 
@@ -197,6 +233,7 @@ class SqliteOutbox(Replaying):
         include_maybe_delivered: bool,
     ) -> Callable[[Any], builtins.list[OutboxRow]]:
         size = check_count("limit", limit) or DEFAULT_BATCH
+        start = check_after(after)
         live = tuple(sorted(live_fingerprints)) if live_fingerprints else None
         now = self.clock()
         owner = self.owner
@@ -208,7 +245,7 @@ class SqliteOutbox(Replaying):
                 now=now,
                 lease_until=now + self.lease,
                 limit=size,
-                after=int(after),
+                after=start,
                 live=live,
                 include_maybe_delivered=bool(include_maybe_delivered),
             )

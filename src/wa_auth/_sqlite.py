@@ -15,7 +15,11 @@ is waited for (the busy timeout) instead of failing a read-then-write upgrade wi
 SQLITE_BUSY.
 
 Every `sqlite3` error is translated here, at the one boundary, into an `OutboxError` naming
-the file and the problem.
+the file and the problem. The writer never dies of a job: a job that fails in any other way
+than a refusal (text SQLite cannot store, a bug) rolls its transaction back, the batch runs
+again one job per transaction, and only the failing job's caller gets an `OutboxError`; the
+thread lives on. A writer that ends for any reason fails or hands on what it held, so nobody
+waits on a thread that is gone.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from wa_auth._sqlite_open import (
     DEFAULT_BUSY_TIMEOUT,
@@ -44,10 +48,12 @@ from wa_auth._sqlite_open import (
     Job,
     Opening,
     Schema,
+    file_error,
     same_bulk,
     translate,
 )
-from wa_auth.errors import ConfigurationError
+from wa_auth._stored import printable
+from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -80,11 +86,14 @@ class Database(Opening):
         group_commit: Run the waiting jobs in one transaction; False runs one transaction per
             job (the measured alternative).
         create: Create the file (and its tables) when it does not exist.
+        read_only: Open the file for reading only (never created nor migrated): it may be
+            on a read-only mount; every change is refused (`readonly`).
 
     Raises:
         ConfigurationError: A setting is out of range.
-        OutboxError: The file is missing (with *create* False), locked, corrupt, another
-            program's database or of a newer schema.
+        OutboxError: The file is missing (with *create* False), corrupt, another program's
+            database, read-only or of a newer schema; `OutboxUnavailableError` when the disk
+            is full or the file locked.
     """
 
     def __init__(
@@ -97,6 +106,7 @@ class Database(Opening):
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         group_commit: bool = True,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         if durability not in DURABILITY:
             raise ConfigurationError(
@@ -111,8 +121,13 @@ class Database(Opening):
         self.busy_timeout = float(busy_timeout)
         self.flush_interval = float(flush_interval)
         self.group_commit = bool(group_commit)
+        self.read_only = bool(read_only)
         #: Transactions that changed the file, committed by this object's writer.
         self.commits = 0
+        #: The last failure of a transaction for a reason of the file (full, locked,
+        #: read-only, corrupt, I/O), or None; a later transaction that writes clears it.
+        self.problem: OutboxError | None = None
+        self._probed = -_PROBE_EVERY
         self._closed = False
         self._orphans: list[sqlite3.Connection] = []
         self._reset()
@@ -201,17 +216,19 @@ class Database(Opening):
 
     def flush(self) -> None:
         """Return once every change submitted so far is committed."""
-        self.run(_nothing)
+        self.run(_nothing, write=not self.read_only)
 
     async def aflush(self) -> None:
         """Return once every change submitted so far is committed."""
-        await self.arun(_nothing)
+        await self.arun(_nothing, write=not self.read_only)
 
     def _put(self, entry: _Entry, *, combine: bool = False) -> list[_Entry] | None:
         """Queue *entry*; with *combine*, return the batch to commit when nobody is writing."""
         if self._pid != os.getpid():
             self._forked()
         urgent = entry[2] is not None
+        if self.read_only and entry[1]:
+            raise self._refuse("readonly", "was opened read-only: it takes no change")
         with self._cond:
             if self._closed:
                 raise self._refuse("closed", "was closed")
@@ -224,17 +241,30 @@ class Database(Opening):
             if combine and self.group_commit and not self._busy:
                 self._busy = True
                 return self._take()
-            if self._thread is None:
-                name = f"wa-auth-sqlite:{Path(self.path).name}"
-                # Not a daemon: at the interpreter's exit it commits what is deferred, then ends
-                # (it watches the main thread), so an outcome is not lost to a plain exit.
-                self._thread = threading.Thread(target=self._write_loop, name=name)
-                self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                self._start_writer()
             elif urgent:
                 # A deferred change wakes nobody (a futex call each): the writer looks at least
                 # every flush interval.
                 self._cond.notify()
         return None
+
+    def _start_writer(self) -> None:
+        """Start a writer thread (with the condition held), or fail what waits for one."""
+        # Not a daemon: at the interpreter's exit it commits what is deferred, then ends (it
+        # watches the main thread), so an outcome is not lost to a plain exit.
+        thread = threading.Thread(
+            target=self._write_loop, name=f"wa-auth-sqlite:{Path(self.path).name}"
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:  # at the interpreter's shutdown, or out of threads
+            self._thread = None
+            stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+            self._urgent = 0
+            self._fail(stranded, self._stopped(exc, "could not start"))
+            return
+        self._thread = thread
 
     def _take(self) -> list[_Entry]:
         """Pop the next batch (with the condition held)."""
@@ -248,32 +278,45 @@ class Database(Opening):
         """Commit a caller's batch in its thread; leave what came meanwhile to the writer."""
         try:
             self._commit(batch)
+        except BaseException as exc:
+            # Interrupted (Ctrl-C) in the middle: the other callers of the batch must not wait.
+            self._fail(batch, self._stopped(exc, "was interrupted"))
+            raise
         finally:
             with self._cond:
                 self._busy = False
                 if self._entries:
-                    if self._thread is None:
-                        self._thread = threading.Thread(
-                            target=self._write_loop, name=f"wa-auth-sqlite:{Path(self.path).name}"
-                        )
-                        self._thread.start()
+                    if self._thread is None or not self._thread.is_alive():
+                        self._start_writer()
                     self._cond.notify_all()
 
     def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                batch = self._next_batch()
-                if batch is None:
-                    self._thread = None
-                    self._cond.notify_all()
-                    return
-                self._busy = True
-            try:
-                self._commit(batch)
-            finally:
+        me = threading.current_thread()
+        try:
+            while True:
                 with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                    batch = self._next_batch()
+                    if batch is None:
+                        self._thread = None  # with the lock: a change queued next starts another
+                        self._cond.notify_all()
+                        return
+                    self._busy = True
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # noqa: BLE001 - the writer outlives any job
+                    self._fail(batch, self._stopped(exc, "failed"))
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - a bug of the loop: nobody may wait on it
+            with self._cond:
+                if self._thread is me:
+                    self._thread = None
+                stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+                self._urgent = 0
+                self._cond.notify_all()
+            self._fail(stranded, self._stopped(exc, "stopped"))
 
     def _next_batch(self) -> list[_Entry] | None:
         """Wait for what is due (with the condition held); None when the writer should end."""
@@ -302,31 +345,73 @@ class Database(Opening):
                 idle += timeout
 
     def _commit(self, batch: Sequence[_Entry]) -> None:
-        """Run *batch* in one transaction and hand each job its result after the commit."""
-        conn = self._conn
+        """Run *batch* in one transaction and hand each job its result after the commit.
+
+        A job that fails as no refusal does (text SQLite cannot store, a number too large, a
+        bug) rolls the transaction back; the batch then runs one job per transaction, so
+        only that job fails, with an `OutboxError` naming the problem.
+        """
         write = any(e[1] for e in batch)
-        results: list[tuple[bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                self._run_jobs(conn, batch, results)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if write:
-                self.commits += 1
+            results = self._transaction(batch, write=write)
         except sqlite3.Error as exc:
             error = self._error(exc)
-            results = [(False, error)] * len(batch)
+            if error.kind == "sqlite":  # a statement's failure, not the file's: one job's
+                results = self._one_by_one(batch)
+            else:
+                self.problem = error
+                results = [(False, error)] * len(batch)
+        except Exception:  # noqa: BLE001 - a job's failure: find which, the others commit
+            results = self._one_by_one(batch)
         self._hand_out(batch, results)
+
+    def _transaction(self, batch: Sequence[_Entry], *, write: bool) -> list[tuple[bool, Any]]:
+        """Run *batch* in one transaction; roll it back (and raise) when a job fails."""
+        conn = self._conn
+        results: list[tuple[bool, Any]] = []
+        changes = conn.total_changes
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            self._run_jobs(conn, batch, results)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        if write:
+            self.commits += 1
+            problem = self.problem
+            # A write that changed rows proves the file can take changes; one that only took
+            # the lock proves the lock is free.
+            if problem is not None and (conn.total_changes > changes or problem.kind == "locked"):
+                self.problem = None
+        return results
+
+    def _one_by_one(self, batch: Sequence[_Entry]) -> list[tuple[bool, Any]]:
+        """Run each job of *batch* in a transaction of its own; a failure stays its job's."""
+        results: list[tuple[bool, Any]] = []
+        for entry in batch:
+            try:
+                results.extend(self._transaction((entry,), write=entry[1]))
+            except sqlite3.Error as exc:
+                error = self._error(exc)
+                if error.kind != "sqlite":
+                    self.problem = error
+                results.append((False, error))
+            except Exception as exc:  # noqa: BLE001 - handed to the job's caller, typed
+                results.append((False, self._job_error(exc)))
+        return results
 
     @staticmethod
     def _run_jobs(
         conn: sqlite3.Connection, batch: Sequence[_Entry], results: list[tuple[bool, Any]]
     ) -> None:
-        """Run the jobs in order; consecutive `Bulk` jobs of one kind run as one call."""
+        """Run the jobs in order; consecutive `Bulk` jobs of one kind run as one call.
+
+        A job's refusal (a `WhatsAppError`, raised before it wrote) is its result; any other
+        exception is raised: the transaction is rolled back.
+        """
         i = 0
         while i < len(batch):
             job = batch[i][0]
@@ -339,11 +424,41 @@ class Database(Opening):
                 continue
             try:
                 results.append((True, job(conn)))
-            except sqlite3.Error:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a job's refusal, made before it wrote
+            except WhatsAppError as exc:  # a job's refusal, made before it wrote
                 results.append((False, exc))
             i += 1
+
+    def _job_error(self, exc: Exception) -> OutboxError:
+        """The error of one job that failed as no refusal does; nothing of it was written."""
+        if isinstance(exc, UnicodeError):
+            kind = "unencodable"
+            problem = "holds text SQLite cannot store (not valid Unicode, e.g. a lone \\ud800)"
+        elif isinstance(exc, OverflowError):
+            kind, problem = "invalid", "holds a number too large for SQLite (over 2**63 - 1)"
+        else:
+            kind, problem = "failed", "failed"
+        detail = f"{type(exc).__name__}: {exc}"
+        return file_error(
+            self.path,
+            kind,
+            f"{self.schema.what} {self.path}: a change {problem}; nothing of it was written "
+            f"({detail[:300]})",
+        )
+
+    def _stopped(self, exc: BaseException, how: str) -> OutboxError:
+        """The error of the changes a writer held when it *how* (a bug, an interruption)."""
+        detail = f"{type(exc).__name__}: {exc}"
+        return file_error(
+            self.path,
+            "failed",
+            f"{self.schema.what} {self.path}: its writer {how} ({detail[:300]}); a change it "
+            "held may not have been written",
+        )
+
+    def _fail(self, batch: Sequence[_Entry], error: OutboxError) -> None:
+        """Fail every caller of *batch* still waiting (one already answered keeps its answer)."""
+        if batch:
+            self._hand_out(batch, [(False, error)] * len(batch))
 
     def _hand_out(self, batch: Sequence[_Entry], results: Sequence[tuple[bool, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
@@ -355,6 +470,8 @@ class Database(Opening):
                     lost += 1
                     last = value
             elif isinstance(waiter, concurrent.futures.Future):
+                if waiter.done():  # answered before a failure of the hand-out itself
+                    continue
                 if ok:
                     waiter.set_result(value)
                 else:
@@ -372,8 +489,62 @@ class Database(Opening):
                 self.schema.what,
                 self.path,
                 lost,
-                last,
+                printable(str(last)),
             )
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def _probe(self) -> tuple[Job, bool]:
+        """A read through the writer, or, while a problem is known, a write that may clear it.
+
+        At most one such write a second: a flood of health probes (`/healthz` needs no key)
+        must not keep the writer waiting on a lock or a full disk instead of sending.
+        """
+        if self.problem is None or self.read_only:
+            return _nothing, False
+        now = time.monotonic()
+        if now - self._probed < _PROBE_EVERY:
+            return _nothing, False
+        self._probed = now
+        return _touch, True
+
+    def check(self, timeout: float) -> OutboxError | None:
+        """Return None when the file takes changes, else the problem (see `acheck`)."""
+        if self._closed:
+            return self._refuse("closed", "was closed")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        job, write = self._probe()
+        try:
+            self._put((job, write, future))
+            future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            return self.problem or self._unanswered(timeout)
+        except OutboxError as exc:
+            return exc
+        return self.problem
+
+    async def acheck(self, timeout: float) -> OutboxError | None:
+        """Return None when the writer answers and no change failed for a reason of the file.
+
+        The writer must answer a read (a write while a problem is known: one that succeeds
+        clears it) within *timeout* seconds; the problem is the last failure of the file
+        (full, locked, read-only, corrupt, I/O), or `stuck` for a writer that did not answer.
+        """
+        if self._closed:
+            return self._refuse("closed", "was closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        job, write = self._probe()
+        try:
+            self._put((job, write, (asyncio.get_running_loop(), future)))
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return self.problem or self._unanswered(timeout)
+        except OutboxError as exc:
+            return exc
+        return self.problem
+
+    def _unanswered(self, timeout: float) -> OutboxError:
+        return self._refuse("stuck", f"did not answer within {timeout:g} s (its writer is stuck)")
 
     # --- closing --------------------------------------------------------------------------------
 
@@ -405,6 +576,25 @@ class Database(Opening):
 
 def _nothing(_conn: sqlite3.Connection) -> None:
     return None
+
+
+#: Bytes of the change `check()` makes while a problem is known: a few rows' worth.
+_PROBE_BYTES: Final = 65536
+#: Seconds between two such changes, however often `check()` is asked.
+_PROBE_EVERY: Final = 1.0
+
+
+def _touch(conn: sqlite3.Connection) -> None:
+    """Make and undo, in one transaction, a change the size of a few rows.
+
+    It needs what a send's change needs (free pages, log space at the commit) and leaves
+    nothing behind: once it commits, the file takes changes again.
+    """
+    conn.execute(
+        "INSERT INTO wa_auth_meta (component, version) VALUES ('~probe', zeroblob(?))",
+        (_PROBE_BYTES,),
+    )
+    conn.execute("DELETE FROM wa_auth_meta WHERE component = '~probe'")
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

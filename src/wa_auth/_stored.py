@@ -16,7 +16,7 @@ from wa_auth import errors
 from wa_auth.errors import ApiError, WhatsAppError
 from wa_auth.models import EMPTY_USAGE
 
-__all__ = ["dumps", "error_from_dict", "loads_object"]
+__all__ = ["dumps", "encodable", "error_from_dict", "loads_object", "printable"]
 
 _NUMBER: Final = (int, float)
 #: The fields of `WhatsAppError.to_dict()` (and its subclasses') that are set back, by type.
@@ -57,18 +57,50 @@ _API_DEFAULTS: Final[dict[str, Any]] = {
 }
 
 
+def encodable(text: str) -> bool:
+    """Return True when *text* is valid Unicode (no lone surrogate): SQLite can store it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    r"""Return *text* with each lone surrogate written as its escape (`\ud800`), or as is.
+
+    A Graph or proxy message may hold half an emoji (JSON's `"\ud83d"`): it must still go
+    into a message, a log line or a row, so it is escaped rather than allowed to fail there.
+    """
+    if encodable(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def dumps(value: object) -> str:
-    """Return compact JSON (what a row stores)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    r"""Return compact JSON (what a row stores), always storable.
+
+    Text is kept as it is, except when it holds a lone surrogate (a peer's half emoji): then
+    the JSON escapes it (`\ud83d`), which reads back as the same string.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if encodable(text):
+        return text
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def loads_object(text: str | None) -> dict[str, Any] | None:
-    """Return the JSON object *text* holds, or None for no text or anything but an object."""
-    if not text:
+    """Return the JSON object *text* holds, or None for no text or anything but an object.
+
+    A hand-edited value nested too deep to read is as unreadable as one that is not JSON.
+    """
+    if not isinstance(text, str) or not text:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -26,6 +26,7 @@ WhatsAppError
 │   ├── VaultSecretNotFoundError  404: no secret, deleted or destroyed version, no field
 │   └── AllCandidatesRejectedError  every candidate of a rotating provider is known dead
 ├── OutboxError                   an outbox or state file is missing, locked, corrupt or newer
+│   └── OutboxUnavailableError    a full disk or a lock held too long: try again (transient)
 └── WebhookSignatureError         a webhook's signature or verify token did not match
 ```
 
@@ -64,6 +65,7 @@ __all__ = [
     "InsufficientPermissionError",
     "InvalidRequestError",
     "OutboxError",
+    "OutboxUnavailableError",
     "RateLimitError",
     "RequestValidationError",
     "TokenExpiredError",
@@ -565,6 +567,23 @@ class OutboxError(WhatsAppError):
         data = super().to_dict()
         data.update(path=self.path, kind=self.kind)
         return data
+
+
+class OutboxUnavailableError(OutboxError):
+    """An outbox or state file cannot take a change now; nothing of the change was written.
+
+    For example, the disk (or the quota) is full, or another process held the write lock for
+    longer than the busy timeout. `kind` is `full` or `locked`. Its category is `transient`
+    and it is `retryable`: the file is fine, so the same call works once space is freed or
+    the lock released; the message is not invalid and must not be dropped as such.
+    """
+
+    category: ClassVar[str] = _table.TRANSIENT
+    retryable: bool = True
+    operator_action: str = (
+        "Free space on the disk of the outbox or state file named in the message (or find the "
+        "process holding its lock), then try again."
+    )
 
 
 class WebhookSignatureError(WhatsAppError, ValueError):

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
 from typing_extensions import Self
 
 from wa_auth._exports import claim as _claim
@@ -97,6 +96,17 @@ SCHEMA: Final = Schema(
         ),
     ),
 )
+
+
+def _state_file(store: str, state: object) -> StateFile:
+    """Return *state*, or refuse anything but a `StateFile` at construction (not at first use)."""
+    if not isinstance(state, StateFile):
+        what = f"{type(state).__name__} {state!r:.80}"
+        raise ConfigurationError(
+            f"{store} takes a StateFile, got {what}: open the file with StateFile(path) and use "
+            f"its store (state.verdicts, state.pauses, state.limiter(), state.health)"
+        )
+    return state
 
 
 def _positive(name: str, value: object) -> float:
@@ -207,7 +217,7 @@ class SqliteVerdictStore:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError(f"max_entries must be a positive integer, got {max_entries!r}")
         self._max = max_entries
-        self._state = state
+        self._state = _state_file("SqliteVerdictStore", state)
 
     def _get(self, conn: sqlite3.Connection, fingerprint: str, now: float) -> ApiError | None:
         found = conn.execute(
@@ -272,14 +282,41 @@ def _delete(conn: sqlite3.Connection, table: str, **key: str) -> None:
 # --- pauses ------------------------------------------------------------------------------------
 
 
+_NUMBER: Final = (int, float)
+#: A stored pause's fields and their JSON types (None: may be null).
+_PAUSE_FIELDS: Final[dict[str, tuple[tuple[type, ...], bool]]] = {
+    "kind": ((str,), False),
+    "phone_number_id": ((str,), False),
+    "category": ((str,), False),
+    "since": (_NUMBER, False),
+    "until": (_NUMBER, True),
+    "error": ((dict,), True),
+    "failures": ((int,), False),
+    "opens": ((int,), False),
+    "probing": ((bool,), False),
+}
+_PAUSE_REQUIRED: Final = ("kind", "phone_number_id", "category", "since")
+
+
+def _typed(value: object, kinds: tuple[type, ...], *, nullable: bool = False) -> bool:
+    if value is None:
+        return nullable
+    # A JSON `true` is an int to Python; it is not a number here.
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
 def _pause(text: str) -> Pause | None:
+    """Return the stored pause, or None for a record that is not one (edited by hand)."""
     data = loads_object(text)
-    if data is None:
+    if data is None or any(name not in data for name in _PAUSE_REQUIRED):
         return None
-    try:
-        return Pause.from_dict(data)
-    except (TypeError, ValueError):
-        return None  # a hand-edited record: as if there were none
+    fields: dict[str, Any] = {}
+    for name, (kinds, nullable) in _PAUSE_FIELDS.items():
+        if name in data:
+            if not _typed(data[name], kinds, nullable=nullable):
+                return None  # as if there were none: a guard must not trip over it
+            fields[name] = data[name]
+    return Pause(**fields)
 
 
 class SqlitePauseStore:
@@ -290,7 +327,7 @@ class SqlitePauseStore:
     """
 
     def __init__(self, state: StateFile) -> None:
-        self._state = state
+        self._state = _state_file("SqlitePauseStore", state)
 
     @staticmethod
     def _get(conn: sqlite3.Connection, kind: str, phone_number_id: str) -> Pause | None:
@@ -378,13 +415,17 @@ class SqliteRateLimiter:
     """
 
     def __init__(self, state: StateFile, *, limiter: RateLimiter | None = None) -> None:
-        self._state = state
+        self._state = _state_file("SqliteRateLimiter", state)
         self.limiter: RateLimiter = limiter if limiter is not None else LocalRateLimiter()
         self.refresh()
 
     def _penalties(self, conn: sqlite3.Connection, now: float) -> builtins.list[tuple[Any, ...]]:
         return conn.execute(
-            "SELECT phone_number_id, recipient, until FROM wa_limits WHERE until > ?", (now,)
+            # A hand-edited row of another type is not a penalty (TEXT sorts above numbers).
+            "SELECT phone_number_id, recipient, until FROM wa_limits WHERE until > ? "
+            "AND typeof(until) IN ('integer', 'real') AND typeof(phone_number_id) = 'text' "
+            "AND typeof(recipient) = 'text'",
+            (now,),
         ).fetchall()
 
     def refresh(self) -> int:
@@ -461,22 +502,37 @@ class SqliteRateLimiter:
 # --- token health -------------------------------------------------------------------------------
 
 _HEALTH_TUPLES: Final = ("scopes", "missing_messaging_scopes", "missing_management_scopes")
-_HEALTH_FIELDS: Final = frozenset(f.name for f in attrs.fields(TokenHealth))
+#: A stored report's fields and their JSON types (`valid` is required).
+_HEALTH_FIELDS: Final[dict[str, tuple[type, ...]]] = {
+    "valid": (bool,),
+    "token_fingerprint": (str,),
+    "token_type": (str,),
+    "app_id": (str,),
+    "expires_at": (int,),
+    "expires_in": _NUMBER,
+    "data_access_expires_at": (int,),
+    "waba_in_scope": (bool,),
+    "error": (str,),
+    "error_category": (str,),
+    "checked_at": _NUMBER,
+}
 
 
 def _health(text: str) -> TokenHealth | None:
+    """Return the stored report; a field of the wrong type is dropped (None without `valid`)."""
     data = loads_object(text)
-    if data is None:
+    if data is None or not isinstance(data.get("valid"), bool):
         return None
-    fields: dict[str, Any] = {k: v for k, v in data.items() if k in _HEALTH_FIELDS}
+    fields: dict[str, Any] = {
+        name: data[name]
+        for name, kinds in _HEALTH_FIELDS.items()
+        if name in data and data[name] is not None and _typed(data[name], kinds)
+    }
     for name in _HEALTH_TUPLES:
-        value = fields.get(name)
-        if value is not None:
-            fields[name] = tuple(value) if isinstance(value, list) else ()
-    try:
-        return TokenHealth(**fields)
-    except TypeError:
-        return None
+        value = data.get(name)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            fields[name] = tuple(value)
+    return TokenHealth(**fields)
 
 
 class SqliteHealthCache:
@@ -492,7 +548,7 @@ class SqliteHealthCache:
 
     def __init__(self, state: StateFile, *, ttl: float = DEFAULT_HEALTH_TTL) -> None:
         self.ttl = _positive("ttl", ttl)
-        self._state = state
+        self._state = _state_file("SqliteHealthCache", state)
 
     @staticmethod
     def _get(conn: sqlite3.Connection, fingerprint: str, now: float) -> TokenHealth | None:

@@ -106,12 +106,15 @@ def _failed(exc: Exception) -> int:
     from wa_auth._redact import redact_text
     from wa_auth.errors import ConfigurationError, WhatsAppError
 
+    retryable = False
     if isinstance(exc, ConfigurationError):
         category, message = _codes.USAGE_CATEGORY, exc.message
     elif isinstance(exc, WhatsAppError):
-        category, message = exc.category, exc.message
+        category, message, retryable = exc.category, exc.message, bool(exc.retryable)
     else:
         category = _codes.INTERNAL_CATEGORY
         message = f"internal error (please report it): {type(exc).__name__}: {exc}"
-    write(command_error(category, redact_text(message)))
+    line = command_error(category, redact_text(message))
+    line["error"]["retryable"] = retryable  # a full disk or a lock: the same command works later
+    write(line)
     return _codes.for_category(category)

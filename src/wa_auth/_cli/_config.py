@@ -209,17 +209,20 @@ def state_file(
     numbers and open circuits (`pauses`), and Meta's rate-limit penalties (the limiter).
 
     Raises:
-        ConfigurationError: The file cannot be used (locked, corrupt, a newer schema).
+        ConfigurationError: The file cannot be used (corrupt, read-only, a newer schema).
+        OutboxUnavailableError: The disk is full or the file locked (`transient`).
     """
     path = getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None
     if path is None:
         yield None
         return
-    from wa_auth.errors import OutboxError
+    from wa_auth.errors import OutboxError, OutboxUnavailableError
     from wa_auth.state import StateFile
 
     try:
         state = StateFile(path)
+    except OutboxUnavailableError:
+        raise  # the file is fine: try again later (exit 8), not a usage error
     except OutboxError as exc:
         raise ConfigurationError(f"--state {path}: {exc.message}") from None
     try:

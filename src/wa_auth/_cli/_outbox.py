@@ -1,9 +1,10 @@
-"""`wa-auth outbox list|stats|replay|purge|export`: the SQLite outbox, for an operator and cron.
+"""`wa-auth outbox list|stats|replay|mark|purge|export`: the SQLite outbox, for an operator.
 
 Every subcommand opens the file `--outbox PATH` (or `WA_AUTH_OUTBOX`) names, without creating
-it, and prints JSON lines: a row per line (`list`, `export`), one stats line, one count line
-(`purge`, `export --output`), or `replay`'s result lines and summary, as `send` prints them.
-The rules (what is replayable, what a dead letter is) are the outbox's own.
+it, and prints JSON lines: a row per line (`list`, `export`, `mark`), one stats line, one count
+line (`purge`, `export --output`), or `replay`'s result lines and summary, as `send` prints
+them. `list`, `stats` and `export` read a read-only file too (a read-only mount). The rules
+(what is replayable, what a dead letter is) are the outbox's own.
 """
 
 from __future__ import annotations
@@ -12,12 +13,25 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import Any, Final
 
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import delivery_line, summary_line, write
-from wa_auth._cli._send import _guard_options, open_outbox
-from wa_auth.errors import ConfigurationError, OutboxError
+from wa_auth._cli._send import _guard_options, _print_result
+from wa_auth.errors import ConfigurationError, OutboxError, OutboxUnavailableError
+
+#: The subcommands that only read: they open a read-only file read-only.
+_READS: Final = frozenset({"list", "stats", "export"})
+#: The events of an intent's outcome (one per intent a replay decides).
+_OUTCOMES: Final = frozenset(
+    {
+        "MessageDelivered",
+        "MessageQueued",
+        "MessageFailed",
+        "MessageMaybeDelivered",
+        "MessageExpired",
+    }
+)
 
 
 def _path(args: argparse.Namespace) -> str:
@@ -27,9 +41,38 @@ def _path(args: argparse.Namespace) -> str:
     return str(path)
 
 
+def _open(path: str, action: str) -> Any:
+    """Open the outbox at *path*; a read-only file read-only for a subcommand that only reads.
+
+    Raises:
+        OutboxUnavailableError: The disk is full or the file locked (`transient`: try again).
+        ConfigurationError: The file cannot be used (missing, corrupt, read-only for a change).
+    """
+    from wa_auth.outbox import SqliteOutbox
+
+    try:
+        try:
+            return SqliteOutbox(path, create=False)
+        except OutboxError as exc:
+            if exc.kind != "readonly" or action not in _READS:
+                raise
+        return SqliteOutbox(path, read_only=True)
+    except OutboxUnavailableError:
+        raise
+    except OutboxError as exc:
+        raise ConfigurationError(f"--outbox {path}: {exc.message}") from None
+
+
 def row_line(row: Any) -> dict[str, Any]:
     """Return the line of one outbox row (the schema's `outbox_row`)."""
     return dict(row.to_dict())
+
+
+def _row_text(row: Any) -> str:
+    return (
+        f"{row.id} {row.idempotency_key} {row.state} {row.category or '-'} "
+        f"{row.reason or '-'} to {row.intent.to}\n"
+    )
 
 
 def _list(outbox: Any, args: argparse.Namespace) -> int:
@@ -42,10 +85,7 @@ def _list(outbox: Any, args: argparse.Namespace) -> int:
     )
     for row in rows:
         if args.format == "text":
-            sys.stdout.write(
-                f"{row.id} {row.idempotency_key} {row.state} {row.category or '-'} "
-                f"{row.reason or '-'} to {row.intent.to}\n"
-            )
+            sys.stdout.write(_row_text(row))
         else:
             write(row_line(row))
     return _codes.OK
@@ -75,6 +115,62 @@ def _count(action: str, count: int, path: str | None) -> int:
     return _codes.OK
 
 
+def _mark(outbox: Any, args: argparse.Namespace) -> int:
+    """Set a row's state by hand (`SqliteOutbox.mark`) and print the row as it is now."""
+    try:
+        row = outbox.mark(args.key, args.mark_state, reason=args.reason, message_id=args.message_id)
+    except OutboxError as exc:
+        if exc.kind != "not_found":
+            raise
+        raise ConfigurationError(exc.message) from None
+    if args.format == "text":
+        sys.stdout.write(_row_text(row))
+    else:
+        write(row_line(row))
+    return _codes.OK
+
+
+class _Progress:
+    """Counts a replay's outcomes on a terminal: `wa-auth outbox replay: 120 of at most 1000`.
+
+    A replay claims in batches and decides each intent as its send ends; the outcome events
+    say when. *most* is what the outbox holds that a replay may send (its bound, not a promise:
+    an intent queued for later is not due yet).
+    """
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.done = 0
+        self._step = max(1, most // 100)
+        self.on = sys.stderr.isatty() and most > 1
+
+    def __call__(self, event: object) -> None:
+        if type(event).__name__ not in _OUTCOMES:
+            return
+        self.done += 1
+        if self.done % self._step == 0:
+            self._show()
+
+    def _show(self) -> None:
+        sys.stderr.write(f"\rwa-auth outbox replay: {self.done} of at most {self.most} done")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.on and self.done:
+            self._show()
+            sys.stderr.write("\n")
+
+
+def _replayable(outbox: Any, args: argparse.Namespace) -> int:
+    """The most a replay may send now: what waits, failed rows that are not dead letters."""
+    stats = outbox.stats()
+    by_state = stats.by_state
+    most = by_state["pending"] + by_state["queued"] + by_state["failed"] - stats.dead_letters
+    if args.include_maybe_delivered:
+        most += by_state["maybe_delivered"]
+    return int(min(most, args.limit)) if args.limit is not None else int(most)
+
+
 def _replay(outbox: Any, args: argparse.Namespace) -> int:
     from wa_auth.guards import Guard
 
@@ -82,48 +178,55 @@ def _replay(outbox: Any, args: argparse.Namespace) -> int:
     options = _config.client_options(args, _config.environ())
     guard_options = {**_guard_options(args), "outbox": outbox}
     kwargs = {"include_maybe_delivered": args.include_maybe_delivered, "limit": args.limit}
+    progress = _Progress(_replayable(outbox, args))
 
     async def areplay() -> Any:
         from wa_auth._client import AsyncWhatsAppClient
 
         async with AsyncWhatsAppClient(**options) as client:
             guard = Guard(client, **guard_options)
+            if progress.on:
+                guard.events.subscribe(progress)
             return await outbox.areplay(guard, concurrency=args.concurrency, **kwargs)
 
     with _config.state_file(args, _config.environ(), options, guard_options):
-        replay = asyncio.run(areplay())
+        try:
+            replay = asyncio.run(areplay())
+        finally:
+            progress.end()
     lines = [delivery_line(d, i) for i, d in enumerate(replay.deliveries, 1)]
+    counts: dict[str, int] = {}
     for line in lines:
         if line["consumer"] is None:
             line["consumer"] = options["consumer"]
-        write(line)
-    counts: dict[str, int] = {}
-    for line in lines:
+        _print_result(line, args.format)
         counts[line["state"]] = counts.get(line["state"], 0) + 1
     code = _codes.most_severe(line["exit_code"] for line in lines)
-    write(
-        summary_line(
-            counts,
-            code,
-            time.monotonic() - started,
-            interrupted=False,
-            skipped=replay.skipped,
-        ),
-        sys.stderr,
-    )
+    seconds = time.monotonic() - started
+    if args.format == "text":
+        parts = ", ".join(f"{n} {state}" for state, n in counts.items()) or "nothing to send"
+        sys.stderr.write(
+            f"wa-auth outbox replay: {len(lines)} intents: {parts}; {replay.skipped} skipped "
+            f"in {seconds:.1f} s; exit {code}\n"
+        )
+    else:
+        summary = summary_line(counts, code, seconds, interrupted=False, skipped=replay.skipped)
+        write(summary, sys.stderr)
     return code
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one outbox subcommand; return its exit code."""
     path = _path(args)
-    outbox = open_outbox(path, create=False)
+    action = args.outbox_command
+    outbox = _open(path, action)
     try:
-        action = args.outbox_command
         if action == "list":
             return _list(outbox, args)
         if action == "stats":
             return _stats(outbox, path, args.format)
+        if action == "mark":
+            return _mark(outbox, args)
         if action == "purge":
             if args.delivered_older_than is None and args.expired_older_than is None:
                 raise ConfigurationError(

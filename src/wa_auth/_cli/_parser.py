@@ -271,15 +271,20 @@ examples:
   wa-auth outbox stats --outbox outbox.db --format text
   wa-auth outbox list --outbox outbox.db --state queued
   wa-auth outbox replay --outbox outbox.db          # from cron, every few minutes
+  wa-auth outbox mark order-42 pending --outbox outbox.db
   wa-auth outbox purge --outbox outbox.db --delivered-older-than 604800
   wa-auth outbox export --outbox outbox.db --output dead-letters.jsonl
 """
 
 
+#: `outbox mark`'s states (`wa_auth.outbox.MARKABLE_STATES`; a test holds them equal).
+MARKABLE = ("pending", "delivered", "failed", "expired")
+
+
 def _outbox(commands: argparse._SubParsersAction[Parser]) -> None:
     p = commands.add_parser(
         "outbox",
-        help="the SQLite outbox: list, stats, replay, purge, export",
+        help="the SQLite outbox: list, stats, replay, mark, purge, export",
         description="Inspect and replay the outbox that `wa-auth send --outbox PATH` writes.",
         epilog=_OUTBOX_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -334,6 +339,18 @@ def _outbox(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     replay.add_argument("--rate", type=float, metavar="N", help="pace to N messages/s")
     _common(replay)
+    mark = action(
+        "mark",
+        "set a row's state by hand: pending (send it again), delivered, failed or expired",
+        "wa-auth outbox mark order-42 delivered --message-id wamid.HBgL...",
+    )
+    mark.add_argument("key", metavar="KEY", help="the intent's idempotency key")
+    mark.add_argument(
+        "mark_state", metavar="STATE", choices=MARKABLE, help=f"one of {', '.join(MARKABLE)}"
+    )
+    mark.add_argument("--reason", default="operator", help="why (default: operator)")
+    mark.add_argument("--message-id", metavar="ID", help="Meta's message id (with delivered)")
+    _output_options(mark)
     purge = action(
         "purge",
         "delete old delivered or expired rows",

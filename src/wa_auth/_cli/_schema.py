@@ -259,15 +259,27 @@ def schema() -> dict[str, Any]:
     )
     serve_health = _object(
         {
-            "ok": {"const": True},
-            "status": {"enum": ["alive", "stopping"]},
+            "ok": _BOOL,
+            "status": {"enum": ["alive", "stopping", "broken"]},
             "version": {"type": "string"},
             "pid": {"type": "integer"},
             "uptime": {"type": "number", "minimum": 0},
             "in_flight": {"type": "integer", "minimum": 0},
             "requests": {"type": "integer", "minimum": 0},
+            "outbox": {
+                "anyOf": [
+                    _object(
+                        {"ok": _BOOL, "kind": _NULLABLE_STR},
+                        description="the outbox takes changes (ok), or the kind of its problem",
+                    ),
+                    {"type": "null"},
+                ]
+            },
         },
-        description="serve: GET /healthz (no API key needed; says only that it is alive)",
+        description=(
+            "serve: GET /healthz (no API key needed): alive, or broken (503) when the outbox "
+            "cannot take changes"
+        ),
     )
     access = _object(
         {

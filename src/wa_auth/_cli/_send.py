@@ -396,11 +396,13 @@ def _with_outbox(
     outbox_path = args.outbox or _config.environ().get("WA_AUTH_OUTBOX") or None
     if outbox_path is None:
         return _send(args, items, intents, client_options, guard_options, started)
+    from wa_auth._outbox_common import with_sender
+
     outbox = open_outbox(outbox_path, create=True)
     try:
         # Every intent is in the outbox (pending) before the first send: one a signal stops
-        # stays there for `wa-auth outbox replay`.
-        outbox.enqueue_many(intents)
+        # stays there for `wa-auth outbox replay`, from the number it was meant for.
+        outbox.enqueue_many(with_sender(intents, client_options["phone_number_id"]))
         guard_options["outbox"] = outbox
         return _send(args, items, intents, client_options, guard_options, started)
     finally:
@@ -411,12 +413,16 @@ def open_outbox(path: str, *, create: bool) -> Any:
     """Open the SQLite outbox at *path*.
 
     Raises:
-        ConfigurationError: The file cannot be used (missing, locked, corrupt, newer schema).
+        ConfigurationError: The file cannot be used (missing, read-only, corrupt, newer schema).
+        OutboxUnavailableError: The disk is full or the file locked (`transient`: try again).
     """
+    from wa_auth.errors import OutboxUnavailableError
     from wa_auth.outbox import SqliteOutbox
 
     try:
         return SqliteOutbox(path, create=create)
+    except OutboxUnavailableError:
+        raise  # the file is fine: try again later (exit 8), not a usage error
     except OutboxError as exc:
         raise ConfigurationError(f"--outbox {path}: {exc.message}") from None
 

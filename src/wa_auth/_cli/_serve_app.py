@@ -56,6 +56,7 @@ from wa_auth._cli._serve_http import (
     too_large,
     within,
 )
+from wa_auth._outbox_common import with_sender
 from wa_auth._version import package_version
 from wa_auth.errors import (
     ConfigurationError,
@@ -64,6 +65,10 @@ from wa_auth.errors import (
     WhatsAppError,
 )
 from wa_auth.intents import Intent
+
+#: Seconds `/healthz` and `/readyz` wait for the outbox's writer: past the busy timeout (5 s),
+#: so a lock another process holds is told apart from a writer that is stuck.
+OUTBOX_CHECK_TIMEOUT = 6.0
 
 
 class Service:
@@ -303,8 +308,9 @@ class Service:
         intents = [item for item in items if isinstance(item, Intent)]
         if self.outbox is not None and intents:
             # In the outbox (pending) before the first send: what a SIGTERM or the request's
-            # timeout stops stays there for a replay.
-            await self.outbox.aenqueue_many(intents)
+            # timeout stops stays there for a replay, from the number it was meant for.
+            sender = self._defaults["phone_number_id"]
+            await self.outbox.aenqueue_many(with_sender(intents, sender))
         if not batch:
             # No task for the one intent of an n8n item: this is the per-item path.
             result = await self._one(1, items[0], deadline)
@@ -355,7 +361,16 @@ class Service:
         line = await _check.acheck(self.client, self._options, warn_days, refresh=True)
         return Answer(body=line)
 
+    async def _outbox_problem(self) -> OutboxError | None:
+        """The outbox's problem (a full disk, a lock, a stuck writer), or None: it works."""
+        check = getattr(self.outbox, "acheck", None)
+        return await check(OUTBOX_CHECK_TIMEOUT) if check is not None else None
+
     async def _readyz(self, request: web.Request, _deadline: float) -> Answer:
+        problem = await self._outbox_problem()
+        if problem is not None:
+            # Not ready: every send's `sending` would fail to be recorded, so none may start.
+            return failure(503, problem.category, problem.message, "serve/outbox")
         warn_days = read_warn_days(None, request)
         line = await _check.acheck(self.client, self._options, warn_days, refresh=False)
         fingerprint = line["token_fingerprint"]
@@ -432,16 +447,24 @@ class Service:
         return Answer(body=body, intents=len(lines))
 
     async def _healthz(self, _request: web.Request, _deadline: float) -> Answer:
+        outbox: dict[str, Any] | None = None
+        problem = None
+        if self.outbox is not None:
+            problem = await self._outbox_problem()
+            # No key is needed here: the kind only, the message (and the path) is /readyz's.
+            outbox = {"ok": problem is None, "kind": problem.kind if problem else None}
+        status = "alive" if self.stopping is None else "stopping"
         body = {
-            "ok": True,
-            "status": "alive" if self.stopping is None else "stopping",
+            "ok": problem is None,
+            "status": "broken" if problem is not None else status,
             "version": package_version(),
             "pid": os.getpid(),
             "uptime": round(self._monotonic() - self._started, 3),
             "in_flight": self.in_flight,
             "requests": self.requests,
+            "outbox": outbox,
         }
-        return Answer(body=body)
+        return Answer(status=503 if problem is not None else 200, body=body)
 
     async def _metrics(self, _request: web.Request, _deadline: float) -> Answer:
         if self.metrics is None:

@@ -1,0 +1,200 @@
+"""`wa-auth serve --outbox`: the outbox's routes and its health, as a real process on 127.0.0.1.
+
+A broken outbox is reported by `/healthz` and `/readyz` (a full disk on a real tiny tmpfs), a
+Graph error holding `\\ud800` never stops the writer (every later `/send` is answered), and
+`GET /outbox?limit=` takes any integer. Every JSON body is validated against the schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from helpers import eventually
+from mounts import fill_disk, tiny_filesystem
+from wa_auth.outbox import SqliteOutbox
+
+ROOT = Path(__file__).resolve().parent.parent
+VALIDATOR = jsonschema.Draft202012Validator(
+    json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
+)
+KEY = "test-key-0123456789-abcdefghijklmnop"
+TO = "+15551234567"
+TOKEN = "EAAGtest0000000000000000000000"
+
+
+def text(key: str, body: str = "hello") -> dict:
+    return {"to": TO, "type": "text", "text": {"body": body}, "idempotency_key": key}
+
+
+class Service:
+    """A running `wa-auth serve`: an HTTP client with the key; every JSON answer validated."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.http = httpx.Client(base_url=url, timeout=60)
+
+    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            VALIDATOR.validate(response.json())
+        return response
+
+
+@contextlib.contextmanager
+def serving(
+    base_url: str, phone: str, token: str, outbox: Path, *, clean_stderr: bool = True
+) -> Iterator[Service]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
+    env.update(
+        WA_BASE_URL=base_url,
+        WA_PHONE_NUMBER_ID=phone,
+        WA_ACCESS_TOKEN=token,
+        WA_AUTH_API_KEY=KEY,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", "--outbox", str(outbox)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert select.select([proc.stdout], [], [], 60)[0], "wa-auth serve printed nothing"
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"wa-auth serve exited {proc.wait()}: {proc.stderr.read()}")
+        service = Service(proc, json.loads(line)["url"])
+        yield service
+        service.http.close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        if clean_stderr:
+            assert "Traceback" not in err, err
+
+
+class _Graph(http.server.BaseHTTPRequestHandler):
+    """A Graph API (or a proxy in front of it) whose first error message holds `\\ud800`."""
+
+    sends = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        with _Graph.lock:
+            _Graph.sends += 1
+            first = _Graph.sends == 1
+        if first:
+            status, body = (
+                400,
+                b'{"error": {"message": "(#131009) bad \\ud800 value", "code": 131009}}',
+            )
+        else:
+            status, body = 200, json.dumps({"messages": [{"id": f"wamid.{_Graph.sends}"}]}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def graph() -> Iterator[str]:
+    _Graph.sends = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Graph)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_graph_error_with_a_lone_surrogate_never_stops_the_outbox(graph, tmp_path):
+    """The issue's `serve` scenario: after an outcome holding `\\ud800`, every later /send is
+    answered (not timed out), the outbox records every intent, and /healthz says it works."""
+    db = tmp_path / "outbox.db"
+    # The first answer carries the peer's `\ud800` to serve's JSON printer, which is issue 17a's
+    # part (it may still log a traceback there); this test is about the outbox behind it.
+    with serving(graph, "1234567", TOKEN, db, clean_stderr=False) as service:
+        service.http.request(
+            "POST", "/send", json=text("k0"), headers={"Authorization": f"Bearer {KEY}"}
+        )  # its answer is the JSON printer's business (issue 17a); the outbox's is below
+        batch = service.call("POST", "/send", json=[text(f"k{n}") for n in range(1, 21)])
+        assert batch.status_code == 200
+        assert batch.json()["summary"]["delivered"] == 20
+        health = service.call("GET", "/healthz")
+        assert (health.status_code, health.json()["outbox"]) == (200, {"ok": True, "kind": None})
+    with SqliteOutbox(db, create=False) as box:
+        rows = {r.idempotency_key: r for r in box.list()}
+    assert rows["k0"].state == "failed"
+    assert rows["k0"].error["message"] == "(#131009) bad \ud800 value"
+    assert {k: r.state for k, r in rows.items() if k != "k0"} == {
+        f"k{n}": "delivered" for n in range(1, 21)
+    }
+
+
+def test_outbox_takes_any_integer_limit(wa_sandbox, tmp_path):
+    """`GET /outbox?limit=99999999999999999999` lists the rows (200), not a 500."""
+    db = tmp_path / "outbox.db"
+    token = wa_sandbox.issue_token()
+    with serving(wa_sandbox.base_url, wa_sandbox.phone_number_id, token, db) as service:
+        assert service.call("POST", "/send", json=text("a")).json()["state"] == "delivered"
+        listing = service.call("GET", "/outbox", params={"limit": "9" * 20})
+        assert listing.status_code == 200
+        assert [r["idempotency_key"] for r in listing.json()["rows"]] == ["a"]
+        assert listing.json()["rows"][0]["phone_number_id"] == wa_sandbox.phone_number_id
+
+
+def test_healthz_and_readyz_report_a_full_disk_until_there_is_room(wa_sandbox, tmp_path):
+    """A real ENOSPC under a running service: /send says transient (8, retryable), /healthz
+    is 503 `broken` with the kind, /readyz is 503; once there is room both are 200 again."""
+    token = wa_sandbox.issue_token()
+    with (
+        tiny_filesystem(tmp_path, 384) as disk,
+        serving(
+            wa_sandbox.base_url, wa_sandbox.phone_number_id, token, disk / "outbox.db"
+        ) as service,
+    ):
+        assert service.call("GET", "/healthz").json()["outbox"] == {"ok": True, "kind": None}
+        filler = fill_disk(disk)
+        answer = service.call("POST", "/send", json=[text(f"k{n}", "y" * 2000) for n in range(100)])
+        if answer.status_code == 200:
+            lines = answer.json()["results"]
+            failed = [x for x in lines if x["state"] != "delivered"]
+            assert failed
+            assert all(x["exit_code"] == 8 and x["error"]["retryable"] for x in failed)
+        else:  # the enqueue before the sends: the whole request
+            assert (answer.status_code, answer.json()["category"]) == (503, "transient")
+        health = service.call("GET", "/healthz")
+        assert health.status_code == 503
+        body = health.json()
+        assert (body["ok"], body["status"], body["outbox"]) == (
+            False,
+            "broken",
+            {"ok": False, "kind": "full"},
+        )
+        ready = service.call("GET", "/readyz")
+        assert (ready.status_code, ready.json()["category"]) == (503, "transient")
+        assert "full" in ready.json()["error"]["message"]
+        filler.unlink()
+        # The probes test a write at most once a second: it passes once there is room.
+        eventually(lambda: service.call("GET", "/healthz").status_code == 200)
+        assert service.call("GET", "/healthz").json()["outbox"] == {"ok": True, "kind": None}
+        assert service.call("GET", "/readyz").status_code == 200
+        assert service.call("POST", "/send", json=text("after")).json()["state"] == "delivered"
