@@ -223,7 +223,9 @@ def test_smaller_input_mistakes_are_that_lines_invalid_request(wa_sandbox, line,
 def test_invalid_utf8_in_a_flag_is_an_invalid_request(wa_sandbox):
     """`--text` with bytes that are not UTF-8 reaches Python as half surrogates: refused."""
     token = wa_sandbox.issue_token()
-    run = cli("send", "--to", TO, "--text", os.fsdecode(b"na\xefve"), env=env_for(wa_sandbox, token))
+    run = cli(
+        "send", "--to", TO, "--text", os.fsdecode(b"na\xefve"), env=env_for(wa_sandbox, token)
+    )
     (line,) = run.lines
     assert (line["category"], run.code) == ("invalid_request", 9)
     assert "text has half of a character" in line["error"]["message"]
@@ -431,3 +433,35 @@ def test_the_printer_writes_one_valid_line_for_any_data(obj, encoding):
 
 def _no_constant(name: str) -> object:
     raise AssertionError(f"{name} printed")
+
+
+#: Runs the CLI with a bug planted in the guard: the intent keyed `boom` raises a TypeError.
+WITH_A_BUG = (
+    "import sys, wa_auth.guards as g\n"
+    "asend = g.Guard.asend\n"
+    "async def planted(self, intent):\n"
+    "    if intent.idempotency_key == 'boom':\n"
+    "        raise TypeError('a planted bug')\n"
+    "    return await asend(self, intent)\n"
+    "g.Guard.asend = planted\n"
+    "from wa_auth._cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_a_bug_in_one_send_is_that_intents_line_only(wa_sandbox):
+    """A bug while sending one intent is its own `internal` line; the rest are sent, in order."""
+    token = wa_sandbox.issue_token()
+    proc = subprocess.run(
+        [sys.executable, "-c", WITH_A_BUG, "send"],
+        input="\n".join([intent("k1"), intent("boom"), intent("k3")]).encode(),
+        capture_output=True, env=env_for(wa_sandbox, token), timeout=120, check=False,
+    )  # fmt: skip
+    stdout = proc.stdout.decode("utf-8")
+    assert "Traceback" not in proc.stderr.decode("utf-8")
+    lines = _valid_lines(stdout)
+    assert [r["state"] for r in lines] == ["delivered", "maybe_delivered", "delivered"]
+    assert (lines[1]["category"], lines[1]["idempotency_key"]) == ("internal", "boom")
+    assert "TypeError: a planted bug" in lines[1]["error"]["message"]
+    assert proc.returncode == 1
+    assert sorted(m.idempotency_key for m in wa_sandbox.messages()) == ["k1", "k3"]
