@@ -60,18 +60,24 @@ def _finite(literal: str) -> float:
     return number
 
 
+#: One decoder, made once: `json.loads` with these hooks would build one per call.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_unique, parse_constant=_constant, parse_float=_finite
+)
+
+
 def decode_utf8(data: bytes) -> str:
     """Return *data* decoded as UTF-8 (a leading byte order mark dropped).
 
     Raises:
         JSONInputError: A byte that is not UTF-8, named with its 1-based column.
     """
+    data = data.removeprefix(b"\xef\xbb\xbf")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         raise JSONInputError(
-            f"not UTF-8: byte 0x{data[exc.start]:02x} at column {exc.start + 1 - bom}"
+            f"not UTF-8: byte 0x{data[exc.start]:02x} at column {exc.start + 1}"
         ) from None
 
 
@@ -86,18 +92,17 @@ def loads(data: str | bytes) -> Any:
     """
     if isinstance(data, bytes):
         encoding = json.detect_encoding(data)
-        data = decode_utf8(data) if encoding == "utf-8" else _decode(data, encoding)
+        data = decode_utf8(data) if encoding.startswith("utf-8") else _decode(data, encoding)
     try:
-        value = json.loads(
-            data, object_pairs_hook=_unique, parse_constant=_constant, parse_float=_finite
-        )
+        value = _DECODER.decode(data)
     except RecursionError:
         raise _too_deep() from None
     except JSONInputError:
         raise
     except ValueError as exc:
         raise JSONInputError(f"not valid JSON: {exc}", not_json=True) from None
-    if _depth_over(value, MAX_JSON_DEPTH):
+    # Fewer brackets than the limit cannot nest deeper: most inputs skip the walk.
+    if data.count("[") + data.count("{") > MAX_JSON_DEPTH and _depth_over(value, MAX_JSON_DEPTH):
         raise _too_deep()
     return value
 

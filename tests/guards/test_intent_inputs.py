@@ -200,6 +200,8 @@ def test_send_text_refuses_half_an_emoji_before_any_request(respx_mock):
             lambda: client.send_template(TO, "order", "en_US", [{"x": math.nan}]),
             lambda: client.send_reaction(TO, "wamid." + HALF, "👍"),
             lambda: client.mark_as_read("wamid." + HALF),
+            lambda: client.upload_media(b"x", "image/png", filename="a" + HALF + ".png"),
+            lambda: client.upload_media(b"x", "image/png" + HALF),
         ):
             with pytest.raises(RequestValidationError):
                 call()
