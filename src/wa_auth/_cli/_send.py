@@ -85,7 +85,7 @@ def _from_flags(args: argparse.Namespace) -> list[Item]:
                 **options,
             )
     except RequestValidationError as exc:
-        return [(1, bad_line(exc.message, 1, args.idempotency_key))]
+        return [(1, bad_line(exc.message, 1, _echoed_key(options)))]
     return [(1, intent)]
 
 
