@@ -465,3 +465,18 @@ def test_a_bug_in_one_send_is_that_intents_line_only(wa_sandbox):
     assert "TypeError: a planted bug" in lines[1]["error"]["message"]
     assert proc.returncode == 1
     assert sorted(m.idempotency_key for m in wa_sandbox.messages()) == ["k1", "k3"]
+
+
+def test_write_reports_a_reader_that_went_away():
+    """A closed pipe, a full disk or a closed stream: `write` returns False, never raises."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w", encoding="utf-8") as pipe:
+        assert _output.write({"a": 1}, pipe) is False
+        assert _output.write({"a": 2}, pipe) is True  # now the null device
+    with open(os.devnull, "w", encoding="utf-8") as closed:  # noqa: PTH123
+        pass
+    assert _output.write({"a": 1}, closed) is False
+    if os.path.exists("/dev/full"):  # noqa: PTH110
+        with open("/dev/full", "w", encoding="utf-8") as full:  # noqa: PTH123
+            assert _output.write_text("x" * 10_000, full) is False

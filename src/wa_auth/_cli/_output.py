@@ -57,9 +57,10 @@ def write(obj: Mapping[str, Any], stream: IO[str] | None = None) -> bool:
     null in their place, and escaped to ASCII, rather than lost with the rest of the batch.
 
     Returns:
-        False when the reader has gone (`| head -1` closed the pipe): nothing more can reach
-        it, and the stream now writes to the null device, so no later write (nor Python's
-        last flush at exit) fails.
+        False when the line cannot be written: the reader has gone (`| head -1` closed the
+        pipe), or the stream failed or was closed. Nothing more can reach a reader then, and
+        the stream's descriptor now points at the null device, so no later write (nor
+        Python's last flush at exit) fails.
     """
     out = sys.stdout if stream is None else stream
     return _put(out, dumps(obj) + "\n", lambda: _ascii_line(obj))
@@ -123,7 +124,9 @@ def _put(out: IO[str], text: str, fallback: Callable[[], str]) -> bool:
             # The stream encoded nothing of *text* (a text stream encodes a write whole).
             out.write(fallback())
         out.flush()
-    except BrokenPipeError:
+    except (OSError, ValueError):
+        # The reader has gone (EPIPE), the disk is full, or the stream was closed: nothing
+        # printed from now on can reach anyone, and a traceback would help nobody.
         _to_null(out)
         return False
     return True
@@ -134,7 +137,7 @@ def _to_null(out: IO[str]) -> None:
     try:
         fd = out.fileno()
     except (OSError, ValueError):
-        return  # not a file: nothing will flush it at exit
+        return  # not a file, or closed: nothing will flush it at exit
     null = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(null, fd)
