@@ -290,6 +290,8 @@ def test_a_peers_half_surrogate_is_printed_as_valid_utf8(status, body, category,
         run = Run(proc.returncode, proc.stdout, proc.stderr)
         assert [r["category"] for r in run.lines] == [category, category]
         assert "\ufffd" in json.dumps(run.lines[0], ensure_ascii=False)
+        if category is not None:  # one U+FFFD for the one half
+            assert run.lines[0]["error"]["message"] == "(#100) Invalid parameter \ufffd here"
     else:
         assert stdout.count("\n") == 2
     assert proc.returncode == (0 if category is None else 9)

@@ -136,6 +136,8 @@ def test_a_peers_half_surrogate_makes_a_valid_utf8_answer(status, body, category
     assert (one.status_code, batch.status_code) == (200, 200)
     assert one.json()["category"] == category
     assert "\ufffd" in one.content.decode("utf-8")
+    if category is not None:  # one U+FFFD for the one half
+        assert one.json()["error"]["message"] == "(#100) Invalid parameter \ufffd"
     assert [r["category"] for r in batch.json()["results"]] == [category, category]
 
 

@@ -102,7 +102,8 @@ def printable(value: Any) -> Any:
     None; *value* itself is not changed.
     """
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        # Through UTF-16: a pair of surrogates becomes its character, a lone one one U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
