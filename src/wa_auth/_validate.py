@@ -4,12 +4,19 @@ Each rule raises `RequestValidationError` naming the field and what was wrong, b
 request, so a malformed message never reaches Meta (or a token's error budget). The limits are
 the Cloud API's documented ones (messages reference: text, media, interactive and reaction
 objects); a value past them is refused by Meta with code 100 or 131009 anyway.
+
+Every string is also checked to be sendable: UTF-8 cannot encode half of a UTF-16 surrogate
+pair, which is what JavaScript's `JSON.stringify` writes for a string cut inside an emoji (the
+escape of U+D83D alone), and a NUL is never part of a message. Refused here, where the text
+enters, such a string never becomes an encoding error in the middle of a batch.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from wa_auth.errors import RequestValidationError
 
@@ -22,6 +29,7 @@ __all__ = [
     "MAX_FILENAME_CHARS",
     "MAX_IDEMPOTENCY_KEY_CHARS",
     "MAX_INTERACTIVE_BODY_CHARS",
+    "MAX_JSON_DEPTH",
     "MAX_LANGUAGE_CHARS",
     "MAX_LIST_BODY_CHARS",
     "MAX_LIST_BUTTON_CHARS",
@@ -37,8 +45,10 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MEDIA_KINDS",
     "check_id",
+    "check_json",
     "check_key",
     "check_recipient",
+    "check_sendable",
     "check_text",
     "describe",
 ]
@@ -74,11 +84,16 @@ MAX_MESSAGE_ID_CHARS: Final = 256
 MAX_EMOJI_CHARS: Final = 16
 MAX_LOCATION_TEXT_CHARS: Final = 1000
 MEDIA_KINDS: Final = ("image", "document", "audio", "video", "sticker")
+#: How deep caller JSON may nest (a template's components are about six levels deep). Deeper
+#: JSON is refused: it is no message, and Python's JSON parser and printer recurse.
+MAX_JSON_DEPTH: Final = 64
 
 _RECIPIENT_RE: Final = re.compile(r"\+?[0-9]{7,15}")
 #: Graph object ids (phone numbers, WABAs, media) are numeric: a token pasted as an id never
 #: reaches a URL.
 _ID_RE: Final = re.compile(r"[0-9]{1,32}")
+#: The C0 control characters and DEL: an idempotency key is an id, echoed in webhooks and logs.
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def describe(value: object) -> str:
@@ -111,8 +126,29 @@ def check_recipient(to: object) -> str:
     return to
 
 
+def check_sendable(name: str, value: str) -> str:
+    """Return the string *value* if it can be sent: UTF-8 encodes it and it holds no NUL.
+
+    Raises:
+        RequestValidationError: Half of a surrogate pair (a string cut inside an emoji), or a
+            NUL; the message names *name* and the position, never the text.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        half = ord(value[exc.start])
+        raise RequestValidationError(
+            f"{name} has half of a character at position {exc.start} (a lone surrogate, "
+            f"U+{half:04X}), which cannot be sent as UTF-8: was the text cut inside an emoji?"
+        ) from None
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise RequestValidationError(f"{name} has a NUL character (U+0000) at position {nul}")
+    return value
+
+
 def check_text(name: str, value: object, limit: int, *, allow_empty: bool = False) -> str:
-    """Return *value* if it is a string of at most *limit* characters (non-blank), or raise."""
+    """Return *value* if it is a sendable string of at most *limit* characters (non-blank)."""
     if not isinstance(value, str):
         raise RequestValidationError(f"{name} must be a string, got {describe(value)}")
     if not allow_empty and not value.strip():
@@ -121,7 +157,7 @@ def check_text(name: str, value: object, limit: int, *, allow_empty: bool = Fals
         raise RequestValidationError(
             f"{name} is {len(value)} characters; WhatsApp allows at most {limit}"
         )
-    return value
+    return check_sendable(name, value)
 
 
 def check_key(key: object) -> str | None:
@@ -137,4 +173,66 @@ def check_key(key: object) -> str | None:
             f"idempotency_key is {len(key)} characters; Meta's biz_opaque_callback_data "
             f"allows at most {MAX_IDEMPOTENCY_KEY_CHARS}"
         )
-    return key
+    control = _CONTROL_RE.search(key)
+    if control is not None:
+        raise RequestValidationError(
+            f"idempotency_key has a control character (U+{ord(control[0]):04X}) at position "
+            f"{control.start()}: a key is an id, echoed in webhooks, logs and the outbox"
+        )
+    return check_sendable("idempotency_key", key)
+
+
+def check_json(name: str, value: object) -> Any:
+    """Return a private copy of *value* if it is plain JSON that encodes, or raise.
+
+    Plain JSON is objects with string keys, lists (or tuples), sendable strings, finite
+    numbers, booleans and null, nested at most `MAX_JSON_DEPTH` deep. The copy is made of
+    new dicts and lists, so a caller's later change to its own data changes nothing sent.
+    The walk is iterative: no depth of *value* can exhaust the stack.
+
+    Raises:
+        RequestValidationError: The first value that is not plain JSON, named by its path
+            (`components[0].parameters[1].text`).
+    """
+    root: list[Any] = [None]
+    # (the value, its path, its depth, the container its copy goes into, the key there)
+    stack: list[tuple[object, str, int, Any, Any]] = [(value, name, 0, root, 0)]
+    while stack:
+        item, path, depth, parent, slot = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise RequestValidationError(
+                f"{name} is nested deeper than {MAX_JSON_DEPTH} levels (at {path[:80]})"
+            )
+        copy: Any
+        if isinstance(item, str):
+            copy = check_sendable(path, item)
+        elif item is None or isinstance(item, (bool, int)):
+            copy = item
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise RequestValidationError(f"{path} must be a finite number, got {item!r}")
+            copy = item
+        elif isinstance(item, Mapping):
+            copy = {}
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise RequestValidationError(
+                        f"{path} has a key that is not a string ({describe(key)})"
+                    )
+                check_sendable(f"{path} key", key)
+                copy[key] = None
+                label = key if len(key) <= 40 else key[:37] + "..."
+                stack.append((child, f"{path}.{label}", depth + 1, copy, key))
+        elif isinstance(item, (list, tuple)):
+            copy = [None] * len(item)
+            stack.extend(
+                (child, f"{path}[{index}]", depth + 1, copy, index)
+                for index, child in enumerate(item)
+            )
+        else:
+            raise RequestValidationError(
+                f"{path} must be JSON (an object, list, string, number, true, false or null), "
+                f"got {describe(item)}"
+            )
+        parent[slot] = copy
+    return root[0]

@@ -276,6 +276,11 @@ class Intent:
         if not isinstance(data, Mapping):
             raise RequestValidationError(f"an intent must be a JSON object, got {describe(data)}")
         version = data.get("v", INTENT_SCHEMA_VERSION)
+        if type(version) is not int:  # `true == 1` and `1.0 == 1`: neither is a version
+            raise RequestValidationError(
+                f"v must be the intent version, an integer ({INTENT_SCHEMA_VERSION}), got "
+                f"{describe(version)}"
+            )
         if version != INTENT_SCHEMA_VERSION:
             raise RequestValidationError(
                 f"v: intent version {version!r} is not supported (this wa_auth reads version "
@@ -303,7 +308,7 @@ class Intent:
             if name in data
             and not (name in {"idempotency_key", "created_at"} and data[name] is None)
         }
-        if isinstance(options.get("phone_number_id"), int):
+        if type(options.get("phone_number_id")) is int:
             options["phone_number_id"] = str(options["phone_number_id"])
         return cls(to=data.get("to"), type=kind, content=data[kind], **options)  # type: ignore[arg-type]
 
@@ -325,8 +330,9 @@ def _rebuild(kind: str, content: object) -> dict[str, Any]:
         raise RequestValidationError(f"{kind} must be an object, got {describe(content)}")
     built: Built
     if kind == "text":
+        preview = content.get("preview_url")
         built = build_text(
-            _field(content, "body", kind), preview_url=bool(content.get("preview_url"))
+            _field(content, "body", kind), preview_url=False if preview is None else preview
         )
     elif kind == "template":
         language = content.get("language")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
+from wa_auth import _json_input as json_input
 from wa_auth._cli import _codes
 from wa_auth._cli._output import error_object, write
 from wa_auth.errors import ApiError, ConfigurationError, from_response, from_webhook_error
@@ -123,20 +124,48 @@ def _node_api_error(error: Mapping[str, Any], status: int | None) -> tuple[str, 
 
 
 def _read(args: argparse.Namespace) -> str:
+    """Return the input as text: stdin and `--input FILE` are read alike, as UTF-8 bytes.
+
+    Raises:
+        ConfigurationError: No input, a file that cannot be read, or bytes that are not UTF-8.
+    """
     if args.input_b64 is not None:
         try:
-            return base64.b64decode(args.input_b64.strip(), validate=True).decode("utf-8")
+            data = base64.b64decode(args.input_b64.strip(), validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ConfigurationError(f"--input-b64 is not base64 of UTF-8 text: {exc}") from None
-    if args.input not in (None, "-"):
+            raise ConfigurationError(f"--input-b64 is not base64: {exc}") from None
+        where = "--input-b64"
+    elif args.input not in (None, "-"):
         try:
-            with open(args.input, encoding="utf-8-sig") as f:  # noqa: PTH123 - one read
-                return f.read()
-        except (OSError, UnicodeDecodeError) as exc:
+            with open(args.input, "rb") as f:  # noqa: PTH123 - one read
+                data = f.read()
+        except OSError as exc:
             raise ConfigurationError(f"--input {args.input}: cannot read it ({exc})") from None
-    if sys.stdin is None or sys.stdin.isatty():
+        where = f"--input {args.input}"
+    elif sys.stdin is None or sys.stdin.isatty():
         raise ConfigurationError("classify reads an error JSON from stdin, --input or --input-b64")
-    return sys.stdin.read()
+    else:
+        from wa_auth._cli._send import stdin_bytes
+
+        data, where = stdin_bytes(), "stdin"
+    try:
+        return json_input.decode_utf8(data)
+    except json_input.JSONInputError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+
+
+def _parse(text: str) -> Any:
+    """Return the error JSON *text* holds, or *text* itself when it is no JSON (an HTML page).
+
+    Raises:
+        ConfigurationError: JSON refused: a key given twice, NaN, or nested too deep.
+    """
+    try:
+        return json_input.loads(text)
+    except json_input.JSONInputError as exc:
+        if exc.not_json:
+            return text  # a proxy's HTML page: classified by --status
+        raise ConfigurationError(f"classify reads one error JSON: {exc}") from None
 
 
 def line(source: str, error: ApiError) -> dict[str, Any]:
@@ -156,11 +185,7 @@ def run(args: argparse.Namespace) -> int:
     text = _read(args)
     if not text.strip():
         raise ConfigurationError("classify got no input")
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        data = text  # an HTML page from a proxy: classified by --status
-    result = line(*classify(data, args.status))
+    result = line(*classify(_parse(text), args.status))
     err = result["error"]
     if args.format == "text":
         sys.stdout.write(

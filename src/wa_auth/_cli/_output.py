@@ -12,8 +12,10 @@ holds a token: only its fingerprint.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from wa_auth._cli import _codes
@@ -46,14 +48,102 @@ _DEADLINE_ACTION: Final = (
 )
 
 
-def write(obj: Mapping[str, Any], stream: IO[str] | None = None) -> None:
+def write(obj: Mapping[str, Any], stream: IO[str] | None = None) -> bool:
     """Write *obj* as one JSON line to *stream* (stdout) and flush it at once.
 
     Flushed per line so a reader of a pipe (n8n, a script) sees each result as it is decided.
+    A peer's text may hold what the stream cannot encode (half of a surrogate pair in a Graph
+    error message) or a float JSON has no word for: such a line is written with U+FFFD and
+    null in their place, and escaped to ASCII, rather than lost with the rest of the batch.
+
+    Returns:
+        False when the line cannot be written: the reader has gone (`| head -1` closed the
+        pipe), or the stream failed or was closed. Nothing more can reach a reader then, and
+        the stream's descriptor now points at the null device, so no later write (nor
+        Python's last flush at exit) fails.
     """
     out = sys.stdout if stream is None else stream
-    out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
-    out.flush()
+    return _put(out, dumps(obj) + "\n", lambda: _ascii_line(obj))
+
+
+def write_text(text: str, stream: IO[str] | None = None) -> bool:
+    """Write the line *text* (`--format text`) to *stream* (stdout) as `write` writes JSON."""
+    out = sys.stdout if stream is None else stream
+    return _put(
+        out, text, lambda: printable(text).encode("ascii", "backslashreplace").decode("ascii")
+    )
+
+
+def dumps(obj: Mapping[str, Any]) -> str:
+    """Return *obj* as one line of JSON; a non-finite float is printed as null.
+
+    The line may still hold half of a surrogate pair: UTF-8 cannot encode it, so the bytes of
+    an answer are `encode_line`'s.
+    """
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(printable(obj), ensure_ascii=False, allow_nan=False)
+
+
+def encode_line(obj: Mapping[str, Any]) -> bytes:
+    """Return *obj* as the UTF-8 bytes of one line of JSON, whatever text a peer put in it."""
+    text = dumps(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(printable(obj), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def printable(value: Any) -> Any:
+    """Return a copy of *value* that any JSON line can hold.
+
+    Every lone surrogate in its strings and keys becomes U+FFFD, and every NaN or infinity
+    None; *value* itself is not changed.
+    """
+    if isinstance(value, str):
+        # Through UTF-16: a pair of surrogates becomes its character, a lone one one U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {printable(str(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    return value
+
+
+def _ascii_line(obj: Mapping[str, Any]) -> str:
+    return json.dumps(printable(obj), ensure_ascii=True, allow_nan=False) + "\n"
+
+
+def _put(out: IO[str], text: str, fallback: Callable[[], str]) -> bool:
+    try:
+        try:
+            out.write(text)
+        except UnicodeEncodeError:
+            # The stream encoded nothing of *text* (a text stream encodes a write whole).
+            out.write(fallback())
+        out.flush()
+    except (OSError, ValueError):
+        # The reader has gone (EPIPE), the disk is full, or the stream was closed: nothing
+        # printed from now on can reach anyone, and a traceback would help nobody.
+        _to_null(out)
+        return False
+    return True
+
+
+def _to_null(out: IO[str]) -> None:
+    """Point the stream's file descriptor at the null device (its reader has gone)."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return  # not a file, or closed: nothing will flush it at exit
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def error_object(error: WhatsAppError) -> dict[str, Any]:
@@ -180,7 +270,7 @@ def not_sent_line(intent: Intent, line: int, *, queued: bool, signal_name: str) 
     """
     error = plain_error(
         "transient",
-        f"not sent: {signal_name} arrived before this intent's turn",
+        f"not sent: stopped by {signal_name} before this intent's turn",
         rule="cli/interrupted",
         retryable=True,
         operator_action=(
@@ -194,6 +284,34 @@ def not_sent_line(intent: Intent, line: int, *, queued: bool, signal_name: str) 
         error=error,
         intent=intent,
         reason="interrupted",
+    )
+
+
+def crashed_line(intent: Intent, line: int, exc: Exception) -> dict[str, Any]:
+    """Return the line of an intent whose send failed with a bug of wa_auth's (not Meta's).
+
+    Its own line, so the bug ends this intent only and never the batch. Whether the request
+    went out is unknown, so it is `maybe_delivered`: never sent again blindly.
+    """
+    from wa_auth._redact import redact_text
+
+    error = plain_error(
+        _codes.INTERNAL_CATEGORY,
+        redact_text(f"internal error (please report it): {type(exc).__name__}: {exc}"),
+        rule="cli/internal",
+        maybe_delivered=True,
+        operator_action=(
+            "Report this bug. Check the status webhooks for this idempotency_key before "
+            "sending it again: it may have gone out."
+        ),
+    )
+    return _result(
+        state="maybe_delivered",
+        exit_code=_codes.for_category(_codes.INTERNAL_CATEGORY),
+        line=line,
+        error=error,
+        intent=intent,
+        reason=_codes.INTERNAL_CATEGORY,
     )
 
 

@@ -14,18 +14,20 @@ import argparse
 import asyncio
 import base64
 import binascii
+import functools
 import importlib.util
-import json
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
+from wa_auth import _json_input as json_input
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import (
     bad_line,
+    crashed_line,
     delivery_line,
     error_object,
     fill_defaults,
@@ -33,9 +35,14 @@ from wa_auth._cli._output import (
     refused_line,
     summary_line,
     write,
+    write_text,
 )
+from wa_auth._validate import check_key
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError
 from wa_auth.intents import Intent
+
+if TYPE_CHECKING:
+    from wa_auth.guards import Delivery
 
 #: One input: its line number and the intent, or the result line of a line that is not one.
 Item = tuple[int, "Intent | dict[str, Any]"]
@@ -78,7 +85,7 @@ def _from_flags(args: argparse.Namespace) -> list[Item]:
                 **options,
             )
     except RequestValidationError as exc:
-        return [(1, bad_line(exc.message, 1, args.idempotency_key))]
+        return [(1, bad_line(exc.message, 1, _echoed_key(options)))]
     return [(1, intent)]
 
 
@@ -87,32 +94,53 @@ def parse_item(value: object, line: int) -> Item:
     try:
         return (line, Intent.from_dict(value))
     except RequestValidationError as exc:
-        key = value.get("idempotency_key") if isinstance(value, Mapping) else None
-        return (line, bad_line(exc.message, line, key if isinstance(key, str) else None))
+        return (line, bad_line(exc.message, line, _echoed_key(value)))
 
 
-def parse_text(text: str) -> list[Item]:
-    """Return the items of JSON lines, or of a JSON array of intents.
+def _echoed_key(value: object) -> str | None:
+    """The idempotency key a bad line's result may repeat: only one that is a valid key."""
+    key = value.get("idempotency_key") if isinstance(value, Mapping) else None
+    try:
+        return check_key(key)
+    except RequestValidationError:
+        return None
 
-    A file whose first character is `[` is one JSON array (what n8n's "Convert to File" node
-    writes); otherwise each non-blank line is one intent. Line numbers count from 1 and name
-    the physical line (or the array position).
+
+def parse_input(data: bytes) -> list[Item]:
+    """Return the items of JSON lines, or of a JSON array of intents, from the input's bytes.
+
+    Input whose first character is `[` is one JSON array (what n8n's "Convert to File" node
+    writes); it is read as a whole, so an array that cannot be read is a usage error.
+    Otherwise each line (ended by a line feed, and nothing else: a U+2028 inside a JSON string
+    is text) is one intent, and a line that is not one (not UTF-8, not JSON, not an intent)
+    is that line's invalid_request result. Line numbers count from 1 and name the physical
+    line (or the array position).
+
+    Raises:
+        ConfigurationError: A JSON array that cannot be read, or UTF-16 that is not.
     """
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped.startswith("["):
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Windows' "Unicode": UTF-16 with a BOM
         try:
-            values = json.loads(stripped)
-        except ValueError as exc:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                "the input starts with a UTF-16 byte order mark but is not UTF-16 text: send UTF-8"
+            ) from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if data.lstrip(b" \t\r\n").startswith(b"["):
+        try:
+            values = json_input.loads(data)
+        except json_input.JSONInputError as exc:
             raise ConfigurationError(f"the input is not a valid JSON array: {exc}") from None
         return [parse_item(v, i) for i, v in enumerate(values, 1)]
     items: list[Item] = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            items.append((number, bad_line(f"not valid JSON: {exc}", number)))
+            value = json_input.loads(json_input.decode_utf8(raw))
+        except json_input.JSONInputError as exc:
+            items.append((number, bad_line(str(exc), number)))
             continue
         items.append(parse_item(value, number))
     return items
@@ -128,16 +156,30 @@ def _from_b64(data: str) -> list[Item]:
         except (binascii.Error, ValueError):
             return [(1, bad_line("--input-b64 is not valid base64", 1))]
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        return [(1, bad_line(f"--input-b64 does not hold JSON: {exc}", 1))]
+        value = json_input.loads(json_input.decode_utf8(raw))
+    except json_input.JSONInputError as exc:
+        return [(1, bad_line(f"--input-b64 does not hold an intent: {exc}", 1))]
     if isinstance(value, list):
         return [parse_item(v, i) for i, v in enumerate(value, 1)]
     return [parse_item(value, 1)]
 
 
+def stdin_bytes() -> bytes:
+    """Return all of stdin as bytes: decoding is each line's business, not the stream's."""
+    if sys.stdin is None:
+        return b""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        data: bytes = buffer.read()
+        return data
+    # A text stream without bytes under it (a test's StringIO): what it holds, byte for byte.
+    return sys.stdin.read().encode("utf-8", "surrogatepass")
+
+
 def read_items(args: argparse.Namespace) -> list[Item]:
     """Return the inputs of this run, in input order.
+
+    Stdin and `--input FILE` are read the same way, as bytes (`parse_input`).
 
     Raises:
         ConfigurationError: Both flags and an input were given, a file cannot be read, or
@@ -152,22 +194,20 @@ def read_items(args: argparse.Namespace) -> list[Item]:
         return _from_b64(args.input_b64)
     if args.input is not None and args.input != "-":
         try:
-            with open(args.input, encoding="utf-8-sig") as f:  # noqa: PTH123 - one read
-                text = f.read()
+            with open(args.input, "rb") as f:  # noqa: PTH123 - one read
+                data = f.read()
         except OSError as exc:
             raise ConfigurationError(
                 f"--input {args.input}: cannot read it ({exc.strerror or exc})"
             ) from None
-        except UnicodeDecodeError as exc:
-            raise ConfigurationError(f"--input {args.input}: not UTF-8 text ({exc})") from None
     elif args.input is None and sys.stdin is not None and sys.stdin.isatty():
         raise ConfigurationError(
             "nothing to send: give --to and --text, --input FILE, --input-b64, or pipe JSON "
             "lines to stdin"
         )
     else:
-        text = "" if sys.stdin is None else sys.stdin.read()
-    items = parse_text(text)
+        data = stdin_bytes()
+    items = parse_input(data)
     if not items:
         raise ConfigurationError("nothing to send: the input has no intent")
     return items
@@ -177,9 +217,15 @@ def read_items(args: argparse.Namespace) -> list[Item]:
 
 
 class _Printer:
-    """Prints result lines in input order as soon as every earlier one is decided."""
+    """Prints result lines in input order as soon as every earlier one is decided.
 
-    def __init__(self, total: int, fmt: str, defaults: dict[str, Any]) -> None:
+    When stdout's reader goes away (`wa-auth send ... | head -1`), *on_closed* is called once
+    and nothing more is printed there; the lines are still kept for the summary on stderr.
+    """
+
+    def __init__(
+        self, total: int, fmt: str, defaults: dict[str, Any], on_closed: Callable[[], None]
+    ) -> None:
         self.lines: list[dict[str, Any] | None] = [None] * total
         self._next = 0
         self._done = 0
@@ -188,24 +234,26 @@ class _Printer:
         self._defaults = defaults
         self._progress = sys.stderr.isatty() and total > 1
         self._step = max(1, total // 100)
+        self._on_closed = on_closed
+        self.closed = False
 
     def put(self, index: int, line: dict[str, Any]) -> None:
         self.lines[index] = fill_defaults(line, self._defaults)
         self._done += 1
         while self._next < len(self.lines) and self.lines[self._next] is not None:
-            _print_result(self.lines[self._next], self._fmt)  # type: ignore[arg-type]
+            if not self.closed and not _print_result(self.lines[self._next], self._fmt):  # type: ignore[arg-type]
+                self.closed = True
+                self._on_closed()
             self._next += 1
         if self._progress and (self._done % self._step == 0 or self._done == len(self.lines)):
-            sys.stderr.write(f"\rwa-auth send: {self._done}/{len(self.lines)} done")
-            if self._done == len(self.lines):
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+            end = "\n" if self._done == len(self.lines) else ""
+            write_text(f"\rwa-auth send: {self._done}/{len(self.lines)} done{end}", sys.stderr)
 
 
-def _print_result(line: dict[str, Any], fmt: str) -> None:
+def _print_result(line: dict[str, Any], fmt: str) -> bool:
+    """Print one result line; return False when stdout's reader has gone."""
     if fmt == "json":
-        write(line)
-        return
+        return write(line)
     where = f"line {line['line']}"
     if line["ok"]:
         text = f"{where}: delivered to {line['to']} ({line['message_id']})"
@@ -215,8 +263,7 @@ def _print_result(line: dict[str, Any], fmt: str) -> None:
             f"{where}: {line['state']} {line['category']} (exit {line['exit_code']}): "
             f"{error.get('message')}"
         )
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    return write_text(text + "\n")
 
 
 def _summary(printer: _Printer, seconds: float, fmt: str, *, interrupted: bool) -> int:
@@ -231,9 +278,10 @@ def _summary(printer: _Printer, seconds: float, fmt: str, *, interrupted: bool) 
     else:
         parts = ", ".join(f"{n} {state}" for state, n in counts.items())
         stopped = " (interrupted)" if interrupted else ""
-        sys.stderr.write(
+        write_text(
             f"wa-auth send: {len(lines)} intents: {parts} in {seconds:.1f} s{stopped}; "
-            f"exit {code}\n"
+            f"exit {code}\n",
+            sys.stderr,
         )
     return code
 
@@ -255,13 +303,19 @@ def _guard_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Stop:
-    """Set by SIGTERM or SIGINT: no new send starts; what is in flight finishes."""
+    """Set by SIGTERM, SIGINT or a closed stdout: no new send starts; what is in flight finishes."""
 
     def __init__(self) -> None:
+        #: What stopped the run (`SIGTERM`, ...), as result lines name it.
         self.signal_name: str | None = None
 
     def __call__(self, signum: int, _frame: object = None) -> None:
         self.signal_name = signal.Signals(signum).name
+
+    def stdout_closed(self) -> None:
+        """Stop as for a signal: nobody reads the results any more (`| head -1`)."""
+        if self.signal_name is None:
+            self.signal_name = "a closed stdout (its reader went away)"
 
     @property
     def is_set(self) -> bool:
@@ -275,6 +329,29 @@ def _not_sent(stop: _Stop, intent: Intent, line: int, *, queued: bool) -> dict[s
 def _refused(exc: OutboxError, intent: Intent, line: int) -> dict[str, Any]:
     """The line of an intent the outbox would not let go out (already delivered, in flight)."""
     return refused_line(error_object(exc), intent, line)
+
+
+def _sent(send: Callable[[], Delivery], intent: Intent, line: int) -> dict[str, Any]:
+    """Return the result line of one send: the guard's delivery, or the line of its failure.
+
+    A failure of this intent is this intent's line and nothing else's, even a bug.
+    """
+    try:
+        return delivery_line(send(), line)
+    except OutboxError as exc:
+        return _refused(exc, intent, line)
+    except Exception as exc:  # noqa: BLE001 - a bug ends this intent, never the batch
+        return crashed_line(intent, line, exc)
+
+
+async def _asent(send: Awaitable[Delivery], intent: Intent, line: int) -> dict[str, Any]:
+    """`_sent` for an awaitable send."""
+    try:
+        return delivery_line(await send, line)
+    except OutboxError as exc:
+        return _refused(exc, intent, line)
+    except Exception as exc:  # noqa: BLE001 - a bug ends this intent, never the batch
+        return crashed_line(intent, line, exc)
 
 
 def _send_one(
@@ -300,10 +377,7 @@ def _send_one(
                 elif stop.is_set:
                     printer.put(index, _not_sent(stop, item, line, queued=queued))
                 else:
-                    try:
-                        printer.put(index, delivery_line(guard.send(item), line))
-                    except OutboxError as exc:
-                        printer.put(index, _refused(exc, item, line))
+                    printer.put(index, _sent(functools.partial(guard.send, item), item, line))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -347,12 +421,8 @@ async def _send_many(
                     if stop.is_set:
                         printer.put(index, _not_sent(stop, intent, line, queued=queued))
                         return
-                    try:
-                        delivery = await guard.asend(intent)
-                    except OutboxError as exc:
-                        printer.put(index, _refused(exc, intent, line))
-                        return
-                printer.put(index, delivery_line(delivery, line))
+                    result = await _asent(guard.asend(intent), intent, line)
+                printer.put(index, result)
 
             tasks = []
             for index, (line, item) in enumerate(items):
@@ -436,8 +506,8 @@ def _send(
     started: float,
 ) -> int:
     defaults = {k: client_options[k] for k in ("phone_number_id", "consumer")}
-    printer = _Printer(len(items), args.format, defaults)
     stop = _Stop()
+    printer = _Printer(len(items), args.format, defaults, stop.stdout_closed)
     if len(intents) <= 1:
         _send_one(items, printer, client_options, guard_options, stop)
     else:

@@ -12,7 +12,6 @@ Imported by `wa_auth._cli._serve` only after it found aiohttp (the `serve` extra
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
@@ -21,12 +20,14 @@ from typing import IO, Any
 
 from aiohttp import web
 
+from wa_auth import _json_input as json_input
 from wa_auth._cli import _check, _classify, _codes
 from wa_auth._cli._outbox import row_line
 from wa_auth._cli._output import (
     access_line,
     bad_line,
     batch_line,
+    crashed_line,
     delivery_line,
     error_object,
     fill_defaults,
@@ -47,7 +48,6 @@ from wa_auth._cli._serve_http import (
     Settings,
     failure,
     key_matches,
-    no_constant,
     presented_key,
     query_bool,
     query_int,
@@ -278,12 +278,13 @@ class Service:
         if optional and not raw.strip():
             return {}
         try:
-            return json.loads(raw, parse_constant=no_constant)
-        except ValueError as exc:
+            return json_input.loads(raw)
+        except json_input.JSONInputError as exc:
+            message = str(exc) if exc.not_json else f"the body is refused: {exc}"
             raise Rejected(
                 400,
                 "invalid_request",
-                f"the body is not valid JSON: {exc}",
+                message.replace("not valid JSON", "the body is not valid JSON", 1),
                 rule="serve/json",
             ) from None
 
@@ -349,6 +350,8 @@ class Service:
                 delivery = await self.guard.asend(item)
             except OutboxError as exc:
                 return refused_line(error_object(exc), item, line)
+            except Exception as exc:  # noqa: BLE001 - a bug ends this intent, never the batch
+                return crashed_line(item, line, exc)
             finally:
                 self.in_flight -= 1
         return delivery_line(delivery, line)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
@@ -17,6 +16,7 @@ import attrs
 from aiohttp import web
 
 from wa_auth._cli._output import (
+    encode_line,
     http_error,
 )
 from wa_auth._redact import redact_text
@@ -154,10 +154,8 @@ def failure(status: int, category: str, message: str, rule: str) -> Answer:
 
 
 def to_response(answer: Answer) -> web.Response:
-    if isinstance(answer.body, bytes):
-        data = answer.body
-    else:
-        data = json.dumps(answer.body, ensure_ascii=False, allow_nan=False).encode()
+    # A peer's text may hold what UTF-8 cannot encode (half a surrogate pair): encode_line.
+    data = answer.body if isinstance(answer.body, bytes) else encode_line(answer.body)
     headers = {"Content-Type": answer.content_type, **answer.headers}
     response = web.Response(body=data, status=answer.status, headers=headers)
     if answer.close:
@@ -173,10 +171,6 @@ def too_large(limit: int) -> Rejected:
         f"the body is over the {limit:,}-byte limit (--max-body): send smaller batches",
         rule="serve/size",
     )
-
-
-def no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def query_int(request: web.Request, name: str) -> int | None:

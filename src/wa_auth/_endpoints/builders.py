@@ -1,7 +1,10 @@
 """The message builders: a kind's arguments -> Meta's message `type` and its object.
 
 Each is pure and validated by the rules of `wa_auth._validate`, so the `send_*` flows and the
-`Intent` constructors share one implementation of every rule and every request body.
+`Intent` constructors share one implementation of every rule and every request body. What a
+builder returns is made of new dicts and lists holding only sendable strings and finite
+numbers: its request body always encodes, and a caller's later change to its own data
+changes nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from wa_auth._validate import (
     MAX_TEXT_CHARS,
     MEDIA_KINDS,
     check_id,
+    check_json,
+    check_sendable,
     check_text,
     describe,
 )
@@ -58,10 +63,15 @@ Built = tuple[str, dict[str, Any]]
 _CAPTIONED: frozenset[str] = frozenset({"image", "document", "video"})
 
 
-def build_text(text: object, *, preview_url: bool = False) -> Built:
+def build_text(text: object, *, preview_url: object = False) -> Built:
     """Return the `text` object of a text message (non-blank, at most 4096 characters)."""
     body = check_text("text", text, MAX_TEXT_CHARS)
-    return "text", {"preview_url": bool(preview_url), "body": body}
+    if not isinstance(preview_url, bool):
+        # A truthy `"false"` or NaN must not turn the preview on.
+        raise RequestValidationError(
+            f"preview_url must be true or false, got {_shown(preview_url)}"
+        )
+    return "text", {"preview_url": preview_url, "body": body}
 
 
 def build_template(
@@ -72,11 +82,10 @@ def build_template(
     check_text("template language", language, MAX_LANGUAGE_CHARS)
     template: dict[str, Any] = {"name": name, "language": {"code": language}}
     if components is not None:
-        if isinstance(components, (str, bytes)) or not all(
-            isinstance(c, Mapping) for c in components
-        ):
+        given = _list(components, "components")
+        if not all(isinstance(c, Mapping) for c in given):
             raise RequestValidationError("components must be a list of objects (dicts)")
-        template["components"] = [dict(c) for c in components]
+        template["components"] = check_json("components", given)
     return "template", template
 
 
@@ -102,7 +111,7 @@ def build_media(
     else:
         if not isinstance(link, str) or not link.startswith(("https://", "http://")):
             raise RequestValidationError(f"link must be an http(s) URL, got {describe(link)}")
-        payload["link"] = link
+        payload["link"] = check_sendable("link", link)
     if caption is not None:
         if kind not in _CAPTIONED:
             raise RequestValidationError(f"a {kind} cannot have a caption")
@@ -112,6 +121,13 @@ def build_media(
             raise RequestValidationError("only a document can have a filename")
         payload["filename"] = check_text("filename", filename, MAX_FILENAME_CHARS)
     return kind, payload
+
+
+def _list(value: object, what: str) -> list[Any]:
+    """Return *value* as a list if it is a list (or another sequence), or raise naming *what*."""
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes, bytearray)):
+        raise RequestValidationError(f"{what} must be a list, got {describe(value)}")
+    return list(value)
 
 
 def _item(value: Any, fields: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -127,9 +143,7 @@ def _item(value: Any, fields: tuple[str, ...], what: str) -> dict[str, Any]:
 def build_buttons(body: object, buttons: Sequence[Any]) -> Built:
     """Return the `interactive` object of a message with 1-3 reply buttons."""
     check_text("body", body, MAX_INTERACTIVE_BODY_CHARS)
-    if isinstance(buttons, (str, bytes, Mapping)):
-        raise RequestValidationError("buttons must be a list of buttons")
-    items = [_item(b, ("id", "title"), "button") for b in buttons]
+    items = [_item(b, ("id", "title"), "button") for b in _list(buttons, "buttons")]
     if not 1 <= len(items) <= MAX_BUTTONS:
         raise RequestValidationError(
             f"WhatsApp allows 1-{MAX_BUTTONS} reply buttons, got {len(items)}"
@@ -152,13 +166,15 @@ def build_list(body: object, button: object, sections: Sequence[Any]) -> Built:
     """Return the `interactive` object of a list message: *button* opens *sections* of rows."""
     check_text("body", body, MAX_LIST_BODY_CHARS)
     check_text("button", button, MAX_LIST_BUTTON_CHARS)
-    if isinstance(sections, (str, bytes, Mapping)) or not 1 <= len(sections) <= MAX_LIST_SECTIONS:
+    sections = _list(sections, "sections")
+    if not 1 <= len(sections) <= MAX_LIST_SECTIONS:
         raise RequestValidationError(f"sections must be a list of 1-{MAX_LIST_SECTIONS} sections")
     out: list[dict[str, Any]] = []
     total = 0
     for section in sections:
         sec = _item(section, ("title", "rows"), "section")
-        rows = [_item(r, ("id", "title", "description"), "row") for r in sec.get("rows") or ()]
+        given = _list(sec.get("rows") or (), "a section's rows")
+        rows = [_item(r, ("id", "title", "description"), "row") for r in given]
         if not rows:
             raise RequestValidationError("each section needs at least one row")
         for row in rows:
@@ -166,6 +182,8 @@ def build_list(body: object, button: object, sections: Sequence[Any]) -> Built:
             check_text("row title", row.get("title"), MAX_ROW_TITLE_CHARS)
             if row.get("description") is not None:
                 check_text("row description", row["description"], MAX_ROW_DESCRIPTION_CHARS)
+        # A row's other keys go to Meta as they are: only as plain JSON that encodes.
+        rows = [check_json("row", row) for row in rows]
         total += len(rows)
         entry: dict[str, Any] = {"rows": rows}
         if sec.get("title") is not None:
@@ -189,6 +207,10 @@ def build_reaction(message_id: object, emoji: object) -> Built:
     return "reaction", {"message_id": message_id, "emoji": emoji}
 
 
+def _shown(value: object) -> str:
+    return repr(value) if isinstance(value, (int, float)) else describe(value)
+
+
 def build_location(
     latitude: object, longitude: object, *, name: object = None, address: object = None
 ) -> Built:
@@ -200,9 +222,8 @@ def build_location(
             or not math.isfinite(value)
             or not -bound <= value <= bound
         ):
-            shown = repr(value) if isinstance(value, (int, float)) else describe(value)
             raise RequestValidationError(
-                f"{label} must be a number in [-{bound}, {bound}], got {shown}"
+                f"{label} must be a number in [-{bound}, {bound}], got {_shown(value)}"
             )
     payload: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
     if name is not None:

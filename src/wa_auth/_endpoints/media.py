@@ -21,7 +21,7 @@ from wa_auth._core import (
 )
 from wa_auth._endpoints._docs import raises
 from wa_auth._endpoints.messages import parse_success_flag
-from wa_auth._validate import check_id, describe
+from wa_auth._validate import check_id, check_sendable, describe
 from wa_auth.errors import RequestValidationError, UnknownApiError
 from wa_auth.models import MediaContent, MediaInfo, MediaUpload, SuccessResult, Usage
 
@@ -51,7 +51,10 @@ def _multipart(
     return f"multipart/form-data; boundary={boundary}", b"".join(parts)
 
 
-@raises("RequestValidationError: Empty data or a malformed MIME type; nothing was sent.")
+@raises(
+    "RequestValidationError: Empty data, a malformed MIME type, or a file name UTF-8 cannot "
+    "encode; nothing was sent."
+)
 def upload_media(
     ctx: Context,
     data: bytes,
@@ -78,6 +81,11 @@ def upload_media(
         raise RequestValidationError(
             f"mime_type must look like 'image/jpeg', got {describe(mime_type)}"
         )
+    check_sendable("mime_type", mime_type)
+    if filename is not None:
+        if not isinstance(filename, str):
+            raise RequestValidationError(f"filename must be a string, got {describe(filename)}")
+        check_sendable("filename", filename)
     name = filename or "upload." + mime_type.rsplit("/", 1)[-1].split(";", maxsplit=1)[0]
     content_type, body = _multipart(
         [("messaging_product", "whatsapp"), ("type", mime_type)], (name, mime_type, bytes(data))

@@ -17,7 +17,7 @@ from typing import Any, Final
 import attrs
 
 from wa_auth.sandbox._catalogue import Reply, json_reply
-from wa_auth.sandbox._checks import check_keys
+from wa_auth.sandbox._checks import MAX_JSON_DEPTH, check_keys, nested_deeper
 from wa_auth.sandbox._values import Faults, Limits
 from wa_auth.sandbox._wire import HttpRequest
 from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
@@ -58,6 +58,10 @@ def _kwargs(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except ValueError as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if nested_deeper(data, MAX_JSON_DEPTH):
+        raise ValueError(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(data, dict):
         raise ValueError("the body must be a JSON object of keyword arguments")  # noqa: TRY004 - answered as a 400
     return data

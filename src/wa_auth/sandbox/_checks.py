@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_LATENCY",
     "MAX_SECONDS",
     "ArgumentTypeError",
@@ -22,6 +23,7 @@ __all__ = [
     "flag",
     "iterable",
     "loads_strict",
+    "nested_deeper",
     "opt_positive_int",
     "opt_text",
     "real",
@@ -34,6 +36,8 @@ __all__ = [
 MAX_SECONDS: Final = 100 * 365 * 24 * 3600.0
 #: The longest injected latency, in seconds: longer is a mistake, not a slow network.
 MAX_LATENCY: Final = 600.0
+#: How deep a request's JSON may nest (the sandbox's own bound; Meta documents none).
+MAX_JSON_DEPTH: Final = 256
 
 
 class ArgumentTypeError(ValueError, TypeError):
@@ -170,12 +174,35 @@ def loads_strict(data: bytes | str) -> Any:
     """Parse JSON the way a strict parser does: `NaN`, `Infinity` and `1e999` are refused.
 
     Python's `json` module accepts `NaN` and `Infinity` and reads `1e999` as infinity; Meta's
-    parsers and RFC 8259 do not.
+    parsers and RFC 8259 do not. JSON nested deeper than `MAX_JSON_DEPTH` is refused too: it
+    is no Graph request, and Python's parser raises `RecursionError` for it (which would end
+    the request's thread and drop its connection).
 
     Raises:
-        ValueError: Not valid JSON, or a non-finite number.
+        ValueError: Not valid JSON, a non-finite number, or nested too deep.
     """
-    return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    try:
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if nested_deeper(value, MAX_JSON_DEPTH):
+        raise ValueError(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Return whether *value* nests lists and objects deeper than *limit* (no recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for container in level
+            if isinstance(container, (dict, list))
+            for child in (container.values() if isinstance(container, dict) else container)
+        ]
+        if not level:
+            return False
+    return any(isinstance(v, (dict, list)) for v in level)
 
 
 def _finite_float(literal: str) -> float:
