@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from wa_auth import _table
-from wa_auth._convert import to_int
+from wa_auth._convert import to_int, well_formed
 
 if TYPE_CHECKING:
     from wa_auth._table import Rule
@@ -380,19 +380,12 @@ def _first_int(err: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
 
 
 def _utf8(value: str | None) -> str | None:
-    """Return *value* with each half of a surrogate pair replaced by `?`.
+    """Return *value* with each half of a surrogate pair replaced by U+FFFD (`well_formed`).
 
     JSON allows a lone surrogate escape (half an emoji), which no UTF-8 file, log or terminal
-    can write: the CLI failed with an internal error on such a message. Any other text comes
-    back as it is.
+    can write: the CLI failed with an internal error on such a message.
     """
-    if value is None or value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
-    return value
+    return None if value is None else well_formed(value)
 
 
 def _first_name(err: Mapping[str, Any]) -> str | None:

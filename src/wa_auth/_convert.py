@@ -1,4 +1,7 @@
-"""The one integer converter for numbers wa_auth reads from Meta: bodies, headers, debug_token.
+"""The converters for what wa_auth reads from Meta and peers: integers and text.
+
+`to_int` is the one integer converter for numbers read from bodies, headers and debug_token;
+`well_formed` the one repair of text a peer sent that UTF-8 cannot encode.
 
 Meta's numbers arrive as JSON integers, as floats (`131048.0`), as strings when a BSP re-wraps
 an error (`"131056"`), and sometimes as garbage. Every reader goes through `to_int`, so a value
@@ -12,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["INT_MAX", "INT_MIN", "to_int"]
+__all__ = ["INT_MAX", "INT_MIN", "to_int", "well_formed"]
 
 #: Meta's codes, subcodes, counters and Unix times all fit a signed 64-bit integer; a larger
 #: value is not one Meta sends, and keeping it would overflow `float()` further on.
@@ -48,3 +51,16 @@ def to_int(value: object) -> int | None:
             number = int(m.group(1))
             return number if INT_MIN <= number <= INT_MAX else None
     return None
+
+
+def well_formed(value: str) -> str:
+    r"""Return *value* with each half of a surrogate pair replaced by U+FFFD.
+
+    JSON allows a lone surrogate escape (`"\\ud83d"`, a string cut inside an emoji), which no
+    UTF-8 file, log, terminal or database can hold: every text a peer sent is repaired here
+    before it is written anywhere. A pair of surrogates becomes its character; any other text
+    comes back as it is (ASCII at the cost of one `isascii`).
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

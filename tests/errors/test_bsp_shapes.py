@@ -575,4 +575,4 @@ def test_the_cli_classifies_a_lone_surrogate_escape(monkeypatch, capsys):
     code = cli_main(["classify"])
 
     out = json.loads(capsys.readouterr().out)
-    assert (code, out["category"], out["error"]["message"]) == (9, "invalid_request", "bad ?")
+    assert (code, out["category"], out["error"]["message"]) == (9, "invalid_request", "bad \ufffd")

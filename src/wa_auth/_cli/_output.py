@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from wa_auth._cli import _codes
+from wa_auth._convert import well_formed
 
 if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
@@ -102,8 +103,7 @@ def printable(value: Any) -> Any:
     None; *value* itself is not changed.
     """
     if isinstance(value, str):
-        # Through UTF-16: a pair of surrogates becomes its character, a lone one one U+FFFD.
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return well_formed(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
