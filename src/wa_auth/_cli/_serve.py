@@ -42,6 +42,12 @@ DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_REQUEST_TIMEOUT: Final = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
 DEFAULT_CONCURRENCY: Final = 64
+#: A connection must finish a request's headers within this many seconds of connecting or of
+#: its previous answer; an idle keep-alive connection is closed after as long. Longer than the
+#: idle timeout of n8n's (Node's) and httpx's pools (5 s), so the client closes first.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+#: The most connections open at once, lowered to fit the open-file limit (`_serve_net`).
+DEFAULT_MAX_CONNECTIONS: Final = 1024
 #: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
 MIN_KEY_LENGTH: Final = 16
 
@@ -98,7 +104,7 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         raise ConfigurationError(f"--port must be 0-65535, got {args.port}")
     if args.max_body < 1024:
         raise ConfigurationError(f"--max-body must be at least 1024 bytes, got {args.max_body}")
-    for name in ("request_timeout", "shutdown_timeout"):
+    for name in ("request_timeout", "shutdown_timeout", "header_timeout"):
         if getattr(args, name) <= 0:
             flag = "--" + name.replace("_", "-")
             raise ConfigurationError(f"{flag} must be more than 0 seconds")
@@ -110,6 +116,8 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         request_timeout=args.request_timeout,
         shutdown_timeout=args.shutdown_timeout,
         concurrency=args.concurrency,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
         outbox=args.outbox or environ.get("WA_AUTH_OUTBOX") or None,
         state=getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None,
     )
@@ -142,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     options = _config.client_options(args, environ)
     guard_options = _guard_options(args)
     metrics = _metrics(options)
-    with _config.state_file(args, environ, options, guard_options):
+    from wa_auth._cli._serve_log import routed
+
+    with _config.state_file(args, environ, options, guard_options), routed(sys.stderr):
         outbox = open_outbox(config.outbox, create=True) if config.outbox else None
         try:
             return asyncio.run(_serve(config, options, guard_options, outbox, metrics))
@@ -161,6 +171,7 @@ async def _serve(
     from aiohttp import web
 
     from wa_auth._cli._serve_app import Service
+    from wa_auth._cli._serve_net import Connections, Site, connection_cap, fd_limit
     from wa_auth._fast import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
 
@@ -177,15 +188,28 @@ async def _serve(
             service.stop(sig.name)
             stopped.set()
 
+        try:
+            cap = connection_cap(config.max_connections, fd_limit(), _pool(client))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        connections = Connections(cap, write_timeout=config.request_timeout)
+        app = service.app()
+        app.middlewares.append(connections.middleware)
         runner = web.AppRunner(
-            service.app(),
+            app,
             access_log=None,
             handle_signals=False,
             shutdown_timeout=config.shutdown_timeout,
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+            site = Site(
+                runner,
+                config.host,
+                config.port,
+                connections=connections,
+                options=_connection_options(config),
+            )
             try:
                 await site.start()
             except OSError as exc:
@@ -195,7 +219,7 @@ async def _serve(
             port = runner.addresses[0][1]
             for sig in _SIGNALS:
                 loop.add_signal_handler(sig, on_signal, sig)
-            write(_info(config, port, metrics is not None))
+            write(_info(config, port, metrics is not None, cap))
             try:
                 await stopped.wait()
             finally:
@@ -210,7 +234,27 @@ async def _serve(
     return _codes.OK
 
 
-def _info(config: Any, port: int, metrics: bool) -> dict[str, Any]:
+def _pool(client: Any) -> int:
+    """Return how many connections the client's pool to Meta may open (file descriptors)."""
+    from wa_auth._fast import FAST_MAX_CONNECTIONS
+
+    return max(FAST_MAX_CONNECTIONS, int(client.max_in_flight))
+
+
+def _connection_options(config: Any) -> dict[str, Any]:
+    """Return the options of every connection (aiohttp's `RequestHandler`).
+
+    The keep-alive timer is the header timeout: it closes a connection that waits for a
+    request, and a connection that sent half a request still waits for one. aiohttp's access
+    logger is off: the service writes its own access line, which holds nothing of a request.
+    """
+    return {
+        "keepalive_timeout": config.header_timeout,
+        "access_log": None,
+    }
+
+
+def _info(config: Any, port: int, metrics: bool, max_connections: int) -> dict[str, Any]:
     """Return the one line serve prints on stdout once it listens (the schema's `serve`)."""
     host = config.host if ":" not in config.host else f"[{config.host}]"
     return {
@@ -223,6 +267,7 @@ def _info(config: Any, port: int, metrics: bool) -> dict[str, Any]:
         "outbox": config.outbox,
         "state": config.state,
         "metrics": metrics,
+        "max_connections": max_connections,
     }
 
 

@@ -1,0 +1,335 @@
+"""The connections of `wa-auth serve`: every wait bounded, a cap on connections, no echo.
+
+Left to its defaults, aiohttp's server keeps a connection that sent half a request for an hour
+(its keep-alive timer), accepts connections until the process runs out of file descriptors
+(then the listener stalls, and an authorised request waits in the kernel's backlog), waits
+forever for a client that does not read its answer, and answers a request it cannot parse with
+the parser's message, which quotes the bytes (an `Authorization` header with the API key, the
+text of a message). Here:
+
+- a connection must finish a request's headers within the header timeout of connecting or of
+  its previous answer: aiohttp's keep-alive timer closes a connection that waits for a
+  request, and one that sent half a request still waits for one;
+- at most `cap` connections are open, below the file-descriptor limit; a connection over the
+  cap closes the one that has waited longest for a request (what a slow client holds), or
+  itself when every connection is busy with a request. A slowloris can hold connections, but
+  it cannot lock out a client that sends its request at once;
+- an answer the client does not read within the write timeout aborts its connection;
+- a request aiohttp cannot parse is answered with the CLI's JSON error, which names the kind
+  of fault and quotes nothing, and logged as an access line.
+
+The registry lives on the event loop's thread: no lock, and nothing here awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import IO, Any, Final
+
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+
+from wa_auth._cli import _codes
+from wa_auth._cli._output import access_line, http_error, write
+from wa_auth._cli._serve_http import JSON_TYPE
+
+#: File descriptors kept for what is not a caller's connection: stdio, the listener, the
+#: selector, the outbox's and the state's SQLite files (with their journals), DNS, Vault.
+FD_RESERVE: Final = 64
+#: The fewest connections worth serving; a lower file-descriptor limit refuses to start.
+MIN_CONNECTIONS: Final = 8
+#: A `connections` line is written at most this often while the cap is being enforced.
+NOTE_INTERVAL: Final = 10.0
+#: The route an access line names for a request aiohttp could not parse.
+MALFORMED_ROUTE: Final = "malformed"
+
+#: What each parse failure is called in the answer: the kind, never the bytes.
+_FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
+    (http_exceptions.LineTooLong, "a request line or header is too long"),
+    (http_exceptions.BadStatusLine, "the request line is not HTTP/1.x"),
+    (http_exceptions.InvalidHeader, "a header is malformed"),
+    (http_exceptions.InvalidURLError, "the request target is malformed"),
+    (http_exceptions.PayloadEncodingError, "the body's framing or encoding is malformed"),
+)
+
+_log = logging.getLogger("wa_auth.serve")
+
+
+def fd_limit() -> int | None:
+    """Return the process's soft limit on open files, or None where there is none."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_cap(requested: int, limit: int | None, client_pool: int) -> int:
+    """Return how many connections serve accepts: *requested*, below the fd *limit*.
+
+    Every connection is a file descriptor, and so is every connection of the client's pool to
+    Meta (*client_pool*) and `FD_RESERVE` more; at the limit `accept()` fails and the
+    listener stalls for everyone.
+
+    Raises:
+        ValueError: The limit leaves room for fewer than `MIN_CONNECTIONS`.
+    """
+    if limit is None:
+        return requested
+    room = limit - client_pool - FD_RESERVE
+    if room < MIN_CONNECTIONS:
+        raise ValueError(
+            f"the open-file limit ({limit}) leaves room for {max(room, 0)} connections after "
+            f"the client's pool ({client_pool}) and {FD_RESERVE} other files: raise it "
+            "(ulimit -n)"
+        )
+    return min(requested, room)
+
+
+def fault(exc: BaseException | None) -> str:
+    """Return what is wrong with an unparsable request, by its exception's type only."""
+    for kind, words in _FAULTS:
+        if isinstance(exc, kind):
+            return words
+    return "the request is not valid HTTP/1.1"
+
+
+class Connections:
+    """The open connections: which wait for a request and which are busy, the cap, the notes.
+
+    Args:
+        cap: The most connections open at once (`connection_cap`).
+        write_timeout: Seconds a client has to read its answer, after which the connection
+            is aborted.
+        log: Where the `connections` and access lines go (stderr).
+        monotonic: The interval clock of the notes.
+        clock: The wall clock of the lines.
+    """
+
+    def __init__(
+        self,
+        cap: int,
+        *,
+        write_timeout: float,
+        log: IO[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cap = cap
+        self.write_timeout = write_timeout
+        self._log = log
+        self._monotonic = monotonic
+        self._clock = clock
+        # Insertion-ordered: the connection that has waited longest for a request is first.
+        self._waiting: dict[Connection, None] = {}
+        self._busy: set[Connection] = set()
+        self._noted = -NOTE_INTERVAL
+        self._since_note = False
+        #: Connections closed to make room for a new one, refused for want of room, and
+        #: aborted because their client did not read the answer.
+        self.evicted = 0
+        self.refused = 0
+        self.aborted = 0
+
+    @property
+    def open(self) -> int:
+        """The connections open now."""
+        return len(self._waiting) + len(self._busy)
+
+    def opened(self, conn: Connection) -> bool:
+        """Admit *conn*, closing the longest-waiting connection at the cap; False: close *conn*."""
+        if self.open >= self.cap:
+            victim = next(iter(self._waiting), None)
+            if victim is None:
+                self.refused += 1
+                self._note()
+                return False
+            del self._waiting[victim]
+            victim.force_close()
+            self.evicted += 1
+            self._note()
+        self._waiting[conn] = None
+        return True
+
+    def closed(self, conn: Connection) -> None:
+        """Forget *conn*: its transport is gone."""
+        self._waiting.pop(conn, None)
+        self._busy.discard(conn)
+
+    def _begin(self, conn: Connection) -> None:
+        if self._waiting.pop(conn, False) is None:
+            self._busy.add(conn)
+
+    def _end(self, conn: Connection) -> None:
+        if conn in self._busy:
+            self._busy.discard(conn)
+            self._waiting[conn] = None  # last: it has waited least
+
+    def _stalled(self, conn: Connection, answer: asyncio.Task[Any]) -> None:
+        if answer.done() or conn.transport is None:
+            return
+        # close() would wait to flush what the client does not read: abort() frees the socket.
+        conn.transport.abort()
+        self.aborted += 1
+        self._note()
+
+    @web.middleware
+    async def middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Mark the request's connection busy until its answer is written, and bound the write.
+
+        The request's task runs the handler, then writes the answer: its end is the end of
+        the connection's work, and a client that does not read holds it at most
+        `write_timeout` seconds after the handler answered.
+        """
+        conn = request.protocol
+        task = asyncio.current_task()
+        if not isinstance(conn, Connection) or task is None:  # pragma: no cover - not ours
+            return await handler(request)
+        self._begin(conn)
+        task.add_done_callback(lambda _: self._end(conn))
+        response = await handler(request)
+        timer = asyncio.get_running_loop().call_later(
+            self.write_timeout, self._stalled, conn, task
+        )
+        task.add_done_callback(lambda _: timer.cancel())
+        return response
+
+    def _note(self) -> None:
+        """Write a `connections` line, at most once per `NOTE_INTERVAL` (the cap is working)."""
+        now = self._monotonic()
+        if now - self._noted < NOTE_INTERVAL:
+            return
+        self._noted = now
+        write(
+            {
+                "event": "connections",
+                "ts": round(self._clock(), 3),
+                "open": self.open,
+                "cap": self.cap,
+                "evicted": self.evicted,
+                "refused": self.refused,
+                "aborted": self.aborted,
+            },
+            self._log or sys.stderr,
+        )
+
+    def access(self, request: web.BaseRequest, status: int, body: Mapping[str, Any]) -> None:
+        """Write the access line of a request answered by `Connection.handle_error`."""
+        write(
+            access_line(
+                ts=self._clock(),
+                remote=request.remote,
+                method="OTHER",
+                route=MALFORMED_ROUTE,
+                status=status,
+                seconds=0.0,
+                request_bytes=0,
+                response_bytes=len(json.dumps(body).encode()),
+                intents=0,
+                exit_code=body.get("exit_code"),
+                category=body.get("category"),
+            ),
+            self._log or sys.stderr,
+        )
+
+
+class Connection(RequestHandler):
+    """aiohttp's connection, counted by `Connections` and answering its own errors in JSON."""
+
+    def __init__(self, manager: web.Server, *, connections: Connections, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._connections = connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self._connections.opened(self):
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._connections.closed(self)
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Answer a request aiohttp could not parse (or a handler's escape) in JSON, quoting nothing.
+
+        aiohttp's own answer and log line carry the parser's *message*, which quotes the raw
+        bytes; neither is used. The connection is closed after the answer, as aiohttp does.
+        """
+        del message  # the parser's message quotes the request's bytes
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer had begun: no error answer can follow")
+        if status < 500:
+            category, words, rule = "invalid_request", fault(exc), "serve/http"
+            text = f"malformed HTTP request: {words} (nothing of it is echoed or logged)"
+        else:
+            name = type(exc).__name__ if exc is not None else "no exception"
+            category, rule = _codes.INTERNAL_CATEGORY, "serve/internal"
+            text = f"internal error (please report it): {name}"
+        body = http_error(status, category, text, rule=rule)
+        self._connections.access(request, status, body)
+        response = web.Response(
+            body=json.dumps(body).encode(), status=status, headers={"Content-Type": JSON_TYPE}
+        )
+        response.force_close()
+        return response
+
+
+class Site(web.BaseSite):
+    """A TCP listener whose connections are `Connection`s of *connections*.
+
+    aiohttp's `TCPSite` makes each connection with the runner's server; this site makes them
+    itself, with *options* (the header timeout, the line limits) and the registry.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        connections: Connections,
+        options: Mapping[str, Any],
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._connections = connections
+        self._options = dict(options)
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    def _connection(self) -> Connection:
+        server = self._runner.server
+        assert server is not None  # noqa: S101 - the runner is set up before the site starts
+        return Connection(
+            server,
+            connections=self._connections,
+            loop=asyncio.get_running_loop(),
+            **self._options,
+        )
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._connection, self._host, self._port, backlog=self._backlog
+        )
