@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
@@ -47,6 +48,8 @@ MIN_CONNECTIONS: Final = 8
 NOTE_INTERVAL: Final = 10.0
 #: The route an access line names for a request aiohttp could not parse.
 MALFORMED_ROUTE: Final = "malformed"
+#: The most connections accepted in one turn of the event loop.
+ACCEPT_BATCH: Final = 128
 
 #: What each parse failure is called in the answer: the kind, never the bytes.
 _FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
@@ -58,6 +61,28 @@ _FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
 )
 
 _log = logging.getLogger("wa_auth.serve")
+
+Decision = Literal["accept", "wait", "refuse"]
+
+
+def _busy_answer() -> bytes:
+    body = json.dumps(
+        http_error(
+            503,
+            "transient",
+            "every connection is busy with a request (--max-connections): try again",
+            rule="serve/connections",
+        )
+    ).encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+#: The answer of a connection refused at the cap: written before the request is read.
+BUSY: Final = _busy_answer()
 
 
 def fd_limit() -> int | None:
@@ -101,10 +126,15 @@ def fault(exc: BaseException | None) -> str:
 
 
 class Connections:
-    """The open connections: which wait for a request and which are busy, the cap, the notes.
+    """The open connections: which wait for a request, which are busy, which are closing.
+
+    Every connection holds a file descriptor from `accept()` until its transport is gone, so
+    `in_use` counts the connections being set up and those closing too: at the cap, `decide`
+    closes the connection that has waited longest for a request and tells the listener to
+    wait until its descriptor is free.
 
     Args:
-        cap: The most connections open at once (`connection_cap`).
+        cap: The most connections holding a descriptor at once (`connection_cap`).
         write_timeout: Seconds a client has to read its answer, after which the connection
             is aborted.
         log: Where the `connections` and access lines go (stderr).
@@ -129,8 +159,9 @@ class Connections:
         # Insertion-ordered: the connection that has waited longest for a request is first.
         self._waiting: dict[Connection, None] = {}
         self._busy: set[Connection] = set()
+        self._closing: set[Connection] = set()
+        self._accepting: set[asyncio.Task[Any]] = set()
         self._noted = -NOTE_INTERVAL
-        self._since_note = False
         #: Connections closed to make room for a new one, refused for want of room, and
         #: aborted because their client did not read the answer.
         self.evicted = 0
@@ -139,31 +170,67 @@ class Connections:
 
     @property
     def open(self) -> int:
-        """The connections open now."""
+        """The connections open now (waiting for a request, or busy with one)."""
         return len(self._waiting) + len(self._busy)
 
-    def opened(self, conn: Connection) -> bool:
-        """Admit *conn*, closing the longest-waiting connection at the cap; False: close *conn*."""
-        if self.open >= self.cap:
-            victim = next(iter(self._waiting), None)
-            if victim is None:
-                self.refused += 1
-                self._note()
-                return False
-            del self._waiting[victim]
-            victim.force_close()
-            self.evicted += 1
+    @property
+    def in_use(self) -> int:
+        """The descriptors the callers' connections hold: open, being set up, or closing."""
+        return self.open + len(self._accepting) + len(self._closing)
+
+    def decide(self) -> Decision:
+        """Say whether the listener may accept one more connection now.
+
+        `accept` below the cap. At the cap, `wait` while a connection is closing (its
+        descriptor is freed on the event loop's next turn): the longest-waiting connection is
+        closed for it first, if none is closing yet. `refuse` when every connection is busy
+        with a request: the new connection is answered 503 and closed at once.
+        """
+        if self.in_use < self.cap:
+            return "accept"
+        if self._closing:
+            return "wait"
+        victim = next(iter(self._waiting), None)
+        if victim is None:
+            self.refused += 1
             self._note()
+            return "refuse"
+        self._abort(victim)
+        self.evicted += 1
+        self._note()
+        return "wait"
+
+    def accepting(self, task: asyncio.Task[Any]) -> None:
+        """Count *task*, which sets up an accepted connection, until it is done."""
+        self._accepting.add(task)
+        task.add_done_callback(self._accepted)
+
+    def _accepted(self, task: asyncio.Task[Any]) -> None:
+        self._accepting.discard(task)
+        if not task.cancelled():
+            task.exception()  # asyncio closed the socket; nothing of it is logged
+
+    def opened(self, conn: Connection) -> None:
+        """Count *conn*, which now waits for its first request."""
         self._waiting[conn] = None
-        return True
 
     def closed(self, conn: Connection) -> None:
-        """Forget *conn*: its transport is gone."""
+        """Forget *conn*: its transport is gone, and its descriptor with it."""
         self._waiting.pop(conn, None)
         self._busy.discard(conn)
+        self._closing.discard(conn)
+
+    def _abort(self, conn: Connection) -> None:
+        # close() would wait to flush what the client does not read: abort() frees the socket
+        # on the loop's next turn, whatever is buffered.
+        self._waiting.pop(conn, None)
+        self._busy.discard(conn)
+        if conn.aborted():
+            self._closing.add(conn)
 
     def _begin(self, conn: Connection) -> None:
-        if self._waiting.pop(conn, False) is None:
+        if conn in self._waiting:
+            del self._waiting[conn]
             self._busy.add(conn)
 
     def _end(self, conn: Connection) -> None:
@@ -172,10 +239,9 @@ class Connections:
             self._waiting[conn] = None  # last: it has waited least
 
     def _stalled(self, conn: Connection, answer: asyncio.Task[Any]) -> None:
-        if answer.done() or conn.transport is None:
+        if answer.done() or conn in self._closing:
             return
-        # close() would wait to flush what the client does not read: abort() frees the socket.
-        conn.transport.abort()
+        self._abort(conn)
         self.aborted += 1
         self._note()
 
@@ -198,9 +264,7 @@ class Connections:
         self._begin(conn)
         task.add_done_callback(lambda _: self._end(conn))
         response = await handler(request)
-        timer = asyncio.get_running_loop().call_later(
-            self.write_timeout, self._stalled, conn, task
-        )
+        timer = asyncio.get_running_loop().call_later(self.write_timeout, self._stalled, conn, task)
         task.add_done_callback(lambda _: timer.cancel())
         return response
 
@@ -249,11 +313,23 @@ class Connection(RequestHandler):
     def __init__(self, manager: web.Server, *, connections: Connections, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._connections = connections
+        # aiohttp drops its reference when it closes; the socket lives until it is flushed.
+        self._socket: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if not self._connections.opened(self):
-            self.force_close()
+        assert isinstance(transport, asyncio.Transport)  # a TCP listener's
+        self._socket = transport
+        self._connections.opened(self)
+
+    def aborted(self) -> bool:
+        """Abort the connection, whatever it has buffered; False if it was already gone."""
+        socket, self._socket = self._socket, None
+        self.force_close()
+        if socket is None:
+            return False
+        socket.abort()
+        return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._connections.closed(self)
@@ -266,7 +342,7 @@ class Connection(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """Answer a request aiohttp could not parse (or a handler's escape) in JSON, quoting nothing.
+        """Answer a request aiohttp could not parse (or a handler's escape) in JSON; quote nothing.
 
         aiohttp's own answer and log line carry the parser's *message*, which quotes the raw
         bytes; neither is used. The connection is closed after the answer, as aiohttp does.
@@ -291,10 +367,12 @@ class Connection(RequestHandler):
 
 
 class Site(web.BaseSite):
-    """A TCP listener whose connections are `Connection`s of *connections*.
+    """A TCP listener that accepts a connection only when `Connections` has room for it.
 
-    aiohttp's `TCPSite` makes each connection with the runner's server; this site makes them
-    itself, with *options* (the header timeout, the line limits) and the registry.
+    asyncio's own accept loop takes up to a backlog's worth of connections at a time, before
+    any of them reaches a protocol, and at the open-file limit it logs and retries on every
+    connection of the batch; here each `accept()` is decided first. The sockets are bound by
+    `loop.create_server` (its address handling), which never serves: this site reads them.
     """
 
     def __init__(
@@ -312,6 +390,7 @@ class Site(web.BaseSite):
         self._port = port
         self._connections = connections
         self._options = dict(options)
+        self._listeners: list[socket.socket] = []
 
     @property
     def name(self) -> str:
@@ -319,7 +398,7 @@ class Site(web.BaseSite):
 
     def _connection(self) -> Connection:
         server = self._runner.server
-        assert server is not None  # noqa: S101 - the runner is set up before the site starts
+        assert server is not None  # the runner is set up before the site starts
         return Connection(
             server,
             connections=self._connections,
@@ -330,6 +409,59 @@ class Site(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._connection, self._host, self._port, backlog=self._backlog
+        self._server = server = await loop.create_server(
+            self._connection, self._host, self._port, backlog=self._backlog, start_serving=False
         )
+        for bound in server.sockets:
+            listener = bound.dup()
+            listener.settimeout(0)
+            listener.listen(self._backlog)
+            self._listeners.append(listener)
+            loop.add_reader(listener.fileno(), self._accept, listener)
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self._listeners:
+            loop.remove_reader(listener.fileno())
+            listener.close()
+        self._listeners.clear()
+        await super().stop()
+
+    def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(ACCEPT_BATCH):
+            decision = self._connections.decide()
+            if decision == "wait":
+                return
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                # Out of descriptors all the same (another part of the process took them):
+                # stop reading the listener for a second instead of failing in a loop.
+                _log.error("accept() failed: listening again in 1 s", exc_info=exc)
+                loop.remove_reader(listener.fileno())
+                loop.call_later(1.0, self._listen_again, listener)
+                return
+            if decision == "refuse":
+                _refuse(conn)
+                continue
+            conn.settimeout(0)
+            task = loop.create_task(loop.connect_accepted_socket(self._connection, conn))
+            self._connections.accepting(task)
+
+    def _listen_again(self, listener: socket.socket) -> None:
+        if listener in self._listeners:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept, listener)
+
+
+def _refuse(conn: socket.socket) -> None:
+    """Answer a connection there is no room for with a 503, and close it at once."""
+    try:
+        conn.settimeout(0)
+        conn.send(BUSY)
+    except OSError:
+        pass
+    finally:
+        conn.close()
