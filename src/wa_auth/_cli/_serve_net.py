@@ -264,6 +264,10 @@ class Connections:
         self._begin(conn)
         task.add_done_callback(lambda _: self._end(conn))
         response = await handler(request)
+        if request.content.exception() is not None:
+            # A body that could not be decoded: what follows it on the connection is not a
+            # request either, so it closes after the answer (aiohttp would read on and log).
+            response.force_close()
         timer = asyncio.get_running_loop().call_later(self.write_timeout, self._stalled, conn, task)
         task.add_done_callback(lambda _: timer.cancel())
         return response
@@ -334,6 +338,15 @@ class Connection(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._connections.closed(self)
         super().connection_lost(exc)
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """Log an error of the server, but not the client's undecodable body (answered 400).
+
+        After the answer, aiohttp reads what is left of the body and logs its decoding error
+        as an "Unhandled exception": it is the client's fault, and its access line says so.
+        """
+        if not isinstance(kw.get("exc_info"), web.RequestPayloadError):
+            super().log_exception(*args, **kw)
 
     def handle_error(
         self,
