@@ -275,8 +275,7 @@ class Service:
             raise Rejected(
                 400,
                 "invalid_request",
-                "the body could not be read: its Content-Encoding or chunked framing is "
-                "malformed",
+                "the body could not be read: its Content-Encoding or chunked framing is malformed",
                 rule="serve/json",
             ) from None
         if optional and not raw.strip():

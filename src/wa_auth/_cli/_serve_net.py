@@ -24,6 +24,7 @@ The registry lives on the event loop's thread: no lock, and nothing here awaits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -62,7 +63,7 @@ _FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
 
 _log = logging.getLogger("wa_auth.serve")
 
-Decision = Literal["accept", "wait", "refuse"]
+Decision = Literal["wait", "refuse"]
 
 
 def _busy_answer() -> bytes:
@@ -129,9 +130,9 @@ class Connections:
     """The open connections: which wait for a request, which are busy, which are closing.
 
     Every connection holds a file descriptor from `accept()` until its transport is gone, so
-    `in_use` counts the connections being set up and those closing too: at the cap, `decide`
-    closes the connection that has waited longest for a request and tells the listener to
-    wait until its descriptor is free.
+    `in_use` counts the connections being set up and those closing too: at the cap,
+    `make_room` closes the connection that has waited longest for a request, and the listener
+    waits until its descriptor is free.
 
     Args:
         cap: The most connections holding a descriptor at once (`connection_cap`).
@@ -178,16 +179,18 @@ class Connections:
         """The descriptors the callers' connections hold: open, being set up, or closing."""
         return self.open + len(self._accepting) + len(self._closing)
 
-    def decide(self) -> Decision:
-        """Say whether the listener may accept one more connection now.
+    def has_room(self) -> bool:
+        """Return whether one more connection fits under the cap now."""
+        return self.in_use < self.cap
 
-        `accept` below the cap. At the cap, `wait` while a connection is closing (its
-        descriptor is freed on the event loop's next turn): the longest-waiting connection is
-        closed for it first, if none is closing yet. `refuse` when every connection is busy
-        with a request: the new connection is answered 503 and closed at once.
+    def make_room(self) -> Decision:
+        """At the cap, with a connection waiting to be accepted: say what to do with it.
+
+        `wait` while a connection is closing (its descriptor is freed on the event loop's
+        next turn), after closing the longest-waiting connection if none was closing yet.
+        `refuse` when every connection is busy with a request: the new connection is
+        answered 503 and closed at once.
         """
-        if self.in_use < self.cap:
-            return "accept"
         if self._closing:
             return "wait"
         victim = next(iter(self._waiting), None)
@@ -442,10 +445,15 @@ class Site(web.BaseSite):
 
     def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(ACCEPT_BATCH):
-            decision = self._connections.decide()
-            if decision == "wait":
-                return
+        for turn in range(ACCEPT_BATCH):
+            refuse = False
+            if not self._connections.has_room():
+                if turn:
+                    return  # the listener is still readable on the next turn if one waits
+                # Readable at the first turn: a connection waits in the kernel's queue.
+                refuse = self._connections.make_room() == "refuse"
+                if not refuse:
+                    return
             try:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -457,9 +465,9 @@ class Site(web.BaseSite):
                 loop.remove_reader(listener.fileno())
                 loop.call_later(1.0, self._listen_again, listener)
                 return
-            if decision == "refuse":
+            if refuse:
                 _refuse(conn)
-                continue
+                return
             conn.settimeout(0)
             task = loop.create_task(loop.connect_accepted_socket(self._connection, conn))
             self._connections.accepting(task)
@@ -470,9 +478,15 @@ class Site(web.BaseSite):
 
 
 def _refuse(conn: socket.socket) -> None:
-    """Answer a connection there is no room for with a 503, and close it at once."""
+    """Answer a connection there is no room for with a 503, and close it at once.
+
+    What the client has sent is read first (as much as has arrived): closing a socket with
+    unread data resets the connection, and the client could lose the answer.
+    """
     try:
         conn.settimeout(0)
+        with contextlib.suppress(BlockingIOError):
+            conn.recv(65536)
         conn.send(BUSY)
     except OSError:
         pass
