@@ -11,7 +11,9 @@ it holds, and every JSON answer, is validated against docs/wa-auth.schema.json.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import resource
 import select
 import signal
@@ -26,8 +28,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import http_exceptions
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from test_serve import KEY, serve_env, text, valid
+from wa_auth._cli import _serve_log, _serve_net
 from wa_auth.sandbox import Sandbox
 
 #: Every hard wait of these tests: nothing here may hang longer.
@@ -220,7 +226,7 @@ BAD_TOKEN_CANARY = "EAAGCANARYbadTOKENx7Q2mZ9kLp4RtV8wYb3NcD6fHj1"
 
 
 class FakeVault:
-    """A KV v2 Vault on 127.0.0.1 that serves *token* to `VAULT_CANARY`, and can deny it."""
+    """A KV v2 Vault on 127.0.0.1 that serves *token* to `VAULT_CANARY` (a Bearer), or denies it."""
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -229,7 +235,9 @@ class FakeVault:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                authorised = self.headers.get("X-Vault-Token") == VAULT_CANARY and not vault.deny
+                authorised = (
+                    self.headers.get("Authorization") == f"Bearer {VAULT_CANARY}" and not vault.deny
+                )
                 if not authorised:
                     status, body = 403, {"errors": ["permission denied"]}
                 elif self.path.startswith("/v1/secret/data/"):
@@ -288,7 +296,7 @@ def test_no_line_serve_prints_holds_a_secret(sandbox, tmp_path):
     with logged(env, tmp_path, *args) as svc:
         _drive(svc, sandbox, (token, KEY, sandbox.app_secret, BAD_TOKEN_CANARY))
         log = svc.stop()
-    assert len(log.splitlines()) > 60
+    assert len([line for line in svc.lines() if line["event"] == "access"]) > 50
     for secret in (token, KEY, sandbox.app_secret, sandbox.app_token, BAD_TOKEN_CANARY, CANARY):
         assert secret not in log
 
@@ -529,6 +537,166 @@ def test_the_new_limits_refuse_bad_values(sandbox, flag, value):
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert flag in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert flag in output
+    assert "unrecognized" not in output  # a flag serve knows, refusing the value
     assert "Traceback" not in proc.stderr
+
+
+# --- the pieces, without a process -----------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.text(min_size=8, max_size=40).filter(lambda t: t.strip() == t and "\n" not in t),
+    template=st.sampled_from(
+        [
+            "Error handling request from %s",
+            "Unhandled exception",
+            "socket.accept() out of system resource\nsocket: %r",
+            "Task exception was never retrieved\nfuture: %r",
+        ]
+    ),
+    where=st.sampled_from(["args", "exception", "second-line"]),
+)
+def test_a_log_line_holds_the_template_never_the_data(secret, template, where):
+    """A routed record keeps its template's first line and its exception's type, nothing else."""
+    secret = "SECRET:" + secret
+    args: tuple[object, ...] = ()
+    exc: BaseException | None = None
+    msg = template
+    if where == "args":
+        args = (secret,) * template.count("%")
+    elif where == "exception":
+        exc = ValueError(f"400, message: {secret!r}")
+    else:
+        msg = template.split("\n")[0] + "\n" + secret
+    record = logging.LogRecord(
+        "aiohttp.server", logging.ERROR, __file__, 1, msg, args or None, None
+    )
+    if exc is not None:
+        record.exc_info = (type(exc), exc, None)
+    line = valid(_serve_log.log_line(record, 1.5))
+    assert secret not in json.dumps(line)
+    assert line["message"] == template.split("\n")[0]
+    assert line["error"] == (None if exc is None else "ValueError")
+
+
+def test_routed_loggers_write_json_lines_and_are_restored(capsys):
+    """Inside `routed`, aiohttp's and asyncio's records are JSON lines; outside, as before."""
+    logger = logging.getLogger("aiohttp.server")
+    before = (logger.handlers[:], logger.propagate)
+    stream = io.StringIO()
+    with _serve_log.routed(stream):
+        try:
+            raise ValueError(KEY)
+        except ValueError:
+            logger.exception("Error handling request from %s", KEY)
+        logging.getLogger("asyncio").error("Task was destroyed\ntask: %r", KEY)
+        logging.getLogger("aiohttp.access").info("not written: below WARNING")
+    assert (logger.handlers, logger.propagate) == before
+    lines = [valid(json.loads(raw)) for raw in stream.getvalue().splitlines()]
+    assert [(x["logger"], x["message"], x["error"]) for x in lines] == [
+        ("aiohttp.server", "Error handling request from %s", "ValueError"),
+        ("asyncio", "Task was destroyed", None),
+    ]
+    assert KEY not in stream.getvalue()
+    assert KEY not in capsys.readouterr().err
+
+
+def test_a_failing_stream_loses_the_line_not_the_secret(capsys):
+    """A stream that cannot be written drops the record; logging's own report is never printed."""
+
+    class Broken(io.StringIO):
+        def write(self, _text: str) -> int:
+            raise OSError("closed")
+
+    handler = _serve_log.JsonLineHandler(Broken())
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "x %s", (KEY,), None)
+    handler.handle(record)
+    assert capsys.readouterr().err == ""
+
+
+class _Conn:
+    """A stand-in connection: `Connections` only asks it to abort."""
+
+    def __init__(self) -> None:
+        self.aborts = 0
+
+    def aborted(self) -> bool:
+        self.aborts += 1
+        return True
+
+
+def test_at_the_cap_the_oldest_waiting_connection_is_evicted_once():
+    """Full: the longest-waiting connection is closed, once, and the listener waits for it."""
+    log = io.StringIO()
+    conns = _serve_net.Connections(3, write_timeout=1, log=log)
+    a, b, c = _Conn(), _Conn(), _Conn()
+    for conn in (a, b, c):
+        assert conns.has_room()
+        conns.opened(conn)
+    conns._begin(a)
+    conns._end(a)  # answered: now the one that waited least
+    assert not conns.has_room()
+    assert conns.make_room() == "wait"
+    assert (a.aborts, b.aborts, c.aborts) == (0, 1, 0)
+    assert conns.make_room() == "wait"  # b is still closing: nobody else is closed for it
+    assert b.aborts == 1
+    conns.closed(b)
+    assert conns.has_room()
+    (note,) = [valid(json.loads(raw)) for raw in log.getvalue().splitlines()]
+    assert (note["event"], note["open"], note["cap"], note["evicted"]) == ("connections", 2, 3, 1)
+
+
+def test_at_the_cap_with_every_connection_busy_the_new_one_is_refused():
+    """Full of busy connections: nothing is closed, and the new connection is refused."""
+    conns = _serve_net.Connections(2, write_timeout=1, log=io.StringIO())
+    a, b = _Conn(), _Conn()
+    for conn in (a, b):
+        conns.opened(conn)
+        conns._begin(conn)
+    assert conns.make_room() == "refuse"
+    assert (a.aborts, b.aborts, conns.refused) == (0, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("requested", "limit", "pool", "cap"),
+    [
+        (1024, None, 100, 1024),
+        (1024, 1024, 100, 860),
+        (64, 1024, 100, 64),
+        (1024, 20000, 500, 1024),
+    ],
+    ids=["no-limit", "ulimit-1024", "asked-fewer", "high-limit"],
+)
+def test_the_connection_cap_stays_below_the_open_file_limit(requested, limit, pool, cap):
+    """The cap leaves the client's pool and a reserve of descriptors below the limit."""
+    assert _serve_net.connection_cap(requested, limit, pool) == cap
+
+
+def test_a_limit_without_room_for_connections_is_refused():
+    """A limit that leaves fewer than MIN_CONNECTIONS: a ValueError naming ulimit -n."""
+    with pytest.raises(ValueError, match=r"open-file limit \(170\) leaves room for 6 .*ulimit -n"):
+        _serve_net.connection_cap(1024, 170, 100)
+
+
+@pytest.mark.parametrize(
+    ("exc", "words"),
+    [
+        (http_exceptions.LineTooLong(b"x" * 10, 8190), "too long"),
+        (http_exceptions.BadHttpMethod("EAAGxyz"), "not HTTP/1.x"),
+        (http_exceptions.InvalidHeader(b"Authorization: Bearer x\x01"), "header is malformed"),
+        (http_exceptions.TransferEncodingError("chunk"), "framing"),
+        (http_exceptions.BadHttpMessage("Data after `Connection: close`"), "not valid HTTP/1.1"),
+        (None, "not valid HTTP/1.1"),
+    ],
+    ids=["line-too-long", "method", "header", "chunks", "data-after-close", "none"],
+)
+def test_a_parse_fault_is_named_by_its_type_only(exc, words):
+    """The answer names the kind of fault; the exception's text (the bytes) is never used."""
+    said = _serve_net.fault(exc)
+    assert words in said
+    assert "EAAG" not in said
+    assert "Bearer" not in said
