@@ -343,7 +343,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 
 def test_a_half_sent_request_is_closed_at_the_header_timeout(sandbox, tmp_path):
-    """Half-sent headers, and an idle keep-alive connection, are closed after --header-timeout."""
+    """Half-sent headers, an idle keep-alive connection, an unread body: closed after --header-timeout."""
     env = serve_env(sandbox, sandbox.issue_token())
     with logged(env, tmp_path, "--header-timeout", "1") as svc:
         half = svc.connect()
@@ -351,10 +351,12 @@ def test_a_half_sent_request_is_closed_at_the_header_timeout(sandbox, tmp_path):
         idle = svc.connect()
         idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert idle.recv(65536).startswith(b"HTTP/1.1 200")
-        assert _closed_by_peer(half)
-        assert _closed_by_peer(idle)
-        half.close()
-        idle.close()
+        unread = svc.connect()  # a body that never comes, after a 401 that did not need it
+        unread.sendall(b"POST /send HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n{")
+        assert unread.recv(65536).startswith(b"HTTP/1.1 401")
+        for sock in (half, idle, unread):
+            assert _closed_by_peer(sock)
+            sock.close()
         assert svc.post("/send", text()).json()["state"] == "delivered"
         svc.stop()
 

@@ -48,6 +48,8 @@ DEFAULT_CONCURRENCY: Final = 64
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
 #: The most connections open at once, lowered to fit the open-file limit (`_serve_net`).
 DEFAULT_MAX_CONNECTIONS: Final = 1024
+#: The longest request line and header line, in bytes (aiohttp's default): a longer one is a 400.
+MAX_LINE: Final = 8190
 #: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
 MIN_KEY_LENGTH: Final = 16
 
@@ -245,11 +247,16 @@ def _connection_options(config: Any) -> dict[str, Any]:
     """Return the options of every connection (aiohttp's `RequestHandler`).
 
     The keep-alive timer is the header timeout: it closes a connection that waits for a
-    request, and a connection that sent half a request still waits for one. aiohttp's access
-    logger is off: the service writes its own access line, which holds nothing of a request.
+    request, and a connection that sent half a request still waits for one. The rest of a
+    body no handler read (a 401's, say) is drained for as long before the connection closes.
+    aiohttp's access logger is off: the service writes its own access line, which holds
+    nothing of a request.
     """
     return {
         "keepalive_timeout": config.header_timeout,
+        "lingering_time": config.header_timeout,
+        "max_line_size": MAX_LINE,
+        "max_field_size": MAX_LINE,
         "access_log": None,
     }
 
