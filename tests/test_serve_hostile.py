@@ -639,8 +639,8 @@ def test_at_the_cap_the_oldest_waiting_connection_is_evicted_once():
     for conn in (a, b, c):
         assert conns.has_room()
         conns.opened(conn)
-    conns._begin(a)
-    conns._end(a)  # answered: now the one that waited least
+    conns.begin(a)
+    conns.written(a)  # answered: now the one that waited least
     assert not conns.has_room()
     assert conns.make_room() == "wait"
     assert (a.aborts, b.aborts, c.aborts) == (0, 1, 0)
@@ -658,7 +658,7 @@ def test_at_the_cap_with_every_connection_busy_the_new_one_is_refused():
     a, b = _Conn(), _Conn()
     for conn in (a, b):
         conns.opened(conn)
-        conns._begin(conn)
+        conns.begin(conn)
     assert conns.make_room() == "refuse"
     assert (a.aborts, b.aborts, conns.refused) == (0, 0, 1)
 

@@ -195,10 +195,8 @@ async def _serve(
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         connections = Connections(cap, write_timeout=config.request_timeout)
-        app = service.app()
-        app.middlewares.append(connections.middleware)
         runner = web.AppRunner(
-            app,
+            service.app(),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=config.shutdown_timeout,

@@ -10,15 +10,20 @@ text of a message). Here:
 - a connection must finish a request's headers within the header timeout of connecting or of
   its previous answer: aiohttp's keep-alive timer closes a connection that waits for a
   request, and one that sent half a request still waits for one;
-- at most `cap` connections are open, below the file-descriptor limit; a connection over the
-  cap closes the one that has waited longest for a request (what a slow client holds), or
-  itself when every connection is busy with a request. A slowloris can hold connections, but
-  it cannot lock out a client that sends its request at once;
-- an answer the client does not read within the write timeout aborts its connection;
+- at most `cap` connections hold a descriptor, below the open-file limit: the listener
+  accepts only when there is room (`Site`), and a connection waiting to be accepted at the
+  cap closes the one that has waited longest for a request (what a slow client holds), or is
+  answered 503 and closed when every connection is busy with a request. A slowloris can hold
+  connections, but it cannot lock out a client that sends its request at once;
+- an answer the client does not read within the write timeout aborts its connection
+  (`Connections.sweep`, once a second);
 - a request aiohttp cannot parse is answered with the CLI's JSON error, which names the kind
   of fault and quotes nothing, and logged as an access line.
 
-The registry lives on the event loop's thread: no lock, and nothing here awaits.
+A connection is busy from the moment its request's headers are read (aiohttp's request
+factory, wrapped by `Site`) to the end of its answer (`Connection.finish_response`): no
+middleware, which would cost every request more than all of this. The registry lives on the
+event loop's thread: no lock, and nothing here awaits.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, Final, Literal
 
 from aiohttp import http_exceptions, web
@@ -51,6 +56,8 @@ NOTE_INTERVAL: Final = 10.0
 MALFORMED_ROUTE: Final = "malformed"
 #: The most connections accepted in one turn of the event loop.
 ACCEPT_BATCH: Final = 128
+#: Seconds between two looks for answers their client does not read (the write bound's grain).
+SWEEP: Final = 1.0
 
 #: What each parse failure is called in the answer: the kind, never the bytes.
 _FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
@@ -162,6 +169,8 @@ class Connections:
         self._busy: set[Connection] = set()
         self._closing: set[Connection] = set()
         self._accepting: set[asyncio.Task[Any]] = set()
+        # The connections writing an answer, and when they must have finished.
+        self._writing: dict[Connection, float] = {}
         self._noted = -NOTE_INTERVAL
         #: Connections closed to make room for a new one, refused for want of room, and
         #: aborted because their client did not read the answer.
@@ -222,6 +231,7 @@ class Connections:
         self._waiting.pop(conn, None)
         self._busy.discard(conn)
         self._closing.discard(conn)
+        self._writing.pop(conn, None)
 
     def _abort(self, conn: Connection) -> None:
         # close() would wait to flush what the client does not read: abort() frees the socket
@@ -231,49 +241,33 @@ class Connections:
         if conn.aborted():
             self._closing.add(conn)
 
-    def _begin(self, conn: Connection) -> None:
+    def begin(self, conn: Connection) -> None:
+        """Mark *conn* busy: a request of it was read and is being handled."""
         if conn in self._waiting:
             del self._waiting[conn]
             self._busy.add(conn)
 
-    def _end(self, conn: Connection) -> None:
+    def writing(self, conn: Connection) -> None:
+        """Note that *conn* writes its answer: `sweep` aborts it after `write_timeout`."""
+        self._writing[conn] = self._monotonic() + self.write_timeout
+
+    def written(self, conn: Connection) -> None:
+        """Mark *conn* waiting for its next request (last: it has waited least)."""
+        self._writing.pop(conn, None)
         if conn in self._busy:
             self._busy.discard(conn)
-            self._waiting[conn] = None  # last: it has waited least
+            self._waiting[conn] = None
 
-    def _stalled(self, conn: Connection, answer: asyncio.Task[Any]) -> None:
-        if answer.done() or conn in self._closing:
-            return
-        self._abort(conn)
-        self.aborted += 1
-        self._note()
-
-    @web.middleware
-    async def middleware(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
-        """Mark the request's connection busy until its answer is written, and bound the write.
-
-        The request's task runs the handler, then writes the answer: its end is the end of
-        the connection's work, and a client that does not read holds it at most
-        `write_timeout` seconds after the handler answered.
-        """
-        conn = request.protocol
-        task = asyncio.current_task()
-        if not isinstance(conn, Connection) or task is None:  # pragma: no cover - not ours
-            return await handler(request)
-        self._begin(conn)
-        task.add_done_callback(lambda _: self._end(conn))
-        response = await handler(request)
-        if request.content.exception() is not None:
-            # A body that could not be decoded: what follows it on the connection is not a
-            # request either, so it closes after the answer (aiohttp would read on and log).
-            response.force_close()
-        timer = asyncio.get_running_loop().call_later(self.write_timeout, self._stalled, conn, task)
-        task.add_done_callback(lambda _: timer.cancel())
-        return response
+    def sweep(self) -> None:
+        """Abort every connection whose client has not read its answer within `write_timeout`."""
+        now = self._monotonic()
+        stalled = [conn for conn, deadline in self._writing.items() if deadline <= now]
+        for conn in stalled:
+            del self._writing[conn]
+            self._abort(conn)
+            self.aborted += 1
+        if stalled:
+            self._note()
 
     def _note(self) -> None:
         """Write a `connections` line, at most once per `NOTE_INTERVAL` (the cap is working)."""
@@ -342,6 +336,24 @@ class Connection(RequestHandler):
         self._connections.closed(self)
         super().connection_lost(exc)
 
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """Write the answer; the connection is busy until then, and bounded by `sweep`.
+
+        A stalled write is aborted by `Connections.sweep`: the transport's drain then fails
+        with a connection error, which aiohttp takes as the client gone.
+        """
+        if request.content.exception() is not None:
+            # A body that could not be decoded: what follows it on the connection is not a
+            # request either, so it closes after the answer (aiohttp would read on and log).
+            resp.force_close()
+        self._connections.writing(self)
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            self._connections.written(self)
+
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """Log an error of the server, but not the client's undecodable body (answered 400).
 
@@ -407,6 +419,7 @@ class Site(web.BaseSite):
         self._connections = connections
         self._options = dict(options)
         self._listeners: list[socket.socket] = []
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def name(self) -> str:
@@ -425,18 +438,38 @@ class Site(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        self._server = server = await loop.create_server(
+        web_server = self._runner.server
+        assert web_server is not None  # the runner is set up before the site starts
+        make = web_server.request_factory
+        begin = self._connections.begin
+
+        def request_factory(message: Any, payload: Any, conn: Any, writer: Any, task: Any) -> Any:
+            # Called once a request's headers are read: from here to the end of its answer
+            # the connection is busy, and no new connection closes it.
+            begin(conn)
+            return make(message, payload, conn, writer, task)
+
+        web_server.request_factory = request_factory
+        self._sweeper = loop.call_later(SWEEP, self._sweep)
+        listening = await loop.create_server(
             self._connection, self._host, self._port, backlog=self._backlog, start_serving=False
         )
-        for bound in server.sockets:
+        self._server = listening
+        for bound in listening.sockets:
             listener = bound.dup()
             listener.settimeout(0)
             listener.listen(self._backlog)
             self._listeners.append(listener)
             loop.add_reader(listener.fileno(), self._accept, listener)
 
+    def _sweep(self) -> None:
+        self._connections.sweep()
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP, self._sweep)
+
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for listener in self._listeners:
             loop.remove_reader(listener.fileno())
             listener.close()
