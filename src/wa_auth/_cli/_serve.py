@@ -13,7 +13,10 @@ It binds 127.0.0.1 unless told otherwise and refuses to start without an API key
 (`WA_AUTH_API_KEY` or a file): whoever reaches it can send as the business. SIGTERM (and
 SIGINT) stop it gracefully: the listener closes, no new send starts, the sends in flight
 finish and are answered, and what had not started is answered as not sent (and stays in the
-outbox, with one). stdout carries one info line; stderr one JSON access-log line per request.
+outbox, with one). stdout carries one info line; stderr one JSON access-log line per request,
+and aiohttp's and asyncio's log records as JSON lines that hold nothing of a request
+(`wa_auth._cli._serve_log`). Every wait on a client is bounded and the connections are capped
+below the open-file limit (`wa_auth._cli._serve_net`).
 
 aiohttp is the `serve` extra (`pip install 'wa-auth[serve]'`), imported when the command runs.
 """
