@@ -448,6 +448,20 @@ def _serve(commands: argparse._SubParsersAction[Parser]) -> None:
         help="a request's body must arrive, and its sends start, within S seconds",
     )
     h.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=serve.DEFAULT_HEADER_TIMEOUT,
+        metavar="S",
+        help="a connection must send a request's headers within S seconds (default 10)",
+    )
+    h.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=serve.DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="most connections open at once (default 1024, lowered to fit ulimit -n)",
+    )
+    h.add_argument(
         "--shutdown-timeout",
         type=_seconds,
         default=serve.DEFAULT_SHUTDOWN_TIMEOUT,

@@ -254,6 +254,7 @@ def schema() -> dict[str, Any]:
             "outbox": _NULLABLE_STR,
             "state": _NULLABLE_STR,
             "metrics": _BOOL,
+            "max_connections": {"type": "integer", "minimum": 1},
         },
         description="serve: the one line on stdout once it listens",
     )
@@ -311,6 +312,32 @@ def schema() -> dict[str, Any]:
         },
         description="serve: the lines of a graceful stop on stderr",
     )
+    log = _object(
+        {
+            "event": {"const": "log"},
+            "ts": {"type": "number"},
+            "logger": {"type": "string"},
+            "level": {"type": "string"},
+            "message": {"type": "string"},
+            "error": _NULLABLE_STR,
+        },
+        description=(
+            "serve: a record of aiohttp or asyncio on stderr: the unformatted template's first "
+            "line and the exception's type, never its arguments, text or traceback"
+        ),
+    )
+    connections = _object(
+        {
+            "event": {"const": "connections"},
+            "ts": {"type": "number"},
+            "open": {"type": "integer", "minimum": 0},
+            "cap": {"type": "integer", "minimum": 1},
+            "evicted": {"type": "integer", "minimum": 0},
+            "refused": {"type": "integer", "minimum": 0},
+            "aborted": {"type": "integer", "minimum": 0},
+        },
+        description="serve: the connection cap at work on stderr (at most one line per 10 s)",
+    )
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -354,6 +381,8 @@ def schema() -> dict[str, Any]:
                 "serve_health",
                 "access",
                 "lifecycle",
+                "log",
+                "connections",
             )
         ],
         "$defs": {
@@ -377,6 +406,8 @@ def schema() -> dict[str, Any]:
             "serve_health": serve_health,
             "access": access,
             "lifecycle": lifecycle,
+            "log": log,
+            "connections": connections,
         },
     }
 

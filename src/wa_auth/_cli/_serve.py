@@ -13,7 +13,10 @@ It binds 127.0.0.1 unless told otherwise and refuses to start without an API key
 (`WA_AUTH_API_KEY` or a file): whoever reaches it can send as the business. SIGTERM (and
 SIGINT) stop it gracefully: the listener closes, no new send starts, the sends in flight
 finish and are answered, and what had not started is answered as not sent (and stays in the
-outbox, with one). stdout carries one info line; stderr one JSON access-log line per request.
+outbox, with one). stdout carries one info line; stderr one JSON access-log line per request,
+and aiohttp's and asyncio's log records as JSON lines that hold nothing of a request
+(`wa_auth._cli._serve_log`). Every wait on a client is bounded and the connections are capped
+below the open-file limit (`wa_auth._cli._serve_net`).
 
 aiohttp is the `serve` extra (`pip install 'wa-auth[serve]'`), imported when the command runs.
 """
@@ -42,6 +45,14 @@ DEFAULT_MAX_BODY: Final = 1 << 20
 DEFAULT_REQUEST_TIMEOUT: Final = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
 DEFAULT_CONCURRENCY: Final = 64
+#: A connection must finish a request's headers within this many seconds of connecting or of
+#: its previous answer; an idle keep-alive connection is closed after as long. Longer than the
+#: idle timeout of n8n's (Node's) and httpx's pools (5 s), so the client closes first.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+#: The most connections open at once, lowered to fit the open-file limit (`_serve_net`).
+DEFAULT_MAX_CONNECTIONS: Final = 1024
+#: The longest request line and header line, in bytes (aiohttp's default): a longer one is a 400.
+MAX_LINE: Final = 8190
 #: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
 MIN_KEY_LENGTH: Final = 16
 
@@ -98,7 +109,7 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         raise ConfigurationError(f"--port must be 0-65535, got {args.port}")
     if args.max_body < 1024:
         raise ConfigurationError(f"--max-body must be at least 1024 bytes, got {args.max_body}")
-    for name in ("request_timeout", "shutdown_timeout"):
+    for name in ("request_timeout", "shutdown_timeout", "header_timeout"):
         if getattr(args, name) <= 0:
             flag = "--" + name.replace("_", "-")
             raise ConfigurationError(f"{flag} must be more than 0 seconds")
@@ -110,6 +121,8 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         request_timeout=args.request_timeout,
         shutdown_timeout=args.shutdown_timeout,
         concurrency=args.concurrency,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
         outbox=args.outbox or environ.get("WA_AUTH_OUTBOX") or None,
         state=getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None,
     )
@@ -142,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
     options = _config.client_options(args, environ)
     guard_options = _guard_options(args)
     metrics = _metrics(options)
-    with _config.state_file(args, environ, options, guard_options):
+    from wa_auth._cli._serve_log import routed
+
+    with _config.state_file(args, environ, options, guard_options), routed(sys.stderr):
         outbox = open_outbox(config.outbox, create=True) if config.outbox else None
         try:
             return asyncio.run(_serve(config, options, guard_options, outbox, metrics))
@@ -161,6 +176,7 @@ async def _serve(
     from aiohttp import web
 
     from wa_auth._cli._serve_app import Service
+    from wa_auth._cli._serve_net import Connections, Site, connection_cap, fd_limit
     from wa_auth._fast import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
 
@@ -177,6 +193,11 @@ async def _serve(
             service.stop(sig.name)
             stopped.set()
 
+        try:
+            cap = connection_cap(config.max_connections, fd_limit(), _pool(client))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        connections = Connections(cap, write_timeout=config.request_timeout)
         runner = web.AppRunner(
             service.app(),
             access_log=None,
@@ -185,7 +206,13 @@ async def _serve(
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+            site = Site(
+                runner,
+                config.host,
+                config.port,
+                connections=connections,
+                options=_connection_options(config),
+            )
             try:
                 await site.start()
             except OSError as exc:
@@ -195,7 +222,7 @@ async def _serve(
             port = runner.addresses[0][1]
             for sig in _SIGNALS:
                 loop.add_signal_handler(sig, on_signal, sig)
-            write(_info(config, port, metrics is not None))
+            write(_info(config, port, metrics is not None, cap))
             try:
                 await stopped.wait()
             finally:
@@ -210,7 +237,32 @@ async def _serve(
     return _codes.OK
 
 
-def _info(config: Any, port: int, metrics: bool) -> dict[str, Any]:
+def _pool(client: Any) -> int:
+    """Return how many connections the client's pool to Meta may open (file descriptors)."""
+    from wa_auth._fast import FAST_MAX_CONNECTIONS
+
+    return max(FAST_MAX_CONNECTIONS, int(client.max_in_flight))
+
+
+def _connection_options(config: Any) -> dict[str, Any]:
+    """Return the options of every connection (aiohttp's `RequestHandler`).
+
+    The keep-alive timer is the header timeout: it closes a connection that waits for a
+    request, and a connection that sent half a request still waits for one. The rest of a
+    body no handler read (a 401's, say) is drained for as long before the connection closes.
+    aiohttp's access logger is off: the service writes its own access line, which holds
+    nothing of a request.
+    """
+    return {
+        "keepalive_timeout": config.header_timeout,
+        "lingering_time": config.header_timeout,
+        "max_line_size": MAX_LINE,
+        "max_field_size": MAX_LINE,
+        "access_log": None,
+    }
+
+
+def _info(config: Any, port: int, metrics: bool, max_connections: int) -> dict[str, Any]:
     """Return the one line serve prints on stdout once it listens (the schema's `serve`)."""
     host = config.host if ":" not in config.host else f"[{config.host}]"
     return {
@@ -223,6 +275,7 @@ def _info(config: Any, port: int, metrics: bool) -> dict[str, Any]:
         "outbox": config.outbox,
         "state": config.state,
         "metrics": metrics,
+        "max_connections": max_connections,
     }
 
 

@@ -275,6 +275,14 @@ class Service:
             ) from None
         except web.HTTPRequestEntityTooLarge:
             raise too_large(limit) from None
+        except web.RequestPayloadError:
+            # Its text may quote the body: the answer names the fault only.
+            raise Rejected(
+                400,
+                "invalid_request",
+                "the body could not be read: its Content-Encoding or chunked framing is malformed",
+                rule="serve/json",
+            ) from None
         if optional and not raw.strip():
             return {}
         try:

@@ -19,6 +19,7 @@ from wa_auth._cli._output import (
     encode_line,
     http_error,
 )
+from wa_auth._cli._serve import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from wa_auth._redact import redact_text
 from wa_auth.errors import (
     ConfigurationError,
@@ -86,6 +87,10 @@ class Settings:
             starts; a send that started always finishes.
         shutdown_timeout: Seconds SIGTERM waits for the requests in flight before it cancels them.
         concurrency: The most sends in flight at once, over every request.
+        header_timeout: Seconds a connection has to finish a request's headers, from its
+            start or its previous answer (also how long an idle keep-alive connection stays).
+        max_connections: The most connections open at once, before the open-file limit
+            lowers it (`wa_auth._cli._serve_net.connection_cap`).
         outbox: The outbox file, or None.
         state: The state file, or None.
     """
@@ -97,6 +102,8 @@ class Settings:
     request_timeout: float
     shutdown_timeout: float
     concurrency: int
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     outbox: str | None = None
     state: str | None = None
 
