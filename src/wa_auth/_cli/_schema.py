@@ -299,6 +299,64 @@ def schema() -> dict[str, Any]:
         },
         description="serve: the lines of a graceful stop on stderr",
     )
+    log = _object(
+        {
+            "event": {"const": "log"},
+            "ts": {"type": "number"},
+            "level": {"enum": ["debug", "info", "warning", "error", "critical"]},
+            "logger": {"type": "string"},
+            "message": {"type": "string"},
+            "fields": {"type": ["object", "null"]},
+        },
+        description=(
+            "stderr: a record of the wa_auth logger (warnings always; with --verbose every "
+            "event, its name as message and its fields: fingerprints, never tokens)"
+        ),
+    )
+    pause = _object(
+        {
+            "kind": {"enum": ["account", "circuit"]},
+            "phone_number_id": {"type": "string"},
+            "category": {"type": "string"},
+            "since": {"type": "number"},
+            "until": _NULLABLE_NUM,
+            "failures": {"type": "integer", "minimum": 0},
+        },
+        description="a paused number or a circuit (wa_auth.pacing.Pause)",
+    )
+    state_list = _object(
+        {
+            "ok": {"const": True},
+            "exit_code": {"const": 0},
+            "action": {"const": "list"},
+            "state": _NULLABLE_STR,
+            "verdicts": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "token_fingerprint": _ref("fingerprint"),
+                        "category": _ref("category"),
+                        "expires_at": {"type": "number"},
+                        "error": _ref("error"),
+                    },
+                    description="a dead token's verdict: its sends fail without a request",
+                ),
+            },
+            "pauses": {"type": "array", "items": _ref("pause")},
+        },
+        description="state list: the verdicts and pauses in force in the state file",
+    )
+    state_clear = _object(
+        {
+            "ok": {"const": True},
+            "exit_code": {"const": 0},
+            "action": {"const": "clear"},
+            "state": _NULLABLE_STR,
+            "verdicts": {"type": "array", "items": _ref("fingerprint")},
+            "pauses": {"type": "array", "items": _ref("pause")},
+        },
+        description="state clear, serve's POST /state/clear: the verdicts and pauses dropped",
+    )
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -342,6 +400,9 @@ def schema() -> dict[str, Any]:
                 "serve_health",
                 "access",
                 "lifecycle",
+                "log",
+                "state_list",
+                "state_clear",
             )
         ],
         "$defs": {
@@ -365,6 +426,10 @@ def schema() -> dict[str, Any]:
             "serve_health": serve_health,
             "access": access,
             "lifecycle": lifecycle,
+            "log": log,
+            "pause": pause,
+            "state_list": state_list,
+            "state_clear": state_clear,
         },
     }
 

@@ -10,6 +10,7 @@ and driven blocking for the CLI's state file and on the event loop for `serve`'s
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Generator, Sequence
@@ -23,9 +24,20 @@ from wa_auth._cli._output import error_object, write
 from wa_auth.errors import ApiError, ConfigurationError, OutboxError
 from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 
-__all__ = ["Cleared", "FileStores", "Stores", "aclear", "clear", "clear_line", "list_line", "run"]
+__all__ = [
+    "Cleared",
+    "FileStores",
+    "Stores",
+    "aclear",
+    "clear",
+    "clear_line",
+    "clear_request",
+    "list_line",
+    "run",
+]
 
 _KINDS: Final = (ACCOUNT, CIRCUIT)
+_FINGERPRINT: Final = re.compile(r"sha256:[0-9a-f]{12}")
 
 
 class Stores(Protocol):
@@ -159,6 +171,39 @@ async def aclear(
     """Drop verdicts and pauses on the running event loop (`serve`'s `POST /state/clear`)."""
     flow = _clear(fingerprints, numbers, everything=everything)
     return await _effects.arun(flow, stores, catch=())
+
+
+def clear_request(data: object) -> tuple[list[str], list[str], bool]:
+    """Read `POST /state/clear`'s body: what to drop (an empty body: everything).
+
+    `{"fingerprints": ["sha256:..."], "phone_number_ids": ["..."]}` names what to drop;
+    `{}` (or no body) and `{"all": true}` drop every verdict and pause.
+
+    Raises:
+        ConfigurationError: The body has another shape; the message shows no value of it.
+    """
+    keys = {"fingerprints", "phone_number_ids", "all"}
+    if not isinstance(data, dict) or set(data) - keys:
+        raise ConfigurationError(
+            'the body is optional: {"fingerprints": ["sha256:..."], "phone_number_ids": '
+            '["..."]} or {"all": true}; none (or {}) clears everything'
+        )
+    everything = data.get("all", False)
+    if not isinstance(everything, bool):
+        raise ConfigurationError("all must be true or false")
+    lists: list[list[str]] = []
+    for key in ("fingerprints", "phone_number_ids"):
+        values = data.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigurationError(f"{key} must be a list of strings")
+        lists.append(values)
+    fingerprints, numbers = lists
+    if any(not _FINGERPRINT.fullmatch(f) for f in fingerprints):
+        raise ConfigurationError(
+            "fingerprints must be token fingerprints (sha256: and 12 hex digits); the value "
+            "given is not shown"
+        )
+    return fingerprints, numbers, everything or not (fingerprints or numbers)
 
 
 # --- the lines -----------------------------------------------------------------------------------
