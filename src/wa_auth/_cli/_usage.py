@@ -27,8 +27,14 @@ _ARGPARSE_WORDS: Final = frozenset(
     }
 )
 
-#: An option name as a person types one: short enough to be a name, not a pasted secret.
-_OPTION_NAME: Final = re.compile(r"--[A-Za-z][A-Za-z0-9_-]{0,31}")
+#: An option name as a person types one: words of one case joined by `-` or `_`, short, with
+#: few digits. Anything else typed where an option name goes (mixed case, long, odd
+#: characters: a pasted token or key) is not shown.
+_OPTION_NAME: Final = re.compile(
+    r"--(?:[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*|[A-Z][A-Z0-9]*(?:[-_][A-Z0-9]+)*)"
+)
+_MAX_NAME: Final = 32
+_MAX_DIGITS: Final = 4
 
 #: Words in an option name that say a secret was meant to follow it.
 _SECRET_WORDS: Final = ("token", "key", "secret", "bearer", "password", "credential")
@@ -175,12 +181,13 @@ def option_name(arg: str) -> str | None:
     """Return the option name *arg* was typed as, or None for a value.
 
     `--name=value` is `--name`; `-xVALUE` is `-x` (a short option takes what follows it). A
-    long name that is not shaped like one (too long, odd characters) is `--…`: it may be a
-    pasted secret.
+    long name not shaped like one (mixed case, too long, many digits, odd characters) is
+    `--…`: it may be a pasted secret.
     """
     if arg.startswith("--") and len(arg) > 2:
         head = arg.split("=", 1)[0]
-        return head if _OPTION_NAME.fullmatch(head) else "--…"
+        shaped = _OPTION_NAME.fullmatch(head) and len(head) <= _MAX_NAME
+        return head if shaped and sum(c.isdigit() for c in head) <= _MAX_DIGITS else "--…"
     if len(arg) > 1 and arg[0] == "-" and arg[1].isalpha():
         return arg[:2]
     return None
