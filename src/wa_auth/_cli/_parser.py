@@ -198,7 +198,7 @@ def build() -> argparse.ArgumentParser:
     parser = Parser(
         prog="wa-auth",
         description="WhatsApp Cloud API tokens as a managed state: send, check, classify.",
-        epilog=_epilog(),
+        lazy_epilog=_epilog,
     )
     parser.add_argument("--version", action="store_true", help="print the version as JSON")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -222,7 +222,7 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
             "--input-b64. Never interpolate message text into a command line: pass it as "
             "--input-b64 or in a file."
         ),
-        epilog=_send_epilog(),
+        lazy_epilog=_send_epilog,
     )
     m = p.add_argument_group("one message from flags")
     m.add_argument("--to", metavar="PHONE", help="recipient, international format")
@@ -466,7 +466,7 @@ def _sandbox(commands: argparse._SubParsersAction[Parser]) -> None:
             "tokens), then serves until Ctrl-C or SIGTERM. Change its state through the admin "
             "API under {base_url}/_sandbox/."
         ),
-        epilog=(
+        lazy_epilog=lambda: (
             "example:\n  wa-auth sandbox --port 8765 --seed 1\n\n"
             f"Admin API and tokens file: {docs_url('sandbox.md')}\n"
         ),
@@ -511,7 +511,7 @@ def _serve(commands: argparse._SubParsersAction[Parser]) -> None:
             "127.0.0.1 unless told otherwise; refuses to start without an API key "
             "(WA_AUTH_API_KEY or --api-key-file). SIGTERM stops it gracefully."
         ),
-        epilog=_serve_epilog(),
+        lazy_epilog=_serve_epilog,
     )
     h = p.add_argument_group("HTTP")
     h.add_argument("--host", default=serve.DEFAULT_HOST, help="address to bind")

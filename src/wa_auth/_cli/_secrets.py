@@ -17,7 +17,14 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, Final
 
-from wa_auth._redact import MIN_SECRET_LENGTH, holds_secret, named_secrets, scrub, scrub_text
+from wa_auth._redact import (
+    MIN_SECRET_LENGTH,
+    holds_secret,
+    named_secrets,
+    scrub,
+    scrub_text,
+    secret_forms,
+)
 
 __all__ = ["ScrubbedStream", "scrubbed_output", "secrets"]
 
@@ -45,10 +52,11 @@ class ScrubbedStream:
     def __init__(self, inner: IO[str], named: Sequence[tuple[str, str]]) -> None:
         self.inner = inner
         self._secrets = tuple(named)
+        self._forms = secret_forms(self._secrets)
 
     def write(self, text: str) -> int:
         """Write *text*, its secrets replaced."""
-        if self._secrets and holds_secret(text, self._secrets):
+        if self._forms and holds_secret(text, self._forms):
             text = "".join(self._line(line) for line in text.splitlines(keepends=True))
         return self.inner.write(text)
 

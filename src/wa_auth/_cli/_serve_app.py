@@ -58,7 +58,7 @@ from wa_auth._cli._serve_http import (
     too_large,
     within,
 )
-from wa_auth._redact import named_secrets, scrub
+from wa_auth._redact import named_secrets, scrub, secret_forms
 from wa_auth._version import package_version
 from wa_auth.errors import (
     ConfigurationError,
@@ -112,6 +112,7 @@ class Service:
         self._monotonic = monotonic
         self._clock = clock
         self._secrets = tuple(named_secrets(os.environ) if secrets is None else secrets)
+        self._forms = tuple(form.encode() for form in secret_forms(self._secrets))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._started = monotonic()
         #: The signal's name once SIGTERM or SIGINT arrived: no new send starts.
@@ -174,10 +175,12 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - the contract: a JSON answer, never a traceback
             message = f"internal error (please report it): {type(exc).__name__}: {exc}"
             answer = failure(500, _codes.INTERNAL_CATEGORY, message, "serve/internal")
-        if self._secrets and isinstance(answer.body, Mapping):
+        response = to_response(answer)
+        body = response.body
+        if isinstance(body, bytes) and any(form in body for form in self._forms):
             # A provider names its token file in its errors: never a secret-named value.
             answer = attrs.evolve(answer, body=scrub(answer.body, self._secrets))
-        response = to_response(answer)
+            response = to_response(answer)
         self.requests += 1
         self._access(request, route, answer, response, self._monotonic() - started)
         return response

@@ -14,7 +14,7 @@ import argparse
 import difflib
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NoReturn
 
 #: Words of argparse's own messages that hold no value of the caller ("expected one argument",
@@ -69,9 +69,20 @@ class Parser(argparse.ArgumentParser):
     #: The command's stdout carries something else (`sandbox`'s info line).
     to_stderr = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, lazy_epilog: Callable[[], str] | None = None, **kwargs: Any
+    ) -> None:
         kwargs.update(formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False)
         super().__init__(*args, **kwargs)
+        #: Made only when the help is shown: it reads the package's metadata (the docs' URL),
+        #: which every other run can skip.
+        self.lazy_epilog = lazy_epilog
+
+    def format_help(self) -> str:
+        """Return the help, its epilog made now."""
+        if self.lazy_epilog is not None:
+            self.epilog, self.lazy_epilog = self.lazy_epilog(), None
+        return super().format_help()
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
