@@ -2,10 +2,13 @@
 
 `send`, `check` and `classify` read their input, call the library (the guard, the client,
 the classifier) and print JSON lines; `sandbox` serves the Graph API simulator, and `serve`
-the same commands over local HTTP (`wa_auth._cli._serve`). No policy lives here: every
-decision is the guard's or the classifier's, and the CLI only prints it (the line shapes are
-`wa_auth._cli._output`, the exit codes `wa_auth._cli._codes`). `main()` turns any failure into
-one JSON line and an exit code, never a traceback.
+the same commands over local HTTP (`wa_auth._cli._serve`); `outbox` and `state` show and
+repair what runs left behind. No policy lives here: every decision is the guard's or the
+classifier's, and the CLI only prints it (the line shapes are `wa_auth._cli._output`, the exit
+codes `wa_auth._cli._codes`). `main()` turns any failure into one JSON line and an exit code,
+never a traceback; a usage error never shows a value (`wa_auth._cli._usage`), no line shows a
+secret-named variable's value (`wa_auth._cli._secrets`), and wa_auth's log records reach
+stderr (`wa_auth._cli._log`).
 
 Commands import their modules lazily, so `wa-auth --version` imports neither httpx, attrs nor
 the sandbox.
