@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from test_cli import TO, VALIDATOR, cli, env_for, validate_lines
 from wa_auth.pacing import ACCOUNT, Pause
@@ -358,3 +360,58 @@ async def test_verdict_stores_list_what_is_in_force(tmp_path):
             assert 55 < left <= 60
             now[0] += 31  # the first verdict's TTL is over
             assert [fp for fp, _, _ in store.list()] == ["sha256:bbbbbbbbbbbb"]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_BODIES = _JSON | st.fixed_dictionaries(
+    {},
+    optional={
+        "fingerprints": st.lists(st.text(max_size=30) | st.just("sha256:0123456789ab"), max_size=3),
+        "phone_number_ids": st.lists(st.text(max_size=30), max_size=3) | _JSON,
+        "all": st.booleans() | _JSON,
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=_BODIES)
+def test_a_state_clear_body_is_read_or_refused_by_name(body):
+    """Any JSON body of POST /state/clear is read, or refused by a fixed text (no value shown)."""
+    from wa_auth._cli import _state
+    from wa_auth.errors import ConfigurationError
+
+    refused = None
+    try:
+        fingerprints, numbers, everything = _state.clear_request(body)
+    except ConfigurationError as exc:
+        refused = exc.message
+    if refused is not None:
+        assert refused.startswith(
+            ("the body is optional", "all must be", "fingerprints must", "phone_number_ids must")
+        ), refused
+        assert not any(len(v) >= 8 and v in refused for v in _strings(body)), refused
+        return
+    assert isinstance(everything, bool)
+    assert all(f.startswith("sha256:") for f in fingerprints)
+    assert everything or fingerprints or numbers
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):  # the body's own field names are not values
+        known = {"fingerprints", "phone_number_ids", "all"}
+        return [
+            s
+            for k, v in value.items()
+            for s in (*_strings(k if k not in known else 0), *_strings(v))
+        ]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
