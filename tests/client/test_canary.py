@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import traceback
@@ -399,6 +400,8 @@ def test_serve_never_answers_a_secret_named_value(secret, wa_sandbox):
         text=True,
     )
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "wa-auth serve printed nothing within 60 s"
         info = json.loads(proc.stdout.readline())
         with httpx.Client(
             base_url=info["url"], headers={"Authorization": f"Bearer {key}"}, timeout=60
