@@ -105,6 +105,49 @@ def test_docs_point_nowhere_outside_the_repository(path):
         assert resolved.exists(), f"{path.name}: {target} does not exist"
 
 
+#: Words that say a capability does not exist yet. "Planned rotation" is a feature's name
+#: (`rotate_to`), not a promise.
+NOT_BUILT = re.compile(
+    r"\b(planned|not (?:yet )?built|not yet (?:implemented|available)|ships only)\b(?! rotation)",
+    re.IGNORECASE,
+)
+#: What the docs call some exported names besides their own name, and the `wa-auth` command
+#: (the package's console script) by its descriptions.
+ALIASES = {
+    "StateFile": ("state file",),
+    "SqliteVerdictStore": ("SQLite store", "SQLite verdict store", "verdict store"),
+    "SqlitePauseStore": ("SQLite store", "pause store"),
+    "SqliteOutbox": ("SQLite outbox",),
+    "wa-auth": ("wa-auth", "front door", "command-line", "command line"),
+}
+
+
+def _sentences(text: str) -> list[str]:
+    """Return the prose sentences of a page, code blocks left out, each on one line."""
+    prose = re.sub(
+        r"^ {0,3}(`{3,}|~{3,}).*?^ {0,3}\1[ \t]*$", "", text, flags=re.MULTILINE | re.DOTALL
+    )
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", prose):
+        out.extend(re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())))
+    return out
+
+
+@pytest.mark.parametrize("path", DOCS, ids=DOC_IDS)
+def test_nothing_exported_is_called_planned(path):
+    """No sentence calls what wa_auth exports (`__all__`, the `wa-auth` command) planned."""
+    import wa_auth
+
+    text = path.read_text(encoding="utf-8")
+    for sentence in _sentences(text):
+        found = NOT_BUILT.search(sentence)
+        if found is None:
+            continue
+        named = [n for n in wa_auth.__all__ if re.search(rf"\b{re.escape(n)}\b", sentence)]
+        named += [n for n, words in ALIASES.items() for w in words if w.lower() in sentence.lower()]
+        assert not named, f"{path.name} calls {named} {found.group(0)!r}: {sentence}"
+
+
 def test_docs_run_in_the_default_pytest_run():
     """`pytest` with no arguments (so `make test`) collects README.md and docs/ with Sybil."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

@@ -2,15 +2,20 @@
 
 A token never appears in a log, repr, exception or CLI output; its fingerprint does. URLs that
 carry tokens in their query (`debug_token?input_token=...`, the `fb_exchange_token` exchange)
-are redacted wherever they are shown, including httpx's own INFO request line.
+are redacted wherever they are shown, including httpx's own INFO request line. The values of
+variables whose names say TOKEN, KEY or SECRET are replaced by the variable's name wherever
+the CLI prints (`named_secrets`, `scrub`): a secret put where a file name belongs is still a
+secret.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 REDACTED: Final = "[REDACTED]"
 
@@ -102,3 +107,77 @@ def install_log_redaction() -> None:
         if not any(getattr(f, "name", None) == _FILTER_NAME for f in logger.filters):
             flt = RedactingFilter(_FILTER_NAME)
             logger.addFilter(flt)
+
+
+# --- named secrets ------------------------------------------------------------------------------
+
+#: Words in a variable's name that make its value a secret the CLI never prints (a token, a
+#: token's file, an API key, a Vault secret id).
+SECRET_NAME_WORDS: Final = ("TOKEN", "KEY", "SECRET")
+#: Shorter values are not treated as secrets: no token, key or secret id is this short, and
+#: replacing a two-letter value everywhere would garble every line.
+MIN_SECRET_LENGTH: Final = 4
+
+
+def named_secrets(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Return `(name, value)` of every variable of *environ* whose name says TOKEN, KEY or SECRET.
+
+    The longest values come first, so a value that holds another is replaced whole.
+    """
+    found = {
+        (name, value.strip())
+        for name, value in environ.items()
+        if any(word in name.upper() for word in SECRET_NAME_WORDS)
+        and len(value.strip()) >= MIN_SECRET_LENGTH
+    }
+    return tuple(sorted(found, key=lambda item: (-len(item[1]), item[0])))
+
+
+def _value_pattern(value: str) -> re.Pattern[str]:
+    # Not inside a longer word: a value `token` must not eat `token_fingerprint`.
+    return re.compile(r"(?<![A-Za-z0-9_])" + re.escape(value) + r"(?![A-Za-z0-9_])")
+
+
+def scrub_text(text: str, secrets: Sequence[tuple[str, str]]) -> str:
+    """Replace each secret value in *text* by its variable's name in brackets: `[WA_TOKEN_FILE]`."""
+    for name, value in secrets:
+        if value in text:
+            text = _value_pattern(value).sub(f"[{name}]", text)
+    return text
+
+
+def scrub(obj: Any, secrets: Sequence[tuple[str, str]]) -> Any:
+    """Return *obj* (JSON data) with every secret value in its strings replaced (`scrub_text`).
+
+    Keys are left alone: they are the CLI's own names, and renaming one would break the line's
+    shape.
+    """
+    if isinstance(obj, str):
+        return scrub_text(obj, secrets)
+    if isinstance(obj, dict):
+        return {key: scrub(value, secrets) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub(value, secrets) for value in obj]
+    return obj
+
+
+def secret_forms(secrets: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """Return every form a secret value takes in printed text: as it is, and JSON-escaped.
+
+    Made once per run, so a line is checked with plain substring tests (`holds_secret`).
+    """
+    forms = {
+        form
+        for _, value in secrets
+        for form in (value, _json_escaped(value), _json_escaped(value, ascii_only=True))
+    }
+    return tuple(sorted(forms))
+
+
+def holds_secret(text: str, forms: Sequence[str]) -> bool:
+    """Return whether *text* holds one of the `secret_forms`."""
+    return any(form in text for form in forms)
+
+
+def _json_escaped(value: str, *, ascii_only: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=ascii_only)[1:-1]

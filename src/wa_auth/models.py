@@ -450,11 +450,16 @@ class TokenHealth:
     def from_error(
         cls, error: Exception, fingerprint: str | None, now: float | None = None
     ) -> TokenHealth:
-        """Build the report of a token Meta rejected (or that has a verdict)."""
+        """Build the report of a token Meta rejected (or that has a verdict).
+
+        `error` is Meta's message without `str()`'s "Request <trace id>: " prefix: the report
+        is read by people (`wa-auth check`), and the trace id belongs to the one request.
+        """
+        message = getattr(error, "message", None)
         return cls(
             valid=False,
             token_fingerprint=fingerprint,
-            error=str(error),
+            error=message if isinstance(message, str) and message else str(error),
             error_category=getattr(error, "category", None),
             checked_at=time.time() if now is None else now,
         )

@@ -270,6 +270,35 @@ class SqliteVerdictStore:
         """Drop the verdict on *fingerprint*."""
         await self._state.db.arun(lambda c: _delete(c, "wa_verdicts", fingerprint=fingerprint))
 
+    def _list(
+        self, conn: sqlite3.Connection, now: float
+    ) -> builtins.list[tuple[str, ApiError, float]]:
+        rows = conn.execute(
+            "SELECT fingerprint, error, expires_at FROM wa_verdicts WHERE expires_at > ? "
+            "ORDER BY recorded_at DESC",
+            (now,),
+        ).fetchall()
+        found = []
+        for fingerprint, text, expires_at in rows:
+            data = loads_object(text)
+            error = error_from_dict(data) if data is not None else None
+            if isinstance(error, ApiError):  # a hand-edited row blocks nothing (`get`): skipped
+                found.append((fingerprint, error, expires_at))
+        return found
+
+    def list(self) -> builtins.list[tuple[str, ApiError, float]]:
+        """Return every verdict in force as `(fingerprint, error, expires_at)`, newest first.
+
+        For operators (`wa-auth state list`): what every process sharing the file refuses.
+        """
+        now = self._state.clock()
+        return self._state.db.read(lambda c: self._list(c, now))
+
+    async def alist(self) -> builtins.list[tuple[str, ApiError, float]]:
+        """Return every verdict in force (see `list`; read off the event loop)."""
+        now = self._state.clock()
+        return await self._state.db.arun(lambda c: self._list(c, now), write=False)
+
     def __repr__(self) -> str:
         return f"SqliteVerdictStore({self._state.path!r}, ttl={self.ttl!r})"
 

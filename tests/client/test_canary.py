@@ -3,12 +3,19 @@
 Logs are captured at DEBUG for `wa_auth`, `httpx` and `httpcore`; every exception is checked
 along its whole `__cause__` / `__context__` chain, as str, repr, formatted traceback and
 `to_dict()` JSON; the reprs of client, provider, token and request objects are checked too.
+The command line is checked as real processes: every variable (and file flag) whose name says
+TOKEN, KEY or SECRET, `wa-auth serve`'s answers, and the usage errors, with canary Meta tokens,
+app secrets, Vault tokens and API keys.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import select
+import subprocess
+import sys
 import traceback
 from typing import Any
 
@@ -304,3 +311,128 @@ def test_object_reprs():
     for obj in (token, str(token), provider, ctx, effect, effect.request):
         _assert_clean(repr(obj), f"repr({type(obj).__name__})")
     assert CANARY in effect.request.url  # debug_token needs it there; only repr hides it
+
+
+# --- the command line: secrets named by variables, and usage errors ------------------------------
+#
+# A secret put where a file name belongs is printed as that file name unless the CLI knows the
+# variable's name says it is a secret. Each kind of secret a user may paste: a Meta token, an
+# app token (`{app-id}|{app-secret}`), a Vault token and serve's API key.
+
+CLI_CANARIES = {
+    "meta-token": "EAAG" + "CANARYcli" + "x7Q2mZ9kLp4RtV8wYb3NcD6fHj1KsU5eGa0BiWzz",
+    "app-secret": "900000000000001|" + "CANARYcli" + "2dc477ac10d6c07b3fe008f6",
+    "vault-token": "hvs." + "CANARYcli" + "CAESIJq4H0dZ8n2k7VtYb3NcD6fHj1KsU5eGa0",
+    "api-key": "CANARYcli" + "-Zq4H0dZ8n2k7VtYb3NcD6fHj1KsU5eGa0",
+}
+CLI_MARK = "CANARYcli"
+TO = "+15551234567"
+
+
+def _cli_env(sandbox: Any, **extra: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
+    env.update(WA_BASE_URL=sandbox.base_url, WA_PHONE_NUMBER_ID=sandbox.phone_number_id)
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+def _run_cli(*args: str, env: dict[str, str]) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "wa_auth", *args],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout + proc.stderr
+
+
+#: (command line, the variables) with `{s}` where the secret goes: each a place where the CLI
+#: reads a value from a variable (or flag) whose name says TOKEN, KEY or SECRET.
+CLI_SECRET_PLACES = [
+    pytest.param(["send", "--to", TO, "--text", "hi"], {"WA_TOKEN_FILE": "{s}"}, id="WA_TOKEN_FILE"),
+    pytest.param(["send", "--to", TO, "--text", "hi", "--token-file", "{s}"], {}, id="--token-file"),
+    pytest.param(["send", "--to", TO, "--text", "hi", "--verbose"], {"WA_TOKEN_FILE": "{s}"}, id="WA_TOKEN_FILE-verbose"),
+    pytest.param(["send", "--to", TO, "--text", "hi"], {"WA_VAULT_ADDR": "http://127.0.0.1:9", "WA_VAULT_PATH": "wa", "WA_VAULT_TOKEN_FILE": "{s}"}, id="WA_VAULT_TOKEN_FILE"),
+    pytest.param(["send", "--to", TO, "--text", "hi"], {"WA_VAULT_ADDR": "http://127.0.0.1:9", "WA_VAULT_PATH": "wa", "WA_VAULT_TOKEN": "{s}"}, id="WA_VAULT_TOKEN"),
+    pytest.param(["send", "--to", TO, "--text", "hi"], {"WA_VAULT_ADDR": "http://127.0.0.1:9", "WA_VAULT_PATH": "wa", "WA_VAULT_ROLE_ID": "role", "WA_VAULT_SECRET_ID": "{s}"}, id="WA_VAULT_SECRET_ID"),
+    pytest.param(["send", "--to", TO, "--text", "hi"], {"WA_VAULT_ADDR": "http://127.0.0.1:9", "WA_VAULT_TOKEN": "{s}"}, id="vault-incomplete"),
+    pytest.param(["send", "--to", TO, "--text", "hi"], {"WA_ACCESS_TOKEN": "{s} broken"}, id="WA_ACCESS_TOKEN-malformed"),
+    pytest.param(["check"], {"WA_ACCESS_TOKEN": "valid", "WA_APP_TOKEN_FILE": "{s}"}, id="WA_APP_TOKEN_FILE"),
+    pytest.param(["check"], {"WA_ACCESS_TOKEN": "valid", "WA_APP_TOKEN": "{s}"}, id="WA_APP_TOKEN"),
+    pytest.param(["check", "--format", "text"], {"WA_ACCESS_TOKEN": "valid", "WA_APP_TOKEN_FILE": "{s}"}, id="WA_APP_TOKEN_FILE-text"),
+    pytest.param(["serve", "--port", "0"], {"WA_AUTH_API_KEY_FILE": "{s}"}, id="WA_AUTH_API_KEY_FILE"),
+    pytest.param(["serve", "--port", "0", "--api-key-file", "{s}"], {}, id="--api-key-file"),
+    pytest.param(["serve", "--port", "0"], {"WA_AUTH_API_KEY": "{s}", "WA_AUTH_API_KEY_FILE": "/run/k"}, id="WA_AUTH_API_KEY-two-sources"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))
+@pytest.mark.parametrize(("args", "variables"), CLI_SECRET_PLACES)
+def test_cli_never_prints_a_secret_named_value(args, variables, secret, wa_sandbox):
+    """No line of the CLI shows the value of a variable (or file flag) named for a secret."""
+    valid = wa_sandbox.issue_token()
+    env = _cli_env(
+        wa_sandbox,
+        **{k: (valid if v == "valid" else v.replace("{s}", secret)) for k, v in variables.items()},
+    )
+    out = _run_cli(*(a.replace("{s}", secret) for a in args), env=env)
+    assert out.strip(), "the command printed nothing"
+    assert CLI_MARK not in out, out[:600]
+    assert valid not in out
+
+
+@pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))
+def test_serve_never_answers_a_secret_named_value(secret, wa_sandbox):
+    """`wa-auth serve`'s answers (send, check) never show a secret-named variable's value."""
+    import httpx
+
+    key = "canary-serve-key-0123456789"
+    env = _cli_env(wa_sandbox, WA_AUTH_API_KEY=key, WA_TOKEN_FILE=secret)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", "--verbose"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "wa-auth serve printed nothing within 60 s"
+        info = json.loads(proc.stdout.readline())
+        with httpx.Client(
+            base_url=info["url"], headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as http:
+            sent = http.post("/send", json={"to": TO, "type": "text", "text": {"body": "x"}})
+            checked = http.post("/check")
+            ready = http.get("/readyz")
+        for answer in (sent, checked, ready):
+            assert CLI_MARK not in answer.text, answer.text
+        assert sent.json()["category"] == "token_unavailable"
+        assert "token file [" in sent.json()["error"]["message"]  # [WA_TOKEN_FILE], [REDACTED]
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert CLI_MARK not in out + err
+
+
+@pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))
+def test_cli_usage_errors_never_print_a_secret(secret, wa_sandbox):
+    """The usage errors of the issue, with each kind of secret, as real processes."""
+    env = _cli_env(wa_sandbox)
+    for args in (
+        ["send", "--acess-token", secret],
+        ["send", f"--wa-token={secret}"],
+        ["send", "--", "--token", secret],
+        ["send", secret],
+        ["check", "--bearer", secret],
+        ["serve", "--apikey", secret],
+        [secret],
+    ):
+        out = _run_cli(*args, env=env)
+        assert CLI_MARK not in out, (args, out)
+        assert '"category": "usage"' in out
+    assert wa_sandbox.requests() == ()

@@ -97,8 +97,11 @@ def line(
         "warn_days": warn_days,
         "expiring": bool(expiring),
         "scopes": scopes,
+        # An invalid token has no scopes to miss: Meta names none for it.
         "missing_scopes": [
-            s for s in (*MESSAGING_SCOPES, *MANAGEMENT_SCOPES) if health and s not in scopes
+            s
+            for s in (*MESSAGING_SCOPES, *MANAGEMENT_SCOPES)
+            if health is not None and health.valid and s not in scopes
         ],
         "business_account_id": business_account_id,
         "waba_access": health.waba_in_scope if health is not None else None,
@@ -112,15 +115,27 @@ def line(
     }
 
 
+def _span(seconds: float) -> str:
+    """Say how long *seconds* is for a person: days, else hours, else minutes (rounded)."""
+    for unit, size in (("day", _DAY), ("hour", 3600.0)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    if seconds >= 60:
+        count = int(seconds // 60)
+        return f"{count} minute{'s' if count != 1 else ''}"
+    return "less than a minute" if seconds > 0 else "no time: it has expired"
+
+
 def _text(result: dict[str, Any]) -> str:
     if result["valid"] is None:
         return f"check failed: {result['error']['message']} (exit {result['exit_code']})"
     parts = [f"token {result['token_fingerprint']}: {'valid' if result['valid'] else 'INVALID'}"]
-    days = result["expires_in_days"]
     if result["valid"]:
-        parts.append("never expires" if days is None else f"expires in {days:.0f} days")
-    missing = result["missing_scopes"]
-    parts.append(f"missing scopes: {', '.join(missing) if missing else 'none'}")
+        seconds = result["expires_in"]
+        parts.append("never expires" if seconds is None else f"expires in {_span(seconds)}")
+        missing = result["missing_scopes"]
+        parts.append(f"missing scopes: {', '.join(missing) if missing else 'none'}")
     if result["number_access"] is not None:
         parts.append(
             f"number {result['phone_number_id']}: "

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             line = {key: info[key] for key in _INFO_KEYS}
             line["tokens"] = [
                 {
+                    "id": t.id,
                     "name": t.name,
                     "token": t.value,
                     "fingerprint": t.fingerprint,

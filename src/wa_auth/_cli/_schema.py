@@ -316,14 +316,17 @@ def schema() -> dict[str, Any]:
         {
             "event": {"const": "log"},
             "ts": {"type": "number"},
+            "level": {"enum": ["debug", "info", "warning", "error", "critical"]},
             "logger": {"type": "string"},
-            "level": {"type": "string"},
             "message": {"type": "string"},
             "error": _NULLABLE_STR,
+            "fields": {"type": ["object", "null"]},
         },
         description=(
-            "serve: a record of aiohttp or asyncio on stderr: the unformatted template's first "
-            "line and the exception's type, never its arguments, text or traceback"
+            "stderr: a log record. wa_auth's own (warnings always; with --verbose every event, "
+            "its name as message and its fields: fingerprints, never tokens), and in serve "
+            "aiohttp's and asyncio's (the unformatted template's first line and the exception's "
+            "type, never its arguments, text or traceback)"
         ),
     )
     connections = _object(
@@ -337,6 +340,50 @@ def schema() -> dict[str, Any]:
             "aborted": {"type": "integer", "minimum": 0},
         },
         description="serve: the connection cap at work on stderr (at most one line per 10 s)",
+    )
+    pause = _object(
+        {
+            "kind": {"enum": ["account", "circuit"]},
+            "phone_number_id": {"type": "string"},
+            "category": {"type": "string"},
+            "since": {"type": "number"},
+            "until": _NULLABLE_NUM,
+            "failures": {"type": "integer", "minimum": 0},
+        },
+        description="a paused number or a circuit (wa_auth.pacing.Pause)",
+    )
+    state_list = _object(
+        {
+            "ok": {"const": True},
+            "exit_code": {"const": 0},
+            "action": {"const": "list"},
+            "state": _NULLABLE_STR,
+            "verdicts": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "token_fingerprint": _ref("fingerprint"),
+                        "category": _ref("category"),
+                        "expires_at": {"type": "number"},
+                        "error": _ref("error"),
+                    },
+                    description="a dead token's verdict: its sends fail without a request",
+                ),
+            },
+            "pauses": {"type": "array", "items": _ref("pause")},
+        },
+        description="state list: the verdicts and pauses in force in the state file",
+    )
+    state_clear = _object(
+        {
+            "ok": {"const": True},
+            "exit_code": {"const": 0},
+            "action": {"const": "clear"},
+            "state": _NULLABLE_STR,
+            "verdicts": {"type": "array", "items": _ref("fingerprint")},
+            "pauses": {"type": "array", "items": _ref("pause")},
+        },
+        description="state clear, serve's POST /state/clear: the verdicts and pauses dropped",
     )
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
@@ -383,6 +430,8 @@ def schema() -> dict[str, Any]:
                 "lifecycle",
                 "log",
                 "connections",
+                "state_list",
+                "state_clear",
             )
         ],
         "$defs": {
@@ -408,6 +457,9 @@ def schema() -> dict[str, Any]:
             "lifecycle": lifecycle,
             "log": log,
             "connections": connections,
+            "pause": pause,
+            "state_list": state_list,
+            "state_clear": state_clear,
         },
     }
 

@@ -67,7 +67,9 @@ def api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
         ConfigurationError: No key, two sources, an unreadable file, or a key shorter than
             `MIN_KEY_LENGTH`; the message never holds the key.
     """
-    path = getattr(args, "api_key_file", None) or environ.get("WA_AUTH_API_KEY_FILE") or None
+    flag = getattr(args, "api_key_file", None)
+    source = "--api-key-file" if flag else "WA_AUTH_API_KEY_FILE"
+    path = flag or environ.get("WA_AUTH_API_KEY_FILE") or None
     inline = environ.get("WA_AUTH_API_KEY")
     if path is not None and inline is not None:
         raise ConfigurationError(
@@ -80,7 +82,10 @@ def api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
                 key = f.read().strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigurationError(f"--api-key-file {path}: cannot read it ({reason})") from None
+            # The file's name is not shown: a key pasted in its place would be printed.
+            raise ConfigurationError(
+                f"{source}: cannot read it ({reason}; the file's name is not shown)"
+            ) from None
     elif inline is not None:
         key = inline.strip()
     else:

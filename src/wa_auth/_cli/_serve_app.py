@@ -15,13 +15,15 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import IO, Any
 
+import attrs
 from aiohttp import web
 
 from wa_auth import _json_input as json_input
-from wa_auth._cli import _check, _classify, _codes
+from wa_auth import _table
+from wa_auth._cli import _check, _classify, _codes, _state
 from wa_auth._cli._outbox import row_line
 from wa_auth._cli._output import (
     access_line,
@@ -57,6 +59,7 @@ from wa_auth._cli._serve_http import (
     within,
 )
 from wa_auth._outbox_common import with_sender
+from wa_auth._redact import named_secrets, scrub, secret_forms
 from wa_auth._version import package_version
 from wa_auth.errors import (
     ConfigurationError,
@@ -85,6 +88,8 @@ class Service:
         log: Where the access-log lines go (stderr).
         monotonic: The interval clock of the timeouts.
         clock: The wall clock of the log lines.
+        secrets: `(name, value)` of the values no answer may show (`_redact.named_secrets`);
+            None: those of the process environment.
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class Service:
         log: IO[str] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        secrets: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -110,6 +116,8 @@ class Service:
         self._log = sys.stderr if log is None else log
         self._monotonic = monotonic
         self._clock = clock
+        self._secrets = tuple(named_secrets(os.environ) if secrets is None else secrets)
+        self._forms = tuple(form.encode() for form in secret_forms(self._secrets))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._started = monotonic()
         #: The signal's name once SIGTERM or SIGINT arrived: no new send starts.
@@ -133,6 +141,7 @@ class Service:
             "/classify": self._classify,
             "/outbox": self._outbox,
             "/outbox/replay": self._replay,
+            "/state/clear": self._state_clear,
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/metrics": self._metrics,
@@ -172,6 +181,11 @@ class Service:
             message = f"internal error (please report it): {type(exc).__name__}: {exc}"
             answer = failure(500, _codes.INTERNAL_CATEGORY, message, "serve/internal")
         response = to_response(answer)
+        body = response.body
+        if isinstance(body, bytes) and any(form in body for form in self._forms):
+            # A provider names its token file in its errors: never a secret-named value.
+            answer = attrs.evolve(answer, body=scrub(answer.body, self._secrets))
+            response = to_response(answer)
         self.requests += 1
         self._access(request, route, answer, response, self._monotonic() - started)
         return response
@@ -383,13 +397,26 @@ class Service:
             # Not ready: every send's `sending` would fail to be recorded, so none may start.
             return failure(503, problem.category, problem.message, "serve/outbox")
         warn_days = read_warn_days(None, request)
-        line = await _check.acheck(self.client, self._options, warn_days, refresh=False)
+        refresh = query_bool(request, "refresh")
+        line = await _check.acheck(self.client, self._options, warn_days, refresh=refresh)
         fingerprint = line["token_fingerprint"]
-        if line["valid"] and fingerprint and await self.client.verdicts.aget(fingerprint):
-            # A send proved the token dead since its health was cached: ask Meta now.
-            line = await _check.acheck(self.client, self._options, warn_days, refresh=True)
+        if not refresh and fingerprint and line["valid"] is not None:
+            dead = await self.client.verdicts.aget(fingerprint) is not None
+            cleared = not dead and line["category"] in _table.TOKEN_CLASS
+            if (line["valid"] and dead) or (not line["valid"] and cleared):
+                # The cached health and the verdicts disagree: a send proved the token dead
+                # since, or an operator cleared its verdict. Ask Meta now; a token it calls
+                # valid loses its verdict.
+                line = await _check.acheck(self.client, self._options, warn_days, refresh=True)
         ready = line["exit_code"] in {_codes.OK, _codes.EXPIRING}
         return Answer(status=200 if ready else 503, body=line)
+
+    async def _state_clear(self, request: web.Request, deadline: float) -> Answer:
+        data = await self._json(request, deadline, optional=True)
+        fingerprints, numbers, everything = _state.clear_request(data)
+        stores = _ServiceStores(self.client.verdicts, self.guard)
+        cleared = await _state.aclear(stores, fingerprints, numbers, everything=everything)
+        return Answer(body=_state.clear_line(self.settings.state, cleared))
 
     async def _classify(self, request: web.Request, deadline: float) -> Answer:
         data = await self._json(request, deadline)
@@ -508,3 +535,27 @@ class Service:
             f"no such route; the routes are {', '.join(sorted(ROUTES))}",
             rule="serve/route",
         )
+
+
+@attrs.frozen
+class _ServiceStores:
+    """The service's stores for `_state.aclear`: the client's verdicts, the guard's pauses.
+
+    A number is resumed through the guard, which reports it (`guard.sender_resumed`).
+    """
+
+    verdicts: Any
+    guard: Any
+
+    @property
+    def pauses(self) -> Any:
+        """The guard's pause store."""
+        return self.guard.pauses
+
+    def resume(self, phone_number_id: str) -> None:
+        """Resume the number (blocking)."""
+        self.guard.resume(phone_number_id)
+
+    async def aresume(self, phone_number_id: str) -> None:
+        """Resume the number."""
+        await self.guard.aresume(phone_number_id)

@@ -34,6 +34,7 @@ ROUTES: Final = {
     "/classify": "POST",
     "/outbox": "GET",
     "/outbox/replay": "POST",
+    "/state/clear": "POST",
     "/healthz": "GET",
     "/readyz": "GET",
     "/metrics": "GET",

@@ -46,9 +46,10 @@ def log_line(record: logging.LogRecord, ts: float) -> dict[str, Any]:
         "event": "log",
         "ts": round(ts, 3),
         "logger": record.name,
-        "level": record.levelname,
+        "level": record.levelname.lower(),
         "message": template.split("\n", 1)[0].strip()[:MAX_MESSAGE],
         "error": None if exc is None else type(exc).__qualname__,
+        "fields": None,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import copy
 import os
 import threading
@@ -130,6 +131,24 @@ class TokenVerdicts:
     async def aforget(self, fingerprint: str) -> None:
         """Drop a verdict (no I/O)."""
         self.forget(fingerprint)
+
+    def list(self) -> builtins.list[tuple[str, ApiError, float]]:
+        """Return every verdict in force as `(fingerprint, error, expires_at)`, newest first.
+
+        *expires_at* is Unix seconds (the TTL runs on the monotonic clock; this is its end
+        as of now), for operators: `wa-auth serve`'s `POST /state/clear` lists what it drops.
+        """
+        with self._locked():
+            now = self._monotonic()
+            live = [(fp, until, error) for fp, (until, error) in self._entries.items()]
+        wall = time.time()
+        return [
+            (fp, error, wall + until - now) for fp, until, error in reversed(live) if until > now
+        ]
+
+    async def alist(self) -> builtins.list[tuple[str, ApiError, float]]:
+        """Return every verdict in force (see `list`; no I/O)."""
+        return self.list()
 
     def __len__(self) -> int:
         return len(self._entries)
