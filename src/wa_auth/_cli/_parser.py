@@ -556,14 +556,14 @@ def _serve(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     h.add_argument(
         "--header-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=serve.DEFAULT_HEADER_TIMEOUT,
         metavar="S",
         help="a connection must send a request's headers within S seconds (default 10)",
     )
     h.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=positive_int,
         default=serve.DEFAULT_MAX_CONNECTIONS,
         metavar="N",
         help="most connections open at once (default 1024, lowered to fit ulimit -n)",
