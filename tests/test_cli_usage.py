@@ -202,14 +202,16 @@ def test_a_real_process_shows_no_secret_in_a_usage_error(form, named, wa_sandbox
 
 @pytest.mark.parametrize("command", [[], ["send"], ["check"], ["serve"], ["sandbox"], ["state"]])
 def test_help_names_the_project_url_and_shows_defaults(command):
-    """--help points at the documentation URL of the package metadata, not docs/*.md."""
+    """--help points at the documentation URL of the package metadata, else the sdist's page."""
     from importlib.metadata import metadata
 
-    (url,) = [
+    urls = [
         u.split(",", 1)[1].strip()
-        for u in metadata("wa-auth").get_all("Project-URL")
+        for u in metadata("wa-auth").get_all("Project-URL") or []
         if u.startswith("Documentation,")
     ]
+    # No public home yet: the pages are named in the source distribution, which has docs/.
+    url = urls[0] if urls else "in wa-auth's source distribution (pip download --no-binary"
     proc = subprocess.run(
         [sys.executable, "-m", "wa_auth", *command, "--help"],
         capture_output=True,
@@ -218,7 +220,8 @@ def test_help_names_the_project_url_and_shows_defaults(command):
         check=False,
     )
     assert proc.returncode == 0
-    assert "docs/" not in proc.stdout.replace(url, "")
+    if urls:
+        assert "docs/" not in proc.stdout.replace(url, "")
     if command in ([], ["send"], ["serve"], ["sandbox"]):
         assert url in proc.stdout
     if command in (["send"], ["serve"]):

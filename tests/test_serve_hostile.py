@@ -305,7 +305,7 @@ def _drive(svc: Logged, sandbox: Sandbox, secrets: tuple[str, ...]) -> None:
         assert half.recv(1024) == b""
         half.close()
     svc.post("/check", {})
-    svc.post("/send", text(CANARY, idempotency_key=CANARY))
+    svc.post("/send", text(CANARY, idempotency_key="order-canary"))  # a key is no secret
     httpx.get(svc.url + "/readyz", headers={"X-API-Key": KEY}, timeout=HARD)
     sandbox.set_token_state(secrets[0], "revoked_password_changed")
     svc.post("/send", text(CANARY))

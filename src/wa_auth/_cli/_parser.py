@@ -51,9 +51,16 @@ def _docs_base() -> str | None:
 
 
 def docs_url(page: str) -> str:
-    """Return where *page* of the docs (`cli.md`) is read: the project's URL, else a hint."""
+    """Return where *page* of the docs (`cli.md`) is read: the project's URL, else a hint.
+
+    The URL is the `Documentation` entry of the package's `Project-URL` metadata. Until the
+    project has a public home there is none, and the help names the page in the source
+    distribution, which carries docs/ (a wheel does not).
+    """
     base = _docs_base()
-    return f"{base}{page}" if base is not None else f"{page} in the wa-auth repository's docs/"
+    if base is not None:
+        return f"{base}{page}"
+    return f"docs/{page} in wa-auth's source distribution (pip download --no-binary :all: wa-auth)"
 
 
 def _exit_codes() -> str:
