@@ -129,12 +129,10 @@ def test_a_graph_error_with_a_lone_surrogate_never_stops_the_outbox(graph, tmp_p
     """The issue's `serve` scenario: after an outcome holding `\\ud800`, every later /send is
     answered (not timed out), the outbox records every intent, and /healthz says it works."""
     db = tmp_path / "outbox.db"
-    # The first answer carries the peer's `\ud800` to serve's JSON printer, which is issue 17a's
-    # part (it may still log a traceback there); this test is about the outbox behind it.
-    with serving(graph, "1234567", TOKEN, db, clean_stderr=False) as service:
-        service.http.request(
-            "POST", "/send", json=text("k0"), headers={"Authorization": f"Bearer {KEY}"}
-        )  # its answer is the JSON printer's business (issue 17a); the outbox's is below
+    with serving(graph, "1234567", TOKEN, db) as service:
+        first = service.call("POST", "/send", json=text("k0"))
+        assert first.status_code == 200
+        assert first.json()["error"]["message"] == "(#131009) bad \ufffd value"
         batch = service.call("POST", "/send", json=[text(f"k{n}") for n in range(1, 21)])
         assert batch.status_code == 200
         assert batch.json()["summary"]["delivered"] == 20
@@ -143,7 +141,7 @@ def test_a_graph_error_with_a_lone_surrogate_never_stops_the_outbox(graph, tmp_p
     with SqliteOutbox(db, create=False) as box:
         rows = {r.idempotency_key: r for r in box.list()}
     assert rows["k0"].state == "failed"
-    assert rows["k0"].error["message"] == "(#131009) bad \ud800 value"
+    assert rows["k0"].error["message"] == "(#131009) bad \ufffd value"
     assert {k: r.state for k, r in rows.items() if k != "k0"} == {
         f"k{n}": "delivered" for n in range(1, 21)
     }
