@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 import httpx
 
+from wa_auth._deadline_io import bound
 from wa_auth._effects import arun, run
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ class Session:
     """What one drive shares between its effects: the HTTP client, opened when first needed.
 
     Each drive opens its own client and closes it at the end, so no connection is shared
-    across event loops or across a `fork()`.
+    across event loops or across a `fork()`. The client's socket waits end by the deadline in
+    force (`wa_auth._deadline`): a provider's own, or that of the call it reads a token for.
     """
 
     def __init__(self, http: Http | None) -> None:
@@ -98,6 +100,7 @@ class Session:
         if self._client is None:
             http = self._options()
             self._client = httpx.Client(**http.options, transport=http.transport)
+            bound(self._client)
         return self._client
 
     def aclient(self) -> httpx.AsyncClient:
@@ -105,6 +108,7 @@ class Session:
         if self._aclient is None:
             http = self._options()
             self._aclient = httpx.AsyncClient(**http.options, transport=http.async_transport)
+            bound(self._aclient)
         return self._aclient
 
     def close(self) -> None:
