@@ -29,14 +29,21 @@ class TricklePeer:
     Args:
         interval: Seconds between two body bytes.
         status: The status line's code (200: a Graph send that seems to succeed).
+        body: The answer that trickles; by default a JSON object padded to `BODY_LENGTH`.
         headers_first: Send the status line and headers at once (True), or trickle them too.
     """
 
     def __init__(
-        self, interval: float = 1.0, *, status: int = 200, headers_first: bool = True
+        self,
+        interval: float = 1.0,
+        *,
+        status: int = 200,
+        body: bytes | None = None,
+        headers_first: bool = True,
     ) -> None:
         self.interval = interval
         self.status = status
+        self.body = b"{" + b" " * (BODY_LENGTH - 2) + b"}" if body is None else body
         self.headers_first = headers_first
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
@@ -73,11 +80,15 @@ class TricklePeer:
         self._accepter.join(10)
 
     def _accept(self) -> None:
+        self._server.settimeout(0.1)  # a blocked accept() would outlive close(): look up often
         while not self._stop.is_set():
             try:
                 conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             with self._lock:
                 self._conns.append(conn)
@@ -93,13 +104,13 @@ class TricklePeer:
                 self.requests.append(head.split("\r\n", 1)[0])
             status = (
                 f"HTTP/1.1 {self.status} OK\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {BODY_LENGTH}\r\n\r\n"
+                f"Content-Length: {len(self.body)}\r\n\r\n"
             ).encode()
             if self.headers_first:
                 conn.sendall(status)
-                body = b"{" + b" " * (BODY_LENGTH - 1)
+                body = self.body
             else:
-                body = status
+                body = status + self.body
             for i in range(len(body)):
                 if self._stop.wait(self.interval):
                     return

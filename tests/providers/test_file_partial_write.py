@@ -83,7 +83,7 @@ def _half_token_was_read(provider: FileTokenProvider, writer: PausingWriter) -> 
 def test_a_half_written_token_is_reread_before_any_verdict(tmp_path):
     """Sends that got a half-written token go out with the whole one; no verdict on the half."""
     with Sandbox() as sandbox:
-        provider, old, new = _setup(tmp_path, sandbox)
+        provider, _old, new = _setup(tmp_path, sandbox)
         verdicts = TokenVerdicts()
         with WhatsAppClient(
             token_provider=provider,
@@ -101,7 +101,7 @@ def test_a_half_written_token_is_reread_before_any_verdict(tmp_path):
             def send(i: int) -> None:
                 try:
                     results[i] = client.send_text("15551234567", f"m{i}")
-                except Exception as exc:  # noqa: BLE001 - compared below
+                except Exception as exc:  # compared below
                     results[i] = exc
 
             threads = [threading.Thread(target=send, args=(i,)) for i in range(SENDERS)]
@@ -126,7 +126,7 @@ def test_a_half_written_token_is_reread_before_any_verdict(tmp_path):
 async def test_a_half_written_token_is_reread_before_any_verdict_async(tmp_path):
     """The same with the async client: every send goes out with the whole token."""
     with Sandbox() as sandbox:
-        provider, old, new = _setup(tmp_path, sandbox)
+        provider, _old, new = _setup(tmp_path, sandbox)
         verdicts = TokenVerdicts()
         async with AsyncWhatsAppClient(
             token_provider=provider,
