@@ -160,3 +160,118 @@ def timed(call: Any, limit: float) -> tuple[float, Any]:
     if t.is_alive():
         return took, TimeoutError(f"still running after {limit:g} s")
     return took, out[0]
+
+
+# --- the measurement: `python tests/trickle.py [LIMIT]` ------------------------------------------
+
+_TOKEN = "EAAGmeasure0123456789abcdefghij"
+_VAULT_ANSWER = b'{"data": {"data": {"access_token": "EAAGx"}, "metadata": {}}}' + b" " * 1000
+
+
+def _measure(limit: float) -> None:  # pragma: no cover - a script, not a test
+    """Print how long each client, guarded or not, and `wa-auth send` take against a peer that
+    trickles one byte every 2 s: timeout 5 s, budget 10 s, every scenario in parallel."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from wa_auth import AsyncWhatsAppClient, FastAsyncWhatsAppClient, WhatsAppClient
+    from wa_auth.guards import Guard, RetryPolicy
+    from wa_auth.intents import Intent
+    from wa_auth.providers import VaultTokenProvider
+
+    timeout, budget, to = 5.0, 10.0, "+15551234567"
+    wa_auth = str(Path(sys.executable).with_name("wa-auth"))
+
+    def options(url: str) -> dict[str, Any]:
+        return {"token": _TOKEN, "phone_number_id": "1234567890", "base_url": url, "timeout": 5.0}
+
+    def client(cls: Any, guarded: bool) -> Any:
+        def run(peer: TricklePeer) -> Any:
+            policy = RetryPolicy(budget=budget)
+            if cls is WhatsAppClient:
+                with cls(**options(peer.url)) as c:
+                    if guarded:
+                        return Guard(c, policy=policy).send(Intent.text(to, "hi"))
+                    return c.send_text(to, "hi")
+
+            async def main() -> Any:
+                async with cls(**options(peer.url)) as c:
+                    if guarded:
+                        return await Guard(c, policy=policy).asend(Intent.text(to, "hi"))
+                    return await c.send_text(to, "hi")
+
+            return asyncio.run(main())
+
+        return run
+
+    def vault(asynchronous: bool) -> Any:
+        def run(peer: TricklePeer) -> Any:
+            source = VaultTokenProvider(peer.url, "wa/prod", vault_token="hvs.x", timeout=timeout)
+            return asyncio.run(source.aget_token()) if asynchronous else source.get_token()
+
+        return run
+
+    def cli(env: Any) -> Any:
+        def run(peer: TricklePeer) -> Any:
+            base = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
+            argv = [wa_auth, "send", "--to", to, "--text", "hi"]
+            argv += ["--timeout", str(timeout), "--budget", str(budget)]
+            done = subprocess.run(
+                argv, env={**base, **env(peer.url)}, capture_output=True, text=True, check=False
+            )
+            return f"exit {done.returncode}: {done.stdout.strip()[:150]}"
+
+        return run
+
+    graph = {"WA_ACCESS_TOKEN": _TOKEN, "WA_PHONE_NUMBER_ID": "1234567890"}
+    cases: dict[str, tuple[Any, bytes | None]] = {
+        "WhatsAppClient.send_text": (client(WhatsAppClient, False), None),
+        "AsyncWhatsAppClient.send_text": (client(AsyncWhatsAppClient, False), None),
+        "FastAsyncWhatsAppClient.send_text": (client(FastAsyncWhatsAppClient, False), None),
+        "Guard(WhatsAppClient).send": (client(WhatsAppClient, True), None),
+        "Guard(AsyncWhatsAppClient).asend": (client(AsyncWhatsAppClient, True), None),
+        "Guard(FastAsyncWhatsAppClient).asend": (client(FastAsyncWhatsAppClient, True), None),
+        "wa-auth send": (cli(lambda url: {**graph, "WA_BASE_URL": url}), None),
+        "VaultTokenProvider.get_token": (vault(False), _VAULT_ANSWER),
+        "VaultTokenProvider.aget_token": (vault(True), _VAULT_ANSWER),
+        "wa-auth send (Vault)": (
+            cli(
+                lambda url: {
+                    "WA_VAULT_ADDR": url,
+                    "WA_VAULT_PATH": "wa/prod",
+                    "WA_VAULT_TOKEN": "hvs.x",
+                    "WA_PHONE_NUMBER_ID": "1234567890",
+                    "WA_BASE_URL": "http://127.0.0.1:9",
+                }
+            ),
+            _VAULT_ANSWER,
+        ),
+    }
+    results: dict[str, tuple[float, Any]] = {}
+    peers: list[TricklePeer] = []
+
+    def one(name: str, run: Any, body: bytes | None) -> None:
+        peer = TricklePeer(2.0, body=body).start()
+        peers.append(peer)
+        results[name] = timed(lambda: run(peer), limit)
+
+    threads = [threading.Thread(target=one, args=(n, *c)) for n, c in cases.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for peer in peers:
+        peer.stop()
+    for name in cases:
+        took, out = results[name]
+        shown = f"still running after {limit:g} s" if isinstance(out, TimeoutError) else repr(out)
+        print(f"{name:38} {took:6.1f} s  {shown[:160]}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _measure(float(sys.argv[1]) if len(sys.argv) > 1 else 75.0)

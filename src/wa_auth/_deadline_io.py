@@ -141,7 +141,9 @@ class _Backend(httpcore.NetworkBackend):
         raise error
 
     def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
+        # httpcore's pause between connect retries: the next connect raises once it is late.
+        left = _deadline.left()
+        self._backend.sleep(seconds if left is None else max(min(seconds, left), 0.0))
 
 
 class _AsyncStream(httpcore.AsyncNetworkStream):
@@ -231,7 +233,8 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         raise error
 
     async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+        left = _deadline.left()
+        await self._backend.sleep(seconds if left is None else max(min(seconds, left), 0.0))
 
 
 def bound(client: httpx.Client | httpx.AsyncClient) -> bool:

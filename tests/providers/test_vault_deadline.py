@@ -171,3 +171,19 @@ def _until(predicate: Any) -> None:
     while not predicate():
         assert time.monotonic() < end, "never happened"
         time.sleep(0.01)
+
+
+def test_every_provider_drive_that_sends_has_a_deadline(vault):
+    """A provider's HTTP conversation (an exchange too) ends by its drive's deadline."""
+    import httpx
+
+    from wa_auth.providers._effects import DEFAULT_READ_DEADLINE, Http, Send, drive
+
+    def flow() -> Any:
+        return (yield Send("GET", vault.url + "/v1/secret/data/wa/prod"))
+
+    took, error = timed(lambda: drive(flow(), Http(deadline=DEADLINE)), HANG)
+    assert isinstance(error, httpx.ReadTimeout), error
+    assert took < BOUND
+    assert "the token read's 1.5 s deadline passed" in str(error)
+    assert Http().deadline == DEFAULT_READ_DEADLINE == 30.0

@@ -182,7 +182,6 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self.timeout = timeout
         self.deadline = float(deadline)
         self._source = f"vault:{self.mount}/{self.path}"
-        self._deadline_what = f"the Vault read's {deadline:g} s deadline"
         self._vault_token = (
             clean_token(vault_token, what="vault_token", source=self._source)
             if vault_token is not None
@@ -194,7 +193,13 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self._file_token: str | None = None
         self._monotonic_clock = monotonic
         self._verify = _ssl_context(verify)
-        self._http = Http(self._client_options(), transport, async_transport)
+        self._http = Http(
+            self._client_options(),
+            transport,
+            async_transport,
+            deadline=self.deadline,
+            what="the Vault read",
+        )
         if policy is None:
             policy = RefreshPolicy(recheck_interval=ttl, max_stale=max_stale)
         super().__init__(policy=policy, name=self._source, clock=clock, monotonic=monotonic)
@@ -220,12 +225,10 @@ class VaultTokenProvider(RefreshingTokenProvider):
         }
 
     def _load(self, current: Token | None, forced: bool) -> Fetched:  # noqa: ARG002
-        with _deadline.scope(self.deadline, self._deadline_what):
-            return drive(self._flow(), self._http)
+        return drive(self._flow(), self._http)
 
     async def _aload(self, current: Token | None, forced: bool) -> Fetched:  # noqa: ARG002
-        with _deadline.scope(self.deadline, self._deadline_what):
-            return await adrive(self._flow(), self._http)
+        return await adrive(self._flow(), self._http)
 
     def _unreachable(self, exc: httpx.HTTPError) -> VaultUnreachableError:
         # The cause is rebuilt as a plain exception: httpx's keeps the request, and the
