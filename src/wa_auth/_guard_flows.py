@@ -11,6 +11,7 @@ event loop, and a test drives them with a fake clock.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -103,7 +104,7 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     each ends by the budget's end, on the guard's interval clock.
     """
     wall, start = yield NOW
-    until = start + cfg.policy.budget
+    until = _budget_end(cfg, start)
     route = intent.phone_number_id or cfg.default_route
     if intent.expired(wall):
         return (yield from expired(cfg, intent, route, 0))
@@ -137,7 +138,7 @@ def _attempts(
     left for pacing is read afresh before each one (a probe or the outbox took some).
     """
     _, start = now
-    until = start + cfg.policy.budget
+    until = _budget_end(cfg, start)
     attempts = 0
     while True:
         wall, mono = yield NOW
@@ -184,6 +185,16 @@ def _attempts(
         later = stop if stop is not None else decision.later
         not_before = None if later is None else wall + later
         return (yield from final(cfg, intent, route, error, attempts, not_before))
+
+
+def _budget_end(cfg: Config, start: float) -> float:
+    """When the budget of an intent started at *start* ends, on the guard's interval clock.
+
+    A zero budget leaves no time for waits (one attempt, no retries), not none for the send:
+    that one attempt is bounded by the client's own deadline.
+    """
+    budget = cfg.policy.budget
+    return start + budget if budget > 0 else math.inf
 
 
 def _answered(error: WhatsAppError) -> bool:

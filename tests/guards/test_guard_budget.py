@@ -173,6 +173,15 @@ async def test_the_budget_bounds_a_wait_for_a_pooled_connection(peer):
     assert len(peer.requests) == 1
 
 
+def test_a_zero_budget_leaves_one_attempt_to_the_client_deadline():
+    """budget=0 means no waits and no retries, not no send: the one attempt goes out."""
+    answer = b'{"messages": [{"id": "wamid.zero"}]}'
+    with TricklePeer(0.001, body=answer) as quick, WhatsAppClient(**_options(quick)) as client:
+        delivery = Guard(client, policy=RetryPolicy(budget=0)).send(Intent.text(TO, "hi"))
+    assert (delivery.state, delivery.attempts) == ("delivered", 1)
+    assert delivery.result.message_id == "wamid.zero"
+
+
 # --- wa-auth send ---------------------------------------------------------------------------------
 
 
