@@ -240,10 +240,12 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
 def bound(client: httpx.Client | httpx.AsyncClient) -> bool:
     """Make the deadline bound every socket wait of *client*'s httpx transports.
 
-    This reaches into two private attributes, httpx's `HTTPTransport._pool` and httpcore's
-    `ConnectionPool._network_backend`: neither library lets a caller bound a whole request,
-    and no public hook sits below the per-read timeout. A transport of another kind (a mock,
-    one of your own) is left as it is: it bounds its own waits. Idempotent.
+    This should be a public hook, but neither library lets a caller bound a whole request, and
+    none sits below the per-read timeout: so it reaches into private attributes, httpx's
+    `Client._transport` / `_mounts` and `HTTPTransport._pool`, and httpcore's
+    `ConnectionPool._network_backend` (the trickle tests fail if they move). A transport of
+    another kind (a mock, one of your own) is left as it is: it bounds its own waits.
+    Connections the pool opened before are not bounded. Idempotent.
 
     Returns:
         True when every transport of *client* is bounded (or has no sockets to bound).
