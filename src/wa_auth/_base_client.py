@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from wa_auth._client import AsyncClientBase, WhatsAppClient
 
 __all__ = [
+    "DEFAULT_DEADLINE",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_SYNC_MAX_IN_FLIGHT",
@@ -58,6 +60,11 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+#: Seconds one call may take, every wait included: the in-flight gate, the token, the pool, the
+#: connect, each read and write, and the one retry with a new token. httpx's timeouts bound
+#: each wait alone, so a peer that trickles its answer would otherwise hold a call forever. Twice
+#: the read timeout, and the guard's default budget: a plain call never outlives a guarded one.
+DEFAULT_DEADLINE: Final = 30.0
 #: `token_health()` asks Meta at most this often per token: scopes and expiry change rarely.
 DEFAULT_TOKEN_HEALTH_TTL: Final = 300.0
 #: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
@@ -77,7 +84,9 @@ USER_AGENT: Final = f"wa-auth/{package_version()} httpx/{httpx.__version__}"
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 
-def transport_error(request: Request, exc: BaseException, *, not_sent: bool) -> TransportError:
+def transport_error(
+    request: Request, exc: BaseException, *, not_sent: bool, detail: str | None = None
+) -> TransportError:
     """Return the `TransportError` for a transport's *exc*; shared by every transport.
 
     Args:
@@ -85,6 +94,7 @@ def transport_error(request: Request, exc: BaseException, *, not_sent: bool) -> 
         exc: The transport library's exception (httpx, aiohttp, asyncio).
         not_sent: True when no byte of the request can have reached Meta (connect failures,
             pool and connect timeouts); then the message was certainly not delivered.
+        detail: What happened, when *exc*'s own text does not say (a deadline that passed).
 
     Returns:
         A transient `TransportError`; `maybe_delivered` is set when a non-idempotent request
@@ -94,7 +104,7 @@ def transport_error(request: Request, exc: BaseException, *, not_sent: bool) -> 
     what = "the request was not sent" if not_sent else "no complete answer came"
     return TransportError(
         f"{type(exc).__name__} on {request.operation or request.method}: {what}"
-        f"{'; the message may have been delivered' if delivered else ''} ({exc})",
+        f"{'; the message may have been delivered' if delivered else ''} ({detail or exc})",
         maybe_delivered=delivered,
         retry_after=1.0,
         max_attempts=3,
@@ -144,6 +154,7 @@ class ClientOptions(TypedDict, total=False):
     app_token_provider: TokenProvider | str | None
     token_health_ttl: float
     max_in_flight: int | None
+    deadline: float
 
 
 class BaseClient:
@@ -166,6 +177,7 @@ class BaseClient:
         app_token_provider: TokenProvider | str | None = None,
         token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
         max_in_flight: int | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         if (token is None) == (token_provider is None):
             raise ConfigurationError("pass exactly one of token= or token_provider=")
@@ -180,6 +192,15 @@ class BaseClient:
         ):
             raise ConfigurationError(
                 f"max_in_flight must be a positive integer, got {max_in_flight!r}"
+            )
+        if (
+            isinstance(deadline, bool)
+            or not isinstance(deadline, (int, float))
+            or not math.isfinite(deadline)
+            or deadline <= 0
+        ):
+            raise ConfigurationError(
+                f"deadline must be a positive, finite number of seconds, got {deadline!r}"
             )
         if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
             raise ConfigurationError("user_agent must be printable ASCII (an HTTP header)")
@@ -209,6 +230,8 @@ class BaseClient:
         self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
         self._max_in_flight = max_in_flight
+        #: Each call's deadline: its seconds, and its words for the errors that quote it.
+        self._deadline = (float(deadline), f"the client's {deadline:g} s deadline")
 
     @property
     def max_in_flight(self) -> int:
@@ -218,6 +241,11 @@ class BaseClient:
         dead: the verdict is checked while a request holds its slot.
         """
         raise NotImplementedError
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one call may take, every wait included (`deadline=`, default 30)."""
+        return self._deadline[0]
 
     @property
     def token_provider(self) -> TokenProvider:

@@ -26,6 +26,7 @@ from wa_auth._base_client import (
     translate,
 )
 from wa_auth._core import Flow, Request, Response, auth_headers
+from wa_auth._deadline_io import bound, request_timeout
 from wa_auth._exports import claim as _claim
 from wa_auth._shell import AsyncGate, Gate, adrive, drive
 from wa_auth.errors import ConfigurationError
@@ -52,8 +53,9 @@ class WhatsAppClient(BaseClient):
         business_account_id: The WABA id, for `list_phone_numbers` and `list_templates`.
         api_version: The Graph API version (default pinned, see `docs/client.md`).
         base_url: Meta's Graph host, or the sandbox's `base_url`.
-        timeout: Seconds, or an `httpx.Timeout`.
-        http_client: An `httpx.Client` you own (not closed by `close()`).
+        timeout: Seconds, or an `httpx.Timeout`: each wait alone (connect, each read...).
+        http_client: An `httpx.Client` you own (not closed by `close()`); the deadline bounds
+            the socket waits of its httpx transports too, during this client's calls only.
         transport: An httpx transport for the client this object creates.
         consumer: A label (an n8n workflow's name) carried in events and logs.
         events: The `Events` hub to emit to; default: one that logs.
@@ -64,6 +66,10 @@ class WhatsAppClient(BaseClient):
         token_health_ttl: Seconds a `token_health()` result is cached.
         max_in_flight: The most requests in flight at once (default 32, the pool's size). It
             is also the most that can ever go out with a token Meta has just proved dead.
+        deadline: Seconds one call may take, every wait included (default 30): the gate, the
+            token, the pool, the connect, each read and write, the one retry with a new token.
+            A call past it fails as `TransportError` (`maybe_delivered` when the request may
+            have reached Meta). Inside a guarded send, the guard's budget may end it sooner.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class WhatsAppClient(BaseClient):
         self._http = http_client or httpx.Client(
             timeout=self._timeout, transport=transport, limits=DEFAULT_LIMITS, headers=self._headers
         )
+        bound(self._http)
         self._gate = Gate(
             self._max_in_flight or DEFAULT_SYNC_MAX_IN_FLIGHT, httpx.Timeout(self._timeout).pool
         )
@@ -93,13 +100,18 @@ class WhatsAppClient(BaseClient):
         return self._gate.size
 
     def _drive(self, flow: Flow[T]) -> T:
-        return drive(self._ctx, flow, self._send, self._gate)
+        return drive(self._ctx, flow, self._send, self._gate, self._deadline)
 
     def _send(self, request: Request, token: Token) -> Response:
         headers = auth_headers(request, token)
+        http = self._http
         try:
-            r = self._http.request(
-                request.method, request.url, headers=headers, content=request.content
+            r = http.request(
+                request.method,
+                request.url,
+                headers=headers,
+                content=request.content,
+                timeout=request_timeout(http.timeout),
             )
         except (httpx.RequestError, httpx.InvalidURL) as exc:
             error = translate(request, token, exc)
@@ -182,7 +194,7 @@ class AsyncClientBase(BaseClient):
     async def _drive(self, flow: Flow[T]) -> T:
         if asyncio.get_running_loop() is not self._loop:
             await self._bind()
-        return await adrive(self._ctx, flow, self._send, self._gate)
+        return await adrive(self._ctx, flow, self._send, self._gate, self._deadline)
 
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
@@ -285,14 +297,17 @@ class AsyncWhatsAppClient(AsyncClientBase):
         self._owns_http = http_client is None
         self._transport = transport
         self._http = http_client or self._new_http()
+        bound(self._http)
 
     def _new_http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             timeout=self._timeout,
             transport=self._transport,
             limits=DEFAULT_LIMITS,
             headers=self._headers,
         )
+        bound(client)
+        return client
 
     def _open_pool(self) -> None:
         self._http = self._new_http()
@@ -302,9 +317,14 @@ class AsyncWhatsAppClient(AsyncClientBase):
 
     async def _send(self, request: Request, token: Token) -> Response:
         headers = auth_headers(request, token)
+        http = self._http
         try:
-            r = await self._http.request(
-                request.method, request.url, headers=headers, content=request.content
+            r = await http.request(
+                request.method,
+                request.url,
+                headers=headers,
+                content=request.content,
+                timeout=request_timeout(http.timeout),
             )
         except (httpx.RequestError, httpx.InvalidURL) as exc:
             error = translate(request, token, exc)

@@ -280,6 +280,11 @@ def call(
     permission, account-state, invalid-request or transient failures (those are the caller's
     to decide). *provider* overrides the routed provider (an app token for `debug_token`).
     *trust_verdict* False sends even with a verdict (a health check that asks Meta again).
+
+    A token the provider calls provisional (read from a file that its writer may not have
+    finished) is re-read before it is judged: the verdict is recorded only when the re-read
+    returns the same token; otherwise it was a partial read, and the retry goes out with the
+    whole token.
     """
     first: ApiError | None = None
     error: ApiError | None = None
@@ -307,7 +312,8 @@ def call(
                 if first is not None:
                     raise error from first
                 raise error
-            if ctx.verdicts is not None:
+            provisional = _provisional(provider, token)
+            if ctx.verdicts is not None and not provisional:
                 yield RecordVerdict(token.fingerprint, error)
             provider.invalidate(token, error)
             ctx.events.emit(
@@ -320,7 +326,7 @@ def call(
             if first is not None:
                 raise error from first
             first = error
-            token = yield from _replacement(ctx, provider, request, token, error)
+            token = yield from _replacement(ctx, provider, request, token, error, provisional)
     finally:
         # A raised error's traceback holds this frame, and the frame would hold the error: drop
         # the references, or every failed call leaves a cycle for the garbage collector.
@@ -340,10 +346,21 @@ def _revived(verdict: ApiError) -> ApiError:
 
 
 def _replacement(
-    ctx: Context, provider: TokenProvider, request: Request, token: Token, error: ApiError
+    ctx: Context,
+    provider: TokenProvider,
+    request: Request,
+    token: Token,
+    error: ApiError,
+    provisional: bool = False,
 ) -> Flow[Token]:
-    """Return the provider's next token for the one auth retry, or raise *error*."""
+    """Return the provider's next token for the one auth retry, or raise *error*.
+
+    A *provisional* token's verdict waits for this re-read: it is recorded when the provider
+    returns the same token again.
+    """
     fresh: Token = yield GetToken(request.route, provider)
+    if provisional and fresh.fingerprint == token.fingerprint and ctx.verdicts is not None:
+        yield RecordVerdict(token.fingerprint, error)
     if (
         fresh.fingerprint == token.fingerprint
         or not request.resendable
@@ -381,6 +398,16 @@ def _observe(provider: TokenProvider, token: Token, error: WhatsAppError | None)
 
 #: Provider class -> whether its instances observe outcomes (`ObservesOutcomes`).
 _OBSERVERS: dict[type, bool] = {}
+
+
+def _provisional(provider: TokenProvider, token: Token) -> bool:
+    """Whether *provider* read *token* from a source its writer may not have finished.
+
+    Asked only after Meta rejected the token. A provider tells by a `_provisional(token)`
+    method (`FileTokenProvider`: a text file read without its final newline, just now).
+    """
+    check = getattr(provider, "_provisional", None)
+    return bool(check(token)) if check is not None else False
 
 
 def _send(ctx: Context, provider: TokenProvider, request: Request, token: Token) -> Flow[Response]:

@@ -11,12 +11,15 @@ provider, verdict and redaction behaviour come from the same flows and the same 
 from __future__ import annotations
 
 import asyncio
+import math
+from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from typing_extensions import Unpack
 
+from wa_auth import _deadline
 from wa_auth._base_client import ClientOptions, plain_cause, transport_error
 from wa_auth._client import AsyncClientBase
 from wa_auth._core import Request, Response, auth_headers
@@ -35,6 +38,10 @@ __all__ = ["FastAsyncWhatsAppClient"]
 #: httpcore's, so it keeps more connections than the httpx clients (measured at 64 in flight:
 #: 0.76x raw aiohttp with 32 connections, where half the requests waited for one).
 FAST_MAX_CONNECTIONS: Final = 100
+
+#: The connection marks of the request in flight in this task: the connector of a session the
+#: client opened appends one when the request has its connection (see `_connector_class`).
+_CONNECTED: Final[ContextVar[list[bool] | None]] = ContextVar("wa_auth_connected", default=None)
 
 _EXTRA_HINT: Final = (
     "FastAsyncWhatsAppClient needs aiohttp (3.10 or later): pip install 'wa-auth[fast]'"
@@ -61,19 +68,55 @@ def _client_timeout(aiohttp_mod: ModuleType, timeout: float | httpx.Timeout) -> 
     t = httpx.Timeout(timeout)
     pool_and_connect = None if t.pool is None or t.connect is None else t.pool + t.connect
     return aiohttp_mod.ClientTimeout(
-        total=None, connect=pool_and_connect, sock_connect=t.connect, sock_read=t.read
+        total=None,
+        connect=pool_and_connect,
+        sock_connect=t.connect,
+        sock_read=t.read,
+        # aiohttp rounds a timeout above this up to a whole second of loop time: a deadline
+        # is kept to the moment, not to the next second.
+        ceil_threshold=math.inf,
     )
 
 
-def _map_error(aiohttp_mod: ModuleType, request: Request, exc: BaseException) -> WhatsAppError:
-    """Return the wa_auth error for an aiohttp/asyncio exception (the fast path's one boundary)."""
+def _connector_class(aiohttp_mod: ModuleType) -> Any:
+    """Return a `TCPConnector` that marks when a request has its connection.
+
+    aiohttp reports a request's `total` timeout as one `TimeoutError`, whether it struck while
+    the request waited for a connection (nothing sent) or while the answer trickled in (the
+    message may have been delivered). The mark tells the two apart.
+    """
+
+    class Connector(aiohttp_mod.TCPConnector):  # type: ignore[misc,name-defined]
+        async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+            connection = await super().connect(req, traces, timeout)
+            marks = _CONNECTED.get()
+            if marks is not None:
+                marks.append(True)
+            return connection
+
+    return Connector
+
+
+def _map_error(
+    aiohttp_mod: ModuleType, request: Request, exc: BaseException, *, connected: bool
+) -> WhatsAppError:
+    """Return the wa_auth error for an aiohttp/asyncio exception (the fast path's one boundary).
+
+    *connected* is False only when the request is known never to have had a connection.
+    """
     if isinstance(exc, aiohttp_mod.InvalidURL | aiohttp_mod.NonHttpUrlClientError):
         return RequestValidationError(f"invalid URL: {redact_text(str(exc))}")
     # Connect failures and connect/pool timeouts happen before a byte is written.
     not_sent = isinstance(
         exc, aiohttp_mod.ClientConnectorError | aiohttp_mod.ConnectionTimeoutError
     )
-    return transport_error(request, exc, not_sent=not_sent)
+    detail = None
+    if isinstance(exc, asyncio.TimeoutError):
+        deadline = _deadline.passed()
+        if deadline is not None:
+            detail = f"{deadline.what} passed"
+            not_sent = not_sent or not connected
+    return transport_error(request, exc, not_sent=not_sent, detail=detail)
 
 
 class FastAsyncWhatsAppClient(AsyncClientBase):
@@ -105,6 +148,10 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         token_health_ttl: Seconds a `token_health()` result is cached.
         max_in_flight: The most requests in flight at once (default 100, aiohttp's pool); also
             the most that can go out with a token Meta has just proved dead.
+        deadline: Seconds one call may take, every wait included (default 30), as for
+            `WhatsAppClient`. With a session of your own, a request the deadline stops while it
+            waits for a connection is reported `maybe_delivered` (for a send): only the client's
+            own session can tell that it never went out.
 
     Raises:
         ImportError: aiohttp (the `wa-auth[fast]` extra) is not installed.
@@ -127,6 +174,7 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         self._owns_http = http_client is None
         self._session: aiohttp.ClientSession | None = http_client
         self._client_timeout = _client_timeout(self._aiohttp, self._timeout)
+        self._connector = _connector_class(self._aiohttp)
         self._errors: tuple[type[BaseException], ...] = (
             self._aiohttp.ClientError,
             asyncio.TimeoutError,
@@ -140,7 +188,7 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("this client has been closed")
-        connector = self._aiohttp.TCPConnector(limit=max(FAST_MAX_CONNECTIONS, self._gate_size))
+        connector = self._connector(limit=max(FAST_MAX_CONNECTIONS, self._gate_size))
         session: aiohttp.ClientSession = self._aiohttp.ClientSession(
             headers=self._headers, timeout=self._client_timeout, connector=connector
         )
@@ -149,7 +197,22 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
 
     async def _send(self, request: Request, token: Token) -> Response:
         headers = auth_headers(request, token)
+        owned = self._owns_http
         session = self._session or self._open()
+        timeout = self._client_timeout
+        left = _deadline.left()
+        if left is not None:
+            # The whole request, its answer's last byte included, ends by the deadline (a total
+            # of 0 would mean none at all to aiohttp).
+            timeout = self._aiohttp.ClientTimeout(
+                total=max(left, 0.001),
+                connect=timeout.connect,
+                sock_read=timeout.sock_read,
+                sock_connect=timeout.sock_connect,
+                ceil_threshold=timeout.ceil_threshold,
+            )
+        marks: list[bool] = []
+        tracking = _CONNECTED.set(marks)
         try:
             async with session.request(
                 request.method,
@@ -157,12 +220,16 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
                 self._url(request.url, encoded=True),
                 headers=headers,
                 data=request.content,
+                timeout=timeout,
             ) as r:
                 content = await r.read()
                 return Response(r.status, r.headers, content)
         except self._errors as exc:
-            error = _map_error(self._aiohttp, request, exc)
+            # Only the client's own session marks its connections: with yours, unknown.
+            error = _map_error(self._aiohttp, request, exc, connected=bool(marks) or not owned)
             error.__cause__ = plain_cause(exc, token.reveal())
+        finally:
+            _CONNECTED.reset(tracking)
         # Raised outside the handler: aiohttp's exception (and its request) is not the context.
         try:
             raise error

@@ -8,19 +8,24 @@ guard (or of one decorated function, which has no client).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
+from wa_auth import _deadline
 from wa_auth.errors import WhatsAppError
 from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from wa_auth._guard_values import Delivery, Handler
     from wa_auth.models import PhoneNumber, SendResult, TokenHealth
     from wa_auth.outbox import Outbox
@@ -67,6 +72,7 @@ class Runtime:
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_health: Callable[[TokenHealth], None] | None = None,
+        budget: str = "the guard's budget",
     ) -> None:
         self.client = client
         self.limiter = limiter
@@ -77,6 +83,8 @@ class Runtime:
         self.sleep = sleep
         self.asleep = asleep
         self.on_health = on_health
+        #: The budget in words, for the errors of a call it ends (`"the guard's 30 s budget"`).
+        self.budget = budget
         #: Whether the client's methods are coroutine functions (looked up once, not per send).
         self.is_async = inspect.iscoroutinefunction(getattr(client, "send", None))
 
@@ -91,6 +99,16 @@ class Runtime:
         if not self.is_async:
             raise TypeError("guard.asend() needs an async client; use guard.send()")
         return self.client
+
+    def within(self, until: float) -> AbstractContextManager[None]:
+        """Bound the client's call in the block by *until* (the budget's end, `monotonic`).
+
+        The guard's clock may be a test's: only the seconds left on it are carried over to the
+        real clock the client's waits run on.
+        """
+        if not math.isfinite(until):
+            return contextlib.nullcontext()
+        return _deadline.scope(until - self.monotonic(), self.budget)
 
     def noted(self, health: TokenHealth) -> TokenHealth:
         """Pass a fresh health report to the guard (its warnings), and return it."""
@@ -124,13 +142,18 @@ class Sleep:
 
 @attrs.frozen
 class SendIntent:
+    """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`)."""
+
     intent: Intent
+    until: float = math.inf
 
     def perform(self, env: Runtime, /) -> SendResult:
-        return env.sync_client().send(self.intent)  # type: ignore[no-any-return]
+        with env.within(self.until):
+            return env.sync_client().send(self.intent)  # type: ignore[no-any-return]
 
     async def aperform(self, env: Runtime, /) -> SendResult:
-        return await env.async_client().send(self.intent)  # type: ignore[no-any-return]
+        with env.within(self.until):
+            return await env.async_client().send(self.intent)  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -248,24 +271,33 @@ class ClearPause:
 
 @attrs.frozen
 class Probe:
-    """Ask whether a paused number can send again: `get_phone_number` for it."""
+    """Ask whether a paused number can send again: `get_phone_number` for it, by *until*."""
 
     route: str
+    until: float = math.inf
 
     def perform(self, env: Runtime, /) -> PhoneNumber:
-        return env.sync_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
+        with env.within(self.until):
+            return env.sync_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
 
     async def aperform(self, env: Runtime, /) -> PhoneNumber:
-        return await env.async_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
+        with env.within(self.until):
+            return await env.async_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
 
 
 @attrs.frozen
 class Health:
+    """The token's (cached) health, asked by *until*."""
+
+    until: float = math.inf
+
     def perform(self, env: Runtime, /) -> TokenHealth:
-        return env.noted(env.sync_client().token_health())
+        with env.within(self.until):
+            return env.noted(env.sync_client().token_health())
 
     async def aperform(self, env: Runtime, /) -> TokenHealth:
-        return env.noted(await env.async_client().token_health())
+        with env.within(self.until):
+            return env.noted(await env.async_client().token_health())
 
 
 @attrs.frozen

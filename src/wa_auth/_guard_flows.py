@@ -11,6 +11,7 @@ event loop, and a test drives them with a fake clock.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -98,19 +99,24 @@ class Config:
 
 
 def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
-    """The whole guarded send of one intent, as effects."""
+    """The whole guarded send of one intent, as effects.
+
+    The budget bounds every call to Meta it makes (the probe, the health check, each send):
+    each ends by the budget's end, on the guard's interval clock.
+    """
     wall, start = yield NOW
+    until = _budget_end(cfg, start)
     route = intent.phone_number_id or cfg.default_route
     if intent.expired(wall):
         return (yield from expired(cfg, intent, route, 0))
     circuit = NO_CIRCUIT
     if route is not None:
-        held = yield from _held(cfg, intent, route, wall)
+        held = yield from _held(cfg, intent, route, wall, until)
         if isinstance(held, Delivery):
             return held
         circuit = held
     if cfg.required_scopes:
-        refused = yield from _scopes(cfg)
+        refused = yield from _scopes(cfg, until)
         if refused is not None:
             return (yield from final(cfg, intent, route, refused, 0, None))
     if cfg.outbox:
@@ -132,17 +138,17 @@ def _attempts(
     """Send, learn from each failure, and retry while the policy and the budget allow.
 
     *now* is the (wall, monotonic) time the intent started at; *circuit* is what `_held` said
-    the number's circuit is to this intent.
+    the number's circuit is to this intent. Each send ends by the budget's end, and the time
+    left for pacing is read afresh before each one (a probe or the outbox took some).
     """
-    wall, start = now
-    mono = start
+    _, start = now
+    until = _budget_end(cfg, start)
     attempts = 0
     while True:
-        if attempts:
-            wall, mono = yield NOW
-            if intent.expired(wall):
-                yield from _probe_unanswered(route, circuit)
-                return (yield from expired(cfg, intent, route, attempts))
+        wall, mono = yield NOW
+        if intent.expired(wall):
+            yield from _probe_unanswered(route, circuit)
+            return (yield from expired(cfg, intent, route, attempts))
         if cfg.limiter and route is not None:
             held = yield from _pace(
                 cfg, intent, route, attempts, cfg.policy.budget - (mono - start)
@@ -152,7 +158,7 @@ def _attempts(
                 return held
         attempts += 1
         try:
-            result: SendResult = yield SendIntent(intent)
+            result: SendResult = yield SendIntent(intent, until)
         except WhatsAppError as exc:
             error = exc
             error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
@@ -183,6 +189,16 @@ def _attempts(
         later = stop if stop is not None else decision.later
         not_before = None if later is None else wall + later
         return (yield from final(cfg, intent, route, error, attempts, not_before))
+
+
+def _budget_end(cfg: Config, start: float) -> float:
+    """When the budget of an intent started at *start* ends, on the guard's interval clock.
+
+    A zero budget leaves no time for waits (one attempt, no retries), not none for the send:
+    that one attempt is bounded by the client's own deadline.
+    """
+    budget = cfg.policy.budget
+    return start + budget if budget > 0 else math.inf
 
 
 def _answered(error: WhatsAppError) -> bool:
@@ -225,7 +241,9 @@ def _pace(
             return None
 
 
-def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[Delivery | str]:
+def _held(
+    cfg: Config, intent: Intent, route: str, wall: float, until: float
+) -> PolicyFlow[Delivery | str]:
     """Return the Delivery of an intent the number's pause or open circuit holds back.
 
     Otherwise return what the number's circuit is to this intent: `NO_CIRCUIT`, `COUNTING`
@@ -241,7 +259,7 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
         # The probe is due: is the number able to send again? Any failure to tell (the lock
         # again, Meta down) keeps it paused until the next probe.
         try:
-            number: PhoneNumber = yield Probe(route)
+            number: PhoneNumber = yield Probe(route, until)
             blocked = number.blocked
         except WhatsAppError:
             blocked = True
@@ -265,14 +283,14 @@ def _held(cfg: Config, intent: Intent, route: str, wall: float) -> PolicyFlow[De
     return NO_CIRCUIT if circuit is None else COUNTING
 
 
-def _scopes(cfg: Config) -> PolicyFlow[WhatsAppError | None]:
+def _scopes(cfg: Config, until: float) -> PolicyFlow[WhatsAppError | None]:
     """Return the error of a token that lacks a required scope (from its cached health).
 
     When the health cannot be read (Meta unreachable, the app token refused), the send itself
     goes ahead and reports what is wrong: a scope check never turns into an exception.
     """
     try:
-        health: TokenHealth = yield Health()
+        health: TokenHealth = yield Health(until)
     except WhatsAppError as exc:
         _log.info("required scopes not checked: token health failed (%s)", exc.category)
         return None

@@ -65,9 +65,11 @@ class RetryPolicy:
     Args:
         max_attempts: Sends of one intent at most (each error's own `max_attempts` may lower
             it: Meta's 131056 pair limit allows 3).
-        budget: Seconds one intent may take, waits included. 30 s keeps a guarded call inside
+        budget: Seconds one intent may take, waits included: a bound on the wall time of
+            the send, whose every call to Meta ends by it. 30 s keeps a guarded call inside
             an n8n node's or an HTTP handler's patience; a wait longer than what is left (the
-            hours-long 131048/131049 caps, 80007's minutes) queues the intent instead.
+            hours-long 131048/131049 caps, 80007's minutes) queues the intent instead. 0
+            leaves no time for waits: one attempt, bounded by the client's deadline.
         backoff: The first retry's back-off ceiling; it doubles per attempt (full jitter: a
             random delay up to the ceiling, so a fleet does not retry in lockstep).
         max_backoff: The ceiling's cap.

@@ -9,14 +9,22 @@ effect to its end: the verdict is looked up while the request holds its slot, an
 freed only after the answer was classified and any verdict recorded. A caller waiting for a
 slot therefore sees what the request before it learned, so at most the gate's size of requests
 can ever go out with a token Meta has just proved dead.
+
+Each driver also sets the call's deadline (`wa_auth._deadline`) for the flow's whole run, so
+every wait below it ends in time: the gate, the token (a refresh it leads or waits for), the
+pool and each socket read and write of the transport. A request whose deadline passed before it
+went out fails as a `TransportError` that says it was not sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from wa_auth import _deadline
 from wa_auth._core import (
     CheckVerdict,
     Context,
@@ -35,6 +43,8 @@ T = TypeVar("T")
 
 SyncSend = Callable[[Request, Token], Response]
 AsyncSend = Callable[[Request, Token], Awaitable[Response]]
+#: A call's deadline: its seconds and its words (`"the client's 30 s deadline"`).
+Limit = tuple[float, str]
 
 
 class AsyncGate(Protocol):
@@ -48,12 +58,17 @@ class AsyncGate(Protocol):
         """Free a slot."""
         ...
 
+    def locked(self) -> bool:
+        """Whether `acquire` would wait."""
+        ...
+
 
 class Gate:
     """A blocking in-flight limit: *size* slots, a wait bounded by *timeout* seconds.
 
     A caller that waits longer than *timeout* (httpx's pool timeout, so the bound a caller had
-    before the gate existed) gets a `TransportError`: nothing was sent.
+    before the gate existed), or past its call's deadline, gets a `TransportError`: nothing was
+    sent.
     """
 
     def __init__(self, size: int, timeout: float | None) -> None:
@@ -62,15 +77,19 @@ class Gate:
         self._slots = threading.BoundedSemaphore(size)
 
     def acquire(self) -> None:
-        """Take a slot, or raise `TransportError` after *timeout* seconds."""
-        if not self._slots.acquire(timeout=self.timeout):
-            raise TransportError(
-                f"no connection became free within {self.timeout:g} s "
-                f"({self.size} requests in flight): the request was not sent",
-                maybe_delivered=False,
-                retry_after=1.0,
-                max_attempts=3,
-                rule="transport",
+        """Take a slot, or raise `TransportError` after *timeout* seconds or at the deadline."""
+        timeout = self.timeout
+        deadline = _deadline.current()
+        if deadline is not None:
+            left = max(deadline.at - time.monotonic(), 0.0)
+            if timeout is not None and timeout <= left:
+                deadline = None  # the pool timeout comes first
+            else:
+                timeout = left
+        if not self._slots.acquire(timeout=timeout):
+            within = f"{timeout:g} s" if deadline is None else deadline.what
+            raise _not_sent(
+                f"no connection became free within {within} ({self.size} requests in flight)"
             )
 
     def release(self) -> None:
@@ -78,13 +97,38 @@ class Gate:
         self._slots.release()
 
 
+def _not_sent(why: str) -> TransportError:
+    return TransportError(
+        f"{why}: the request was not sent",
+        maybe_delivered=False,
+        retry_after=1.0,
+        max_attempts=3,
+        rule="transport",
+    )
+
+
+def _in_time(request: Request) -> None:
+    """Raise `TransportError` (not sent) when the deadline passed before *request* went out."""
+    late = _deadline.passed()
+    if late is not None:
+        raise _not_sent(f"{late.what} passed before {request.operation or request.method}")
+
+
 def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call per effect
-    ctx: Context, flow: Flow[T], send: SyncSend, gate: Gate | None = None
+    ctx: Context,
+    flow: Flow[T],
+    send: SyncSend,
+    gate: Gate | None = None,
+    limit: Limit | None = None,
 ) -> T:
-    """Run *flow* to completion, performing its effects with blocking calls."""
+    """Run *flow* to completion, performing its effects with blocking calls.
+
+    *limit* is the call's deadline (seconds, words); a sooner one already in force stays.
+    """
     value: Any = None
     error: WhatsAppError | None = None
     held = False
+    bounded = None if limit is None else _deadline.enter(*limit)
     try:
         while True:
             try:
@@ -100,6 +144,7 @@ def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call
                     gate.acquire()
                     held = True
                 if isinstance(effect, Send):
+                    _in_time(effect.request)
                     value = send(effect.request, effect.token)
                 elif isinstance(effect, GetToken):
                     value = effect.provider_in(ctx).get_token()
@@ -118,18 +163,39 @@ def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call
     finally:
         if held:
             gate.release()  # type: ignore[union-attr]
+        if bounded is not None:
+            _deadline.leave(bounded)
         # Any other exception (a provider's bug, KeyboardInterrupt) must not leave the flow
         # suspended with its frames and the token alive.
         flow.close()
 
 
+async def _acquire(gate: AsyncGate) -> None:
+    """Take a slot of *gate*, waiting no longer than the deadline in force."""
+    deadline = _deadline.current()
+    if deadline is None or not gate.locked():
+        await gate.acquire()
+        return
+    try:
+        await _deadline.wait_for(gate.acquire(), deadline.at - time.monotonic())
+        return  # noqa: TRY300 - the error is raised outside the handler: no context to keep
+    except asyncio.TimeoutError:
+        pass
+    raise _not_sent(f"no connection became free within {deadline.what}")
+
+
 async def adrive(  # noqa: PLR0912 - as `drive`
-    ctx: Context, flow: Flow[T], send: AsyncSend, gate: AsyncGate | None = None
+    ctx: Context,
+    flow: Flow[T],
+    send: AsyncSend,
+    gate: AsyncGate | None = None,
+    limit: Limit | None = None,
 ) -> T:
-    """Run *flow* to completion on the running event loop."""
+    """Run *flow* to completion on the running event loop (*limit*: as `drive`)."""
     value: Any = None
     error: WhatsAppError | None = None
     held = False
+    bounded = None if limit is None else _deadline.enter(*limit)
     try:
         while True:
             try:
@@ -142,9 +208,10 @@ async def adrive(  # noqa: PLR0912 - as `drive`
             value = error = None
             try:
                 if not held and gate is not None:
-                    await gate.acquire()
+                    await _acquire(gate)
                     held = True
                 if isinstance(effect, Send):
+                    _in_time(effect.request)
                     value = await send(effect.request, effect.token)
                 elif isinstance(effect, GetToken):
                     value = await effect.provider_in(ctx).aget_token()
@@ -163,4 +230,6 @@ async def adrive(  # noqa: PLR0912 - as `drive`
     finally:
         if held:
             gate.release()  # type: ignore[union-attr]
+        if bounded is not None:
+            _deadline.leave(bounded)
         flow.close()

@@ -142,6 +142,7 @@ class Guard:
             sleep=sleep,
             asleep=asleep,
             on_health=self._noted,
+            budget=f"the guard's {self.policy.budget:g} s budget",
         )
         self.required_scopes = tuple(required_scopes)
         self._warn_within = health_warning_days * 86400.0

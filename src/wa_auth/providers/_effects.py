@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import attrs
 import httpx
 
+from wa_auth import _deadline
+from wa_auth._deadline_io import bound
 from wa_auth._effects import arun, run
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from wa_auth.providers._verdicts import VerdictStore
 
 __all__ = [
+    "DEFAULT_READ_DEADLINE",
     "Blocking",
     "Effect",
     "Flow",
@@ -60,6 +63,12 @@ class Effect(Protocol[T_co]):
 Flow = Generator[Effect[Any], Any, T]
 
 
+#: Default seconds one drive that sends HTTP requests (a token read, an exchange) may take,
+#: all its requests included: httpx's timeout bounds each wait alone, so a source that
+#: trickles its answer would otherwise hold the read forever.
+DEFAULT_READ_DEADLINE: Final = 30.0
+
+
 @attrs.frozen
 class Http:
     """How a drive opens its HTTP client, on the first `Send`: httpx options and transports.
@@ -69,18 +78,29 @@ class Http:
             `headers`, `timeout`, `verify`).
         transport: A transport for the blocking client (tests).
         async_transport: A transport for the async client (tests).
+        deadline: Seconds the whole drive may take (`DEFAULT_READ_DEADLINE`); the deadline of
+            a call it reads a token for ends it sooner.
+        what: The drive in words, for the error of a deadline that passed.
     """
 
     options: Mapping[str, Any] = attrs.field(factory=dict)
     transport: httpx.BaseTransport | None = None
     async_transport: httpx.AsyncBaseTransport | None = None
+    deadline: float = DEFAULT_READ_DEADLINE
+    what: str = "the token read"
+
+    @property
+    def limit(self) -> tuple[float, str]:
+        """The drive's deadline: its seconds and its words."""
+        return self.deadline, f"{self.what}'s {self.deadline:g} s deadline"
 
 
 class Session:
     """What one drive shares between its effects: the HTTP client, opened when first needed.
 
     Each drive opens its own client and closes it at the end, so no connection is shared
-    across event loops or across a `fork()`.
+    across event loops or across a `fork()`. The client's socket waits end by the deadline in
+    force (`wa_auth._deadline`): a provider's own, or that of the call it reads a token for.
     """
 
     def __init__(self, http: Http | None) -> None:
@@ -98,6 +118,7 @@ class Session:
         if self._client is None:
             http = self._options()
             self._client = httpx.Client(**http.options, transport=http.transport)
+            bound(self._client)
         return self._client
 
     def aclient(self) -> httpx.AsyncClient:
@@ -105,6 +126,7 @@ class Session:
         if self._aclient is None:
             http = self._options()
             self._aclient = httpx.AsyncClient(**http.options, transport=http.async_transport)
+            bound(self._aclient)
         return self._aclient
 
     def close(self) -> None:
@@ -195,10 +217,13 @@ def drive(flow: Flow[T], http: Http | None = None) -> T:
         BaseException: Whatever the flow raises (a failed step is thrown into it first).
     """
     session = Session(http)
+    bounded = None if http is None else _deadline.enter(*http.limit)
     try:
         return run(flow, session, catch=(BaseException,))
     finally:
         session.close()
+        if bounded is not None:
+            _deadline.leave(bounded)
 
 
 async def adrive(flow: Flow[T], http: Http | None = None) -> T:
@@ -208,7 +233,10 @@ async def adrive(flow: Flow[T], http: Http | None = None) -> T:
         BaseException: Whatever the flow raises (a failed step is thrown into it first).
     """
     session = Session(http)
+    bounded = None if http is None else _deadline.enter(*http.limit)
     try:
         return await arun(flow, session, catch=(BaseException,))
     finally:
         await session.aclose()
+        if bounded is not None:
+            _deadline.leave(bounded)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from wa_auth import _deadline
 from wa_auth.errors import ConfigurationError, TokenSourceMalformedError, TokenSourceMissingError
 from wa_auth.providers._base import Token, clean_token, parse_expires_at
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
@@ -26,6 +27,12 @@ MAX_FILE_BYTES: Final = 64 * 1024
 DEFAULT_DEBOUNCE: Final = 0.25
 #: Reads of one change before a still-changing or garbage file is given up on.
 _SETTLE_READS: Final = 4
+#: Seconds a token read from a text file without its final newline stays provisional: Meta's
+#: rejection of it within this time (its first sends are a round trip away) may mean that the
+#: writer had not finished, so the file is read again before the token is judged.
+PROVISIONAL_FOR: Final = 10.0
+#: How long, in debounces, that re-read waits for the file to change (the writer to finish).
+_SETTLE_DEBOUNCES: Final = 4
 _FORMATS: Final = ("auto", "text", "json")
 
 
@@ -37,6 +44,15 @@ class FileTokenProvider(RefreshingTokenProvider):
     committed only when complete: JSON must parse; text must end with a newline or read the
     same again after *debounce* seconds. Until then the previous token keeps being served, so a
     half-written file never replaces a good token.
+
+    Replace the file atomically (write a new file, then rename it over the old one): that is
+    the supported way to rotate it. A writer that rewrites the file in place and pauses
+    mid-token for longer than *debounce* can still have its partial token read; such a token
+    (text without its final newline) stays provisional for `PROVISIONAL_FOR` seconds. When
+    Meta rejects it, the file is read again, after waiting up to four debounces for the writer
+    to finish, before a verdict is recorded against it: a whole token read then is used, and
+    the partial one is never judged. A token that changes again within *debounce* of being
+    read is also seen at once, at the next check.
 
     Args:
         path: The file.
@@ -80,6 +96,9 @@ class FileTokenProvider(RefreshingTokenProvider):
         self._source = f"file:{self.path}"
         self._seen: tuple[int, int, int, int] | None = None
         self._bad: tuple[int, int, int, int] | None = None
+        #: The fingerprint of a token read without its final newline, and when (`monotonic`).
+        self._unterminated: tuple[str, float] | None = None
+        self._clock_mono = monotonic
         self._warned_mode = False
         if policy is None:
             # A stat is cheap: re-check, retry and back off at the check interval itself, so a
@@ -136,11 +155,46 @@ class FileTokenProvider(RefreshingTokenProvider):
 
     # --- the load -------------------------------------------------------------------------------
 
+    def _provisional(self, token: Token) -> bool:
+        """Whether *token* was read without its final newline less than `PROVISIONAL_FOR` ago.
+
+        Asked by the client after Meta rejected *token*: a provisional token is read again
+        before it is judged (`wa_auth._core.call`).
+        """
+        mark = self._unterminated
+        return (
+            mark is not None
+            and mark[0] == token.fingerprint
+            and self._clock_mono() - mark[1] < PROVISIONAL_FOR
+        )
+
+    def _settle(self, sig: tuple[int, int, int, int]) -> None:
+        """Wait up to four debounces (and no later than the deadline) for the file to change."""
+        wait = _SETTLE_DEBOUNCES * self.debounce
+        left = _deadline.left()
+        if left is not None:
+            wait = min(wait, left)
+        until = time.monotonic() + wait
+        step = max(self.debounce / 5, 0.01)
+        while time.monotonic() < until:
+            try:
+                st = os.stat(self.path)  # noqa: PTH116 - no Path object on the hot path
+            except OSError:
+                return  # gone: the read reports it
+            if (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size) != sig:
+                return
+            time.sleep(min(step, max(until - time.monotonic(), 0.0)))
+
     def _load(self, current: Token | None, forced: bool) -> Fetched:
         st = self._stat()
         sig = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         if current is not None and not forced and sig == self._seen:
             return Fetched(current)
+        if forced and current is not None and sig == self._seen and self._provisional(current):
+            # Meta rejected a token read mid-write, maybe: give the writer time to finish.
+            self._settle(sig)
+            st = self._stat()
+            sig = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
         self._check_mode(st)
         error: TokenSourceMalformedError | None = None
         prev: bytes | None = None
@@ -151,7 +205,13 @@ class FileTokenProvider(RefreshingTokenProvider):
                 value, expires_at = parsed
                 self._seen = sig
                 self._bad = None
-                return Fetched(Token(value, expires_at=expires_at, source=self._source))
+                token = Token(value, expires_at=expires_at, source=self._source)
+                if complete:
+                    self._unterminated = None
+                    return Fetched(token)
+                self._unterminated = (token.fingerprint, self._clock_mono())
+                # Look again after one more debounce: a writer that paused is seen at once.
+                return Fetched(token, recheck_after=self.debounce or None)
             if problem is not None or data == prev:
                 error = problem or TokenSourceMalformedError(
                     f"token file {self.path} is incomplete (empty, or partial JSON)",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from wa_auth import _deadline
 from wa_auth.errors import TokenUnavailableError, WhatsAppError
 from wa_auth.providers._effects import Flow, Session, adrive, drive
 
@@ -86,16 +87,28 @@ class _Lead:
 
 @attrs.frozen
 class _Wait:
-    """Wait for *flight*, led by another caller; False when it was abandoned (lead it again)."""
+    """Wait for *flight*, led by another caller; False when it was abandoned (lead it again).
+
+    The wait ends after *timeout* seconds or at the caller's deadline, whichever comes first.
+    """
 
     flight: Flight
     timeout: float
 
     def perform(self, session: Session, /) -> bool:  # noqa: ARG002
-        return self.flight.wait(self.timeout)
+        return self.flight.wait(*_bounded(self.timeout))
 
     async def aperform(self, session: Session, /) -> bool:  # noqa: ARG002
-        return await self.flight.await_(self.timeout)
+        return await self.flight.await_(*_bounded(self.timeout))
+
+
+def _bounded(timeout: float) -> tuple[float, str | None]:
+    """Return *timeout* cut to the caller's deadline, and the deadline's words when it was."""
+    deadline = _deadline.current()
+    if deadline is None:
+        return timeout, None
+    left = max(deadline.at - time.monotonic(), 0.0)
+    return (timeout, None) if timeout <= left else (left, deadline.what)
 
 
 @attrs.frozen

@@ -193,8 +193,10 @@ class Flight:
         assert self.token is not None
         return self.token
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, why: str | None = None) -> bool:
         """Block until the flight has finished (another thread or loop leads it).
+
+        *why* names what set *timeout*, when it is not `flight_timeout` (a caller's deadline).
 
         Returns:
             True when it finished; False when it was abandoned (lead it again).
@@ -210,9 +212,9 @@ class Flight:
             if self.abandoned():
                 return False
             if left <= 0:
-                raise gave_up(timeout)
+                raise gave_up(timeout, why)
 
-    async def await_(self, timeout: float) -> bool:
+    async def await_(self, timeout: float, why: str | None = None) -> bool:
         """Wait on the running loop until the flight has finished; as `wait`, without blocking.
 
         Raises:
@@ -234,12 +236,13 @@ class Flight:
             if self.abandoned():
                 return False
             if left <= 0:
-                raise gave_up(timeout)
+                raise gave_up(timeout, why)
 
 
-def gave_up(timeout: float) -> TokenUnavailableError:
+def gave_up(timeout: float, why: str | None = None) -> TokenUnavailableError:
     return TokenUnavailableError(
         f"gave up after {timeout:g} s waiting for another caller's refresh"
+        + ("" if why is None else f": {why} passed")
     )
 
 

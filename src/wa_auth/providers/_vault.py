@@ -23,6 +23,7 @@ import attrs
 import certifi
 import httpx
 
+from wa_auth import _deadline
 from wa_auth._redact import redact_text
 from wa_auth.errors import (
     ConfigurationError,
@@ -48,6 +49,11 @@ DEFAULT_TTL: Final = 300.0
 #: the missed re-read: one hour rides out a restart, an unseal or a leader election, and still
 #: stops a token that was rotated away in Vault from being used forever.
 DEFAULT_MAX_STALE: Final = 3600.0
+#: Default seconds one read of the secret may take, every request of it included (log in, read,
+#: look up): three of its 5 s requests. httpx's timeout bounds each wait alone, so a Vault that
+#: trickles its answer would otherwise hold the read (and every caller waiting for it) forever;
+#: 15 s leaves a client call's 30 s deadline time to send once the token is there.
+DEFAULT_DEADLINE: Final = 15.0
 #: An AppRole token is renewed once this share of its lease has passed (Vault agent's habit).
 RENEW_AT_LEASE_FRACTION: Final = 2 / 3
 _MAX_ERROR_CHARS: Final = 200
@@ -104,7 +110,10 @@ class VaultTokenProvider(RefreshingTokenProvider):
             False only for a loopback dev server.
         ttl: Seconds between re-reads of the secret.
         max_stale: Bound on serving the cached token while Vault fails; None: until expiry.
-        timeout: Seconds per Vault request.
+        timeout: Seconds per Vault request, each wait alone (connect, each read...).
+        deadline: Seconds one read of the secret may take, all its requests included
+            (`DEFAULT_DEADLINE`); past it, `VaultUnreachableError`. A read for a client call
+            also ends by that call's deadline, when it comes first.
         policy: Overrides the refresh policy derived from *ttl* and *max_stale*.
         transport: An httpx transport for the blocking client (tests).
         async_transport: An httpx transport for the async client (tests).
@@ -135,6 +144,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
         ttl: float = DEFAULT_TTL,
         max_stale: float | None = DEFAULT_MAX_STALE,
         timeout: float = 5.0,
+        deadline: float = DEFAULT_DEADLINE,
         policy: RefreshPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
@@ -152,6 +162,15 @@ class VaultTokenProvider(RefreshingTokenProvider):
             )
         if vault_token is not None and not vault_token.strip():
             raise ConfigurationError("vault_token must not be blank")
+        if (
+            isinstance(deadline, bool)
+            or not isinstance(deadline, (int, float))
+            or not math.isfinite(deadline)
+            or deadline <= 0
+        ):
+            raise ConfigurationError(
+                f"deadline must be a positive, finite number of seconds, got {deadline!r}"
+            )
         if namespace is not None and not (namespace.isascii() and namespace.isprintable()):
             raise ConfigurationError("namespace must be printable ASCII (it is sent as a header)")
         self.url = url.rstrip("/")
@@ -161,6 +180,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self.kv_version = kv_version
         self.namespace = namespace
         self.timeout = timeout
+        self.deadline = float(deadline)
         self._source = f"vault:{self.mount}/{self.path}"
         self._vault_token = (
             clean_token(vault_token, what="vault_token", source=self._source)
@@ -173,7 +193,13 @@ class VaultTokenProvider(RefreshingTokenProvider):
         self._file_token: str | None = None
         self._monotonic_clock = monotonic
         self._verify = _ssl_context(verify)
-        self._http = Http(self._client_options(), transport, async_transport)
+        self._http = Http(
+            self._client_options(),
+            transport,
+            async_transport,
+            deadline=self.deadline,
+            what="the Vault read",
+        )
         if policy is None:
             policy = RefreshPolicy(recheck_interval=ttl, max_stale=max_stale)
         super().__init__(policy=policy, name=self._source, clock=clock, monotonic=monotonic)
@@ -207,8 +233,10 @@ class VaultTokenProvider(RefreshingTokenProvider):
     def _unreachable(self, exc: httpx.HTTPError) -> VaultUnreachableError:
         # The cause is rebuilt as a plain exception: httpx's keeps the request, and the
         # request keeps the Vault token.
+        late = _deadline.passed()
+        why = type(exc).__name__ if late is None else f"{type(exc).__name__}: {late.what} passed"
         error = VaultUnreachableError(
-            f"Vault at {self.url} did not answer ({type(exc).__name__})", source=self._source
+            f"Vault at {self.url} did not answer ({why})", source=self._source
         )
         detail = redact_text(str(exc), *self._secrets())
         error.__cause__ = ConnectionError(f"{type(exc).__name__}: {detail}")
