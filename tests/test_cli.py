@@ -560,3 +560,25 @@ def test_an_internal_error_is_a_json_line_not_a_traceback(monkeypatch, capsys):
     assert "KeyError" in line["error"]["message"]
     assert "EAAleaked" not in out
     assert main(["send", "--to", TO, "--text", "hi", "--exit-zero"]) == 0
+
+
+def test_a_130429_storm_holds_the_number_without_rate(wa_sandbox):
+    """Without --rate the CLI's guard still holds the number for Meta's Retry-After: a storm of
+    130429 costs about one extra request per intent in flight, not --max-attempts each."""
+    import threading
+
+    token = wa_sandbox.issue_token()
+    n = 16
+    wa_sandbox.fail_next(130429, times=None)  # every send, until the storm ends
+    storm = threading.Timer(4.5, wa_sandbox.clear_seeded_faults)
+    storm.start()
+    try:
+        lines = "\n".join(intent(f"storm {i}", idempotency_key=f"storm-{i}") for i in range(n))
+        run = cli("send", "--concurrency", str(n), env=env_for(wa_sandbox, token), stdin=lines)
+    finally:
+        storm.cancel()
+    assert [line["state"] for line in run.lines] == ["delivered"] * n, run.stderr
+    sends = [r for r in wa_sandbox.requests() if r.endpoint == "send_message"]
+    # n first tries, a probe per second of the storm (and one more), then n deliveries; the
+    # old behaviour was 4 attempts per intent (64), every one of them queued.
+    assert len(sends) <= 2 * n + 8, len(sends)

@@ -268,7 +268,10 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
         "--rate",
         type=rate,
         metavar="N",
-        help="pace to N messages/s per number (and Meta's pair interval); default: unpaced",
+        help=(
+            "pace to N messages/s per number (and Meta's pair interval); default: unpaced, "
+            "but a 130429 holds the number for its Retry-After"
+        ),
     )
     g.add_argument(
         "--outbox",

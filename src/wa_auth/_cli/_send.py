@@ -16,6 +16,7 @@ import base64
 import binascii
 import functools
 import importlib.util
+import math
 import signal
 import sys
 import threading
@@ -295,9 +296,14 @@ def _guard_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {
         "policy": RetryPolicy(max_attempts=args.max_attempts, budget=args.budget)
     }
-    if args.rate is not None:
-        from wa_auth.pacing import LocalRateLimiter
+    from wa_auth.pacing import LocalRateLimiter
 
+    # Without --rate the limiter paces nothing but still holds a number (or a pair) for Meta's
+    # Retry-After, so a 130429 storm costs about one extra request per intent in flight, not
+    # --max-attempts each.
+    if args.rate is None:
+        options["limiter"] = LocalRateLimiter(rate=math.inf, pair_interval=None)
+    else:
         options["limiter"] = LocalRateLimiter(rate=args.rate)
     return options
 
