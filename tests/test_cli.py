@@ -188,7 +188,8 @@ def test_batch_prints_one_line_per_input_in_order(wa_sandbox):
 def test_batch_exits_with_its_most_severe_line(wa_sandbox, tmp_path):
     """A rate-limited line (7) outranks an invalid one (9); a revoked token (4) outranks both."""
     token = wa_sandbox.issue_token()
-    wa_sandbox.fail_next(130429, recipient="+15550000007", times=None)
+    # A pair limit: it holds that recipient only (a 130429 would hold the whole number).
+    wa_sandbox.fail_next(131056, recipient="+15550000007", times=None)
     batch = tmp_path / "batch.jsonl"
     batch.write_text(
         "\n".join(
