@@ -227,7 +227,10 @@ def _pace(
     the waits count against *remaining*, so the loop ends even with a clock that stands still.
     """
     while True:
-        wait = yield Acquire(route, intent.to, max(remaining, 0.0))
+        # A budget already spent (0, or the clock moved on) still allows a send that needs no
+        # wait: `budget=0` means one attempt, not none.
+        remaining = max(remaining, 0.0)
+        wait = yield Acquire(route, intent.to, remaining)
         if wait is None or wait > remaining:
             wall, _ = yield NOW
             later = None if wait is None else wall + wait

@@ -266,3 +266,24 @@ def test_async_fast_guard_paces_and_retries_against_the_sandbox(sandbox):
     assert (first.state, first.attempts) == (DELIVERED, 2)
     assert (second.state, second.attempts) == (DELIVERED, 1)
     assert max(clock.sleeps) >= 6.0
+
+
+@pytest.mark.parametrize("rate", [80.0, float("inf")])
+def test_a_zero_budget_with_a_limiter_still_sends_once(sandbox, rate):
+    """`budget=0` is one attempt with no waiting, limiter or not: time passing between the
+    start and the pacing step must not turn the free slot into "pacing allows no send"."""
+    from wa_auth.pacing import LocalRateLimiter
+
+    with _sync(sandbox, sandbox.issue_token()) as client:
+        guard = Guard(
+            client,
+            policy=RetryPolicy(budget=0),
+            limiter=LocalRateLimiter(rate=rate, pair_interval=None),
+        )
+        deliveries = [guard.send(Intent.text(TO, f"hi {n}")) for n in range(5)]
+    assert deliveries[0].state == DELIVERED
+    if rate == float("inf"):  # nothing to wait for: every one goes
+        assert [d.state for d in deliveries] == [DELIVERED] * 5
+    else:  # the next slot is 12.5 ms away, past a budget of 0: queued unsent, never failed
+        assert {d.reason for d in deliveries[1:]} <= {None, "pacing"}
+    assert len(sandbox.requests()) == sum(d.state == DELIVERED for d in deliveries)
