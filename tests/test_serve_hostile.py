@@ -32,6 +32,7 @@ from aiohttp import http_exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import LONG, record_reliability
 from test_serve import KEY, serve_env, text, valid
 from wa_auth._cli import _serve_log, _serve_net
 from wa_auth.sandbox import Sandbox
@@ -40,7 +41,7 @@ from wa_auth.sandbox import Sandbox
 HARD: float = 30.0
 #: The file-descriptor limit of the slowloris test's service, and its slow connections.
 FD_LIMIT = 1024
-SLOW = 1100
+SLOW = 2000 if LONG else 1100
 
 
 class Logged:
@@ -415,6 +416,7 @@ def _gone(socks: list[socket.socket]) -> int:
     return len(poller.poll(0))
 
 
+@pytest.mark.reliability
 def test_a_slowloris_does_not_lock_out_an_authorised_request(sandbox, tmp_path, many_fds):
     """1,100 connections that sent `GET /hea` to a service limited to 1,024 files: /send answers in 1 s."""
     env = serve_env(sandbox, sandbox.issue_token())
@@ -423,6 +425,7 @@ def test_a_slowloris_does_not_lock_out_an_authorised_request(sandbox, tmp_path, 
         assert cap < FD_LIMIT
         assert svc.post("/send", text()).json()["state"] == "delivered"  # the pool is warm
         slow: list[socket.socket] = []
+        answered: list[float] = []
         try:
             for _ in range(SLOW):
                 sock = svc.connect()
@@ -432,11 +435,22 @@ def test_a_slowloris_does_not_lock_out_an_authorised_request(sandbox, tmp_path, 
                 started = time.monotonic()
                 answer = svc.post("/send", text(), timeout=10)
                 seconds = time.monotonic() - started
+                answered.append(round(seconds, 3))
                 assert answer.json()["state"] == "delivered"
                 assert seconds < 1.0, f"/send took {seconds:.2f} s under the slowloris"
             held = SLOW - _gone(slow)
             assert 0 < held <= cap
             note = svc.wait_for(lambda line: line["event"] == "connections")
+            record_reliability(
+                "hostile.slowloris",
+                {
+                    "name": f"{SLOW} half-sent requests, open-file limit {FD_LIMIT}",
+                    "connection_cap": cap,
+                    "held_open": held,
+                    "evicted": note["evicted"],
+                    "authorised_send_seconds": answered,
+                },
+            )
             assert (note["cap"], note["refused"]) == (cap, 0)
             assert note["evicted"] >= 1
             svc.stop()  # SIGTERM under the slowloris: a graceful stop, exit 0

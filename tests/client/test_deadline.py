@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import record_reliability
 from trickle import TricklePeer, timed
 from wa_auth import (
     AsyncWhatsAppClient,
@@ -103,10 +104,20 @@ def get_phone_number(client: Any) -> Any:
     return client.get_phone_number()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("cls", CLIENTS, ids=IDS)
 def test_a_trickling_answer_ends_at_the_deadline(peer, cls):
     """A send whose answer trickles fails at the deadline: maybe delivered, the deadline named."""
     took, error = call(cls, peer.url, send_text)
+    record_reliability(
+        "hostile.trickle",
+        {
+            "name": f"{cls.__name__}.send_text, deadline {DEADLINE} s",
+            "seconds": round(took, 2),
+            "outcome": type(error).__name__,
+            "maybe_delivered": getattr(error, "maybe_delivered", None),
+        },
+    )
     assert isinstance(error, TransportError), error
     assert took < BOUND
     assert error.maybe_delivered is True

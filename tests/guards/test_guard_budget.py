@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers import record_reliability
 from trickle import TricklePeer, timed
 from wa_auth import (
     AsyncWhatsAppClient,
@@ -90,10 +91,19 @@ def guarded(cls: type, peer: TricklePeer, **guard: Any) -> tuple[float, Any]:
     return timed(run, HANG)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("cls", CLIENTS, ids=IDS)
 def test_the_budget_ends_a_send_whose_answer_trickles(peer, cls):
     """The client's 30 s deadline and 5 s timeouts notwithstanding: the budget ends the send."""
     took, delivery = guarded(cls, peer)
+    record_reliability(
+        "hostile.trickle",
+        {
+            "name": f"guard.send on {cls.__name__}, budget {BUDGET} s",
+            "seconds": round(took, 2),
+            "outcome": getattr(delivery, "state", type(delivery).__name__),
+        },
+    )
     assert not isinstance(delivery, BaseException), delivery
     assert took < BOUND
     assert delivery.state == MAYBE_DELIVERED
@@ -197,10 +207,19 @@ def _wa_auth_send(env: dict[str, str]) -> tuple[float, Any]:
     return timed(run, HANG + 5)
 
 
+@pytest.mark.reliability
 def test_wa_auth_send_ends_within_its_budget(peer):
     """`wa-auth send --budget 2` against a trickling Graph API: done in time, maybe delivered."""
     took, done = _wa_auth_send(
         {"WA_ACCESS_TOKEN": TOKEN, "WA_PHONE_NUMBER_ID": PHONE, "WA_BASE_URL": peer.url}
+    )
+    record_reliability(
+        "hostile.trickle",
+        {
+            "name": f"wa-auth send, budget {BUDGET} s",
+            "seconds": round(took, 2),
+            "outcome": f"exit {getattr(done, 'returncode', done)}",
+        },
     )
     assert isinstance(done, subprocess.CompletedProcess), done
     assert took < BOUND + 5  # a process start on top
@@ -210,6 +229,7 @@ def test_wa_auth_send_ends_within_its_budget(peer):
     assert TOKEN not in done.stdout + done.stderr
 
 
+@pytest.mark.reliability
 def test_wa_auth_send_with_a_trickling_vault_ends_within_its_budget():
     """`wa-auth send` whose Vault trickles its answer: done in time, the token unavailable."""
     with TricklePeer(0.5, body=_VAULT_ANSWER) as vault:
@@ -222,6 +242,14 @@ def test_wa_auth_send_with_a_trickling_vault_ends_within_its_budget():
                 "WA_BASE_URL": "http://127.0.0.1:9",
             }
         )
+    record_reliability(
+        "hostile.trickle",
+        {
+            "name": f"wa-auth send with a trickling Vault, budget {BUDGET} s",
+            "seconds": round(took, 2),
+            "outcome": f"exit {getattr(done, 'returncode', done)}",
+        },
+    )
     assert isinstance(done, subprocess.CompletedProcess), done
     assert took < BOUND + 5  # a process start on top
     assert done.returncode == EXIT_TOKEN_UNAVAILABLE, done.stderr

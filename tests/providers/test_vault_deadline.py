@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import record_reliability
 from trickle import TricklePeer, timed
 from wa_auth import ConfigurationError, TokenUnavailableError, VaultUnreachableError, WhatsAppClient
 from wa_auth.providers import VaultTokenProvider
@@ -59,9 +60,18 @@ def _no_secret(error: BaseException) -> None:
     assert CANARY not in text
 
 
+@pytest.mark.reliability
 def test_a_trickling_vault_read_ends_at_its_deadline(vault):
     """get_token: the read fails at its deadline, as VaultUnreachableError naming it."""
     took, error = timed(provider(vault, deadline=DEADLINE).get_token, HANG)
+    record_reliability(
+        "hostile.trickle",
+        {
+            "name": f"VaultTokenProvider.get_token, deadline {DEADLINE} s",
+            "seconds": round(took, 2),
+            "outcome": type(error).__name__,
+        },
+    )
     assert isinstance(error, VaultUnreachableError), error
     assert took < BOUND
     assert "the Vault read's 1.5 s deadline passed" in str(error)
