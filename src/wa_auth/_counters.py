@@ -10,12 +10,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 
-if TYPE_CHECKING:
-    from wa_auth.events import Event
+from wa_auth._event import Event
 
 __all__ = ["OK", "Counters", "RotationWindow", "WindowStats"]
 

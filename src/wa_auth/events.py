@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
 
+from wa_auth._counters import Counters, RotationWindow, WindowStats
+from wa_auth._event import Event, Subscriber
 from wa_auth._exports import claim as _claim
 
 __all__ = [
@@ -47,31 +48,9 @@ __all__ = [
     "WindowStats",
 ]
 
-Subscriber = Callable[["Event"], None]
-
 _log = logging.getLogger("wa_auth")
 # A library never prints: without the application configuring logging, records go nowhere.
 _log.addHandler(logging.NullHandler())
-
-
-@attrs.frozen(kw_only=True)
-class Event:
-    """Something worth knowing happened; `name` is stable, for routing and dashboards."""
-
-    name: ClassVar[str] = "event"
-    #: `"auth"` for token/credential events, `"http"` for other API outcomes.
-    kind: ClassVar[str] = "http"
-
-    consumer: str | None = None
-    token_fingerprint: str | None = None
-    at: float = attrs.field(factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data, with the event's name."""
-        # Every field is a plain value: a shallow copy, without asdict's recursion.
-        data = {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
-        data["event"] = self.name
-        return data
 
 
 @attrs.frozen(kw_only=True)
@@ -415,9 +394,5 @@ class _Detail:
 
 _UNLOGGED = frozenset({"event", "at", "operator_action"})
 _LOG_LINE = LoggingSubscriber.__call__.__code__.co_firstlineno
-
-
-# Counters and the rotation report live in `_counters`; they are part of this module's API.
-from wa_auth._counters import Counters, RotationWindow, WindowStats  # noqa: E402
 
 _claim(__name__, globals())
