@@ -434,7 +434,7 @@ def _classify(ctx: Context, request: Request, response: Response, token: Token) 
 
 
 def _emit_failure(ctx: Context, request: Request, error: ApiError) -> None:
-    if error.category in _AUTH_CATEGORIES:
+    if error.category in _table.AUTH_CATEGORIES:
         ctx.events.emit(
             AuthFailed(
                 consumer=request.consumer or ctx.consumer,
@@ -465,16 +465,6 @@ def _emit_failure(ctx: Context, request: Request, error: ApiError) -> None:
                 phone_number_id=request.route,
             )
         )
-
-
-_AUTH_CATEGORIES: Final = frozenset(
-    {
-        _table.TOKEN_EXPIRED,
-        _table.TOKEN_REVOKED,
-        _table.INSUFFICIENT_PERMISSION,
-        _table.ACCOUNT_STATE,
-    }
-)
 
 
 class BadBodyError(Exception):

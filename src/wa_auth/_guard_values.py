@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from wa_auth.models import SendResult
 
 __all__ = [
-    "AUTH_CATEGORIES",
     "DELIVERED",
     "DELIVERY_STATES",
     "EXPIRED",
@@ -48,14 +47,6 @@ LATER_CATEGORIES: Final = frozenset({_table.TRANSIENT, _table.RATE_LIMITED, _tab
 #: Limits per (number, recipient), not per number: the pair rate limit (131056) and the
 #: per-user marketing cap (131049); their Retry-After holds back that recipient only.
 PAIR_LIMIT_CODES: Final = frozenset({131056, 131049})
-AUTH_CATEGORIES: Final = frozenset(
-    {
-        _table.TOKEN_EXPIRED,
-        _table.TOKEN_REVOKED,
-        _table.INSUFFICIENT_PERMISSION,
-        _table.ACCOUNT_STATE,
-    }
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -237,6 +228,6 @@ class Handlers:
             _table.INVALID_REQUEST: self.on_invalid_request,
         }.get(category)
         found = [h for h in (own,) if h is not None]
-        if category in AUTH_CATEGORIES and self.on_auth is not None:
+        if category in _table.AUTH_CATEGORIES and self.on_auth is not None:
             found.append(self.on_auth)
         return found

@@ -43,6 +43,11 @@ CATEGORIES: Final = (
 
 #: Categories that mean "this token is dead": a different token of the same business may work.
 TOKEN_CLASS: Final = frozenset({TOKEN_EXPIRED, TOKEN_REVOKED})
+#: The auth categories: this credential cannot do this (`AuthError`). A failure of one is an
+#: `AuthFailed` event on the `wa_auth.auth` logger, and calls a guard's `on_auth` handler.
+AUTH_CATEGORIES: Final = frozenset(
+    {TOKEN_EXPIRED, TOKEN_REVOKED, INSUFFICIENT_PERMISSION, ACCOUNT_STATE}
+)
 
 _MINUTE: Final = 60.0
 _HOUR: Final = 3600.0
