@@ -12,7 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
-from typing_extensions import Self, Unpack
+from typing_extensions import Unpack
 
 from wa_auth import _endpoints
 from wa_auth._base_client import (
@@ -25,6 +25,7 @@ from wa_auth._base_client import (
     bind_sync,
     translate,
 )
+from wa_auth._closing import AsyncClosing, Closing
 from wa_auth._core import Flow, Request, Response, auth_headers
 from wa_auth._deadline_io import bound, request_timeout
 from wa_auth._exports import claim as _claim
@@ -33,7 +34,6 @@ from wa_auth.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
-    from types import TracebackType
 
     from wa_auth.providers import Token
 
@@ -42,7 +42,7 @@ __all__ = ["AsyncClientBase", "AsyncWhatsAppClient", "ClientOptions", "WhatsAppC
 T = TypeVar("T")
 
 
-class WhatsAppClient(BaseClient):
+class WhatsAppClient(BaseClient, Closing):
     """A synchronous WhatsApp Cloud API client over `httpx.Client`.
 
     Args:
@@ -128,17 +128,6 @@ class WhatsAppClient(BaseClient):
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     send = bind_sync(_endpoints.send)
     send_text = bind_sync(_endpoints.send_text)
     send_template = bind_sync(_endpoints.send_template)
@@ -160,7 +149,7 @@ class WhatsAppClient(BaseClient):
     token_health = bind_sync(_endpoints.token_health)
 
 
-class AsyncClientBase(BaseClient):
+class AsyncClientBase(BaseClient, AsyncClosing):
     """What both asyncio clients share: the endpoint methods, the gate, one pool per loop.
 
     A subclass supplies the transport: `_send`, `_open_pool`, `_close_pool`. The pool and the
@@ -244,17 +233,6 @@ class AsyncClientBase(BaseClient):
         self._closed = True
         if self._owns_http:
             await self._close_pool()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     send = bind_async(_endpoints.send)
     send_text = bind_async(_endpoints.send_text)

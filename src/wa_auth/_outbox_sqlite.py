@@ -10,8 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from typing_extensions import Self
-
+from wa_auth._closing import AsyncClosing, Closing
 from wa_auth._outbox_common import (
     DEFAULT_BATCH,
     Replaying,
@@ -38,7 +37,6 @@ from wa_auth.intents import Intent
 
 if TYPE_CHECKING:
     from collections.abc import Collection
-    from types import TracebackType
 
     from wa_auth.errors import OutboxError
     from wa_auth.guards import Delivery
@@ -50,7 +48,7 @@ __all__ = ["DEFAULT_CHECK_TIMEOUT", "SqliteOutbox"]
 DEFAULT_CHECK_TIMEOUT: Final = 6.0
 
 
-class SqliteOutbox(Replaying):
+class SqliteOutbox(Replaying, Closing, AsyncClosing):
     """A durable outbox in one SQLite file (WAL mode) that several processes may share.
 
     One row per intent: its JSON (`Intent.to_dict()`), state, attempts, the category and
@@ -441,28 +439,6 @@ class SqliteOutbox(Replaying):
         if not self._db.closed:
             await self._db.aflush()
         self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return (

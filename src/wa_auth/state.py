@@ -27,10 +27,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from typing_extensions import Self
-
+from wa_auth._closing import Closing
 from wa_auth._exports import claim as _claim
 from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, Database, Schema
 from wa_auth._stored import dumps, error_from_dict, loads_object
@@ -38,9 +37,6 @@ from wa_auth.errors import ApiError, ConfigurationError
 from wa_auth.models import TokenHealth
 from wa_auth.pacing import LocalRateLimiter, Pause, RateLimiter
 from wa_auth.providers._verdicts import DEFAULT_MAX_ENTRIES, DEFAULT_VERDICT_TTL
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = [
     "DEFAULT_HEALTH_TTL",
@@ -117,7 +113,7 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-class StateFile:
+class StateFile(Closing):
     """One state file: dead tokens, paused numbers, Meta's penalties and token health.
 
     Args:
@@ -174,17 +170,6 @@ class StateFile:
     def close(self) -> None:
         """Stop the writer thread and close the file; idempotent."""
         self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"StateFile({self.path!r}, durability={self._db.durability!r})"

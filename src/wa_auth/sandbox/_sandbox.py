@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from typing_extensions import Self
 
+from wa_auth._closing import Closing
 from wa_auth.sandbox._admin import describe
 from wa_auth.sandbox._server import Server
 from wa_auth.sandbox._specs import load_token_specs
@@ -23,13 +24,10 @@ from wa_auth.sandbox._values import (
 )
 from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
 __all__ = ["Sandbox"]
 
 
-class Sandbox:
+class Sandbox(Closing):
     """A local Graph API whose tokens, account and numbers change state while it runs.
 
     Use it as a context manager: `with Sandbox() as sb:` binds *host*:*port* (0 picks a free
@@ -111,14 +109,6 @@ class Sandbox:
 
     def __enter__(self) -> Self:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = self._world.base_url if self._server is not None else "stopped"
