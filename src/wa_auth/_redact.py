@@ -85,6 +85,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def scrub_chain(error: BaseException, token: str, *, keep: type[BaseException]) -> None:
+    """Redact *token* from the arguments of the foreign exceptions chained to *error*.
+
+    A transport library's exception (kept as `__cause__`) may quote the URL or the request
+    headers in its message; its `str()` and the formatted traceback must not show the token.
+    Exceptions of the *keep* class redact their own texts, and are left as they are.
+    """
+    seen: list[BaseException] = [error]
+    todo = [error.__cause__, error.__context__]
+    while todo:
+        exc = todo.pop()
+        if exc is None or any(exc is s for s in seen):
+            continue
+        seen.append(exc)
+        todo.extend((exc.__cause__, exc.__context__))
+        if not isinstance(exc, keep):
+            exc.args = tuple(redact_text(a, token) if isinstance(a, str) else a for a in exc.args)
+
+
 def _redact_obj(obj: object) -> object:
     if isinstance(obj, (int, float, bool)) or obj is None:
         return obj

@@ -33,8 +33,7 @@ WhatsAppError
 Every error carries a stable `category` from one closed set (`CATEGORIES`), a retry policy
 (`retryable`, `retry_after`, `max_attempts`), `ambiguous` and a one-sentence `operator_action`.
 `from_response` and `from_webhook_error` are pure and never raise: whatever Meta, a proxy or a
-BSP answered, they return an `ApiError`. Each field is read on its own (the parsing helpers are
-in `_classify.py`), so one field they cannot read is dropped and the others still decide.
+BSP answered, they return an `ApiError` (the classifier is the package `_classify`).
 """
 
 from __future__ import annotations
@@ -43,16 +42,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from wa_auth import _classify, _table
-
-# Defined in errors.py before the parsing helpers moved; `X as X` keeps them importable from
-# here for type checkers too (an explicit re-export).
-from wa_auth._classify import BODY_EXCERPT_CHARS as BODY_EXCERPT_CHARS  # noqa: PLC0414
-from wa_auth._classify import MAX_RETRY_AFTER as MAX_RETRY_AFTER  # noqa: PLC0414
-from wa_auth._classify import parse_retry_after as parse_retry_after  # noqa: PLC0414
 from wa_auth._exports import claim as _claim
-from wa_auth._redact import fingerprint, redact_secret, redact_text
+from wa_auth._redact import fingerprint, redact_secret, redact_text, scrub_chain
 from wa_auth._table import CATEGORIES, TOKEN_CLASS
-from wa_auth.models import EMPTY_USAGE, Usage, pick_headers, usage_from_picked
+from wa_auth.models import EMPTY_USAGE, Usage
 
 __all__ = [
     "CATEGORIES",
@@ -109,6 +102,9 @@ class WhatsAppError(Exception):
     max_attempts: int = 1
     ambiguous: bool = False
     operator_action: str = _table.UNKNOWN_RULE.operator_action
+    #: The attributes of a subclass that `to_dict` adds after the common ones (a tuple as a
+    #: list, a value with a `to_dict` as its dict).
+    _data: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -145,7 +141,7 @@ class WhatsAppError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-safe data describing the error; never the token."""
-        return {
+        data = {
             "type": type(self).__name__,
             "category": self.category,
             "message": self.message,
@@ -155,6 +151,12 @@ class WhatsAppError(Exception):
             "ambiguous": self.ambiguous,
             "operator_action": self.operator_action,
         }
+        for name in self._data:
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+            data[name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return data
 
 
 # --- API errors -------------------------------------------------------------------------------
@@ -167,6 +169,20 @@ class ApiError(WhatsAppError):
     """
 
     maybe_delivered: bool = False
+    _data: ClassVar[tuple[str, ...]] = (
+        "http_status",
+        "code",
+        "subcode",
+        "error_type",
+        "user_title",
+        "user_message",
+        "details",
+        "fbtrace_id",
+        "token_fingerprint",
+        "maybe_delivered",
+        "rule",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -204,9 +220,9 @@ class ApiError(WhatsAppError):
         self.code = code
         self.subcode = subcode
         self.error_type = error_type
-        self.user_title = _redact_opt(user_title)
-        self.user_message = _redact_opt(user_message)
-        self.details = _redact_opt(details)
+        self.user_title = redact_text(user_title) if user_title else user_title
+        self.user_message = redact_text(user_message) if user_message else user_message
+        self.details = redact_text(details) if details else details
         self.fbtrace_id = fbtrace_id
         self.usage = usage if usage is not None else EMPTY_USAGE
         self.token_fingerprint = token_fingerprint
@@ -224,25 +240,6 @@ class ApiError(WhatsAppError):
             f"http_status={self.http_status!r}, code={self.code!r}, subcode={self.subcode!r}, "
             f"fbtrace_id={self.fbtrace_id!r}, token_fingerprint={self.token_fingerprint!r})"
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data describing the error; never the token."""
-        data = super().to_dict()
-        data.update(
-            http_status=self.http_status,
-            code=self.code,
-            subcode=self.subcode,
-            error_type=self.error_type,
-            user_title=self.user_title,
-            user_message=self.user_message,
-            details=self.details,
-            fbtrace_id=self.fbtrace_id,
-            token_fingerprint=self.token_fingerprint,
-            maybe_delivered=self.maybe_delivered,
-            rule=self.rule,
-            usage=self.usage.to_dict(),
-        )
-        return data
 
     def with_token(self, token: str, token_fingerprint: str | None = None) -> None:
         """Attach *token*'s fingerprint and scrub the token from every text field.
@@ -262,25 +259,7 @@ class ApiError(WhatsAppError):
                 if value:
                     setattr(self, name, redact_secret(value, token))
             if self.__cause__ is not None or self.__context__ is not None:
-                _scrub_chain(self, token)
-
-
-def _scrub_chain(error: BaseException, token: str) -> None:
-    """Redact *token* from the arguments of the foreign exceptions chained to *error*.
-
-    A transport library's exception (kept as `__cause__`) may quote the URL or the request
-    headers in its message; its `str()` and the formatted traceback must not show the token.
-    """
-    seen: list[BaseException] = [error]
-    todo = [error.__cause__, error.__context__]
-    while todo:
-        exc = todo.pop()
-        if exc is None or any(exc is s for s in seen):
-            continue
-        seen.append(exc)
-        todo.extend((exc.__cause__, exc.__context__))
-        if not isinstance(exc, WhatsAppError):
-            exc.args = tuple(redact_text(a, token) if isinstance(a, str) else a for a in exc.args)
+                scrub_chain(self, token, keep=WhatsAppError)
 
 
 class AuthError(ApiError):
@@ -418,17 +397,12 @@ class TokenUnavailableError(WhatsAppError):
     )
     #: A non-secret locator of the source (`"file:/run/secrets/wa"`, `"vault:secret/wa"`).
     source: str | None = None
+    _data: ClassVar[tuple[str, ...]] = ("source",)
 
     def __init__(self, message: str, *, source: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         if source is not None:
             self.source = source
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data describing the error; never the token."""
-        data = super().to_dict()
-        data["source"] = self.source
-        return data
 
 
 class TokenSourceMissingError(TokenUnavailableError):
@@ -504,17 +478,12 @@ class VaultSecretNotFoundError(TokenUnavailableError):
     """
 
     kind: str = "no_secret"
+    _data: ClassVar[tuple[str, ...]] = ("source", "kind")
     operator_action: str = "Write the token to the Vault path and field the provider reads."
 
     def __init__(self, message: str, *, kind: str = "no_secret", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.kind = kind
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data describing the error; never the token."""
-        data = super().to_dict()
-        data["kind"] = self.kind
-        return data
 
 
 class AllCandidatesRejectedError(TokenUnavailableError):
@@ -525,17 +494,12 @@ class AllCandidatesRejectedError(TokenUnavailableError):
     """
 
     fingerprints: tuple[str, ...] = ()
+    _data: ClassVar[tuple[str, ...]] = ("source", "fingerprints")
     operator_action: str = "Generate a new access token and add it to the rotating provider."
 
     def __init__(self, message: str, *, fingerprints: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.fingerprints = tuple(fingerprints)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data describing the error; never the token."""
-        data = super().to_dict()
-        data["fingerprints"] = list(self.fingerprints)
-        return data
 
 
 class OutboxError(WhatsAppError):
@@ -554,6 +518,7 @@ class OutboxError(WhatsAppError):
     #: The file, as given.
     path: str | None = None
     kind: str = "invalid"
+    _data: ClassVar[tuple[str, ...]] = ("path", "kind")
 
     def __init__(
         self, message: str, *, path: str | None = None, kind: str = "invalid", **kwargs: Any
@@ -561,12 +526,6 @@ class OutboxError(WhatsAppError):
         super().__init__(message, **kwargs)
         self.path = path
         self.kind = kind
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data describing the error."""
-        data = super().to_dict()
-        data.update(path=self.path, kind=self.kind)
-        return data
 
 
 class OutboxUnavailableError(OutboxError):
@@ -613,10 +572,6 @@ def error_class_for(category: str) -> type[ApiError]:
     return _CLASSES.get(category, UnknownApiError)
 
 
-def _redact_opt(value: str | None) -> str | None:
-    return redact_text(value) if value else value
-
-
 # --- The classifier ---------------------------------------------------------------------------
 
 
@@ -627,13 +582,12 @@ def from_response(
 ) -> ApiError:
     """Classify an error answer of the Graph API; pure, and never raises.
 
-    Each field is read on its own: one that cannot be read (a 5,000-digit code, a usage
-    number beyond any float, a body nested too deep to parse) is dropped, and the rest still
-    decides. Meta's `{"error": ...}`, webhook `errors[]`, debug_token's `data.error`, a
-    health_status entity's `errors[]` and BSP envelopes (YCloud, 360dialog, Turn) are
-    understood, and so are a BSP's own codes and texts when no Graph code is given. A body cut
-    off mid-JSON is read as far as it is whole; when what was lost could have chosen another
-    row, the error is marked `ambiguous`.
+    Meta's `{"error": ...}`, webhook `errors[]`, debug_token's `data.error`, a health_status
+    entity's `errors[]` and BSP envelopes (YCloud, 360dialog, Turn) are understood, and a BSP's
+    own codes and texts when no Graph code is given. Each field is read on its own, so one that
+    cannot be read (a 5,000-digit code, a body nested too deep) is dropped and the rest still
+    decide; a body cut off mid-JSON is read as far as it is whole (`ambiguous` when the part
+    lost could have chosen another row).
 
     Args:
         status_code: The HTTP status; Meta's is unreliable, so code and subcode win.
@@ -643,11 +597,7 @@ def from_response(
     Returns:
         An `ApiError` subclass chosen by the category of the matching `_table` row.
     """
-    status = _status(status_code)
-    try:
-        return _build_error(status, body, headers)
-    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-        return _unreadable(status, f"Unclassifiable error answer (HTTP {status})", exc)
+    return _classify.classify(status_code, body, headers, error_class_for)
 
 
 def from_webhook_error(obj: Any) -> ApiError:
@@ -655,128 +605,7 @@ def from_webhook_error(obj: Any) -> ApiError:
 
     These objects have no `error` wrapper and no HTTP status. Pure, and never raises.
     """
-    try:
-        return _build_error(None, {"error": obj} if isinstance(obj, Mapping) else obj, None)
-    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-        return _unreadable(None, "Unclassifiable webhook error", exc)
-
-
-def _from_token_info_error(code: Any, subcode: Any, message: Any) -> ApiError:
-    """Classify the `data.error` of a debug_token answer as a 401 with that error would be.
-
-    debug_token answers HTTP 200 and puts the reason an inspected token is invalid in
-    `data.error` (`{"code": 190, "subcode": 463, "message": ...}`); token health uses this to
-    give such a token the same category, rule and verdict as a failed call. The error carries
-    no HTTP status, because none failed. Never raises.
-    """
-    obj = {"code": code, "error_subcode": subcode, "message": message}
-    try:
-        err = _build_error(401, {"error": obj}, None)
-    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-        err = _unreadable(401, "Unclassifiable debug_token error", exc)
-    err.http_status = None
-    return err
-
-
-#: HTTP statuses are three digits; anything larger is not a status (and would be costly to print).
-_MAX_STATUS: Final = 999
-
-
-def _status(status_code: Any) -> int | None:
-    if type(status_code) is int:
-        return status_code if 0 <= status_code <= _MAX_STATUS else None
-    if isinstance(status_code, int) and not isinstance(status_code, bool):  # HTTPStatus
-        return int(status_code) if 0 <= status_code <= _MAX_STATUS else None
-    return None
-
-
-def _unreadable(status: int | None, what: str, exc: Exception) -> ApiError:
-    """Return the error for an answer that failed to classify: by HTTP status alone."""
-    rule = _table.lookup(None, None, "", status)
-    return error_class_for(rule.category)(
-        f"{what}: {type(exc).__name__}",
-        http_status=status,
-        rule=rule.id,
-        retryable=rule.max_attempts > 1,
-        retry_after=rule.retry_after,
-        max_attempts=rule.max_attempts,
-        ambiguous=rule.ambiguous,
-        operator_action=rule.operator_action,
-    )
-
-
-def _build_error(
-    status: int | None,
-    body: bytes | str | Mapping[str, Any] | None,
-    headers: Mapping[str, str] | None,
-) -> ApiError:
-    parsed, excerpt = _classify.parse_body(body)
-    err = _classify.find_error_object(parsed)
-    salvaged = text_cut = False
-    if err is None and excerpt:
-        # A body cut off mid-JSON (proxy limits, logging truncation) still names its code.
-        err = _classify.salvage_truncated(excerpt)
-        if err is not None:
-            salvaged, text_cut = True, _classify.TEXT_CUT in err
-    f = _classify.Fields(err)
-    code, subcode, message = f.code, f.subcode, f.message
-    picked = pick_headers(headers)
-
-    if code is None and message:
-        code = _classify.code_in_text(message)
-    header_message = None
-    if code is None:
-        www_auth = picked.get("www-authenticate")
-        if www_auth:
-            # Graph echoes auth failures in WWW-Authenticate; the body's own text stays first.
-            code, header_message = _classify.read_www_authenticate(www_auth)
-            message = message or header_message
-
-    title, details, user_message = f.title, f.details, f.user_message
-
-    def text() -> str:
-        texts = (message, title, details, user_message, header_message)
-        return " ".join(t for t in texts if t).lower()
-
-    code_lost = code is None and f.name is None
-    subcode_lost = subcode is None
-    code, subcode, rule = _classify.rule_for(
-        code, subcode, text, status, is_transient=f.is_transient, name=f.name
-    )
-    ambiguous = rule.ambiguous
-    if salvaged and not ambiguous:
-        # What a cut body lost (its code, its subcode, the end of its message) may have chosen
-        # another row: the reading of the part that survived stays open.
-        ambiguous = code_lost or _table.lost_could_change(
-            code,
-            rule,
-            subcode_lost=subcode_lost,
-            text_lost=text_cut,
-        )
-
-    usage = usage_from_picked(picked)
-    retry_after = _classify.retry_after(picked, usage, rule)
-
-    if not message:
-        message = title or details or _classify.fallback_message(status, excerpt)
-    return error_class_for(rule.category)(
-        message,
-        http_status=status,
-        code=code,
-        subcode=subcode,
-        error_type=f.error_type,
-        user_title=f.user_title,
-        user_message=user_message,
-        details=details,
-        fbtrace_id=f.fbtrace_id,
-        usage=usage,
-        rule=rule.id,
-        retryable=rule.max_attempts > 1,
-        retry_after=retry_after,
-        max_attempts=rule.max_attempts,
-        ambiguous=ambiguous,
-        operator_action=rule.operator_action,
-    )
+    return _classify.classify_webhook(obj, error_class_for)
 
 
 _claim(__name__, globals())

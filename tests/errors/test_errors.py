@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wa_auth import _classify, _convert, _table, errors
+from wa_auth._classify import MAX_RETRY_AFTER, parse_retry_after
 from wa_auth.errors import (
     CATEGORIES,
-    MAX_RETRY_AFTER,
     AccountStateError,
     ApiError,
     AuthError,
@@ -39,7 +39,6 @@ from wa_auth.errors import (
     WhatsAppError,
     from_response,
     from_webhook_error,
-    parse_retry_after,
 )
 from wa_auth.models import MAX_REGAIN_MINUTES, BusinessUsage, Usage
 
@@ -72,14 +71,17 @@ CLASS_FOR_CATEGORY = {
 }
 
 
+def token_info_error(code: Any, subcode: Any, message: Any) -> ApiError:
+    """The error token health gives a debug_token `data.error`, as the client builds it."""
+    return _classify.classify_token_info(code, subcode, message, errors.error_class_for)
+
+
 def classify(payload: dict[str, Any]) -> ApiError:
     if payload["kind"] == "webhook":
         return from_webhook_error(payload["body"])
     if payload["kind"] == "token_info":
         body = payload["body"]
-        return errors._from_token_info_error(
-            body.get("code"), body.get("subcode"), body.get("message")
-        )
+        return token_info_error(body.get("code"), body.get("subcode"), body.get("message"))
     return from_response(payload["status"], payload["body"], payload["headers"])
 
 
@@ -524,7 +526,7 @@ def test_non_json_body_excerpt_is_kept_and_bounded():
     err = from_response(502, "<html>\n\n" + "x" * 5000 + "</html>")
 
     assert err.message.startswith("HTTP 502 with a non-JSON body: <html> x")
-    assert len(err.message) < errors.BODY_EXCERPT_CHARS + 60
+    assert len(err.message) < _classify.BODY_EXCERPT_CHARS + 60
 
 
 def test_status_not_an_int_is_ignored():
@@ -868,7 +870,7 @@ def test_safety_net_classifies_by_status(monkeypatch):
     def broken(*_: Any) -> ApiError:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(errors, "_build_error", broken)
+    monkeypatch.setattr(_classify._classifier, "_build", broken)
 
     expired = from_response(401, _EXPIRED_463)
     webhook = from_webhook_error({"code": 131031})
@@ -1023,11 +1025,11 @@ def test_mutation_cases_cover_every_category():
 
 
 def test_token_info_error_matches_a_401():
-    """_from_token_info_error gives the class, rule and verdict data of a 401 with that error."""
+    """classify_token_info gives the class, rule and verdict data of a 401 with that error."""
     message = "Error validating access token: Session has expired on Wednesday, 16-Nov-22."
     via_401 = from_response(401, {"error": {"code": 190, "error_subcode": 463, "message": message}})
 
-    err = errors._from_token_info_error(190, 463, message)
+    err = token_info_error(190, 463, message)
 
     assert type(err) is type(via_401) is TokenExpiredError
     assert (err.rule, err.code, err.subcode, err.message) == (
@@ -1051,8 +1053,8 @@ def test_token_info_error_matches_a_401():
     ids=["strings", "no-subcode", "nothing", "text-only", "junk"],
 )
 def test_token_info_error_shapes(code, subcode, message, rule):
-    """_from_token_info_error reads strings, missing fields and junk like from_response does."""
-    err = errors._from_token_info_error(code, subcode, message)
+    """classify_token_info reads strings, missing fields and junk like from_response does."""
+    err = token_info_error(code, subcode, message)
 
     assert rule == err.rule
     assert err.category in _table.TOKEN_CLASS
@@ -1138,6 +1140,10 @@ def test_classifier_imports_no_http_client_shell_or_provider():
     assert set(out) <= {
         "wa_auth",
         "wa_auth._classify",
+        "wa_auth._classify._body",
+        "wa_auth._classify._classifier",
+        "wa_auth._classify._fields",
+        "wa_auth._classify._rule",
         "wa_auth._convert",
         "wa_auth._exports",
         "wa_auth._redact",

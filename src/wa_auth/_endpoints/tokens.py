@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from wa_auth import _table
+from wa_auth._classify import classify_token_info
 from wa_auth._convert import to_int
 from wa_auth._core import (
     BadBodyError,
@@ -22,7 +23,7 @@ from wa_auth._core import (
     json_object,
     opt_str,
 )
-from wa_auth.errors import ApiError, RequestValidationError, _from_token_info_error
+from wa_auth.errors import ApiError, RequestValidationError, error_class_for
 from wa_auth.models import GranularScope, TokenHealth, TokenInfo, TokenInfoError, Usage
 
 if TYPE_CHECKING:
@@ -170,6 +171,8 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
 
 def _info_error(info_error: TokenInfoError, token: Token) -> ApiError:
     """Classify `debug_token`'s `data.error` as the error a call with that token would get."""
-    error = _from_token_info_error(info_error.code, info_error.subcode, info_error.message)
+    error = classify_token_info(
+        info_error.code, info_error.subcode, info_error.message, error_class_for
+    )
     error.with_token(token.reveal(), token.fingerprint)
     return error
