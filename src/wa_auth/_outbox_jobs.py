@@ -43,7 +43,7 @@ from wa_auth._outbox_values import (
     OutboxStats,
     begin_refusal,
 )
-from wa_auth._stored import dumps
+from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
 
 __all__ = ["Jobs"]

@@ -17,8 +17,7 @@ from wa_auth._guard_values import DELIVERY_STATES, Delivery
 from wa_auth._outbox_values import (
     OutboxRow,
 )
-from wa_auth._sqlite import Schema
-from wa_auth._stored import dumps, encodable, error_from_dict, loads_object, printable
+from wa_auth._sqlite import Schema, dumps, encodable, error_from_dict, loads_object, printable
 from wa_auth.errors import OutboxError, WhatsAppError
 from wa_auth.intents import INTENT_SCHEMA_VERSION, Intent
 from wa_auth.models import SendResult

@@ -31,8 +31,14 @@ from typing import Any, Final
 
 from wa_auth._closing import Closing
 from wa_auth._exports import claim as _claim
-from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, Database, Schema
-from wa_auth._stored import dumps, error_from_dict, loads_object
+from wa_auth._sqlite import (
+    DEFAULT_BUSY_TIMEOUT,
+    Database,
+    Schema,
+    dumps,
+    error_from_dict,
+    loads_object,
+)
 from wa_auth.errors import ApiError, ConfigurationError
 from wa_auth.models import TokenHealth
 from wa_auth.pacing import LocalRateLimiter, Pause, RateLimiter

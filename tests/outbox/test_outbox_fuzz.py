@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from wa_auth._stored import printable
+from wa_auth._sqlite import printable
 from wa_auth.errors import InvalidRequestError, OutboxError, TokenRevokedError
 from wa_auth.guards import DELIVERED, FAILED, Delivery
 from wa_auth.intents import Intent

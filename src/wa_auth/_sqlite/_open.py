@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import attrs
 
-from wa_auth._stored import printable
+from wa_auth._sqlite._stored import printable
 from wa_auth.errors import OutboxError, OutboxUnavailableError
 
 __all__ = [

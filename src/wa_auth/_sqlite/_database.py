@@ -14,12 +14,10 @@ most `flush_interval` later. `BEGIN IMMEDIATE` takes the write lock up front, so
 is waited for (the busy timeout) instead of failing a read-then-write upgrade with
 SQLITE_BUSY.
 
-Every `sqlite3` error is translated here, at the one boundary, into an `OutboxError` naming
-the file and the problem. The writer never dies of a job: a job that fails in any other way
-than a refusal (text SQLite cannot store, a bug) rolls its transaction back, the batch runs
-again one job per transaction, and only the failing job's caller gets an `OutboxError`; the
-thread lives on. A writer that ends for any reason fails or hands on what it held, so nobody
-waits on a thread that is gone.
+Every `sqlite3` error is translated at the one boundary (`_open.translate`) into an
+`OutboxError` naming the file and the problem. The writer never dies of a job (`_commit`: a
+failing job fails alone, its batch commits without it); a writer that ends for any reason
+fails or hands on what it held, so nobody waits on a thread that is gone.
 """
 
 from __future__ import annotations
@@ -27,17 +25,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
-import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from wa_auth._sqlite_open import (
+from wa_auth._sqlite._commit import Committing, Entry
+from wa_auth._sqlite._open import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
     DURABILITY,
@@ -46,34 +43,16 @@ from wa_auth._sqlite_open import (
     MAX_BATCH,
     Bulk,
     Job,
-    Opening,
     Schema,
-    file_error,
-    same_bulk,
-    translate,
 )
-from wa_auth._stored import printable
-from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
+from wa_auth.errors import ConfigurationError, OutboxError
 
-__all__ = [
-    "DEFAULT_BUSY_TIMEOUT",
-    "DEFAULT_FLUSH_INTERVAL",
-    "DURABILITY",
-    "Bulk",
-    "Database",
-    "Schema",
-    "translate",
-]
+__all__ = ["Database"]
 
 T = TypeVar("T")
 
-_log = logging.getLogger("wa_auth.outbox")
 
-_Waiter = concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
-_Entry = tuple[Job | Bulk, bool, _Waiter | None]
-
-
-class Database(Opening):
+class Database(Committing):
     """One SQLite file: its schema, its writer thread and a connection for quick reads.
 
     Args:
@@ -137,7 +116,7 @@ class Database(Opening):
         """Start without a writer thread, queue or reader (a new object, or a forked child)."""
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
-        self._entries: collections.deque[_Entry] = collections.deque()
+        self._entries: collections.deque[Entry] = collections.deque()
         #: Entries someone waits for (a deferred one waits for company, up to `_due`).
         self._urgent = 0
         self._due = 0.0
@@ -222,7 +201,7 @@ class Database(Opening):
         """Return once every change submitted so far is committed."""
         await self.arun(_nothing, write=not self.read_only)
 
-    def _put(self, entry: _Entry, *, combine: bool = False) -> list[_Entry] | None:
+    def _put(self, entry: Entry, *, combine: bool = False) -> list[Entry] | None:
         """Queue *entry*; with *combine*, return the batch to commit when nobody is writing."""
         if self._pid != os.getpid():
             self._forked()
@@ -266,7 +245,7 @@ class Database(Opening):
             return
         self._thread = thread
 
-    def _take(self) -> list[_Entry]:
+    def _take(self) -> list[Entry]:
         """Pop the next batch (with the condition held)."""
         entries = self._entries
         size = min(len(entries), MAX_BATCH) if self.group_commit else 1
@@ -274,7 +253,7 @@ class Database(Opening):
         self._urgent -= sum(1 for e in batch if e[2] is not None)
         return batch
 
-    def _commit_then_hand_on(self, batch: list[_Entry]) -> None:
+    def _commit_then_hand_on(self, batch: list[Entry]) -> None:
         """Commit a caller's batch in its thread; leave what came meanwhile to the writer."""
         try:
             self._commit(batch)
@@ -318,7 +297,7 @@ class Database(Opening):
                 self._cond.notify_all()
             self._fail(stranded, self._stopped(exc, "stopped"))
 
-    def _next_batch(self) -> list[_Entry] | None:
+    def _next_batch(self) -> list[Entry] | None:
         """Wait for what is due (with the condition held); None when the writer should end."""
         idle = 0.0
         entries = self._entries
@@ -343,154 +322,6 @@ class Database(Opening):
             timeout = min(max(self._due - now, 0.0), poll) if entries else poll
             if not self._cond.wait(timeout) and not entries:
                 idle += timeout
-
-    def _commit(self, batch: Sequence[_Entry]) -> None:
-        """Run *batch* in one transaction and hand each job its result after the commit.
-
-        A job that fails as no refusal does (text SQLite cannot store, a number too large, a
-        bug) rolls the transaction back; the batch then runs one job per transaction, so
-        only that job fails, with an `OutboxError` naming the problem.
-        """
-        write = any(e[1] for e in batch)
-        try:
-            results = self._transaction(batch, write=write)
-        except sqlite3.Error as exc:
-            error = self._error(exc)
-            if error.kind == "sqlite":  # a statement's failure, not the file's: one job's
-                results = self._one_by_one(batch)
-            else:
-                self.problem = error
-                results = [(False, error)] * len(batch)
-        except Exception:  # noqa: BLE001 - a job's failure: find which, the others commit
-            results = self._one_by_one(batch)
-        self._hand_out(batch, results)
-
-    def _transaction(self, batch: Sequence[_Entry], *, write: bool) -> list[tuple[bool, Any]]:
-        """Run *batch* in one transaction; roll it back (and raise) when a job fails."""
-        conn = self._conn
-        results: list[tuple[bool, Any]] = []
-        changes = conn.total_changes
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            self._run_jobs(conn, batch, results)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        if write:
-            self.commits += 1
-            problem = self.problem
-            # A write that changed rows proves the file can take changes; one that only took
-            # the lock proves the lock is free.
-            if problem is not None and (conn.total_changes > changes or problem.kind == "locked"):
-                self.problem = None
-        return results
-
-    def _one_by_one(self, batch: Sequence[_Entry]) -> list[tuple[bool, Any]]:
-        """Run each job of *batch* in a transaction of its own; a failure stays its job's."""
-        results: list[tuple[bool, Any]] = []
-        for entry in batch:
-            try:
-                results.extend(self._transaction((entry,), write=entry[1]))
-            except sqlite3.Error as exc:
-                error = self._error(exc)
-                if error.kind != "sqlite":
-                    self.problem = error
-                results.append((False, error))
-            except Exception as exc:  # noqa: BLE001 - handed to the job's caller, typed
-                results.append((False, self._job_error(exc)))
-        return results
-
-    @staticmethod
-    def _run_jobs(
-        conn: sqlite3.Connection, batch: Sequence[_Entry], results: list[tuple[bool, Any]]
-    ) -> None:
-        """Run the jobs in order; consecutive `Bulk` jobs of one kind run as one call.
-
-        A job's refusal (a `WhatsAppError`, raised before it wrote) is its result; any other
-        exception is raised: the transaction is rolled back.
-        """
-        i = 0
-        while i < len(batch):
-            job = batch[i][0]
-            if isinstance(job, Bulk):
-                j = i + 1
-                while j < len(batch) and same_bulk(batch[j][0], job):
-                    j += 1
-                results.extend(job.run(conn, [e[0].item for e in batch[i:j]]))  # type: ignore[union-attr]
-                i = j
-                continue
-            try:
-                results.append((True, job(conn)))
-            except WhatsAppError as exc:  # a job's refusal, made before it wrote
-                results.append((False, exc))
-            i += 1
-
-    def _job_error(self, exc: Exception) -> OutboxError:
-        """The error of one job that failed as no refusal does; nothing of it was written."""
-        if isinstance(exc, UnicodeError):
-            kind = "unencodable"
-            problem = "holds text SQLite cannot store (not valid Unicode, e.g. a lone \\ud800)"
-        elif isinstance(exc, OverflowError):
-            kind, problem = "invalid", "holds a number too large for SQLite (over 2**63 - 1)"
-        else:
-            kind, problem = "failed", "failed"
-        detail = f"{type(exc).__name__}: {exc}"
-        return file_error(
-            self.path,
-            kind,
-            f"{self.schema.what} {self.path}: a change {problem}; nothing of it was written "
-            f"({detail[:300]})",
-        )
-
-    def _stopped(self, exc: BaseException, how: str) -> OutboxError:
-        """The error of the changes a writer held when it *how* (a bug, an interruption)."""
-        detail = f"{type(exc).__name__}: {exc}"
-        return file_error(
-            self.path,
-            "failed",
-            f"{self.schema.what} {self.path}: its writer {how} ({detail[:300]}); a change it "
-            "held may not have been written",
-        )
-
-    def _fail(self, batch: Sequence[_Entry], error: OutboxError) -> None:
-        """Fail every caller of *batch* still waiting (one already answered keeps its answer)."""
-        if batch:
-            self._hand_out(batch, [(False, error)] * len(batch))
-
-    def _hand_out(self, batch: Sequence[_Entry], results: Sequence[tuple[bool, Any]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        lost = 0
-        last: Any = None
-        for (_, _, waiter), (ok, value) in zip(batch, results, strict=True):
-            if waiter is None:
-                if not ok:
-                    lost += 1
-                    last = value
-            elif isinstance(waiter, concurrent.futures.Future):
-                if waiter.done():  # answered before a failure of the hand-out itself
-                    continue
-                if ok:
-                    waiter.set_result(value)
-                else:
-                    waiter.set_exception(value)
-            else:
-                by_loop.setdefault(waiter[0], []).append((waiter[1], ok, value))
-        for loop, items in by_loop.items():
-            # One wake-up per loop and batch, not one per job; a closed loop has nobody waiting.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, items)
-        if lost:
-            _log.error(
-                "%s %s: %d deferred change(s) were not written (%s); their rows keep their "
-                "previous state (a row left in sending becomes maybe_delivered)",
-                self.schema.what,
-                self.path,
-                lost,
-                printable(str(last)),
-            )
 
     # --- health ---------------------------------------------------------------------------------
 
@@ -595,13 +426,3 @@ def _touch(conn: sqlite3.Connection) -> None:
         (_PROBE_BYTES,),
     )
     conn.execute("DELETE FROM wa_auth_meta WHERE component = '~probe'")
-
-
-def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in items:
-        if future.done():  # the awaiting task was cancelled
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
