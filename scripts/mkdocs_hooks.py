@@ -47,7 +47,6 @@ _LINK = re.compile(r"\]\(([^)\s#]+)")
 #: The private modules that define re-exported names, shown under the name users import.
 _GROUPS = {
     "wa_auth._client": ("Clients", "wa_auth"),
-    "wa_auth._fast": ("Clients", "wa_auth"),
 }
 
 

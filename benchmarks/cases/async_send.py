@@ -107,7 +107,7 @@ def raw_aiohttp(ctx: Ctx) -> dict[str, Any]:
 
 async def _fast(ctx: Ctx, phone_id: str | None = None, *, expect_401: bool = False) -> Any:
     import wa_auth
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
 
     quiet_logging()
     async with FastAsyncWhatsAppClient(

@@ -42,7 +42,7 @@ def guard_sync(ctx: Ctx) -> dict[str, Any]:
 
 
 async def _guard_fast(ctx: Ctx) -> dict[str, Any]:
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
     from wa_auth.intents import Intent
 
@@ -96,7 +96,7 @@ def limiter_acquire(ctx: Ctx) -> dict[str, Any]:
 
 
 async def _paced(ctx: Ctx) -> dict[str, Any]:
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
     from wa_auth.intents import Intent
     from wa_auth.pacing import LocalRateLimiter

@@ -112,7 +112,7 @@ def sync_sqlite_full(ctx: Ctx) -> dict[str, Any]:
 
 
 async def _fast(ctx: Ctx, *, use: bool = True, **outbox: Any) -> dict[str, Any]:
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
     from wa_auth.intents import Intent
     from wa_auth.outbox import SqliteOutbox
@@ -249,7 +249,7 @@ def enqueue_many(ctx: Ctx) -> dict[str, Any]:
 
 
 async def _replay(ctx: Ctx, *, replay: bool) -> dict[str, Any]:
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import QUEUED, Delivery, Guard
     from wa_auth.outbox import SqliteOutbox
 

@@ -218,7 +218,7 @@ def serve_http_same(ctx: Ctx) -> dict[str, Any]:
 
 async def _inprocess(ctx: Ctx) -> dict[str, Any]:
     from wa_auth._cli._output import delivery_line
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
     from wa_auth.intents import Intent
 

@@ -17,10 +17,8 @@ from wa_auth._exports import lazy_map
 if TYPE_CHECKING:
     from wa_auth._client import (
         AsyncWhatsAppClient,
-        WhatsAppClient,
-    )
-    from wa_auth._fast import (
         FastAsyncWhatsAppClient,
+        WhatsAppClient,
     )
     from wa_auth.errors import (
         AccountStateError,

@@ -16,8 +16,7 @@ __all__ = ["PUBLIC", "claim", "lazy_map"]
 
 #: Public module -> the names `wa_auth` re-exports from it, sorted.
 PUBLIC: Final[dict[str, tuple[str, ...]]] = {
-    "wa_auth._client": ("AsyncWhatsAppClient", "WhatsAppClient"),
-    "wa_auth._fast": ("FastAsyncWhatsAppClient",),
+    "wa_auth._client": ("AsyncWhatsAppClient", "FastAsyncWhatsAppClient", "WhatsAppClient"),
     "wa_auth.errors": (
         "AccountStateError",
         "AllCandidatesRejectedError",

@@ -31,7 +31,7 @@ from typing import Any, Final
 import attrs
 from typing_extensions import Self
 
-from wa_auth._endpoints.builders import (
+from wa_auth._builders import (
     Built,
     build_buttons,
     build_list,

@@ -28,7 +28,7 @@ from wa_auth import (
     Token,
     WhatsAppClient,
     WhatsAppError,
-    _core,
+    _context,
     _endpoints,
 )
 from wa_auth.events import Events
@@ -304,7 +304,7 @@ def test_object_reprs():
     """repr of tokens, providers, requests, effects and contexts never shows the canary."""
     token = Token(CANARY)
     provider = StaticTokenProvider(CANARY)
-    ctx = _core.Context(provider=provider, events=Events(), phone_number_id=PHONE)
+    ctx = _context.Context(provider=provider, events=Events(), phone_number_id=PHONE)
     flow = _endpoints.debug_token(ctx)
     next(flow)
     effect = flow.send(token)

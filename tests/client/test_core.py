@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from wa_auth import _core, _endpoints
-from wa_auth._core import Context, GetToken, Request, Response, Send
+from wa_auth import _core, _endpoints, _graph
+from wa_auth._context import Context
+from wa_auth._core import GetToken, Request, Response, Send
 from wa_auth.errors import (
     RequestValidationError,
     TokenExpiredError,
@@ -84,7 +85,7 @@ def test_send_text_flow_yields_token_then_send_then_returns(ctx):
     assert isinstance(effect, Send)
     assert effect.token == TOKEN
     request = effect.request
-    assert ("POST", f"{_core.DEFAULT_BASE_URL}/{_core.DEFAULT_API_VERSION}/{PHONE}/messages") == (
+    assert ("POST", f"{_graph.DEFAULT_BASE_URL}/{_graph.DEFAULT_API_VERSION}/{PHONE}/messages") == (
         request.method,
         request.url,
     )

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wa_auth
-from wa_auth._core import Context, GetToken, Send
+from wa_auth._context import Context
+from wa_auth._core import GetToken, Send
 from wa_auth._endpoints import messages
 from wa_auth.errors import RequestValidationError
 from wa_auth.events import Events

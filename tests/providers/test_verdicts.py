@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from helpers import raised
-from wa_auth import _core, _endpoints
+from wa_auth import _context, _core, _endpoints
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import (
     InsufficientPermissionError,
@@ -122,7 +122,7 @@ def test_stored_error_pickles():
 
 
 def _ctx(provider, verdicts):
-    return _core.Context(
+    return _context.Context(
         provider=provider, events=Events(), phone_number_id=PHONE, verdicts=verdicts
     )
 

@@ -401,7 +401,7 @@ async def _send_many(
 
     client_class: Callable[..., Any]
     if importlib.util.find_spec("aiohttp") is not None:
-        from wa_auth._fast import FastAsyncWhatsAppClient
+        from wa_auth._client import FastAsyncWhatsAppClient
 
         client_class = FastAsyncWhatsAppClient
     else:

@@ -182,7 +182,7 @@ async def _serve(
 
     from wa_auth._cli._serve_app import Service
     from wa_auth._cli._serve_net import Connections, Site, connection_cap, fd_limit
-    from wa_auth._fast import FastAsyncWhatsAppClient
+    from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
 
     loop = asyncio.get_running_loop()
@@ -244,7 +244,7 @@ async def _serve(
 
 def _pool(client: Any) -> int:
     """Return how many connections the client's pool to Meta may open (file descriptors)."""
-    from wa_auth._fast import FAST_MAX_CONNECTIONS
+    from wa_auth._client._aiohttp import FAST_MAX_CONNECTIONS
 
     return max(FAST_MAX_CONNECTIONS, int(client.max_in_flight))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from wa_auth._context import Context
 from wa_auth._core import (
     BadBodyError,
-    Context,
     Flow,
     Response,
     call,

@@ -8,9 +8,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from wa_auth import _table
+from wa_auth._context import Context
 from wa_auth._core import (
     BadBodyError,
-    Context,
     Flow,
     Request,
     Response,

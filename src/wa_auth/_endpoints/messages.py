@@ -12,18 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wa_auth._core import (
-    BadBodyError,
-    Context,
-    Flow,
-    Response,
-    call,
-    json_object,
-    opt_str,
-    post_json,
-)
-from wa_auth._endpoints._docs import raises
-from wa_auth._endpoints.builders import (
+from wa_auth._builders import (
     Built,
     build_buttons,
     build_list,
@@ -33,6 +22,17 @@ from wa_auth._endpoints.builders import (
     build_template,
     build_text,
 )
+from wa_auth._context import Context
+from wa_auth._core import (
+    BadBodyError,
+    Flow,
+    Response,
+    call,
+    json_object,
+    opt_str,
+    post_json,
+)
+from wa_auth._endpoints._docs import raises
 from wa_auth._validate import (
     MAX_MESSAGE_ID_CHARS,
     check_key,

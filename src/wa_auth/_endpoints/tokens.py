@@ -9,10 +9,10 @@ import attrs
 
 from wa_auth import _table
 from wa_auth._classify import classify_token_info
+from wa_auth._context import Context
 from wa_auth._convert import to_int
 from wa_auth._core import (
     BadBodyError,
-    Context,
     Flow,
     ForgetVerdict,
     GetToken,

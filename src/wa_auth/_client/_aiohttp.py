@@ -20,10 +20,9 @@ import httpx
 from typing_extensions import Unpack
 
 from wa_auth import _deadline
-from wa_auth._base_client import ClientOptions, plain_cause, transport_error
-from wa_auth._client import AsyncClientBase
+from wa_auth._client._async import AsyncClientBase
+from wa_auth._client._base import ClientOptions, plain_cause, transport_error
 from wa_auth._core import Request, Response, auth_headers
-from wa_auth._exports import claim as _claim
 from wa_auth._redact import redact_text
 from wa_auth._version import package_version
 from wa_auth.errors import RequestValidationError, WhatsAppError
@@ -240,6 +239,3 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
-
-
-_claim(__name__, globals())

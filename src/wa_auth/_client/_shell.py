@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from wa_auth import _deadline
+from wa_auth._context import Context
 from wa_auth._core import (
     CheckVerdict,
-    Context,
     Flow,
     ForgetVerdict,
     GetToken,

@@ -1,47 +1,40 @@
-"""What every client shares: options, configuration, method binders, transport errors.
+"""What every client shares: options, configuration, transport errors, the method signature.
 
-The endpoints are the core's flow functions bound as methods (`bind_sync`, `bind_async`), so
-every endpoint, its validation and its parsing exist once; each client only performs the
-effects and maps its transport's exceptions at one boundary.
+The endpoints are the core's flow functions bound as methods (`bind_sync` beside
+`WhatsAppClient`, `bind_async` beside `AsyncClientBase`), so every endpoint, its validation and
+its parsing exist once; each client only performs the effects and maps its transport's
+exceptions at one boundary. Nothing here names a concrete client.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Concatenate, Final, TypeVar
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 import httpx
 from typing_extensions import ParamSpec, TypedDict
 
-from wa_auth import _core
-from wa_auth._core import Context, Flow, Request
+from wa_auth._context import Context, TTLCache
+from wa_auth._core import Request
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import install_log_redaction, redact_text
 from wa_auth._version import package_version
 from wa_auth.errors import (
     ConfigurationError,
-    RequestValidationError,
     TransportError,
-    WhatsAppError,
 )
 from wa_auth.events import Events
 from wa_auth.providers import (
-    Token,
     TokenProvider,
     TokenVerdicts,
     VerdictStore,
 )
 from wa_auth.providers._base import as_provider
 
-if TYPE_CHECKING:
-    from wa_auth._client import AsyncClientBase, WhatsAppClient
-
 __all__ = [
     "DEFAULT_DEADLINE",
-    "DEFAULT_LIMITS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_SYNC_MAX_IN_FLIGHT",
     "DEFAULT_TIMEOUT",
@@ -49,10 +42,8 @@ __all__ = [
     "USER_AGENT",
     "BaseClient",
     "ClientOptions",
-    "bind_async",
-    "bind_sync",
+    "method_signature",
     "plain_cause",
-    "translate",
     "transport_error",
 ]
 
@@ -67,8 +58,6 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
 DEFAULT_DEADLINE: Final = 30.0
 #: `token_health()` asks Meta at most this often per token: scopes and expiry change rarely.
 DEFAULT_TOKEN_HEALTH_TTL: Final = 300.0
-#: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
-DEFAULT_LIMITS: Final = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 #: The sync client's in-flight gate: one slot per pooled connection, so a thread waits at the
 #: gate (where it then sees a verdict recorded meanwhile), never inside httpx's pool.
 DEFAULT_SYNC_MAX_IN_FLIGHT: Final = 32
@@ -78,10 +67,6 @@ DEFAULT_SYNC_MAX_IN_FLIGHT: Final = 32
 DEFAULT_MAX_IN_FLIGHT: Final = 2 * 32
 
 USER_AGENT: Final = f"wa-auth/{package_version()} httpx/{httpx.__version__}"
-
-# Exceptions raised before a single byte could reach Meta: the message cannot be delivered.
-# ProxyError: the proxy refused the tunnel (407, 502 to CONNECT), so nothing reached Meta.
-_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 
 def transport_error(
@@ -120,21 +105,6 @@ def plain_cause(exc: BaseException, *secrets: str) -> ConnectionError:
     exception's type and its redacted text.
     """
     return ConnectionError(f"{type(exc).__name__}: {redact_text(str(exc), *secrets)}")
-
-
-def translate(request: Request, token: Token, exc: Exception) -> WhatsAppError:
-    """Return the wa_auth error for one of httpx's exceptions, with a request-free cause."""
-    error: WhatsAppError
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        error = RequestValidationError(
-            f"base_url must be an http(s) URL: {redact_text(str(exc), token.reveal())}"
-        )
-    elif isinstance(exc, httpx.RequestError):
-        error = transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT))
-    else:  # httpx.InvalidURL
-        error = RequestValidationError(f"invalid URL: {redact_text(str(exc), token.reveal())}")
-    error.__cause__ = plain_cause(exc, token.reveal())
-    return error
 
 
 class ClientOptions(TypedDict, total=False):
@@ -225,7 +195,7 @@ class BaseClient:
                 if app_token_provider is None
                 else as_provider(app_token_provider, argument="app_token_provider")
             ),
-            health_cache=_core.TTLCache(token_health_ttl),
+            health_cache=TTLCache(token_health_ttl),
         )
         self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
@@ -281,7 +251,7 @@ class BaseClient:
         )
 
 
-def _method_signature(fn: Callable[..., Any]) -> inspect.Signature:
+def method_signature(fn: Callable[..., Any]) -> inspect.Signature:
     """Return *fn*'s signature as the bound method's: `self`, its parameters, its model.
 
     A flow is `(ctx: Context, ...) -> Flow[Model]`; `help()`, IDEs and the API page must show
@@ -294,25 +264,3 @@ def _method_signature(fn: Callable[..., Any]) -> inspect.Signature:
         returns = returns[len("Flow[") : -1]
     self_param = params[0].replace(name="self", annotation=inspect.Parameter.empty)
     return sig.replace(parameters=[self_param, *params[1:]], return_annotation=returns)
-
-
-def bind_sync(
-    flow: Callable[Concatenate[Context, P], Flow[T]],
-) -> Callable[Concatenate[WhatsAppClient, P], T]:
-    @functools.wraps(flow)
-    def method(self: WhatsAppClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._drive(flow(self._ctx, *args, **kwargs))
-
-    method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
-    return method
-
-
-def bind_async(
-    flow: Callable[Concatenate[Context, P], Flow[T]],
-) -> Callable[Concatenate[AsyncClientBase, P], Coroutine[Any, Any, T]]:
-    @functools.wraps(flow)
-    async def method(self: AsyncClientBase, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._drive(flow(self._ctx, *args, **kwargs))
-
-    method.__signature__ = _method_signature(flow)  # type: ignore[attr-defined]
-    return method

@@ -1,45 +1,87 @@
 """`WhatsAppClient` and `AsyncWhatsAppClient`: thin shells that drive `_core` flows over httpx.
 
-Each performs the effects of the flows (`wa_auth._shell`) and sends over httpx; the endpoints
-are the flows of `wa_auth._endpoints` bound as methods, one line each. `AsyncClientBase` holds
-what both asyncio clients share (this one and `FastAsyncWhatsAppClient`): the bound methods,
-the in-flight gate, and one pool per event loop.
+Each performs the effects of the flows (`_shell`) and sends over httpx; the endpoints are the
+flows of `wa_auth._endpoints` bound as methods, one line each (`bind_sync` here, `bind_async`
+beside `AsyncClientBase`, which both asyncio clients share). `translate` is the one boundary
+where httpx's exceptions become wa_auth's.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, TypeVar
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Concatenate, Final, TypeVar
 
 import httpx
-from typing_extensions import Unpack
+from typing_extensions import ParamSpec, Unpack
 
 from wa_auth import _endpoints
-from wa_auth._base_client import (
-    DEFAULT_LIMITS,
+from wa_auth._client._async import AsyncClientBase
+from wa_auth._client._base import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_SYNC_MAX_IN_FLIGHT,
     BaseClient,
     ClientOptions,
-    bind_async,
-    bind_sync,
-    translate,
+    method_signature,
+    plain_cause,
+    transport_error,
 )
-from wa_auth._closing import AsyncClosing, Closing
+from wa_auth._client._shell import Gate, drive
+from wa_auth._closing import Closing
 from wa_auth._core import Flow, Request, Response, auth_headers
 from wa_auth._deadline_io import bound, request_timeout
-from wa_auth._exports import claim as _claim
-from wa_auth._shell import AsyncGate, Gate, adrive, drive
-from wa_auth.errors import ConfigurationError
+from wa_auth._redact import redact_text
+from wa_auth.errors import RequestValidationError, WhatsAppError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
+    from wa_auth._context import Context
     from wa_auth.providers import Token
 
-__all__ = ["AsyncClientBase", "AsyncWhatsAppClient", "ClientOptions", "WhatsAppClient"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "AsyncWhatsAppClient",
+    "WhatsAppClient",
+    "bind_sync",
+    "translate",
+]
 
+P = ParamSpec("P")
 T = TypeVar("T")
+
+#: Pool sized for batch senders; httpcore's pool does work per request that grows with its size.
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+
+# Exceptions raised before a single byte could reach Meta: the message cannot be delivered.
+# ProxyError: the proxy refused the tunnel (407, 502 to CONNECT), so nothing reached Meta.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def translate(request: Request, token: Token, exc: Exception) -> WhatsAppError:
+    """Return the wa_auth error for one of httpx's exceptions, with a request-free cause."""
+    error: WhatsAppError
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        error = RequestValidationError(
+            f"base_url must be an http(s) URL: {redact_text(str(exc), token.reveal())}"
+        )
+    elif isinstance(exc, httpx.RequestError):
+        error = transport_error(request, exc, not_sent=isinstance(exc, _NOT_SENT))
+    else:  # httpx.InvalidURL
+        error = RequestValidationError(f"invalid URL: {redact_text(str(exc), token.reveal())}")
+    error.__cause__ = plain_cause(exc, token.reveal())
+    return error
+
+
+def bind_sync(
+    flow: Callable[Concatenate[Context, P], Flow[T]],
+) -> Callable[Concatenate[WhatsAppClient, P], T]:
+    """Return *flow* as a method of `WhatsAppClient`: driven to its end, its model returned."""
+
+    @functools.wraps(flow)
+    def method(self: WhatsAppClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._drive(flow(self._ctx, *args, **kwargs))
+
+    method.__signature__ = method_signature(flow)  # type: ignore[attr-defined]
+    return method
 
 
 class WhatsAppClient(BaseClient, Closing):
@@ -149,112 +191,6 @@ class WhatsAppClient(BaseClient, Closing):
     token_health = bind_sync(_endpoints.token_health)
 
 
-class AsyncClientBase(BaseClient, AsyncClosing):
-    """What both asyncio clients share: the endpoint methods, the gate, one pool per loop.
-
-    A subclass supplies the transport: `_send`, `_open_pool`, `_close_pool`. The pool and the
-    gate belong to the event loop of the first request. When that loop has ended (a second
-    `asyncio.run()`), a pool the client opened is opened again on the new loop; the old one
-    was closed when its loop shut down. A pool passed in by the caller cannot be reopened (the
-    `ConfigurationError` says to create the client and its pool on the loop that uses them),
-    and a loop still running in another thread cannot be shared (one client per event loop).
-    """
-
-    _owns_http: bool
-
-    def __init__(self, *, default_max_in_flight: int, **options: Unpack[ClientOptions]) -> None:
-        super().__init__(**options)
-        self._gate_size = self._max_in_flight or default_max_in_flight
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._gate: AsyncGate = asyncio.Semaphore(self._gate_size)
-        self._keeper: AsyncGenerator[None, None] | None = None
-        self._closed = False
-
-    @property
-    def max_in_flight(self) -> int:
-        """The most requests in flight at once (`max_in_flight=`).
-
-        It is also the most requests that can ever go out with a token Meta has just proved
-        dead: the verdict is checked while a request holds its slot, and the slot is freed only
-        after the answer was classified and the verdict recorded.
-        """
-        return self._gate_size
-
-    async def _drive(self, flow: Flow[T]) -> T:
-        if asyncio.get_running_loop() is not self._loop:
-            await self._bind()
-        return await adrive(self._ctx, flow, self._send, self._gate, self._deadline)
-
-    async def _bind(self) -> None:
-        loop = asyncio.get_running_loop()
-        old, self._loop = self._loop, loop
-        if old is not None:
-            if old.is_running():
-                self._loop = old
-                raise ConfigurationError(
-                    f"this {type(self).__name__} is in use on an event loop of another thread: "
-                    "use one client per event loop"
-                )
-            if not self._owns_http:
-                self._loop = old
-                raise ConfigurationError(
-                    f"this {type(self).__name__}'s http_client belongs to an event loop that has "
-                    "ended: create the client (and its http_client) on the loop that uses it"
-                )
-            self._gate = asyncio.Semaphore(self._gate_size)
-            if self._closed:
-                return  # closed by `aclose()`: stays closed
-            self._open_pool()
-        if self._owns_http:
-            # Closed by the loop's shutdown (`asyncio.run` closes every async generator before
-            # it closes the loop), so no connection outlives the loop it belongs to.
-            self._keeper = self._close_at_shutdown()
-            await self._keeper.__anext__()
-
-    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
-        loop = asyncio.get_running_loop()
-        try:
-            yield
-        finally:
-            if self._loop is loop:
-                await self._close_pool()
-
-    def _open_pool(self) -> None:
-        raise NotImplementedError
-
-    async def _close_pool(self) -> None:
-        raise NotImplementedError
-
-    async def _send(self, request: Request, token: Token) -> Response:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections this client opened."""
-        self._closed = True
-        if self._owns_http:
-            await self._close_pool()
-
-    send = bind_async(_endpoints.send)
-    send_text = bind_async(_endpoints.send_text)
-    send_template = bind_async(_endpoints.send_template)
-    send_media = bind_async(_endpoints.send_media)
-    send_interactive_buttons = bind_async(_endpoints.send_interactive_buttons)
-    send_interactive_list = bind_async(_endpoints.send_interactive_list)
-    send_reaction = bind_async(_endpoints.send_reaction)
-    send_location = bind_async(_endpoints.send_location)
-    mark_as_read = bind_async(_endpoints.mark_as_read)
-    upload_media = bind_async(_endpoints.upload_media)
-    get_media_url = bind_async(_endpoints.get_media_url)
-    download_media = bind_async(_endpoints.download_media)
-    delete_media = bind_async(_endpoints.delete_media)
-    get_phone_number = bind_async(_endpoints.get_phone_number)
-    list_phone_numbers = bind_async(_endpoints.list_phone_numbers)
-    get_business_profile = bind_async(_endpoints.get_business_profile)
-    list_templates = bind_async(_endpoints.list_templates)
-    debug_token = bind_async(_endpoints.debug_token)
-    token_health = bind_async(_endpoints.token_health)
-
-
 class AsyncWhatsAppClient(AsyncClientBase):
     """An asyncio WhatsApp Cloud API client over `httpx.AsyncClient`; same methods, awaited.
 
@@ -312,6 +248,3 @@ class AsyncWhatsAppClient(AsyncClientBase):
             raise error
         finally:
             del error  # the traceback holds this frame: no cycle through it
-
-
-_claim(__name__, globals())
