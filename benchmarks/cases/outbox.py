@@ -208,7 +208,7 @@ def _rows_per_s(n: int, run: Callable[[], object]) -> dict[str, Any]:
     notes="rows/s as msg/s; 100,000 rows in the full run",
 )
 def executemany(ctx: Ctx) -> dict[str, Any]:
-    from wa_auth._outbox_sql import _INSERT, SCHEMA, intent_row
+    from wa_auth.outbox._sql import INSERT, SCHEMA, intent_row
 
     rows = [intent_row(i, "pending", None, None, time.time()) for i in _intents(ctx.n)]
     with _directory() as tmp:
@@ -220,7 +220,7 @@ def executemany(ctx: Ctx) -> dict[str, Any]:
 
         def insert() -> None:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT, rows)
             conn.execute("COMMIT")
 
         figures = _rows_per_s(ctx.n, insert)

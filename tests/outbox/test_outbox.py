@@ -18,13 +18,15 @@ from typing import Any
 import attrs
 import pytest
 
-from wa_auth import _outbox_jobs, _outbox_sql, errors
+from wa_auth import errors
 from wa_auth._sqlite import Schema
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError, WhatsAppError
 from wa_auth.guards import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
 from wa_auth.intents import Intent
 from wa_auth.models import SendResult
 from wa_auth.outbox import PENDING, SENDING, MemoryOutbox, Outbox, SqliteOutbox
+from wa_auth.outbox import _jobs as _outbox_jobs
+from wa_auth.outbox import _sql as _outbox_sql
 
 pytestmark = pytest.mark.anyio
 
@@ -623,14 +625,14 @@ def test_schema_migrations_go_forward_and_keep_the_rows(path, monkeypatch):
             ("ALTER TABLE wa_outbox ADD COLUMN note TEXT",),
         ),
     )
-    monkeypatch.setattr("wa_auth._outbox_sqlite.SCHEMA", v2)
+    monkeypatch.setattr("wa_auth.outbox._sqlite.SCHEMA", v2)
     with SqliteOutbox(path) as box:
         assert box.get("k").state == PENDING
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(2,)]
     assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(wa_outbox)")]
     conn.close()
-    monkeypatch.setattr("wa_auth._outbox_sqlite.SCHEMA", _outbox_sql.SCHEMA)
+    monkeypatch.setattr("wa_auth.outbox._sqlite.SCHEMA", _outbox_sql.SCHEMA)
     with pytest.raises(OutboxError) as caught:
         SqliteOutbox(path)
     assert caught.value.kind == "newer_schema"

@@ -28,7 +28,6 @@ import pytest
 from helpers import eventually, raised
 from mounts import fill_disk, read_only_mount, tiny_filesystem
 from wa_auth import AsyncWhatsAppClient, Guard, WhatsAppClient
-from wa_auth._outbox_sql import SCHEMA
 from wa_auth._sqlite import Database
 from wa_auth.errors import (
     ConfigurationError,
@@ -41,6 +40,7 @@ from wa_auth.guards import DELIVERED, FAILED, Delivery
 from wa_auth.intents import Intent
 from wa_auth.models import SendResult
 from wa_auth.outbox import SqliteOutbox
+from wa_auth.outbox._sql import SCHEMA
 from wa_auth.state import (
     SqliteHealthCache,
     SqlitePauseStore,

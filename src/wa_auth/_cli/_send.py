@@ -472,7 +472,7 @@ def _with_outbox(
     outbox_path = args.outbox or _config.environ().get("WA_AUTH_OUTBOX") or None
     if outbox_path is None:
         return _send(args, items, intents, client_options, guard_options, started)
-    from wa_auth._outbox_common import with_sender
+    from wa_auth.outbox._common import with_sender
 
     outbox = open_outbox(outbox_path, create=True)
     try:

@@ -58,7 +58,6 @@ from wa_auth._cli._serve_http import (
     too_large,
     within,
 )
-from wa_auth._outbox_common import with_sender
 from wa_auth._redact import named_secrets, scrub, secret_forms
 from wa_auth._version import package_version
 from wa_auth.errors import (
@@ -68,6 +67,7 @@ from wa_auth.errors import (
     WhatsAppError,
 )
 from wa_auth.intents import Intent
+from wa_auth.outbox._common import with_sender
 
 #: Seconds `/healthz` and `/readyz` wait for the outbox's writer: past the busy timeout (5 s),
 #: so a lock another process holds is told apart from a writer that is stuck.

@@ -1,18 +1,10 @@
-"""The outbox: every intent recorded before it is sent and settled after, so none is lost.
+"""The `Outbox` protocol, and `Replayer`: all a replay needs of a guard.
 
-`Outbox` is the protocol. A `Guard` given one calls `begin(intent)` just before the intent's
-first request (the row becomes `sending`, committed before the request goes out) and
-`settle(delivery)` with what became of it. A queue worker uses the rest: `enqueue` intents,
-`claim` the replayable ones (a lease: no other worker sends them meanwhile), `mark` a row by
-hand, `list`, `stats`, `purge`, and `replay(guard)`, which sends what is replayable through a
-guard by every rule of `docs/outbox.md`. Every method has an `a`-prefixed async form, so an
-outbox doing I/O never blocks an event loop, and a fleet's Redis outbox fits unchanged.
-
-`MemoryOutbox` keeps the rows in memory (tests, scripts). `SqliteOutbox(path)` keeps them in a
-SQLite file in WAL mode that several processes may share (n8n starts one per execution): one
-writer thread per outbox commits the changes of concurrent sends together (group commit),
-off the event loop, and a row found in `sending` with its lease lapsed becomes
-`maybe_delivered`, never sent twice without the operator's say.
+`Outbox` is what a guard records each send in, and what a queue worker drives: its stores
+(`_memory`, `_sqlite`, and a fleet's Redis or Postgres store next) implement it. `Replayer` is
+the narrow face of a guard that `replay` takes: its outbox, its client, its events and its
+`send` / `asend`; `wa_auth.guards.Guard` is one, and `wa_auth.guards` imports this module
+only, never the stores.
 """
 
 from __future__ import annotations
@@ -21,40 +13,17 @@ import builtins
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from wa_auth._exports import claim as _claim
-from wa_auth._outbox_common import DEFAULT_BATCH
-from wa_auth._outbox_values import (
-    DEFAULT_LEASE,
-    MARKABLE_STATES,
-    OUTBOX_STATES,
-    PENDING,
-    REPLAYED_FAILURES,
-    SENDING,
-    OutboxRow,
-    OutboxStats,
-    Replay,
-)
 from wa_auth.intents import Intent
+from wa_auth.outbox._values import DEFAULT_BATCH, OutboxRow, OutboxStats, Replay
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from wa_auth.guards import Delivery, Guard
+    from wa_auth._delivery import Delivery
+    from wa_auth.events import Events
+    from wa_auth.providers import TokenProvider
 
-__all__ = [
-    "DEFAULT_LEASE",
-    "MARKABLE_STATES",
-    "OUTBOX_STATES",
-    "PENDING",
-    "REPLAYED_FAILURES",
-    "SENDING",
-    "MemoryOutbox",
-    "Outbox",
-    "OutboxRow",
-    "OutboxStats",
-    "Replay",
-    "SqliteOutbox",
-]
+__all__ = ["Outbox", "OutboxRow", "OutboxStats", "Replay", "ReplayClient", "Replayer"]
 
 
 @runtime_checkable
@@ -143,7 +112,7 @@ class Outbox(Protocol):
 
     def replay(
         self,
-        guard: Guard,
+        guard: Replayer,
         *,
         include_maybe_delivered: bool = False,
         limit: int | None = None,
@@ -225,7 +194,7 @@ class Outbox(Protocol):
 
     async def areplay(
         self,
-        guard: Guard,
+        guard: Replayer,
         *,
         include_maybe_delivered: bool = False,
         limit: int | None = None,
@@ -236,8 +205,48 @@ class Outbox(Protocol):
         ...
 
 
-# The implementations live in modules of their own; they are part of this module's API.
-from wa_auth._outbox_memory import MemoryOutbox  # noqa: E402
-from wa_auth._outbox_sqlite import SqliteOutbox  # noqa: E402
+class ReplayClient(Protocol):
+    """What a replay reads of a guard's client: its provider (the live tokens), its label."""
 
-_claim(__name__, globals())
+    @property
+    def token_provider(self) -> TokenProvider:
+        """The provider the client gets its tokens from."""
+        ...
+
+    @property
+    def consumer(self) -> str | None:
+        """The label the client's events carry."""
+        ...
+
+
+class Replayer(Protocol):
+    """What a replay needs of a guard: its outbox, its client, its events and a send.
+
+    `wa_auth.guards.Guard` is one. The replay checks that *outbox* is the outbox it replays,
+    asks the client's provider which tokens it hands out now, emits `MessageExpired` for what
+    it expires on *events*, and sends the rest with `send` (or `asend`), which records each
+    send in the outbox before and after it.
+    """
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The outbox the guard records its sends in."""
+        ...
+
+    @property
+    def client(self) -> ReplayClient:
+        """The guard's client."""
+        ...
+
+    @property
+    def events(self) -> Events:
+        """Where the guard's events go."""
+        ...
+
+    def send(self, intent: Intent) -> Delivery:
+        """Send *intent* and return what became of it (a blocking client)."""
+        ...
+
+    async def asend(self, intent: Intent) -> Delivery:
+        """Send *intent* and return what became of it (an asyncio client)."""
+        ...

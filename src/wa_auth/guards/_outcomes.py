@@ -4,7 +4,7 @@
 circuit, pacing past the budget) and `final` (its last send failed: handlers once, the
 fallback, one event, the outbox). `begin` hands the intent to the outbox before its first
 send, and turns a key the outbox already delivered into that delivery (`duplicate`).
-`wa_auth._guard_flows` decides; this module records.
+`_flows` decides; this module records.
 """
 
 from __future__ import annotations
@@ -14,26 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from wa_auth._delivery import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
 from wa_auth._effects import PolicyFlow
-from wa_auth._guard_effects import (
-    NO_FALLBACK,
-    Begin,
-    ClearPause,
-    Fallback,
-    GetPause,
-    Handle,
-    Runtime,
-    Settle,
-)
-from wa_auth._guard_values import (
-    DELIVERED,
-    EXPIRED,
-    FAILED,
-    LATER_CATEGORIES,
-    MAYBE_DELIVERED,
-    QUEUED,
-    Delivery,
-)
 from wa_auth.errors import (
     AccountStateError,
     OutboxError,
@@ -49,13 +31,24 @@ from wa_auth.events import (
     MessageMaybeDelivered,
     MessageQueued,
 )
+from wa_auth.guards._effects import (
+    NO_FALLBACK,
+    Begin,
+    ClearPause,
+    Fallback,
+    GetPause,
+    Handle,
+    Runtime,
+    Settle,
+)
+from wa_auth.guards._values import LATER_CATEGORIES
 from wa_auth.intents import Intent
 from wa_auth.models import SendResult
 from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 
 if TYPE_CHECKING:
-    from wa_auth._guard_flows import Config
-    from wa_auth.outbox import OutboxRow
+    from wa_auth.guards._values import Config
+    from wa_auth.outbox._protocol import OutboxRow
 
 __all__ = [
     "DUPLICATE",

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from wa_auth import _table
+from wa_auth._delivery import Delivery
 from wa_auth._effects import PolicyFlow
-from wa_auth._guard_effects import (
+from wa_auth.errors import (
+    InsufficientPermissionError,
+    WhatsAppError,
+)
+from wa_auth.events import (
+    CircuitOpened,
+    MessageRetrying,
+    SenderPaused,
+    SenderResumed,
+)
+from wa_auth.guards._effects import (
     NO_FALLBACK,
     NOW,
     Acquire,
@@ -38,7 +48,7 @@ from wa_auth._guard_effects import (
     SendIntent,
     Sleep,
 )
-from wa_auth._guard_outcomes import (
+from wa_auth.guards._outcomes import (
     begin,
     close_circuit,
     delivered,
@@ -48,24 +58,7 @@ from wa_auth._guard_outcomes import (
     fingerprint_of,
     held_back,
 )
-from wa_auth._guard_values import (
-    PAIR_LIMIT_CODES,
-    Delivery,
-    Handlers,
-    RetryPolicy,
-    decide,
-)
-from wa_auth.errors import (
-    InsufficientPermissionError,
-    WhatsAppError,
-)
-from wa_auth.events import (
-    CircuitOpened,
-    Events,
-    MessageRetrying,
-    SenderPaused,
-    SenderResumed,
-)
+from wa_auth.guards._values import PAIR_LIMIT_CODES, Config, decide
 from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 
@@ -80,22 +73,6 @@ COUNTING: Final = "counting"
 PROBE: Final = "probe"
 
 _log = logging.getLogger("wa_auth.guards")
-
-
-@attrs.frozen(kw_only=True)
-class Config:
-    """What the policy needs to know about its guard (no I/O objects, only decisions)."""
-
-    policy: RetryPolicy
-    events: Events
-    rng: random.Random = attrs.field(eq=False)
-    default_route: str | None = None
-    consumer: str | None = None
-    limiter: bool = False
-    outbox: bool = False
-    handlers: Handlers | None = None
-    fallback: Callable[..., Any] | None = None
-    required_scopes: tuple[str, ...] = ()
 
 
 def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:

@@ -1,6 +1,6 @@
 """The guard's effects: each performs one step of the policy, blocking or on the event loop.
 
-The policy (`wa_auth._guard_flows`) yields them and `wa_auth._effects` drives them against a
+The policy (`_flows`) yields them and `wa_auth._effects` drives them against a
 `Runtime`: the client, the limiter, the pause store, the outbox, the clock and the sleep of one
 guard (or of one decorated function, which has no client).
 """
@@ -26,9 +26,10 @@ from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from wa_auth._guard_values import Delivery, Handler
+    from wa_auth._delivery import Delivery
+    from wa_auth.guards._values import Handler
     from wa_auth.models import PhoneNumber, SendResult, TokenHealth
-    from wa_auth.outbox import Outbox
+    from wa_auth.outbox._protocol import Outbox
 
 __all__ = [
     "NOW",

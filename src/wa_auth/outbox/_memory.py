@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wa_auth._guard_values import DELIVERED, EXPIRED, MAYBE_DELIVERED
-from wa_auth._outbox_common import (
-    DEFAULT_BATCH,
+from wa_auth._delivery import DELIVERED, EXPIRED, MAYBE_DELIVERED
+from wa_auth.errors import OutboxError
+from wa_auth.intents import Intent
+from wa_auth.outbox._common import (
     Replaying,
     check_after,
     check_ages,
@@ -25,7 +26,8 @@ from wa_auth._outbox_common import (
     check_markable,
     check_seconds,
 )
-from wa_auth._outbox_values import (
+from wa_auth.outbox._values import (
+    DEFAULT_BATCH,
     DEFAULT_LEASE,
     OUTBOX_STATES,
     PENDING,
@@ -36,13 +38,11 @@ from wa_auth._outbox_values import (
     is_dead_letter,
     replayable,
 )
-from wa_auth.errors import OutboxError
-from wa_auth.intents import Intent
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    from wa_auth.guards import Delivery
+    from wa_auth._delivery import Delivery
 
 __all__ = ["MemoryOutbox"]
 

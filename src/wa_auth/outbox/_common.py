@@ -7,26 +7,21 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING
 
 import attrs
 
-from wa_auth import _replay
+from wa_auth._delivery import DELIVERED, EXPIRED
 from wa_auth._effects import arun, run
-from wa_auth._guard_values import DELIVERED, EXPIRED
-from wa_auth._outbox_values import (
-    MARKABLE_STATES,
-    OutboxRow,
-    Replay,
-)
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError
 from wa_auth.intents import Intent
+from wa_auth.outbox import _replay
+from wa_auth.outbox._values import DEFAULT_BATCH, MARKABLE_STATES, OutboxRow, Replay
 
 if TYPE_CHECKING:
-    from wa_auth.guards import Guard
+    from wa_auth.outbox._protocol import Replayer
 
 __all__ = [
-    "DEFAULT_BATCH",
     "Replaying",
     "check_after",
     "check_ages",
@@ -38,9 +33,6 @@ __all__ = [
     "with_sender",
     "write_lines",
 ]
-
-#: Rows a replay claims at a time (one lease transaction per batch).
-DEFAULT_BATCH: Final = 256
 
 
 def check_seconds(name: str, value: object, *, optional: bool = True) -> float | None:
@@ -116,7 +108,7 @@ class Replaying:
     max_age: float | None
 
     def _replay_config(
-        self, guard: Guard, include_maybe_delivered: bool, limit: int | None, batch: int
+        self, guard: Replayer, include_maybe_delivered: bool, limit: int | None, batch: int
     ) -> _replay.Config:
         if getattr(guard, "outbox", None) is not self:
             raise ConfigurationError(
@@ -131,7 +123,7 @@ class Replaying:
 
     def replay(
         self,
-        guard: Guard,
+        guard: Replayer,
         *,
         include_maybe_delivered: bool = False,
         limit: int | None = None,
@@ -164,7 +156,7 @@ class Replaying:
 
     async def areplay(
         self,
-        guard: Guard,
+        guard: Replayer,
         *,
         include_maybe_delivered: bool = False,
         limit: int | None = None,

@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 
 from wa_auth import _table
-from wa_auth._guard_values import (
+from wa_auth._delivery import (
     DELIVERED,
     DELIVERY_STATES,
     EXPIRED,
@@ -28,6 +28,7 @@ from wa_auth.intents import Intent
 
 __all__ = [
     "DEAD_LETTER_STATES",
+    "DEFAULT_BATCH",
     "DEFAULT_LEASE",
     "MARKABLE_STATES",
     "OUTBOX_STATES",
@@ -43,6 +44,8 @@ __all__ = [
     "replayable",
 ]
 
+#: Rows a replay claims at a time (one lease transaction per batch).
+DEFAULT_BATCH: Final = 256
 #: Enqueued and never tried: a replay sends it.
 PENDING: Final = "pending"
 #: The request is (or was, when its process died) on its way to Meta. Committed before the

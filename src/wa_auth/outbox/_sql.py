@@ -13,14 +13,12 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Final
 
-from wa_auth._guard_values import DELIVERY_STATES, Delivery
-from wa_auth._outbox_values import (
-    OutboxRow,
-)
+from wa_auth._delivery import DELIVERY_STATES, Delivery
 from wa_auth._sqlite import Schema, dumps, encodable, error_from_dict, loads_object, printable
 from wa_auth.errors import OutboxError, WhatsAppError
 from wa_auth.intents import INTENT_SCHEMA_VERSION, Intent
 from wa_auth.models import SendResult
+from wa_auth.outbox._values import OutboxRow
 
 __all__ = [
     "COLUMNS",

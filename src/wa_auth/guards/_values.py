@@ -1,44 +1,33 @@
-"""The guard's values: its retry policy and the decision it makes, a `Delivery`, `Handlers`."""
+"""The guard's values: its retry policy and the decision it makes, `Handlers`, the `Config`.
+
+Plain values, no I/O; `Delivery`, what a guard returns, is `wa_auth._delivery`'s.
+"""
 
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 
 from wa_auth import _table
 from wa_auth.errors import ConfigurationError, WhatsAppError
+from wa_auth.events import Events
 from wa_auth.intents import Intent
 
-if TYPE_CHECKING:
-    from wa_auth.models import SendResult
-
 __all__ = [
-    "DELIVERED",
-    "DELIVERY_STATES",
-    "EXPIRED",
-    "FAILED",
     "LATER_CATEGORIES",
-    "MAYBE_DELIVERED",
     "PAIR_LIMIT_CODES",
-    "QUEUED",
+    "Config",
     "Decision",
-    "Delivery",
     "Handler",
     "Handlers",
     "RetryPolicy",
     "decide",
 ]
 
-DELIVERED: Final = "delivered"
-QUEUED: Final = "queued"
-FAILED: Final = "failed"
-MAYBE_DELIVERED: Final = "maybe_delivered"
-EXPIRED: Final = "expired"
-DELIVERY_STATES: Final = (DELIVERED, QUEUED, FAILED, MAYBE_DELIVERED, EXPIRED)
 
 #: The categories a retry can fix; every other failure is final for this intent.
 _RETRYABLE: Final = frozenset({_table.TRANSIENT, _table.RATE_LIMITED})
@@ -131,69 +120,6 @@ def decide(
     return Decision(retry=True, delay=delay)
 
 
-@attrs.frozen(kw_only=True)
-class Delivery:
-    """What became of one intent: delivered, queued, failed, maybe delivered or expired.
-
-    Args:
-        state: One of `DELIVERY_STATES`.
-        intent: The intent.
-        result: Meta's `SendResult` when delivered (accepted), else None.
-        error: The classified error of the last failure, or None.
-        attempts: Sends made (0 when the guard held it back without asking Meta).
-        not_before: Unix seconds before which a retry cannot work (queued intents).
-        reason: Why it is not delivered: the failure's category, or `paused`,
-            `circuit_open`, `pacing`, `deadline`, `fallback`.
-    """
-
-    state: str
-    intent: Intent
-    result: SendResult | None = None
-    error: WhatsAppError | None = attrs.field(default=None, eq=False)
-    attempts: int = 0
-    not_before: float | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when Meta accepted the message."""
-        return self.state == DELIVERED
-
-    @property
-    def category(self) -> str | None:
-        """The category of the failure, or None when delivered."""
-        return self.error.category if self.error is not None else None
-
-    def raise_for_error(self) -> Delivery:
-        """Raise the classified error of an undelivered intent; return self when delivered.
-
-        Raises:
-            WhatsAppError: The error of the last failure (a subclass says which).
-        """
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data: the state, the intent's key, the result or the error."""
-        result = self.result
-        return {
-            "state": self.state,
-            "ok": self.ok,
-            "idempotency_key": self.intent.idempotency_key,
-            "to": self.intent.to,
-            "phone_number_id": self.intent.phone_number_id,
-            "consumer": self.intent.consumer,
-            "message_id": result.message_id if result is not None else None,
-            "token_fingerprint": result.token_fingerprint if result is not None else None,
-            "category": self.category,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "not_before": self.not_before,
-            "error": self.error.to_dict() if self.error is not None else None,
-        }
-
-
 Handler = Callable[[Intent | None, WhatsAppError], Any]
 
 
@@ -231,3 +157,19 @@ class Handlers:
         if category in _table.AUTH_CATEGORIES and self.on_auth is not None:
             found.append(self.on_auth)
         return found
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """What the policy (`_flows`) needs to know about its guard: decisions, no I/O objects."""
+
+    policy: RetryPolicy
+    events: Events
+    rng: random.Random = attrs.field(eq=False)
+    default_route: str | None = None
+    consumer: str | None = None
+    limiter: bool = False
+    outbox: bool = False
+    handlers: Handlers | None = None
+    fallback: Callable[..., Any] | None = None
+    required_scopes: tuple[str, ...] = ()

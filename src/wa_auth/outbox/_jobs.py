@@ -15,8 +15,10 @@ from typing import Any
 import attrs
 
 from wa_auth import _table
-from wa_auth._guard_values import Delivery
-from wa_auth._outbox_sql import (
+from wa_auth._delivery import Delivery
+from wa_auth._sqlite import dumps
+from wa_auth.errors import OutboxError
+from wa_auth.outbox._sql import (
     COLUMNS,
     INSERT,
     INSERT_MANY,
@@ -34,7 +36,7 @@ from wa_auth._outbox_sql import (
     row_from,
     settle_insert,
 )
-from wa_auth._outbox_values import (
+from wa_auth.outbox._values import (
     OUTBOX_STATES,
     REPLAYED_FAILURES,
     SENDING,
@@ -43,8 +45,6 @@ from wa_auth._outbox_values import (
     OutboxStats,
     begin_refusal,
 )
-from wa_auth._sqlite import dumps
-from wa_auth.errors import OutboxError
 
 __all__ = ["Jobs"]
 

@@ -1,18 +1,8 @@
-"""Guards: a failed token, a locked account or a rate limit as a handled state, never a loop.
+"""`Guard`, and the decorators `@guarded` and `@requires_scopes`: the guard's front door.
 
-A `Guard` wraps a client and decides what happens to each `Intent` after a failure: retry a
-transient or rate-limited failure with back-off inside a time budget; pace sends to Meta's
-per-number and per-pair limits; pause a number whose account state fails every send until a
-probe succeeds; open a circuit when a number's sends keep failing transiently; hand what cannot
-be sent now to an outbox; call the category's handlers once; try the fallback. Every outcome
-is a `Delivery` value: the guard never raises for an API failure.
-
-The policy is written once, as generators of effects (`wa_auth._guard_flows`), and driven by
-the blocking and the asyncio driver of `wa_auth._effects`: `guard.send` and `guard.asend` make
-the same decisions. The guard remembers nothing about tokens: a dead token is refused by the
-client's `TokenVerdicts` before any I/O, so guards sharing a verdict store never send with a
-token another guard proved dead. `@guarded` puts the same retry policy, handlers and fallback
-around a function of your own; `@requires_scopes` refuses a call whose token lacks a scope.
+`Guard.send` / `asend` drive the policy of `_flows` (blocking or on the running loop) against
+a `Runtime` of this guard's client, limiter, pauses, outbox and clocks (`_effects`); the
+decorators put the same retry policy, handlers and fallback around a function of your own.
 """
 
 from __future__ import annotations
@@ -27,46 +17,23 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from wa_auth._effects import arun, run
-from wa_auth._exports import claim as _claim
-from wa_auth._guard_effects import Runtime
-from wa_auth._guard_flows import Config, deliver, retrying
-from wa_auth._guard_values import (
-    DELIVERED,
-    DELIVERY_STATES,
-    EXPIRED,
-    FAILED,
-    MAYBE_DELIVERED,
-    QUEUED,
+from wa_auth._delivery import (
     Delivery,
-    Handlers,
-    RetryPolicy,
-    decide,
 )
+from wa_auth._effects import arun, run
 from wa_auth.errors import ConfigurationError, InsufficientPermissionError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
+from wa_auth.guards._effects import Runtime
+from wa_auth.guards._flows import deliver, retrying
+from wa_auth.guards._values import Config, Handlers, RetryPolicy
 from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
 
 if TYPE_CHECKING:
     from wa_auth.models import TokenHealth
-    from wa_auth.outbox import Outbox
+    from wa_auth.outbox._protocol import Outbox
 
-__all__ = [
-    "DELIVERED",
-    "DELIVERY_STATES",
-    "EXPIRED",
-    "FAILED",
-    "MAYBE_DELIVERED",
-    "QUEUED",
-    "Delivery",
-    "Guard",
-    "Handlers",
-    "RetryPolicy",
-    "decide",
-    "guarded",
-    "requires_scopes",
-]
+__all__ = ["Guard", "guarded", "requires_scopes"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -386,6 +353,3 @@ def requires_scopes(*scopes: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
         return call
 
     return decorate
-
-
-_claim(__name__, globals())

@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from wa_auth._delivery import EXPIRED, Delivery
 from wa_auth._effects import PolicyFlow
-from wa_auth._guard_values import EXPIRED, Delivery
-from wa_auth._outbox_values import OutboxRow, Replay
 from wa_auth.errors import OutboxError, WhatsAppError
 from wa_auth.events import MessageExpired
+from wa_auth.outbox._values import OutboxRow, Replay
 
 if TYPE_CHECKING:
-    from wa_auth.guards import Guard
     from wa_auth.intents import Intent
-    from wa_auth.outbox import Outbox
+    from wa_auth.outbox._protocol import Outbox, Replayer
     from wa_auth.providers import TokenProvider
 
 __all__ = ["Config", "Env", "replay"]
@@ -50,7 +49,7 @@ class Env:
     """What the replay's effects act on: the outbox, the guard, the clock, the concurrency."""
 
     def __init__(
-        self, outbox: Outbox, guard: Guard, clock: Callable[[], float], concurrency: int = 1
+        self, outbox: Outbox, guard: Replayer, clock: Callable[[], float], concurrency: int = 1
     ) -> None:
         self.outbox = outbox
         self.guard = guard
@@ -184,7 +183,7 @@ def late(intent: Intent, now: float, max_age: float | None) -> str | None:
     return None
 
 
-def replay(cfg: Config, guard: Guard) -> PolicyFlow[Replay]:
+def replay(cfg: Config, guard: Replayer) -> PolicyFlow[Replay]:
     """Send what is replayable through *guard*, batch by batch, in claim order."""
     live: frozenset[str] | None = yield LiveTokens()
     after = 0

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth._closing import AsyncClosing, Closing
-from wa_auth._outbox_common import (
-    DEFAULT_BATCH,
+from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, Bulk, Database
+from wa_auth.intents import Intent
+from wa_auth.outbox._common import (
     Replaying,
     check_after,
     check_ages,
@@ -22,9 +23,10 @@ from wa_auth._outbox_common import (
     check_markable,
     check_seconds,
 )
-from wa_auth._outbox_jobs import Jobs
-from wa_auth._outbox_sql import SCHEMA, intent_row, settle_values
-from wa_auth._outbox_values import (
+from wa_auth.outbox._jobs import Jobs
+from wa_auth.outbox._sql import SCHEMA, intent_row, settle_values
+from wa_auth.outbox._values import (
+    DEFAULT_BATCH,
     DEFAULT_LEASE,
     OUTBOX_STATES,
     PENDING,
@@ -32,14 +34,12 @@ from wa_auth._outbox_values import (
     OutboxRow,
     OutboxStats,
 )
-from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, Bulk, Database
-from wa_auth.intents import Intent
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from wa_auth._delivery import Delivery
     from wa_auth.errors import OutboxError
-    from wa_auth.guards import Delivery
 
 __all__ = ["DEFAULT_CHECK_TIMEOUT", "SqliteOutbox"]
 
