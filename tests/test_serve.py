@@ -24,7 +24,7 @@ import httpx
 import jsonschema
 import pytest
 
-from wa_auth._cli import _serve_http as _serve_app
+from wa_auth._cli._serve import _settings as _serve_app
 from wa_auth.outbox import SqliteOutbox
 from wa_auth.sandbox import Sandbox
 

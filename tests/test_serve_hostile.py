@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 
 from helpers import LONG, record_reliability
 from test_serve import KEY, serve_env, text, valid
-from wa_auth._cli import _serve_log, _serve_net
+from wa_auth._cli._serve import _connections as _serve_net
+from wa_auth._cli._serve import _log as _serve_log
 from wa_auth.sandbox import Sandbox
 
 #: Every hard wait of these tests: nothing here may hang longer.

@@ -1,13 +1,12 @@
-"""The HTTP plumbing of `wa-auth serve`: the API key, settings, answers, query parsing.
+"""The HTTP plumbing of `wa-auth serve`: the routes' table, answers, refusals, query parsing.
 
-The routes themselves are `Service` in `wa_auth._cli._serve_app`.
+The routes themselves are `Service` (`_app`); what every route goes through is `Front`
+(`_front`); the settings and the API key are `_settings`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
@@ -19,7 +18,6 @@ from wa_auth._cli._output import (
     encode_line,
     http_error,
 )
-from wa_auth._cli._serve import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from wa_auth._redact import redact_text
 from wa_auth.errors import (
     ConfigurationError,
@@ -46,67 +44,6 @@ DEFAULT_ROWS: Final = 100
 JSON_TYPE: Final = "application/json; charset=utf-8"
 TRUE: Final = frozenset({"1", "true", "yes", "on"})
 FALSE: Final = frozenset({"0", "false", "no", "off", ""})
-
-
-def key_digest(key: str) -> bytes:
-    """Return the SHA-256 digest of an API key: the service keeps only this, never the key."""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-
-
-def key_matches(presented: str | None, digest: bytes) -> bool:
-    """Return whether *presented* is the key of *digest*, in constant time.
-
-    Both sides are SHA-256 digests of equal length, so `hmac.compare_digest` takes the same
-    time whatever the presented key's length or how much of it is right.
-    """
-    if presented is None:
-        return False
-    return hmac.compare_digest(key_digest(presented), digest)
-
-
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """Return the key a request presents: `Authorization: Bearer KEY` or `X-API-Key: KEY`."""
-    auth = headers.get("Authorization")
-    if auth is not None:
-        scheme, _, value = auth.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = headers.get("X-API-Key")
-    return key.strip() if key is not None and key.strip() else None
-
-
-@attrs.frozen(kw_only=True)
-class Settings:
-    """What `wa-auth serve` was told: where to listen, the key's digest and the limits.
-
-    Args:
-        host: The address to bind (loopback unless told otherwise).
-        port: The port to bind; 0 picks a free one.
-        key_digest: The SHA-256 digest of the API key (`key_digest`); the key itself is not kept.
-        max_body: The largest request body accepted, in bytes.
-        request_timeout: Seconds a request may take to arrive, and after which no send of it
-            starts; a send that started always finishes.
-        shutdown_timeout: Seconds SIGTERM waits for the requests in flight before it cancels them.
-        concurrency: The most sends in flight at once, over every request.
-        header_timeout: Seconds a connection has to finish a request's headers, from its
-            start or its previous answer (also how long an idle keep-alive connection stays).
-        max_connections: The most connections open at once, before the open-file limit
-            lowers it (`wa_auth._cli._serve_net.connection_cap`).
-        outbox: The outbox file, or None.
-        state: The state file, or None.
-    """
-
-    host: str
-    port: int
-    key_digest: bytes = attrs.field(repr=False)
-    max_body: int
-    request_timeout: float
-    shutdown_timeout: float
-    concurrency: int
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    outbox: str | None = None
-    state: str | None = None
 
 
 class Rejected(Exception):  # noqa: N818 - not an error of the caller's code: an HTTP answer

@@ -7,8 +7,8 @@ ever formatted here: a line holds the record's logger, its level, the first line
 unformatted message (the template, never its arguments) and the type of its exception (never
 its text, never a traceback). Nothing derived from a request can reach it.
 
-The service's own lines (the access log, the lifecycle) are written by `wa_auth._cli._serve`
-and `wa_auth._cli._serve_app`; this module turns everything else into lines of the same stream.
+The service's own lines (the access log, the lifecycle) are written by `_process` and
+`_front`; this module turns everything else into lines of the same stream.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the same `Guard` (and outbox and state file) as `wa-auth send`, and every answer
 CLI's JSON shapes (`wa_auth._cli._output`), with HTTP 200 for every intent processed, whatever
 became of it: n8n's HTTP Request node turns any other status into a node error. A 4xx answers
 only a request the service itself refuses (the API key, the JSON, the size); the routes are
-`wa_auth._cli._serve_app`.
+`_app`.
 
 It binds 127.0.0.1 unless told otherwise and refuses to start without an API key
 (`WA_AUTH_API_KEY` or a file): whoever reaches it can send as the business. SIGTERM (and
@@ -15,8 +15,8 @@ SIGINT) stop it gracefully: the listener closes, no new send starts, the sends i
 finish and are answered, and what had not started is answered as not sent (and stays in the
 outbox, with one). stdout carries one info line; stderr one JSON access-log line per request,
 and aiohttp's and asyncio's log records as JSON lines that hold nothing of a request
-(`wa_auth._cli._serve_log`). Every wait on a client is bounded and the connections are capped
-below the open-file limit (`wa_auth._cli._serve_net`).
+(`_log`). Every wait on a client is bounded and the connections are capped
+below the open-file limit (`_connections`, `_site`).
 
 aiohttp is the `serve` extra (`pip install 'wa-auth[serve]'`), imported when the command runs.
 """
@@ -30,107 +30,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any, Final
 
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import write
+from wa_auth._cli._serve._settings import MAX_LINE, settings
 from wa_auth._version import package_version
 from wa_auth.errors import ConfigurationError
 
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 8787
-#: 1 MiB: about 5,000 text intents in one batch.
-DEFAULT_MAX_BODY: Final = 1 << 20
-DEFAULT_REQUEST_TIMEOUT: Final = 60.0
-DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
-DEFAULT_CONCURRENCY: Final = 64
-#: A connection must finish a request's headers within this many seconds of connecting or of
-#: its previous answer; an idle keep-alive connection is closed after as long. Longer than the
-#: idle timeout of n8n's (Node's) and httpx's pools (5 s), so the client closes first.
-DEFAULT_HEADER_TIMEOUT: Final = 10.0
-#: The most connections open at once, lowered to fit the open-file limit (`_serve_net`).
-DEFAULT_MAX_CONNECTIONS: Final = 1024
-#: The longest request line and header line, in bytes (aiohttp's default): a longer one is a 400.
-MAX_LINE: Final = 8190
-#: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
-MIN_KEY_LENGTH: Final = 16
-
 _SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 _EXTRA_HINT: Final = "wa-auth serve needs aiohttp (3.10 or later): pip install 'wa-auth[serve]'"
-
-
-def api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    """Return the API key: the file `--api-key-file`/`WA_AUTH_API_KEY_FILE`, or `WA_AUTH_API_KEY`.
-
-    Raises:
-        ConfigurationError: No key, two sources, an unreadable file, or a key shorter than
-            `MIN_KEY_LENGTH`; the message never holds the key.
-    """
-    flag = getattr(args, "api_key_file", None)
-    source = "--api-key-file" if flag else "WA_AUTH_API_KEY_FILE"
-    path = flag or environ.get("WA_AUTH_API_KEY_FILE") or None
-    inline = environ.get("WA_AUTH_API_KEY")
-    if path is not None and inline is not None:
-        raise ConfigurationError(
-            "configure one API key source, not both --api-key-file/WA_AUTH_API_KEY_FILE and "
-            "WA_AUTH_API_KEY"
-        )
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:  # noqa: PTH123 - one read
-                key = f.read().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            # The file's name is not shown: a key pasted in its place would be printed.
-            raise ConfigurationError(
-                f"{source}: cannot read it ({reason}; the file's name is not shown)"
-            ) from None
-    elif inline is not None:
-        key = inline.strip()
-    else:
-        raise ConfigurationError(
-            "wa-auth serve refuses to start without an API key: whoever reaches it can send as "
-            "the business. Set WA_AUTH_API_KEY or --api-key-file PATH (make one with: python "
-            '-c "import secrets; print(secrets.token_urlsafe(32))")'
-        )
-    if len(key) < MIN_KEY_LENGTH:
-        raise ConfigurationError(
-            f"the API key has {len(key)} characters: use at least {MIN_KEY_LENGTH} (make one "
-            'with: python -c "import secrets; print(secrets.token_urlsafe(32))")'
-        )
-    return key
-
-
-def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
-    """Return the service's `Settings` from *args* and *environ*.
-
-    Raises:
-        ConfigurationError: A setting is missing or out of range; the message names it.
-    """
-    from wa_auth._cli._serve_http import Settings, key_digest
-
-    if not 0 <= args.port <= 65535:
-        raise ConfigurationError(f"--port must be 0-65535, got {args.port}")
-    if args.max_body < 1024:
-        raise ConfigurationError(f"--max-body must be at least 1024 bytes, got {args.max_body}")
-    for name in ("request_timeout", "shutdown_timeout", "header_timeout"):
-        if getattr(args, name) <= 0:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigurationError(f"{flag} must be more than 0 seconds")
-    return Settings(
-        host=args.host,
-        port=args.port,
-        key_digest=key_digest(api_key(args, environ)),
-        max_body=args.max_body,
-        request_timeout=args.request_timeout,
-        shutdown_timeout=args.shutdown_timeout,
-        concurrency=args.concurrency,
-        header_timeout=args.header_timeout,
-        max_connections=args.max_connections,
-        outbox=args.outbox or environ.get("WA_AUTH_OUTBOX") or None,
-        state=getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None,
-    )
 
 
 def _metrics(options: dict[str, Any]) -> Any:
@@ -160,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     options = _config.client_options(args, environ)
     guard_options = _guard_options(args)
     metrics = _metrics(options)
-    from wa_auth._cli._serve_log import routed
+    from wa_auth._cli._serve._log import routed
 
     with _config.state_file(args, environ, options, guard_options), routed(sys.stderr):
         outbox = open_outbox(config.outbox, create=True) if config.outbox else None
@@ -180,8 +89,9 @@ async def _serve(
 ) -> int:
     from aiohttp import web
 
-    from wa_auth._cli._serve_app import Service
-    from wa_auth._cli._serve_net import Connections, Site, connection_cap, fd_limit
+    from wa_auth._cli._serve._app import Service
+    from wa_auth._cli._serve._connections import Connections, connection_cap, fd_limit
+    from wa_auth._cli._serve._site import Site
     from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
 
