@@ -11,8 +11,12 @@ import argparse
 import sys
 from typing import Any, Final
 
+import attrs
+
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import error_object, plain_error, write
+from wa_auth._effects import PolicyFlow, arun
+from wa_auth._effects import run as run_flow
 from wa_auth.errors import ApiError, WhatsAppError
 from wa_auth.models import MANAGEMENT_SCOPES, MESSAGING_SCOPES, PhoneNumber, TokenHealth
 
@@ -172,6 +176,59 @@ def _line(
     )
 
 
+@attrs.frozen
+class Health:
+    """Ask the client for its token's health (`token_health`), from its cache unless *refresh*."""
+
+    refresh: bool
+
+    def perform(self, client: Any, /) -> TokenHealth:
+        return client.token_health(refresh=self.refresh)  # type: ignore[no-any-return]
+
+    async def aperform(self, client: Any, /) -> TokenHealth:
+        return await client.token_health(refresh=self.refresh)  # type: ignore[no-any-return]
+
+
+@attrs.frozen
+class Number:
+    """Ask the client for its phone number (`get_phone_number`)."""
+
+    def perform(self, client: Any, /) -> PhoneNumber:
+        return client.get_phone_number()  # type: ignore[no-any-return]
+
+    async def aperform(self, client: Any, /) -> PhoneNumber:
+        return await client.get_phone_number()  # type: ignore[no-any-return]
+
+
+def checking(
+    options: dict[str, Any], warn_days: float | None, *, refresh: bool
+) -> PolicyFlow[dict[str, Any]]:
+    """The check, written once as effects: the token's health, then (when it can) the number.
+
+    `check` drives it with a blocking client, `acheck` with an asyncio one. A failure of the
+    health call, or an API failure of the number's, becomes the line's error; anything else a
+    client raises propagates.
+    """
+    health: TokenHealth | None = None
+    number: PhoneNumber | None = None
+    error: dict[str, Any] | None
+    checked = False
+    try:
+        health = yield Health(refresh)
+    except WhatsAppError as exc:
+        error = error_object(exc)
+    else:
+        error, checked = _ends(health, options)
+        if checked:
+            try:
+                number = yield Number()
+            except ApiError as exc:
+                error = error_object(exc)
+            else:
+                error = _number_error(number)
+    return _line((health, number, error, checked), options, warn_days)
+
+
 def check(
     client: Any, options: dict[str, Any], warn_days: float | None, *, refresh: bool = True
 ) -> dict[str, Any]:
@@ -179,48 +236,14 @@ def check(
 
     *options* are the client's (`_config.client_options`): they name the number and the WABA.
     """
-    health: TokenHealth | None = None
-    number: PhoneNumber | None = None
-    error: dict[str, Any] | None
-    checked = False
-    try:
-        health = client.token_health(refresh=refresh)
-    except WhatsAppError as exc:
-        error = error_object(exc)
-    else:
-        error, checked = _ends(health, options)
-        if checked:
-            try:
-                number = client.get_phone_number()
-            except ApiError as exc:
-                error = error_object(exc)
-            else:
-                error = _number_error(number)
-    return _line((health, number, error, checked), options, warn_days)
+    return run_flow(checking(options, warn_days, refresh=refresh), client)
 
 
 async def acheck(
     client: Any, options: dict[str, Any], warn_days: float | None, *, refresh: bool = True
 ) -> dict[str, Any]:
     """Return the check line of *client*'s token and number (asyncio client; see `check`)."""
-    health: TokenHealth | None = None
-    number: PhoneNumber | None = None
-    error: dict[str, Any] | None
-    checked = False
-    try:
-        health = await client.token_health(refresh=refresh)
-    except WhatsAppError as exc:
-        error = error_object(exc)
-    else:
-        error, checked = _ends(health, options)
-        if checked:
-            try:
-                number = await client.get_phone_number()
-            except ApiError as exc:
-                error = error_object(exc)
-            else:
-                error = _number_error(number)
-    return _line((health, number, error, checked), options, warn_days)
+    return await arun(checking(options, warn_days, refresh=refresh), client)
 
 
 def run(args: argparse.Namespace) -> int:
