@@ -368,7 +368,7 @@ def test_a_full_disk_exits_8_retryable_for_a_new_and_an_existing_outbox(wa_sandb
 
 def test_mark_offers_exactly_the_outboxs_markable_states():
     """The parser's `mark` states (kept there for a cold start) are `MARKABLE_STATES`."""
-    from wa_auth._cli._parser import MARKABLE
+    from wa_auth._cli._admin_parsers import MARKABLE
     from wa_auth.outbox import MARKABLE_STATES
 
     assert MARKABLE == MARKABLE_STATES

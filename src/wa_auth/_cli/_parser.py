@@ -5,62 +5,31 @@ turns every refusal into a usage error that shows no value, and the flags' types
 value with a fixed reason; abbreviations are off, so `--tok` can never be taken for
 `--token-file`. The help names the project's documentation by its URL (the package's
 metadata), since a pip install does not carry the docs.
+
+This module builds the parser and its commands that send, check and classify; the
+operators' commands (outbox, state, sandbox, serve) are `_admin_parsers`, and the option
+groups they all share are `_options`.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 from typing import Final
 
+from wa_auth._cli import _admin_parsers
+from wa_auth._cli._options import common, docs_url, output_options
 from wa_auth._cli._usage import (
     Parser,
     UsageError,
     days,
-    fingerprint,
     http_status,
-    integer,
-    port,
     positive_int,
-    positive_seconds,
     rate,
     seconds,
     unix_time,
 )
 
 __all__ = ["Parser", "UsageError", "build", "check", "docs_url"]
-
-#: The `[project.urls]` entry the help points at.
-_DOCS_LABEL: Final = "Documentation"
-
-
-@functools.cache
-def _docs_base() -> str | None:
-    """Return the documentation URL of the installed package's metadata, or None."""
-    from importlib.metadata import PackageNotFoundError, metadata
-
-    try:
-        urls = metadata("wa-auth").get_all("Project-URL") or []
-    except PackageNotFoundError:
-        return None
-    for entry in urls:
-        label, _, url = entry.partition(",")
-        if label.strip() == _DOCS_LABEL and url.strip():
-            return str(url).strip().rstrip("/") + "/"
-    return None
-
-
-def docs_url(page: str) -> str:
-    """Return where *page* of the docs (`cli.md`) is read: the project's URL, else a hint.
-
-    The URL is the `Documentation` entry of the package's `Project-URL` metadata. Until the
-    project has a public home there is none, and the help names the page in the source
-    distribution, which carries docs/ (a wheel does not).
-    """
-    base = _docs_base()
-    if base is not None:
-        return f"{base}{page}"
-    return f"docs/{page} in wa-auth's source distribution (pip download --no-binary :all: wa-auth)"
 
 
 def _exit_codes() -> str:
@@ -156,50 +125,6 @@ def check(args: argparse.Namespace) -> None:
             )
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    """Add the options every command that talks to the Graph API shares."""
-    _configuration(parser)
-    _output_options(parser)
-
-
-def _configuration(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("configuration (flags win over the environment)")
-    g.add_argument("--phone-number-id", metavar="ID", help="sender (WA_PHONE_NUMBER_ID)")
-    g.add_argument("--business-account-id", metavar="ID", help="the WABA (WA_BUSINESS_ACCOUNT_ID)")
-    g.add_argument("--base-url", metavar="URL", help="Graph API base URL (WA_BASE_URL)")
-    g.add_argument("--api-version", metavar="V", help="e.g. v23.0 (WA_API_VERSION)")
-    g.add_argument(
-        "--token-file", metavar="PATH", help="read the token from this file (WA_TOKEN_FILE)"
-    )
-    g.add_argument(
-        "--consumer", metavar="NAME", help="who sends: the n8n workflow (WA_AUTH_CONSUMER)"
-    )
-    g.add_argument(
-        "--timeout", type=positive_seconds, metavar="S", help="HTTP timeout in seconds (above 0)"
-    )
-    g.add_argument(
-        "--state",
-        metavar="PATH",
-        help="SQLite state file that short-lived runs share (WA_AUTH_STATE)",
-    )
-
-
-def _output_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("output")
-    g.add_argument(
-        "--format",
-        choices=("json", "text"),
-        default="json",
-        help="json lines, or a short summary for a person",
-    )
-    g.add_argument(
-        "--exit-zero",
-        action="store_true",
-        help="always exit 0; the JSON carries exit_code (n8n; WA_AUTH_EXIT_ZERO=1)",
-    )
-    g.add_argument("--verbose", action="store_true", help="log wa_auth's events on stderr")
-
-
 def build() -> argparse.ArgumentParser:
     """Return the parser of `wa-auth` and its commands."""
     parser = Parser(
@@ -212,10 +137,10 @@ def build() -> argparse.ArgumentParser:
     _send(commands)
     _check(commands)
     _classify(commands)
-    _outbox(commands)
-    _state(commands)
-    _sandbox(commands)
-    _serve(commands)
+    _admin_parsers.outbox(commands)
+    _admin_parsers.state(commands)
+    _admin_parsers.sandbox(commands)
+    _admin_parsers.serve(commands)
     return parser
 
 
@@ -278,7 +203,7 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="PATH",
         help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
     )
-    _common(p)
+    common(p)
 
 
 def _check(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -297,7 +222,7 @@ def _check(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="exit 12 when the token expires within N days",
     )
-    _common(p)
+    common(p)
 
 
 def _classify(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -318,290 +243,4 @@ def _classify(commands: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument(
         "--status", type=http_status, metavar="HTTP", help="the HTTP status, when the JSON lacks it"
     )
-    _output_options(p)
-
-
-_OUTBOX_EPILOG = """\
-examples:
-  wa-auth outbox stats --outbox outbox.db --format text
-  wa-auth outbox list --outbox outbox.db --state queued
-  wa-auth outbox replay --outbox outbox.db          # from cron, every few minutes
-  wa-auth outbox mark order-42 pending --outbox outbox.db
-  wa-auth outbox purge --outbox outbox.db --delivered-older-than 604800
-  wa-auth outbox export --outbox outbox.db --output dead-letters.jsonl
-"""
-
-
-#: `outbox mark`'s states (`wa_auth.outbox.MARKABLE_STATES`; a test holds them equal).
-MARKABLE = ("pending", "delivered", "failed", "expired")
-
-
-def _outbox(commands: argparse._SubParsersAction[Parser]) -> None:
-    p = commands.add_parser(
-        "outbox",
-        help="the SQLite outbox: list, stats, replay, mark, purge, export",
-        description="Inspect and replay the outbox that `wa-auth send --outbox PATH` writes.",
-        epilog=_OUTBOX_EPILOG,
-    )
-    actions = p.add_subparsers(
-        dest="outbox_command", metavar="ACTION", parser_class=Parser, required=True
-    )
-
-    def action(name: str, help_text: str, example: str) -> Parser:
-        sub = actions.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=f"example:\n  {example}\n",
-        )
-        sub.add_argument(
-            "--outbox", metavar="PATH", help="the outbox file (WA_AUTH_OUTBOX); never created"
-        )
-        return sub
-
-    ls = action("list", "list rows, oldest first", "wa-auth outbox list --state queued")
-    ls.add_argument("--state", help="only rows in this state (pending, queued, failed, ...)")
-    ls.add_argument("--category", help="only rows whose last failure has this category")
-    ls.add_argument("--consumer", help="only rows of this consumer")
-    ls.add_argument("--dead-letters", action="store_true", help="only rows no replay sends")
-    ls.add_argument("--limit", type=positive_int, metavar="N", help="at most N rows")
-    _output_options(ls)
-    stats = action("stats", "count rows by state and category", "wa-auth outbox stats")
-    _output_options(stats)
-    replay = action(
-        "replay",
-        "send what is replayable (pending, queued past not_before, failed for want of a token)",
-        "wa-auth outbox replay --limit 500",
-    )
-    replay.add_argument(
-        "--include-maybe-delivered",
-        action="store_true",
-        help="send maybe_delivered rows again (Meta may have them already)",
-    )
-    replay.add_argument("--limit", type=positive_int, metavar="N", help="at most N intents")
-    replay.add_argument(
-        "--concurrency", type=positive_int, default=16, metavar="N", help="sends in flight"
-    )
-    replay.add_argument(
-        "--budget", type=seconds, default=30.0, metavar="S", help="seconds per intent"
-    )
-    replay.add_argument(
-        "--max-attempts", type=positive_int, default=4, metavar="N", help="sends per intent"
-    )
-    replay.add_argument("--rate", type=rate, metavar="N", help="pace to N messages/s")
-    _common(replay)
-    mark = action(
-        "mark",
-        "set a row's state by hand: pending (send it again), delivered, failed or expired",
-        "wa-auth outbox mark order-42 delivered --message-id wamid.HBgL...",
-    )
-    mark.add_argument("key", metavar="KEY", help="the intent's idempotency key")
-    mark.add_argument(
-        "mark_state", metavar="STATE", choices=MARKABLE, help=f"one of {', '.join(MARKABLE)}"
-    )
-    mark.add_argument("--reason", default="operator", help="why (default: operator)")
-    mark.add_argument("--message-id", metavar="ID", help="Meta's message id (with delivered)")
-    _output_options(mark)
-    purge = action(
-        "purge",
-        "delete old delivered or expired rows",
-        "wa-auth outbox purge --delivered-older-than 604800",
-    )
-    purge.add_argument("--delivered-older-than", type=seconds, metavar="S")
-    purge.add_argument("--expired-older-than", type=seconds, metavar="S")
-    _output_options(purge)
-    export = action(
-        "export",
-        "write the dead letters as JSON lines (stdout, or --output FILE)",
-        "wa-auth outbox export --output dead-letters.jsonl",
-    )
-    export.add_argument("--output", metavar="FILE", help="a new file (never overwritten)")
-    _output_options(export)
-
-
-_STATE_EPILOG: Final = """\
-examples:
-  wa-auth state list --state state.db --format text
-  wa-auth state clear --state state.db --all                      # after a reset or a fix at Meta
-  wa-auth state clear --state state.db --fingerprint sha256:b463b3a1db21
-  wa-auth state clear --state state.db --phone-number-id 109000000000001
-
-A verdict makes every send with that token fail at once, without a request, for an hour; a
-pause holds a number's sends until its probe. Clear them once the cause is fixed (a new token
-deployed, a sandbox reset, an account restored). `wa-auth check` also drops the verdict of a
-token Meta calls valid again.
-"""
-
-
-def _state(commands: argparse._SubParsersAction[Parser]) -> None:
-    p = commands.add_parser(
-        "state",
-        help="the state file: list or clear dead-token verdicts and paused numbers",
-        description=(
-            "List or clear what short-lived runs share in the state file (--state PATH or "
-            "WA_AUTH_STATE): the verdicts on dead tokens and the paused numbers and open "
-            "circuits. The file must exist; it is never created here."
-        ),
-        epilog=_STATE_EPILOG,
-    )
-    actions = p.add_subparsers(
-        dest="state_command", metavar="ACTION", parser_class=Parser, required=True
-    )
-    ls = actions.add_parser(
-        "list",
-        help="the verdicts and pauses in force",
-        description="Print the verdicts and pauses in force as one JSON line.",
-        epilog="example:\n  wa-auth state list --state state.db\n",
-    )
-    ls.add_argument("--state", metavar="PATH", help="the state file (WA_AUTH_STATE)")
-    _output_options(ls)
-    clear = actions.add_parser(
-        "clear",
-        help="drop verdicts and pauses: the cause is fixed",
-        description=(
-            "Drop the verdicts on the given token fingerprints, the pauses of the given "
-            "numbers, or (--all) every verdict and pause. Print what was dropped."
-        ),
-        epilog="example:\n  wa-auth state clear --state state.db --all\n",
-    )
-    clear.add_argument("--state", metavar="PATH", help="the state file (WA_AUTH_STATE)")
-    clear.add_argument(
-        "--fingerprint",
-        type=fingerprint,
-        action="append",
-        default=[],
-        metavar="FP",
-        help="drop the verdict on this token fingerprint (sha256:...; repeat)",
-    )
-    clear.add_argument(
-        "--phone-number-id",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="resume this number: drop its pause and circuit (repeat)",
-    )
-    clear.add_argument("--all", action="store_true", help="drop every verdict and pause")
-    _output_options(clear)
-
-
-def _sandbox(commands: argparse._SubParsersAction[Parser]) -> None:
-    p = commands.add_parser(
-        "sandbox",
-        help="run a local Graph API simulator until Ctrl-C or SIGTERM",
-        description=(
-            "Serve a local Graph API simulator. Prints one JSON line (base_url, ids, demo "
-            "tokens), then serves until Ctrl-C or SIGTERM. Change its state through the admin "
-            "API under {base_url}/_sandbox/."
-        ),
-        lazy_epilog=lambda: (
-            "example:\n  wa-auth sandbox --port 8765 --seed 1\n\n"
-            f"Admin API and tokens file: {docs_url('sandbox.md')}\n"
-        ),
-    )
-    # The sandbox's stdout carries its one info line: its usage errors go to stderr.
-    p.to_stderr = True
-    p.add_argument("--port", type=port, default=0, help="port to bind; 0 picks a free one")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind")
-    p.add_argument("--tokens", metavar="FILE", help="a JSON tokens file, in place of the demo ones")
-    p.add_argument("--seed", type=integer, help="seed of every random choice (reproducible)")
-    p.add_argument(
-        "--freeze-clock",
-        action="store_true",
-        help="the sandbox clock moves only through the admin API's advance",
-    )
-
-
-def _serve_epilog() -> str:
-    return f"""\
-examples:
-  WA_AUTH_API_KEY=... wa-auth serve
-  wa-auth serve --api-key-file /run/secrets/wa_auth_api_key --outbox outbox.db --state state.db
-  curl -s -H "Authorization: Bearer $WA_AUTH_API_KEY" -H 'Content-Type: application/json' \\
-    -d '{{"to": "+15551234567", "type": "text", "text": {{"body": "hi"}}}}' localhost:8787/send
-
-Routes: POST /send (one intent or a list), POST /check, POST /classify, GET /outbox,
-POST /outbox/replay, POST /state/clear, GET /healthz, GET /readyz, GET /metrics. Every route
-but /healthz needs the API key (Authorization: Bearer KEY or X-API-Key: KEY).
-Documentation: {docs_url("serve.md")}
-"""
-
-
-def _serve(commands: argparse._SubParsersAction[Parser]) -> None:
-    from wa_auth._cli import _serve as serve
-
-    p = commands.add_parser(
-        "serve",
-        help="the same front door over local HTTP, for n8n's HTTP Request and Code nodes",
-        description=(
-            "Serve send, check, classify and the outbox over HTTP on one event loop, so the "
-            "connection pool, verdicts, pauses and limiter stay warm across items. Binds "
-            "127.0.0.1 unless told otherwise; refuses to start without an API key "
-            "(WA_AUTH_API_KEY or --api-key-file). SIGTERM stops it gracefully."
-        ),
-        lazy_epilog=_serve_epilog,
-    )
-    h = p.add_argument_group("HTTP")
-    h.add_argument("--host", default=serve.DEFAULT_HOST, help="address to bind")
-    h.add_argument(
-        "--port", type=port, default=serve.DEFAULT_PORT, help="port to bind; 0 picks a free one"
-    )
-    h.add_argument(
-        "--api-key-file",
-        metavar="PATH",
-        help="file holding the API key callers must send (WA_AUTH_API_KEY_FILE)",
-    )
-    h.add_argument(
-        "--max-body",
-        type=positive_int,
-        default=serve.DEFAULT_MAX_BODY,
-        metavar="BYTES",
-        help="largest request body (1 MiB): 413 above it",
-    )
-    h.add_argument(
-        "--request-timeout",
-        type=positive_seconds,
-        default=serve.DEFAULT_REQUEST_TIMEOUT,
-        metavar="S",
-        help="a request's body must arrive, and its sends start, within S seconds",
-    )
-    h.add_argument(
-        "--header-timeout",
-        type=positive_seconds,
-        default=serve.DEFAULT_HEADER_TIMEOUT,
-        metavar="S",
-        help="a connection must send a request's headers within S seconds (default 10)",
-    )
-    h.add_argument(
-        "--max-connections",
-        type=positive_int,
-        default=serve.DEFAULT_MAX_CONNECTIONS,
-        metavar="N",
-        help="most connections open at once (default 1024, lowered to fit ulimit -n)",
-    )
-    h.add_argument(
-        "--shutdown-timeout",
-        type=positive_seconds,
-        default=serve.DEFAULT_SHUTDOWN_TIMEOUT,
-        metavar="S",
-        help="SIGTERM waits this long for the requests in flight",
-    )
-    g = p.add_argument_group("guard")
-    g.add_argument(
-        "--concurrency",
-        type=positive_int,
-        default=serve.DEFAULT_CONCURRENCY,
-        metavar="N",
-        help="sends in flight, over every request",
-    )
-    g.add_argument("--budget", type=seconds, default=30.0, metavar="S", help="seconds per intent")
-    g.add_argument(
-        "--max-attempts", type=positive_int, default=4, metavar="N", help="sends per intent"
-    )
-    g.add_argument("--rate", type=rate, metavar="N", help="pace to N messages/s per number")
-    g.add_argument(
-        "--outbox",
-        metavar="PATH",
-        help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
-    )
-    _configuration(p)
-    p.add_argument("--verbose", action="store_true", help="log wa_auth's events on stderr")
+    output_options(p)
