@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graph_peer import graph_peer
-from wa_auth._cli import _output, _send
+from wa_auth._cli import _input, _output
 from wa_auth.errors import ConfigurationError
 from wa_auth.intents import Intent
 from wa_auth.outbox import SqliteOutbox
@@ -393,7 +393,7 @@ def test_any_bytes_are_one_item_per_line_or_a_usage_error(chunks):
     """`parse_input` on any bytes: intents and invalid_request lines, or ConfigurationError."""
     data = b"".join(chunks)
     try:
-        items = _send.parse_input(data)
+        items = _input.parse_input(data)
     except ConfigurationError:
         return  # a usage error for the whole input (a JSON array that cannot be read)
     numbers = [line for line, _ in items]

@@ -145,7 +145,7 @@ def _read(args: argparse.Namespace) -> str:
     elif sys.stdin is None or sys.stdin.isatty():
         raise ConfigurationError("classify reads an error JSON from stdin, --input or --input-b64")
     else:
-        from wa_auth._cli._send import stdin_bytes
+        from wa_auth._cli._input import stdin_bytes
 
         data, where = stdin_bytes(), "stdin"
     try:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from wa_auth import _table
 from wa_auth._cli import _check, _classify, _codes, _state
+from wa_auth._cli._input import parse_item
 from wa_auth._cli._outbox import row_line
 from wa_auth._cli._output import (
     bad_line,
@@ -32,7 +33,6 @@ from wa_auth._cli._output import (
     refused_line,
     timed_out_line,
 )
-from wa_auth._cli._send import parse_item
 from wa_auth._cli._serve._front import Front
 from wa_auth._cli._serve._http import (
     DEFAULT_ROWS,
