@@ -4,7 +4,8 @@ The conversation with Vault (log in, renew, read, tell a dead Vault token from a
 denial) is written once as a flow of effects (`providers/_effects.py`: HTTP requests, the read
 of a Vault token file) and driven twice: with a blocking `httpx.Client` and with an
 `httpx.AsyncClient`. Each refresh opens its own client and closes it, so no connection is
-shared across event loops or across a `fork()`.
+shared across event loops or across a `fork()`. What an answer other than the secret means
+(sealed, down, denied, nothing there) is `_vault_answers`.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from wa_auth.errors import (
     TokenUnavailableError,
     VaultCredentialError,
     VaultPolicyError,
-    VaultSealedError,
     VaultSecretNotFoundError,
     VaultUnreachableError,
 )
 from wa_auth.providers._base import Token, clean_token, parse_expires_at
 from wa_auth.providers._effects import Blocking, Flow, Http, Send, adrive, drive
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
+from wa_auth.providers._vault_answers import Answer, errors_text, not_found, status_error
 
 __all__ = ["VaultAppRole", "VaultTokenProvider"]
 
@@ -56,7 +57,6 @@ DEFAULT_MAX_STALE: Final = 3600.0
 DEFAULT_DEADLINE: Final = 15.0
 #: An AppRole token is renewed once this share of its lease has passed (Vault agent's habit).
 RENEW_AT_LEASE_FRACTION: Final = 2 / 3
-_MAX_ERROR_CHARS: Final = 200
 
 
 @attrs.frozen(kw_only=True)
@@ -72,12 +72,6 @@ class VaultAppRole:
     role_id: str
     secret_id: str = attrs.field(repr=False)
     mount: str = "approle"
-
-
-@attrs.frozen
-class _Answer:
-    status: int
-    body: Any = attrs.field(repr=False)
 
 
 @attrs.define
@@ -302,7 +296,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
         path: str,
         vault_token: str | None = None,
         body: Mapping[str, Any] | None = None,
-    ) -> Flow[_Answer]:
+    ) -> Flow[Answer]:
         """Send one request to Vault; a connection failure is `VaultUnreachableError`."""
         headers = {"Authorization": "Bearer " + vault_token} if vault_token else None
         failure: httpx.HTTPError | None = None
@@ -311,7 +305,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
         except httpx.HTTPError as exc:
             failure = exc
         else:
-            return _Answer(r.status_code, _json(r))
+            return Answer(r.status_code, _json(r))
         raise self._unreachable(failure)
 
     def _read_path(self) -> str:
@@ -379,7 +373,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
             return False
         raise self._status_error(answer, "lookup-self")
 
-    def _parse_read(self, answer: _Answer) -> Fetched:
+    def _parse_read(self, answer: Answer) -> Fetched:
         if answer.status == 404:
             raise self._not_found(answer.body)
         if answer.status != 200:
@@ -425,58 +419,21 @@ class VaultTokenProvider(RefreshingTokenProvider):
 
     # --- errors ---------------------------------------------------------------------------------
 
-    def _errors(self, answer: _Answer) -> str:
-        body = answer.body
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errors, list) and errors:
-            text = "; ".join(" ".join(str(e).split()) for e in errors)
-        else:
-            text = f"HTTP {answer.status}"
-        return redact_text(text, *self._secrets())[:_MAX_ERROR_CHARS]
-
     def _secrets(self) -> list[str]:
         login = self._login.token if self._login is not None else None
         role = self._approle.secret_id if self._approle is not None else None
         return [s for s in (self._vault_token, self._file_token, login, role) if s]
 
-    def _status_error(self, answer: _Answer, what: str) -> TokenUnavailableError:
-        detail = self._errors(answer)
-        if answer.status == 503 and "sealed" in detail.lower():
-            return VaultSealedError(
-                f"Vault at {self.url} is sealed ({what} of {self._source})", source=self._source
-            )
-        if answer.status >= 500 or answer.status in (412, 429, 472, 473):
-            return VaultUnreachableError(
-                f"Vault at {self.url} failed the {what} of {self._source}: HTTP {answer.status} "
-                f"({detail})",
-                source=self._source,
-            )
-        if answer.status == 403:
-            return VaultCredentialError(f"Vault denied the {what} ({detail})", source=self._source)
-        return TokenUnavailableError(
-            f"Vault answered HTTP {answer.status} to the {what} of {self._source} ({detail})",
-            source=self._source,
+    def _errors(self, answer: Answer) -> str:
+        return errors_text(answer, self._secrets())
+
+    def _status_error(self, answer: Answer, what: str) -> TokenUnavailableError:
+        return status_error(
+            answer, what, url=self.url, source=self._source, secrets=self._secrets()
         )
 
     def _not_found(self, body: Any) -> VaultSecretNotFoundError:
-        body = body if isinstance(body, dict) else {}
-        data: Any = body.get("data")
-        meta = data.get("metadata") if isinstance(data, dict) else None
-        warnings = " ".join(str(w) for w in body.get("warnings") or ())
-        errors = " ".join(str(e) for e in body.get("errors") or ())
-        if isinstance(meta, dict) and meta.get("destroyed"):
-            kind, what = "destroyed_version", f"version {meta.get('version')} was destroyed"
-        elif isinstance(meta, dict) and meta.get("deletion_time"):
-            kind, what = "deleted_version", f"version {meta.get('version')} was deleted"
-        elif "versioned" in warnings.lower():
-            kind, what = "wrong_kv_version", "the mount is KV v2: use kv_version=2"
-        elif "namespace" in errors.lower():
-            kind, what = "no_secret", f"the namespace {self.namespace!r} does not exist"
-        else:
-            kind, what = "no_secret", "no secret was ever written there"
-        return VaultSecretNotFoundError(
-            f"Vault has no token at {self._source}: {what}", kind=kind, source=self._source
-        )
+        return not_found(body, source=self._source, namespace=self.namespace)
 
     def _malformed(self, what: str) -> TokenSourceMalformedError:
         return TokenSourceMalformedError(
@@ -484,7 +441,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
         )
 
 
-def _auth_block(answer: _Answer) -> Mapping[str, Any] | None:
+def _auth_block(answer: Answer) -> Mapping[str, Any] | None:
     body = answer.body
     auth = body.get("auth") if isinstance(body, dict) else None
     return auth if isinstance(auth, dict) else None
