@@ -39,13 +39,16 @@ BSP answered, they return an `ApiError` (the classifier is the package `_classif
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from wa_auth import _classify, _table
 from wa_auth._exports import claim as _claim
 from wa_auth._redact import fingerprint, redact_secret, redact_text, scrub_chain
 from wa_auth._table import CATEGORIES, TOKEN_CLASS
 from wa_auth.models import EMPTY_USAGE, Usage
+
+if TYPE_CHECKING:
+    from wa_auth._table import Rule
 
 __all__ = [
     "CATEGORIES",
@@ -169,20 +172,12 @@ class ApiError(WhatsAppError):
     """
 
     maybe_delivered: bool = False
+    #: The row an error of this class stands for when the caller names none (id and action).
+    _rule: ClassVar[Rule | None] = None
     _data: ClassVar[tuple[str, ...]] = (
-        "http_status",
-        "code",
-        "subcode",
-        "error_type",
-        "user_title",
-        "user_message",
-        "details",
-        "fbtrace_id",
-        "token_fingerprint",
-        "maybe_delivered",
-        "rule",
-        "usage",
-    )
+        "http_status", "code", "subcode", "error_type", "user_title", "user_message",
+        "details", "fbtrace_id", "token_fingerprint", "maybe_delivered", "rule", "usage",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -208,6 +203,10 @@ class ApiError(WhatsAppError):
     ) -> None:
         if maybe_delivered:
             retryable = False
+        own = self._rule
+        if own is not None:
+            rule = own.id if rule is None else rule
+            operator_action = own.operator_action if operator_action is None else operator_action
         super().__init__(
             message,
             retryable=retryable,
@@ -251,13 +250,11 @@ class ApiError(WhatsAppError):
         if token:
             # The texts were redacted of token-shaped patterns when the error was built; only
             # this exact token (any shape) remains to be replaced.
-            if token in self.message:
-                self.message = redact_secret(self.message, token)
-                self.args = (self.message,)
-            for name in ("user_title", "user_message", "details"):
+            for name in ("message", "user_title", "user_message", "details"):
                 value = getattr(self, name)
-                if value:
+                if value and token in value:
                     setattr(self, name, redact_secret(value, token))
+            self.args = (self.message,)
             if self.__cause__ is not None or self.__context__ is not None:
                 scrub_chain(self, token, keep=WhatsAppError)
 
@@ -336,10 +333,7 @@ class TransportError(TransientError):
     `retryable` is False, because Meta may have accepted the message.
     """
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("rule", _table.TRANSPORT_RULE.id)
-        kwargs.setdefault("operator_action", _table.TRANSPORT_RULE.operator_action)
-        super().__init__(message, **kwargs)
+    _rule: ClassVar[Rule | None] = _table.TRANSPORT_RULE
 
 
 class InvalidRequestError(ApiError):
@@ -359,10 +353,7 @@ class RequestValidationError(InvalidRequestError, ValueError):
     `link`.
     """
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("rule", _table.VALIDATION_RULE.id)
-        kwargs.setdefault("operator_action", _table.VALIDATION_RULE.operator_action)
-        super().__init__(message, **kwargs)
+    _rule: ClassVar[Rule | None] = _table.VALIDATION_RULE
 
 
 class ConfigurationError(RequestValidationError):
@@ -601,10 +592,7 @@ def from_response(
 
 
 def from_webhook_error(obj: Any) -> ApiError:
-    """Classify one error object of a webhook (`statuses[].errors[]`, `value.errors[]`).
-
-    These objects have no `error` wrapper and no HTTP status. Pure, and never raises.
-    """
+    """Classify one error object of a webhook (no `error` wrapper, no status); never raises."""
     return _classify.classify_webhook(obj, error_class_for)
 
 
