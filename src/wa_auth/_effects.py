@@ -8,8 +8,9 @@ and a test can drive it with `next()` / `.send()` and a fake clock, without slee
 
 An exception of the *catch* classes (`WhatsAppError` by default) raised by an effect is
 thrown into the flow, where the policy decides; anything else is a bug and propagates, and the
-flow is closed in `finally` either way. The guards and the providers both run on this pair.
-(The client's own request flows have a faster, specialised pair in `wa_auth._shell`.)
+flow is closed in `finally` either way. The guards, the providers, the outbox's replay and the
+CLI's check all run on this pair. (The client's own request flows have a faster, specialised
+pair in `wa_auth._client._shell`.)
 """
 
 from __future__ import annotations

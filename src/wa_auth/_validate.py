@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from wa_auth.errors import RequestValidationError
+from wa_auth.errors import ConfigurationError, RequestValidationError
 
 __all__ = [
     "MAX_BUTTONS",
@@ -44,6 +44,7 @@ __all__ = [
     "MAX_TEMPLATE_NAME_CHARS",
     "MAX_TEXT_CHARS",
     "MEDIA_KINDS",
+    "check_deadline",
     "check_id",
     "check_json",
     "check_key",
@@ -103,6 +104,24 @@ def describe(value: object) -> str:
         return repr(shown) if value else "an empty string"
     name = type(value).__name__
     return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
+def check_deadline(value: object) -> float:
+    """Return *value* as a deadline's seconds: a positive, finite number (a client's, Vault's).
+
+    Raises:
+        ConfigurationError: It is not one.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(
+            f"deadline must be a positive, finite number of seconds, got {value!r}"
+        )
+    return float(value)
 
 
 def check_id(name: str, value: object) -> str:

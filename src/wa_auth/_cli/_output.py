@@ -268,21 +268,13 @@ def not_sent_line(intent: Intent, line: int, *, queued: bool, signal_name: str) 
     With an outbox it stays there, pending (`queued`); without one it is `failed` as a
     transient failure: nothing was sent, so sending it again later is safe.
     """
-    error = plain_error(
-        "transient",
-        f"not sent: stopped by {signal_name} before this intent's turn",
+    return _unsent(
+        intent,
+        line,
+        queued=queued,
+        message=f"not sent: stopped by {signal_name} before this intent's turn",
         rule="cli/interrupted",
-        retryable=True,
-        operator_action=(
-            "Replay the outbox to send it." if queued else "Send this line again; it was not sent."
-        ),
-    )
-    return _result(
-        state="queued" if queued else "failed",
-        exit_code=_codes.QUEUED if queued else _codes.BY_CATEGORY["transient"],
-        line=line,
-        error=error,
-        intent=intent,
+        again="Send this line again; it was not sent.",
         reason="interrupted",
     )
 
@@ -322,16 +314,31 @@ def timed_out_line(intent: Intent, line: int, *, queued: bool, seconds: float) -
     abandoned (that would make it maybe-delivered). Like an interrupted intent, it stays in the
     outbox (`queued`) or is `failed` as transient: nothing was sent.
     """
+    return _unsent(
+        intent,
+        line,
+        queued=queued,
+        message=f"not sent: the request's {seconds:g} s timeout passed before this intent's turn",
+        rule="serve/request_timeout",
+        again="Send this intent again; it was not sent (or send smaller batches).",
+        reason="timeout",
+    )
+
+
+def _unsent(
+    intent: Intent, line: int, *, queued: bool, message: str, rule: str, again: str, reason: str
+) -> dict[str, Any]:
+    """Return the line of an intent that was not sent: `queued` in the outbox, else `failed`.
+
+    Nothing was sent, so it is a transient failure: the outbox's replay sends it (*queued*),
+    or the caller sends it again (*again* says how).
+    """
     error = plain_error(
         "transient",
-        f"not sent: the request's {seconds:g} s timeout passed before this intent's turn",
-        rule="serve/request_timeout",
+        message,
+        rule=rule,
         retryable=True,
-        operator_action=(
-            "Replay the outbox to send it."
-            if queued
-            else "Send this intent again; it was not sent (or send smaller batches)."
-        ),
+        operator_action="Replay the outbox to send it." if queued else again,
     )
     return _result(
         state="queued" if queued else "failed",
@@ -339,7 +346,7 @@ def timed_out_line(intent: Intent, line: int, *, queued: bool, seconds: float) -
         line=line,
         error=error,
         intent=intent,
-        reason="timeout",
+        reason=reason,
     )
 
 

@@ -9,7 +9,6 @@ exceptions at one boundary. Nothing here names a concrete client.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -20,6 +19,7 @@ from wa_auth._context import Context, TTLCache
 from wa_auth._core import Request
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import install_log_redaction, redact_text
+from wa_auth._validate import check_deadline
 from wa_auth._version import package_version
 from wa_auth.errors import (
     ConfigurationError,
@@ -163,15 +163,7 @@ class BaseClient:
             raise ConfigurationError(
                 f"max_in_flight must be a positive integer, got {max_in_flight!r}"
             )
-        if (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, (int, float))
-            or not math.isfinite(deadline)
-            or deadline <= 0
-        ):
-            raise ConfigurationError(
-                f"deadline must be a positive, finite number of seconds, got {deadline!r}"
-            )
+        check_deadline(deadline)
         if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
             raise ConfigurationError("user_agent must be printable ASCII (an HTTP header)")
         if not isinstance(api_version, str) or not api_version.startswith("v"):

@@ -26,6 +26,7 @@ import httpx
 
 from wa_auth import _deadline
 from wa_auth._redact import redact_text
+from wa_auth._validate import check_deadline
 from wa_auth.errors import (
     ConfigurationError,
     TokenSourceMalformedError,
@@ -156,15 +157,7 @@ class VaultTokenProvider(RefreshingTokenProvider):
             )
         if vault_token is not None and not vault_token.strip():
             raise ConfigurationError("vault_token must not be blank")
-        if (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, (int, float))
-            or not math.isfinite(deadline)
-            or deadline <= 0
-        ):
-            raise ConfigurationError(
-                f"deadline must be a positive, finite number of seconds, got {deadline!r}"
-            )
+        check_deadline(deadline)
         if namespace is not None and not (namespace.isascii() and namespace.isprintable()):
             raise ConfigurationError("namespace must be printable ASCII (it is sent as a header)")
         self.url = url.rstrip("/")
