@@ -90,9 +90,9 @@ async def test_check_and_acheck_give_the_same_line(scenario):
     client, aclient = Client(health, number), AsyncClient(health, number)
 
     line = _check.check(client, OPTIONS, 7.0)
-    aline = await _check.acheck(aclient, OPTIONS, 7.0)
+    async_line = await _check.acheck(aclient, OPTIONS, 7.0)
 
-    assert line == aline
+    assert line == async_line
     assert client.calls == aclient.calls
 
 
