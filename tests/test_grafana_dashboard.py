@@ -241,13 +241,14 @@ def _exercise(sandbox: Sandbox, http: httpx.Client) -> str:
         return answer.json()
 
     assert send()["state"] == "delivered"
-    sandbox.fail_next(131048)  # the spam cap: queued in the outbox
-    assert send()["state"] == "queued"
     sandbox.fail_next(131009)  # Meta refuses a parameter: a dead letter
     assert send()["category"] == "invalid_request"
+    sandbox.fail_next(131048)  # the spam cap: queued in the outbox, and the number held
+    assert send()["state"] == "queued"
     assert http.post("/check", json={}).json()["valid"] is True
-    sandbox.set_account_state("locked")  # an auth failure: the account
-    assert send()["category"] == "account_state"
+    sandbox.set_account_state("locked")  # an auth failure: the account (the WABA's, so the
+    other = sandbox.phone_number_ids[1]  # other number, which the spam cap does not hold)
+    assert send(phone_number_id=other)["category"] == "account_state"
     metrics = http.get("/metrics")
     assert metrics.status_code == 200
     return metrics.text

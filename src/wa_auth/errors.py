@@ -592,7 +592,7 @@ def from_response(
 
 
 def from_webhook_error(obj: Any) -> ApiError:
-    """Classify one error object of a webhook (no `error` wrapper, no status); never raises."""
+    """Classify a webhook's `statuses[].errors[]` or `value.errors[]` object; never raises."""
     return _classify.classify_webhook(obj, error_class_for)
 
 

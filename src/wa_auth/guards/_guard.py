@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from wa_auth._delivery import (
-    Delivery,
-)
+from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
-from wa_auth.errors import ConfigurationError, InsufficientPermissionError
+from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
 from wa_auth.guards._effects import Runtime
 from wa_auth.guards._flows import deliver, retrying
@@ -167,6 +165,11 @@ class Guard:
     ) -> list[Delivery]:
         """Send many intents, *concurrency* at a time; the deliveries come in input order.
 
+        One intent never changes what becomes of the others: an intent the outbox refuses
+        (`OutboxError`: being sent by another worker, expired, cannot be recorded) is that
+        intent's `failed` Delivery with reason `outbox` and the error, not an exception that
+        would lose the deliveries of the rest.
+
         Raises:
             TypeError: An item is not an `Intent`, or the client is a blocking one.
             ValueError: *concurrency* is not a positive integer.
@@ -178,7 +181,10 @@ class Guard:
 
         async def one(intent: Intent) -> Delivery:
             async with slots:
-                return await self.asend(intent)
+                try:
+                    return await self.asend(intent)
+                except OutboxError as exc:
+                    return Delivery(state=FAILED, intent=intent, error=exc, reason="outbox")
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 

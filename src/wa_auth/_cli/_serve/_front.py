@@ -30,9 +30,9 @@ from wa_auth._cli._serve._http import (
     failure,
     to_response,
     too_large,
-    within,
 )
 from wa_auth._cli._serve._settings import Settings, key_matches, presented_key
+from wa_auth._deadline import wait_for
 from wa_auth._redact import named_secrets, scrub, secret_forms
 from wa_auth.errors import ConfigurationError, RequestValidationError, WhatsAppError
 
@@ -229,7 +229,7 @@ class Front:
             )
         timeout = max(0.0, deadline - self._monotonic())
         try:
-            raw = await within(request.read(), timeout)
+            raw = await wait_for(request.read(), timeout)
         except asyncio.TimeoutError:
             raise Rejected(
                 408,
