@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import Clock, graph_error
 from test_cli import TO, VALIDATOR, cli, env_for, validate_lines
 from wa_auth.pacing import ACCOUNT, Pause
 from wa_auth.sandbox import Sandbox
@@ -328,15 +329,6 @@ def test_docs_name_the_sandbox_token_ids():
 # --- the stores list their verdicts --------------------------------------------------------------
 
 
-def _expired_error(fingerprint: str):
-    from wa_auth.errors import from_response
-
-    body = {"error": {"code": 190, "error_subcode": 463, "message": "Session has expired"}}
-    error = from_response(401, body)
-    error.token_fingerprint = fingerprint
-    return error
-
-
 @pytest.mark.anyio
 async def test_verdict_stores_list_what_is_in_force(tmp_path):
     """`list()`/`alist()` of the memory and SQLite stores: newest first, expired ones left out."""
@@ -344,21 +336,27 @@ async def test_verdict_stores_list_what_is_in_force(tmp_path):
 
     from wa_auth import TokenVerdicts
 
-    now = [1000.0]
-    memory = TokenVerdicts(ttl=60, monotonic=lambda: now[0])
-    with StateFile(tmp_path / "s.db", clock=lambda: now[0], verdict_ttl=60) as state:
+    clock = Clock(1000.0)
+    memory = TokenVerdicts(ttl=60, monotonic=clock)
+    with StateFile(tmp_path / "s.db", clock=clock, verdict_ttl=60) as state:
         for store, wall in ((memory, False), (state.verdicts, True)):
-            now[0] = 1000.0
-            await store.arecord("sha256:aaaaaaaaaaaa", _expired_error("sha256:aaaaaaaaaaaa"))
-            now[0] += 30
-            await store.arecord("sha256:bbbbbbbbbbbb", _expired_error("sha256:bbbbbbbbbbbb"))
+            clock.t = 1000.0
+            await store.arecord(
+                "sha256:aaaaaaaaaaaa",
+                graph_error(401, 190, 463, fingerprint="sha256:aaaaaaaaaaaa"),
+            )
+            clock.t += 30
+            await store.arecord(
+                "sha256:bbbbbbbbbbbb",
+                graph_error(401, 190, 463, fingerprint="sha256:bbbbbbbbbbbb"),
+            )
             listed = await store.alist()
             assert [fp for fp, _, _ in listed] == ["sha256:bbbbbbbbbbbb", "sha256:aaaaaaaaaaaa"]
             assert all(error.category == "token_expired" for _, error, _ in listed)
             # Unix seconds: the SQLite store's clock is the wall clock; memory's is monotonic.
-            left = listed[0][2] - (now[0] if wall else time.time())
+            left = listed[0][2] - (clock.t if wall else time.time())
             assert 55 < left <= 60
-            now[0] += 31  # the first verdict's TTL is over
+            clock.t += 31  # the first verdict's TTL is over
             assert [fp for fp, _, _ in store.list()] == ["sha256:bbbbbbbbbbbb"]
 
 

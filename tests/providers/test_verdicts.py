@@ -11,7 +11,7 @@ import threading
 import httpx
 import pytest
 
-from helpers import graph_body, raised
+from helpers import Clock, graph_body, raised
 from wa_auth import _core, _endpoints
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import (
@@ -78,14 +78,14 @@ class Swappable(StaticTokenProvider):
 
 def test_store_records_and_expires():
     """A verdict is found until its TTL passes."""
-    now = [0.0]
-    store = TokenVerdicts(ttl=10, monotonic=lambda: now[0])
+    clock = Clock()
+    store = TokenVerdicts(ttl=10, monotonic=clock)
     err = expired_error()
     store.record("sha256:abc", err)
     found = store.get("sha256:abc")
     assert isinstance(found, TokenExpiredError)
     assert found is not err  # a copy without traceback is kept
-    now[0] = 10.0
+    clock.t = 10.0
     assert store.get("sha256:abc") is None
     assert len(store) == 0
 
