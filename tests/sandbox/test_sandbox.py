@@ -545,8 +545,8 @@ def test_cli_prints_one_json_line_and_stops_on_sigterm():
     [
         pytest.param(["--tokens", "/nonexistent/tokens.json"], "cannot read the tokens file", id="missing-file"),
         pytest.param(["--tokens", "GARBAGE"], "", id="garbage-file"),
-        pytest.param(["--port", "nope"], "invalid int value", id="bad-port"),
-        pytest.param(["--port", "70000"], "--port must be", id="port-range"),
+        pytest.param(["--port", "nope"], "--port: must be a port number", id="bad-port"),
+        pytest.param(["--port", "70000"], "--port: must be a port number", id="port-range"),
     ],
 )  # fmt: skip
 def test_cli_bad_input_is_a_json_error(tmp_path, args, message):
