@@ -46,13 +46,15 @@ def intent(body: str = "hi", **fields: Any) -> str:
     return json.dumps(text_intent(body, **fields))
 
 
-def env_for(sandbox: Any, token: str | None = None, **extra: str | None) -> dict[str, str]:
+def env_for(sandbox: Any | None, token: str | None = None, **extra: str | None) -> dict[str, str]:
     """This process's environment without `WA_*`/`VAULT_*`, pointed at *sandbox*.
 
     *token* becomes `WA_ACCESS_TOKEN`; *extra* adds variables, and one set to None is left out.
+    Without a sandbox (another peer), *extra* names `WA_BASE_URL` and `WA_PHONE_NUMBER_ID`.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-    env.update(WA_BASE_URL=sandbox.base_url, WA_PHONE_NUMBER_ID=sandbox.phone_number_id)
+    if sandbox is not None:
+        env.update(WA_BASE_URL=sandbox.base_url, WA_PHONE_NUMBER_ID=sandbox.phone_number_id)
     if token is not None:
         env["WA_ACCESS_TOKEN"] = token
     env.update(extra)

@@ -93,6 +93,11 @@ class Service:
         return response
 
     @property
+    def stdout(self) -> str:
+        """Everything the process wrote to stdout so far, its info line aside."""
+        return self._out.text()
+
+    @property
     def stderr(self) -> str:
         """Everything the process wrote to stderr so far."""
         return self._err.text()
@@ -129,14 +134,17 @@ class Service:
         self._err.join(timeout)
         err = self.stderr
         assert "Traceback" not in err, err
-        for raw in (self._out.text() + err).splitlines():
+        for raw in (self.stdout + err).splitlines():
             if raw.strip():
                 valid(json.loads(raw))
         return self.proc.returncode
 
 
-def serve_env(sandbox: Any, token: str | None, **extra: str | None) -> dict[str, str]:
-    """The environment of a service in front of *sandbox* with *token* and the API key `KEY`."""
+def serve_env(sandbox: Any | None, token: str | None, **extra: str | None) -> dict[str, str]:
+    """The environment of a service in front of *sandbox* with *token* and the API key `KEY`.
+
+    In front of another peer, *extra* names `WA_BASE_URL` and `WA_PHONE_NUMBER_ID`.
+    """
     return env_for(sandbox, token, **{"WA_AUTH_API_KEY": KEY, **extra})
 
 
@@ -163,7 +171,9 @@ def start(env: dict[str, str], *args: str, python: tuple[str, ...] = ("-m", "wa_
 
 
 @contextlib.contextmanager
-def serving(sandbox: Any, token: str | None, *args: str, **env: str | None) -> Iterator[Service]:
+def serving(
+    sandbox: Any | None, token: str | None, *args: str, **env: str | None
+) -> Iterator[Service]:
     """`start` a service in front of *sandbox*; stop it (if still running) on the way out."""
     service = start(serve_env(sandbox, token, **env), *args)
     try:

@@ -9,7 +9,6 @@ every line the process prints are validated against docs/wa-auth.schema.json.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -119,14 +118,8 @@ def test_a_body_that_is_not_strict_json_is_one_400(sandbox, path, body, message)
 def test_a_peers_half_surrogate_makes_a_valid_utf8_answer(status, body, category):
     """Graph text with half a surrogate pair: a 200 answer of valid UTF-8 JSON, not a 500."""
     with graph_peer(status, body) as peer:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-        env.update(
-            WA_BASE_URL=peer.base_url,
-            WA_PHONE_NUMBER_ID="1",
-            WA_ACCESS_TOKEN="EAA" + "x" * 40,
-            WA_AUTH_API_KEY=KEY,
-        )
-        svc = start(env)
+        token = "EAA" + "x" * 40
+        svc = start(serve_env(None, token, WA_BASE_URL=peer.base_url, WA_PHONE_NUMBER_ID="1"))
         try:
             one = post(svc, "/send", intent(idempotency_key="a").encode())
             batch = post(

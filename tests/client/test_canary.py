@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import subprocess
 import sys
 import traceback
@@ -23,6 +22,8 @@ import httpx
 import pytest
 
 from helpers import graph_body
+from running import text_intent
+from serving import serve_env, start
 from wa_auth import (
     AsyncWhatsAppClient,
     StaticTokenProvider,
@@ -396,35 +397,18 @@ def test_cli_never_prints_a_secret_named_value(args, variables, secret, wa_sandb
 @pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))
 def test_serve_never_answers_a_secret_named_value(secret, wa_sandbox):
     """`wa-auth serve`'s answers (send, check) never show a secret-named variable's value."""
-    import httpx
-
-    key = "canary-serve-key-0123456789"
-    env = _cli_env(wa_sandbox, WA_AUTH_API_KEY=key, WA_TOKEN_FILE=secret)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", "--verbose"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    svc = start(serve_env(wa_sandbox, None, WA_TOKEN_FILE=secret), "--verbose")
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready, "wa-auth serve printed nothing within 60 s"
-        info = json.loads(proc.stdout.readline())
-        with httpx.Client(
-            base_url=info["url"], headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as http:
-            sent = http.post("/send", json={"to": TO, "type": "text", "text": {"body": "x"}})
-            checked = http.post("/check")
-            ready = http.get("/readyz")
+        sent = svc.call("POST", "/send", json=text_intent("x"))
+        checked = svc.call("POST", "/check")
+        ready = svc.call("GET", "/readyz")
         for answer in (sent, checked, ready):
             assert CLI_MARK not in answer.text, answer.text
         assert sent.json()["category"] == "token_unavailable"
         assert "token file [" in sent.json()["error"]["message"]  # [WA_TOKEN_FILE], [REDACTED]
     finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=30)
-    assert CLI_MARK not in out + err
+        svc.stop()
+    assert CLI_MARK not in svc.stdout + svc.stderr
 
 
 @pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))
