@@ -77,6 +77,8 @@ class Service:
         self.info = info
         self.url: str = info["url"]
         self.http = httpx.Client(base_url=self.url, timeout=HARD)
+        #: The requests `call` made that were answered: each has its access line.
+        self.answered = 0
         self._out = _Reader(proc.stdout)
         self._err = _Reader(proc.stderr)
 
@@ -88,6 +90,7 @@ class Service:
         if key is not None:
             headers.setdefault("Authorization", f"Bearer {key}")
         response = self.http.request(method, path, headers=headers, **kwargs)
+        self.answered += 1
         if response.headers.get("content-type", "").startswith("application/json"):
             valid(response.json())
         return response

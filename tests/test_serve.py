@@ -72,6 +72,10 @@ def service(
     assert [line["event"] for line in svc.lines()][-2:] == ["stopping", "stopped"]
 
 
+def _accesses(lines: list[dict[str, Any]]) -> int:
+    return sum(line["event"] == "access" for line in lines)
+
+
 class Traffic:
     """What the module's sandbox and service saw from the start of one test on."""
 
@@ -80,7 +84,8 @@ class Traffic:
         self.service = service
         self._messages = len(sandbox.messages())
         self._requests = len(sandbox.requests())
-        self._lines = len(service.lines())
+        # The access lines of the earlier tests' requests, once every one has come.
+        self._lines = len(service.wait_for(lambda lines: _accesses(lines) >= service.answered))
 
     def messages(self) -> tuple[Any, ...]:
         """The messages the sandbox accepted during this test."""
