@@ -80,8 +80,8 @@ GROUPS = (
         "fuzz",
         "Fuzzing",
         "Every property test of the suite (Hypothesis: arbitrary Unicode with surrogates and "
-        "NUL, megabyte strings, arbitrary JSON nesting, arbitrary bodies and headers) with the "
-        "`reliability` profile's example count instead of the default.",
+        "NUL, megabyte strings, arbitrary JSON nesting, arbitrary bodies and headers) under the "
+        "`reliability` profile: 1,000 examples for each test that does not set its own count.",
         ("tests", "-m", "hypothesis", "--hypothesis-profile=reliability"),
     ),
     Group(
@@ -194,8 +194,8 @@ def _soak(figures: list[dict[str, Any]]) -> list[str]:
             "",
             f"- Requests by the sandbox's outcome: {outcomes}.",
             (
-                f"- After the first pass: {_counts(f['first_pass_states'])}; the replays "
-                f"({f['replay_rounds']} rounds) sent {f['replayed']} intents again; at the "
+                f"- After the first pass: {_counts(f['first_pass_states'])}; the replay "
+                f"(rounds: {f['replay_rounds']}) sent {f['replayed']} intents again; at the "
                 f"end: {_counts(f['final_states'])}."
             ),
             (

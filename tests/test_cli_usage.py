@@ -90,6 +90,7 @@ def test_a_usage_error_names_the_argument_and_shows_no_value(
         pytest.param(["send", "--to", TO, "--image", "https://x/y", "--filename", "f"], "--filename goes with --document", id="filename-with-image"),
         pytest.param(["send", "--to", TO, "--template", "t", "--preview-url"], "--preview-url goes with --text", id="preview-with-template"),
         pytest.param(["send", "--to", TO, "--text", "hi", "--param", "p"], "--param goes with --template", id="param-with-text"),
+        pytest.param(["send", "--to", TO, "--text", "hi", "--lang", "de"], "--lang goes with --template", id="lang-with-text"),
         pytest.param(["send", "--text", "a", "--image", "b"], "--image: not allowed with argument --text", id="exclusive"),
         pytest.param(["outbox"], "the following arguments are required: ACTION", id="required"),
         pytest.param(["send", "--token_file", "x"], "did you mean --token-file?", id="suggestion"),

@@ -21,7 +21,7 @@ import attrs
 
 from wa_auth import _table
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
-from wa_auth._validate import check_id
+from wa_auth._validate import check_id, check_sendable
 from wa_auth.errors import (
     ApiError,
     RequestValidationError,
@@ -236,7 +236,13 @@ class Context:
         path = "/".join(quote(p, safe="") for p in parts)
         url = f"{self.base_url}/{self.api_version}/{path}"
         if query:
-            items = {k: v for k, v in query.items() if v is not None}
+            # A caller's cursor may come from a peer (`Page.after`): text UTF-8 cannot encode
+            # is a typed refusal here, not urlencode's UnicodeEncodeError.
+            items = {
+                k: check_sendable(k, v) if isinstance(v, str) else v
+                for k, v in query.items()
+                if v is not None
+            }
             if items:
                 url += "?" + urlencode(items)
         return url

@@ -152,7 +152,8 @@ class Delivery:
         attempts: Sends made (0 when the guard held it back without asking Meta).
         not_before: Unix seconds before which a retry cannot work (queued intents).
         reason: Why it is not delivered: the failure's category, or `paused`,
-            `circuit_open`, `pacing`, `deadline`, `fallback`.
+            `circuit_open`, `pacing`, `deadline`, `fallback`, `outbox` (the outbox refused it, in
+            `asend_many`); `duplicate` for a delivered intent the outbox already held.
     """
 
     state: str

@@ -43,7 +43,7 @@ from wa_auth._guard_values import (
     RetryPolicy,
     decide,
 )
-from wa_auth.errors import ConfigurationError, InsufficientPermissionError
+from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
 from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
@@ -200,6 +200,11 @@ class Guard:
     ) -> list[Delivery]:
         """Send many intents, *concurrency* at a time; the deliveries come in input order.
 
+        One intent never changes what becomes of the others: an intent the outbox refuses
+        (`OutboxError`: being sent by another worker, expired, cannot be recorded) is that
+        intent's `failed` Delivery with reason `outbox` and the error, not an exception that
+        would lose the deliveries of the rest.
+
         Raises:
             TypeError: An item is not an `Intent`, or the client is a blocking one.
             ValueError: *concurrency* is not a positive integer.
@@ -211,7 +216,10 @@ class Guard:
 
         async def one(intent: Intent) -> Delivery:
             async with slots:
-                return await self.asend(intent)
+                try:
+                    return await self.asend(intent)
+                except OutboxError as exc:
+                    return Delivery(state=FAILED, intent=intent, error=exc, reason="outbox")
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 

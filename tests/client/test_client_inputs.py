@@ -159,3 +159,15 @@ async def test_a_transport_cause_keeps_no_request(name, failure):
     assert not hasattr(error.__cause__, "request")
     assert _leaks(error, CANARY) == []
     assert _leaks(error, inspected) == []
+
+
+def test_a_paging_cursor_holding_half_a_character_is_a_typed_refusal():
+    """`list_templates(after=...)`: a cursor cut inside an emoji (it came from a peer) is a
+    `RequestValidationError` naming the parameter, before any request; not urlencode's crash."""
+    import wa_auth
+
+    client = wa_auth.WhatsAppClient(
+        token="EAAtest", phone_number_id="1", business_account_id="2", base_url="http://127.0.0.1:9"
+    )
+    with client, pytest.raises(wa_auth.RequestValidationError, match="after has half"):
+        client.list_templates(after="abc\ud83d")

@@ -263,3 +263,25 @@ def test_a_zero_budget_with_a_limiter_still_sends_once(sandbox, rate):
     else:  # the next slot is 12.5 ms away, past a budget of 0: queued unsent, never failed
         assert {d.reason for d in deliveries[1:]} <= {None, "pacing"}
     assert len(sandbox.requests()) == sum(d.state == DELIVERED for d in deliveries)
+
+
+@pytest.mark.anyio
+async def test_asend_many_gives_an_intent_the_outbox_refuses_its_own_delivery(sandbox):
+    """One intent already being sent by another worker (`busy`) does not take the batch down:
+    it is `failed` with reason `outbox`, and every other intent is delivered and reported."""
+    from wa_auth.errors import OutboxError
+
+    outbox = MemoryOutbox()
+    intents = [Intent.text(TO, f"hi {n}", idempotency_key=f"k{n}") for n in range(5)]
+    outbox.begin(intents[2])  # another worker is sending k2 right now
+    async with wa_auth.AsyncWhatsAppClient(
+        base_url=sandbox.base_url,
+        token=sandbox.issue_token(),
+        phone_number_id=sandbox.phone_number_id,
+    ) as client:
+        deliveries = await Guard(client, outbox=outbox).asend_many(intents)
+    assert [d.state for d in deliveries] == [DELIVERED, DELIVERED, "failed", DELIVERED, DELIVERED]
+    assert deliveries[2].reason == "outbox"
+    assert isinstance(deliveries[2].error, OutboxError)
+    assert deliveries[2].error.kind == "busy"
+    assert len(sandbox.messages()) == 4

@@ -546,7 +546,7 @@ def test_cli_prints_one_json_line_and_stops_on_sigterm():
         pytest.param(["--tokens", "/nonexistent/tokens.json"], "cannot read the tokens file", id="missing-file"),
         pytest.param(["--tokens", "GARBAGE"], "", id="garbage-file"),
         pytest.param(["--port", "nope"], "--port: must be a port number", id="bad-port"),
-        pytest.param(["--port", "70000"], "--port: must be a port number", id="port-range"),
+        pytest.param(["--port", "70000"], "--port: must be a port number, 0 to 65535", id="port-range"),
     ],
 )  # fmt: skip
 def test_cli_bad_input_is_a_json_error(tmp_path, args, message):

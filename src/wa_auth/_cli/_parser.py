@@ -148,6 +148,7 @@ def check(args: argparse.Namespace) -> None:
         ("--filename", args.filename is not None, kind == "document", "--document"),
         ("--preview-url", args.preview_url, kind == "text", "--text"),
         ("--param", bool(args.param), kind == "template", "--template"),
+        ("--lang", args.lang is not None, kind == "template", "--template"),
     )
     for flag, given, fits, needs in pairs:
         if given and not fits:
@@ -239,7 +240,9 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
     kind.add_argument("--image", metavar="LINK", help="an image by URL")
     kind.add_argument("--document", metavar="LINK", help="a document by URL")
     m.add_argument("--preview-url", action="store_true", help="text: show a link preview")
-    m.add_argument("--lang", default="en_US", metavar="CODE", help="template language")
+    m.add_argument(
+        "--lang", metavar="CODE", help="template language (with --template; default: en_US)"
+    )
     m.add_argument(
         "--param",
         action="append",

@@ -75,7 +75,8 @@ def _from_flags(args: argparse.Namespace) -> list[Item]:
         elif kind == "template":
             params = [{"type": "text", "text": p} for p in args.param]
             components = [{"type": "body", "parameters": params}] if params else None
-            intent = Intent.template(args.to, args.template, args.lang, components, **options)
+            lang = args.lang if args.lang is not None else "en_US"
+            intent = Intent.template(args.to, args.template, lang, components, **options)
         else:
             intent = Intent.media(
                 args.to,

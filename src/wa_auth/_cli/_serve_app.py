@@ -56,8 +56,8 @@ from wa_auth._cli._serve_http import (
     read_warn_days,
     to_response,
     too_large,
-    within,
 )
+from wa_auth._deadline import wait_for
 from wa_auth._outbox_common import with_sender
 from wa_auth._redact import named_secrets, scrub, secret_forms
 from wa_auth._version import package_version
@@ -279,7 +279,7 @@ class Service:
             )
         timeout = max(0.0, deadline - self._monotonic())
         try:
-            raw = await within(request.read(), timeout)
+            raw = await wait_for(request.read(), timeout)
         except asyncio.TimeoutError:
             raise Rejected(
                 408,

@@ -5,11 +5,9 @@ The routes themselves are `Service` in `wa_auth._cli._serve_app`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -146,15 +144,6 @@ class Answer:
 
 
 Handler = Callable[[web.Request, float], Awaitable[Answer]]
-
-
-async def within(read: Coroutine[Any, Any, bytes], seconds: float) -> bytes:
-    """Await *read* for at most *seconds* (`asyncio.TimeoutError` after that)."""
-    if sys.version_info >= (3, 11):
-        # No task per request, unlike wait_for before 3.12: this is every request's path.
-        async with asyncio.timeout(seconds):
-            return await read
-    return await asyncio.wait_for(read, seconds)  # pragma: no cover - Python 3.10
 
 
 def failure(status: int, category: str, message: str, rule: str) -> Answer:
