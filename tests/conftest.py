@@ -5,16 +5,20 @@ fixture and calls it with the component's name and the reason (and carries the
 `real_component` marker). Outside CI it skips with a loud reason; under `CI=true` the same
 situation fails the run, so a missing install step cannot hide.
 
-The case tables shared by sync and async tests are `tests/cases/`; the shared assertions are
-`tests/helpers.py`. Both are importable by name (`pythonpath = ["tests"]`).
+The case tables shared by sync and async tests (and the n8n scenarios) are `tests/cases/`; the
+shared assertions, fake clock and Graph-error builder are `tests/helpers.py`; the CLI runner is
+`tests/running.py` and the `wa-auth serve` process `tests/serving.py`. All are importable by
+name (`pythonpath = ["tests"]`); no test module imports another (`tests/test_layout.py`).
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import types
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -23,7 +27,7 @@ from typing_extensions import Self
 from wa_auth.events import Counters
 
 # Before any test module imports them: their asserts then report values like a test's.
-pytest.register_assert_rewrite("cases", "helpers")
+pytest.register_assert_rewrite("cases", "helpers", "running", "serving")
 
 #: `make reliability` (scripts/reliability.py) runs every property test with this profile.
 settings.register_profile("reliability", max_examples=1000, deadline=None)
@@ -43,6 +47,20 @@ def _require_component(name: str, reason: str) -> None:
 def require_component() -> Callable[[str, str], None]:
     """`require_component(name, reason)`: skip, or under CI=true fail, for a missing component."""
     return _require_component
+
+
+@pytest.fixture(scope="module")
+def n8n_bin() -> str:
+    """The n8n binary that tests/n8n/ensure.sh installed (or $N8N_BIN); else skip (CI: fail)."""
+    if os.environ.get("N8N_BIN"):
+        return os.environ["N8N_BIN"]
+    runtime = Path(__file__).resolve().parent / "n8n"
+    digest = hashlib.sha256((runtime / "package-lock.json").read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("WA_AUTH_N8N_CACHE", Path.home() / ".cache" / "wa-auth-n8n"))
+    binary = cache / digest / "node_modules" / ".bin" / "n8n"
+    if not os.access(binary, os.X_OK):
+        _require_component("n8n", f"not installed at {binary}: run `bash tests/n8n/ensure.sh`")
+    return str(binary)
 
 
 @pytest.fixture

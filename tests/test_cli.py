@@ -12,78 +12,13 @@ import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
 
+from running import ROOT, SCHEMA, TO, Run, cli, env_for, intent, validate_lines
 from wa_auth import _table
 from wa_auth._cli import _codes, _schema, main
-
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-TO = "+15551234567"
-
-
-def validate_lines(text: str) -> list[dict]:
-    """Parse every non-blank line as JSON and validate it against the schema."""
-    lines = []
-    for raw in text.splitlines():
-        if not raw.strip():
-            continue
-        obj = json.loads(raw)
-        VALIDATOR.validate(obj)
-        lines.append(obj)
-    return lines
-
-
-class Run:
-    """A finished CLI process: exit code, the validated lines of stdout and stderr."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.code = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        assert "Traceback" not in proc.stderr, proc.stderr
-        self.lines = validate_lines(proc.stdout)
-        self.err_lines = validate_lines(proc.stderr)
-
-    @property
-    def line(self) -> dict:
-        assert len(self.lines) == 1, self.stdout
-        return self.lines[0]
-
-    @property
-    def summary(self) -> dict:
-        return self.err_lines[-1]
-
-
-def env_for(sandbox, token=None, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-    env.update(WA_BASE_URL=sandbox.base_url, WA_PHONE_NUMBER_ID=sandbox.phone_number_id)
-    if token is not None:
-        env["WA_ACCESS_TOKEN"] = token
-    env.update(extra)
-    return {k: v for k, v in env.items() if v is not None}
-
-
-def cli(*args, env, stdin: str | None = None, timeout: float = 60) -> Run:
-    proc = subprocess.run(
-        [sys.executable, "-m", "wa_auth", *args],
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-    return Run(proc)
-
-
-def intent(body: str = "hi", **fields) -> str:
-    return json.dumps({"to": TO, "type": "text", "text": {"body": body}, **fields})
-
 
 # --- send ---------------------------------------------------------------------------------------
 
@@ -110,7 +45,7 @@ def test_send_from_flags_is_delivered(wa_sandbox):
     (message,) = wa_sandbox.messages()
     assert line["message_id"] == message.id
     assert line["token_fingerprint"] == message.token_fingerprint
-    assert run.summary["summary"]["delivered"] == 1
+    assert run.summary["delivered"] == 1
     assert token not in run.stdout + run.stderr
 
 
@@ -177,9 +112,8 @@ def test_batch_prints_one_line_per_input_in_order(wa_sandbox):
     assert "text" in run.lines[2]["error"]["message"]
     assert "type must be one of" in run.lines[3]["error"]["message"]
     assert sorted(m.idempotency_key for m in wa_sandbox.messages()) == ["k1", "k5"]
-    summary = run.summary
-    assert summary["exit_code"] == 9
-    assert summary["summary"] | {"seconds": 0} == {
+    assert run.end["exit_code"] == 9
+    assert run.summary | {"seconds": 0} == {
         "total": 5, "delivered": 2, "queued": 0, "failed": 3, "maybe_delivered": 0,
         "expired": 0, "skipped": 0, "seconds": 0, "interrupted": False,
     }  # fmt: skip
@@ -486,7 +420,7 @@ def test_classify_text_b64_and_status():
         [sys.executable, "-m", "wa_auth", "classify", "--status", "502"],
         input=html, capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
-    line = Run(proc).line
+    line = Run.of(proc).line
     assert (line["source"], line["category"], proc.returncode) == ("text", "transient", 8)
     body = json.dumps({"error": {"code": 131031, "message": "Business account locked"}})
     run = cli("classify", "--input-b64", base64.b64encode(body.encode()).decode(), env=env)

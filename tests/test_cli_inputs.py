@@ -15,79 +15,20 @@ import os
 import select
 import subprocess
 import sys
-from pathlib import Path
 
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graph_peer import graph_peer
+from running import TO, VALIDATOR, Run, cli, env_for, intent, validate_lines
 from wa_auth._cli import _input, _output
 from wa_auth.errors import ConfigurationError
 from wa_auth.intents import Intent
 from wa_auth.outbox import SqliteOutbox
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-TO = "+15551234567"
 #: What JavaScript's JSON.stringify writes for a string cut after the first half of 😀.
 CUT_LINE = '{"to": "+15551234567", "type": "text", "text": {"body": "Your code \\ud83d"}, "idempotency_key": "k16"}'  # fmt: skip
-
-
-class Run:
-    """A finished process: its exit code and the schema-valid lines of stdout and stderr."""
-
-    def __init__(self, code: int, stdout: bytes, stderr: bytes) -> None:
-        self.code = code
-        self.stdout = stdout.decode("utf-8")  # strict: every byte printed is UTF-8
-        self.stderr = stderr.decode("utf-8")
-        assert "Traceback" not in self.stderr, self.stderr
-        self.lines = _valid_lines(self.stdout)
-        self.err_lines = _valid_lines(self.stderr)
-        assert all(line.get("category") != "internal" for line in self.lines + self.err_lines), (
-            self.stdout
-        )
-
-    @property
-    def summary(self) -> dict:
-        return self.err_lines[-1]["summary"]
-
-
-def _valid_lines(text: str) -> list[dict]:
-    lines = []
-    for raw in text.splitlines():
-        if raw.strip():
-            obj = json.loads(raw)
-            VALIDATOR.validate(obj)
-            lines.append(obj)
-    return lines
-
-
-def env_for(sandbox, token=None, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-    env.update(WA_BASE_URL=sandbox.base_url, WA_PHONE_NUMBER_ID=sandbox.phone_number_id)
-    if token is not None:
-        env["WA_ACCESS_TOKEN"] = token
-    env.update(extra)
-    return env
-
-
-def cli(*args: str, env: dict[str, str], stdin: bytes = b"") -> Run:
-    proc = subprocess.run(
-        [sys.executable, "-m", "wa_auth", *args],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
-
-
-def intent(key: str, body: str = "hi") -> str:
-    return json.dumps({"to": TO, "type": "text", "text": {"body": body}, "idempotency_key": key})
 
 
 def nested(depth: int) -> str:
@@ -100,7 +41,7 @@ def nested(depth: int) -> str:
 def test_half_an_emoji_is_its_own_line_and_the_other_thirty_go_out(wa_sandbox):
     """31 intents, the 16th cut inside an emoji: 31 lines in order, 30 delivered, exit 9."""
     token = wa_sandbox.issue_token()
-    lines = [intent(f"k{i}") for i in range(1, 32)]
+    lines = [intent(idempotency_key=f"k{i}") for i in range(1, 32)]
     lines[15] = CUT_LINE
     run = cli("send", env=env_for(wa_sandbox, token), stdin="\n".join(lines).encode())
     assert [r["line"] for r in run.lines] == list(range(1, 32))
@@ -121,7 +62,7 @@ def test_half_an_emoji_is_its_own_line_and_the_other_thirty_go_out(wa_sandbox):
 def test_a_json_array_with_half_an_emoji_is_the_same(wa_sandbox, tmp_path):
     """The same batch as n8n's JSON array file: the same lines and the same 30 sends."""
     token = wa_sandbox.issue_token()
-    items = [intent(f"k{i}") for i in range(1, 32)]
+    items = [intent(idempotency_key=f"k{i}") for i in range(1, 32)]
     items[15] = CUT_LINE
     path = tmp_path / "batch.json"
     path.write_text("[" + ",\n".join(items) + "]", encoding="utf-8")
@@ -146,7 +87,13 @@ def test_deep_nesting_is_that_lines_invalid_request(wa_sandbox):
     token = wa_sandbox.issue_token()
     deep_inside = json.dumps({"to": TO, "type": "text", "text": {"body": "x"}})[:-1]
     deep_inside += ', "idempotency_key": "k4", "consumer": ' + nested(100) + "}"
-    lines = [intent("k1"), nested(100_000), intent("k3"), deep_inside, intent("k5")]
+    lines = [
+        intent(idempotency_key="k1"),
+        nested(100_000),
+        intent(idempotency_key="k3"),
+        deep_inside,
+        intent(idempotency_key="k5"),
+    ]
     run = cli("send", env=env_for(wa_sandbox, token), stdin="\n".join(lines).encode())
     assert [r["state"] for r in run.lines] == [
         "delivered",
@@ -166,7 +113,9 @@ def test_a_deep_json_array_is_a_usage_error_and_nothing_is_sent(wa_sandbox, tmp_
     """An array file that cannot be read as a whole is one usage error (exit 2): nothing goes."""
     token = wa_sandbox.issue_token()
     path = tmp_path / "deep.json"
-    path.write_text("[" + intent("k1") + "," + nested(100_000) + "]", encoding="utf-8")
+    path.write_text(
+        "[" + intent(idempotency_key="k1") + "," + nested(100_000) + "]", encoding="utf-8"
+    )
     run = cli("send", "--input", str(path), env=env_for(wa_sandbox, token))
     assert run.code == 2
     (line,) = run.lines
@@ -181,9 +130,9 @@ def test_invalid_utf8_is_that_lines_result_from_stdin_and_from_a_file(wa_sandbox
     token = wa_sandbox.issue_token()
     data = b"\n".join(
         [
-            intent("k1").encode(),
+            intent(idempotency_key="k1").encode(),
             b'{"to": "+15551234567", "type": "text", "text": {"body": "na\xefve"}}',
-            intent("k3").encode(),
+            intent(idempotency_key="k3").encode(),
         ]
     )
     if source == "file":
@@ -213,7 +162,11 @@ def test_invalid_utf8_is_that_lines_result_from_stdin_and_from_a_file(wa_sandbox
 def test_smaller_input_mistakes_are_that_lines_invalid_request(wa_sandbox, line, message):
     """Duplicate keys, NaN, 1e999, `"v": true` and a NUL in a key: refused, never guessed."""
     token = wa_sandbox.issue_token()
-    run = cli("send", env=env_for(wa_sandbox, token), stdin=(line + "\n" + intent("ok")).encode())
+    run = cli(
+        "send",
+        env=env_for(wa_sandbox, token),
+        stdin=(line + "\n" + intent(idempotency_key="ok")).encode(),
+    )
     assert [r["state"] for r in run.lines] == ["failed", "delivered"]
     assert run.lines[0]["category"] == "invalid_request"
     assert message in run.lines[0]["error"]["message"]
@@ -280,7 +233,7 @@ def test_a_peers_half_surrogate_is_printed_as_valid_utf8(status, body, category,
         )
         proc = subprocess.run(
             [sys.executable, "-m", "wa_auth", "send", "--format", format_, "--input", "-"],
-            input=(intent("a") + "\n" + intent("b")).encode(), capture_output=True, env=env,
+            input=(intent(idempotency_key="a") + "\n" + intent(idempotency_key="b")).encode(), capture_output=True, env=env,
             timeout=120, check=False,
         )  # fmt: skip
     stdout, stderr = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")
@@ -311,7 +264,7 @@ def test_a_closed_stdout_stops_the_batch_like_sigterm(wa_sandbox, tmp_path):
         env=env_for(wa_sandbox, token),
     )  # fmt: skip
     try:
-        proc.stdin.write("\n".join(intent(f"k{i}") for i in range(12)).encode())
+        proc.stdin.write("\n".join(intent(idempotency_key=f"k{i}") for i in range(12)).encode())
         proc.stdin.close()
         ready, _, _ = select.select([proc.stdout], [], [], 60)
         assert ready
@@ -328,7 +281,7 @@ def test_a_closed_stdout_stops_the_batch_like_sigterm(wa_sandbox, tmp_path):
     assert "Traceback" not in text
     assert "BrokenPipe" not in text
     assert first["state"] == "delivered"
-    summary = _valid_lines(text)[-1]
+    summary = validate_lines(text)[-1]
     assert summary["summary"]["interrupted"] is True
     assert summary["summary"]["total"] == 12
     with SqliteOutbox(outbox) as box:
@@ -351,7 +304,7 @@ def test_a_closed_stdout_without_an_outbox_reports_on_stderr(wa_sandbox):
         env=env_for(wa_sandbox, token),
     )  # fmt: skip
     try:
-        proc.stdin.write("\n".join(intent(f"k{i}") for i in range(6)).encode())
+        proc.stdin.write("\n".join(intent(idempotency_key=f"k{i}") for i in range(6)).encode())
         proc.stdin.close()
         ready, _, _ = select.select([proc.stdout], [], [], 60)
         assert ready
@@ -365,7 +318,7 @@ def test_a_closed_stdout_without_an_outbox_reports_on_stderr(wa_sandbox):
             proc.kill()
             proc.wait()
     assert "Traceback" not in stderr
-    summary = _valid_lines(stderr)[-1]["summary"]
+    summary = validate_lines(stderr)[-1]["summary"]
     assert (summary["total"], summary["interrupted"]) == (6, True)
     assert summary["delivered"] == len(wa_sandbox.messages()) < 6
     assert code == 8
@@ -383,7 +336,7 @@ def test_a_closed_stdout_without_an_outbox_reports_on_stderr(wa_sandbox):
     chunks=st.lists(
         st.one_of(
             st.binary(max_size=200),
-            st.sampled_from([intent("k").encode(), CUT_LINE.encode(), nested(5000).encode(), b"\xff\xfe", b"\r", b"\n", b"[", b"\xef\xbb\xbf", "\u2028".encode()]),
+            st.sampled_from([intent(idempotency_key="k").encode(), CUT_LINE.encode(), nested(5000).encode(), b"\xff\xfe", b"\r", b"\n", b"[", b"\xef\xbb\xbf", "\u2028".encode()]),
             st.text().map(lambda t: t.encode("utf-8", "surrogatepass")),
         ),
         max_size=8,
@@ -456,12 +409,12 @@ def test_a_bug_in_one_send_is_that_intents_line_only(wa_sandbox):
     token = wa_sandbox.issue_token()
     proc = subprocess.run(
         [sys.executable, "-c", WITH_A_BUG, "send"],
-        input="\n".join([intent("k1"), intent("boom"), intent("k3")]).encode(),
+        input="\n".join([intent(idempotency_key="k1"), intent(idempotency_key="boom"), intent(idempotency_key="k3")]).encode(),
         capture_output=True, env=env_for(wa_sandbox, token), timeout=120, check=False,
     )  # fmt: skip
     stdout = proc.stdout.decode("utf-8")
     assert "Traceback" not in proc.stderr.decode("utf-8")
-    lines = _valid_lines(stdout)
+    lines = validate_lines(stdout)
     assert [r["state"] for r in lines] == ["delivered", "maybe_delivered", "delivered"]
     assert (lines[1]["category"], lines[1]["idempotency_key"]) == ("internal", "boom")
     assert "TypeError: a planted bug" in lines[1]["error"]["message"]

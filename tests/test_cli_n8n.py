@@ -11,64 +11,33 @@ lockfile's hash); under CI=true a missing runtime fails the run instead of skipp
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
+from cases.n8n import (
+    BATCH_FILE,
+    CLASSIFY_BRANCHES,
+    CLASSIFY_HTTP_REQUEST_ERROR,
+    EXAMPLES,
+    HEALTH_BRANCHES,
+    PARALLEL,
+    RUNTIME,
+    SEND_AND_BRANCH,
+    SEND_BRANCHES,
+    TOKEN_HEALTH_CHECK,
+    Scenario,
+    branch_taken,
+)
+from running import VALIDATOR
 from wa_auth.sandbox import Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "n8n"
-RUNTIME = ROOT / "tests" / "n8n"
-SCHEMA = json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-#: n8n runs at once: each is a Node process of about 1.5 CPU-seconds a second.
-PARALLEL = 3
-
 pytestmark = pytest.mark.real_component("n8n")
-
-
-def require_component(name: str, reason: str) -> None:
-    """Skip (or, under CI=true, fail) because the real component *name* is unavailable."""
-    message = f"REAL COMPONENT MISSING: {name}: {reason}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: a missing component fails the run)", pytrace=False)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def n8n_bin() -> str:
-    """The n8n binary that tests/n8n/ensure.sh installed (or $N8N_BIN)."""
-    if os.environ.get("N8N_BIN"):
-        return os.environ["N8N_BIN"]
-    digest = hashlib.sha256((RUNTIME / "package-lock.json").read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("WA_AUTH_N8N_CACHE", Path.home() / ".cache" / "wa-auth-n8n"))
-    binary = cache / digest / "node_modules" / ".bin" / "n8n"
-    if not os.access(binary, os.X_OK):
-        require_component("n8n", f"not installed at {binary}: run `bash tests/n8n/ensure.sh`")
-    return str(binary)
-
-
-class Scenario:
-    """One run: how to break the sandbox, and the branch n8n must take."""
-
-    def __init__(self, name: str, setup: Callable[[Sandbox, str], Any], branch: str, **expect: Any):
-        self.name = name
-        self.setup = setup
-        self.branch = branch
-        self.expect = expect
-
-    def __repr__(self) -> str:
-        return self.name
 
 
 def _cli_lines(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,7 +61,7 @@ def _run(n8n: str, workflow: Path, scenario: Scenario, tmp: Path, edit=None) -> 
     tmp = tmp / scenario.name
     tmp.mkdir()
     with Sandbox(seed=7) as sandbox:
-        token = sandbox.issue_token(**scenario.expect.pop("token_options", {}))
+        token = sandbox.issue_token(**scenario.token_options)
         scenario.setup(sandbox, token)
         wf = json.loads(workflow.read_text(encoding="utf-8"))
         if edit is not None:
@@ -132,54 +101,12 @@ def _run_all(n8n, workflow, scenarios, tmp_path, edit=None) -> dict[str, dict[st
         return {name: f.result() for name, f in futures.items()}
 
 
-def _branch(summary: dict[str, Any], branches: set[str]) -> tuple[str, dict[str, Any]]:
-    ran = sorted(branches & set(summary["nodes"]))
-    assert len(ran) == 1, f"branches that ran: {ran}"
-    (item,) = summary["nodes"][ran[0]]["outputs"][0]
-    return ran[0], item
-
-
-def _lock(sb: Sandbox, _token: str) -> None:
-    sb.set_account_state("locked")
-
-
-def _state(state: str) -> Callable[[Sandbox, str], None]:
-    return lambda sb, token: sb.set_token_state(token, state)
-
-
-def _fault(code: int | str) -> Callable[[Sandbox, str], None]:
-    return lambda sb, _token: sb.fail_next(code)
-
-
-def _nothing(_sb: Sandbox, _token: str) -> None:
-    return None
-
-
-SEND_BRANCHES = {
-    "Delivered",
-    "Maybe delivered: check before resending",
-    "Store and retry later",
-    "Drop invalid",
-    "Alert operator",
-}
-
-
 def test_send_and_branch(n8n_bin, tmp_path):
     """Example 1: `wa-auth send --input-b64 ... --exit-zero` and a Switch take the right branch."""
-    scenarios = [
-        Scenario("valid", _nothing, "Delivered", category=None, messages=1),
-        Scenario("expired", _state("expired"), "Alert operator", category="token_expired"),
-        Scenario("revoked", _state("revoked_password_changed"), "Alert operator", category="token_revoked"),
-        Scenario("descoped", _state("missing_permission"), "Alert operator", category="insufficient_permission"),
-        Scenario("locked", _lock, "Alert operator", category="account_state"),
-        Scenario("lost-answer", _fault("drop_after_accept"), "Maybe delivered: check before resending", category="transient", messages=1),
-        Scenario("spam-cap", _fault(131048), "Store and retry later", category="rate_limited"),
-        Scenario("window-closed", _fault(131047), "Drop invalid", category="invalid_request"),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "send-and-branch.json", scenarios, tmp_path)
-    for s in scenarios:
+    results = _run_all(n8n_bin, EXAMPLES / "send-and-branch.json", SEND_AND_BRANCH, tmp_path)
+    for s in SEND_AND_BRANCH:
         summary = results[s.name]
-        branch, item = _branch(summary, SEND_BRANCHES)
+        branch, item = branch_taken(summary, SEND_BRANCHES)
         assert branch == s.branch, s
         assert item["category"] == s.expect["category"], s
         assert summary["messages"] == s.expect.get("messages", 0), s
@@ -190,23 +117,12 @@ def test_send_and_branch(n8n_bin, tmp_path):
             assert item["operator_action"], s
 
 
-HEALTH_BRANCHES = {"Healthy", "Alert: token expires soon", "Alert: token cannot send"}
-
-
 def test_token_health_check(n8n_bin, tmp_path):
     """Example 2: the scheduled `wa-auth check --warn-days 14` alerts before expiry and on failure."""
-    scenarios = [
-        Scenario("valid", _nothing, "Healthy"),
-        Scenario("expiring", _nothing, "Alert: token expires soon", token_options={"expires_in": 3 * 86400}),
-        Scenario("expired", _state("expired"), "Alert: token cannot send", category="token_expired", exit_code=3),
-        Scenario("revoked", _state("revoked_deauthorized"), "Alert: token cannot send", category="token_revoked", exit_code=4),
-        Scenario("descoped", _nothing, "Alert: token cannot send", category="insufficient_permission", exit_code=5, token_options={"scopes": ["whatsapp_business_management"]}),
-        Scenario("locked", _lock, "Alert: token cannot send", category="account_state", exit_code=6),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "token-health-check.json", scenarios, tmp_path)
-    for s in scenarios:
+    results = _run_all(n8n_bin, EXAMPLES / "token-health-check.json", TOKEN_HEALTH_CHECK, tmp_path)
+    for s in TOKEN_HEALTH_CHECK:
         summary = results[s.name]
-        branch, item = _branch(summary, HEALTH_BRANCHES)
+        branch, item = branch_taken(summary, HEALTH_BRANCHES)
         assert branch == s.branch, s
         (line,) = _cli_lines(summary["nodes"]["wa-auth check"])
         if "category" in s.expect:
@@ -219,24 +135,17 @@ def test_token_health_check(n8n_bin, tmp_path):
             assert line["exit_code"] == 12
 
 
-CLASSIFY_BRANCHES = {"Sent", "Retry later", "Drop invalid", "Alert operator"}
-
-
 def test_classify_http_request_error(n8n_bin, tmp_path):
     """Example 3: n8n's HTTP Request node's error output, classified by `wa-auth classify`."""
-    scenarios = [
-        Scenario("valid", _nothing, "Sent", messages=1),
-        Scenario("expired", _state("expired"), "Alert operator", category="token_expired"),
-        Scenario("revoked", _state("revoked_logged_out"), "Alert operator", category="token_revoked"),
-        Scenario("descoped", _state("missing_permission"), "Alert operator", category="insufficient_permission"),
-        Scenario("locked", _lock, "Alert operator", category="account_state"),
-        Scenario("throughput", _fault(130429), "Retry later", category="rate_limited"),
-        Scenario("window-closed", _fault(131047), "Drop invalid", category="invalid_request"),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "classify-http-request-error.json", scenarios, tmp_path)
-    for s in scenarios:
+    results = _run_all(
+        n8n_bin,
+        EXAMPLES / "classify-http-request-error.json",
+        CLASSIFY_HTTP_REQUEST_ERROR,
+        tmp_path,
+    )
+    for s in CLASSIFY_HTTP_REQUEST_ERROR:
         summary = results[s.name]
-        branch, item = _branch(summary, CLASSIFY_BRANCHES)
+        branch, item = branch_taken(summary, CLASSIFY_BRANCHES)
         assert branch == s.branch, s
         assert summary["messages"] == s.expect.get("messages", 0), s
         if branch == "Sent":
@@ -255,12 +164,8 @@ def _batch_dir(wf: dict[str, Any], tmp: Path) -> None:
 
 def test_batch_file(n8n_bin, tmp_path):
     """Example 4: items to one file, one `wa-auth send --input FILE`, results back as items."""
-    scenarios = [
-        Scenario("valid", _nothing, "", delivered=4, categories=["invalid_request"]),
-        Scenario("revoked", _state("revoked_password_changed"), "", delivered=0, categories=["token_revoked", "token_revoked", "invalid_request", "token_revoked", "token_revoked"]),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "batch-file.json", scenarios, tmp_path, _batch_dir)
-    for s in scenarios:
+    results = _run_all(n8n_bin, EXAMPLES / "batch-file.json", BATCH_FILE, tmp_path, _batch_dir)
+    for s in BATCH_FILE:
         summary = results[s.name]
         nodes = summary["nodes"]
         lines = _cli_lines(nodes["wa-auth send --input"])

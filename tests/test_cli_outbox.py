@@ -12,49 +12,16 @@ import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
-
-import jsonschema
 
 from mounts import fill_disk, read_only_mount, tiny_filesystem
+from running import TO, cli, env_for, intent, validate_lines
 from wa_auth import Intent, SqliteOutbox
-
-ROOT = Path(__file__).resolve().parent.parent
-VALIDATOR = jsonschema.Draft202012Validator(
-    json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
-)
-TO = "+15551234567"
-
-
-def _lines(text: str) -> list[dict]:
-    out = []
-    for raw in text.splitlines():
-        if raw.strip():
-            obj = json.loads(raw)
-            VALIDATOR.validate(obj)
-            out.append(obj)
-    return out
-
-
-def _env(sandbox, token=None, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
-    env.update(WA_BASE_URL=sandbox.base_url, WA_PHONE_NUMBER_ID=sandbox.phone_number_id, **extra)
-    if token is not None:
-        env["WA_ACCESS_TOKEN"] = token
-    return env
 
 
 def _cli(*args, env, stdin=""):
-    proc = subprocess.run(
-        [sys.executable, "-m", "wa_auth", *args],
-        input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc.returncode, _lines(proc.stdout), _lines(proc.stderr)
-
-
-def _intent(key: str, body: str = "hi", to: str = TO) -> str:
-    return json.dumps({"to": to, "type": "text", "text": {"body": body}, "idempotency_key": key})
+    """`running.cli` as (exit code, stdout lines, stderr lines), for unpacking."""
+    run = cli(*args, env=env, stdin=stdin)
+    return run.code, run.lines, run.err_lines
 
 
 def test_send_with_an_outbox_queues_and_replay_sends(wa_sandbox, tmp_path):
@@ -63,7 +30,13 @@ def test_send_with_an_outbox_queues_and_replay_sends(wa_sandbox, tmp_path):
     token = wa_sandbox.issue_token()
     wa_sandbox.fail_next(131048)
     code, lines, err = _cli(
-        "send", "--outbox", db, "--input", "-", env=_env(wa_sandbox, token), stdin=_intent("k1")
+        "send",
+        "--outbox",
+        db,
+        "--input",
+        "-",
+        env=env_for(wa_sandbox, token),
+        stdin=intent(idempotency_key="k1"),
     )
     assert (code, lines[0]["state"], lines[0]["category"]) == (14, "queued", "rate_limited")
     assert lines[0]["not_before"] > 0
@@ -77,18 +50,18 @@ def test_send_with_an_outbox_queues_and_replay_sends(wa_sandbox, tmp_path):
         "x",
         "--idempotency-key",
         "k2",
-        env=_env(wa_sandbox),
+        env=env_for(wa_sandbox),
     )
     assert (code, lines[0]["category"]) == (10, "token_unavailable")
-    code, (stats,), _ = _cli("outbox", "stats", "--outbox", db, env=_env(wa_sandbox))
+    code, (stats,), _ = _cli("outbox", "stats", "--outbox", db, env=env_for(wa_sandbox))
     assert stats["stats"]["by_state"]["queued"] == 1
     assert stats["stats"]["by_state"]["failed"] == 1
     code, rows, _ = _cli(
-        "outbox", "list", "--outbox", db, "--state", "failed", env=_env(wa_sandbox)
+        "outbox", "list", "--outbox", db, "--state", "failed", env=env_for(wa_sandbox)
     )
     assert [r["idempotency_key"] for r in rows] == ["k2"]
     assert rows[0]["intent"]["text"]["body"] == "x"
-    code, lines, err = _cli("outbox", "replay", "--outbox", db, env=_env(wa_sandbox, token))
+    code, lines, err = _cli("outbox", "replay", "--outbox", db, env=env_for(wa_sandbox, token))
     assert code == 0
     assert [(r["idempotency_key"], r["state"]) for r in lines] == [("k2", "delivered")]
     assert err[-1]["summary"]["delivered"] == 1
@@ -98,7 +71,7 @@ def test_send_with_an_outbox_queues_and_replay_sends(wa_sandbox, tmp_path):
 def test_a_delivered_key_is_its_delivery_not_a_failure(wa_sandbox, tmp_path):
     """A key the outbox delivered: exit 0, the original message id, `duplicate`; nothing sent."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     args = ("send", "--outbox", db, "--to", TO, "--text", "x", "--idempotency-key", "once")
     code, (first,), _ = _cli(*args, env=env)
     assert code == 0
@@ -117,10 +90,10 @@ def test_sigterm_leaves_the_rest_pending_in_the_outbox(wa_sandbox, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "wa_auth", "send", "--outbox", db, "--concurrency", "1"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=_env(wa_sandbox, token), text=True,
+        env=env_for(wa_sandbox, token), text=True,
     )  # fmt: skip
     try:
-        proc.stdin.write("\n".join(_intent(f"k{i}") for i in range(6)))
+        proc.stdin.write("\n".join(intent(idempotency_key=f"k{i}") for i in range(6)))
         proc.stdin.close()
         proc.stdin = None
         assert select.select([proc.stdout], [], [], 30)[0]
@@ -131,16 +104,16 @@ def test_sigterm_leaves_the_rest_pending_in_the_outbox(wa_sandbox, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    lines = _lines(first + rest)
-    _lines(err)
+    lines = validate_lines(first + rest)
+    validate_lines(err)
     stopped = [r for r in lines if r["reason"] == "interrupted"]
     assert stopped
     assert all(r["state"] == "queued" and r["exit_code"] == 14 for r in stopped)
     assert proc.returncode == 14
     wa_sandbox.set_faults()
-    _, (stats,), _ = _cli("outbox", "stats", "--outbox", db, env=_env(wa_sandbox))
+    _, (stats,), _ = _cli("outbox", "stats", "--outbox", db, env=env_for(wa_sandbox))
     assert stats["stats"]["by_state"]["pending"] == len(stopped)
-    _, replayed, _ = _cli("outbox", "replay", "--outbox", db, env=_env(wa_sandbox, token))
+    _, replayed, _ = _cli("outbox", "replay", "--outbox", db, env=env_for(wa_sandbox, token))
     assert sorted(r["idempotency_key"] for r in replayed) == sorted(
         r["idempotency_key"] for r in stopped
     )
@@ -150,7 +123,7 @@ def test_sigterm_leaves_the_rest_pending_in_the_outbox(wa_sandbox, tmp_path):
 def test_export_purge_and_a_missing_outbox(wa_sandbox, tmp_path):
     """Dead letters export as rows; purge counts; a missing file is a usage error, not created."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     wa_sandbox.fail_next(131047, recipient="+15550000047")
     _cli(
         "send",
@@ -159,7 +132,9 @@ def test_export_purge_and_a_missing_outbox(wa_sandbox, tmp_path):
         "--input",
         "-",
         env=env,
-        stdin=_intent("dead", to="+15550000047") + "\n" + _intent("fine"),
+        stdin=intent(idempotency_key="dead", to="+15550000047")
+        + "\n"
+        + intent(idempotency_key="fine"),
     )
     code, rows, _ = _cli("outbox", "export", "--outbox", db, env=env)
     assert [r["idempotency_key"] for r in rows] == ["dead"]
@@ -184,14 +159,14 @@ def test_a_state_file_remembers_a_dead_token_across_runs(wa_sandbox, tmp_path):
     state = str(tmp_path / "state.db")
     token = wa_sandbox.issue_token()
     wa_sandbox.set_token_state(token, "revoked_password_changed")
-    env = _env(wa_sandbox, token, WA_AUTH_STATE=state)
+    env = env_for(wa_sandbox, token, WA_AUTH_STATE=state)
     for _ in range(2):
         code, (line,), _ = _cli("send", "--to", TO, "--text", "x", env=env)
         assert (code, line["category"]) == (4, "token_revoked")
     sends = [r for r in wa_sandbox.requests() if r.endpoint == "send_message"]
     assert len(sends) == 1
     code, (line,), _ = _cli(
-        "send", "--state", state, "--to", TO, "--text", "x", env=_env(wa_sandbox, token)
+        "send", "--state", state, "--to", TO, "--text", "x", env=env_for(wa_sandbox, token)
     )
     assert code == 4
     assert len([r for r in wa_sandbox.requests() if r.endpoint == "send_message"]) == 1
@@ -213,7 +188,7 @@ def _run(*args, env, stdin=""):
 def _queued(sandbox, db, keys, env):
     """Send *keys* with a long rate cap on each: the outbox holds them `queued`."""
     sandbox.fail_next(131048, times=len(keys))
-    stdin = "\n".join(_intent(k) for k in keys)
+    stdin = "\n".join(intent(idempotency_key=k) for k in keys)
     _, lines, _ = _cli("send", "--outbox", db, "--input", "-", env=env, stdin=stdin)
     assert {line["state"] for line in lines} == {"queued"}
 
@@ -221,7 +196,7 @@ def _queued(sandbox, db, keys, env):
 def test_a_huge_limit_lists_every_row(wa_sandbox, tmp_path):
     """`outbox list --limit 99999999999999999999` lists the rows (no OverflowError, exit 0)."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     _queued(wa_sandbox, db, ["a", "b"], env)
     code, rows, _ = _cli("outbox", "list", "--outbox", db, "--limit", "9" * 20, env=env)
     assert (code, [r["idempotency_key"] for r in rows]) == (0, ["a", "b"])
@@ -231,7 +206,7 @@ def test_mark_sets_a_rows_state_from_the_command_line(wa_sandbox, tmp_path):
     """`outbox mark KEY STATE`: the runbook's decisions without Python; a bad key or state is a
     usage error (2), and a row marked pending is sent by the next replay."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     _queued(wa_sandbox, db, ["later", "known"], env)
     code, (row,), _ = _cli("outbox", "mark", "later", "pending", "--outbox", db, env=env)
     assert (code, row["idempotency_key"], row["state"], row["reason"]) == (
@@ -265,7 +240,7 @@ def test_mark_sets_a_rows_state_from_the_command_line(wa_sandbox, tmp_path):
 def test_replay_honours_format_text(wa_sandbox, tmp_path):
     """`outbox replay --format text` prints a line per intent and a summary for a person."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     _queued(wa_sandbox, db, ["t1", "t2"], env)
     for key in ("t1", "t2"):
         _cli("outbox", "mark", key, "pending", "--outbox", db, env=env)
@@ -280,7 +255,7 @@ def test_replay_honours_format_text(wa_sandbox, tmp_path):
 def test_replay_shows_progress_on_a_terminal(wa_sandbox, tmp_path):
     """On a terminal, replay says how far it is, as send does; the JSON lines stay on stdout."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     keys = [f"p{n}" for n in range(30)]
     with SqliteOutbox(db) as box:
         box.enqueue_many(Intent.text(TO, "hi", idempotency_key=k) for k in keys)
@@ -304,7 +279,7 @@ def test_replay_shows_progress_on_a_terminal(wa_sandbox, tmp_path):
     finally:
         os.close(leader)
     assert proc.returncode == 0
-    assert len(_lines(out)) == 30
+    assert len(validate_lines(out)) == 30
     text = seen.decode()
     assert "wa-auth outbox replay: 30 of at most 30 done" in text
     assert "Traceback" not in text
@@ -313,7 +288,7 @@ def test_replay_shows_progress_on_a_terminal(wa_sandbox, tmp_path):
 def test_send_records_the_configured_sender_in_the_outbox(wa_sandbox, tmp_path):
     """An intent without phone_number_id is recorded with WA_PHONE_NUMBER_ID, sent or not."""
     db = str(tmp_path / "outbox.db")
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     late = json.dumps(
         {"to": TO, "type": "text", "text": {"body": "x"}, "idempotency_key": "late",
          "not_after": 1_000_000_000}
@@ -332,7 +307,7 @@ def test_a_read_only_outbox_can_be_listed_and_counted(wa_sandbox, tmp_path):
     command that changes it says the file is read-only (usage, exit 2)."""
     data = tmp_path / "data"
     data.mkdir()
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     _queued(wa_sandbox, str(data / "outbox.db"), ["a", "b"], env)
     with read_only_mount(data) as ro:
         db = str(ro / "outbox.db")
@@ -350,7 +325,7 @@ def test_a_read_only_outbox_can_be_listed_and_counted(wa_sandbox, tmp_path):
 def test_a_full_disk_exits_8_retryable_for_a_new_and_an_existing_outbox(wa_sandbox, tmp_path):
     """A real ENOSPC: `send --outbox` on a new file and on an existing one both exit 8
     (transient), `retryable: true`: the message is not invalid, try again once there is room."""
-    env = _env(wa_sandbox, wa_sandbox.issue_token())
+    env = env_for(wa_sandbox, wa_sandbox.issue_token())
     with tiny_filesystem(tmp_path, 256) as disk:
         existing = str(disk / "existing.db")
         assert _cli("send", "--outbox", existing, "--to", TO, "--text", "x", env=env)[0] == 0
@@ -359,7 +334,7 @@ def test_a_full_disk_exits_8_retryable_for_a_new_and_an_existing_outbox(wa_sandb
             "send", "--outbox", str(disk / "new.db"), "--to", TO, "--text", "x", env=env
         )
         assert (code, line["category"], line["error"]["retryable"]) == (8, "transient", True)
-        intents = "\n".join(_intent(f"k{n}", body="y" * 2000) for n in range(100))
+        intents = "\n".join(intent(idempotency_key=f"k{n}", body="y" * 2000) for n in range(100))
         code, lines, _ = _cli("send", "--outbox", existing, "--input", "-", env=env, stdin=intents)
         assert code == 8
         assert {(x.get("category"), x["exit_code"]) for x in lines} <= {("transient", 8)}

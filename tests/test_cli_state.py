@@ -14,8 +14,6 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -23,17 +21,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_cli import TO, VALIDATOR, cli, env_for, validate_lines
+from helpers import Clock, graph_error
+from running import TO, cli, env_for, text_intent, validate_lines
+from serving import Service, serving
 from wa_auth.pacing import ACCOUNT, Pause
 from wa_auth.sandbox import Sandbox
 from wa_auth.state import StateFile
-
-KEY = "state-test-key-0123456789-abcdef"
-
-
-def text_intent(body: str = "hi") -> dict:
-    return {"to": TO, "type": "text", "text": {"body": body}}
-
 
 # --- wa-auth state list | clear -----------------------------------------------------------------
 
@@ -107,48 +100,9 @@ def test_state_usage_errors(args, extra, message, wa_sandbox, tmp_path):
 # --- wa-auth serve: POST /state/clear and /readyz?refresh ----------------------------------------
 
 
-class Served:
-    """A running `wa-auth serve`: its HTTP client; `stop()` returns its stderr lines."""
-
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc = proc
-        self.http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
-        )
-
-    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = self.http.request(method, path, **kwargs)
-        VALIDATOR.validate(response.json())
-        return response
-
-    def send(self) -> dict:
-        return self.call("POST", "/send", json=text_intent()).json()
-
-    def stop(self) -> list[dict]:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        out, err = self.proc.communicate(timeout=30)
-        assert "Traceback" not in err, err
-        return validate_lines(out + err)
-
-
-@contextmanager
-def serving(sandbox, token: str, *args: str, **extra: str) -> Iterator[Served]:
-    env = env_for(sandbox, token, WA_AUTH_API_KEY=KEY, **extra)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    assert ready, "wa-auth serve printed nothing within 60 s"
-    info = json.loads(proc.stdout.readline())
-    served = Served(proc, info["url"])
-    try:
-        yield served
-    finally:
-        if proc.poll() is None:
-            served.stop()
+def _send(svc: Service) -> dict:
+    """POST one text intent to *svc*'s /send; return its answer."""
+    return svc.call("POST", "/send", json=text_intent()).json()
 
 
 def test_serve_state_clear_lets_a_fixed_token_send(wa_sandbox):
@@ -157,18 +111,19 @@ def test_serve_state_clear_lets_a_fixed_token_send(wa_sandbox):
     with serving(wa_sandbox, token) as svc:
         assert svc.call("GET", "/readyz").status_code == 200
         wa_sandbox.set_token_state(token, "expired")
-        fingerprint = svc.send()["token_fingerprint"]
+        fingerprint = _send(svc)["token_fingerprint"]
         assert svc.call("GET", "/readyz").status_code == 503
         wa_sandbox.reset()
-        assert svc.send()["category"] == "token_expired"  # the verdict, without a request
+        assert _send(svc)["category"] == "token_expired"  # the verdict, without a request
         assert wa_sandbox.requests() == ()
         assert svc.call("GET", "/readyz").status_code == 503  # the cached health agrees
         cleared = svc.call("POST", "/state/clear")
         assert cleared.status_code == 200
         assert (cleared.json()["verdicts"], cleared.json()["state"]) == ([fingerprint], None)
         assert svc.call("GET", "/readyz").status_code == 200  # no verdict: Meta asked again
-        assert svc.send()["state"] == "delivered"
-        lines = svc.stop()
+        assert _send(svc)["state"] == "delivered"
+        assert svc.stop() == 0
+        lines = svc.lines()
     assert [line["route"] for line in lines if line.get("event") == "access"].count(
         "/state/clear"
     ) == 1
@@ -179,7 +134,7 @@ def test_serve_state_clear_names_what_it_dropped(wa_sandbox, tmp_path):
     token = wa_sandbox.demo_tokens()["system_user"]
     with serving(wa_sandbox, token, "--state", str(tmp_path / "s.db")) as svc:
         wa_sandbox.set_token_state(token, "revoked_password_changed")
-        fingerprint = svc.send()["token_fingerprint"]
+        fingerprint = _send(svc)["token_fingerprint"]
         other = svc.call("POST", "/state/clear", json={"fingerprints": ["sha256:000000000000"]})
         assert (other.json()["verdicts"], other.json()["state"]) == ([], str(tmp_path / "s.db"))
         bad = svc.call("POST", "/state/clear", json={"fingerprints": ["EAAGnotafingerprint1234"]})
@@ -195,12 +150,12 @@ def test_readyz_refresh_drops_a_verdict_meta_no_longer_confirms(wa_sandbox):
     token = wa_sandbox.demo_tokens()["system_user"]
     with serving(wa_sandbox, token) as svc:
         wa_sandbox.set_token_state(token, "expired")
-        assert svc.send()["category"] == "token_expired"
+        assert _send(svc)["category"] == "token_expired"
         wa_sandbox.reset()
         assert svc.call("GET", "/readyz").status_code == 503
         ready = svc.call("GET", "/readyz", params={"refresh": "true"})
         assert (ready.status_code, ready.json()["valid"]) == (200, True)
-        assert svc.send()["state"] == "delivered"
+        assert _send(svc)["state"] == "delivered"
         assert svc.call("GET", "/readyz", params={"refresh": "maybe"}).status_code == 400
 
 
@@ -240,8 +195,9 @@ def test_serve_verbose_prints_events(wa_sandbox):
     """`serve --verbose` logs wa_auth's events on stderr beside the access log."""
     token = wa_sandbox.issue_token()
     with serving(wa_sandbox, token, "--verbose") as svc:
-        assert svc.send()["state"] == "delivered"
-        lines = svc.stop()
+        assert _send(svc)["state"] == "delivered"
+        assert svc.stop() == 0
+        lines = svc.lines()
     logs = [line for line in lines if line.get("event") == "log"]
     assert "guard.delivered" in [line["message"] for line in logs]
     assert token not in json.dumps(lines)
@@ -328,15 +284,6 @@ def test_docs_name_the_sandbox_token_ids():
 # --- the stores list their verdicts --------------------------------------------------------------
 
 
-def _expired_error(fingerprint: str):
-    from wa_auth.errors import from_response
-
-    body = {"error": {"code": 190, "error_subcode": 463, "message": "Session has expired"}}
-    error = from_response(401, body)
-    error.token_fingerprint = fingerprint
-    return error
-
-
 @pytest.mark.anyio
 async def test_verdict_stores_list_what_is_in_force(tmp_path):
     """`list()`/`alist()` of the memory and SQLite stores: newest first, expired ones left out."""
@@ -344,21 +291,27 @@ async def test_verdict_stores_list_what_is_in_force(tmp_path):
 
     from wa_auth import TokenVerdicts
 
-    now = [1000.0]
-    memory = TokenVerdicts(ttl=60, monotonic=lambda: now[0])
-    with StateFile(tmp_path / "s.db", clock=lambda: now[0], verdict_ttl=60) as state:
+    clock = Clock(1000.0)
+    memory = TokenVerdicts(ttl=60, monotonic=clock)
+    with StateFile(tmp_path / "s.db", clock=clock, verdict_ttl=60) as state:
         for store, wall in ((memory, False), (state.verdicts, True)):
-            now[0] = 1000.0
-            await store.arecord("sha256:aaaaaaaaaaaa", _expired_error("sha256:aaaaaaaaaaaa"))
-            now[0] += 30
-            await store.arecord("sha256:bbbbbbbbbbbb", _expired_error("sha256:bbbbbbbbbbbb"))
+            clock.t = 1000.0
+            await store.arecord(
+                "sha256:aaaaaaaaaaaa",
+                graph_error(401, 190, 463, fingerprint="sha256:aaaaaaaaaaaa"),
+            )
+            clock.t += 30
+            await store.arecord(
+                "sha256:bbbbbbbbbbbb",
+                graph_error(401, 190, 463, fingerprint="sha256:bbbbbbbbbbbb"),
+            )
             listed = await store.alist()
             assert [fp for fp, _, _ in listed] == ["sha256:bbbbbbbbbbbb", "sha256:aaaaaaaaaaaa"]
             assert all(error.category == "token_expired" for _, error, _ in listed)
             # Unix seconds: the SQLite store's clock is the wall clock; memory's is monotonic.
-            left = listed[0][2] - (now[0] if wall else time.time())
+            left = listed[0][2] - (clock.t if wall else time.time())
             assert 55 < left <= 60
-            now[0] += 31  # the first verdict's TTL is over
+            clock.t += 31  # the first verdict's TTL is over
             assert [fp for fp, _, _ in store.list()] == ["sha256:bbbbbbbbbbbb"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_cli import TO, cli, env_for, validate_lines
+from running import TO, cli, env_for, validate_lines
 from wa_auth._cli import _parser, main
 
 META = "EAAG" + "CANARYusage" + "x7Q2mZ9kLp4RtV8wYb3NcD6fHj1KsU5eGa"

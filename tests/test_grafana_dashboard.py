@@ -10,11 +10,7 @@ served, with those labels.
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from running import text_intent
+from serving import KEY, serving
 from wa_auth.sandbox import Sandbox
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "examples" / "grafana" / "wa-auth-dashboard.json"
-KEY = "dashboard-test-key-0123456789-abcdef"
-TO = "+15551234567"
 
 # --- reading PromQL -------------------------------------------------------------------------------
 
@@ -206,37 +202,11 @@ def test_the_dashboard_is_an_importable_grafana_model():
 # --- a real /metrics -------------------------------------------------------------------------------
 
 
-def _serve(sandbox: Sandbox, token: str, outbox: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-    env.update(
-        WA_BASE_URL=sandbox.base_url,
-        WA_PHONE_NUMBER_ID=sandbox.phone_number_id,
-        WA_AUTH_API_KEY=KEY,
-        WA_ACCESS_TOKEN=token,
-    )
-    args = ["--port", "0", "--outbox", str(outbox), "--consumer", "orders"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wa_auth", "serve", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    assert ready, "wa-auth serve printed nothing within 60 s"
-    line = proc.stdout.readline() if proc.stdout is not None else ""
-    if not line:
-        out, err = proc.communicate(timeout=10)
-        pytest.fail(f"wa-auth serve exited {proc.returncode}: {out}{err}")
-    return proc, json.loads(line)["url"]
-
-
 def _exercise(sandbox: Sandbox, http: httpx.Client) -> str:
     """Go through what each panel shows; return the /metrics text after it."""
 
     def send(**extra: object) -> dict:
-        intent = {"to": TO, "type": "text", "text": {"body": "dashboard"}, **extra}
-        answer = http.post("/send", json=intent)
+        answer = http.post("/send", json=text_intent("dashboard", **extra))
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -254,21 +224,19 @@ def _exercise(sandbox: Sandbox, http: httpx.Client) -> str:
     return metrics.text
 
 
-@pytest.fixture
-def exposition(tmp_path) -> Iterator[str]:
-    """The /metrics text of a real serve after `_exercise`."""
+@pytest.fixture(scope="module")
+def exposition(tmp_path_factory) -> Iterator[str]:
+    """The /metrics text of a real serve after `_exercise`: one run for the module's tests."""
+    tmp_path = tmp_path_factory.mktemp("dashboard")
     with Sandbox(seed=5) as sandbox:
         token = sandbox.issue_token(expires_in=30 * 86400)
-        proc, url = _serve(sandbox, token, tmp_path / "outbox.db")
-        try:
+        args = ("--outbox", str(tmp_path / "outbox.db"), "--consumer", "orders")
+        with serving(sandbox, token, *args) as svc:
             headers = {"Authorization": f"Bearer {KEY}"}
-            with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+            with httpx.Client(base_url=svc.url, headers=headers, timeout=60) as http:
                 text = _exercise(sandbox, http)
             assert token not in text
             yield text
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=30)
 
 
 def _samples(text: str) -> dict[str, set[str]]:

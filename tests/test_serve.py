@@ -1,130 +1,32 @@
 """`wa-auth serve`: a real process on 127.0.0.1 in front of the sandbox, over real sockets.
 
 Every JSON body it answers, its stdout info line and every stderr line (access log, shutdown)
-are validated against docs/wa-auth.schema.json.
+are validated against docs/wa-auth.schema.json. One service with an outbox serves the whole
+module (the `service` fixture): each route, each wrong key and each malformed body is a test of
+its own against it, and reads only what the sandbox and the access log got during that test
+(`Traffic`). A test that needs another configuration, a token of its own or a signal starts
+its own service.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import select
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
-import httpx
-import jsonschema
 import pytest
 
+from running import TO, valid
+from serving import KEY, WITHOUT_PROMETHEUS, Service, serve_env, serving, start, text
 from wa_auth._cli._serve import _settings as _serve_app
 from wa_auth.outbox import SqliteOutbox
 from wa_auth.sandbox import Sandbox
-
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-KEY = "test-key-0123456789-abcdefghijklmnop"
-TO = "+15551234567"
-
-
-def text(body: str = "hello", **extra) -> dict:
-    return {"to": TO, "type": "text", "text": {"body": body}, **extra}
-
-
-def valid(obj: dict) -> dict:
-    VALIDATOR.validate(obj)
-    return obj
-
-
-class Service:
-    """A running `wa-auth serve` process: its URL, an HTTP client, and its output."""
-
-    def __init__(self, proc: subprocess.Popen[str], info: dict) -> None:
-        self.proc = proc
-        self.info = info
-        self.url = info["url"]
-        self.http = httpx.Client(base_url=self.url, timeout=60)
-        self.stderr = ""
-
-    def call(self, method: str, path: str, *, key: str | None = KEY, **kwargs) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if key is not None:
-            headers.setdefault("Authorization", f"Bearer {key}")
-        response = self.http.request(method, path, headers=headers, **kwargs)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            valid(response.json())
-        return response
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        """Signal the process, wait for it, and validate every line it printed."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=timeout)
-        self.http.close()
-        self.stderr = err
-        assert "Traceback" not in err, err
-        for raw in (out + err).splitlines():
-            if raw.strip():
-                valid(json.loads(raw))
-        return self.proc.returncode
-
-    def lines(self) -> list[dict]:
-        return [json.loads(raw) for raw in self.stderr.splitlines() if raw.strip()]
-
-
-def serve_env(sandbox: Sandbox, token: str | None, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-    env.update(
-        WA_BASE_URL=sandbox.base_url,
-        WA_PHONE_NUMBER_ID=sandbox.phone_number_id,
-        WA_AUTH_API_KEY=KEY,
-    )
-    if token is not None:
-        env["WA_ACCESS_TOKEN"] = token
-    env.update(extra)
-    return {k: v for k, v in env.items() if v is not None}
-
-
-#: Runs the CLI with prometheus_client hidden, as if the `prometheus` extra were not installed.
-WITHOUT_PROMETHEUS = (
-    "import sys; sys.modules['prometheus_client'] = None; "
-    "from wa_auth._cli import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
-def start(env: dict[str, str], *args: str, python: tuple[str, ...] = ("-m", "wa_auth")) -> Service:
-    proc = subprocess.Popen(
-        [sys.executable, *python, "serve", "--port", "0", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    assert ready, "wa-auth serve printed nothing within 60 s"
-    line = proc.stdout.readline()
-    if not line:
-        out, err = proc.communicate(timeout=10)
-        pytest.fail(f"wa-auth serve exited {proc.returncode}: {out}{err}")
-    return Service(proc, valid(json.loads(line)))
-
-
-@contextlib.contextmanager
-def serving(sandbox: Sandbox, token: str | None, *args: str, **env) -> Iterator[Service]:
-    service = start(serve_env(sandbox, token, **env), *args)
-    try:
-        yield service
-    finally:
-        if service.proc.poll() is None:
-            service.stop()
 
 
 @pytest.fixture
@@ -138,59 +40,179 @@ def token(sandbox: Sandbox) -> str:
     return sandbox.issue_token()
 
 
+# --- the module's service ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_sandbox() -> Iterator[Sandbox]:
+    """The sandbox behind the module's service; a test that changes its state restores it."""
+    with Sandbox(seed=3) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def module_token(module_sandbox: Sandbox) -> str:
+    """The token of the module's service."""
+    return module_sandbox.issue_token()
+
+
+@pytest.fixture(scope="module")
+def service(
+    module_sandbox: Sandbox, module_token: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One `wa-auth serve` with an outbox, a 2 KiB body limit and a consumer, for the module.
+
+    On the way out it must stop on SIGTERM with exit 0, its last lines `stopping`, `stopped`.
+    """
+    outbox = tmp_path_factory.mktemp("serve") / "o.db"
+    args = ("--outbox", str(outbox), "--max-body", "2048", "--consumer", "orders")
+    with serving(module_sandbox, module_token, *args) as svc:
+        yield svc
+        assert svc.stop() == 0
+    assert [line["event"] for line in svc.lines()][-2:] == ["stopping", "stopped"]
+
+
+def _accesses(lines: list[dict[str, Any]]) -> int:
+    return sum(line["event"] == "access" for line in lines)
+
+
+class Traffic:
+    """What the module's sandbox and service saw from the start of one test on."""
+
+    def __init__(self, sandbox: Sandbox, service: Service) -> None:
+        self.sandbox = sandbox
+        self.service = service
+        self._messages = len(sandbox.messages())
+        self._requests = len(sandbox.requests())
+        # The access lines of the earlier tests' requests, once every one has come.
+        self._lines = len(service.wait_for(lambda lines: _accesses(lines) >= service.answered))
+
+    def messages(self) -> tuple[Any, ...]:
+        """The messages the sandbox accepted during this test."""
+        return self.sandbox.messages()[self._messages :]
+
+    def requests(self) -> tuple[Any, ...]:
+        """The Graph requests the sandbox received during this test."""
+        return self.sandbox.requests()[self._requests :]
+
+    def access(self, count: int) -> list[dict[str, Any]]:
+        """The access lines of this test's requests, once there are *count* of them."""
+
+        def mine(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [line for line in lines[self._lines :] if line["event"] == "access"]
+
+        return mine(self.service.wait_for(lambda lines: len(mine(lines)) >= count))
+
+
+@pytest.fixture
+def traffic(module_sandbox: Sandbox, service: Service) -> Traffic:
+    """What the module's sandbox and access log get during this test."""
+    return Traffic(module_sandbox, service)
+
+
 # --- the routes ----------------------------------------------------------------------------------
 
 
-def test_routes_answer_the_cli_contract(sandbox, token, tmp_path):
-    """Every route answers one of the schema's shapes; a processed intent is HTTP 200 either way."""
-    with serving(sandbox, token, "--outbox", str(tmp_path / "o.db")) as svc:
-        assert svc.info["host"] == "127.0.0.1"  # loopback unless told otherwise
-        assert svc.info["metrics"] is True
-        one = svc.call("POST", "/send", json=text(idempotency_key="k-1"))
-        assert one.status_code == 200
-        assert one.json()["state"] == "delivered"
-        assert one.json()["phone_number_id"] == sandbox.phone_number_id
-        batch = svc.call("POST", "/send", json=[text(), {"to": TO, "type": "nope"}, text()])
-        assert batch.status_code == 200
-        body = batch.json()
-        assert [r["line"] for r in body["results"]] == [1, 2, 3]
-        assert [r["state"] for r in body["results"]] == ["delivered", "failed", "delivered"]
-        assert body["results"][1]["category"] == "invalid_request"
-        assert (body["exit_code"], body["summary"]["total"]) == (9, 3)
-        sandbox.fail_next(131048)
-        capped = svc.call("POST", "/send", json=text()).json()
-        assert (capped["state"], capped["category"], capped["exit_code"]) == (
-            "queued",
-            "rate_limited",
-            14,
-        )
-        check = svc.call("POST", "/check", json={"warn_days": 14})
-        assert (check.status_code, check.json()["valid"], check.json()["warn_days"]) == (
-            200,
-            True,
-            14,
-        )
-        assert svc.call("GET", "/readyz").json()["ok"] is True
-        graph = {"error": {"code": 190, "error_subcode": 460, "message": "changed password"}}
-        classified = svc.call("POST", "/classify", json=graph).json()
-        assert (classified["source"], classified["category"]) == ("graph", "token_revoked")
-        listing = svc.call("GET", "/outbox", params={"state": "delivered"}).json()
-        assert listing["stats"]["total"] == 4
-        assert {r["state"] for r in listing["rows"]} == {"delivered"}
-        assert svc.call("GET", "/outbox", params={"state": "nope"}).status_code == 400
-        replay = svc.call("POST", "/outbox/replay", json={"limit": 10}).json()
-        assert replay["summary"]["total"] == 0  # the queued row waits for its not_before
-        health = svc.call("GET", "/healthz", key=None).json()
-        assert health["status"] == "alive"
-        assert svc.call("GET", "/nowhere").status_code == 404
-        wrong_method = svc.call("GET", "/send")
-        assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
-        assert svc.stop() == 0
-    assert len(sandbox.messages()) == 3
-    access = [line for line in svc.lines() if line["event"] == "access"]
-    assert [a["route"] for a in access][:2] == ["/send", "/send"]
-    assert access[1]["intents"] == 3
-    assert [line["event"] for line in svc.lines()][-2:] == ["stopping", "stopped"]
+def test_the_service_listens_on_loopback_with_metrics(service):
+    """Unless told otherwise it binds 127.0.0.1, and /metrics is on (prometheus_client)."""
+    assert service.info["host"] == "127.0.0.1"
+    assert service.info["metrics"] is True
+
+
+def test_send_one_intent_is_delivered(service, traffic, module_sandbox):
+    """POST /send with one intent: HTTP 200, delivered, through the service's number."""
+    one = service.call("POST", "/send", json=text(idempotency_key="route-one"))
+    assert one.status_code == 200
+    assert one.json()["state"] == "delivered"
+    assert one.json()["phone_number_id"] == module_sandbox.phone_number_id
+    assert [m.idempotency_key for m in traffic.messages()] == ["route-one"]
+    (access,) = traffic.access(1)
+    assert (access["route"], access["status"], access["intents"]) == ("/send", 200, 1)
+
+
+def test_send_a_batch_answers_each_line_in_order(service, traffic):
+    """POST /send with a list: HTTP 200, one result per line; a bad line fails alone (exit 9)."""
+    batch = service.call("POST", "/send", json=[text(), {"to": TO, "type": "nope"}, text()])
+    assert batch.status_code == 200
+    body = batch.json()
+    assert [r["line"] for r in body["results"]] == [1, 2, 3]
+    assert [r["state"] for r in body["results"]] == ["delivered", "failed", "delivered"]
+    assert body["results"][1]["category"] == "invalid_request"
+    assert (body["exit_code"], body["summary"]["total"]) == (9, 3)
+    assert len(traffic.messages()) == 2
+    (access,) = traffic.access(1)
+    assert (access["route"], access["intents"]) == ("/send", 3)
+
+
+def test_check_answers_the_tokens_health(service):
+    """POST /check with warn_days: HTTP 200, the token valid, the window echoed."""
+    check = service.call("POST", "/check", json={"warn_days": 14})
+    assert (check.status_code, check.json()["valid"], check.json()["warn_days"]) == (
+        200,
+        True,
+        14,
+    )
+
+
+def test_readyz_is_ok_for_a_valid_token(service):
+    """GET /readyz: ok while the token can send."""
+    ready = service.call("GET", "/readyz")
+    assert (ready.status_code, ready.json()["ok"]) == (200, True)
+
+
+def test_classify_reads_a_graph_error(service, traffic):
+    """POST /classify with Meta's error body: its source and category, and no request to Meta."""
+    graph = {"error": {"code": 190, "error_subcode": 460, "message": "changed password"}}
+    classified = service.call("POST", "/classify", json=graph).json()
+    assert (classified["source"], classified["category"]) == ("graph", "token_revoked")
+    assert traffic.requests() == ()
+
+
+def test_outbox_lists_the_rows_of_a_state(service, traffic):
+    """GET /outbox?state=delivered lists delivered rows only; an unknown state is a 400."""
+    assert (
+        service.call("POST", "/send", json=text(idempotency_key="route-listed")).status_code == 200
+    )
+    listing = service.call("GET", "/outbox", params={"state": "delivered"}).json()
+    assert "route-listed" in {r["idempotency_key"] for r in listing["rows"]}
+    assert {r["state"] for r in listing["rows"]} == {"delivered"}
+    assert listing["stats"]["total"] >= len(listing["rows"])
+    assert service.call("GET", "/outbox", params={"state": "nope"}).status_code == 400
+
+
+def test_a_capped_intent_is_queued_and_replay_leaves_it_waiting(service, traffic, module_sandbox):
+    """At the spam cap (131048) an intent is queued, HTTP 200 and exit 14; replay waits for it.
+
+    A processed intent is HTTP 200 either way. The cap holds its number back for an hour, so
+    this test sends from the sandbox's second number, which no other test of the module uses.
+    """
+    capped_number = module_sandbox.phone_number_ids[1]
+    module_sandbox.fail_next(131048, phone_number_id=capped_number)
+    capped = service.call("POST", "/send", json=text(phone_number_id=capped_number))
+    assert capped.status_code == 200
+    body = capped.json()
+    assert (body["state"], body["category"], body["exit_code"]) == ("queued", "rate_limited", 14)
+    replay = service.call("POST", "/outbox/replay", json={"limit": 10}).json()
+    assert replay["summary"]["total"] == 0  # the queued row waits for its not_before
+    assert traffic.messages() == ()
+    assert [r.endpoint for r in traffic.requests()] == ["send_message"]
+
+
+def test_healthz_needs_no_key(service):
+    """GET /healthz answers without the API key: the process is alive."""
+    health = service.call("GET", "/healthz", key=None).json()
+    assert health["status"] == "alive"
+
+
+def test_an_unknown_path_is_404(service):
+    """A path that is no route: 404."""
+    assert service.call("GET", "/nowhere").status_code == 404
+
+
+def test_a_wrong_method_is_405_with_allow(service):
+    """GET on a POST route: 405, with the Allow header naming POST."""
+    wrong_method = service.call("GET", "/send")
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
 
 
 def test_readyz_reports_a_token_a_send_proved_dead(sandbox, token):
@@ -205,21 +227,29 @@ def test_readyz_reports_a_token_a_send_proved_dead(sandbox, token):
         assert (ready.json()["valid"], ready.json()["category"]) == (False, "token_revoked")
 
 
-def test_metrics_parse_with_prometheus_clients_parser(sandbox, token):
-    """/metrics is Prometheus text that prometheus_client's own parser reads."""
+def _ok_calls(service: Service) -> float:
+    """The `wa_auth_calls_total` of category ok, read with prometheus_client's own parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with serving(sandbox, token, "--consumer", "orders") as svc:
-        svc.call("POST", "/send", json=[text(), text()])
-        metrics = svc.call("GET", "/metrics")
-        assert metrics.status_code == 200
-        assert metrics.headers["content-type"].startswith("text/plain")
-        families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
-        (sample,) = [s for s in families["wa_auth_calls"].samples if s.name.endswith("_total")]
-        assert sample.labels["category"] == "ok"
+    metrics = service.call("GET", "/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
+    calls = families.get("wa_auth_calls")
+    samples = [] if calls is None else calls.samples
+    ok = [s for s in samples if s.name.endswith("_total") and s.labels["category"] == "ok"]
+    assert len(ok) <= 1, ok  # one token, one number, one consumer
+    for sample in ok:
         assert sample.labels["consumer"] == "orders"
-        assert sample.value == 2.0
-        assert svc.call("GET", "/metrics", key=None).status_code == 401
+    return sum(s.value for s in ok)
+
+
+def test_metrics_parse_with_prometheus_clients_parser(service):
+    """/metrics is Prometheus text that prometheus_client's own parser reads."""
+    before = _ok_calls(service)
+    service.call("POST", "/send", json=[text(), text()])
+    assert _ok_calls(service) == before + 2.0
+    assert service.call("GET", "/metrics", key=None).status_code == 401
 
 
 def test_metrics_without_prometheus_client_say_what_to_install(sandbox, token):
@@ -251,21 +281,20 @@ def test_metrics_without_prometheus_client_say_what_to_install(sandbox, token):
     ],
     ids=["missing", "wrong", "prefix", "longer", "basic-scheme", "wrong-x-api-key", "empty"],
 )
-def test_without_the_right_key_nothing_is_sent(sandbox, token, headers):
+def test_without_the_right_key_nothing_is_sent(service, traffic, headers):
     """A missing or wrong API key is a 401 JSON error, and no request reaches Meta."""
-    with serving(sandbox, token) as svc:
-        for path in ("/send", "/check", "/classify", "/outbox/replay"):
-            r = svc.call("POST", path, key=None, headers=dict(headers), json=text())
-            assert r.status_code == 401, path
-            assert r.headers["www-authenticate"].startswith("Bearer")
-            assert (r.json()["category"], r.json()["error"]["rule"]) == ("usage", "serve/api_key")
-        for path in ("/readyz", "/metrics", "/outbox"):
-            assert svc.call("GET", path, key=None, headers=dict(headers)).status_code == 401
-        assert svc.call("GET", "/healthz", key=None, headers=dict(headers)).status_code == 200
-        ok = svc.call("POST", "/send", key=None, headers={"X-API-Key": KEY}, json=text())
-        assert ok.json()["state"] == "delivered"
-    assert len(sandbox.messages()) == 1
-    assert [r.endpoint for r in sandbox.requests()] == ["send_message"]
+    for path in ("/send", "/check", "/classify", "/outbox/replay"):
+        r = service.call("POST", path, key=None, headers=dict(headers), json=text())
+        assert r.status_code == 401, path
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert (r.json()["category"], r.json()["error"]["rule"]) == ("usage", "serve/api_key")
+    for path in ("/readyz", "/metrics", "/outbox"):
+        assert service.call("GET", path, key=None, headers=dict(headers)).status_code == 401
+    assert service.call("GET", "/healthz", key=None, headers=dict(headers)).status_code == 200
+    ok = service.call("POST", "/send", key=None, headers={"X-API-Key": KEY}, json=text())
+    assert ok.json()["state"] == "delivered"
+    assert len(traffic.messages()) == 1
+    assert [r.endpoint for r in traffic.requests()] == ["send_message"]
 
 
 def test_the_key_is_compared_in_constant_time(monkeypatch):
@@ -382,29 +411,27 @@ def _raw(url: str, request: bytes) -> tuple[int, dict]:
         "oversized",
     ],
 )
-def test_malformed_bodies_are_4xx_json(sandbox, token, body, content_type, status, rule):
+def test_malformed_bodies_are_4xx_json(service, traffic, body, content_type, status, rule):
     """Malformed JSON, a wrong content type or an oversized body: a 4xx JSON error, nothing sent."""
-    with serving(sandbox, token, "--max-body", "2048") as svc:
-        headers = {} if content_type is None else {"Content-Type": content_type}
-        r = svc.call("POST", "/send", content=body, headers=headers)
-        assert r.status_code == status
-        assert r.json()["error"]["rule"] == rule
-        assert r.json()["error"]["http_status"] == status
-    assert sandbox.messages() == ()
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    r = service.call("POST", "/send", content=body, headers=headers)
+    assert r.status_code == status
+    assert r.json()["error"]["rule"] == rule
+    assert r.json()["error"]["http_status"] == status
+    assert traffic.requests() == ()
 
 
-def test_an_oversized_chunked_body_is_413(sandbox, token):
+def test_an_oversized_chunked_body_is_413(service, traffic):
     """A chunked body without Content-Length is cut at the limit too (413, connection closed)."""
-    with serving(sandbox, token, "--max-body", "2048") as svc:
-        chunk = b"[" + b'"x",' * 1000
-        request = (
-            b"POST /send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n"
-        )
-        status, body = _raw(svc.url, request)
-        assert (status, body["error"]["rule"]) == (413, "serve/size")
-    assert sandbox.messages() == ()
+    chunk = b"[" + b'"x",' * 1000
+    request = (
+        b"POST /send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n"
+    )
+    status, body = _raw(service.url, request)
+    assert (status, body["error"]["rule"]) == (413, "serve/size")
+    assert traffic.requests() == ()
 
 
 def test_a_slow_client_does_not_block_others(sandbox, token):
@@ -515,20 +542,18 @@ def test_sigterm_finishes_sends_in_flight_and_leaves_the_rest_in_the_outbox(
 # --- the access log ------------------------------------------------------------------------------
 
 
-def test_the_access_log_holds_no_token_and_no_message_text(sandbox, token):
+def test_the_access_log_holds_no_token_and_no_message_text(service, traffic, module_token):
     """Canaries in the text, headers, path, query and a wrong key never reach the log."""
     canary = "CANARY-7f3a91c2"
-    with serving(sandbox, token) as svc:
-        svc.call("POST", "/send", json=text(f"secret text {canary}", idempotency_key=canary))
-        svc.call("POST", "/send", json=[text(f"batch {canary}"), {"to": canary}])
-        svc.call("POST", "/classify", json={"error": {"message": canary, "code": 190}})
-        svc.call("POST", "/send", key=f"{canary}-wrong-key-0123456789", json=text(canary))
-        svc.call("POST", f"/{canary}", json=text(canary))
-        svc.call("GET", "/readyz", params={"warn_days": "1", "x": canary})
-        svc.call("POST", "/send", content=f'{{"{canary}": ', headers={"X-API-Key": KEY})
-        assert svc.stop() == 0
-    log = svc.stderr
-    assert len([line for line in svc.lines() if line["event"] == "access"]) == 7
-    for secret in (canary, token, KEY):
+    service.call("POST", "/send", json=text(f"secret text {canary}", idempotency_key=canary))
+    service.call("POST", "/send", json=[text(f"batch {canary}"), {"to": canary}])
+    service.call("POST", "/classify", json={"error": {"message": canary, "code": 190}})
+    service.call("POST", "/send", key=f"{canary}-wrong-key-0123456789", json=text(canary))
+    service.call("POST", f"/{canary}", json=text(canary))
+    service.call("GET", "/readyz", params={"warn_days": "1", "x": canary})
+    service.call("POST", "/send", content=f'{{"{canary}": ', headers={"X-API-Key": KEY})
+    assert len(traffic.access(7)) == 7
+    log = service.stderr
+    for secret in (canary, module_token, KEY):
         assert secret not in log
-        assert secret not in svc.proc.args  # nor in argv
+        assert secret not in service.proc.args  # nor in argv

@@ -33,7 +33,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import LONG, record_reliability
-from test_serve import KEY, serve_env, text, valid
+from running import valid
+from serving import KEY, serve_env, text
 from wa_auth._cli._serve import _connections as _serve_net
 from wa_auth._cli._serve import _log as _serve_log
 from wa_auth.sandbox import Sandbox

@@ -9,17 +9,16 @@ every line the process prints are validated against docs/wa-auth.schema.json.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from graph_peer import graph_peer
-from test_serve import KEY, serve_env, start, valid
+from running import intent, valid
+from serving import KEY, serve_env, start
 from wa_auth.sandbox import Sandbox
 
-TO = "+15551234567"
 CUT = '{"to": "+15551234567", "type": "text", "text": {"body": "Your code \\ud83d"}, "idempotency_key": "k16"}'  # fmt: skip
 #: Runs the CLI with a bug planted in the guard: the intent keyed `boom` raises a TypeError.
 WITH_A_BUG = (
@@ -33,10 +32,6 @@ WITH_A_BUG = (
     "from wa_auth._cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
-
-
-def intent(key: str, body: str = "hi") -> str:
-    return json.dumps({"to": TO, "type": "text", "text": {"body": body}, "idempotency_key": key})
 
 
 def post(svc, path: str, content: bytes) -> httpx.Response:
@@ -60,7 +55,7 @@ def sandbox() -> Iterator[Sandbox]:
 def test_half_an_emoji_is_its_own_result_in_a_200_batch(sandbox):
     """30 good intents and one cut inside an emoji: 200, 31 results in order, 30 sent once."""
     token = sandbox.issue_token()
-    items = [intent(f"k{i}") for i in range(1, 32)]
+    items = [intent(idempotency_key=f"k{i}") for i in range(1, 32)]
     items[15] = CUT
     body = ("[" + ",".join(items) + "]").encode()
     svc = start(serve_env(sandbox, token))
@@ -87,7 +82,7 @@ def test_half_an_emoji_is_its_own_result_in_a_200_batch(sandbox):
     ("path", "body", "message"),
     [
         pytest.param("/send", b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels", id="send-100000-deep"),
-        pytest.param("/send", ("[" + intent("a") + "," + "[" * 80 + "]" * 80 + "]").encode(), "nested deeper than 64 levels", id="send-80-deep-item"),
+        pytest.param("/send", ("[" + intent(idempotency_key="a") + "," + "[" * 80 + "]" * 80 + "]").encode(), "nested deeper than 64 levels", id="send-80-deep-item"),
         pytest.param("/classify", b'{"error": ' * 5000 + b"1" + b"}" * 5000, "nested deeper than 64 levels", id="classify-deep"),
         pytest.param("/send", b'{"to": "+15551234567", "type": "text", "text": {"body": "x"}, "to": "+15550000000"}', "the key 'to' appears twice", id="duplicate-key"),
         pytest.param("/send", b'{"to": "+15551234567", "type": "text", "text": {"body": "x", "preview_url": NaN}}', "NaN is not JSON", id="nan"),
@@ -104,7 +99,10 @@ def test_a_body_that_is_not_strict_json_is_one_400(sandbox, path, body, message)
         error = answer.json()["error"]
         assert (error["category"], error["rule"]) == ("invalid_request", "serve/json")
         assert message in error["message"]
-        assert post(svc, "/send", intent("after").encode()).json()["state"] == "delivered"
+        assert (
+            post(svc, "/send", intent(idempotency_key="after").encode()).json()["state"]
+            == "delivered"
+        )
     finally:
         assert svc.stop() == 0
     assert [m.idempotency_key for m in sandbox.messages()] == ["after"]
@@ -120,17 +118,17 @@ def test_a_body_that_is_not_strict_json_is_one_400(sandbox, path, body, message)
 def test_a_peers_half_surrogate_makes_a_valid_utf8_answer(status, body, category):
     """Graph text with half a surrogate pair: a 200 answer of valid UTF-8 JSON, not a 500."""
     with graph_peer(status, body) as peer:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-        env.update(
-            WA_BASE_URL=peer.base_url,
-            WA_PHONE_NUMBER_ID="1",
-            WA_ACCESS_TOKEN="EAA" + "x" * 40,
-            WA_AUTH_API_KEY=KEY,
-        )
-        svc = start(env)
+        token = "EAA" + "x" * 40
+        svc = start(serve_env(None, token, WA_BASE_URL=peer.base_url, WA_PHONE_NUMBER_ID="1"))
         try:
-            one = post(svc, "/send", intent("a").encode())
-            batch = post(svc, "/send", ("[" + intent("b") + "," + intent("c") + "]").encode())
+            one = post(svc, "/send", intent(idempotency_key="a").encode())
+            batch = post(
+                svc,
+                "/send",
+                (
+                    "[" + intent(idempotency_key="b") + "," + intent(idempotency_key="c") + "]"
+                ).encode(),
+            )
         finally:
             assert svc.stop() == 0
     assert (one.status_code, batch.status_code) == (200, 200)
@@ -146,7 +144,17 @@ def test_a_bug_in_one_send_is_that_intents_line_only(sandbox, tmp_path):
     token = sandbox.issue_token()
     svc = start(serve_env(sandbox, token), python=("-c", WITH_A_BUG))
     try:
-        body = ("[" + ",".join([intent("k1"), intent("boom"), intent("k3")]) + "]").encode()
+        body = (
+            "["
+            + ",".join(
+                [
+                    intent(idempotency_key="k1"),
+                    intent(idempotency_key="boom"),
+                    intent(idempotency_key="k3"),
+                ]
+            )
+            + "]"
+        ).encode()
         answer = post(svc, "/send", body)
     finally:
         assert svc.stop() == 0

@@ -20,13 +20,22 @@ from typing import Any
 
 import pytest
 
-import test_cli_n8n
-from test_cli_n8n import PARALLEL, RUNTIME, Scenario, _branch, _fault, _lock, _nothing, _state
-from test_serve import KEY, serving, valid
+from cases.n8n import (
+    EXAMPLES,
+    HEALTH_BRANCHES,
+    PARALLEL,
+    RUNTIME,
+    SEND_BRANCHES,
+    SERVE_CODE_NODE_BATCH,
+    SERVE_HEALTH_CHECK,
+    SERVE_SEND_AND_BRANCH,
+    Scenario,
+    branch_taken,
+)
+from running import valid
+from serving import KEY, serving
 from wa_auth.sandbox import Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "n8n"
 #: The address the examples call; each run replaces it with its own service's.
 EXAMPLE_URL = "http://127.0.0.1:8787"
 #: The examples' credential, by the id and name their nodes reference.
@@ -34,14 +43,11 @@ CREDENTIAL = {"id": "waAuthServeKey01", "name": "wa-auth serve API key", "type":
 
 pytestmark = pytest.mark.real_component("n8n")
 
-#: The CLI's runs' fixture: the n8n binary that tests/n8n/ensure.sh installed.
-n8n_bin = test_cli_n8n.n8n_bin
-
 
 def _run(n8n: str, workflow: Path, scenario: Scenario, tmp: Path) -> dict[str, Any]:
     """Run *workflow* against serve + a fresh sandbox prepared by *scenario*; return n8n's summary."""
     with Sandbox(seed=7) as sandbox:
-        token = sandbox.issue_token(**scenario.expect.pop("token_options", {}))
+        token = sandbox.issue_token(**scenario.token_options)
         scenario.setup(sandbox, token)
         with serving(sandbox, token) as svc:
             wf = json.loads(workflow.read_text(encoding="utf-8"))
@@ -95,30 +101,14 @@ def _answers(summary: dict[str, Any], node: str) -> list[dict[str, Any]]:
     return [valid(item) for item in summary["nodes"][node]["outputs"][0]]
 
 
-SEND_BRANCHES = {
-    "Delivered",
-    "Maybe delivered: check before resending",
-    "Store and retry later",
-    "Drop invalid",
-    "Alert operator",
-}
-
-
 def test_http_request_node_send_and_branch(n8n_bin, tmp_path):
     """Example 5: the HTTP Request node posts one intent to /send; a Switch on error.category branches."""
-    scenarios = [
-        Scenario("valid", _nothing, "Delivered", category=None, messages=1),
-        Scenario("expired", _state("expired"), "Alert operator", category="token_expired"),
-        Scenario("revoked", _state("revoked_password_changed"), "Alert operator", category="token_revoked"),
-        Scenario("descoped", _state("missing_permission"), "Alert operator", category="insufficient_permission"),
-        Scenario("locked", _lock, "Alert operator", category="account_state"),
-        Scenario("lost-answer", _fault("drop_after_accept"), "Maybe delivered: check before resending", category="transient", messages=1),
-        Scenario("spam-cap", _fault(131048), "Store and retry later", category="rate_limited"),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "serve-send-and-branch.json", scenarios, tmp_path)
-    for s in scenarios:
+    results = _run_all(
+        n8n_bin, EXAMPLES / "serve-send-and-branch.json", SERVE_SEND_AND_BRANCH, tmp_path
+    )
+    for s in SERVE_SEND_AND_BRANCH:
         summary = results[s.name]
-        branch, item = _branch(summary, SEND_BRANCHES)
+        branch, item = branch_taken(summary, SEND_BRANCHES)
         assert branch == s.branch, s
         (answer,) = _answers(summary, "POST /send")
         assert answer["category"] == item["category"] == s.expect["category"], s
@@ -131,12 +121,10 @@ def test_http_request_node_send_and_branch(n8n_bin, tmp_path):
 
 def test_code_node_batch(n8n_bin, tmp_path):
     """Example 6: a Code node posts every item to /send with this.helpers.httpRequest and branches each."""
-    scenarios = [
-        Scenario("valid", _nothing, "", delivered=4, categories=["invalid_request"]),
-        Scenario("revoked", _state("revoked_password_changed"), "", delivered=0, categories=["token_revoked"] * 4 + ["invalid_request"]),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "serve-batch-code-node.json", scenarios, tmp_path)
-    for s in scenarios:
+    results = _run_all(
+        n8n_bin, EXAMPLES / "serve-batch-code-node.json", SERVE_CODE_NODE_BATCH, tmp_path
+    )
+    for s in SERVE_CODE_NODE_BATCH:
         summary = results[s.name]
         nodes = summary["nodes"]
         answers = _answers(summary, "POST /send (batch)")
@@ -150,23 +138,12 @@ def test_code_node_batch(n8n_bin, tmp_path):
         assert [(a["route"], a["intents"]) for a in summary["access"]] == [("/send", 5)], s
 
 
-HEALTH_BRANCHES = {"Healthy", "Alert: token expires soon", "Alert: token cannot send"}
-
-
 def test_scheduled_readyz_health_check(n8n_bin, tmp_path):
     """Example 7: the scheduled GET /readyz alerts before expiry and when the token cannot send."""
-    scenarios = [
-        Scenario("valid", _nothing, "Healthy", status=200),
-        Scenario("expiring", _nothing, "Alert: token expires soon", status=200, token_options={"expires_in": 3 * 86400}),
-        Scenario("expired", _state("expired"), "Alert: token cannot send", category="token_expired", exit_code=3, status=503),
-        Scenario("revoked", _state("revoked_deauthorized"), "Alert: token cannot send", category="token_revoked", exit_code=4, status=503),
-        Scenario("descoped", _nothing, "Alert: token cannot send", category="insufficient_permission", exit_code=5, status=503, token_options={"scopes": ["whatsapp_business_management"]}),
-        Scenario("locked", _lock, "Alert: token cannot send", category="account_state", exit_code=6, status=503),
-    ]  # fmt: skip
-    results = _run_all(n8n_bin, EXAMPLES / "serve-health-check.json", scenarios, tmp_path)
-    for s in scenarios:
+    results = _run_all(n8n_bin, EXAMPLES / "serve-health-check.json", SERVE_HEALTH_CHECK, tmp_path)
+    for s in SERVE_HEALTH_CHECK:
         summary = results[s.name]
-        branch, item = _branch(summary, HEALTH_BRANCHES)
+        branch, item = branch_taken(summary, HEALTH_BRANCHES)
         assert branch == s.branch, s
         (answer,) = _answers(summary, "GET /readyz")
         assert [(a["route"], a["status"]) for a in summary["access"]] == [

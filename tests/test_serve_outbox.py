@@ -7,81 +7,20 @@ Graph error holding `\\ud800` never stops the writer (every later `/send` is ans
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
-import os
-import select
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
-import jsonschema
 import pytest
 
 from helpers import eventually
 from mounts import fill_disk, tiny_filesystem
+from running import text_intent
+from serving import serving
 from wa_auth.outbox import SqliteOutbox
 
-ROOT = Path(__file__).resolve().parent.parent
-VALIDATOR = jsonschema.Draft202012Validator(
-    json.loads((ROOT / "docs" / "wa-auth.schema.json").read_text(encoding="utf-8"))
-)
-KEY = "test-key-0123456789-abcdefghijklmnop"
-TO = "+15551234567"
 TOKEN = "EAAGtest0000000000000000000000"
-
-
-def text(key: str, body: str = "hello") -> dict:
-    return {"to": TO, "type": "text", "text": {"body": body}, "idempotency_key": key}
-
-
-class Service:
-    """A running `wa-auth serve`: an HTTP client with the key; every JSON answer validated."""
-
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc = proc
-        self.http = httpx.Client(base_url=url, timeout=60)
-
-    def call(self, method: str, path: str, **kwargs) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        response = self.http.request(method, path, headers=headers, **kwargs)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            VALIDATOR.validate(response.json())
-        return response
-
-
-@contextlib.contextmanager
-def serving(
-    base_url: str, phone: str, token: str, outbox: Path, *, clean_stderr: bool = True
-) -> Iterator[Service]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "VAULT_"))}
-    env.update(
-        WA_BASE_URL=base_url,
-        WA_PHONE_NUMBER_ID=phone,
-        WA_ACCESS_TOKEN=token,
-        WA_AUTH_API_KEY=KEY,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", "--outbox", str(outbox)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert select.select([proc.stdout], [], [], 60)[0], "wa-auth serve printed nothing"
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"wa-auth serve exited {proc.wait()}: {proc.stderr.read()}")
-        service = Service(proc, json.loads(line)["url"])
-        yield service
-        service.http.close()
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-        if clean_stderr:
-            assert "Traceback" not in err, err
 
 
 class _Graph(http.server.BaseHTTPRequestHandler):
@@ -129,11 +68,15 @@ def test_a_graph_error_with_a_lone_surrogate_never_stops_the_outbox(graph, tmp_p
     """The issue's `serve` scenario: after an outcome holding `\\ud800`, every later /send is
     answered (not timed out), the outbox records every intent, and /healthz says it works."""
     db = tmp_path / "outbox.db"
-    with serving(graph, "1234567", TOKEN, db) as service:
-        first = service.call("POST", "/send", json=text("k0"))
+    with serving(
+        None, TOKEN, "--outbox", str(db), WA_BASE_URL=graph, WA_PHONE_NUMBER_ID="1234567"
+    ) as service:
+        first = service.call("POST", "/send", json=text_intent(idempotency_key="k0"))
         assert first.status_code == 200
         assert first.json()["error"]["message"] == "(#131009) bad \ufffd value"
-        batch = service.call("POST", "/send", json=[text(f"k{n}") for n in range(1, 21)])
+        batch = service.call(
+            "POST", "/send", json=[text_intent(idempotency_key=f"k{n}") for n in range(1, 21)]
+        )
         assert batch.status_code == 200
         assert batch.json()["summary"]["delivered"] == 20
         health = service.call("GET", "/healthz")
@@ -151,8 +94,11 @@ def test_outbox_takes_any_integer_limit(wa_sandbox, tmp_path):
     """`GET /outbox?limit=99999999999999999999` lists the rows (200), not a 500."""
     db = tmp_path / "outbox.db"
     token = wa_sandbox.issue_token()
-    with serving(wa_sandbox.base_url, wa_sandbox.phone_number_id, token, db) as service:
-        assert service.call("POST", "/send", json=text("a")).json()["state"] == "delivered"
+    with serving(wa_sandbox, token, "--outbox", str(db)) as service:
+        assert (
+            service.call("POST", "/send", json=text_intent(idempotency_key="a")).json()["state"]
+            == "delivered"
+        )
         listing = service.call("GET", "/outbox", params={"limit": "9" * 20})
         assert listing.status_code == 200
         assert [r["idempotency_key"] for r in listing.json()["rows"]] == ["a"]
@@ -165,13 +111,15 @@ def test_healthz_and_readyz_report_a_full_disk_until_there_is_room(wa_sandbox, t
     token = wa_sandbox.issue_token()
     with (
         tiny_filesystem(tmp_path, 384) as disk,
-        serving(
-            wa_sandbox.base_url, wa_sandbox.phone_number_id, token, disk / "outbox.db"
-        ) as service,
+        serving(wa_sandbox, token, "--outbox", str(disk / "outbox.db")) as service,
     ):
         assert service.call("GET", "/healthz").json()["outbox"] == {"ok": True, "kind": None}
         filler = fill_disk(disk)
-        answer = service.call("POST", "/send", json=[text(f"k{n}", "y" * 2000) for n in range(100)])
+        answer = service.call(
+            "POST",
+            "/send",
+            json=[text_intent("y" * 2000, idempotency_key=f"k{n}") for n in range(100)],
+        )
         if answer.status_code == 200:
             lines = answer.json()["results"]
             failed = [x for x in lines if x["state"] != "delivered"]
@@ -195,4 +143,7 @@ def test_healthz_and_readyz_report_a_full_disk_until_there_is_room(wa_sandbox, t
         eventually(lambda: service.call("GET", "/healthz").status_code == 200)
         assert service.call("GET", "/healthz").json()["outbox"] == {"ok": True, "kind": None}
         assert service.call("GET", "/readyz").status_code == 200
-        assert service.call("POST", "/send", json=text("after")).json()["state"] == "delivered"
+        assert (
+            service.call("POST", "/send", json=text_intent(idempotency_key="after")).json()["state"]
+            == "delivered"
+        )

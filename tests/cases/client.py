@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
+from helpers import graph_body
 from wa_auth import (
     AccountStateError,
     ApiError,
@@ -715,20 +716,6 @@ INVALID_CALLS: list[Invalid] = [
 ]
 
 
-def error_body(code: int, message: str, subcode: int | None = None, **extra: Any) -> dict[str, Any]:
-    """Meta's error envelope for *code* (and *subcode*), with a trace id."""
-    err: dict[str, Any] = {
-        "message": message,
-        "type": "OAuthException",
-        "code": code,
-        "fbtrace_id": "AbCdEfGh",
-        **extra,
-    }
-    if subcode is not None:
-        err["error_subcode"] = subcode
-    return {"error": err}
-
-
 class ErrorAnswer(NamedTuple):
     """An error answer of Meta's and the class and category the client raises for it."""
 
@@ -744,9 +731,9 @@ ERROR_ANSWERS: list[ErrorAnswer] = [
     ErrorAnswer(
         "expired",
         401,
-        error_body(
+        graph_body(
             190,
-            "Error validating access token: Session has expired on Sunday, 20-Jul-25 15:00:00 PDT.",
+            message="Error validating access token: Session has expired on Sunday, 20-Jul-25 15:00:00 PDT.",
         ),
         TokenExpiredError,
         "token_expired",
@@ -754,10 +741,10 @@ ERROR_ANSWERS: list[ErrorAnswer] = [
     ErrorAnswer(
         "revoked",
         400,
-        error_body(
+        graph_body(
             190,
-            "Error validating access token: The session has been invalidated because the user changed their password.",
             460,
+            message="Error validating access token: The session has been invalidated because the user changed their password.",
         ),
         TokenRevokedError,
         "token_revoked",
@@ -765,26 +752,30 @@ ERROR_ANSWERS: list[ErrorAnswer] = [
     ErrorAnswer(
         "permission",
         403,
-        error_body(200, "(#200) Permissions error"),
+        graph_body(200, message="(#200) Permissions error"),
         InsufficientPermissionError,
         "insufficient_permission",
     ),
     ErrorAnswer(
         "account",
         403,
-        error_body(131031, "(#131031) Business Account locked"),
+        graph_body(131031, message="(#131031) Business Account locked"),
         AccountStateError,
         "account_state",
     ),
     ErrorAnswer(
-        "rate", 400, error_body(130429, "(#130429) Rate limit hit"), RateLimitError, "rate_limited"
+        "rate",
+        400,
+        graph_body(130429, message="(#130429) Rate limit hit"),
+        RateLimitError,
+        "rate_limited",
     ),
     ErrorAnswer(
         "transient",
         500,
-        error_body(
+        graph_body(
             2,
-            "An unexpected error has occurred. Please retry your request later.",
+            message="An unexpected error has occurred. Please retry your request later.",
             is_transient=True,
         ),
         TransientError,
@@ -793,11 +784,13 @@ ERROR_ANSWERS: list[ErrorAnswer] = [
     ErrorAnswer(
         "invalid",
         400,
-        error_body(131047, "(#131047) Re-engagement message"),
+        graph_body(131047, message="(#131047) Re-engagement message"),
         InvalidRequestError,
         "invalid_request",
     ),
-    ErrorAnswer("unknown", 400, error_body(4242424, "Something new"), UnknownApiError, "unknown"),
+    ErrorAnswer(
+        "unknown", 400, graph_body(4242424, message="Something new"), UnknownApiError, "unknown"
+    ),
     ErrorAnswer(
         "html-502",
         502,

@@ -33,11 +33,10 @@ from cases.client import (
     WABA,
     WAMID,
     FlipProvider,
-    error_body,
     no_token_leak,
     override_url,
 )
-from helpers import araised
+from helpers import araised, graph_body
 from wa_auth import (
     AsyncWhatsAppClient,
     RequestValidationError,
@@ -218,7 +217,7 @@ async def test_debug_token_of_own_token_is_not_retried(respx_mock):
     """Inspecting the client's own token is not re-sent with another token."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.get(f"{BASE}/debug_token").respond(
-        400, json=error_body(190, "Invalid OAuth access token.")
+        400, json=graph_body(190, message="Invalid OAuth access token.")
     )
 
     async with AsyncWhatsAppClient(token_provider=provider, phone_number_id=PHONE) as c:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import subprocess
 import sys
 import traceback
@@ -22,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers import graph_body
+from running import text_intent
+from serving import serve_env, start
 from wa_auth import (
     AsyncWhatsAppClient,
     StaticTokenProvider,
@@ -41,49 +43,56 @@ BASE = "https://graph.facebook.com/v23.0"
 PARTS = (CANARY, CANARY[4:], CANARY[-30:])  # the token, and pieces a partial redaction would leave
 
 
-def _err(code: int, message: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": message,
-            "type": "OAuthException",
-            "code": code,
-            "fbtrace_id": "Tr",
-            **extra,
-        }
-    }
-
-
 ANSWERS: list[tuple[str, int, Any]] = [
     (
         "expired",
         401,
-        _err(190, "Error validating access token: Session has expired on Sunday, 20-Jul-25."),
+        graph_body(
+            190,
+            message="Error validating access token: Session has expired on Sunday, 20-Jul-25.",
+        ),
     ),
     (
         "revoked",
         400,
-        _err(
+        graph_body(
             190,
-            "Error validating access token: The user has not authorized application 1.",
+            message="Error validating access token: The user has not authorized application 1.",
             error_subcode=458,
         ),
     ),
-    ("malformed-echo", 400, _err(190, f"Malformed access token {CANARY}")),
-    ("permission", 403, _err(200, f"(#200) Permissions error for token {CANARY}")),
-    ("account", 403, _err(131031, "(#131031) Business Account locked")),
-    ("rate", 400, _err(130429, "(#130429) Rate limit hit")),
-    ("transient", 503, _err(2, "Service temporarily unavailable", is_transient=True)),
+    (
+        "malformed-echo",
+        400,
+        graph_body(190, message=f"Malformed access token {CANARY}"),
+    ),
+    (
+        "permission",
+        403,
+        graph_body(200, message=f"(#200) Permissions error for token {CANARY}"),
+    ),
+    (
+        "account",
+        403,
+        graph_body(131031, message="(#131031) Business Account locked"),
+    ),
+    ("rate", 400, graph_body(130429, message="(#130429) Rate limit hit")),
+    (
+        "transient",
+        503,
+        graph_body(2, message="Service temporarily unavailable", is_transient=True),
+    ),
     (
         "invalid",
         400,
-        _err(
+        graph_body(
             100,
-            "(#100) Invalid parameter",
+            message="(#100) Invalid parameter",
             error_data={"details": f"token={CANARY}"},
             error_user_msg=CANARY,
         ),
     ),
-    ("unknown", 400, _err(987654, f"access_token={CANARY}")),
+    ("unknown", 400, graph_body(987654, message=f"access_token={CANARY}")),
     (
         "proxy-html-echo",
         502,
@@ -244,7 +253,7 @@ def test_validation_errors(respx_mock, debug_logs):
     """Validation errors never show the canary, even when it is passed as an argument."""
     # A token pasted as phone_number_id passes the id check (ids may hold letters); the
     # request then fails, and neither that error nor httpx's log line may show it.
-    respx_mock.route().respond(400, json=_err(100, "Unsupported post request."))
+    respx_mock.route().respond(400, json=graph_body(100, message="Unsupported post request."))
     with WhatsAppClient(token=CANARY, phone_number_id=PHONE) as client:
         for call in (
             lambda: client.send_text(CANARY, "hi"),
@@ -388,35 +397,18 @@ def test_cli_never_prints_a_secret_named_value(args, variables, secret, wa_sandb
 @pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))
 def test_serve_never_answers_a_secret_named_value(secret, wa_sandbox):
     """`wa-auth serve`'s answers (send, check) never show a secret-named variable's value."""
-    import httpx
-
-    key = "canary-serve-key-0123456789"
-    env = _cli_env(wa_sandbox, WA_AUTH_API_KEY=key, WA_TOKEN_FILE=secret)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wa_auth", "serve", "--port", "0", "--verbose"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    svc = start(serve_env(wa_sandbox, None, WA_TOKEN_FILE=secret), "--verbose")
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready, "wa-auth serve printed nothing within 60 s"
-        info = json.loads(proc.stdout.readline())
-        with httpx.Client(
-            base_url=info["url"], headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as http:
-            sent = http.post("/send", json={"to": TO, "type": "text", "text": {"body": "x"}})
-            checked = http.post("/check")
-            ready = http.get("/readyz")
+        sent = svc.call("POST", "/send", json=text_intent("x"))
+        checked = svc.call("POST", "/check")
+        ready = svc.call("GET", "/readyz")
         for answer in (sent, checked, ready):
             assert CLI_MARK not in answer.text, answer.text
         assert sent.json()["category"] == "token_unavailable"
         assert "token file [" in sent.json()["error"]["message"]  # [WA_TOKEN_FILE], [REDACTED]
     finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=30)
-    assert CLI_MARK not in out + err
+        svc.stop()
+    assert CLI_MARK not in svc.stdout + svc.stderr
 
 
 @pytest.mark.parametrize("secret", list(CLI_CANARIES.values()), ids=list(CLI_CANARIES))

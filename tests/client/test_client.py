@@ -39,11 +39,10 @@ from cases.client import (
     WABA,
     WAMID,
     FlipProvider,
-    error_body,
     no_token_leak,
     override_url,
 )
-from helpers import raised
+from helpers import graph_body, raised
 from wa_auth import (
     RequestValidationError,
     StaticTokenProvider,
@@ -371,7 +370,7 @@ def test_debug_token_of_own_token_is_not_retried(respx_mock):
     """Inspecting the client's own token is not re-sent with another token (it would inspect that one)."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.get(f"{BASE}/debug_token").respond(
-        400, json=error_body(190, "Invalid OAuth access token.")
+        400, json=graph_body(190, message="Invalid OAuth access token.")
     )
 
     with (

@@ -20,6 +20,7 @@ import attrs
 import pytest
 
 import wa_auth
+from helpers import graph_body
 from wa_auth._client import AsyncClientBase, AsyncWhatsAppClient
 from wa_auth.errors import TransportError, WhatsAppError
 from wa_auth.providers import StaticTokenProvider, Token
@@ -39,13 +40,9 @@ SUCCESS = {
 }
 
 
-def _graph_error(code: int, message: str, subcode: int | None = None, **extra: Any) -> bytes:
-    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    error["fbtrace_id"] = "AbCdEfGhIjKlMnOp"
-    error.update(extra)
-    return json.dumps({"error": error}).encode()
+def _json(obj: Any) -> bytes:
+    """*obj* as the bytes of a JSON answer."""
+    return json.dumps(obj).encode()
 
 
 #: (id, status, body, expected category)
@@ -53,30 +50,53 @@ ERRORS = [
     (
         "expired-190-463",
         401,
-        _graph_error(190, "Error validating access token: Session has expired on Tuesday", 463),
+        _json(
+            graph_body(
+                190, 463, message="Error validating access token: Session has expired on Tuesday"
+            )
+        ),
         "token_expired",
     ),
     (
         "revoked-190-460",
         401,
-        _graph_error(190, "Error validating access token: The session has been invalidated", 460),
+        _json(
+            graph_body(
+                190, 460, message="Error validating access token: The session has been invalidated"
+            )
+        ),
         "token_revoked",
     ),
     (
         "permission-200",
         403,
-        _graph_error(200, "(#200) Permissions error"),
+        _json(graph_body(200, message="(#200) Permissions error")),
         "insufficient_permission",
     ),
     (
         "account-368",
         403,
-        _graph_error(368, "Temporarily blocked for policies violations"),
+        _json(graph_body(368, message="Temporarily blocked for policies violations")),
         "account_state",
     ),
-    ("rate-130429", 400, _graph_error(130429, "(#130429) Rate limit hit"), "rate_limited"),
-    ("transient-131000", 500, _graph_error(131000, "Something went wrong"), "transient"),
-    ("invalid-100", 400, _graph_error(100, "(#100) Invalid parameter"), "invalid_request"),
+    (
+        "rate-130429",
+        400,
+        _json(graph_body(130429, message="(#130429) Rate limit hit")),
+        "rate_limited",
+    ),
+    (
+        "transient-131000",
+        500,
+        _json(graph_body(131000, message="Something went wrong")),
+        "transient",
+    ),
+    (
+        "invalid-100",
+        400,
+        _json(graph_body(100, message="(#100) Invalid parameter")),
+        "invalid_request",
+    ),
     ("unknown-html", 502, b"<html><body>Bad gateway</body></html>", None),
 ]
 
@@ -88,7 +108,7 @@ class Script:
     answer: Callable[[dict[str, Any]], tuple[str, int, bytes]] = lambda req: (
         "reply",
         200,
-        json.dumps(SUCCESS).encode(),
+        _json(SUCCESS),
     )
     seen: list[dict[str, Any]] = attrs.Factory(list)
 
@@ -275,12 +295,14 @@ async def test_token_retry_uses_the_provider_the_same_way():
         def invalidate(self, token: Token, reason: Any) -> None:
             self.invalidated.append(token.fingerprint)
 
-    expired = _graph_error(190, "Error validating access token: Session has expired", 463)
+    expired = _json(
+        graph_body(190, 463, message="Error validating access token: Session has expired")
+    )
 
     def answer(req: dict[str, Any]) -> tuple[str, int, bytes]:
         if req["headers"]["authorization"] == f"Bearer {CANARY}":
             return ("reply", 401, expired)
-        return ("reply", 200, json.dumps(SUCCESS).encode())
+        return ("reply", 200, _json(SUCCESS))
 
     script = Script(answer=answer)
     async with loopback(script) as url:
@@ -409,8 +431,13 @@ def test_missing_aiohttp_names_the_extra(monkeypatch):
 @pytest.mark.parametrize(
     ("status", "body"),
     [
-        (401, _graph_error(190, "Error validating access token: Session has expired", 463)),
-        (400, _graph_error(131031, "Business Account locked")),
+        (
+            401,
+            _json(
+                graph_body(190, 463, message="Error validating access token: Session has expired")
+            ),
+        ),
+        (400, _json(graph_body(131031, message="Business Account locked"))),
     ],
     ids=["token-error", "account-error"],
 )
@@ -422,9 +449,7 @@ async def test_failed_call_leaves_no_reference_cycle(status, body, garbage_probe
     """
     script = Script(
         answer=lambda req: (
-            ("reply", 200, json.dumps(SUCCESS).encode())
-            if b"warm-up" in req["body"]
-            else ("reply", status, body)
+            ("reply", 200, _json(SUCCESS)) if b"warm-up" in req["body"] else ("reply", status, body)
         )
     )
     async with loopback(script) as url:

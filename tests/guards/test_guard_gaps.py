@@ -7,24 +7,12 @@ from __future__ import annotations
 import pytest
 
 import wa_auth
+from helpers import EPOCH, Clock
 from wa_auth import Guard, Intent, LocalRateLimiter, MemoryOutbox, RetryPolicy
 from wa_auth.sandbox import Sandbox
 
 TO = "+15551234567"
 OTHER = "+15557654321"
-
-
-class Clock:
-    """A clock that moves only when told (wall and monotonic alike)."""
-
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +29,13 @@ def _client(sb: Sandbox, **kw):
 
 def test_a_half_open_probe_that_fails_otherwise_does_not_wedge_the_circuit(sandbox):
     """After a probe that fails with an invalid request, a later intent is sent, not held."""
-    clock = Clock()
+    clock = Clock(EPOCH)  # one time for the wall and the monotonic clock
     with _client(sandbox) as client:
         guard = Guard(
             client,
             policy=RetryPolicy(max_attempts=1, circuit_threshold=3, circuit_cooldown=30.0),
-            clock=clock.now,
-            monotonic=clock.now,
+            clock=clock,
+            monotonic=clock,
             sleep=clock.sleep,
         )
         sandbox.fail_next(131000, times=3)

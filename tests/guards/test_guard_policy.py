@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import EPOCH, Clock, graph_error
 from wa_auth import errors
 from wa_auth.errors import TransportError, WhatsAppError
 from wa_auth.events import Counters, Events
@@ -41,70 +42,38 @@ from wa_auth.pacing import LocalRateLimiter, MemoryPauseStore
 PHONE = "106540352242922"
 OTHER = "106540352242999"
 TO = "+15551234567"
-EPOCH = 1_800_000_000.0
-
-
-def _graph(status: int, code: int, subcode: int | None = None, **headers: str) -> WhatsAppError:
-    body: dict[str, Any] = {
-        "error": {"message": f"(#{code}) test", "type": "OAuthException", "code": code}
-    }
-    if subcode is not None:
-        body["error"]["error_subcode"] = subcode
-    return errors.from_response(status, body, headers)
 
 
 def rate() -> WhatsAppError:
-    return _graph(400, 130429)
+    return graph_error(400, 130429)
 
 
 def pair() -> WhatsAppError:
-    return _graph(400, 131056)
+    return graph_error(400, 131056)
 
 
 def cap() -> WhatsAppError:
-    return _graph(400, 131048)
+    return graph_error(400, 131048)
 
 
 def transient() -> WhatsAppError:
-    return _graph(500, 131000)
+    return graph_error(500, 131000)
 
 
 def expired_token() -> WhatsAppError:
-    return _graph(401, 190, 463)
+    return graph_error(401, 190, 463)
 
 
 def locked() -> WhatsAppError:
-    return _graph(403, 131031)
+    return graph_error(403, 131031)
 
 
 def invalid() -> WhatsAppError:
-    return _graph(400, 132001)
+    return graph_error(400, 132001)
 
 
 def lost() -> WhatsAppError:
     return TransportError("ReadTimeout: no answer", maybe_delivered=True)
-
-
-class Clock:
-    """A fake clock: `sleep` moves it, nothing waits."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def wall(self) -> float:
-        return EPOCH + self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.t += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class Script:
@@ -180,8 +149,8 @@ def _intent(**kw: Any) -> Intent:
 
 CATEGORIES = [
     expired_token,
-    lambda: _graph(401, 190, 460),
-    lambda: _graph(403, 10),
+    lambda: graph_error(401, 190, 460),
+    lambda: graph_error(403, 10),
     locked,
     invalid,
     rate,
@@ -285,7 +254,8 @@ def test_transient_retries_stop_at_the_budget():
 
 
 @pytest.mark.parametrize(
-    "make", [expired_token, lambda: _graph(401, 190, 460), lambda: _graph(403, 10), invalid]
+    "make",
+    [expired_token, lambda: graph_error(401, 190, 460), lambda: graph_error(403, 10), invalid],
 )
 def test_never_retried_categories_fail_at_once(make):
     """Token, permission and invalid-request failures: one attempt, no sleep, failed."""

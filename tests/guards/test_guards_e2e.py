@@ -5,11 +5,11 @@ down: the sandbox does not time seeded faults, it answers them in order."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 import wa_auth
+from helpers import Clock
 from wa_auth.events import Counters, Event, Events, MessageDelivered
 from wa_auth.guards import (
     DELIVERED,
@@ -26,30 +26,6 @@ from wa_auth.providers import Token
 from wa_auth.sandbox import Sandbox
 
 TO = "+15551234567"
-
-
-class Clock:
-    """The guard's time: sleeping moves it forward at once."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def wall(self) -> float:
-        return 1_800_000_000.0 + self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.t += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-        await asyncio.sleep(0)
 
 
 @pytest.fixture

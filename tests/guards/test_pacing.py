@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from helpers import Clock
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_THROUGHPUT,
@@ -21,14 +22,6 @@ from wa_auth.pacing import (
 PHONE = "106540352242922"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_defaults_are_metas_figures():
     """80 messages per second per number, one message every 6 s per pair."""
     assert (DEFAULT_THROUGHPUT, DEFAULT_PAIR_INTERVAL) == (80.0, 6.0)
@@ -38,7 +31,7 @@ def test_defaults_are_metas_figures():
 
 def test_reservations_space_sends_at_the_rate():
     """At 10/s, ten immediate acquires are told to wait 0, 0.1, ..., 0.9 s."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=10, pair_interval=None, monotonic=clock)
     waits = [limiter.acquire(PHONE, None) for _ in range(10)]
     assert waits == pytest.approx([i / 10 for i in range(10)])
@@ -46,7 +39,7 @@ def test_reservations_space_sends_at_the_rate():
 
 def test_burst_lets_the_first_sends_go_at_once():
     """With burst=3 the first three go now; then the rate applies."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=10, burst=3, pair_interval=None, monotonic=clock)
     waits = [limiter.acquire(PHONE, None) for _ in range(5)]
     assert waits == pytest.approx([0, 0, 0, 0.1, 0.2])
@@ -54,7 +47,7 @@ def test_burst_lets_the_first_sends_go_at_once():
 
 def test_the_pair_interval_spaces_one_recipient_only():
     """Two sends to one user are 6 s apart; another user is not held back."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=1000, monotonic=clock)
     assert limiter.acquire(PHONE, "+1555") == 0
     assert limiter.acquire(PHONE, "+1555") == pytest.approx(6.0)
@@ -63,7 +56,7 @@ def test_the_pair_interval_spaces_one_recipient_only():
 
 def test_past_max_wait_nothing_is_reserved():
     """An acquire that would wait too long returns None and does not take the slot."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=1, pair_interval=None, monotonic=clock)
     assert limiter.acquire(PHONE, None) == 0
     assert limiter.acquire(PHONE, None, max_wait=0.5) is None
@@ -72,7 +65,7 @@ def test_past_max_wait_nothing_is_reserved():
 
 def test_penalize_pushes_the_number_or_the_pair_back():
     """A Retry-After from Meta delays the number (or only the pair) by that much."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=1000, monotonic=clock)
     limiter.penalize(PHONE, None, 30.0)
     assert limiter.acquire(PHONE, None) == pytest.approx(30.0)
@@ -84,7 +77,7 @@ def test_penalize_pushes_the_number_or_the_pair_back():
 
 def test_per_number_rates():
     """A coexistence number at 20/s beside the default 80/s."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rates={"2": 20}, pair_interval=None, monotonic=clock)
     limiter.acquire("2", None)
     assert limiter.acquire("2", None) == pytest.approx(0.05)
@@ -94,7 +87,7 @@ def test_per_number_rates():
 
 def test_time_passing_frees_the_slots():
     """After the interval passes, the next send goes at once."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=2, pair_interval=None, monotonic=clock)
     limiter.acquire(PHONE, None)
     clock.t += 0.5
@@ -124,7 +117,7 @@ def test_threads_get_distinct_slots():
 
 def test_async_methods_match():
     """`aacquire` / `apenalize` / `aheld` do what the blocking ones do."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=10, pair_interval=None, probe_gap=0, monotonic=clock)
 
     async def main() -> list[float | None]:
@@ -183,7 +176,7 @@ def test_pause_store_round_trip():
 
 def test_a_burst_does_not_undercut_a_hold():
     """With burst=5, a number held for 1 s still sends nothing before the second is over."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=10, burst=5, pair_interval=None, monotonic=clock)
     limiter.penalize(PHONE, None, 1.0)
     assert limiter.acquire(PHONE, None) == pytest.approx(1.0)
@@ -191,7 +184,7 @@ def test_a_burst_does_not_undercut_a_hold():
 
 def test_after_a_hold_one_probe_goes_first_and_the_next_waits_the_probe_gap():
     """The first send after the hold is its probe; the next waits `probe_gap` for its answer."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=10, pair_interval=None, probe_gap=2.0, monotonic=clock)
     limiter.penalize(PHONE, None, 1.0)
     waits = [limiter.acquire(PHONE, None) for _ in range(3)]
@@ -200,7 +193,7 @@ def test_after_a_hold_one_probe_goes_first_and_the_next_waits_the_probe_gap():
 
 def test_held_says_how_long_the_number_or_the_pair_is_still_held():
     """`held` is the hold's rest: the number's for every recipient, a pair's for that user."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(pair_interval=None, monotonic=clock)
     assert limiter.held(PHONE, None) == 0.0
     limiter.penalize(PHONE, "+1555", 6.0)
@@ -215,7 +208,7 @@ def test_held_says_how_long_the_number_or_the_pair_is_still_held():
 
 def test_a_pair_hold_applies_with_the_pair_limit_off():
     """pair_interval=None turns pacing per user off, not Meta's 131056 for that user."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=1000, pair_interval=None, probe_gap=1.0, monotonic=clock)
     limiter.penalize(PHONE, "+1555", 6.0)
     assert limiter.acquire(PHONE, "+1555") == pytest.approx(6.0)  # the pair's probe
@@ -225,7 +218,7 @@ def test_a_pair_hold_applies_with_the_pair_limit_off():
 
 def test_a_holds_only_limiter_never_paces_but_holds():
     """rate=inf with the pair limit off: no pacing, yet a 130429's hold stops the number."""
-    clock = Clock()
+    clock = Clock(100.0)
     limiter = LocalRateLimiter(rate=math.inf, pair_interval=None, monotonic=clock)
     assert [limiter.acquire(PHONE, "+1555") for _ in range(3)] == [0.0, 0.0, 0.0]
     limiter.penalize(PHONE, None, 1.0)

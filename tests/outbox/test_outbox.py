@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pytest
 
+from helpers import EPOCH, Clock, graph_error
 from wa_auth import errors
 from wa_auth._sqlite import Schema
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError, WhatsAppError
@@ -31,32 +32,12 @@ from wa_auth.outbox import _sql as _outbox_sql
 pytestmark = pytest.mark.anyio
 
 TO = "+15551234567"
-EPOCH = 1_800_000_000.0
 DEAD = "sha256:dead00000000"
 LIVE = "sha256:1ive00000000"
 
 
-class Clock:
-    """A wall clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.t = EPOCH
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _graph(status: int, code: int, subcode: int | None = None) -> WhatsAppError:
-    body: dict[str, Any] = {"error": {"message": f"(#{code}) test", "code": code}}
-    if subcode is not None:
-        body["error"]["error_subcode"] = subcode
-    return errors.from_response(status, body, {})
-
-
 def revoked() -> WhatsAppError:
-    error = _graph(401, 190, 460)
-    error.token_fingerprint = DEAD  # type: ignore[attr-defined]
-    return error
+    return graph_error(401, 190, 460, fingerprint=DEAD)
 
 
 def intent(key: str, **kw: Any) -> Intent:
@@ -81,7 +62,7 @@ def failed(
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(EPOCH)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -146,7 +127,7 @@ def test_begin_then_settle_records_sending_then_the_outcome(box, clock):
 def test_a_settle_without_begin_adds_the_row(box):
     """An intent the guard held back (paused, expired) is settled without a begin: it is kept."""
     i = intent("held")
-    box.settle(failed(i, _graph(403, 131031), QUEUED, not_before=EPOCH + 60))
+    box.settle(failed(i, graph_error(403, 131031), QUEUED, not_before=EPOCH + 60))
     row = box.get("held")
     assert (row.state, row.category, row.not_before, row.attempts) == (
         QUEUED,
@@ -161,7 +142,7 @@ def test_a_delivered_row_stays_delivered(box):
     """A later outcome never turns a delivered row back (a slow worker's failure, a fallback)."""
     i = intent("k")
     box.settle(delivered(i))
-    box.settle(failed(i, _graph(500, 131000), QUEUED))
+    box.settle(failed(i, graph_error(500, 131000), QUEUED))
     assert box.get("k").state == DELIVERED
 
 
@@ -169,7 +150,7 @@ def test_attempts_add_up_over_tries(box):
     """Attempts count every send over every try of the intent."""
     i = intent("k")
     box.begin(i)
-    box.settle(failed(i, _graph(500, 131000), QUEUED))
+    box.settle(failed(i, graph_error(500, 131000), QUEUED))
     box.begin(i)
     box.settle(attrs.evolve(delivered(i), attempts=2))
     assert box.get("k").attempts == 3
@@ -210,7 +191,11 @@ def test_begin_takes_a_waiting_or_failed_row(box, before):
         box.enqueue(i)
     else:
         box.settle(
-            failed(i, _graph(400, 131009) if before == FAILED else _graph(500, 131000), before)
+            failed(
+                i,
+                graph_error(400, 131009) if before == FAILED else graph_error(500, 131000),
+                before,
+            )
         )
     box.begin(i)
     assert box.get("k").state == SENDING
@@ -304,13 +289,13 @@ def test_what_a_claim_takes(box, setup, live, maybe, claimed):
         box.enqueue(i)
     elif setup.startswith("queued"):
         not_before = {"queued-due": EPOCH - 1, "queued-later": EPOCH + 60}.get(setup)
-        box.settle(failed(i, _graph(400, 130429), QUEUED, not_before=not_before))
+        box.settle(failed(i, graph_error(400, 130429), QUEUED, not_before=not_before))
     elif setup == "revoked":
         box.settle(failed(i, revoked()))
     elif setup == "token-unavailable":
         box.settle(failed(i, errors.TokenSourceMissingError("no token file", source="file:/x")))
     elif setup == "invalid":
-        box.settle(failed(i, _graph(400, 131009)))
+        box.settle(failed(i, graph_error(400, 131009)))
     elif setup == "maybe":
         box.settle(failed(i, errors.TransportError("lost", maybe_delivered=True), MAYBE_DELIVERED))
     elif setup == "delivered":
@@ -338,7 +323,7 @@ def test_a_lapsed_send_becomes_maybe_delivered_at_the_next_claim(box, clock):
 def test_mark_sets_an_operators_decision(box):
     """`pending` sends a row again (not_before cleared); `delivered` records a confirmed id."""
     i = intent("k")
-    box.settle(failed(i, _graph(400, 130429), QUEUED, not_before=EPOCH + 600))
+    box.settle(failed(i, graph_error(400, 130429), QUEUED, not_before=EPOCH + 600))
     row = box.mark("k", PENDING)
     assert (row.state, row.not_before, row.reason) == (PENDING, None, "operator")
     row = box.mark("k", DELIVERED, message_id="wamid.checked", reason="webhook")
@@ -361,8 +346,8 @@ def test_mark_refuses_unknown_rows_states_and_rows_in_flight(box):
 def test_list_filters_by_state_category_consumer_and_dead_letters(box):
     """Each filter narrows the list; dead letters are the failures no replay retries."""
     box.settle(delivered(intent("d", consumer="orders")))
-    box.settle(failed(intent("q", consumer="orders"), _graph(400, 130429), QUEUED))
-    box.settle(failed(intent("x", consumer="otp"), _graph(400, 131009)))
+    box.settle(failed(intent("q", consumer="orders"), graph_error(400, 130429), QUEUED))
+    box.settle(failed(intent("x", consumer="otp"), graph_error(400, 131009)))
     box.settle(failed(intent("t", consumer="otp"), revoked()))
     keys = lambda rows: [r.idempotency_key for r in rows]  # noqa: E731
     assert keys(box.list(QUEUED)) == ["q"]
@@ -382,8 +367,8 @@ def test_stats_count_states_categories_and_dead_letters(box):
     """Counts per state (zeros too), per category of what is not delivered, and the oldest wait."""
     box.enqueue(intent("p", created_at=EPOCH - 100))
     box.settle(delivered(intent("d")))
-    box.settle(failed(intent("x"), _graph(400, 131009)))
-    box.settle(failed(intent("q", created_at=EPOCH - 50), _graph(400, 130429), QUEUED))
+    box.settle(failed(intent("x"), graph_error(400, 131009)))
+    box.settle(failed(intent("q", created_at=EPOCH - 50), graph_error(400, 130429), QUEUED))
     stats = box.stats()
     assert stats.total == 4
     assert stats.by_state[PENDING] == stats.by_state[DELIVERED] == stats.by_state[QUEUED] == 1
@@ -397,7 +382,7 @@ def test_stats_count_states_categories_and_dead_letters(box):
 def test_purge_deletes_old_delivered_rows_only(box, clock):
     """`purge(delivered_older_than=...)` keeps recent deliveries and everything undelivered."""
     box.settle(delivered(intent("old")))
-    box.settle(failed(intent("x"), _graph(400, 131009)))
+    box.settle(failed(intent("x"), graph_error(400, 131009)))
     clock.t += 3600
     box.settle(delivered(intent("new")))
     assert box.purge(delivered_older_than=1800) == 1
@@ -410,7 +395,7 @@ def test_purge_deletes_old_delivered_rows_only(box, clock):
 
 def test_dead_letters_export_as_json_lines(box, tmp_path):
     """One JSON object per dead letter, with the intent's own JSON and the error, no token."""
-    box.settle(failed(intent("x"), _graph(400, 131009)))
+    box.settle(failed(intent("x"), graph_error(400, 131009)))
     box.settle(delivered(intent("d")))
     out = io.StringIO()
     assert box.export_dead_letters(out) == 1
@@ -789,9 +774,9 @@ async def test_one_batch_of_outcomes_keeps_their_order_and_the_delivered_rule(ba
     await _in_one_batch(
         box,
         box.asettle(delivered(intent("a"))),
-        box.asettle(failed(intent("new"), _graph(400, 131009))),
-        box.asettle(failed(intent("d"), _graph(500, 131000), QUEUED)),
-        box.asettle(failed(intent("b"), _graph(500, 131000), QUEUED)),
+        box.asettle(failed(intent("new"), graph_error(400, 131009))),
+        box.asettle(failed(intent("d"), graph_error(500, 131000), QUEUED)),
+        box.asettle(failed(intent("b"), graph_error(500, 131000), QUEUED)),
         box.asettle(attrs.evolve(delivered(intent("b")), attempts=2)),
     )
     assert _states(box) == {"a": DELIVERED, "b": DELIVERED, "d": DELIVERED, "new": FAILED}

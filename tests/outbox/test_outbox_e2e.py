@@ -8,15 +8,14 @@ an export. The guard's and the outbox's wall clock is one fake clock, so hours p
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import threading
 from collections import Counter as Tally
 
 import pytest
 
 import wa_auth
+from helpers import Clock
 from wa_auth.events import Events, MessageDelivered, MessageExpired
 from wa_auth.guards import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Guard
 from wa_auth.intents import Intent
@@ -25,28 +24,6 @@ from wa_auth.providers import Token
 from wa_auth.sandbox import Sandbox
 
 TO = "+15551234567"
-
-
-class Clock:
-    """The guard's and the outbox's time: sleeping moves it forward at once."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self._lock = threading.Lock()
-
-    def wall(self) -> float:
-        return 1_800_000_000.0 + self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.t += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-        await asyncio.sleep(0)
 
 
 class Swappable:

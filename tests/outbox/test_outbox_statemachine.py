@@ -18,6 +18,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from helpers import EPOCH, graph_error
 from wa_auth import errors
 from wa_auth.errors import OutboxError
 from wa_auth.guards import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
@@ -32,7 +33,6 @@ from wa_auth.outbox import (
     SqliteOutbox,
 )
 
-EPOCH = 1_800_000_000.0
 LEASE = 30.0
 KEYS = ("a", "b", "c", "d")
 DEAD, LIVE = "sha256:dead00000000", "sha256:1ive00000000"
@@ -59,13 +59,8 @@ def _error(kind: str) -> errors.WhatsAppError:
         "revoked": (190, 401, 460),
         "rate": (130429, 400, None),
     }[kind]
-    body: dict[str, Any] = {"error": {"message": "x", "code": code}}
-    if sub is not None:
-        body["error"]["error_subcode"] = sub
-    error = errors.from_response(status, body, {})
-    if kind == "revoked":
-        error.token_fingerprint = DEAD  # type: ignore[attr-defined]
-    return error
+    fingerprint = DEAD if kind == "revoked" else None
+    return graph_error(status, code, sub, message="x", fingerprint=fingerprint)
 
 
 OUTCOMES = st.sampled_from(

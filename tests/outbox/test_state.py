@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import wa_auth
+from helpers import EPOCH, Clock, graph_error
 from wa_auth import errors
 from wa_auth.errors import ConfigurationError, OutboxError
 from wa_auth.models import TokenHealth
@@ -29,25 +30,14 @@ from wa_auth.state import SqliteRateLimiter, SqliteVerdictStore, StateFile
 
 pytestmark = pytest.mark.anyio
 
-EPOCH = 1_800_000_000.0
 PHONE = "106540352242922"
 TO = "+15551234567"
 WORKER = Path(__file__).with_name("worker.py")
 
 
-class Clock:
-    """A wall clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.t = EPOCH
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(EPOCH)
 
 
 @pytest.fixture
@@ -57,20 +47,15 @@ def state(tmp_path, clock):
 
 
 def _revoked() -> errors.ApiError:
-    error = errors.from_response(
+    return graph_error(
         401,
-        {
-            "error": {
-                "message": "Error validating access token",
-                "code": 190,
-                "error_subcode": 460,
-                "fbtrace_id": "Tr1",
-            }
-        },
-        {},
+        190,
+        460,
+        message="Error validating access token",
+        error_type=None,
+        fbtrace_id="Tr1",
+        fingerprint="sha256:dead00000000",
     )
-    error.token_fingerprint = "sha256:dead00000000"
-    return error
 
 
 # --- verdicts -----------------------------------------------------------------------------------

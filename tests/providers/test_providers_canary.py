@@ -15,6 +15,7 @@ import httpx
 import pytest
 import respx
 
+from helpers import graph_error
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import WhatsAppError
 from wa_auth.events import Events
@@ -142,19 +143,7 @@ def _vault_approle_rejected(tmp_path):
 
 def _all_rejected(tmp_path):
     store = TokenVerdicts()
-    bad = json.dumps(
-        {
-            "error": {
-                "message": f"bad {CANARY}",
-                "type": "OAuthException",
-                "code": 190,
-                "error_subcode": 460,
-            }
-        }
-    )
-    from wa_auth.errors import from_response
-
-    error = from_response(401, bad.encode())
+    error = graph_error(401, 190, 460, message=f"bad {CANARY}")
     error.with_token(CANARY)
     store.record(Token(CANARY).fingerprint, error)
     return RotatingTokenProvider([CANARY], verdicts=store, events=Events.with_logging())

@@ -7,7 +7,8 @@ import threading
 import httpx
 import pytest
 
-from wa_auth.errors import TokenUnavailableError, from_response
+from helpers import graph_error
+from wa_auth.errors import TokenUnavailableError
 from wa_auth.providers import RotatingTokenProvider, StaticTokenProvider, Token, TokenVerdicts
 from wa_auth.providers._effects import (
     Blocking,
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.anyio
 
 A = "EAAGeffectsAAAA0123456789abcdefABCDEFGH"
 B = "EAAGeffectsBBBB0123456789abcdefABCDEFGH"
-REVOKED = from_response(
-    401, b'{"error": {"message": "x", "type": "OAuthException", "code": 190, "error_subcode": 460}}'
-)
+REVOKED = graph_error(401, 190, 460, message="x")
 
 
 def _flow(store):

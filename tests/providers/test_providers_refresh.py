@@ -10,20 +10,11 @@ import time
 
 import pytest
 
+from helpers import Clock
 from wa_auth.errors import TokenSourceMissingError, TokenUnavailableError
 from wa_auth.providers import Fetched, RefreshingTokenProvider, RefreshPolicy, Token
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    """A settable clock standing in for both the wall and the monotonic clock."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Source(RefreshingTokenProvider):
@@ -92,10 +83,10 @@ async def test_thousand_tasks_one_read():
 
 def test_expired_cache_one_read_under_threads():
     """An expired cache with a hundred waiting threads causes exactly one more read."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600, delay=0.1)
     src.get_token()
-    clock.now += 3600  # past expiry: mandatory refresh
+    clock.t += 3600  # past expiry: mandatory refresh
     src.value = "tok-2"
     barrier = threading.Barrier(100)
     seen: list[str] = []
@@ -115,10 +106,10 @@ def test_expired_cache_one_read_under_threads():
 
 async def test_expired_cache_one_read_under_tasks():
     """An expired cache with a thousand waiting tasks causes exactly one more read."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600, delay=0.05)
     await src.aget_token()
-    clock.now += 3600
+    clock.t += 3600
     src.value = "tok-2"
     tokens = await asyncio.gather(*(src.aget_token() for _ in range(1000)))
     assert src.reads == 2
@@ -135,17 +126,17 @@ def test_fresh_token_is_served_without_reading():
 
 def test_advisory_window_refreshes_once_and_serves_current():
     """Inside the advisory window one caller refreshes; a failure keeps the current token."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600)
     first = src.get_token()
-    clock.now += 3600 - 300  # 5 min left: inside advisory (10 min), outside mandatory (1 min)
+    clock.t += 3600 - 300  # 5 min left: inside advisory (10 min), outside mandatory (1 min)
     src.fail = TokenSourceMissingError("gone", source="test")
     assert src.get_token() == first
     assert src.reads == 2
     # Backing off: no read on the next calls.
     assert src.get_token() == first
     assert src.reads == 2
-    clock.now += 2  # past the 1 s back-off
+    clock.t += 2  # past the 1 s back-off
     src.fail = None
     src.value = "tok-2"
     assert src.get_token().reveal() == "tok-2"
@@ -153,10 +144,10 @@ def test_advisory_window_refreshes_once_and_serves_current():
 
 def test_mandatory_window_raises_when_refresh_fails():
     """Inside the mandatory window callers wait for the refresh and get its error."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600)
     src.get_token()
-    clock.now += 3600 - 30
+    clock.t += 3600 - 30
     src.fail = TokenSourceMissingError("gone", source="test")
     with pytest.raises(TokenSourceMissingError):
         src.get_token()
@@ -175,26 +166,26 @@ def test_failed_refresh_does_not_wedge_later_callers():
 
 def test_windows_clamp_to_a_fraction_of_short_lifetimes():
     """A 5-minute token is not refreshed on every call: the windows shrink with its lifetime."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=300, policy=RefreshPolicy(recheck_interval=3600, jitter=0.0))
     src.get_token()
-    clock.now += 200  # 100 s left: advisory is min(600, 0.2 * 300) = 60 s
+    clock.t += 200  # 100 s left: advisory is min(600, 0.2 * 300) = 60 s
     src.get_token()
     assert src.reads == 1
-    clock.now += 45  # 55 s left: inside the advisory window now
+    clock.t += 45  # 55 s left: inside the advisory window now
     src.get_token()
     assert src.reads == 2
 
 
 def test_token_without_expiry_is_rechecked_periodically():
     """A token without expiry is re-read after the re-check interval."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, policy=RefreshPolicy(recheck_interval=60, jitter=0.0))
     src.get_token()
-    clock.now += 59
+    clock.t += 59
     src.get_token()
     assert src.reads == 1
-    clock.now += 2
+    clock.t += 2
     src.value = "tok-2"
     src.get_token()  # the caller that notices refreshes
     assert src.reads == 2
@@ -217,7 +208,7 @@ def test_invalidate_acts_only_on_the_current_token():
 
 def test_same_token_after_forced_refresh_backs_off():
     """A forced re-read returning the same token ignores more invalidations for a while."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, policy=RefreshPolicy(min_retry_interval=30, jitter=0.0))
     tok = src.get_token()
     src.invalidate(tok, "test")
@@ -227,7 +218,7 @@ def test_same_token_after_forced_refresh_backs_off():
         src.invalidate(tok, "test")
         src.get_token()
     assert src.reads == 2
-    clock.now += 31
+    clock.t += 31
     src.invalidate(tok, "test")
     src.get_token()
     assert src.reads == 3
@@ -235,7 +226,7 @@ def test_same_token_after_forced_refresh_backs_off():
 
 def test_expired_token_at_source_is_not_reread_per_call():
     """A source that only holds an already-expired token is re-read at most per interval."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=-10)
     src.get_token()
     for _ in range(100):
@@ -245,14 +236,14 @@ def test_expired_token_at_source_is_not_reread_per_call():
 
 def test_max_stale_bounds_serving_while_the_source_is_down():
     """While the source fails the cached token is served, up to `max_stale`, then an error."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     policy = RefreshPolicy(recheck_interval=10, max_stale=100, jitter=0.0)
     src = Source(clock, policy=policy)
     tok = src.get_token()
     src.fail = TokenSourceMissingError("gone", source="test")
-    clock.now += 50
+    clock.t += 50
     assert src.get_token() == tok
-    clock.now += 61  # 10 + 100 past the last good read
+    clock.t += 61  # 10 + 100 past the last good read
     with pytest.raises(TokenSourceMissingError):
         src.get_token()
 
@@ -280,10 +271,10 @@ async def test_cancelled_waiter_does_not_cancel_the_refresh():
 
 def test_two_event_loops_share_one_provider():
     """One provider serves two consecutive `asyncio.run()` loops (nothing bound to a loop)."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600)
     assert asyncio.run(src.aget_token()).reveal() == "tok-1"
-    clock.now += 3600
+    clock.t += 3600
     src.value = "tok-2"
     assert asyncio.run(src.aget_token()).reveal() == "tok-2"
 
@@ -379,10 +370,10 @@ def test_rechecked_state_keeps_every_other_field():
 @pytest.mark.anyio
 async def test_advisory_window_failure_serves_current_async():
     """The async path keeps the current token when an advisory refresh fails, like the sync one."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600)
     first = await src.aget_token()
-    clock.now += 3600 - 300  # inside the advisory window, outside the mandatory one
+    clock.t += 3600 - 300  # inside the advisory window, outside the mandatory one
     src.fail = TokenSourceMissingError("gone", source="test")
     assert await src.aget_token() == first
     assert src.reads == 2
@@ -393,10 +384,10 @@ async def test_advisory_window_failure_serves_current_async():
 @pytest.mark.anyio
 async def test_mandatory_window_raises_when_refresh_fails_async():
     """Inside the mandatory window async callers get the refresh's error too."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, expires_in=3600)
     await src.aget_token()
-    clock.now += 3600 - 30
+    clock.t += 3600 - 30
     src.fail = TokenSourceMissingError("gone", source="test")
     with pytest.raises(TokenSourceMissingError):
         await src.aget_token()
@@ -510,11 +501,11 @@ def test_freshness_is_a_token_state():
     """The engine's freshness is google-auth's three states: INVALID, FRESH, then STALE."""
     from wa_auth.providers._refresh import TokenState
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     src = Source(clock, policy=RefreshPolicy(jitter=0.0, recheck_interval=60))
     refresher = src._refresher
     assert refresher._freshness(refresher._state) is TokenState.INVALID
     src.get_token()
     assert refresher._freshness(refresher._state) is TokenState.FRESH
-    clock.now += 61
+    clock.t += 61
     assert refresher._freshness(refresher._state) is TokenState.STALE

@@ -6,11 +6,10 @@ embedded sandbox (`wa_auth.sandbox.Sandbox`), revoking tokens mid-run.
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
+from helpers import graph_error
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import (
     AllCandidatesRejectedError,
@@ -18,7 +17,6 @@ from wa_auth.errors import (
     TokenRevokedError,
     TokenUnavailableError,
     TransientError,
-    from_response,
 )
 from wa_auth.events import Counters, Events
 from wa_auth.providers import (
@@ -41,16 +39,9 @@ B = "EAAGtokenBBBB0123456789abcdefABCDEFGHIJ"
 C = "EAAGtokenCCCC0123456789abcdefABCDEFGHIJ"
 
 
-def err(code, subcode=None):
-    body = {"error": {"message": "x", "type": "OAuthException", "code": code}}
-    if subcode is not None:
-        body["error"]["error_subcode"] = subcode
-    return from_response(400, json.dumps(body).encode())
-
-
-REVOKED = err(190, 460)
-PERMISSION = err(10)
-TRANSIENT = err(2)
+REVOKED = graph_error(400, 190, 460, message="x")
+PERMISSION = graph_error(400, 10, message="x")
+TRANSIENT = graph_error(400, 2, message="x")
 
 
 class Recorder:

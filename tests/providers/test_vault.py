@@ -17,6 +17,7 @@ import httpx
 import pytest
 import respx
 
+from helpers import Clock
 from wa_auth.errors import (
     TokenSourceMalformedError,
     TokenUnavailableError,
@@ -156,14 +157,6 @@ def _no_canary(exc: BaseException) -> None:
     assert CANARY not in text
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # --- KV v2, v1 ------------------------------------------------------------------------------------
 
 
@@ -194,11 +187,11 @@ def test_kv2_ttl_rereads(bao):
     """After the TTL the secret is read again."""
     path = _path()
     bao.write_kv2(path, {"access_token": "EAAGone"})
-    clock = Clock()
+    clock = Clock(time.monotonic())
     provider = VaultTokenProvider(bao.url, path, vault_token=bao.token(), ttl=60, monotonic=clock)
     provider.get_token()
     bao.write_kv2(path, {"access_token": "EAAGtwo"})
-    clock.now += 61
+    clock.t += 61
     provider.get_token()  # the caller that notices the TTL re-reads
     assert provider.get_token().reveal() == "EAAGtwo"
     assert provider.loads == 2
@@ -248,18 +241,18 @@ def test_approle_login_renew_and_relogin(bao):
     """AppRole: log in, renew at 2/3 of the lease, log in again after a revocation."""
     path = _path()
     bao.write_kv2(path, {"access_token": "EAAGapprole"})
-    clock = Clock()
+    clock = Clock(time.monotonic())
     provider = VaultTokenProvider(bao.url, path, approle=_approle(bao), ttl=30, monotonic=clock)
     assert provider.get_token().reveal() == "EAAGapprole"
     login = provider._login
     assert login is not None
     assert login.lease == 60
-    clock.now += 45  # past 2/3 of the 60 s lease: renew-self
+    clock.t += 45  # past 2/3 of the 60 s lease: renew-self
     provider.get_token()
     provider.get_token()
     renewed = provider._login
     assert renewed.token == login.token
-    assert renewed.obtained == clock.now
+    assert renewed.obtained == clock.t
     bao.call("POST", "auth/token/revoke", {"token": renewed.token})
     provider.invalidate(provider.get_token(), "test")
     assert provider.get_token().reveal() == "EAAGapprole"
@@ -442,7 +435,7 @@ def test_sealed_then_gone_serves_cache_within_bound(throwaway):
     """Sealed or gone: the cached token is served up to `max_stale`, then the Vault error."""
     bao = throwaway
     bao.call("POST", "secret/data/wa/x", {"data": {"access_token": CANARY}})
-    clock = Clock()
+    clock = Clock(time.monotonic())
     cached = VaultTokenProvider(
         bao.url, "wa/x", vault_token=bao.root, ttl=10, max_stale=100, monotonic=clock
     )
@@ -452,16 +445,16 @@ def test_sealed_then_gone_serves_cache_within_bound(throwaway):
     with pytest.raises(VaultSealedError) as sealed:
         fresh.get_token()
     _no_canary(sealed.value)
-    clock.now += 11  # the TTL passed: a re-read fails, the cached token is served
+    clock.t += 11  # the TTL passed: a re-read fails, the cached token is served
     assert cached.get_token() == first
     bao.stop()
     with pytest.raises(VaultUnreachableError) as gone:
         VaultTokenProvider(bao.url, "wa/x", vault_token=bao.root).get_token()
     assert gone.value.retryable
     _no_canary(gone.value)
-    clock.now += 50
+    clock.t += 50
     assert cached.get_token() == first
-    clock.now += 51  # past ttl + max_stale
+    clock.t += 51  # past ttl + max_stale
     with pytest.raises(VaultUnreachableError):
         cached.get_token()
 

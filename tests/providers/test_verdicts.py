@@ -11,7 +11,7 @@ import threading
 import httpx
 import pytest
 
-from helpers import raised
+from helpers import Clock, graph_body, raised
 from wa_auth import _context, _core, _endpoints
 from wa_auth._client import AsyncWhatsAppClient, WhatsAppClient
 from wa_auth.errors import (
@@ -44,20 +44,19 @@ OK = {
 }
 
 
-def graph_error(code, subcode=None, message="Error validating access token"):
-    err = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Atrace"}
-    if subcode is not None:
-        err["error_subcode"] = subcode
-    return {"error": err}
-
-
-EXPIRED = graph_error(190, 463, "Error validating access token: Session has expired")
-REVOKED = graph_error(190, 460, "Error validating access token: password changed")
-PERMISSION = graph_error(10, None, "(#10) Application does not have permission for this action")
+EXPIRED = graph_body(
+    190, 463, message="Error validating access token: Session has expired", fbtrace_id="Atrace"
+)
+REVOKED = graph_body(
+    190, 460, message="Error validating access token: password changed", fbtrace_id="Atrace"
+)
+PERMISSION = graph_body(
+    10, message="(#10) Application does not have permission for this action", fbtrace_id="Atrace"
+)
 
 
 def expired_error():
-    return from_response(401, json.dumps(EXPIRED).encode())
+    return from_response(401, EXPIRED)
 
 
 class Swappable(StaticTokenProvider):
@@ -79,14 +78,14 @@ class Swappable(StaticTokenProvider):
 
 def test_store_records_and_expires():
     """A verdict is found until its TTL passes."""
-    now = [0.0]
-    store = TokenVerdicts(ttl=10, monotonic=lambda: now[0])
+    clock = Clock()
+    store = TokenVerdicts(ttl=10, monotonic=clock)
     err = expired_error()
     store.record("sha256:abc", err)
     found = store.get("sha256:abc")
     assert isinstance(found, TokenExpiredError)
     assert found is not err  # a copy without traceback is kept
-    now[0] = 10.0
+    clock.t = 10.0
     assert store.get("sha256:abc") is None
     assert len(store) == 0
 
@@ -191,7 +190,7 @@ def test_second_call_fails_fast_without_a_request():
     ("body", "error"),
     [
         (PERMISSION, InsufficientPermissionError),
-        (graph_error(4, None, "(#4) rate"), RateLimitError),
+        (graph_body(4, message="(#4) rate", fbtrace_id="Atrace"), RateLimitError),
     ],
     ids=["permission", "rate-limit"],
 )
