@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from wa_auth._convert import to_int, well_formed
 from wa_auth.errors import from_webhook_error
@@ -53,6 +53,8 @@ MAX_ID: Final = 1024
 #: Meta's limit tiers (`TIER_2K`): the number, in thousands with `K`.
 _TIER: Final = re.compile(r"TIER_(\d{1,9})(K?)")
 _UNLIMITED: Final = "TIER_UNLIMITED"
+#: Digits of a timestamp read without `to_int` (18 always fit a signed 64-bit integer).
+_MAX_DIGITS: Final = 18
 
 
 def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent]:
@@ -176,29 +178,31 @@ def _messages(
 def _status(
     status: object, waba: str | None, phone: str | None, time: int | None, field: str
 ) -> WebhookEvent:
-    if not isinstance(status, Mapping):
+    if not _is_map(status):
         return _unknown({"status": status}, waba, time, field)
-    wamid = _id(status.get("id"))
-    name = _id(status.get("status"))
+    status = cast("Mapping[str, Any]", status)
+    get = status.get
+    wamid = _id(get("id"))
+    name = _id(get("status"))
     if wamid is None or name is None:
         return _unknown(status, waba, time, field)
-    errors = status.get("errors")
-    conversation = status.get("conversation")
-    pricing = status.get("pricing")
+    errors = get("errors")
+    conversation = get("conversation")
+    pricing = get("pricing")
     return MessageStatus(
         business_account_id=waba,
         phone_number_id=phone,
-        timestamp=to_int(status.get("timestamp")),
+        timestamp=_seconds(get("timestamp")),
         field=field,
         key=f"status:{wamid}:{name}",
         raw=status,
         id=wamid,
         status=name,
-        recipient_id=_id(status.get("recipient_id")),
-        idempotency_key=_id(status.get("biz_opaque_callback_data")),
-        conversation=conversation if isinstance(conversation, Mapping) else None,
-        pricing=pricing if isinstance(pricing, Mapping) else None,
-        errors=tuple(map(from_webhook_error, errors)) if isinstance(errors, list) else (),
+        recipient_id=_id(get("recipient_id")),
+        idempotency_key=_id(get("biz_opaque_callback_data")),
+        conversation=conversation if _is_map(conversation) else None,
+        pricing=pricing if _is_map(pricing) else None,
+        errors=tuple(map(from_webhook_error, errors)) if type(errors) is list else (),
     )
 
 
@@ -213,7 +217,7 @@ def _inbound(
     return InboundMessage(
         business_account_id=waba,
         phone_number_id=phone,
-        timestamp=to_int(message.get("timestamp")),
+        timestamp=_seconds(message.get("timestamp")),
         field=field,
         key=f"message:{wamid}",
         raw=message,
@@ -405,12 +409,26 @@ def _common(
     }
 
 
+def _is_map(value: object) -> bool:
+    """Return whether *value* is a mapping; a JSON object (a dict) without the ABC's cost."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
 def _id(value: object) -> str | None:
     """Return an id, name or code as text: a string (or an integer Meta sent as a number)."""
-    if isinstance(value, str):
-        return well_formed(value) if 0 < len(value) <= MAX_ID else None
+    if type(value) is str:
+        if 0 < len(value) <= MAX_ID:
+            return value if value.isascii() else well_formed(value)
+        return None
     number = to_int(value) if isinstance(value, int) else None
     return None if number is None else str(number)
+
+
+def _seconds(value: object) -> int | None:
+    """Return a timestamp (Meta sends `"1750263773"`) as an int, or None."""
+    if type(value) is str and 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    return to_int(value)
 
 
 def _limit(value: object) -> int | None:
