@@ -74,6 +74,8 @@ def read(value: Secrets, *, argument: str) -> tuple[str, ...]:
         ConfigurationError: See `parts`.
         TokenUnavailableError: A provider could not produce its secret.
     """
+    if type(value) is str:  # the common case, without the checks of a sequence
+        return (text(value, argument),)
     return tuple(
         p if isinstance(p, str) else text(p.get_token().reveal(), argument)
         for p in parts(value, argument=argument)
