@@ -438,3 +438,19 @@ def test_the_admin_api_has_every_webhook_operation(receiver):
         status, error = _admin(sb, "set_webhooks", {"retries": 3})
         assert status == 400
         assert "retries" in error["error"]["message"]
+
+
+def test_the_sandbox_never_imports_the_parser_or_the_classifier():
+    """The sandbox writes Meta's payloads itself, so a test against it can catch a wrong parse."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wa_auth.sandbox; "
+        "print(sorted(m for m in sys.modules if m.startswith('wa_auth.') "
+        "and not m.startswith('wa_auth.sandbox')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "['wa_auth._exports', 'wa_auth._redact']"
