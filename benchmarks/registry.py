@@ -35,7 +35,8 @@ class Goal:
     """A target from issue 5: a ratio against the baseline, or an absolute ceiling.
 
     *kind* is `min_ratio` (throughput: variant / baseline >= value), `max_ratio` (memory:
-    variant / baseline <= value) or `max_us` (micro: microseconds per operation <= value).
+    variant / baseline <= value; micro rows with a baseline: time / baseline time) or `max_us`
+    (micro: microseconds per operation <= value).
     """
 
     kind: str

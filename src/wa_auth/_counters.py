@@ -139,7 +139,10 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         """Return all event counts as `{"name" or "name:category": n}`."""
         with self._lock:
-            return {(f"{n}:{c}" if c else n): v for (n, c), v in sorted(self._counts.items())}
+            # An event's category may be None one time and a string the next (a webhook status
+            # that failed or did not): sorted by text, None first.
+            counts = sorted(self._counts.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+            return {(f"{n}:{c}" if c else n): v for (n, c), v in counts}
 
     def calls(
         self,

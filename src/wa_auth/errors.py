@@ -539,11 +539,27 @@ class OutboxUnavailableError(OutboxError):
 class WebhookSignatureError(WhatsAppError, ValueError):
     """A webhook request's signature or verification token did not match.
 
-    For example, `X-Hub-Signature-256` was computed with a different app secret.
+    For example, `X-Hub-Signature-256` was computed with a different app secret, or the GET
+    handshake's `hub.verify_token` is not the one configured. `reason` names which check
+    failed (`missing_header`, `wrong_scheme`, `malformed_signature`, `mismatch`, `wrong_mode`,
+    `missing_token`, `token_mismatch`, `missing_challenge`, `malformed_challenge`); the
+    message never shows a secret.
     """
 
     category: ClassVar[str] = _table.INVALID_SIGNATURE
     operator_action: str = "Check the app secret configured for webhook verification."
+    #: Which check failed; `mismatch` unless told.
+    reason: str = "mismatch"
+
+    def __init__(self, message: str, *, reason: str = "mismatch", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-safe data describing the error, with the check that failed."""
+        data = super().to_dict()
+        data["reason"] = self.reason
+        return data
 
 
 _CLASSES: Final[dict[str, type[ApiError]]] = {

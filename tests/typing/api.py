@@ -114,3 +114,33 @@ def _decorated() -> None:
     pending = anotify("+15551234567")
     sent: str = scoped(WhatsAppClient(token="t"), "+15551234567")
     del count, pending, sent
+
+
+def webhook_receiver(raw_body: bytes, signature: str | None) -> list[str]:
+    from wa_auth import webhooks
+    from wa_auth.events import Counters, Events
+
+    hub = Events(Counters())
+    webhooks.verify_signature(raw_body, signature, ["new", StaticTokenProvider("old")], events=hub)
+    ledger: webhooks.WebhookLedger = webhooks.MemoryWebhookLedger(window=3600.0)
+    applied: list[str] = []
+    for event in webhooks.parse(raw_body, events=hub):
+        admitted: webhooks.Admission = webhooks.admit(event, ledger, events=hub)
+        if admitted.verdict == webhooks.APPLY and isinstance(event, webhooks.MessageStatus):
+            error: errors.ApiError | None = event.error
+            order: int | None = event.order
+            applied.append(f"{event.id}:{event.status}:{order}:{error}")
+        elif isinstance(event, webhooks.AccountUpdate) and event.effect == webhooks.STOPS:
+            category: str | None = event.category
+            applied.append(str(category))
+    challenge: str = webhooks.handle_verification({"hub.mode": "subscribe"}, "token")
+    return [*applied, challenge]
+
+
+async def awebhook_receiver(raw_body: bytes, signature: str | None) -> bool:
+    from wa_auth import webhooks
+
+    await webhooks.averify_signature(raw_body, signature, StaticTokenProvider("secret"))
+    ledger = webhooks.MemoryWebhookLedger()
+    verdicts = [(await webhooks.aadmit(e, ledger)).apply for e in webhooks.parse(raw_body)]
+    return all(verdicts)

@@ -2,7 +2,8 @@
 
 `POST /_sandbox/<operation>` takes the operation's keyword arguments as a JSON object;
 `GET /_sandbox/` (the state), `/_sandbox/tokens`, `/_sandbox/messages`,
-`/_sandbox/requests` and `/_sandbox/seeded_faults` read. Admin calls are not Graph requests:
+`/_sandbox/requests`, `/_sandbox/seeded_faults`, `/_sandbox/webhooks` and
+`/_sandbox/late_failures` read. Admin calls are not Graph requests:
 they are not recorded and no fault applies to them. Errors answer 400 with
 `{"error": {"message": ..., "operation": ...}}`.
 """
@@ -19,6 +20,15 @@ import attrs
 from wa_auth.sandbox._catalogue import Reply, json_reply
 from wa_auth.sandbox._checks import MAX_JSON_DEPTH, check_keys, nested_deeper
 from wa_auth.sandbox._values import Faults, Limits
+from wa_auth.sandbox._webhook_values import WebhookSettings
+from wa_auth.sandbox._webhooks import (
+    deliver_account_update,
+    deliver_change,
+    fail_late,
+    flush,
+    set_quality,
+    subscribe,
+)
 from wa_auth.sandbox._wire import HttpRequest
 from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
 
@@ -47,7 +57,42 @@ def describe(world: World) -> dict[str, Any]:
         "faults": world.faults().to_dict(),
         "seeded_faults": [f.to_dict() for f in world.seeded_faults()],
         "tokens": [t.to_dict(reveal=True) for t in world.tokens()],
+        **_webhook_state(world),
     }
+
+
+def _webhook_state(world: World) -> dict[str, Any]:
+    with world.lock:
+        state = world.state
+        return {
+            "webhook_url": state.webhook_url,
+            "webhook_settings": state.webhook_settings.to_dict(),
+            "late_failures": [late.to_dict() for late in state.late],
+        }
+
+
+def _subscribe(world: World, kw: Mapping[str, Any]) -> Any:
+    subscribe(world, _required(kw, "url"))
+    return _webhook_state(world)
+
+
+def _set_webhooks(world: World, kw: Mapping[str, Any]) -> Any:
+    settings = WebhookSettings(**kw)
+    with world.lock:
+        world.state.webhook_settings = settings
+    return settings.to_dict()
+
+
+def _webhooks(world: World) -> Any:
+    with world.lock:
+        return [w.to_dict() for w in world.state.webhooks]
+
+
+def _flush(world: World, kw: Mapping[str, Any]) -> Any:
+    timeout = kw.get("timeout", 10.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 60:
+        raise ValueError("flush_webhooks: timeout must be a number of seconds in [0, 60]")
+    return {"flushed": flush(world, float(timeout))}
 
 
 def _kwargs(body: bytes) -> dict[str, Any]:
@@ -158,6 +203,33 @@ _POST: Final[Mapping[str, tuple[_Operation, frozenset[str]]]] = MappingProxyType
         ),
         "clear_seeded_faults": (_clear_seeded, frozenset()),
         "reset": (_reset, frozenset()),
+        "subscribe": (_subscribe, frozenset({"url"})),
+        "set_webhooks": (_set_webhooks, frozenset(attrs.fields_dict(WebhookSettings))),
+        "fail_late": (
+            lambda w, kw: fail_late(w, _required(kw, "code"), **_without(kw, "code")).to_dict(),
+            frozenset({"code", "times", "recipient"}),
+        ),
+        "deliver_account_update": (
+            lambda w, kw: {
+                "seq": deliver_account_update(w, _required(kw, "event"), **_without(kw, "event"))
+            },
+            frozenset({"event", "ban_state", "extra"}),
+        ),
+        "set_quality": (
+            lambda w, kw: {
+                "seq": set_quality(
+                    w, _required(kw, "phone_number_id"), **_without(kw, "phone_number_id")
+                )
+            },
+            frozenset({"phone_number_id", "event", "current_limit", "old_limit"}),
+        ),
+        "deliver_webhook": (
+            lambda w, kw: {
+                "seq": deliver_change(w, _required(kw, "field"), _required(kw, "value"))
+            },
+            frozenset({"field", "value"}),
+        ),
+        "flush_webhooks": (_flush, frozenset({"timeout"})),
     }
 )
 _GET: Final[Mapping[str, Callable[[World], Any]]] = MappingProxyType(
@@ -167,6 +239,8 @@ _GET: Final[Mapping[str, Callable[[World], Any]]] = MappingProxyType(
         "messages": lambda w: [m.to_dict() for m in w.messages()],
         "requests": lambda w: [r.to_dict() for r in w.requests()],
         "seeded_faults": lambda w: [f.to_dict() for f in w.seeded_faults()],
+        "webhooks": _webhooks,
+        "late_failures": lambda w: _webhook_state(w)["late_failures"],
     }
 )
 

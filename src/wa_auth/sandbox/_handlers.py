@@ -18,6 +18,7 @@ from wa_auth.sandbox._wire import decode_cursor, encode_cursor, form, multipart
 from wa_auth.sandbox._world import (
     APP_ID,
     BUSINESS_ACCOUNT_ID,
+    DISPLAY_NUMBERS,
     PHONE_NUMBER_IDS,
     Media,
     effective,
@@ -39,7 +40,6 @@ __all__ = [
     "waba",
 ]
 
-_DISPLAY_NUMBERS: Final = ("+1 555-010-0001", "+1 555-010-0002")
 _SYSTEM_USER_ID: Final = "122000000000001"
 _USER_ID: Final = "10000000000000001"
 #: Meta's long-lived user token lifetime as the exchange reports it (about 60 days).
@@ -207,7 +207,7 @@ def _number_data(ctx: Call, phone: str) -> dict[str, Any]:
     number = ctx.world.state.numbers[phone]
     return {
         "id": phone,
-        "display_phone_number": _DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone)],
+        "display_phone_number": DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone)],
         "verified_name": "wa_auth Sandbox",
         "quality_rating": "RED" if number == "restricted" else "GREEN",
         "code_verification_status": "VERIFIED",

@@ -2,8 +2,9 @@
 
 A send passes, in Meta's order: the token's permission, the body's JSON and its fields
 (`_messages`), the account and number states, the seeded faults (`_seeded`), then the rate
-limits; only then is it recorded and answered with a `wamid`. A mark-as-read
-(`"status": "read"`) takes the same path, short, and meets no seeded fault.
+limits; only then is it recorded, its status webhooks queued (`_webhooks`), and answered with
+a `wamid`. A mark-as-read (`"status": "read"`) takes the same path, short, and meets no seeded
+fault.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from wa_auth.sandbox._calls import MESSAGING, Call
 from wa_auth.sandbox._catalogue import Reply
 from wa_auth.sandbox._messages import check_message, check_read
 from wa_auth.sandbox._values import Limits, RecordedMessage
+from wa_auth.sandbox._webhooks import on_accepted
 from wa_auth.sandbox._wire import RECIPIENT_RE, digits_of, json_body
 
 __all__ = ["send"]
@@ -109,19 +111,19 @@ def _accept(ctx: Call, body: Mapping[str, Any], to: str, kind: str) -> Reply:
     raw = f"{digits_of(to)}:{ctx.seq}:{ctx.world.random_hex(18).upper()}".encode()
     message_id = "wamid.HBgL" + base64.b64encode(raw).decode().rstrip("=")
     key = body.get("biz_opaque_callback_data")
-    state.messages.append(
-        RecordedMessage(
-            id=message_id,
-            phone_number_id=phone,
-            recipient=to,
-            type=kind,
-            payload=json.loads(json.dumps(body)),
-            idempotency_key=key if isinstance(key, str) else None,
-            token_fingerprint=token.fingerprint,
-            at=ctx.now,
-            request_seq=ctx.seq,
-        )
+    recorded = RecordedMessage(
+        id=message_id,
+        phone_number_id=phone,
+        recipient=to,
+        type=kind,
+        payload=json.loads(json.dumps(body)),
+        idempotency_key=key if isinstance(key, str) else None,
+        token_fingerprint=token.fingerprint,
+        at=ctx.now,
+        request_seq=ctx.seq,
     )
+    state.messages.append(recorded)
+    on_accepted(ctx.world, recorded)
     message: dict[str, Any] = {"id": message_id}
     if kind == "template":
         message["message_status"] = "accepted"

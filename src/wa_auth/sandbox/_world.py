@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -34,10 +34,12 @@ from wa_auth.sandbox._values import (
     SandboxToken,
     SeededFault,
 )
+from wa_auth.sandbox._webhook_values import LateFailure, RecordedWebhook, WebhookSettings
 
 __all__ = [
     "APP_ID",
     "BUSINESS_ACCOUNT_ID",
+    "DISPLAY_NUMBERS",
     "LATEST_TIME",
     "PHONE_NUMBER_IDS",
     "Media",
@@ -50,6 +52,8 @@ __all__ = [
 APP_ID: Final = "900000000000001"
 BUSINESS_ACCOUNT_ID: Final = "102000000000001"
 PHONE_NUMBER_IDS: Final = ("109000000000001", "109000000000002")
+#: Their display numbers, in the same order.
+DISPLAY_NUMBERS: Final = ("+1 555-010-0001", "+1 555-010-0002")
 #: The sandbox clock stops short of the year 3000 (unix seconds), so every expiry it renders
 #: (up to `MAX_SECONDS` later) still fits in what `datetime` can format.
 LATEST_TIME: Final = 32503680000.0
@@ -119,10 +123,19 @@ class State:
     #: The seeded faults still to answer, oldest first.
     seeded: list[SeededFault] = attrs.Factory(list)
     fault_seq: int = 0
+    #: Where webhooks go (None: nowhere), how, and what was delivered.
+    webhook_url: str | None = None
+    webhook_settings: WebhookSettings = attrs.Factory(WebhookSettings)
+    webhooks: collections.deque[RecordedWebhook] = attrs.field(init=False)
+    webhook_seq: int = 0
+    #: The late failures still to give, oldest first.
+    late: list[LateFailure] = attrs.Factory(list)
+    late_seq: int = 0
 
     def __attrs_post_init__(self) -> None:
         self.messages = collections.deque(maxlen=self.max_records)
         self.requests = collections.deque(maxlen=self.max_records)
+        self.webhooks = collections.deque(maxlen=self.max_records)
 
 
 def effective(token: SandboxToken, now: float) -> SandboxToken:
@@ -139,7 +152,10 @@ class World:
         seed: Seeds every random choice (token values, ids, faults); None picks one.
         tokens: Token specs to create at start and on `reset()`; None creates the demo tokens.
         freeze_clock: The clock moves only through `advance()`.
-        max_records: How many requests and messages are kept (oldest dropped first).
+        max_records: How many requests, messages and webhooks are kept (oldest dropped first).
+        webhook_url: Where webhooks go at start and after `reset()`; None nowhere.
+        app_secret: The app secret (webhook signatures, the token exchange); None draws one
+            from the seed.
     """
 
     def __init__(
@@ -149,13 +165,21 @@ class World:
         tokens: tuple[TokenSpec, ...] | None = None,
         freeze_clock: bool = False,
         max_records: int = 100_000,
+        webhook_url: str | None = None,
+        app_secret: str | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
         self._specs = tokens if tokens is not None else DEMO_SPECS
         self.clock = Clock(freeze_clock)
         self._max_records = max_records
+        self._webhook_url = webhook_url
+        self._app_secret = app_secret
         self.base_url = ""
+        #: Bumped by `reset()`: a webhook queued before it is not delivered after it.
+        self.generation = 0
+        #: The webhook deliverer (`_webhooks.Deliverer`), made on first use.
+        self.deliverer: Any = None
         self.reset()
 
     # --- lifecycle and the clock ------------------------------------------------------------
@@ -166,7 +190,12 @@ class World:
             rng = random.Random(self.seed)  # noqa: S311 - simulation, not security
             self.clock.restart()
             self.state = State(rng=rng, max_records=self._max_records)
+            # Drawn even when given, so a seed's later choices do not depend on app_secret.
             self.state.app_secret = self.random_hex(32)
+            if self._app_secret is not None:
+                self.state.app_secret = self._app_secret
+            self.state.webhook_url = self._webhook_url
+            self.generation += 1
             self.initial_tokens = tuple(self.create_token(spec) for spec in self._specs)
 
     @property

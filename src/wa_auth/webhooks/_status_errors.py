@@ -1,8 +1,9 @@
-"""Inbound webhooks: the errors Meta reports asynchronously, classified like synchronous ones.
+"""`status_errors`: every error of a webhook payload, classified like a synchronous one.
 
 A send can be accepted (HTTP 200 and a wamid) and fail later: the failure arrives in a status
-webhook. `status_errors` walks a webhook payload and yields each error, classified by
-`wa_auth.errors.from_webhook_error`, with the message id and the echoed idempotency key.
+webhook. `status_errors` walks a payload and yields each error, classified by
+`wa_auth.errors.from_webhook_error`, with the message id and the echoed idempotency key. It
+predates `parse` (which yields every event, errors included) and stays for the errors alone.
 """
 
 from __future__ import annotations

@@ -1,0 +1,453 @@
+"""`parse`: a webhook payload -> typed events; pure, and never raises.
+
+Each `entry[].changes[]` is read by the reader of its `field`; a field with no reader, or a
+change a reader cannot make sense of, becomes an `UnknownEvent` holding the raw change. A
+payload that is not the expected shape (not JSON, not an object, no `entry`) gives nothing:
+a webhook receiver must answer Meta whatever arrives, and Meta retries what it does not get a
+200 for. Values are read leniently (an id may be a number, a count a numeric string) and
+strictly bounded (an id longer than `MAX_ID` characters is no id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from wa_auth._convert import to_int, well_formed
+from wa_auth.errors import from_webhook_error
+from wa_auth.webhooks._account import (
+    QUALITY_EVENTS,
+    REVIEW_DECISIONS,
+    SECURITY_EVENTS,
+    TEMPLATE_EVENTS,
+    account_update_meaning,
+    meaning,
+)
+from wa_auth.webhooks._observed import WebhookUnknown
+from wa_auth.webhooks._types import (
+    AccountReviewUpdate,
+    AccountUpdate,
+    CapabilityUpdate,
+    InboundMessage,
+    MessageStatus,
+    MessagingError,
+    QualityUpdate,
+    SecurityEvent,
+    TemplateStatusUpdate,
+    UnknownEvent,
+    WebhookEvent,
+)
+
+if TYPE_CHECKING:
+    from wa_auth.events import Events
+
+__all__ = ["MAX_ID", "parse"]
+
+#: The `object` of WhatsApp Business Account webhooks.
+OBJECT: Final = "whatsapp_business_account"
+#: The longest id, name or code read; Meta's are far shorter, so a longer one is garbage.
+MAX_ID: Final = 1024
+#: Meta's limit tiers (`TIER_2K`): the number, in thousands with `K`.
+_TIER: Final = re.compile(r"TIER_(\d{1,9})(K?)")
+_UNLIMITED: Final = "TIER_UNLIMITED"
+#: Digits of a timestamp read without `to_int` (18 always fit a signed 64-bit integer).
+_MAX_DIGITS: Final = 18
+
+
+def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent]:
+    """Return the events of a webhook payload, in the order Meta listed them; never raises.
+
+    Args:
+        payload: The parsed JSON body (a mapping), or the raw body (bytes or str).
+        events: Where to emit a `WebhookUnknown` for each change that is not understood.
+
+    Returns:
+        `MessageStatus`, `InboundMessage`, `MessagingError`, `AccountUpdate`,
+        `AccountReviewUpdate`, `QualityUpdate`, `CapabilityUpdate`, `SecurityEvent`,
+        `TemplateStatusUpdate` and `UnknownEvent` values; nothing for a payload that is not a
+        webhook's shape.
+    """
+    found: list[WebhookEvent] = []
+    data = _load(payload)
+    if data is None:
+        return found
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        return found
+    ours = data.get("object", OBJECT) == OBJECT
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        waba = _id(entry.get("id"))
+        time = to_int(entry.get("time"))
+        changes = entry.get("changes")
+        if not isinstance(changes, list):
+            continue
+        for change in changes:
+            if isinstance(change, Mapping):
+                found.extend(_change(change, waba, time, ours))
+    if events is not None:
+        for event in found:
+            if isinstance(event, UnknownEvent):
+                events.emit(
+                    WebhookUnknown(
+                        field=event.field,
+                        key=event.key,
+                        business_account_id=event.business_account_id,
+                    )
+                )
+    return found
+
+
+def _load(payload: object) -> Mapping[str, Any] | None:
+    if isinstance(payload, (bytes, bytearray, memoryview, str)):
+        try:
+            payload = json.loads(bytes(payload) if isinstance(payload, memoryview) else payload)
+        except (ValueError, RecursionError):
+            return None
+    return payload if isinstance(payload, Mapping) else None
+
+
+def _change(
+    change: Mapping[str, Any], waba: str | None, time: int | None, ours: bool
+) -> list[WebhookEvent]:
+    field = _id(change.get("field"))
+    value = change.get("value")
+    reader = _READERS.get(field) if ours and field is not None else None
+    if reader is not None and field is not None and isinstance(value, Mapping):
+        try:
+            read = reader(value, waba, time, field, change)
+        except Exception:  # noqa: BLE001 - the contract is "never raises": the change stays raw
+            read = None
+        if read:
+            return read
+    return [_unknown(change, waba, time, field)]
+
+
+def _unknown(
+    raw: Mapping[str, Any], waba: str | None, time: int | None, field: str | None
+) -> UnknownEvent:
+    return UnknownEvent(
+        business_account_id=waba,
+        timestamp=time,
+        field=field,
+        key=_hash(field, waba, time, raw),
+        raw=raw,
+    )
+
+
+# --- messages: statuses, inbound messages, errors -----------------------------------------
+
+
+def _messages(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    _change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    metadata = value.get("metadata")
+    phone = _id(metadata.get("phone_number_id")) if isinstance(metadata, Mapping) else None
+    out: list[WebhookEvent] = []
+    statuses = value.get("statuses")
+    if isinstance(statuses, list):
+        out.extend(_status(s, waba, phone, time, field) for s in statuses)
+    messages = value.get("messages")
+    if isinstance(messages, list):
+        out.extend(_inbound(m, waba, phone, time, field) for m in messages)
+    errors = value.get("errors")
+    if isinstance(errors, list):
+        out.extend(
+            MessagingError(
+                business_account_id=waba,
+                phone_number_id=phone,
+                timestamp=time,
+                field=field,
+                key=_hash("error", waba, time, err),
+                raw=err if isinstance(err, Mapping) else {"error": err},
+                error=from_webhook_error(err),
+            )
+            for err in errors
+        )
+    return out
+
+
+def _status(
+    status: object, waba: str | None, phone: str | None, time: int | None, field: str
+) -> WebhookEvent:
+    if not _is_map(status):
+        return _unknown({"status": status}, waba, time, field)
+    status = cast("Mapping[str, Any]", status)
+    get = status.get
+    wamid = _id(get("id"))
+    name = _id(get("status"))
+    if wamid is None or name is None:
+        return _unknown(status, waba, time, field)
+    errors = get("errors")
+    conversation = get("conversation")
+    pricing = get("pricing")
+    return MessageStatus(
+        business_account_id=waba,
+        phone_number_id=phone,
+        timestamp=_seconds(get("timestamp")),
+        field=field,
+        key=f"status:{wamid}:{name}",
+        raw=status,
+        id=wamid,
+        status=name,
+        recipient_id=_id(get("recipient_id")),
+        idempotency_key=_id(get("biz_opaque_callback_data")),
+        conversation=conversation if _is_map(conversation) else None,
+        pricing=pricing if _is_map(pricing) else None,
+        errors=tuple(map(from_webhook_error, errors)) if type(errors) is list else (),
+    )
+
+
+def _inbound(
+    message: object, waba: str | None, phone: str | None, time: int | None, field: str
+) -> WebhookEvent:
+    if not isinstance(message, Mapping):
+        return _unknown({"message": message}, waba, time, field)
+    wamid = _id(message.get("id"))
+    if wamid is None:
+        return _unknown(message, waba, time, field)
+    return InboundMessage(
+        business_account_id=waba,
+        phone_number_id=phone,
+        timestamp=_seconds(message.get("timestamp")),
+        field=field,
+        key=f"message:{wamid}",
+        raw=message,
+        id=wamid,
+        sender=_id(message.get("from")),
+        message_type=_id(message.get("type")),
+    )
+
+
+# --- what concerns the account --------------------------------------------------------------
+
+
+def _account_update(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    event = _id(value.get("event"))
+    ban_info = value.get("ban_info")
+    ban_state = _id(ban_info.get("waba_ban_state")) if isinstance(ban_info, Mapping) else None
+    waba_info = value.get("waba_info")
+    # A partner's webhook comes under the partner's entry id; waba_info names the customer's WABA.
+    if isinstance(waba_info, Mapping):
+        waba = _id(waba_info.get("waba_id")) or waba
+    means = account_update_meaning(event, ban_state)
+    return [
+        AccountUpdate(
+            **_common(waba, time, field, change),
+            raw=value,
+            event=event,
+            ban_state=ban_state,
+            effect=means.effect,
+            category=means.category,
+            operator_action=means.operator_action,
+        )
+    ]
+
+
+def _review(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    decision = _id(value.get("decision"))
+    means = meaning(REVIEW_DECISIONS, decision)
+    return [
+        AccountReviewUpdate(
+            **_common(waba, time, field, change),
+            raw=value,
+            event=decision,
+            effect=means.effect,
+            category=means.category,
+            operator_action=means.operator_action,
+        )
+    ]
+
+
+def _quality(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    event = _id(value.get("event"))
+    current = _id(value.get("current_limit"))
+    business = _id(value.get("max_daily_conversations_per_business"))
+    old = _id(value.get("old_limit"))
+    means = meaning(QUALITY_EVENTS, event)
+    limit = _limit(business) if business is not None else _limit(current)
+    return [
+        QualityUpdate(
+            **_common(waba, time, field, change),
+            raw=value,
+            event=event,
+            effect=means.effect,
+            category=means.category,
+            operator_action=means.operator_action,
+            display_phone_number=_id(value.get("display_phone_number")),
+            current_limit=current,
+            old_limit=old,
+            business_limit=business,
+            messaging_limit=limit,
+            old_messaging_limit=_limit(old),
+        )
+    ]
+
+
+def _capability(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    per_phone = to_int(value.get("max_daily_conversation_per_phone"))
+    business = _limit(value.get("max_daily_conversations_per_business"))
+    return [
+        CapabilityUpdate(
+            **_common(waba, time, field, change),
+            raw=value,
+            messaging_limit=business if business is not None else per_phone,
+            max_daily_conversation_per_phone=per_phone,
+            max_phone_numbers_per_business=to_int(value.get("max_phone_numbers_per_business")),
+            max_phone_numbers_per_waba=to_int(value.get("max_phone_numbers_per_waba")),
+            operator_action="Nothing to do: the business's limits changed.",
+        )
+    ]
+
+
+def _security(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    event = _id(value.get("event"))
+    means = meaning(SECURITY_EVENTS, event)
+    return [
+        SecurityEvent(
+            **_common(waba, time, field, change),
+            raw=value,
+            event=event,
+            effect=means.effect,
+            category=means.category,
+            operator_action=means.operator_action,
+            display_phone_number=_id(value.get("display_phone_number")),
+            requester=_id(value.get("requester")),
+        )
+    ]
+
+
+def _template(
+    value: Mapping[str, Any],
+    waba: str | None,
+    time: int | None,
+    field: str,
+    change: Mapping[str, Any],
+) -> list[WebhookEvent]:
+    event = _id(value.get("event"))
+    means = meaning(TEMPLATE_EVENTS, event)
+    return [
+        TemplateStatusUpdate(
+            **_common(waba, time, field, change),
+            raw=value,
+            event=event,
+            effect=means.effect,
+            category=means.category,
+            operator_action=means.operator_action,
+            template_id=_id(value.get("message_template_id")),
+            template_name=_id(value.get("message_template_name")),
+            language=_id(value.get("message_template_language")),
+            reason=_id(value.get("reason")),
+            template_category=_id(value.get("message_template_category")),
+        )
+    ]
+
+
+_Reader = Callable[
+    [Mapping[str, Any], "str | None", "int | None", str, Mapping[str, Any]], list[WebhookEvent]
+]
+_READERS: Final[dict[str, _Reader]] = {
+    "messages": _messages,
+    "account_update": _account_update,
+    "account_review_update": _review,
+    "phone_number_quality_update": _quality,
+    "business_capability_update": _capability,
+    "security": _security,
+    "message_template_status_update": _template,
+}
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def _common(
+    waba: str | None, time: int | None, field: str, change: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "business_account_id": waba,
+        "timestamp": time,
+        "field": field,
+        "key": _hash(field, waba, time, change),
+    }
+
+
+def _is_map(value: object) -> bool:
+    """Return whether *value* is a mapping; a JSON object (a dict) without the ABC's cost."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
+def _id(value: object) -> str | None:
+    """Return an id, name or code as text: a string (or an integer Meta sent as a number)."""
+    if type(value) is str:
+        if 0 < len(value) <= MAX_ID:
+            return value if value.isascii() else well_formed(value)
+        return None
+    number = to_int(value) if isinstance(value, int) else None
+    return None if number is None else str(number)
+
+
+def _seconds(value: object) -> int | None:
+    """Return a timestamp (Meta sends `"1750263773"`) as an int, or None."""
+    if type(value) is str and 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    return to_int(value)
+
+
+def _limit(value: object) -> int | None:
+    """Return a limit as a number: `TIER_2K` 2000, `TIER_UNLIMITED` -1, a count as it is."""
+    if isinstance(value, str):
+        if value == _UNLIMITED:
+            return -1
+        tier = _TIER.fullmatch(value)
+        if tier is not None:
+            return int(tier.group(1)) * (1000 if tier.group(2) else 1)
+    return to_int(value)
+
+
+def _hash(*parts: object) -> str:
+    """Return a stable key for a change without an id of its own: a digest of what it holds."""
+    try:
+        text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError, RecursionError):
+        # Keys of mixed types cannot be sorted, and a structure nested too deep cannot be
+        # written: neither comes from JSON, so a weaker (but stable) key is good enough.
+        text = repr(parts[:3])
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
