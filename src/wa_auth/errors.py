@@ -93,9 +93,6 @@ def _restore(cls: type[WhatsAppError], args: tuple[Any, ...], state: dict[str, A
     return err
 
 
-# --- Base -------------------------------------------------------------------------------------
-
-
 class WhatsAppError(Exception):
     """The root of every error wa_auth raises."""
 
@@ -160,9 +157,6 @@ class WhatsAppError(Exception):
                 value = list(value)
             data[name] = value.to_dict() if hasattr(value, "to_dict") else value
         return data
-
-
-# --- API errors -------------------------------------------------------------------------------
 
 
 class ApiError(WhatsAppError):
@@ -372,9 +366,6 @@ class UnknownApiError(ApiError):
     """
 
 
-# --- Other errors -----------------------------------------------------------------------------
-
-
 class TokenUnavailableError(WhatsAppError):
     """A token provider could not produce a token; the cause is attached as `__cause__`.
 
@@ -537,29 +528,20 @@ class OutboxUnavailableError(OutboxError):
 
 
 class WebhookSignatureError(WhatsAppError, ValueError):
-    """A webhook request's signature or verification token did not match.
+    """A webhook's signature or verification token did not match; `reason` names the check.
 
-    For example, `X-Hub-Signature-256` was computed with a different app secret, or the GET
-    handshake's `hub.verify_token` is not the one configured. `reason` names which check
-    failed (`missing_header`, `wrong_scheme`, `malformed_signature`, `mismatch`, `wrong_mode`,
-    `missing_token`, `token_mismatch`, `missing_challenge`, `malformed_challenge`); the
-    message never shows a secret.
+    The reasons are listed in docs/webhooks.md; the message never shows a secret.
     """
 
     category: ClassVar[str] = _table.INVALID_SIGNATURE
     operator_action: str = "Check the app secret configured for webhook verification."
+    _data: ClassVar[tuple[str, ...]] = ("reason",)
     #: Which check failed; `mismatch` unless told.
     reason: str = "mismatch"
 
     def __init__(self, message: str, *, reason: str = "mismatch", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.reason = reason
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return JSON-safe data describing the error, with the check that failed."""
-        data = super().to_dict()
-        data["reason"] = self.reason
-        return data
 
 
 _CLASSES: Final[dict[str, type[ApiError]]] = {
@@ -577,9 +559,6 @@ _CLASSES: Final[dict[str, type[ApiError]]] = {
 def error_class_for(category: str) -> type[ApiError]:
     """Return the ApiError subclass for an API *category* (`unknown` for anything else)."""
     return _CLASSES.get(category, UnknownApiError)
-
-
-# --- The classifier ---------------------------------------------------------------------------
 
 
 def from_response(

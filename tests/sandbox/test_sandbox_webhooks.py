@@ -453,4 +453,4 @@ def test_the_sandbox_never_imports_the_parser_or_the_classifier():
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.strip() == "['wa_auth._exports', 'wa_auth._redact']"
+    assert out.stdout.strip() == "['wa_auth._closing', 'wa_auth._exports', 'wa_auth._redact']"
