@@ -14,8 +14,9 @@ authentication, routing, the record), `_sending` and `_handlers` are the Graph e
 `_messages` is what a send may contain, `_catalogue` is Meta's literal payloads, `_specs` the
 token specs, `_checks` the argument checks, `_wire` the HTTP formats, `_webhooks` the signed
 deliveries (their thread, the statuses of a send, the news on demand) with `_webhook_payloads`
-(Meta's webhook bodies and their signature) and `_webhook_values`, and `_server`, `_admin` and
-`_sandbox` are the socket, JSON and Python faces.
+(Meta's webhook bodies and their signature), `_webhook_values` and `_webhook_controls` (the
+webhook methods `Sandbox` mixes in), and `_server`, `_admin` and `_sandbox` are the socket,
+JSON and Python faces.
 """
 
 from __future__ import annotations
