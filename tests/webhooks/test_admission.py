@@ -11,6 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from helpers import Clock
 from wa_auth.errors import ConfigurationError, OutboxUnavailableError
 from wa_auth.events import Events
 from wa_auth.webhooks import (
@@ -33,14 +34,6 @@ from wa_auth.webhooks import (
 from wa_auth.webhooks._admission import Advance, Claim, Release, Retreat
 
 WINDOW = 100.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def status(message: str, name: str, key: str | None = None) -> MessageStatus:
@@ -211,9 +204,9 @@ def test_a_key_is_forgotten_after_the_window():
     clock = Clock()
     ledger = MemoryWebhookLedger(window=WINDOW, clock=clock)
     assert ledger.claim("k")
-    clock.now = WINDOW - 1
+    clock.t = WINDOW - 1
     assert not ledger.claim("k")
-    clock.now = WINDOW + 1
+    clock.t = WINDOW + 1
     assert ledger.claim("k")
 
 
@@ -229,21 +222,24 @@ def test_the_size_bound_forgets_the_oldest_first():
 
 
 def test_claims_from_many_threads_admit_each_key_once():
-    """Twenty threads deliver the same 200 events: each key is applied exactly once."""
+    """Twenty threads deliver the same 200 events: no key is applied twice, every key is
+    decided once (applied, or stale when a faster thread already moved its message on), and
+    each message's final status, `failed`, is applied exactly once."""
     ledger = MemoryWebhookLedger()
     events = [
         status(f"m{i}", s) for i in range(50) for s in ("sent", "delivered", "read", "failed")
     ]
-    applied: list[str] = []
+    decided: list[tuple[str, str]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(20)
 
     def deliver() -> None:
         barrier.wait(timeout=30)
         for event in events:
-            if admit(event, ledger).verdict == APPLY:
+            verdict = admit(event, ledger).verdict
+            if verdict != DUPLICATE:
                 with lock:
-                    applied.append(event.key)
+                    decided.append((event.key, verdict))
 
     threads = [threading.Thread(target=deliver) for _ in range(20)]
     for t in threads:
@@ -252,7 +248,11 @@ def test_claims_from_many_threads_admit_each_key_once():
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
 
-    assert sorted(applied) == sorted({e.key for e in events})
+    keys = [key for key, _ in decided]
+    assert sorted(keys) == sorted({e.key for e in events})
+    applied = {key for key, verdict in decided if verdict == APPLY}
+    assert {f"status:m{i}:failed" for i in range(50)} <= applied
+    assert {verdict for _, verdict in decided} <= {APPLY, STALE}
 
 
 _MESSAGES = ("m1", "m2", "m3")
@@ -273,7 +273,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.furthest: dict[str, tuple[int, float]] = {}
 
     def _live(self, when: float) -> bool:
-        return self.clock.now < when + WINDOW
+        return self.clock.t < when + WINDOW
 
     @rule(message=st.sampled_from(_MESSAGES), name=st.sampled_from(_STATUSES))
     def deliver(self, message: str, name: str) -> None:
@@ -283,7 +283,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if seen:
             assert verdict == DUPLICATE
             return
-        self.claimed[event.key] = self.clock.now
+        self.claimed[event.key] = self.clock.t
         order = event.order
         held = self.furthest.get(message)
         previous = held[0] if held is not None and self._live(held[1]) else None
@@ -294,11 +294,11 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert verdict == APPLY
             assert previous is None or order > previous
-            self.furthest[message] = (order, self.clock.now)
+            self.furthest[message] = (order, self.clock.t)
 
     @rule(seconds=st.sampled_from([1.0, 30.0, WINDOW / 2, WINDOW + 1]))
     def wait(self, seconds: float) -> None:
-        self.clock.now += seconds
+        self.clock.t += seconds
 
     @invariant()
     def bounded(self) -> None:
