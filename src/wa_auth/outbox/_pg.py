@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import Any, Final
-
-import attrs
+from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth import _table
-from wa_auth._delivery import Delivery
+from wa_auth._delivery import DELIVERED, FAILED, MAYBE_DELIVERED, Delivery
 from wa_auth._postgres import PgSchema
 from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
@@ -32,7 +30,10 @@ from wa_auth.outbox._values import (
     begin_refusal,
 )
 
-__all__ = ["PAUSES_TABLE", "SCHEMA", "PgJobs"]
+if TYPE_CHECKING:
+    from wa_auth.webhooks import MessageStatus
+
+__all__ = ["PAUSES_TABLE", "SCHEMA", "PgJobs", "status_failure"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -107,7 +108,9 @@ _SETTLE: Final = (
     "token_fingerprint = coalesce(excluded.token_fingerprint, o.token_fingerprint), "
     "not_before = excluded.not_before, lease_owner = NULL, lease_until = NULL, "
     "updated_at = excluded.updated_at WHERE o.state != 'delivered' "
-    "AND (o.state != 'expired' OR excluded.state = 'delivered')"
+    "AND (o.state != 'expired' OR excluded.state = 'delivered') "
+    # A status webhook failed this very wamid before its send was settled: it stays failed.
+    "AND NOT coalesce(o.state = 'failed' AND o.message_id = excluded.message_id, false)"
 )
 _RETRYABLE_STATES: Final = frozenset({"queued", "pending", "failed"})
 
@@ -331,6 +334,41 @@ class PgJobs:
         assert row is not None
         return row
 
+    def apply_status(self, conn: Any, event: MessageStatus, now: float) -> OutboxRow | None:
+        """Apply a status webhook to the row its key names (`status_failure`); return the row."""
+        key = event.idempotency_key
+        if not key:
+            return None
+        found = conn.execute(
+            self.q(
+                "SELECT state, message_id FROM {schema}.outbox WHERE idempotency_key = %s "
+                "FOR UPDATE"
+            ),
+            (key,),
+        ).fetchone()
+        if found is None:
+            return None
+        fields = status_failure(found[0], found[1], event)
+        if fields is not None:
+            error = fields["error"]
+            conn.execute(
+                self.q(
+                    "UPDATE {schema}.outbox SET state = %s, category = %s, reason = %s, "
+                    "error = %s, message_id = %s, not_before = NULL, lease_owner = NULL, "
+                    "lease_until = NULL, updated_at = %s WHERE idempotency_key = %s"
+                ),
+                (
+                    fields["state"],
+                    fields["category"],
+                    fields["reason"],
+                    dumps(error) if error is not None else None,
+                    fields["message_id"],
+                    now,
+                    key,
+                ),
+            )
+        return self.get(conn, key)
+
     def get(self, conn: Any, key: str) -> OutboxRow | None:
         """Return the row of *key*, or None."""
         found = conn.execute(
@@ -432,5 +470,25 @@ class PgJobs:
         return float(found[0]) if found and found[0] is not None else None
 
 
-def evolve_owner(row: OutboxRow, owner: str, until: float) -> OutboxRow:
-    return attrs.evolve(row, lease_owner=owner, lease_until=until)
+def status_failure(
+    state: str, message_id: str | None, event: MessageStatus
+) -> dict[str, Any] | None:
+    """The fields a `failed` status webhook changes on a row (contract 1), or None.
+
+    Only a `failed` status changes anything, and only a `delivered`, `sending` or
+    `maybe_delivered` row whose message id (when it has one) is the event's wamid; the row
+    becomes `failed` with the event's category and the reason `webhook:<Graph code>`.
+    """
+    if event.status != FAILED or state not in (DELIVERED, SENDING, MAYBE_DELIVERED):
+        return None
+    if message_id is not None and event.id != message_id:
+        return None
+    error = event.error
+    code = error.code if error is not None else None
+    return {
+        "state": FAILED,
+        "category": event.category or _table.UNKNOWN,
+        "reason": f"webhook:{code}" if code is not None else "webhook",
+        "error": error.to_dict() if error is not None else None,
+        "message_id": event.id,
+    }

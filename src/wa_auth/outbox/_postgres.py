@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
     from wa_auth._delivery import Delivery
+    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["DEFAULT_POLL", "PostgresOutbox"]
 
@@ -293,6 +294,23 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         """Set the row's state by hand (see `mark`)."""
         job = self._mark_job(idempotency_key, state, reason, message_id)
         return await self._db.arun(job)  # type: ignore[no-any-return]
+
+    def _status_job(self, event: MessageStatus) -> Callable[[Any], OutboxRow | None]:
+        now = self.clock()
+        return lambda c: self._jobs.apply_status(c, event, now)
+
+    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names; return that row, or None.
+
+        A `failed` status turns a `delivered`, `sending` or `maybe_delivered` row `failed`
+        with its category and the reason `webhook:<Graph code>`; anything else changes
+        nothing (idempotent). Committed before it returns.
+        """
+        return self._db.run(self._status_job(event))  # type: ignore[no-any-return]
+
+    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names (see `apply_status`)."""
+        return await self._db.arun(self._status_job(event))  # type: ignore[no-any-return]
 
     # --- reading --------------------------------------------------------------------------------
 
