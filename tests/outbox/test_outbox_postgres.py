@@ -139,7 +139,7 @@ def test_workers_starting_together_migrate_once(open_box):
     def start() -> None:
         try:
             boxes.append(open_box())
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(6)]
