@@ -133,6 +133,9 @@ if TYPE_CHECKING:
         VerdictStore,
     )
     from wa_auth.state import (
+        PostgresPauseStore,
+        PostgresState,
+        PostgresVerdictStore,
         SqlitePauseStore,
         SqliteRateLimiter,
         SqliteVerdictStore,
@@ -185,6 +188,9 @@ __all__ = [
     "PauseStore",
     "PhoneNumber",
     "PostgresOutbox",
+    "PostgresPauseStore",
+    "PostgresState",
+    "PostgresVerdictStore",
     "PrometheusSubscriber",
     "RateLimitError",
     "RateLimiter",

@@ -121,6 +121,9 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "VerdictStore",
     ),
     "wa_auth.state": (
+        "PostgresPauseStore",
+        "PostgresState",
+        "PostgresVerdictStore",
         "SqlitePauseStore",
         "SqliteRateLimiter",
         "SqliteVerdictStore",

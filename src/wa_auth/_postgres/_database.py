@@ -43,7 +43,7 @@ from wa_auth._postgres._connect import (
 )
 from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
 
-__all__ = ["DURABILITY", "Many", "PgDatabase", "PgSchema"]
+__all__ = ["DURABILITY", "PAUSES_TABLE", "Many", "PgDatabase", "PgSchema"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -51,6 +51,18 @@ _log = logging.getLogger("wa_auth.outbox")
 #: server (survives a crash of the server); `normal` does not (a crash of the *server* may
 #: lose its last ~0.6 s of commits; a killed worker loses nothing).
 DURABILITY: Final = {"full": "on", "normal": "off"}
+#: The pauses the outbox's claims read and `PostgresState` writes (`IF NOT EXISTS`: both
+#: components' first migration makes it; whichever runs first).
+PAUSES_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS {schema}.pauses (
+        kind TEXT NOT NULL,
+        phone_number_id TEXT NOT NULL,
+        pause TEXT NOT NULL,
+        until DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, phone_number_id)
+    )
+"""
 #: Jobs in one transaction at most.
 MAX_BATCH: Final = 512
 #: Times a batch runs again after a deadlock or serialisation failure between workers.

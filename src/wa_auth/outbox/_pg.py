@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth import _table
 from wa_auth._delivery import DELIVERED, FAILED, MAYBE_DELIVERED, Delivery
-from wa_auth._postgres import PgSchema
+from wa_auth._postgres import PAUSES_TABLE, PgSchema
 from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
 from wa_auth.outbox._sql import COLUMNS, row_from, settle_insert
@@ -33,22 +33,11 @@ from wa_auth.outbox._values import (
 if TYPE_CHECKING:
     from wa_auth.webhooks import MessageStatus
 
-__all__ = ["PAUSES_TABLE", "SCHEMA", "PgJobs", "status_failure"]
+__all__ = ["SCHEMA", "PgJobs", "status_failure"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
 _OPEN: Final = "('pending', 'sending', 'queued', 'failed', 'maybe_delivered')"
-#: The pauses both components know (`CREATE ... IF NOT EXISTS`: whichever comes first).
-PAUSES_TABLE: Final = """
-    CREATE TABLE IF NOT EXISTS {schema}.pauses (
-        kind TEXT NOT NULL,
-        phone_number_id TEXT NOT NULL,
-        pause TEXT NOT NULL,
-        until DOUBLE PRECISION,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (kind, phone_number_id)
-    )
-"""
 #: Version 1. Never edit a released migration: append the next one.
 SCHEMA: Final = PgSchema(
     component="outbox",
