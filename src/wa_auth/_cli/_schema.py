@@ -11,7 +11,7 @@ import json
 from typing import Any, Final
 
 from wa_auth import _table
-from wa_auth._cli import _codes
+from wa_auth._cli import _codes, _schema_webhook
 from wa_auth._cli._output import ERROR_KEYS
 from wa_auth.guards import DELIVERY_STATES
 from wa_auth.outbox import OUTBOX_STATES
@@ -385,6 +385,7 @@ def schema() -> dict[str, Any]:
         },
         description="state clear, serve's POST /state/clear: the verdicts and pauses dropped",
     )
+    webhook = _schema_webhook.defs()
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -432,6 +433,7 @@ def schema() -> dict[str, Any]:
                 "connections",
                 "state_list",
                 "state_clear",
+                *webhook,
             )
         ],
         "$defs": {
@@ -460,6 +462,7 @@ def schema() -> dict[str, Any]:
             "pause": pause,
             "state_list": state_list,
             "state_clear": state_clear,
+            **webhook,
         },
     }
 
