@@ -142,6 +142,7 @@ def build() -> argparse.ArgumentParser:
     _admin_parsers.state(commands)
     _admin_parsers.sandbox(commands)
     _admin_parsers.serve(commands)
+    _admin_parsers.webhook(commands)
     return parser
 
 

@@ -159,6 +159,7 @@ class WebhookQueue:
         window: The ledger's window, in seconds.
         max_keys: The ledger's size bound.
         clock: The wall clock.
+        create: Create the file when it does not exist (`wa-auth webhook` never does).
     """
 
     def __init__(
@@ -168,8 +169,9 @@ class WebhookQueue:
         window: float,
         max_keys: int,
         clock: Callable[[], float] = time.time,
+        create: bool = True,
     ) -> None:
-        self.db = Database(path, SCHEMA, flush_interval=0.0)
+        self.db = Database(path, SCHEMA, flush_interval=0.0, create=create)
         self.path = self.db.path
         self.window = window
         self.max_keys = max_keys
