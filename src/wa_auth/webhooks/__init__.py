@@ -40,6 +40,7 @@ from wa_auth.webhooks._ledger import (
 )
 from wa_auth.webhooks._observed import (
     WebhookAccepted,
+    WebhookApplied,
     WebhookDuplicate,
     WebhookRejected,
     WebhookStale,
@@ -99,6 +100,7 @@ __all__ = [
     "TemplateStatusUpdate",
     "UnknownEvent",
     "WebhookAccepted",
+    "WebhookApplied",
     "WebhookDuplicate",
     "WebhookEvent",
     "WebhookLedger",
