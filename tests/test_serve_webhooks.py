@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 import wa_auth
-from running import env_for, valid
+from running import env_for, text_intent, valid
 from serving import HARD, KEY, Service, serve_env, start
 from wa_auth.sandbox import Sandbox
 
@@ -440,5 +440,36 @@ def test_a_delivery_that_cannot_be_stored_is_a_503(tmp_path, sb):
         stored = service.call("POST", "/webhook", key=None, content=body, headers=signed(sb, body))
         assert stored.status_code == 200
         assert stored.json()["ok"] is True
+    finally:
+        service.stop()
+
+
+def test_a_late_131031_by_webhook_fails_the_row_and_pauses_the_number(tmp_path, sb):
+    """A send through serve is accepted; the sandbox's late 131031 arrives signed at
+    /webhook; serve applies it: the outbox row turns failed (account_state) and the number is
+    paused, so the next send is refused without a request."""
+    outbox = str(tmp_path / "outbox.db")
+    service = start(hook_env(sb), "--outbox", outbox)
+    try:
+        sb.subscribe(service.url + "/webhook")
+        sb.fail_late(131031)
+        sent = service.call("POST", "/send", json={**text_intent("hi"), "idempotency_key": "o-1"})
+        assert sent.json()["ok"] is True, sent.json()
+        assert sb.flush_webhooks(HARD)
+        deadline = time.monotonic() + HARD
+        while True:
+            rows = service.call("GET", "/outbox").json()["rows"]
+            if rows[0]["state"] == "failed":
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.05)
+        assert rows[0]["category"] == "account_state"
+        before = len(sb.messages())
+        paused = service.call(
+            "POST", "/send", json={**text_intent("again"), "idempotency_key": "o-2"}
+        )
+        assert paused.json()["category"] == "account_state"
+        assert len(sb.messages()) == before
+        no_secret(service, sb, sent, paused)
     finally:
         service.stop()

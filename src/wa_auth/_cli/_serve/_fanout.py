@@ -6,7 +6,8 @@
   queues their forwards in one commit (`WebhookQueue.aadmit`), applies the admitted events to
   the guard and the outbox, then forgets the delivery. Killed anywhere, the next start picks
   the delivery up where it was: a delivery not admitted is admitted then (nothing was
-  recorded), an admitted one is applied again (the outbox's `apply_status` is idempotent).
+  recorded), an admitted one is applied again (the outbox's `apply_status` is idempotent; a
+  handler may run a second time for a kill at that very point).
 - one task per route sends that route's forwards in order: the oldest pending one, until the
   route answers 2xx, with a doubling back-off between attempts; after the last attempt it
   becomes a dead letter and the next goes. A route that is down holds back its own queue and
@@ -31,7 +32,7 @@ from wa_auth._cli._serve._hooks_settings import MAX_BACKOFF, HookSettings
 from wa_auth._cli._serve._queue import Delivery, Forward, WebhookQueue
 from wa_auth._cli._serve._routes import KEY_HEADER, SIGNATURE_HEADER, Route, sign
 from wa_auth.errors import WhatsAppError
-from wa_auth.webhooks import MessageStatus, parse
+from wa_auth.webhooks import parse
 from wa_auth.webhooks._admission import APPLY, _emit
 
 __all__ = ["Fanout", "apply_event"]
@@ -45,17 +46,12 @@ APPLY_ATTEMPTS: Final = 5
 _log = logging.getLogger("wa_auth.serve")
 
 
-async def apply_event(guard: Any, outbox: Any, event: Any) -> None:
-    """Apply *event* to the guard (`aapply`) and, for a status, to the outbox (`aapply_status`).
+async def apply_event(guard: Any, event: Any) -> None:
+    """Apply *event* to the guard (`Guard.aapply`): what a raised error of its category does.
 
-    Either step is skipped where the object has no such method (an older guard or outbox).
+    The guard's outbox turns a failed status's row `failed` on the way (`aapply_status`).
     """
-    aapply = getattr(guard, "aapply", None)
-    if callable(aapply):
-        await aapply(event)
-    status = getattr(outbox, "aapply_status", None)
-    if isinstance(event, MessageStatus) and callable(status):
-        await status(event)
+    await guard.aapply(event)
 
 
 class Fanout:
@@ -65,8 +61,8 @@ class Fanout:
         settings: The webhook settings (the forwards' timeout, attempts and back-off).
         queue: The queue file.
         routes: The routes of the configuration file.
-        guard: What admitted events are applied to (`aapply`), or None.
-        outbox: What admitted statuses are applied to (`aapply_status`), or None.
+        guard: What admitted events are applied to (`aapply`, which applies a status to the
+            guard's outbox too), or None.
         events: Where the admissions' events go (`webhook.accepted`, ...), or None.
         clock: The wall clock of the retries.
     """
@@ -78,14 +74,12 @@ class Fanout:
         routes: Sequence[Route],
         *,
         guard: Any = None,
-        outbox: Any = None,
         events: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.queue = queue
         self.guard = guard
-        self.outbox = outbox
         self.events = events
         self._clock = clock
         self.routes: dict[str, Route] = {route.id: route for route in routes}
@@ -195,7 +189,8 @@ class Fanout:
                 verdicts = delivery.verdicts
             for event, verdict in zip(events, verdicts, strict=False):
                 if verdict == APPLY:
-                    await apply_event(self.guard, self.outbox, event)
+                    if self.guard is not None:
+                        await apply_event(self.guard, event)
             await self.queue.adone(delivery)
         except Exception:  # noqa: BLE001 - a delivery that cannot be applied waits, never ends the task
             _log.warning("a webhook delivery could not be admitted or applied: retrying it")
