@@ -188,9 +188,8 @@ class Fanout:
             else:
                 verdicts = delivery.verdicts
             for event, verdict in zip(events, verdicts, strict=False):
-                if verdict == APPLY:
-                    if self.guard is not None:
-                        await apply_event(self.guard, event)
+                if verdict == APPLY and self.guard is not None:
+                    await apply_event(self.guard, event)
             await self.queue.adone(delivery)
         except Exception:  # noqa: BLE001 - a delivery that cannot be applied waits, never ends the task
             _log.warning("a webhook delivery could not be admitted or applied: retrying it")
