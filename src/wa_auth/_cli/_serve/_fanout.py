@@ -172,33 +172,54 @@ class Fanout:
             if not batch:
                 await self._nap("", POLL)
                 continue
-            for delivery in batch:
-                await self._one(delivery)
+            await self._batch(batch)
 
-    async def _one(self, delivery: Delivery) -> None:
-        events = parse(delivery.body)
-        try:
-            if delivery.verdicts is None:
-                admitted = await self.queue.aadmit(delivery, events, list(self.routes.values()))
-                for decided in admitted:
-                    _emit(self.events, decided)
-                verdicts: Sequence[str] = [decided.verdict for decided in admitted]
-                for route_id in self.routes:
-                    self._wake(route_id)
-            else:
-                verdicts = delivery.verdicts
-            for event, verdict in zip(events, verdicts, strict=False):
-                if verdict == APPLY and self.guard is not None:
-                    await apply_event(self.guard, event)
-            await self.queue.adone(delivery)
-        except Exception:  # noqa: BLE001 - a delivery that cannot be applied waits, never ends the task
-            _log.warning("a webhook delivery could not be admitted or applied: retrying it")
-            with contextlib.suppress(WhatsAppError):
-                if delivery.attempts + 1 >= APPLY_ATTEMPTS:
-                    _log.error("a webhook delivery was given up after its last attempt")
-                    await self.queue.adone(delivery)
+    async def _batch(self, batch: Sequence[Delivery]) -> None:
+        """Admit the new deliveries of *batch* in one commit, apply every one, forget them."""
+        parsed = [(delivery, parse(delivery.body)) for delivery in batch]
+        verdicts = {d.id: d.verdicts for d in batch if d.verdicts is not None}
+        fresh = [(delivery, events) for delivery, events in parsed if delivery.verdicts is None]
+        # A batch that fails (a row SQLite refuses) is admitted again one delivery at a time,
+        # so one bad delivery waits alone.
+        groups = [fresh] if fresh else []
+        for group in groups:
+            try:
+                admitted = await self.queue.aadmit(group, list(self.routes.values()))
+            except Exception:  # noqa: BLE001 - retried below, one delivery at a time
+                if len(group) > 1:
+                    groups += [[one] for one in group]
                 else:
-                    await self.queue.aretry(delivery, self._backoff(delivery.attempts + 1))
+                    await self._failed(group[0][0])
+                continue
+            for (delivery, _), decided in zip(group, admitted, strict=True):
+                for one in decided:
+                    _emit(self.events, one)
+                verdicts[delivery.id] = tuple(one.verdict for one in decided)
+            for route_id in self.routes:
+                self._wake(route_id)
+        done = []
+        for delivery, events in parsed:
+            if delivery.id not in verdicts:
+                continue
+            try:
+                for event, verdict in zip(events, verdicts[delivery.id], strict=False):
+                    if verdict == APPLY and self.guard is not None:
+                        await apply_event(self.guard, event)
+            except Exception:  # noqa: BLE001 - a delivery that cannot be applied waits
+                await self._failed(delivery)
+                continue
+            done.append(delivery)
+        with contextlib.suppress(WhatsAppError):
+            await self.queue.adone(done)
+
+    async def _failed(self, delivery: Delivery) -> None:
+        _log.warning("a webhook delivery could not be admitted or applied: retrying it")
+        with contextlib.suppress(WhatsAppError):
+            if delivery.attempts + 1 >= APPLY_ATTEMPTS:
+                _log.error("a webhook delivery was given up after its last attempt")
+                await self.queue.adone([delivery])
+            else:
+                await self.queue.aretry(delivery, self._backoff(delivery.attempts + 1))
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.settings.forward_backoff * 2 ** (attempts - 1), MAX_BACKOFF))
