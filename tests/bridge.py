@@ -42,7 +42,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         request = httpx.Request(self.command, url, headers=list(self.headers.items()), content=body)
         try:
             response = self.server.router.handler(request)
-        except Exception:  # noqa: BLE001 - a route's side effect: the connection drops
+        except Exception:
             self.close_connection = True
             return
         content = response.content
@@ -95,16 +95,16 @@ def respx_bridge(router: respx.Router) -> Iterator[Bridge]:
 
 def reroute(client: Any, bridge: Bridge) -> None:
     """Make a stdlib client's new connections, to any host, go to *bridge* in plain HTTP."""
-    transport = client._transport  # noqa: SLF001 - the test's hook into the transport
+    transport = client._transport
     assert isinstance(transport, _stdlib.StdlibTransport)
 
     def connection(scheme: str, host: str, port: int) -> Any:
         # The real host and port (the Host header), but the socket goes to the bridge.
-        conn = _stdlib._HTTPConnection(host, port)  # noqa: SLF001
+        conn = _stdlib._HTTPConnection(host, port)
         where = ("127.0.0.1", bridge.ports[scheme])
-        conn._create_connection = lambda _address, timeout, _source: socket.create_connection(  # type: ignore[attr-defined]  # noqa: SLF001
+        conn._create_connection = lambda _address, timeout, _source: socket.create_connection(  # type: ignore[attr-defined]
             where, timeout
         )
         return conn
 
-    transport._connection = connection  # noqa: SLF001
+    transport._connection = connection

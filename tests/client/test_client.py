@@ -19,6 +19,7 @@ import httpx
 import pytest
 import respx
 
+from bridge import reroute, respx_bridge
 from cases import case_id
 from cases.client import (
     AUTH_CATEGORIES,
@@ -47,7 +48,6 @@ from cases.client import (
     no_token_leak,
     override_url,
 )
-from bridge import reroute, respx_bridge
 from helpers import graph_body, raised
 from wa_auth import (
     RequestValidationError,
@@ -69,7 +69,9 @@ def make_client(request, respx_mock) -> Iterator[Callable[..., WhatsAppClient]]:
     """Make `WhatsAppClient`s over one transport, each answered by `respx_mock`'s routes."""
     made: list[WhatsAppClient] = []
     with contextlib.ExitStack() as stack:
-        bridge = stack.enter_context(respx_bridge(respx_mock)) if request.param == "stdlib" else None
+        bridge = (
+            stack.enter_context(respx_bridge(respx_mock)) if request.param == "stdlib" else None
+        )
 
         def make(**options: Any) -> WhatsAppClient:
             c = WhatsAppClient(transport=request.param, **options)
@@ -328,9 +330,7 @@ def test_token_error_retried_once_with_new_token(case, counters, respx_mock, mak
         side_effect=[httpx.Response(case.status, json=case.body), httpx.Response(200, json=SEND_OK)]
     )
 
-    with make_client(
-        token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-    ) as c:
+    with make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c:
         result = c.send_text("+16505076520", "hi", idempotency_key="k1")
 
     assert result.message_id == WAMID
@@ -351,9 +351,7 @@ def test_second_token_failure_is_not_retried_again(counters, respx_mock, make_cl
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(401, json=EXPIRED.body)
 
     with (
-        make_client(
-            token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-        ) as c,
+        make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c,
         pytest.raises(TokenExpiredError) as info,
     ):
         c.send_text("+16505076520", "hi")
@@ -372,9 +370,7 @@ def test_no_auth_retry_for_other_categories(case, counters, respx_mock, make_cli
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(case.status, **_content(case.body))
 
-    with make_client(
-        token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-    ) as c:
+    with make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c:
         raised(case.cls, lambda: c.send_text("+16505076520", "hi"))
 
     assert route.call_count == 1
@@ -388,9 +384,7 @@ def test_no_retry_when_provider_returns_same_token(counters, respx_mock, make_cl
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(401, json=EXPIRED.body)
 
     with (
-        make_client(
-            token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-        ) as c,
+        make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c,
         pytest.raises(TokenExpiredError),
     ):
         c.send_text("+16505076520", "hi")
@@ -456,9 +450,7 @@ def test_unexpected_2xx_body_on_get_is_not_delivered(client, respx_mock):
 
 @pytest.mark.parametrize("exc", TRANSPORT_ERRORS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("operation", ["send_text", "get_phone_number"])
-def test_every_httpx_transport_error_is_mapped(
-    exc, operation, httpx_client, counters, respx_mock
-):
+def test_every_httpx_transport_error_is_mapped(exc, operation, httpx_client, counters, respx_mock):
     """Every httpx.TransportError becomes TransportError (UnsupportedProtocol: RequestValidationError)."""
     client = httpx_client
     respx_mock.route().mock(side_effect=exc)
