@@ -68,10 +68,16 @@ class _Peer(ThreadingHTTPServer):
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.connections = 0
         self.release = threading.Event()
+        #: Set once the peer has closed a connection.
+        self.closed = threading.Event()
 
     def get_request(self) -> tuple[Any, Any]:
         self.connections += 1
         return super().get_request()
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed.set()
 
 
 @contextmanager
@@ -132,6 +138,7 @@ def test_a_connection_the_peer_closed_while_idle_is_replaced_unsent():
     """A connection the peer closed is dropped before reuse: the next send succeeds, once."""
     with peer("close-after") as server, _client(_url(server)) as client:
         client.send_text(TO, "one")
+        assert server.closed.wait(10)
         assert client.send_text(TO, "two").message_id == "wamid.stdlib"
     assert (len(server.requests), server.connections) == (2, 2)
 
