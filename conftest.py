@@ -102,6 +102,8 @@ class RedisServer:
         args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port)]
         args += ["--dir", str(self.dir), "--save", "", "--appendonly", "no"]
         args += ["--dbfilename", "dump.rdb", "--logfile", str(self.dir / "redis.log")]
+        # Uncompressed, so the canary scan of the dump reads every value as written.
+        args += ["--rdbcompression", "no"]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)  # noqa: S603
         import redis
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import math
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -38,6 +39,9 @@ __all__ = [
 DEFAULT_NAMESPACE: Final = "wa_auth"
 #: Seconds to connect to Redis, and to wait for an answer, before `StateUnavailableError`.
 DEFAULT_TIMEOUT: Final = 2.0
+#: Seconds after a failed call during which calls fail at once (their fall-backs answer),
+#: instead of each waiting for its own timeout against a Redis that is down.
+RETRY_AFTER: Final = 1.0
 
 _HINT: Final = (
     "wa_auth.fleet needs redis-py: install the 'redis' extra (pip install 'wa-auth[redis]')"
@@ -154,6 +158,28 @@ class RedisConnection(Closing):
         self.client: redis.Redis = module.Redis.from_url(url, **self._options)
         self._aclients: dict[int, redis.asyncio.Redis] = {}
         self._lock = threading.Lock()
+        #: Monotonic time before which calls fail at once (Redis failed a call just now).
+        self._down_until = 0.0
+
+    @contextlib.contextmanager
+    def calling(self, doing: str) -> Iterator[None]:
+        """Translate redis-py's errors (`translate`); after a failure, fail at once for a while.
+
+        Raises:
+            StateUnavailableError: Redis did not answer, now or less than `RETRY_AFTER` ago.
+        """
+        if time.monotonic() < self._down_until:
+            raise StateUnavailableError(
+                f"Redis at {self.address} is unavailable (it failed less than "
+                f"{RETRY_AFTER:g} s ago) while {doing}",
+                address=self.address,
+            )
+        try:
+            with translate(self.address, doing):
+                yield
+        except StateUnavailableError:
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise
 
     def key(self, *parts: str) -> str:
         """Return the namespaced key of *parts* (`wa_auth:verdict:sha256:...`)."""

@@ -7,7 +7,7 @@ expiry and the fingerprint, never the token), expiring after the TTL.
 from __future__ import annotations
 
 from wa_auth._sqlite import dumps
-from wa_auth.fleet._connection import RedisConnection, text, translate
+from wa_auth.fleet._connection import RedisConnection, text
 from wa_auth.models import TokenHealth
 from wa_auth.state._base import positive
 from wa_auth.state._health import DEFAULT_HEALTH_TTL, read_health
@@ -48,24 +48,24 @@ class RedisHealthCache:
 
     def get(self, fingerprint: str) -> TokenHealth | None:
         """Return the report stored for *fingerprint* within its TTL, or None."""
-        with translate(self._redis.address, "reading token health"):
+        with self._redis.calling("reading token health"):
             return self._parsed(self._redis.client.get(self._key(fingerprint)))
 
     def put(self, fingerprint: str, health: TokenHealth) -> None:
         """Store *health* for *fingerprint* for `ttl` seconds, for the fleet."""
         value = self._value(health)
-        with translate(self._redis.address, "storing token health"):
+        with self._redis.calling("storing token health"):
             self._redis.client.set(self._key(fingerprint), value, px=int(self.ttl * 1000))
 
     async def aget(self, fingerprint: str) -> TokenHealth | None:
         """Return the report stored for *fingerprint* within its TTL, or None."""
-        with translate(self._redis.address, "reading token health"):
+        with self._redis.calling("reading token health"):
             return self._parsed(await self._redis.aclient().get(self._key(fingerprint)))
 
     async def aput(self, fingerprint: str, health: TokenHealth) -> None:
         """Store *health* for *fingerprint* for `ttl` seconds, for the fleet."""
         value = self._value(health)
-        with translate(self._redis.address, "storing token health"):
+        with self._redis.calling("storing token health"):
             await self._redis.aclient().set(self._key(fingerprint), value, px=int(self.ttl * 1000))
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from wa_auth.errors import ConfigurationError
-from wa_auth.fleet._connection import RedisConnection, translate
+from wa_auth.fleet._connection import RedisConnection
 from wa_auth.webhooks._ledger import DEFAULT_WINDOW
 
 __all__ = ["RedisWebhookLedger"]
@@ -81,49 +81,49 @@ class RedisWebhookLedger:
 
     def claim(self, key: str) -> bool:
         """Record *key*; return False when it was recorded already, within the window."""
-        with translate(self._redis.address, "claiming a webhook key"):
+        with self._redis.calling("claiming a webhook key"):
             return bool(self._redis.client.set(self._key(key), b"1", nx=True, px=self._ms))
 
     def advance(self, message_id: str, order: int) -> int | None:
         """Raise the message's furthest order to *order* if higher; return the one before."""
-        with translate(self._redis.address, "advancing a message's status"):
+        with self._redis.calling("advancing a message's status"):
             script = self._redis.client.register_script(_ADVANCE)
             answer = script([self._message(message_id)], [_order(order), self._ms])
         return self._previous(answer)
 
     def release(self, key: str) -> None:
         """Forget *key*, so that the next delivery of it is claimed again."""
-        with translate(self._redis.address, "releasing a webhook key"):
+        with self._redis.calling("releasing a webhook key"):
             self._redis.client.delete(self._key(key))
 
     def retreat(self, message_id: str, order: int, previous: int | None) -> None:
         """Put the message back to *previous*, only if it still holds *order*."""
         args = [_order(order), "" if previous is None else _order(previous)]
-        with translate(self._redis.address, "retreating a message's status"):
+        with self._redis.calling("retreating a message's status"):
             self._redis.client.register_script(_RETREAT)([self._message(message_id)], args)
 
     async def aclaim(self, key: str) -> bool:
         """Record *key*; return False when it was recorded already, within the window."""
-        with translate(self._redis.address, "claiming a webhook key"):
+        with self._redis.calling("claiming a webhook key"):
             client = self._redis.aclient()
             return bool(await client.set(self._key(key), b"1", nx=True, px=self._ms))
 
     async def aadvance(self, message_id: str, order: int) -> int | None:
         """Raise the message's furthest order to *order* if higher; return the one before."""
-        with translate(self._redis.address, "advancing a message's status"):
+        with self._redis.calling("advancing a message's status"):
             script = self._redis.aclient().register_script(_ADVANCE)
             answer = await script([self._message(message_id)], [_order(order), self._ms])
         return self._previous(answer)
 
     async def arelease(self, key: str) -> None:
         """Forget *key*."""
-        with translate(self._redis.address, "releasing a webhook key"):
+        with self._redis.calling("releasing a webhook key"):
             await self._redis.aclient().delete(self._key(key))
 
     async def aretreat(self, message_id: str, order: int, previous: int | None) -> None:
         """Put the message back to *previous*, only if it still holds *order*."""
         args = [_order(order), "" if previous is None else _order(previous)]
-        with translate(self._redis.address, "retreating a message's status"):
+        with self._redis.calling("retreating a message's status"):
             script = self._redis.aclient().register_script(_RETREAT)
             await script([self._message(message_id)], args)
 

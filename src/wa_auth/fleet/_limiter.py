@@ -22,7 +22,7 @@ import math
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, check_rate, digest, translate
+from wa_auth.fleet._connection import RedisConnection, check_rate, digest
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_PROBE_GAP,
@@ -197,7 +197,7 @@ class RedisRateLimiter:
     ) -> float | None:
         """Reserve the next send for the fleet; return the seconds to wait, or None past max."""
         try:
-            with translate(self._redis.address, "reserving a send"):
+            with self._redis.calling("reserving a send"):
                 script = self._redis.client.register_script(_ACQUIRE)
                 answer = script(
                     self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
@@ -212,7 +212,7 @@ class RedisRateLimiter:
     ) -> float | None:
         """Reserve the next send for the fleet (see `acquire`)."""
         try:
-            with translate(self._redis.address, "reserving a send"):
+            with self._redis.calling("reserving a send"):
                 script = self._redis.aclient().register_script(_ACQUIRE)
                 keys = self._keys(phone_number_id, recipient)
                 answer = await script(keys, self._acquire_args(max_wait))
@@ -241,7 +241,7 @@ class RedisRateLimiter:
             return
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
-            with translate(self._redis.address, "holding a number back"):
+            with self._redis.calling("holding a number back"):
                 self._redis.client.register_script(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -253,7 +253,7 @@ class RedisRateLimiter:
             return
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
-            with translate(self._redis.address, "holding a number back"):
+            with self._redis.calling("holding a number back"):
                 await self._redis.aclient().register_script(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -261,7 +261,7 @@ class RedisRateLimiter:
     def held(self, phone_number_id: str, recipient: str | None) -> float:
         """Return the seconds a hold still stops the number or the pair, fleet-wide; 0: none."""
         try:
-            with translate(self._redis.address, "reading a hold"):
+            with self._redis.calling("reading a hold"):
                 script = self._redis.client.register_script(_HELD)
                 return self._wait(script(self._keys(phone_number_id, recipient), [])) or 0.0
         except StateUnavailableError as exc:
@@ -271,7 +271,7 @@ class RedisRateLimiter:
     async def aheld(self, phone_number_id: str, recipient: str | None) -> float:
         """Return the seconds a hold still stops the number or the pair (see `held`)."""
         try:
-            with translate(self._redis.address, "reading a hold"):
+            with self._redis.calling("reading a hold"):
                 script = self._redis.aclient().register_script(_HELD)
                 answer = await script(self._keys(phone_number_id, recipient), [])
         except StateUnavailableError as exc:
@@ -287,13 +287,13 @@ class RedisRateLimiter:
             StateUnavailableError: Redis did not answer; nothing changed.
         """
         interval = 1.0 / check_rate(per_second)
-        with translate(self._redis.address, "setting a rate"):
+        with self._redis.calling("setting a rate"):
             self._redis.client.hset(self._keys(phone_number_id, None)[0], "interval", interval)
 
     async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
         """Set the number's messages per second for the fleet (see `set_rate`)."""
         interval = 1.0 / check_rate(per_second)
-        with translate(self._redis.address, "setting a rate"):
+        with self._redis.calling("setting a rate"):
             key = self._keys(phone_number_id, None)[0]
             await self._redis.aclient().hset(key, "interval", interval)
 

@@ -13,7 +13,7 @@ import logging
 
 from wa_auth._sqlite import dumps
 from wa_auth.errors import StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, text, translate
+from wa_auth.fleet._connection import RedisConnection, text
 from wa_auth.pacing import MemoryPauseStore, Pause
 from wa_auth.state._pauses import read_pause
 
@@ -58,7 +58,7 @@ class RedisPauseStore:
     def get(self, kind: str, phone_number_id: str) -> Pause | None:
         """Return the pause of that kind on the number, or None."""
         try:
-            with translate(self._redis.address, "reading a pause"):
+            with self._redis.calling("reading a pause"):
                 text = self._redis.client.hget(self._hash, f"{kind}:{phone_number_id}")
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -69,7 +69,7 @@ class RedisPauseStore:
         """Store *pause* for the fleet, replacing the number's pause of the same kind."""
         self.local.put(self._checked(pause))
         try:
-            with translate(self._redis.address, "storing a pause"):
+            with self._redis.calling("storing a pause"):
                 field = f"{pause.kind}:{pause.phone_number_id}"
                 self._redis.client.hset(self._hash, field, dumps(pause.to_dict()))
         except StateUnavailableError as exc:
@@ -79,7 +79,7 @@ class RedisPauseStore:
         """Drop the number's pause of that kind, for the fleet (`resume()` anywhere)."""
         self.local.clear(kind, phone_number_id)
         try:
-            with translate(self._redis.address, "clearing a pause"):
+            with self._redis.calling("clearing a pause"):
                 self._redis.client.hdel(self._hash, f"{kind}:{phone_number_id}")
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -87,7 +87,7 @@ class RedisPauseStore:
     def list(self) -> builtins.list[Pause]:
         """Return every stored pause."""
         try:
-            with translate(self._redis.address, "listing pauses"):
+            with self._redis.calling("listing pauses"):
                 values = self._redis.client.hvals(self._hash)
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -100,7 +100,7 @@ class RedisPauseStore:
     async def aget(self, kind: str, phone_number_id: str) -> Pause | None:
         """Return the pause of that kind on the number, or None."""
         try:
-            with translate(self._redis.address, "reading a pause"):
+            with self._redis.calling("reading a pause"):
                 text = await self._redis.aclient().hget(self._hash, f"{kind}:{phone_number_id}")
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -111,7 +111,7 @@ class RedisPauseStore:
         """Store *pause* for the fleet."""
         self.local.put(self._checked(pause))
         try:
-            with translate(self._redis.address, "storing a pause"):
+            with self._redis.calling("storing a pause"):
                 field = f"{pause.kind}:{pause.phone_number_id}"
                 await self._redis.aclient().hset(self._hash, field, dumps(pause.to_dict()))
         except StateUnavailableError as exc:
@@ -121,7 +121,7 @@ class RedisPauseStore:
         """Drop the number's pause of that kind, for the fleet."""
         self.local.clear(kind, phone_number_id)
         try:
-            with translate(self._redis.address, "clearing a pause"):
+            with self._redis.calling("clearing a pause"):
                 await self._redis.aclient().hdel(self._hash, f"{kind}:{phone_number_id}")
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -129,7 +129,7 @@ class RedisPauseStore:
     async def alist(self) -> builtins.list[Pause]:
         """Return every stored pause."""
         try:
-            with translate(self._redis.address, "listing pauses"):
+            with self._redis.calling("listing pauses"):
                 values = await self._redis.aclient().hvals(self._hash)
         except StateUnavailableError as exc:
             self._fell_back(exc)

@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 
 from wa_auth.errors import ConfigurationError
-from wa_auth.fleet._connection import RedisConnection, text, translate
+from wa_auth.fleet._connection import RedisConnection, text
 
 __all__ = ["RedisRotation", "RotationRecord"]
 
@@ -74,7 +74,7 @@ class RedisRotation:
 
     def get(self, name: str) -> RotationRecord:
         """Return the rotation *name* (version 0 and no active candidate: never set)."""
-        with translate(self._redis.address, "reading a rotation"):
+        with self._redis.calling("reading a rotation"):
             return _record(self._redis.client.hgetall(self._key(name)))
 
     def compare_and_set(self, name: str, version: int, active: str) -> RotationRecord | None:
@@ -84,20 +84,20 @@ class RedisRotation:
             The new record, or None when another worker changed it first (read it again).
         """
         args = self._checked(version, active)
-        with translate(self._redis.address, "changing a rotation"):
+        with self._redis.calling("changing a rotation"):
             script = self._redis.client.register_script(_CAS)
             won = int(script([self._key(name)], args))
             return _record(self._redis.client.hgetall(self._key(name))) if won else None
 
     async def aget(self, name: str) -> RotationRecord:
         """Return the rotation *name* (see `get`)."""
-        with translate(self._redis.address, "reading a rotation"):
+        with self._redis.calling("reading a rotation"):
             return _record(await self._redis.aclient().hgetall(self._key(name)))
 
     async def acompare_and_set(self, name: str, version: int, active: str) -> RotationRecord | None:
         """Make *active* the rotation's candidate if it is still at *version* (see above)."""
         args = self._checked(version, active)
-        with translate(self._redis.address, "changing a rotation"):
+        with self._redis.calling("changing a rotation"):
             client = self._redis.aclient()
             won = int(await client.register_script(_CAS)([self._key(name)], args))
             return _record(await client.hgetall(self._key(name))) if won else None

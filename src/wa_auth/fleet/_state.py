@@ -7,7 +7,6 @@ from wa_auth.fleet._connection import (
     DEFAULT_NAMESPACE,
     DEFAULT_TIMEOUT,
     RedisConnection,
-    translate,
 )
 from wa_auth.fleet._health import RedisHealthCache
 from wa_auth.fleet._ledger import RedisWebhookLedger
@@ -68,7 +67,7 @@ class RedisState(Closing, AsyncClosing):
         Raises:
             StateUnavailableError: Redis did not answer (the message names host:port).
         """
-        with translate(self.address, "connecting"):
+        with self.connection.calling("connecting"):
             self.connection.client.ping()
 
     def limiter(

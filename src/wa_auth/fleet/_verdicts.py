@@ -4,9 +4,9 @@ Each verdict is a key `<ns>:verdict:<fingerprint>` (the error's `to_dict()`, whi
 fingerprint and never the token) with the TTL as its expiry, and a message on the channel
 `<ns>:verdicts`. Every store keeps a local copy, loaded when its listener thread subscribes
 and kept by the channel's messages, so `get` (the client's check before each request) costs no
-round trip. A listener that loses Redis reloads everything when it is back (state converges);
-meanwhile the local copy still refuses what it knew, and a verdict recorded while Redis is
-down stays local (logged as `fleet.fallback`) until the next one reaches Redis.
+round trip. A listener that loses Redis reloads everything when it is back; meanwhile the
+local copy still refuses what it knew, and a verdict recorded while Redis is down is kept
+locally (logged as `fleet.fallback`) and written to Redis for the fleet when it is back.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class RedisVerdictStore:
         self._keep(fingerprint, error, self._clock() + self.ttl)
         text = dumps(error.to_dict())
         try:
-            with translate(self._redis.address, "recording a verdict"):
+            with self._redis.calling("recording a verdict"):
                 pipe = self._redis.client.pipeline(transaction=True)
                 pipe.set(self._prefix + fingerprint, text, px=int(self.ttl * 1000))
                 pipe.publish(self._channel, self._message(fingerprint, error))
@@ -145,7 +145,7 @@ class RedisVerdictStore:
         self._keep(fingerprint, error, self._clock() + self.ttl)
         text = dumps(error.to_dict())
         try:
-            with translate(self._redis.address, "recording a verdict"):
+            with self._redis.calling("recording a verdict"):
                 pipe = self._redis.aclient().pipeline(transaction=True)
                 pipe.set(self._prefix + fingerprint, text, px=int(self.ttl * 1000))
                 pipe.publish(self._channel, self._message(fingerprint, error))
@@ -161,7 +161,7 @@ class RedisVerdictStore:
         """
         with self._lock:
             self._local.pop(fingerprint, None)
-        with translate(self._redis.address, "forgetting a verdict"):
+        with self._redis.calling("forgetting a verdict"):
             pipe = self._redis.client.pipeline(transaction=True)
             pipe.delete(self._prefix + fingerprint)
             pipe.publish(self._channel, self._message(fingerprint, None))
@@ -171,7 +171,7 @@ class RedisVerdictStore:
         """Drop the verdict on *fingerprint* for the fleet (see `forget`)."""
         with self._lock:
             self._local.pop(fingerprint, None)
-        with translate(self._redis.address, "forgetting a verdict"):
+        with self._redis.calling("forgetting a verdict"):
             pipe = self._redis.aclient().pipeline(transaction=True)
             pipe.delete(self._prefix + fingerprint)
             pipe.publish(self._channel, self._message(fingerprint, None))
@@ -215,10 +215,19 @@ class RedisVerdictStore:
                 if error is not None and isinstance(pttl, int) and pttl > 0:
                     found[key.decode()[len(self._prefix) :]] = (now + pttl / 1000, error)
         with self._lock:
-            # What this process recorded while Redis was down stays until its TTL.
+            # What this process recorded while Redis was down stays until its TTL...
             now = self._clock()
             pending = {fp: e for fp, e in self._local.items() if fp not in found and e[0] > now}
             self._local = {**pending, **found}
+        # ... and reaches the fleet now that Redis is back: the states converge.
+        if pending:
+            pipe = client.pipeline(transaction=False)
+            for fingerprint, (until, error) in pending.items():
+                left = until - now
+                pipe.set(self._prefix + fingerprint, dumps(error.to_dict()), px=int(left * 1000))
+                op = {"op": "record", "fp": fingerprint, "error": error.to_dict(), "ttl": left}
+                pipe.publish(self._channel, dumps(op))
+            pipe.execute()
 
     def _listen(self) -> None:
         while not self._stop.is_set():
