@@ -222,8 +222,9 @@ examples:
     -d '{{"to": "+15551234567", "type": "text", "text": {{"body": "hi"}}}}' localhost:8787/send
 
 Routes: POST /send (one intent or a list), POST /check, POST /classify, GET /outbox,
-POST /outbox/replay, POST /state/clear, GET /healthz, GET /readyz, GET /metrics. Every route
-but /healthz needs the API key (Authorization: Bearer KEY or X-API-Key: KEY).
+POST /outbox/replay, POST /state/clear, GET /healthz, GET /readyz, GET /metrics, GET and
+POST /webhook (Meta's), GET, POST /webhook/routes and DELETE /webhook/routes/ID. Every route
+but /healthz and /webhook needs the API key (Authorization: Bearer KEY or X-API-Key: KEY).
 Documentation: {docs_url("serve.md")}
 """
 
@@ -305,5 +306,52 @@ def serve(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="PATH",
         help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
     )
+    _webhook_options(p)
     configuration(p)
     p.add_argument("--verbose", action="store_true", help="log wa_auth's events on stderr")
+
+
+def _webhook_options(p: Parser) -> None:
+    w = p.add_argument_group(
+        "webhooks",
+        "POST/GET /webhook and the fan-out, on when an app secret is set "
+        "(WA_AUTH_WEBHOOK_APP_SECRET or --webhook-app-secret-file)",
+    )
+    w.add_argument(
+        "--webhook-app-secret-file",
+        metavar="PATH",
+        help="file holding the Meta app secret that signs deliveries (re-read when it changes)",
+    )
+    w.add_argument(
+        "--webhook-verify-token-file",
+        metavar="PATH",
+        help="file holding the verify token of the GET handshake (WA_AUTH_WEBHOOK_VERIFY_TOKEN)",
+    )
+    w.add_argument(
+        "--webhook-queue",
+        metavar="PATH",
+        help="SQLite file of deliveries, ledger and forwards (default: --state, else --outbox)",
+    )
+    w.add_argument(
+        "--webhook-config",
+        metavar="PATH",
+        help="TOML or JSON file of the forward routes (WA_AUTH_WEBHOOK_CONFIG)",
+    )
+    w.add_argument(
+        "--forward-timeout",
+        type=positive_seconds,
+        metavar="S",
+        help="seconds a route has to answer a forward (default 10)",
+    )
+    w.add_argument(
+        "--forward-attempts",
+        type=positive_int,
+        metavar="N",
+        help="attempts of a forward before it is a dead letter (default 12)",
+    )
+    w.add_argument(
+        "--forward-backoff",
+        type=positive_seconds,
+        metavar="S",
+        help="wait before the second attempt, doubled each time up to 300 s (default 1)",
+    )

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from wa_auth import _table
 from wa_auth._cli import _codes
+from wa_auth._cli._hooks_schema import HOOK_LINES, SERVE_WEBHOOK, hook_defs
 from wa_auth._cli._output import ERROR_KEYS
 from wa_auth.guards import DELIVERY_STATES
 from wa_auth.outbox import OUTBOX_STATES
@@ -255,6 +256,7 @@ def schema() -> dict[str, Any]:
             "state": _NULLABLE_STR,
             "metrics": _BOOL,
             "max_connections": {"type": "integer", "minimum": 1},
+            "webhook": SERVE_WEBHOOK,
         },
         description="serve: the one line on stdout once it listens",
     )
@@ -432,6 +434,7 @@ def schema() -> dict[str, Any]:
                 "connections",
                 "state_list",
                 "state_clear",
+                *HOOK_LINES,
             )
         ],
         "$defs": {
@@ -460,6 +463,7 @@ def schema() -> dict[str, Any]:
             "pause": pause,
             "state_list": state_list,
             "state_clear": state_clear,
+            **hook_defs(),
         },
     }
 
