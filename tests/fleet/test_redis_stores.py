@@ -19,10 +19,9 @@ from wa_auth.fleet import (
     RedisState,
     RedisVerdictStore,
     RedisWebhookLedger,
-    check_rate,
 )
 from wa_auth.models import TokenHealth
-from wa_auth.pacing import Pause, PauseStore, RateLimiter
+from wa_auth.pacing import Pause, PauseStore, RateLimiter, check_rate
 from wa_auth.providers import VerdictStore
 from wa_auth.webhooks import WebhookLedger
 

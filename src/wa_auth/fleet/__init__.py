@@ -25,7 +25,7 @@ The package, by module: `_connection` (redis-py, imported on first use; errors t
 from __future__ import annotations
 
 from wa_auth._exports import claim as _claim
-from wa_auth.fleet._connection import DEFAULT_NAMESPACE, RedisConnection, check_rate
+from wa_auth.fleet._connection import DEFAULT_NAMESPACE, RedisConnection
 from wa_auth.fleet._health import RedisHealthCache
 from wa_auth.fleet._ledger import RedisWebhookLedger
 from wa_auth.fleet._limiter import RedisRateLimiter
@@ -45,7 +45,6 @@ __all__ = [
     "RedisVerdictStore",
     "RedisWebhookLedger",
     "RotationRecord",
-    "check_rate",
 ]
 
 _claim(__name__, globals())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "RedisConnection",
     "address_of",
-    "check_rate",
     "digest",
     "text",
     "translate",
@@ -110,20 +108,6 @@ def text(value: bytes | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return value.decode("utf-8", "replace")
-
-
-def check_rate(per_second: object) -> float:
-    """Return *per_second* as a float: a positive finite number, else `ConfigurationError`."""
-    if (
-        isinstance(per_second, bool)
-        or not isinstance(per_second, (int, float))
-        or not per_second > 0
-        or not math.isfinite(per_second)
-    ):
-        raise ConfigurationError(
-            f"a rate must be a positive finite number of messages per second, got {per_second!r}"
-        )
-    return float(per_second)
 
 
 class RedisConnection(Closing):

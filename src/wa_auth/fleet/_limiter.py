@@ -22,12 +22,13 @@ import math
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, check_rate, digest
+from wa_auth.fleet._connection import RedisConnection, digest
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_PROBE_GAP,
     DEFAULT_THROUGHPUT,
     LocalRateLimiter,
+    check_rate,
 )
 
 __all__ = ["RedisRateLimiter"]
@@ -287,12 +288,14 @@ class RedisRateLimiter:
             StateUnavailableError: Redis did not answer; nothing changed.
         """
         interval = 1.0 / check_rate(per_second)
+        self.fallback.set_rate(phone_number_id, per_second / self.expected_workers)
         with self._redis.calling("setting a rate"):
             self._redis.client.hset(self._keys(phone_number_id, None)[0], "interval", interval)
 
     async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
         """Set the number's messages per second for the fleet (see `set_rate`)."""
         interval = 1.0 / check_rate(per_second)
+        self.fallback.set_rate(phone_number_id, per_second / self.expected_workers)
         with self._redis.calling("setting a rate"):
             key = self._keys(phone_number_id, None)[0]
             await self._redis.aclient().hset(key, "interval", interval)
