@@ -23,7 +23,15 @@ from wa_auth.fleet import (
 from wa_auth.models import TokenHealth
 from wa_auth.pacing import Pause, PauseStore, RateLimiter, check_rate
 from wa_auth.providers import VerdictStore
-from wa_auth.webhooks import WebhookLedger
+from wa_auth.webhooks import (
+    APPLY,
+    DUPLICATE,
+    STALE,
+    MessageStatus,
+    WebhookLedger,
+    aadmit,
+    admit,
+)
 
 pytestmark = pytest.mark.real_component("redis")
 
@@ -457,3 +465,26 @@ def test_redis_killed_and_restarted_the_fleet_converges(redis_server):
             return limiter.fallbacks == before
 
         assert _eventually(on_redis_again, 15)
+
+
+def _status(message: str, name: str) -> MessageStatus:
+    return MessageStatus(id=message, status=name, key=f"status:{message}:{name}")
+
+
+def test_a_redelivery_to_another_processor_is_dropped(two):
+    """`admit` on two processors' ledgers: a duplicate and a stale status are refused by either."""
+    a, b = two
+    la, lb = a.ledger(), b.ledger()
+    assert admit(_status("m", "read"), la).verdict == APPLY
+    assert admit(_status("m", "read"), lb).verdict == DUPLICATE
+    assert admit(_status("m", "delivered"), lb).verdict == STALE
+    assert admit(_status("m", "failed"), lb).verdict == APPLY
+
+
+@pytest.mark.anyio
+async def test_async_admission_on_redis(two):
+    """`aadmit` decides the same on the asyncio client."""
+    a, b = two
+    assert (await aadmit(_status("x", "sent"), a.ledger())).verdict == APPLY
+    assert (await aadmit(_status("x", "sent"), b.ledger())).verdict == DUPLICATE
+    await _aclose(two)
