@@ -7,6 +7,7 @@ printed line is validated against the JSON Schema (`running.cli`).
 from __future__ import annotations
 
 import pytest
+
 from running import TO, cli, env_for
 
 pytestmark = pytest.mark.real_component("redis")
