@@ -107,6 +107,7 @@ if TYPE_CHECKING:
     from wa_auth.outbox import (
         MemoryOutbox,
         Outbox,
+        PostgresOutbox,
         SqliteOutbox,
     )
     from wa_auth.pacing import (
@@ -187,6 +188,7 @@ __all__ = [
     "Pause",
     "PauseStore",
     "PhoneNumber",
+    "PostgresOutbox",
     "PrometheusSubscriber",
     "RateLimitError",
     "RateLimiter",
