@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 from sybil import Sybil
-from sybil.sybil import SybilCollection
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+from sybil.sybil import SybilCollection
 
 
 def _setup(namespace: dict[str, Any]) -> None:
@@ -52,6 +52,7 @@ def _teardown(namespace: dict[str, Any]) -> None:
 
 #: Pages whose blocks talk to the session's real Redis (`redis_url`).
 _REDIS_PAGES = ["docs/fleet.md"]
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
