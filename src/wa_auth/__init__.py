@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         OutboxUnavailableError,
         RateLimitError,
         RequestValidationError,
+        StateUnavailableError,
         TokenExpiredError,
         TokenRevokedError,
         TokenSourceMalformedError,
@@ -74,6 +75,9 @@ if TYPE_CHECKING:
         TokenFailedOver,
         TokenHealthWarning,
         TokenInvalidated,
+    )
+    from wa_auth.fleet import (
+        RedisState,
     )
     from wa_auth.guards import (
         Delivery,
@@ -194,6 +198,7 @@ __all__ = [
     "PrometheusSubscriber",
     "RateLimitError",
     "RateLimiter",
+    "RedisState",
     "RefreshPolicy",
     "RefreshingTokenProvider",
     "RequestValidationError",
@@ -210,6 +215,7 @@ __all__ = [
     "SqliteRateLimiter",
     "SqliteVerdictStore",
     "StateFile",
+    "StateUnavailableError",
     "StaticTokenProvider",
     "SuccessResult",
     "Token",

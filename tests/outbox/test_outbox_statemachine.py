@@ -1,11 +1,12 @@
 """A rule-based state machine (hypothesis) over the outbox's transitions, on every outbox.
 
-Each step (enqueue, begin, settle, claim, release, mark, purge, time passing) is applied to a
-`MemoryOutbox`, a `SqliteOutbox` and a `PostgresOutbox` (a schema of each example's own in the
-session's server) in lockstep: they must answer alike (the same rows, the
+Each step (enqueue, begin, settle, claim, release, mark, a status webhook, purge, time passing)
+is applied to a `MemoryOutbox`, a `SqliteOutbox` and a `PostgresOutbox` (a schema of each
+example's own in the session's server) in lockstep: they must answer alike (the same rows, the
 same refusals), and every row must obey the state machine of `docs/outbox.md` — a row changes
-state only along its edges, a delivered row leaves `delivered` only by an operator's `mark`,
-and a row is `sending` only under a lease.
+state only along its edges, a delivered row leaves `delivered` only by an operator's `mark` or a
+late `failed` status of its own wamid (`apply_status`), and a row is `sending` only under a
+lease.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from wa_auth.outbox import (
     PostgresOutbox,
     SqliteOutbox,
 )
+from wa_auth.webhooks import MessageStatus
 
 LEASE = 30.0
 KEYS = ("a", "b", "c", "d")
@@ -100,6 +102,7 @@ class OutboxMachine(RuleBasedStateMachine):
         }
         self.last: dict[str, str | None] = dict.fromkeys(KEYS)
         self.marked: set[str] = set()
+        self.failed_late: set[str] = set()
 
     def clock(self) -> float:
         return self.t
@@ -189,6 +192,27 @@ class OutboxMachine(RuleBasedStateMachine):
         if kind == "ok":
             self.marked.add(key)
 
+    @rule(
+        key=st.sampled_from(KEYS),
+        state=st.sampled_from(["sent", "delivered", "read", "failed"]),
+        own=st.booleans(),
+    )
+    def status(self, key: str, state: str, own: bool) -> None:
+        wamid = f"wamid.{key}" if own else "wamid.other"
+        errors_ = (errors.from_webhook_error({"code": 131031}),) if state == "failed" else ()
+        event = MessageStatus(
+            id=wamid, status=state, idempotency_key=key, errors=errors_, key=f"{wamid}:{state}"
+        )
+        before = self.memory.get(key)
+        _, row = self.both("apply_status", event)
+        if row is None:
+            assert before is None
+        elif row.state != before.state:
+            assert (before.state, row.state, row.reason) in {
+                (s, FAILED, "webhook:131031") for s in (DELIVERED, SENDING, MAYBE_DELIVERED)
+            }
+            self.failed_late.add(key)
+
     @rule(seconds=st.sampled_from([1.0, LEASE + 1, 700.0]))
     def wait(self, seconds: float) -> None:
         self.t += seconds
@@ -230,10 +254,11 @@ class OutboxMachine(RuleBasedStateMachine):
             if not leased:
                 assert until is None
             before = self.last[key]
-            if before != state and key not in self.marked:
+            if before != state and key not in self.marked | self.failed_late:
                 assert state in EDGES[before], (key, before, state)
             self.last[key] = state
         self.marked.clear()
+        self.failed_late.clear()
 
 
 OutboxMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)

@@ -21,7 +21,7 @@ from wa_auth.errors import ApiError
 from wa_auth.pacing import Pause
 from wa_auth.providers._verdicts import DEFAULT_VERDICT_TTL
 from wa_auth.state._base import positive
-from wa_auth.state._pauses import stored_pause
+from wa_auth.state._pauses import read_pause
 
 __all__ = ["PostgresPauseStore", "PostgresState", "PostgresVerdictStore"]
 
@@ -190,13 +190,13 @@ class PostgresPauseStore:
             ),
             (kind, phone_number_id),
         ).fetchone()
-        return stored_pause(found[0]) if found is not None else None
+        return read_pause(found[0]) if found is not None else None
 
     def _list(self, conn: Any) -> builtins.list[Pause]:
         rows = conn.execute(
             self._state.db.q("SELECT pause FROM {schema}.pauses ORDER BY kind, phone_number_id")
         )
-        return [p for p in (stored_pause(r[0]) for r in rows) if p is not None]
+        return [p for p in (read_pause(r[0]) for r in rows) if p is not None]
 
     def _put(self, pause: Pause) -> Callable[[Any], None]:
         if not isinstance(pause, Pause):
