@@ -15,11 +15,11 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth import _table
-from wa_auth._delivery import DELIVERED, FAILED, MAYBE_DELIVERED, Delivery
+from wa_auth._delivery import Delivery
 from wa_auth._postgres import PAUSES_TABLE, PgSchema
 from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
-from wa_auth.outbox._sql import COLUMNS, row_from, settle_insert
+from wa_auth.outbox._sql import COLUMNS, error_json, row_from, settle_insert
 from wa_auth.outbox._values import (
     OUTBOX_STATES,
     REPLAYED_FAILURES,
@@ -28,12 +28,13 @@ from wa_auth.outbox._values import (
     OutboxRow,
     OutboxStats,
     begin_refusal,
+    status_failure,
 )
 
 if TYPE_CHECKING:
     from wa_auth.webhooks import MessageStatus
 
-__all__ = ["SCHEMA", "PgJobs", "status_failure"]
+__all__ = ["SCHEMA", "PgJobs"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -350,7 +351,7 @@ class PgJobs:
                     fields["state"],
                     fields["category"],
                     fields["reason"],
-                    dumps(error) if error is not None else None,
+                    error_json(error) if error is not None else None,
                     fields["message_id"],
                     now,
                     key,
@@ -457,27 +458,3 @@ class PgJobs:
             (now,),
         ).fetchone()
         return float(found[0]) if found and found[0] is not None else None
-
-
-def status_failure(
-    state: str, message_id: str | None, event: MessageStatus
-) -> dict[str, Any] | None:
-    """The fields a `failed` status webhook changes on a row (contract 1), or None.
-
-    Only a `failed` status changes anything, and only a `delivered`, `sending` or
-    `maybe_delivered` row whose message id (when it has one) is the event's wamid; the row
-    becomes `failed` with the event's category and the reason `webhook:<Graph code>`.
-    """
-    if event.status != FAILED or state not in (DELIVERED, SENDING, MAYBE_DELIVERED):
-        return None
-    if message_id is not None and event.id != message_id:
-        return None
-    error = event.error
-    code = error.code if error is not None else None
-    return {
-        "state": FAILED,
-        "category": event.category or _table.UNKNOWN,
-        "reason": f"webhook:{code}" if code is not None else "webhook",
-        "error": error.to_dict() if error is not None else None,
-        "message_id": event.id,
-    }

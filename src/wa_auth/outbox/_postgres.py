@@ -316,7 +316,8 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
 
     def get(self, idempotency_key: str) -> OutboxRow | None:
         """Return the row of *idempotency_key*, or None."""
-        self._db.flush() if self._db._entries else None  # noqa: SLF001 - own outcomes first
+        if self._db.pending:  # this outbox's own outcomes first
+            self._db.flush()
         return self._db.read(lambda c: self._jobs.get(c, idempotency_key))  # type: ignore[no-any-return]
 
     async def aget(self, idempotency_key: str) -> OutboxRow | None:
@@ -360,7 +361,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
             RequestValidationError: An unknown state, or a limit that is not positive.
         """
         job = self._list_job(state, category, consumer, dead_letters, limit)
-        if self._db._entries:  # noqa: SLF001 - this outbox's own outcomes first
+        if self._db.pending:  # this outbox's own outcomes first
             self._db.flush()
         return self._db.read(job)  # type: ignore[no-any-return]
 
@@ -379,7 +380,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
 
     def stats(self) -> OutboxStats:
         """Count the rows by state and category."""
-        if self._db._entries:  # noqa: SLF001
+        if self._db.pending:
             self._db.flush()
         return self._db.read(self._jobs.stats)  # type: ignore[no-any-return]
 
