@@ -272,11 +272,15 @@ class PgDatabase:
                 self._thread.start()
             self._cond.notify()
 
-    def run(self, job: Job, *, write: bool = True) -> Any:
-        """Run *job* in the writer's next transaction; return its result once committed."""
+    def run(self, job: Job, *, write: bool = True, timeout: float | None = None) -> Any:
+        """Run *job* in the writer's next transaction; return its result once committed.
+
+        Raises:
+            TimeoutError: No answer within *timeout* seconds (the job may still run).
+        """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._put(job, write=write, waiter=future)
-        return future.result()
+        return future.result(timeout)
 
     async def arun(self, job: Job, *, write: bool = True) -> Any:
         """Run *job* (see `run`) while the event loop runs on."""
