@@ -86,7 +86,7 @@ def test_four_workers_send_every_intent_once_and_leave_a_paused_number_alone(pos
         token = sb.issue_token()
         numbers = list(sb.phone_number_ids)[:2]
         paused = "999000111"  # a third number, paused until long after the run
-        keys = {f"n{n}": (numbers + [paused])[n % 3] for n in range(300)}
+        keys = {f"n{n}": [*numbers, paused][n % 3] for n in range(300)}
         with PostgresState(postgres_dsn, schema=schema) as state:
             state.pauses.put(
                 Pause(

@@ -322,10 +322,10 @@ class PgDatabase:
                 while True:
                     ending = self.closed or not main.is_alive()
                     if not self._entries:
-                        if ending or (not self._cond.wait(0.2) and not self._entries):
-                            if ending or time.monotonic() > self._idle_until:
-                                self._thread = None
-                                return
+                        idle = not ending and not self._cond.wait(0.2) and not self._entries
+                        if ending or (idle and time.monotonic() > self._idle_until):
+                            self._thread = None
+                            return
                         continue
                     wait = self._due - time.monotonic()
                     if self._urgent or ending or wait <= 0:
