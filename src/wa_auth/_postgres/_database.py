@@ -546,7 +546,7 @@ def _nothing(conn: Any) -> None:  # noqa: ARG001 - a flush: the jobs before it a
 
 
 def _same(job: Job, first: Many) -> bool:
-    return isinstance(job, Many) and job.fn is first.fn
+    return isinstance(job, Many) and job.fn == first.fn
 
 
 def _conflict() -> Exception:

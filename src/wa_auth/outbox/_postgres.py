@@ -185,11 +185,11 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
 
     # --- the guard's hand-off -------------------------------------------------------------------
 
-    def _begin_job(self, intent: Intent) -> Callable[[Any], None]:
+    def _begin_job(self, intent: Intent) -> Many:
         now = self.clock()
         owner, until = self.owner, now + self.lease
         values = intent_row(check_intent(intent), SENDING, owner, until, now)
-        return lambda c: self._jobs.begin(c, values, owner, until, now)
+        return Many(self._jobs.begin_many, (values, owner, until, now))
 
     def _settle_job(self, delivery: Delivery) -> Many:
         return Many(self._jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
