@@ -8,8 +8,8 @@ bad, missing or malformed signature is exit 13 with a line naming the check's `r
 line per typed event of a payload (`wa_auth.webhooks.parse`); the raw object (which may hold a
 message's text) only with `--raw`.
 
-`ACTIONS` maps each `webhook` action to its function: `run` dispatches through it, and the
-forward queue's `list` and `replay` are added to it (and to `_webhook_parsers`) beside these.
+`ACTIONS` maps each `webhook` action to its function: `run` dispatches through it; the
+forward queue's `list` and `replay` (in `_hooks`, imported only for them) sit beside these.
 """
 
 from __future__ import annotations
@@ -242,10 +242,19 @@ def parse(args: argparse.Namespace) -> int:
     return _codes.OK
 
 
+def _queue(args: argparse.Namespace) -> int:
+    """`list` and `replay`: serve's forward queue (imported only for them)."""
+    from wa_auth._cli import _hooks
+
+    return _hooks.run(args)
+
+
 #: The `webhook` actions, by name.
 ACTIONS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "verify": verify,
     "parse": parse,
+    "list": _queue,
+    "replay": _queue,
 }
 
 

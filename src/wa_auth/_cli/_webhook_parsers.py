@@ -1,4 +1,4 @@
-"""The parser of `wa-auth webhook`: its actions `verify` and `parse`.
+"""The parser of `wa-auth webhook`: its actions `verify`, `parse`, `list` and `replay`.
 
 `webhook(commands)` adds the command; each action is one function of the actions' subparsers
 (`_verify`, `_parse`), listed in `_ACTIONS`, so the forward queue's `list` and `replay` are
@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Callable
 from typing import Final
 
+from wa_auth._cli._admin_parsers import webhook_queue
 from wa_auth._cli._options import docs_url, output_options
 from wa_auth._cli._usage import Parser
 
@@ -91,14 +92,18 @@ def _parse(actions: _Actions[Parser]) -> None:
 
 
 #: The actions, in the order `wa-auth webhook --help` lists them.
-_ACTIONS: Final[tuple[Callable[[_Actions[Parser]], None], ...]] = (_verify, _parse)
+_ACTIONS: Final[tuple[Callable[[_Actions[Parser]], None], ...]] = (
+    _verify,
+    _parse,
+    webhook_queue,
+)
 
 
 def webhook(commands: _Actions[Parser]) -> None:
     """Add `wa-auth webhook` and its actions to *commands*."""
     p = commands.add_parser(
         "webhook",
-        help="inbound webhooks: verify a signature, parse a payload",
+        help="inbound webhooks: verify a signature, parse a payload, serve's forward queue",
         description="Verify and read the webhooks Meta delivers (see docs/webhooks.md).",
         lazy_epilog=_epilog,
     )
