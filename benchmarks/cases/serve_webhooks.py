@@ -164,7 +164,8 @@ async def _run(ctx: Ctx, directory: Path) -> dict[str, Any]:
         }
     finally:
         proc.terminate()
-        proc.wait(30)
+        # In a thread: the receiver on this loop keeps answering the forwards in flight.
+        await asyncio.to_thread(proc.wait, 60)
         await runner.cleanup()
 
 
