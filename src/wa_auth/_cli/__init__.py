@@ -114,14 +114,14 @@ def _dispatch(args: object) -> int:
         from wa_auth._cli import _serve
 
         return _serve.run(args)  # type: ignore[arg-type]
-    if command == "webhook":
-        from wa_auth._cli import _hooks
-
-        return _hooks.run(args)  # type: ignore[arg-type]
     if command == "state":
         from wa_auth._cli import _state
 
         return _state.run(args)  # type: ignore[arg-type]
+    if command == "webhook":
+        from wa_auth._cli import _webhook
+
+        return _webhook.run(args)  # type: ignore[arg-type]
     from wa_auth._cli import _classify
 
     return _classify.run(args)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from wa_auth._cli._usage import (
     seconds,
 )
 
-__all__ = ["MARKABLE", "outbox", "sandbox", "serve", "state", "webhook", "webhook_queue"]
+__all__ = ["MARKABLE", "outbox", "sandbox", "serve", "state", "webhook_queue"]
 
 
 _OUTBOX_EPILOG = """\
@@ -355,18 +355,6 @@ def _webhook_options(p: Parser) -> None:
         metavar="S",
         help="wait before the second attempt, doubled each time up to 300 s (default 1)",
     )
-
-
-def webhook(commands: argparse._SubParsersAction[Parser]) -> None:
-    p = commands.add_parser(
-        "webhook",
-        help="webhooks: serve's forward queue (list, replay)",
-        description="Look after the webhook forwards of wa-auth serve.",
-    )
-    actions = p.add_subparsers(
-        dest="webhook_command", metavar="ACTION", parser_class=Parser, required=True
-    )
-    webhook_queue(actions)
 
 
 def webhook_queue(actions: argparse._SubParsersAction[Parser]) -> None:
