@@ -226,7 +226,11 @@ def test_signed_deliveries_fan_out_to_each_numbers_route(tmp_path, sb, receivers
         )
         assert unsigned.status_code == tampered.status_code == 401
         assert tampered.json()["error"]["category"] == "invalid_signature"
-        no_secret(service, sb, challenge, wrong, unsigned, tampered)
+        metrics = service.call("GET", "/metrics")
+        if metrics.status_code == 200:  # with the prometheus extra: every outcome counted
+            for name in ("webhook.rejected", "webhook.verified", "webhook.accepted"):
+                assert f'event="{name}"' in metrics.text
+        no_secret(service, sb, challenge, wrong, unsigned, tampered, metrics)
     finally:
         assert service.stop() == 0
     no_secret(service, sb)
