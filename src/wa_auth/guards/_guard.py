@@ -7,15 +7,12 @@ decorators put the same retry policy, handlers and fallback around a function of
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
-
-from typing_extensions import ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
@@ -64,7 +61,7 @@ class Guard:
         clock: Wall clock (deadlines, pauses).
         monotonic: Interval clock (the time budget).
         sleep: Blocking sleep (back-off, pacing waits).
-        asleep: Async sleep.
+        asleep: Async sleep (default: `asyncio.sleep`).
         seed: Seeds the back-off jitter (reproducible tests); None: random.
     """
 
@@ -85,7 +82,7 @@ class Guard:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        asleep: Callable[[float], Awaitable[None]] | None = None,
         seed: int | None = None,
     ) -> None:
         if not hasattr(client, "send") or not hasattr(client, "token_health"):
@@ -177,6 +174,8 @@ class Guard:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be a positive integer, got {concurrency!r}")
         items = [_checked(i) for i in intents]
+        import asyncio
+
         slots = asyncio.Semaphore(concurrency)
 
         async def one(intent: Intent) -> Delivery:
@@ -245,7 +244,7 @@ def guarded(
     events: Events | None = None,
     consumer: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    asleep: Callable[[float], Awaitable[None]] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     seed: int | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
@@ -261,7 +260,7 @@ def guarded(
     events: Events | None = None,
     consumer: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    asleep: Callable[[float], Awaitable[None]] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     seed: int | None = None,
 ) -> Callable[P, T] | Callable[[Callable[P, T]], Callable[P, T]]:
@@ -281,7 +280,7 @@ def guarded(
         events: Where `MessageRetrying` events go; None: nowhere.
         consumer: The label for those events.
         sleep: Blocking sleep (tests pass a fake).
-        asleep: Async sleep.
+        asleep: Async sleep (default: `asyncio.sleep`).
         monotonic: The budget's clock.
         seed: Seeds the back-off jitter.
     """
