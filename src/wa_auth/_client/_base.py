@@ -275,6 +275,11 @@ class BaseClient:
         return self._ctx.phone_number_id
 
     @property
+    def business_account_id(self) -> str | None:
+        """The WhatsApp Business Account id of the calls (WABA-level ones), or None."""
+        return self._ctx.business_account_id
+
+    @property
     def consumer(self) -> str | None:
         """The label (an n8n workflow's name) this client's events carry."""
         return self._ctx.consumer
