@@ -18,7 +18,6 @@ from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
 from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
-from wa_auth.guards._apply import Applied, applying
 from wa_auth.guards._effects import Runtime
 from wa_auth.guards._flows import deliver, retrying
 from wa_auth.guards._values import Config, Handlers, RetryPolicy
@@ -26,6 +25,7 @@ from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
 
 if TYPE_CHECKING:
+    from wa_auth.guards._apply import Applied
     from wa_auth.models import TokenHealth
     from wa_auth.outbox._protocol import Outbox
     from wa_auth.webhooks import WebhookEvent
@@ -199,6 +199,9 @@ class Guard:
             )
         route = None if phone_number_id is None else str(phone_number_id)
         waba = getattr(self.client, "business_account_id", None)
+        # Imported here: the webhooks' classes cost nothing to a process that only sends.
+        from wa_auth.guards._apply import applying
+
         return applying(self._cfg, event, route, waba)  # type: ignore[arg-type]
 
     def apply(self, event: WebhookEvent, *, phone_number_id: str | None = None) -> Applied:
