@@ -249,9 +249,12 @@ def _is_dead(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)  # pragma: no cover - Windows
+        return bool(readable)  # pragma: no cover
     except (OSError, ValueError):  # pragma: no cover - a socket closed under us
         return True
 
