@@ -232,16 +232,20 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="PATH",
         help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
     )
+    _transport(p, "of a one-message send", "; a batch goes over the asyncio client either way")
+    common(p)
+
+
+def _transport(p: argparse.ArgumentParser, what: str, more: str = "") -> None:
     p.add_argument(
         "--transport",
         choices=("stdlib", "httpx"),
         default="stdlib",
         help=(
-            "HTTP of a one-message send: the standard library's http.client (default: the "
-            "quickest start) or httpx; a batch goes over the asyncio client either way"
+            f"the HTTP {what}: the standard library's http.client (default: the quickest "
+            f"start) or httpx{more}"
         ),
     )
-    common(p)
 
 
 def _check(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -260,6 +264,7 @@ def _check(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="exit 12 when the token expires within N days",
     )
+    _transport(p, "of the check")
     common(p)
 
 
