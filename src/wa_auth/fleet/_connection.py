@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from wa_auth._closing import Closing
 from wa_auth.errors import ConfigurationError, StateUnavailableError
+from wa_auth.fleet._batch import Batched
 
 if TYPE_CHECKING:
     import redis
@@ -141,6 +142,8 @@ class RedisConnection(Closing):
         }
         self.client: redis.Redis = module.Redis.from_url(url, **self._options)
         self._aclients: dict[int, redis.asyncio.Redis] = {}
+        self._scripts: dict[str, Any] = {}
+        self._batched: dict[tuple[int, str], Batched] = {}
         self._lock = threading.Lock()
         #: Monotonic time before which calls fail at once (Redis failed a call just now).
         self._down_until = 0.0
@@ -179,6 +182,24 @@ class RedisConnection(Closing):
                 # A loop closed before its client leaves only sockets the GC closes.
                 self._aclients = {loop: client}
         return client
+
+    def script(self, text: str) -> Any:
+        """Return the blocking client's `Script` of *text* (`EVALSHA`, loaded when missing)."""
+        found = self._scripts.get(text)
+        if found is None:
+            found = self._scripts[text] = self.client.register_script(text)
+        return found
+
+    def ascript(self, text: str) -> Batched:
+        """Return *text* as a script of this loop's asyncio client whose calls are pipelined."""
+        client = self.aclient()
+        key = (id(client), text)
+        found = self._batched.get(key)
+        if found is None:
+            with self._lock:
+                self._batched = {k: v for k, v in self._batched.items() if k[0] == id(client)}
+                found = self._batched[key] = Batched(client, text)
+        return found
 
     def pubsub(self) -> redis.client.PubSub:
         """Return a new blocking pub/sub connection (its own socket, no read timeout)."""

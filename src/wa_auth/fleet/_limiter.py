@@ -199,7 +199,7 @@ class RedisRateLimiter:
         """Reserve the next send for the fleet; return the seconds to wait, or None past max."""
         try:
             with self._redis.calling("reserving a send"):
-                script = self._redis.client.register_script(_ACQUIRE)
+                script = self._redis.script(_ACQUIRE)
                 answer = script(
                     self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
                 )
@@ -214,7 +214,7 @@ class RedisRateLimiter:
         """Reserve the next send for the fleet (see `acquire`)."""
         try:
             with self._redis.calling("reserving a send"):
-                script = self._redis.aclient().register_script(_ACQUIRE)
+                script = self._redis.ascript(_ACQUIRE)
                 keys = self._keys(phone_number_id, recipient)
                 answer = await script(keys, self._acquire_args(max_wait))
         except StateUnavailableError as exc:
@@ -243,7 +243,7 @@ class RedisRateLimiter:
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
             with self._redis.calling("holding a number back"):
-                self._redis.client.register_script(_PENALIZE)(*penalty)
+                self._redis.script(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
             self._fell_back(exc)
 
@@ -255,7 +255,7 @@ class RedisRateLimiter:
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
             with self._redis.calling("holding a number back"):
-                await self._redis.aclient().register_script(_PENALIZE)(*penalty)
+                await self._redis.ascript(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
             self._fell_back(exc)
 
@@ -263,7 +263,7 @@ class RedisRateLimiter:
         """Return the seconds a hold still stops the number or the pair, fleet-wide; 0: none."""
         try:
             with self._redis.calling("reading a hold"):
-                script = self._redis.client.register_script(_HELD)
+                script = self._redis.script(_HELD)
                 return self._wait(script(self._keys(phone_number_id, recipient), [])) or 0.0
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -273,7 +273,7 @@ class RedisRateLimiter:
         """Return the seconds a hold still stops the number or the pair (see `held`)."""
         try:
             with self._redis.calling("reading a hold"):
-                script = self._redis.aclient().register_script(_HELD)
+                script = self._redis.ascript(_HELD)
                 answer = await script(self._keys(phone_number_id, recipient), [])
         except StateUnavailableError as exc:
             self._fell_back(exc)

@@ -28,7 +28,8 @@ class RedisState(Closing, AsyncClosing):
     - `verdicts`: a `VerdictStore` with a local copy kept by pub/sub (`WhatsAppClient(...,
       verdicts=state.verdicts)`): a token proved dead anywhere is refused everywhere, with no
       round trip;
-    - `pauses`: a `PauseStore` (`Guard(client, pauses=state.pauses)`);
+    - `pauses`: a `PauseStore` with a local copy kept the same way (`Guard(client,
+      pauses=state.pauses)`);
     - `limiter()`: a `RateLimiter` (`Guard(client, limiter=state.limiter())`);
     - `health`: token-health reports by fingerprint; `rotation`: rotating providers' active
       candidate by compare-and-set; `ledger()`: the webhook dedupe store.
@@ -94,13 +95,15 @@ class RedisState(Closing, AsyncClosing):
         return RedisWebhookLedger(self.connection, window=window)
 
     def close(self) -> None:
-        """Stop the verdicts' listener and close the connections; idempotent."""
+        """Stop the listeners and close the connections; idempotent."""
         self.verdicts.close()
+        self.pauses.close()
         self.connection.close()
 
     async def aclose(self) -> None:
         """Close, the asyncio connections too."""
         self.verdicts.close()
+        self.pauses.close()
         await self.connection.aclose()
 
     def __repr__(self) -> str:
