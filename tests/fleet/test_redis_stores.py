@@ -14,6 +14,7 @@ import pytest
 
 from helpers import Clock
 from wa_auth.errors import ConfigurationError, StateUnavailableError, from_response
+from wa_auth.events import Counters, Events, StateFellBack
 from wa_auth.fleet import (
     RedisConnection,
     RedisState,
@@ -438,6 +439,26 @@ def test_unreachable_redis_falls_back_for_verdicts_pauses_and_the_limiter(closed
         assert limiter.acquire("1", None) == pytest.approx(0.4, abs=0.05)  # 10/4 per second
         assert limiter.fallbacks == 2
     assert any(getattr(r, "event", None) == "fleet.fallback" for r in caplog.records)
+
+
+def test_a_fall_back_is_an_event_and_a_count(closed_port):
+    """With `events=`, each fall-back is a `StateFellBack` that `Counters` counts."""
+    counters = Counters()
+    url = f"redis://:pw-canary@127.0.0.1:{closed_port}/0"
+    with RedisState(url, timeout=0.3, events=Events(counters)) as state:
+        state.verdicts.record(FP, from_response(401, REVOKED))
+        state.pauses.put(_pause())
+        limiter = state.limiter(rate=10, expected_workers=2)
+        limiter.acquire("1", None)
+        limiter.acquire("1", None)
+    assert counters.get("fleet.fallback") == 4
+    assert counters.get("fleet.fallback", "transient") == 4
+    seen: list[StateFellBack] = []
+    with RedisState(url, timeout=0.3, events=Events(seen.append)) as state:
+        state.limiter().acquire("1", None)
+    (event,) = seen
+    assert (event.store, event.address) == ("limiter", f"127.0.0.1:{closed_port}")
+    assert "pw-canary" not in repr(event.to_dict())
 
 
 def test_the_missing_extra_names_it(monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from wa_auth._closing import Closing
 from wa_auth.errors import ConfigurationError, StateUnavailableError
+from wa_auth.events import Events, StateFellBack
 from wa_auth.fleet._batch import Batched
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "RedisConnection",
     "address_of",
     "digest",
+    "fell_back",
     "text",
     "translate",
 ]
@@ -41,6 +44,8 @@ DEFAULT_TIMEOUT: Final = 2.0
 #: Seconds after a failed call during which calls fail at once (their fall-backs answer),
 #: instead of each waiting for its own timeout against a Redis that is down.
 RETRY_AFTER: Final = 1.0
+
+_log = logging.getLogger("wa_auth")
 
 _HINT: Final = (
     "wa_auth.fleet needs redis-py: install the 'redis' extra (pip install 'wa-auth[redis]')"
@@ -97,6 +102,26 @@ def translate(address: str, doing: str) -> Iterator[None]:
         raise StateUnavailableError(
             f"Redis at {address} failed while {doing}: {type(exc).__name__}", address=address
         ) from None
+
+
+def fell_back(events: Events | None, store: str, exc: StateUnavailableError, count: int) -> None:
+    """Say that *store* answered without Redis: a `StateFellBack` event, else a log warning.
+
+    Without a hub, the *count*-th fall-back is logged when it is the first or a thousandth:
+    a limiter falls back on every send while Redis is down.
+    """
+    if events is not None:
+        events.emit(StateFellBack(store=store, address=exc.address, reason=exc.message))
+        return
+    if count != 1 and count % 1000:
+        return
+    _log.warning(
+        "fleet.fallback: the %s answered without Redis (%d times): %s",
+        store,
+        count,
+        exc.message,
+        extra={"event": "fleet.fallback", "store": store, "category": exc.category},
+    )
 
 
 def digest(value: str) -> str:

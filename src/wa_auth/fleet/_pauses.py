@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import builtins
 import json
-import logging
 import threading
 from typing import Any
 
 from wa_auth._sqlite import dumps
 from wa_auth.errors import StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, text
+from wa_auth.events import Events
+from wa_auth.fleet._connection import RedisConnection, fell_back, text
 from wa_auth.fleet._mirror import Mirror
 from wa_auth.pacing import Pause
 from wa_auth.state._pauses import read_pause
 
 __all__ = ["RedisPauseStore"]
 
-_log = logging.getLogger("wa_auth")
 
 _Key = tuple[str, str]
 
@@ -36,10 +35,18 @@ class RedisPauseStore:
     Args:
         connection: The Redis (`RedisState.connection`).
         wait: Seconds the constructor waits for the first load (None: the timeout).
+        events: Where a fall-back is told (`StateFellBack`); None: logged.
     """
 
-    def __init__(self, connection: RedisConnection, *, wait: float | None = None) -> None:
+    def __init__(
+        self,
+        connection: RedisConnection,
+        *,
+        wait: float | None = None,
+        events: Events | None = None,
+    ) -> None:
         self._redis = connection
+        self.events = events
         self._hash = connection.key("pauses")
         self._local: dict[_Key, Pause] = {}
         #: Changes Redis has not taken yet (None: a clear), written when it is back.
@@ -116,11 +123,7 @@ class RedisPauseStore:
         with self._lock:
             self._dirty[key] = pause
         self.fallbacks += 1
-        _log.warning(
-            "fleet.fallback: a pause change kept in this process until Redis is back: %s",
-            exc.message,
-            extra={"event": "fleet.fallback", "store": "pauses", "category": exc.category},
-        )
+        fell_back(self.events, "pauses", exc, self.fallbacks)
 
     def _write(self, key: _Key, pause: Pause | None) -> None:
         self._keep(key, pause)

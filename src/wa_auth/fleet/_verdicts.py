@@ -15,7 +15,6 @@ import builtins
 import contextlib
 import copy
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,14 +22,13 @@ from typing import Any
 
 from wa_auth._sqlite import dumps, error_from_dict
 from wa_auth.errors import ApiError, StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection
+from wa_auth.events import Events
+from wa_auth.fleet._connection import RedisConnection, fell_back
 from wa_auth.fleet._mirror import Mirror
 from wa_auth.providers._verdicts import DEFAULT_VERDICT_TTL
 from wa_auth.state._base import positive
 
 __all__ = ["RedisVerdictStore"]
-
-_log = logging.getLogger("wa_auth")
 
 
 def _error(data: object) -> ApiError | None:
@@ -46,6 +44,7 @@ class RedisVerdictStore:
         ttl: Seconds a verdict lasts, in Redis and in every copy (`DEFAULT_VERDICT_TTL`).
         clock: Wall clock of the local copy's expiries.
         wait: Seconds the constructor waits for the first load (0: not at all).
+        events: Where a fall-back is told (`StateFellBack`); None: logged.
     """
 
     def __init__(
@@ -55,8 +54,10 @@ class RedisVerdictStore:
         ttl: float = DEFAULT_VERDICT_TTL,
         clock: Callable[[], float] = time.time,
         wait: float | None = None,
+        events: Events | None = None,
     ) -> None:
         self.ttl = positive("ttl", ttl)
+        self.events = events
         self._redis = connection
         self._clock = clock
         self._channel = connection.key("verdicts")
@@ -116,14 +117,9 @@ class RedisVerdictStore:
             op = {"op": "record", "fp": fingerprint, "error": error.to_dict(), "ttl": self.ttl}
         return dumps(op)
 
-    def _fell_back(self, exc: StateUnavailableError, fingerprint: str) -> None:
+    def _fell_back(self, exc: StateUnavailableError) -> None:
         self.fallbacks += 1
-        _log.warning(
-            "fleet.fallback: verdict on %s kept in this process only: %s",
-            fingerprint,
-            exc.message,
-            extra={"event": "fleet.fallback", "store": "verdicts", "category": exc.category},
-        )
+        fell_back(self.events, "verdicts", exc, self.fallbacks)
 
     def record(self, fingerprint: str, error: ApiError) -> None:
         """Remember, for the fleet, that the token with *fingerprint* is dead because of *error*.
@@ -139,7 +135,7 @@ class RedisVerdictStore:
                 pipe.publish(self._channel, self._message(fingerprint, error))
                 pipe.execute()
         except StateUnavailableError as exc:
-            self._fell_back(exc, fingerprint)
+            self._fell_back(exc)
 
     async def arecord(self, fingerprint: str, error: ApiError) -> None:
         """Remember, for the fleet, that the token with *fingerprint* is dead (see `record`)."""
@@ -152,7 +148,7 @@ class RedisVerdictStore:
                 pipe.publish(self._channel, self._message(fingerprint, error))
                 await pipe.execute()
         except StateUnavailableError as exc:
-            self._fell_back(exc, fingerprint)
+            self._fell_back(exc)
 
     def forget(self, fingerprint: str) -> None:
         """Drop the verdict on *fingerprint* for the fleet (an operator knows better).
