@@ -5,7 +5,9 @@ session at the prompt. Before a document's first block, the namespace gets:
 
 - `sandbox`: a running `wa_auth.sandbox.Sandbox` (seed 0, frozen clock), of this document
   alone, closed after its last block;
-- `secrets`: an empty temporary directory, standing in for `/run/secrets`, removed after.
+- `secrets`: an empty temporary directory, standing in for `/run/secrets`, removed after;
+- `postgres_dsn` (docs/outbox.md only): the URL of a real PostgreSQL that this session started
+  (`tests/pgserver.py`), for the blocks of its "PostgreSQL" section.
 
 `docs/fleet.md` also gets `redis_url`, the URL of a real `redis-server` (the `redis_url`
 fixture below, which `tests/` use too): started once per session on 127.0.0.1 with a random
@@ -23,6 +25,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from typing import Any
 import pytest
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+from sybil.sybil import SybilCollection
 
 
 def _setup(namespace: dict[str, Any]) -> None:
@@ -49,13 +53,54 @@ def _teardown(namespace: dict[str, Any]) -> None:
 #: Pages whose blocks talk to the session's real Redis (`redis_url`).
 _REDIS_PAGES = ["docs/fleet.md"]
 
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL for this session (`tests/pgserver.py`); else skip (CI=true: fail)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+    from pgserver import PostgresServer, find_bin
+
+    bindir = find_bin()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        message = (
+            "REAL COMPONENT MISSING: postgresql: initdb/pg_ctl not found "
+            "(apt-get install postgresql)"
+        )
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(message + " (CI=true: a missing component fails the run)", pytrace=False)
+        pytest.skip(message)
+    server = PostgresServer(bindir).init()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_server: Any) -> str:
+    """The URL of the session's PostgreSQL test database (its password is a test secret)."""
+    return str(postgres_server.dsn)
+
+
+#: The pages whose blocks run against the session's PostgreSQL (`postgres_dsn`).
+POSTGRES_DOCS = ["docs/outbox.md"]
+
 #: The parsers and hooks, shared with `tests/test_docs.py`, which counts what they collect.
 DOCS = Sybil(
     parsers=[PythonCodeBlockParser(), SkipParser()],
     patterns=["README.md", "docs/*.md"],
-    excludes=_REDIS_PAGES,
+    excludes=[*POSTGRES_DOCS, *_REDIS_PAGES],
     setup=_setup,
     teardown=_teardown,
+    name="docs",
+)
+POSTGRES = Sybil(
+    parsers=[PythonCodeBlockParser(), SkipParser()],
+    patterns=POSTGRES_DOCS,
+    setup=_setup,
+    teardown=_teardown,
+    fixtures=["postgres_dsn"],
+    name="postgres-docs",
 )
 REDIS_DOCS = Sybil(
     parsers=[PythonCodeBlockParser(), SkipParser()],
@@ -63,9 +108,10 @@ REDIS_DOCS = Sybil(
     setup=_setup,
     teardown=_teardown,
     fixtures=["redis_url"],
+    name="redis-docs",
 )
 
-pytest_collect_file = (DOCS + REDIS_DOCS).pytest()
+pytest_collect_file = SybilCollection([DOCS, POSTGRES, REDIS_DOCS]).pytest()
 
 
 # --- a real redis-server ---------------------------------------------------------------------

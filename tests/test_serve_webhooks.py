@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 import wa_auth
-from running import env_for
+from running import env_for, text_intent, valid
 from serving import HARD, KEY, Service, serve_env, start
 from wa_auth.sandbox import Sandbox
 
@@ -367,3 +367,109 @@ def test_a_bad_route_file_is_refused_at_start_naming_the_line(tmp_path, sb):
     assert "line 1" in run.stdout + run.stderr
     assert "secret" in run.stdout + run.stderr
     assert KEY not in run.stdout + run.stderr
+
+
+def signed(sb: Sandbox, body: bytes) -> dict[str, str]:
+    digest = hmac.new(sb.app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+def webhook_cli(*args: str) -> list[dict[str, Any]]:
+    run = subprocess.run(
+        [sys.executable, "-m", "wa_auth", "webhook", *args],
+        env=env_for(None),
+        capture_output=True,
+        text=True,
+        timeout=HARD,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return [valid(json.loads(line)) for line in run.stdout.splitlines()]
+
+
+def test_dead_letters_are_listed_and_replayed(tmp_path, sb, receivers):
+    """A forward whose last attempt failed is a dead letter (`list --failed`); `replay` puts
+    it back and the running serve delivers it once the route is up."""
+    a, b = receivers
+    path = config(tmp_path / "routes.toml", a, b, sb)
+    queue = str(tmp_path / "queue.db")
+    a.status = 500
+    args = ("--webhook-config", str(path), "--forward-attempts", "2", "--forward-backoff", "0.05")
+    service = start(hook_env(sb, WA_AUTH_WEBHOOK_QUEUE=queue), *args)
+    try:
+        sb.subscribe(service.url + "/webhook")
+        send(sb, sb.phone_number_ids[0], 1, "dead")
+        assert sb.flush_webhooks(HARD)
+        deadline = time.monotonic() + HARD
+        while len(dead := webhook_cli("list", "--queue", queue, "--failed")) < 3:
+            assert time.monotonic() < deadline, dead
+            time.sleep(0.1)
+        assert {row["route_id"] for row in dead} == {"config:a"}
+        assert {row["attempts"] for row in dead} == {2}
+        assert {row["last_error"] for row in dead} == {"the route answered HTTP 500"}
+
+        a.status = 200
+        (replayed,) = webhook_cli("replay", "--queue", queue)
+        assert replayed["replayed"] == 3
+        assert len(a.wait_for(SECRET_A, 3)) == 3
+        assert webhook_cli("list", "--queue", queue, "--failed") == []
+    finally:
+        service.stop()
+
+
+def test_a_delivery_that_cannot_be_stored_is_a_503(tmp_path, sb):
+    """While another process holds the queue file's write lock past the busy timeout, a
+    signed POST gets 503 (Meta delivers it again), never a 200; then 200 once it is free."""
+    import sqlite3
+
+    queue = str(tmp_path / "queue.db")
+    service = start(hook_env(sb), "--webhook-queue", queue)
+    body = b'{"object":"whatsapp_business_account","entry":[]}'
+    try:
+        holder = sqlite3.connect(queue, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            refused = service.call(
+                "POST", "/webhook", key=None, content=body, headers=signed(sb, body)
+            )
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert refused.status_code == 503
+        assert refused.json()["error"]["category"] == "transient"
+        stored = service.call("POST", "/webhook", key=None, content=body, headers=signed(sb, body))
+        assert stored.status_code == 200
+        assert stored.json()["ok"] is True
+    finally:
+        service.stop()
+
+
+def test_a_late_131031_by_webhook_fails_the_row_and_pauses_the_number(tmp_path, sb):
+    """A send through serve is accepted; the sandbox's late 131031 arrives signed at
+    /webhook; serve applies it: the outbox row turns failed (account_state) and the number is
+    paused, so the next send is refused without a request."""
+    outbox = str(tmp_path / "outbox.db")
+    service = start(hook_env(sb), "--outbox", outbox)
+    try:
+        sb.subscribe(service.url + "/webhook")
+        sb.fail_late(131031)
+        sent = service.call("POST", "/send", json={**text_intent("hi"), "idempotency_key": "o-1"})
+        assert sent.json()["ok"] is True, sent.json()
+        assert sb.flush_webhooks(HARD)
+        deadline = time.monotonic() + HARD
+        while True:
+            rows = service.call("GET", "/outbox").json()["rows"]
+            if rows[0]["state"] == "failed":
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.05)
+        assert rows[0]["category"] == "account_state"
+        before = len(sb.messages())
+        paused = service.call(
+            "POST", "/send", json={**text_intent("again"), "idempotency_key": "o-2"}
+        )
+        assert paused.json()["category"] == "account_state"
+        assert len(sb.messages()) == before
+        no_secret(service, sb, sent, paused)
+    finally:
+        service.stop()

@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     from wa_auth.outbox import (
         MemoryOutbox,
         Outbox,
+        PostgresOutbox,
         SqliteOutbox,
     )
     from wa_auth.pacing import (
@@ -188,6 +189,7 @@ __all__ = [
     "Pause",
     "PauseStore",
     "PhoneNumber",
+    "PostgresOutbox",
     "PrometheusSubscriber",
     "RateLimitError",
     "RateLimiter",

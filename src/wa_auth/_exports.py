@@ -98,7 +98,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "TokenInfo",
         "Usage",
     ),
-    "wa_auth.outbox": ("MemoryOutbox", "Outbox", "SqliteOutbox"),
+    "wa_auth.outbox": ("MemoryOutbox", "Outbox", "PostgresOutbox", "SqliteOutbox"),
     "wa_auth.pacing": (
         "LocalRateLimiter",
         "MemoryPauseStore",

@@ -20,7 +20,7 @@ from wa_auth._cli._usage import (
     seconds,
 )
 
-__all__ = ["MARKABLE", "outbox", "sandbox", "serve", "state"]
+__all__ = ["MARKABLE", "outbox", "sandbox", "serve", "state", "webhook_queue"]
 
 
 _OUTBOX_EPILOG = """\
@@ -354,4 +354,33 @@ def _webhook_options(p: Parser) -> None:
         type=positive_seconds,
         metavar="S",
         help="wait before the second attempt, doubled each time up to 300 s (default 1)",
+    )
+
+
+def webhook_queue(actions: argparse._SubParsersAction[Parser]) -> None:
+    """Add `list` and `replay` (serve's forward queue) to the `webhook` command's actions."""
+    ls = actions.add_parser(
+        "list",
+        help="the forwards waiting for their route, or (--failed) the dead letters",
+        description=(
+            "Print serve's queued forwards, one JSON line each, oldest first: those waiting "
+            "for their route, or with --failed the dead letters (the last attempt failed)."
+        ),
+        epilog="example:\n  wa-auth webhook list --queue webhooks.db --failed\n",
+    )
+    ls.add_argument("--queue", metavar="PATH", help="serve's webhook queue file")
+    ls.add_argument("--failed", action="store_true", help="the dead letters")
+    ls.add_argument("--limit", type=positive_int, default=100, metavar="N", help="at most N (100)")
+    replay = actions.add_parser(
+        "replay",
+        help="put dead letters back in their routes' queues",
+        description=(
+            "Put the dead letters (all, or those of --seq) back in their routes' queues; a "
+            "running wa-auth serve sends them within a second, after the route's pending ones."
+        ),
+        epilog="example:\n  wa-auth webhook replay --queue webhooks.db --seq 12\n",
+    )
+    replay.add_argument("--queue", metavar="PATH", help="serve's webhook queue file")
+    replay.add_argument(
+        "--seq", type=positive_int, action="append", metavar="N", help="this one (repeat)"
     )

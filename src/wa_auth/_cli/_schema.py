@@ -11,7 +11,7 @@ import json
 from typing import Any, Final
 
 from wa_auth import _table
-from wa_auth._cli import _codes
+from wa_auth._cli import _codes, _schema_webhook
 from wa_auth._cli._hooks_schema import HOOK_LINES, SERVE_WEBHOOK, hook_defs
 from wa_auth._cli._output import ERROR_KEYS
 from wa_auth.guards import DELIVERY_STATES
@@ -387,6 +387,7 @@ def schema() -> dict[str, Any]:
         },
         description="state clear, serve's POST /state/clear: the verdicts and pauses dropped",
     )
+    webhook = _schema_webhook.defs()
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -435,6 +436,7 @@ def schema() -> dict[str, Any]:
                 "state_list",
                 "state_clear",
                 *HOOK_LINES,
+                *webhook,
             )
         ],
         "$defs": {
@@ -464,6 +466,7 @@ def schema() -> dict[str, Any]:
             "state_list": state_list,
             "state_clear": state_clear,
             **hook_defs(),
+            **webhook,
         },
     }
 

@@ -6,7 +6,8 @@
   queues their forwards in one commit (`WebhookQueue.aadmit`), applies the admitted events to
   the guard and the outbox, then forgets the delivery. Killed anywhere, the next start picks
   the delivery up where it was: a delivery not admitted is admitted then (nothing was
-  recorded), an admitted one is applied again (the outbox's `apply_status` is idempotent).
+  recorded), an admitted one is applied again (the outbox's `apply_status` is idempotent; a
+  handler may run a second time for a kill at that very point).
 - one task per route sends that route's forwards in order: the oldest pending one, until the
   route answers 2xx, with a doubling back-off between attempts; after the last attempt it
   becomes a dead letter and the next goes. A route that is down holds back its own queue and
@@ -31,7 +32,7 @@ from wa_auth._cli._serve._hooks_settings import MAX_BACKOFF, HookSettings
 from wa_auth._cli._serve._queue import Delivery, Forward, WebhookQueue
 from wa_auth._cli._serve._routes import KEY_HEADER, SIGNATURE_HEADER, Route, sign
 from wa_auth.errors import WhatsAppError
-from wa_auth.webhooks import MessageStatus, parse
+from wa_auth.webhooks import parse
 from wa_auth.webhooks._admission import APPLY, _emit
 
 __all__ = ["Fanout", "apply_event"]
@@ -45,17 +46,12 @@ APPLY_ATTEMPTS: Final = 5
 _log = logging.getLogger("wa_auth.serve")
 
 
-async def apply_event(guard: Any, outbox: Any, event: Any) -> None:
-    """Apply *event* to the guard (`aapply`) and, for a status, to the outbox (`aapply_status`).
+async def apply_event(guard: Any, event: Any) -> None:
+    """Apply *event* to the guard (`Guard.aapply`): what a raised error of its category does.
 
-    Either step is skipped where the object has no such method (an older guard or outbox).
+    The guard's outbox turns a failed status's row `failed` on the way (`aapply_status`).
     """
-    aapply = getattr(guard, "aapply", None)
-    if callable(aapply):
-        await aapply(event)
-    status = getattr(outbox, "aapply_status", None)
-    if isinstance(event, MessageStatus) and callable(status):
-        await status(event)
+    await guard.aapply(event)
 
 
 class Fanout:
@@ -65,8 +61,8 @@ class Fanout:
         settings: The webhook settings (the forwards' timeout, attempts and back-off).
         queue: The queue file.
         routes: The routes of the configuration file.
-        guard: What admitted events are applied to (`aapply`), or None.
-        outbox: What admitted statuses are applied to (`aapply_status`), or None.
+        guard: What admitted events are applied to (`aapply`, which applies a status to the
+            guard's outbox too), or None.
         events: Where the admissions' events go (`webhook.accepted`, ...), or None.
         clock: The wall clock of the retries.
     """
@@ -78,14 +74,12 @@ class Fanout:
         routes: Sequence[Route],
         *,
         guard: Any = None,
-        outbox: Any = None,
         events: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.queue = queue
         self.guard = guard
-        self.outbox = outbox
         self.events = events
         self._clock = clock
         self.routes: dict[str, Route] = {route.id: route for route in routes}
@@ -178,33 +172,54 @@ class Fanout:
             if not batch:
                 await self._nap("", POLL)
                 continue
-            for delivery in batch:
-                await self._one(delivery)
+            await self._batch(batch)
 
-    async def _one(self, delivery: Delivery) -> None:
-        events = parse(delivery.body)
-        try:
-            if delivery.verdicts is None:
-                admitted = await self.queue.aadmit(delivery, events, list(self.routes.values()))
-                for decided in admitted:
-                    _emit(self.events, decided)
-                verdicts: Sequence[str] = [decided.verdict for decided in admitted]
-                for route_id in self.routes:
-                    self._wake(route_id)
-            else:
-                verdicts = delivery.verdicts
-            for event, verdict in zip(events, verdicts, strict=False):
-                if verdict == APPLY:
-                    await apply_event(self.guard, self.outbox, event)
-            await self.queue.adone(delivery)
-        except Exception:  # noqa: BLE001 - a delivery that cannot be applied waits, never ends the task
-            _log.warning("a webhook delivery could not be admitted or applied: retrying it")
-            with contextlib.suppress(WhatsAppError):
-                if delivery.attempts + 1 >= APPLY_ATTEMPTS:
-                    _log.error("a webhook delivery was given up after its last attempt")
-                    await self.queue.adone(delivery)
+    async def _batch(self, batch: Sequence[Delivery]) -> None:
+        """Admit the new deliveries of *batch* in one commit, apply every one, forget them."""
+        parsed = [(delivery, parse(delivery.body)) for delivery in batch]
+        verdicts = {d.id: d.verdicts for d in batch if d.verdicts is not None}
+        fresh = [(delivery, events) for delivery, events in parsed if delivery.verdicts is None]
+        # A batch that fails (a row SQLite refuses) is admitted again one delivery at a time,
+        # so one bad delivery waits alone.
+        groups = [fresh] if fresh else []
+        for group in groups:
+            try:
+                admitted = await self.queue.aadmit(group, list(self.routes.values()))
+            except Exception:  # noqa: BLE001 - retried below, one delivery at a time
+                if len(group) > 1:
+                    groups += [[one] for one in group]
                 else:
-                    await self.queue.aretry(delivery, self._backoff(delivery.attempts + 1))
+                    await self._failed(group[0][0])
+                continue
+            for (delivery, _), decided in zip(group, admitted, strict=True):
+                for one in decided:
+                    _emit(self.events, one)
+                verdicts[delivery.id] = tuple(one.verdict for one in decided)
+            for route_id in self.routes:
+                self._wake(route_id)
+        done = []
+        for delivery, events in parsed:
+            if delivery.id not in verdicts:
+                continue
+            try:
+                for event, verdict in zip(events, verdicts[delivery.id], strict=False):
+                    if verdict == APPLY and self.guard is not None:
+                        await apply_event(self.guard, event)
+            except Exception:  # noqa: BLE001 - a delivery that cannot be applied waits
+                await self._failed(delivery)
+                continue
+            done.append(delivery)
+        with contextlib.suppress(WhatsAppError):
+            await self.queue.adone(done)
+
+    async def _failed(self, delivery: Delivery) -> None:
+        _log.warning("a webhook delivery could not be admitted or applied: retrying it")
+        with contextlib.suppress(WhatsAppError):
+            if delivery.attempts + 1 >= APPLY_ATTEMPTS:
+                _log.error("a webhook delivery was given up after its last attempt")
+                await self.queue.adone([delivery])
+            else:
+                await self.queue.aretry(delivery, self._backoff(delivery.attempts + 1))
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.settings.forward_backoff * 2 ** (attempts - 1), MAX_BACKOFF))

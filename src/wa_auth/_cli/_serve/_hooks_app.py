@@ -7,7 +7,7 @@ applying and forwarding happen after the answer (`_fanout`). A bad signature is 
 again: never a 200 for something lost. `GET /webhook` is the subscription handshake, checked
 against the verify token, never against a signature.
 
-The routes API (contract 5 of `docs/serve.md`): `POST /webhook/routes` registers a route (the
+The routes API (`docs/webhooks.md`): `POST /webhook/routes` registers a route (the
 same URL again replaces it and keeps its id), `GET /webhook/routes` lists them,
 `DELETE /webhook/routes/{id}` drops one. Both webhook paths go through `Front._handle`; only
 the routes API needs the API key.

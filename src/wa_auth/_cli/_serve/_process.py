@@ -109,7 +109,7 @@ async def _serve(
         guard = Guard(client, **guard_options, outbox=outbox)
         fanout = None
         if webhooks is not None:
-            fanout = _fanout(webhooks, guard, outbox, options["events"])
+            fanout = _fanout(webhooks, guard, options["events"])
             await fanout.start()
         service = Service(
             config,
@@ -173,9 +173,7 @@ async def _serve(
     return _codes.OK
 
 
-def _fanout(
-    webhooks: tuple[HookSettings, Sequence[Route]], guard: Any, outbox: Any, events: Any
-) -> Any:
+def _fanout(webhooks: tuple[HookSettings, Sequence[Route]], guard: Any, events: Any) -> Any:
     """Open the webhook queue file and return the pipeline over it (not started)."""
     from wa_auth._cli._serve._fanout import Fanout
     from wa_auth._cli._serve._queue import WebhookQueue
@@ -183,7 +181,7 @@ def _fanout(
 
     hooks, routes = webhooks
     queue = WebhookQueue(hooks.queue, window=DEFAULT_WINDOW, max_keys=DEFAULT_MAX_KEYS)
-    return Fanout(hooks, queue, routes, guard=guard, outbox=outbox, events=events)
+    return Fanout(hooks, queue, routes, guard=guard, events=events)
 
 
 def _pool(client: Any) -> int:

@@ -159,6 +159,7 @@ class WebhookQueue:
         window: The ledger's window, in seconds.
         max_keys: The ledger's size bound.
         clock: The wall clock.
+        create: Create the file when it does not exist (`wa-auth webhook` never does).
     """
 
     def __init__(
@@ -168,8 +169,9 @@ class WebhookQueue:
         window: float,
         max_keys: int,
         clock: Callable[[], float] = time.time,
+        create: bool = True,
     ) -> None:
-        self.db = Database(path, SCHEMA, flush_interval=0.0)
+        self.db = Database(path, SCHEMA, flush_interval=0.0, create=create)
         self.path = self.db.path
         self.window = window
         self.max_keys = max_keys
@@ -211,42 +213,47 @@ class WebhookQueue:
         return await self.db.arun(job, write=False)
 
     async def aadmit(
-        self, delivery: Delivery, events: Sequence[Any], routes: Sequence[Route]
-    ) -> list[Admission]:
-        """Admit *events* of *delivery* and queue the forwards of those to apply, in one commit.
+        self, batch: Sequence[tuple[Delivery, Sequence[Any]]], routes: Sequence[Route]
+    ) -> list[list[Admission]]:
+        """Admit each delivery's events and queue their forwards: one commit for *batch*.
 
-        Returns the admissions (a delivery admitted already is not admitted again: its
-        verdicts are what the commit recorded).
+        Only the events to apply are forwarded; each delivery is marked `admitted` with its
+        verdicts. Returns each delivery's admissions, in order.
         """
         bounds = Bounds(self._clock(), self.window, self.max_keys)
-        bodies = [forward_body(event) for event in events]
+        bodies = [[forward_body(event) for event in events] for _, events in batch]
 
-        def job(conn: sqlite3.Connection) -> list[Admission]:
+        def job(conn: sqlite3.Connection) -> list[list[Admission]]:
             ledger = _ConnLedger(conn, bounds)
-            admitted = [run(admission(event), ledger) for event in events]
-            for event, body, decided in zip(events, bodies, admitted, strict=True):
-                if decided.verdict != APPLY:
-                    continue
-                for route in routes:
-                    if matches(route, event):
-                        conn.execute(
-                            "INSERT OR IGNORE INTO wa_serve_forwards (route_id, key, type, body, "
-                            "created_at) VALUES (?, ?, ?, ?, ?)",
-                            (route.id, event.key, event.type, body, bounds.now),
-                        )
-            conn.execute(
-                "UPDATE wa_serve_deliveries SET state = 'admitted', verdicts = ? WHERE id = ?",
-                (json.dumps([a.verdict for a in admitted]), delivery.id),
-            )
-            return admitted
+            found = []
+            for (delivery, events), forwards in zip(batch, bodies, strict=True):
+                admitted = [run(admission(event), ledger) for event in events]
+                for event, body, decided in zip(events, forwards, admitted, strict=True):
+                    if decided.verdict != APPLY:
+                        continue
+                    for route in routes:
+                        if matches(route, event):
+                            conn.execute(
+                                "INSERT OR IGNORE INTO wa_serve_forwards (route_id, key, type, "
+                                "body, created_at) VALUES (?, ?, ?, ?, ?)",
+                                (route.id, event.key, event.type, body, bounds.now),
+                            )
+                conn.execute(
+                    "UPDATE wa_serve_deliveries SET state = 'admitted', verdicts = ? WHERE id = ?",
+                    (json.dumps([a.verdict for a in admitted]), delivery.id),
+                )
+                found.append(admitted)
+            return found
 
         return await self.db.arun(job)
 
-    async def adone(self, delivery: Delivery) -> None:
-        """Forget a delivery whose events were all applied."""
-        await self.db.arun(
-            lambda c: c.execute("DELETE FROM wa_serve_deliveries WHERE id = ?", (delivery.id,))
-        )
+    async def adone(self, deliveries: Sequence[Delivery]) -> None:
+        """Forget deliveries whose events were all applied."""
+        ids = [(delivery.id,) for delivery in deliveries]
+        if ids:
+            await self.db.arun(
+                lambda c: c.executemany("DELETE FROM wa_serve_deliveries WHERE id = ?", ids)
+            )
 
     async def aretry(self, delivery: Delivery, delay: float) -> None:
         """Come back to a delivery whose events could not all be applied, in *delay* s."""

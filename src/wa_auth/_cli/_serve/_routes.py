@@ -5,8 +5,8 @@ ids, WABA ids, Meta's change fields, event types); an event goes to every route 
 it passes (a filter left out, or empty, passes everything). Routes come from a TOML or JSON
 file (`--webhook-config`), checked at start-up with errors that name the route, the key and
 the line, and from the routes API (`POST /webhook/routes`), checked with errors that name the
-field. The forward's body (`forward_body`) and signature (`sign`) are contract 5 of
-`docs/serve.md`. No aiohttp here.
+field. The forward's body (`forward_body`) and signature (`sign`) are described in
+`docs/webhooks.md`. No aiohttp here.
 """
 
 from __future__ import annotations
