@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         OutboxUnavailableError,
         RateLimitError,
         RequestValidationError,
+        StateUnavailableError,
         TokenExpiredError,
         TokenRevokedError,
         TokenSourceMalformedError,
@@ -75,6 +76,9 @@ if TYPE_CHECKING:
         TokenHealthWarning,
         TokenInvalidated,
     )
+    from wa_auth.fleet import (
+        RedisState,
+    )
     from wa_auth.guards import (
         Delivery,
         Guard,
@@ -103,6 +107,7 @@ if TYPE_CHECKING:
     from wa_auth.outbox import (
         MemoryOutbox,
         Outbox,
+        PostgresOutbox,
         SqliteOutbox,
     )
     from wa_auth.pacing import (
@@ -183,9 +188,11 @@ __all__ = [
     "Pause",
     "PauseStore",
     "PhoneNumber",
+    "PostgresOutbox",
     "PrometheusSubscriber",
     "RateLimitError",
     "RateLimiter",
+    "RedisState",
     "RefreshPolicy",
     "RefreshingTokenProvider",
     "RequestValidationError",
@@ -202,6 +209,7 @@ __all__ = [
     "SqliteRateLimiter",
     "SqliteVerdictStore",
     "StateFile",
+    "StateUnavailableError",
     "StaticTokenProvider",
     "SuccessResult",
     "Token",

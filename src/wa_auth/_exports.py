@@ -29,6 +29,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "OutboxUnavailableError",
         "RateLimitError",
         "RequestValidationError",
+        "StateUnavailableError",
         "TokenExpiredError",
         "TokenRevokedError",
         "TokenSourceMalformedError",
@@ -72,6 +73,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "TokenHealthWarning",
         "TokenInvalidated",
     ),
+    "wa_auth.fleet": ("RedisState",),
     "wa_auth.guards": (
         "Delivery",
         "Guard",
@@ -95,7 +97,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "TokenInfo",
         "Usage",
     ),
-    "wa_auth.outbox": ("MemoryOutbox", "Outbox", "SqliteOutbox"),
+    "wa_auth.outbox": ("MemoryOutbox", "Outbox", "PostgresOutbox", "SqliteOutbox"),
     "wa_auth.pacing": (
         "LocalRateLimiter",
         "MemoryPauseStore",

@@ -27,6 +27,7 @@ WhatsAppError
 │   └── AllCandidatesRejectedError  every candidate of a rotating provider is known dead
 ├── OutboxError                   an outbox or state file is missing, locked, corrupt or newer
 │   └── OutboxUnavailableError    a full disk or a lock held too long: try again (transient)
+├── StateUnavailableError         a fleet's shared store (Redis) did not answer (transient)
 └── WebhookSignatureError         a webhook's signature or verify token did not match
 ```
 
@@ -64,6 +65,7 @@ __all__ = [
     "OutboxUnavailableError",
     "RateLimitError",
     "RequestValidationError",
+    "StateUnavailableError",
     "TokenExpiredError",
     "TokenRevokedError",
     "TokenSourceMalformedError",
@@ -525,6 +527,25 @@ class OutboxUnavailableError(OutboxError):
         "Free space on the disk of the outbox or state file named in the message (or find the "
         "process holding its lock), then try again."
     )
+
+
+class StateUnavailableError(WhatsAppError):
+    """A fleet's shared store did not answer; `address` names it (`host:port`, no password).
+
+    For example, Redis is down, unreachable, slow past its timeout or refused the password.
+    Its category is `transient` and it is `retryable`; nothing of the call was decided.
+    """
+
+    category: ClassVar[str] = _table.TRANSIENT
+    retryable: bool = True
+    operator_action: str = "Check that the Redis server named in the message is up and reachable."
+    _data: ClassVar[tuple[str, ...]] = ("address",)
+    #: `host:port` (or the socket path) of the store; never its password.
+    address: str = ""
+
+    def __init__(self, message: str, *, address: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.address = address
 
 
 class WebhookSignatureError(WhatsAppError, ValueError):

@@ -43,6 +43,7 @@ __all__ = [
     "Pause",
     "PauseStore",
     "RateLimiter",
+    "check_rate",
 ]
 
 #: Meta's default throughput tier: messages per second per business phone number.
@@ -58,6 +59,27 @@ _MAX_PAIRS: Final = 100_000
 
 #: A number's key (its id) or a pair's ((number id, recipient)) in the holds.
 _Key = str | tuple[str, str]
+
+
+def check_rate(per_second: object) -> float:
+    """Return *per_second* as a float when it is a rate a limiter can pace at.
+
+    A positive, finite number of messages per second (not a bool); what every limiter's
+    `set_rate` checks before it changes anything.
+
+    Raises:
+        ConfigurationError: Anything else (zero, negative, NaN, infinity, a string, ...).
+    """
+    if (
+        isinstance(per_second, bool)
+        or not isinstance(per_second, (int, float))
+        or not math.isfinite(per_second)
+        or per_second <= 0
+    ):
+        raise ConfigurationError(
+            f"a rate must be a positive, finite number of messages per second, got {per_second!r}"
+        )
+    return float(per_second)
 
 
 @runtime_checkable
@@ -85,6 +107,14 @@ class RateLimiter(Protocol):
         """
         ...
 
+    def set_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Pace the number at *per_second* from now on (a new throughput tier, by webhook).
+
+        Raises:
+            ConfigurationError: *per_second* fails `check_rate`.
+        """
+        ...
+
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
     ) -> float | None:
@@ -97,6 +127,10 @@ class RateLimiter(Protocol):
 
     async def aheld(self, phone_number_id: str, recipient: str | None) -> float:
         """Return the seconds a hold still stops the number or the pair (see `held`)."""
+        ...
+
+    async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Pace the number at *per_second* from now on (see `set_rate`)."""
         ...
 
 
@@ -229,6 +263,26 @@ class LocalRateLimiter:
             if recipient is not None and self._holds:
                 until = max(until, self._holds.get((phone_number_id, recipient), now))
         return max(until - now, 0.0)
+
+    def set_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Pace *phone_number_id* at *per_second* from now on (a slot already taken stays).
+
+        Raises:
+            ConfigurationError: *per_second* fails `check_rate`.
+        """
+        interval = 1.0 / check_rate(per_second)
+        with self._lock:
+            self._intervals[str(phone_number_id)] = interval
+
+    def rate(self, phone_number_id: str) -> float:
+        """Return the messages per second *phone_number_id* is paced at."""
+        with self._lock:
+            interval = self._intervals.get(phone_number_id, self._interval)
+        return 1.0 / interval if interval else math.inf
+
+    async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Pace the number at *per_second* from now on (no I/O)."""
+        self.set_rate(phone_number_id, per_second)
 
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf

@@ -1,19 +1,25 @@
 """`WhatsAppClient` over respx: every endpoint's request and model, errors, retries, transport.
 
 The tables are `tests/cases/client.py`'s; `tests/client/test_async_client.py` runs the same
-ones against `AsyncWhatsAppClient`.
+ones against `AsyncWhatsAppClient`. Each test that sends runs over both transports
+(`make_client`): httpx's, mocked by respx, and the standard library's, whose real sockets reach
+the same respx routes through `bridge`. httpx's own exceptions and `http_client=` are httpx's
+only; the stdlib transport's socket failures are `test_stdlib.py`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
+from bridge import reroute, respx_bridge
 from cases import case_id
 from cases.client import (
     AUTH_CATEGORIES,
@@ -58,14 +64,44 @@ from wa_auth.events import Events
 from wa_auth.models import MediaContent
 
 
+@pytest.fixture(params=["httpx", "stdlib"])
+def make_client(request, respx_mock) -> Iterator[Callable[..., WhatsAppClient]]:
+    """Make `WhatsAppClient`s over one transport, each answered by `respx_mock`'s routes."""
+    made: list[WhatsAppClient] = []
+    with contextlib.ExitStack() as stack:
+        bridge = (
+            stack.enter_context(respx_bridge(respx_mock)) if request.param == "stdlib" else None
+        )
+
+        def make(**options: Any) -> WhatsAppClient:
+            c = WhatsAppClient(transport=request.param, **options)
+            if bridge is not None:
+                reroute(c, bridge)
+            made.append(c)
+            return c
+
+        yield make
+        for c in made:
+            c.close()
+
+
 @pytest.fixture
-def client(counters):
-    with WhatsAppClient(
+def client(counters, make_client):
+    with make_client(
         token=TOKEN,
         phone_number_id=PHONE,
         business_account_id=WABA,
         events=Events(counters),
         consumer="n8n:orders",
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def httpx_client(counters):
+    """The client over httpx only: for httpx's own exceptions."""
+    with WhatsAppClient(
+        token=TOKEN, phone_number_id=PHONE, business_account_id=WABA, events=Events(counters)
     ) as c:
         yield c
 
@@ -180,19 +216,19 @@ def test_per_call_phone_number_id(case, client, respx_mock):
     assert route.call_count == 1
 
 
-def test_phone_number_id_required(respx_mock):
+def test_phone_number_id_required(respx_mock, make_client):
     """Without a default or a per-call phone_number_id a send fails before any request."""
     with (
-        WhatsAppClient(token=TOKEN) as c,
+        make_client(token=TOKEN) as c,
         pytest.raises(RequestValidationError, match="phone_number_id is required"),
     ):
         c.send_text("+16505076520", "hi")
     assert not respx_mock.calls
 
 
-def test_business_account_id_required(respx_mock):
+def test_business_account_id_required(respx_mock, make_client):
     """WABA-level calls without business_account_id fail before any request."""
-    with WhatsAppClient(token=TOKEN, phone_number_id=PHONE) as c:
+    with make_client(token=TOKEN, phone_number_id=PHONE) as c:
         for call in (c.list_templates, c.list_phone_numbers):
             with pytest.raises(RequestValidationError, match="business_account_id is required"):
                 call()
@@ -237,12 +273,12 @@ def test_constructor_validation():
         WhatsAppClient(token="  ")
 
 
-def test_base_url_and_api_version(respx_mock):
+def test_base_url_and_api_version(respx_mock, make_client):
     """base_url (trailing slash ignored) and api_version shape every URL."""
     route = respx_mock.post(f"http://127.0.0.1:8080/v21.0/{PHONE}/messages").respond(
         200, json=SEND_OK
     )
-    with WhatsAppClient(
+    with make_client(
         token=TOKEN,
         phone_number_id=int(PHONE),
         base_url="http://127.0.0.1:8080/",
@@ -286,7 +322,7 @@ def test_static_token_is_not_retried(client, counters, respx_mock):
 
 
 @pytest.mark.parametrize("case", TOKEN_ANSWERS, ids=case_id)
-def test_token_error_retried_once_with_new_token(case, counters, respx_mock):
+def test_token_error_retried_once_with_new_token(case, counters, respx_mock, make_client):
     """A token-class failure invalidates the token and retries exactly once with the new one."""
     category = case.category
     provider = FlipProvider(TOKEN, NEW_TOKEN)
@@ -294,9 +330,7 @@ def test_token_error_retried_once_with_new_token(case, counters, respx_mock):
         side_effect=[httpx.Response(case.status, json=case.body), httpx.Response(200, json=SEND_OK)]
     )
 
-    with WhatsAppClient(
-        token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-    ) as c:
+    with make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c:
         result = c.send_text("+16505076520", "hi", idempotency_key="k1")
 
     assert result.message_id == WAMID
@@ -311,15 +345,13 @@ def test_token_error_retried_once_with_new_token(case, counters, respx_mock):
     assert counters.get("auth.retried") == 1
 
 
-def test_second_token_failure_is_not_retried_again(counters, respx_mock):
+def test_second_token_failure_is_not_retried_again(counters, respx_mock, make_client):
     """If the new token fails too, the second error rises (caused by the first); no third try."""
     provider = FlipProvider(TOKEN, NEW_TOKEN, "EAAGthirdtoken00000000000000000")
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(401, json=EXPIRED.body)
 
     with (
-        WhatsAppClient(
-            token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-        ) as c,
+        make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c,
         pytest.raises(TokenExpiredError) as info,
     ):
         c.send_text("+16505076520", "hi")
@@ -333,14 +365,12 @@ def test_second_token_failure_is_not_retried_again(counters, respx_mock):
 
 
 @pytest.mark.parametrize("case", OTHER_ANSWERS, ids=case_id)
-def test_no_auth_retry_for_other_categories(case, counters, respx_mock):
+def test_no_auth_retry_for_other_categories(case, counters, respx_mock, make_client):
     """Permission, account, rate, transient, invalid and unknown failures are never auth-retried."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(case.status, **_content(case.body))
 
-    with WhatsAppClient(
-        token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-    ) as c:
+    with make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c:
         raised(case.cls, lambda: c.send_text("+16505076520", "hi"))
 
     assert route.call_count == 1
@@ -348,15 +378,13 @@ def test_no_auth_retry_for_other_categories(case, counters, respx_mock):
     assert counters.get("auth.retried") + counters.get("auth.token_invalidated") == 0
 
 
-def test_no_retry_when_provider_returns_same_token(counters, respx_mock):
+def test_no_retry_when_provider_returns_same_token(counters, respx_mock, make_client):
     """A provider that hands back the same token after invalidate gets no retry."""
     provider = FlipProvider(TOKEN)
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(401, json=EXPIRED.body)
 
     with (
-        WhatsAppClient(
-            token_provider=provider, phone_number_id=PHONE, events=Events(counters)
-        ) as c,
+        make_client(token_provider=provider, phone_number_id=PHONE, events=Events(counters)) as c,
         pytest.raises(TokenExpiredError),
     ):
         c.send_text("+16505076520", "hi")
@@ -366,7 +394,7 @@ def test_no_retry_when_provider_returns_same_token(counters, respx_mock):
     assert counters.get("auth.retried") == 0
 
 
-def test_debug_token_of_own_token_is_not_retried(respx_mock):
+def test_debug_token_of_own_token_is_not_retried(respx_mock, make_client):
     """Inspecting the client's own token is not re-sent with another token (it would inspect that one)."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.get(f"{BASE}/debug_token").respond(
@@ -374,7 +402,7 @@ def test_debug_token_of_own_token_is_not_retried(respx_mock):
     )
 
     with (
-        WhatsAppClient(token_provider=provider, phone_number_id=PHONE) as c,
+        make_client(token_provider=provider, phone_number_id=PHONE) as c,
         pytest.raises(TokenRevokedError),
     ):
         c.debug_token()
@@ -422,8 +450,9 @@ def test_unexpected_2xx_body_on_get_is_not_delivered(client, respx_mock):
 
 @pytest.mark.parametrize("exc", TRANSPORT_ERRORS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("operation", ["send_text", "get_phone_number"])
-def test_every_httpx_transport_error_is_mapped(exc, operation, client, counters, respx_mock):
+def test_every_httpx_transport_error_is_mapped(exc, operation, httpx_client, counters, respx_mock):
     """Every httpx.TransportError becomes TransportError (UnsupportedProtocol: RequestValidationError)."""
+    client = httpx_client
     respx_mock.route().mock(side_effect=exc)
     call = {
         "send_text": lambda: client.send_text("+16505076520", "hi"),
@@ -455,12 +484,12 @@ def test_every_httpx_transport_error_is_mapped(exc, operation, client, counters,
 @pytest.mark.parametrize(
     "exc", [httpx.DecodingError, httpx.TooManyRedirects], ids=lambda c: c.__name__
 )
-def test_other_request_errors_are_mapped(exc, client, respx_mock):
+def test_other_request_errors_are_mapped(exc, httpx_client, respx_mock):
     """httpx request errors outside TransportError do not escape either."""
     respx_mock.route().mock(side_effect=exc)
 
     with pytest.raises(TransportError):
-        client.send_text("+16505076520", "hi")
+        httpx_client.send_text("+16505076520", "hi")
 
 
 def test_owned_http_client_is_closed():

@@ -44,8 +44,16 @@ BOUND = DEADLINE + 6.0
 
 pytestmark = pytest.mark.anyio
 
-CLIENTS = [WhatsAppClient, AsyncWhatsAppClient, FastAsyncWhatsAppClient]
-IDS = ["sync", "async", "fast"]
+
+class StdlibWhatsAppClient(WhatsAppClient):
+    """`WhatsAppClient` over the standard library's transport."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(transport="stdlib", **options)
+
+
+CLIENTS = [WhatsAppClient, StdlibWhatsAppClient, AsyncWhatsAppClient, FastAsyncWhatsAppClient]
+IDS = ["sync", "stdlib", "async", "fast"]
 
 
 @pytest.fixture
@@ -83,7 +91,7 @@ def call(
     }
 
     def run() -> Any:
-        if cls is WhatsAppClient:
+        if issubclass(cls, WhatsAppClient):
             with cls(**options) as client:
                 return method(client)
 
@@ -160,10 +168,11 @@ def test_the_deadline_bounds_an_http_client_of_yours(peer, cls, http_client):
     assert "deadline passed" in str(error)
 
 
-def test_a_deadline_longer_than_the_answer_changes_nothing():
+@pytest.mark.parametrize("cls", [WhatsAppClient, StdlibWhatsAppClient], ids=["sync", "stdlib"])
+def test_a_deadline_longer_than_the_answer_changes_nothing(cls):
     """An answer that completes within the deadline is parsed as ever."""
     with TricklePeer(0.01, body=b'{"messages": [{"id": "wamid.1"}]}') as quick:
-        _took, result = call(WhatsAppClient, quick.url, send_text, deadline=HANG)
+        _took, result = call(cls, quick.url, send_text, deadline=HANG)
     assert not isinstance(result, BaseException), result
     assert result.message_id == "wamid.1"
 

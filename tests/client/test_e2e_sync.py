@@ -1,9 +1,10 @@
 """End to end: the sync client against the sandbox, for every token, account and number state
 and every fault (`tests/cases/e2e.py`); the sandbox's payloads are Meta's literal ones, never
-the client's table."""
+the client's table. Every test runs over both transports, httpx's and the stdlib's."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -20,8 +21,20 @@ wa_sandbox_server = testing.wa_sandbox_server
 wa_sandbox = testing.wa_sandbox
 
 
+#: The transport of this test's clients: set for each test by the `transport` fixture.
+_TRANSPORT = "httpx"
+
+
+@pytest.fixture(autouse=True, params=["httpx", "stdlib"])
+def transport(request, monkeypatch):
+    """Run each test over httpx and over the standard library's `http.client`."""
+    monkeypatch.setattr(sys.modules[__name__], "_TRANSPORT", request.param)
+    return request.param
+
+
 def _client(sb, token, **kw):
     return wa_auth.WhatsAppClient(
+        transport=_TRANSPORT,
         base_url=sb.base_url,
         token=token,
         phone_number_id=sb.phone_number_id,
@@ -258,5 +271,8 @@ def test_new_token_does_not_help_a_locked_account(wa_sandbox):
 
 def _client_provider(sb, provider):
     return wa_auth.WhatsAppClient(
-        base_url=sb.base_url, token_provider=provider, phone_number_id=sb.phone_number_id
+        transport=_TRANSPORT,
+        base_url=sb.base_url,
+        token_provider=provider,
+        phone_number_id=sb.phone_number_id,
     )

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from helpers import Clock
+from wa_auth.errors import ConfigurationError
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_THROUGHPUT,
@@ -17,6 +18,7 @@ from wa_auth.pacing import (
     Pause,
     PauseStore,
     RateLimiter,
+    check_rate,
 )
 
 PHONE = "106540352242922"
@@ -268,3 +270,51 @@ def test_the_state_files_limiter_holds_what_another_process_learned(tmp_path):
         assert 29.0 < asyncio.run(limiter.aheld("2", "+1555")) <= 30.0
         assert limiter.held("2", "+1666") == 0.0  # the pair's hold is that user's only
         assert 29.0 < limiter.acquire("2", "+1555") <= 30.0  # the pair limit off: still held
+
+
+# --- set_rate: a new throughput tier -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.0, math.nan, math.inf, -math.inf, True, "80", None])
+def test_check_rate_refuses_what_no_limiter_can_pace_at(value):
+    """Zero, negative, NaN, infinite, a bool or a string: `ConfigurationError` naming it."""
+    with pytest.raises(ConfigurationError, match="positive, finite number of messages"):
+        check_rate(value)
+
+
+@pytest.mark.parametrize("value", [1, 80, 1000.0, 0.5])
+def test_check_rate_returns_a_float(value):
+    """A positive finite number comes back as a float."""
+    assert check_rate(value) == float(value)
+    assert type(check_rate(value)) is float
+
+
+def test_set_rate_paces_that_number_only_from_now_on():
+    """After `set_rate(1000)` one number's sends are 1 ms apart; another keeps the default."""
+    clock = Clock(100.0)
+    limiter = LocalRateLimiter(rate=10, pair_interval=None, monotonic=clock)
+    assert limiter.acquire(PHONE, None) == 0
+    limiter.set_rate(PHONE, 1000)
+    assert limiter.rate(PHONE) == 1000
+    assert limiter.rate("other") == 10
+    # The slot the old rate reserved stays taken; the ones after it follow the new rate.
+    waits = [limiter.acquire(PHONE, None) for _ in range(3)]
+    assert waits == pytest.approx([0.1, 0.101, 0.102])
+    assert [limiter.acquire("other", None) for _ in range(2)] == pytest.approx([0, 0.1])
+
+
+def test_set_rate_refuses_a_bad_rate_and_changes_nothing():
+    """A bad rate raises before anything changes."""
+    limiter = LocalRateLimiter(rate=10)
+    with pytest.raises(ConfigurationError):
+        limiter.set_rate(PHONE, 0)
+    assert limiter.rate(PHONE) == 10
+
+
+def test_aset_rate_is_the_same():
+    """The async form sets the same rate."""
+    limiter = LocalRateLimiter(rate=10)
+    asyncio.run(limiter.aset_rate(PHONE, 20))
+    assert limiter.rate(PHONE) == 20
+    with pytest.raises(ConfigurationError):
+        asyncio.run(limiter.aset_rate(PHONE, math.nan))

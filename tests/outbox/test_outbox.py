@@ -1,4 +1,4 @@
-"""The outbox's rules on both outboxes (memory, SQLite in tmp_path) with a fake wall clock.
+"""The outbox's rules on every outbox (memory, SQLite in tmp_path, PostgreSQL) with a fake clock.
 
 Every rule is checked on `MemoryOutbox` and `SqliteOutbox` alike: what `begin` refuses, what a
 claim leases, what is replayable, what an operator may mark, what is listed, counted, purged
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import secrets
 import sqlite3
 import threading
 from typing import Any
@@ -25,7 +26,7 @@ from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationErr
 from wa_auth.guards import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
 from wa_auth.intents import Intent
 from wa_auth.models import SendResult
-from wa_auth.outbox import PENDING, SENDING, MemoryOutbox, Outbox, SqliteOutbox
+from wa_auth.outbox import PENDING, SENDING, MemoryOutbox, Outbox, PostgresOutbox, SqliteOutbox
 from wa_auth.outbox import _jobs as _outbox_jobs
 from wa_auth.outbox import _sql as _outbox_sql
 
@@ -65,15 +66,27 @@ def clock() -> Clock:
     return Clock(EPOCH)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.real_component("postgresql")),
+    ]
+)
 def make(request, tmp_path, clock):
-    """Make an outbox of the parametrized kind (SQLite ones share one file in tmp_path)."""
-    opened: list[SqliteOutbox] = []
+    """Make an outbox of the parametrized kind (SQLite ones share one file in tmp_path,
+    PostgreSQL ones a schema of this test's own in the session's server)."""
+    opened: list[Any] = []
+    schema = f"t_{secrets.token_hex(6)}"
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else ""
 
     def make(**kw: Any) -> Any:
         if request.param == "memory":
             return MemoryOutbox(clock=clock, **kw)
-        box = SqliteOutbox(tmp_path / "outbox.db", clock=clock, **kw)
+        if request.param == "postgres":
+            box = PostgresOutbox(dsn, schema=schema, clock=clock, **kw)
+        else:
+            box = SqliteOutbox(tmp_path / "outbox.db", clock=clock, **kw)
         opened.append(box)
         return box
 

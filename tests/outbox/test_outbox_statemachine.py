@@ -1,19 +1,23 @@
-"""A rule-based state machine (hypothesis) over the outbox's transitions, on both outboxes.
+"""A rule-based state machine (hypothesis) over the outbox's transitions, on every outbox.
 
-Each step (enqueue, begin, settle, claim, release, mark, purge, time passing) is applied to a
-`MemoryOutbox` and a `SqliteOutbox` in lockstep: they must answer alike (the same rows, the
+Each step (enqueue, begin, settle, claim, release, mark, a status webhook, purge, time passing)
+is applied to a `MemoryOutbox`, a `SqliteOutbox` and a `PostgresOutbox` (a schema of each
+example's own in the session's server) in lockstep: they must answer alike (the same rows, the
 same refusals), and every row must obey the state machine of `docs/outbox.md` — a row changes
-state only along its edges, a delivered row leaves `delivered` only by an operator's `mark`,
-and a row is `sending` only under a lease.
+state only along its edges, a delivered row leaves `delivered` only by an operator's `mark` or a
+late `failed` status of its own wamid (`apply_status`), and a row is `sending` only under a
+lease.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -30,8 +34,10 @@ from wa_auth.outbox import (
     PENDING,
     SENDING,
     MemoryOutbox,
+    PostgresOutbox,
     SqliteOutbox,
 )
+from wa_auth.webhooks import MessageStatus
 
 LEASE = 30.0
 KEYS = ("a", "b", "c", "d")
@@ -78,7 +84,10 @@ OUTCOMES = st.sampled_from(
 
 
 class OutboxMachine(RuleBasedStateMachine):
-    """Both outboxes, one fake clock, one set of intents."""
+    """Every outbox, one fake clock, one set of intents."""
+
+    #: The session's PostgreSQL URL (set by the test below before the machine runs).
+    dsn = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,31 +95,37 @@ class OutboxMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="wa-outbox-sm-"))
         self.memory = MemoryOutbox(lease=LEASE, clock=self.clock)
         self.sqlite = SqliteOutbox(self.dir / "o.db", lease=LEASE, clock=self.clock)
+        self.schema = f"sm_{secrets.token_hex(6)}"
+        self.postgres = PostgresOutbox(self.dsn, schema=self.schema, lease=LEASE, clock=self.clock)
         self.intents = {
             k: Intent.text("+15551234567", k, idempotency_key=k, created_at=EPOCH) for k in KEYS
         }
         self.last: dict[str, str | None] = dict.fromkeys(KEYS)
         self.marked: set[str] = set()
+        self.failed_late: set[str] = set()
 
     def clock(self) -> float:
         return self.t
 
     def teardown(self) -> None:
         self.sqlite.close()
+        self.postgres._db.run(lambda c: c.execute(f'DROP SCHEMA "{self.schema}" CASCADE'))
+        self.postgres.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def both(self, name: str, *args: Any, **kw: Any) -> Any:
-        """Call *name* on both; return the common answer (an exception's kind compares too)."""
+        """Call *name* on each; return the common answer (an exception's kind compares too)."""
         answers = []
-        for box in (self.memory, self.sqlite):
+        for box in (self.memory, self.sqlite, self.postgres):
             try:
                 answers.append(("ok", getattr(box, name)(*args, **kw)))
             except OutboxError as exc:
                 answers.append(("refused", exc.kind))
-        (a_kind, a), (b_kind, b) = answers
-        assert a_kind == b_kind, (name, answers)
-        if a_kind == "refused":
-            assert a == b, (name, answers)
+        (a_kind, a), *others = answers
+        for b_kind, b in others:
+            assert a_kind == b_kind, (name, answers)
+            if a_kind == "refused":
+                assert a == b, (name, answers)
         return answers[0]
 
     @rule(key=st.sampled_from(KEYS))
@@ -177,6 +192,27 @@ class OutboxMachine(RuleBasedStateMachine):
         if kind == "ok":
             self.marked.add(key)
 
+    @rule(
+        key=st.sampled_from(KEYS),
+        state=st.sampled_from(["sent", "delivered", "read", "failed"]),
+        own=st.booleans(),
+    )
+    def status(self, key: str, state: str, own: bool) -> None:
+        wamid = f"wamid.{key}" if own else "wamid.other"
+        errors_ = (errors.from_webhook_error({"code": 131031}),) if state == "failed" else ()
+        event = MessageStatus(
+            id=wamid, status=state, idempotency_key=key, errors=errors_, key=f"{wamid}:{state}"
+        )
+        before = self.memory.get(key)
+        _, row = self.both("apply_status", event)
+        if row is None:
+            assert before is None
+        elif row.state != before.state:
+            assert (before.state, row.state, row.reason) in {
+                (s, FAILED, "webhook:131031") for s in (DELIVERED, SENDING, MAYBE_DELIVERED)
+            }
+            self.failed_late.add(key)
+
     @rule(seconds=st.sampled_from([1.0, LEASE + 1, 700.0]))
     def wait(self, seconds: float) -> None:
         self.t += seconds
@@ -209,6 +245,7 @@ class OutboxMachine(RuleBasedStateMachine):
 
         memory, sqlite = view(self.memory), view(self.sqlite)
         assert memory == sqlite
+        assert memory == view(self.postgres)
         for key, state, *_, leased, until in memory:
             assert state in OUTBOX_STATES
             if state == SENDING:
@@ -217,11 +254,18 @@ class OutboxMachine(RuleBasedStateMachine):
             if not leased:
                 assert until is None
             before = self.last[key]
-            if before != state and key not in self.marked:
+            if before != state and key not in self.marked | self.failed_late:
                 assert state in EDGES[before], (key, before, state)
             self.last[key] = state
         self.marked.clear()
+        self.failed_late.clear()
 
 
 OutboxMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
-test_outbox_transitions = OutboxMachine.TestCase
+
+
+@pytest.mark.real_component("postgresql")
+def test_outbox_transitions(postgres_dsn):
+    """Memory, SQLite and PostgreSQL answer every sequence of steps alike."""
+    OutboxMachine.dsn = postgres_dsn
+    OutboxMachine.TestCase().runTest()

@@ -200,6 +200,19 @@ async def test_the_async_limiter_forms_store_the_penalty(state):
     assert limiter.refresh() == 1
 
 
+async def test_the_state_limiter_sets_the_wrapped_limiters_rate(state):
+    """`set_rate` / `aset_rate` reach the wrapped limiter; a bad rate is refused first."""
+    limiter = state.limiter()
+    limiter.set_rate(PHONE, 1000)
+    assert limiter.limiter.rate(PHONE) == 1000
+    await limiter.aset_rate(PHONE, 20)
+    assert limiter.limiter.rate(PHONE) == 20
+    with pytest.raises(ConfigurationError):
+        limiter.set_rate(PHONE, 0)
+    with pytest.raises(ConfigurationError):
+        await limiter.aset_rate(PHONE, float("inf"))
+
+
 # --- token health -------------------------------------------------------------------------------
 
 

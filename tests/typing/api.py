@@ -144,3 +144,29 @@ async def awebhook_receiver(raw_body: bytes, signature: str | None) -> bool:
     ledger = webhooks.MemoryWebhookLedger()
     verdicts = [(await webhooks.aadmit(e, ledger)).apply for e in webhooks.parse(raw_body)]
     return all(verdicts)
+
+
+def fleet_worker(url: str) -> float | None:
+    from wa_auth import Guard, RedisState, StateUnavailableError
+    from wa_auth.fleet import RedisRateLimiter, RotationRecord
+    from wa_auth.pacing import PauseStore, RateLimiter
+    from wa_auth.providers import VerdictStore
+    from wa_auth.webhooks import WebhookLedger
+
+    with RedisState(url, namespace="team", timeout=1.0) as state:
+        verdicts: VerdictStore = state.verdicts
+        pauses: PauseStore = state.pauses
+        limiter: RateLimiter = state.limiter(rate=80.0, expected_workers=4)
+        ledger: WebhookLedger = state.ledger(window=3600.0)
+        client = WhatsAppClient(token="t", phone_number_id="1", verdicts=verdicts)
+        Guard(client, pauses=pauses, limiter=limiter)
+        fleet_limiter: RedisRateLimiter = state.limiter()
+        fleet_limiter.set_rate("1", 1000.0)
+        won: RotationRecord | None = state.rotation.compare_and_set("main", 0, "sha256:0")
+        del ledger, won
+        try:
+            state.ping()
+        except StateUnavailableError as exc:
+            address: str = exc.address
+            del address
+        return limiter.acquire("1", None, max_wait=1.0)

@@ -118,6 +118,10 @@ def _dispatch(args: object) -> int:
         from wa_auth._cli import _state
 
         return _state.run(args)  # type: ignore[arg-type]
+    if command == "webhook":
+        from wa_auth._cli import _webhook
+
+        return _webhook.run(args)  # type: ignore[arg-type]
     from wa_auth._cli import _classify
 
     return _classify.run(args)  # type: ignore[arg-type]

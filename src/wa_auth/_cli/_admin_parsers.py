@@ -20,7 +20,7 @@ from wa_auth._cli._usage import (
     seconds,
 )
 
-__all__ = ["MARKABLE", "outbox", "sandbox", "serve", "state"]
+__all__ = ["MARKABLE", "outbox", "sandbox", "serve", "state", "webhook_queue"]
 
 
 _OUTBOX_EPILOG = """\
@@ -222,8 +222,9 @@ examples:
     -d '{{"to": "+15551234567", "type": "text", "text": {{"body": "hi"}}}}' localhost:8787/send
 
 Routes: POST /send (one intent or a list), POST /check, POST /classify, GET /outbox,
-POST /outbox/replay, POST /state/clear, GET /healthz, GET /readyz, GET /metrics. Every route
-but /healthz needs the API key (Authorization: Bearer KEY or X-API-Key: KEY).
+POST /outbox/replay, POST /state/clear, GET /healthz, GET /readyz, GET /metrics, GET and
+POST /webhook (Meta's), GET, POST /webhook/routes and DELETE /webhook/routes/ID. Every route
+but /healthz and /webhook needs the API key (Authorization: Bearer KEY or X-API-Key: KEY).
 Documentation: {docs_url("serve.md")}
 """
 
@@ -305,5 +306,81 @@ def serve(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="PATH",
         help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
     )
+    _webhook_options(p)
     configuration(p)
     p.add_argument("--verbose", action="store_true", help="log wa_auth's events on stderr")
+
+
+def _webhook_options(p: Parser) -> None:
+    w = p.add_argument_group(
+        "webhooks",
+        "POST/GET /webhook and the fan-out, on when an app secret is set "
+        "(WA_AUTH_WEBHOOK_APP_SECRET or --webhook-app-secret-file)",
+    )
+    w.add_argument(
+        "--webhook-app-secret-file",
+        metavar="PATH",
+        help="file holding the Meta app secret that signs deliveries (re-read when it changes)",
+    )
+    w.add_argument(
+        "--webhook-verify-token-file",
+        metavar="PATH",
+        help="file holding the verify token of the GET handshake (WA_AUTH_WEBHOOK_VERIFY_TOKEN)",
+    )
+    w.add_argument(
+        "--webhook-queue",
+        metavar="PATH",
+        help="SQLite file of deliveries, ledger and forwards (default: --state, else --outbox)",
+    )
+    w.add_argument(
+        "--webhook-config",
+        metavar="PATH",
+        help="TOML or JSON file of the forward routes (WA_AUTH_WEBHOOK_CONFIG)",
+    )
+    w.add_argument(
+        "--forward-timeout",
+        type=positive_seconds,
+        metavar="S",
+        help="seconds a route has to answer a forward (default 10)",
+    )
+    w.add_argument(
+        "--forward-attempts",
+        type=positive_int,
+        metavar="N",
+        help="attempts of a forward before it is a dead letter (default 12)",
+    )
+    w.add_argument(
+        "--forward-backoff",
+        type=positive_seconds,
+        metavar="S",
+        help="wait before the second attempt, doubled each time up to 300 s (default 1)",
+    )
+
+
+def webhook_queue(actions: argparse._SubParsersAction[Parser]) -> None:
+    """Add `list` and `replay` (serve's forward queue) to the `webhook` command's actions."""
+    ls = actions.add_parser(
+        "list",
+        help="the forwards waiting for their route, or (--failed) the dead letters",
+        description=(
+            "Print serve's queued forwards, one JSON line each, oldest first: those waiting "
+            "for their route, or with --failed the dead letters (the last attempt failed)."
+        ),
+        epilog="example:\n  wa-auth webhook list --queue webhooks.db --failed\n",
+    )
+    ls.add_argument("--queue", metavar="PATH", help="serve's webhook queue file")
+    ls.add_argument("--failed", action="store_true", help="the dead letters")
+    ls.add_argument("--limit", type=positive_int, default=100, metavar="N", help="at most N (100)")
+    replay = actions.add_parser(
+        "replay",
+        help="put dead letters back in their routes' queues",
+        description=(
+            "Put the dead letters (all, or those of --seq) back in their routes' queues; a "
+            "running wa-auth serve sends them within a second, after the route's pending ones."
+        ),
+        epilog="example:\n  wa-auth webhook replay --queue webhooks.db --seq 12\n",
+    )
+    replay.add_argument("--queue", metavar="PATH", help="serve's webhook queue file")
+    replay.add_argument(
+        "--seq", type=positive_int, action="append", metavar="N", help="this one (repeat)"
+    )

@@ -197,6 +197,36 @@ _UNPACED: Final = 1e6
 
 
 @contextlib.contextmanager
+def _redis_state(
+    url: str,
+    rate: float | None,
+    client_options: dict[str, Any],
+    guard_options: dict[str, Any] | None,
+) -> Iterator[Any]:
+    """Open `--redis URL` (or `WA_AUTH_REDIS_URL`) and wire its stores like a state file's.
+
+    The limiter is the fleet's `RedisRateLimiter`: at `--rate` with Meta's pair interval, so
+    every process paces one number together; without `--rate`, like a state file's, it
+    paces nothing but holds a number (or a pair) for the penalties any process received.
+    """
+    from wa_auth.fleet import RedisState
+
+    state = RedisState(url)
+    try:
+        client_options["verdicts"] = state.verdicts
+        if guard_options is not None:
+            guard_options["pauses"] = state.pauses
+            guard_options["limiter"] = (
+                state.limiter(rate=_UNPACED, pair_interval=None)
+                if rate is None
+                else state.limiter(rate=rate)
+            )
+        yield state
+    finally:
+        state.close()
+
+
+@contextlib.contextmanager
 def state_file(
     args: argparse.Namespace,
     environ: Mapping[str, str],
@@ -204,6 +234,9 @@ def state_file(
     guard_options: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Open `--state PATH` (or `WA_AUTH_STATE`) and wire it into the client and guard options.
+
+    `--redis URL` (or `WA_AUTH_REDIS_URL`) opens a `RedisState` instead: the same stores,
+    shared by a fleet.
 
     What one short-lived run learns, the next one knows: dead tokens (`verdicts`), paused
     numbers and open circuits (`pauses`), and Meta's rate-limit penalties (the limiter).
@@ -213,6 +246,17 @@ def state_file(
         OutboxUnavailableError: The disk is full or the file locked (`transient`).
     """
     path = getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None
+    url = getattr(args, "redis", None) or environ.get("WA_AUTH_REDIS_URL") or None
+    if url is not None:
+        if path is not None:
+            raise ConfigurationError(
+                "--state and --redis (WA_AUTH_STATE, WA_AUTH_REDIS_URL) both name the shared "
+                "state: give one"
+            )
+        rate = getattr(args, "rate", None)
+        with _redis_state(url, rate, client_options, guard_options) as shared:
+            yield shared
+        return
     if path is None:
         yield None
         return

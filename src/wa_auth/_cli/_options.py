@@ -70,6 +70,11 @@ def configuration(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="SQLite state file that short-lived runs share (WA_AUTH_STATE)",
     )
+    g.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis that a fleet of processes shares, instead of --state (WA_AUTH_REDIS_URL)",
+    )
 
 
 def output_options(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Final
 
-from wa_auth._cli import _admin_parsers
+from wa_auth._cli import _admin_parsers, _webhook_parsers
 from wa_auth._cli._options import common, docs_url, output_options
 from wa_auth._cli._usage import (
     Parser,
@@ -56,6 +56,7 @@ examples:
   wa-auth state list --state state.db
   wa-auth sandbox --port 8765
   wa-auth serve --outbox outbox.db                      # n8n's HTTP Request and Code nodes
+  wa-auth webhook verify --input body.json --signature "$SIG"   # exit 13: not Meta's
 
 The token comes from the environment (WA_ACCESS_TOKEN, WA_TOKEN_FILE or WA_VAULT_*), never
 from an argument. Output is JSON lines on stdout.
@@ -142,6 +143,7 @@ def build() -> argparse.ArgumentParser:
     _admin_parsers.state(commands)
     _admin_parsers.sandbox(commands)
     _admin_parsers.serve(commands)
+    _webhook_parsers.webhook(commands)
     return parser
 
 

@@ -11,7 +11,8 @@ import json
 from typing import Any, Final
 
 from wa_auth import _table
-from wa_auth._cli import _codes
+from wa_auth._cli import _codes, _schema_webhook
+from wa_auth._cli._hooks_schema import HOOK_LINES, SERVE_WEBHOOK, hook_defs
 from wa_auth._cli._output import ERROR_KEYS
 from wa_auth.guards import DELIVERY_STATES
 from wa_auth.outbox import OUTBOX_STATES
@@ -255,6 +256,7 @@ def schema() -> dict[str, Any]:
             "state": _NULLABLE_STR,
             "metrics": _BOOL,
             "max_connections": {"type": "integer", "minimum": 1},
+            "webhook": SERVE_WEBHOOK,
         },
         description="serve: the one line on stdout once it listens",
     )
@@ -385,6 +387,7 @@ def schema() -> dict[str, Any]:
         },
         description="state clear, serve's POST /state/clear: the verdicts and pauses dropped",
     )
+    webhook = _schema_webhook.defs()
     version = _object({"version": {"type": "string"}}, description="--version")
     sandbox = _object(
         {
@@ -432,6 +435,8 @@ def schema() -> dict[str, Any]:
                 "connections",
                 "state_list",
                 "state_clear",
+                *HOOK_LINES,
+                *webhook,
             )
         ],
         "$defs": {
@@ -460,6 +465,8 @@ def schema() -> dict[str, Any]:
             "pause": pause,
             "state_list": state_list,
             "state_clear": state_clear,
+            **hook_defs(),
+            **webhook,
         },
     }
 

@@ -3,10 +3,11 @@
 A secret pasted where a file name belongs (`WA_VAULT_TOKEN_FILE=hvs.…`) is still a secret, but
 the token providers name their file in their errors ("token file … does not exist"). So `main`
 wraps stdout and stderr for the run of a command: a line that holds the value of a variable
-whose name says TOKEN, KEY or SECRET (or of `--token-file`/`--api-key-file`) is printed with
-the variable's name in its place, `[WA_VAULT_TOKEN_FILE]`. A JSON line is rewritten as JSON
-(its strings only, so its shape stays the contract's); other lines as text. The check is a
-substring test per value, so a line without a secret costs next to nothing.
+whose name says TOKEN, KEY or SECRET (or of `--token-file`, `--api-key-file` or
+`--app-secret-file`) is printed with the variable's name in its place,
+`[WA_VAULT_TOKEN_FILE]`. A JSON line is rewritten as JSON (its strings only, so its shape
+stays the contract's); other lines as text. The check is a substring test per value, so a
+line without a secret costs next to nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from wa_auth._redact import (
 __all__ = ["ScrubbedStream", "scrubbed_output", "secrets"]
 
 #: Flags whose value names a secret's file: what follows them is treated like the variable.
-_SECRET_FILE_FLAGS: Final = ("--token-file", "--api-key-file")
+_SECRET_FILE_FLAGS: Final = ("--token-file", "--api-key-file", "--app-secret-file")
 
 
 def secrets(environ: Mapping[str, str], argv: Sequence[str]) -> tuple[tuple[str, str], ...]:

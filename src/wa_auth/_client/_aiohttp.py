@@ -16,12 +16,11 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-import httpx
 from typing_extensions import Unpack
 
 from wa_auth import _deadline
 from wa_auth._client._async import AsyncClientBase
-from wa_auth._client._base import ClientOptions, plain_cause, transport_error
+from wa_auth._client._base import ClientOptions, plain_cause, timeouts, transport_error
 from wa_auth._core import Request, Response, auth_headers
 from wa_auth._redact import redact_text
 from wa_auth._version import package_version
@@ -30,6 +29,7 @@ from wa_auth.providers import Token
 
 if TYPE_CHECKING:
     import aiohttp
+    import httpx
 
 __all__ = ["FastAsyncWhatsAppClient"]
 
@@ -58,13 +58,13 @@ def _import_aiohttp() -> ModuleType:
     return aiohttp
 
 
-def _client_timeout(aiohttp_mod: ModuleType, timeout: float | httpx.Timeout) -> Any:
+def _client_timeout(aiohttp_mod: ModuleType, timeout: float | httpx.Timeout | None) -> Any:
     """Translate an httpx-style timeout into `aiohttp.ClientTimeout`.
 
     aiohttp's `connect` covers waiting for a pooled connection *and* opening one, so it is
     httpx's pool plus connect budget; aiohttp has no write timeout.
     """
-    t = httpx.Timeout(timeout)
+    t = timeouts(timeout)
     pool_and_connect = None if t.pool is None or t.connect is None else t.pool + t.connect
     return aiohttp_mod.ClientTimeout(
         total=None,

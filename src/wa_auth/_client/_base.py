@@ -9,10 +9,10 @@ exceptions at one boundary. Nothing here names a concrete client.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
-import httpx
 from typing_extensions import ParamSpec, TypedDict
 
 from wa_auth._context import Context, TTLCache
@@ -33,24 +33,68 @@ from wa_auth.providers import (
 )
 from wa_auth.providers._base import as_provider
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_SYNC_MAX_IN_FLIGHT",
-    "DEFAULT_TIMEOUT",
+    "DEFAULT_TIMEOUTS",
     "DEFAULT_TOKEN_HEALTH_TTL",
-    "USER_AGENT",
     "BaseClient",
     "ClientOptions",
+    "Timeouts",
+    "default_user_agent",
     "method_signature",
     "plain_cause",
+    "python_library",
+    "timeouts",
     "transport_error",
 ]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+
+class Timeouts(NamedTuple):
+    """Seconds each wait of a request may take alone (None: no limit), as httpx names them."""
+
+    connect: float | None
+    read: float | None
+    write: float | None
+    #: The wait for a free connection (the in-flight gate's).
+    pool: float | None
+
+
+#: 5 s to connect, 15 s for each other wait: httpx's `Timeout(15.0, connect=5.0)`.
+DEFAULT_TIMEOUTS: Final = Timeouts(connect=5.0, read=15.0, write=15.0, pool=15.0)
+
+
+def timeouts(timeout: float | httpx.Timeout | None) -> Timeouts:
+    """Return the `Timeouts` of a client's *timeout=* (seconds, an `httpx.Timeout`, or None).
+
+    None is the default (`DEFAULT_TIMEOUTS`); a number bounds every wait alike. An
+    `httpx.Timeout` is read by its attributes, so this never imports httpx.
+    """
+    if timeout is None:
+        return DEFAULT_TIMEOUTS
+    if isinstance(timeout, (int, float)):
+        seconds = float(timeout)
+        return Timeouts(seconds, seconds, seconds, seconds)
+    return Timeouts(timeout.connect, timeout.read, timeout.write, timeout.pool)
+
+
+def default_user_agent(library: str) -> str:
+    """Return the default User-Agent: wa_auth's version and the HTTP library's (*library*)."""
+    return f"wa-auth/{package_version()} {library}"
+
+
+def python_library() -> str:
+    """The `http.client` of this Python, as the stdlib transport's User-Agent names it."""
+    return f"python-http.client/{sys.version_info[0]}.{sys.version_info[1]}"
+
+
 #: Seconds one call may take, every wait included: the in-flight gate, the token, the pool, the
 #: connect, each read and write, and the one retry with a new token. httpx's timeouts bound
 #: each wait alone, so a peer that trickles its answer would otherwise hold a call forever. Twice
@@ -65,8 +109,6 @@ DEFAULT_SYNC_MAX_IN_FLIGHT: Final = 32
 #: queue, whose per-request work grows with its waiters (measured on loopback at 256 in flight:
 #: about 3x the CPU per message without the gate).
 DEFAULT_MAX_IN_FLIGHT: Final = 2 * 32
-
-USER_AGENT: Final = f"wa-auth/{package_version()} httpx/{httpx.__version__}"
 
 
 def transport_error(
@@ -189,8 +231,12 @@ class BaseClient:
             ),
             health_cache=TTLCache(token_health_ttl),
         )
-        self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-        self._headers = {"User-Agent": user_agent or USER_AGENT, "Accept": "application/json"}
+        #: As given: None is the default (`timeouts()` and each transport read it).
+        self._timeout = timeout
+        #: The User-Agent is the transport's to default (`default_user_agent()`), when not given.
+        self._headers = {"Accept": "application/json"}
+        if user_agent is not None:
+            self._headers["User-Agent"] = user_agent
         self._max_in_flight = max_in_flight
         #: Each call's deadline: its seconds, and its words for the errors that quote it.
         self._deadline = (float(deadline), f"the client's {deadline:g} s deadline")
@@ -229,6 +275,11 @@ class BaseClient:
     def phone_number_id(self) -> str | None:
         """The default phone number id of the calls."""
         return self._ctx.phone_number_id
+
+    @property
+    def business_account_id(self) -> str | None:
+        """The WhatsApp Business Account id of the calls (WABA-level ones), or None."""
+        return self._ctx.business_account_id
 
     @property
     def consumer(self) -> str | None:

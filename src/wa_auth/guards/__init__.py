@@ -35,6 +35,7 @@ from wa_auth._delivery import (
     Delivery,
 )
 from wa_auth._exports import claim as _claim
+from wa_auth.guards._apply import Applied
 from wa_auth.guards._guard import Guard, guarded, requires_scopes
 from wa_auth.guards._values import Handlers, RetryPolicy, decide
 
@@ -45,6 +46,7 @@ __all__ = [
     "FAILED",
     "MAYBE_DELIVERED",
     "QUEUED",
+    "Applied",
     "Delivery",
     "Guard",
     "Handlers",

@@ -65,7 +65,7 @@ from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 if TYPE_CHECKING:
     from wa_auth.models import PhoneNumber, SendResult, TokenHealth
 
-__all__ = ["COUNTING", "NO_CIRCUIT", "PROBE", "Config", "deliver", "retrying"]
+__all__ = ["COUNTING", "NO_CIRCUIT", "PROBE", "Config", "deliver", "learn", "retrying"]
 
 #: What a number's circuit is to one intent (see `_held`).
 NO_CIRCUIT: Final = "none"
@@ -149,7 +149,7 @@ def _attempts(
             # Meta answered, if not with a success: it is up, whatever the circuit counted.
             yield from close_circuit(cfg, intent, route)
             circuit = NO_CIRCUIT
-        stop = yield from _learn(cfg, intent, route, error, wall)
+        stop = yield from learn(cfg, intent.consumer, intent.to, route, error, wall)
         decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
         if stop is None and decision.retry:
             cfg.events.emit(
@@ -290,13 +290,24 @@ def _scopes(cfg: Config, until: float) -> PolicyFlow[WhatsAppError | None]:
     )
 
 
-def _learn(
-    cfg: Config, intent: Intent, route: str | None, error: WhatsAppError, wall: float
+def learn(
+    cfg: Config,
+    consumer: str | None,
+    recipient: str | None,
+    route: str | None,
+    error: WhatsAppError,
+    wall: float,
 ) -> PolicyFlow[float | None]:
-    """Record what a failure says about the number; return seconds until it can send, to stop."""
+    """Record what a failure says about the number; return seconds until it can send, to stop.
+
+    A send's failure and a webhook's (`Guard.apply`) both go through here: an account-state
+    failure pauses the number, a rate limit's retry_after holds the number (or the pair to
+    *recipient*), a transient failure counts towards the number's circuit.
+    """
     if route is None:
         return None
     category = error.category
+    consumer = consumer or cfg.consumer
     if category == _table.ACCOUNT_STATE:
         until = wall + cfg.policy.probe_interval
         yield PutPause(
@@ -311,7 +322,7 @@ def _learn(
         )
         cfg.events.emit(
             SenderPaused(
-                consumer=intent.consumer or cfg.consumer,
+                consumer=consumer,
                 token_fingerprint=fingerprint_of(error),
                 phone_number_id=route,
                 category=category,
@@ -322,14 +333,15 @@ def _learn(
         return cfg.policy.probe_interval
     if category == _table.RATE_LIMITED and cfg.limiter and error.retry_after:
         pair = getattr(error, "code", None) in PAIR_LIMIT_CODES
-        yield Penalize(route, intent.to if pair else None, error.retry_after)
+        if not pair or recipient is not None:
+            yield Penalize(route, recipient if pair else None, error.retry_after)
     if category == _table.TRANSIENT:
-        return (yield from _circuit_failure(cfg, intent, route, error, wall))
+        return (yield from _circuit_failure(cfg, consumer, route, error, wall))
     return None
 
 
 def _circuit_failure(
-    cfg: Config, intent: Intent, route: str, error: WhatsAppError, wall: float
+    cfg: Config, consumer: str | None, route: str, error: WhatsAppError, wall: float
 ) -> PolicyFlow[float | None]:
     """Count a transient failure; open (or re-open) the circuit past the threshold."""
     policy = cfg.policy
@@ -362,7 +374,7 @@ def _circuit_failure(
     )
     cfg.events.emit(
         CircuitOpened(
-            consumer=intent.consumer or cfg.consumer,
+            consumer=consumer,
             token_fingerprint=fingerprint_of(error),
             phone_number_id=route,
             failures=failures,

@@ -21,6 +21,7 @@ from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
 from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
+from wa_auth.guards._apply import Applied, applying
 from wa_auth.guards._effects import Runtime
 from wa_auth.guards._flows import deliver, retrying
 from wa_auth.guards._values import Config, Handlers, RetryPolicy
@@ -30,6 +31,7 @@ from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore
 if TYPE_CHECKING:
     from wa_auth.models import TokenHealth
     from wa_auth.outbox._protocol import Outbox
+    from wa_auth.webhooks import WebhookEvent
 
 __all__ = ["Guard", "guarded", "requires_scopes"]
 
@@ -187,6 +189,54 @@ class Guard:
                     return Delivery(state=FAILED, intent=intent, error=exc, reason="outbox")
 
         return list(await asyncio.gather(*(one(i) for i in items)))
+
+    # --- webhooks -------------------------------------------------------------------------------
+
+    def _applying(self, event: object, phone_number_id: str | None) -> Any:
+        if not hasattr(event, "key") or not hasattr(event, "type"):
+            raise TypeError(
+                f"guard.apply() takes a webhook event (wa_auth.webhooks.parse), "
+                f"got {type(event).__name__}"
+            )
+        route = None if phone_number_id is None else str(phone_number_id)
+        waba = getattr(self.client, "business_account_id", None)
+        return applying(self._cfg, event, route, waba)  # type: ignore[arg-type]
+
+    def apply(self, event: WebhookEvent, *, phone_number_id: str | None = None) -> Applied:
+        """Do for a webhook *event* what a raised error of its category does; return what.
+
+        A failed status turns its outbox row `failed`, calls the category's handlers once
+        (with the intent, when the outbox has it) and teaches the number what a send's failure
+        would: a late 131031 pauses it. An account update that stops sending calls its
+        handlers, pauses the number of an account-state failure and, for an uninstalled app
+        (`PARTNER_APP_UNINSTALLED`), records a verdict on the tokens the client's provider
+        hands out for that WABA; one that resumes sending clears the pause; a throughput
+        upgrade sets the limiter's rate. Emits `WebhookApplied`. Apply each event once: pass
+        only what `wa_auth.webhooks.admit` lets through.
+
+        Args:
+            event: A webhook event (`wa_auth.webhooks.parse`).
+            phone_number_id: The number the event is about when it names none (a quality
+                update names its number by the display number only; an account update names
+                the WABA: without this, the client's number when the client was made for
+                that WABA).
+
+        Raises:
+            TypeError: *event* is not a webhook event, or the outbox or verdict store is an
+                async-only one.
+            WhatsAppError: The outbox or pause store failed (`OutboxError`, ...): nothing
+                reported it applied; release the admission so a redelivery is applied.
+        """
+        return run(self._applying(event, phone_number_id), self._runtime)  # type: ignore[no-any-return]
+
+    async def aapply(self, event: WebhookEvent, *, phone_number_id: str | None = None) -> Applied:
+        """Do for a webhook *event* what a raised error of its category does (see `apply`).
+
+        Raises:
+            TypeError: *event* is not a webhook event.
+            WhatsAppError: The outbox or pause store failed.
+        """
+        return await arun(self._applying(event, phone_number_id), self._runtime)
 
     # --- operators ------------------------------------------------------------------------------
 

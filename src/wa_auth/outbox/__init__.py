@@ -12,12 +12,15 @@ outbox doing I/O never blocks an event loop, and a fleet's Redis outbox fits unc
 SQLite file in WAL mode that several processes may share (n8n starts one per execution): one
 writer thread per outbox commits the changes of concurrent sends together (group commit),
 off the event loop, and a row found in `sending` with its lease lapsed becomes
-`maybe_delivered`, never sent twice without the operator's say.
+`maybe_delivered`, never sent twice without the operator's say. `PostgresOutbox(url)` keeps
+the same rows by the same rules in PostgreSQL, for a fleet of workers on many hosts (claims
+with `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN/NOTIFY`; the `postgres` extra).
 
 The package, by module: `_values` (the states, a row, the statistics, a replay's report and
 the rules on a row), `_protocol` (`Outbox` and `Replayer`), `_replay` (replay, written once as
 effects), `_common` (the checks and the replay both stores share), `_memory` (`MemoryOutbox`),
-`_sql` (the schema and the SQL), `_jobs` (the writer's jobs) and `_sqlite` (`SqliteOutbox`).
+`_sql` (the schema and the SQL), `_jobs` (the writer's jobs), `_sqlite` (`SqliteOutbox`), `_pg`
+(the PostgreSQL tables and jobs) and `_postgres` (`PostgresOutbox`).
 Nothing here imports `wa_auth.guards`: a replay takes a `Replayer`.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 from wa_auth._exports import claim as _claim
 from wa_auth.outbox._memory import MemoryOutbox
+from wa_auth.outbox._postgres import PostgresOutbox
 from wa_auth.outbox._protocol import Outbox, Replayer
 from wa_auth.outbox._sqlite import SqliteOutbox
 from wa_auth.outbox._values import (
@@ -50,6 +54,7 @@ __all__ = [
     "Outbox",
     "OutboxRow",
     "OutboxStats",
+    "PostgresOutbox",
     "Replay",
     "Replayer",
     "SqliteOutbox",

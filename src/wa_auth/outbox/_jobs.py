@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -31,6 +31,7 @@ from wa_auth.outbox._sql import (
     SETTLE_NEW,
     SQLITE_MAX_INT,
     chunks,
+    error_json,
     many_rows,
     marks,
     row_from,
@@ -44,7 +45,11 @@ from wa_auth.outbox._values import (
     OutboxRow,
     OutboxStats,
     begin_refusal,
+    status_failure,
 )
+
+if TYPE_CHECKING:
+    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["Jobs"]
 
@@ -307,6 +312,37 @@ class Jobs:
         row = self.get(conn, key)
         assert row is not None
         return row
+
+    def apply_status(
+        self, conn: sqlite3.Connection, event: MessageStatus, now: float
+    ) -> OutboxRow | None:
+        """Apply a status webhook to the row its key names (`status_failure`); return the row."""
+        key = event.idempotency_key
+        if not key:
+            return None
+        found = conn.execute(
+            "SELECT state, message_id FROM wa_outbox WHERE idempotency_key = ?", (key,)
+        ).fetchone()
+        if found is None:
+            return None
+        fields = status_failure(found[0], found[1], event)
+        if fields is not None:
+            error = fields["error"]
+            conn.execute(
+                "UPDATE wa_outbox SET state = ?, category = ?, reason = ?, error = ?, "
+                "message_id = ?, not_before = NULL, lease_owner = NULL, lease_until = NULL, "
+                "updated_at = ? WHERE idempotency_key = ?",
+                (
+                    fields["state"],
+                    fields["category"],
+                    fields["reason"],
+                    error_json(error) if error is not None else None,
+                    fields["message_id"],
+                    now,
+                    key,
+                ),
+            )
+        return self.get(conn, key)
 
     def get(self, conn: sqlite3.Connection, key: str) -> OutboxRow | None:
         """Return the row of *key*, or None."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wa_auth._delivery import DELIVERED, EXPIRED, MAYBE_DELIVERED
+from wa_auth._delivery import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED
 from wa_auth.errors import OutboxError
 from wa_auth.intents import Intent
 from wa_auth.outbox._common import (
@@ -37,12 +37,14 @@ from wa_auth.outbox._values import (
     begin_refusal,
     is_dead_letter,
     replayable,
+    status_failure,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
     from wa_auth._delivery import Delivery
+    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["MemoryOutbox"]
 
@@ -133,7 +135,15 @@ class MemoryOutbox(Replaying):
         with self._lock:
             row = self._rows.get(intent.idempotency_key)
             if row is not None and (
-                row.state == DELIVERED or (row.state == EXPIRED and delivery.state != DELIVERED)
+                row.state == DELIVERED
+                or (row.state == EXPIRED and delivery.state != DELIVERED)
+                # A status webhook failed this very wamid before its send was settled.
+                or (
+                    row.state == FAILED
+                    and row.message_id is not None
+                    and result is not None
+                    and row.message_id == result.message_id
+                )
             ):
                 return
             fields: dict[str, Any] = {
@@ -275,6 +285,22 @@ class MemoryOutbox(Replaying):
             self._rows[idempotency_key] = row
         return row
 
+    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names; return that row, or None (see `Outbox`)."""
+        key = event.idempotency_key
+        if not key:
+            return None
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                return None
+            fields = status_failure(row.state, row.message_id, event)
+            if fields is None:
+                return row
+            row = attrs.evolve(row, updated_at=self.clock(), **fields)
+            self._rows[key] = row
+        return row
+
     def get(self, idempotency_key: str) -> OutboxRow | None:
         """Return the row of *idempotency_key*, or None."""
         return self._rows.get(idempotency_key)
@@ -398,6 +424,10 @@ class MemoryOutbox(Replaying):
     ) -> OutboxRow:
         """Set a row's state by hand (no I/O)."""
         return self.mark(idempotency_key, state, reason=reason, message_id=message_id)
+
+    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names (no I/O)."""
+        return self.apply_status(event)
 
     async def aget(self, idempotency_key: str) -> OutboxRow | None:
         """Return the row of *idempotency_key* (no I/O)."""

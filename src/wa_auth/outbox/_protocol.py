@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from wa_auth._delivery import Delivery
     from wa_auth.events import Events
     from wa_auth.providers import TokenProvider
+    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["Outbox", "OutboxRow", "OutboxStats", "Replay", "ReplayClient", "Replayer"]
 
@@ -79,6 +80,18 @@ class Outbox(Protocol):
         message_id: str | None = None,
     ) -> OutboxRow:
         """Set a row's state by hand (`MARKABLE_STATES`): an operator's decision."""
+        ...
+
+    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row its `idempotency_key` names; return that row.
+
+        Meta echoes the `biz_opaque_callback_data` a guard sends, which is the intent's
+        idempotency key. A `failed` status turns a `delivered`, `sending` or `maybe_delivered`
+        row `failed`, with the event's category and the reason `webhook:<Graph code>`; any
+        other status, or a row already over, is left as it is (`status_failure`). Applying
+        the same event twice changes nothing the second time. None when the event names no
+        key, or a key this outbox does not hold.
+        """
         ...
 
     def get(self, idempotency_key: str) -> OutboxRow | None:
@@ -161,6 +174,10 @@ class Outbox(Protocol):
         message_id: str | None = None,
     ) -> OutboxRow:
         """Set a row's state by hand (see `mark`)."""
+        ...
+
+    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names (see `apply_status`)."""
         ...
 
     async def aget(self, idempotency_key: str) -> OutboxRow | None:

@@ -34,6 +34,7 @@ __all__ = [
     "SETTLE_NEW",
     "SQLITE_MAX_INT",
     "chunks",
+    "error_json",
     "intent_row",
     "many_rows",
     "marks",
@@ -99,7 +100,9 @@ SETTLE: Final = (
     "error = ?, message_id = coalesce(?, message_id), "
     "token_fingerprint = coalesce(?, token_fingerprint), not_before = ?, lease_owner = NULL, "
     "lease_until = NULL, updated_at = ? WHERE idempotency_key = ? AND state != 'delivered' "
-    "AND (state != 'expired' OR ? = 'delivered')"
+    "AND (state != 'expired' OR ? = 'delivered') "
+    # A status webhook failed this very wamid before its send was settled: it stays failed.
+    "AND NOT coalesce(state = 'failed' AND message_id = ?, 0)"
 )
 INSERT_MANY: Final = (
     "INSERT INTO wa_outbox (idempotency_key, intent, state, consumer, phone_number_id, "
@@ -119,6 +122,7 @@ SETTLE_MANY_HEAD: Final = (
 SETTLE_MANY_TAIL: Final = (
     ") AS v WHERE wa_outbox.idempotency_key = v.column10 AND wa_outbox.state != 'delivered' "
     "AND (wa_outbox.state != 'expired' OR v.column1 = 'delivered') "
+    "AND NOT coalesce(wa_outbox.state = 'failed' AND wa_outbox.message_id = v.column6, 0) "
     "RETURNING wa_outbox.idempotency_key"
 )
 SETTLE_NEW: Final = (
@@ -211,17 +215,18 @@ def settle_values(delivery: Delivery, now: float) -> tuple[Any, ...]:
         delivery.attempts,
         delivery.category,
         delivery.reason,
-        _error_json(error.to_dict()) if error is not None else None,
+        error_json(error.to_dict()) if error is not None else None,
         message_id,
         fingerprint,
         delivery.not_before,
         now,
         delivery.intent.idempotency_key,
         delivery.state,
+        message_id,
     )
 
 
-def _error_json(data: dict[str, Any]) -> str:
+def error_json(data: dict[str, Any]) -> str:
     """Return an error's JSON, always storable: a peer's lone surrogate is escaped in it."""
     text = _ENCODE(data)
     return text if encodable(text) else dumps(data)
@@ -274,7 +279,7 @@ def row_from(r: Sequence[Any], path: str) -> OutboxRow:
         attempts,
         category,
         reason,
-        error_json,
+        error_text,
         message_id,
         fingerprint,
         not_before,
@@ -288,7 +293,7 @@ def row_from(r: Sequence[Any], path: str) -> OutboxRow:
         updated_at,
     ) = r
     intent = _intent_of(intent_json, row_id, key, path)
-    error = loads_object(error_json)
+    error = loads_object(error_text)
     delivery = None
     if state in DELIVERY_STATES:
         delivery = Delivery(

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from wa_auth._delivery import Delivery
     from wa_auth.errors import OutboxError
+    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["DEFAULT_CHECK_TIMEOUT", "SqliteOutbox"]
 
@@ -325,6 +326,22 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
     ) -> OutboxRow:
         """Set the row's state by hand (see `mark`)."""
         return await self._db.arun(self._mark_job(idempotency_key, state, reason, message_id))
+
+    def _status_job(self, event: MessageStatus) -> Callable[[Any], OutboxRow | None]:
+        now = self.clock()
+        return lambda c: self._jobs.apply_status(c, event, now)
+
+    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names; return that row, or None.
+
+        A `failed` status turns a `delivered`, `sending` or `maybe_delivered` row `failed`
+        with its category (see `Outbox.apply_status`); committed before it returns.
+        """
+        return self._db.run(self._status_job(event))
+
+    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names (see `apply_status`)."""
+        return await self._db.arun(self._status_job(event))
 
     # --- reading --------------------------------------------------------------------------------
 

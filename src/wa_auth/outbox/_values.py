@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -26,6 +26,9 @@ from wa_auth._delivery import (
 )
 from wa_auth.intents import Intent
 
+if TYPE_CHECKING:
+    from wa_auth.webhooks import MessageStatus
+
 __all__ = [
     "DEAD_LETTER_STATES",
     "DEFAULT_BATCH",
@@ -35,6 +38,7 @@ __all__ = [
     "PENDING",
     "REPLAYED_FAILURES",
     "SENDING",
+    "STATUS_FAILABLE",
     "TOKEN_WAIT_CATEGORIES",
     "OutboxRow",
     "OutboxStats",
@@ -42,6 +46,7 @@ __all__ = [
     "begin_refusal",
     "is_dead_letter",
     "replayable",
+    "status_failure",
 ]
 
 #: Rows a replay claims at a time (one lease transaction per batch).
@@ -68,6 +73,10 @@ DEAD_LETTER_STATES: Final = (FAILED,)
 #: worker's unsent claims go to the others, and its `sending` rows become `maybe_delivered`,
 #: this long after it died.
 DEFAULT_LEASE: Final = 300.0
+#: The states a late `failed` status webhook turns into `failed`: Meta took the message (or
+#: may have, or is being asked to), then reported that it failed. Any other state is left
+#: alone: a failed or expired row is over, and a pending or queued one was never accepted.
+STATUS_FAILABLE: Final = (DELIVERED, SENDING, MAYBE_DELIVERED)
 
 
 @attrs.frozen(kw_only=True)
@@ -273,3 +282,33 @@ def begin_refusal(
     if leased_elsewhere(lease_owner, lease_until, owner, now):
         return "busy", "is claimed by another worker"
     return None
+
+
+def status_failure(
+    state: str, message_id: str | None, event: MessageStatus
+) -> dict[str, Any] | None:
+    """Return the fields a status webhook *event* changes on a row, or None for no change.
+
+    Only a `failed` status changes anything, and only a row in `STATUS_FAILABLE` whose
+    message id (when it has one) is the event's wamid: a row sent again since (another wamid)
+    keeps what its last send learned. The row becomes `failed` with the event's category and
+    the reason `webhook:<Graph code>` (never Meta's text, never the message's); `sent`,
+    `delivered` and `read` add nothing the send did not already record. Applying the same
+    event again finds the row failed, so it changes nothing: it is idempotent.
+    """
+    if event.status != FAILED or state not in STATUS_FAILABLE:
+        return None
+    if message_id is not None and event.id != message_id:
+        return None
+    error = event.error
+    code = error.code if error is not None else None
+    return {
+        "state": FAILED,
+        "category": event.category or _table.UNKNOWN,
+        "reason": f"webhook:{code}" if code is not None else "webhook",
+        "error": error.to_dict() if error is not None else None,
+        "message_id": event.id,
+        "not_before": None,
+        "lease_owner": None,
+        "lease_until": None,
+    }

@@ -127,7 +127,7 @@ def status_change(
         }
     if status == "failed" and late_code is not None:
         obj["errors"] = [dict(LATE_ERRORS[late_code])]
-    display = digits_of(DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone_number_id)])
+    display = _display_digits(phone_number_id)
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": display, "phone_number_id": phone_number_id},
@@ -158,6 +158,12 @@ def account_update(
     return change("account_update", value, time=time)
 
 
+def _display_digits(phone_number_id: str) -> str:
+    """A number's display number as Meta writes it in webhooks: its digits only."""
+    shown = DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone_number_id)]
+    return "".join(c for c in shown if c.isdigit())
+
+
 def quality_update(
     phone_number_id: str,
     *,
@@ -168,7 +174,7 @@ def quality_update(
 ) -> dict[str, Any]:
     """Return a `phone_number_quality_update` payload for one of the sandbox's numbers."""
     value: dict[str, Any] = {
-        "display_phone_number": digits_of(DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone_number_id)]),
+        "display_phone_number": _display_digits(phone_number_id),
         "event": event,
     }
     if old_limit is not None:

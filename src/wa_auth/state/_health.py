@@ -10,7 +10,7 @@ from wa_auth._sqlite import dumps, loads_object
 from wa_auth.models import TokenHealth
 from wa_auth.state._base import NUMBER, StateBase, positive, state_file, typed
 
-__all__ = ["DEFAULT_HEALTH_TTL", "SqliteHealthCache"]
+__all__ = ["DEFAULT_HEALTH_TTL", "SqliteHealthCache", "read_health"]
 
 
 #: Seconds a stored token-health report is served (the client's own cache keeps 300 s).
@@ -33,7 +33,7 @@ _HEALTH_FIELDS: Final[dict[str, tuple[type, ...]]] = {
 }
 
 
-def _health(text: str) -> TokenHealth | None:
+def read_health(text: str) -> TokenHealth | None:
     """Return the stored report; a field of the wrong type is dropped (None without `valid`)."""
     data = loads_object(text)
     if data is None or not isinstance(data.get("valid"), bool):
@@ -71,7 +71,7 @@ class SqliteHealthCache:
             "SELECT health FROM wa_health WHERE fingerprint = ? AND expires_at > ?",
             (fingerprint, now),
         ).fetchone()
-        return _health(found[0]) if found is not None else None
+        return read_health(found[0]) if found is not None else None
 
     def _put_job(
         self, fingerprint: str, health: TokenHealth

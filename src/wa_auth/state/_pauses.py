@@ -11,7 +11,7 @@ from wa_auth._sqlite import dumps, loads_object
 from wa_auth.pacing import Pause
 from wa_auth.state._base import NUMBER, StateBase, delete, state_file, typed
 
-__all__ = ["SqlitePauseStore"]
+__all__ = ["SqlitePauseStore", "read_pause"]
 
 
 #: A stored pause's fields and their JSON types (None: may be null).
@@ -29,7 +29,7 @@ _PAUSE_FIELDS: Final[dict[str, tuple[tuple[type, ...], bool]]] = {
 _PAUSE_REQUIRED: Final = ("kind", "phone_number_id", "category", "since")
 
 
-def _pause(text: str) -> Pause | None:
+def read_pause(text: str) -> Pause | None:
     """Return the stored pause, or None for a record that is not one (edited by hand)."""
     data = loads_object(text)
     if data is None or any(name not in data for name in _PAUSE_REQUIRED):
@@ -59,12 +59,12 @@ class SqlitePauseStore:
             "SELECT pause FROM wa_pauses WHERE kind = ? AND phone_number_id = ?",
             (kind, phone_number_id),
         ).fetchone()
-        return _pause(found[0]) if found is not None else None
+        return read_pause(found[0]) if found is not None else None
 
     @staticmethod
     def _list(conn: sqlite3.Connection) -> builtins.list[Pause]:
         rows = conn.execute("SELECT pause FROM wa_pauses ORDER BY kind, phone_number_id")
-        return [p for p in (_pause(r[0]) for r in rows) if p is not None]
+        return [p for p in (read_pause(r[0]) for r in rows) if p is not None]
 
     def _put_job(self, pause: Pause) -> Callable[[sqlite3.Connection], None]:
         if not isinstance(pause, Pause):

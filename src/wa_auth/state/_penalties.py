@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from wa_auth.pacing import LocalRateLimiter, RateLimiter
+from wa_auth.pacing import LocalRateLimiter, RateLimiter, check_rate
 from wa_auth.state._base import StateBase, state_file
 
 __all__ = ["SqliteRateLimiter"]
@@ -90,6 +90,24 @@ class SqliteRateLimiter:
         """
         held = getattr(self.limiter, "held", None)
         return 0.0 if held is None else float(held(phone_number_id, recipient))
+
+    def set_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Pace the number at *per_second* (the wrapped limiter's rate; not kept in the file).
+
+        Raises:
+            ConfigurationError: *per_second* fails `check_rate`.
+        """
+        rate = check_rate(per_second)
+        set_rate = getattr(self.limiter, "set_rate", None)
+        if set_rate is not None:
+            set_rate(phone_number_id, rate)
+
+    async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Pace the number at *per_second* (see `set_rate`)."""
+        rate = check_rate(per_second)
+        aset_rate = getattr(self.limiter, "aset_rate", None)
+        if aset_rate is not None:
+            await aset_rate(phone_number_id, rate)
 
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf

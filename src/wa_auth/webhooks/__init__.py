@@ -11,9 +11,9 @@ message's (`stale`). See `docs/webhooks.md`.
 Inside: `_signature` (verify_signature), `_handshake` (handle_verification), `_secret` (what a
 secret may be, and reading it), `_types` (the events `parse` returns), `_account` (what each
 account-level event means for sending), `_parse` (parse), `_ledger` (the ledger protocol and
-the memory ledger), `_admission` (the exactly-once policy as effects, and its two drivers),
-`_observed` (the events a receiver emits) and `_status_errors` (`status_errors`, the errors
-alone).
+the memory ledger), `_sqlite_ledger` (the ledger in a SQLite file processes share),
+`_admission` (the exactly-once policy as effects, and its two drivers), `_observed` (the
+events a receiver emits) and `_status_errors` (`status_errors`, the errors alone).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from wa_auth.webhooks._ledger import (
 )
 from wa_auth.webhooks._observed import (
     WebhookAccepted,
+    WebhookApplied,
     WebhookDuplicate,
     WebhookRejected,
     WebhookStale,
@@ -48,6 +49,7 @@ from wa_auth.webhooks._observed import (
 )
 from wa_auth.webhooks._parse import parse
 from wa_auth.webhooks._signature import SIGNATURE_HEADER, averify_signature, verify_signature
+from wa_auth.webhooks._sqlite_ledger import SqliteWebhookLedger
 from wa_auth.webhooks._status_errors import StatusError, status_errors
 from wa_auth.webhooks._types import (
     EFFECTS,
@@ -93,10 +95,12 @@ __all__ = [
     "MessagingError",
     "QualityUpdate",
     "SecurityEvent",
+    "SqliteWebhookLedger",
     "StatusError",
     "TemplateStatusUpdate",
     "UnknownEvent",
     "WebhookAccepted",
+    "WebhookApplied",
     "WebhookDuplicate",
     "WebhookEvent",
     "WebhookLedger",

@@ -16,7 +16,8 @@ atomic per key, so a store shared by processes needs no lock around them:
   only if it still holds *order* (a later status recorded meanwhile stays).
 
 Every method has a blocking form and an `a`-prefixed coroutine form, like the project's other
-stores. `MemoryWebhookLedger` is the one in this process's memory.
+stores. `MemoryWebhookLedger` is the one in this process's memory; `SqliteWebhookLedger`
+(`_sqlite_ledger`) the one in a SQLite file that processes share.
 """
 
 from __future__ import annotations
@@ -30,13 +31,37 @@ from typing import Final, Protocol, runtime_checkable
 
 from wa_auth.errors import ConfigurationError
 
-__all__ = ["DEFAULT_MAX_KEYS", "DEFAULT_WINDOW", "MemoryWebhookLedger", "WebhookLedger"]
+__all__ = [
+    "DEFAULT_MAX_KEYS",
+    "DEFAULT_WINDOW",
+    "MemoryWebhookLedger",
+    "WebhookLedger",
+    "check_bounds",
+]
 
 #: Meta retries a webhook for up to 7 days: a key remembered that long catches every
 #: redelivery.
 DEFAULT_WINDOW: Final = 7 * 24 * 3600.0
 #: Most keys (and, separately, most messages) remembered; the oldest go first.
 DEFAULT_MAX_KEYS: Final = 100_000
+
+
+def check_bounds(window: object, max_keys: object) -> tuple[float, int]:
+    """Return *window* and *max_keys* checked, as every ledger takes them.
+
+    Raises:
+        ConfigurationError: *window* is not a positive finite number or *max_keys* not a
+            positive integer.
+    """
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, (int, float))
+        or not 0 < window < float("inf")
+    ):
+        raise ConfigurationError("window must be a positive number of seconds")
+    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+        raise ConfigurationError("max_keys must be a positive integer")
+    return float(window), max_keys
 
 
 @runtime_checkable
@@ -103,12 +128,7 @@ class MemoryWebhookLedger:
         max_keys: int = DEFAULT_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
-            raise ConfigurationError("window must be a positive number of seconds")
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ConfigurationError("max_keys must be a positive integer")
-        self.window = float(window)
-        self.max_keys = max_keys
+        self.window, self.max_keys = check_bounds(window, max_keys)
         self._clock = clock
         #: key -> when it expires; in expiry order, since the window is the same for all.
         self._keys: OrderedDict[str, float] = OrderedDict()

@@ -16,6 +16,7 @@ from wa_auth.events import Event
 
 __all__ = [
     "WebhookAccepted",
+    "WebhookApplied",
     "WebhookDuplicate",
     "WebhookRejected",
     "WebhookStale",
@@ -76,6 +77,22 @@ class WebhookAccepted(_Admitted):
     name: ClassVar[str] = "webhook.accepted"
 
     category: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WebhookApplied(_Admitted):
+    """A guard applied a webhook event (`Guard.apply`): what a raised error would have done.
+
+    *actions* names what it did, in order: `outbox` (the intent's row turned failed),
+    `handlers` (the category's handlers were called), `paused` (the number is paused),
+    `resumed`, `verdicts` (the tokens of an uninstalled app are known dead), `rate` (the
+    number's throughput changed); empty when the event changes nothing for sending.
+    """
+
+    name: ClassVar[str] = "webhook.applied"
+
+    category: str | None = None
+    actions: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

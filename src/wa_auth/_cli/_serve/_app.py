@@ -33,7 +33,7 @@ from wa_auth._cli._output import (
     refused_line,
     timed_out_line,
 )
-from wa_auth._cli._serve._front import Front
+from wa_auth._cli._serve._hooks_app import HookRoutes
 from wa_auth._cli._serve._http import (
     DEFAULT_ROWS,
     ROUTES,
@@ -58,7 +58,7 @@ from wa_auth.outbox._common import with_sender
 OUTBOX_CHECK_TIMEOUT = 6.0
 
 
-class Service(Front):
+class Service(HookRoutes):
     """The routes of `wa-auth serve` over one client, one guard and (optionally) one outbox.
 
     Takes the arguments of `Front`.
@@ -79,7 +79,21 @@ class Service(Front):
             "/metrics": self._metrics,
         }
         for path, method in ROUTES.items():
-            app.router.add_route(method, path, self._endpoint(path, handlers[path]))
+            if path in handlers:
+                app.router.add_route(method, path, self._endpoint(path, handlers[path]))
+        hooks: dict[tuple[str, str], Handler] = {
+            ("GET", "/webhook"): self._webhook_get,
+            ("POST", "/webhook"): self._webhook_post,
+            ("GET", "/webhook/routes"): self._routes_get,
+            ("POST", "/webhook/routes"): self._routes_post,
+        }
+        for (method, path), handler in hooks.items():
+            app.router.add_route(method, path, self._endpoint(path, handler))
+        app.router.add_route(
+            "DELETE",
+            "/webhook/routes/{id}",
+            self._endpoint("/webhook/routes/{id}", self._routes_delete),
+        )
         app.router.add_route("*", "/{tail:.*}", self._endpoint("unmatched", self._unmatched))
         return app
 

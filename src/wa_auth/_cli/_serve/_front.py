@@ -23,7 +23,7 @@ from wa_auth._cli import _codes
 from wa_auth._cli._output import access_line, write
 from wa_auth._cli._serve._http import (
     METHODS,
-    OPEN_ROUTE,
+    OPEN_ROUTES,
     Answer,
     Handler,
     Rejected,
@@ -54,6 +54,7 @@ class Front:
             WABA and the consumer, which result lines and checks name.
         outbox: The outbox (the guard's), or None.
         metrics: A `PrometheusSubscriber` subscribed to the client's events, or None.
+        webhooks: The webhook pipeline (`_fanout.Fanout`), or None: no webhook endpoint.
         log: Where the access-log lines go (stderr).
         monotonic: The interval clock of the timeouts.
         clock: The wall clock of the log lines.
@@ -70,6 +71,7 @@ class Front:
         options: Mapping[str, Any],
         outbox: Any = None,
         metrics: Any = None,
+        webhooks: Any = None,
         log: IO[str] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
@@ -80,6 +82,7 @@ class Front:
         self.guard = guard
         self.outbox = outbox
         self.metrics = metrics
+        self.webhooks = webhooks
         self._options = dict(options)
         self._defaults = {k: options.get(k) for k in ("phone_number_id", "consumer")}
         self._log = sys.stderr if log is None else log
@@ -111,7 +114,7 @@ class Front:
         started = self._monotonic()
         deadline = started + self.settings.request_timeout
         try:
-            if route != OPEN_ROUTE:
+            if route not in OPEN_ROUTES:
                 self._admit(request)
             answer = await handler(request, deadline)
         except Rejected as exc:
@@ -227,6 +230,30 @@ class Front:
                 f"send Content-Type: application/json, not {mime[:100]!r}",
                 rule="serve/content_type",
             )
+        raw = await self._raw(request, deadline)
+        if optional and not raw.strip():
+            return {}
+        try:
+            return json_input.loads(raw)
+        except json_input.JSONInputError as exc:
+            message = str(exc) if exc.not_json else f"the body is refused: {exc}"
+            raise Rejected(
+                400,
+                "invalid_request",
+                message.replace("not valid JSON", "the body is not valid JSON", 1),
+                rule="serve/json",
+            ) from None
+
+    async def _raw(self, request: web.Request, deadline: float) -> bytes:
+        """Return the request's body as it arrived, bounded in size and time.
+
+        Raises:
+            Rejected: 413 for a body over the limit, 408 for a body that did not arrive in
+                time, 400 for a malformed encoding or framing.
+        """
+        limit = self.settings.max_body
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large(limit)
         timeout = max(0.0, deadline - self._monotonic())
         try:
             raw = await wait_for(request.read(), timeout)
@@ -247,15 +274,4 @@ class Front:
                 "the body could not be read: its Content-Encoding or chunked framing is malformed",
                 rule="serve/json",
             ) from None
-        if optional and not raw.strip():
-            return {}
-        try:
-            return json_input.loads(raw)
-        except json_input.JSONInputError as exc:
-            message = str(exc) if exc.not_json else f"the body is refused: {exc}"
-            raise Rejected(
-                400,
-                "invalid_request",
-                message.replace("not valid JSON", "the body is not valid JSON", 1),
-                rule="serve/json",
-            ) from None
+        return raw

@@ -21,8 +21,9 @@ from wa_auth.errors import (
     ConfigurationError,
 )
 
-#: The one route that answers without the API key: it says only that the process is alive.
-OPEN_ROUTE: Final = "/healthz"
+#: The routes that answer without the API key: `/healthz` says only that the process is alive;
+#: `/webhook` is Meta's, which proves itself by the signature (POST) or the verify token (GET).
+OPEN_ROUTES: Final = frozenset({"/healthz", "/webhook"})
 #: Every route and its method; any other method on these paths is a 405.
 ROUTES: Final = {
     "/send": "POST",
@@ -34,6 +35,8 @@ ROUTES: Final = {
     "/healthz": "GET",
     "/readyz": "GET",
     "/metrics": "GET",
+    "/webhook": "GET, POST",
+    "/webhook/routes": "GET, POST",
 }
 #: Methods the access log names; any other is logged as `OTHER` (it is the caller's text).
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -30,10 +30,13 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import write
+from wa_auth._cli._serve._hooks_settings import HookSettings, hook_settings
+from wa_auth._cli._serve._routes import Route, load_config
 from wa_auth._cli._serve._settings import MAX_LINE, settings
 from wa_auth._version import package_version
 from wa_auth.errors import ConfigurationError
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     environ = _config.environ()
     config = settings(args, environ)
+    hooks = hook_settings(args, environ, state=config.state, outbox=config.outbox)
+    routes = load_config(hooks.config, environ) if hooks is not None and hooks.config else ()
     options = _config.client_options(args, environ)
     guard_options = _guard_options(args)
     metrics = _metrics(options)
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     with _config.state_file(args, environ, options, guard_options), routed(sys.stderr):
         outbox = open_outbox(config.outbox, create=True) if config.outbox else None
         try:
-            return asyncio.run(_serve(config, options, guard_options, outbox, metrics))
+            webhooks = (hooks, routes) if hooks is not None else None
+            return asyncio.run(_serve(config, options, guard_options, outbox, metrics, webhooks))
         finally:
             if outbox is not None:
                 outbox.close()
@@ -86,6 +92,7 @@ async def _serve(
     guard_options: dict[str, Any],
     outbox: Any,
     metrics: Any,
+    webhooks: tuple[HookSettings, Sequence[Route]] | None = None,
 ) -> int:
     from aiohttp import web
 
@@ -100,8 +107,18 @@ async def _serve(
     started = time.monotonic()
     async with FastAsyncWhatsAppClient(**options) as client:
         guard = Guard(client, **guard_options, outbox=outbox)
+        fanout = None
+        if webhooks is not None:
+            fanout = _fanout(webhooks, guard, options["events"])
+            await fanout.start()
         service = Service(
-            config, client=client, guard=guard, options=options, outbox=outbox, metrics=metrics
+            config,
+            client=client,
+            guard=guard,
+            options=options,
+            outbox=outbox,
+            metrics=metrics,
+            webhooks=fanout,
         )
 
         def on_signal(sig: signal.Signals) -> None:
@@ -137,7 +154,7 @@ async def _serve(
             port = runner.addresses[0][1]
             for sig in _SIGNALS:
                 loop.add_signal_handler(sig, on_signal, sig)
-            write(_info(config, port, metrics is not None, cap))
+            write(_info(config, port, metrics is not None, cap, fanout))
             try:
                 await stopped.wait()
             finally:
@@ -148,8 +165,23 @@ async def _serve(
             # Closes the listener, lets the requests in flight finish (up to the shutdown
             # timeout, then cancels them), and closes the idle connections.
             await runner.cleanup()
+            if fanout is not None:
+                # What was stored and not yet forwarded stays in the queue for the next start.
+                await fanout.stop()
+                fanout.queue.close()
     write(_lifecycle("stopped", service, started), sys.stderr)
     return _codes.OK
+
+
+def _fanout(webhooks: tuple[HookSettings, Sequence[Route]], guard: Any, events: Any) -> Any:
+    """Open the webhook queue file and return the pipeline over it (not started)."""
+    from wa_auth._cli._serve._fanout import Fanout
+    from wa_auth._cli._serve._queue import WebhookQueue
+    from wa_auth.webhooks import DEFAULT_MAX_KEYS, DEFAULT_WINDOW
+
+    hooks, routes = webhooks
+    queue = WebhookQueue(hooks.queue, window=DEFAULT_WINDOW, max_keys=DEFAULT_MAX_KEYS)
+    return Fanout(hooks, queue, routes, guard=guard, events=events)
 
 
 def _pool(client: Any) -> int:
@@ -177,7 +209,9 @@ def _connection_options(config: Any) -> dict[str, Any]:
     }
 
 
-def _info(config: Any, port: int, metrics: bool, max_connections: int) -> dict[str, Any]:
+def _info(
+    config: Any, port: int, metrics: bool, max_connections: int, fanout: Any = None
+) -> dict[str, Any]:
     """Return the one line serve prints on stdout once it listens (the schema's `serve`)."""
     host = config.host if ":" not in config.host else f"[{config.host}]"
     return {
@@ -191,6 +225,9 @@ def _info(config: Any, port: int, metrics: bool, max_connections: int) -> dict[s
         "state": config.state,
         "metrics": metrics,
         "max_connections": max_connections,
+        "webhook": None
+        if fanout is None
+        else {"queue": fanout.queue.path, "routes": len(fanout.routes)},
     }
 
 

@@ -1,0 +1,460 @@
+"""The standard library's transport: `http.client` connections kept alive, under the deadline.
+
+`WhatsAppClient(transport="stdlib")` sends through `StdlibTransport`: the same flows, driver,
+gate, classifier and errors as over httpx; only the bytes on the wire go through `http.client`.
+It imports neither httpx nor asyncio, so a process that sends one message (`wa-auth send`)
+starts in a fraction of the time.
+
+What it keeps from httpx, so the two are interchangeable:
+
+- Persistent connections, one idle set per origin (scheme, host, port, proxy), at most
+  `max_idle` each; a connection the peer closed while idle is dropped before it is reused
+  (httpcore's readability check), never written to.
+- The timeouts by phase (connect, write, read; the pool's is the client's gate), each wait cut
+  to the time left before the call's deadline (`wa_auth._deadline`): every socket connect,
+  send and receive asks, so a peer that trickles its answer cannot outlive the call.
+- The same error kinds, named as httpx names them (`ConnectError`, `ConnectTimeout`,
+  `ProxyError`, `WriteError`, `WriteTimeout`, `ReadError`, `ReadTimeout`,
+  `RemoteProtocolError`) and mapped by `transport_error`: a failure before the request could
+  reach the peer says it was not sent; any later one leaves a send `maybe_delivered`.
+- `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and `NO_PROXY` from the environment (httpx's
+  rules), HTTPS through a `CONNECT` tunnel, proxy credentials from the proxy URL.
+- TLS verified against `SSL_CERT_FILE` or `SSL_CERT_DIR` when set, else certifi's bundle when
+  certifi is importable, else the system store.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from wa_auth import _deadline
+from wa_auth._client._base import Timeouts, plain_cause, transport_error
+from wa_auth._core import Request, Response, auth_headers
+from wa_auth._redact import redact_text
+from wa_auth.errors import RequestValidationError, WhatsAppError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from wa_auth.providers import Token
+
+__all__ = ["DEFAULT_MAX_IDLE", "Headers", "StdlibTransport", "proxy_for"]
+
+#: Idle connections kept per origin: httpx's `max_keepalive_connections`.
+DEFAULT_MAX_IDLE: Final = 16
+
+#: (scheme, host, port, proxy URL or None): the connections one idle set holds.
+Origin = tuple[str, str, int, str | None]
+
+
+# --- the error kinds, named as httpx names them -------------------------------------------------
+
+
+class _Failure(Exception):  # noqa: N818 - httpx's names, which the errors' text quotes
+    """One way a request failed; *not_sent* says no byte of it can have reached the peer."""
+
+    not_sent: ClassVar[bool] = False
+
+
+class ConnectError(_Failure):
+    """The connection (TCP, proxy tunnel or TLS handshake) could not be made."""
+
+    not_sent = True
+
+
+class ConnectTimeout(ConnectError):  # noqa: N818 - httpx's name
+    """The connection took longer than the connect timeout or the deadline."""
+
+
+class ProxyError(ConnectError):
+    """The proxy refused the tunnel (a 407 or 502 to `CONNECT`): nothing reached the peer."""
+
+
+class WriteError(_Failure):
+    """The request could not be written in full."""
+
+
+class WriteTimeout(WriteError):  # noqa: N818 - httpx's name
+    """Writing the request took longer than the write timeout or the deadline."""
+
+
+class ReadError(_Failure):
+    """The answer could not be read."""
+
+
+class ReadTimeout(ReadError):  # noqa: N818 - httpx's name
+    """No byte of the answer came within the read timeout, or the deadline passed."""
+
+
+class RemoteProtocolError(ReadError):
+    """The peer broke HTTP/1.1: closed without an answer, a bad status line, a cut body."""
+
+
+def _bounded(timeout: float | None, error: type[_Failure]) -> float | None:
+    """Return *timeout* cut to the time left, or raise *error* once the deadline has passed."""
+    deadline = _deadline.current()
+    if deadline is None:
+        return timeout
+    left = deadline.at - time.monotonic()
+    if left <= 0:
+        raise error(f"{deadline.what} passed")
+    return left if timeout is None or timeout > left else timeout
+
+
+def _timed_out(error: type[_Failure], exc: BaseException) -> _Failure:
+    """Return *error* for a socket timeout *exc*, naming the deadline when that was why."""
+    deadline = _deadline.passed()
+    return error(f"{deadline.what} passed" if deadline is not None else str(exc) or "timed out")
+
+
+# --- the answer, read under the deadline --------------------------------------------------------
+
+
+class _BoundedReader(io.RawIOBase):
+    """A socket's reads, each bounded by the read timeout and the time left."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self._timeout = timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(_bounded(self._timeout, ReadTimeout))
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError as exc:
+            raise _timed_out(ReadTimeout, exc) from None
+
+
+class _SocketView:
+    """What `HTTPResponse` asks of a socket (`makefile`), over a `_BoundedReader`."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        self._sock = sock
+        self._timeout = timeout
+
+    def makefile(self, mode: str) -> io.BufferedReader:  # noqa: ARG002 - always "rb"
+        return io.BufferedReader(_BoundedReader(self._sock, self._timeout))
+
+
+class _Response(http.client.HTTPResponse):
+    """An answer whose every read is bounded by the read timeout and the deadline.
+
+    The read timeout is the socket's, set before the answer is read.
+    """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_SocketView(sock, sock.gettimeout()), *args, **kwargs)  # type: ignore[arg-type]
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    response_class = _Response
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    response_class = _Response
+
+
+class Headers(Mapping[str, str]):
+    """An answer's headers, looked up without regard to case (repeated ones joined by ", ")."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        joined: dict[str, str] = {}
+        for name, value in items:
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        self._items = joined
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+
+# --- proxies and TLS, as httpx reads them from the environment ----------------------------------
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name.lower()) or os.environ.get(name.upper()) or None
+
+
+def _bypassed(host: str) -> bool:
+    """Whether `NO_PROXY` names *host* (curl's rules, as httpx applies them)."""
+    host = host.lower().strip("[]")
+    for entry in (_env("no_proxy") or "").split(","):
+        name = entry.strip().lower()
+        if "://" in name:
+            name = name.split("://", 1)[1]
+        name = name.strip("[]").rstrip("/")
+        if not name:
+            continue
+        if name == "*":
+            return True
+        if name.startswith("."):
+            if host.endswith(name):
+                return True
+        elif host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def proxy_for(scheme: str, host: str) -> str | None:
+    """Return the proxy URL the environment sets for *scheme* and *host*, or None."""
+    if _bypassed(host):
+        return None
+    proxy = _env(f"{scheme}_proxy") or _env("all_proxy")
+    if proxy is None:
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """A verifying client context with httpx's trust store: the environment, certifi, system."""
+    import ssl
+
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi comes with httpx; not with the stdlib only
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _is_dead(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle *conn* was closed by its peer (or has bytes nobody asked for)."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # pragma: no cover - a socket closed under us
+        return True
+
+
+# --- the transport ------------------------------------------------------------------------------
+
+
+class StdlibTransport:
+    """Sends a `Request` over `http.client`, reusing connections; thread-safe.
+
+    Args:
+        timeouts: The seconds of each phase (the pool's is the client's gate, not here).
+        headers: The headers every request carries (User-Agent, Accept).
+        max_idle: Idle connections kept per origin.
+    """
+
+    def __init__(
+        self, timeouts: Timeouts, headers: Mapping[str, str], *, max_idle: int = DEFAULT_MAX_IDLE
+    ) -> None:
+        self._timeouts = timeouts
+        self._headers = dict(headers)
+        self._max_idle = max_idle
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()  # held only to take or put a connection: never over I/O
+        self._context: ssl.SSLContext | None = None
+        self._closed = False
+
+    def send(self, request: Request, token: Token) -> Response:
+        """Send *request* with *token*; return the answer, or raise a `WhatsAppError`."""
+        headers = {**self._headers, **auth_headers(request, token)}
+        secret = token.reveal()
+        try:
+            return self._exchange(request, headers)
+        except WhatsAppError:
+            raise
+        except _Failure as exc:
+            error: WhatsAppError = transport_error(request, exc, not_sent=exc.not_sent)
+            error.__cause__ = plain_cause(exc, secret)
+        except (http.client.InvalidURL, ValueError, UnicodeError) as exc:
+            error = RequestValidationError(f"invalid URL: {redact_text(str(exc), secret)}")
+            error.__cause__ = plain_cause(exc, secret)
+        # Raised outside the handler: the library's exception is not the context.
+        try:
+            raise error
+        finally:
+            del error  # the traceback holds this frame: no cycle through it
+
+    def _exchange(self, request: Request, headers: dict[str, str]) -> Response:
+        url = urlsplit(request.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise RequestValidationError(
+                f"base_url must be an http(s) URL: {url.scheme or 'no scheme'} is not supported"
+            )
+        host = url.hostname
+        port = url.port or (443 if url.scheme == "https" else 80)
+        proxy = proxy_for(url.scheme, host)
+        origin: Origin = (url.scheme, host, port, proxy)
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        if proxy is not None and url.scheme == "http":
+            target = request.url  # a plain-HTTP proxy takes the absolute form
+            headers.update(_proxy_authorization(urlsplit(proxy)))
+        conn = self._take(origin)
+        reusable = False
+        try:
+            answer = self._roundtrip(conn, request, target, headers)
+            reusable = not answer.will_close
+            return Response(answer.status, Headers(answer.headers), answer.body)
+        finally:
+            if reusable:
+                self._put(origin, conn)
+            else:
+                conn.close()
+
+    def _roundtrip(
+        self,
+        conn: http.client.HTTPConnection,
+        request: Request,
+        target: str,
+        headers: dict[str, str],
+    ) -> _Answer:
+        timeouts = self._timeouts
+        if conn.sock is None:
+            conn.timeout = _bounded(timeouts.connect, ConnectTimeout)
+            try:
+                conn.connect()
+            except TimeoutError as exc:
+                raise _timed_out(ConnectTimeout, exc) from None
+            except OSError as exc:
+                if str(exc).startswith("Tunnel connection failed"):
+                    raise ProxyError(str(exc)) from None
+                raise ConnectError(str(exc) or type(exc).__name__) from None
+        sock = conn.sock
+        assert sock is not None
+        try:
+            sock.settimeout(_bounded(timeouts.write, WriteTimeout))
+            conn.request(request.method, target, body=request.content, headers=headers)
+        except TimeoutError as exc:
+            raise _timed_out(WriteTimeout, exc) from None
+        except OSError as exc:
+            raise WriteError(str(exc) or type(exc).__name__) from None
+        try:
+            sock.settimeout(timeouts.read)  # the reader's bound, cut to the deadline per read
+            answer = conn.getresponse()
+            body = answer.read()
+        except http.client.HTTPException as exc:
+            raise RemoteProtocolError(_protocol_text(exc)) from None
+        except TimeoutError as exc:
+            raise _timed_out(ReadTimeout, exc) from None
+        except OSError as exc:
+            if isinstance(exc, http.client.RemoteDisconnected):  # pragma: no cover - 3.10
+                raise RemoteProtocolError(str(exc)) from None
+            raise ReadError(str(exc) or type(exc).__name__) from None
+        return _Answer(answer.status, answer.getheaders(), body, answer.will_close)
+
+    def _take(self, origin: Origin) -> http.client.HTTPConnection:
+        """An idle connection to *origin* that is still open, or a new (unconnected) one."""
+        dead = []
+        conn = None
+        with self._lock:
+            idle = self._idle.get(origin)
+            while idle:
+                candidate = idle.pop()
+                if _is_dead(candidate):
+                    dead.append(candidate)
+                else:
+                    conn = candidate
+                    break
+        for stale in dead:
+            stale.close()
+        return conn if conn is not None else self._open(origin)
+
+    def _open(self, origin: Origin) -> http.client.HTTPConnection:
+        """A new connection (not yet connected) for *origin*: direct, or through its proxy."""
+        scheme, host, port, proxy = origin
+        if proxy is None:
+            return self._connection(scheme, host, port)
+        where = urlsplit(proxy)
+        if where.scheme != "http" or not where.hostname:
+            # http.client cannot speak TLS to the proxy inside TLS to the peer.
+            raise ProxyError(
+                f"the proxy URL must be http://host:port for the stdlib transport, got a "
+                f"{where.scheme!r} URL (use transport='httpx' for an https proxy)"
+            )
+        proxy_port = where.port or 80
+        if scheme == "http":
+            return self._connection("http", where.hostname, proxy_port)
+        # HTTPS through a CONNECT tunnel: TCP to the proxy, then TLS to the peer inside it.
+        conn = self._connection("https", where.hostname, proxy_port)
+        conn.set_tunnel(host, port, headers=_proxy_authorization(where))
+        return conn
+
+    def _connection(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        """A new connection object (not yet connected) to *host*:*port*."""
+        if scheme == "https":
+            if self._context is None:
+                self._context = _ssl_context()
+            return _HTTPSConnection(host, port, context=self._context)
+        return _HTTPConnection(host, port)
+
+    def _put(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed:
+                idle = self._idle.setdefault(origin, [])
+                if len(idle) < self._max_idle:
+                    idle.append(conn)
+                    return
+        conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection; one in use closes when its request ends."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+
+class _Answer:
+    """What one exchange brought back."""
+
+    __slots__ = ("body", "headers", "status", "will_close")
+
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, will_close: bool
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.will_close = will_close
+
+
+def _proxy_authorization(proxy: SplitResult) -> dict[str, str]:
+    """The `Proxy-Authorization` header of the credentials in a proxy URL, if any."""
+    if proxy.username is None:
+        return {}
+    credentials = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def _protocol_text(exc: http.client.HTTPException) -> str:
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"the answer ended after {len(exc.partial)} bytes of its body"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "Server disconnected without sending a response."
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,206 @@
+"""One Redis, opened: redis-py's sync and asyncio clients, the key names, the errors translated.
+
+redis-py is imported here and only here, on first use (the `redis` extra). Every call to Redis
+goes through `translate`, so nothing from `redis.*` escapes: an unreachable, slow or refusing
+server is a `StateUnavailableError` naming `host:port`, never the URL (it may hold a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from wa_auth._closing import Closing
+from wa_auth.errors import ConfigurationError, StateUnavailableError
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_TIMEOUT",
+    "RedisConnection",
+    "address_of",
+    "digest",
+    "text",
+    "translate",
+]
+
+#: The prefix of every key wa_auth writes (one Redis may serve n8n's queue too).
+DEFAULT_NAMESPACE: Final = "wa_auth"
+#: Seconds to connect to Redis, and to wait for an answer, before `StateUnavailableError`.
+DEFAULT_TIMEOUT: Final = 2.0
+#: Seconds after a failed call during which calls fail at once (their fall-backs answer),
+#: instead of each waiting for its own timeout against a Redis that is down.
+RETRY_AFTER: Final = 1.0
+
+_HINT: Final = (
+    "wa_auth.fleet needs redis-py: install the 'redis' extra (pip install 'wa-auth[redis]')"
+)
+
+
+def _redis() -> Any:
+    try:
+        import redis
+        import redis.asyncio
+    except ImportError:
+        raise ConfigurationError(_HINT) from None
+    return redis
+
+
+def address_of(url: str) -> str:
+    """Return `host:port` of a Redis URL (the socket path of `unix://`); never its password."""
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError("the Redis URL must be a non-empty string (redis://host:port/0)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError("the Redis URL cannot be read (redis://host:port/0)") from None
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigurationError(
+            f"the Redis URL must start with redis://, rediss:// or unix://, not {parts.scheme!r}"
+        )
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{port or 6379}"
+
+
+@contextlib.contextmanager
+def translate(address: str, doing: str) -> Iterator[None]:
+    """Map redis-py's errors to `StateUnavailableError` naming *address* (never a password)."""
+    redis_module = _redis()
+    try:
+        yield
+    except redis_module.exceptions.AuthenticationError:
+        raise StateUnavailableError(
+            f"Redis at {address} refused the credentials while {doing}", address=address
+        ) from None
+    except (redis_module.exceptions.ConnectionError, redis_module.exceptions.TimeoutError) as exc:
+        kind = (
+            "did not answer in time"
+            if isinstance(exc, redis_module.TimeoutError)
+            else ("is unreachable")
+        )
+        raise StateUnavailableError(
+            f"Redis at {address} {kind} while {doing}", address=address
+        ) from None
+    except redis_module.exceptions.RedisError as exc:
+        raise StateUnavailableError(
+            f"Redis at {address} failed while {doing}: {type(exc).__name__}", address=address
+        ) from None
+
+
+def digest(value: str) -> str:
+    """Return a short SHA-256 of *value*: a recipient's phone number is never a key."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def text(value: bytes | str | None) -> str | None:
+    """Return a Redis answer as text (redis-py types bytes and str alike), or None."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode("utf-8", "replace")
+
+
+class RedisConnection(Closing):
+    """One Redis server: a blocking client, an asyncio client per event loop, the key prefix.
+
+    Args:
+        url: `redis://[:password@]host:port/db` (`rediss://` for TLS, `unix://` for a socket).
+        namespace: The prefix of every key (`DEFAULT_NAMESPACE`).
+        timeout: Seconds to connect and to wait for each answer (`DEFAULT_TIMEOUT`).
+
+    Raises:
+        ConfigurationError: The URL cannot be read, or the `redis` extra is missing.
+    """
+
+    def __init__(
+        self, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.address = address_of(url)
+        if not isinstance(namespace, str) or not namespace or any(c in namespace for c in " \n"):
+            raise ConfigurationError(f"namespace must be a word, got {namespace!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
+        self.namespace = namespace
+        self.timeout = float(timeout)
+        self._url = url
+        module = _redis()
+        self._options: dict[str, Any] = {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "decode_responses": False,
+        }
+        self.client: redis.Redis = module.Redis.from_url(url, **self._options)
+        self._aclients: dict[int, redis.asyncio.Redis] = {}
+        self._lock = threading.Lock()
+        #: Monotonic time before which calls fail at once (Redis failed a call just now).
+        self._down_until = 0.0
+
+    @contextlib.contextmanager
+    def calling(self, doing: str) -> Iterator[None]:
+        """Translate redis-py's errors (`translate`); after a failure, fail at once for a while.
+
+        Raises:
+            StateUnavailableError: Redis did not answer, now or less than `RETRY_AFTER` ago.
+        """
+        if time.monotonic() < self._down_until:
+            raise StateUnavailableError(
+                f"Redis at {self.address} is unavailable (it failed less than "
+                f"{RETRY_AFTER:g} s ago) while {doing}",
+                address=self.address,
+            )
+        try:
+            with translate(self.address, doing):
+                yield
+        except StateUnavailableError:
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise
+
+    def key(self, *parts: str) -> str:
+        """Return the namespaced key of *parts* (`wa_auth:verdict:sha256:...`)."""
+        return ":".join((self.namespace, *parts))
+
+    def aclient(self) -> redis.asyncio.Redis:
+        """Return the asyncio client of the running event loop (one per loop: redis-py binds)."""
+        loop = id(asyncio.get_running_loop())
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = _redis().asyncio.Redis.from_url(self._url, **self._options)
+                # A loop closed before its client leaves only sockets the GC closes.
+                self._aclients = {loop: client}
+        return client
+
+    def pubsub(self) -> redis.client.PubSub:
+        """Return a new blocking pub/sub connection (its own socket, no read timeout)."""
+        module = _redis()
+        client = module.Redis.from_url(
+            self._url, socket_connect_timeout=self.timeout, socket_timeout=None
+        )
+        pubsub: redis.client.PubSub = client.pubsub(ignore_subscribe_messages=True)
+        return pubsub
+
+    def close(self) -> None:
+        """Close the blocking client's connections; idempotent."""
+        self.client.close()
+
+    async def aclose(self) -> None:
+        """Close this loop's asyncio client too."""
+        with self._lock:
+            clients, self._aclients = self._aclients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisConnection({self.address!r}, namespace={self.namespace!r})"

@@ -1,0 +1,131 @@
+"""`RedisWebhookLedger`: a redelivery reaching another webhook processor is still dropped.
+
+The `WebhookLedger` protocol on Redis, each operation atomic per key: `claim` is
+`SET <ns>:webhook:key:<key> 1 NX PX <window>`, `release` its `DEL`; a message's furthest
+status is `<ns>:webhook:message:<message id>` (an integer order), raised by `advance` and put
+back by `retreat` in one Lua script each. Keys are Meta's ids and the event keys' digests,
+never a secret or message text; each expires after the window.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from wa_auth.errors import ConfigurationError
+from wa_auth.fleet._connection import RedisConnection
+from wa_auth.webhooks._ledger import DEFAULT_WINDOW
+
+__all__ = ["RedisWebhookLedger"]
+
+#: KEYS: the message; ARGV: order, window (ms). Returns the order held before, or nil.
+_ADVANCE: Final = """
+local held = redis.call('GET', KEYS[1])
+local previous = held and tonumber(held) or nil
+if previous == nil or tonumber(ARGV[1]) > previous then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if previous == nil then return false end
+return previous
+"""
+
+#: KEYS: the message; ARGV: order, previous ('' for none). Only if it still holds *order*.
+_RETREAT: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
+return 1
+"""
+
+
+def _order(order: object) -> int:
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise ConfigurationError(f"a status order is an integer, got {order!r}")
+    return order
+
+
+class RedisWebhookLedger:
+    """A `WebhookLedger` on Redis, shared by every webhook processor of the fleet.
+
+    Args:
+        connection: The Redis (`RedisState.connection`).
+        window: Seconds a key and a message's furthest status are remembered
+            (`DEFAULT_WINDOW`, 7 days: as long as Meta retries).
+
+    Raises:
+        ConfigurationError: *window* is not a positive number.
+
+    Every method raises `StateUnavailableError` when Redis does not answer: a receiver then
+    answers Meta with an error, and Meta delivers again (nothing is lost, nothing applied
+    twice).
+    """
+
+    def __init__(self, connection: RedisConnection, *, window: float = DEFAULT_WINDOW) -> None:
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
+            raise ConfigurationError("window must be a positive number of seconds")
+        self.window = float(window)
+        self._ms = max(int(self.window * 1000), 1)
+        self._redis = connection
+
+    def _key(self, key: str) -> str:
+        return self._redis.key("webhook", "key", key)
+
+    def _message(self, message_id: str) -> str:
+        return self._redis.key("webhook", "message", message_id)
+
+    @staticmethod
+    def _previous(answer: object) -> int | None:
+        return None if answer is None else int(answer)  # type: ignore[call-overload]
+
+    def claim(self, key: str) -> bool:
+        """Record *key*; return False when it was recorded already, within the window."""
+        with self._redis.calling("claiming a webhook key"):
+            return bool(self._redis.client.set(self._key(key), b"1", nx=True, px=self._ms))
+
+    def advance(self, message_id: str, order: int) -> int | None:
+        """Raise the message's furthest order to *order* if higher; return the one before."""
+        with self._redis.calling("advancing a message's status"):
+            script = self._redis.client.register_script(_ADVANCE)
+            answer = script([self._message(message_id)], [_order(order), self._ms])
+        return self._previous(answer)
+
+    def release(self, key: str) -> None:
+        """Forget *key*, so that the next delivery of it is claimed again."""
+        with self._redis.calling("releasing a webhook key"):
+            self._redis.client.delete(self._key(key))
+
+    def retreat(self, message_id: str, order: int, previous: int | None) -> None:
+        """Put the message back to *previous*, only if it still holds *order*."""
+        args = [_order(order), "" if previous is None else _order(previous)]
+        with self._redis.calling("retreating a message's status"):
+            self._redis.client.register_script(_RETREAT)([self._message(message_id)], args)
+
+    async def aclaim(self, key: str) -> bool:
+        """Record *key*; return False when it was recorded already, within the window."""
+        with self._redis.calling("claiming a webhook key"):
+            client = self._redis.aclient()
+            return bool(await client.set(self._key(key), b"1", nx=True, px=self._ms))
+
+    async def aadvance(self, message_id: str, order: int) -> int | None:
+        """Raise the message's furthest order to *order* if higher; return the one before."""
+        with self._redis.calling("advancing a message's status"):
+            script = self._redis.aclient().register_script(_ADVANCE)
+            answer = await script([self._message(message_id)], [_order(order), self._ms])
+        return self._previous(answer)
+
+    async def arelease(self, key: str) -> None:
+        """Forget *key*."""
+        with self._redis.calling("releasing a webhook key"):
+            await self._redis.aclient().delete(self._key(key))
+
+    async def aretreat(self, message_id: str, order: int, previous: int | None) -> None:
+        """Put the message back to *previous*, only if it still holds *order*."""
+        args = [_order(order), "" if previous is None else _order(previous)]
+        with self._redis.calling("retreating a message's status"):
+            script = self._redis.aclient().register_script(_RETREAT)
+            await script([self._message(message_id)], args)
+
+    def __repr__(self) -> str:
+        return f"RedisWebhookLedger({self._redis.address!r}, window={self.window:g})"

@@ -1,0 +1,307 @@
+"""`RedisRateLimiter`: Meta's per-number and per-pair limits kept by the fleet together.
+
+The same reservations as `LocalRateLimiter` (GCRA: each acquire takes the next free slot and
+says how long to wait for it, so nobody polls), computed by one Lua script per call inside
+Redis on Redis's own clock (`TIME`), so skewed worker clocks cannot skew the limit. Keys:
+
+- `<ns>:rate:{<phone number id>}`: a hash of the number's next slot (`tat`), Meta's hold
+  (`hold`), the probe flag (`probe`) and its rate if set (`interval`, `set_rate`); kept, one per
+  number.
+- `<ns>:pair:{<phone number id>}:<digest>`: the same for one (number, recipient) pair, the
+  recipient as a SHA-256 digest (a phone number is never a key); it expires after its slot.
+
+The number in braces is a Redis Cluster hash tag: a number's keys share one slot. When Redis
+does not answer, the limiter falls back to a `LocalRateLimiter` at *rate* / *expected_workers*
+(a conservative share, never unlimited), logged as `fleet.fallback`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Final
+
+from wa_auth.errors import ConfigurationError, StateUnavailableError
+from wa_auth.fleet._connection import RedisConnection, digest
+from wa_auth.pacing import (
+    DEFAULT_PAIR_INTERVAL,
+    DEFAULT_PROBE_GAP,
+    DEFAULT_THROUGHPUT,
+    LocalRateLimiter,
+    check_rate,
+)
+
+__all__ = ["RedisRateLimiter"]
+
+_log = logging.getLogger("wa_auth")
+
+_NOW: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function fmt(x) return string.format('%.6f', x) end
+"""
+
+#: KEYS: number [, pair]; ARGV: default interval, burst, pair interval, probe gap, max wait
+#: (-1: none). Returns the wait as text, or nil past the max wait (nothing reserved).
+_ACQUIRE: Final = (
+    _NOW
+    + """
+local interval = tonumber(redis.call('HGET', KEYS[1], 'interval') or ARGV[1])
+local tolerance = (tonumber(ARGV[2]) - 1) * interval
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or now)
+local slot = math.max(now, tat - tolerance)
+local send_at = slot
+if #KEYS > 1 then
+  send_at = math.max(slot, tonumber(redis.call('HGET', KEYS[2], 'tat') or now))
+end
+local wait = send_at - now
+local max_wait = tonumber(ARGV[5])
+if max_wait >= 0 and wait > max_wait then return false end
+local after
+if redis.call('HDEL', KEYS[1], 'probe') == 1 then
+  after = slot + math.max(interval, tonumber(ARGV[4])) + tolerance
+else
+  after = math.max(tat, slot) + interval
+end
+redis.call('HSET', KEYS[1], 'tat', fmt(after))
+if #KEYS > 1 then
+  local gap = tonumber(ARGV[3])
+  if redis.call('HDEL', KEYS[2], 'probe') == 1 then gap = math.max(gap, tonumber(ARGV[4])) end
+  local last = tonumber(redis.call('HGET', KEYS[2], 'hold') or now)
+  if gap > 0 then
+    redis.call('HSET', KEYS[2], 'tat', fmt(send_at + gap))
+    last = math.max(last, send_at + gap)
+  end
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('PEXPIRE', KEYS[2], math.ceil((last - now) * 1000) + 1000)
+  end
+end
+return fmt(wait)
+"""
+)
+
+#: KEYS: the number's or the pair's hash; ARGV: seconds, '1' for a number, default interval,
+#: burst. The hold spends the burst: the next slot is its end (plus the burst's tolerance).
+_PENALIZE: Final = (
+    _NOW
+    + """
+local hold_until = now + tonumber(ARGV[1])
+local start = hold_until
+if ARGV[2] == '1' then
+  local interval = tonumber(redis.call('HGET', KEYS[1], 'interval') or ARGV[3])
+  start = hold_until + (tonumber(ARGV[4]) - 1) * interval
+end
+local tat = math.max(tonumber(redis.call('HGET', KEYS[1], 'tat') or now), start)
+local hold = math.max(tonumber(redis.call('HGET', KEYS[1], 'hold') or now), hold_until)
+redis.call('HSET', KEYS[1], 'tat', fmt(tat), 'hold', fmt(hold), 'probe', '1')
+if ARGV[2] ~= '1' then
+  redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(tat, hold) - now) * 1000) + 1000)
+end
+return 1
+"""
+)
+
+#: KEYS: number [, pair]. Returns the seconds the longest hold still runs, as text.
+_HELD: Final = (
+    _NOW
+    + """
+local left = 0
+for _, key in ipairs(KEYS) do
+  left = math.max(left, tonumber(redis.call('HGET', key, 'hold') or now) - now)
+end
+return fmt(left)
+"""
+)
+
+
+class RedisRateLimiter:
+    """A `RateLimiter` on Redis: every worker of the fleet reserves its slots in one place.
+
+    Args:
+        connection: The Redis (`RedisState.connection`).
+        rate: Messages per second per number (`DEFAULT_THROUGHPUT`, Meta's default tier);
+            `set_rate` changes one number's for the fleet.
+        pair_interval: Seconds between two messages to one recipient from one number; None
+            turns the pair limit off (Meta's holds on a pair still apply).
+        burst: Messages a number may send at once before its rate applies.
+        probe_gap: Seconds between the probe after a hold and the next send (see
+            `LocalRateLimiter`).
+        expected_workers: How many processes share the limit: with Redis down, each falls
+            back to *rate* / *expected_workers* on its own.
+
+    Raises:
+        ConfigurationError: A setting is out of range.
+    """
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        *,
+        rate: float = DEFAULT_THROUGHPUT,
+        pair_interval: float | None = DEFAULT_PAIR_INTERVAL,
+        burst: int = 1,
+        probe_gap: float = DEFAULT_PROBE_GAP,
+        expected_workers: int = 1,
+    ) -> None:
+        self.rate = check_rate(rate)
+        if (
+            isinstance(expected_workers, bool)
+            or not isinstance(expected_workers, int)
+            or (expected_workers < 1)
+        ):
+            raise ConfigurationError(
+                f"expected_workers must be a positive integer, got {expected_workers!r}"
+            )
+        self.expected_workers = expected_workers
+        # The local limiter checks the other settings, and is the fall-back's shape.
+        self.fallback = LocalRateLimiter(
+            rate=self.rate / expected_workers,
+            pair_interval=pair_interval,
+            burst=burst,
+            probe_gap=probe_gap,
+        )
+        self._redis = connection
+        self._pair_interval = float(pair_interval or 0.0)
+        self._burst = burst
+        self._probe_gap = float(probe_gap)
+        self._interval = 1.0 / self.rate
+        #: Calls answered by the local fall-back because Redis did not answer.
+        self.fallbacks = 0
+
+    def _keys(self, phone_number_id: str, recipient: str | None) -> list[str]:
+        number = self._redis.key("rate", "{" + phone_number_id + "}")
+        if recipient is None:
+            return [number]
+        return [number, self._redis.key("pair", "{" + phone_number_id + "}", digest(recipient))]
+
+    def _acquire_args(self, max_wait: float) -> list[Any]:
+        limit = -1.0 if math.isinf(max_wait) else max(float(max_wait), 0.0)
+        return [self._interval, self._burst, self._pair_interval, self._probe_gap, limit]
+
+    def _fell_back(self, exc: StateUnavailableError) -> None:
+        self.fallbacks += 1
+        _log.warning(
+            "fleet.fallback: the limiter paces this process alone at 1/%d of the rate: %s",
+            self.expected_workers,
+            exc.message,
+            extra={"event": "fleet.fallback", "store": "limiter", "category": exc.category},
+        )
+
+    @staticmethod
+    def _wait(answer: object) -> float | None:
+        if answer is None:
+            return None
+        return max(float(answer.decode() if isinstance(answer, bytes) else str(answer)), 0.0)
+
+    def acquire(
+        self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve the next send for the fleet; return the seconds to wait, or None past max."""
+        try:
+            with self._redis.calling("reserving a send"):
+                script = self._redis.client.register_script(_ACQUIRE)
+                answer = script(
+                    self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
+                )
+        except StateUnavailableError as exc:
+            self._fell_back(exc)
+            return self.fallback.acquire(phone_number_id, recipient, max_wait=max_wait)
+        return self._wait(answer)
+
+    async def aacquire(
+        self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve the next send for the fleet (see `acquire`)."""
+        try:
+            with self._redis.calling("reserving a send"):
+                script = self._redis.aclient().register_script(_ACQUIRE)
+                keys = self._keys(phone_number_id, recipient)
+                answer = await script(keys, self._acquire_args(max_wait))
+        except StateUnavailableError as exc:
+            self._fell_back(exc)
+            return self.fallback.acquire(phone_number_id, recipient, max_wait=max_wait)
+        return self._wait(answer)
+
+    def _penalty(
+        self, phone_number_id: str, recipient: str | None, seconds: float
+    ) -> tuple[list[str], list[Any]] | None:
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+            return None
+        keys = self._keys(phone_number_id, recipient)[-1:]
+        return keys, [
+            float(seconds),
+            "1" if recipient is None else "0",
+            self._interval,
+            self._burst,
+        ]
+
+    def penalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        """Hold the number (or the pair) back for *seconds*, for the fleet: Meta said so."""
+        penalty = self._penalty(phone_number_id, recipient, seconds)
+        if penalty is None:
+            return
+        self.fallback.penalize(phone_number_id, recipient, seconds)
+        try:
+            with self._redis.calling("holding a number back"):
+                self._redis.client.register_script(_PENALIZE)(*penalty)
+        except StateUnavailableError as exc:
+            self._fell_back(exc)
+
+    async def apenalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        """Hold the number (or the pair) back for *seconds*, for the fleet."""
+        penalty = self._penalty(phone_number_id, recipient, seconds)
+        if penalty is None:
+            return
+        self.fallback.penalize(phone_number_id, recipient, seconds)
+        try:
+            with self._redis.calling("holding a number back"):
+                await self._redis.aclient().register_script(_PENALIZE)(*penalty)
+        except StateUnavailableError as exc:
+            self._fell_back(exc)
+
+    def held(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair, fleet-wide; 0: none."""
+        try:
+            with self._redis.calling("reading a hold"):
+                script = self._redis.client.register_script(_HELD)
+                return self._wait(script(self._keys(phone_number_id, recipient), [])) or 0.0
+        except StateUnavailableError as exc:
+            self._fell_back(exc)
+            return self.fallback.held(phone_number_id, recipient)
+
+    async def aheld(self, phone_number_id: str, recipient: str | None) -> float:
+        """Return the seconds a hold still stops the number or the pair (see `held`)."""
+        try:
+            with self._redis.calling("reading a hold"):
+                script = self._redis.aclient().register_script(_HELD)
+                answer = await script(self._keys(phone_number_id, recipient), [])
+        except StateUnavailableError as exc:
+            self._fell_back(exc)
+            return self.fallback.held(phone_number_id, recipient)
+        return self._wait(answer) or 0.0
+
+    def set_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Set the number's messages per second for the fleet (a tier change Meta announced).
+
+        Raises:
+            ConfigurationError: *per_second* is not a positive finite number.
+            StateUnavailableError: Redis did not answer; nothing changed.
+        """
+        interval = 1.0 / check_rate(per_second)
+        self.fallback.set_rate(phone_number_id, per_second / self.expected_workers)
+        with self._redis.calling("setting a rate"):
+            self._redis.client.hset(self._keys(phone_number_id, None)[0], "interval", interval)
+
+    async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
+        """Set the number's messages per second for the fleet (see `set_rate`)."""
+        interval = 1.0 / check_rate(per_second)
+        self.fallback.set_rate(phone_number_id, per_second / self.expected_workers)
+        with self._redis.calling("setting a rate"):
+            key = self._keys(phone_number_id, None)[0]
+            await self._redis.aclient().hset(key, "interval", interval)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisRateLimiter({self._redis.address!r}, rate={self.rate:g}, "
+            f"pair_interval={self._pair_interval:g}, expected_workers={self.expected_workers})"
+        )

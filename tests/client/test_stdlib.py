@@ -1,0 +1,396 @@
+"""The stdlib transport on real sockets: keep-alive, the failure kinds, proxies, TLS.
+
+`test_client.py` and `test_e2e_sync.py` run the client's tables over this transport too; here is
+what only real sockets show: one connection reused, a connection the peer closed while idle
+replaced before it is written to, each failure mapped to the kind (and `maybe_delivered`) httpx
+gives it, HTTPS verified against a CA of the test's own (trustme) through a `CONNECT` proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import trustme
+
+from wa_auth import TransportError, WhatsAppClient
+from wa_auth._client._stdlib import Headers, proxy_for
+
+TOKEN = "EAAGstdlibtransport0123456789abcdefABCD"
+PHONE = "106540352242922"
+TO = "+15551234567"
+SEND_OK = json.dumps({"messages": [{"id": "wamid.stdlib"}]}).encode()
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Peer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        """Log nothing."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        peer = self.server
+        peer.requests.append((self.command, self.path, dict(self.headers)))
+        if peer.mode == "drop":
+            self.close_connection = True
+            return
+        if peer.mode == "silent":
+            peer.release.wait(30)
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(SEND_OK)))
+        self.end_headers()
+        self.wfile.write(SEND_OK)
+        if peer.mode == "close-after":  # closes without saying so: the client finds out later
+            self.close_connection = True
+
+    do_GET = do_POST = _answer  # noqa: N815 - stdlib's names
+
+
+class _Peer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.mode = mode
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.connections = 0
+        self.release = threading.Event()
+        #: Set once the peer has closed a connection.
+        self.closed = threading.Event()
+
+    def get_request(self) -> tuple[Any, Any]:
+        self.connections += 1
+        return super().get_request()
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed.set()
+
+
+@contextmanager
+def peer(mode: str = "ok", tls: ssl.SSLContext | None = None) -> Iterator[_Peer]:
+    """A loopback Graph peer in *mode*; TLS with *tls* (a server context) when given."""
+    server = _Peer(mode)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _url(server: _Peer, scheme: str = "http", host: str = "127.0.0.1") -> str:
+    return f"{scheme}://{host}:{server.server_address[1]}"
+
+
+def _client(base_url: str, **options: Any) -> WhatsAppClient:
+    return WhatsAppClient(
+        transport="stdlib", token=TOKEN, phone_number_id=PHONE, base_url=base_url, **options
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch):
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def _failure(call: Any) -> TransportError:
+    with pytest.raises(TransportError) as info:
+        call()
+    error = info.value
+    assert TOKEN not in str(error) + repr(error) + repr(error.__cause__)
+    assert error.__context__ is None
+    return error
+
+
+# --- keep-alive ---------------------------------------------------------------------------------
+
+
+def test_one_connection_carries_every_request():
+    """Requests in turn reuse one kept-alive connection."""
+    with peer() as server, _client(_url(server)) as client:
+        for i in range(5):
+            assert client.send_text(TO, f"hi {i}").message_id == "wamid.stdlib"
+    assert (len(server.requests), server.connections) == (5, 1)
+
+
+def test_a_connection_the_peer_closed_while_idle_is_replaced_unsent():
+    """A connection the peer closed is dropped before reuse: the next send succeeds, once."""
+    with peer("close-after") as server, _client(_url(server)) as client:
+        client.send_text(TO, "one")
+        assert server.closed.wait(10)
+        assert client.send_text(TO, "two").message_id == "wamid.stdlib"
+    assert (len(server.requests), server.connections) == (2, 2)
+
+
+def test_the_request_carries_the_headers_httpx_would():
+    """User-Agent, Accept, the bearer token and the JSON body's type; the Host of the URL."""
+    with peer() as server, _client(_url(server)) as client:
+        client.send_text(TO, "hi")
+    _, path, headers = server.requests[0]
+    assert path == f"/v23.0/{PHONE}/messages"
+    assert headers["User-Agent"].startswith("wa-auth/")
+    assert "python-http.client" in headers["User-Agent"]
+    assert headers["Accept"] == "application/json"
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Host"] == f"127.0.0.1:{server.server_address[1]}"
+
+
+def test_answer_headers_are_looked_up_without_regard_to_case():
+    """Repeated headers are joined as httpx joins them."""
+    headers = Headers([("Retry-After", "5"), ("X-A", "1"), ("x-a", "2")])
+    assert (headers["retry-after"], headers.get("RETRY-AFTER"), headers["X-A"]) == (
+        "5",
+        "5",
+        "1, 2",
+    )
+    assert len(headers) == 2
+    assert "retry-after" in headers
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def test_a_refused_connection_was_not_sent():
+    """Nothing listens: ConnectError, not delivered, retryable."""
+    spare = socket.socket()
+    spare.bind(("127.0.0.1", 0))
+    port = spare.getsockname()[1]
+    spare.close()
+    with _client(f"http://127.0.0.1:{port}") as client:
+        error = _failure(lambda: client.send_text(TO, "hi"))
+    assert str(error).startswith("ConnectError on send_text: the request was not sent")
+    assert (error.maybe_delivered, error.retryable) == (False, True)
+
+
+@pytest.mark.parametrize("operation", ["send_text", "get_phone_number"])
+def test_a_dropped_answer_may_have_delivered_a_send(operation):
+    """The peer read the request and closed: a send may have been delivered, a read not."""
+    with peer("drop") as server, _client(_url(server)) as client:
+        call = getattr(client, operation)
+        error = _failure(lambda: call(TO, "hi") if operation == "send_text" else call())
+    assert str(error).startswith(f"RemoteProtocolError on {operation}")
+    assert error.maybe_delivered is (operation == "send_text")
+    assert len(server.requests) == 1  # never sent twice
+
+
+def test_silence_past_the_read_timeout_is_a_read_timeout():
+    """No answer within the read timeout: ReadTimeout, the send maybe delivered."""
+    with peer("silent") as server, _client(_url(server), timeout=0.3) as client:
+        error = _failure(lambda: client.send_text(TO, "hi"))
+    assert str(error).startswith("ReadTimeout on send_text")
+    assert error.maybe_delivered is True
+
+
+def test_a_url_that_is_no_http_url_is_refused_unsent():
+    """A media URL with another scheme is a validation error, as over httpx."""
+    with _client("http://127.0.0.1:9") as client:
+        transport = client._transport
+        from wa_auth._core import Request
+        from wa_auth.errors import RequestValidationError
+        from wa_auth.providers import Token
+
+        with pytest.raises(RequestValidationError, match="http"):
+            transport.send(Request("GET", "ftp://example.com/x", idempotent=True), Token(TOKEN))
+
+
+def test_an_unknown_transport_name_is_refused():
+    """transport= names httpx, stdlib, or is an httpx transport."""
+    from wa_auth import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="transport must be"):
+        WhatsAppClient(token=TOKEN, transport="curl")  # type: ignore[arg-type]
+
+
+# --- TLS and proxies ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls(ca) -> ssl.SSLContext:
+    """A server context with a certificate for localhost from the test's CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def trusted(ca, tmp_path, monkeypatch) -> None:
+    """Make the test's CA the trust store (SSL_CERT_FILE, as httpx reads it)."""
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+
+
+def test_https_is_verified_against_the_trust_store(tls, trusted):
+    """A certificate from the trusted CA is accepted."""
+    with peer(tls=tls) as server, _client(_url(server, "https", "localhost")) as client:
+        assert client.send_text(TO, "hi").message_id == "wamid.stdlib"
+
+
+def test_an_untrusted_certificate_is_a_connect_error_unsent(tls):
+    """Without the CA in the store the handshake fails: nothing was sent."""
+    with peer(tls=tls) as server, _client(_url(server, "https", "localhost")) as client:
+        error = _failure(lambda: client.send_text(TO, "hi"))
+    assert str(error).startswith("ConnectError on send_text: the request was not sent")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+    assert server.requests == []
+
+
+class _Proxy:
+    """A CONNECT proxy on loopback: records each request head, tunnels or refuses it."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.heads: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://user:p%40ss@127.0.0.1:{self._listener.getsockname()[1]}"
+        self._threads: list[threading.Thread] = []
+        self._start(self._serve)
+
+    def _start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._start(self._tunnel, client)
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        self.heads.append(head.decode("latin-1"))
+        if self.refuse:
+            client.sendall(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+            )
+            client.close()
+            return
+        target = head.split(b" ")[1].decode()
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        back = threading.Thread(target=self._pipe, args=(upstream, client), daemon=True)
+        back.start()
+        self._pipe(client, upstream)
+        back.join(10)
+        client.close()
+        upstream.close()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@contextmanager
+def proxy(**kw: Any) -> Iterator[_Proxy]:
+    p = _Proxy(**kw)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_https_goes_through_the_proxy_in_a_connect_tunnel(tls, trusted, monkeypatch):
+    """HTTPS_PROXY: a CONNECT to the peer, the proxy's credentials, TLS to the peer inside."""
+    with peer(tls=tls) as server, proxy() as p:
+        monkeypatch.setenv("HTTPS_PROXY", p.url)
+        with _client(_url(server, "https", "localhost")) as client:
+            client.send_text(TO, "one")
+            client.send_text(TO, "two")
+    assert len(p.heads) == 1  # one tunnel, kept alive
+    assert p.heads[0].startswith(f"CONNECT localhost:{server.server_address[1]} HTTP/")
+    assert "Proxy-Authorization: Basic dXNlcjpwQHNz" in p.heads[0]  # user:p@ss
+    assert len(server.requests) == 2
+
+
+def test_no_proxy_names_hosts_that_go_direct(tls, trusted, monkeypatch):
+    """NO_PROXY=localhost: the proxy sees nothing."""
+    with peer(tls=tls) as server, proxy() as p:
+        monkeypatch.setenv("HTTPS_PROXY", p.url)
+        monkeypatch.setenv("NO_PROXY", "example.com, localhost")
+        with _client(_url(server, "https", "localhost")) as client:
+            client.send_text(TO, "hi")
+    assert p.heads == []
+    assert len(server.requests) == 1
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_a_proxy_error_unsent(tls, trusted, monkeypatch):
+    """A 407 to CONNECT: ProxyError, the message certainly not sent."""
+    with peer(tls=tls) as server, proxy(refuse=True) as p:
+        monkeypatch.setenv("HTTPS_PROXY", p.url)
+        with _client(_url(server, "https", "localhost")) as client:
+            error = _failure(lambda: client.send_text(TO, "hi"))
+    assert str(error).startswith("ProxyError on send_text: the request was not sent")
+    assert "407" in str(error)
+    assert "p@ss" not in str(error)
+    assert "p%40ss" not in str(error)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "bypassed"),
+    [
+        ("*", "graph.facebook.com", True),
+        ("facebook.com", "graph.facebook.com", True),
+        ("facebook.com", "facebook.com", True),
+        ("facebook.com", "notfacebook.com", False),
+        (".facebook.com", "graph.facebook.com", True),
+        (".facebook.com", "facebook.com", False),
+        ("127.0.0.1, localhost", "localhost", True),
+        ("http://graph.facebook.com", "graph.facebook.com", True),
+        ("", "graph.facebook.com", False),
+    ],
+)
+def test_no_proxy_follows_httpx(no_proxy, host, bypassed, monkeypatch):
+    """NO_PROXY entries match as httpx (curl) matches them."""
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    expected = None if bypassed else "http://proxy.internal:3128"
+    assert proxy_for("https", host) == expected

@@ -1,0 +1,175 @@
+"""Fleet mode with real processes: workers share a verdict, a pause and the limiter on real Redis.
+
+Each worker is `tests/fleet_worker.py` in its own Python process, sending to the embedded sandbox
+through a client and a guard wired to one `RedisState`; the sandbox counts the requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wa_auth.providers import Token
+from wa_auth.sandbox import Sandbox
+
+pytestmark = pytest.mark.real_component("redis")
+
+WORKER = Path(__file__).resolve().parent.parent / "fleet_worker.py"
+TO = "+15551234567"
+
+
+class Worker:
+    """One worker process, driven by JSON lines."""
+
+    def __init__(self, redis_url: str, sb: Sandbox, token: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER), redis_url, sb.base_url, token, sb.phone_number_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, f"the worker ended (exit {self.process.poll()})"
+        return json.loads(line)
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        self.tell(**command)
+        return self.read()
+
+    def tell(self, **command: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def fleet(redis_server):
+    """A fresh Redis, a sandbox, a token, and a factory of worker processes."""
+    redis_server.flush()
+    workers: list[Worker] = []
+    with Sandbox(seed=3) as sb:
+        token = sb.issue_token()
+
+        def start(n: int) -> list[Worker]:
+            started = [Worker(redis_server.url, sb, token) for _ in range(n)]
+            workers.extend(started)
+            for worker in started:
+                assert worker.read()["ready"]
+            return started
+
+        yield sb, token, start
+        for worker in workers:
+            worker.close()
+
+
+def _with(sb: Sandbox, token: str) -> int:
+    fingerprint = Token(token).fingerprint
+    return sum(1 for r in sb.requests() if r.token_fingerprint == fingerprint)
+
+
+def test_a_verdict_learned_by_one_worker_refuses_the_token_in_every_other(fleet):
+    """After worker A's 401, the other workers refuse the token before any request."""
+    sb, token, start = fleet
+    a, *others = start(4)
+    assert a.ask(op="send", to=TO)["state"] == "delivered"
+    sb.set_token_state(token, "revoked_password_changed")
+
+    failed = a.ask(op="send", to=TO)
+    assert failed["error"] == "TokenRevokedError", failed
+    after_first_failure = _with(sb, token)
+    fingerprint = Token(token).fingerprint
+    for worker in others:
+        assert worker.ask(op="wait_verdict", fp=fingerprint) == {"seen": True}
+    answers = [worker.ask(op="send", to=TO) for worker in others]
+
+    assert all(answer["error"] == "TokenRevokedError" for answer in answers), answers
+    assert _with(sb, token) == after_first_failure  # not one more request with the dead token
+
+
+def test_workers_that_send_at_once_after_the_revocation_send_at_most_one_more_each(fleet):
+    """Without waiting for the copy, each other worker sends at most one more dead request."""
+    sb, token, start = fleet
+    a, *others = start(4)
+    sb.set_token_state(token, "revoked_password_changed")
+    assert a.ask(op="send", to=TO)["error"] == "TokenRevokedError"
+    first = _with(sb, token)
+    for worker in others:
+        worker.tell(op="send", to=TO)
+    answers = [worker.read() for worker in others]
+
+    assert all(answer["error"] == "TokenRevokedError" for answer in answers), answers
+    assert _with(sb, token) - first <= len(others)
+
+
+def test_an_account_lock_learned_by_one_worker_pauses_the_number_in_all(fleet):
+    """A's account-state failure pauses the number for B (no request); B's resume frees A."""
+    sb, _token, start = fleet
+    a, b = start(2)
+    sb.set_account_state("locked")
+    locked = a.ask(op="send", to=TO)
+    assert locked["error"] == "AccountStateError", locked
+    requests = len(sb.requests())
+
+    assert b.ask(op="wait_pause", number=sb.phone_number_id, present=True) == {"ok": True}
+    paused = b.ask(op="send", to=TO)
+    assert paused["state"] != "delivered"
+    assert paused["attempts"] == 0
+    assert len(sb.requests()) == requests  # B asked Meta nothing
+
+    sb.set_account_state("ok")
+    assert b.ask(op="resume", number=sb.phone_number_id) == {"ok": True}
+    assert a.ask(op="wait_pause", number=sb.phone_number_id, present=False) == {"ok": True}
+    assert a.ask(op="send", to=TO)["state"] == "delivered"
+
+
+RATE = 50.0
+PER_WORKER = 50
+
+
+def test_four_processes_never_exceed_the_fleet_rate(fleet):
+    """4 processes, 200 reservations at 50/s: no 2 s window above 1.05x, average >= 0.95x."""
+    _sb, _token, start = fleet
+    workers = start(4)
+    for worker in workers:
+        worker.tell(op="reserve", n=PER_WORKER, rate=RATE, recipient=None, pair_interval=None)
+    answers = [worker.read() for worker in workers]
+    assert all(answer["fallbacks"] == 0 for answer in answers)
+    slots = sorted(slot for answer in answers for slot in answer["slots"])
+
+    worst = max(sum(1 for s in slots[i:] if s < start_at + 2.0) for i, start_at in enumerate(slots))
+    average = (len(slots) - 1) / (slots[-1] - slots[0])
+    print(f"fleet limiter: worst 2 s window {worst / 2.0:.1f}/s, average {average:.2f}/s")
+    assert worst <= 1.05 * RATE * 2.0
+    assert average >= 0.95 * RATE
+
+
+def test_the_pair_limit_holds_across_processes(fleet):
+    """4 processes writing to one recipient: consecutive slots are a pair interval apart."""
+    _sb, _token, start = fleet
+    workers = start(4)
+    for worker in workers:
+        worker.tell(op="reserve", n=3, rate=RATE, recipient=TO, pair_interval=0.2)
+    slots = sorted(slot for worker in workers for slot in worker.read()["slots"])
+
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) >= 0.2 - 0.01, gaps

@@ -1,0 +1,86 @@
+"""A fleet worker: one real process sharing a `RedisState` with others (tests/fleet/).
+
+Run as `python tests/fleet_worker.py REDIS_URL BASE_URL TOKEN PHONE_NUMBER_ID`; it answers one
+JSON line on stdout for each JSON command line on stdin, and `{"ready": true}` first:
+
+- `{"op": "send", "to": "+1..."}`: one text through a `Guard` (the shared pauses) on a client
+  with the shared verdicts -> the delivery's state, reason, attempts and error class;
+- `{"op": "wait_verdict", "fp": "sha256:..."}`: wait (5 s at most) until the local copy holds
+  the verdict -> `{"seen": bool}` (no request: the copy is local);
+- `{"op": "wait_pause", "number": "...", "present": bool}` -> `{"ok": bool}`;
+- `{"op": "resume", "number": "..."}`: `guard.resume(number)`;
+- `{"op": "reserve", "n": N, "rate": R, "recipient": str|null, "pair_interval": s|null}`:
+  N reservations on the shared limiter, each waited for -> the wall-clock slot of each.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from wa_auth import Guard, Intent, WhatsAppClient
+from wa_auth.fleet import RedisState
+
+
+def _poll(check: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: str) -> Any:
+    op = command["op"]
+    if op == "send":
+        delivery = guard.send(Intent.text(command["to"], "hi"))
+        return {
+            "state": delivery.state,
+            "reason": delivery.reason,
+            "attempts": delivery.attempts,
+            "error": type(delivery.error).__name__ if delivery.error is not None else None,
+        }
+    if op == "wait_verdict":
+        return {"seen": _poll(lambda: state.verdicts.get(command["fp"]) is not None)}
+    if op == "wait_pause":
+        want = command["present"]
+        return {
+            "ok": _poll(
+                lambda: (state.pauses.get("account", command["number"]) is not None) == want
+            )
+        }
+    if op == "resume":
+        guard.resume(command["number"])
+        return {"ok": True}
+    if op == "reserve":
+        limiter = state.limiter(rate=command["rate"], pair_interval=command["pair_interval"])
+        slots = []
+        for _ in range(command["n"]):
+            wait = limiter.acquire(number, command["recipient"])
+            assert wait is not None
+            slot = time.time() + wait
+            slots.append(slot)
+            time.sleep(max(slot - time.time(), 0.0))
+        return {"slots": slots, "fallbacks": limiter.fallbacks}
+    return {"error": f"unknown op {op}"}
+
+
+def main() -> None:
+    redis_url, base_url, token, number = sys.argv[1:5]
+    state = RedisState(redis_url)
+    client = WhatsAppClient(
+        base_url=base_url, token=token, phone_number_id=number, verdicts=state.verdicts
+    )
+    guard = Guard(client, pauses=state.pauses)
+    print(json.dumps({"ready": True, "synced": state.verdicts.synced.is_set()}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(_answer(json.loads(line), state, guard, number)), flush=True)
+    client.close()
+    state.close()
+
+
+if __name__ == "__main__":
+    main()
