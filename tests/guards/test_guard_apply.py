@@ -389,3 +389,18 @@ def test_aapply_with_a_sqlite_outbox_and_an_async_client(tmp_path):
     applied, row = asyncio.run(main())
     assert applied.actions == ("outbox", "paused")
     assert (row.state, row.reason) == (FAILED, "webhook:131031")
+
+
+def test_a_messages_error_goes_through_the_same_steps():
+    """`value.errors[]` (no status): handlers once, and the number's circuit counts it."""
+    transient = Recorder()
+    guard = guard_for(client(), Clock(EPOCH), handlers=Handlers(on_transient=transient))
+    (event,) = parse(payload("messages_value_errors"))
+    applied = guard.apply(event)
+    assert (applied.type, applied.category, applied.actions) == (
+        "error",
+        "transient",
+        ("handlers",),
+    )
+    assert len(transient.calls) == 1
+    assert transient.calls[0][0] is None
