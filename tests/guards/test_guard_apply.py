@@ -404,3 +404,23 @@ def test_a_messages_error_goes_through_the_same_steps():
     )
     assert len(transient.calls) == 1
     assert transient.calls[0][0] is None
+
+
+def test_a_removed_partner_calls_its_handlers_and_records_no_verdict():
+    """PARTNER_REMOVED (insufficient_permission): the handlers, no verdict (as a raised 200)."""
+    permission = Recorder()
+    c = client(business_account_id="980198427658004")
+    guard = guard_for(c, Clock(EPOCH), handlers=Handlers(on_permission=permission))
+    applied = guard.apply(event_of("account_update_partner_removed"))
+    assert (applied.category, applied.actions) == ("insufficient_permission", ("handlers",))
+    assert isinstance(permission.calls[0][1], errors.InsufficientPermissionError)
+    assert c.verdicts.get(Token(TOKEN).fingerprint) is None
+    assert guard.pauses.list() == []
+
+
+def test_a_rejected_review_pauses_the_wabas_number():
+    """account_review_update REJECTED: account_state, the client's number paused."""
+    guard = guard_for(client(business_account_id=WABA), Clock(EPOCH))
+    applied = guard.apply(event_of("account_review_update_rejected"))
+    assert (applied.category, applied.actions) == ("account_state", ("paused",))
+    assert guard.pauses.get(ACCOUNT, PHONE).error["rule"] == "webhook/REJECTED"
