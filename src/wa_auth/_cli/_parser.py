@@ -229,8 +229,11 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     g.add_argument(
         "--outbox",
-        metavar="PATH",
-        help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
+        metavar="PATH|URL",
+        help=(
+            "outbox: every intent recorded before its send: a SQLite file (PATH, sqlite:///PATH) "
+            "or postgresql://... (WA_AUTH_OUTBOX)"
+        ),
     )
     _transport(p, "of a one-message send", "; a batch goes over the asyncio client either way")
     common(p)

@@ -319,22 +319,41 @@ def _with_outbox(
         outbox.close()
 
 
-def open_outbox(path: str, *, create: bool) -> Any:
-    """Open the SQLite outbox at *path*.
+def open_outbox(spec: str, *, create: bool, read_only: bool = False) -> Any:
+    """Open the outbox *spec* names: `postgresql://...`, `sqlite:///path` or a plain path.
+
+    A PostgreSQL URL opens a `PostgresOutbox` (its password never shown in a message); a
+    path, or `sqlite:///path` (`sqlite:////abs/path` for an absolute one), a `SqliteOutbox`.
 
     Raises:
-        ConfigurationError: The file cannot be used (missing, read-only, corrupt, newer schema).
-        OutboxUnavailableError: The disk is full or the file locked (`transient`: try again).
+        ConfigurationError: The outbox cannot be used (missing, read-only, corrupt, newer
+            schema, a refused password, psycopg not installed).
+        OutboxUnavailableError: The disk is full, the file locked or the server unreachable
+            (`transient`: try again).
     """
+    from wa_auth._postgres import redact
     from wa_auth.errors import OutboxUnavailableError
-    from wa_auth.outbox import SqliteOutbox
 
     try:
-        return SqliteOutbox(path, create=create)
+        return outbox_of(spec, create=create, read_only=read_only)
     except OutboxUnavailableError:
-        raise  # the file is fine: try again later (exit 8), not a usage error
+        raise  # the outbox is fine: try again later (exit 8), not a usage error
     except OutboxError as exc:
-        raise ConfigurationError(f"--outbox {path}: {exc.message}") from None
+        raise ConfigurationError(f"--outbox {redact(spec)}: {exc.message}") from None
+
+
+def outbox_of(spec: str, *, create: bool, read_only: bool = False) -> Any:
+    """The outbox *spec* names (see `open_outbox`); its `OutboxError` as it is."""
+    from wa_auth._postgres import is_postgres_url
+
+    if is_postgres_url(spec):
+        from wa_auth.outbox import PostgresOutbox
+
+        return PostgresOutbox(spec, create=create)
+    from wa_auth.outbox import SqliteOutbox
+
+    path = spec.removeprefix("sqlite:///")
+    return SqliteOutbox(path, create=create and not read_only, read_only=read_only)
 
 
 def _send(

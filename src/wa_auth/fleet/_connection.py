@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 
 from wa_auth._closing import Closing
 from wa_auth.errors import ConfigurationError, StateUnavailableError
+from wa_auth.events import Events, StateFellBack
+from wa_auth.fleet._batch import Batched
 
 if TYPE_CHECKING:
     import redis
@@ -29,6 +32,7 @@ __all__ = [
     "RedisConnection",
     "address_of",
     "digest",
+    "fell_back",
     "text",
     "translate",
 ]
@@ -40,6 +44,8 @@ DEFAULT_TIMEOUT: Final = 2.0
 #: Seconds after a failed call during which calls fail at once (their fall-backs answer),
 #: instead of each waiting for its own timeout against a Redis that is down.
 RETRY_AFTER: Final = 1.0
+
+_log = logging.getLogger("wa_auth")
 
 _HINT: Final = (
     "wa_auth.fleet needs redis-py: install the 'redis' extra (pip install 'wa-auth[redis]')"
@@ -98,6 +104,26 @@ def translate(address: str, doing: str) -> Iterator[None]:
         ) from None
 
 
+def fell_back(events: Events | None, store: str, exc: StateUnavailableError, count: int) -> None:
+    """Say that *store* answered without Redis: a `StateFellBack` event, else a log warning.
+
+    Without a hub, the *count*-th fall-back is logged when it is the first or a thousandth:
+    a limiter falls back on every send while Redis is down.
+    """
+    if events is not None:
+        events.emit(StateFellBack(store=store, address=exc.address, reason=exc.message))
+        return
+    if count != 1 and count % 1000:
+        return
+    _log.warning(
+        "fleet.fallback: the %s answered without Redis (%d times): %s",
+        store,
+        count,
+        exc.message,
+        extra={"event": "fleet.fallback", "store": store, "category": exc.category},
+    )
+
+
 def digest(value: str) -> str:
     """Return a short SHA-256 of *value*: a recipient's phone number is never a key."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -141,6 +167,8 @@ class RedisConnection(Closing):
         }
         self.client: redis.Redis = module.Redis.from_url(url, **self._options)
         self._aclients: dict[int, redis.asyncio.Redis] = {}
+        self._scripts: dict[str, Any] = {}
+        self._batched: dict[tuple[int, str], Batched] = {}
         self._lock = threading.Lock()
         #: Monotonic time before which calls fail at once (Redis failed a call just now).
         self._down_until = 0.0
@@ -179,6 +207,24 @@ class RedisConnection(Closing):
                 # A loop closed before its client leaves only sockets the GC closes.
                 self._aclients = {loop: client}
         return client
+
+    def script(self, text: str) -> Any:
+        """Return the blocking client's `Script` of *text* (`EVALSHA`, loaded when missing)."""
+        found = self._scripts.get(text)
+        if found is None:
+            found = self._scripts[text] = self.client.register_script(text)
+        return found
+
+    def ascript(self, text: str) -> Batched:
+        """Return *text* as a script of this loop's asyncio client whose calls are pipelined."""
+        client = self.aclient()
+        key = (id(client), text)
+        found = self._batched.get(key)
+        if found is None:
+            with self._lock:
+                self._batched = {k: v for k, v in self._batched.items() if k[0] == id(client)}
+                found = self._batched[key] = Batched(client, text)
+        return found
 
     def pubsub(self) -> redis.client.PubSub:
         """Return a new blocking pub/sub connection (its own socket, no read timeout)."""

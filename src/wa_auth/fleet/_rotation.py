@@ -85,7 +85,7 @@ class RedisRotation:
         """
         args = self._checked(version, active)
         with self._redis.calling("changing a rotation"):
-            script = self._redis.client.register_script(_CAS)
+            script = self._redis.script(_CAS)
             won = int(script([self._key(name)], args))
             return _record(self._redis.client.hgetall(self._key(name))) if won else None
 
@@ -99,7 +99,7 @@ class RedisRotation:
         args = self._checked(version, active)
         with self._redis.calling("changing a rotation"):
             client = self._redis.aclient()
-            won = int(await client.register_script(_CAS)([self._key(name)], args))
+            won = int(await self._redis.ascript(_CAS)([self._key(name)], args))
             return _record(await client.hgetall(self._key(name))) if won else None
 
     def __repr__(self) -> str:
