@@ -43,7 +43,9 @@ def _record(answer: Mapping[Any, Any]) -> RotationRecord:
     found = {text(k): text(v) for k, v in answer.items()}
     raw = found.get("version") or "0"
     return RotationRecord(
-        int(raw) if raw.isdigit() else 0, found.get("active") or None, found.get("previous") or None
+        int(raw) if raw.isascii() and raw.isdigit() else 0,
+        found.get("active") or None,
+        found.get("previous") or None,
     )
 
 
