@@ -292,3 +292,18 @@ def test_any_body_and_header_never_a_traceback_and_only_the_right_signature_pass
     assert lines[0]["verified"] is (code == 0)
     code, lines = run_main(*args, "--signature", sign(body))
     assert (code, lines[0]["verified"]) == (0, True)
+
+
+def test_a_secret_pasted_as_the_file_name_is_not_shown():
+    """`--app-secret-file <the secret itself>`: unreadable, and neither the name nor the value shown."""
+    pasted = "CANARYappsecret" + "0123456789abcdef0123"
+    run = cli(
+        "webhook",
+        "verify",
+        "--app-secret-file",
+        pasted,
+        env=env(WA_AUTH_APP_SECRET=None),
+        stdin=BODY,
+    )
+    assert (run.code, run.line["category"]) == (2, "usage")
+    assert "CANARYappsecret" not in run.stdout + run.stderr

@@ -226,7 +226,11 @@ def test_signed_deliveries_fan_out_to_each_numbers_route(tmp_path, sb, receivers
         )
         assert unsigned.status_code == tampered.status_code == 401
         assert tampered.json()["error"]["category"] == "invalid_signature"
-        no_secret(service, sb, challenge, wrong, unsigned, tampered)
+        metrics = service.call("GET", "/metrics")
+        if metrics.status_code == 200:  # with the prometheus extra: every outcome counted
+            for name in ("webhook.rejected", "webhook.verified", "webhook.accepted"):
+                assert f'event="{name}"' in metrics.text
+        no_secret(service, sb, challenge, wrong, unsigned, tampered, metrics)
     finally:
         assert service.stop() == 0
     no_secret(service, sb)
@@ -473,3 +477,34 @@ def test_a_late_131031_by_webhook_fails_the_row_and_pauses_the_number(tmp_path, 
         no_secret(service, sb, sent, paused)
     finally:
         service.stop()
+
+
+#: (body, headers or "sign", the status) of hostile and odd POSTs.
+_POSTS = [
+    (b"", {}, 401),
+    (b"not json", {"X-Hub-Signature-256": "sha256=zz"}, 401),
+    (b"{}", {"X-Hub-Signature-256": "md5=" + "0" * 32}, 401),
+    (b"{}", {"X-Hub-Signature-256": "sha256=" + "a" * 200}, 401),
+    (b"\xff\xfe not utf-8", "sign", 200),
+    (b'{"object": "whatsapp_business_account", "entry": "x"}', "sign", 200),
+    (b"[1, 2, 3]", "sign", 200),
+]
+
+
+def test_any_post_is_a_401_or_a_stored_200(tmp_path, sb):
+    """Unsigned or mis-signed: 401 with a JSON error; signed but not a webhook's shape: 200,
+    stored, and parsed into nothing later (never a 500, never a traceback)."""
+    service = start(hook_env(sb), "--webhook-queue", str(tmp_path / "queue.db"))
+    try:
+        for body, headers, status in _POSTS:
+            sent = signed(sb, body) if headers == "sign" else headers
+            answer = service.call("POST", "/webhook", key=None, content=body, headers=sent)
+            assert answer.status_code == status, body
+            if status == 401:
+                assert answer.json()["error"]["category"] == "invalid_signature"
+        assert service.call("GET", "/healthz", key=None).json()["ok"] is True
+        time.sleep(0.3)  # the pipeline takes them after the 200
+        assert "internal" not in service.stderr
+        assert '"level": "warning"' not in service.stderr
+    finally:
+        assert service.stop() == 0

@@ -138,6 +138,9 @@ if TYPE_CHECKING:
         VerdictStore,
     )
     from wa_auth.state import (
+        PostgresPauseStore,
+        PostgresState,
+        PostgresVerdictStore,
         SqlitePauseStore,
         SqliteRateLimiter,
         SqliteVerdictStore,
@@ -190,6 +193,9 @@ __all__ = [
     "PauseStore",
     "PhoneNumber",
     "PostgresOutbox",
+    "PostgresPauseStore",
+    "PostgresState",
+    "PostgresVerdictStore",
     "PrometheusSubscriber",
     "RateLimitError",
     "RateLimiter",

@@ -124,6 +124,9 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "VerdictStore",
     ),
     "wa_auth.state": (
+        "PostgresPauseStore",
+        "PostgresState",
+        "PostgresVerdictStore",
         "SqlitePauseStore",
         "SqliteRateLimiter",
         "SqliteVerdictStore",

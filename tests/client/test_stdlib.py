@@ -394,3 +394,14 @@ def test_no_proxy_follows_httpx(no_proxy, host, bypassed, monkeypatch):
     monkeypatch.setenv("NO_PROXY", no_proxy)
     expected = None if bypassed else "http://proxy.internal:3128"
     assert proxy_for("https", host) == expected
+
+
+def test_plain_http_goes_to_the_proxy_in_absolute_form(monkeypatch):
+    """HTTP_PROXY for an http:// base URL: the request line names the whole URL."""
+    with peer() as forward:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{forward.server_address[1]}")
+        with _client("http://graph.example.invalid") as client:
+            assert client.send_text(TO, "hi").message_id == "wamid.stdlib"
+    _, path, headers = forward.requests[0]
+    assert path == f"http://graph.example.invalid/v23.0/{PHONE}/messages"
+    assert headers["Proxy-Authorization"] == "Basic dXNlcjpwdw=="  # user:pw

@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 from wa_auth._postgres._connect import Target, is_postgres_url, psycopg, redact, translate
-from wa_auth._postgres._database import DURABILITY, Many, PgDatabase, PgSchema
+from wa_auth._postgres._database import DURABILITY, PAUSES_TABLE, Many, PgDatabase, PgSchema
 
 __all__ = [
     "DURABILITY",
+    "PAUSES_TABLE",
     "Many",
     "PgDatabase",
     "PgSchema",

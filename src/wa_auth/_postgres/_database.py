@@ -43,7 +43,7 @@ from wa_auth._postgres._connect import (
 )
 from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
 
-__all__ = ["DURABILITY", "Many", "PgDatabase", "PgSchema"]
+__all__ = ["DURABILITY", "PAUSES_TABLE", "Many", "PgDatabase", "PgSchema"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -51,6 +51,18 @@ _log = logging.getLogger("wa_auth.outbox")
 #: server (survives a crash of the server); `normal` does not (a crash of the *server* may
 #: lose its last ~0.6 s of commits; a killed worker loses nothing).
 DURABILITY: Final = {"full": "on", "normal": "off"}
+#: The pauses the outbox's claims read and `PostgresState` writes (`IF NOT EXISTS`: both
+#: components' first migration makes it; whichever runs first).
+PAUSES_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS {schema}.pauses (
+        kind TEXT NOT NULL,
+        phone_number_id TEXT NOT NULL,
+        pause TEXT NOT NULL,
+        until DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, phone_number_id)
+    )
+"""
 #: Jobs in one transaction at most.
 MAX_BATCH: Final = 512
 #: Times a batch runs again after a deadlock or serialisation failure between workers.
@@ -132,6 +144,8 @@ class PgDatabase:
         self._cond = threading.Condition(threading.Lock())
         self._entries: collections.deque[tuple[Job, bool, Waiter | None]] = collections.deque()
         self._urgent = 0
+        #: Deferred changes not yet committed (queued, or in the writer's batch).
+        self._deferred = 0
         self._due = 0.0
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -236,7 +250,7 @@ class PgDatabase:
             self._conn, self._readers, self._thread = None, [], None
             self._cond = threading.Condition(threading.Lock())
             self._entries = collections.deque()
-            self._urgent = 0
+            self._urgent = self._deferred = 0
         with self._cond:
             if self.closed:
                 raise OutboxError(
@@ -247,8 +261,10 @@ class PgDatabase:
             self._entries.append((job, write, waiter))
             if waiter is not None:
                 self._urgent += 1
-            elif len(self._entries) == 1 or self._due == 0.0:
-                self._due = time.monotonic() + self.flush_interval
+            else:
+                self._deferred += 1
+                if len(self._entries) == 1 or self._due == 0.0:
+                    self._due = time.monotonic() + self.flush_interval
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._loop, name="wa-auth-postgres-writer", daemon=True
@@ -281,6 +297,11 @@ class PgDatabase:
             await self.arun(job)
         else:
             self._put(job, write=True, waiter=None)
+
+    @property
+    def pending(self) -> bool:
+        """True while a deferred change is not committed yet (a read should `flush` first)."""
+        return self._deferred > 0
 
     def flush(self) -> None:
         """Return once every deferred change so far is committed."""
@@ -435,6 +456,10 @@ class PgDatabase:
         self, batch: Sequence[tuple[Job, bool, Waiter | None]], results: Sequence[tuple[bool, Any]]
     ) -> None:
         lost: list[Any] = []
+        done = sum(1 for e in batch if e[2] is None)
+        if done:
+            with self._cond:
+                self._deferred -= done
         for (_, _, waiter), (ok, value) in zip(batch, results, strict=True):
             if waiter is None:
                 if not ok:

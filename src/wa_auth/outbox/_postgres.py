@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
     from wa_auth._delivery import Delivery
+    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["DEFAULT_POLL", "PostgresOutbox"]
 
@@ -294,11 +295,29 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         job = self._mark_job(idempotency_key, state, reason, message_id)
         return await self._db.arun(job)  # type: ignore[no-any-return]
 
+    def _status_job(self, event: MessageStatus) -> Callable[[Any], OutboxRow | None]:
+        now = self.clock()
+        return lambda c: self._jobs.apply_status(c, event, now)
+
+    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names; return that row, or None.
+
+        A `failed` status turns a `delivered`, `sending` or `maybe_delivered` row `failed`
+        with its category and the reason `webhook:<Graph code>`; anything else changes
+        nothing (idempotent). Committed before it returns.
+        """
+        return self._db.run(self._status_job(event))  # type: ignore[no-any-return]
+
+    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names (see `apply_status`)."""
+        return await self._db.arun(self._status_job(event))  # type: ignore[no-any-return]
+
     # --- reading --------------------------------------------------------------------------------
 
     def get(self, idempotency_key: str) -> OutboxRow | None:
         """Return the row of *idempotency_key*, or None."""
-        self._db.flush() if self._db._entries else None  # noqa: SLF001 - own outcomes first
+        if self._db.pending:  # this outbox's own outcomes first
+            self._db.flush()
         return self._db.read(lambda c: self._jobs.get(c, idempotency_key))  # type: ignore[no-any-return]
 
     async def aget(self, idempotency_key: str) -> OutboxRow | None:
@@ -342,7 +361,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
             RequestValidationError: An unknown state, or a limit that is not positive.
         """
         job = self._list_job(state, category, consumer, dead_letters, limit)
-        if self._db._entries:  # noqa: SLF001 - this outbox's own outcomes first
+        if self._db.pending:  # this outbox's own outcomes first
             self._db.flush()
         return self._db.read(job)  # type: ignore[no-any-return]
 
@@ -361,7 +380,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
 
     def stats(self) -> OutboxStats:
         """Count the rows by state and category."""
-        if self._db._entries:  # noqa: SLF001
+        if self._db.pending:
             self._db.flush()
         return self._db.read(self._jobs.stats)  # type: ignore[no-any-return]
 
