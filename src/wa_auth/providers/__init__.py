@@ -28,7 +28,7 @@ from wa_auth.providers._env import EnvTokenProvider
 from wa_auth.providers._exchange import FbTokenExchanger
 from wa_auth.providers._file import FileTokenProvider
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
-from wa_auth.providers._rotating import RotatingTokenProvider
+from wa_auth.providers._rotating import RotatingTokenProvider, SharedRotation
 from wa_auth.providers._routing import RoutingTokenProvider
 from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
@@ -46,6 +46,7 @@ __all__ = [
     "RotationRolledBack",
     "RoutesTokens",
     "RoutingTokenProvider",
+    "SharedRotation",
     "StaticTokenProvider",
     "Token",
     "TokenActivated",
