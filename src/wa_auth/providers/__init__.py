@@ -34,7 +34,7 @@ from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
 
 if TYPE_CHECKING:
     from wa_auth.providers._exchange import FbTokenExchanger
-    from wa_auth.providers._rotating import RotatingTokenProvider
+    from wa_auth.providers._rotating import RotatingTokenProvider, SharedRotation
     from wa_auth.providers._routing import RoutingTokenProvider
     from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
 
@@ -51,6 +51,7 @@ __all__ = [
     "RotationRolledBack",
     "RoutesTokens",
     "RoutingTokenProvider",
+    "SharedRotation",
     "StaticTokenProvider",
     "Token",
     "TokenActivated",
@@ -71,6 +72,7 @@ _LAZY: Final = {
     "FbTokenExchanger": "wa_auth.providers._exchange",
     "RotatingTokenProvider": "wa_auth.providers._rotating",
     "RoutingTokenProvider": "wa_auth.providers._routing",
+    "SharedRotation": "wa_auth.providers._rotating",
     "VaultAppRole": "wa_auth.providers._vault",
     "VaultTokenProvider": "wa_auth.providers._vault",
 }
