@@ -204,6 +204,7 @@ test('kinds, route types and signatures', () => {
 	assert.equal(kindOf({ type: 'unknown' }), 'other');
 	assert.deepEqual(routeTypes(['statuses']), ['status']);
 	assert.deepEqual(routeTypes(['account']), [
+		'account_review_update',
 		'account_update',
 		'business_capability_update',
 		'message_template_status_update',

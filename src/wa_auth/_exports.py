@@ -67,6 +67,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "RotationRolledBack",
         "SenderPaused",
         "SenderResumed",
+        "StateFellBack",
         "TokenActivated",
         "TokenExchanged",
         "TokenFailedOver",

@@ -40,6 +40,7 @@ __all__ = [
     "RotationWindow",
     "SenderPaused",
     "SenderResumed",
+    "StateFellBack",
     "TokenActivated",
     "TokenExchanged",
     "TokenFailedOver",
@@ -298,6 +299,23 @@ class TokenExchanged(Event):
     new_token_fingerprint: str
     expires_at: float | None = None
     persisted: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class StateFellBack(Event):
+    """A fleet's shared store (Redis) did not answer; this process answered on its own.
+
+    `store` is `verdicts`, `pauses` or `limiter`; `address` is Redis's `host:port`; `reason`
+    the error's message (never a password). Counted per `store` as a metric by `Counters` and
+    the Prometheus subscriber (`fleet.fallback` events).
+    """
+
+    name: ClassVar[str] = "fleet.fallback"
+
+    store: str
+    address: str
+    reason: str
+    category: str = "transient"
 
 
 class Events:

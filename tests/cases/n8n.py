@@ -156,3 +156,21 @@ SERVE_HEALTH_CHECK = [
     Scenario("descoped", nothing, "Alert: token cannot send", category="insufficient_permission", exit_code=5, status=503, token_options={"scopes": ["whatsapp_business_management"]}),
     Scenario("locked", lock, "Alert: token cannot send", category="account_state", exit_code=6, status=503),
 ]  # fmt: skip
+
+# --- the n8n-nodes-wa-auth node (tests/test_n8n_node.py) ----------------------------------------------
+
+#: The node's Send outputs, in order.
+NODE_OUTPUTS = ("Delivered", "Queued", "Token failure", "Permission", "Account", "Failed")
+
+#: examples/n8n/node-send-and-route.json: four orders (one recipient invalid) through the node's
+#: Send; `outputs` is how many items leave by each output, `categories` the category of each item
+#: that left by Token failure, Permission or Account; `outbox` starts serve with an outbox.
+NODE_SEND = [
+    Scenario("valid", nothing, "", outputs={"Delivered": 3, "Failed": 1}, messages=3),
+    Scenario("expired", state("expired"), "", outputs={"Token failure": 3, "Failed": 1}, categories={"token_expired"}),
+    Scenario("revoked", state("revoked_password_changed"), "", outputs={"Token failure": 3, "Failed": 1}, categories={"token_revoked"}),
+    Scenario("descoped", state("missing_permission"), "", outputs={"Permission": 3, "Failed": 1}, categories={"insufficient_permission"}),
+    Scenario("locked", lock, "", outputs={"Account": 3, "Failed": 1}, categories={"account_state"}),
+    Scenario("spam-cap", fault(131049), "", outputs={"Delivered": 2, "Queued": 1, "Failed": 1}, messages=2, outbox=True),
+    Scenario("lost-answer", fault("drop_after_accept"), "", outputs={"Delivered": 2, "Failed": 2}, messages=3),
+]  # fmt: skip

@@ -16,6 +16,7 @@ export const KIND_NAMES: Record<Kind, string> = {
 /** The event types (serve's `type` of a webhook event) that belong to the account output. */
 const ACCOUNT_TYPES = [
 	'account_update',
+	'account_review_update',
 	'phone_number_quality_update',
 	'business_capability_update',
 	'security',

@@ -11,7 +11,6 @@ in flight finishes, the rest is reported as not sent, and the summary is printed
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import importlib.util
 import math
@@ -196,6 +195,7 @@ def _send_one(
     client_options: dict[str, Any],
     guard_options: dict[str, Any],
     stop: _Stop,
+    transport: str,
 ) -> None:
     from wa_auth._client import WhatsAppClient
     from wa_auth.guards import Guard
@@ -205,7 +205,9 @@ def _send_one(
     previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS} if handle else {}
     queued = guard_options.get("outbox") is not None
     try:
-        with WhatsAppClient(**client_options) as client:
+        with WhatsAppClient(
+            transport="httpx" if transport == "httpx" else "stdlib", **client_options
+        ) as client:
             guard = Guard(client, **guard_options)
             for index, (line, item) in enumerate(items):
                 if not isinstance(item, Intent):
@@ -227,6 +229,8 @@ async def _send_many(
     stop: _Stop,
     concurrency: int,
 ) -> None:
+    import asyncio
+
     from wa_auth.guards import Guard
 
     client_class: Callable[..., Any]
@@ -364,8 +368,17 @@ def _send(
     stop = _Stop()
     printer = _Printer(len(items), args.format, defaults, stop.stdout_closed)
     if len(intents) <= 1:
-        _send_one(items, printer, client_options, guard_options, stop)
+        _send_one(
+            items,
+            printer,
+            client_options,
+            guard_options,
+            stop,
+            getattr(args, "transport", "stdlib"),
+        )
     else:
+        import asyncio  # a batch only: one message never loads the event loop
+
         asyncio.run(
             _send_many(items, printer, client_options, guard_options, stop, args.concurrency)
         )

@@ -17,12 +17,12 @@ does not answer, the limiter falls back to a `LocalRateLimiter` at *rate* / *exp
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, digest
+from wa_auth.events import Events
+from wa_auth.fleet._connection import RedisConnection, digest, fell_back
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_PROBE_GAP,
@@ -33,7 +33,6 @@ from wa_auth.pacing import (
 
 __all__ = ["RedisRateLimiter"]
 
-_log = logging.getLogger("wa_auth")
 
 _NOW: Final = """
 local t = redis.call('TIME')
@@ -128,6 +127,7 @@ class RedisRateLimiter:
             `LocalRateLimiter`).
         expected_workers: How many processes share the limit: with Redis down, each falls
             back to *rate* / *expected_workers* on its own.
+        events: Where a fall-back is told (`StateFellBack`, one per call); None: logged.
 
     Raises:
         ConfigurationError: A setting is out of range.
@@ -142,8 +142,10 @@ class RedisRateLimiter:
         burst: int = 1,
         probe_gap: float = DEFAULT_PROBE_GAP,
         expected_workers: int = 1,
+        events: Events | None = None,
     ) -> None:
         self.rate = check_rate(rate)
+        self.events = events
         if (
             isinstance(expected_workers, bool)
             or not isinstance(expected_workers, int)
@@ -180,12 +182,7 @@ class RedisRateLimiter:
 
     def _fell_back(self, exc: StateUnavailableError) -> None:
         self.fallbacks += 1
-        _log.warning(
-            "fleet.fallback: the limiter paces this process alone at 1/%d of the rate: %s",
-            self.expected_workers,
-            exc.message,
-            extra={"event": "fleet.fallback", "store": "limiter", "category": exc.category},
-        )
+        fell_back(self.events, "limiter", exc, self.fallbacks)
 
     @staticmethod
     def _wait(answer: object) -> float | None:
@@ -199,7 +196,7 @@ class RedisRateLimiter:
         """Reserve the next send for the fleet; return the seconds to wait, or None past max."""
         try:
             with self._redis.calling("reserving a send"):
-                script = self._redis.client.register_script(_ACQUIRE)
+                script = self._redis.script(_ACQUIRE)
                 answer = script(
                     self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
                 )
@@ -214,7 +211,7 @@ class RedisRateLimiter:
         """Reserve the next send for the fleet (see `acquire`)."""
         try:
             with self._redis.calling("reserving a send"):
-                script = self._redis.aclient().register_script(_ACQUIRE)
+                script = self._redis.ascript(_ACQUIRE)
                 keys = self._keys(phone_number_id, recipient)
                 answer = await script(keys, self._acquire_args(max_wait))
         except StateUnavailableError as exc:
@@ -243,7 +240,7 @@ class RedisRateLimiter:
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
             with self._redis.calling("holding a number back"):
-                self._redis.client.register_script(_PENALIZE)(*penalty)
+                self._redis.script(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
             self._fell_back(exc)
 
@@ -255,7 +252,7 @@ class RedisRateLimiter:
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
             with self._redis.calling("holding a number back"):
-                await self._redis.aclient().register_script(_PENALIZE)(*penalty)
+                await self._redis.ascript(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
             self._fell_back(exc)
 
@@ -263,7 +260,7 @@ class RedisRateLimiter:
         """Return the seconds a hold still stops the number or the pair, fleet-wide; 0: none."""
         try:
             with self._redis.calling("reading a hold"):
-                script = self._redis.client.register_script(_HELD)
+                script = self._redis.script(_HELD)
                 return self._wait(script(self._keys(phone_number_id, recipient), [])) or 0.0
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -273,7 +270,7 @@ class RedisRateLimiter:
         """Return the seconds a hold still stops the number or the pair (see `held`)."""
         try:
             with self._redis.calling("reading a hold"):
-                script = self._redis.aclient().register_script(_HELD)
+                script = self._redis.ascript(_HELD)
                 answer = await script(self._keys(phone_number_id, recipient), [])
         except StateUnavailableError as exc:
             self._fell_back(exc)
