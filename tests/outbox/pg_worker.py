@@ -6,7 +6,8 @@ The JSON says what to do (`mode`), with which URL, schema, sandbox and token:
   `wait_for_work` (LISTEN/NOTIFY) between rounds, and riding out an outage of the server (a
   retryable `OutboxError`: wait, then go on); print the total report;
 - `replay`: one replay, printing `ready` first (a test times its SIGKILL on it);
-- `claim-and-hang`: claim rows (a lease), print their keys, and wait to be killed.
+- `claim-and-hang`: claim rows (a lease), print their keys, and wait to be killed;
+- `send-and-exit`: send intents through the guarded outbox and end without closing it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from wa_auth import WhatsAppClient
 from wa_auth.errors import OutboxError
 from wa_auth.guards import Guard
+from wa_auth.intents import Intent
 from wa_auth.outbox import PostgresOutbox
 
 
@@ -31,7 +33,11 @@ def main(args: dict) -> None:
         base_url=args["base_url"], token=args["token"], phone_number_id=args["phone"]
     )
     box = PostgresOutbox(
-        args["dsn"], schema=args["schema"], lease=args.get("lease", 300.0), clock=clock
+        args["dsn"],
+        schema=args["schema"],
+        lease=args.get("lease", 300.0),
+        flush_interval=args.get("flush_interval", 0.005),
+        clock=clock,
     )
     guard = Guard(client, outbox=box, clock=clock)
     mode = args["mode"]
@@ -66,6 +72,11 @@ def main(args: dict) -> None:
         print(
             json.dumps({"delivered": delivered, "rounds": rounds, "outages": outages}), flush=True
         )
+    elif mode == "send-and-exit":
+        for key in args["keys"]:
+            guard.send(Intent.text("+15551234567", key, idempotency_key=key))
+        print("sent", flush=True)
+        return  # no close(): a plain exit must still commit the deferred outcomes
     elif mode == "claim-and-hang":
         rows = box.claim(args["limit"])
         print(json.dumps([r.idempotency_key for r in rows]), flush=True)

@@ -189,6 +189,20 @@ def test_a_killed_workers_claims_lapse_and_the_others_deliver_them(postgres_dsn,
     assert set(sent.values()) == {1}
 
 
+def test_a_plain_exit_commits_the_outcomes_still_waiting(postgres_dsn, schema):
+    """Outcomes deferred for 30 s and a process that ends without close(): the writer thread
+    commits them at the interpreter's exit, so no delivered row is left in sending."""
+    keys = [f"e{n}" for n in range(5)]
+    with Sandbox(seed=6) as sb:
+        token = sb.issue_token()
+        args = _args(sb, token, postgres_dsn, schema, "send-and-exit", keys=keys)
+        proc = _start({**args, "flush_interval": 30.0})
+        assert _finish(proc).strip() == "sent"
+        assert _sent(sb) == dict.fromkeys(keys, 1)
+    with PostgresOutbox(postgres_dsn, schema=schema) as box:
+        assert {r.idempotency_key: r.state for r in box.list()} == dict.fromkeys(keys, DELIVERED)
+
+
 @pytest.fixture
 def own_server(require_component):
     bindir = find_bin()
