@@ -253,3 +253,65 @@ def test_a_server_restart_mid_run_loses_nothing_and_sends_nothing_twice(own_serv
     for key, row in rows.items():
         if row.state == DELIVERED:
             assert sent[key] == 1
+
+
+@pytest.mark.real_component("redis")
+def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
+    postgres_dsn, schema, redis_url, tmp_path
+):
+    """Four workers on one PostgreSQL outbox with the Redis stores, 400 intents over two
+    numbers; the token is revoked mid-run and a fresh one written to the token file: every
+    intent delivered exactly once, and after the first refusal of the dead token at most one
+    more request with it per worker (the shared verdict stops the others)."""
+    from wa_auth._redact import fingerprint
+
+    with Sandbox(seed=11) as sb:
+        sb.set_faults(latency=0.003)
+        numbers = list(sb.phone_number_ids)[:2]
+        keys = {f"z{n}": numbers[n % 2] for n in range(400)}
+        old = sb.issue_token()
+        token_file = tmp_path / "token"
+        token_file.write_text(old, encoding="utf-8")
+        with PostgresOutbox(postgres_dsn, schema=schema) as box:
+            box.enqueue_many(
+                Intent.text(TO, key, idempotency_key=key, phone_number_id=phone)
+                for key, phone in keys.items()
+            )
+        args = {
+            "mode": "fleet",
+            "dsn": postgres_dsn,
+            "schema": schema,
+            "redis": redis_url,
+            "base_url": sb.base_url,
+            "phone": sb.phone_number_id,
+            "token_file": str(token_file),
+            "rate": 200.0,
+            "expect": len(keys),
+        }
+        procs = [_start(args) for _ in range(4)]
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        while len(sb.messages()) < 100:
+            time.sleep(0.02)
+        sb.set_token_state(old, "revoked_deauthorized")
+        time.sleep(0.5)  # the workers learn it: one refusal, a verdict on Redis
+        fresh = sb.issue_token()
+        replacement = tmp_path / "token.new"
+        replacement.write_text(fresh, encoding="utf-8")
+        replacement.replace(token_file)  # an atomic rotation
+        reports = [json.loads(_finish(p).splitlines()[-1]) for p in procs]
+        sent = _sent(sb)
+        dead = fingerprint(old)
+        refused = [r for r in sb.requests() if r.token_fingerprint == dead and r.outcome == "error"]
+        with PostgresOutbox(postgres_dsn, schema=schema) as box:
+            states = Counter(r.state for r in box.list())
+    assert sorted(sent) == sorted(keys)  # none lost
+    assert set(sent.values()) == {1}  # none twice
+    assert states == {DELIVERED: len(keys)}
+    assert sum(r["delivered"] for r in reports) == len(keys)
+    assert refused, "the revocation was never seen"
+    after_first = [
+        r for r in sb.requests() if r.token_fingerprint == dead and r.seq > refused[0].seq
+    ]
+    assert len(after_first) <= 4  # one per worker at most, in flight when the verdict came
