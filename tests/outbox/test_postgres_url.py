@@ -38,10 +38,9 @@ def test_the_password_never_shows(password, host):
     for text in (repr(target), target.where, target.safe_url, redact(f"failed: {url}")):
         assert quoted not in text
     assert target.database == "n8n"
-    try:
+    with pytest.raises(ConfigurationError) as caught:
         Target.parse(url.replace("postgresql://", "mysql://"))
-    except ConfigurationError as exc:
-        assert quoted not in str(exc)
+    assert quoted not in str(caught.value)
 
 
 @pytest.mark.parametrize(
