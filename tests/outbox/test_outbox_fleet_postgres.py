@@ -12,6 +12,7 @@ of kill trials (5 here; 20 in the long form).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -41,6 +42,8 @@ pytestmark = pytest.mark.real_component("postgresql")
 TO = "+15551234567"
 WORKER = Path(__file__).with_name("pg_worker.py")
 TRIALS = int(os.environ.get("WA_AUTH_CRASH_TRIALS", "20" if LONG else "5"))
+#: Messages per second per number in the fleet test with Redis (the shared limiter's rate).
+RATE = 60.0
 #: An hour later: every lease of a killed worker has lapsed.
 LATER = 3600.0
 
@@ -261,8 +264,9 @@ def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
 ):
     """Four workers on one PostgreSQL outbox with the Redis stores, 400 intents over two
     numbers; the token is revoked mid-run and a fresh one written to the token file: every
-    intent delivered exactly once, and after the first refusal of the dead token at most one
-    more request with it per worker (the shared verdict stops the others)."""
+    intent delivered exactly once, after the first refusal of the dead token at most one more
+    request with it per worker (the shared verdict stops the others), and no number sent more
+    than its rate in any second (the shared limiter)."""
     from wa_auth._redact import fingerprint
 
     with Sandbox(seed=11) as sb:
@@ -285,7 +289,7 @@ def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
             "base_url": sb.base_url,
             "phone": sb.phone_number_id,
             "token_file": str(token_file),
-            "rate": 200.0,
+            "rate": RATE,
             "expect": len(keys),
         }
         procs = [_start(args) for _ in range(4)]
@@ -302,6 +306,9 @@ def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
         replacement.replace(token_file)  # an atomic rotation
         reports = [json.loads(_finish(p).splitlines()[-1]) for p in procs]
         sent = _sent(sb)
+        arrivals = {
+            n: sorted(m.at for m in sb.messages() if m.phone_number_id == n) for n in numbers
+        }
         dead = fingerprint(old)
         refused = [r for r in sb.requests() if r.token_fingerprint == dead and r.outcome == "error"]
         with PostgresOutbox(postgres_dsn, schema=schema) as box:
@@ -315,3 +322,6 @@ def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
         r for r in sb.requests() if r.token_fingerprint == dead and r.seq > refused[0].seq
     ]
     assert len(after_first) <= 4  # one per worker at most, in flight when the verdict came
+    for times in arrivals.values():  # no number over its limit: the four workers share it
+        busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+        assert busiest <= RATE * 1.1 + 3, busiest
