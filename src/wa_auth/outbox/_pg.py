@@ -19,7 +19,7 @@ from wa_auth._delivery import Delivery
 from wa_auth._postgres import PAUSES_TABLE, PgSchema
 from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
-from wa_auth.outbox._sql import COLUMNS, error_json, row_from, settle_insert
+from wa_auth.outbox._sql import COLUMNS, chunks, error_json, row_from, settle_insert
 from wa_auth.outbox._values import (
     OUTBOX_STATES,
     REPLAYED_FAILURES,
@@ -102,6 +102,27 @@ _SETTLE: Final = (
     # A status webhook failed this very wamid before its send was settled: it stays failed.
     "AND NOT coalesce(o.state = 'failed' AND o.message_id = excluded.message_id, false)"
 )
+# `settle_values`' first ten: state, attempts, category, reason, error, message_id,
+# token_fingerprint, not_before, updated_at, idempotency_key (typed: a column may be all NULL).
+_SETTLE_ROW: Final = (
+    "(%s::text, %s::integer, %s::text, %s::text, %s::text, %s::text, %s::text, "
+    "%s::double precision, %s::double precision, %s::text)"
+)
+_SETTLE_HEAD: Final = (
+    "UPDATE {schema}.outbox AS o SET state = v.state, attempts = o.attempts + v.attempts, "
+    "category = v.category, reason = v.reason, error = v.error, "
+    "message_id = coalesce(v.message_id, o.message_id), "
+    "token_fingerprint = coalesce(v.fingerprint, o.token_fingerprint), "
+    "not_before = v.not_before, lease_owner = NULL, lease_until = NULL, updated_at = v.now "
+    "FROM (VALUES "
+)
+_SETTLE_TAIL: Final = (
+    ") AS v(state, attempts, category, reason, error, message_id, fingerprint, not_before, "
+    "now, key) WHERE o.idempotency_key = v.key AND o.state != 'delivered' "
+    "AND (o.state != 'expired' OR v.state = 'delivered') "
+    "AND NOT coalesce(o.state = 'failed' AND o.message_id = v.message_id, false) "
+    "RETURNING o.idempotency_key"
+)
 _RETRYABLE_STATES: Final = frozenset({"queued", "pending", "failed"})
 
 
@@ -117,6 +138,8 @@ class PgJobs:
         self.insert_many = quote(_INSERT.split("VALUES")[0] + "VALUES ")
         self.returning = " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
         self.settle_sql = quote(_SETTLE)
+        self.settle_head = quote(_SETTLE_HEAD)
+        self.settle_tail = _SETTLE_TAIL
 
     def notify(self, conn: Any) -> None:
         """Wake the idle workers (delivered at commit; one per transaction is enough)."""
@@ -192,11 +215,25 @@ class PgJobs:
     def settle_many(
         self, conn: Any, items: list[tuple[tuple[Any, ...], Delivery]]
     ) -> list[tuple[bool, Any]]:
-        """Record outcomes: one upsert each, sent together (psycopg's pipeline)."""
-        rows = [settle_insert(update, delivery) for update, delivery in items]
-        wake = any(update[0] in _RETRYABLE_STATES for update, _ in items)
+        """Record outcomes: one `UPDATE ... FROM (VALUES ...)` per chunk of distinct keys.
+
+        A row the statement did not change (an intent the outbox does not know yet, or a row
+        the rules keep as it is) goes through the upsert, which adds the one and keeps the
+        other; only those pay for the intent's JSON.
+        """
+        wake = False
         with conn.cursor() as cur:
-            cur.executemany(self.settle_sql, rows)
+            for rows in chunks(items, lambda item: item[0][9]):
+                values = [v for n in rows for v in items[n][0][:10]]
+                found = cur.execute(
+                    self.settle_head + ", ".join([_SETTLE_ROW] * len(rows)) + self.settle_tail,
+                    values,
+                ).fetchall()
+                done = {r[0] for r in found}
+                missed = [n for n in rows if items[n][0][9] not in done]
+                if missed:
+                    cur.executemany(self.settle_sql, [settle_insert(*items[n]) for n in missed])
+                wake = wake or any(items[n][0][0] in _RETRYABLE_STATES for n in rows)
         if wake:
             self.notify(conn)
         return [(True, None)] * len(items)
