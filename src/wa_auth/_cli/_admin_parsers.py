@@ -171,6 +171,7 @@ def state(commands: argparse._SubParsersAction[Parser]) -> None:
         epilog="example:\n  wa-auth state list --state state.db\n",
     )
     ls.add_argument("--state", metavar="PATH", help="the state file (WA_AUTH_STATE)")
+    ls.add_argument("--redis", metavar="URL", help="a fleet's Redis instead (WA_AUTH_REDIS_URL)")
     output_options(ls)
     clear = actions.add_parser(
         "clear",
@@ -182,6 +183,7 @@ def state(commands: argparse._SubParsersAction[Parser]) -> None:
         epilog="example:\n  wa-auth state clear --state state.db --all\n",
     )
     clear.add_argument("--state", metavar="PATH", help="the state file (WA_AUTH_STATE)")
+    clear.add_argument("--redis", metavar="URL", help="a fleet's Redis instead (WA_AUTH_REDIS_URL)")
     clear.add_argument(
         "--fingerprint",
         type=fingerprint,

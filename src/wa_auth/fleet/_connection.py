@@ -46,6 +46,8 @@ DEFAULT_TIMEOUT: Final = 2.0
 RETRY_AFTER: Final = 1.0
 
 _log = logging.getLogger("wa_auth")
+#: Seconds of silence after which a pub/sub connection pings Redis.
+_HEALTH_CHECK: Final = 5
 
 _HINT: Final = (
     "wa_auth.fleet needs redis-py: install the 'redis' extra (pip install 'wa-auth[redis]')"
@@ -166,7 +168,7 @@ class RedisConnection(Closing):
             "decode_responses": False,
         }
         self.client: redis.Redis = module.Redis.from_url(url, **self._options)
-        self._aclients: dict[int, redis.asyncio.Redis] = {}
+        self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis]] = {}
         self._scripts: dict[str, Any] = {}
         self._batched: dict[tuple[int, str], Batched] = {}
         self._lock = threading.Lock()
@@ -199,14 +201,15 @@ class RedisConnection(Closing):
 
     def aclient(self) -> redis.asyncio.Redis:
         """Return the asyncio client of the running event loop (one per loop: redis-py binds)."""
-        loop = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._aclients.get(loop)
-            if client is None:
-                client = _redis().asyncio.Redis.from_url(self._url, **self._options)
+            found = self._aclients.get(id(loop))
+            # The loop itself is kept with its client: a new loop at a dead one's id is another.
+            if found is None or found[0] is not loop:
+                found = (loop, _redis().asyncio.Redis.from_url(self._url, **self._options))
                 # A loop closed before its client leaves only sockets the GC closes.
-                self._aclients = {loop: client}
-        return client
+                self._aclients = {id(loop): found}
+        return found[1]
 
     def script(self, text: str) -> Any:
         """Return the blocking client's `Script` of *text* (`EVALSHA`, loaded when missing)."""
@@ -227,10 +230,18 @@ class RedisConnection(Closing):
         return found
 
     def pubsub(self) -> redis.client.PubSub:
-        """Return a new blocking pub/sub connection (its own socket, no read timeout)."""
+        """Return a new blocking pub/sub connection (its own socket, no read timeout).
+
+        It pings Redis when idle for `_HEALTH_CHECK` seconds, so a connection that died
+        without a reset (a partition) is noticed, and the copy reloaded once Redis is back.
+        """
         module = _redis()
         client = module.Redis.from_url(
-            self._url, socket_connect_timeout=self.timeout, socket_timeout=None
+            self._url,
+            socket_connect_timeout=self.timeout,
+            socket_timeout=None,
+            socket_keepalive=True,
+            health_check_interval=_HEALTH_CHECK,
         )
         pubsub: redis.client.PubSub = client.pubsub(ignore_subscribe_messages=True)
         return pubsub
@@ -243,7 +254,7 @@ class RedisConnection(Closing):
         """Close this loop's asyncio client too."""
         with self._lock:
             clients, self._aclients = self._aclients, {}
-        for client in clients.values():
+        for _, client in clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
         self.close()

@@ -33,7 +33,8 @@ class RedisState(Closing, AsyncClosing):
       pauses=state.pauses)`);
     - `limiter()`: a `RateLimiter` (`Guard(client, limiter=state.limiter())`);
     - `health`: token-health reports by fingerprint; `rotation`: rotating providers' active
-      candidate by compare-and-set; `ledger()`: the webhook dedupe store.
+      candidate by compare-and-set (`RotatingTokenProvider(..., shared=state.rotation)`);
+      `ledger()`: the webhook dedupe store.
 
     Args:
         url: `redis://[:password@]host:port/db` (the password never appears in an error).
@@ -67,7 +68,7 @@ class RedisState(Closing, AsyncClosing):
         wait = None if self.verdicts.synced.is_set() else 0.0
         self.pauses = RedisPauseStore(self.connection, wait=wait, events=events)
         self.health = RedisHealthCache(self.connection, ttl=health_ttl)
-        self.rotation = RedisRotation(self.connection)
+        self.rotation = RedisRotation(self.connection, wait=wait)
 
     def ping(self) -> None:
         """Ask Redis for an answer.
@@ -106,12 +107,14 @@ class RedisState(Closing, AsyncClosing):
         """Stop the listeners and close the connections; idempotent."""
         self.verdicts.close()
         self.pauses.close()
+        self.rotation.close()
         self.connection.close()
 
     async def aclose(self) -> None:
         """Close, the asyncio connections too."""
         self.verdicts.close()
         self.pauses.close()
+        self.rotation.close()
         await self.connection.aclose()
 
     def __repr__(self) -> str:
