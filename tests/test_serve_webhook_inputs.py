@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -101,3 +103,20 @@ def test_the_secrets_come_from_files_and_rotate_without_a_restart(tmp_path, sb):
             assert secret not in text
     finally:
         service.stop()
+
+
+def test_an_unreadable_secret_file_stops_serve_at_start(tmp_path, sb):
+    """A missing app secret file is a usage error naming the flag, before serve listens."""
+    env = hook_env(sb, WA_AUTH_WEBHOOK_APP_SECRET=None, WA_AUTH_WEBHOOK_QUEUE=str(tmp_path / "q"))
+    missing = str(tmp_path / "no-such-secret")
+    run = subprocess.run(
+        [sys.executable, "-m", "wa_auth", "serve", "--webhook-app-secret-file", missing],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HARD,
+        check=False,
+    )
+    assert run.returncode != 0
+    assert "--webhook-app-secret-file" in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
