@@ -96,6 +96,13 @@ def test_parse_adds_the_events_for_a_switch_to_route_on():
     assert event["error"]["code"] == 131031
 
 
+def test_a_signed_body_of_another_shape_is_verified_with_no_events():
+    """--parse on a body Meta signed that is no payload: verified, `events` empty, exit 0."""
+    body = b'{"object": "page", "entry": "not a list"}'
+    run = cli("webhook", "verify", "--parse", "--signature", sign(body), env=env(), stdin=body)
+    assert (run.code, run.line["verified"], run.line["events"]) == (0, True, [])
+
+
 def test_a_rotation_window_in_the_secret_file(tmp_path):
     """One secret per line: the second one matches (secret_index 1); the file's text unseen."""
     secrets_file = tmp_path / "app_secret"

@@ -125,15 +125,13 @@ types = ["status"]
 
 
 def hook_env(sb: Sandbox, **extra: str | None) -> dict[str, str]:
-    return serve_env(
-        sb,
-        sb.issue_token(),
-        WA_AUTH_WEBHOOK_APP_SECRET=sb.app_secret,
-        WA_AUTH_WEBHOOK_VERIFY_TOKEN=VERIFY_TOKEN,
-        ROUTE_A_SECRET=SECRET_A,
-        ROUTE_B_SECRET=SECRET_B,
-        **extra,
-    )
+    variables: dict[str, str | None] = {
+        "WA_AUTH_WEBHOOK_APP_SECRET": sb.app_secret,
+        "WA_AUTH_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
+        "ROUTE_A_SECRET": SECRET_A,
+        "ROUTE_B_SECRET": SECRET_B,
+    }
+    return serve_env(sb, sb.issue_token(), **{**variables, **extra})
 
 
 def send(sb: Sandbox, number: str, n: int, key: str) -> list[str]:
@@ -508,3 +506,39 @@ def test_any_post_is_a_401_or_a_stored_200(tmp_path, sb):
         assert '"level": "warning"' not in service.stderr
     finally:
         assert service.stop() == 0
+
+
+def test_the_secrets_come_from_files_and_rotate_without_a_restart(tmp_path, sb):
+    """--webhook-app-secret-file and --webhook-verify-token-file: read through a provider, so
+    a new app secret written to the file is in force without a restart, and none is shown."""
+    secret_file, token_file = tmp_path / "app_secret", tmp_path / "verify_token"
+    secret_file.write_text(sb.app_secret + "\n", encoding="utf-8")
+    token_file.write_text(VERIFY_TOKEN + "\n", encoding="utf-8")
+    env = hook_env(sb, WA_AUTH_WEBHOOK_APP_SECRET=None, WA_AUTH_WEBHOOK_VERIFY_TOKEN=None)
+    args = ("--webhook-app-secret-file", str(secret_file))
+    args += ("--webhook-verify-token-file", str(token_file), "--webhook-queue", str(tmp_path / "q"))
+    service = start(env, *args)
+    body = b'{"object":"whatsapp_business_account","entry":[]}'
+    rotated = "a-rotated-app-secret-canary-77f0"
+    try:
+        params = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "7"}
+        assert service.call("GET", "/webhook", key=None, params=params).text == "7"
+        first = service.call("POST", "/webhook", key=None, content=body, headers=signed(sb, body))
+        assert first.status_code == 200
+        secret_file.write_text(rotated + "\n", encoding="utf-8")
+        digest = hmac.new(rotated.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": f"sha256={digest}"}
+        deadline = time.monotonic() + HARD
+        while (
+            answer := service.call("POST", "/webhook", key=None, content=body, headers=headers)
+        ).status_code != 200:
+            assert answer.status_code == 401
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        old = service.call("POST", "/webhook", key=None, content=body, headers=signed(sb, body))
+        assert old.status_code == 401
+        text = service.stdout + service.stderr + answer.text + old.text
+        for secret in (sb.app_secret, rotated, VERIFY_TOKEN):
+            assert secret not in text
+    finally:
+        service.stop()

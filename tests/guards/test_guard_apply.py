@@ -389,3 +389,38 @@ def test_aapply_with_a_sqlite_outbox_and_an_async_client(tmp_path):
     applied, row = asyncio.run(main())
     assert applied.actions == ("outbox", "paused")
     assert (row.state, row.reason) == (FAILED, "webhook:131031")
+
+
+def test_a_messages_error_goes_through_the_same_steps():
+    """`value.errors[]` (no status): handlers once, and the number's circuit counts it."""
+    transient = Recorder()
+    guard = guard_for(client(), Clock(EPOCH), handlers=Handlers(on_transient=transient))
+    (event,) = parse(payload("messages_value_errors"))
+    applied = guard.apply(event)
+    assert (applied.type, applied.category, applied.actions) == (
+        "error",
+        "transient",
+        ("handlers",),
+    )
+    assert len(transient.calls) == 1
+    assert transient.calls[0][0] is None
+
+
+def test_a_removed_partner_calls_its_handlers_and_records_no_verdict():
+    """PARTNER_REMOVED (insufficient_permission): the handlers, no verdict (as a raised 200)."""
+    permission = Recorder()
+    c = client(business_account_id="980198427658004")
+    guard = guard_for(c, Clock(EPOCH), handlers=Handlers(on_permission=permission))
+    applied = guard.apply(event_of("account_update_partner_removed"))
+    assert (applied.category, applied.actions) == ("insufficient_permission", ("handlers",))
+    assert isinstance(permission.calls[0][1], errors.InsufficientPermissionError)
+    assert c.verdicts.get(Token(TOKEN).fingerprint) is None
+    assert guard.pauses.list() == []
+
+
+def test_a_rejected_review_pauses_the_wabas_number():
+    """account_review_update REJECTED: account_state, the client's number paused."""
+    guard = guard_for(client(business_account_id=WABA), Clock(EPOCH))
+    applied = guard.apply(event_of("account_review_update_rejected"))
+    assert (applied.category, applied.actions) == ("account_state", ("paused",))
+    assert guard.pauses.get(ACCOUNT, PHONE).error["rule"] == "webhook/REJECTED"

@@ -277,3 +277,15 @@ def test_a_server_stopped_mid_run_gives_typed_errors_and_nothing_false(own_serve
         assert box.get("before").state == DELIVERED  # type: ignore[union-attr]
         assert box.get("during") is None  # nothing acknowledged that was not committed
         assert box.get("after").state == "sending"  # type: ignore[union-attr]
+
+
+async def test_the_health_check_names_a_stopped_server(own_server):
+    with PostgresOutbox(own_server.dsn, connect_timeout=2) as box:
+        assert box.check() is None
+        assert await box.acheck() is None
+        own_server.stop()
+        problem = box.check()
+        assert isinstance(problem, OutboxUnavailableError)
+        assert await box.acheck() is not None
+        own_server.start()
+        assert box.check() is None

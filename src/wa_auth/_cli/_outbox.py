@@ -3,9 +3,10 @@
 Every subcommand opens the outbox `--outbox` (or `WA_AUTH_OUTBOX`) names (a SQLite file, as a
 path or `sqlite:///path`, or a `postgresql://` URL) without creating it (`migrate` creates or
 migrates its schema), and prints JSON lines: a row per line (`list`, `export`, `mark`), one
-stats line, one count line (`purge`, `export --output`, `migrate`), or `replay`'s result lines
-and summary, as `send` prints them. `list`, `stats` and `export` read a read-only file too (a
-read-only mount). The rules (what is replayable, what a dead letter is) are the outbox's own.
+stats line, one count line (`purge`, `export --output`, `migrate`), or `replay`'s result
+lines and summary, as `send` prints them. `list`, `stats` and `export` read a read-only file
+too (a read-only mount). The rules (what is replayable, what a dead letter is) are the
+outbox's own.
 """
 
 from __future__ import annotations

@@ -147,6 +147,7 @@ class PgDatabase:
         #: Deferred changes not yet committed (queued, or in the writer's batch).
         self._deferred = 0
         self._due = 0.0
+        self._idle_until = 0.0
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._readers: list[Any] = []
@@ -265,18 +266,21 @@ class PgDatabase:
                 self._deferred += 1
                 if len(self._entries) == 1 or self._due == 0.0:
                     self._due = time.monotonic() + self.flush_interval
+            self._idle_until = time.monotonic() + 1.0
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="wa-auth-postgres-writer", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name="wa-auth-postgres-writer")
                 self._thread.start()
             self._cond.notify()
 
-    def run(self, job: Job, *, write: bool = True) -> Any:
-        """Run *job* in the writer's next transaction; return its result once committed."""
+    def run(self, job: Job, *, write: bool = True, timeout: float | None = None) -> Any:
+        """Run *job* in the writer's next transaction; return its result once committed.
+
+        Raises:
+            TimeoutError: No answer within *timeout* seconds (the job may still run).
+        """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._put(job, write=write, waiter=future)
-        return future.result()
+        return future.result(timeout)
 
     async def arun(self, job: Job, *, write: bool = True) -> Any:
         """Run *job* (see `run`) while the event loop runs on."""
@@ -311,22 +315,27 @@ class PgDatabase:
         await self.arun(_nothing, write=False)
 
     def _loop(self) -> None:
+        # Not a daemon: when the main thread ends, the writer commits what waits, then ends.
+        main = threading.main_thread()
         while True:
             with self._cond:
                 while True:
+                    ending = self.closed or not main.is_alive()
                     if not self._entries:
-                        if self.closed or (not self._cond.wait(1.0) and not self._entries):
+                        idle = not ending and not self._cond.wait(0.2) and not self._entries
+                        if ending or (idle and time.monotonic() > self._idle_until):
                             self._thread = None
                             return
                         continue
                     wait = self._due - time.monotonic()
-                    if self._urgent or self.closed or wait <= 0:
+                    if self._urgent or ending or wait <= 0:
                         break
-                    self._cond.wait(wait)
+                    self._cond.wait(min(wait, 0.2))
                 most = MAX_BATCH if self.group_commit else 1
                 batch = [self._entries.popleft() for _ in range(min(most, len(self._entries)))]
                 self._urgent -= sum(1 for e in batch if e[2] is not None)
                 self._due = 0.0 if not self._entries else self._due
+                self._idle_until = time.monotonic() + 1.0
             try:
                 self._commit(batch)
             except BaseException as exc:  # noqa: BLE001 - nobody may wait on a dead writer

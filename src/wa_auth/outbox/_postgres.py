@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from wa_auth._closing import AsyncClosing, Closing
 from wa_auth._postgres import Many, PgDatabase
+from wa_auth.errors import OutboxError, OutboxUnavailableError
 from wa_auth.intents import Intent
 from wa_auth.outbox._common import (
     Replaying,
@@ -42,8 +43,10 @@ if TYPE_CHECKING:
     from wa_auth._delivery import Delivery
     from wa_auth.webhooks import MessageStatus
 
-__all__ = ["DEFAULT_POLL", "PostgresOutbox"]
+__all__ = ["DEFAULT_CHECK_TIMEOUT", "DEFAULT_POLL", "PostgresOutbox"]
 
+#: Seconds `check()` waits for a round trip through the writer.
+DEFAULT_CHECK_TIMEOUT = 6.0
 #: Seconds `wait_for_work` waits at most without a notification (the bounded poll).
 DEFAULT_POLL = 5.0
 
@@ -143,6 +146,42 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
     def commits(self) -> int:
         """Transactions this outbox's writer committed (group commit makes it small)."""
         return self._db.commits
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def _problem(self, exc: BaseException) -> OutboxError:
+        if isinstance(exc, OutboxError):
+            return exc
+        return OutboxUnavailableError(
+            f"the outbox of {self.path} did not answer in time (its writer is busy or the "
+            "server slow)",
+            path=self._db.target.where,
+            kind="stuck",
+        )
+
+    def check(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
+        """Return None when the outbox takes changes now, else the `OutboxError` saying why not.
+
+        A round trip through the writer (a transaction on the server) must answer within
+        *timeout* seconds. A health probe's question (`wa-auth serve`'s `/readyz`).
+        """
+        limit = check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT
+        try:
+            self._db.run(_ping, timeout=limit)
+        except (OutboxError, TimeoutError) as exc:
+            return self._problem(exc)
+        return None
+
+    async def acheck(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
+        """Return None when the outbox takes changes now (see `check`); the loop runs on."""
+        import asyncio
+
+        limit = check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT
+        try:
+            await asyncio.wait_for(self._db.arun(_ping), limit)
+        except (OutboxError, TimeoutError) as exc:
+            return self._problem(exc)
+        return None
 
     # --- the guard's hand-off -------------------------------------------------------------------
 
@@ -478,3 +517,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
             f"PostgresOutbox({self._db.target.safe_url!r}, schema={self.schema!r}, "
             f"durability={self.durability!r}, lease={self.lease!r}, max_age={self.max_age!r})"
         )
+
+
+def _ping(conn: Any) -> None:
+    conn.execute("SELECT 1")

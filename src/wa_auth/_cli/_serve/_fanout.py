@@ -271,7 +271,11 @@ class Fanout:
             KEY_HEADER: forward.key,
         }
         try:
-            async with self._session.post(route.url, data=forward.body, headers=headers) as answer:
+            # No redirect is followed: a signed body goes to the route's own URL only.
+            post = self._session.post(
+                route.url, data=forward.body, headers=headers, allow_redirects=False
+            )
+            async with post as answer:
                 await answer.read()
                 if 200 <= answer.status < 300:
                     return None
