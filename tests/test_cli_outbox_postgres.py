@@ -8,6 +8,7 @@ is a usage error naming the server. Every printed line is validated against the 
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import pytest
@@ -74,3 +75,23 @@ def test_a_sqlite_url_is_the_file(wa_sandbox, tmp_path):
     assert db.exists()
     run = cli("outbox", "stats", "--outbox", str(db), env=env)
     assert run.lines[0]["stats"]["by_state"]["delivered"] == 1
+
+
+def test_serve_with_a_postgres_outbox(wa_sandbox, url, postgres_server):
+    """`wa-auth serve --outbox postgresql://...`: sends are recorded there, the outbox routes
+    read it, /healthz says it works, and no line shows the password."""
+    from running import text_intent
+    from serving import serving
+
+    token = wa_sandbox.issue_token()
+    with serving(wa_sandbox, token, "--outbox", url) as service:
+        assert postgres_server.password not in json.dumps(service.info)
+        assert "***" in service.info["outbox"]
+        sent = service.call("POST", "/send", json=text_intent(idempotency_key="srv-1"))
+        assert sent.json()["state"] == "delivered"
+        listing = service.call("GET", "/outbox")
+        assert [r["idempotency_key"] for r in listing.json()["rows"]] == ["srv-1"]
+        health = service.call("GET", "/healthz")
+        assert (health.status_code, health.json()["outbox"]["ok"]) == (200, True)
+        assert service.stop() == 0
+        assert postgres_server.password not in service.stdout + service.stderr

@@ -12,6 +12,7 @@ of kill trials (5 here; 20 in the long form).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -41,6 +42,8 @@ pytestmark = pytest.mark.real_component("postgresql")
 TO = "+15551234567"
 WORKER = Path(__file__).with_name("pg_worker.py")
 TRIALS = int(os.environ.get("WA_AUTH_CRASH_TRIALS", "20" if LONG else "5"))
+#: Messages per second per number in the fleet test with Redis (the shared limiter's rate).
+RATE = 60.0
 #: An hour later: every lease of a killed worker has lapsed.
 LATER = 3600.0
 
@@ -189,6 +192,20 @@ def test_a_killed_workers_claims_lapse_and_the_others_deliver_them(postgres_dsn,
     assert set(sent.values()) == {1}
 
 
+def test_a_plain_exit_commits_the_outcomes_still_waiting(postgres_dsn, schema):
+    """Outcomes deferred for 30 s and a process that ends without close(): the writer thread
+    commits them at the interpreter's exit, so no delivered row is left in sending."""
+    keys = [f"e{n}" for n in range(5)]
+    with Sandbox(seed=6) as sb:
+        token = sb.issue_token()
+        args = _args(sb, token, postgres_dsn, schema, "send-and-exit", keys=keys)
+        proc = _start({**args, "flush_interval": 30.0})
+        assert _finish(proc).strip() == "sent"
+        assert _sent(sb) == dict.fromkeys(keys, 1)
+    with PostgresOutbox(postgres_dsn, schema=schema) as box:
+        assert {r.idempotency_key: r.state for r in box.list()} == dict.fromkeys(keys, DELIVERED)
+
+
 @pytest.fixture
 def own_server(require_component):
     bindir = find_bin()
@@ -239,3 +256,72 @@ def test_a_server_restart_mid_run_loses_nothing_and_sends_nothing_twice(own_serv
     for key, row in rows.items():
         if row.state == DELIVERED:
             assert sent[key] == 1
+
+
+@pytest.mark.real_component("redis")
+def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
+    postgres_dsn, schema, redis_url, tmp_path
+):
+    """Four workers on one PostgreSQL outbox with the Redis stores, 400 intents over two
+    numbers; the token is revoked mid-run and a fresh one written to the token file: every
+    intent delivered exactly once, after the first refusal of the dead token at most one more
+    request with it per worker (the shared verdict stops the others), and no number sent more
+    than its rate in any second (the shared limiter)."""
+    from wa_auth._redact import fingerprint
+
+    with Sandbox(seed=11) as sb:
+        sb.set_faults(latency=0.003)
+        numbers = list(sb.phone_number_ids)[:2]
+        keys = {f"z{n}": numbers[n % 2] for n in range(400)}
+        old = sb.issue_token()
+        token_file = tmp_path / "token"
+        token_file.write_text(old, encoding="utf-8")
+        with PostgresOutbox(postgres_dsn, schema=schema) as box:
+            box.enqueue_many(
+                Intent.text(TO, key, idempotency_key=key, phone_number_id=phone)
+                for key, phone in keys.items()
+            )
+        args = {
+            "mode": "fleet",
+            "dsn": postgres_dsn,
+            "schema": schema,
+            "redis": redis_url,
+            "base_url": sb.base_url,
+            "phone": sb.phone_number_id,
+            "token_file": str(token_file),
+            "rate": RATE,
+            "expect": len(keys),
+        }
+        procs = [_start(args) for _ in range(4)]
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        while len(sb.messages()) < 100:
+            time.sleep(0.02)
+        sb.set_token_state(old, "revoked_deauthorized")
+        time.sleep(0.5)  # the workers learn it: one refusal, a verdict on Redis
+        fresh = sb.issue_token()
+        replacement = tmp_path / "token.new"
+        replacement.write_text(fresh, encoding="utf-8")
+        replacement.replace(token_file)  # an atomic rotation
+        reports = [json.loads(_finish(p).splitlines()[-1]) for p in procs]
+        sent = _sent(sb)
+        arrivals = {
+            n: sorted(m.at for m in sb.messages() if m.phone_number_id == n) for n in numbers
+        }
+        dead = fingerprint(old)
+        refused = [r for r in sb.requests() if r.token_fingerprint == dead and r.outcome == "error"]
+        with PostgresOutbox(postgres_dsn, schema=schema) as box:
+            states = Counter(r.state for r in box.list())
+    assert sorted(sent) == sorted(keys)  # none lost
+    assert set(sent.values()) == {1}  # none twice
+    assert states == {DELIVERED: len(keys)}
+    assert sum(r["delivered"] for r in reports) == len(keys)
+    assert refused, "the revocation was never seen"
+    after_first = [
+        r for r in sb.requests() if r.token_fingerprint == dead and r.seq > refused[0].seq
+    ]
+    assert len(after_first) <= 4  # one per worker at most, in flight when the verdict came
+    for times in arrivals.values():  # no number over its limit: the four workers share it
+        busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+        assert busiest <= RATE * 1.1 + 3, busiest

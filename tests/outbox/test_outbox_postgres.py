@@ -260,8 +260,15 @@ def own_server(require_component):
     server.close()
 
 
-def test_a_server_stopped_mid_run_gives_typed_errors_and_nothing_false(own_server):
-    with PostgresOutbox(own_server.dsn, connect_timeout=2) as box:
+def test_a_server_stopped_mid_run_gives_typed_errors_and_nothing_false(own_server, wa_sandbox):
+    from wa_auth import Guard, WhatsAppClient
+
+    plain = WhatsAppClient(
+        token=wa_sandbox.issue_token(),
+        phone_number_id=wa_sandbox.phone_number_id,
+        base_url=wa_sandbox.base_url,
+    )
+    with PostgresOutbox(own_server.dsn, connect_timeout=2) as box, plain:
         box.begin(intent("before"))
         box.settle(delivered(intent("before")))
         box.flush()
@@ -272,6 +279,8 @@ def test_a_server_stopped_mid_run_gives_typed_errors_and_nothing_false(own_serve
         assert own_server.password not in str(caught.value)
         with pytest.raises(OutboxError):
             box.get("before")
+        # The guard's sends without an outbox keep working while the outbox's server is down.
+        assert Guard(plain).send(Intent.text(TO, "hi")).state == DELIVERED
         own_server.start()
         box.begin(intent("after"))  # a new connection, without a restart of the worker
         assert box.get("before").state == DELIVERED  # type: ignore[union-attr]

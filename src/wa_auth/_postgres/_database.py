@@ -41,9 +41,10 @@ from wa_auth._postgres._connect import (
     schema_name,
     translate,
 )
+from wa_auth._postgres._schema import PgSchema, migrate
 from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
 
-__all__ = ["DURABILITY", "PAUSES_TABLE", "Many", "PgDatabase", "PgSchema"]
+__all__ = ["DURABILITY", "Many", "PgDatabase"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -51,38 +52,10 @@ _log = logging.getLogger("wa_auth.outbox")
 #: server (survives a crash of the server); `normal` does not (a crash of the *server* may
 #: lose its last ~0.6 s of commits; a killed worker loses nothing).
 DURABILITY: Final = {"full": "on", "normal": "off"}
-#: The pauses the outbox's claims read and `PostgresState` writes (`IF NOT EXISTS`: both
-#: components' first migration makes it; whichever runs first).
-PAUSES_TABLE: Final = """
-    CREATE TABLE IF NOT EXISTS {schema}.pauses (
-        kind TEXT NOT NULL,
-        phone_number_id TEXT NOT NULL,
-        pause TEXT NOT NULL,
-        until DOUBLE PRECISION,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (kind, phone_number_id)
-    )
-"""
 #: Jobs in one transaction at most.
 MAX_BATCH: Final = 512
 #: Times a batch runs again after a deadlock or serialisation failure between workers.
 _CONFLICT_RETRIES: Final = 5
-
-
-@attrs.frozen
-class PgSchema:
-    """A component's tables: *migrations[i]* takes it from version i to i + 1.
-
-    Each statement may name `{schema}` (the quoted schema). Versions only go forward.
-    """
-
-    component: str
-    what: str
-    migrations: tuple[tuple[str, ...], ...]
-
-    @property
-    def version(self) -> int:
-        return len(self.migrations)
 
 
 @attrs.frozen
@@ -155,7 +128,7 @@ class PgDatabase:
         self._conn: Any = None
         conn = self.connect()
         try:
-            self._migrate(conn, create=create)
+            migrate(self, conn, create=create)
         except BaseException:
             conn.close()
             raise
@@ -183,65 +156,6 @@ class PgDatabase:
         except self.pg.Error as exc:
             raise self.error(exc) from None
         return conn
-
-    # --- the schema -----------------------------------------------------------------------------
-
-    def _migrate(self, conn: Any, *, create: bool) -> None:
-        component, target = self.schema.component, self.schema.version
-        try:
-            with conn.transaction():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"wa_auth:{self.name}",)
-                )
-                found = conn.execute(
-                    "SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
-                    "AND table_name = 'meta'",
-                    (self.name,),
-                ).fetchone()
-                version = 0
-                if found is not None:
-                    row = conn.execute(
-                        self.q("SELECT version FROM {schema}.meta WHERE component = %s"),
-                        (component,),
-                    ).fetchone()
-                    version = int(row[0]) if row is not None else 0
-                if version > target:
-                    raise OutboxError(
-                        f"{self.schema.what} in {self.where} is at version {version} of "
-                        f"{component}, written by a newer wa_auth (this one knows {target}): "
-                        "upgrade wa_auth; nothing was changed",
-                        path=self.target.where,
-                        kind="newer_schema",
-                    )
-                if version == target:
-                    return
-                if not create:
-                    raise OutboxError(
-                        f"{self.where} has no {self.schema.what} at version {target} (found "
-                        f"{version}): run `wa-auth outbox migrate --outbox URL`",
-                        path=self.target.where,
-                        kind="missing",
-                    )
-                conn.execute(self.q("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                conn.execute(
-                    self.q(
-                        "CREATE TABLE IF NOT EXISTS {schema}.meta "
-                        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-                    )
-                )
-                for statements in self.schema.migrations[version:]:
-                    for sql in statements:
-                        conn.execute(self.q(sql))
-                conn.execute(
-                    self.q(
-                        "INSERT INTO {schema}.meta (component, version) VALUES (%s, %s) "
-                        "ON CONFLICT (component) DO UPDATE SET version = excluded.version"
-                    ),
-                    (component, target),
-                )
-        except self.pg.Error as exc:
-            raise self.error(exc) from None
-        _log.info("%s: %s schema at version %d", self.where, component, target)
 
     # --- running jobs ---------------------------------------------------------------------------
 
@@ -546,7 +460,7 @@ def _nothing(conn: Any) -> None:  # noqa: ARG001 - a flush: the jobs before it a
 
 
 def _same(job: Job, first: Many) -> bool:
-    return isinstance(job, Many) and job.fn is first.fn
+    return isinstance(job, Many) and job.fn == first.fn
 
 
 def _conflict() -> Exception:

@@ -114,6 +114,8 @@ class PgJobs:
         self.q = quote
         self.channel = channel
         self.insert = quote(_INSERT)
+        self.insert_many = quote(_INSERT.split("VALUES")[0] + "VALUES ")
+        self.returning = " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
         self.settle_sql = quote(_SETTLE)
 
     def notify(self, conn: Any) -> None:
@@ -155,6 +157,38 @@ class PgJobs:
             (owner, until, now, values[4], values[1], values[4], key),
         )
 
+    def begin_many(
+        self, conn: Any, items: list[tuple[tuple[Any, ...], str, float, float]]
+    ) -> list[tuple[bool, Any]]:
+        """`begin` for many intents: the new ones in one multi-row INSERT, the rest one by one.
+
+        Each item is (`INSERT` values, owner, lease_until, now). A key already in the outbox
+        (or repeated in the batch) goes through `begin`, which refuses what must be refused.
+        """
+        results: list[tuple[bool, Any] | None] = [None] * len(items)
+        first: dict[str, int] = {}
+        for n, item in enumerate(items):
+            first.setdefault(item[0][0], n)
+        fresh = sorted(first.values())
+        if len(fresh) > 1:
+            one = "(" + ", ".join(["%s"] * 11) + ")"
+            found = conn.execute(
+                self.insert_many + ", ".join([one] * len(fresh)) + self.returning,
+                [v for n in fresh for v in items[n][0]],
+            ).fetchall()
+            taken = {r[0] for r in found}
+            for n in fresh:
+                if items[n][0][0] in taken:
+                    results[n] = (True, None)
+        for n, result in enumerate(results):
+            if result is None:
+                try:
+                    self.begin(conn, *items[n])
+                    results[n] = (True, None)
+                except OutboxError as exc:
+                    results[n] = (False, exc)
+        return results  # type: ignore[return-value]
+
     def settle_many(
         self, conn: Any, items: list[tuple[tuple[Any, ...], Delivery]]
     ) -> list[tuple[bool, Any]]:
@@ -162,7 +196,7 @@ class PgJobs:
         rows = [settle_insert(update, delivery) for update, delivery in items]
         wake = any(update[0] in _RETRYABLE_STATES for update, _ in items)
         with conn.cursor() as cur:
-            cur.executemany(self.settle_sql, sorted(rows, key=lambda r: r[0]))
+            cur.executemany(self.settle_sql, rows)
         if wake:
             self.notify(conn)
         return [(True, None)] * len(items)

@@ -185,11 +185,11 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
 
     # --- the guard's hand-off -------------------------------------------------------------------
 
-    def _begin_job(self, intent: Intent) -> Callable[[Any], None]:
+    def _begin_job(self, intent: Intent) -> Many:
         now = self.clock()
         owner, until = self.owner, now + self.lease
         values = intent_row(check_intent(intent), SENDING, owner, until, now)
-        return lambda c: self._jobs.begin(c, values, owner, until, now)
+        return Many(self._jobs.begin_many, (values, owner, until, now))
 
     def _settle_job(self, delivery: Delivery) -> Many:
         return Many(self._jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
@@ -507,9 +507,14 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         self._db.close()
 
     async def aclose(self) -> None:
-        """Commit what is waiting (without blocking the loop), then close."""
+        """Commit what is waiting (without blocking the loop), then close; idempotent.
+
+        A server that cannot take the last outcomes now leaves their rows `sending` (later
+        `maybe_delivered`); the outbox closes all the same.
+        """
         if not self._db.closed:
-            await self._db.aflush()
+            with contextlib.suppress(OutboxError):
+                await self._db.aflush()
         self.close()
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 
+from wa_auth._postgres import is_postgres_url
 from wa_auth.errors import ConfigurationError, WhatsAppError
 
 __all__ = [
@@ -98,11 +99,13 @@ def hook_settings(
                 "WA_AUTH_WEBHOOK_APP_SECRET or --webhook-app-secret-file"
             )
         return None
+    if outbox and is_postgres_url(outbox):
+        outbox = None  # a PostgreSQL outbox is no file to share: say --webhook-queue
     queue = (
         getattr(args, "webhook_queue", None)
         or environ.get("WA_AUTH_WEBHOOK_QUEUE")
         or state
-        or outbox
+        or (outbox.removeprefix("sqlite:///") if outbox else None)
     )
     if not queue:
         raise ConfigurationError(
