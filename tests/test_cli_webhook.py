@@ -291,7 +291,9 @@ def test_any_body_and_header_never_a_traceback_and_only_the_right_signature_pass
     """A random header fails with 13 (or 2 for an empty body); the body's own HMAC passes."""
     b64 = base64.b64encode(body).decode()
     args = ["webhook", "verify", "--input-b64", b64]
-    code, lines = run_main(*args, *(["--signature", header] if header is not None else []))
+    # `--signature=VALUE`: a caller's header may start with "-", which argparse would take for
+    # an option after a separate `--signature` (the help says so).
+    code, lines = run_main(*args, *([f"--signature={header}"] if header is not None else []))
     if not body.strip():
         assert code == 2
         return

@@ -84,7 +84,9 @@ function context(
 	return {
 		getInputData: () => items.map((json) => ({ json })),
 		getNodeParameter: (name: string, i: number, fallback?: unknown) => read(name, i) ?? fallback,
-		getNode: () => NODE,
+		getNode: () => ({ ...NODE, parameters: { idempotencyKey: '=set by the test' } }),
+		getWorkflow: () => ({ id: 'wf9' }),
+		getExecutionId: () => '321',
 		continueOnFail: () => options.continueOnFail ?? false,
 		getCredentials: async () => credentials,
 		helpers: helpers(credentials),
@@ -140,6 +142,18 @@ test('Send posts the items in batches and routes each result to its outcome, pai
 		outputs[0][0].json,
 		result({ to: '+10000000001', idempotency_key: 'wf-exec-0' }, 1),
 	);
+});
+
+test("the default idempotency key is the workflow's, the execution's and the item's", async () => {
+	serve.calls = [];
+	const ctx = context(
+		[{}, {}],
+		sendText(() => '+10000000001'),
+	);
+	(ctx as unknown as { getNode: () => unknown }).getNode = () => NODE; // the default kept
+	await run(ctx);
+	const keys = (serve.calls[0].body as IDataObject[]).map((intent) => intent.idempotency_key);
+	assert.deepEqual(keys, ['wf9-321-0', 'wf9-321-1']);
 });
 
 test('a bad parameter is a NodeOperationError; with Continue On Fail its item leaves by Failed', async () => {

@@ -352,6 +352,19 @@ class Events:
             except Exception:  # noqa: BLE001 - a subscriber must not break a send
                 _log.exception("wa_auth event subscriber %r failed on %s", subscriber, event.name)
 
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether any subscriber would do anything with an event of *kind*.
+
+        An emitter on a hot path asks first and builds the event only then (a delivered
+        message's event, with nobody listening, costs nothing). A subscriber tells with an
+        optional `wants(kind)` method; one without it wants every event.
+        """
+        for subscriber in self._subscribers:
+            wants = getattr(subscriber, "wants", None)
+            if wants is None or wants(kind):
+                return True
+        return False
+
     def __repr__(self) -> str:
         return f"Events(subscribers={len(self._subscribers)})"
 
@@ -369,6 +382,12 @@ class LoggingSubscriber:
     ) -> None:
         self._auth = auth_logger or logging.getLogger("wa_auth.auth")
         self._http = http_logger or logging.getLogger("wa_auth.http")
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether an event of *kind* would be logged: its logger is enabled for its level."""
+        level = logging.WARNING if issubclass(kind, (AuthFailed, ApiCallFailed)) else logging.INFO
+        logger = self._auth if kind.kind == "auth" else self._http
+        return logger.isEnabledFor(level)
 
     def __call__(self, event: Event) -> None:
         """Log one event."""

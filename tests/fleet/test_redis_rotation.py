@@ -7,12 +7,13 @@ same candidates: a promotion or a rollback by one is the other's active candidat
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
 import pytest
 
-from wa_auth.errors import from_response
+from wa_auth.errors import StateUnavailableError, from_response
 from wa_auth.fleet import RedisState
 from wa_auth.providers import RotatingTokenProvider, SharedRotation, Token
 
@@ -44,6 +45,14 @@ def workers(redis_server):
             (a, RotatingTokenProvider(CANDIDATES, shared=a.rotation)),
             (b, RotatingTokenProvider(CANDIDATES, shared=b.rotation)),
         )
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _fp(i: int) -> str:
@@ -113,3 +122,13 @@ async def test_async_promotion(workers):
     assert (await pb.aget_token()).fingerprint == _fp(2)
     await a.aclose()
     await b.aclose()
+
+
+def test_redis_down_a_promotion_changes_nothing_and_get_token_still_works(closed_port):
+    """The store does not answer: `rotate_to` raises a typed error; tokens are still served."""
+    with RedisState(f"redis://127.0.0.1:{closed_port}/0", timeout=0.3) as state:
+        provider = RotatingTokenProvider(CANDIDATES, shared=state.rotation)
+        with pytest.raises(StateUnavailableError):
+            provider.rotate_to(1)
+        assert provider.active == 0
+        assert provider.get_token().fingerprint == _fp(0)

@@ -492,6 +492,7 @@ def test_redis_killed_and_restarted_the_fleet_converges(redis_server):
             limiter = a.limiter(rate=10, pair_interval=None, expected_workers=2)
             assert limiter.acquire("1", None) is not None
             assert limiter.fallbacks == 1
+            limiter.penalize("7", None, 60)  # Meta's hold, learned while Redis is down
         finally:
             redis_server.start()
         assert _eventually(lambda: b.verdicts.get(FP) is not None, 15)
@@ -504,6 +505,7 @@ def test_redis_killed_and_restarted_the_fleet_converges(redis_server):
             return limiter.fallbacks == before
 
         assert _eventually(on_redis_again, 15)
+        assert b.limiter().held("7", None) > 50  # told to the fleet by the next reservation
 
 
 def _status(message: str, name: str) -> MessageStatus:

@@ -7,7 +7,7 @@ import type {
 } from 'n8n-workflow';
 import { NodeApiError, NodeConnectionTypes, NodeOperationError } from 'n8n-workflow';
 
-import { properties } from './description';
+import { DEFAULT_KEY, properties } from './description';
 import { buildIntent, type MessageType, type SendFields } from './intents';
 import { FAILED, outcomeIndex, SEND_OUTPUTS } from './outcomes';
 import { CREDENTIAL, serveRequest } from './transport';
@@ -22,13 +22,25 @@ function text(ctx: IExecuteFunctions, name: string, i: number): string {
 	return value === undefined || value === null ? '' : String(value);
 }
 
+/**
+ * The item's idempotency key. The default is computed here rather than by n8n's expression
+ * engine: the same text, without an expression evaluation per item (most of a large batch's time).
+ */
+function idempotencyKey(ctx: IExecuteFunctions, i: number): string {
+	const raw = ctx.getNode().parameters.idempotencyKey;
+	if (raw === undefined || raw === DEFAULT_KEY) {
+		return `${ctx.getWorkflow().id ?? ''}-${ctx.getExecutionId()}-${i}`;
+	}
+	return text(ctx, 'idempotencyKey', i);
+}
+
 function sendFields(ctx: IExecuteFunctions, i: number): SendFields {
 	const messageType = ctx.getNodeParameter('messageType', i) as MessageType;
 	const options = ctx.getNodeParameter('options', i, {}) as IDataObject;
 	const fields: SendFields = {
 		messageType,
 		to: messageType === 'raw' ? '' : text(ctx, 'to', i),
-		idempotencyKey: text(ctx, 'idempotencyKey', i),
+		idempotencyKey: idempotencyKey(ctx, i),
 		phoneNumberId: typeof options.phoneNumberId === 'string' ? options.phoneNumberId : undefined,
 		consumer: typeof options.consumer === 'string' ? options.consumer : undefined,
 	};

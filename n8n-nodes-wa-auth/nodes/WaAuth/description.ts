@@ -7,6 +7,9 @@ const fields = (messageType: string[]) => ({
 	show: { operation: ['send'], messageType },
 });
 
+/** The idempotency key's default: the workflow, the execution and the item. */
+export const DEFAULT_KEY = '={{ $workflow.id }}-{{ $execution.id }}-{{ $itemIndex }}';
+
 /** The node's parameters: the operation, then each operation's fields. */
 export const properties: INodeProperties[] = [
 	{
@@ -190,7 +193,7 @@ export const properties: INodeProperties[] = [
 		name: 'idempotencyKey',
 		type: 'string',
 		displayOptions: send,
-		default: '={{ $workflow.id }}-{{ $execution.id }}-{{ $itemIndex }}',
+		default: DEFAULT_KEY,
 		description:
 			"Meta echoes it in status webhooks and serve never sends one key twice; the default ties it to this execution and item. A raw intent's own key wins.",
 	},

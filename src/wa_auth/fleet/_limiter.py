@@ -17,7 +17,9 @@ does not answer, the limiter falls back to a `LocalRateLimiter` at *rate* / *exp
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
@@ -32,6 +34,9 @@ from wa_auth.pacing import (
 )
 
 __all__ = ["RedisRateLimiter"]
+
+#: Meta's holds kept for Redis at most while it is down (one per number or pair held).
+_MAX_UNTOLD: Final = 10_000
 
 
 _NOW: Final = """
@@ -169,6 +174,9 @@ class RedisRateLimiter:
         self._interval = 1.0 / self.rate
         #: Calls answered by the local fall-back because Redis did not answer.
         self.fallbacks = 0
+        #: Meta's holds Redis did not take (number, recipient, wall-clock end): told to the
+        #: fleet with the next reservation that reaches Redis, so the states converge.
+        self._untold: list[tuple[str, str | None, float]] = []
 
     def _keys(self, phone_number_id: str, recipient: str | None) -> list[str]:
         number = self._redis.key("rate", "{" + phone_number_id + "}")
@@ -190,12 +198,44 @@ class RedisRateLimiter:
             return None
         return max(float(answer.decode() if isinstance(answer, bytes) else str(answer)), 0.0)
 
+    def _untold_penalties(self) -> list[tuple[str, str | None, float, tuple[list[str], list[Any]]]]:
+        """The holds Redis has not heard of yet, with their penalize script's arguments now."""
+        now = time.time()
+        found = []
+        for number, recipient, until in list(self._untold):
+            penalty = self._penalty(number, recipient, until - now)
+            if penalty is None:  # over already
+                self._forget_untold((number, recipient, until))
+            else:
+                found.append((number, recipient, until, penalty))
+        return found
+
+    def _tell(self) -> None:
+        for number, recipient, until, penalty in self._untold_penalties():
+            self._redis.script(_PENALIZE)(*penalty)
+            self._forget_untold((number, recipient, until))
+
+    async def _atell(self) -> None:
+        for number, recipient, until, penalty in self._untold_penalties():
+            await self._redis.ascript(_PENALIZE)(*penalty)
+            self._forget_untold((number, recipient, until))
+
+    def _forget_untold(self, entry: tuple[str, str | None, float]) -> None:
+        with contextlib.suppress(ValueError):  # another sender told it first
+            self._untold.remove(entry)
+
+    def _keep_untold(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        if len(self._untold) < _MAX_UNTOLD:
+            self._untold.append((phone_number_id, recipient, time.time() + seconds))
+
     def acquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
     ) -> float | None:
         """Reserve the next send for the fleet; return the seconds to wait, or None past max."""
         try:
             with self._redis.calling("reserving a send"):
+                if self._untold:
+                    self._tell()
                 script = self._redis.script(_ACQUIRE)
                 answer = script(
                     self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
@@ -211,6 +251,8 @@ class RedisRateLimiter:
         """Reserve the next send for the fleet (see `acquire`)."""
         try:
             with self._redis.calling("reserving a send"):
+                if self._untold:
+                    await self._atell()
                 script = self._redis.ascript(_ACQUIRE)
                 keys = self._keys(phone_number_id, recipient)
                 answer = await script(keys, self._acquire_args(max_wait))
@@ -242,6 +284,7 @@ class RedisRateLimiter:
             with self._redis.calling("holding a number back"):
                 self._redis.script(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
+            self._keep_untold(phone_number_id, recipient, seconds)
             self._fell_back(exc)
 
     async def apenalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
@@ -254,6 +297,7 @@ class RedisRateLimiter:
             with self._redis.calling("holding a number back"):
                 await self._redis.ascript(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
+            self._keep_untold(phone_number_id, recipient, seconds)
             self._fell_back(exc)
 
     def held(self, phone_number_id: str, recipient: str | None) -> float:

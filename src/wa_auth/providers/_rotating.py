@@ -20,6 +20,7 @@ from wa_auth.errors import (
     AllCandidatesRejectedError,
     ApiError,
     ConfigurationError,
+    StateUnavailableError,
     TokenUnavailableError,
     WhatsAppError,
 )
@@ -250,7 +251,12 @@ class RotatingTokenProvider:
         assert self._shared is not None
         pending, self._share_next = self._share_next, None
         if pending is not None:
-            record = yield _Share(self._shared, self._shared_name, self._shared_version, pending)
+            try:
+                share = _Share(self._shared, self._shared_name, self._shared_version, pending)
+                record = yield share
+            except StateUnavailableError:
+                self._share_next = pending  # the fleet hears of it when its store is back
+                return
         if record is None:
             record = self._shared.peek(self._shared_name)
         version, active = record.version, record.active
@@ -435,6 +441,7 @@ class RotatingTokenProvider:
 
         Raises:
             TokenUnavailableError: The candidate could not produce a token; nothing changed.
+            StateUnavailableError: With *shared*, its store did not answer; nothing changed.
         """
         return drive(self._rotate_flow(candidate, window, max_failures))
 
@@ -459,16 +466,17 @@ class RotatingTokenProvider:
         with contextlib.suppress(TokenUnavailableError):  # only for the event's fingerprint
             previous = self._active
             self._served[previous] = (yield GetToken(self._slots[previous])).fingerprint
-        self._activate(index, token, window, max_failures)
         if self._shared is not None:
+            limit = self.max_failures if max_failures is None else max_failures
+            if not 1 <= limit <= (self.window if window is None else window):
+                raise ConfigurationError("max_failures must be between 1 and window")
+            # Decided for the fleet first: a store that does not answer changes nothing here.
             name, version = self._shared_name, self._shared_version
             record = yield _Share(self._shared, name, version, token.fingerprint)
-            if record.active == token.fingerprint:
-                self._shared_version = record.version
-            else:  # another process promoted first: follow its choice
-                with self._lock:
-                    self._watch = None
+            if record.active != token.fingerprint:  # another process promoted first: follow it
                 yield from self._follow(record)
                 winner: Token = yield GetToken(self._slots[self._active])
                 return winner
+            self._shared_version = record.version
+        self._activate(index, token, window, max_failures)
         return token

@@ -195,7 +195,7 @@ class WebhookQueue:
 
         return await self.db.arun(job)
 
-    def due(self, limit: int = 32) -> list[Delivery]:
+    def due(self, limit: int = 8) -> list[Delivery]:
         """Return the deliveries to work on, oldest first.
 
         A read of the committed rows on the caller's thread (an indexed read: no hop to the

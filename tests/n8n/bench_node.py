@@ -1,0 +1,221 @@
+"""Measure the wa_auth node's Send against the other ways n8n can post to `wa-auth serve`.
+
+One n8n execution (the current n8n of tests/n8n/, headless) makes N items (1,000 by default)
+and sends them four ways, one branch after the other, against one `wa-auth serve` in front of
+the sandbox: the wa_auth node's Send from fields (`to`, `text` and the key are three n8n
+expressions per item) and from a raw intent (one expression per item), both in batches of 200,
+one request each; an HTTP Request node posting each item to `/send` (one request and one
+expression per item, 50 at a time); and a Code node posting the same batches of 200 with
+`this.helpers.httpRequest` (no expression). Each branch's time is n8n's own `executionTime` of
+its node, so n8n's start-up is left out. Prints one JSON line: items per second of each, and
+the ratios of the two node rows to the HTTP Request and the Code node rows.
+
+    bash tests/n8n/ensure.sh && .venv/bin/python tests/n8n/bench_node.py [--items 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from serving import KEY, serving  # noqa: E402 - tests/ is put on the path just above
+from wa_auth.sandbox import Sandbox  # noqa: E402
+
+BATCH = 200
+
+
+def _n8n() -> str:
+    if os.environ.get("N8N_BIN"):
+        return os.environ["N8N_BIN"]
+    digest = hashlib.sha256((HERE / "package-lock.json").read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("WA_AUTH_N8N_CACHE", Path.home() / ".cache" / "wa-auth-n8n"))
+    return str(cache / digest / "node_modules" / ".bin" / "n8n")
+
+
+def _extension(folder: Path) -> Path:
+    build = ROOT / "n8n-nodes-wa-auth" / "scripts" / "build.sh"
+    out = subprocess.run(["bash", str(build)], capture_output=True, text=True, check=True)
+    with tarfile.open(out.stdout.strip().splitlines()[-1]) as archive:
+        archive.extractall(folder, filter="data")
+    return folder / "package"
+
+
+def _node(name: str, kind: str, x: int, y: int, parameters: dict[str, Any], **extra: Any) -> Any:
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+        "name": name,
+        "type": kind,
+        "typeVersion": extra.pop("version", 1),
+        "position": [x, y],
+        "parameters": parameters,
+        **extra,
+    }
+
+
+def workflow(url: str, items: int) -> dict[str, Any]:
+    """Manual Trigger -> Items -> (wa_auth node | HTTP Request per item | Code node batches)."""
+    make = (
+        f"return Array.from({{ length: {items} }}, (_, n) => "
+        "({ json: { n, to: '+1555' + String(1000000 + n), text: 'Order ' + n + ' shipped' } }));"
+    )
+    code = (
+        f"const items = $input.all().map(i => i.json);\nconst out = [];\n"
+        f"for (let s = 0; s < items.length; s += {BATCH}) {{\n"
+        f"  const body = items.slice(s, s + {BATCH}).map(j => ({{ to: j.to, type: 'text', "
+        "text: { body: j.text, preview_url: false }, idempotency_key: 'code-' + j.n }));\n"
+        f"  const answer = await this.helpers.httpRequest({{ method: 'POST', url: '{url}/send', "
+        f"headers: {{ 'X-API-Key': '{KEY}' }}, body, json: true, timeout: 300000 }});\n"
+        "  for (const r of answer.results) out.push({ json: r });\n}\nreturn out;"
+    )
+    nodes = [
+        _node("Manual Trigger", "n8n-nodes-base.manualTrigger", 0, 300, {}),
+        _node("Items", "n8n-nodes-base.code", 200, 300, {"jsCode": make}, version=2),
+        _node(
+            "wa_auth node",
+            "CUSTOM.waAuth",
+            400,
+            700,
+            {
+                "operation": "send",
+                "messageType": "text",
+                "to": "={{ $json.to }}",
+                "text": "={{ $json.text }}",
+                "idempotencyKey": "=node-{{ $json.n }}",
+                "options": {"batchSize": BATCH},
+            },
+            credentials={"waAuthApi": {"id": "waAuthServeApi00", "name": "wa-auth serve"}},
+        ),
+        _node(
+            "wa_auth node (raw intent)",
+            "CUSTOM.waAuth",
+            400,
+            900,
+            {
+                "operation": "send",
+                "messageType": "raw",
+                "intent": (
+                    "={{ JSON.stringify({ to: $json.to, type: 'text', text: { body: $json.text }, "
+                    "idempotency_key: 'raw-' + $json.n }) }}"
+                ),
+                "options": {"batchSize": BATCH},
+            },
+            credentials={"waAuthApi": {"id": "waAuthServeApi00", "name": "wa-auth serve"}},
+        ),
+        _node(
+            "HTTP Request per item",
+            "n8n-nodes-base.httpRequest",
+            400,
+            300,
+            {
+                "method": "POST",
+                "url": f"{url}/send",
+                "sendHeaders": True,
+                "headerParameters": {"parameters": [{"name": "X-API-Key", "value": KEY}]},
+                "sendBody": True,
+                "specifyBody": "json",
+                "jsonBody": (
+                    "={{ JSON.stringify({ to: $json.to, type: 'text', text: { body: $json.text }, "
+                    "idempotency_key: 'http-' + $json.n }) }}"
+                ),
+                # 50 requests at a time: all 1,000 at once (the default) overflow serve's backlog.
+                "options": {"batching": {"batch": {"batchSize": 50, "batchInterval": 0}}},
+            },
+            version=4.2,
+        ),
+        _node(
+            "Code node batches",
+            "n8n-nodes-base.code",
+            400,
+            500,
+            {"mode": "runOnceForAllItems", "jsCode": code},
+            version=2,
+        ),
+    ]
+    targets = [
+        "wa_auth node",
+        "wa_auth node (raw intent)",
+        "HTTP Request per item",
+        "Code node batches",
+    ]
+    return {
+        "id": "waAuthNodeBench",
+        "name": "wa_auth node benchmark",
+        "active": False,
+        "settings": {"executionOrder": "v1"},
+        "nodes": nodes,
+        "connections": {
+            "Manual Trigger": {"main": [[{"node": "Items", "type": "main", "index": 0}]]},
+            "Items": {"main": [[{"node": t, "type": "main", "index": 0} for t in targets]]},
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Sandbox(seed=11) as sandbox:
+        folder = Path(tmp)
+        extension = _extension(folder)
+        with serving(sandbox, sandbox.issue_token(), "--concurrency", "64") as svc:
+            path = folder / "bench.json"
+            path.write_text(json.dumps(workflow(svc.url, args.items)), encoding="utf-8")
+            credentials = folder / "credentials.json"
+            data = {"baseUrl": svc.url, "apiKey": KEY}
+            ref = {"id": "waAuthServeApi00", "name": "wa-auth serve", "type": "waAuthApi"}
+            credentials.write_text(json.dumps([{**ref, "data": data}]), encoding="utf-8")
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
+            env.update(
+                N8N_BIN=_n8n(),
+                N8N_CREDENTIALS_FILE=str(credentials),
+                N8N_CUSTOM_EXTENSIONS=str(extension),
+            )
+            proc = subprocess.run(
+                ["bash", str(HERE / "run-workflow.sh"), str(path)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=1800,
+                check=False,
+            )
+            if proc.returncode != 0:
+                print(proc.stdout[-4000:], proc.stderr[-4000:], file=sys.stderr)
+                return 1
+    run_data = json.loads(proc.stdout)["data"]["resultData"]["runData"]
+    rows: dict[str, Any] = {}
+    for name in (
+        "wa_auth node",
+        "wa_auth node (raw intent)",
+        "HTTP Request per item",
+        "Code node batches",
+    ):
+        (run,) = run_data[name]
+        count = sum(len(output or []) for output in run["data"]["main"])
+        assert count == args.items, (name, count)
+        seconds = run["executionTime"] / 1000
+        rows[name] = {"seconds": round(seconds, 3), "items_per_s": round(args.items / seconds, 1)}
+    http = rows["HTTP Request per item"]["items_per_s"]
+    code = rows["Code node batches"]["items_per_s"]
+    result: dict[str, Any] = {"items": args.items, "rows": rows}
+    for name, key in (("wa_auth node", "node"), ("wa_auth node (raw intent)", "raw_node")):
+        result[f"{key}_vs_http_request"] = round(rows[name]["items_per_s"] / http, 2)
+        result[f"{key}_vs_code_node"] = round(rows[name]["items_per_s"] / code, 2)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
