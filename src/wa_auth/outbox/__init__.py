@@ -19,8 +19,8 @@ with `FOR UPDATE SKIP LOCKED`, idle workers woken by `LISTEN/NOTIFY`; the `postg
 The package, by module: `_values` (the states, a row, the statistics, a replay's report and
 the rules on a row), `_protocol` (`Outbox` and `Replayer`), `_replay` (replay, written once as
 effects), `_common` (the checks and the replay both stores share), `_memory` (`MemoryOutbox`),
-`_sql` (the schema and the SQL), `_jobs` (the writer's jobs), `_sqlite` (`SqliteOutbox`), `_pg`
-(the PostgreSQL tables and jobs) and `_postgres` (`PostgresOutbox`).
+`_sql` (the schema and the SQL), `_jobs` (the writer's jobs), `_sqlite` (`SqliteOutbox`), `_pg_sql`
+(the PostgreSQL schema and statements), `_pg` (its jobs) and `_postgres` (`PostgresOutbox`).
 Nothing here imports `wa_auth.guards`: a replay takes a `Replayer`.
 """
 

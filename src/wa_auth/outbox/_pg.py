@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from wa_auth import _table
 from wa_auth._delivery import Delivery
-from wa_auth._postgres import PAUSES_TABLE, PgSchema
 from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
+from wa_auth.outbox._pg_sql import (
+    INSERT,
+    OPEN,
+    RETRYABLE_STATES,
+    SCHEMA,
+    SETTLE,
+    SETTLE_HEAD,
+    SETTLE_ROW,
+    SETTLE_TAIL,
+)
 from wa_auth.outbox._sql import COLUMNS, chunks, error_json, row_from, settle_insert
 from wa_auth.outbox._values import (
     OUTBOX_STATES,
@@ -38,93 +47,6 @@ __all__ = ["SCHEMA", "PgJobs"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
-_OPEN: Final = "('pending', 'sending', 'queued', 'failed', 'maybe_delivered')"
-#: Version 1. Never edit a released migration: append the next one.
-SCHEMA: Final = PgSchema(
-    component="outbox",
-    what="outbox",
-    migrations=(
-        (
-            """
-            CREATE TABLE {schema}.outbox (
-                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                idempotency_key TEXT NOT NULL UNIQUE,
-                intent TEXT NOT NULL,
-                state TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                category TEXT,
-                reason TEXT,
-                error TEXT,
-                message_id TEXT,
-                token_fingerprint TEXT,
-                not_before DOUBLE PRECISION,
-                not_after DOUBLE PRECISION,
-                consumer TEXT,
-                phone_number_id TEXT,
-                lease_owner TEXT,
-                lease_until DOUBLE PRECISION,
-                created_at DOUBLE PRECISION NOT NULL,
-                enqueued_at DOUBLE PRECISION NOT NULL,
-                updated_at DOUBLE PRECISION NOT NULL
-            )
-            """,
-            f"CREATE INDEX outbox_open ON {{schema}}.outbox (id) WHERE state IN {_OPEN}",
-            (
-                "CREATE INDEX outbox_lease ON {schema}.outbox (lease_owner) "
-                "WHERE lease_owner IS NOT NULL"
-            ),
-            PAUSES_TABLE,
-        ),
-    ),
-)
-
-_INSERT: Final = (
-    "INSERT INTO {schema}.outbox (idempotency_key, intent, state, consumer, phone_number_id, "
-    "created_at, not_after, lease_owner, lease_until, enqueued_at, updated_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING"
-)
-# One statement for an outcome: the row's update, or the row of an intent the outbox did not
-# know yet (the guard held it back before `begin`). A delivered row stays delivered, an
-# expired one expired unless it was delivered after all.
-_SETTLE: Final = (
-    "INSERT INTO {schema}.outbox AS o (idempotency_key, intent, state, attempts, category, "
-    "reason, error, message_id, token_fingerprint, not_before, not_after, consumer, "
-    "phone_number_id, created_at, enqueued_at, updated_at) VALUES "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (idempotency_key) DO UPDATE SET state = excluded.state, "
-    "attempts = o.attempts + excluded.attempts, category = excluded.category, "
-    "reason = excluded.reason, error = excluded.error, "
-    "message_id = coalesce(excluded.message_id, o.message_id), "
-    "token_fingerprint = coalesce(excluded.token_fingerprint, o.token_fingerprint), "
-    "not_before = excluded.not_before, lease_owner = NULL, lease_until = NULL, "
-    "updated_at = excluded.updated_at WHERE o.state != 'delivered' "
-    "AND (o.state != 'expired' OR excluded.state = 'delivered') "
-    # A status webhook failed this very wamid before its send was settled: it stays failed.
-    "AND NOT coalesce(o.state = 'failed' AND o.message_id = excluded.message_id, false)"
-)
-# `settle_values`' first ten: state, attempts, category, reason, error, message_id,
-# token_fingerprint, not_before, updated_at, idempotency_key (typed: a column may be all NULL).
-_SETTLE_ROW: Final = (
-    "(%s::text, %s::integer, %s::text, %s::text, %s::text, %s::text, %s::text, "
-    "%s::double precision, %s::double precision, %s::text)"
-)
-_SETTLE_HEAD: Final = (
-    "UPDATE {schema}.outbox AS o SET state = v.state, attempts = o.attempts + v.attempts, "
-    "category = v.category, reason = v.reason, error = v.error, "
-    "message_id = coalesce(v.message_id, o.message_id), "
-    "token_fingerprint = coalesce(v.fingerprint, o.token_fingerprint), "
-    "not_before = v.not_before, lease_owner = NULL, lease_until = NULL, updated_at = v.now "
-    "FROM (VALUES "
-)
-_SETTLE_TAIL: Final = (
-    ") AS v(state, attempts, category, reason, error, message_id, fingerprint, not_before, "
-    "now, key) WHERE o.idempotency_key = v.key AND o.state != 'delivered' "
-    "AND (o.state != 'expired' OR v.state = 'delivered') "
-    "AND NOT coalesce(o.state = 'failed' AND o.message_id = v.message_id, false) "
-    "RETURNING o.idempotency_key"
-)
-_RETRYABLE_STATES: Final = frozenset({"queued", "pending", "failed"})
-
 
 class PgJobs:
     """The outbox's changes and reads, as functions of a connection, for one schema."""
@@ -134,12 +56,12 @@ class PgJobs:
         self.path = path
         self.q = quote
         self.channel = channel
-        self.insert = quote(_INSERT)
-        self.insert_many = quote(_INSERT.split("VALUES")[0] + "VALUES ")
+        self.insert = quote(INSERT)
+        self.insert_many = quote(INSERT.split("VALUES")[0] + "VALUES ")
         self.returning = " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
-        self.settle_sql = quote(_SETTLE)
-        self.settle_head = quote(_SETTLE_HEAD)
-        self.settle_tail = _SETTLE_TAIL
+        self.settle_sql = quote(SETTLE)
+        self.settle_head = quote(SETTLE_HEAD)
+        self.settle_tail = SETTLE_TAIL
 
     def notify(self, conn: Any) -> None:
         """Wake the idle workers (delivered at commit; one per transaction is enough)."""
@@ -226,14 +148,14 @@ class PgJobs:
             for rows in chunks(items, lambda item: item[0][9]):
                 values = [v for n in rows for v in items[n][0][:10]]
                 found = cur.execute(
-                    self.settle_head + ", ".join([_SETTLE_ROW] * len(rows)) + self.settle_tail,
+                    self.settle_head + ", ".join([SETTLE_ROW] * len(rows)) + self.settle_tail,
                     values,
                 ).fetchall()
                 done = {r[0] for r in found}
                 missed = [n for n in rows if items[n][0][9] not in done]
                 if missed:
                     cur.executemany(self.settle_sql, [settle_insert(*items[n]) for n in missed])
-                wake = wake or any(items[n][0][0] in _RETRYABLE_STATES for n in rows)
+                wake = wake or any(items[n][0][0] in RETRYABLE_STATES for n in rows)
         if wake:
             self.notify(conn)
         return [(True, None)] * len(items)
@@ -258,7 +180,7 @@ class PgJobs:
                     "UPDATE {schema}.outbox SET state = 'maybe_delivered', "  # noqa: S608
                     "reason = 'lease_expired', lease_owner = NULL, lease_until = NULL, "
                     "updated_at = %s WHERE id IN (SELECT id FROM {schema}.outbox "
-                    f"WHERE state IN {_OPEN} AND state = 'sending' "
+                    f"WHERE state IN {OPEN} AND state = 'sending' "
                     "AND (lease_until IS NULL OR lease_until < %s) FOR UPDATE SKIP LOCKED)"
                 ),
                 (now, now),
@@ -298,7 +220,7 @@ class PgJobs:
             params.extend((sorted(TOKEN_WAIT_CATEGORIES), list(live)))
         params.extend((bool(include_maybe_delivered), now, min(limit, 2**62)))
         picked = self.q(
-            f"SELECT id FROM {{schema}}.outbox o WHERE state IN {_OPEN} AND id > %s "  # noqa: S608
+            f"SELECT id FROM {{schema}}.outbox o WHERE state IN {OPEN} AND id > %s "  # noqa: S608
             "AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) AND ("
             "state = 'pending' "
             "OR (state = 'queued' AND (not_before IS NULL OR not_before <= %s)) "

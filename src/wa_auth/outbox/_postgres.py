@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from wa_auth._closing import AsyncClosing, Closing
 from wa_auth._postgres import Many, PgDatabase
-from wa_auth.errors import OutboxError, OutboxUnavailableError
+from wa_auth.errors import OutboxError
 from wa_auth.intents import Intent
 from wa_auth.outbox._common import (
     Replaying,
@@ -26,6 +26,7 @@ from wa_auth.outbox._common import (
     check_seconds,
 )
 from wa_auth.outbox._pg import SCHEMA, PgJobs
+from wa_auth.outbox._pg_wait import Waiting
 from wa_auth.outbox._sql import intent_row, settle_values
 from wa_auth.outbox._values import (
     DEFAULT_BATCH,
@@ -43,15 +44,10 @@ if TYPE_CHECKING:
     from wa_auth._delivery import Delivery
     from wa_auth.webhooks import MessageStatus
 
-__all__ = ["DEFAULT_CHECK_TIMEOUT", "DEFAULT_POLL", "PostgresOutbox"]
-
-#: Seconds `check()` waits for a round trip through the writer.
-DEFAULT_CHECK_TIMEOUT = 6.0
-#: Seconds `wait_for_work` waits at most without a notification (the bounded poll).
-DEFAULT_POLL = 5.0
+__all__ = ["PostgresOutbox"]
 
 
-class PostgresOutbox(Replaying, Closing, AsyncClosing):
+class PostgresOutbox(Waiting, Replaying, Closing, AsyncClosing):
     """A durable outbox in PostgreSQL that any number of workers on any number of hosts share.
 
     The same rows, states and rules as `SqliteOutbox`: an intent's `sending` is committed
@@ -146,42 +142,6 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
     def commits(self) -> int:
         """Transactions this outbox's writer committed (group commit makes it small)."""
         return self._db.commits
-
-    # --- health ---------------------------------------------------------------------------------
-
-    def _problem(self, exc: BaseException) -> OutboxError:
-        if isinstance(exc, OutboxError):
-            return exc
-        return OutboxUnavailableError(
-            f"the outbox of {self.path} did not answer in time (its writer is busy or the "
-            "server slow)",
-            path=self._db.target.where,
-            kind="stuck",
-        )
-
-    def check(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
-        """Return None when the outbox takes changes now, else the `OutboxError` saying why not.
-
-        A round trip through the writer (a transaction on the server) must answer within
-        *timeout* seconds. A health probe's question (`wa-auth serve`'s `/readyz`).
-        """
-        limit = check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT
-        try:
-            self._db.run(_ping, timeout=limit)
-        except (OutboxError, TimeoutError) as exc:
-            return self._problem(exc)
-        return None
-
-    async def acheck(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
-        """Return None when the outbox takes changes now (see `check`); the loop runs on."""
-        import asyncio
-
-        limit = check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT
-        try:
-            await asyncio.wait_for(self._db.arun(_ping), limit)
-        except (OutboxError, TimeoutError) as exc:
-            return self._problem(exc)
-        return None
 
     # --- the guard's hand-off -------------------------------------------------------------------
 
@@ -451,46 +411,6 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         pairs = check_ages(delivered_older_than, expired_older_than, self.clock())
         return int(await self._db.arun(lambda c: self._jobs.purge(c, pairs)))
 
-    # --- waiting for work -----------------------------------------------------------------------
-
-    def wait_for_work(self, timeout: float = DEFAULT_POLL) -> bool:
-        """Block until another worker enqueues or gives back intents, or *timeout* passes.
-
-        `LISTEN`s on the schema's channel; the wait is also cut short when a `queued` row
-        becomes due. Return True when notified (a claim may find work), False on the timeout
-        or when the server cannot be reached (the caller claims anyway: a bounded poll).
-        """
-        limit = check_seconds("timeout", timeout) or DEFAULT_POLL
-        try:
-            due = self._db.read(lambda c: self._jobs.next_due(c, self.clock()))
-        except Exception:  # noqa: BLE001 - the poll is the fall-back
-            due = None
-        if due is not None:
-            limit = max(0.0, min(limit, due - self.clock()))
-        conn = self._listener
-        try:
-            if conn is None or conn.closed:
-                conn = self._listener = self._db.connect()
-                conn.execute(f'LISTEN "{self._jobs.channel}"')
-            for _ in conn.notifies(timeout=limit, stop_after=1):
-                return True
-        except Exception:  # noqa: BLE001 - a lost listener: poll, and listen anew next time
-            self._close_listener()
-            time.sleep(min(limit, 1.0))
-        return False
-
-    async def await_for_work(self, timeout: float = DEFAULT_POLL) -> bool:
-        """`wait_for_work` in a thread: the loop runs on while this worker idles."""
-        import asyncio
-
-        return await asyncio.to_thread(self.wait_for_work, timeout)
-
-    def _close_listener(self) -> None:
-        conn, self._listener = self._listener, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
     # --- lifetime -------------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -522,7 +442,3 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
             f"PostgresOutbox({self._db.target.safe_url!r}, schema={self.schema!r}, "
             f"durability={self.durability!r}, lease={self.lease!r}, max_age={self.max_age!r})"
         )
-
-
-def _ping(conn: Any) -> None:
-    conn.execute("SELECT 1")
