@@ -9,8 +9,8 @@ The JSON says what to do (`mode`), with which URL, schema, sandbox and token:
 - `claim-and-hang`: claim rows (a lease), print their keys, and wait to be killed;
 - `send-and-exit`: send intents through the guarded outbox and end without closing it;
 - `fleet`: the fleet's worker: a token file (re-read when rotated), the Redis stores
-  (verdicts, pauses, the shared limiter) and the outbox; replay until *expect* rows are
-  delivered, riding out outages; print how many it sent.
+  (verdicts, pauses, the shared limiter) and the outbox; replay until *expect* rows are over
+  (delivered or maybe_delivered), riding out outages; print how many it sent.
 """
 
 from __future__ import annotations
