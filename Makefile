@@ -94,7 +94,7 @@ BENCH := $(VENV_BENCH)/bin
 $(BENCH)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_BENCH)
 	$(BENCH)/python -m pip install -q --upgrade pip
-	$(BENCH)/python -m pip install -q -e '.[fast,bench]'
+	$(BENCH)/python -m pip install -q -e '.[fast,bench,redis]'
 	-$(BENCH)/python -m pip install -q pywa
 	-$(BENCH)/python -m pip install -q heyoo
 	-$(BENCH)/python -m pip install -q whatsapp-python

@@ -253,6 +253,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str | None:
     for r in rows:
         if r["group"] == "async" and r["msgs_per_s"]:
             series.setdefault(r["label"], []).append((r["concurrency"], r["msgs_per_s"]))
+    if not series:  # a run with --only that measured no async row: nothing to draw
+        return "no async row was measured"
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for label, points in sorted(series.items()):
         points.sort()

@@ -10,7 +10,8 @@ JSON line on stdout for each JSON command line on stdin, and `{"ready": true}` f
 - `{"op": "wait_pause", "number": "...", "present": bool}` -> `{"ok": bool}`;
 - `{"op": "resume", "number": "..."}`: `guard.resume(number)`;
 - `{"op": "reserve", "n": N, "rate": R, "recipient": str|null, "pair_interval": s|null}`:
-  N reservations on the shared limiter, each waited for -> the wall-clock slot of each.
+  N reservations on the shared limiter, each waited for -> the wall-clock slot of each, as
+  (earliest, latest): Redis decided it between the request and its answer.
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: st
         limiter = state.limiter(rate=command["rate"], pair_interval=command["pair_interval"])
         slots = []
         for _ in range(command["n"]):
+            # Redis's clock decided the slot somewhere between asking and the answer.
+            asked = time.time()
             wait = limiter.acquire(number, command["recipient"])
+            answered = time.time()
             assert wait is not None
-            slot = time.time() + wait
-            slots.append(slot)
-            time.sleep(max(slot - time.time(), 0.0))
+            slots.append((asked + wait, answered + wait))
+            time.sleep(max(answered + wait - time.time(), 0.0))
         return {"slots": slots, "fallbacks": limiter.fallbacks}
     return {"error": f"unknown op {op}"}
 

@@ -30,6 +30,8 @@ def test_harness_smoke_run(tmp_path, require_component):
     if _nginx() is None:
         require_component("nginx", "the benchmark peer; apt-get install -y nginx")
     only = ["sync.httpx.raw", "sync.wa_auth", "error.sync.wa_auth.401", "micro.classify.*"]
+    # The stdlib transport's rows (issue 19) and the one-message CLI against the httpx script.
+    only += ["sync.wa_auth.stdlib*", "sync.http_client.raw", "cli.send.*"]
     if importlib.util.find_spec("aiohttp") is not None:
         only += ["async.aiohttp.raw", "async.wa_auth.fast"]
     out = tmp_path / "latest.json"
@@ -47,6 +49,9 @@ def test_harness_smoke_run(tmp_path, require_component):
     assert rows[("sync.wa_auth", 1)]["msgs_per_s"] > 0
     assert rows[("sync.wa_auth", 1)]["ratio"] is not None
     assert rows[("error.sync.wa_auth.401", 1)]["status"] == "ok"
+    for name in ("sync.wa_auth.stdlib", "sync.wa_auth.stdlib_vs_http_client", "cli.send.one"):
+        assert rows[(name, 1)]["status"] == "ok", rows[(name, 1)]
+        assert rows[(name, 1)]["ratio"] is not None
     assert rows[("micro.classify.190_463", 1)]["us_per_op"] > 0
     assert "nginx" in report["machine"]["nginx"]
     if report["plot"]:

@@ -48,6 +48,10 @@ FORMS = [
     pytest.param(["outbox", "{s}"], "ACTION", id="as-the-action"),
     pytest.param(["state", "clear", "--fingerprint", "{s}"], "--fingerprint", id="fingerprint"),
     pytest.param(["sandbox", "--port", "{s}"], "--port", id="sandbox-port"),
+    pytest.param(["webhook", "verify", "--app-secret", "{s}"], "--app-secret", id="app-secret"),
+    pytest.param(["webhook", "verify", "--app-secret={s}"], "--app-secret", id="app-secret-eq"),
+    pytest.param(["webhook", "verify", "--secret", "{s}"], "--secret", id="webhook-secret"),
+    pytest.param(["webhook", "{s}"], "ACTION", id="as-the-webhook-action"),
 ]
 
 

@@ -96,6 +96,13 @@ def test_parse_adds_the_events_for_a_switch_to_route_on():
     assert event["error"]["code"] == 131031
 
 
+def test_a_signed_body_of_another_shape_is_verified_with_no_events():
+    """--parse on a body Meta signed that is no payload: verified, `events` empty, exit 0."""
+    body = b'{"object": "page", "entry": "not a list"}'
+    run = cli("webhook", "verify", "--parse", "--signature", sign(body), env=env(), stdin=body)
+    assert (run.code, run.line["verified"], run.line["events"]) == (0, True, [])
+
+
 def test_a_rotation_window_in_the_secret_file(tmp_path):
     """One secret per line: the second one matches (secret_index 1); the file's text unseen."""
     secrets_file = tmp_path / "app_secret"
@@ -284,7 +291,9 @@ def test_any_body_and_header_never_a_traceback_and_only_the_right_signature_pass
     """A random header fails with 13 (or 2 for an empty body); the body's own HMAC passes."""
     b64 = base64.b64encode(body).decode()
     args = ["webhook", "verify", "--input-b64", b64]
-    code, lines = run_main(*args, *(["--signature", header] if header is not None else []))
+    # `--signature=VALUE`: a caller's header may start with "-", which argparse would take for
+    # an option after a separate `--signature` (the help says so).
+    code, lines = run_main(*args, *([f"--signature={header}"] if header is not None else []))
     if not body.strip():
         assert code == 2
         return
@@ -292,3 +301,18 @@ def test_any_body_and_header_never_a_traceback_and_only_the_right_signature_pass
     assert lines[0]["verified"] is (code == 0)
     code, lines = run_main(*args, "--signature", sign(body))
     assert (code, lines[0]["verified"]) == (0, True)
+
+
+def test_a_secret_pasted_as_the_file_name_is_not_shown():
+    """`--app-secret-file <the secret itself>`: unreadable, and neither the name nor the value shown."""
+    pasted = "CANARYappsecret" + "0123456789abcdef0123"
+    run = cli(
+        "webhook",
+        "verify",
+        "--app-secret-file",
+        pasted,
+        env=env(WA_AUTH_APP_SECRET=None),
+        stdin=BODY,
+    )
+    assert (run.code, run.line["category"]) == (2, "usage")
+    assert "CANARYappsecret" not in run.stdout + run.stderr

@@ -125,15 +125,13 @@ types = ["status"]
 
 
 def hook_env(sb: Sandbox, **extra: str | None) -> dict[str, str]:
-    return serve_env(
-        sb,
-        sb.issue_token(),
-        WA_AUTH_WEBHOOK_APP_SECRET=sb.app_secret,
-        WA_AUTH_WEBHOOK_VERIFY_TOKEN=VERIFY_TOKEN,
-        ROUTE_A_SECRET=SECRET_A,
-        ROUTE_B_SECRET=SECRET_B,
-        **extra,
-    )
+    variables: dict[str, str | None] = {
+        "WA_AUTH_WEBHOOK_APP_SECRET": sb.app_secret,
+        "WA_AUTH_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
+        "ROUTE_A_SECRET": SECRET_A,
+        "ROUTE_B_SECRET": SECRET_B,
+    }
+    return serve_env(sb, sb.issue_token(), **{**variables, **extra})
 
 
 def send(sb: Sandbox, number: str, n: int, key: str) -> list[str]:
@@ -226,7 +224,11 @@ def test_signed_deliveries_fan_out_to_each_numbers_route(tmp_path, sb, receivers
         )
         assert unsigned.status_code == tampered.status_code == 401
         assert tampered.json()["error"]["category"] == "invalid_signature"
-        no_secret(service, sb, challenge, wrong, unsigned, tampered)
+        metrics = service.call("GET", "/metrics")
+        if metrics.status_code == 200:  # with the prometheus extra: every outcome counted
+            for name in ("webhook.rejected", "webhook.verified", "webhook.accepted"):
+                assert f'event="{name}"' in metrics.text
+        no_secret(service, sb, challenge, wrong, unsigned, tampered, metrics)
     finally:
         assert service.stop() == 0
     no_secret(service, sb)

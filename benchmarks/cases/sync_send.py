@@ -1,4 +1,8 @@
-"""Sync send_text: wa_auth against a reused httpx.Client and a persistent http.client."""
+"""Sync send_text: wa_auth against a reused httpx.Client and a persistent http.client.
+
+`WhatsAppClient` runs over both of its transports: httpx's (`sync.wa_auth`) and the standard
+library's (`sync.wa_auth.stdlib`, measured against each raw client in turn, issue 19).
+"""
 
 from __future__ import annotations
 
@@ -41,6 +45,38 @@ def wa_auth_sync(ctx: Ctx) -> dict[str, Any]:
         token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url
     ) as client:
         return sync_loop(ctx.n, lambda: client.send_text(ctx.to, TEXT))
+
+
+def _stdlib_loop(ctx: Ctx) -> dict[str, Any]:
+    import wa_auth
+
+    quiet_logging()
+    with wa_auth.WhatsAppClient(
+        transport="stdlib", token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url
+    ) as client:
+        return sync_loop(ctx.n, lambda: client.send_text(ctx.to, TEXT))
+
+
+@variant(
+    "sync.wa_auth.stdlib",
+    label='wa_auth WhatsAppClient(transport="stdlib").send_text',
+    group="sync",
+    baseline="sync.httpx.raw",
+    goal=Goal("min_ratio", 2.0),
+)
+def wa_auth_stdlib(ctx: Ctx) -> dict[str, Any]:
+    return _stdlib_loop(ctx)
+
+
+@variant(
+    "sync.wa_auth.stdlib_vs_http_client",
+    label='wa_auth WhatsAppClient(transport="stdlib").send_text, against raw http.client',
+    group="sync",
+    baseline="sync.http_client.raw",
+    goal=Goal("min_ratio", 0.8),
+)
+def wa_auth_stdlib_vs_http_client(ctx: Ctx) -> dict[str, Any]:
+    return _stdlib_loop(ctx)
 
 
 @variant(

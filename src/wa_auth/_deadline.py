@@ -15,7 +15,6 @@ starts with a copy of its creator's), so nothing is shared between concurrent ca
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Iterator
@@ -88,6 +87,8 @@ def passed() -> Deadline | None:
 
 async def wait_for(awaitable: Awaitable[T], seconds: float) -> T:
     """Await *awaitable* for at most *seconds* (`asyncio.TimeoutError` after that)."""
+    import asyncio  # loaded by whoever awaits; a blocking call never does
+
     if sys.version_info >= (3, 11):
         # No task per call, unlike wait_for before 3.12.
         async with asyncio.timeout(seconds):

@@ -67,6 +67,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "RotationRolledBack",
         "SenderPaused",
         "SenderResumed",
+        "StateFellBack",
         "TokenActivated",
         "TokenExchanged",
         "TokenFailedOver",
@@ -123,6 +124,9 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "VerdictStore",
     ),
     "wa_auth.state": (
+        "PostgresPauseStore",
+        "PostgresState",
+        "PostgresVerdictStore",
         "SqlitePauseStore",
         "SqliteRateLimiter",
         "SqliteVerdictStore",

@@ -40,6 +40,7 @@ __all__ = [
     "RotationWindow",
     "SenderPaused",
     "SenderResumed",
+    "StateFellBack",
     "TokenActivated",
     "TokenExchanged",
     "TokenFailedOver",
@@ -300,6 +301,23 @@ class TokenExchanged(Event):
     persisted: bool = False
 
 
+@attrs.frozen(kw_only=True)
+class StateFellBack(Event):
+    """A fleet's shared store (Redis) did not answer; this process answered on its own.
+
+    `store` is `verdicts`, `pauses` or `limiter`; `address` is Redis's `host:port`; `reason`
+    the error's message (never a password). Counted per `store` as a metric by `Counters` and
+    the Prometheus subscriber (`fleet.fallback` events).
+    """
+
+    name: ClassVar[str] = "fleet.fallback"
+
+    store: str
+    address: str
+    reason: str
+    category: str = "transient"
+
+
 class Events:
     """A hub that hands every event to its subscribers, in order.
 
@@ -334,6 +352,19 @@ class Events:
             except Exception:  # noqa: BLE001 - a subscriber must not break a send
                 _log.exception("wa_auth event subscriber %r failed on %s", subscriber, event.name)
 
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether any subscriber would do anything with an event of *kind*.
+
+        An emitter on a hot path asks first and builds the event only then (a delivered
+        message's event, with nobody listening, costs nothing). A subscriber tells with an
+        optional `wants(kind)` method; one without it wants every event.
+        """
+        for subscriber in self._subscribers:
+            wants = getattr(subscriber, "wants", None)
+            if wants is None or wants(kind):
+                return True
+        return False
+
     def __repr__(self) -> str:
         return f"Events(subscribers={len(self._subscribers)})"
 
@@ -351,6 +382,12 @@ class LoggingSubscriber:
     ) -> None:
         self._auth = auth_logger or logging.getLogger("wa_auth.auth")
         self._http = http_logger or logging.getLogger("wa_auth.http")
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether an event of *kind* would be logged: its logger is enabled for its level."""
+        level = logging.WARNING if issubclass(kind, (AuthFailed, ApiCallFailed)) else logging.INFO
+        logger = self._auth if kind.kind == "auth" else self._http
+        return logger.isEnabledFor(level)
 
     def __call__(self, event: Event) -> None:
         """Log one event."""

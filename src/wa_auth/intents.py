@@ -26,10 +26,9 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from typing_extensions import Self
 
 from wa_auth._builders import (
     Built,
@@ -51,6 +50,9 @@ from wa_auth._validate import (
     describe,
 )
 from wa_auth.errors import RequestValidationError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["INTENT_SCHEMA_VERSION", "MESSAGE_TYPES", "Intent"]
 

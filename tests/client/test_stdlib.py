@@ -143,6 +143,28 @@ def test_a_connection_the_peer_closed_while_idle_is_replaced_unsent():
     assert (len(server.requests), server.connections) == (2, 2)
 
 
+def test_threads_share_one_client_each_on_a_connection_of_its_own():
+    """Eight threads send at once: every send delivered, at most one connection per thread."""
+    errors: list[BaseException] = []
+    with peer() as server, _client(_url(server)) as client:
+
+        def sends() -> None:
+            try:
+                for i in range(5):
+                    client.send_text(TO, f"hi {i}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sends) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert errors == []
+    assert len(server.requests) == 40
+    assert 1 <= server.connections <= 8
+
+
 def test_the_request_carries_the_headers_httpx_would():
     """User-Agent, Accept, the bearer token and the JSON body's type; the Host of the URL."""
     with peer() as server, _client(_url(server)) as client:
@@ -394,3 +416,14 @@ def test_no_proxy_follows_httpx(no_proxy, host, bypassed, monkeypatch):
     monkeypatch.setenv("NO_PROXY", no_proxy)
     expected = None if bypassed else "http://proxy.internal:3128"
     assert proxy_for("https", host) == expected
+
+
+def test_plain_http_goes_to_the_proxy_in_absolute_form(monkeypatch):
+    """HTTP_PROXY for an http:// base URL: the request line names the whole URL."""
+    with peer() as forward:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:pw@127.0.0.1:{forward.server_address[1]}")
+        with _client("http://graph.example.invalid") as client:
+            assert client.send_text(TO, "hi").message_id == "wamid.stdlib"
+    _, path, headers = forward.requests[0]
+    assert path == f"http://graph.example.invalid/v23.0/{PHONE}/messages"
+    assert headers["Proxy-Authorization"] == "Basic dXNlcjpwdw=="  # user:pw

@@ -9,8 +9,13 @@ from __future__ import annotations
 import pytest
 
 from running import TO, cli, env_for
+from wa_auth.errors import from_response
+from wa_auth.fleet import RedisState
+from wa_auth.pacing import Pause
 
 pytestmark = pytest.mark.real_component("redis")
+
+REVOKED = {"error": {"code": 190, "error_subcode": 460, "message": "Session invalidated"}}
 
 
 def test_a_verdict_learned_by_one_run_refuses_the_next_without_a_request(wa_sandbox, redis_server):
@@ -44,3 +49,23 @@ def test_state_and_redis_together_are_a_usage_error(wa_sandbox, redis_server, tm
     assert run.code != 0
     assert "--redis" in run.line["error"]["message"]
     assert wa_sandbox.requests() == ()
+
+
+def test_state_list_and_clear_on_redis(wa_sandbox, redis_server):
+    """`wa-auth state list|clear --redis URL` shows and drops the fleet's verdicts and pauses."""
+    redis_server.flush()
+    with RedisState(redis_server.url) as state:
+        state.pauses.put(
+            Pause(kind="account", phone_number_id="109", category="account_state", since=1.0, until=4e9)
+        )  # fmt: skip
+        state.verdicts.record("sha256:0123456789ab", from_response(401, REVOKED))
+    url = redis_server.url.replace("redis://", "redis://:pw-canary@")
+    listed = cli("state", "list", "--redis", url, env=env_for(None))
+    assert listed.code == 0
+    assert [v["token_fingerprint"] for v in listed.line["verdicts"]] == ["sha256:0123456789ab"]
+    assert [p["phone_number_id"] for p in listed.line["pauses"]] == ["109"]
+    assert "pw-canary" not in listed.stdout + listed.stderr
+    cleared = cli("state", "clear", "--all", env=env_for(None, WA_AUTH_REDIS_URL=url))
+    assert cleared.code == 0
+    empty = cli("state", "list", "--redis", url, env=env_for(None)).line
+    assert (empty["verdicts"], empty["pauses"]) == ([], [])

@@ -14,6 +14,7 @@ import pytest
 
 from helpers import Clock
 from wa_auth.errors import ConfigurationError, StateUnavailableError, from_response
+from wa_auth.events import Counters, Events, StateFellBack
 from wa_auth.fleet import (
     RedisConnection,
     RedisState,
@@ -156,15 +157,25 @@ def _pause(number: str = "109") -> Pause:
 
 
 def test_a_pause_is_the_fleets_and_a_resume_anywhere_clears_it(two):
-    """A's pause is B's at once; B's clear is A's."""
+    """A's pause reaches B's copy; B's clear reaches A's; reads do no I/O."""
     a, b = two
     a.pauses.put(_pause())
-    assert b.pauses.get("account", "109") == _pause()
+    assert a.pauses.get("account", "109") == _pause()  # at once, locally
+    assert _eventually(lambda: b.pauses.get("account", "109") == _pause())
     assert b.pauses.list() == [_pause()]
     b.pauses.clear("account", "109")
-    assert a.pauses.get("account", "109") is None
+    assert _eventually(lambda: a.pauses.get("account", "109") is None)
+    assert a.pauses.list() == []
     with pytest.raises(TypeError):
         a.pauses.put("not a pause")  # type: ignore[arg-type]
+
+
+def test_a_new_worker_loads_the_pauses_in_force(two, redis_server):
+    """A worker started after the pause holds the number from its first send."""
+    a, _ = two
+    a.pauses.put(_pause("5"))
+    with RedisState(redis_server.url) as late:
+        assert late.pauses.get("account", "5") == _pause("5")
 
 
 @pytest.mark.anyio
@@ -172,19 +183,23 @@ async def test_async_pauses(two):
     """`aput`, `aget`, `alist`, `aclear`."""
     a, b = two
     await a.pauses.aput(_pause("7"))
+    assert _eventually(lambda: b.pauses.get("account", "7") is not None)
     assert await b.pauses.aget("account", "7") == _pause("7")
     assert await b.pauses.alist() == [_pause("7")]
     await b.pauses.aclear("account", "7")
+    assert _eventually(lambda: a.pauses.get("account", "7") is None)
     assert await a.pauses.aget("account", "7") is None
     await _aclose(two)
 
 
-def test_a_hand_edited_pause_is_no_pause(two):
-    """A value that is not a pause's JSON reads as none (a guard must not trip over it)."""
+def test_a_hand_edited_pause_is_no_pause(two, redis_server):
+    """A value that is not a pause's JSON loads as none (a guard must not trip over it)."""
     a, _ = two
     a.connection.client.hset(a.connection.key("pauses"), "account:1", b"{not json")
-    assert a.pauses.get("account", "1") is None
-    assert a.pauses.list() == []
+    a.connection.client.publish(a.connection.key("pauses"), b"{not json either")
+    with RedisState(redis_server.url) as late:
+        assert late.pauses.get("account", "1") is None
+        assert late.pauses.list() == []
 
 
 # --- the limiter -------------------------------------------------------------------------------
@@ -418,11 +433,32 @@ def test_unreachable_redis_falls_back_for_verdicts_pauses_and_the_limiter(closed
         state.pauses.put(_pause())
         assert state.pauses.get("account", "109") == _pause()
         assert state.pauses.list() == [_pause()]
+        assert state.pauses.fallbacks == 1
         limiter = state.limiter(rate=10, pair_interval=None, expected_workers=4)
         assert limiter.acquire("1", None) == 0.0
         assert limiter.acquire("1", None) == pytest.approx(0.4, abs=0.05)  # 10/4 per second
         assert limiter.fallbacks == 2
     assert any(getattr(r, "event", None) == "fleet.fallback" for r in caplog.records)
+
+
+def test_a_fall_back_is_an_event_and_a_count(closed_port):
+    """With `events=`, each fall-back is a `StateFellBack` that `Counters` counts."""
+    counters = Counters()
+    url = f"redis://:pw-canary@127.0.0.1:{closed_port}/0"
+    with RedisState(url, timeout=0.3, events=Events(counters)) as state:
+        state.verdicts.record(FP, from_response(401, REVOKED))
+        state.pauses.put(_pause())
+        limiter = state.limiter(rate=10, expected_workers=2)
+        limiter.acquire("1", None)
+        limiter.acquire("1", None)
+    assert counters.get("fleet.fallback") == 4
+    assert counters.get("fleet.fallback", "transient") == 4
+    seen: list[StateFellBack] = []
+    with RedisState(url, timeout=0.3, events=Events(seen.append)) as state:
+        state.limiter().acquire("1", None)
+    (event,) = seen
+    assert (event.store, event.address) == ("limiter", f"127.0.0.1:{closed_port}")
+    assert "pw-canary" not in repr(event.to_dict())
 
 
 def test_the_missing_extra_names_it(monkeypatch):
@@ -451,13 +487,17 @@ def test_redis_killed_and_restarted_the_fleet_converges(redis_server):
             a.verdicts.record(FP, from_response(401, REVOKED))
             assert a.verdicts.fallbacks == 1
             assert a.verdicts.get(FP) is not None
+            a.pauses.put(_pause())
+            assert a.pauses.fallbacks == 1
             limiter = a.limiter(rate=10, pair_interval=None, expected_workers=2)
             assert limiter.acquire("1", None) is not None
             assert limiter.fallbacks == 1
+            limiter.penalize("7", None, 60)  # Meta's hold, learned while Redis is down
         finally:
             redis_server.start()
         assert _eventually(lambda: b.verdicts.get(FP) is not None, 15)
         assert a.connection.client.exists(a.connection.key("verdict", FP))
+        assert _eventually(lambda: b.pauses.get("account", "109") is not None, 15)
 
         def on_redis_again() -> bool:
             before = limiter.fallbacks
@@ -465,6 +505,7 @@ def test_redis_killed_and_restarted_the_fleet_converges(redis_server):
             return limiter.fallbacks == before
 
         assert _eventually(on_redis_again, 15)
+        assert b.limiter().held("7", None) > 50  # told to the fleet by the next reservation
 
 
 def _status(message: str, name: str) -> MessageStatus:

@@ -71,3 +71,43 @@ def test_record_survives_pickling(caplog, protocol):
 
     copy = pickle.loads(pickle.dumps(record, protocol))
     assert copy.getMessage() == record.getMessage()
+
+
+def test_a_hub_wants_what_one_of_its_subscribers_would_use():
+    """`wants(kind)`: a subscriber without `wants` takes everything; the logger asks its level."""
+    from wa_auth.events import Counters, MessageDelivered
+
+    auth, http = logging.getLogger("test.wants.auth"), logging.getLogger("test.wants.http")
+    auth.setLevel(logging.WARNING)
+    http.setLevel(logging.WARNING)
+    logs = Events(LoggingSubscriber(auth, http))
+
+    assert not Events().wants(MessageDelivered)
+    assert not logs.wants(MessageDelivered)  # an INFO event, the logger at WARNING
+    assert logs.wants(AuthFailed)
+    assert logs.wants(ApiCallFailed)
+    http.setLevel(logging.INFO)
+    assert logs.wants(MessageDelivered)
+    http.setLevel(logging.WARNING)
+    assert Events(LoggingSubscriber(auth, http), Counters()).wants(MessageDelivered)
+    assert Events(lambda event: None).wants(MessageDelivered)
+
+
+def test_a_delivered_send_builds_its_event_only_for_a_listener(wa_sandbox):
+    """A guard's delivered message reaches a listener, and costs nothing without one."""
+    import wa_auth
+    from wa_auth.events import MessageDelivered
+    from wa_auth.guards import Guard
+    from wa_auth.intents import Intent
+
+    seen: list[object] = []
+    for events in (Events(seen.append), Events()):
+        with wa_auth.WhatsAppClient(
+            transport="stdlib",
+            token=wa_sandbox.issue_token(),
+            base_url=wa_sandbox.base_url,
+            phone_number_id=wa_sandbox.phone_number_id,
+        ) as client:
+            guard = Guard(client, events=events)
+            assert guard.send(Intent.text("+15551234567", "hi")).ok
+    assert [type(e) for e in seen if isinstance(e, MessageDelivered)] == [MessageDelivered]

@@ -344,3 +344,83 @@ def test_events_that_stop_nothing_change_nothing(name):
         assert applied.actions == ()
         assert applied.key == event.key
     assert guard.pauses.list() == []
+
+
+def test_webhook_applied_reaches_logging_and_prometheus(caplog):
+    """`webhook.applied` is logged and exported like every event: ids and actions, no text."""
+    import logging
+
+    prometheus = pytest.importorskip("prometheus_client")
+    from wa_auth.events import LoggingSubscriber
+    from wa_auth.prometheus import PrometheusSubscriber
+
+    subscriber = PrometheusSubscriber()
+    hub = Events(subscriber, LoggingSubscriber())
+    clock = Clock(EPOCH)
+    outbox = MemoryOutbox(clock=clock)
+    delivered_row(outbox)
+    guard = guard_for(client(events=hub), clock, outbox=outbox)
+    with caplog.at_level(logging.INFO, logger="wa_auth"):
+        guard.apply(late_131031())
+    text = prometheus.generate_latest(subscriber.registry).decode()
+    assert 'wa_auth_events_total{category="account_state",event="webhook.applied"} 1.0' in text
+    (applied,) = [r.wa_auth for r in caplog.records if r.wa_auth["event"] == "webhook.applied"]
+    assert applied["actions"] == ("outbox", "paused")
+    assert applied["key"].startswith("status:wamid.order-7")
+    assert "the secret text" not in caplog.text + repr([r.wa_auth for r in caplog.records])
+
+
+def test_aapply_with_a_sqlite_outbox_and_an_async_client(tmp_path):
+    """On the loop: an async client, a SqliteOutbox (committed before aapply returns)."""
+    from wa_auth import AsyncWhatsAppClient
+    from wa_auth.outbox import SqliteOutbox
+
+    async def main() -> tuple[Any, Any]:
+        clock = Clock(EPOCH)
+        async with AsyncWhatsAppClient(token=TOKEN, phone_number_id=PHONE, events=Events()) as c:
+            with SqliteOutbox(tmp_path / "o.db", clock=clock) as box:
+                intent = Intent.text(TO, "text", idempotency_key="order-7", phone_number_id=PHONE)
+                result = SendResult(message_id="wamid.order-7", wa_id=None, token_fingerprint=None)
+                await box.asettle(Delivery(state=DELIVERED, intent=intent, result=result))
+                guard = guard_for(c, clock, outbox=box)
+                applied = await guard.aapply(late_131031())
+                return applied, await box.aget("order-7")
+
+    applied, row = asyncio.run(main())
+    assert applied.actions == ("outbox", "paused")
+    assert (row.state, row.reason) == (FAILED, "webhook:131031")
+
+
+def test_a_messages_error_goes_through_the_same_steps():
+    """`value.errors[]` (no status): handlers once, and the number's circuit counts it."""
+    transient = Recorder()
+    guard = guard_for(client(), Clock(EPOCH), handlers=Handlers(on_transient=transient))
+    (event,) = parse(payload("messages_value_errors"))
+    applied = guard.apply(event)
+    assert (applied.type, applied.category, applied.actions) == (
+        "error",
+        "transient",
+        ("handlers",),
+    )
+    assert len(transient.calls) == 1
+    assert transient.calls[0][0] is None
+
+
+def test_a_removed_partner_calls_its_handlers_and_records_no_verdict():
+    """PARTNER_REMOVED (insufficient_permission): the handlers, no verdict (as a raised 200)."""
+    permission = Recorder()
+    c = client(business_account_id="980198427658004")
+    guard = guard_for(c, Clock(EPOCH), handlers=Handlers(on_permission=permission))
+    applied = guard.apply(event_of("account_update_partner_removed"))
+    assert (applied.category, applied.actions) == ("insufficient_permission", ("handlers",))
+    assert isinstance(permission.calls[0][1], errors.InsufficientPermissionError)
+    assert c.verdicts.get(Token(TOKEN).fingerprint) is None
+    assert guard.pauses.list() == []
+
+
+def test_a_rejected_review_pauses_the_wabas_number():
+    """account_review_update REJECTED: account_state, the client's number paused."""
+    guard = guard_for(client(business_account_id=WABA), Clock(EPOCH))
+    applied = guard.apply(event_of("account_review_update_rejected"))
+    assert (applied.category, applied.actions) == ("account_state", ("paused",))
+    assert guard.pauses.get(ACCOUNT, PHONE).error["rule"] == "webhook/REJECTED"

@@ -170,3 +170,27 @@ def fleet_worker(url: str) -> float | None:
             address: str = exc.address
             del address
         return limiter.acquire("1", None, max_wait=1.0)
+
+
+def closing_the_loop(body: bytes, header: str | None) -> list[str]:
+    from wa_auth import webhooks
+    from wa_auth.guards import Applied, Guard
+    from wa_auth.outbox import OutboxRow, SqliteOutbox
+    from wa_auth.pacing import LocalRateLimiter, check_rate
+
+    webhooks.verify_signature(body, header, ["old-secret", "new-secret"])
+    ledger = webhooks.MemoryWebhookLedger()
+    limiter = LocalRateLimiter()
+    limiter.set_rate("123", check_rate(1000))
+    done: list[str] = []
+    with WhatsAppClient(token="t", phone_number_id="123") as client, SqliteOutbox("o.db") as box:
+        guard = Guard(client, outbox=box, limiter=limiter)
+        for event in webhooks.parse(body):
+            if webhooks.admit(event, ledger).verdict != webhooks.APPLY:
+                continue
+            applied: Applied = guard.apply(event, phone_number_id="123")
+            done.extend(applied.actions)
+            if isinstance(event, webhooks.MessageStatus):
+                row: OutboxRow | None = box.apply_status(event)
+                done.append(row.state if row is not None else "none")
+    return done

@@ -5,14 +5,19 @@ and the SQLite one keeps them across a reopening and between processes."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from helpers import Clock
 from wa_auth.errors import ConfigurationError, OutboxError
@@ -301,3 +306,86 @@ def test_processes_sharing_the_file_admit_each_key_once(tmp_path: Path) -> None:
     assert len(keys) == len(set(keys)) == 120
     applied = [key for key, verdict in decided if verdict == APPLY]
     assert all(applied.count(f"status:m{i}:failed") == 1 for i in range(30))
+
+
+# --- the SQLite ledger against the model ------------------------------------------------------
+
+_MESSAGES = ("m1", "m2")
+_STATUSES = ("sent", "delivered", "read", "failed", "deleted")
+
+
+class SqliteLedgerMachine(RuleBasedStateMachine):
+    """Deliveries in any order, redelivered at any time, the clock moving, releases: the SQLite
+    ledger's verdicts match a model in which a key is remembered for the window and a message
+    only moves on (the memory ledger's machine, on a file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.directory = tempfile.mkdtemp(prefix="wa-auth-ledger-")
+        self.ledger = SqliteWebhookLedger(
+            Path(self.directory) / "l.db", window=WINDOW, max_keys=1000, clock=self.clock
+        )
+        self.claimed: dict[str, float] = {}
+        self.furthest: dict[str, tuple[int, float]] = {}
+        self.last: Any = None
+
+    def _live(self, when: float) -> bool:
+        return self.clock.t < when + WINDOW
+
+    @rule(message=st.sampled_from(_MESSAGES), name=st.sampled_from(_STATUSES))
+    def deliver(self, message: str, name: str) -> None:
+        event = status(message, name)
+        admitted = admit(event, self.ledger)
+        verdict = admitted.verdict
+        seen = event.key in self.claimed and self._live(self.claimed[event.key])
+        if seen:
+            assert verdict == DUPLICATE
+            return
+        self.claimed[event.key] = self.clock.t
+        order = event.order
+        held = self.furthest.get(message)
+        previous = held[0] if held is not None and self._live(held[1]) else None
+        if order is None:
+            assert verdict == APPLY
+        elif previous is not None and previous >= order:
+            assert verdict == STALE
+        else:
+            assert verdict == APPLY
+            self.furthest[message] = (order, self.clock.t)
+        self.last = (admitted, previous)
+
+    @rule()
+    def undo_the_last(self) -> None:
+        """release() of the last admission: its key is new again, its message put back."""
+        if self.last is None:
+            return
+        admitted, previous = self.last
+        self.last = None
+        release(admitted, self.ledger)
+        self.claimed.pop(admitted.event.key, None)
+        message, order = admitted.event.message_id, admitted.event.order
+        held = self.furthest.get(message)
+        if admitted.advanced and held is not None and held[0] == order:
+            if previous is None:
+                del self.furthest[message]
+            else:
+                self.furthest[message] = (previous, held[1])
+
+    @rule(seconds=st.sampled_from([1.0, WINDOW / 2, WINDOW + 1]))
+    def wait(self, seconds: float) -> None:
+        self.clock.t += seconds
+
+    @invariant()
+    def bounded(self) -> None:
+        assert len(self.ledger) <= 1000
+
+    def teardown(self) -> None:
+        self.ledger.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+SqliteLedgerMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=30, deadline=None
+)
+TestSqliteLedger = SqliteLedgerMachine.TestCase

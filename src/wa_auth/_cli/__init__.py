@@ -69,7 +69,7 @@ def _run(argv: list[str], *, text: bool) -> int:
 
     from wa_auth._cli import _parser
 
-    parser = _parser.build()
+    parser = _parser.build(argv)
     try:
         args = parser.parse_args(argv)
         _parser.check(args)

@@ -31,6 +31,7 @@ examples:
   wa-auth outbox mark order-42 pending --outbox outbox.db
   wa-auth outbox purge --outbox outbox.db --delivered-older-than 604800
   wa-auth outbox export --outbox outbox.db --output dead-letters.jsonl
+  wa-auth outbox migrate --outbox postgresql://wa_auth@db.internal/n8n   # before a fleet starts
 """
 
 
@@ -41,8 +42,11 @@ MARKABLE = ("pending", "delivered", "failed", "expired")
 def outbox(commands: argparse._SubParsersAction[Parser]) -> None:
     p = commands.add_parser(
         "outbox",
-        help="the SQLite outbox: list, stats, replay, mark, purge, export",
-        description="Inspect and replay the outbox that `wa-auth send --outbox PATH` writes.",
+        help="the outbox: list, stats, replay, mark, purge, export, migrate",
+        description=(
+            "Inspect and replay the outbox that `wa-auth send --outbox PATH` writes: a SQLite "
+            "file (PATH or sqlite:///PATH) or PostgreSQL (postgresql://user:pw@host/db)."
+        ),
         epilog=_OUTBOX_EPILOG,
     )
     actions = p.add_subparsers(
@@ -57,7 +61,12 @@ def outbox(commands: argparse._SubParsersAction[Parser]) -> None:
             epilog=f"example:\n  {example}\n",
         )
         sub.add_argument(
-            "--outbox", metavar="PATH", help="the outbox file (WA_AUTH_OUTBOX); never created"
+            "--outbox",
+            metavar="PATH|URL",
+            help=(
+                "the outbox: a file, sqlite:///PATH or postgresql://... (WA_AUTH_OUTBOX); "
+                "never created (but by migrate)"
+            ),
         )
         return sub
 
@@ -119,6 +128,12 @@ def outbox(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     export.add_argument("--output", metavar="FILE", help="a new file (never overwritten)")
     output_options(export)
+    migrate = action(
+        "migrate",
+        "create the outbox, or migrate its schema to this wa_auth's version",
+        "wa-auth outbox migrate --outbox postgresql://wa_auth@db.internal/n8n",
+    )
+    output_options(migrate)
 
 
 _STATE_EPILOG: Final = """\
@@ -156,6 +171,7 @@ def state(commands: argparse._SubParsersAction[Parser]) -> None:
         epilog="example:\n  wa-auth state list --state state.db\n",
     )
     ls.add_argument("--state", metavar="PATH", help="the state file (WA_AUTH_STATE)")
+    ls.add_argument("--redis", metavar="URL", help="a fleet's Redis instead (WA_AUTH_REDIS_URL)")
     output_options(ls)
     clear = actions.add_parser(
         "clear",
@@ -167,6 +183,7 @@ def state(commands: argparse._SubParsersAction[Parser]) -> None:
         epilog="example:\n  wa-auth state clear --state state.db --all\n",
     )
     clear.add_argument("--state", metavar="PATH", help="the state file (WA_AUTH_STATE)")
+    clear.add_argument("--redis", metavar="URL", help="a fleet's Redis instead (WA_AUTH_REDIS_URL)")
     clear.add_argument(
         "--fingerprint",
         type=fingerprint,
@@ -303,8 +320,11 @@ def serve(commands: argparse._SubParsersAction[Parser]) -> None:
     g.add_argument("--rate", type=rate, metavar="N", help="pace to N messages/s per number")
     g.add_argument(
         "--outbox",
-        metavar="PATH",
-        help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
+        metavar="PATH|URL",
+        help=(
+            "outbox: every intent recorded before its send: a SQLite file (PATH, sqlite:///PATH) "
+            "or postgresql://... (WA_AUTH_OUTBOX)"
+        ),
     )
     _webhook_options(p)
     configuration(p)

@@ -252,7 +252,11 @@ def run(args: argparse.Namespace) -> int:
 
     environ = _config.environ()
     options = _config.client_options(args, environ)
-    with _config.state_file(args, environ, options), WhatsAppClient(**options) as client:
+    httpx = getattr(args, "transport", "stdlib") == "httpx"
+    with (
+        _config.state_file(args, environ, options),
+        WhatsAppClient(transport="httpx" if httpx else "stdlib", **options) as client,
+    ):
         result = check(client, options, args.warn_days)
     if args.format == "text":
         sys.stdout.write(_text(result) + "\n")

@@ -1,10 +1,12 @@
-"""`wa-auth outbox list|stats|replay|mark|purge|export`: the SQLite outbox, for an operator.
+"""`wa-auth outbox list|stats|replay|mark|purge|export|migrate`: the outbox, for operators.
 
-Every subcommand opens the file `--outbox PATH` (or `WA_AUTH_OUTBOX`) names, without creating
-it, and prints JSON lines: a row per line (`list`, `export`, `mark`), one stats line, one count
-line (`purge`, `export --output`), or `replay`'s result lines and summary, as `send` prints
-them. `list`, `stats` and `export` read a read-only file too (a read-only mount). The rules
-(what is replayable, what a dead letter is) are the outbox's own.
+Every subcommand opens the outbox `--outbox` (or `WA_AUTH_OUTBOX`) names (a SQLite file, as a
+path or `sqlite:///path`, or a `postgresql://` URL) without creating it (`migrate` creates or
+migrates its schema), and prints JSON lines: a row per line (`list`, `export`, `mark`), one
+stats line, one count line (`purge`, `export --output`, `migrate`), or `replay`'s result
+lines and summary, as `send` prints them. `list`, `stats` and `export` read a read-only file
+too (a read-only mount). The rules (what is replayable, what a dead letter is) are the
+outbox's own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Final
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import delivery_line, summary_line, write
 from wa_auth._cli._send import _guard_options, _print_result
+from wa_auth._postgres import is_postgres_url, redact
 from wa_auth.errors import ConfigurationError, OutboxError, OutboxUnavailableError
 
 #: The subcommands that only read: they open a read-only file read-only.
@@ -37,30 +40,40 @@ _OUTCOMES: Final = frozenset(
 def _path(args: argparse.Namespace) -> str:
     path = args.outbox or _config.environ().get("WA_AUTH_OUTBOX") or None
     if path is None:
-        raise ConfigurationError("say which outbox: --outbox PATH or WA_AUTH_OUTBOX")
+        raise ConfigurationError(
+            "say which outbox: --outbox PATH (or sqlite:///PATH, postgresql://...) or "
+            "WA_AUTH_OUTBOX"
+        )
     return str(path)
 
 
 def _open(path: str, action: str) -> Any:
-    """Open the outbox at *path*; a read-only file read-only for a subcommand that only reads.
+    """Open the outbox *path* names (a file, `sqlite:///path` or `postgresql://...`).
+
+    Never created, except by `migrate`; a read-only file is opened read-only for a
+    subcommand that only reads.
 
     Raises:
-        OutboxUnavailableError: The disk is full or the file locked (`transient`: try again).
-        ConfigurationError: The file cannot be used (missing, corrupt, read-only for a change).
+        OutboxUnavailableError: The disk is full, the file locked or the server unreachable
+            (`transient`: try again).
+        ConfigurationError: The outbox cannot be used (missing, corrupt, read-only for a
+            change, a refused password).
     """
-    from wa_auth.outbox import SqliteOutbox
+    from wa_auth._cli._send import open_outbox, outbox_of
 
+    if action == "migrate":
+        return open_outbox(path, create=True)
     try:
         try:
-            return SqliteOutbox(path, create=False)
+            return outbox_of(path, create=False)
         except OutboxError as exc:
-            if exc.kind != "readonly" or action not in _READS:
+            if exc.kind != "readonly" or action not in _READS or is_postgres_url(path):
                 raise
-        return SqliteOutbox(path, read_only=True)
+        return outbox_of(path, create=False, read_only=True)
     except OutboxUnavailableError:
         raise
     except OutboxError as exc:
-        raise ConfigurationError(f"--outbox {path}: {exc.message}") from None
+        raise ConfigurationError(f"--outbox {redact(path)}: {exc.message}") from None
 
 
 def row_line(row: Any) -> dict[str, Any]:
@@ -220,11 +233,15 @@ def run(args: argparse.Namespace) -> int:
     path = _path(args)
     action = args.outbox_command
     outbox = _open(path, action)
+    shown = redact(path)
     try:
+        if action == "migrate":
+            version = 1  # the schema version this wa_auth writes (both stores: 1)
+            return _count("migrate", version, shown)
         if action == "list":
             return _list(outbox, args)
         if action == "stats":
-            return _stats(outbox, path, args.format)
+            return _stats(outbox, shown, args.format)
         if action == "mark":
             return _mark(outbox, args)
         if action == "purge":
@@ -236,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
                 delivered_older_than=args.delivered_older_than,
                 expired_older_than=args.expired_older_than,
             )
-            return _count("purge", count, path)
+            return _count("purge", count, shown)
         if action == "export":
             if args.output is None:
                 for row in outbox.dead_letters():

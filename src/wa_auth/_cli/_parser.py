@@ -127,8 +127,26 @@ def check(args: argparse.Namespace) -> None:
             )
 
 
-def build() -> argparse.ArgumentParser:
-    """Return the parser of `wa-auth` and its commands."""
+#: The commands, in the order `wa-auth --help` lists them.
+COMMANDS: Final = (
+    "send",
+    "check",
+    "classify",
+    "outbox",
+    "state",
+    "sandbox",
+    "serve",
+    "webhook",
+)
+
+
+def build(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Return the parser of `wa-auth` and its commands.
+
+    When *argv* names a command first (`send ...`), only that command's parser is built: the
+    others' (serve's reads `_cli._serve`) cost a one-message send nothing. Any other command
+    line (`--help`, a typo) gets every command, so the help and the errors list them all.
+    """
     parser = Parser(
         prog="wa-auth",
         description="WhatsApp Cloud API tokens as a managed state: send, check, classify.",
@@ -136,14 +154,20 @@ def build() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version as JSON")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    _send(commands)
-    _check(commands)
-    _classify(commands)
-    _admin_parsers.outbox(commands)
-    _admin_parsers.state(commands)
-    _admin_parsers.sandbox(commands)
-    _admin_parsers.serve(commands)
-    _webhook_parsers.webhook(commands)
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    builders = {
+        "send": _send,
+        "check": _check,
+        "classify": _classify,
+        "outbox": _admin_parsers.outbox,
+        "state": _admin_parsers.state,
+        "sandbox": _admin_parsers.sandbox,
+        "serve": _admin_parsers.serve,
+        "webhook": _webhook_parsers.webhook,
+    }
+    for name in COMMANDS:
+        if only is None or name == only:
+            builders[name](commands)
     return parser
 
 
@@ -205,10 +229,26 @@ def _send(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     g.add_argument(
         "--outbox",
-        metavar="PATH",
-        help="SQLite outbox: every intent recorded before its send (WA_AUTH_OUTBOX)",
+        metavar="PATH|URL",
+        help=(
+            "outbox: every intent recorded before its send: a SQLite file (PATH, sqlite:///PATH) "
+            "or postgresql://... (WA_AUTH_OUTBOX)"
+        ),
     )
+    _transport(p, "of a one-message send", "; a batch goes over the asyncio client either way")
     common(p)
+
+
+def _transport(p: argparse.ArgumentParser, what: str, more: str = "") -> None:
+    p.add_argument(
+        "--transport",
+        choices=("stdlib", "httpx"),
+        default="stdlib",
+        help=(
+            f"the HTTP {what}: the standard library's http.client (default: the quickest "
+            f"start) or httpx{more}"
+        ),
+    )
 
 
 def _check(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -227,6 +267,7 @@ def _check(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="exit 12 when the token expires within N days",
     )
+    _transport(p, "of the check")
     common(p)
 
 

@@ -223,11 +223,13 @@ def schema() -> dict[str, Any]:
         {
             "ok": {"const": True},
             "exit_code": {"const": 0},
-            "action": {"enum": ["purge", "export"]},
+            "action": {"enum": ["purge", "export", "migrate"]},
             "count": {"type": "integer", "minimum": 0},
             "path": _NULLABLE_STR,
         },
-        description="outbox purge / export --output: how many rows",
+        description=(
+            "outbox purge / export --output: how many rows; outbox migrate: the schema version"
+        ),
     )
     batch = _object(
         {

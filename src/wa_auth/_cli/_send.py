@@ -11,7 +11,6 @@ in flight finishes, the rest is reported as not sent, and the summary is printed
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import importlib.util
 import math
@@ -196,6 +195,7 @@ def _send_one(
     client_options: dict[str, Any],
     guard_options: dict[str, Any],
     stop: _Stop,
+    transport: str,
 ) -> None:
     from wa_auth._client import WhatsAppClient
     from wa_auth.guards import Guard
@@ -205,7 +205,9 @@ def _send_one(
     previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS} if handle else {}
     queued = guard_options.get("outbox") is not None
     try:
-        with WhatsAppClient(**client_options) as client:
+        with WhatsAppClient(
+            transport="httpx" if transport == "httpx" else "stdlib", **client_options
+        ) as client:
             guard = Guard(client, **guard_options)
             for index, (line, item) in enumerate(items):
                 if not isinstance(item, Intent):
@@ -227,6 +229,8 @@ async def _send_many(
     stop: _Stop,
     concurrency: int,
 ) -> None:
+    import asyncio
+
     from wa_auth.guards import Guard
 
     client_class: Callable[..., Any]
@@ -315,22 +319,41 @@ def _with_outbox(
         outbox.close()
 
 
-def open_outbox(path: str, *, create: bool) -> Any:
-    """Open the SQLite outbox at *path*.
+def open_outbox(spec: str, *, create: bool, read_only: bool = False) -> Any:
+    """Open the outbox *spec* names: `postgresql://...`, `sqlite:///path` or a plain path.
+
+    A PostgreSQL URL opens a `PostgresOutbox` (its password never shown in a message); a
+    path, or `sqlite:///path` (`sqlite:////abs/path` for an absolute one), a `SqliteOutbox`.
 
     Raises:
-        ConfigurationError: The file cannot be used (missing, read-only, corrupt, newer schema).
-        OutboxUnavailableError: The disk is full or the file locked (`transient`: try again).
+        ConfigurationError: The outbox cannot be used (missing, read-only, corrupt, newer
+            schema, a refused password, psycopg not installed).
+        OutboxUnavailableError: The disk is full, the file locked or the server unreachable
+            (`transient`: try again).
     """
+    from wa_auth._postgres import redact
     from wa_auth.errors import OutboxUnavailableError
-    from wa_auth.outbox import SqliteOutbox
 
     try:
-        return SqliteOutbox(path, create=create)
+        return outbox_of(spec, create=create, read_only=read_only)
     except OutboxUnavailableError:
-        raise  # the file is fine: try again later (exit 8), not a usage error
+        raise  # the outbox is fine: try again later (exit 8), not a usage error
     except OutboxError as exc:
-        raise ConfigurationError(f"--outbox {path}: {exc.message}") from None
+        raise ConfigurationError(f"--outbox {redact(spec)}: {exc.message}") from None
+
+
+def outbox_of(spec: str, *, create: bool, read_only: bool = False) -> Any:
+    """The outbox *spec* names (see `open_outbox`); its `OutboxError` as it is."""
+    from wa_auth._postgres import is_postgres_url
+
+    if is_postgres_url(spec):
+        from wa_auth.outbox import PostgresOutbox
+
+        return PostgresOutbox(spec, create=create)
+    from wa_auth.outbox import SqliteOutbox
+
+    path = spec.removeprefix("sqlite:///")
+    return SqliteOutbox(path, create=create and not read_only, read_only=read_only)
 
 
 def _send(
@@ -345,8 +368,17 @@ def _send(
     stop = _Stop()
     printer = _Printer(len(items), args.format, defaults, stop.stdout_closed)
     if len(intents) <= 1:
-        _send_one(items, printer, client_options, guard_options, stop)
+        _send_one(
+            items,
+            printer,
+            client_options,
+            guard_options,
+            stop,
+            getattr(args, "transport", "stdlib"),
+        )
     else:
+        import asyncio  # a batch only: one message never loads the event loop
+
         asyncio.run(
             _send_many(items, printer, client_options, guard_options, stop, args.concurrency)
         )

@@ -286,8 +286,16 @@ def _open(args: argparse.Namespace) -> Any:
     from wa_auth.state import StateFile
 
     path = getattr(args, "state", None) or _config.environ().get("WA_AUTH_STATE") or None
+    url = getattr(args, "redis", None) or _config.environ().get("WA_AUTH_REDIS_URL") or None
+    if url is not None and path is None:
+        from wa_auth.fleet import RedisState
+
+        return RedisState(url)
     if path is None:
-        raise ConfigurationError("name the state file: --state PATH (or WA_AUTH_STATE)")
+        raise ConfigurationError(
+            "name the state file: --state PATH (or WA_AUTH_STATE), or a fleet's Redis: "
+            "--redis URL (or WA_AUTH_REDIS_URL)"
+        )
     try:
         return StateFile(path, create=False)
     except OutboxError as exc:
@@ -306,12 +314,14 @@ def run(args: argparse.Namespace) -> int:
             "say what to clear: --fingerprint FP, --phone-number-id ID (repeat either) or --all"
         )
     with _open(args) as state:
+        # A Redis is named by host:port, never by its URL (it may hold a password).
+        where = str(getattr(state, "path", None) or f"redis://{state.address}")
         if args.state_command == "list":
-            line = list_line(str(state.path), state.verdicts.list(), state.pauses.list())
+            line = list_line(where, state.verdicts.list(), state.pauses.list())
         else:
             stores = FileStores(verdicts=state.verdicts, pauses=state.pauses)
             cleared = clear(stores, args.fingerprint, args.phone_number_id, everything=args.all)
-            line = clear_line(str(state.path), cleared)
+            line = clear_line(where, cleared)
     if args.format == "text":
         sys.stdout.write(_text(line) + "\n")
         sys.stdout.flush()

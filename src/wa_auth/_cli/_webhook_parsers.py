@@ -63,7 +63,11 @@ def _verify(actions: _Actions[Parser]) -> None:
     p.add_argument(
         "--signature",
         metavar="HEADER",
-        help="the X-Hub-Signature-256 header's value (WA_AUTH_WEBHOOK_SIGNATURE)",
+        help=(
+            "the X-Hub-Signature-256 header's value (WA_AUTH_WEBHOOK_SIGNATURE); give a "
+            "caller's header as --signature=VALUE or in the variable, since a value that "
+            "starts with - is otherwise read as an option"
+        ),
     )
     p.add_argument(
         "--app-secret-file",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
-
-from typing_extensions import ParamSpec, TypedDict
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, TypedDict, TypeVar
 
 from wa_auth._context import Context, TTLCache
 from wa_auth._core import Request

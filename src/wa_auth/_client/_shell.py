@@ -18,7 +18,6 @@ went out fails as a `TransportError` that says it was not sent.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -176,6 +175,8 @@ async def _acquire(gate: AsyncGate) -> None:
     if deadline is None or not gate.locked():
         await gate.acquire()
         return
+    import asyncio  # loaded already: the caller runs on its loop
+
     try:
         await _deadline.wait_for(gate.acquire(), deadline.at - time.monotonic())
         return  # noqa: TRY300 - the error is raised outside the handler: no context to keep

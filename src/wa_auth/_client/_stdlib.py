@@ -160,11 +160,26 @@ class _Response(http.client.HTTPResponse):
         super().__init__(_SocketView(sock, sock.gettimeout()), *args, **kwargs)  # type: ignore[arg-type]
 
 
-class _HTTPConnection(http.client.HTTPConnection):
+class _OneWrite:
+    """Sends the head and a body of bytes in one write: one segment, one system call."""
+
+    _buffer: list[bytes]
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        if isinstance(message_body, bytes) and not encode_chunked:
+            self._buffer.extend((b"", b""))
+            head = b"\r\n".join(self._buffer)
+            del self._buffer[:]
+            self.send(head + message_body)  # type: ignore[attr-defined]
+            return
+        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+
+
+class _HTTPConnection(_OneWrite, http.client.HTTPConnection):
     response_class = _Response
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
+class _HTTPSConnection(_OneWrite, http.client.HTTPSConnection):
     response_class = _Response
 
 
@@ -249,9 +264,12 @@ def _is_dead(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)  # pragma: no cover - Windows
+        return bool(readable)  # pragma: no cover
     except (OSError, ValueError):  # pragma: no cover - a socket closed under us
         return True
 
@@ -278,6 +296,8 @@ class StdlibTransport:
         self._lock = threading.Lock()  # held only to take or put a connection: never over I/O
         self._context: ssl.SSLContext | None = None
         self._closed = False
+        #: The proxy of each (scheme, host), read from the environment on the first request.
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     def send(self, request: Request, token: Token) -> Response:
         """Send *request* with *token*; return the answer, or raise a `WhatsAppError`."""
@@ -307,7 +327,10 @@ class StdlibTransport:
             )
         host = url.hostname
         port = url.port or (443 if url.scheme == "https" else 80)
-        proxy = proxy_for(url.scheme, host)
+        route = (url.scheme, host)
+        proxy = self._proxies.get(route, "?")
+        if proxy == "?":
+            proxy = self._proxies[route] = proxy_for(url.scheme, host)
         origin: Origin = (url.scheme, host, port, proxy)
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         if proxy is not None and url.scheme == "http":

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Concatenate, Literal, Protocol, TypeVar
-
-from typing_extensions import ParamSpec, Unpack
+from typing import TYPE_CHECKING, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from wa_auth import _endpoints
 from wa_auth._client._base import (
@@ -30,6 +28,7 @@ from wa_auth.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import httpx
+    from typing_extensions import Unpack
 
     from wa_auth._context import Context
     from wa_auth._core import Flow, Request, Response

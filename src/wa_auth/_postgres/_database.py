@@ -41,9 +41,10 @@ from wa_auth._postgres._connect import (
     schema_name,
     translate,
 )
+from wa_auth._postgres._schema import PgSchema, migrate
 from wa_auth.errors import ConfigurationError, OutboxError, WhatsAppError
 
-__all__ = ["DURABILITY", "Many", "PgDatabase", "PgSchema"]
+__all__ = ["DURABILITY", "Many", "PgDatabase"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
@@ -55,22 +56,6 @@ DURABILITY: Final = {"full": "on", "normal": "off"}
 MAX_BATCH: Final = 512
 #: Times a batch runs again after a deadlock or serialisation failure between workers.
 _CONFLICT_RETRIES: Final = 5
-
-
-@attrs.frozen
-class PgSchema:
-    """A component's tables: *migrations[i]* takes it from version i to i + 1.
-
-    Each statement may name `{schema}` (the quoted schema). Versions only go forward.
-    """
-
-    component: str
-    what: str
-    migrations: tuple[tuple[str, ...], ...]
-
-    @property
-    def version(self) -> int:
-        return len(self.migrations)
 
 
 @attrs.frozen
@@ -132,7 +117,10 @@ class PgDatabase:
         self._cond = threading.Condition(threading.Lock())
         self._entries: collections.deque[tuple[Job, bool, Waiter | None]] = collections.deque()
         self._urgent = 0
+        #: Deferred changes not yet committed (queued, or in the writer's batch).
+        self._deferred = 0
         self._due = 0.0
+        self._idle_until = 0.0
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._readers: list[Any] = []
@@ -140,7 +128,7 @@ class PgDatabase:
         self._conn: Any = None
         conn = self.connect()
         try:
-            self._migrate(conn, create=create)
+            migrate(self, conn, create=create)
         except BaseException:
             conn.close()
             raise
@@ -169,65 +157,6 @@ class PgDatabase:
             raise self.error(exc) from None
         return conn
 
-    # --- the schema -----------------------------------------------------------------------------
-
-    def _migrate(self, conn: Any, *, create: bool) -> None:
-        component, target = self.schema.component, self.schema.version
-        try:
-            with conn.transaction():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"wa_auth:{self.name}",)
-                )
-                found = conn.execute(
-                    "SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
-                    "AND table_name = 'meta'",
-                    (self.name,),
-                ).fetchone()
-                version = 0
-                if found is not None:
-                    row = conn.execute(
-                        self.q("SELECT version FROM {schema}.meta WHERE component = %s"),
-                        (component,),
-                    ).fetchone()
-                    version = int(row[0]) if row is not None else 0
-                if version > target:
-                    raise OutboxError(
-                        f"{self.schema.what} in {self.where} is at version {version} of "
-                        f"{component}, written by a newer wa_auth (this one knows {target}): "
-                        "upgrade wa_auth; nothing was changed",
-                        path=self.target.where,
-                        kind="newer_schema",
-                    )
-                if version == target:
-                    return
-                if not create:
-                    raise OutboxError(
-                        f"{self.where} has no {self.schema.what} at version {target} (found "
-                        f"{version}): run `wa-auth outbox migrate --outbox URL`",
-                        path=self.target.where,
-                        kind="missing",
-                    )
-                conn.execute(self.q("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                conn.execute(
-                    self.q(
-                        "CREATE TABLE IF NOT EXISTS {schema}.meta "
-                        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-                    )
-                )
-                for statements in self.schema.migrations[version:]:
-                    for sql in statements:
-                        conn.execute(self.q(sql))
-                conn.execute(
-                    self.q(
-                        "INSERT INTO {schema}.meta (component, version) VALUES (%s, %s) "
-                        "ON CONFLICT (component) DO UPDATE SET version = excluded.version"
-                    ),
-                    (component, target),
-                )
-        except self.pg.Error as exc:
-            raise self.error(exc) from None
-        _log.info("%s: %s schema at version %d", self.where, component, target)
-
     # --- running jobs ---------------------------------------------------------------------------
 
     def _put(self, job: Job, *, write: bool, waiter: Waiter | None) -> None:
@@ -236,7 +165,7 @@ class PgDatabase:
             self._conn, self._readers, self._thread = None, [], None
             self._cond = threading.Condition(threading.Lock())
             self._entries = collections.deque()
-            self._urgent = 0
+            self._urgent = self._deferred = 0
         with self._cond:
             if self.closed:
                 raise OutboxError(
@@ -247,20 +176,25 @@ class PgDatabase:
             self._entries.append((job, write, waiter))
             if waiter is not None:
                 self._urgent += 1
-            elif len(self._entries) == 1 or self._due == 0.0:
-                self._due = time.monotonic() + self.flush_interval
+            else:
+                self._deferred += 1
+                if len(self._entries) == 1 or self._due == 0.0:
+                    self._due = time.monotonic() + self.flush_interval
+            self._idle_until = time.monotonic() + 1.0
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="wa-auth-postgres-writer", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name="wa-auth-postgres-writer")
                 self._thread.start()
             self._cond.notify()
 
-    def run(self, job: Job, *, write: bool = True) -> Any:
-        """Run *job* in the writer's next transaction; return its result once committed."""
+    def run(self, job: Job, *, write: bool = True, timeout: float | None = None) -> Any:
+        """Run *job* in the writer's next transaction; return its result once committed.
+
+        Raises:
+            TimeoutError: No answer within *timeout* seconds (the job may still run).
+        """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._put(job, write=write, waiter=future)
-        return future.result()
+        return future.result(timeout)
 
     async def arun(self, job: Job, *, write: bool = True) -> Any:
         """Run *job* (see `run`) while the event loop runs on."""
@@ -282,6 +216,11 @@ class PgDatabase:
         else:
             self._put(job, write=True, waiter=None)
 
+    @property
+    def pending(self) -> bool:
+        """True while a deferred change is not committed yet (a read should `flush` first)."""
+        return self._deferred > 0
+
     def flush(self) -> None:
         """Return once every deferred change so far is committed."""
         self.run(_nothing, write=False)
@@ -290,22 +229,27 @@ class PgDatabase:
         await self.arun(_nothing, write=False)
 
     def _loop(self) -> None:
+        # Not a daemon: when the main thread ends, the writer commits what waits, then ends.
+        main = threading.main_thread()
         while True:
             with self._cond:
                 while True:
+                    ending = self.closed or not main.is_alive()
                     if not self._entries:
-                        if self.closed or (not self._cond.wait(1.0) and not self._entries):
+                        idle = not ending and not self._cond.wait(0.2) and not self._entries
+                        if ending or (idle and time.monotonic() > self._idle_until):
                             self._thread = None
                             return
                         continue
                     wait = self._due - time.monotonic()
-                    if self._urgent or self.closed or wait <= 0:
+                    if self._urgent or ending or wait <= 0:
                         break
-                    self._cond.wait(wait)
+                    self._cond.wait(min(wait, 0.2))
                 most = MAX_BATCH if self.group_commit else 1
                 batch = [self._entries.popleft() for _ in range(min(most, len(self._entries)))]
                 self._urgent -= sum(1 for e in batch if e[2] is not None)
                 self._due = 0.0 if not self._entries else self._due
+                self._idle_until = time.monotonic() + 1.0
             try:
                 self._commit(batch)
             except BaseException as exc:  # noqa: BLE001 - nobody may wait on a dead writer
@@ -435,6 +379,10 @@ class PgDatabase:
         self, batch: Sequence[tuple[Job, bool, Waiter | None]], results: Sequence[tuple[bool, Any]]
     ) -> None:
         lost: list[Any] = []
+        done = sum(1 for e in batch if e[2] is None)
+        if done:
+            with self._cond:
+                self._deferred -= done
         for (_, _, waiter), (ok, value) in zip(batch, results, strict=True):
             if waiter is None:
                 if not ok:
@@ -512,7 +460,7 @@ def _nothing(conn: Any) -> None:  # noqa: ARG001 - a flush: the jobs before it a
 
 
 def _same(job: Job, first: Many) -> bool:
-    return isinstance(job, Many) and job.fn is first.fn
+    return isinstance(job, Many) and job.fn == first.fn
 
 
 def _conflict() -> Exception:

@@ -10,26 +10,31 @@ an `OutboxError`. A failure of the file itself (full, locked, read-only, corrupt
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from wa_auth._sqlite._open import Bulk, Job, Opening, file_error, same_bulk
 from wa_auth._sqlite._stored import printable
 from wa_auth.errors import OutboxError, WhatsAppError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Committing", "Entry", "Waiter"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
 #: Who waits for a job: a blocking caller's future, or an event loop's future; None: nobody.
-Waiter = concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+#: (Aliases as text: asyncio loads only where a loop awaits a job, never in a blocking process.)
+Waiter: TypeAlias = (
+    "concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]"
+)
 #: A queued job: the job, whether it writes, and who waits for its result.
-Entry = tuple[Job | Bulk, bool, Waiter | None]
+Entry: TypeAlias = "tuple[Job | Bulk, bool, Waiter | None]"
 
 
 class Committing(Opening):

@@ -22,7 +22,6 @@ fails or hands on what it held, so nobody waits on a thread that is gone.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import os
@@ -31,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from wa_auth._sqlite._commit import Committing, Entry
 from wa_auth._sqlite._open import (
@@ -46,6 +45,9 @@ from wa_auth._sqlite._open import (
     Schema,
 )
 from wa_auth.errors import ConfigurationError, OutboxError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Database"]
 
@@ -170,6 +172,8 @@ class Database(Committing):
 
     async def arun(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
         """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
+        import asyncio  # loaded where a loop awaits: a blocking process never does
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._put((fn, write, (loop, future)))
@@ -363,6 +367,8 @@ class Database(Committing):
         """
         if self._closed:
             return self._refuse("closed", "was closed")
+        import asyncio
+
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         job, write = self._probe()
         try:

@@ -6,7 +6,8 @@ guard and the webhook receiver already take:
 
 - `state.verdicts` (`RedisVerdictStore`): a token proved dead by one worker is refused by
   every worker before any request; each keeps a local copy kept by pub/sub;
-- `state.pauses` (`RedisPauseStore`): a paused number is paused for the fleet; resumed anywhere;
+- `state.pauses` (`RedisPauseStore`): a paused number is paused for the fleet, resumed
+  anywhere; read from a local copy kept the same way;
 - `state.limiter()` (`RedisRateLimiter`): Meta's per-number and per-pair limits as GCRA
   reservations in one Lua script on Redis's clock, with the penalties any worker received;
 - `state.ledger()` (`RedisWebhookLedger`): a redelivery reaching another processor is dropped;
@@ -18,8 +19,10 @@ fingerprints, never a token, and recipients only as digests. docs/fleet.md lists
 failure semantics and a capacity model.
 
 The package, by module: `_connection` (redis-py, imported on first use; errors translated to
-`StateUnavailableError` naming host:port), one store per module (`_verdicts`, `_pauses`,
-`_limiter`, `_ledger`, `_health`, `_rotation`) and `_state` (`RedisState`).
+`StateUnavailableError` naming host:port), `_batch` (an event loop's concurrent script calls
+sent as one pipeline), `_mirror` (the pub/sub thread that keeps a store's local copy), one
+store per module (`_verdicts`, `_pauses`, `_limiter`, `_ledger`, `_health`, `_rotation`) and
+`_state` (`RedisState`).
 """
 
 from __future__ import annotations

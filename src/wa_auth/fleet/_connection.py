@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 
 from wa_auth._closing import Closing
 from wa_auth.errors import ConfigurationError, StateUnavailableError
+from wa_auth.events import Events, StateFellBack
+from wa_auth.fleet._batch import Batched
 
 if TYPE_CHECKING:
     import redis
@@ -29,6 +32,7 @@ __all__ = [
     "RedisConnection",
     "address_of",
     "digest",
+    "fell_back",
     "text",
     "translate",
 ]
@@ -40,6 +44,10 @@ DEFAULT_TIMEOUT: Final = 2.0
 #: Seconds after a failed call during which calls fail at once (their fall-backs answer),
 #: instead of each waiting for its own timeout against a Redis that is down.
 RETRY_AFTER: Final = 1.0
+
+_log = logging.getLogger("wa_auth")
+#: Seconds of silence after which a pub/sub connection pings Redis.
+_HEALTH_CHECK: Final = 5
 
 _HINT: Final = (
     "wa_auth.fleet needs redis-py: install the 'redis' extra (pip install 'wa-auth[redis]')"
@@ -98,6 +106,26 @@ def translate(address: str, doing: str) -> Iterator[None]:
         ) from None
 
 
+def fell_back(events: Events | None, store: str, exc: StateUnavailableError, count: int) -> None:
+    """Say that *store* answered without Redis: a `StateFellBack` event, else a log warning.
+
+    Without a hub, the *count*-th fall-back is logged when it is the first or a thousandth:
+    a limiter falls back on every send while Redis is down.
+    """
+    if events is not None:
+        events.emit(StateFellBack(store=store, address=exc.address, reason=exc.message))
+        return
+    if count != 1 and count % 1000:
+        return
+    _log.warning(
+        "fleet.fallback: the %s answered without Redis (%d times): %s",
+        store,
+        count,
+        exc.message,
+        extra={"event": "fleet.fallback", "store": store, "category": exc.category},
+    )
+
+
 def digest(value: str) -> str:
     """Return a short SHA-256 of *value*: a recipient's phone number is never a key."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -140,7 +168,9 @@ class RedisConnection(Closing):
             "decode_responses": False,
         }
         self.client: redis.Redis = module.Redis.from_url(url, **self._options)
-        self._aclients: dict[int, redis.asyncio.Redis] = {}
+        self._aclients: dict[int, tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis]] = {}
+        self._scripts: dict[str, Any] = {}
+        self._batched: dict[tuple[int, str], Batched] = {}
         self._lock = threading.Lock()
         #: Monotonic time before which calls fail at once (Redis failed a call just now).
         self._down_until = 0.0
@@ -171,20 +201,47 @@ class RedisConnection(Closing):
 
     def aclient(self) -> redis.asyncio.Redis:
         """Return the asyncio client of the running event loop (one per loop: redis-py binds)."""
-        loop = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self._lock:
-            client = self._aclients.get(loop)
-            if client is None:
-                client = _redis().asyncio.Redis.from_url(self._url, **self._options)
+            found = self._aclients.get(id(loop))
+            # The loop itself is kept with its client: a new loop at a dead one's id is another.
+            if found is None or found[0] is not loop:
+                found = (loop, _redis().asyncio.Redis.from_url(self._url, **self._options))
                 # A loop closed before its client leaves only sockets the GC closes.
-                self._aclients = {loop: client}
-        return client
+                self._aclients = {id(loop): found}
+        return found[1]
+
+    def script(self, text: str) -> Any:
+        """Return the blocking client's `Script` of *text* (`EVALSHA`, loaded when missing)."""
+        found = self._scripts.get(text)
+        if found is None:
+            found = self._scripts[text] = self.client.register_script(text)
+        return found
+
+    def ascript(self, text: str) -> Batched:
+        """Return *text* as a script of this loop's asyncio client whose calls are pipelined."""
+        client = self.aclient()
+        key = (id(client), text)
+        found = self._batched.get(key)
+        if found is None:
+            with self._lock:
+                self._batched = {k: v for k, v in self._batched.items() if k[0] == id(client)}
+                found = self._batched[key] = Batched(client, text)
+        return found
 
     def pubsub(self) -> redis.client.PubSub:
-        """Return a new blocking pub/sub connection (its own socket, no read timeout)."""
+        """Return a new blocking pub/sub connection (its own socket, no read timeout).
+
+        It pings Redis when idle for `_HEALTH_CHECK` seconds, so a connection that died
+        without a reset (a partition) is noticed, and the copy reloaded once Redis is back.
+        """
         module = _redis()
         client = module.Redis.from_url(
-            self._url, socket_connect_timeout=self.timeout, socket_timeout=None
+            self._url,
+            socket_connect_timeout=self.timeout,
+            socket_timeout=None,
+            socket_keepalive=True,
+            health_check_interval=_HEALTH_CHECK,
         )
         pubsub: redis.client.PubSub = client.pubsub(ignore_subscribe_messages=True)
         return pubsub
@@ -197,7 +254,7 @@ class RedisConnection(Closing):
         """Close this loop's asyncio client too."""
         with self._lock:
             clients, self._aclients = self._aclients, {}
-        for client in clients.values():
+        for _, client in clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
         self.close()

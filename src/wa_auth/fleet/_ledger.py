@@ -87,7 +87,7 @@ class RedisWebhookLedger:
     def advance(self, message_id: str, order: int) -> int | None:
         """Raise the message's furthest order to *order* if higher; return the one before."""
         with self._redis.calling("advancing a message's status"):
-            script = self._redis.client.register_script(_ADVANCE)
+            script = self._redis.script(_ADVANCE)
             answer = script([self._message(message_id)], [_order(order), self._ms])
         return self._previous(answer)
 
@@ -100,7 +100,7 @@ class RedisWebhookLedger:
         """Put the message back to *previous*, only if it still holds *order*."""
         args = [_order(order), "" if previous is None else _order(previous)]
         with self._redis.calling("retreating a message's status"):
-            self._redis.client.register_script(_RETREAT)([self._message(message_id)], args)
+            self._redis.script(_RETREAT)([self._message(message_id)], args)
 
     async def aclaim(self, key: str) -> bool:
         """Record *key*; return False when it was recorded already, within the window."""
@@ -111,7 +111,7 @@ class RedisWebhookLedger:
     async def aadvance(self, message_id: str, order: int) -> int | None:
         """Raise the message's furthest order to *order* if higher; return the one before."""
         with self._redis.calling("advancing a message's status"):
-            script = self._redis.aclient().register_script(_ADVANCE)
+            script = self._redis.ascript(_ADVANCE)
             answer = await script([self._message(message_id)], [_order(order), self._ms])
         return self._previous(answer)
 
@@ -124,7 +124,7 @@ class RedisWebhookLedger:
         """Put the message back to *previous*, only if it still holds *order*."""
         args = [_order(order), "" if previous is None else _order(previous)]
         with self._redis.calling("retreating a message's status"):
-            script = self._redis.aclient().register_script(_RETREAT)
+            script = self._redis.ascript(_RETREAT)
             await script([self._message(message_id)], args)
 
     def __repr__(self) -> str:

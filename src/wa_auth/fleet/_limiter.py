@@ -17,12 +17,14 @@ does not answer, the limiter falls back to a `LocalRateLimiter` at *rate* / *exp
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import math
+import time
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, digest
+from wa_auth.events import Events
+from wa_auth.fleet._connection import RedisConnection, digest, fell_back
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_PROBE_GAP,
@@ -33,7 +35,9 @@ from wa_auth.pacing import (
 
 __all__ = ["RedisRateLimiter"]
 
-_log = logging.getLogger("wa_auth")
+#: Meta's holds kept for Redis at most while it is down (one per number or pair held).
+_MAX_UNTOLD: Final = 10_000
+
 
 _NOW: Final = """
 local t = redis.call('TIME')
@@ -128,6 +132,7 @@ class RedisRateLimiter:
             `LocalRateLimiter`).
         expected_workers: How many processes share the limit: with Redis down, each falls
             back to *rate* / *expected_workers* on its own.
+        events: Where a fall-back is told (`StateFellBack`, one per call); None: logged.
 
     Raises:
         ConfigurationError: A setting is out of range.
@@ -142,8 +147,10 @@ class RedisRateLimiter:
         burst: int = 1,
         probe_gap: float = DEFAULT_PROBE_GAP,
         expected_workers: int = 1,
+        events: Events | None = None,
     ) -> None:
         self.rate = check_rate(rate)
+        self.events = events
         if (
             isinstance(expected_workers, bool)
             or not isinstance(expected_workers, int)
@@ -167,6 +174,9 @@ class RedisRateLimiter:
         self._interval = 1.0 / self.rate
         #: Calls answered by the local fall-back because Redis did not answer.
         self.fallbacks = 0
+        #: Meta's holds Redis did not take (number, recipient, wall-clock end): told to the
+        #: fleet with the next reservation that reaches Redis, so the states converge.
+        self._untold: list[tuple[str, str | None, float]] = []
 
     def _keys(self, phone_number_id: str, recipient: str | None) -> list[str]:
         number = self._redis.key("rate", "{" + phone_number_id + "}")
@@ -180,12 +190,7 @@ class RedisRateLimiter:
 
     def _fell_back(self, exc: StateUnavailableError) -> None:
         self.fallbacks += 1
-        _log.warning(
-            "fleet.fallback: the limiter paces this process alone at 1/%d of the rate: %s",
-            self.expected_workers,
-            exc.message,
-            extra={"event": "fleet.fallback", "store": "limiter", "category": exc.category},
-        )
+        fell_back(self.events, "limiter", exc, self.fallbacks)
 
     @staticmethod
     def _wait(answer: object) -> float | None:
@@ -193,13 +198,45 @@ class RedisRateLimiter:
             return None
         return max(float(answer.decode() if isinstance(answer, bytes) else str(answer)), 0.0)
 
+    def _untold_penalties(self) -> list[tuple[str, str | None, float, tuple[list[str], list[Any]]]]:
+        """The holds Redis has not heard of yet, with their penalize script's arguments now."""
+        now = time.time()
+        found = []
+        for number, recipient, until in list(self._untold):
+            penalty = self._penalty(number, recipient, until - now)
+            if penalty is None:  # over already
+                self._forget_untold((number, recipient, until))
+            else:
+                found.append((number, recipient, until, penalty))
+        return found
+
+    def _tell(self) -> None:
+        for number, recipient, until, penalty in self._untold_penalties():
+            self._redis.script(_PENALIZE)(*penalty)
+            self._forget_untold((number, recipient, until))
+
+    async def _atell(self) -> None:
+        for number, recipient, until, penalty in self._untold_penalties():
+            await self._redis.ascript(_PENALIZE)(*penalty)
+            self._forget_untold((number, recipient, until))
+
+    def _forget_untold(self, entry: tuple[str, str | None, float]) -> None:
+        with contextlib.suppress(ValueError):  # another sender told it first
+            self._untold.remove(entry)
+
+    def _keep_untold(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
+        if len(self._untold) < _MAX_UNTOLD:
+            self._untold.append((phone_number_id, recipient, time.time() + seconds))
+
     def acquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
     ) -> float | None:
         """Reserve the next send for the fleet; return the seconds to wait, or None past max."""
         try:
             with self._redis.calling("reserving a send"):
-                script = self._redis.client.register_script(_ACQUIRE)
+                if self._untold:
+                    self._tell()
+                script = self._redis.script(_ACQUIRE)
                 answer = script(
                     self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
                 )
@@ -214,7 +251,9 @@ class RedisRateLimiter:
         """Reserve the next send for the fleet (see `acquire`)."""
         try:
             with self._redis.calling("reserving a send"):
-                script = self._redis.aclient().register_script(_ACQUIRE)
+                if self._untold:
+                    await self._atell()
+                script = self._redis.ascript(_ACQUIRE)
                 keys = self._keys(phone_number_id, recipient)
                 answer = await script(keys, self._acquire_args(max_wait))
         except StateUnavailableError as exc:
@@ -243,8 +282,9 @@ class RedisRateLimiter:
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
             with self._redis.calling("holding a number back"):
-                self._redis.client.register_script(_PENALIZE)(*penalty)
+                self._redis.script(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
+            self._keep_untold(phone_number_id, recipient, seconds)
             self._fell_back(exc)
 
     async def apenalize(self, phone_number_id: str, recipient: str | None, seconds: float) -> None:
@@ -255,15 +295,16 @@ class RedisRateLimiter:
         self.fallback.penalize(phone_number_id, recipient, seconds)
         try:
             with self._redis.calling("holding a number back"):
-                await self._redis.aclient().register_script(_PENALIZE)(*penalty)
+                await self._redis.ascript(_PENALIZE)(*penalty)
         except StateUnavailableError as exc:
+            self._keep_untold(phone_number_id, recipient, seconds)
             self._fell_back(exc)
 
     def held(self, phone_number_id: str, recipient: str | None) -> float:
         """Return the seconds a hold still stops the number or the pair, fleet-wide; 0: none."""
         try:
             with self._redis.calling("reading a hold"):
-                script = self._redis.client.register_script(_HELD)
+                script = self._redis.script(_HELD)
                 return self._wait(script(self._keys(phone_number_id, recipient), [])) or 0.0
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -273,7 +314,7 @@ class RedisRateLimiter:
         """Return the seconds a hold still stops the number or the pair (see `held`)."""
         try:
             with self._redis.calling("reading a hold"):
-                script = self._redis.aclient().register_script(_HELD)
+                script = self._redis.ascript(_HELD)
                 answer = await script(self._keys(phone_number_id, recipient), [])
         except StateUnavailableError as exc:
             self._fell_back(exc)

@@ -9,6 +9,7 @@ winner's choice (no split brain).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -16,16 +17,19 @@ import attrs
 
 from wa_auth.errors import ConfigurationError
 from wa_auth.fleet._connection import RedisConnection, text
+from wa_auth.fleet._mirror import Mirror
 
 __all__ = ["RedisRotation", "RotationRecord"]
 
-#: KEYS: the rotation; ARGV: expected version, new active fingerprint.
-#: Returns the new version, or 0 when another worker changed it first.
+#: KEYS: the rotation; ARGV: expected version, new active fingerprint, channel, name.
+#: Returns the new version, or 0 when another worker changed it first; tells the channel.
 _CAS: Final = """
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if version ~= tonumber(ARGV[1]) then return 0 end
 local active = redis.call('HGET', KEYS[1], 'active') or ''
 redis.call('HSET', KEYS[1], 'version', version + 1, 'active', ARGV[2], 'previous', active)
+redis.call('PUBLISH', ARGV[3], cjson.encode({name = ARGV[4], version = version + 1,
+  active = ARGV[2], previous = active}))
 return version + 1
 """
 
@@ -39,25 +43,73 @@ class RotationRecord:
     previous: str | None
 
 
+_NEVER: Final = RotationRecord(0, None, None)
+
+
 def _record(answer: Mapping[Any, Any]) -> RotationRecord:
     found = {text(k): text(v) for k, v in answer.items()}
     raw = found.get("version") or "0"
     return RotationRecord(
-        int(raw) if raw.isdigit() else 0, found.get("active") or None, found.get("previous") or None
+        int(raw) if raw.isascii() and raw.isdigit() else 0,
+        found.get("active") or None,
+        found.get("previous") or None,
     )
 
 
 class RedisRotation:
     """The active candidate of rotating providers, shared by the fleet, changed by CAS.
 
+    Give it to `RotatingTokenProvider(..., shared=state.rotation)`: `peek` reads a local
+    copy kept by the channel `<ns>:rotation` (no I/O on the provider's `get_token`).
+
     Args:
         connection: The Redis (`RedisState.connection`).
+        wait: Seconds the constructor waits for the first load (None: the timeout).
 
-    Every method raises `StateUnavailableError` when Redis does not answer.
+    Every method but `peek` raises `StateUnavailableError` when Redis does not answer.
     """
 
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: RedisConnection, *, wait: float | None = None) -> None:
         self._redis = connection
+        self._channel = connection.key("rotation")
+        self._local: dict[str, RotationRecord] = {}
+        self._mirror = Mirror(
+            connection,
+            self._channel,
+            reload=self._reload,
+            apply=self._apply,
+            name="wa_auth-rotation",
+            wait=wait,
+        )
+
+    def peek(self, name: str) -> RotationRecord:
+        """Return the rotation *name* as this process last heard it (no I/O)."""
+        return self._local.get(name, _NEVER)
+
+    def _keep(self, name: str, record: RotationRecord) -> None:
+        held = self._local.get(name, _NEVER)
+        if record.version > held.version:
+            self._local = {**self._local, name: record}
+
+    def _apply(self, raw: bytes) -> None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            found = {k.encode(): str(v).encode() for k, v in data.items() if v is not None}
+            self._keep(data["name"], _record(found))
+
+    def _reload(self) -> None:
+        client = self._redis.client
+        prefix = self._redis.key("rotation", "")
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            name = key.decode("utf-8", "replace")[len(prefix) :]
+            self._keep(name, _record(client.hgetall(key)))
+
+    def close(self) -> None:
+        """Stop the listener thread; idempotent."""
+        self._mirror.close()
 
     def _key(self, name: str) -> str:
         if not isinstance(name, str) or not name:
@@ -85,9 +137,13 @@ class RedisRotation:
         """
         args = self._checked(version, active)
         with self._redis.calling("changing a rotation"):
-            script = self._redis.client.register_script(_CAS)
-            won = int(script([self._key(name)], args))
-            return _record(self._redis.client.hgetall(self._key(name))) if won else None
+            script = self._redis.script(_CAS)
+            won = int(script([self._key(name)], [*args, self._channel, name]))
+            if not won:
+                return None
+            record = _record(self._redis.client.hgetall(self._key(name)))
+        self._keep(name, record)
+        return record
 
     async def aget(self, name: str) -> RotationRecord:
         """Return the rotation *name* (see `get`)."""
@@ -99,8 +155,14 @@ class RedisRotation:
         args = self._checked(version, active)
         with self._redis.calling("changing a rotation"):
             client = self._redis.aclient()
-            won = int(await client.register_script(_CAS)([self._key(name)], args))
-            return _record(await client.hgetall(self._key(name))) if won else None
+            won = int(
+                await self._redis.ascript(_CAS)([self._key(name)], [*args, self._channel, name])
+            )
+            if not won:
+                return None
+            record = _record(await client.hgetall(self._key(name)))
+        self._keep(name, record)
+        return record
 
     def __repr__(self) -> str:
         return f"RedisRotation({self._redis.address!r})"

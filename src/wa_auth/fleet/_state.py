@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wa_auth._closing import AsyncClosing, Closing
+from wa_auth.events import Events
 from wa_auth.fleet._connection import (
     DEFAULT_NAMESPACE,
     DEFAULT_TIMEOUT,
@@ -28,10 +29,12 @@ class RedisState(Closing, AsyncClosing):
     - `verdicts`: a `VerdictStore` with a local copy kept by pub/sub (`WhatsAppClient(...,
       verdicts=state.verdicts)`): a token proved dead anywhere is refused everywhere, with no
       round trip;
-    - `pauses`: a `PauseStore` (`Guard(client, pauses=state.pauses)`);
+    - `pauses`: a `PauseStore` with a local copy kept the same way (`Guard(client,
+      pauses=state.pauses)`);
     - `limiter()`: a `RateLimiter` (`Guard(client, limiter=state.limiter())`);
     - `health`: token-health reports by fingerprint; `rotation`: rotating providers' active
-      candidate by compare-and-set; `ledger()`: the webhook dedupe store.
+      candidate by compare-and-set (`RotatingTokenProvider(..., shared=state.rotation)`);
+      `ledger()`: the webhook dedupe store.
 
     Args:
         url: `redis://[:password@]host:port/db` (the password never appears in an error).
@@ -39,6 +42,8 @@ class RedisState(Closing, AsyncClosing):
         timeout: Seconds to connect and to wait for each answer.
         verdict_ttl: Seconds a verdict lasts (`DEFAULT_VERDICT_TTL`).
         health_ttl: Seconds a health report is served (`DEFAULT_HEALTH_TTL`).
+        events: Where the stores tell a fall-back (`StateFellBack`, counted by `Counters`
+            and the Prometheus subscriber); None: a log warning.
 
     Raises:
         ConfigurationError: The URL cannot be read, a setting is out of range, or the `redis`
@@ -53,13 +58,17 @@ class RedisState(Closing, AsyncClosing):
         timeout: float = DEFAULT_TIMEOUT,
         verdict_ttl: float = DEFAULT_VERDICT_TTL,
         health_ttl: float = DEFAULT_HEALTH_TTL,
+        events: Events | None = None,
     ) -> None:
         self.connection = RedisConnection(url, namespace=namespace, timeout=timeout)
         self.address = self.connection.address
-        self.verdicts = RedisVerdictStore(self.connection, ttl=verdict_ttl)
-        self.pauses = RedisPauseStore(self.connection)
+        self.events = events
+        self.verdicts = RedisVerdictStore(self.connection, ttl=verdict_ttl, events=events)
+        # Redis down: the verdicts waited for it already; the pauses do not wait again.
+        wait = None if self.verdicts.synced.is_set() else 0.0
+        self.pauses = RedisPauseStore(self.connection, wait=wait, events=events)
         self.health = RedisHealthCache(self.connection, ttl=health_ttl)
-        self.rotation = RedisRotation(self.connection)
+        self.rotation = RedisRotation(self.connection, wait=wait)
 
     def ping(self) -> None:
         """Ask Redis for an answer.
@@ -87,6 +96,7 @@ class RedisState(Closing, AsyncClosing):
             burst=burst,
             probe_gap=probe_gap,
             expected_workers=expected_workers,
+            events=self.events,
         )
 
     def ledger(self, *, window: float = DEFAULT_WINDOW) -> RedisWebhookLedger:
@@ -94,13 +104,17 @@ class RedisState(Closing, AsyncClosing):
         return RedisWebhookLedger(self.connection, window=window)
 
     def close(self) -> None:
-        """Stop the verdicts' listener and close the connections; idempotent."""
+        """Stop the listeners and close the connections; idempotent."""
         self.verdicts.close()
+        self.pauses.close()
+        self.rotation.close()
         self.connection.close()
 
     async def aclose(self) -> None:
         """Close, the asyncio connections too."""
         self.verdicts.close()
+        self.pauses.close()
+        self.rotation.close()
         await self.connection.aclose()
 
     def __repr__(self) -> str:

@@ -15,23 +15,20 @@ import builtins
 import contextlib
 import copy
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from wa_auth._sqlite import dumps, error_from_dict
 from wa_auth.errors import ApiError, StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, translate
+from wa_auth.events import Events
+from wa_auth.fleet._connection import RedisConnection, fell_back
+from wa_auth.fleet._mirror import Mirror
 from wa_auth.providers._verdicts import DEFAULT_VERDICT_TTL
 from wa_auth.state._base import positive
 
 __all__ = ["RedisVerdictStore"]
-
-_log = logging.getLogger("wa_auth")
-#: Seconds between two attempts of a listener that lost Redis.
-_RETRY: Final = 0.5
 
 
 def _error(data: object) -> ApiError | None:
@@ -47,6 +44,7 @@ class RedisVerdictStore:
         ttl: Seconds a verdict lasts, in Redis and in every copy (`DEFAULT_VERDICT_TTL`).
         clock: Wall clock of the local copy's expiries.
         wait: Seconds the constructor waits for the first load (0: not at all).
+        events: Where a fall-back is told (`StateFellBack`); None: logged.
     """
 
     def __init__(
@@ -56,22 +54,26 @@ class RedisVerdictStore:
         ttl: float = DEFAULT_VERDICT_TTL,
         clock: Callable[[], float] = time.time,
         wait: float | None = None,
+        events: Events | None = None,
     ) -> None:
         self.ttl = positive("ttl", ttl)
+        self.events = events
         self._redis = connection
         self._clock = clock
         self._channel = connection.key("verdicts")
         self._prefix = connection.key("verdict", "")
         self._local: dict[str, tuple[float, ApiError]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        #: Set while the listener is subscribed and the copy loaded; cleared when Redis is lost.
-        self.synced = threading.Event()
-        #: Verdicts recorded while Redis was down (kept locally only).
+        #: Verdicts recorded while Redis was down (kept locally until it is back).
         self.fallbacks = 0
-        self._thread = threading.Thread(target=self._listen, name="wa_auth-verdicts", daemon=True)
-        self._thread.start()
-        self.synced.wait(connection.timeout if wait is None else wait)
+        self._mirror = Mirror(
+            connection,
+            self._channel,
+            reload=self._reload,
+            apply=self._apply,
+            name="wa_auth-verdicts",
+            wait=wait,
+        )
 
     # --- the local copy ---------------------------------------------------------------------
 
@@ -115,14 +117,9 @@ class RedisVerdictStore:
             op = {"op": "record", "fp": fingerprint, "error": error.to_dict(), "ttl": self.ttl}
         return dumps(op)
 
-    def _fell_back(self, exc: StateUnavailableError, fingerprint: str) -> None:
+    def _fell_back(self, exc: StateUnavailableError) -> None:
         self.fallbacks += 1
-        _log.warning(
-            "fleet.fallback: verdict on %s kept in this process only: %s",
-            fingerprint,
-            exc.message,
-            extra={"event": "fleet.fallback", "store": "verdicts", "category": exc.category},
-        )
+        fell_back(self.events, "verdicts", exc, self.fallbacks)
 
     def record(self, fingerprint: str, error: ApiError) -> None:
         """Remember, for the fleet, that the token with *fingerprint* is dead because of *error*.
@@ -138,7 +135,7 @@ class RedisVerdictStore:
                 pipe.publish(self._channel, self._message(fingerprint, error))
                 pipe.execute()
         except StateUnavailableError as exc:
-            self._fell_back(exc, fingerprint)
+            self._fell_back(exc)
 
     async def arecord(self, fingerprint: str, error: ApiError) -> None:
         """Remember, for the fleet, that the token with *fingerprint* is dead (see `record`)."""
@@ -151,7 +148,7 @@ class RedisVerdictStore:
                 pipe.publish(self._channel, self._message(fingerprint, error))
                 await pipe.execute()
         except StateUnavailableError as exc:
-            self._fell_back(exc, fingerprint)
+            self._fell_back(exc)
 
     def forget(self, fingerprint: str) -> None:
         """Drop the verdict on *fingerprint* for the fleet (an operator knows better).
@@ -229,32 +226,14 @@ class RedisVerdictStore:
                 pipe.publish(self._channel, dumps(op))
             pipe.execute()
 
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                with translate(self._redis.address, "listening for verdicts"):
-                    pubsub = self._redis.pubsub()
-                    pubsub.subscribe(self._channel)
-                    self._reload()
-                    self.synced.set()
-                    while not self._stop.is_set():
-                        message = pubsub.get_message(timeout=0.2)
-                        if message is not None and message.get("type") == "message":
-                            self._apply(message["data"])
-            except StateUnavailableError:
-                self.synced.clear()
-                self._stop.wait(_RETRY)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        pubsub.close()
+    @property
+    def synced(self) -> threading.Event:
+        """Set while the copy is kept by Redis; cleared while Redis is lost."""
+        return self._mirror.synced
 
     def close(self) -> None:
         """Stop the listener thread; idempotent."""
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        self._mirror.close()
 
     def __repr__(self) -> str:
         return f"RedisVerdictStore({self._redis.address!r}, ttl={self.ttl!r})"

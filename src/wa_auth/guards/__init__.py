@@ -25,6 +25,8 @@ protocol (`wa_auth.outbox._protocol`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from wa_auth._delivery import (
     DELIVERED,
     DELIVERY_STATES,
@@ -35,9 +37,11 @@ from wa_auth._delivery import (
     Delivery,
 )
 from wa_auth._exports import claim as _claim
-from wa_auth.guards._apply import Applied
 from wa_auth.guards._guard import Guard, guarded, requires_scopes
 from wa_auth.guards._values import Handlers, RetryPolicy, decide
+
+if TYPE_CHECKING:
+    from wa_auth.guards._apply import Applied
 
 __all__ = [
     "DELIVERED",
@@ -57,3 +61,14 @@ __all__ = [
 ]
 
 _claim(__name__, globals())
+
+
+def __getattr__(name: str) -> Any:
+    # `Applied` loads the webhooks' classes: on first use, not for a process that only sends.
+    if name != "Applied":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from wa_auth.guards._apply import Applied
+
+    _claim(__name__, {"Applied": Applied})
+    globals()["Applied"] = Applied
+    return Applied

@@ -7,7 +7,6 @@ guard (or of one decorated function, which has no client).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
@@ -58,6 +57,13 @@ T = TypeVar("T")
 _log = logging.getLogger("wa_auth.guards")
 
 
+async def asyncio_sleep(seconds: float) -> None:
+    """`asyncio.sleep`, the default async sleep: asyncio loads when an async guard first waits."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 class Runtime:
     """What one guard's effects act on; the decorator's has no client, limiter or outbox."""
 
@@ -71,7 +77,7 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        asleep: Callable[[float], Awaitable[None]] | None = None,
         on_health: Callable[[TokenHealth], None] | None = None,
         budget: str = "the guard's budget",
     ) -> None:
@@ -82,7 +88,7 @@ class Runtime:
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
-        self.asleep = asleep
+        self.asleep = asleep if asleep is not None else asyncio_sleep
         self.on_health = on_health
         #: The budget in words, for the errors of a call it ends (`"the guard's 30 s budget"`).
         self.budget = budget
@@ -341,6 +347,8 @@ class Handle:
                 result = handler(self.intent, self.error)
                 if inspect.isawaitable(result):
                     # A coroutine handler on a blocking guard runs on a loop of its own.
+                    import asyncio  # a sync guard's async handler only
+
                     asyncio.run(awaited(result))
             except Exception:  # noqa: BLE001 - a handler must never break a send
                 _log.exception("guard handler %r failed on %s", handler, self.error.category)
@@ -370,7 +378,11 @@ class Fallback:
     def perform(self, _env: Runtime, /) -> Any:
         try:
             result = self.fallback(self.intent, self.error)
-            return asyncio.run(awaited(result)) if inspect.isawaitable(result) else result
+            if not inspect.isawaitable(result):
+                return result
+            import asyncio  # a sync guard's async fallback only
+
+            return asyncio.run(awaited(result))
         except Exception:  # noqa: BLE001 - a failing fallback leaves the original outcome
             _log.exception("guard fallback %r failed on %s", self.fallback, self.error.category)
             return NO_FALLBACK

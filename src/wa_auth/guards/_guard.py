@@ -7,21 +7,17 @@ decorators put the same retry policy, handlers and fallback around a function of
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, overload
-
-from typing_extensions import ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
 from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
 from wa_auth.events import Events, SenderResumed, TokenHealthWarning
-from wa_auth.guards._apply import Applied, applying
 from wa_auth.guards._effects import Runtime
 from wa_auth.guards._flows import deliver, retrying
 from wa_auth.guards._values import Config, Handlers, RetryPolicy
@@ -29,6 +25,7 @@ from wa_auth.intents import Intent
 from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
 
 if TYPE_CHECKING:
+    from wa_auth.guards._apply import Applied
     from wa_auth.models import TokenHealth
     from wa_auth.outbox._protocol import Outbox
     from wa_auth.webhooks import WebhookEvent
@@ -66,7 +63,7 @@ class Guard:
         clock: Wall clock (deadlines, pauses).
         monotonic: Interval clock (the time budget).
         sleep: Blocking sleep (back-off, pacing waits).
-        asleep: Async sleep.
+        asleep: Async sleep (default: `asyncio.sleep`).
         seed: Seeds the back-off jitter (reproducible tests); None: random.
     """
 
@@ -87,7 +84,7 @@ class Guard:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        asleep: Callable[[float], Awaitable[None]] | None = None,
         seed: int | None = None,
     ) -> None:
         if not hasattr(client, "send") or not hasattr(client, "token_health"):
@@ -179,6 +176,8 @@ class Guard:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be a positive integer, got {concurrency!r}")
         items = [_checked(i) for i in intents]
+        import asyncio
+
         slots = asyncio.Semaphore(concurrency)
 
         async def one(intent: Intent) -> Delivery:
@@ -200,6 +199,9 @@ class Guard:
             )
         route = None if phone_number_id is None else str(phone_number_id)
         waba = getattr(self.client, "business_account_id", None)
+        # Imported here: the webhooks' classes cost nothing to a process that only sends.
+        from wa_auth.guards._apply import applying
+
         return applying(self._cfg, event, route, waba)  # type: ignore[arg-type]
 
     def apply(self, event: WebhookEvent, *, phone_number_id: str | None = None) -> Applied:
@@ -295,7 +297,7 @@ def guarded(
     events: Events | None = None,
     consumer: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    asleep: Callable[[float], Awaitable[None]] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     seed: int | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
@@ -311,7 +313,7 @@ def guarded(
     events: Events | None = None,
     consumer: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    asleep: Callable[[float], Awaitable[None]] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     seed: int | None = None,
 ) -> Callable[P, T] | Callable[[Callable[P, T]], Callable[P, T]]:
@@ -331,7 +333,7 @@ def guarded(
         events: Where `MessageRetrying` events go; None: nowhere.
         consumer: The label for those events.
         sleep: Blocking sleep (tests pass a fake).
-        asleep: Async sleep.
+        asleep: Async sleep (default: `asyncio.sleep`).
         monotonic: The budget's clock.
         seed: Seeds the back-off jitter.
     """

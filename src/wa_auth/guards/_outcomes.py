@@ -136,13 +136,14 @@ def delivered(
     """An accepted send: close the number's circuit if it has one, one event, the outbox."""
     if route is not None and circuit:
         yield from close_circuit(cfg, intent, route)
-    cfg.events.emit(
-        MessageDelivered(
-            **event_fields(cfg, intent, route, attempts),
-            token_fingerprint=result.token_fingerprint,
-            message_id=result.message_id,
+    if cfg.events.wants(MessageDelivered):  # every message's event: built for a listener only
+        cfg.events.emit(
+            MessageDelivered(
+                **event_fields(cfg, intent, route, attempts),
+                token_fingerprint=result.token_fingerprint,
+                message_id=result.message_id,
+            )
         )
-    )
     delivery = Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
     if cfg.outbox:
         yield Settle(delivery)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import Any, Final
-
-import attrs
+from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth import _table
 from wa_auth._delivery import Delivery
-from wa_auth._postgres import PgSchema
+from wa_auth._postgres import PAUSES_TABLE, PgSchema
 from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
-from wa_auth.outbox._sql import COLUMNS, row_from, settle_insert
+from wa_auth.outbox._sql import COLUMNS, error_json, row_from, settle_insert
 from wa_auth.outbox._values import (
     OUTBOX_STATES,
     REPLAYED_FAILURES,
@@ -30,24 +28,17 @@ from wa_auth.outbox._values import (
     OutboxRow,
     OutboxStats,
     begin_refusal,
+    status_failure,
 )
 
-__all__ = ["PAUSES_TABLE", "SCHEMA", "PgJobs"]
+if TYPE_CHECKING:
+    from wa_auth.webhooks import MessageStatus
+
+__all__ = ["SCHEMA", "PgJobs"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
 _OPEN: Final = "('pending', 'sending', 'queued', 'failed', 'maybe_delivered')"
-#: The pauses both components know (`CREATE ... IF NOT EXISTS`: whichever comes first).
-PAUSES_TABLE: Final = """
-    CREATE TABLE IF NOT EXISTS {schema}.pauses (
-        kind TEXT NOT NULL,
-        phone_number_id TEXT NOT NULL,
-        pause TEXT NOT NULL,
-        until DOUBLE PRECISION,
-        updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (kind, phone_number_id)
-    )
-"""
 #: Version 1. Never edit a released migration: append the next one.
 SCHEMA: Final = PgSchema(
     component="outbox",
@@ -107,7 +98,9 @@ _SETTLE: Final = (
     "token_fingerprint = coalesce(excluded.token_fingerprint, o.token_fingerprint), "
     "not_before = excluded.not_before, lease_owner = NULL, lease_until = NULL, "
     "updated_at = excluded.updated_at WHERE o.state != 'delivered' "
-    "AND (o.state != 'expired' OR excluded.state = 'delivered')"
+    "AND (o.state != 'expired' OR excluded.state = 'delivered') "
+    # A status webhook failed this very wamid before its send was settled: it stays failed.
+    "AND NOT coalesce(o.state = 'failed' AND o.message_id = excluded.message_id, false)"
 )
 _RETRYABLE_STATES: Final = frozenset({"queued", "pending", "failed"})
 
@@ -121,6 +114,8 @@ class PgJobs:
         self.q = quote
         self.channel = channel
         self.insert = quote(_INSERT)
+        self.insert_many = quote(_INSERT.split("VALUES")[0] + "VALUES ")
+        self.returning = " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
         self.settle_sql = quote(_SETTLE)
 
     def notify(self, conn: Any) -> None:
@@ -162,6 +157,38 @@ class PgJobs:
             (owner, until, now, values[4], values[1], values[4], key),
         )
 
+    def begin_many(
+        self, conn: Any, items: list[tuple[tuple[Any, ...], str, float, float]]
+    ) -> list[tuple[bool, Any]]:
+        """`begin` for many intents: the new ones in one multi-row INSERT, the rest one by one.
+
+        Each item is (`INSERT` values, owner, lease_until, now). A key already in the outbox
+        (or repeated in the batch) goes through `begin`, which refuses what must be refused.
+        """
+        results: list[tuple[bool, Any] | None] = [None] * len(items)
+        first: dict[str, int] = {}
+        for n, item in enumerate(items):
+            first.setdefault(item[0][0], n)
+        fresh = sorted(first.values())
+        if len(fresh) > 1:
+            one = "(" + ", ".join(["%s"] * 11) + ")"
+            found = conn.execute(
+                self.insert_many + ", ".join([one] * len(fresh)) + self.returning,
+                [v for n in fresh for v in items[n][0]],
+            ).fetchall()
+            taken = {r[0] for r in found}
+            for n in fresh:
+                if items[n][0][0] in taken:
+                    results[n] = (True, None)
+        for n, result in enumerate(results):
+            if result is None:
+                try:
+                    self.begin(conn, *items[n])
+                    results[n] = (True, None)
+                except OutboxError as exc:
+                    results[n] = (False, exc)
+        return results  # type: ignore[return-value]
+
     def settle_many(
         self, conn: Any, items: list[tuple[tuple[Any, ...], Delivery]]
     ) -> list[tuple[bool, Any]]:
@@ -169,7 +196,7 @@ class PgJobs:
         rows = [settle_insert(update, delivery) for update, delivery in items]
         wake = any(update[0] in _RETRYABLE_STATES for update, _ in items)
         with conn.cursor() as cur:
-            cur.executemany(self.settle_sql, sorted(rows, key=lambda r: r[0]))
+            cur.executemany(self.settle_sql, rows)
         if wake:
             self.notify(conn)
         return [(True, None)] * len(items)
@@ -331,6 +358,41 @@ class PgJobs:
         assert row is not None
         return row
 
+    def apply_status(self, conn: Any, event: MessageStatus, now: float) -> OutboxRow | None:
+        """Apply a status webhook to the row its key names (`status_failure`); return the row."""
+        key = event.idempotency_key
+        if not key:
+            return None
+        found = conn.execute(
+            self.q(
+                "SELECT state, message_id FROM {schema}.outbox WHERE idempotency_key = %s "
+                "FOR UPDATE"
+            ),
+            (key,),
+        ).fetchone()
+        if found is None:
+            return None
+        fields = status_failure(found[0], found[1], event)
+        if fields is not None:
+            error = fields["error"]
+            conn.execute(
+                self.q(
+                    "UPDATE {schema}.outbox SET state = %s, category = %s, reason = %s, "
+                    "error = %s, message_id = %s, not_before = NULL, lease_owner = NULL, "
+                    "lease_until = NULL, updated_at = %s WHERE idempotency_key = %s"
+                ),
+                (
+                    fields["state"],
+                    fields["category"],
+                    fields["reason"],
+                    error_json(error) if error is not None else None,
+                    fields["message_id"],
+                    now,
+                    key,
+                ),
+            )
+        return self.get(conn, key)
+
     def get(self, conn: Any, key: str) -> OutboxRow | None:
         """Return the row of *key*, or None."""
         found = conn.execute(
@@ -430,7 +492,3 @@ class PgJobs:
             (now,),
         ).fetchone()
         return float(found[0]) if found and found[0] is not None else None
-
-
-def evolve_owner(row: OutboxRow, owner: str, until: float) -> OutboxRow:
-    return attrs.evolve(row, lease_owner=owner, lease_until=until)

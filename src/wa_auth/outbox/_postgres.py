@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from wa_auth._closing import AsyncClosing, Closing
 from wa_auth._postgres import Many, PgDatabase
+from wa_auth.errors import OutboxError, OutboxUnavailableError
 from wa_auth.intents import Intent
 from wa_auth.outbox._common import (
     Replaying,
@@ -40,9 +41,12 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
     from wa_auth._delivery import Delivery
+    from wa_auth.webhooks import MessageStatus
 
-__all__ = ["DEFAULT_POLL", "PostgresOutbox"]
+__all__ = ["DEFAULT_CHECK_TIMEOUT", "DEFAULT_POLL", "PostgresOutbox"]
 
+#: Seconds `check()` waits for a round trip through the writer.
+DEFAULT_CHECK_TIMEOUT = 6.0
 #: Seconds `wait_for_work` waits at most without a notification (the bounded poll).
 DEFAULT_POLL = 5.0
 
@@ -143,13 +147,49 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         """Transactions this outbox's writer committed (group commit makes it small)."""
         return self._db.commits
 
+    # --- health ---------------------------------------------------------------------------------
+
+    def _problem(self, exc: BaseException) -> OutboxError:
+        if isinstance(exc, OutboxError):
+            return exc
+        return OutboxUnavailableError(
+            f"the outbox of {self.path} did not answer in time (its writer is busy or the "
+            "server slow)",
+            path=self._db.target.where,
+            kind="stuck",
+        )
+
+    def check(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
+        """Return None when the outbox takes changes now, else the `OutboxError` saying why not.
+
+        A round trip through the writer (a transaction on the server) must answer within
+        *timeout* seconds. A health probe's question (`wa-auth serve`'s `/readyz`).
+        """
+        limit = check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT
+        try:
+            self._db.run(_ping, timeout=limit)
+        except (OutboxError, TimeoutError) as exc:
+            return self._problem(exc)
+        return None
+
+    async def acheck(self, timeout: float = DEFAULT_CHECK_TIMEOUT) -> OutboxError | None:
+        """Return None when the outbox takes changes now (see `check`); the loop runs on."""
+        import asyncio
+
+        limit = check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT
+        try:
+            await asyncio.wait_for(self._db.arun(_ping), limit)
+        except (OutboxError, TimeoutError) as exc:
+            return self._problem(exc)
+        return None
+
     # --- the guard's hand-off -------------------------------------------------------------------
 
-    def _begin_job(self, intent: Intent) -> Callable[[Any], None]:
+    def _begin_job(self, intent: Intent) -> Many:
         now = self.clock()
         owner, until = self.owner, now + self.lease
         values = intent_row(check_intent(intent), SENDING, owner, until, now)
-        return lambda c: self._jobs.begin(c, values, owner, until, now)
+        return Many(self._jobs.begin_many, (values, owner, until, now))
 
     def _settle_job(self, delivery: Delivery) -> Many:
         return Many(self._jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
@@ -294,11 +334,29 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         job = self._mark_job(idempotency_key, state, reason, message_id)
         return await self._db.arun(job)  # type: ignore[no-any-return]
 
+    def _status_job(self, event: MessageStatus) -> Callable[[Any], OutboxRow | None]:
+        now = self.clock()
+        return lambda c: self._jobs.apply_status(c, event, now)
+
+    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names; return that row, or None.
+
+        A `failed` status turns a `delivered`, `sending` or `maybe_delivered` row `failed`
+        with its category and the reason `webhook:<Graph code>`; anything else changes
+        nothing (idempotent). Committed before it returns.
+        """
+        return self._db.run(self._status_job(event))  # type: ignore[no-any-return]
+
+    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
+        """Apply a status webhook to the row it names (see `apply_status`)."""
+        return await self._db.arun(self._status_job(event))  # type: ignore[no-any-return]
+
     # --- reading --------------------------------------------------------------------------------
 
     def get(self, idempotency_key: str) -> OutboxRow | None:
         """Return the row of *idempotency_key*, or None."""
-        self._db.flush() if self._db._entries else None  # noqa: SLF001 - own outcomes first
+        if self._db.pending:  # this outbox's own outcomes first
+            self._db.flush()
         return self._db.read(lambda c: self._jobs.get(c, idempotency_key))  # type: ignore[no-any-return]
 
     async def aget(self, idempotency_key: str) -> OutboxRow | None:
@@ -342,7 +400,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
             RequestValidationError: An unknown state, or a limit that is not positive.
         """
         job = self._list_job(state, category, consumer, dead_letters, limit)
-        if self._db._entries:  # noqa: SLF001 - this outbox's own outcomes first
+        if self._db.pending:  # this outbox's own outcomes first
             self._db.flush()
         return self._db.read(job)  # type: ignore[no-any-return]
 
@@ -361,7 +419,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
 
     def stats(self) -> OutboxStats:
         """Count the rows by state and category."""
-        if self._db._entries:  # noqa: SLF001
+        if self._db.pending:
             self._db.flush()
         return self._db.read(self._jobs.stats)  # type: ignore[no-any-return]
 
@@ -449,9 +507,14 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
         self._db.close()
 
     async def aclose(self) -> None:
-        """Commit what is waiting (without blocking the loop), then close."""
+        """Commit what is waiting (without blocking the loop), then close; idempotent.
+
+        A server that cannot take the last outcomes now leaves their rows `sending` (later
+        `maybe_delivered`); the outbox closes all the same.
+        """
         if not self._db.closed:
-            await self._db.aflush()
+            with contextlib.suppress(OutboxError):
+                await self._db.aflush()
         self.close()
 
     def __repr__(self) -> str:
@@ -459,3 +522,7 @@ class PostgresOutbox(Replaying, Closing, AsyncClosing):
             f"PostgresOutbox({self._db.target.safe_url!r}, schema={self.schema!r}, "
             f"durability={self.durability!r}, lease={self.lease!r}, max_age={self.max_age!r})"
         )
+
+
+def _ping(conn: Any) -> None:
+    conn.execute("SELECT 1")

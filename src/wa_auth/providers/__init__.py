@@ -9,6 +9,9 @@ events are defined in `wa_auth.events` and re-exported here. See `docs/providers
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
 from wa_auth._exports import claim as _claim
 from wa_auth.events import (
     RotationConfirmed,
@@ -25,13 +28,15 @@ from wa_auth.providers._base import (
     TokenProvider,
 )
 from wa_auth.providers._env import EnvTokenProvider
-from wa_auth.providers._exchange import FbTokenExchanger
 from wa_auth.providers._file import FileTokenProvider
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
-from wa_auth.providers._rotating import RotatingTokenProvider
-from wa_auth.providers._routing import RoutingTokenProvider
-from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
+
+if TYPE_CHECKING:
+    from wa_auth.providers._exchange import FbTokenExchanger
+    from wa_auth.providers._rotating import RotatingTokenProvider, SharedRotation
+    from wa_auth.providers._routing import RoutingTokenProvider
+    from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
 
 __all__ = [
     "EnvTokenProvider",
@@ -46,6 +51,7 @@ __all__ = [
     "RotationRolledBack",
     "RoutesTokens",
     "RoutingTokenProvider",
+    "SharedRotation",
     "StaticTokenProvider",
     "Token",
     "TokenActivated",
@@ -59,3 +65,28 @@ __all__ = [
 ]
 
 _claim(__name__, globals())
+
+#: The providers a process that reads its token from the environment or a file never needs
+#: (Vault's brings ssl and certifi), loaded on first use: `wa-auth send` starts without them.
+_LAZY: Final = {
+    "FbTokenExchanger": "wa_auth.providers._exchange",
+    "RotatingTokenProvider": "wa_auth.providers._rotating",
+    "RoutingTokenProvider": "wa_auth.providers._routing",
+    "SharedRotation": "wa_auth.providers._rotating",
+    "VaultAppRole": "wa_auth.providers._vault",
+    "VaultTokenProvider": "wa_auth.providers._vault",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    _claim(__name__, {name: value})
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,18 +13,17 @@ guards run on too.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import attrs
-import httpx
 
 from wa_auth import _deadline
-from wa_auth._deadline_io import bound
 from wa_auth._effects import arun, run
 
 if TYPE_CHECKING:
+    import httpx
+
     from wa_auth.errors import ApiError
     from wa_auth.providers._base import Token, TokenProvider
     from wa_auth.providers._verdicts import VerdictStore
@@ -116,6 +115,10 @@ class Session:
     def client(self) -> httpx.Client:
         """Return the blocking client."""
         if self._client is None:
+            import httpx  # only a flow that sends loads it: a static token never does
+
+            from wa_auth._deadline_io import bound
+
             http = self._options()
             self._client = httpx.Client(**http.options, transport=http.transport)
             bound(self._client)
@@ -124,6 +127,10 @@ class Session:
     def aclient(self) -> httpx.AsyncClient:
         """Return the async client."""
         if self._aclient is None:
+            import httpx
+
+            from wa_auth._deadline_io import bound
+
             http = self._options()
             self._aclient = httpx.AsyncClient(**http.options, transport=http.async_transport)
             bound(self._aclient)
@@ -180,6 +187,8 @@ class Blocking:
         return self.function()
 
     async def aperform(self, session: Session, /) -> Any:  # noqa: ARG002
+        import asyncio
+
         return await asyncio.to_thread(self.function)
 
 

@@ -12,9 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Final
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import redact_text
@@ -34,6 +32,9 @@ from wa_auth.providers._base import (
 )
 from wa_auth.providers._effects import Blocking, Flow, GetToken, Http, Send, adrive, drive
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_EXCHANGE_BEFORE", "FbTokenExchanger"]
 
@@ -127,6 +128,8 @@ class FbTokenExchanger:
     def _flow(self, token: Token) -> Flow[Token]:
         """The exchange as a flow of effects, for `drive` / `adrive` with `self._http`."""
         secret = (yield GetToken(self._secret)).reveal()
+        import httpx  # an exchange's HTTP is httpx's: loaded when one runs
+
         failure: httpx.HTTPError | None = None
         try:
             r: httpx.Response = yield Send("POST", self.url, data=self._form(token, secret))

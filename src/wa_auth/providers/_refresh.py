@@ -13,11 +13,11 @@ After `fork()` the child notices the new PID and starts with a fresh lock and no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +30,7 @@ from wa_auth.errors import TokenUnavailableError, WhatsAppError
 from wa_auth.providers._effects import Flow, Session, adrive, drive
 
 if TYPE_CHECKING:
+    import asyncio
     from typing import TypeAlias
 
     from wa_auth.providers._base import Token
@@ -62,6 +63,8 @@ class _Here:
         return None
 
     async def aperform(self, session: Session, /) -> asyncio.AbstractEventLoop | None:  # noqa: ARG002
+        import asyncio  # the async paths only: a blocking process never loads it
+
         return asyncio.get_running_loop()
 
 
@@ -81,6 +84,8 @@ class _Lead:
         return True
 
     async def aperform(self, session: Session, /) -> bool:  # noqa: ARG002
+        import asyncio
+
         self.flight.task = asyncio.get_running_loop().create_task(adrive(self.refresh))
         return False
 
@@ -383,7 +388,8 @@ class Refresher:
         return token.expires_at - advisory, token.expires_at - mandatory
 
     def _failed(self, old: CacheState, exc: BaseException) -> BaseException:
-        if isinstance(exc, asyncio.CancelledError):
+        asyncio = sys.modules.get("asyncio")  # without it loaded, nothing was cancelled
+        if asyncio is not None and isinstance(exc, asyncio.CancelledError):
             exc = TokenUnavailableError(f"{self.name}: the refresh was cancelled")
         elif not isinstance(exc, (WhatsAppError, KeyboardInterrupt, SystemExit)):
             wrapped = TokenUnavailableError(
@@ -456,6 +462,8 @@ class RefreshingTokenProvider:
         return False
 
     async def _aload(self, current: Token | None, forced: bool) -> Fetched:
+        import asyncio
+
         return await asyncio.to_thread(self._load, current, forced)
 
     def get_token(self) -> Token:

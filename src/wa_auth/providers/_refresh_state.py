@@ -7,7 +7,6 @@ whose outcome every waiting thread and task receives).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import enum
@@ -21,6 +20,8 @@ import attrs
 from wa_auth.errors import TokenUnavailableError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from wa_auth.providers._base import Token
 
 __all__ = [
@@ -220,6 +221,8 @@ class Flight:
         Raises:
             TokenUnavailableError: It did not finish within *timeout* seconds.
         """
+        import asyncio  # the async paths only: a blocking process never loads it
+
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:

@@ -11,13 +11,16 @@ import copy
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final, Protocol, runtime_checkable
+
+import attrs
 
 from wa_auth import _table
 from wa_auth.errors import (
     AllCandidatesRejectedError,
     ApiError,
     ConfigurationError,
+    StateUnavailableError,
     TokenUnavailableError,
     WhatsAppError,
 )
@@ -30,7 +33,7 @@ from wa_auth.events import (
     TokenFailedOver,
 )
 from wa_auth.providers._base import StaticTokenProvider, Token, TokenProvider, as_provider
-from wa_auth.providers._effects import Flow, GetToken, GetVerdict, adrive, drive
+from wa_auth.providers._effects import Flow, GetToken, GetVerdict, Session, adrive, drive
 from wa_auth.providers._exchange import FbTokenExchanger, _Exchanging
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
 
@@ -62,6 +65,52 @@ def _is_token_class(reason: WhatsAppError | str | None) -> bool:
     return reason is not None and reason.category in _table.TOKEN_CLASS
 
 
+@runtime_checkable
+class SharedRotation(Protocol):
+    """Where a fleet decides a rotation's active candidate once (`wa_auth.fleet.RedisRotation`).
+
+    A record has `version` (0: never set) and `active` (a token fingerprint, or None).
+    """
+
+    def peek(self, name: str) -> Any:
+        """Return the record as this process last heard it (no I/O)."""
+        ...
+
+    def compare_and_set(self, name: str, version: int, active: str) -> Any:
+        """Make *active* the candidate if the record is still at *version*; None: lost."""
+        ...
+
+    def get(self, name: str) -> Any:
+        """Return the record, read from the store."""
+        ...
+
+    async def acompare_and_set(self, name: str, version: int, active: str) -> Any:
+        """Make *active* the candidate if still at *version* (see `compare_and_set`)."""
+        ...
+
+    async def aget(self, name: str) -> Any:
+        """Return the record, read from the store."""
+        ...
+
+
+@attrs.frozen
+class _Share:
+    """Decide *active* for the fleet at *version*; return the record that stands after."""
+
+    shared: SharedRotation
+    name: str
+    version: int
+    active: str
+
+    def perform(self, session: Session, /) -> Any:  # noqa: ARG002
+        won = self.shared.compare_and_set(self.name, self.version, self.active)
+        return won if won is not None else self.shared.get(self.name)
+
+    async def aperform(self, session: Session, /) -> Any:  # noqa: ARG002
+        won = await self.shared.acompare_and_set(self.name, self.version, self.active)
+        return won if won is not None else await self.shared.aget(self.name)
+
+
 class RotatingTokenProvider:
     """An ordered set of candidate providers: fail-over, and planned rotation with rollback.
 
@@ -81,6 +130,11 @@ class RotatingTokenProvider:
         window: Default rollback window (`DEFAULT_ROLLBACK_WINDOW`).
         max_failures: Default failures within the window that roll back
             (`DEFAULT_ROLLBACK_FAILURES`).
+        shared: Decide planned rotations and rollbacks once for a fleet
+            (`RedisState.rotation`): a `rotate_to` or a rollback in one process is the
+            active candidate of every process sharing it from its next `get_token`, and of
+            two processes promoting at once one wins and the other follows it.
+        shared_name: The rotation's name in *shared* (one per set of candidates).
 
     Raises:
         AllCandidatesRejectedError: From `get_token`, when every candidate's token is dead.
@@ -95,6 +149,8 @@ class RotatingTokenProvider:
         refresher: FbTokenExchanger | None = None,
         window: int = DEFAULT_ROLLBACK_WINDOW,
         max_failures: int = DEFAULT_ROLLBACK_FAILURES,
+        shared: SharedRotation | None = None,
+        shared_name: str = "main",
     ) -> None:
         if not candidates:
             raise ConfigurationError("candidates must not be empty")
@@ -114,6 +170,11 @@ class RotatingTokenProvider:
         #: `get_token` moves past it. One reference, replaced whole.
         self._failed: tuple[int, str, str] | None = None
         self._lock = threading.Lock()
+        self._shared = shared
+        self._shared_name = shared_name
+        #: The fleet's version this process follows, and a rollback to tell the fleet.
+        self._shared_version = 0
+        self._share_next: str | None = None
 
     def _wrap(self, candidate: TokenProvider | Token | str) -> TokenProvider:
         provider = (
@@ -170,6 +231,8 @@ class RotatingTokenProvider:
         return await adrive(self._token_flow())
 
     def _token_flow(self) -> Flow[Token]:
+        if self._shared is not None:
+            yield from self._follow()
         start = self._active
         dead: list[tuple[Token, ApiError | str]] = []
         for index in self._order(start):
@@ -182,6 +245,37 @@ class RotatingTokenProvider:
                 return self._land(start, index, token, dead)
             dead.append((token, reason))
         raise self._all_dead(dead)
+
+    def _follow(self, record: Any = None) -> Flow[None]:
+        """Tell the fleet a rollback made here; make the fleet's choice the active candidate."""
+        assert self._shared is not None
+        pending, self._share_next = self._share_next, None
+        if pending is not None:
+            try:
+                share = _Share(self._shared, self._shared_name, self._shared_version, pending)
+                record = yield share
+            except StateUnavailableError:
+                self._share_next = pending  # the fleet hears of it when its store is back
+                return
+        if record is None:
+            record = self._shared.peek(self._shared_name)
+        version, active = record.version, record.active
+        if version <= self._shared_version or active is None:
+            return
+        for index in range(len(self._slots)):
+            served = self._served.get(index)
+            if served is None:
+                with contextlib.suppress(TokenUnavailableError):
+                    served = (yield GetToken(self._slots[index])).fingerprint
+                    self._served[index] = served
+            if served == active:
+                with self._lock:
+                    self._active = index
+                    if self._watch is not None and self._watch.index != index:
+                        self._watch = None
+                    self._shared_version = version
+                return
+        self._shared_version = version  # a candidate this process does not have: its own stays
 
     def _order(self, start: int) -> list[int]:
         count = len(self._slots)
@@ -280,6 +374,9 @@ class RotatingTokenProvider:
             if failures >= watch.max_failures:
                 self._active = watch.previous
                 self._watch = None
+                restored = self._served.get(watch.previous)
+                if self._shared is not None and restored is not None:
+                    self._share_next = restored  # told to the fleet by the next get_token
                 event = RotationRolledBack(
                     token_fingerprint=watch.fingerprint,
                     restored_fingerprint=self._served.get(watch.previous),
@@ -344,6 +441,7 @@ class RotatingTokenProvider:
 
         Raises:
             TokenUnavailableError: The candidate could not produce a token; nothing changed.
+            StateUnavailableError: With *shared*, its store did not answer; nothing changed.
         """
         return drive(self._rotate_flow(candidate, window, max_failures))
 
@@ -368,5 +466,17 @@ class RotatingTokenProvider:
         with contextlib.suppress(TokenUnavailableError):  # only for the event's fingerprint
             previous = self._active
             self._served[previous] = (yield GetToken(self._slots[previous])).fingerprint
+        if self._shared is not None:
+            limit = self.max_failures if max_failures is None else max_failures
+            if not 1 <= limit <= (self.window if window is None else window):
+                raise ConfigurationError("max_failures must be between 1 and window")
+            # Decided for the fleet first: a store that does not answer changes nothing here.
+            name, version = self._shared_name, self._shared_version
+            record = yield _Share(self._shared, name, version, token.fingerprint)
+            if record.active != token.fingerprint:  # another process promoted first: follow it
+                yield from self._follow(record)
+                winner: Token = yield GetToken(self._slots[self._active])
+                return winner
+            self._shared_version = record.version
         self._activate(index, token, window, max_failures)
         return token

@@ -17,12 +17,11 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import attrs
 import certifi
-import httpx
 
 from wa_auth import _deadline
 from wa_auth._redact import redact_text
@@ -41,6 +40,9 @@ from wa_auth.providers._base import Token, clean_token, parse_expires_at
 from wa_auth.providers._effects import Blocking, Flow, Http, Send, adrive, drive
 from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 from wa_auth.providers._vault_answers import Answer, errors_text, not_found, status_error
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["VaultAppRole", "VaultTokenProvider"]
 
@@ -292,6 +294,8 @@ class VaultTokenProvider(RefreshingTokenProvider):
     ) -> Flow[Answer]:
         """Send one request to Vault; a connection failure is `VaultUnreachableError`."""
         headers = {"Authorization": "Bearer " + vault_token} if vault_token else None
+        import httpx  # Vault's HTTP is httpx's: loaded when a read runs
+
         failure: httpx.HTTPError | None = None
         try:
             r: httpx.Response = yield Send(method, path, headers=headers, json=body)

@@ -18,6 +18,9 @@ file's writer thread (busy timeout, `BEGIN IMMEDIATE`); a read in a blocking cal
 caller's thread, and an async one in the writer thread, off the event loop. Times are wall
 clock (Unix seconds), since processes share no monotonic clock.
 
+For a fleet on many hosts without Redis, `PostgresState(url)` keeps the verdicts and pauses
+on tables of the outbox's PostgreSQL schema (`_postgres`; the `postgres` extra).
+
 The package, by module: `_base` (the opened file, its schema and the checks every store
 shares), `_verdicts`, `_pauses`, `_penalties`, `_health` (one store each) and `_file`
 (`StateFile`, which opens the file and makes its stores).
@@ -30,10 +33,14 @@ from wa_auth.state._file import StateFile
 from wa_auth.state._health import DEFAULT_HEALTH_TTL, SqliteHealthCache
 from wa_auth.state._pauses import SqlitePauseStore
 from wa_auth.state._penalties import SqliteRateLimiter
+from wa_auth.state._postgres import PostgresPauseStore, PostgresState, PostgresVerdictStore
 from wa_auth.state._verdicts import SqliteVerdictStore
 
 __all__ = [
     "DEFAULT_HEALTH_TTL",
+    "PostgresPauseStore",
+    "PostgresState",
+    "PostgresVerdictStore",
     "SqliteHealthCache",
     "SqlitePauseStore",
     "SqliteRateLimiter",

@@ -164,7 +164,7 @@ class Fanout:
     async def _deliveries(self) -> None:
         while True:
             try:
-                batch = await self.queue.adue()
+                batch = self.queue.due()
             except WhatsAppError:
                 _log.warning("the webhook queue file cannot be read: retrying")
                 await self._nap("", POLL)
@@ -229,29 +229,38 @@ class Fanout:
     async def _route(self, route_id: str) -> None:
         while route_id in self.routes:
             try:
-                head = await self.queue.ahead(route_id)
+                heads = self.queue.heads(route_id)
             except WhatsAppError:
                 await self._nap(route_id, POLL)
                 continue
-            now = self._clock()
-            if head is None or head.next_at > now:
-                await self._nap(route_id, POLL if head is None else head.next_at - now)
-                continue
-            route = self.routes.get(route_id)
-            if route is None:
-                return
-            error = await self._send(route, head)
-            try:
-                if error is None:
-                    await self.queue.adelivered(head)
-                    self.forwarded += 1
-                    continue
-                attempts = head.attempts + 1
-                last = attempts >= self.settings.forward_attempts
-                delay = None if last else self._backoff(attempts)
-                await self.queue.afailed(head, error, delay=delay)
-            except WhatsAppError:
+            if not heads:
                 await self._nap(route_id, POLL)
+                continue
+            for head in heads:
+                if not await self._forward(route_id, head):
+                    break
+
+    async def _forward(self, route_id: str, head: Forward) -> bool:
+        """Send *head* if it is due; True when the route's next forward may go now."""
+        now = self._clock()
+        route = self.routes.get(route_id)
+        if route is None:
+            return False
+        if head.next_at > now:
+            await self._nap(route_id, head.next_at - now)
+            return False
+        error = await self._send(route, head)
+        try:
+            if error is None:
+                await self.queue.adelivered(head)
+                self.forwarded += 1
+                return True
+            attempts = head.attempts + 1
+            last = attempts >= self.settings.forward_attempts
+            await self.queue.afailed(head, error, delay=None if last else self._backoff(attempts))
+        except WhatsAppError:
+            await self._nap(route_id, POLL)
+        return False
 
     async def _send(self, route: Route, forward: Forward) -> str | None:
         """POST one forward; None when the route answered 2xx, else what went wrong."""
@@ -262,7 +271,11 @@ class Fanout:
             KEY_HEADER: forward.key,
         }
         try:
-            async with self._session.post(route.url, data=forward.body, headers=headers) as answer:
+            # No redirect is followed: a signed body goes to the route's own URL only.
+            post = self._session.post(
+                route.url, data=forward.body, headers=headers, allow_redirects=False
+            )
+            async with post as answer:
                 await answer.read()
                 if 200 <= answer.status < 300:
                     return None

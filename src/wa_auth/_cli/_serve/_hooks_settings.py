@@ -17,7 +17,8 @@ from typing import Any, Final
 
 import attrs
 
-from wa_auth.errors import ConfigurationError
+from wa_auth._postgres import is_postgres_url
+from wa_auth.errors import ConfigurationError, WhatsAppError
 
 __all__ = [
     "DEFAULT_FORWARD_ATTEMPTS",
@@ -61,7 +62,12 @@ def _secret(args: argparse.Namespace, environ: Mapping[str, str], flag: str, var
     if path:
         from wa_auth.providers import FileTokenProvider
 
-        return FileTokenProvider(path, format="text")
+        provider = FileTokenProvider(path, format="text")
+        try:  # at start-up, not at Meta's first delivery
+            provider.get_token()
+        except WhatsAppError as exc:
+            raise ConfigurationError(f"{flag}: {exc.message}") from None
+        return provider
     if inline is not None:
         if not inline.strip():
             raise ConfigurationError(f"{variable} is set but blank")
@@ -79,8 +85,9 @@ def hook_settings(
     """Return the webhook settings, or None when no app secret is configured (no endpoint).
 
     Raises:
-        ConfigurationError: Two sources of one secret, a blank one, a verify token or routes
-            without an app secret, or no file for the queue; the message never shows a secret.
+        ConfigurationError: Two sources of one secret, a blank one, a secret file that cannot
+            be read, a verify token or routes without an app secret, or no file for the
+            queue; the message never shows a secret.
     """
     app_secret = _secret(args, environ, "--webhook-app-secret-file", "WA_AUTH_WEBHOOK_APP_SECRET")
     verify = _secret(args, environ, "--webhook-verify-token-file", "WA_AUTH_WEBHOOK_VERIFY_TOKEN")
@@ -92,11 +99,13 @@ def hook_settings(
                 "WA_AUTH_WEBHOOK_APP_SECRET or --webhook-app-secret-file"
             )
         return None
+    if outbox and is_postgres_url(outbox):
+        outbox = None  # a PostgreSQL outbox is no file to share: say --webhook-queue
     queue = (
         getattr(args, "webhook_queue", None)
         or environ.get("WA_AUTH_WEBHOOK_QUEUE")
         or state
-        or outbox
+        or (outbox.removeprefix("sqlite:///") if outbox else None)
     )
     if not queue:
         raise ConfigurationError(

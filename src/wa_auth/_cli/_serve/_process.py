@@ -38,6 +38,7 @@ from wa_auth._cli._output import write
 from wa_auth._cli._serve._hooks_settings import HookSettings, hook_settings
 from wa_auth._cli._serve._routes import Route, load_config
 from wa_auth._cli._serve._settings import MAX_LINE, settings
+from wa_auth._postgres import redact
 from wa_auth._version import package_version
 from wa_auth.errors import ConfigurationError
 
@@ -221,7 +222,7 @@ def _info(
         "port": port,
         "pid": os.getpid(),
         "version": package_version(),
-        "outbox": config.outbox,
+        "outbox": redact(config.outbox) if config.outbox else None,  # never its password
         "state": config.state,
         "metrics": metrics,
         "max_connections": max_connections,

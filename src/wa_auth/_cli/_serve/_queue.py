@@ -195,11 +195,15 @@ class WebhookQueue:
 
         return await self.db.arun(job)
 
-    async def adue(self, limit: int = 64) -> list[Delivery]:
-        """Return the deliveries to work on, oldest first."""
+    def due(self, limit: int = 8) -> list[Delivery]:
+        """Return the deliveries to work on, oldest first.
+
+        A read of the committed rows on the caller's thread (an indexed read: no hop to the
+        writer, which the POSTs' commits keep busy).
+        """
         now = self._clock()
 
-        def job(conn: sqlite3.Connection) -> list[Delivery]:
+        def read(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
                 "SELECT id, body, state, verdicts, attempts FROM wa_serve_deliveries "
                 "WHERE next_at <= ? ORDER BY id LIMIT ?",
@@ -210,7 +214,7 @@ class WebhookQueue:
                 for r in rows
             ]
 
-        return await self.db.arun(job, write=False)
+        return self.db.read(read)
 
     async def aadmit(
         self, batch: Sequence[tuple[Delivery, Sequence[Any]]], routes: Sequence[Route]
@@ -267,15 +271,16 @@ class WebhookQueue:
 
     # --- forwards ---------------------------------------------------------------------------
 
-    async def ahead(self, route_id: str) -> Forward | None:
-        """Return the route's oldest pending forward: the next to go, whatever its time."""
-        return await self.db.arun(
-            lambda c: _one(
-                c,
-                f"{_FORWARD} WHERE route_id = ? AND state = 'pending' ORDER BY seq LIMIT 1",
-                (route_id,),
-            ),
-            write=False,
+    def heads(self, route_id: str, limit: int = 16) -> list[Forward]:
+        """Return the route's oldest pending forwards, in order (a read on this thread)."""
+        return self.db.read(
+            lambda c: [
+                _forward(row)
+                for row in c.execute(
+                    f"{_FORWARD} WHERE route_id = ? AND state = 'pending' ORDER BY seq LIMIT ?",
+                    (route_id, limit),
+                )
+            ]
         )
 
     async def adelivered(self, forward: Forward) -> None:
@@ -373,11 +378,6 @@ def _forward(row: Sequence[Any]) -> Forward:
     return Forward(
         row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], row[8], row[9]
     )
-
-
-def _one(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> Forward | None:
-    row = conn.execute(sql, args).fetchone()
-    return None if row is None else _forward(row)
 
 
 def _route(route_id: str, url: str, secret: str, spec: str) -> Route:

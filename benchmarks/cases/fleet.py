@@ -1,0 +1,179 @@
+"""Fleet mode: a guarded send with its stores on Redis, and the fleet limiter's accuracy.
+
+`guard.async.fast.redis` runs `Guard.asend` on the fast client at 64 in flight with the
+verdicts, pauses and limiter of a `RedisState` (a limiter whose rate never binds, so the row
+measures the stores' cost, not the pacing), against the same guard on the in-memory stores
+(`guard.async.fast.memory`). `fleet.limiter.4proc` runs four processes reserving slots of one
+number at 50 msg/s on one Redis and reports the worst 2-second window and the average, as
+ratios of the limit. Each variant starts its own `redis-server` (127.0.0.1, a random port, a
+temporary directory); without one the rows are unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from loops import async_loop
+from registry import Ctx, Goal, variant
+
+from cases.common import TEXT, TOKEN, quiet_logging
+
+FLEET_RATE = 50.0
+FLEET_WORKERS = 4
+FLEET_MESSAGES = 400
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Start a throw-away redis-server and yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise LookupError("no redis-server (apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    directory = tempfile.mkdtemp(prefix="wa-auth-bench-redis-")
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory]
+    proc = subprocess.Popen([*args, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    import redis
+
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with redis.Redis.from_url(url) as client:
+                    client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _guarded(ctx: Ctx, *, on_redis: bool) -> dict[str, Any]:
+    from wa_auth._client import FastAsyncWhatsAppClient
+    from wa_auth.guards import Guard
+    from wa_auth.intents import Intent
+    from wa_auth.pacing import LocalRateLimiter, MemoryPauseStore
+    from wa_auth.providers import TokenVerdicts
+
+    quiet_logging()
+    with contextlib.ExitStack() as stack:
+        if on_redis:
+            from wa_auth.fleet import RedisState
+
+            state = stack.enter_context(RedisState(stack.enter_context(redis_server())))
+            verdicts: Any = state.verdicts
+            pauses: Any = state.pauses
+            limiter: Any = state.limiter(rate=1e9, pair_interval=None)
+        else:
+            verdicts, pauses = TokenVerdicts(), MemoryPauseStore()
+            limiter = LocalRateLimiter(rate=1e9, pair_interval=None)
+        async with FastAsyncWhatsAppClient(
+            token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url, verdicts=verdicts
+        ) as client:
+            guard = Guard(client, pauses=pauses, limiter=limiter)
+            figures = await async_loop(
+                ctx.n, ctx.concurrency, lambda: guard.asend(Intent.text(ctx.to, TEXT))
+            )
+        if on_redis:
+            await state.aclose()
+        return figures
+
+
+@variant(
+    "guard.async.fast.memory",
+    label="Guard.asend, fast client, in-memory verdicts + pauses + limiter (fleet baseline)",
+    group="fleet",
+    concurrency=(64,),
+    requires=("aiohttp",),
+)
+def guard_memory(ctx: Ctx) -> dict[str, Any]:
+    return asyncio.run(_guarded(ctx, on_redis=False))
+
+
+@variant(
+    "guard.async.fast.redis",
+    label="Guard.asend, fast client, Redis verdicts + pauses + limiter (RedisState)",
+    group="fleet",
+    concurrency=(64,),
+    baseline="guard.async.fast.memory",
+    goal=Goal("min_ratio", 0.8),
+    requires=("aiohttp", "redis"),
+)
+def guard_redis(ctx: Ctx) -> dict[str, Any]:
+    return asyncio.run(_guarded(ctx, on_redis=True))
+
+
+_RESERVER = """
+import json, sys, time
+from wa_auth.fleet import RedisState
+url, n, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+with RedisState(url) as state:
+    limiter = state.limiter(rate=rate, pair_interval=None)
+    sys.stdin.readline()
+    slots = []
+    for _ in range(n):
+        slot = time.time() + limiter.acquire("106540352242922", None)
+        slots.append(slot)
+        time.sleep(max(slot - time.time(), 0.0))
+print(json.dumps({"slots": slots, "fallbacks": limiter.fallbacks}))
+"""
+
+
+@variant(
+    "fleet.limiter.4proc",
+    label="RedisRateLimiter: 4 processes, one number at 50 msg/s (400 reservations)",
+    group="fleet",
+    requires=("redis",),
+    fixed_n=FLEET_MESSAGES,
+    notes="worst_2s_ratio should be <= 1.05, average_ratio >= 0.95",
+)
+def fleet_limiter(_ctx: Ctx) -> dict[str, Any]:
+    per = FLEET_MESSAGES // FLEET_WORKERS
+    with redis_server() as url:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _RESERVER, url, str(per), str(FLEET_RATE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(FLEET_WORKERS)
+        ]
+        time.sleep(1.0)  # every process connected: they start together
+        t0 = time.perf_counter()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        wall = time.perf_counter() - t0
+    answers = [json.loads(out.strip().splitlines()[-1]) for out in outs]
+    slots = sorted(s for a in answers for s in a["slots"])
+    worst = max(sum(1 for s in slots[i:] if s < start + 2.0) for i, start in enumerate(slots))
+    average = (len(slots) - 1) / (slots[-1] - slots[0])
+    return {
+        "n": len(slots),
+        "seconds": wall,
+        "msgs_per_s": average,
+        "worst_2s_ratio": worst / 2.0 / FLEET_RATE,
+        "average_ratio": average / FLEET_RATE,
+        "fallbacks": sum(a["fallbacks"] for a in answers),
+    }

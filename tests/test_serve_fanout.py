@@ -1,0 +1,111 @@
+"""serve's webhook pipeline after the 200, on a real queue file: a delivery whose events the
+guard could not apply is retried later without being admitted (or forwarded) twice, and a
+delivery admitted before a kill is applied by the next process without a second admission."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Clock
+from wa_auth._cli._serve._fanout import Fanout
+from wa_auth._cli._serve._hooks_settings import HookSettings
+from wa_auth._cli._serve._queue import WebhookQueue
+from wa_auth._cli._serve._routes import Route
+from wa_auth.errors import OutboxUnavailableError
+from wa_auth.webhooks import DEFAULT_MAX_KEYS, DEFAULT_WINDOW, parse
+
+pytestmark = pytest.mark.anyio
+
+ROUTE = Route(id="r", url="http://127.0.0.1:9/hook", secret="a-route-secret-0123456789")
+
+
+def delivery(*statuses: str) -> bytes:
+    value = {
+        "metadata": {"phone_number_id": "111"},
+        "statuses": [
+            {"id": "wamid.1", "status": s, "timestamp": "1700000000", "recipient_id": "1"}
+            for s in statuses
+        ],
+    }
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "waba", "changes": [{"field": "messages", "value": value}]}],
+    }
+    return json.dumps(payload).encode()
+
+
+class Guard:
+    """Records what it applied; fails the first *failures* calls as a locked outbox would."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.applied: list[str] = []
+        self.failures = failures
+
+    async def aapply(self, event: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OutboxUnavailableError("the outbox file is locked", kind="locked")
+        self.applied.append(event.key)
+
+
+def open_queue(path: Path, clock: Clock) -> WebhookQueue:
+    return WebhookQueue(path, window=DEFAULT_WINDOW, max_keys=DEFAULT_MAX_KEYS, clock=clock)
+
+
+def fanout(queue: WebhookQueue, guard: Guard, clock: Clock) -> Fanout:
+    settings = HookSettings(app_secret="x" * 20, queue=queue.path, forward_backoff=1.0)
+    return Fanout(settings, queue, [ROUTE], guard=guard, clock=clock)
+
+
+async def test_a_failed_apply_is_retried_without_a_second_admission(tmp_path):
+    """The guard fails once: the delivery waits its back-off, then is applied; each event is
+    admitted and forwarded once."""
+    clock = Clock()
+    clock.t = 1_000.0
+    queue = open_queue(tmp_path / "q.db", clock)
+    guard = Guard(failures=1)
+    pipeline = fanout(queue, guard, clock)
+    try:
+        await pipeline.received(delivery("sent", "delivered"))
+        await pipeline._batch(queue.due())
+        assert guard.applied == []
+        assert queue.due() == []  # waiting for its back-off
+        (waiting,) = queue.db.read(
+            lambda c: c.execute("SELECT state, attempts FROM wa_serve_deliveries").fetchall()
+        )
+        assert tuple(waiting) == ("admitted", 1)
+
+        clock.t += 5
+        await pipeline._batch(queue.due())
+        assert guard.applied == ["status:wamid.1:sent", "status:wamid.1:delivered"]
+        assert queue.due() == []
+        assert [f.key for f in queue.forwards()] == guard.applied
+    finally:
+        queue.close()
+
+
+async def test_a_delivery_admitted_before_a_kill_is_applied_once_after(tmp_path):
+    """Admitted (its forwards queued) and then the process died: the next one applies its
+    events without admitting them again, so they are not taken for redeliveries."""
+    clock = Clock()
+    path = tmp_path / "q.db"
+    first = open_queue(path, clock)
+    body = delivery("read")
+    await first.astore(body)
+    (stored,) = first.due()
+    await first.aadmit([(stored, parse(body))], [ROUTE])
+    first.close()  # the kill: nothing after the admission's commit happened
+
+    queue = open_queue(path, clock)
+    guard = Guard()
+    try:
+        await fanout(queue, guard, clock)._batch(queue.due())
+        assert guard.applied == ["status:wamid.1:read"]
+        assert [f.key for f in queue.forwards()] == ["status:wamid.1:read"]
+        assert queue.due() == []
+    finally:
+        queue.close()
