@@ -1,4 +1,4 @@
-"""The example workflows of examples/n8n/, run in a real n8n (2.8.4) against the sandbox.
+"""The example workflows of examples/n8n/, run in the real current n8n (2.41.1, on Node 24) against the sandbox.
 
 Each scenario starts its own sandbox on 127.0.0.1 (a valid, expired, revoked or de-scoped
 token, a locked account, a seeded fault), runs a workflow headlessly with

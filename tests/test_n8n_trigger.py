@@ -262,7 +262,16 @@ def test_two_workflows_each_get_their_numbers_events_once(n8n_bin, extension, re
                 timeout=HARD,
             )
             assert forged.status_code == 401
-            time.sleep(2.0)  # anything more (a duplicate, the forgery) would have come by now
+            # A tampered Meta delivery is refused by serve: it never reaches n8n.
+            tampered = service.call(
+                "POST",
+                "/webhook",
+                key=None,
+                content=b'{"object":"whatsapp_business_account","entry":[]}',
+                headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
+            )
+            assert tampered.status_code == 401
+            time.sleep(2.0)  # anything more (a duplicate, a forgery) would have come by now
             got = receiver.got()
             assert len(got) == total
             for name, number in (("A", first), ("B", second)):

@@ -1,4 +1,4 @@
-"""The `wa-auth serve` workflows of examples/n8n/, run in a real n8n (2.8.4) against serve + the sandbox.
+"""The `wa-auth serve` workflows of examples/n8n/, run in the real current n8n (2.41.1, on Node 24) against serve + the sandbox.
 
 Each scenario starts its own sandbox on 127.0.0.1 (a valid, expired, revoked or de-scoped
 token, a locked account, a seeded fault) and its own `wa-auth serve` in front of it, points the

@@ -156,6 +156,21 @@ test("the default idempotency key is the workflow's, the execution's and the ite
 	assert.deepEqual(keys, ['wf9-321-0', 'wf9-321-1']);
 });
 
+test('a raw intent defaults to the input item itself', async () => {
+	serve.calls = [];
+	const intent = {
+		to: '+10000000001',
+		type: 'text',
+		text: { body: 'hi' },
+		idempotency_key: 'own-1',
+	};
+	const ctx = context([intent], { operation: 'send', messageType: 'raw' });
+	(ctx as unknown as { getNode: () => unknown }).getNode = () => NODE; // the defaults kept
+	const outputs = await run(ctx);
+	assert.deepEqual(serve.calls[0].body, [intent]);
+	assert.equal(outputs[0].length, 1);
+});
+
 test('a bad parameter is a NodeOperationError; with Continue On Fail its item leaves by Failed', async () => {
 	const params = sendText((i) => (i === 1 ? '' : '+10000000001'));
 	await assert.rejects(run(context([{}, {}, {}], params)), NodeOperationError);

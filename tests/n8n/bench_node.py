@@ -1,10 +1,10 @@
 """Measure the wa_auth node's Send against the other ways n8n can post to `wa-auth serve`.
 
-One n8n execution (the current n8n of tests/n8n/, headless) makes N items (1,000 by default)
-and sends them four ways, one branch after the other, against one `wa-auth serve` in front of
-the sandbox: the wa_auth node's Send from fields (`to`, `text` and the key are three n8n
-expressions per item) and from a raw intent (one expression per item), both in batches of 200,
-one request each; an HTTP Request node posting each item to `/send` (one request and one
+One n8n execution (the current n8n of tests/n8n/, headless) makes N items (1,000 by default),
+each a wa_auth intent, and sends them four ways, one branch after the other, against one
+`wa-auth serve` in front of the sandbox: the wa_auth node's Send from fields (`to`, `text` and
+the key are three n8n expressions per item) and as raw intents (the item itself, the default:
+no expression), both in batches of 200, one request each; an HTTP Request node posting each item to `/send` (one request and one
 expression per item, 50 at a time); and a Code node posting the same batches of 200 with
 `this.helpers.httpRequest` (no expression). Each branch's time is n8n's own `executionTime` of
 its node, so n8n's start-up is left out. Prints one JSON line: items per second of each, and
@@ -68,14 +68,14 @@ def _node(name: str, kind: str, x: int, y: int, parameters: dict[str, Any], **ex
 def workflow(url: str, items: int) -> dict[str, Any]:
     """Manual Trigger -> Items -> (wa_auth node | HTTP Request per item | Code node batches)."""
     make = (
-        f"return Array.from({{ length: {items} }}, (_, n) => "
-        "({ json: { n, to: '+1555' + String(1000000 + n), text: 'Order ' + n + ' shipped' } }));"
+        f"return Array.from({{ length: {items} }}, (_, n) => ({{ json: {{ "
+        "to: '+1555' + String(1000000 + n), type: 'text', "
+        "text: { body: 'Order ' + n + ' shipped' }, idempotency_key: 'order-' + n } }));"
     )
     code = (
         f"const items = $input.all().map(i => i.json);\nconst out = [];\n"
         f"for (let s = 0; s < items.length; s += {BATCH}) {{\n"
-        f"  const body = items.slice(s, s + {BATCH}).map(j => ({{ to: j.to, type: 'text', "
-        "text: { body: j.text, preview_url: false }, idempotency_key: 'code-' + j.n }));\n"
+        f"  const body = items.slice(s, s + {BATCH});\n"
         f"  const answer = await this.helpers.httpRequest({{ method: 'POST', url: '{url}/send', "
         f"headers: {{ 'X-API-Key': '{KEY}' }}, body, json: true, timeout: 300000 }});\n"
         "  for (const r of answer.results) out.push({ json: r });\n}\nreturn out;"
@@ -92,8 +92,8 @@ def workflow(url: str, items: int) -> dict[str, Any]:
                 "operation": "send",
                 "messageType": "text",
                 "to": "={{ $json.to }}",
-                "text": "={{ $json.text }}",
-                "idempotencyKey": "=node-{{ $json.n }}",
+                "text": "={{ $json.text.body }}",
+                "idempotencyKey": "=node-{{ $json.idempotency_key }}",
                 "options": {"batchSize": BATCH},
             },
             credentials={"waAuthApi": {"id": "waAuthServeApi00", "name": "wa-auth serve"}},
@@ -106,10 +106,6 @@ def workflow(url: str, items: int) -> dict[str, Any]:
             {
                 "operation": "send",
                 "messageType": "raw",
-                "intent": (
-                    "={{ JSON.stringify({ to: $json.to, type: 'text', text: { body: $json.text }, "
-                    "idempotency_key: 'raw-' + $json.n }) }}"
-                ),
                 "options": {"batchSize": BATCH},
             },
             credentials={"waAuthApi": {"id": "waAuthServeApi00", "name": "wa-auth serve"}},
@@ -126,10 +122,7 @@ def workflow(url: str, items: int) -> dict[str, Any]:
                 "headerParameters": {"parameters": [{"name": "X-API-Key", "value": KEY}]},
                 "sendBody": True,
                 "specifyBody": "json",
-                "jsonBody": (
-                    "={{ JSON.stringify({ to: $json.to, type: 'text', text: { body: $json.text }, "
-                    "idempotency_key: 'http-' + $json.n }) }}"
-                ),
+                "jsonBody": "={{ JSON.stringify($json) }}",
                 # 50 requests at a time: all 1,000 at once (the default) overflow serve's backlog.
                 "options": {"batching": {"batch": {"batchSize": 50, "batchInterval": 0}}},
             },
@@ -192,7 +185,11 @@ def main() -> int:
                 check=False,
             )
             if proc.returncode != 0:
-                print(proc.stdout[-4000:], proc.stderr[-4000:], file=sys.stderr)
+                try:
+                    failed = json.loads(proc.stdout)["data"]["resultData"].get("lastNodeExecuted")
+                except (ValueError, KeyError):
+                    failed = None
+                print(f"n8n failed in node {failed!r}:", proc.stderr[-2000:], file=sys.stderr)
                 return 1
     run_data = json.loads(proc.stdout)["data"]["resultData"]["runData"]
     rows: dict[str, Any] = {}

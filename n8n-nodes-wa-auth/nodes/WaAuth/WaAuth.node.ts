@@ -7,7 +7,7 @@ import type {
 } from 'n8n-workflow';
 import { NodeApiError, NodeConnectionTypes, NodeOperationError } from 'n8n-workflow';
 
-import { DEFAULT_KEY, properties } from './description';
+import { DEFAULT_INTENT, DEFAULT_KEY, properties } from './description';
 import { buildIntent, type MessageType, type SendFields } from './intents';
 import { FAILED, outcomeIndex, SEND_OUTPUTS } from './outcomes';
 import { CREDENTIAL, serveRequest } from './transport';
@@ -34,7 +34,14 @@ function idempotencyKey(ctx: IExecuteFunctions, i: number): string {
 	return text(ctx, 'idempotencyKey', i);
 }
 
-function sendFields(ctx: IExecuteFunctions, i: number): SendFields {
+/** The raw intent: the input item itself by default (again without an expression per item). */
+function rawIntent(ctx: IExecuteFunctions, items: INodeExecutionData[], i: number): unknown {
+	const raw = ctx.getNode().parameters.intent;
+	if (raw === undefined || raw === DEFAULT_INTENT) return items[i].json;
+	return ctx.getNodeParameter('intent', i);
+}
+
+function sendFields(ctx: IExecuteFunctions, items: INodeExecutionData[], i: number): SendFields {
 	const messageType = ctx.getNodeParameter('messageType', i) as MessageType;
 	const options = ctx.getNodeParameter('options', i, {}) as IDataObject;
 	const fields: SendFields = {
@@ -66,7 +73,7 @@ function sendFields(ctx: IExecuteFunctions, i: number): SendFields {
 			fields.buttons = text(ctx, 'buttons', i).split(',');
 			break;
 		case 'raw':
-			fields.intent = ctx.getNodeParameter('intent', i);
+			fields.intent = rawIntent(ctx, items, i);
 			break;
 	}
 	return fields;
@@ -119,7 +126,7 @@ async function send(
 	for (let i = 0; i < items.length; i++) {
 		try {
 			batch.push({
-				intent: buildIntent(sendFields(ctx, i), { node: ctx.getNode(), itemIndex: i }),
+				intent: buildIntent(sendFields(ctx, items, i), { node: ctx.getNode(), itemIndex: i }),
 				item: i,
 			});
 		} catch (error) {

@@ -10,6 +10,9 @@ const fields = (messageType: string[]) => ({
 /** The idempotency key's default: the workflow, the execution and the item. */
 export const DEFAULT_KEY = '={{ $workflow.id }}-{{ $execution.id }}-{{ $itemIndex }}';
 
+/** The raw intent's default: the input item itself. */
+export const DEFAULT_INTENT = '={{ JSON.stringify($json) }}';
+
 /** The node's parameters: the operation, then each operation's fields. */
 export const properties: INodeProperties[] = [
 	{
@@ -184,7 +187,7 @@ export const properties: INodeProperties[] = [
 		name: 'intent',
 		type: 'json',
 		displayOptions: fields(['raw']),
-		default: '={{ JSON.stringify($json) }}',
+		default: DEFAULT_INTENT,
 		description:
 			'A wa_auth intent: to, type, the object named by type (as Meta takes it), and optionally idempotency_key, phone_number_id, consumer, not_after',
 	},
