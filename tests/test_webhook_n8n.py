@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from cases.n8n import EXAMPLES, RUNTIME
+from cases.n8n import EXAMPLES, RUNTIME, n8n_path
 from running import VALIDATOR
 
 pytestmark = pytest.mark.real_component("n8n")
@@ -58,7 +58,7 @@ def test_verify_and_route(n8n_bin, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
     env.update(
         N8N_BIN=n8n_bin,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PATH=n8n_path(n8n_bin, f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"),
         WA_AUTH_APP_SECRET=EXAMPLE_SECRET,
         N8N_RESTRICT_FILE_ACCESS_TO=str(tmp_path),
     )
@@ -151,7 +151,7 @@ def live_n8n(n8n_bin: str, workflow: dict[str, Any], tmp: Path) -> Iterator[str]
         N8N_PORT=str(port),
         N8N_RUNNERS_BROKER_PORT=str(_free_port()),
         N8N_RESTRICT_FILE_ACCESS_TO=str(tmp),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PATH=n8n_path(n8n_bin, f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"),
         WA_AUTH_APP_SECRET=EXAMPLE_SECRET,
     )
     (tmp / "user").mkdir()
@@ -171,7 +171,7 @@ def live_n8n(n8n_bin: str, workflow: dict[str, Any], tmp: Path) -> Iterator[str]
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300  # n8n 2.41 starts slower on a busy machine
         while True:
             assert proc.poll() is None, (tmp / "n8n.log").read_text()
             with contextlib.suppress(OSError):
