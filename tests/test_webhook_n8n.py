@@ -141,8 +141,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_n8n(n8n_bin: str, workflow: dict[str, Any], tmp: Path) -> Iterator[str]:
-    """Import and publish *workflow*, run `n8n start`; yield its base URL; stop it."""
+def live_n8n(n8n_bin: str, workflow: dict[str, Any], tmp: Path, probe: str) -> Iterator[str]:
+    """Import and publish *workflow*, run `n8n start`; yield its base URL once a POST of `{}`
+    to its webhook path *probe* is answered 200 (n8n 2.41 logs no line per activated workflow,
+    and answers 404 until the webhook is registered); stop it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
     port = _free_port()
     env.update(
@@ -174,11 +176,16 @@ def live_n8n(n8n_bin: str, workflow: dict[str, Any], tmp: Path) -> Iterator[str]
         deadline = time.monotonic() + 300  # n8n 2.41 starts slower on a busy machine
         while True:
             assert proc.poll() is None, (tmp / "n8n.log").read_text()
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                    pass
-                if "Activated workflow" in (tmp / "n8n.log").read_text():
-                    break
+            with contextlib.suppress(OSError):  # urllib's HTTPError (a 404) is an OSError
+                request = urllib.request.Request(
+                    f"{url}/webhook/{probe}",
+                    data=b"{}",
+                    headers={"Content-Type": "application/json"},
+                    method="POST",
+                )
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    if answer.status == 200:
+                        break
             assert time.monotonic() < deadline, (tmp / "n8n.log").read_text()
             time.sleep(0.5)
         yield url
@@ -222,7 +229,7 @@ def test_the_live_webhook_node(n8n_bin, tmp_path):
     body = json.dumps(payload, separators=(",", ":")).encode()
     signed = "sha256=" + hmac.new(EXAMPLE_SECRET.encode(), body, hashlib.sha256).hexdigest()
     marker = tmp_path / "injected"
-    with live_n8n(n8n_bin, workflow, tmp_path) as url:
+    with live_n8n(n8n_bin, workflow, tmp_path, "whatsapp") as url:
         hook = f"{url}/webhook/whatsapp"
         ok = _post(hook, body, signed)
         tampered = _post(hook, body.replace(b"pedido", b"pedidx"), signed)
