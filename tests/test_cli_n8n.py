@@ -37,7 +37,7 @@ from cases.n8n import (
 from running import VALIDATOR
 from wa_auth.sandbox import Sandbox
 
-pytestmark = pytest.mark.real_component("n8n")
+pytestmark = [pytest.mark.real_component("n8n"), pytest.mark.once]
 
 
 def _cli_lines(node: dict[str, Any]) -> list[dict[str, Any]]:

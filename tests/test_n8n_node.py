@@ -36,7 +36,7 @@ NODE = "WhatsApp (wa_auth)"
 #: The workflow's credential, by the id and name its node references.
 CREDENTIAL = {"id": "waAuthServeApi01", "name": "wa-auth serve", "type": "waAuthApi"}
 
-pytestmark = pytest.mark.real_component("n8n")
+pytestmark = [pytest.mark.real_component("n8n"), pytest.mark.once]
 
 
 def _build(*flags: str) -> subprocess.CompletedProcess[str]:

@@ -38,7 +38,7 @@ BUILD = ROOT / "n8n-nodes-wa-auth" / "scripts" / "build.sh"
 #: Seconds n8n may take to start and register both routes on this (busy, 2-core) machine.
 STARTUP = 240.0
 
-pytestmark = pytest.mark.real_component("n8n")
+pytestmark = [pytest.mark.real_component("n8n"), pytest.mark.once]
 
 
 class Receiver:

@@ -41,7 +41,7 @@ EXAMPLE_URL = "http://127.0.0.1:8787"
 #: The examples' credential, by the id and name their nodes reference.
 CREDENTIAL = {"id": "waAuthServeKey01", "name": "wa-auth serve API key", "type": "httpHeaderAuth"}
 
-pytestmark = pytest.mark.real_component("n8n")
+pytestmark = [pytest.mark.real_component("n8n"), pytest.mark.once]
 
 
 def _run(n8n: str, workflow: Path, scenario: Scenario, tmp: Path) -> dict[str, Any]:

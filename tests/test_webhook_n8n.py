@@ -35,7 +35,7 @@ import pytest
 from cases.n8n import EXAMPLES, RUNTIME, n8n_path
 from running import VALIDATOR
 
-pytestmark = pytest.mark.real_component("n8n")
+pytestmark = [pytest.mark.real_component("n8n"), pytest.mark.once]
 
 #: The app secret the example's fixed deliveries are signed with (its Code node says so).
 EXAMPLE_SECRET = "example-app-secret-0123456789abcdef"

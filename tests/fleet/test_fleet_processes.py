@@ -18,7 +18,7 @@ import pytest
 from wa_auth.providers import Token
 from wa_auth.sandbox import Sandbox
 
-pytestmark = pytest.mark.real_component("redis")
+pytestmark = [pytest.mark.real_component("redis"), pytest.mark.once]
 
 WORKER = Path(__file__).resolve().parent.parent / "fleet_worker.py"
 TO = "+15551234567"

@@ -37,7 +37,7 @@ from wa_auth.pacing import Pause
 from wa_auth.sandbox import Sandbox
 from wa_auth.state import PostgresState
 
-pytestmark = pytest.mark.real_component("postgresql")
+pytestmark = [pytest.mark.real_component("postgresql"), pytest.mark.once]
 
 TO = "+15551234567"
 WORKER = Path(__file__).with_name("pg_worker.py")
