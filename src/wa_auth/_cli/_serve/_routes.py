@@ -16,7 +16,7 @@ import hmac
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -262,15 +262,19 @@ def _config_route(data: object, index: int, environ: Mapping[str, str], names: s
     return _route(data, id=f"config:{name}", secret=secret, source="config")
 
 
-def _toml(path: str, text: str) -> Any:
+def _toml_loads(path: str) -> Callable[[str], Any]:
+    """The TOML reader: tomllib, or tomli on Python 3.10 (the `serve` extra brings it)."""
     if sys.version_info >= (3, 11):
         import tomllib
-
-        return tomllib.loads(text)
-    raise ConfigurationError(
-        f"--webhook-config {path}: reading TOML needs Python 3.11 or later; write the "
-        "routes as JSON (a .json file) instead"
-    )
+    else:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ConfigurationError(
+                f"--webhook-config {path}: reading TOML on Python 3.10 needs the tomli package "
+                "(pip install 'wa-auth[serve]'); or write the routes as JSON (a .json file)"
+            ) from None
+    return tomllib.loads
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> tuple[Route, ...]:
@@ -286,8 +290,9 @@ def load_config(path: str, environ: Mapping[str, str]) -> tuple[Route, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigurationError(f"--webhook-config {path}: cannot read it ({reason})") from None
+    loads = _toml_loads(path) if toml else json.loads
     try:
-        data: Any = _toml(path, text) if toml else json.loads(text)
+        data: Any = loads(text)
     except ValueError as exc:  # tomllib.TOMLDecodeError and json.JSONDecodeError both are
         # Their messages give the line and column; a quoted value could be a secret.
         detail = well_formed(str(exc))
