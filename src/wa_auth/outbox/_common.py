@@ -16,7 +16,13 @@ from wa_auth._effects import arun, run
 from wa_auth.errors import ConfigurationError, OutboxError, RequestValidationError
 from wa_auth.intents import Intent
 from wa_auth.outbox import _replay
-from wa_auth.outbox._values import DEFAULT_BATCH, MARKABLE_STATES, OutboxRow, Replay
+from wa_auth.outbox._values import (
+    DEFAULT_BATCH,
+    MARKABLE_STATES,
+    OUTBOX_STATES,
+    OutboxRow,
+    Replay,
+)
 
 if TYPE_CHECKING:
     from wa_auth.outbox._protocol import Replayer
@@ -28,8 +34,10 @@ __all__ = [
     "check_count",
     "check_filter",
     "check_intent",
+    "check_listing",
     "check_markable",
     "check_seconds",
+    "list_job",
     "with_sender",
     "write_lines",
 ]
@@ -80,6 +88,41 @@ def check_filter(name: str, value: object, allowed: tuple[str, ...] | None = Non
         known = f"one of {', '.join(allowed)}" if allowed else "a string"
         raise RequestValidationError(f"{name} must be {known}, got {value!r}")
     return value
+
+
+def check_listing(
+    state: object, category: object, consumer: object, limit: object
+) -> tuple[str | None, str | None, str | None, int | None]:
+    """The filters of every outbox's `list`, checked once: state, category, consumer, limit."""
+    return (
+        check_filter("state", state, OUTBOX_STATES),
+        check_filter("category", category),
+        check_filter("consumer", consumer),
+        check_count("limit", limit, optional=True),
+    )
+
+
+def list_job(
+    select: Callable[..., builtins.list[OutboxRow]],
+    state: object,
+    category: object,
+    consumer: object,
+    dead_letters: bool,
+    limit: object,
+) -> Callable[[object], builtins.list[OutboxRow]]:
+    """A database outbox's `list` as a job of one connection.
+
+    The filters are checked here, before the job is queued; *select* is the jobs' own.
+    """
+    state, category, consumer, most = check_listing(state, category, consumer, limit)
+    return lambda conn: select(
+        conn,
+        state=state,
+        category=category,
+        consumer=consumer,
+        dead_letters=bool(dead_letters),
+        limit=most,
+    )
 
 
 def check_ages(delivered: object, expired: object, now: float) -> list[tuple[str, float]]:

@@ -21,8 +21,8 @@ from wa_auth.outbox._common import (
     check_after,
     check_ages,
     check_count,
-    check_filter,
     check_intent,
+    check_listing,
     check_markable,
     check_seconds,
 )
@@ -315,10 +315,7 @@ class MemoryOutbox(Replaying):
         limit: int | None = None,
     ) -> builtins.list[OutboxRow]:
         """Return the rows that match every filter given, oldest first."""
-        state = check_filter("state", state, OUTBOX_STATES)
-        category = check_filter("category", category)
-        consumer = check_filter("consumer", consumer)
-        most = check_count("limit", limit, optional=True)
+        state, category, consumer, most = check_listing(state, category, consumer, limit)
         with self._lock:
             rows = builtins.list(self._rows.values())
         found = [

@@ -20,10 +20,10 @@ from wa_auth.outbox._common import (
     check_after,
     check_ages,
     check_count,
-    check_filter,
     check_intent,
     check_markable,
     check_seconds,
+    list_job,
 )
 from wa_auth.outbox._pg import SCHEMA, PgJobs
 from wa_auth.outbox._pg_wait import Waiting
@@ -31,7 +31,6 @@ from wa_auth.outbox._sql import intent_row, settle_values
 from wa_auth.outbox._values import (
     DEFAULT_BATCH,
     DEFAULT_LEASE,
-    OUTBOX_STATES,
     PENDING,
     SENDING,
     OutboxRow,
@@ -324,27 +323,6 @@ class PostgresOutbox(Waiting, Replaying, Closing, AsyncClosing):
         job = lambda c: self._jobs.get(c, idempotency_key)  # noqa: E731
         return await self._db.arun(job, write=False)  # type: ignore[no-any-return]
 
-    def _list_job(
-        self,
-        state: str | None,
-        category: str | None,
-        consumer: str | None,
-        dead_letters: bool,
-        limit: int | None,
-    ) -> Callable[[Any], builtins.list[OutboxRow]]:
-        state = check_filter("state", state, OUTBOX_STATES)
-        category = check_filter("category", category)
-        consumer = check_filter("consumer", consumer)
-        most = check_count("limit", limit, optional=True)
-        return lambda c: self._jobs.select(
-            c,
-            state=state,
-            category=category,
-            consumer=consumer,
-            dead_letters=bool(dead_letters),
-            limit=most,
-        )
-
     def list(
         self,
         state: str | None = None,
@@ -359,7 +337,7 @@ class PostgresOutbox(Waiting, Replaying, Closing, AsyncClosing):
         Raises:
             RequestValidationError: An unknown state, or a limit that is not positive.
         """
-        job = self._list_job(state, category, consumer, dead_letters, limit)
+        job = list_job(self._jobs.select, state, category, consumer, dead_letters, limit)
         if self._db.pending:  # this outbox's own outcomes first
             self._db.flush()
         return self._db.read(job)  # type: ignore[no-any-return]
@@ -374,7 +352,7 @@ class PostgresOutbox(Waiting, Replaying, Closing, AsyncClosing):
         limit: int | None = None,
     ) -> builtins.list[OutboxRow]:
         """Return the rows that match (see `list`)."""
-        job = self._list_job(state, category, consumer, dead_letters, limit)
+        job = list_job(self._jobs.select, state, category, consumer, dead_letters, limit)
         return await self._db.arun(job, write=False)  # type: ignore[no-any-return]
 
     def stats(self) -> OutboxStats:

@@ -18,17 +18,16 @@ from wa_auth.outbox._common import (
     check_after,
     check_ages,
     check_count,
-    check_filter,
     check_intent,
     check_markable,
     check_seconds,
+    list_job,
 )
 from wa_auth.outbox._jobs import Jobs
 from wa_auth.outbox._sql import SCHEMA, intent_row, settle_values
 from wa_auth.outbox._values import (
     DEFAULT_BATCH,
     DEFAULT_LEASE,
-    OUTBOX_STATES,
     PENDING,
     SENDING,
     OutboxRow,
@@ -353,27 +352,6 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
         """Return the row of *idempotency_key*, or None."""
         return await self._db.arun(lambda c: self._jobs.get(c, idempotency_key), write=False)
 
-    def _list_job(
-        self,
-        state: str | None,
-        category: str | None,
-        consumer: str | None,
-        dead_letters: bool,
-        limit: int | None,
-    ) -> Callable[[Any], builtins.list[OutboxRow]]:
-        state = check_filter("state", state, OUTBOX_STATES)
-        category = check_filter("category", category)
-        consumer = check_filter("consumer", consumer)
-        most = check_count("limit", limit, optional=True)
-        return lambda c: self._jobs.select(
-            c,
-            state=state,
-            category=category,
-            consumer=consumer,
-            dead_letters=bool(dead_letters),
-            limit=most,
-        )
-
     def list(
         self,
         state: str | None = None,
@@ -389,7 +367,7 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
             RequestValidationError: An unknown state, or a limit that is not positive.
             OutboxError: A row's intent cannot be read (`corrupt`), or the file cannot be used.
         """
-        job = self._list_job(state, category, consumer, dead_letters, limit)
+        job = list_job(self._jobs.select, state, category, consumer, dead_letters, limit)
         return self._db.run(job, write=False)
 
     async def alist(
@@ -402,7 +380,7 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
         limit: int | None = None,
     ) -> builtins.list[OutboxRow]:
         """Return the rows that match (see `list`)."""
-        job = self._list_job(state, category, consumer, dead_letters, limit)
+        job = list_job(self._jobs.select, state, category, consumer, dead_letters, limit)
         return await self._db.arun(job, write=False)
 
     def stats(self) -> OutboxStats:
