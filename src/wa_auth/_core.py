@@ -127,12 +127,21 @@ def auth_headers(request: Request, token: Token) -> dict[str, str]:
             (a byte-order mark, a zero-width space): httpx would raise a bare
             `UnicodeEncodeError` quoting `Bearer <token>`, aiohttp would send it as UTF-8.
     """
+    headers = dict(request.headers)
+    headers["Authorization"] = "Bearer " + bearer(token)
+    return headers
+
+
+def bearer(token: Token) -> str:
+    """Return the token's value for the Authorization header (`auth_headers`' check).
+
+    Raises:
+        TokenSourceMalformedError: As `auth_headers`.
+    """
     value = token.reveal()
     if not value.isascii():  # 10 ns; the providers reject such tokens when they load them
         raise _unsendable(token)
-    headers = dict(request.headers)
-    headers["Authorization"] = "Bearer " + value
-    return headers
+    return value
 
 
 def _unsendable(token: Token) -> TokenSourceMalformedError:

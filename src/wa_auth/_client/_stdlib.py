@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import base64
 import http.client
-import io
 import os
 import select
-import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, ClassVar, Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from wa_auth import _deadline
 from wa_auth._client._base import Timeouts, plain_cause, transport_error
-from wa_auth._core import Request, Response, auth_headers
+from wa_auth._client._wire import Answer, TimedOut, encode_headers, read_answer, request_head
+from wa_auth._core import Request, Response, bearer
 from wa_auth._redact import redact_text
 from wa_auth.errors import RequestValidationError, WhatsAppError
 
@@ -55,6 +54,10 @@ DEFAULT_MAX_IDLE: Final = 16
 
 #: (scheme, host, port, proxy URL or None): the connections one idle set holds.
 Origin = tuple[str, str, int, str | None]
+#: A URL's origin, request target, `Host` value and proxy header lines.
+_Place = tuple[Origin, str, bytes, bytes]
+#: The most URLs (and header sets) whose place (and lines) are kept: a few per client.
+_MAX_KEPT: Final = 256
 
 
 # --- the error kinds, named as httpx names them -------------------------------------------------
@@ -117,76 +120,23 @@ def _timed_out(error: type[_Failure], exc: BaseException) -> _Failure:
     return error(f"{deadline.what} passed" if deadline is not None else str(exc) or "timed out")
 
 
-# --- the answer, read under the deadline --------------------------------------------------------
+class _HTTPConnection(http.client.HTTPConnection):
+    """A connection `http.client` makes (TCP); `_wire` writes and reads on its socket."""
 
 
-class _BoundedReader(io.RawIOBase):
-    """A socket's reads, each bounded by the read timeout and the time left."""
-
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
-        super().__init__()
-        self._sock = sock
-        self._timeout = timeout
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._sock.settimeout(_bounded(self._timeout, ReadTimeout))
-        try:
-            return self._sock.recv_into(buffer)
-        except TimeoutError as exc:
-            raise _timed_out(ReadTimeout, exc) from None
-
-
-class _SocketView:
-    """What `HTTPResponse` asks of a socket (`makefile`), over a `_BoundedReader`."""
-
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
-        self._sock = sock
-        self._timeout = timeout
-
-    def makefile(self, mode: str) -> io.BufferedReader:  # noqa: ARG002 - always "rb"
-        return io.BufferedReader(_BoundedReader(self._sock, self._timeout))
-
-
-class _Response(http.client.HTTPResponse):
-    """An answer whose every read is bounded by the read timeout and the deadline.
-
-    The read timeout is the socket's, set before the answer is read.
-    """
-
-    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(_SocketView(sock, sock.gettimeout()), *args, **kwargs)  # type: ignore[arg-type]
-
-
-class _OneWrite:
-    """Sends the head and a body of bytes in one write: one segment, one system call."""
-
-    _buffer: list[bytes]
-
-    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
-        if isinstance(message_body, bytes) and not encode_chunked:
-            self._buffer.extend((b"", b""))
-            head = b"\r\n".join(self._buffer)
-            del self._buffer[:]
-            self.send(head + message_body)  # type: ignore[attr-defined]
-            return
-        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
-
-
-class _HTTPConnection(_OneWrite, http.client.HTTPConnection):
-    response_class = _Response
-
-
-class _HTTPSConnection(_OneWrite, http.client.HTTPSConnection):
-    response_class = _Response
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """A connection `http.client` makes (TCP, a `CONNECT` tunnel, TLS)."""
 
 
 class Headers(Mapping[str, str]):
     """An answer's headers, looked up without regard to case (repeated ones joined by ", ")."""
 
-    def __init__(self, items: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, items: Iterable[tuple[str, str]] = (), *, lowered: dict[str, str] | None = None
+    ) -> None:
+        if lowered is not None:  # joined and lower-cased already (`_wire`): kept as they are
+            self._items = lowered
+            return
         joined: dict[str, str] = {}
         for name, value in items:
             key = name.lower()
@@ -298,13 +248,15 @@ class StdlibTransport:
         self._closed = False
         #: The proxy of each (scheme, host), read from the environment on the first request.
         self._proxies: dict[tuple[str, str], str | None] = {}
+        #: What each URL and each set of request headers comes to, worked out once.
+        self._places: dict[str, _Place] = {}
+        self._lines: dict[tuple[tuple[str, str], ...], bytes] = {}
 
     def send(self, request: Request, token: Token) -> Response:
         """Send *request* with *token*; return the answer, or raise a `WhatsAppError`."""
-        headers = {**self._headers, **auth_headers(request, token)}
-        secret = token.reveal()
+        secret = bearer(token)
         try:
-            return self._exchange(request, headers)
+            return self._exchange(request, secret)
         except WhatsAppError:
             raise
         except _Failure as exc:
@@ -319,42 +271,79 @@ class StdlibTransport:
         finally:
             del error  # the traceback holds this frame: no cycle through it
 
-    def _exchange(self, request: Request, headers: dict[str, str]) -> Response:
-        url = urlsplit(request.url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise RequestValidationError(
-                f"base_url must be an http(s) URL: {url.scheme or 'no scheme'} is not supported"
+    def _exchange(self, request: Request, secret: str) -> Response:
+        place = self._places.get(request.url)
+        if place is None:
+            place = self._place(request.url)
+        origin, target, host, proxy_lines = place
+        lines = self._lines.get(request.headers)
+        if lines is None:
+            lines = self._header_lines(request.headers)
+        content = request.content
+        message = b"".join(
+            (
+                request_head(request.method, target, host, content),
+                lines,
+                encode_headers({"Authorization": "Bearer " + secret}),
+                proxy_lines,
+                b"\r\n",
+                content or b"",
             )
-        host = url.hostname
-        port = url.port or (443 if url.scheme == "https" else 80)
-        route = (url.scheme, host)
-        proxy = self._proxies.get(route, "?")
-        if proxy == "?":
-            proxy = self._proxies[route] = proxy_for(url.scheme, host)
-        origin: Origin = (url.scheme, host, port, proxy)
-        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        if proxy is not None and url.scheme == "http":
-            target = request.url  # a plain-HTTP proxy takes the absolute form
-            headers.update(_proxy_authorization(urlsplit(proxy)))
+        )
         conn = self._take(origin)
         reusable = False
         try:
-            answer = self._roundtrip(conn, request, target, headers)
+            answer = self._roundtrip(conn, request.method, message)
             reusable = not answer.will_close
-            return Response(answer.status, Headers(answer.headers), answer.body)
+            return Response(answer.status, Headers(lowered=answer.headers), answer.body)
         finally:
             if reusable:
                 self._put(origin, conn)
             else:
                 conn.close()
 
-    def _roundtrip(
-        self,
-        conn: http.client.HTTPConnection,
-        request: Request,
-        target: str,
-        headers: dict[str, str],
-    ) -> _Answer:
+    def _place(self, url_text: str) -> _Place:
+        """Where a URL goes: its origin, request target, `Host` and proxy lines (kept)."""
+        url = urlsplit(url_text)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise RequestValidationError(
+                f"base_url must be an http(s) URL: {url.scheme or 'no scheme'} is not supported"
+            )
+        host = url.hostname
+        default = 443 if url.scheme == "https" else 80
+        port = url.port or default
+        route = (url.scheme, host)
+        proxy = self._proxies.get(route, "?")
+        if proxy == "?":
+            proxy = self._proxies[route] = proxy_for(url.scheme, host)
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        proxy_lines = b""
+        if proxy is not None and url.scheme == "http":
+            # A plain-HTTP proxy takes the absolute form, and the URL's own host and port.
+            target = url_text
+            name = _idna(url.netloc)
+            proxy_lines = encode_headers(_proxy_authorization(urlsplit(proxy)))
+        else:
+            name = _idna(host)
+            if ":" in host:
+                name = b"[" + name + b"]"
+            if port != default:
+                name += b":%d" % port
+        place = ((url.scheme, host, port, proxy), target, name, proxy_lines)
+        if len(self._places) >= _MAX_KEPT:
+            self._places.clear()
+        self._places[url_text] = place
+        return place
+
+    def _header_lines(self, extra: tuple[tuple[str, str], ...]) -> bytes:
+        """The lines of the client's headers and a request's own (kept per set)."""
+        lines = encode_headers({**self._headers, **dict(extra)})
+        if len(self._lines) >= _MAX_KEPT:
+            self._lines.clear()
+        self._lines[extra] = lines
+        return lines
+
+    def _roundtrip(self, conn: http.client.HTTPConnection, method: str, message: bytes) -> Answer:
         timeouts = self._timeouts
         if conn.sock is None:
             conn.timeout = _bounded(timeouts.connect, ConnectTimeout)
@@ -370,24 +359,19 @@ class StdlibTransport:
         assert sock is not None
         try:
             sock.settimeout(_bounded(timeouts.write, WriteTimeout))
-            conn.request(request.method, target, body=request.content, headers=headers)
+            sock.sendall(message)
         except TimeoutError as exc:
             raise _timed_out(WriteTimeout, exc) from None
         except OSError as exc:
             raise WriteError(str(exc) or type(exc).__name__) from None
         try:
-            sock.settimeout(timeouts.read)  # the reader's bound, cut to the deadline per read
-            answer = conn.getresponse()
-            body = answer.read()
+            return read_answer(sock, timeouts.read, method)
+        except TimedOut as exc:
+            raise ReadTimeout(str(exc)) from None
         except http.client.HTTPException as exc:
             raise RemoteProtocolError(_protocol_text(exc)) from None
-        except TimeoutError as exc:
-            raise _timed_out(ReadTimeout, exc) from None
         except OSError as exc:
-            if isinstance(exc, http.client.RemoteDisconnected):  # pragma: no cover - 3.10
-                raise RemoteProtocolError(str(exc)) from None
             raise ReadError(str(exc) or type(exc).__name__) from None
-        return _Answer(answer.status, answer.getheaders(), body, answer.will_close)
 
     def _take(self, origin: Origin) -> http.client.HTTPConnection:
         """An idle connection to *origin* that is still open, or a new (unconnected) one."""
@@ -453,18 +437,12 @@ class StdlibTransport:
                 conn.close()
 
 
-class _Answer:
-    """What one exchange brought back."""
-
-    __slots__ = ("body", "headers", "status", "will_close")
-
-    def __init__(
-        self, status: int, headers: list[tuple[str, str]], body: bytes, will_close: bool
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.will_close = will_close
+def _idna(host: str) -> bytes:
+    """*host* as the `Host` header carries it (http.client's rule: ASCII, else IDNA)."""
+    try:
+        return host.encode("ascii")
+    except UnicodeEncodeError:
+        return host.encode("idna")
 
 
 def _proxy_authorization(proxy: SplitResult) -> dict[str, str]:

@@ -1,0 +1,283 @@
+"""HTTP/1.1 on a connected socket: one request written, one answer read, for `_stdlib`.
+
+`http.client` makes the connections (TCP, a proxy's `CONNECT` tunnel, TLS); the exchange on
+them is done here, in one write and a few reads: `http.client` spends more on each request than
+the rest of a send (a `putheader` call per header; the answer's headers parsed by the `email`
+package). What it checks is checked here too, and refused with its own exceptions, so
+`_stdlib` maps them as before: a target or header value with a control character, a bad status
+line, a head past its limits, an answer cut short (`IncompleteRead`) or never begun
+(`RemoteDisconnected`).
+
+Every receive is bounded by the read timeout and the time left before the call's deadline
+(`wa_auth._deadline`), so a peer that trickles its answer cannot outlive the call.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+from typing import TYPE_CHECKING, Final
+
+from wa_auth import _deadline
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Mapping
+
+__all__ = ["Answer", "TimedOut", "encode_headers", "read_answer", "request_head"]
+
+#: http.client's limits: one line of the head, the number of header lines.
+MAX_LINE: Final = 65536
+MAX_HEADERS: Final = 100
+#: What one receive asks for.
+CHUNK: Final = 65536
+
+# http.client's own checks (`_contains_disallowed_url_pchar_re`, `_is_illegal_header_value`).
+_BAD_TARGET: Final = re.compile("[\x00-\x20\x7f]").search
+_BAD_VALUE: Final = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
+_LEGAL_NAME: Final = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
+#: The methods http.client sends `Content-Length: 0` for when they carry no body.
+_EXPECTING_BODY: Final = frozenset({"PATCH", "POST", "PUT"})
+
+
+class TimedOut(Exception):  # noqa: N818 - a signal to the caller, which names the failure
+    """A receive waited past the read timeout, or the deadline had passed."""
+
+
+class Answer:
+    """What one exchange brought back: status, headers (lower-cased names), body, reuse."""
+
+    __slots__ = ("body", "headers", "status", "will_close")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, will_close: bool) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.will_close = will_close
+
+
+def encode_headers(headers: Mapping[str, str]) -> bytes:
+    """Return *headers* as the lines of a head, refusing what http.client refuses.
+
+    Raises:
+        ValueError: A header name or value that would break the head (a CR or LF).
+        UnicodeEncodeError: A value outside Latin-1.
+    """
+    lines = []
+    for name, value in headers.items():
+        raw_name = name.encode("ascii")
+        if not _LEGAL_NAME(raw_name):
+            raise ValueError(f"Invalid header name {raw_name!r}")
+        raw_value = value.encode("latin-1")
+        if _BAD_VALUE(raw_value):
+            raise ValueError(f"Invalid header value {raw_value!r}")
+        lines.append(raw_name + b": " + raw_value + b"\r\n")
+    return b"".join(lines)
+
+
+def request_head(method: str, target: str, host: bytes, content: bytes | None) -> bytes:
+    """Return the request line, `Host`, `Accept-Encoding` and `Content-Length` lines.
+
+    Raises:
+        http.client.InvalidURL: *target* holds a control character or a space.
+    """
+    found = _BAD_TARGET(target)
+    if found:
+        raise http.client.InvalidURL(
+            f"URL can't contain control characters. {target!r} (found at least {found.group()!r})"
+        )
+    head = b"%s %s HTTP/1.1\r\nHost: %s\r\nAccept-Encoding: identity\r\n" % (
+        method.encode("ascii"),
+        target.encode("ascii"),
+        host,
+    )
+    if content is not None:
+        return head + b"Content-Length: %d\r\n" % len(content)
+    if method in _EXPECTING_BODY:
+        return head + b"Content-Length: 0\r\n"
+    return head
+
+
+class _Reader:
+    """The bytes of one answer as they arrive: each receive under the timeout and deadline."""
+
+    __slots__ = ("buffer", "closed", "pos", "sock", "timeout", "what")
+
+    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self.buffer = b""
+        self.pos = 0
+        self.closed = False
+
+    def fill(self) -> bool:
+        """Receive more bytes; return False when the peer has closed."""
+        if self.closed:
+            return False
+        timeout = self.timeout
+        deadline = _deadline.current()
+        if deadline is not None:
+            left = deadline.at - time.monotonic()
+            if left <= 0:
+                raise TimedOut(f"{deadline.what} passed")
+            if timeout is None or timeout > left:
+                timeout = left
+        sock = self.sock
+        if sock.gettimeout() != timeout:
+            sock.settimeout(timeout)
+        try:
+            data = sock.recv(CHUNK)
+        except TimeoutError as exc:
+            late = _deadline.passed()
+            raise TimedOut(f"{late.what} passed" if late else str(exc) or "timed out") from None
+        if not data:
+            self.closed = True
+            return False
+        if self.pos:
+            self.buffer = self.buffer[self.pos :] + data
+            self.pos = 0
+        else:
+            self.buffer += data
+        return True
+
+    def line(self) -> bytes:
+        """Return the next line with its end (b"" at the end of the stream)."""
+        while True:
+            end = self.buffer.find(b"\n", self.pos)
+            if end >= 0:
+                line = self.buffer[self.pos : end + 1]
+                self.pos = end + 1
+                if len(line) > MAX_LINE:
+                    raise http.client.LineTooLong("header line")
+                return line
+            if len(self.buffer) - self.pos > MAX_LINE:
+                raise http.client.LineTooLong("header line")
+            if not self.fill():
+                line = self.buffer[self.pos :]
+                self.pos = len(self.buffer)
+                return line
+
+    def exactly(self, n: int, partial: list[bytes]) -> bytes:
+        """Return the next *n* bytes; `IncompleteRead` if the peer closes before them."""
+        while len(self.buffer) - self.pos < n:
+            if not self.fill():
+                got = self.buffer[self.pos :]
+                raise http.client.IncompleteRead(b"".join([*partial, got]), n - len(got))
+        data = self.buffer[self.pos : self.pos + n]
+        self.pos += n
+        return data
+
+    def rest(self) -> bytes:
+        """Return every byte until the peer closes."""
+        while self.fill():
+            pass
+        data = self.buffer[self.pos :]
+        self.pos = len(self.buffer)
+        return data
+
+    def left_over(self) -> bool:
+        return self.pos < len(self.buffer)
+
+
+def _status(reader: _Reader) -> tuple[str, int]:
+    line = reader.line()
+    if not line:
+        raise http.client.RemoteDisconnected("Remote end closed connection without response")
+    text = str(line, "iso-8859-1")
+    parts = text.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise http.client.BadStatusLine(text)
+    try:
+        status = int(parts[1])
+    except ValueError:
+        raise http.client.BadStatusLine(text) from None
+    if not 100 <= status <= 999:
+        raise http.client.BadStatusLine(text)
+    return parts[0], status
+
+
+def _headers(reader: _Reader) -> dict[str, str]:
+    """Read the header lines; repeated names joined by ", ", names lower-cased."""
+    headers: dict[str, str] = {}
+    last = None
+    count = 0
+    while True:
+        line = reader.line()
+        if line in (b"\r\n", b"\n", b""):
+            return headers
+        count += 1
+        if count > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+        text = str(line, "iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t") and last is not None:  # a folded line continues the last
+            headers[last] += text
+            continue
+        name, colon, value = text.partition(":")
+        if not colon:
+            continue  # not a header line: http.client's parser drops it too
+        key = name.lower()
+        value = value.lstrip(" \t")
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        last = key
+
+
+def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answer:
+    """Read one answer from *sock*: each receive within *timeout* and the deadline.
+
+    Raises:
+        TimedOut: A receive waited too long.
+        http.client.HTTPException: The peer broke HTTP/1.1 (closed first, a bad status line, a
+            cut body).
+        OSError: The socket failed.
+    """
+    reader = _Reader(sock, timeout)
+    version, status = _status(reader)
+    while status == 100:
+        _headers(reader)
+        version, status = _status(reader)
+    headers = _headers(reader)
+    connection = headers.get("connection", "").lower()
+    if version == "HTTP/1.1":
+        will_close = "close" in connection
+    else:
+        will_close = "keep-alive" not in connection and "keep-alive" not in headers
+    if status in (204, 304) or status < 200 or method == "HEAD":
+        body = b""
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _chunked(reader)
+    else:
+        length = _length(headers.get("content-length"))
+        if length is None:
+            body, will_close = reader.rest(), True
+        else:
+            body = reader.exactly(length, [])
+    # Bytes nobody asked for: the connection is in an unknown state, do not reuse it.
+    return Answer(status, headers, body, will_close or reader.left_over())
+
+
+def _length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _chunked(reader: _Reader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        line = reader.line()
+        try:
+            size = int(line.split(b";", 1)[0], 16)
+        except ValueError:
+            raise http.client.IncompleteRead(b"".join(parts)) from None
+        if size == 0:
+            break
+        parts.append(reader.exactly(size, parts))
+        reader.exactly(2, parts)  # the CRLF after the chunk
+    while reader.line() not in (b"\r\n", b"\n", b""):  # trailers
+        pass
+    return b"".join(parts)
