@@ -1,7 +1,9 @@
 """A fleet worker: one real process sharing a `RedisState` with others (tests/fleet/).
 
 Run as `python tests/fleet_worker.py REDIS_URL BASE_URL TOKEN PHONE_NUMBER_ID`; it answers one
-JSON line on stdout for each JSON command line on stdin, and `{"ready": true}` first:
+JSON line on stdout for each JSON command line on stdin, and `{"ready": true}` first. TOKEN may
+be several, comma-separated: the client then reads them through a `RotatingTokenProvider` whose
+active candidate is the fleet's (`shared=state.rotation`).
 
 - `{"op": "send", "to": "+1..."}`: one text through a `Guard` (the shared pauses) on a client
   with the shared verdicts -> the delivery's state, reason, attempts and error class;
@@ -11,7 +13,15 @@ JSON line on stdout for each JSON command line on stdin, and `{"ready": true}` f
 - `{"op": "resume", "number": "..."}`: `guard.resume(number)`;
 - `{"op": "reserve", "n": N, "rate": R, "recipient": str|null, "pair_interval": s|null}`:
   N reservations on the shared limiter, each waited for -> the wall-clock slot of each, as
-  (earliest, latest): Redis decided it between the request and its answer.
+  (earliest, latest): Redis decided it between the request and its answer (`expected_workers`
+  optional: the share each takes while Redis is down);
+- `{"op": "wait_synced", "synced": bool}`: wait (15 s at most) until the local copies of the
+  verdicts and pauses are (or are no longer) in sync with Redis -> `{"ok": bool}`;
+- `{"op": "fallbacks"}` -> how many writes of the verdicts and pauses stayed local;
+- `{"op": "rotate", "index": i, "at": wall_time}`: wait until *at* (so workers start together),
+  then `rotate_to(i)` -> `{"fp": the active candidate's fingerprint}`, or `{"error": class}`;
+- `{"op": "wait_rotation", "version": v}`: wait until the local copy of the rotation has
+  reached version *v* -> `{"ok": bool}`.
 """
 
 from __future__ import annotations
@@ -22,7 +32,9 @@ import time
 from typing import Any
 
 from wa_auth import Guard, Intent, WhatsAppClient
+from wa_auth.errors import WhatsAppError
 from wa_auth.fleet import RedisState
+from wa_auth.providers import RotatingTokenProvider
 
 
 def _poll(check: Any, seconds: float = 5.0) -> bool:
@@ -32,6 +44,14 @@ def _poll(check: Any, seconds: float = 5.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+def _rotate(command: dict[str, Any], provider: RotatingTokenProvider) -> dict[str, Any]:
+    time.sleep(max(command["at"] - time.time(), 0.0))
+    try:
+        return {"fp": provider.rotate_to(command["index"]).fingerprint}
+    except WhatsAppError as exc:
+        return {"error": type(exc).__name__}
 
 
 def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: str) -> Any:
@@ -56,8 +76,24 @@ def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: st
     if op == "resume":
         guard.resume(command["number"])
         return {"ok": True}
+    if op == "wait_synced":
+        want = command["synced"]
+        stores = (state.verdicts, state.pauses)
+        return {"ok": _poll(lambda: all(s.synced.is_set() == want for s in stores), 15)}
+    if op == "fallbacks":
+        return {"verdicts": state.verdicts.fallbacks, "pauses": state.pauses.fallbacks}
+    if op == "rotate":
+        assert isinstance(guard.client.token_provider, RotatingTokenProvider)
+        return _rotate(command, guard.client.token_provider)
+    if op == "wait_rotation":
+        version = command["version"]
+        return {"ok": _poll(lambda: state.rotation.peek("main").version >= version)}
     if op == "reserve":
-        limiter = state.limiter(rate=command["rate"], pair_interval=command["pair_interval"])
+        limiter = state.limiter(
+            rate=command["rate"],
+            pair_interval=command["pair_interval"],
+            expected_workers=command.get("expected_workers", 1),
+        )
         slots = []
         for _ in range(command["n"]):
             # Redis's clock decided the slot somewhere between asking and the answer.
@@ -74,8 +110,14 @@ def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: st
 def main() -> None:
     redis_url, base_url, token, number = sys.argv[1:5]
     state = RedisState(redis_url)
+    tokens = token.split(",")
+    source: dict[str, Any] = (
+        {"token": token}
+        if len(tokens) == 1
+        else {"token_provider": RotatingTokenProvider(tokens, shared=state.rotation)}
+    )
     client = WhatsAppClient(
-        base_url=base_url, token=token, phone_number_id=number, verdicts=state.verdicts
+        base_url=base_url, phone_number_id=number, verdicts=state.verdicts, **source
     )
     guard = Guard(client, pauses=state.pauses)
     print(json.dumps({"ready": True, "synced": state.verdicts.synced.is_set()}), flush=True)

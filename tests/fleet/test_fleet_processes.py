@@ -1,17 +1,14 @@
 """Fleet mode with real processes: workers share a verdict, a pause and the limiter on real Redis.
 
-Each worker is `tests/fleet_worker.py` in its own Python process, sending to the embedded sandbox
-through a client and a guard wired to one `RedisState`; the sandbox counts the requests.
+Each worker is `tests/fleet_worker.py` in its own Python process (the `fleet` fixture of
+`tests/fleet/conftest.py`), sending to the embedded sandbox through a client and a guard wired to
+one `RedisState`; the sandbox counts the requests.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
-import json
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,66 +17,7 @@ from wa_auth.sandbox import Sandbox
 
 pytestmark = [pytest.mark.real_component("redis"), pytest.mark.once]
 
-WORKER = Path(__file__).resolve().parent.parent / "fleet_worker.py"
 TO = "+15551234567"
-
-
-class Worker:
-    """One worker process, driven by JSON lines."""
-
-    def __init__(self, redis_url: str, sb: Sandbox, token: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), redis_url, sb.base_url, token, sb.phone_number_id],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line, f"the worker ended (exit {self.process.poll()})"
-        return json.loads(line)
-
-    def ask(self, **command: Any) -> dict[str, Any]:
-        self.tell(**command)
-        return self.read()
-
-    def tell(self, **command: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-@pytest.fixture
-def fleet(redis_server):
-    """A fresh Redis, a sandbox, a token, and a factory of worker processes."""
-    redis_server.flush()
-    workers: list[Worker] = []
-    with Sandbox(seed=3) as sb:
-        token = sb.issue_token()
-
-        def start(n: int) -> list[Worker]:
-            started = [Worker(redis_server.url, sb, token) for _ in range(n)]
-            workers.extend(started)
-            for worker in started:
-                assert worker.read()["ready"]
-            return started
-
-        yield sb, token, start
-        for worker in workers:
-            worker.close()
 
 
 def _with(sb: Sandbox, token: str) -> int:
@@ -143,24 +81,39 @@ def test_an_account_lock_learned_by_one_worker_pauses_the_number_in_all(fleet):
 
 
 RATE = 50.0
-PER_WORKER = 50
+#: The issue's figures are 2,000 messages at 50 msg/s (40 s, the `fleet.limiter.4proc` bench
+#: row); the test keeps the 2,000 and the ratios at 200 msg/s, so it takes 10 s.
+FAST_RATE = 200.0
+MESSAGES = 2_000
 
 
-def test_four_processes_never_exceed_the_fleet_rate(fleet):
-    """4 processes, 200 reservations at 50/s: no 2 s window above 1.05x, average >= 0.95x."""
+def _window_ratios(slots: list[float], rate: float) -> tuple[float, float]:
+    """The worst 2 s window and the steady-state average (first and last second left out)."""
+    worst = max(bisect.bisect_left(slots, s + 2.0, lo=i) - i for i, s in enumerate(slots))
+    lo = bisect.bisect_left(slots, slots[0] + 1.0)
+    hi = bisect.bisect_left(slots, slots[-1] - 1.0) - 1
+    return worst / 2.0 / rate, (hi - lo) / (slots[hi] - slots[lo]) / rate
+
+
+def test_four_processes_sending_2000_never_exceed_the_fleet_rate(fleet):
+    """4 processes, 2,000 reservations at 200/s: no 2 s window above 1.05x, average >= 0.95x."""
     _sb, _token, start = fleet
     workers = start(4)
     for worker in workers:
-        worker.tell(op="reserve", n=PER_WORKER, rate=RATE, recipient=None, pair_interval=None)
+        worker.tell(
+            op="reserve", n=MESSAGES // 4, rate=FAST_RATE, recipient=None, pair_interval=None
+        )
     answers = [worker.read() for worker in workers]
     assert all(answer["fallbacks"] == 0 for answer in answers)
     slots = sorted((a + b) / 2 for answer in answers for a, b in answer["slots"])
+    assert len(slots) == MESSAGES
 
-    worst = max(sum(1 for s in slots[i:] if s < start_at + 2.0) for i, start_at in enumerate(slots))
-    average = (len(slots) - 1) / (slots[-1] - slots[0])
-    print(f"fleet limiter: worst 2 s window {worst / 2.0:.1f}/s, average {average:.2f}/s")
-    assert worst <= 1.05 * RATE * 2.0
-    assert average >= 0.95 * RATE
+    worst, average = _window_ratios(slots, FAST_RATE)
+    print(
+        f"fleet limiter, 2,000 at {FAST_RATE:g}/s: worst 2 s {worst:.3f}x, average {average:.3f}x"
+    )
+    assert worst <= 1.05
+    assert average >= 0.95
 
 
 def test_the_pair_limit_holds_across_processes(fleet):
