@@ -21,7 +21,9 @@ active candidate is the fleet's (`shared=state.rotation`).
 - `{"op": "rotate", "index": i, "at": wall_time}`: wait until *at* (so workers start together),
   then `rotate_to(i)` -> `{"fp": the active candidate's fingerprint}`, or `{"error": class}`;
 - `{"op": "wait_rotation", "version": v}`: wait until the local copy of the rotation has
-  reached version *v* -> `{"ok": bool}`.
+  reached version *v* -> `{"ok": bool}`;
+- `{"op": "health"}`: `client.token_health()`, its cache the fleet's (`state.health`) ->
+  `{"valid": bool, "fp": fingerprint}`.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: st
     if op == "resume":
         guard.resume(command["number"])
         return {"ok": True}
+    if op == "health":
+        health = guard.client.token_health()
+        return {"valid": health.valid, "fp": health.token_fingerprint}
     if op == "wait_synced":
         want = command["synced"]
         stores = (state.verdicts, state.pauses)
@@ -117,7 +122,11 @@ def main() -> None:
         else {"token_provider": RotatingTokenProvider(tokens, shared=state.rotation)}
     )
     client = WhatsAppClient(
-        base_url=base_url, phone_number_id=number, verdicts=state.verdicts, **source
+        base_url=base_url,
+        phone_number_id=number,
+        verdicts=state.verdicts,
+        health_cache=state.health,
+        **source,
     )
     guard = Guard(client, pauses=state.pauses)
     print(json.dumps({"ready": True, "synced": state.verdicts.synced.is_set()}), flush=True)

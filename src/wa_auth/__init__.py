@@ -138,6 +138,7 @@ if TYPE_CHECKING:
         VerdictStore,
     )
     from wa_auth.state import (
+        HealthCache,
         PostgresPauseStore,
         PostgresState,
         PostgresVerdictStore,
@@ -169,6 +170,7 @@ __all__ = [
     "FileTokenProvider",
     "Guard",
     "Handlers",
+    "HealthCache",
     "InsufficientPermissionError",
     "Intent",
     "InvalidRequestError",

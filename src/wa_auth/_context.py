@@ -1,15 +1,18 @@
 """The context a flow runs in: the client's addresses, defaults, provider, events, caches.
 
 `Context` is everything an endpoint flow (`wa_auth._endpoints`) needs from the client that
-runs it, built once per client (`wa_auth._client._base`); `TTLCache` keeps `token_health`
-results per client. No I/O, no HTTP library.
+runs it, built once per client (`wa_auth._client._base`). `token_health` results are kept in a
+`HealthCache`: `TTLCache` (per client, in memory) unless the client was given one a fleet
+shares (`StateFile(...).health`, `RedisState(...).health`). A flow never reads the cache
+itself: it yields `ReadHealth` / `StoreHealth` and the shell performs them, blocking or
+awaited, so a cache on the network is no I/O in the core. No I/O, no HTTP library.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote, urlencode
 
 import attrs
@@ -23,9 +26,37 @@ from wa_auth.models import TokenHealth
 if TYPE_CHECKING:
     from wa_auth.providers import TokenProvider, VerdictStore
 
-__all__ = ["Context", "TTLCache"]
+__all__ = ["Context", "HealthCache", "TTLCache"]
 
 T = TypeVar("T")
+
+
+@runtime_checkable
+class HealthCache(Protocol):
+    """Where `token_health()` keeps Meta's reports by token fingerprint, each for a TTL.
+
+    The client's own is in memory; `StateFile(...).health` (`SqliteHealthCache`) and
+    `RedisState(...).health` (`RedisHealthCache`) share one `debug_token` per fingerprint per
+    TTL between processes. The blocking methods serve the blocking client and the `a`-prefixed
+    ones the async clients, so a cache on the network never blocks an event loop. A cache
+    that raises `StateUnavailableError` is skipped for that call (`StateFellBack`).
+    """
+
+    def get(self, fingerprint: str, /) -> TokenHealth | None:
+        """Return the report kept for *fingerprint* within its TTL, or None."""
+        ...
+
+    def put(self, fingerprint: str, health: TokenHealth, /) -> None:
+        """Keep *health* for *fingerprint* for the TTL."""
+        ...
+
+    async def aget(self, fingerprint: str, /) -> TokenHealth | None:
+        """Return the report kept for *fingerprint* within its TTL, or None."""
+        ...
+
+    async def aput(self, fingerprint: str, health: TokenHealth, /) -> None:
+        """Keep *health* for *fingerprint* for the TTL."""
+        ...
 
 
 class TTLCache(Generic[T]):
@@ -49,6 +80,14 @@ class TTLCache(Generic[T]):
             self._items.pop(next(iter(self._items)))
         self._items[key] = (self._monotonic() + self.ttl, value)
 
+    async def aget(self, key: str) -> T | None:
+        """Return the value cached under *key* (see `get`; no I/O)."""
+        return self.get(key)
+
+    async def aput(self, key: str, value: T) -> None:
+        """Cache *value* under *key* (see `put`; no I/O)."""
+        self.put(key, value)
+
 
 @attrs.frozen
 class Context:
@@ -66,9 +105,9 @@ class Context:
     verdicts: VerdictStore | None = None
     #: A provider of an app token for `token_health` (`debug_token` is then asked with it).
     app_token_provider: TokenProvider | None = None
-    #: `token_health` results by token fingerprint.
-    health_cache: TTLCache[TokenHealth] = attrs.field(
-        factory=lambda: TTLCache(300.0), eq=False, repr=False
+    #: `token_health` results by token fingerprint (read and written by the shell's effects).
+    health_cache: HealthCache = attrs.field(
+        factory=lambda: TTLCache[TokenHealth](300.0), eq=False, repr=False
     )
 
     #: Messages URLs by phone number id: built once, not per send.

@@ -1,7 +1,8 @@
 """The sans-I/O engine: requests, responses, effects, and the call flow.
 
 Every endpoint (in `wa_auth._endpoints`) is a generator *flow* that yields effects
-(`GetToken`, `CheckVerdict`, `Send`, `RecordVerdict`, `ForgetVerdict`) and receives their
+(`GetToken`, `CheckVerdict`, `Send`, `RecordVerdict`, `ForgetVerdict`, `ReadHealth`,
+`StoreHealth`) and receives their
 results; `call` is the one multi-step policy they share (verdict fast-fail, send, classify,
 invalidate and retry once). The sync and async clients (and the fast path) are small
 interpreters of those effects (`wa_auth._client._shell`); the context a flow runs in is
@@ -28,7 +29,7 @@ from wa_auth.errors import (
     from_response,
 )
 from wa_auth.events import ApiCallFailed, AuthFailed, AuthRetried, TokenInvalidated
-from wa_auth.models import SendResult, Usage
+from wa_auth.models import SendResult, TokenHealth, Usage
 
 if TYPE_CHECKING:
     from wa_auth._context import Context
@@ -115,7 +116,24 @@ class ForgetVerdict:
     fingerprint: str
 
 
-Effect = Union[GetToken, Send, CheckVerdict, RecordVerdict, ForgetVerdict]  # noqa: UP007 - 3.10
+@attrs.frozen
+class ReadHealth:
+    """Effect: ask the client's health cache for a token's report (`get` / `aget`)."""
+
+    fingerprint: str
+
+
+@attrs.frozen
+class StoreHealth:
+    """Effect: keep a token's report in the client's health cache (`put` / `aput`)."""
+
+    fingerprint: str
+    health: TokenHealth = attrs.field(repr=False)
+
+
+Effect = Union[  # noqa: UP007 - 3.10
+    GetToken, Send, CheckVerdict, RecordVerdict, ForgetVerdict, ReadHealth, StoreHealth
+]
 Flow = Generator[Effect, Any, T]
 
 

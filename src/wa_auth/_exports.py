@@ -124,6 +124,7 @@ PUBLIC: Final[dict[str, tuple[str, ...]]] = {
         "VerdictStore",
     ),
     "wa_auth.state": (
+        "HealthCache",
         "PostgresPauseStore",
         "PostgresState",
         "PostgresVerdictStore",

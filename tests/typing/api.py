@@ -151,6 +151,7 @@ def fleet_worker(url: str) -> float | None:
     from wa_auth.fleet import RedisRateLimiter, RotationRecord
     from wa_auth.pacing import PauseStore, RateLimiter
     from wa_auth.providers import VerdictStore
+    from wa_auth.state import HealthCache
     from wa_auth.webhooks import WebhookLedger
 
     with RedisState(url, namespace="team", timeout=1.0) as state:
@@ -158,7 +159,10 @@ def fleet_worker(url: str) -> float | None:
         pauses: PauseStore = state.pauses
         limiter: RateLimiter = state.limiter(rate=80.0, expected_workers=4)
         ledger: WebhookLedger = state.ledger(window=3600.0)
-        client = WhatsAppClient(token="t", phone_number_id="1", verdicts=verdicts)
+        health: HealthCache = state.health
+        client = WhatsAppClient(
+            token="t", phone_number_id="1", verdicts=verdicts, health_cache=health
+        )
         Guard(client, pauses=pauses, limiter=limiter)
         fleet_limiter: RedisRateLimiter = state.limiter()
         fleet_limiter.set_rate("1", 1000.0)

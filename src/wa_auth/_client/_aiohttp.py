@@ -145,6 +145,9 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         verdicts: The store of dead tokens; default: a fresh in-memory one.
         app_token_provider: A provider of an app token for `token_health()`, or the token.
         token_health_ttl: Seconds a `token_health()` result is cached.
+        health_cache: Where `token_health()` results are kept (a `HealthCache`): a fleet's
+            (`StateFile(...).health`, `RedisState(...).health`) asks `debug_token` once per
+            token per its own TTL for every process; default: this client's, in memory.
         max_in_flight: The most requests in flight at once (default 100, aiohttp's pool); also
             the most that can go out with a token Meta has just proved dead.
         deadline: Seconds one call may take, every wait included (default 30), as for

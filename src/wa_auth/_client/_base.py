@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, TypedDict, TypeVar
 
-from wa_auth._context import Context, TTLCache
+from wa_auth._context import Context, HealthCache, TTLCache
 from wa_auth._core import Request
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from wa_auth._redact import install_log_redaction, redact_text
@@ -24,6 +24,7 @@ from wa_auth.errors import (
     TransportError,
 )
 from wa_auth.events import Events
+from wa_auth.models import TokenHealth
 from wa_auth.providers import (
     TokenProvider,
     TokenVerdicts,
@@ -163,6 +164,7 @@ class ClientOptions(TypedDict, total=False):
     verdicts: VerdictStore | None
     app_token_provider: TokenProvider | str | None
     token_health_ttl: float
+    health_cache: HealthCache | None
     max_in_flight: int | None
     deadline: float
 
@@ -186,6 +188,7 @@ class BaseClient:
         verdicts: VerdictStore | None = None,
         app_token_provider: TokenProvider | str | None = None,
         token_health_ttl: float = DEFAULT_TOKEN_HEALTH_TTL,
+        health_cache: HealthCache | None = None,
         max_in_flight: int | None = None,
         deadline: float = DEFAULT_DEADLINE,
     ) -> None:
@@ -204,6 +207,11 @@ class BaseClient:
                 f"max_in_flight must be a positive integer, got {max_in_flight!r}"
             )
         check_deadline(deadline)
+        if health_cache is not None and not isinstance(health_cache, HealthCache):
+            raise ConfigurationError(
+                "health_cache must have get, put, aget and aput (a HealthCache: "
+                f"StateFile(...).health, RedisState(...).health), got {type(health_cache).__name__}"
+            )
         if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
             raise ConfigurationError("user_agent must be printable ASCII (an HTTP header)")
         if not isinstance(api_version, str) or not api_version.startswith("v"):
@@ -227,7 +235,11 @@ class BaseClient:
                 if app_token_provider is None
                 else as_provider(app_token_provider, argument="app_token_provider")
             ),
-            health_cache=TTLCache(token_health_ttl),
+            health_cache=(
+                health_cache
+                if health_cache is not None
+                else TTLCache[TokenHealth](token_health_ttl)
+            ),
         )
         #: As given: None is the default (`timeouts()` and each transport read it).
         self._timeout = timeout

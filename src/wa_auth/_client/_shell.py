@@ -1,8 +1,8 @@
 """The two drivers of `_core` flows: one blocking, one asyncio.
 
 A transport (httpx sync or async, aiohttp) supplies only `send(request, token) -> Response`;
-every other effect (tokens from the routed provider, verdict look-ups and records) is performed
-here, once per mode.
+every other effect (tokens from the routed provider, verdict look-ups and records, the health
+cache's reads and writes) is performed here, once per mode.
 
 Each driver holds one slot of the client's *gate* (its in-flight limit) from the flow's first
 effect to its end: the verdict is looked up while the request holds its slot, and the slot is
@@ -27,13 +27,16 @@ from wa_auth import _deadline
 from wa_auth._context import Context
 from wa_auth._core import (
     CheckVerdict,
+    Effect,
     Flow,
     ForgetVerdict,
     GetToken,
+    ReadHealth,
     RecordVerdict,
     Request,
     Response,
     Send,
+    StoreHealth,
 )
 from wa_auth.errors import TransportError, WhatsAppError
 from wa_auth.providers import Token
@@ -113,7 +116,41 @@ def _in_time(request: Request) -> None:
         raise _not_sent(f"{late.what} passed before {request.operation or request.method}")
 
 
-def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call per effect
+def _perform_rare(ctx: Context, effect: Effect) -> Any:
+    """Perform an effect off the send path (verdict records, the health cache), blocking."""
+    if isinstance(effect, RecordVerdict):
+        if ctx.verdicts is not None:
+            ctx.verdicts.record(effect.fingerprint, effect.error)
+    elif isinstance(effect, ForgetVerdict):
+        if ctx.verdicts is not None:
+            ctx.verdicts.forget(effect.fingerprint)
+    elif isinstance(effect, ReadHealth):
+        return ctx.health_cache.get(effect.fingerprint)
+    elif isinstance(effect, StoreHealth):
+        ctx.health_cache.put(effect.fingerprint, effect.health)
+    else:  # pragma: no cover - a flow yielding something new is a programming error
+        raise TypeError(f"unknown effect {effect!r}")
+    return None
+
+
+async def _aperform_rare(ctx: Context, effect: Effect) -> Any:
+    """Perform an effect off the send path on the running event loop (see `_perform_rare`)."""
+    if isinstance(effect, RecordVerdict):
+        if ctx.verdicts is not None:
+            await ctx.verdicts.arecord(effect.fingerprint, effect.error)
+    elif isinstance(effect, ForgetVerdict):
+        if ctx.verdicts is not None:
+            await ctx.verdicts.aforget(effect.fingerprint)
+    elif isinstance(effect, ReadHealth):
+        return await ctx.health_cache.aget(effect.fingerprint)
+    elif isinstance(effect, StoreHealth):
+        await ctx.health_cache.aput(effect.fingerprint, effect.health)
+    else:  # pragma: no cover - a flow yielding something new is a programming error
+        raise TypeError(f"unknown effect {effect!r}")
+    return None
+
+
+def drive(
     ctx: Context,
     flow: Flow[T],
     send: SyncSend,
@@ -142,6 +179,7 @@ def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call
                 if not held and gate is not None:
                     gate.acquire()
                     held = True
+                # The send path's effects inline (no call per effect); the rest in one call.
                 if isinstance(effect, Send):
                     _in_time(effect.request)
                     value = send(effect.request, effect.token)
@@ -149,14 +187,8 @@ def drive(  # noqa: PLR0912 - one loop per mode interprets every effect: no call
                     value = effect.provider_in(ctx).get_token()
                 elif isinstance(effect, CheckVerdict):
                     value = ctx.verdicts.get(effect.fingerprint) if ctx.verdicts else None
-                elif isinstance(effect, RecordVerdict):
-                    if ctx.verdicts is not None:
-                        ctx.verdicts.record(effect.fingerprint, effect.error)
-                elif isinstance(effect, ForgetVerdict):
-                    if ctx.verdicts is not None:
-                        ctx.verdicts.forget(effect.fingerprint)
-                else:  # pragma: no cover - a flow yielding something new is a programming error
-                    raise TypeError(f"unknown effect {effect!r}")
+                else:
+                    value = _perform_rare(ctx, effect)
             except WhatsAppError as exc:
                 error = exc
     finally:
@@ -185,7 +217,7 @@ async def _acquire(gate: AsyncGate) -> None:
     raise _not_sent(f"no connection became free within {deadline.what}")
 
 
-async def adrive(  # noqa: PLR0912 - as `drive`
+async def adrive(
     ctx: Context,
     flow: Flow[T],
     send: AsyncSend,
@@ -218,14 +250,8 @@ async def adrive(  # noqa: PLR0912 - as `drive`
                     value = await effect.provider_in(ctx).aget_token()
                 elif isinstance(effect, CheckVerdict):
                     value = await ctx.verdicts.aget(effect.fingerprint) if ctx.verdicts else None
-                elif isinstance(effect, RecordVerdict):
-                    if ctx.verdicts is not None:
-                        await ctx.verdicts.arecord(effect.fingerprint, effect.error)
-                elif isinstance(effect, ForgetVerdict):
-                    if ctx.verdicts is not None:
-                        await ctx.verdicts.aforget(effect.fingerprint)
-                else:  # pragma: no cover - a flow yielding something new is a programming error
-                    raise TypeError(f"unknown effect {effect!r}")
+                else:
+                    value = await _aperform_rare(ctx, effect)
             except WhatsAppError as exc:
                 error = exc
     finally:

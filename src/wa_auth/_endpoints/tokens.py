@@ -16,14 +16,17 @@ from wa_auth._core import (
     Flow,
     ForgetVerdict,
     GetToken,
+    ReadHealth,
     RecordVerdict,
     Request,
     Response,
+    StoreHealth,
     call,
     json_object,
     opt_str,
 )
-from wa_auth.errors import ApiError, RequestValidationError, error_class_for
+from wa_auth.errors import ApiError, RequestValidationError, StateUnavailableError, error_class_for
+from wa_auth.events import StateFellBack
 from wa_auth.models import GranularScope, TokenHealth, TokenInfo, TokenInfoError, Usage
 
 if TYPE_CHECKING:
@@ -114,6 +117,10 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
     revoked token is reported with its `error_category`, and remembered as a verdict, so sends
     fail fast; a token Meta calls valid on a fresh check loses any verdict it had.
 
+    The cache is read and written through effects (`ReadHealth`, `StoreHealth`), so a cache a
+    fleet shares (Redis) is the shell's I/O; when it does not answer, Meta is asked and the
+    report is not kept, told as a `StateFellBack` event (store `health`).
+
     Args:
         refresh: Ignore the cache (and any verdict) and ask Meta now.
 
@@ -126,9 +133,13 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
     """
     token: Token = yield GetToken(ctx.phone_number_id)
     if not refresh:
-        cached = ctx.health_cache.get(token.fingerprint)
+        try:
+            cached = yield ReadHealth(token.fingerprint)
+        except StateUnavailableError as exc:
+            _fell_back(ctx, exc)
+            cached = None
         if cached is not None:
-            return cached
+            return cached  # type: ignore[no-any-return]
     query = {"input_token": token.reveal()}
     if ctx.app_token_provider is not None:
         request = Request(
@@ -165,8 +176,16 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
             health = TokenHealth.from_info(info, token.fingerprint, ctx.business_account_id)
     if health.valid and refresh and ctx.verdicts is not None:
         yield ForgetVerdict(token.fingerprint)
-    ctx.health_cache.put(token.fingerprint, health)
+    try:
+        yield StoreHealth(token.fingerprint, health)
+    except StateUnavailableError as exc:
+        _fell_back(ctx, exc)
     return health
+
+
+def _fell_back(ctx: Context, exc: StateUnavailableError) -> None:
+    """Tell that the shared health cache did not answer (the report is Meta's, unshared)."""
+    ctx.events.emit(StateFellBack(store="health", address=exc.address, reason=exc.message))
 
 
 def _info_error(info_error: TokenInfoError, token: Token) -> ApiError:

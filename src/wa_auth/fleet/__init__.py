@@ -11,8 +11,9 @@ guard and the webhook receiver already take:
 - `state.limiter()` (`RedisRateLimiter`): Meta's per-number and per-pair limits as GCRA
   reservations in one Lua script on Redis's clock, with the penalties any worker received;
 - `state.ledger()` (`RedisWebhookLedger`): a redelivery reaching another processor is dropped;
-- `state.health` (`RedisHealthCache`) and `state.rotation` (`RedisRotation`): token health
-  once per fingerprint per TTL, and a rotation's active candidate by compare-and-set.
+- `state.health` (`RedisHealthCache`, `WhatsAppClient(..., health_cache=state.health)`) and
+  `state.rotation` (`RedisRotation`): token health once per fingerprint per TTL, and a
+  rotation's active candidate by compare-and-set.
 
 Keys start with the namespace (`wa_auth:` unless told); they and their values hold token
 fingerprints, never a token, and recipients only as digests. docs/fleet.md lists them, the

@@ -3,6 +3,10 @@
 redis-py is imported here and only here, on first use (the `redis` extra). Every call to Redis
 goes through `translate`, so nothing from `redis.*` escapes: an unreachable, slow or refusing
 server is a `StateUnavailableError` naming `host:port`, never the URL (it may hold a password).
+
+A connection made before `fork()` serves the child too: `in_child_after_fork` gives the child
+fresh locks and asyncio clients (redis-py's pool drops the parent's sockets by itself), and the
+mirrors start their listener threads again on first use (`wa_auth.fleet._mirror`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -33,6 +39,7 @@ __all__ = [
     "address_of",
     "digest",
     "fell_back",
+    "in_child_after_fork",
     "text",
     "translate",
 ]
@@ -61,6 +68,25 @@ def _redis() -> Any:
     except ImportError:
         raise ConfigurationError(_HINT) from None
     return redis
+
+
+def in_child_after_fork(method: Callable[[], None]) -> None:
+    """Call the bound *method* in the child of every `fork()` while its object lives.
+
+    The object is held weakly (`os.register_at_fork` cannot forget a hook): a hook whose
+    object is gone does nothing. Where there is no `fork()` (Windows), nothing is registered.
+    """
+    register = getattr(os, "register_at_fork", None)
+    if register is None:  # pragma: no cover - Windows
+        return
+    ref = weakref.WeakMethod(method)
+
+    def hook() -> None:
+        found = ref()
+        if found is not None:
+            found()
+
+    register(after_in_child=hook)
 
 
 def address_of(url: str) -> str:
@@ -173,6 +199,14 @@ class RedisConnection(Closing):
         self._batched: dict[tuple[int, str], Batched] = {}
         self._lock = threading.Lock()
         #: Monotonic time before which calls fail at once (Redis failed a call just now).
+        self._down_until = 0.0
+        in_child_after_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks and asyncio clients (the parent's are not ours)."""
+        self._lock = threading.Lock()
+        self._aclients = {}
+        self._batched = {}
         self._down_until = 0.0
 
     @contextlib.contextmanager

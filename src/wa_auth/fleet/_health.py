@@ -18,8 +18,9 @@ __all__ = ["RedisHealthCache"]
 class RedisHealthCache:
     """Token-health reports by fingerprint on Redis, each served for *ttl* seconds.
 
-    The same `get` / `put` shape as `SqliteHealthCache`. Every method raises
-    `StateUnavailableError` when Redis does not answer (a caller then checks the token itself).
+    A `HealthCache`, as `SqliteHealthCache` is: give it to `WhatsAppClient(...,
+    health_cache=...)`. Every method raises `StateUnavailableError` when Redis does not answer
+    (the client then asks Meta itself and says so in a `StateFellBack`).
 
     Args:
         connection: The Redis (`RedisState.connection`).

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
 from wa_auth.events import Events
-from wa_auth.fleet._connection import RedisConnection, digest, fell_back
+from wa_auth.fleet._connection import RedisConnection, digest, fell_back, in_child_after_fork
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
     DEFAULT_PROBE_GAP,
@@ -177,6 +177,16 @@ class RedisRateLimiter:
         #: Meta's holds Redis did not take (number, recipient, wall-clock end): told to the
         #: fleet with the next reservation that reaches Redis, so the states converge.
         self._untold: list[tuple[str, str | None, float]] = []
+        in_child_after_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fall-back of its own, empty (the parent's lock may be held)."""
+        self.fallback = LocalRateLimiter(
+            rate=self.rate / self.expected_workers,
+            pair_interval=self._pair_interval or None,
+            burst=self._burst,
+            probe_gap=self._probe_gap,
+        )
 
     def _keys(self, phone_number_id: str, recipient: str | None) -> list[str]:
         number = self._redis.key("rate", "{" + phone_number_id + "}")

@@ -4,6 +4,10 @@ The store publishes each change on its channel. The mirror subscribes, then has 
 everything (subscribing first, nothing falls between), then hands it each message. When Redis
 goes away, `synced` is cleared and the mirror tries again every half second; once back, the
 store loads everything again, so every copy converges.
+
+A process forked from one that holds a mirror has no listener thread (`fork()` copies only the
+calling thread): the mirror then marks itself stale, and its store's first use in the child
+(`revive()`) starts the thread again and waits for the first load, as the constructor does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from wa_auth.errors import StateUnavailableError
-from wa_auth.fleet._connection import RedisConnection, translate
+from wa_auth.fleet._connection import RedisConnection, in_child_after_fork, translate
 
 __all__ = ["Mirror"]
 
@@ -49,12 +53,41 @@ class Mirror:
         self._channel = channel
         self._reload = reload
         self._apply = apply
+        self._name = name
+        self._wait = connection.timeout if wait is None else wait
         self._stop = threading.Event()
         #: Set while subscribed and loaded; cleared while Redis is lost.
         self.synced = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name=name, daemon=True)
+        #: True in a forked child until the first use starts the listener again.
+        self.stale = False
+        self._revive_lock = threading.Lock()
+        self._start()
+        in_child_after_fork(self._after_fork)
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._listen, name=self._name, daemon=True)
         self._thread.start()
-        self.synced.wait(connection.timeout if wait is None else wait)
+        self.synced.wait(self._wait)
+
+    def _after_fork(self) -> None:
+        """In a forked child: no thread listens; fresh events and lock, started on first use."""
+        closed = self._stop.is_set()
+        self._stop = threading.Event()
+        self.synced = threading.Event()
+        self._revive_lock = threading.Lock()
+        if closed:
+            self._stop.set()
+        else:
+            self.stale = True
+
+    def revive(self) -> None:
+        """Start the listener again in a forked child (once; a no-op anywhere else)."""
+        if not self.stale:
+            return
+        with self._revive_lock:
+            if self.stale:
+                self._start()
+                self.stale = False
 
     def _listen(self) -> None:
         while not self._stop.is_set():
@@ -79,6 +112,7 @@ class Mirror:
 
     def close(self) -> None:
         """Stop the thread; idempotent."""
+        self.stale = False
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)

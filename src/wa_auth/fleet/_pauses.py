@@ -18,7 +18,7 @@ from typing import Any
 from wa_auth._sqlite import dumps
 from wa_auth.errors import StateUnavailableError
 from wa_auth.events import Events
-from wa_auth.fleet._connection import RedisConnection, fell_back, text
+from wa_auth.fleet._connection import RedisConnection, fell_back, in_child_after_fork, text
 from wa_auth.fleet._mirror import Mirror
 from wa_auth.pacing import Pause
 from wa_auth.state._pauses import read_pause
@@ -62,20 +62,27 @@ class RedisPauseStore:
             name="wa_auth-pauses",
             wait=wait,
         )
+        in_child_after_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a lock the parent's listener held stays held here
 
     @property
     def synced(self) -> threading.Event:
         """Set while the copy is kept by Redis; cleared while Redis is lost."""
+        self._mirror.revive()
         return self._mirror.synced
 
     # --- reads: the local copy ----------------------------------------------------------------
 
     def get(self, kind: str, phone_number_id: str) -> Pause | None:
         """Return the pause of that kind on the number, or None (no I/O)."""
+        self._mirror.revive()
         return self._local.get((kind, phone_number_id))
 
     def list(self) -> builtins.list[Pause]:
         """Return every stored pause (no I/O)."""
+        self._mirror.revive()
         with self._lock:
             pauses = list(self._local.values())
         return sorted(pauses, key=lambda p: (p.kind, p.phone_number_id))
@@ -126,6 +133,7 @@ class RedisPauseStore:
         fell_back(self.events, "pauses", exc, self.fallbacks)
 
     def _write(self, key: _Key, pause: Pause | None) -> None:
+        self._mirror.revive()
         self._keep(key, pause)
         try:
             with self._redis.calling("storing a pause"):
@@ -136,6 +144,7 @@ class RedisPauseStore:
             self._fell_back(exc, key, pause)
 
     async def _awrite(self, key: _Key, pause: Pause | None) -> None:
+        self._mirror.revive()
         self._keep(key, pause)
         try:
             with self._redis.calling("storing a pause"):

@@ -84,6 +84,7 @@ class RedisRotation:
 
     def peek(self, name: str) -> RotationRecord:
         """Return the rotation *name* as this process last heard it (no I/O)."""
+        self._mirror.revive()
         return self._local.get(name, _NEVER)
 
     def _keep(self, name: str, record: RotationRecord) -> None:

@@ -32,9 +32,14 @@ class RedisState(Closing, AsyncClosing):
     - `pauses`: a `PauseStore` with a local copy kept the same way (`Guard(client,
       pauses=state.pauses)`);
     - `limiter()`: a `RateLimiter` (`Guard(client, limiter=state.limiter())`);
-    - `health`: token-health reports by fingerprint; `rotation`: rotating providers' active
-      candidate by compare-and-set (`RotatingTokenProvider(..., shared=state.rotation)`);
-      `ledger()`: the webhook dedupe store.
+    - `health`: token-health reports by fingerprint (`WhatsAppClient(...,
+      health_cache=state.health)`: one `debug_token` per token per TTL for the fleet);
+      `rotation`: rotating providers' active candidate by compare-and-set
+      (`RotatingTokenProvider(..., shared=state.rotation)`); `ledger()`: the webhook dedupe
+      store.
+
+    A state made before `fork()` serves the child too: its listeners start again on first
+    use there (`wa_auth.fleet._mirror`).
 
     Args:
         url: `redis://[:password@]host:port/db` (the password never appears in an error).

@@ -23,7 +23,7 @@ from typing import Any
 from wa_auth._sqlite import dumps, error_from_dict
 from wa_auth.errors import ApiError, StateUnavailableError
 from wa_auth.events import Events
-from wa_auth.fleet._connection import RedisConnection, fell_back
+from wa_auth.fleet._connection import RedisConnection, fell_back, in_child_after_fork
 from wa_auth.fleet._mirror import Mirror
 from wa_auth.providers._verdicts import DEFAULT_VERDICT_TTL
 from wa_auth.state._base import positive
@@ -74,6 +74,10 @@ class RedisVerdictStore:
             name="wa_auth-verdicts",
             wait=wait,
         )
+        in_child_after_fork(self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a lock the parent's listener held stays held here
 
     # --- the local copy ---------------------------------------------------------------------
 
@@ -85,6 +89,7 @@ class RedisVerdictStore:
 
     def get(self, fingerprint: str) -> ApiError | None:
         """Return the classified error that proved the token dead, or None (no I/O)."""
+        self._mirror.revive()
         entry = self._local.get(fingerprint)
         if entry is None:
             return None
@@ -100,6 +105,7 @@ class RedisVerdictStore:
 
     def list(self) -> builtins.list[tuple[str, ApiError, float]]:
         """Return every verdict in force as `(fingerprint, error, expires_at)`, newest last."""
+        self._mirror.revive()
         now = self._clock()
         with self._lock:
             entries = list(self._local.items())
@@ -126,6 +132,7 @@ class RedisVerdictStore:
 
         The local copy refuses it at once; Redis down, the verdict stays local (logged).
         """
+        self._mirror.revive()
         self._keep(fingerprint, error, self._clock() + self.ttl)
         text = dumps(error.to_dict())
         try:
@@ -139,6 +146,7 @@ class RedisVerdictStore:
 
     async def arecord(self, fingerprint: str, error: ApiError) -> None:
         """Remember, for the fleet, that the token with *fingerprint* is dead (see `record`)."""
+        self._mirror.revive()
         self._keep(fingerprint, error, self._clock() + self.ttl)
         text = dumps(error.to_dict())
         try:
@@ -156,6 +164,7 @@ class RedisVerdictStore:
         Raises:
             StateUnavailableError: Redis did not answer (the other workers still refuse it).
         """
+        self._mirror.revive()
         with self._lock:
             self._local.pop(fingerprint, None)
         with self._redis.calling("forgetting a verdict"):
@@ -166,6 +175,7 @@ class RedisVerdictStore:
 
     async def aforget(self, fingerprint: str) -> None:
         """Drop the verdict on *fingerprint* for the fleet (see `forget`)."""
+        self._mirror.revive()
         with self._lock:
             self._local.pop(fingerprint, None)
         with self._redis.calling("forgetting a verdict"):
@@ -229,6 +239,7 @@ class RedisVerdictStore:
     @property
     def synced(self) -> threading.Event:
         """Set while the copy is kept by Redis; cleared while Redis is lost."""
+        self._mirror.revive()
         return self._mirror.synced
 
     def close(self) -> None:

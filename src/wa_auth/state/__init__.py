@@ -11,7 +11,8 @@ in WAL mode, behind the protocols the client and the guard already take:
   open circuits;
 - `state.limiter()`: a `RateLimiter` that remembers Meta's `retry_after` penalties (130429,
   131056) across processes (`Guard(client, limiter=state.limiter())`);
-- `state.health`: token-health reports by fingerprint, with a TTL.
+- `state.health`: token-health reports by fingerprint, with a TTL: a `HealthCache`
+  (`WhatsAppClient(..., health_cache=state.health)`), so one `debug_token` serves them all.
 
 Several processes may share the file: every change is one short transaction through the
 file's writer thread (busy timeout, `BEGIN IMMEDIATE`); a read in a blocking call runs in the
@@ -28,6 +29,7 @@ shares), `_verdicts`, `_pauses`, `_penalties`, `_health` (one store each) and `_
 
 from __future__ import annotations
 
+from wa_auth._context import HealthCache
 from wa_auth._exports import claim as _claim
 from wa_auth.state._file import StateFile
 from wa_auth.state._health import DEFAULT_HEALTH_TTL, SqliteHealthCache
@@ -38,6 +40,7 @@ from wa_auth.state._verdicts import SqliteVerdictStore
 
 __all__ = [
     "DEFAULT_HEALTH_TTL",
+    "HealthCache",
     "PostgresPauseStore",
     "PostgresState",
     "PostgresVerdictStore",
