@@ -512,7 +512,7 @@ def test_two_workers_on_one_file_never_claim_the_same_row(path, clock):
     """A claim is a lease: the second worker gets only the rest, and the first's after it lapses."""
     with SqliteOutbox(path, clock=clock, lease=30) as one, SqliteOutbox(path, clock=clock) as two:
         assert one.owner != two.owner
-        one.enqueue_many([intent(f"k{n}") for n in range(4)])
+        one.enqueue_many([intent(f"k{n}", phone_number_id="12"[n // 2]) for n in range(4)])
         mine = {r.idempotency_key for r in one.claim(2)}
         theirs = {r.idempotency_key for r in two.claim()}
         assert mine.isdisjoint(theirs)
@@ -522,7 +522,46 @@ def test_two_workers_on_one_file_never_claim_the_same_row(path, clock):
         assert caught.value.kind == "busy"
         two.release()
         clock.t += 31
-        assert {r.idempotency_key for r in two.claim()} == {"k0", "k1", "k2", "k3"}
+        assert [r.idempotency_key for r in two.claim()] == ["k0", "k1"]  # one number's run
+        assert [r.idempotency_key for r in two.claim(after=2)] == ["k2", "k3"]
+
+
+def test_a_number_another_worker_holds_is_left_alone_so_its_intents_go_in_order(path, clock):
+    """Per-number order: while one worker holds a number's row, no other claims that number."""
+    with SqliteOutbox(path, clock=clock, lease=30) as one, SqliteOutbox(path, clock=clock) as two:
+        one.enqueue_many(
+            [intent(f"k{n}", phone_number_id=p) for n, p in enumerate(["1", "2", "1", "2", "3"])]
+        )
+        assert [r.idempotency_key for r in one.claim(1)] == ["k0"]  # holds number 1
+        assert [r.idempotency_key for r in two.claim(10)] == ["k1", "k3"]  # number 2's run
+        one.begin(intent("k0", phone_number_id="1"))  # in flight: still held
+        assert [r.idempotency_key for r in two.claim(10, after=4)] == ["k4"]  # k2 waits
+        one.settle(delivered(intent("k0", phone_number_id="1")))
+        one.flush()
+        assert [r.idempotency_key for r in two.claim(10)] == ["k1"]  # its own, then k2
+        assert [r.idempotency_key for r in two.claim(10, after=2)] == ["k2"]
+
+
+def test_a_claim_leaves_a_number_whose_older_row_its_cursor_passed(path, clock):
+    """A row the cursor passed over (given back by another worker) holds its number's later rows."""
+    with SqliteOutbox(path, clock=clock, lease=30) as one, SqliteOutbox(path, clock=clock) as two:
+        one.enqueue_many([intent(f"k{n}", phone_number_id=p) for n, p in enumerate("1213")])
+        assert [r.idempotency_key for r in one.claim(1)] == ["k0"]
+        first = two.claim(1)
+        assert [r.idempotency_key for r in first] == ["k1"]
+        one.release()  # k0 is free again, before two's cursor
+        assert [r.idempotency_key for r in two.claim(10, after=first[-1].id)] == ["k3"]
+        assert [r.idempotency_key for r in two.claim(10)] == ["k0"]  # a new pass: from the top
+
+
+def test_a_claim_takes_the_leading_run_of_one_number(box):
+    """One number per claim: its leading rows, up to the next number's row."""
+    box.enqueue_many([intent(f"k{n}", phone_number_id=p) for n, p in enumerate("11211")])
+    first = box.claim(10)
+    assert [r.idempotency_key for r in first] == ["k0", "k1"]
+    second = box.claim(10, after=first[-1].id)
+    assert [r.idempotency_key for r in second] == ["k2"]
+    assert [r.idempotency_key for r in box.claim(10, after=second[-1].id)] == ["k3", "k4"]
 
 
 def test_a_missing_file_is_an_error_without_create(path):

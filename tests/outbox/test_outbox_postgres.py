@@ -184,11 +184,27 @@ def test_a_claim_skips_rows_another_transaction_holds(open_box, postgres_dsn, sc
     import psycopg
 
     box = open_box()
-    box.enqueue_many([intent("a"), intent("b")])
+    box.enqueue_many([intent("a"), intent("b"), intent("c", phone="200")])
     with psycopg.connect(postgres_dsn) as other:
         other.execute(f"SELECT 1 FROM {schema}.outbox WHERE idempotency_key = 'a' FOR UPDATE")
-        assert [r.idempotency_key for r in box.claim(10)] == ["b"]  # not waited for
-    assert [r.idempotency_key for r in box.claim(10)] == ["a", "b"]  # b: this worker's own
+        # Not waited for; and b, a's number's next, waits for a (per-number order).
+        assert [r.idempotency_key for r in box.claim(10)] == ["c"]
+    assert [r.idempotency_key for r in box.claim(10)] == ["a", "b"]  # one number per claim
+
+
+def test_a_pause_without_an_end_holds_its_numbers_intents_until_it_is_cleared(
+    open_box, postgres_server, schema
+):
+    clock = Clock(EPOCH)
+    box = open_box(clock=clock)
+    box.enqueue_many([intent("paused", phone="100"), intent("free", phone="200")])
+    postgres_server.psql(
+        f"INSERT INTO {schema}.pauses VALUES ('pause', '100', '{{}}', NULL, {EPOCH})"
+    )
+    clock.t += 10**6
+    assert [r.idempotency_key for r in box.claim(10)] == ["free"]
+    postgres_server.psql(f"DELETE FROM {schema}.pauses")
+    assert [r.idempotency_key for r in box.claim(10)] == ["paused"]  # its number's run
 
 
 def test_a_paused_numbers_intents_are_not_claimed_until_the_pause_ends(
@@ -203,7 +219,7 @@ def test_a_paused_numbers_intents_are_not_claimed_until_the_pause_ends(
     assert [r.idempotency_key for r in box.claim(10)] == ["free"]
     box.release()
     clock.t += 61
-    assert [r.idempotency_key for r in box.claim(10)] == ["paused", "free"]
+    assert [r.idempotency_key for r in box.claim(10)] == ["paused"]  # its number's run
 
 
 def test_an_idle_worker_is_woken_by_an_enqueue(open_box):

@@ -45,6 +45,7 @@ from wa_auth.outbox._values import (
     OutboxRow,
     OutboxStats,
     begin_refusal,
+    head_run,
     status_failure,
 )
 
@@ -221,34 +222,48 @@ class Jobs:
         live: Collection[str] | None,
         include_maybe_delivered: bool,
     ) -> list[OutboxRow]:
-        """Lease up to *limit* replayable rows after id *after* to *owner*, in id order."""
+        """Lease up to *limit* replayable rows after id *after* to *owner*, in id order.
+
+        The numbers `held_numbers` names are left alone, and the claim takes the leading rows
+        of one number (`head_run`): each number's intents go out in order.
+        """
         self.recover(conn, now)
         after = min(after, SQLITE_MAX_INT)
         token_clause = "0"  # noqa: S105 - SQL, not a secret
-        params: list[Any] = [after, now, owner, now]
         if live:
             token_clause = (
                 f"(category IN ({marks(TOKEN_WAIT_CATEGORIES)}) AND (token_fingerprint IS NULL "
                 f"OR token_fingerprint NOT IN ({marks(live)})))"
             )
-        # The `state IN` term repeats the partial index's own condition, so SQLite uses it.
-        sql = (
-            f"SELECT {COLUMNS} FROM wa_outbox WHERE state IN {OPEN_STATES} AND id > ? "  # noqa: S608
-            "AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) AND ("
-            "state = 'pending' "
+        replayable = (
+            "(state = 'pending' "
             "OR (state = 'queued' AND (not_before IS NULL OR not_before <= ?)) "
             f"OR (state = 'failed' AND (category = ? OR {token_clause})) "
-            "OR (state = 'maybe_delivered' AND ?)"
-            ") ORDER BY id LIMIT ?"
+            "OR (state = 'maybe_delivered' AND ?))"
         )
-        params.append(_table.TOKEN_UNAVAILABLE)
+        values: list[Any] = [now, _table.TOKEN_UNAVAILABLE]
         if live:
-            params.extend(sorted(TOKEN_WAIT_CATEGORIES))
-            params.extend(live)
-        params.extend((1 if include_maybe_delivered else 0, min(limit, SQLITE_MAX_INT)))
+            values.extend(sorted(TOKEN_WAIT_CATEGORIES))
+            values.extend(live)
+        values.append(1 if include_maybe_delivered else 0)
+        # The `state IN` terms repeat the partial index's own condition, so SQLite uses it.
+        # The subquery is `held_numbers` (per-number order across the workers sharing a file).
+        sql = (
+            f"SELECT {COLUMNS} FROM wa_outbox WHERE state IN {OPEN_STATES} AND id > ? "  # noqa: S608
+            f"AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) AND {replayable} "
+            "AND coalesce(phone_number_id, '') NOT IN (SELECT coalesce(phone_number_id, '') "
+            f"FROM wa_outbox WHERE state IN {OPEN_STATES} AND ((lease_owner IS NOT NULL "
+            "AND lease_owner != ? "
+            "AND lease_until >= ?) OR (id <= ? AND (lease_owner IS NULL OR lease_owner != ?) "
+            f"AND (lease_until IS NULL OR lease_until < ?) AND {replayable}))) "
+            "ORDER BY id LIMIT ?"
+        )
+        params = [after, now, owner, *values, owner, now, after, owner, now, *values]
+        params.append(min(limit, SQLITE_MAX_INT))
         claimed: list[OutboxRow] = []
         unreadable: list[tuple[int, str]] = []
-        for r in conn.execute(sql, params).fetchall():
+        found = conn.execute(sql, params).fetchall()
+        for r in found[: head_run([r[13] for r in found])]:  # 13: phone_number_id
             try:
                 row = row_from(r, self.path)
             except OutboxError as exc:

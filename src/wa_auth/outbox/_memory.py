@@ -35,6 +35,8 @@ from wa_auth.outbox._values import (
     OutboxRow,
     OutboxStats,
     begin_refusal,
+    head_run,
+    held_numbers,
     is_dead_letter,
     replayable,
     status_failure,
@@ -211,16 +213,31 @@ class MemoryOutbox(Replaying):
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
     ) -> builtins.list[OutboxRow]:
-        """Lease up to *limit* replayable rows after id *after*, in id order."""
+        """Lease up to *limit* replayable rows after id *after*, in id order.
+
+        The rows of a number another worker holds, or with a row this claim's cursor passed
+        over, are left alone (`held_numbers`), and a claim takes the leading rows of one
+        number (`head_run`): each number's intents go out in order.
+        """
         size = check_count("limit", limit) or DEFAULT_BATCH
         after = check_after(after)
         now = self.clock()
         claimed: list[OutboxRow] = []
         with self._lock:
             self._recover(now)
-            for key, row in self._rows.items():
+            held = held_numbers(
+                self._rows.values(),
+                self.owner,
+                now,
+                after,
+                live_fingerprints,
+                include_maybe_delivered=include_maybe_delivered,
+            )
+            for row in self._rows.values():
                 if len(claimed) >= size:
                     break
+                if row.intent.phone_number_id in held:
+                    continue
                 free = (
                     row.lease_until is None
                     or row.lease_until < now
@@ -233,9 +250,13 @@ class MemoryOutbox(Replaying):
                         row, now, live_fingerprints, include_maybe_delivered=include_maybe_delivered
                     )
                 ):
-                    leased = attrs.evolve(row, lease_owner=self.owner, lease_until=now + self.lease)
-                    self._rows[key] = leased
-                    claimed.append(leased)
+                    claimed.append(row)
+            claimed = claimed[: head_run([r.intent.phone_number_id for r in claimed])]
+            for n, row in enumerate(claimed):
+                claimed[n] = leased = attrs.evolve(
+                    row, lease_owner=self.owner, lease_until=now + self.lease
+                )
+                self._rows[row.idempotency_key] = leased
         return claimed
 
     def release(self) -> int:

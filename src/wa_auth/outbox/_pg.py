@@ -208,34 +208,64 @@ class PgJobs:
         live: Collection[str] | None,
         include_maybe_delivered: bool,
     ) -> list[OutboxRow]:
-        """Lease up to *limit* replayable rows after id *after* to *owner*, in id order."""
+        """Lease up to *limit* replayable rows after id *after* to *owner*, in id order.
+
+        Per-number order across the fleet: the numbers `held_numbers` names are left alone,
+        and so is a number one of whose rows another transaction has locked (skipped, never
+        waited for: claims do not block each other); the claim takes the leading rows of one
+        number (`head_run`). Two claims at once cannot both take rows of one number: the
+        second finds the first's rows locked, or (once committed) leased.
+        """
         self.recover(conn, now)
-        clause = "false"
-        params: list[Any] = [min(after, 2**63 - 1), now, owner, now, _table.TOKEN_UNAVAILABLE]
+        waiting = "false"
+        p: dict[str, Any] = {
+            "after": min(after, 2**63 - 1),
+            "now": now,
+            "owner": owner,
+            "until": lease_until,
+            "token_unavailable": _table.TOKEN_UNAVAILABLE,
+            "maybe": bool(include_maybe_delivered),
+            "limit": min(limit, 2**62),
+        }
         if live:
-            clause = (
-                "(category = ANY(%s) AND (token_fingerprint IS NULL "
-                "OR NOT token_fingerprint = ANY(%s)))"
+            waiting = (
+                "(category = ANY(%(waits)s) AND (token_fingerprint IS NULL "
+                "OR NOT token_fingerprint = ANY(%(live)s)))"
             )
-            params.extend((sorted(TOKEN_WAIT_CATEGORIES), list(live)))
-        params.extend((bool(include_maybe_delivered), now, min(limit, 2**62)))
-        picked = self.q(
-            f"SELECT id FROM {{schema}}.outbox o WHERE state IN {OPEN} AND id > %s "  # noqa: S608
-            "AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) AND ("
-            "state = 'pending' "
-            "OR (state = 'queued' AND (not_before IS NULL OR not_before <= %s)) "
-            f"OR (state = 'failed' AND (category = %s OR {clause})) "
-            "OR (state = 'maybe_delivered' AND %s)) "
-            "AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p WHERE "
-            "p.phone_number_id = o.phone_number_id AND p.until > %s) "
-            "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+            p.update(waits=sorted(TOKEN_WAIT_CATEGORIES), live=list(live))
+        replayable = (
+            "(state = 'pending' "
+            "OR (state = 'queued' AND (not_before IS NULL OR not_before <= %(now)s)) "
+            f"OR (state = 'failed' AND (category = %(token_unavailable)s OR {waiting})) "
+            "OR (state = 'maybe_delivered' AND %(maybe)s))"
         )
+        free = "(lease_until IS NULL OR lease_until < %(now)s OR lease_owner = %(owner)s)"
         found = conn.execute(
             self.q(
-                f"UPDATE {{schema}}.outbox SET lease_owner = %s, lease_until = %s "  # noqa: S608
-                f"WHERE id IN ({picked}) RETURNING {COLUMNS}"
+                "WITH held AS (SELECT DISTINCT coalesce(phone_number_id, '') AS num "  # noqa: S608
+                f"FROM {{schema}}.outbox WHERE state IN {OPEN} AND ((lease_owner <> %(owner)s "
+                "AND lease_until >= %(now)s) OR (id <= %(after)s "
+                "AND lease_owner IS DISTINCT FROM %(owner)s "
+                f"AND (lease_until IS NULL OR lease_until < %(now)s) AND {replayable}))), "
+                "cand AS (SELECT id, coalesce(phone_number_id, '') AS num FROM {schema}.outbox o "
+                f"WHERE state IN {OPEN} AND id > %(after)s AND {free} AND {replayable} "
+                "AND coalesce(phone_number_id, '') NOT IN (SELECT num FROM held) "
+                "AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p WHERE "
+                "p.phone_number_id = o.phone_number_id "
+                "AND (p.until IS NULL OR p.until > %(now)s)) "
+                "ORDER BY id LIMIT %(limit)s), "
+                "locked AS (SELECT id FROM {schema}.outbox WHERE id IN (SELECT id FROM cand) "
+                f"AND {free} AND {replayable} FOR UPDATE SKIP LOCKED), "
+                "rest AS (SELECT id, num FROM cand WHERE num NOT IN (SELECT num FROM cand "
+                "WHERE id NOT IN (SELECT id FROM locked))), "
+                "stop AS (SELECT min(id) AS id FROM rest "
+                "WHERE num <> (SELECT num FROM rest ORDER BY id LIMIT 1)) "
+                "UPDATE {schema}.outbox u SET lease_owner = %(owner)s, lease_until = %(until)s "
+                "FROM rest r WHERE u.id = r.id "
+                "AND r.id < coalesce((SELECT id FROM stop), 9223372036854775807) "
+                f"RETURNING {', '.join('u.' + c for c in COLUMNS.split(', '))}"
             ),
-            [owner, lease_until, *params],
+            p,
         ).fetchall()
         claimed: list[OutboxRow] = []
         unreadable: list[tuple[int, str]] = []

@@ -9,7 +9,7 @@ the same model.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -44,6 +44,8 @@ __all__ = [
     "OutboxStats",
     "Replay",
     "begin_refusal",
+    "head_run",
+    "held_numbers",
     "is_dead_letter",
     "replayable",
     "status_failure",
@@ -242,6 +244,53 @@ def replayable(
             return row.token_fingerprint is None or row.token_fingerprint not in live_fingerprints
         return False
     return state == MAYBE_DELIVERED and include_maybe_delivered
+
+
+def held_numbers(
+    rows: Collection[OutboxRow],
+    owner: str,
+    now: float,
+    after: int,
+    live_fingerprints: Collection[str] | None,
+    *,
+    include_maybe_delivered: bool = False,
+) -> set[str | None]:
+    """Return the phone numbers whose rows a claim by *owner* must leave alone now.
+
+    The rule that keeps each number's intents in order across the workers of a fleet (every
+    outbox states it: here in Python, in `_jobs` and `_pg` in SQL). A number is held while
+    another worker has a live lease on one of its rows (a claim, or a send in flight), or
+    while one of its replayable rows at or before the claim's cursor *after* is not this
+    worker's (passed over: a later row of the number must not go out before it).
+    """
+    held: set[str | None] = set()
+    for row in rows:
+        if leased_elsewhere(row.lease_owner, row.lease_until, owner, now) or (
+            row.id <= after
+            and row.lease_owner != owner
+            and (row.lease_until is None or row.lease_until < now)
+            and replayable(
+                row, now, live_fingerprints, include_maybe_delivered=include_maybe_delivered
+            )
+        ):
+            held.add(row.intent.phone_number_id)
+    return held
+
+
+def head_run(numbers: Sequence[str | None]) -> int:
+    """Return how many of a claim's candidate rows it takes: the run of the first one's number.
+
+    *numbers* are the phone numbers of the replayable rows a claim may take, in id order. A
+    claim takes the leading rows of one number only, so that workers hold one number each
+    (and a single worker's cursor passes over no row of another number).
+    """
+    if not numbers:
+        return 0
+    first = numbers[0]
+    for n, number in enumerate(numbers):
+        if number != first:
+            return n
+    return len(numbers)
 
 
 def leased_elsewhere(
