@@ -6,17 +6,25 @@ started in `n8n start` (a throwaway user folder, loopback only). Activation regi
 trigger's webhook URL as a route on serve (contract 5). The sandbox's signed status webhooks
 then go to serve, which verifies them and forwards each one, signed with the route's secret, to
 the workflow of its number. A delivery with a wrong signature sent straight to n8n is refused
-with a 401 and starts nothing. Loaded, like tests/test_n8n_node.py, from the packed tarball as a
+with a 401 and starts nothing; a forward delivered again (serve's retry when n8n's answer was
+lost) is answered as a duplicate and starts nothing either. In the same n8n, through the REST
+API its editor uses (the owner set up, signed in): the credential test passes with the right key
+and fails with a wrong one against serve, and deactivating a workflow removes its route from
+serve. Loaded, like tests/test_n8n_node.py, from the packed tarball as a
 custom extension (node type `CUSTOM.waAuthTrigger`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import http.server
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import tarfile
 import threading
@@ -35,6 +43,8 @@ from serving import HARD, KEY, serve_env, start
 from wa_auth.sandbox import Sandbox
 
 BUILD = ROOT / "n8n-nodes-wa-auth" / "scripts" / "build.sh"
+#: The key of the credential test that must fail: it appears in no answer and no log either.
+WRONG_KEY = "wrong-key-0123456789abcdef"
 #: Seconds n8n may take to start and register both routes on this (busy, 2-core) machine.
 STARTUP = 240.0
 
@@ -185,7 +195,68 @@ def _wait(what: str, check: Any, timeout: float) -> Any:
     return value
 
 
+class Editor:
+    """n8n's REST API as its editor uses it: the owner set up, then signed in (a cookie)."""
+
+    BROWSER = "wa-auth-test-browser"
+
+    def __init__(self, port: int) -> None:
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/rest",
+            headers={"browser-id": self.BROWSER},
+            timeout=HARD,
+        )
+        owner = {
+            "email": "owner@wa-auth.invalid",
+            "firstName": "wa",
+            "lastName": "auth",
+            "password": "Owner-password-1",
+        }
+        setup = self.http.post("/owner/setup", json=owner)
+        assert setup.status_code == 200, setup.text
+        # The cookie is `Secure`, which a client keeps to HTTPS: carried by hand on loopback.
+        self.http.cookies.clear()
+        self.http.headers["Cookie"] = f"n8n-auth={setup.cookies['n8n-auth']}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = self.http.request(method, path, **kwargs)
+        assert answer.status_code == 200, f"{method} {path}: {answer.status_code} {answer.text}"
+        return answer.json()["data"]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _credential_tests(editor: Editor, url: str) -> dict[str, dict[str, Any]]:
+    """n8n's credential test of the stored credential and of one with a wrong key."""
+    results = {}
+    for name, key in (("right", KEY), ("wrong", WRONG_KEY)):
+        credentials = {
+            "id": "waAuthServeApi00",
+            "name": "wa-auth serve",
+            "type": "waAuthApi",
+            "data": {"baseUrl": url, "apiKey": key},
+        }
+        results[name] = editor.call("POST", "/credentials/test", json={"credentials": credentials})
+    return results
+
+
+def _redeliver(queue: Path, route_id: str, forward: dict[str, Any]) -> tuple[bytes, str]:
+    """*forward* (already delivered) as serve sends it again: signed with its route's secret.
+
+    What serve does when n8n's answer to a delivery is lost: the same event, the same key.
+    The secret is the one the trigger registered, read from serve's queue file.
+    """
+    with contextlib.closing(sqlite3.connect(queue)) as db:
+        (secret,) = db.execute(
+            "SELECT secret FROM wa_serve_routes WHERE id = ?", (route_id,)
+        ).fetchone()
+    body = json.dumps(forward).encode()
+    return body, "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
 def test_two_workflows_each_get_their_numbers_events_once(n8n_bin, extension, receiver, tmp_path):
+    """Routes on activation, each number's events once, forgeries refused, the editor's tests."""
     with Sandbox(seed=3, freeze_clock=True) as sb:
         first, second = sb.phone_number_ids[:2]
         env = serve_env(sb, sb.issue_token(), WA_AUTH_WEBHOOK_APP_SECRET=sb.app_secret)
@@ -268,6 +339,19 @@ def test_two_workflows_each_get_their_numbers_events_once(n8n_bin, extension, re
                 headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
             )
             assert tampered.status_code == 401
+            # serve delivers a forward again when n8n's answer is lost: the trigger emits it once.
+            (delivered, *_) = [forward for workflow, forward in receiver.got() if workflow == "A"]
+            body, signature = _redeliver(
+                tmp_path / "queue.db", by_number[(first,)]["id"], delivered
+            )
+            again = httpx.post(
+                url_a,
+                content=body,
+                headers={"X-Wa-Auth-Signature-256": signature, "Content-Type": "application/json"},
+                timeout=HARD,
+            )
+            assert again.status_code == 200, again.text
+            assert again.json() == {"ok": True, "duplicate": True}
             time.sleep(2.0)  # anything more (a duplicate, a forgery) would have come by now
             got = receiver.got()
             assert len(got) == total
@@ -278,8 +362,28 @@ def test_two_workflows_each_get_their_numbers_events_once(n8n_bin, extension, re
                 assert sorted((f["event"]["id"], f["event"]["status"]) for f in mine) == sorted(
                     (r.message_id, r.status) for r in expected[name]
                 )
+            # The editor: the credential test checks the key against serve (not the token), and
+            # deactivating workflow B removes its route from serve.
+            editor = Editor(port)
+            try:
+                tests = _credential_tests(editor, service.url)
+                assert tests["right"]["status"] == "OK", tests
+                assert tests["wrong"]["status"] == "Error", tests
+                assert KEY not in json.dumps(tests)
+                assert WRONG_KEY not in json.dumps(tests)
+                editor.call("POST", f"/workflows/{flows[1]['id']}/deactivate", json={})
+            finally:
+                editor.close()
+
+            def one_left() -> list[dict[str, Any]]:
+                answer = service.call("GET", "/webhook/routes")
+                return answer.json()["routes"] if len(answer.json()["routes"]) == 1 else []
+
+            left = _wait("workflow B's route removed", one_left, 30)
+            assert [r["id"] for r in left] == [by_number[(first,)]["id"]]
             n8n_log = (tmp_path / "n8n.log").read_text(encoding="utf-8", errors="replace")
             assert KEY not in n8n_log
+            assert WRONG_KEY not in n8n_log
         finally:
             if n8n is not None:
                 n8n.send_signal(signal.SIGTERM)

@@ -110,6 +110,7 @@ function delivery(
 	kinds: string[],
 	body: Buffer,
 	signature: string | undefined,
+	workflowId = 'wf1',
 ) {
 	const answer: { status?: number; body?: unknown } = {};
 	const response = {
@@ -129,6 +130,7 @@ function delivery(
 		getHeaderData: () => (signature === undefined ? {} : { 'x-wa-auth-signature-256': signature }),
 		getNodeParameter: (name: string) => ({ kinds })[name],
 		getNode: () => NODE,
+		getWorkflow: () => ({ id: workflowId }),
 	} as unknown as IWebhookFunctions;
 	return { ctx, answer };
 }
@@ -194,6 +196,26 @@ test("every delivery is verified, deduplicated by key, and emitted on its kind's
 	({ ctx } = delivery(data, kinds, account, sign(data.secret as string, account)));
 	out = await trigger.webhook.call(ctx);
 	assert.equal(out.workflowData, undefined);
+});
+
+test('a redelivery is emitted once though n8n lost the static data that remembered it', async () => {
+	// n8n 2.x saves the webhook's static data, then the execution saves its older copy over it.
+	const fresh = (): IDataObject => ({
+		routeId: 'r',
+		secret: 'a-secret-of-at-least-16-chars',
+		keys: [],
+	});
+	const trigger = new WaAuthTrigger();
+	const body = Buffer.from(JSON.stringify({ key: 'once', type: 'message', event: {} }));
+	const emitted = [];
+	for (const workflowId of ['wf-lost', 'wf-lost', 'wf-other']) {
+		const data = fresh();
+		const { ctx } = delivery(data, ['messages'], body, sign(data.secret as string, body), workflowId);
+		const out = await trigger.webhook.call(ctx);
+		emitted.push(out.workflowData === undefined ? 'duplicate' : 'emitted');
+	}
+	// Another workflow's trigger has its own route: the same event is its to emit too.
+	assert.deepEqual(emitted, ['emitted', 'duplicate', 'emitted']);
 });
 
 test('kinds, route types and signatures', () => {

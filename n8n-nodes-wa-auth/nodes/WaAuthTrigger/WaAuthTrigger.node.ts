@@ -17,11 +17,20 @@ import {
 	KINDS,
 	kindOf,
 	routeTypes,
+	SeenKeys,
 	validSignature,
 } from './events';
 
 /** Event keys remembered to drop a second delivery of the same event. */
 const REMEMBERED_KEYS = 1000;
+
+/** The keys this n8n process emitted, per trigger: see `SeenKeys`. */
+const SEEN = new SeenKeys(REMEMBERED_KEYS);
+
+/** The trigger's scope in `SEEN`: its workflow and node. */
+function scope(ctx: IHookFunctions | IWebhookFunctions): string {
+	return `${ctx.getWorkflow().id ?? ''}\u0000${ctx.getNode().name}`;
+}
 
 const OUTPUTS =
 	`={{ ${JSON.stringify(KINDS)}.filter(k => ($parameter.kinds || []).includes(k)).map(k => ({ type: "main", displayName: ${JSON.stringify(KIND_NAMES)}[k] })) }}` as const;
@@ -131,6 +140,7 @@ export class WaAuthTrigger implements INodeType {
 				delete data.routeId;
 				delete data.secret;
 				delete data.keys;
+				SEEN.forget(scope(this));
 				return true;
 			},
 		},
@@ -155,10 +165,14 @@ export class WaAuthTrigger implements INodeType {
 			return { noWebhookResponse: true };
 		}
 		const key = typeof forward.key === 'string' ? forward.key : undefined;
-		const keys = Array.isArray(data.keys) ? data.keys : [];
-		if (key !== undefined && keys.includes(key))
-			return { webhookResponse: { ok: true, duplicate: true } };
-		if (key !== undefined) data.keys = [...keys, key].slice(-REMEMBERED_KEYS);
+		if (key !== undefined) {
+			// The static data's keys too: they survive a restart of n8n when it saved them.
+			const keys = Array.isArray(data.keys) ? data.keys : [];
+			if (!SEEN.add(scope(this), key) || keys.includes(key)) {
+				return { webhookResponse: { ok: true, duplicate: true } };
+			}
+			data.keys = [...keys, key].slice(-REMEMBERED_KEYS);
+		}
 		const kinds = chosenKinds(this.getNodeParameter('kinds', []));
 		const index = kinds.indexOf(kindOf(forward));
 		if (index < 0) return { webhookResponse: { ok: true, emitted: false } };

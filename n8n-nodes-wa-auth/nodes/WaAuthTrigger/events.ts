@@ -78,3 +78,35 @@ export function idList(value: unknown): string[] {
 		.map((id) => id.trim())
 		.filter((id) => id !== '');
 }
+
+/**
+ * The event keys each trigger (workflow and node) emitted in this n8n process, newest last.
+ *
+ * The workflow's static data alone does not deduplicate in n8n 2.x: it is saved after the
+ * webhook answers, but the execution the delivery starts loaded the static data before that
+ * and saves its own copy when it ends, so the key just remembered is lost. Checking a key and
+ * remembering it here is one synchronous step: two deliveries of one event cannot both pass.
+ */
+export class SeenKeys {
+	private readonly scopes = new Map<string, Set<string>>();
+
+	constructor(private readonly limit: number) {}
+
+	/** Remember *key* for *scope*; false when it was already there (a redelivery). */
+	add(scope: string, key: string): boolean {
+		let keys = this.scopes.get(scope);
+		if (keys === undefined) {
+			keys = new Set();
+			this.scopes.set(scope, keys);
+		}
+		if (keys.has(key)) return false;
+		keys.add(key);
+		if (keys.size > this.limit) keys.delete(keys.values().next().value as string);
+		return true;
+	}
+
+	/** Forget *scope*'s keys (its route was removed). */
+	forget(scope: string): void {
+		this.scopes.delete(scope);
+	}
+}
