@@ -32,6 +32,10 @@ def test_harness_smoke_run(tmp_path, require_component):
     only = ["sync.httpx.raw", "sync.wa_auth", "error.sync.wa_auth.401", "micro.classify.*"]
     # The stdlib transport's rows (issue 19) and the one-message CLI against the httpx script.
     only += ["sync.wa_auth.stdlib*", "sync.http_client.raw", "cli.send.*"]
+    # The guarded send with and without an outbox, and the enqueue baseline (it once named a
+    # private name of the package that moved, and broke).
+    only += ["guard.sync.send", "outbox.sync.none", "outbox.sync.sqlite", "outbox.executemany"]
+    only += ["outbox.enqueue_many"]
     if importlib.util.find_spec("aiohttp") is not None:
         only += ["async.aiohttp.raw", "async.wa_auth.fast"]
     out = tmp_path / "latest.json"
@@ -49,7 +53,14 @@ def test_harness_smoke_run(tmp_path, require_component):
     assert rows[("sync.wa_auth", 1)]["msgs_per_s"] > 0
     assert rows[("sync.wa_auth", 1)]["ratio"] is not None
     assert rows[("error.sync.wa_auth.401", 1)]["status"] == "ok"
-    for name in ("sync.wa_auth.stdlib", "sync.wa_auth.stdlib_vs_http_client", "cli.send.one"):
+    for name in (
+        "sync.wa_auth.stdlib",
+        "sync.wa_auth.stdlib_vs_http_client",
+        "cli.send.one",
+        "guard.sync.send",
+        "outbox.sync.sqlite",
+        "outbox.enqueue_many",
+    ):
         assert rows[(name, 1)]["status"] == "ok", rows[(name, 1)]
         assert rows[(name, 1)]["ratio"] is not None
     assert rows[("micro.classify.190_463", 1)]["us_per_op"] > 0
