@@ -5,6 +5,7 @@ No timing is asserted; the real run is `make bench` on a quiet machine.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -68,3 +69,13 @@ def test_harness_smoke_run(tmp_path, require_component):
     if report["plot"]:
         assert Path(report["plot"]).stat().st_size > 0
     assert "ratio" in proc.stdout
+
+
+def test_a_run_without_async_rows_draws_no_plot(tmp_path, monkeypatch):
+    """`--only` over rows of no async group writes no (empty) throughput plot."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    run = importlib.import_module("run")
+    png = tmp_path / "throughput.png"
+    rows = [{"group": "sync", "label": "raw", "concurrency": 1, "msgs_per_s": 100.0}]
+    assert run.plot(rows, png) is not None
+    assert not png.exists()
