@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from typing import Final, NamedTuple, TypeVar
 
@@ -56,14 +56,28 @@ def leave(token: Token[Deadline | None]) -> None:
     _CURRENT.reset(token)
 
 
-@contextmanager
-def scope(seconds: float, what: str) -> Iterator[None]:
+class _Scope:
+    """`enter` and `leave` around a block (a class: a generator's context manager costs more)."""
+
+    __slots__ = ("seconds", "token", "what")
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.token: Token[Deadline | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = enter(self.seconds, self.what)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.token is not None:
+            leave(self.token)
+            self.token = None
+
+
+def scope(seconds: float, what: str) -> AbstractContextManager[None]:
     """Bound the block by *seconds* from now (`enter` and `leave` around it)."""
-    token = enter(seconds, what)
-    try:
-        yield
-    finally:
-        leave(token)
+    return _Scope(seconds, what)
 
 
 def current() -> Deadline | None:

@@ -24,14 +24,28 @@ from wa_auth.errors import OutboxError, WhatsAppError
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Committing", "Entry", "Waiter"]
+__all__ = ["Committing", "Entry", "Slot", "Waiter"]
 
 _log = logging.getLogger("wa_auth.outbox")
 
-#: Who waits for a job: a blocking caller's future, or an event loop's future; None: nobody.
-#: (Aliases as text: asyncio loads only where a loop awaits a job, never in a blocking process.)
+
+class Slot:
+    """Where the caller that commits a batch in its own thread finds its own job's result.
+
+    No lock, no condition: it is filled by the thread that reads it, before it reads it.
+    """
+
+    __slots__ = ("answer",)
+
+    def __init__(self) -> None:
+        self.answer: tuple[bool, Any] | None = None
+
+
+#: Who waits for a job: a blocking caller's future, the committing caller's own slot, or an
+#: event loop's future; None: nobody. (Aliases as text: asyncio loads only where a loop awaits
+#: a job, never in a blocking process.)
 Waiter: TypeAlias = (
-    "concurrent.futures.Future[Any] | tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]"
+    "concurrent.futures.Future[Any] | Slot | tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]"
 )
 #: A queued job: the job, whether it writes, and who waits for its result.
 Entry: TypeAlias = "tuple[Job | Bulk, bool, Waiter | None]"
@@ -171,6 +185,9 @@ class Committing(Opening):
                 if not ok:
                     lost += 1
                     last = value
+            elif isinstance(waiter, Slot):
+                if waiter.answer is None:  # answered before a failure of the hand-out itself
+                    waiter.answer = (ok, value)
             elif isinstance(waiter, concurrent.futures.Future):
                 if waiter.done():  # answered before a failure of the hand-out itself
                     continue

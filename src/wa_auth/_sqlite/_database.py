@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from wa_auth._sqlite._commit import Committing, Entry
+from wa_auth._sqlite._commit import Committing, Entry, Slot
 from wa_auth._sqlite._open import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
@@ -164,11 +164,44 @@ class Database(Committing):
         thread (what waits is committed with it): a thread hop costs more than a commit. When
         the writer thread (or another caller) is busy, the job joins the next batch.
         """
+        mine = self._take_if_idle(fn, write)
+        if mine is not None:
+            own, slot = mine
+            self._commit_then_hand_on(own)
+            assert slot.answer is not None  # every job of a committed batch is answered
+            ok, value = slot.answer
+            if ok:
+                return value  # type: ignore[no-any-return]
+            raise value
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         batch = self._put((fn, write, future), combine=True)
         if batch is not None:
             self._commit_then_hand_on(batch)
         return future.result()
+
+    def _take_if_idle(
+        self, fn: Callable[[sqlite3.Connection], Any] | Bulk, write: bool
+    ) -> tuple[list[Entry], Slot] | None:
+        """When nobody is writing, the batch this caller commits (what waits, then its job).
+
+        Its own job waits in a `Slot`, not a future: the answer is read by the thread that
+        wrote it. None when someone is writing (the job then joins the next batch).
+        """
+        if self._pid != os.getpid():
+            self._forked()
+        if not self.group_commit or (self.read_only and write):
+            return None  # `_put` commits one job at a time, or refuses
+        with self._cond:
+            if self._closed or self._busy:
+                return None
+            self._busy = True
+            entries = self._entries
+            batch = [entries.popleft() for _ in range(min(len(entries), MAX_BATCH - 1))]
+            if self._urgent:
+                self._urgent -= sum(1 for e in batch if e[2] is not None)
+        slot = Slot()
+        batch.append((fn, write, slot))
+        return batch, slot
 
     async def arun(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
         """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
