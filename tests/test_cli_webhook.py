@@ -316,3 +316,57 @@ def test_a_secret_pasted_as_the_file_name_is_not_shown():
     )
     assert (run.code, run.line["category"]) == (2, "usage")
     assert "CANARYappsecret" not in run.stdout + run.stderr
+
+
+# --- cold start ------------------------------------------------------------------------------
+
+#: What `wa-auth webhook verify` (no --parse) must not import: the check is hmac and the errors.
+VERIFY_FORBIDDEN = (
+    "wa_auth.webhooks",
+    "wa_auth.events",
+    "wa_auth.outbox",
+    "wa_auth._sqlite",
+    "sqlite3",
+    "asyncio",
+    "httpx",
+    "aiohttp",
+)
+
+
+def _imported(*args: str) -> tuple[subprocess.CompletedProcess[bytes], set[str]]:
+    """Run `wa-auth webhook` with `-X importtime`; the process and the modules it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wa_auth", "webhook", *args],
+        input=BODY,
+        capture_output=True,
+        env=env(),
+        timeout=120,
+        check=False,
+    )
+    lines = [
+        line for line in proc.stderr.decode("utf-8").splitlines() if line.startswith("import time:")
+    ]
+    modules = {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # [0] is the header
+    assert len(modules) > 10, proc.stderr
+    return proc, modules
+
+
+def _loaded(modules: set[str], name: str) -> bool:
+    return any(module == name or module.startswith(name + ".") for module in modules)
+
+
+def test_verify_imports_only_the_check():
+    """`webhook verify` loads none of wa_auth.webhooks, events, SQLite or asyncio; --parse does."""
+    proc, modules = _imported("verify", "--signature", sign(BODY))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["verified"] is True
+    assert [name for name in VERIFY_FORBIDDEN if _loaded(modules, name)] == []
+    assert "wa_auth._signature_check" in modules
+
+    proc, modules = _imported("verify", "--signature", sign(BODY, OLD_SECRET))
+    assert proc.returncode == 13
+    assert [name for name in VERIFY_FORBIDDEN if _loaded(modules, name)] == []
+
+    proc, modules = _imported("verify", "--parse", "--signature", sign(BODY))
+    assert proc.returncode == 0
+    assert _loaded(modules, "wa_auth.webhooks")

@@ -7,8 +7,9 @@ import copy
 import json
 from pathlib import Path
 
+import attrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from wa_auth.errors import ApiError
@@ -296,3 +297,103 @@ def test_any_near_webhook_shape_never_raises(payload):
     ):
         assert isinstance(event, WebhookEvent)
         assert event.key
+
+
+_status_text = st.one_of(
+    st.sampled_from(["wamid.HBgL", "delivered", "16505551234", "1750263773", "", "x" * 1025]),
+    st.text(max_size=8),
+    st.text(alphabet="a1\ud83d\u00e9 ", max_size=6),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.none(),
+)
+_status_value = st.one_of(_status_text, st.dictionaries(st.text(max_size=3), st.integers()))
+
+
+@given(
+    status=st.fixed_dictionaries(
+        {
+            "id": _status_text,
+            "status": _status_text,
+            "recipient_id": _status_text,
+            "timestamp": st.one_of(_status_text, st.from_regex(r"\A[0-9]{1,20}\Z")),
+        },
+        optional={
+            "biz_opaque_callback_data": _status_text,
+            "conversation": _status_value,
+            "pricing": _status_value,
+            "errors": st.just([{"code": 131031}]),
+        },
+    )
+)
+@example(status={"id": "wamid.\ud83d", "status": "read", "recipient_id": "1", "timestamp": "1"})
+@example(status={"id": "w" * 1025, "status": "read", "recipient_id": "1", "timestamp": "1"})
+@example(status={"id": "w", "status": "read", "recipient_id": "1", "timestamp": "9" * 19})
+@example(status={"id": "w", "status": "sent", "recipient_id": "", "timestamp": "1"})
+@example(
+    status={
+        "id": "w",
+        "status": "sent",
+        "recipient_id": "1",
+        "timestamp": "1",
+        "biz_opaque_callback_data": "",
+    }
+)
+def test_a_status_reads_the_same_on_the_fast_path_and_the_general_one(status):
+    """The fast path of a plain status gives exactly the event the general reader gives."""
+    from wa_auth.webhooks import _parse
+
+    fast = _parse._status(status, WABA, "106540352242922", 7, "messages")
+    general = _parse._status_any(status, WABA, "106540352242922", 7, "messages")
+    assert type(fast) is type(general)
+    assert fast == general
+
+    def fields(event: WebhookEvent) -> list[tuple[str, object]]:
+        # Exceptions are not equal to each other: an error is compared by its repr.
+        return [
+            (a.name, repr(getattr(event, a.name)) if a.name == "errors" else getattr(event, a.name))
+            for a in attrs.fields(type(event))
+        ]
+
+    assert fields(fast) == fields(general)
+
+
+def test_a_fast_built_status_is_an_ordinary_frozen_message_status():
+    """A status `parse` builds is a MessageStatus, frozen, equal to one built by hand."""
+    status = {
+        "id": "wamid.A",
+        "status": "read",
+        "timestamp": "1750263773",
+        "recipient_id": "16505551234",
+        "biz_opaque_callback_data": "order-1",
+    }
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": WABA,
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {"metadata": {"phone_number_id": "1"}, "statuses": [status]},
+                    }
+                ],
+            }
+        ],
+    }
+    (event,) = parse(payload)
+    assert type(event) is MessageStatus
+    assert event == MessageStatus(
+        business_account_id=WABA,
+        phone_number_id="1",
+        timestamp=1750263773,
+        field="messages",
+        key="status:wamid.A:read",
+        raw=status,
+        id="wamid.A",
+        status="read",
+        recipient_id="16505551234",
+        idempotency_key="order-1",
+    )
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.status = "sent"  # type: ignore[misc]
+    assert attrs.evolve(event, status="failed").status == "failed"

@@ -247,3 +247,14 @@ def test_any_header_is_a_typed_answer(body, header):
     if error is not None:
         assert error.category in {"invalid_signature", "invalid_request"}
         assert SECRET not in str(error)
+
+
+def test_a_header_of_the_right_length_with_a_blank_among_its_digits_is_malformed():
+    """`sha256=` and 64 characters one of which is a blank: malformed, though hex decodes it."""
+    digits = sign(BODY)[len("sha256=") :]
+    for header in (
+        "sha256=" + digits[:62] + " " + digits[62],
+        "sha256=" + digits[:31] + " " + digits[31:63],
+    ):
+        assert len(header) == len(sign(BODY))
+        assert reason(BODY, header) == "malformed_signature"

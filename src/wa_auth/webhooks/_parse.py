@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from wa_auth._convert import to_int, well_formed
 from wa_auth.errors import from_webhook_error
@@ -32,13 +32,13 @@ from wa_auth.webhooks._types import (
     AccountUpdate,
     CapabilityUpdate,
     InboundMessage,
-    MessageStatus,
     MessagingError,
     QualityUpdate,
     SecurityEvent,
     TemplateStatusUpdate,
     UnknownEvent,
     WebhookEvent,
+    build_status,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent
         return found
     ours = data.get("object", OBJECT) == OBJECT
     for entry in entries:
-        if not isinstance(entry, Mapping):
+        if not _is_map(entry):
             continue
         waba = _id(entry.get("id"))
         time = to_int(entry.get("time"))
@@ -87,7 +87,7 @@ def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent
         if not isinstance(changes, list):
             continue
         for change in changes:
-            if isinstance(change, Mapping):
+            if _is_map(change):
                 found.extend(_change(change, waba, time, ours))
     if events is not None:
         for event in found:
@@ -103,6 +103,8 @@ def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent
 
 
 def _load(payload: object) -> Mapping[str, Any] | None:
+    if type(payload) is dict:
+        return payload
     if isinstance(payload, (bytes, bytearray, memoryview, str)):
         try:
             payload = json.loads(bytes(payload) if isinstance(payload, memoryview) else payload)
@@ -117,7 +119,7 @@ def _change(
     field = _id(change.get("field"))
     value = change.get("value")
     reader = _READERS.get(field) if ours and field is not None else None
-    if reader is not None and field is not None and isinstance(value, Mapping):
+    if reader is not None and field is not None and _is_map(value):
         try:
             read = reader(value, waba, time, field, change)
         except Exception:  # noqa: BLE001 - the contract is "never raises": the change stays raw
@@ -150,11 +152,11 @@ def _messages(
     _change: Mapping[str, Any],
 ) -> list[WebhookEvent]:
     metadata = value.get("metadata")
-    phone = _id(metadata.get("phone_number_id")) if isinstance(metadata, Mapping) else None
+    phone = _id(metadata.get("phone_number_id")) if _is_map(metadata) else None
     out: list[WebhookEvent] = []
     statuses = value.get("statuses")
-    if isinstance(statuses, list):
-        out.extend(_status(s, waba, phone, time, field) for s in statuses)
+    if type(statuses) is list or isinstance(statuses, list):
+        out = [_status(s, waba, phone, time, field) for s in statuses]
     messages = value.get("messages")
     if isinstance(messages, list):
         out.extend(_inbound(m, waba, phone, time, field) for m in messages)
@@ -178,9 +180,57 @@ def _messages(
 def _status(
     status: object, waba: str | None, phone: str | None, time: int | None, field: str
 ) -> WebhookEvent:
+    # The fast path: a status as Meta sends nearly every one (a JSON object of short ASCII
+    # strings, not failed). It gives what `_status_any` gives, without a call per value (the
+    # values' total length bounds each one's); any other shape takes that general path.
+    if type(status) is dict and "errors" not in status:
+        get = status.get
+        wamid = get("id")
+        name = get("status")
+        recipient = get("recipient_id")
+        stamp = get("timestamp")
+        opaque = get("biz_opaque_callback_data")
+        conversation = get("conversation")
+        pricing = get("pricing")
+        if (
+            type(wamid) is str
+            and type(name) is str
+            and type(recipient) is str
+            and type(stamp) is str
+            and (type(opaque) is str or opaque is None)
+            and (type(conversation) is dict or conversation is None)
+            and (type(pricing) is dict or pricing is None)
+            and wamid
+            and name
+            and recipient
+            and opaque != ""
+            and stamp.isdigit()
+        ):
+            joined = f"{wamid}{name}{recipient}{stamp}{opaque or ''}"
+            if len(joined) <= MAX_ID and len(stamp) <= _MAX_DIGITS and joined.isascii():
+                return build_status(
+                    waba,
+                    phone,
+                    int(stamp),
+                    field,
+                    f"status:{wamid}:{name}",
+                    status,
+                    wamid,
+                    name,
+                    recipient,
+                    opaque,
+                    conversation,
+                    pricing,
+                    (),
+                )
+    return _status_any(status, waba, phone, time, field)
+
+
+def _status_any(
+    status: object, waba: str | None, phone: str | None, time: int | None, field: str
+) -> WebhookEvent:
     if not _is_map(status):
         return _unknown({"status": status}, waba, time, field)
-    status = cast("Mapping[str, Any]", status)
     get = status.get
     wamid = _id(get("id"))
     name = _id(get("status"))
@@ -189,20 +239,20 @@ def _status(
     errors = get("errors")
     conversation = get("conversation")
     pricing = get("pricing")
-    return MessageStatus(
-        business_account_id=waba,
-        phone_number_id=phone,
-        timestamp=_seconds(get("timestamp")),
-        field=field,
-        key=f"status:{wamid}:{name}",
-        raw=status,
-        id=wamid,
-        status=name,
-        recipient_id=_id(get("recipient_id")),
-        idempotency_key=_id(get("biz_opaque_callback_data")),
-        conversation=conversation if _is_map(conversation) else None,
-        pricing=pricing if _is_map(pricing) else None,
-        errors=tuple(map(from_webhook_error, errors)) if type(errors) is list else (),
+    return build_status(
+        waba,
+        phone,
+        _seconds(get("timestamp")),
+        field,
+        f"status:{wamid}:{name}",
+        status,
+        wamid,
+        name,
+        _id(get("recipient_id")),
+        _id(get("biz_opaque_callback_data")),
+        conversation if _is_map(conversation) else None,
+        pricing if _is_map(pricing) else None,
+        tuple(map(from_webhook_error, errors)) if type(errors) is list else (),
     )
 
 
@@ -409,7 +459,7 @@ def _common(
     }
 
 
-def _is_map(value: object) -> bool:
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
     """Return whether *value* is a mapping; a JSON object (a dict) without the ABC's cost."""
     return type(value) is dict or (value is not None and isinstance(value, Mapping))
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from wa_auth._redact import fingerprint
-from wa_auth.errors import ConfigurationError, WebhookSignatureError
+from wa_auth._signature_check import SIGNATURE_HEADER, match, plain_digest
+from wa_auth.errors import WebhookSignatureError
 from wa_auth.webhooks._observed import WebhookRejected, WebhookVerified
 from wa_auth.webhooks._secret import aread, read
 
@@ -24,15 +24,6 @@ if TYPE_CHECKING:
     from wa_auth.webhooks._secret import Secrets
 
 __all__ = ["SIGNATURE_HEADER", "averify_signature", "check_signature", "verify_signature"]
-
-#: The header Meta signs each webhook POST with.
-SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
-_SCHEME: Final = "sha256"
-#: A SHA-256 digest in hex.
-_HEX_DIGITS: Final = 64
-#: The longest scheme name repeated in a message (only letters and digits are ever shown).
-_SHOWN_SCHEME: Final = 16
-_HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
 def verify_signature(
@@ -57,6 +48,15 @@ def verify_signature(
         ConfigurationError: *raw_body* is not bytes, or *app_secret* is blank or no secret.
         TokenUnavailableError: A provider could not produce the secret.
     """
+    # The fast path: one secret as text, bytes and a well-formed header, as nearly every
+    # delivery comes; anything else, or a mismatch, takes the full check and its errors.
+    if type(app_secret) is str and type(raw_body) is bytes and events is None:
+        sent = plain_digest(header)
+        secret = app_secret.strip()
+        if sent is not None and secret:
+            key = secret.encode("utf-8", "surrogatepass")
+            if hmac.compare_digest(hmac.digest(key, raw_body, hashlib.sha256), sent):
+                return
     check_signature(raw_body, header, read(app_secret, argument="app_secret"), events)
 
 
@@ -89,7 +89,7 @@ def check_signature(
         ConfigurationError: *raw_body* is not bytes.
     """
     try:
-        index = _match(raw_body, header, secrets)
+        index = match(raw_body, header, secrets)
     except WebhookSignatureError as exc:
         if events is not None:
             events.emit(WebhookRejected(check="signature", reason=exc.reason))
@@ -98,61 +98,3 @@ def check_signature(
         events.emit(
             WebhookVerified(check="signature", secret_index=index, body_bytes=len(raw_body))
         )
-
-
-def _match(raw_body: bytes, header: str | None, secrets: tuple[str, ...]) -> int:
-    """Return the index of the secret whose HMAC of *raw_body* is *header*'s digest."""
-    if not isinstance(raw_body, (bytes, bytearray, memoryview)):
-        raise ConfigurationError(
-            f"raw_body must be the request's raw bytes, got a {type(raw_body).__name__}: "
-            "a decoded or re-serialised body does not match Meta's signature"
-        )
-    sent = _digest(header)
-    for index, secret in enumerate(secrets):
-        key = secret.encode("utf-8", "surrogatepass")
-        if hmac.compare_digest(hmac.digest(key, raw_body, hashlib.sha256), sent):
-            return index
-    tried = ", ".join(fingerprint(s) for s in secrets)
-    raise WebhookSignatureError(
-        f"{SIGNATURE_HEADER} does not match the HMAC-SHA256 of the raw body with the app "
-        f"secret ({tried}): the secret is another app's or was rotated, or the body was "
-        "changed (parsed and serialised again) before the check",
-        reason="mismatch",
-    )
-
-
-def _digest(header: object) -> bytes:
-    """Return the 32-byte digest a `sha256=<hex>` header carries."""
-    if header is None or (isinstance(header, (str, bytes)) and not header.strip()):
-        raise WebhookSignatureError(
-            f"the request has no {SIGNATURE_HEADER} header: Meta signs every webhook POST "
-            "(the GET handshake is not signed; use handle_verification for it)",
-            reason="missing_header",
-        )
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    if not isinstance(header, str):
-        raise ConfigurationError(
-            f"header must be the {SIGNATURE_HEADER} value as a string or None, "
-            f"got a {type(header).__name__}"
-        )
-    scheme, sep, value = header.strip().partition("=")
-    if not sep or scheme.strip().lower() != _SCHEME:
-        shown = scheme.strip()
-        named = (
-            repr(shown)
-            if sep and shown.isascii() and shown.isalnum() and len(shown) <= _SHOWN_SCHEME
-            else "no scheme"
-        )
-        raise WebhookSignatureError(
-            f"{SIGNATURE_HEADER} has {named}, not sha256=<hex>",
-            reason="wrong_scheme",
-        )
-    value = value.strip()
-    if len(value) != _HEX_DIGITS or not _HEX.issuperset(value):
-        raise WebhookSignatureError(
-            f"{SIGNATURE_HEADER} is not sha256= followed by {_HEX_DIGITS} hexadecimal digits "
-            f"({len(value)} characters after the scheme)",
-            reason="malformed_signature",
-        )
-    return bytes.fromhex(value)

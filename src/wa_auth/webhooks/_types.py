@@ -11,7 +11,7 @@ working, a `category` of `wa_auth.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -36,6 +36,7 @@ __all__ = [
     "TemplateStatusUpdate",
     "UnknownEvent",
     "WebhookEvent",
+    "build_status",
 ]
 
 #: Sending stops (the account or number cannot send until something changes).
@@ -259,3 +260,55 @@ class UnknownEvent(WebhookEvent):
     """A change `parse` does not know, or cannot read: kept raw, never dropped, never raised."""
 
     type: ClassVar[str] = "unknown"
+
+
+class _StatusBuilder(MessageStatus):
+    """Builds a `MessageStatus` at a tenth of the cost of its frozen `__init__`; never seen.
+
+    attrs' frozen `__init__` sets each of the thirteen fields through `object.__setattr__`,
+    which is 2 µs of the 3 µs a status cost in `parse`. This subclass has the same slots and
+    the plain `object` attribute protocol back (both halves of it: a Python-level `__delattr__`
+    alone keeps the slow path), so its stores are plain slot stores; the last store gives the
+    object its real class, which the layout allows. The value is an ordinary frozen
+    `MessageStatus`: same class, fields, equality and repr.
+    """
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
+
+    def __init__(  # noqa: PLR0917 - one argument per field, in attrs' field order
+        self,
+        business_account_id: str | None,
+        phone_number_id: str | None,
+        timestamp: int | None,
+        field: str,
+        key: str,
+        raw: Mapping[str, Any],
+        id: str,  # noqa: A002 - the field's name
+        status: str,
+        recipient_id: str | None,
+        idempotency_key: str | None,
+        conversation: Mapping[str, Any] | None,
+        pricing: Mapping[str, Any] | None,
+        errors: tuple[ApiError, ...],
+    ) -> None:
+        this: Any = self  # the fields are read-only to the type checker, not here
+        this.business_account_id = business_account_id
+        this.phone_number_id = phone_number_id
+        this.timestamp = timestamp
+        this.field = field
+        this.key = key
+        this.raw = raw
+        this.id = id
+        this.status = status
+        this.recipient_id = recipient_id
+        this.idempotency_key = idempotency_key
+        this.conversation = conversation
+        this.pricing = pricing
+        this.errors = errors
+        this.__class__ = MessageStatus
+
+
+#: Build a `MessageStatus` from its thirteen fields, positionally in attrs' field order.
+build_status: Final[Callable[..., MessageStatus]] = _StatusBuilder
