@@ -12,6 +12,7 @@ from running import TO, cli, env_for
 from wa_auth.errors import from_response
 from wa_auth.fleet import RedisState
 from wa_auth.pacing import Pause
+from wa_auth.providers import Token
 
 pytestmark = pytest.mark.real_component("redis")
 
@@ -69,3 +70,18 @@ def test_state_list_and_clear_on_redis(wa_sandbox, redis_server):
     assert cleared.code == 0
     empty = cli("state", "list", "--redis", url, env=env_for(None)).line
     assert (empty["verdicts"], empty["pauses"]) == ([], [])
+
+
+def test_check_with_redis_shares_the_token_health_report(wa_sandbox, redis_server):
+    """`wa-auth check --redis URL` keeps Meta's report on Redis for the fleet (no token in it)."""
+    redis_server.flush()
+    token = wa_sandbox.demo_tokens()["system_user"]
+    run = cli("check", "--redis", redis_server.url, env=env_for(wa_sandbox, token))
+    assert run.code == 0, run.stdout + run.stderr
+    fingerprint = Token(token).fingerprint
+    with RedisState(redis_server.url) as state:
+        report = state.health.get(fingerprint)
+        raw = state.connection.client.get(state.connection.key("health", fingerprint))
+    assert report is not None
+    assert report.valid
+    assert token.encode() not in raw

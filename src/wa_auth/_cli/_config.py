@@ -214,6 +214,7 @@ def _redis_state(
     state = RedisState(url)
     try:
         client_options["verdicts"] = state.verdicts
+        client_options["health_cache"] = state.health
         if guard_options is not None:
             guard_options["pauses"] = state.pauses
             guard_options["limiter"] = (
@@ -239,7 +240,8 @@ def state_file(
     shared by a fleet.
 
     What one short-lived run learns, the next one knows: dead tokens (`verdicts`), paused
-    numbers and open circuits (`pauses`), and Meta's rate-limit penalties (the limiter).
+    numbers and open circuits (`pauses`), Meta's rate-limit penalties (the limiter), and the
+    token's health report (`health_cache`).
 
     Raises:
         ConfigurationError: The file cannot be used (corrupt, read-only, a newer schema).
@@ -271,6 +273,7 @@ def state_file(
         raise ConfigurationError(f"--state {path}: {exc.message}") from None
     try:
         client_options["verdicts"] = state.verdicts
+        client_options["health_cache"] = state.health
         if guard_options is not None:
             from wa_auth.pacing import LocalRateLimiter
 
