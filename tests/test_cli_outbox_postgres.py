@@ -9,7 +9,12 @@ is a usage error naming the server. Every printed line is validated against the 
 from __future__ import annotations
 
 import json
+import queue
 import secrets
+import signal
+import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -95,3 +100,40 @@ def test_serve_with_a_postgres_outbox(wa_sandbox, url, postgres_server):
         assert (health.status_code, health.json()["outbox"]["ok"]) == (200, True)
         assert service.stop() == 0
         assert postgres_server.password not in service.stdout + service.stderr
+
+
+def test_replay_follow_is_woken_by_an_enqueue_in_another_process(wa_sandbox, url):
+    """`replay --follow` idles on LISTEN: an intent another process enqueues goes out well
+    before its poll (120 s) would look again; SIGTERM ends it with its summary."""
+    from wa_auth.intents import Intent
+    from wa_auth.outbox import PostgresOutbox
+
+    env = env_for(wa_sandbox, wa_sandbox.issue_token(), WA_AUTH_OUTBOX=url)
+    assert cli("outbox", "migrate", env=env).code == 0
+    with PostgresOutbox(url) as box:
+        box.enqueue(Intent.text(TO, "first", idempotency_key="w-1"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wa_auth", "outbox", "replay", "--follow", "--poll", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        first = json.loads(lines.get(timeout=60))
+        assert (first["idempotency_key"], first["state"]) == ("w-1", "delivered")
+        with PostgresOutbox(url) as box:  # another process's enqueue
+            box.enqueue(Intent.text(TO, "second", idempotency_key="w-2"))
+        second = json.loads(lines.get(timeout=60))  # a generous bound, far below the poll
+        assert (second["idempotency_key"], second["state"]) == ("w-2", "delivered")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=150)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert json.loads(err.splitlines()[-1])["summary"]["delivered"] == 2
+    assert [m.idempotency_key for m in wa_sandbox.messages()] == ["w-1", "w-2"]

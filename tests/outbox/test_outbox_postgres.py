@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 
 import pytest
 
@@ -157,19 +158,27 @@ def test_workers_starting_together_migrate_once(open_box):
 
 
 def test_workers_never_claim_the_same_row(open_box):
+    """Four threads claim at once over three numbers: each row once, none lost.
+
+    A claim that meets another's locks may come back empty (it never waits): the worker
+    looks again from the top, as a fleet's worker does.
+    """
     first = open_box()
-    first.enqueue_many([intent(f"k{n}") for n in range(200)])
+    first.enqueue_many([intent(f"k{n}", phone=str(n % 3)) for n in range(200)])
     workers = [open_box() for _ in range(4)]
-    claimed: list[list[str]] = [[] for _ in workers]
+    claimed: list[set[str]] = [set() for _ in workers]
+    deadline = time.monotonic() + 60
 
     def work(n: int) -> None:
         after = 0
-        while True:
+        while sum(len(keys) for keys in claimed) < 200 and time.monotonic() < deadline:
             rows = workers[n].claim(7, after=after)
             if not rows:
-                return
+                after = 0
+                time.sleep(0.01)
+                continue
             after = rows[-1].id
-            claimed[n].extend(r.idempotency_key for r in rows)
+            claimed[n].update(r.idempotency_key for r in rows)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
@@ -223,11 +232,12 @@ def test_a_paused_numbers_intents_are_not_claimed_until_the_pause_ends(
 
 
 def test_an_idle_worker_is_woken_by_an_enqueue(open_box):
+    """LISTEN/NOTIFY: a worker's first wait only starts listening; the next waits for work."""
     idle, producer = open_box(), open_box()
+    assert idle.wait_for_work(timeout=30) is True  # starts listening: look again at once
     assert idle.wait_for_work(timeout=0.2) is False  # nothing: the bounded poll
     woke: list[bool] = []
     listening = threading.Thread(target=lambda: woke.append(idle.wait_for_work(timeout=30)))
-    idle.wait_for_work(timeout=0.01)  # LISTEN is in place before the enqueue
     listening.start()
     producer.enqueue(intent("k"))
     listening.join(30)

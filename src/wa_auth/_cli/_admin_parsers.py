@@ -100,6 +100,18 @@ def outbox(commands: argparse._SubParsersAction[Parser]) -> None:
         "--max-attempts", type=positive_int, default=4, metavar="N", help="sends per intent"
     )
     replay.add_argument("--rate", type=rate, metavar="N", help="pace to N messages/s")
+    replay.add_argument(
+        "--follow",
+        action="store_true",
+        help="a worker: replay again whenever there is work, until SIGTERM or Ctrl-C",
+    )
+    replay.add_argument(
+        "--poll",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="with --follow: idle at most S seconds between looks (PostgreSQL wakes it sooner)",
+    )
     common(replay)
     mark = action(
         "mark",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from typing import Any, Final
@@ -184,46 +185,98 @@ def _replayable(outbox: Any, args: argparse.Namespace) -> int:
     return int(min(most, args.limit)) if args.limit is not None else int(most)
 
 
+class _Lines:
+    """Prints a replay's result lines as its passes end, and counts them for the summary."""
+
+    def __init__(self, args: argparse.Namespace, consumer: str | None) -> None:
+        self.args = args
+        self.consumer = consumer
+        self.counts: dict[str, int] = {}
+        self.codes: list[int] = []
+        self.skipped = 0
+
+    def add(self, replay: Any) -> None:
+        for delivery in replay.deliveries:
+            line = delivery_line(delivery, len(self.codes) + 1)
+            if line["consumer"] is None:
+                line["consumer"] = self.consumer
+            _print_result(line, self.args.format)
+            self.counts[line["state"]] = self.counts.get(line["state"], 0) + 1
+            self.codes.append(line["exit_code"])
+        self.skipped += replay.skipped
+
+    @property
+    def left(self) -> int | None:
+        """How many more intents `--limit` lets a pass send (None: no limit)."""
+        limit = self.args.limit
+        return None if limit is None else limit - len(self.codes) - self.skipped
+
+
+async def _idle(outbox: Any, poll: float, stop: asyncio.Event) -> None:
+    """Wait until there may be work, or a signal (*stop*).
+
+    The outbox's `await_for_work` (PostgreSQL's LISTEN, a bounded poll), else *poll* seconds.
+    """
+    waiting = getattr(outbox, "await_for_work", None)
+    work = asyncio.ensure_future(waiting(poll) if waiting else asyncio.sleep(poll))
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if stop.is_set() and not work.done():
+        work.cancel()  # a thread's wait ends by itself within *poll*
+
+
 def _replay(outbox: Any, args: argparse.Namespace) -> int:
     from wa_auth.guards import Guard
 
     started = time.monotonic()
     options = _config.client_options(args, _config.environ())
     guard_options = {**_guard_options(args), "outbox": outbox}
-    kwargs = {"include_maybe_delivered": args.include_maybe_delivered, "limit": args.limit}
     progress = _Progress(_replayable(outbox, args))
+    lines = _Lines(args, options["consumer"])
 
-    async def areplay() -> Any:
+    async def areplay() -> None:
         from wa_auth._client import AsyncWhatsAppClient
 
+        stop = asyncio.Event()
+        if args.follow:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         async with AsyncWhatsAppClient(**options) as client:
             guard = Guard(client, **guard_options)
             if progress.on:
                 guard.events.subscribe(progress)
-            return await outbox.areplay(guard, concurrency=args.concurrency, **kwargs)
+            while not stop.is_set() and (lines.left is None or lines.left > 0):
+                replay = await outbox.areplay(
+                    guard,
+                    concurrency=args.concurrency,
+                    include_maybe_delivered=args.include_maybe_delivered,
+                    limit=lines.left,
+                )
+                lines.add(replay)
+                if not args.follow:
+                    return
+                if not replay.deliveries:
+                    await _idle(outbox, args.poll, stop)
 
     with _config.state_file(args, _config.environ(), options, guard_options):
         try:
-            replay = asyncio.run(areplay())
+            asyncio.run(areplay())
         finally:
             progress.end()
-    lines = [delivery_line(d, i) for i, d in enumerate(replay.deliveries, 1)]
-    counts: dict[str, int] = {}
-    for line in lines:
-        if line["consumer"] is None:
-            line["consumer"] = options["consumer"]
-        _print_result(line, args.format)
-        counts[line["state"]] = counts.get(line["state"], 0) + 1
-    code = _codes.most_severe(line["exit_code"] for line in lines)
+    code = _codes.most_severe(lines.codes)
     seconds = time.monotonic() - started
     if args.format == "text":
-        parts = ", ".join(f"{n} {state}" for state, n in counts.items()) or "nothing to send"
+        parts = ", ".join(f"{n} {state}" for state, n in lines.counts.items()) or "nothing to send"
         sys.stderr.write(
-            f"wa-auth outbox replay: {len(lines)} intents: {parts}; {replay.skipped} skipped "
-            f"in {seconds:.1f} s; exit {code}\n"
+            f"wa-auth outbox replay: {len(lines.codes)} intents: {parts}; {lines.skipped} "
+            f"skipped in {seconds:.1f} s; exit {code}\n"
         )
     else:
-        summary = summary_line(counts, code, seconds, interrupted=False, skipped=replay.skipped)
+        summary = summary_line(
+            lines.counts, code, seconds, interrupted=False, skipped=lines.skipped
+        )
         write(summary, sys.stderr)
     return code
 

@@ -211,10 +211,11 @@ class PgJobs:
         """Lease up to *limit* replayable rows after id *after* to *owner*, in id order.
 
         Per-number order across the fleet: the numbers `held_numbers` names are left alone,
-        and so is a number one of whose rows another transaction has locked (skipped, never
+        and so is a number whose oldest row another transaction has locked (skipped, never
         waited for: claims do not block each other); the claim takes the leading rows of one
-        number (`head_run`). Two claims at once cannot both take rows of one number: the
-        second finds the first's rows locked, or (once committed) leased.
+        number (`head_run`), up to one it could not lock. Two claims at once cannot both take
+        rows of one number: the second finds the first's rows locked, or (once committed)
+        leased.
         """
         self.recover(conn, now)
         waiting = "false"
@@ -256,10 +257,12 @@ class PgJobs:
                 "ORDER BY id LIMIT %(limit)s), "
                 "locked AS (SELECT id FROM {schema}.outbox WHERE id IN (SELECT id FROM cand) "
                 f"AND {free} AND {replayable} FOR UPDATE SKIP LOCKED), "
-                "rest AS (SELECT id, num FROM cand WHERE num NOT IN (SELECT num FROM cand "
+                "firsts AS (SELECT DISTINCT ON (num) num, id FROM cand ORDER BY num, id), "
+                "rest AS (SELECT id, num FROM cand WHERE num NOT IN (SELECT num FROM firsts "
                 "WHERE id NOT IN (SELECT id FROM locked))), "
                 "stop AS (SELECT min(id) AS id FROM rest "
-                "WHERE num <> (SELECT num FROM rest ORDER BY id LIMIT 1)) "
+                "WHERE num <> (SELECT num FROM rest ORDER BY id LIMIT 1) "
+                "OR id NOT IN (SELECT id FROM locked)) "
                 "UPDATE {schema}.outbox u SET lease_owner = %(owner)s, lease_until = %(until)s "
                 "FROM rest r WHERE u.id = r.id "
                 "AND r.id < coalesce((SELECT id FROM stop), 9223372036854775807) "

@@ -25,6 +25,8 @@ __all__ = ["DEFAULT_CHECK_TIMEOUT", "DEFAULT_POLL", "Waiting"]
 DEFAULT_CHECK_TIMEOUT = 6.0
 #: Seconds `wait_for_work` waits at most without a notification (the bounded poll).
 DEFAULT_POLL = 5.0
+#: Seconds one thread of `await_for_work` blocks at most.
+_SLICE = 1.0
 
 
 class Waiting:
@@ -78,8 +80,10 @@ class Waiting:
         """Block until another worker enqueues or gives back intents, or *timeout* passes.
 
         `LISTEN`s on the schema's channel; the wait is also cut short when a `queued` row
-        becomes due. Return True when notified (a claim may find work), False on the timeout
-        or when the server cannot be reached (the caller claims anyway: a bounded poll).
+        becomes due. Return True when notified (a claim may find work), or at once when it
+        starts listening (a notification before that is lost: look again); False on the
+        timeout or when the server cannot be reached (the caller claims anyway: a bounded
+        poll).
         """
         limit = check_seconds("timeout", timeout) or DEFAULT_POLL
         try:
@@ -93,6 +97,8 @@ class Waiting:
             if conn is None or conn.closed:
                 conn = self._listener = self._db.connect()
                 conn.execute(f'LISTEN "{self._jobs.channel}"')
+                # What was notified before it listened is lost: look again once, then wait.
+                return True
             for _ in conn.notifies(timeout=limit, stop_after=1):
                 return True
         except Exception:  # noqa: BLE001 - a lost listener: poll, and listen anew next time
@@ -101,10 +107,18 @@ class Waiting:
         return False
 
     async def await_for_work(self, timeout: float = DEFAULT_POLL) -> bool:
-        """`wait_for_work` in a thread: the loop runs on while this worker idles."""
+        """`wait_for_work` in a thread: the loop runs on while this worker idles.
+
+        The thread waits a second at a time (a notification in between waits on the
+        connection), so a cancelled wait leaves no thread blocked for long.
+        """
         import asyncio
 
-        return await asyncio.to_thread(self.wait_for_work, timeout)
+        end = time.monotonic() + (check_seconds("timeout", timeout) or DEFAULT_POLL)
+        while (left := end - time.monotonic()) > 0:
+            if await asyncio.to_thread(self.wait_for_work, min(left, _SLICE)):
+                return True
+        return False
 
     def _close_listener(self) -> None:
         conn, self._listener = self._listener, None
