@@ -16,6 +16,7 @@ the ratios of the two node rows to the HTTP Request and the Code node rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -24,14 +25,18 @@ import sys
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from serving import KEY, serving  # noqa: E402 - tests/ is put on the path just above
+# tests/ and benchmarks/ are put on the path just above.
+from peer import API_VERSION, PHONE_ID, NginxPeer, nginx_binary  # noqa: E402
+
+from serving import KEY, serving  # noqa: E402
 from wa_auth.sandbox import Sandbox  # noqa: E402
 
 BATCH = 200
@@ -156,41 +161,78 @@ def workflow(url: str, items: int) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _service(peer: str) -> Iterator[Any]:
+    """`wa-auth serve` in front of *peer*: nginx answering like Meta (the default) or the sandbox.
+
+    nginx answers from memory, as in `make bench`, so the peer's own cost does not blur the
+    ratios; the sandbox is a Python server on the same cores. Connections: the HTTP Request
+    node opens one per item, all at once (its batching only spaces them out by an interval),
+    more than serve's default cap, which closes idle ones to make room.
+    """
+    args = ("--concurrency", "64", "--max-connections", "4096")
+    if peer == "sandbox":
+        with Sandbox(seed=11) as sandbox, serving(sandbox, sandbox.issue_token(), *args) as svc:
+            yield svc
+        return
+    with NginxPeer() as nginx:
+        extra = {
+            "WA_BASE_URL": nginx.base_url,
+            "WA_PHONE_NUMBER_ID": PHONE_ID,
+            "WA_API_VERSION": API_VERSION,
+        }
+        with serving(None, "EAAbenchmarktoken0123456789", *args, **extra) as svc:
+            yield svc
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process *pid* used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=1000, help="items in the execution")
+    parser.add_argument(
+        "--peer",
+        choices=("nginx", "sandbox"),
+        default="nginx" if nginx_binary() else "sandbox",
+        help="what answers serve like Meta (default: nginx when installed)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, Sandbox(seed=11) as sandbox:
+    with tempfile.TemporaryDirectory() as tmp, _service(args.peer) as svc:
         folder = Path(tmp)
         extension = _extension(folder)
-        with serving(sandbox, sandbox.issue_token(), "--concurrency", "64") as svc:
-            path = folder / "bench.json"
-            path.write_text(json.dumps(workflow(svc.url, args.items)), encoding="utf-8")
-            credentials = folder / "credentials.json"
-            data = {"baseUrl": svc.url, "apiKey": KEY}
-            ref = {"id": "waAuthServeApi00", "name": "wa-auth serve", "type": "waAuthApi"}
-            credentials.write_text(json.dumps([{**ref, "data": data}]), encoding="utf-8")
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
-            env.update(
-                N8N_BIN=_n8n(),
-                N8N_CREDENTIALS_FILE=str(credentials),
-                N8N_CUSTOM_EXTENSIONS=str(extension),
-            )
-            proc = subprocess.run(
-                ["bash", str(HERE / "run-workflow.sh"), str(path)],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
-                check=False,
-            )
-            if proc.returncode != 0:
-                try:
-                    failed = json.loads(proc.stdout)["data"]["resultData"].get("lastNodeExecuted")
-                except (ValueError, KeyError):
-                    failed = None
-                print(f"n8n failed in node {failed!r}:", proc.stderr[-2000:], file=sys.stderr)
-                return 1
+        path = folder / "bench.json"
+        path.write_text(json.dumps(workflow(svc.url, args.items)), encoding="utf-8")
+        credentials = folder / "credentials.json"
+        data = {"baseUrl": svc.url, "apiKey": KEY}
+        ref = {"id": "waAuthServeApi00", "name": "wa-auth serve", "type": "waAuthApi"}
+        credentials.write_text(json.dumps([{**ref, "data": data}]), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
+        env.update(
+            N8N_BIN=_n8n(),
+            N8N_CREDENTIALS_FILE=str(credentials),
+            N8N_CUSTOM_EXTENSIONS=str(extension),
+        )
+        serve_cpu = _cpu(svc.proc.pid)
+        proc = subprocess.run(
+            ["bash", str(HERE / "run-workflow.sh"), str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+            check=False,
+        )
+        serve_cpu = _cpu(svc.proc.pid) - serve_cpu
+        if proc.returncode != 0:
+            try:
+                failed = json.loads(proc.stdout)["data"]["resultData"].get("lastNodeExecuted")
+            except (ValueError, KeyError):
+                failed = None
+            print(f"n8n failed in node {failed!r}:", proc.stderr[-2000:], file=sys.stderr)
+            return 1
     run_data = json.loads(proc.stdout)["data"]["resultData"]["runData"]
     rows: dict[str, Any] = {}
     for name in (
@@ -206,7 +248,8 @@ def main() -> int:
         rows[name] = {"seconds": round(seconds, 3), "items_per_s": round(args.items / seconds, 1)}
     http = rows["HTTP Request per item"]["items_per_s"]
     code = rows["Code node batches"]["items_per_s"]
-    result: dict[str, Any] = {"items": args.items, "rows": rows}
+    result: dict[str, Any] = {"items": args.items, "peer": args.peer, "rows": rows}
+    result["serve_cpu_us_per_item"] = round(serve_cpu * 1e6 / (4 * args.items), 1)
     for name, key in (("wa_auth node", "node"), ("wa_auth node (raw intent)", "raw_node")):
         result[f"{key}_vs_http_request"] = round(rows[name]["items_per_s"] / http, 2)
         result[f"{key}_vs_code_node"] = round(rows[name]["items_per_s"] / code, 2)
