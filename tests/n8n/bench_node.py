@@ -2,15 +2,18 @@
 
 One n8n execution (the current n8n of tests/n8n/, headless) makes N items (1,000 by default),
 each a wa_auth intent, and sends them four ways, one branch after the other, against one
-`wa-auth serve` in front of the sandbox: the wa_auth node's Send from fields (`to`, `text` and
-the key are three n8n expressions per item) and as raw intents (the item itself, the default:
-no expression), both in batches of 200, one request each; an HTTP Request node posting each item to `/send` (one request and one
-expression per item, 50 at a time); and a Code node posting the same batches of 200 with
-`this.helpers.httpRequest` (no expression). Each branch's time is n8n's own `executionTime` of
-its node, so n8n's start-up is left out. Prints one JSON line: items per second of each, and
-the ratios of the two node rows to the HTTP Request and the Code node rows.
+`wa-auth serve` in front of the benchmarks' nginx peer (answering like Meta from memory, as in
+`make bench`; `--peer sandbox` for the sandbox): the wa_auth node's Send from fields (`to`,
+`text` and the key are `{{ $json... }}` expressions, read from the item without n8n's engine)
+and as raw intents (the item itself, the default), both in batches of 200, one request each;
+an HTTP Request node posting each item to `/send` (one request and one expression per item,
+all at once); and a Code node posting the same batches of 200 with `this.helpers.httpRequest`.
+Each branch's time is n8n's own `executionTime` of its node, so n8n's start-up is left out; its
+CPU is what serve and n8n's processes used meanwhile (sampled from /proc every 25 ms). Prints
+one JSON line: each row's seconds, items per second and CPU µs per item (serve, n8n), and the
+ratios of the two node rows to the HTTP Request and the Code node rows.
 
-    bash tests/n8n/ensure.sh && .venv/bin/python tests/n8n/bench_node.py [--items 1000]
+    make bench-n8n    # or: bash tests/n8n/ensure.sh && .venv/bin/python tests/n8n/bench_node.py
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,14 +191,113 @@ def _service(peer: str) -> Iterator[Any]:
 
 
 def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) process *pid* used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """CPU seconds (user + system) process *pid* used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int) -> set[int]:
+    """The processes below *root* (n8n, its task runner), from /proc's parent links."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+class Sampler:
+    """The CPU seconds of serve and of n8n's processes, every `EVERY` seconds, with the time.
+
+    A row's CPU is what the two used between its node's start and end (n8n's `startTime` and
+    `executionTime`), read off these samples: µs per item beside each ratio.
+    """
+
+    EVERY = 0.025
+
+    def __init__(self, serve: int, root: int) -> None:
+        self.serve, self.root = serve, root
+        self.samples: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pids: set[int] = set()
+        looked = 0.0
+        while not self._stop.is_set():
+            now = time.time()
+            if now - looked > 0.5:  # n8n's processes, looked up now and then (a /proc scan)
+                pids |= _descendants(self.root)
+                looked = now
+            n8n = sum(_cpu(pid) for pid in pids)
+            self.samples.append((now, _cpu(self.serve), n8n))
+            self._stop.wait(self.EVERY)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """CPU seconds of serve and of n8n from *start* to *end* (wall-clock seconds)."""
+        return cpu_between(self.samples, start, end)
+
+
+def cpu_between(
+    samples: list[tuple[float, float, float]], start: float, end: float
+) -> tuple[float, float]:
+    """From (time, serve CPU, n8n CPU) samples: what each used from *start* to *end*."""
+    before = max((s for s in samples if s[0] <= start), default=samples[0])
+    after = min((s for s in samples if s[0] >= end), default=samples[-1])
+    return after[1] - before[1], after[2] - before[2]
+
+
+ROWS = ("wa_auth node", "wa_auth node (raw intent)", "HTTP Request per item", "Code node batches")
+
+
+def report(
+    run_data: dict[str, Any], items: int, samples: list[tuple[float, float, float]]
+) -> dict[str, Any]:
+    """The rows (time, items/s, CPU µs per item of serve and n8n) and the ratios of one run."""
+    rows: dict[str, Any] = {}
+    for name in ROWS:
+        (run,) = run_data[name]
+        count = sum(len(output or []) for output in run["data"]["main"])
+        assert count == items, (name, count)
+        seconds = run["executionTime"] / 1000
+        start = run["startTime"] / 1000
+        serve, n8n = cpu_between(samples, start, start + seconds)
+        rows[name] = {
+            "seconds": round(seconds, 3),
+            "items_per_s": round(items / seconds, 1),
+            "cpu_us_per_item": {
+                "serve": round(serve * 1e6 / items),
+                "n8n": round(n8n * 1e6 / items),
+            },
+        }
+    http = rows["HTTP Request per item"]["items_per_s"]
+    code = rows["Code node batches"]["items_per_s"]
+    result: dict[str, Any] = {"items": items, "rows": rows}
+    for name, key in (("wa_auth node", "node"), ("wa_auth node (raw intent)", "raw_node")):
+        result[f"{key}_vs_http_request"] = round(rows[name]["items_per_s"] / http, 2)
+        result[f"{key}_vs_code_node"] = round(rows[name]["items_per_s"] / code, 2)
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1000, help="items in the execution")
+    parser.add_argument("--items", type=int, default=1000, help="items in the execution (1000)")
     parser.add_argument(
         "--peer",
         choices=("nginx", "sandbox"),
@@ -216,43 +320,28 @@ def main() -> int:
             N8N_CREDENTIALS_FILE=str(credentials),
             N8N_CUSTOM_EXTENSIONS=str(extension),
         )
-        serve_cpu = _cpu(svc.proc.pid)
-        proc = subprocess.run(
+        with subprocess.Popen(
             ["bash", str(HERE / "run-workflow.sh"), str(path)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=env,
-            timeout=1800,
-            check=False,
-        )
-        serve_cpu = _cpu(svc.proc.pid) - serve_cpu
+        ) as proc:
+            sampler = Sampler(svc.proc.pid, proc.pid)
+            try:
+                stdout, stderr = proc.communicate(timeout=1800)
+            finally:
+                sampler.stop()
         if proc.returncode != 0:
             try:
-                failed = json.loads(proc.stdout)["data"]["resultData"].get("lastNodeExecuted")
+                failed = json.loads(stdout)["data"]["resultData"].get("lastNodeExecuted")
             except (ValueError, KeyError):
                 failed = None
-            print(f"n8n failed in node {failed!r}:", proc.stderr[-2000:], file=sys.stderr)
+            print(f"n8n failed in node {failed!r}:", stderr[-2000:], file=sys.stderr)
             return 1
-    run_data = json.loads(proc.stdout)["data"]["resultData"]["runData"]
-    rows: dict[str, Any] = {}
-    for name in (
-        "wa_auth node",
-        "wa_auth node (raw intent)",
-        "HTTP Request per item",
-        "Code node batches",
-    ):
-        (run,) = run_data[name]
-        count = sum(len(output or []) for output in run["data"]["main"])
-        assert count == args.items, (name, count)
-        seconds = run["executionTime"] / 1000
-        rows[name] = {"seconds": round(seconds, 3), "items_per_s": round(args.items / seconds, 1)}
-    http = rows["HTTP Request per item"]["items_per_s"]
-    code = rows["Code node batches"]["items_per_s"]
-    result: dict[str, Any] = {"items": args.items, "peer": args.peer, "rows": rows}
-    result["serve_cpu_us_per_item"] = round(serve_cpu * 1e6 / (4 * args.items), 1)
-    for name, key in (("wa_auth node", "node"), ("wa_auth node (raw intent)", "raw_node")):
-        result[f"{key}_vs_http_request"] = round(rows[name]["items_per_s"] / http, 2)
-        result[f"{key}_vs_code_node"] = round(rows[name]["items_per_s"] / code, 2)
+    run_data = json.loads(stdout)["data"]["resultData"]["runData"]
+    result = {"peer": args.peer, **report(run_data, args.items, sampler.samples)}
+    result["load_average"] = os.getloadavg()[0]
     print(json.dumps(result))
     return 0
 
