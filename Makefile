@@ -15,7 +15,7 @@ UV := $(UV_VENV)/bin/uv
 UV_STAMP := $(UV_VENV)/.uv-$(UV_VERSION)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint types pytest pytest310 cov docs dist-check install lock bench bench-quick reliability clean
+.PHONY: demo test lint types pytest pytest310 cov docs dist-check install lock bench bench-quick bench-n8n reliability clean
 
 $(UV_STAMP):
 	rm -rf $(UV_VENV)
@@ -108,6 +108,13 @@ bench: $(BENCH)/.installed
 
 bench-quick: $(BENCH)/.installed
 	$(BENCH)/python benchmarks/run.py --quick
+
+# The wa_auth n8n node against an HTTP Request node per item and a Code node posting batches:
+# 1,000 items in one execution of the real n8n (tests/n8n/, installed and cached on first use),
+# serve in front of the harness's nginx peer; prints one JSON line (rows, CPU, ratios).
+bench-n8n: $(BIN)/.installed
+	bash tests/n8n/ensure.sh >/dev/null
+	$(BIN)/python tests/n8n/bench_node.py --items 1000
 
 clean:
 	rm -rf $(VENV) $(VENV310) $(VENV_BENCH) $(UV_VENV) build dist .mypy_cache .ruff_cache

@@ -79,3 +79,58 @@ def test_a_run_without_async_rows_draws_no_plot(tmp_path, monkeypatch):
     rows = [{"group": "sync", "label": "raw", "concurrency": 1, "msgs_per_s": 100.0}]
     assert run.plot(rows, png) is not None
     assert not png.exists()
+
+
+BENCH_NODE = ROOT / "tests" / "n8n" / "bench_node.py"
+
+
+def test_n8n_bench_report():
+    """bench_node.py's report: items/s and CPU per item of each row from n8n's run data, ratios."""
+    rows = {"wa_auth node": 100, "wa_auth node (raw intent)": 80}
+    rows |= {"HTTP Request per item": 1000, "Code node batches": 100}
+    run_data = {
+        name: [{"startTime": 1000 * n, "executionTime": ms, "data": {"main": [[{}] * 3, [{}]]}}]
+        for n, (name, ms) in enumerate(rows.items(), 1)
+    }
+    # serve's and n8n's CPU seconds at 0.5 s steps: each uses 0.1 s of CPU a second.
+    samples = [(t / 2, t / 20, t / 20) for t in range(20)]
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_node; "
+        "print(json.dumps(bench_node.report(*map(json.loads, sys.argv[2:]))))"
+    )
+    args = [str(BENCH_NODE.parent), json.dumps(run_data), "4", json.dumps(samples)]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rows"]["wa_auth node"]["items_per_s"] == 40.0
+    assert report["node_vs_http_request"] == 10.0
+    assert report["raw_node_vs_code_node"] == 1.25
+    # The Code node ran from 4.0 s to 4.1 s: the samples around it, 4.0 s and 4.5 s, say 0.05 s.
+    assert report["rows"]["Code node batches"]["cpu_us_per_item"] == {"serve": 12500, "n8n": 12500}
+
+
+@pytest.mark.once
+@pytest.mark.real_component("n8n")
+def test_n8n_bench_smoke_run(n8n_bin):
+    """bench_node.py runs its four rows through the real n8n (10 items) and prints the ratios."""
+    env = {**os.environ, "N8N_BIN": n8n_bin}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_NODE), "--items", "10"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert set(report["rows"]) == {
+        "wa_auth node",
+        "wa_auth node (raw intent)",
+        "HTTP Request per item",
+        "Code node batches",
+    }
+    assert report["node_vs_http_request"] > 0
+    assert report["raw_node_vs_code_node"] > 0

@@ -2,20 +2,24 @@
 
 One n8n execution (the current n8n of tests/n8n/, headless) makes N items (1,000 by default),
 each a wa_auth intent, and sends them four ways, one branch after the other, against one
-`wa-auth serve` in front of the sandbox: the wa_auth node's Send from fields (`to`, `text` and
-the key are three n8n expressions per item) and as raw intents (the item itself, the default:
-no expression), both in batches of 200, one request each; an HTTP Request node posting each item to `/send` (one request and one
-expression per item, 50 at a time); and a Code node posting the same batches of 200 with
-`this.helpers.httpRequest` (no expression). Each branch's time is n8n's own `executionTime` of
-its node, so n8n's start-up is left out. Prints one JSON line: items per second of each, and
-the ratios of the two node rows to the HTTP Request and the Code node rows.
+`wa-auth serve` in front of the benchmarks' nginx peer (answering like Meta from memory, as in
+`make bench`; `--peer sandbox` for the sandbox): the wa_auth node's Send from fields (`to`,
+`text` and the key are `{{ $json... }}` expressions, read from the item without n8n's engine)
+and as raw intents (the item itself, the default), both in batches of 200, one request each;
+an HTTP Request node posting each item to `/send` (one request and one expression per item,
+all at once); and a Code node posting the same batches of 200 with `this.helpers.httpRequest`.
+Each branch's time is n8n's own `executionTime` of its node, so n8n's start-up is left out; its
+CPU is what serve and n8n's processes used meanwhile (sampled from /proc every 25 ms). Prints
+one JSON line: each row's seconds, items per second and CPU µs per item (serve, n8n), and the
+ratios of the two node rows to the HTTP Request and the Code node rows.
 
-    bash tests/n8n/ensure.sh && .venv/bin/python tests/n8n/bench_node.py [--items 1000]
+    make bench-n8n    # or: bash tests/n8n/ensure.sh && .venv/bin/python tests/n8n/bench_node.py
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -23,15 +27,21 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from serving import KEY, serving  # noqa: E402 - tests/ is put on the path just above
+# tests/ and benchmarks/ are put on the path just above.
+from peer import API_VERSION, PHONE_ID, NginxPeer, nginx_binary  # noqa: E402
+
+from serving import KEY, serving  # noqa: E402
 from wa_auth.sandbox import Sandbox  # noqa: E402
 
 BATCH = 200
@@ -156,60 +166,182 @@ def workflow(url: str, items: int) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, Sandbox(seed=11) as sandbox:
-        folder = Path(tmp)
-        extension = _extension(folder)
-        with serving(sandbox, sandbox.issue_token(), "--concurrency", "64") as svc:
-            path = folder / "bench.json"
-            path.write_text(json.dumps(workflow(svc.url, args.items)), encoding="utf-8")
-            credentials = folder / "credentials.json"
-            data = {"baseUrl": svc.url, "apiKey": KEY}
-            ref = {"id": "waAuthServeApi00", "name": "wa-auth serve", "type": "waAuthApi"}
-            credentials.write_text(json.dumps([{**ref, "data": data}]), encoding="utf-8")
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
-            env.update(
-                N8N_BIN=_n8n(),
-                N8N_CREDENTIALS_FILE=str(credentials),
-                N8N_CUSTOM_EXTENSIONS=str(extension),
-            )
-            proc = subprocess.run(
-                ["bash", str(HERE / "run-workflow.sh"), str(path)],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
-                check=False,
-            )
-            if proc.returncode != 0:
-                try:
-                    failed = json.loads(proc.stdout)["data"]["resultData"].get("lastNodeExecuted")
-                except (ValueError, KeyError):
-                    failed = None
-                print(f"n8n failed in node {failed!r}:", proc.stderr[-2000:], file=sys.stderr)
-                return 1
-    run_data = json.loads(proc.stdout)["data"]["resultData"]["runData"]
+@contextlib.contextmanager
+def _service(peer: str) -> Iterator[Any]:
+    """`wa-auth serve` in front of *peer*: nginx answering like Meta (the default) or the sandbox.
+
+    nginx answers from memory, as in `make bench`, so the peer's own cost does not blur the
+    ratios; the sandbox is a Python server on the same cores. Connections: the HTTP Request
+    node opens one per item, all at once (its batching only spaces them out by an interval),
+    more than serve's default cap, which closes idle ones to make room.
+    """
+    args = ("--concurrency", "64", "--max-connections", "4096")
+    if peer == "sandbox":
+        with Sandbox(seed=11) as sandbox, serving(sandbox, sandbox.issue_token(), *args) as svc:
+            yield svc
+        return
+    with NginxPeer() as nginx:
+        extra = {
+            "WA_BASE_URL": nginx.base_url,
+            "WA_PHONE_NUMBER_ID": PHONE_ID,
+            "WA_API_VERSION": API_VERSION,
+        }
+        with serving(None, "EAAbenchmarktoken0123456789", *args, **extra) as svc:
+            yield svc
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process *pid* used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int) -> set[int]:
+    """The processes below *root* (n8n, its task runner), from /proc's parent links."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+class Sampler:
+    """The CPU seconds of serve and of n8n's processes, every `EVERY` seconds, with the time.
+
+    A row's CPU is what the two used between its node's start and end (n8n's `startTime` and
+    `executionTime`), read off these samples: µs per item beside each ratio.
+    """
+
+    EVERY = 0.025
+
+    def __init__(self, serve: int, root: int) -> None:
+        self.serve, self.root = serve, root
+        self.samples: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pids: set[int] = set()
+        looked = 0.0
+        while not self._stop.is_set():
+            now = time.time()
+            if now - looked > 0.5:  # n8n's processes, looked up now and then (a /proc scan)
+                pids |= _descendants(self.root)
+                looked = now
+            n8n = sum(_cpu(pid) for pid in pids)
+            self.samples.append((now, _cpu(self.serve), n8n))
+            self._stop.wait(self.EVERY)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """CPU seconds of serve and of n8n from *start* to *end* (wall-clock seconds)."""
+        return cpu_between(self.samples, start, end)
+
+
+def cpu_between(
+    samples: list[tuple[float, float, float]], start: float, end: float
+) -> tuple[float, float]:
+    """From (time, serve CPU, n8n CPU) samples: what each used from *start* to *end*."""
+    before = max((s for s in samples if s[0] <= start), default=samples[0])
+    after = min((s for s in samples if s[0] >= end), default=samples[-1])
+    return after[1] - before[1], after[2] - before[2]
+
+
+ROWS = ("wa_auth node", "wa_auth node (raw intent)", "HTTP Request per item", "Code node batches")
+
+
+def report(
+    run_data: dict[str, Any], items: int, samples: list[tuple[float, float, float]]
+) -> dict[str, Any]:
+    """The rows (time, items/s, CPU µs per item of serve and n8n) and the ratios of one run."""
     rows: dict[str, Any] = {}
-    for name in (
-        "wa_auth node",
-        "wa_auth node (raw intent)",
-        "HTTP Request per item",
-        "Code node batches",
-    ):
+    for name in ROWS:
         (run,) = run_data[name]
         count = sum(len(output or []) for output in run["data"]["main"])
-        assert count == args.items, (name, count)
+        assert count == items, (name, count)
         seconds = run["executionTime"] / 1000
-        rows[name] = {"seconds": round(seconds, 3), "items_per_s": round(args.items / seconds, 1)}
+        start = run["startTime"] / 1000
+        serve, n8n = cpu_between(samples, start, start + seconds)
+        rows[name] = {
+            "seconds": round(seconds, 3),
+            "items_per_s": round(items / seconds, 1),
+            "cpu_us_per_item": {
+                "serve": round(serve * 1e6 / items),
+                "n8n": round(n8n * 1e6 / items),
+            },
+        }
     http = rows["HTTP Request per item"]["items_per_s"]
     code = rows["Code node batches"]["items_per_s"]
-    result: dict[str, Any] = {"items": args.items, "rows": rows}
+    result: dict[str, Any] = {"items": items, "rows": rows}
     for name, key in (("wa_auth node", "node"), ("wa_auth node (raw intent)", "raw_node")):
         result[f"{key}_vs_http_request"] = round(rows[name]["items_per_s"] / http, 2)
         result[f"{key}_vs_code_node"] = round(rows[name]["items_per_s"] / code, 2)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1000, help="items in the execution (1000)")
+    parser.add_argument(
+        "--peer",
+        choices=("nginx", "sandbox"),
+        default="nginx" if nginx_binary() else "sandbox",
+        help="what answers serve like Meta (default: nginx when installed)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, _service(args.peer) as svc:
+        folder = Path(tmp)
+        extension = _extension(folder)
+        path = folder / "bench.json"
+        path.write_text(json.dumps(workflow(svc.url, args.items)), encoding="utf-8")
+        credentials = folder / "credentials.json"
+        data = {"baseUrl": svc.url, "apiKey": KEY}
+        ref = {"id": "waAuthServeApi00", "name": "wa-auth serve", "type": "waAuthApi"}
+        credentials.write_text(json.dumps([{**ref, "data": data}]), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WA_", "N8N_"))}
+        env.update(
+            N8N_BIN=_n8n(),
+            N8N_CREDENTIALS_FILE=str(credentials),
+            N8N_CUSTOM_EXTENSIONS=str(extension),
+        )
+        with subprocess.Popen(
+            ["bash", str(HERE / "run-workflow.sh"), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as proc:
+            sampler = Sampler(svc.proc.pid, proc.pid)
+            try:
+                stdout, stderr = proc.communicate(timeout=1800)
+            finally:
+                sampler.stop()
+        if proc.returncode != 0:
+            try:
+                failed = json.loads(stdout)["data"]["resultData"].get("lastNodeExecuted")
+            except (ValueError, KeyError):
+                failed = None
+            print(f"n8n failed in node {failed!r}:", stderr[-2000:], file=sys.stderr)
+            return 1
+    run_data = json.loads(stdout)["data"]["resultData"]["runData"]
+    result = {"peer": args.peer, **report(run_data, args.items, sampler.samples)}
+    result["load_average"] = os.getloadavg()[0]
     print(json.dumps(result))
     return 0
 

@@ -10,6 +10,7 @@ import { NodeApiError, NodeConnectionTypes, NodeOperationError } from 'n8n-workf
 import { DEFAULT_INTENT, DEFAULT_KEY, properties } from './description';
 import { buildIntent, type MessageType, type SendFields } from './intents';
 import { FAILED, outcomeIndex, SEND_OUTPUTS } from './outcomes';
+import { Params } from './params';
 import { CREDENTIAL, serveRequest } from './transport';
 
 /** Send and Outbox: Replay have one output per outcome; the other operations one output. */
@@ -17,8 +18,8 @@ const OUTPUTS = `={{ ["send", "outboxReplay"].includes($parameter.operation) ? $
 	SEND_OUTPUTS.map((name) => ({ type: 'main', displayName: name })),
 )} : ["main"] }}` as const;
 
-function text(ctx: IExecuteFunctions, name: string, i: number): string {
-	const value = ctx.getNodeParameter(name, i, '') as unknown;
+function text(params: Params, name: string, i: number): string {
+	const value = params.get(name, i, '');
 	return value === undefined || value === null ? '' : String(value);
 }
 
@@ -26,54 +27,59 @@ function text(ctx: IExecuteFunctions, name: string, i: number): string {
  * The item's idempotency key. The default is computed here rather than by n8n's expression
  * engine: the same text, without an expression evaluation per item (most of a large batch's time).
  */
-function idempotencyKey(ctx: IExecuteFunctions, i: number): string {
-	const raw = ctx.getNode().parameters.idempotencyKey;
+function idempotencyKey(ctx: IExecuteFunctions, params: Params, i: number): string {
+	const raw = params.raw.idempotencyKey;
 	if (raw === undefined || raw === DEFAULT_KEY) {
 		return `${ctx.getWorkflow().id ?? ''}-${ctx.getExecutionId()}-${i}`;
 	}
-	return text(ctx, 'idempotencyKey', i);
+	return text(params, 'idempotencyKey', i);
 }
 
 /** The raw intent: the input item itself by default (again without an expression per item). */
-function rawIntent(ctx: IExecuteFunctions, items: INodeExecutionData[], i: number): unknown {
-	const raw = ctx.getNode().parameters.intent;
+function rawIntent(params: Params, items: INodeExecutionData[], i: number): unknown {
+	const raw = params.raw.intent;
 	if (raw === undefined || raw === DEFAULT_INTENT) return items[i].json;
-	return ctx.getNodeParameter('intent', i);
+	return params.get('intent', i);
 }
 
-function sendFields(ctx: IExecuteFunctions, items: INodeExecutionData[], i: number): SendFields {
-	const messageType = ctx.getNodeParameter('messageType', i) as MessageType;
-	const options = ctx.getNodeParameter('options', i, {}) as IDataObject;
+function sendFields(
+	ctx: IExecuteFunctions,
+	params: Params,
+	items: INodeExecutionData[],
+	i: number,
+): SendFields {
+	const messageType = params.get('messageType', i) as MessageType;
+	const options = params.get('options', i, {}) as IDataObject;
 	const fields: SendFields = {
 		messageType,
-		to: messageType === 'raw' ? '' : text(ctx, 'to', i),
-		idempotencyKey: idempotencyKey(ctx, i),
+		to: messageType === 'raw' ? '' : text(params, 'to', i),
+		idempotencyKey: idempotencyKey(ctx, params, i),
 		phoneNumberId: typeof options.phoneNumberId === 'string' ? options.phoneNumberId : undefined,
 		consumer: typeof options.consumer === 'string' ? options.consumer : undefined,
 	};
 	switch (messageType) {
 		case 'text':
-			fields.text = text(ctx, 'text', i);
-			fields.previewUrl = ctx.getNodeParameter('previewUrl', i, false) as boolean;
+			fields.text = text(params, 'text', i);
+			fields.previewUrl = params.get('previewUrl', i, false) as boolean;
 			break;
 		case 'template':
-			fields.templateName = text(ctx, 'templateName', i);
-			fields.languageCode = text(ctx, 'languageCode', i);
-			fields.templateComponents = ctx.getNodeParameter('templateComponents', i, '');
+			fields.templateName = text(params, 'templateName', i);
+			fields.languageCode = text(params, 'languageCode', i);
+			fields.templateComponents = params.get('templateComponents', i, '');
 			break;
 		case 'media':
-			fields.mediaType = text(ctx, 'mediaType', i);
-			fields.mediaSource = text(ctx, 'mediaSource', i) === 'id' ? 'id' : 'link';
-			fields.media = text(ctx, 'media', i);
-			fields.caption = text(ctx, 'caption', i);
-			fields.filename = fields.mediaType === 'document' ? text(ctx, 'filename', i) : '';
+			fields.mediaType = text(params, 'mediaType', i);
+			fields.mediaSource = text(params, 'mediaSource', i) === 'id' ? 'id' : 'link';
+			fields.media = text(params, 'media', i);
+			fields.caption = text(params, 'caption', i);
+			fields.filename = fields.mediaType === 'document' ? text(params, 'filename', i) : '';
 			break;
 		case 'interactive':
-			fields.bodyText = text(ctx, 'bodyText', i);
-			fields.buttons = text(ctx, 'buttons', i).split(',');
+			fields.bodyText = text(params, 'bodyText', i);
+			fields.buttons = text(params, 'buttons', i).split(',');
 			break;
 		case 'raw':
-			fields.intent = rawIntent(ctx, items, i);
+			fields.intent = rawIntent(params, items, i);
 			break;
 	}
 	return fields;
@@ -123,10 +129,12 @@ async function send(
 	const outputs: INodeExecutionData[][] = SEND_OUTPUTS.map(() => []);
 	const continueOnFail = ctx.continueOnFail();
 	const batch: Array<{ intent: IDataObject; item: number }> = [];
+	const params = new Params(ctx, items);
+	const node = ctx.getNode();
 	for (let i = 0; i < items.length; i++) {
 		try {
 			batch.push({
-				intent: buildIntent(sendFields(ctx, items, i), { node: ctx.getNode(), itemIndex: i }),
+				intent: buildIntent(sendFields(ctx, params, items, i), { node, itemIndex: i }),
 				item: i,
 			});
 		} catch (error) {
