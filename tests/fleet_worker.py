@@ -23,7 +23,10 @@ active candidate is the fleet's (`shared=state.rotation`).
 - `{"op": "wait_rotation", "version": v}`: wait until the local copy of the rotation has
   reached version *v* -> `{"ok": bool}`;
 - `{"op": "health"}`: `client.token_health()`, its cache the fleet's (`state.health`) ->
-  `{"valid": bool, "fp": fingerprint}`.
+  `{"valid": bool, "fp": fingerprint}`;
+- `{"op": "send_many", "n": N, "rate": R, "key": prefix}`: N texts through a guard paced by
+  the fleet's limiter at R/s (half of it each while Redis is down), each with its own
+  idempotency key -> the count of each delivery state, and the limiter's fall-backs.
 """
 
 from __future__ import annotations
@@ -56,6 +59,33 @@ def _rotate(command: dict[str, Any], provider: RotatingTokenProvider) -> dict[st
         return {"error": type(exc).__name__}
 
 
+def _answer_fleet(command: dict[str, Any], state: RedisState, guard: Guard) -> Any:
+    op = command["op"]
+    if op == "send_many":
+        limiter = state.limiter(rate=command["rate"], pair_interval=None, expected_workers=2)
+        paced = Guard(guard.client, pauses=state.pauses, limiter=limiter)
+        states: dict[str, int] = {}
+        for i in range(command["n"]):
+            intent = Intent.text(command["to"], "hi", idempotency_key=f"{command['key']}-{i}")
+            delivery = paced.send(intent)
+            states[delivery.state] = states.get(delivery.state, 0) + 1
+        return {"states": states, "fallbacks": limiter.fallbacks}
+    if op == "health":
+        health = guard.client.token_health()
+        return {"valid": health.valid, "fp": health.token_fingerprint}
+    if op == "wait_synced":
+        want = command["synced"]
+        stores = (state.verdicts, state.pauses)
+        return {"ok": _poll(lambda: all(s.synced.is_set() == want for s in stores), 15)}
+    if op == "fallbacks":
+        return {"verdicts": state.verdicts.fallbacks, "pauses": state.pauses.fallbacks}
+    if op == "rotate":
+        assert isinstance(guard.client.token_provider, RotatingTokenProvider)
+        return _rotate(command, guard.client.token_provider)
+    version = command["version"]  # wait_rotation
+    return {"ok": _poll(lambda: state.rotation.peek("main").version >= version)}
+
+
 def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: str) -> Any:
     op = command["op"]
     if op == "send":
@@ -78,21 +108,8 @@ def _answer(command: dict[str, Any], state: RedisState, guard: Guard, number: st
     if op == "resume":
         guard.resume(command["number"])
         return {"ok": True}
-    if op == "health":
-        health = guard.client.token_health()
-        return {"valid": health.valid, "fp": health.token_fingerprint}
-    if op == "wait_synced":
-        want = command["synced"]
-        stores = (state.verdicts, state.pauses)
-        return {"ok": _poll(lambda: all(s.synced.is_set() == want for s in stores), 15)}
-    if op == "fallbacks":
-        return {"verdicts": state.verdicts.fallbacks, "pauses": state.pauses.fallbacks}
-    if op == "rotate":
-        assert isinstance(guard.client.token_provider, RotatingTokenProvider)
-        return _rotate(command, guard.client.token_provider)
-    if op == "wait_rotation":
-        version = command["version"]
-        return {"ok": _poll(lambda: state.rotation.peek("main").version >= version)}
+    if op in {"send_many", "health", "wait_synced", "fallbacks", "rotate", "wait_rotation"}:
+        return _answer_fleet(command, state, guard)
     if op == "reserve":
         limiter = state.limiter(
             rate=command["rate"],

@@ -74,10 +74,33 @@ def test_redis_killed_and_restarted_under_running_workers(fleet, redis_server):
     # B resumes for the fleet; the verdict still refuses the dead token everywhere.
     assert b.ask(op="resume", number=number) == {"ok": True}
     for worker in (a, c):
-        assert worker.ask(op="wait_pause", number=number, present=False) == {"ok": True}
+        cleared = worker.ask(op="wait_pause", number=number, present=False)
+        assert cleared == {"ok": True}, [w.ask(op="fallbacks") for w in (a, b, c)]
     answers = [worker.ask(op="send", to=TO) for worker in (a, b, c)]
     assert all(answer["error"] == "TokenRevokedError" for answer in answers), answers
     assert _with(sb, token) == dead_requests  # not one request more with the dead token
+
+
+def test_redis_killed_while_workers_send_nothing_is_lost_or_sent_twice(fleet, redis_server):
+    """Two workers send 40 messages each, paced by the fleet's limiter, while Redis is killed
+    and started again: every message is delivered once, the limiter fell back meanwhile."""
+    sb, _token, start = fleet
+    workers = start(2)
+    before = len(sb.messages())
+    for i, worker in enumerate(workers):
+        worker.tell(op="send_many", n=40, rate=20.0, to=TO, key=f"w{i}")
+    time.sleep(1.0)
+    redis_server.stop()
+    try:
+        time.sleep(1.0)
+    finally:
+        redis_server.start()
+    answers = [worker.read() for worker in workers]
+
+    assert [answer["states"] for answer in answers] == [{"delivered": 40}] * 2, answers
+    keys = [m.idempotency_key for m in sb.messages()[before:]]
+    assert sorted(keys) == sorted(f"w{i}-{n}" for i in range(2) for n in range(40))
+    assert sum(answer["fallbacks"] for answer in answers) > 0  # Redis died mid-run
 
 
 def test_a_promotion_by_one_process_is_what_the_others_send_with(fleet):

@@ -508,6 +508,23 @@ def test_redis_killed_and_restarted_the_fleet_converges(redis_server):
         assert b.limiter().held("7", None) > 50  # told to the fleet by the next reservation
 
 
+def test_a_write_that_fell_back_while_the_listener_stayed_reaches_the_fleet(two):
+    """A's command call fails (here: within a second of a failure) while its listener stays
+    connected: no reconnection will ever reload, so the fall-back asks for a load itself."""
+    a, b = two
+    a.connection._down_until = time.monotonic() + 60  # every call of A fails at once
+    a.verdicts.record(FP, from_response(401, REVOKED))
+    a.pauses.put(_pause("110"))
+    assert (a.verdicts.fallbacks, a.pauses.fallbacks) == (1, 1)
+    assert a.verdicts.synced.is_set()  # the listener never lost Redis
+
+    assert _eventually(lambda: b.verdicts.get(FP) is not None)
+    assert _eventually(lambda: b.pauses.get("account", "110") is not None)
+    a.connection._down_until = time.monotonic() + 60
+    a.pauses.clear("account", "110")  # a resume that fell back reaches the fleet too
+    assert _eventually(lambda: b.pauses.get("account", "110") is None)
+
+
 def _status(message: str, name: str) -> MessageStatus:
     return MessageStatus(id=message, status=name, key=f"status:{message}:{name}")
 

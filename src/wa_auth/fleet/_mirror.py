@@ -3,7 +3,9 @@
 The store publishes each change on its channel. The mirror subscribes, then has the store load
 everything (subscribing first, nothing falls between), then hands it each message. When Redis
 goes away, `synced` is cleared and the mirror tries again every half second; once back, the
-store loads everything again, so every copy converges.
+store loads everything again, so every copy converges. A write that fell back while the mirror
+stayed connected (the command connection failed alone, or within a second of a failure) asks
+for the same (`resync()`): the store's next load writes what it kept locally for the fleet.
 
 A process forked from one that holds a mirror has no listener thread (`fork()` copies only the
 calling thread): the mirror then marks itself stale, and its store's first use in the child
@@ -60,6 +62,8 @@ class Mirror:
         self.synced = threading.Event()
         #: True in a forked child until the first use starts the listener again.
         self.stale = False
+        #: True when a write fell back: the listener loads (and writes) the store again.
+        self._resync = False
         self._revive_lock = threading.Lock()
         self._start()
         in_child_after_fork(self._after_fork)
@@ -89,6 +93,10 @@ class Mirror:
                 self._start()
                 self.stale = False
 
+    def resync(self) -> None:
+        """Have the listener load the store again soon (a write of the store fell back)."""
+        self._resync = True
+
     def _listen(self) -> None:
         while not self._stop.is_set():
             pubsub = None
@@ -96,9 +104,13 @@ class Mirror:
                 with translate(self._redis.address, "listening for changes"):
                     pubsub = self._redis.pubsub()
                     pubsub.subscribe(self._channel)
+                    self._resync = False
                     self._reload()
                     self.synced.set()
                     while not self._stop.is_set():
+                        if self._resync:
+                            self._resync = False
+                            self._reload()
                         message = pubsub.get_message(timeout=0.2)
                         if message is not None and message.get("type") == "message":
                             self._apply(message["data"])

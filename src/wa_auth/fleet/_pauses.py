@@ -131,6 +131,7 @@ class RedisPauseStore:
             self._dirty[key] = pause
         self.fallbacks += 1
         fell_back(self.events, "pauses", exc, self.fallbacks)
+        self._mirror.resync()  # the next load writes the change for the fleet
 
     def _write(self, key: _Key, pause: Pause | None) -> None:
         self._mirror.revive()
@@ -196,7 +197,12 @@ class RedisPauseStore:
             pipe = client.pipeline(transaction=True)
             for key, pause in dirty.items():
                 self._queue(pipe, key, pause)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except Exception:
+                with self._lock:  # kept for the next load (a newer change wins)
+                    self._dirty = {**dirty, **self._dirty}
+                raise
         found: dict[_Key, Pause] = {}
         for value in client.hvals(self._hash):
             raw = text(value)

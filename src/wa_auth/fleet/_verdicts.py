@@ -126,6 +126,7 @@ class RedisVerdictStore:
     def _fell_back(self, exc: StateUnavailableError) -> None:
         self.fallbacks += 1
         fell_back(self.events, "verdicts", exc, self.fallbacks)
+        self._mirror.resync()  # the next load writes the verdict for the fleet
 
     def record(self, fingerprint: str, error: ApiError) -> None:
         """Remember, for the fleet, that the token with *fingerprint* is dead because of *error*.
