@@ -34,6 +34,9 @@ before(async () => {
 	serve = await new FakeServe((call: Call) => {
 		if (call.method === 'POST' && call.path === '/send') {
 			const intents = call.body as IDataObject[];
+			if (intents[0].to === '+19999999999') {
+				return { status: 400, body: { ok: false, error: { message: 'refused batch' } } };
+			}
 			return {
 				status: 200,
 				body: {
@@ -141,6 +144,34 @@ test('Send posts the items in batches and routes each result to its outcome, pai
 	assert.deepEqual(
 		outputs[0][0].json,
 		result({ to: '+10000000001', idempotency_key: 'wf-exec-0' }, 1),
+	);
+});
+
+test('a refused batch stops the batches not yet posted (two are in flight at most)', async () => {
+	serve.calls = [];
+	const refused = (i: number) => (i === 0 ? '+19999999999' : '+10000000001');
+	const items = Array.from({ length: 6 }, (_, i) => ({ n: i }));
+	const error = await run(context(items, sendText(refused, { batchSize: 1 }))).then(
+		() => assert.fail('no error'),
+		(e: unknown) => e,
+	);
+	assert.ok(error instanceof NodeApiError);
+	assert.match(String((error as Error).message), /refused batch/);
+	const sends = serve.calls.filter((c) => c.path === '/send');
+	assert.ok(sends.length <= 2, `${sends.length} batches posted`);
+	// With Continue On Fail, every other batch goes out, and the outputs keep the items' order.
+	serve.calls = [];
+	const outputs = await run(
+		context(items, sendText(refused, { batchSize: 1 }), { continueOnFail: true }),
+	);
+	assert.equal(serve.calls.filter((c) => c.path === '/send').length, 6);
+	assert.deepEqual(
+		outputs[0].map((item) => (item.pairedItem as { item: number }).item),
+		[1, 2, 3, 4, 5],
+	);
+	assert.deepEqual(
+		outputs[5].map((item) => (item.pairedItem as { item: number }).item),
+		[0],
 	);
 });
 

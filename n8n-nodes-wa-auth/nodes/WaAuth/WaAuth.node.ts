@@ -13,6 +13,9 @@ import { FAILED, outcomeIndex, SEND_OUTPUTS } from './outcomes';
 import { Params } from './params';
 import { CREDENTIAL, serveRequest } from './transport';
 
+/** Send's requests to serve in flight at once (each a batch). */
+const IN_FLIGHT = 2;
+
 /** Send and Outbox: Replay have one output per outcome; the other operations one output. */
 const OUTPUTS = `={{ ["send", "outboxReplay"].includes($parameter.operation) ? ${JSON.stringify(
 	SEND_OUTPUTS.map((name) => ({ type: 'main', displayName: name })),
@@ -146,21 +149,47 @@ async function send(
 	const options = ctx.getNodeParameter('options', 0, {}) as IDataObject;
 	const size =
 		typeof options.batchSize === 'number' && options.batchSize > 0 ? options.batchSize : 200;
+	const chunks: Array<Array<{ intent: IDataObject; item: number }>> = [];
 	for (let start = 0; start < batch.length; start += size) {
-		const chunk = batch.slice(start, start + size);
+		chunks.push(batch.slice(start, start + size));
+	}
+	// Two requests in flight: n8n reads one answer while serve sends the next batch. Without
+	// Continue On Fail, a failed request stops the batches not yet posted (their idempotency
+	// keys make a retried execution safe for the one that was in flight).
+	const answers: Array<Promise<unknown>> = [];
+	let stop = false;
+	const post = async (n: number): Promise<unknown> => {
+		const before = answers[n - IN_FLIGHT];
+		if (before !== undefined) await before.catch(() => undefined);
+		if (stop) throw new NodeOperationError(ctx.getNode(), 'not sent: an earlier batch failed');
+		const request = serveRequest(ctx, 'POST', '/send', {
+			body: chunks[n].map((c) => c.intent),
+			itemIndex: chunks[n][0].item,
+		});
+		request.catch(() => {
+			stop = !continueOnFail;
+		});
+		return (await request).body.results;
+	};
+	for (let n = 0; n < chunks.length; n++) {
+		const answer = post(n);
+		answer.catch(() => undefined); // handled below, in order; never an unhandled rejection
+		answers.push(answer);
+	}
+	for (let n = 0; n < chunks.length; n++) {
+		const chunk = chunks[n];
 		try {
-			const answer = await serveRequest(ctx, 'POST', '/send', {
-				body: chunk.map((c) => c.intent),
-				itemIndex: chunk[0].item,
-			});
 			route(
 				outputs,
-				answer.body.results,
+				await answers[n],
 				chunk.map((c) => c.item),
 				ctx,
 			);
 		} catch (error) {
-			if (!continueOnFail) throw nodeError(ctx, error, chunk[0].item);
+			if (!continueOnFail) {
+				await Promise.allSettled(answers); // nothing left in flight behind the error
+				throw nodeError(ctx, error, chunk[0].item);
+			}
 			for (const c of chunk) outputs[FAILED].push(errorItem(error as Error, c.item));
 		}
 	}
