@@ -32,7 +32,7 @@ from aiohttp import http_exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import LONG, record_reliability
+from helpers import LONG, Clock, record_reliability
 from running import valid
 from serving import KEY, serve_env, text
 from wa_auth._cli._serve import _connections as _serve_net
@@ -481,6 +481,32 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(sandbox, tmp_path)
         svc.stop()
 
 
+def test_a_burst_past_the_cap_is_answered_never_cut(sandbox, tmp_path):
+    """--max-connections 4, 24 clients connecting at once and sending at once: each gets an answer.
+
+    Before, a connection accepted at the cap closed the one that had waited longest for its
+    request, however young: a burst's own connections were cut before they could send.
+    """
+    env = serve_env(sandbox, sandbox.issue_token())
+    with logged(env, tmp_path, "--max-connections", "4", "--header-timeout", "60") as svc:
+        socks = [svc.connect() for _ in range(24)]
+        for sock in socks:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = []
+        for sock in socks:
+            sock.settimeout(HARD)
+            data = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    data += chunk
+            answers.append(data.split(b"\r\n", 1)[0])
+            sock.close()
+        assert all(
+            line in (b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Service Unavailable") for line in answers
+        ), answers
+        svc.stop()
+
+
 def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(sandbox, tmp_path):
     """--max-connections 2, both busy with a send: a third connection is a JSON 503, then served."""
     sandbox.set_faults(latency=2.0)
@@ -675,7 +701,8 @@ class _Conn:
 def test_at_the_cap_the_oldest_waiting_connection_is_evicted_once():
     """Full: the longest-waiting connection is closed, once, and the listener waits for it."""
     log = io.StringIO()
-    conns = _serve_net.Connections(3, write_timeout=1, log=log)
+    clock = Clock(100.0)
+    conns = _serve_net.Connections(3, write_timeout=1, log=log, monotonic=clock)
     a, b, c = _Conn(), _Conn(), _Conn()
     for conn in (a, b, c):
         assert conns.has_room()
@@ -683,6 +710,7 @@ def test_at_the_cap_the_oldest_waiting_connection_is_evicted_once():
     conns.begin(a)
     conns.written(a)  # answered: now the one that waited least
     assert not conns.has_room()
+    clock.t += _serve_net.EVICT_AFTER
     assert conns.make_room() == "wait"
     assert (a.aborts, b.aborts, c.aborts) == (0, 1, 0)
     assert conns.make_room() == "wait"  # b is still closing: nobody else is closed for it
@@ -691,6 +719,25 @@ def test_at_the_cap_the_oldest_waiting_connection_is_evicted_once():
     assert conns.has_room()
     (note,) = [valid(json.loads(raw)) for raw in log.getvalue().splitlines()]
     assert (note["event"], note["open"], note["cap"], note["evicted"]) == ("connections", 2, 3, 1)
+
+
+def test_at_the_cap_a_connection_that_just_opened_is_not_evicted():
+    """A burst that connects at once is no slowloris: the listener rests, nobody is closed.
+
+    n8n's HTTP Request node posts 1,000 items on 1,000 connections opened at once; closing the
+    youngest ones for the next failed them ("socket hang up") before they could send.
+    """
+    clock = Clock(100.0)
+    conns = _serve_net.Connections(2, write_timeout=1, log=io.StringIO(), monotonic=clock)
+    a, b = _Conn(), _Conn()
+    conns.opened(a)
+    conns.opened(b)
+    clock.t += _serve_net.EVICT_AFTER / 2
+    assert conns.make_room() == "rest"
+    assert (a.aborts, b.aborts, conns.evicted) == (0, 0, 0)
+    clock.t += _serve_net.EVICT_AFTER / 2
+    assert conns.make_room() == "wait"
+    assert (a.aborts, b.aborts, conns.evicted) == (1, 0, 1)
 
 
 def test_at_the_cap_with_every_connection_busy_the_new_one_is_refused():

@@ -12,9 +12,10 @@ text of a message). Here:
   request, and one that sent half a request still waits for one;
 - at most `cap` connections hold a descriptor, below the open-file limit: the listener
   accepts only when there is room (`Site`), and a connection waiting to be accepted at the
-  cap closes the one that has waited longest for a request (what a slow client holds), or is
-  answered 503 and closed when every connection is busy with a request. A slowloris can hold
-  connections, but it cannot lock out a client that sends its request at once;
+  cap closes the one that has waited longest for a request (what a slow client holds) once it
+  has waited `EVICT_AFTER`, or is answered 503 and closed when every connection is busy with a
+  request. A slowloris can hold connections, but it cannot lock out a client that sends its
+  request at once, and a burst of clients that send at once is not closed for each other;
 - an answer the client does not read within the write timeout aborts its connection
   (`Connections.sweep`, once a second);
 - a request aiohttp cannot parse is answered with the CLI's JSON error, which names the kind
@@ -54,6 +55,12 @@ MALFORMED_ROUTE: Final = "malformed"
 ACCEPT_BATCH: Final = 128
 #: Seconds between two looks for answers their client does not read (the write bound's grain).
 SWEEP: Final = 1.0
+#: Seconds a connection must have waited for a request before it may be closed for a new one:
+#: a burst of clients that connect at once and send at once (n8n's HTTP Request node posting
+#: 1,000 items) is not a slowloris, and closing its youngest connections would fail them.
+EVICT_AFTER: Final = 0.25
+#: Seconds the listener rests when the cap is reached and no connection may be closed yet.
+REST: Final = 0.05
 
 #: What each parse failure is called in the answer: the kind, never the bytes.
 _FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
@@ -66,7 +73,7 @@ _FAULTS: Final[tuple[tuple[type[Exception], str], ...]] = (
 
 _log = logging.getLogger("wa_auth.serve")
 
-Decision = Literal["wait", "refuse"]
+Decision = Literal["wait", "rest", "refuse"]
 
 
 class Tracked(Protocol):
@@ -168,8 +175,9 @@ class Connections:
         self._log = log
         self._monotonic = monotonic
         self._clock = clock
-        # Insertion-ordered: the connection that has waited longest for a request is first.
-        self._waiting: dict[Tracked, None] = {}
+        # Insertion-ordered: the connection that has waited longest for a request is first,
+        # with the time it began to wait.
+        self._waiting: dict[Tracked, float] = {}
         self._busy: set[Tracked] = set()
         self._closing: set[Tracked] = set()
         self._accepting: set[asyncio.Task[Any]] = set()
@@ -201,8 +209,10 @@ class Connections:
 
         `wait` while a connection is closing (its descriptor is freed on the event loop's
         next turn), after closing the longest-waiting connection if none was closing yet.
-        `refuse` when every connection is busy with a request: the new connection is
-        answered 503 and closed at once.
+        `rest` when that connection has waited less than `EVICT_AFTER`: it is likely about to
+        send its request, so the listener rests a moment instead. `refuse` when every
+        connection is busy with a request: the new connection is answered 503 and closed at
+        once.
         """
         if self._closing:
             return "wait"
@@ -211,6 +221,8 @@ class Connections:
             self.refused += 1
             self._note()
             return "refuse"
+        if self._monotonic() - self._waiting[victim] < EVICT_AFTER:
+            return "rest"
         self._abort(victim)
         self.evicted += 1
         self._note()
@@ -228,7 +240,7 @@ class Connections:
 
     def opened(self, conn: Tracked) -> None:
         """Count *conn*, which now waits for its first request."""
-        self._waiting[conn] = None
+        self._waiting[conn] = self._monotonic()
 
     def closed(self, conn: Tracked) -> None:
         """Forget *conn*: its transport is gone, and its descriptor with it."""
@@ -260,7 +272,7 @@ class Connections:
         self._writing.pop(conn, None)
         if conn in self._busy:
             self._busy.discard(conn)
-            self._waiting[conn] = None
+            self._waiting[conn] = self._monotonic()
 
     def sweep(self) -> None:
         """Abort every connection whose client has not read its answer within `write_timeout`."""

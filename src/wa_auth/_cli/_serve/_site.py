@@ -20,7 +20,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from wa_auth._cli import _codes
 from wa_auth._cli._output import http_error
-from wa_auth._cli._serve._connections import ACCEPT_BATCH, BUSY, SWEEP, Connections, fault
+from wa_auth._cli._serve._connections import ACCEPT_BATCH, BUSY, REST, SWEEP, Connections, fault
 from wa_auth._cli._serve._http import JSON_TYPE
 
 __all__ = ["Connection", "Site"]
@@ -204,7 +204,12 @@ class Site(web.BaseSite):
                 if turn:
                     return  # the listener is still readable on the next turn if one waits
                 # Readable at the first turn: a connection waits in the kernel's queue.
-                refuse = self._connections.make_room() == "refuse"
+                decision = self._connections.make_room()
+                if decision == "rest":
+                    loop.remove_reader(listener.fileno())
+                    loop.call_later(REST, self._listen_again, listener)
+                    return
+                refuse = decision == "refuse"
                 if not refuse:
                     return
             try:
