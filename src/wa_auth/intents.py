@@ -149,6 +149,23 @@ class Intent:
             raise RequestValidationError(f"{self.type} object: {exc.message}") from None
         object.__setattr__(self, "content", content)
 
+    def _routed(self, phone_number_id: str) -> Intent:
+        """Return this intent sent from *phone_number_id* (checked here).
+
+        What `attrs.evolve(self, phone_number_id=...)` returns, without checking again the
+        fields it keeps (they were checked when this intent was made, and are frozen): a
+        guard with an outbox records the sender of every intent that has none. A subclass
+        goes through `attrs.evolve`, its own checks included.
+        """
+        if type(self) is not Intent:
+            return attrs.evolve(self, phone_number_id=phone_number_id)
+        check_id("phone_number_id", phone_number_id)
+        routed = object.__new__(Intent)
+        for name in _FIELD_NAMES:
+            object.__setattr__(routed, name, getattr(self, name))
+        object.__setattr__(routed, "phone_number_id", phone_number_id)
+        return routed
+
     # --- constructors -----------------------------------------------------------------------
 
     @classmethod
@@ -313,6 +330,10 @@ class Intent:
         if type(options.get("phone_number_id")) is int:
             options["phone_number_id"] = str(options["phone_number_id"])
         return cls(to=data.get("to"), type=kind, content=data[kind], **options)  # type: ignore[arg-type]
+
+
+#: The fields `Intent._routed` copies.
+_FIELD_NAMES: Final = tuple(field.name for field in attrs.fields(Intent))
 
 
 class _Built(dict[str, Any]):

@@ -220,3 +220,16 @@ def test_send_refuses_what_is_not_an_intent():
         pytest.raises(RequestValidationError, match="takes an Intent"),
     ):
         client.send({"to": TO})  # type: ignore[arg-type]
+
+
+def test_routed_is_evolve_without_checking_again():
+    """The outbox's sender stamp gives what `attrs.evolve` gives, and checks the new id."""
+    import attrs
+
+    intent = Intent.text("+15551234567", "hi", consumer="flow", not_after=2e9)
+    routed = intent._routed("106540352242922")
+    assert routed == attrs.evolve(intent, phone_number_id="106540352242922")
+    assert repr(routed) == repr(attrs.evolve(intent, phone_number_id="106540352242922"))
+    assert intent.phone_number_id is None
+    with pytest.raises(RequestValidationError, match="phone_number_id"):
+        intent._routed("not digits")

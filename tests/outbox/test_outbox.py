@@ -14,6 +14,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from typing import Any
 
 import attrs
@@ -705,6 +706,26 @@ async def test_concurrent_changes_share_one_commit(path):
         await blocked
         assert box.commits - before == 2  # the blocking job's, then the 64 begins'
         assert box.stats().by_state[SENDING] == 64
+
+
+async def test_begins_of_one_loop_turn_wake_the_writer_once(path):
+    """64 begins made in one turn of the loop go out together, the writer idle or not.
+
+    The first begin of a turn does not wake the writer at once (it would take that begin
+    alone, as soon as the loop let go of the GIL): the turn's end does, once.
+    """
+    with SqliteOutbox(path) as box:
+        await box.abegin(intent("first"))  # the writer thread is started, and idle
+
+        async def begin(key: str) -> None:
+            time.sleep(0.0002)  # noqa: ASYNC251 - as a socket call, it lets go of the GIL
+            await box.abegin(intent(key))
+
+        before = box.commits
+        await asyncio.gather(*(begin(f"k{n}") for n in range(64)))
+        # One batch; more only when the writer looked up on its own (every flush interval).
+        assert box.commits - before <= 4
+        assert box.stats().by_state[SENDING] == 65
 
 
 async def test_without_group_commit_each_change_is_a_transaction(path):

@@ -32,7 +32,7 @@ import select
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from wa_auth import _deadline
@@ -143,8 +143,18 @@ class Headers(Mapping[str, str]):
             joined[key] = f"{joined[key]}, {value}" if key in joined else value
         self._items = joined
 
+    #: Not httpx's raw pairs: `models.pick_headers` asks by name (and finds no attribute cheaply).
+    raw = None
+
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The header's value, or *default* (a dict look-up: no KeyError raised and caught)."""
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

@@ -127,6 +127,8 @@ class Database(Committing):
         self._thread: threading.Thread | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
+        #: The event loops with a wake-up of the writer scheduled (`arun`), one per loop turn.
+        self._kicking: set[asyncio.AbstractEventLoop] = set()
 
     def _forked(self) -> None:
         # A connection must not be used across fork(), nor closed in the child (closing may
@@ -209,8 +211,22 @@ class Database(Committing):
 
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put((fn, write, (loop, future)))
+        if self._put((fn, write, (loop, future)), kick=loop) is not None:
+            loop.call_soon(self._kick, loop)
         return await future
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the writer for what this loop's last turn queued: one batch, not one per job.
+
+        A job queued by a coroutine wakes nobody at once: the writer would take it alone, as
+        soon as the loop's next socket call let go of the GIL, and 64 sends in flight would
+        pay a commit for every two of them. The first job of a turn schedules this instead,
+        which runs after the turn's other callbacks (each of which may queue a job too).
+        """
+        with self._cond:
+            self._kicking.discard(loop)
+            if self._urgent:
+                self._cond.notify()
 
     def defer(self, fn: Job | Bulk) -> None:
         """Run *fn* with the next commit, at most `flush_interval` from now; do not wait.
@@ -238,8 +254,18 @@ class Database(Committing):
         """Return once every change submitted so far is committed."""
         await self.arun(_nothing, write=not self.read_only)
 
-    def _put(self, entry: Entry, *, combine: bool = False) -> list[Entry] | None:
-        """Queue *entry*; with *combine*, return the batch to commit when nobody is writing."""
+    def _put(
+        self,
+        entry: Entry,
+        *,
+        combine: bool = False,
+        kick: asyncio.AbstractEventLoop | None = None,
+    ) -> list[Entry] | None:
+        """Queue *entry*; with *combine*, return the batch to commit when nobody is writing.
+
+        With *kick* (the caller's event loop), an urgent entry does not wake the writer: the
+        return is `[]` when the caller must schedule `_kick` on that loop (none is yet).
+        """
         if self._pid != os.getpid():
             self._forked()
         urgent = entry[2] is not None
@@ -259,6 +285,10 @@ class Database(Committing):
                 return self._take()
             if self._thread is None or not self._thread.is_alive():
                 self._start_writer()
+            elif urgent and kick is not None:
+                if kick not in self._kicking:
+                    self._kicking.add(kick)
+                    return []
             elif urgent:
                 # A deferred change wakes nobody (a futex call each): the writer looks at least
                 # every flush interval.

@@ -93,7 +93,7 @@ def begin(intent: Intent, route: str | None) -> PolicyFlow[Intent | Delivery]:
     no event: nothing was sent). Any other refusal is raised.
     """
     if intent.phone_number_id is None and route is not None:
-        intent = attrs.evolve(intent, phone_number_id=route)
+        intent = intent._routed(route)  # noqa: SLF001 - evolve without re-checking
     try:
         yield Begin(intent)
     except OutboxError as exc:
