@@ -109,3 +109,23 @@ async def test_a_delivery_admitted_before_a_kill_is_applied_once_after(tmp_path)
         assert queue.due() == []
     finally:
         queue.close()
+
+
+async def test_a_throughput_change_serve_cannot_place_is_logged_not_retried(caplog):
+    """A THROUGHPUT_UPGRADE named by display number only: a warning, no error, no retry."""
+    from wa_auth import WhatsAppClient
+    from wa_auth._cli._serve._fanout import apply_event
+    from wa_auth.guards import Guard as RealGuard
+    from wa_auth.pacing import LocalRateLimiter
+
+    fixture = Path(__file__).parent / "payloads" / "webhooks"
+    body = json.loads((fixture / "phone_number_quality_update_throughput.json").read_text())
+    (event,) = parse(body["payload"])
+    limiter = LocalRateLimiter()
+    client = WhatsAppClient(token="EAAG" + "x" * 60, phone_number_id="111")
+    with caplog.at_level("WARNING", logger="wa_auth.serve"):
+        await apply_event(RealGuard(client, limiter=limiter), event)
+    assert "phone_number_id=" in caplog.text
+    assert limiter.rate("111") == 80.0
+    with pytest.raises(TypeError):  # anything else still raises
+        await apply_event(RealGuard(client, limiter=limiter), {"not": "an event"})
