@@ -109,3 +109,81 @@ async def test_a_delivery_admitted_before_a_kill_is_applied_once_after(tmp_path)
         assert queue.due() == []
     finally:
         queue.close()
+
+
+async def test_a_throughput_change_serve_cannot_place_is_logged_not_retried(caplog):
+    """A THROUGHPUT_UPGRADE named by display number only: a warning, no error, no retry."""
+    from wa_auth import WhatsAppClient
+    from wa_auth._cli._serve._fanout import apply_event
+    from wa_auth.guards import Guard as RealGuard
+    from wa_auth.pacing import LocalRateLimiter
+
+    fixture = Path(__file__).parent / "payloads" / "webhooks"
+    body = json.loads((fixture / "phone_number_quality_update_throughput.json").read_text())
+    (event,) = parse(body["payload"])
+    limiter = LocalRateLimiter()
+    client = WhatsAppClient(token="EAAG" + "x" * 60, phone_number_id="111")
+    with caplog.at_level("WARNING", logger="wa_auth.serve"):
+        await apply_event(RealGuard(client, limiter=limiter), event)
+    assert "phone_number_id=" in caplog.text
+    assert limiter.rate("111") == 80.0
+    with pytest.raises(TypeError):  # anything else still raises
+        await apply_event(RealGuard(client, limiter=limiter), {"not": "an event"})
+
+
+async def test_a_forward_resent_after_its_2xx_was_not_noted_carries_the_same_key_and_bytes(
+    tmp_path,
+):
+    """The route answered 2xx but serve could not note it (a kill, a locked file): the forward
+    goes again, byte for byte, with the same X-Wa-Auth-Event-Key, for the receiver to dedupe."""
+    import asyncio
+
+    from aiohttp import web
+
+    from wa_auth._cli._serve._routes import KEY_HEADER
+    from wa_auth.errors import OutboxError
+
+    posts: list[tuple[str, bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        posts.append((request.headers[KEY_HEADER], await request.read()))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    route = Route(
+        id="r",
+        url=f"http://127.0.0.1:{runner.addresses[0][1]}/hook",
+        secret="a-route-secret-0123456789",
+    )
+    clock = Clock()
+    queue = open_queue(tmp_path / "q.db", clock)
+    noted = queue.adelivered
+    fails = [1]
+
+    async def adelivered(forward: Any) -> None:
+        if fails[0]:
+            fails[0] -= 1
+            raise OutboxError("the queue file is locked", kind="locked")
+        await noted(forward)
+
+    queue.adelivered = adelivered  # type: ignore[method-assign]
+    settings = HookSettings(app_secret="x" * 20, queue=queue.path, forward_backoff=1.0)
+    pipeline = Fanout(settings, queue, [route], guard=Guard(), clock=clock)
+    try:
+        await pipeline.start()
+        await pipeline.received(delivery("read"))
+        for _ in range(200):
+            if len(posts) >= 2 and not queue.forwards():
+                break
+            await asyncio.sleep(0.05)
+        await pipeline.stop()
+        assert [key for key, _ in posts] == ["status:wamid.1:read"] * 2
+        assert posts[0][1] == posts[1][1]
+        assert queue.forwards() == []
+    finally:
+        queue.close()
+        await runner.cleanup()

@@ -209,6 +209,65 @@ def test_a_value_that_is_no_event_is_a_type_error():
         guard.apply({"status": "failed"})  # type: ignore[arg-type]
 
 
+def late_token_failure(code: int = 190, phone: str = PHONE) -> MessageStatus:
+    body = payload("status_failed_131031")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = phone
+    value["statuses"][0]["errors"] = [
+        {"code": code, "title": "Error validating access token", "message": "expired"}
+    ]
+    (event,) = parse(body)
+    assert isinstance(event, MessageStatus)
+    return event
+
+
+def test_a_late_token_failure_gives_the_numbers_token_a_verdict():
+    """A 190 in a failed status: the token the provider hands out for that number is dead."""
+    clock = Clock(EPOCH)
+    hub, seen = Events(), []
+    hub.subscribe(seen.append)
+    c = client(events=hub)
+    guard = guard_for(c, clock)
+    event = late_token_failure()
+    assert event.category in errors.TOKEN_CLASS
+    applied = guard.apply(event)
+    fingerprint = Token(TOKEN).fingerprint
+    assert applied.actions == ("verdicts",)
+    assert applied.token_fingerprints == (fingerprint,)
+    assert isinstance(c.verdicts.get(fingerprint), errors.AuthError)
+    assert "auth.token_invalidated" in [e.name for e in seen]
+    assert TOKEN not in repr(seen) + json.dumps(applied.to_dict())
+    delivery = guard.send(Intent.text(TO, "hi", idempotency_key="after-190"))
+    assert delivery.state == FAILED
+    assert delivery.category in errors.TOKEN_CLASS
+
+
+def test_a_late_token_failure_reaches_the_numbers_route_only():
+    """A routing provider: the route of the number that sent gets the verdict, not another's."""
+    routes = {PHONE: TOKEN, "106540352242999": OTHER_TOKEN}
+    c = client(token=None, token_provider=RoutingTokenProvider(routes))
+    applied = guard_for(c, Clock(EPOCH)).apply(late_token_failure())
+    assert applied.token_fingerprints == (Token(TOKEN).fingerprint,)
+    assert c.verdicts.get(Token(OTHER_TOKEN).fingerprint) is None
+
+
+def test_a_late_token_failure_of_a_number_the_client_does_not_know_records_nothing():
+    """Another number, a plain provider: nothing says the client's token sent it."""
+    c = client()
+    applied = guard_for(c, Clock(EPOCH)).apply(late_token_failure(phone="106540352242999"))
+    assert (applied.actions, applied.token_fingerprints) == ((), ())
+    assert c.verdicts.get(Token(TOKEN).fingerprint) is None
+
+
+def test_a_late_permission_failure_records_no_verdict():
+    """A 131005 (permission) is not a dead token, as from a send: no verdict."""
+    c = client()
+    applied = guard_for(c, Clock(EPOCH)).apply(late_token_failure(code=131005))
+    assert applied.category not in errors.TOKEN_CLASS
+    assert applied.token_fingerprints == ()
+    assert c.verdicts.get(Token(TOKEN).fingerprint) is None
+
+
 # --- account updates -----------------------------------------------------------------------------
 
 
@@ -301,7 +360,10 @@ def test_a_throughput_upgrade_sets_the_limiters_rate():
     limiter = LocalRateLimiter(rate=80, monotonic=clock.monotonic)
     guard = guard_for(client(), clock, limiter=limiter)
     event = event_of("phone_number_quality_update_throughput")
-    assert guard.apply(event).actions == ()  # it names a display number only
+    with pytest.raises(errors.ConfigurationError, match=r"phone_number_id=") as caught:
+        guard.apply(event)  # it names a display number only
+    assert "16505551234" in str(caught.value) or "display number" in str(caught.value)
+    assert limiter.rate(PHONE) == 80.0
     applied = guard.apply(event, phone_number_id=PHONE)
     assert (applied.actions, applied.rate, applied.phone_number_ids) == (
         ("rate",),

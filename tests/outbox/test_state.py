@@ -213,6 +213,26 @@ async def test_the_state_limiter_sets_the_wrapped_limiters_rate(state):
         await limiter.aset_rate(PHONE, float("inf"))
 
 
+async def test_a_rate_set_is_kept_in_the_file_for_a_later_limiter(tmp_path, clock):
+    """`set_rate` / `aset_rate` write the rate: another limiter, or the next process, paces at it."""
+    with StateFile(tmp_path / "s.db", clock=clock) as st:
+        st.limiter().set_rate(PHONE, 7)
+        await st.limiter().aset_rate("106540352242999", 3.5)
+        assert st.limiter().limiter.rate(PHONE) == 7  # another limiter on the same file
+        st.limiter().set_rate(PHONE, 9)  # the newest rate wins
+        with pytest.raises(ConfigurationError, match="phone_number_id"):
+            st.limiter().set_rate("  ", 5)
+    with StateFile(tmp_path / "s.db", clock=clock) as st:  # a restart
+        later = st.limiter()
+        assert later.limiter.rate(PHONE) == 9
+        assert later.limiter.rate("106540352242999") == 3.5
+    with sqlite3.connect(tmp_path / "s.db") as conn:  # a hand-edited row is no rate
+        conn.execute("INSERT INTO wa_rates VALUES ('106540352242000', 'fast', 0)")
+        conn.execute("INSERT INTO wa_rates VALUES ('106540352242001', -1, 0)")
+    with StateFile(tmp_path / "s.db", clock=clock) as st:
+        assert st.limiter().limiter.rate(PHONE) == 9
+
+
 # --- token health -------------------------------------------------------------------------------
 
 
@@ -249,7 +269,7 @@ def test_one_file_holds_the_outbox_and_the_state(tmp_path):
     conn = sqlite3.connect(path)
     assert sorted(conn.execute("SELECT component, version FROM wa_auth_meta")) == [
         ("outbox", 1),
-        ("state", 1),
+        ("state", 2),
     ]
     conn.close()
 

@@ -33,7 +33,7 @@ import attrs
 from wa_auth import _table
 from wa_auth._delivery import FAILED
 from wa_auth._effects import PolicyFlow
-from wa_auth.errors import ApiError, WhatsAppError, error_class_for
+from wa_auth.errors import ApiError, ConfigurationError, WhatsAppError, error_class_for
 from wa_auth.events import SenderResumed, TokenInvalidated
 from wa_auth.guards._effects import NOW, ClearPause, GetPause, Handle, Runtime
 from wa_auth.guards._flows import learn
@@ -158,17 +158,20 @@ class SetRate:
 
 @attrs.frozen
 class WabaTokens:
-    """The tokens the client's provider hands out now for a WABA: (provider, token) pairs.
+    """The tokens the client's provider hands out now for a WABA or a number: (provider, token).
 
-    Known: a `RoutingTokenProvider`'s route keyed by the WABA id, and, when the client was
-    made with this WABA as its `business_account_id`, the provider of the client's number (a
-    plain provider is the client's for every call, so its token is the WABA's). Not known:
-    a token no provider hands out now (an older one, another process's), and which of a
-    routing provider's per-number routes belong to the WABA (a webhook names the WABA, not
-    its numbers). A provider that cannot hand out a token now is skipped.
+    Known: a `RoutingTokenProvider`'s route keyed by the WABA id; for a number (a failed
+    status names the number that sent), the route `provider_for` gives that number, which is
+    the provider the client sends from it with; and the client's own provider when the client
+    was made with this WABA as its `business_account_id` or this number as its
+    `phone_number_id` (a plain provider is the client's for every call). Not known: a token no
+    provider hands out now (an older one, rotated since the send; another process's), and
+    which of a routing provider's per-number routes belong to a WABA (a webhook names the
+    WABA, not its numbers). A provider that cannot hand out a token now is skipped.
     """
 
-    business_account_id: str
+    business_account_id: str | None
+    phone_number_id: str | None = None
 
     def _providers(self, env: Runtime) -> list[TokenProvider]:
         client = env.client
@@ -176,12 +179,19 @@ class WabaTokens:
         if provider is None:
             return []
         found: list[TokenProvider] = []
+        waba, number = self.business_account_id, self.phone_number_id
         routes = getattr(provider, "routes", None)
-        if isinstance(routes, Mapping) and self.business_account_id in routes:
-            found.append(routes[self.business_account_id])
-        if getattr(client, "business_account_id", None) == self.business_account_id:
-            if hasattr(provider, "provider_for"):
-                with contextlib.suppress(WhatsAppError):  # no route and no default
+        if waba is not None and isinstance(routes, Mapping) and waba in routes:
+            found.append(routes[waba])
+        routing = hasattr(provider, "provider_for")
+        if number is not None and routing:
+            with contextlib.suppress(WhatsAppError):  # no route and no default
+                found.append(provider.provider_for(number))
+        own_waba = waba is not None and getattr(client, "business_account_id", None) == waba
+        own_number = number is not None and getattr(client, "phone_number_id", None) == number
+        if own_waba or own_number:
+            if routing:
+                with contextlib.suppress(WhatsAppError):
                     found.append(provider.provider_for(client.phone_number_id))
             else:
                 found.append(provider)
@@ -299,6 +309,13 @@ def _failure(
     paused = error.category == _table.ACCOUNT_STATE and number is not None
     if paused:
         actions.append("paused")
+    fingerprints: tuple[str, ...] = ()
+    if error.category in _table.TOKEN_CLASS:
+        # The token that sent is not named by Meta: the one the provider hands out now for
+        # that number (or WABA) is recorded, as a raised 190 records the token of its call.
+        fingerprints = yield from _revoke(cfg, WabaTokens(event.business_account_id, number), error)
+        if fingerprints:
+            actions.append("verdicts")
     return Applied(
         key=event.key,
         type=event.type,
@@ -306,8 +323,26 @@ def _failure(
         actions=tuple(actions),
         phone_number_ids=(number,) if number is not None else (),
         paused_until=wall + stop if paused and stop is not None else None,
+        token_fingerprints=fingerprints,
         row=row,
     )
+
+
+def _revoke(cfg: Config, known: WabaTokens, error: ApiError) -> PolicyFlow[tuple[str, ...]]:
+    """Record a verdict on each token *known* finds, invalidate it; return their fingerprints."""
+    fingerprints: list[str] = []
+    pairs: list[tuple[TokenProvider, Token]] = yield known
+    for provider, token in pairs:
+        yield Revoke(provider, token, error)
+        fingerprints.append(token.fingerprint)
+        cfg.events.emit(
+            TokenInvalidated(
+                consumer=cfg.consumer,
+                token_fingerprint=token.fingerprint,
+                category=error.category,
+            )
+        )
+    return tuple(fingerprints)
 
 
 def _account_error(
@@ -396,6 +431,15 @@ def _resume(cfg: Config, numbers: list[str]) -> PolicyFlow[list[str]]:
 def _quality(cfg: Config, event: QualityUpdate, numbers: list[str]) -> PolicyFlow[Applied]:
     """A throughput change paces the number at its new rate (when the guard has a limiter)."""
     rate = THROUGHPUT_EVENTS.get(event.event or "")
+    if rate is not None and cfg.limiter and not numbers:
+        # Meta names the number by its display number only, which no client knows: saying
+        # nothing would leave the number paced at its old tier without anyone noticing.
+        shown = event.display_phone_number if (event.display_phone_number or "").isdigit() else None
+        raise ConfigurationError(
+            f"{event.type} {event.event} names its number by the display number "
+            f"{shown or '(none)'} only: pass the number's id, "
+            "guard.apply(event, phone_number_id=...), to pace it at its new tier"
+        )
     if rate is None or not cfg.limiter or not numbers:
         return Applied(key=event.key, type=event.type, phone_number_ids=tuple(numbers))
     per_second = check_rate(rate)

@@ -226,6 +226,9 @@ class Guard:
         Raises:
             TypeError: *event* is not a webhook event, or the outbox or verdict store is an
                 async-only one.
+            ConfigurationError: A throughput change (`THROUGHPUT_UPGRADE`) names its number by
+                the display number only, the guard has a limiter and no *phone_number_id*
+                was given.
             WhatsAppError: The outbox or pause store failed (`OutboxError`, ...): nothing
                 reported it applied; release the admission so a redelivery is applied.
         """
@@ -236,6 +239,7 @@ class Guard:
 
         Raises:
             TypeError: *event* is not a webhook event.
+            ConfigurationError: See `apply`.
             WhatsAppError: The outbox or pause store failed.
         """
         return await arun(self._applying(event, phone_number_id), self._runtime)

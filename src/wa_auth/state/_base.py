@@ -63,6 +63,16 @@ SCHEMA: Final = Schema(
             )
             """,
         ),
+        # Version 2: the rate `set_rate` gave a number (a throughput tier learned by webhook).
+        (
+            """
+            CREATE TABLE wa_rates (
+                phone_number_id TEXT PRIMARY KEY,
+                per_second REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+        ),
     ),
 )
 

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from wa_auth.errors import ConfigurationError
 from wa_auth.pacing import LocalRateLimiter, RateLimiter, check_rate
 from wa_auth.state._base import StateBase, state_file
 
@@ -21,7 +22,9 @@ class SqliteRateLimiter:
     holding the number back, a 131056 holding one recipient back) is also written to the file
     as a wall-clock time; a limiter made later, in this process or the next, starts with every
     penalty still running, so the next n8n execution does not hit the limit again at once.
-    `refresh()` reads again what other processes learned since.
+    A rate `set_rate` gives a number (a new throughput tier, learned by webhook) is kept in the
+    file too, and a later limiter paces the number at it. `refresh()` reads again what other
+    processes learned since.
 
     Args:
         state: The state file.
@@ -43,12 +46,33 @@ class SqliteRateLimiter:
         ).fetchall()
 
     def refresh(self) -> int:
-        """Apply the penalties still running in the file to the limiter; return how many."""
+        """Apply the file's rates and its penalties still running to the limiter.
+
+        Returns:
+            How many penalties were applied.
+        """
         now = self._state.clock()
-        rows = self._state.db.read(lambda c: self._penalties(c, now))
+        rows, rates = self._state.db.read(lambda c: (self._penalties(c, now), _rates(c)))
+        set_rate = getattr(self.limiter, "set_rate", None)
+        if set_rate is not None:
+            for phone_number_id, per_second in rates:
+                set_rate(phone_number_id, per_second)
         for phone_number_id, recipient, until in rows:
             self.limiter.penalize(phone_number_id, recipient or None, until - now)
         return len(rows)
+
+    def _rate_job(self, phone_number_id: str, rate: float) -> Callable[[sqlite3.Connection], None]:
+        values = (phone_number_id, rate, self._state.clock())
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO wa_rates (phone_number_id, per_second, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (phone_number_id) DO UPDATE SET per_second = excluded.per_second, "
+                "updated_at = excluded.updated_at",
+                values,
+            )
+
+        return job
 
     def _penalize_job(
         self, phone_number_id: str, recipient: str | None, seconds: float
@@ -92,22 +116,27 @@ class SqliteRateLimiter:
         return 0.0 if held is None else float(held(phone_number_id, recipient))
 
     def set_rate(self, phone_number_id: str, per_second: float) -> None:
-        """Pace the number at *per_second* (the wrapped limiter's rate; not kept in the file).
+        """Pace the number at *per_second*, here and in the file (a later limiter starts at it).
 
         Raises:
-            ConfigurationError: *per_second* fails `check_rate`.
+            ConfigurationError: *per_second* fails `check_rate`, or *phone_number_id* is not a
+                non-blank string.
         """
         rate = check_rate(per_second)
+        job = self._rate_job(_phone(phone_number_id), rate)
         set_rate = getattr(self.limiter, "set_rate", None)
         if set_rate is not None:
             set_rate(phone_number_id, rate)
+        self._state.db.run(job)
 
     async def aset_rate(self, phone_number_id: str, per_second: float) -> None:
-        """Pace the number at *per_second* (see `set_rate`)."""
+        """Pace the number at *per_second*, here and in the file (see `set_rate`)."""
         rate = check_rate(per_second)
+        job = self._rate_job(_phone(phone_number_id), rate)
         aset_rate = getattr(self.limiter, "aset_rate", None)
         if aset_rate is not None:
             await aset_rate(phone_number_id, rate)
+        await self._state.db.arun(job)
 
     async def aacquire(
         self, phone_number_id: str, recipient: str | None, *, max_wait: float = math.inf
@@ -129,3 +158,23 @@ class SqliteRateLimiter:
 
     def __repr__(self) -> str:
         return f"SqliteRateLimiter({self._state.path!r}, limiter={self.limiter!r})"
+
+
+def _phone(phone_number_id: object) -> str:
+    if not isinstance(phone_number_id, str) or not phone_number_id.strip():
+        raise ConfigurationError(
+            f"phone_number_id must be a non-blank string, got a {type(phone_number_id).__name__}"
+        )
+    return phone_number_id
+
+
+def _rates(conn: sqlite3.Connection) -> builtins.list[tuple[str, float]]:
+    # A hand-edited row that is not a positive finite rate is not a rate.
+    return [
+        (str(phone), float(rate))
+        for phone, rate in conn.execute(
+            "SELECT phone_number_id, per_second FROM wa_rates WHERE typeof(phone_number_id) = "
+            "'text' AND typeof(per_second) IN ('integer', 'real') AND per_second > 0"
+        )
+        if math.isfinite(rate)
+    ]

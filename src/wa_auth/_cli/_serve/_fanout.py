@@ -31,7 +31,7 @@ import aiohttp
 from wa_auth._cli._serve._hooks_settings import MAX_BACKOFF, HookSettings
 from wa_auth._cli._serve._queue import Delivery, Forward, WebhookQueue
 from wa_auth._cli._serve._routes import KEY_HEADER, SIGNATURE_HEADER, Route, sign
-from wa_auth.errors import WhatsAppError
+from wa_auth.errors import ConfigurationError, WhatsAppError
 from wa_auth.webhooks import parse
 from wa_auth.webhooks._admission import APPLY, _emit
 
@@ -49,9 +49,16 @@ _log = logging.getLogger("wa_auth.serve")
 async def apply_event(guard: Any, event: Any) -> None:
     """Apply *event* to the guard (`Guard.aapply`): what a raised error of its category does.
 
-    The guard's outbox turns a failed status's row `failed` on the way (`aapply_status`).
+    The guard's outbox turns a failed status's row `failed` on the way (`aapply_status`). A
+    throughput change that names its number by the display number only cannot be placed
+    (`Guard.apply` refuses it): it is logged, not retried, since a retry cannot place it either.
     """
-    await guard.aapply(event)
+    try:
+        await guard.aapply(event)
+    except ConfigurationError as exc:
+        if getattr(event, "type", None) != "phone_number_quality_update":
+            raise
+        _log.warning("a webhook event was not applied: %s", exc.message)
 
 
 class Fanout:
