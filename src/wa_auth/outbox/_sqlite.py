@@ -4,42 +4,30 @@ from __future__ import annotations
 
 import builtins
 import os
-import secrets
-import socket
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
-from wa_auth._closing import AsyncClosing, Closing
 from wa_auth._sqlite import DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, Bulk, Database
 from wa_auth.intents import Intent
 from wa_auth.outbox._common import (
-    Replaying,
-    check_after,
     check_ages,
-    check_count,
-    check_intent,
-    check_markable,
     check_seconds,
     list_job,
 )
 from wa_auth.outbox._jobs import Jobs
+from wa_auth.outbox._shell import DatabaseOutbox
 from wa_auth.outbox._sql import SCHEMA, intent_row, settle_values
 from wa_auth.outbox._values import (
-    DEFAULT_BATCH,
     DEFAULT_LEASE,
-    PENDING,
     SENDING,
     OutboxRow,
     OutboxStats,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
     from wa_auth._delivery import Delivery
     from wa_auth.errors import OutboxError
-    from wa_auth.webhooks import MessageStatus
 
 __all__ = ["DEFAULT_CHECK_TIMEOUT", "SqliteOutbox"]
 
@@ -48,7 +36,7 @@ __all__ = ["DEFAULT_CHECK_TIMEOUT", "SqliteOutbox"]
 DEFAULT_CHECK_TIMEOUT: Final = 6.0
 
 
-class SqliteOutbox(Replaying, Closing, AsyncClosing):
+class SqliteOutbox(DatabaseOutbox):
     """A durable outbox in one SQLite file (WAL mode) that several processes may share.
 
     One row per intent: its JSON (`Intent.to_dict()`), state, attempts, the category and
@@ -86,6 +74,9 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
             program's database or written by a newer wa_auth; nothing is overwritten.
             `OutboxUnavailableError` (`transient`): the disk is full, or the file locked.
     """
+
+    _db: Database
+    _jobs: Jobs
 
     def __init__(
         self,
@@ -128,24 +119,6 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
             raise
 
     @property
-    def owner(self) -> str:
-        """This worker's lease name: host, process id and a random part (new after a fork)."""
-        if self._owner_pid != os.getpid():
-            self._owner_pid = os.getpid()
-            self._owner = f"{socket.gethostname()}:{self._owner_pid}:{secrets.token_hex(4)}"
-        return self._owner
-
-    @property
-    def durability(self) -> str:
-        """`normal` or `full`."""
-        return self._db.durability
-
-    @property
-    def commits(self) -> int:
-        """Transactions this outbox's writer committed (group commit makes it small)."""
-        return self._db.commits
-
-    @property
     def read_only(self) -> bool:
         """True when opened with `read_only=True`: every change is refused."""
         return self._db.read_only
@@ -178,169 +151,6 @@ class SqliteOutbox(Replaying, Closing, AsyncClosing):
 
     def _settle_job(self, delivery: Delivery) -> Bulk:
         return Bulk(Jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
-
-    def begin(self, intent: Intent) -> None:
-        """Record *intent* as `sending`; return once that is committed.
-
-        Raises:
-            OutboxError: It is in flight or claimed elsewhere (`busy`), delivered, maybe
-                delivered (`duplicate`) or expired (`expired`), or the file cannot be used.
-        """
-        self._db.run(self._begin_job(intent))
-
-    async def abegin(self, intent: Intent) -> None:
-        """Record *intent* as `sending` (see `begin`); the loop runs on while it commits."""
-        await self._db.arun(self._begin_job(intent))
-
-    def settle(self, delivery: Delivery) -> None:
-        """Record what became of the intent, with the next commit (see *flush_interval*)."""
-        self._db.defer(self._settle_job(delivery))
-
-    async def asettle(self, delivery: Delivery) -> None:
-        """Record what became of the intent (see `settle`)."""
-        await self._db.adefer(self._settle_job(delivery))
-
-    # --- the queue ------------------------------------------------------------------------------
-
-    def _enqueue_job(self, intents: Iterable[Intent]) -> Callable[[Any], int]:
-        now = self.clock()
-        rows = [intent_row(check_intent(i), PENDING, None, None, now) for i in intents]
-        return lambda c: Jobs.enqueue(c, rows)
-
-    def enqueue(self, intent: Intent) -> bool:
-        """Add *intent* as `pending`; False when its key is already in the outbox."""
-        return self._db.run(self._enqueue_job((intent,))) == 1
-
-    async def aenqueue(self, intent: Intent) -> bool:
-        """Add *intent* as `pending` (see `enqueue`)."""
-        return await self._db.arun(self._enqueue_job((intent,))) == 1
-
-    def enqueue_many(self, intents: Iterable[Intent]) -> int:
-        """Add intents as `pending` in one transaction; return how many were new."""
-        return self._db.run(self._enqueue_job(intents))
-
-    async def aenqueue_many(self, intents: Iterable[Intent]) -> int:
-        """Add intents as `pending` in one transaction (see `enqueue_many`)."""
-        return await self._db.arun(self._enqueue_job(intents))
-
-    def _claim_job(
-        self,
-        limit: int,
-        after: int,
-        live_fingerprints: Collection[str] | None,
-        include_maybe_delivered: bool,
-    ) -> Callable[[Any], builtins.list[OutboxRow]]:
-        size = check_count("limit", limit) or DEFAULT_BATCH
-        start = check_after(after)
-        live = tuple(sorted(live_fingerprints)) if live_fingerprints else None
-        now = self.clock()
-        owner = self.owner
-
-        def job(conn: Any) -> builtins.list[OutboxRow]:
-            return self._jobs.claim(
-                conn,
-                owner=owner,
-                now=now,
-                lease_until=now + self.lease,
-                limit=size,
-                after=start,
-                live=live,
-                include_maybe_delivered=bool(include_maybe_delivered),
-            )
-
-        return job
-
-    def claim(
-        self,
-        limit: int = DEFAULT_BATCH,
-        *,
-        after: int = 0,
-        live_fingerprints: Collection[str] | None = None,
-        include_maybe_delivered: bool = False,
-    ) -> builtins.list[OutboxRow]:
-        """Lease up to *limit* replayable rows after id *after* to this worker, in id order.
-
-        Rows left in `sending` by a stopped worker become `maybe_delivered` first. A token
-        failure is replayable only when its fingerprint is not among *live_fingerprints*
-        (the tokens the provider hands out now; None: those rows are not claimed).
-        """
-        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered)
-        return self._db.run(job)
-
-    async def aclaim(
-        self,
-        limit: int = DEFAULT_BATCH,
-        *,
-        after: int = 0,
-        live_fingerprints: Collection[str] | None = None,
-        include_maybe_delivered: bool = False,
-    ) -> builtins.list[OutboxRow]:
-        """Lease replayable rows (see `claim`)."""
-        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered)
-        return await self._db.arun(job)
-
-    def release(self) -> int:
-        """Give back this worker's claims that were not sent."""
-        owner = self.owner
-        return self._db.run(lambda c: Jobs.release(c, owner))
-
-    async def arelease(self) -> int:
-        """Give back this worker's unsent claims."""
-        owner = self.owner
-        return await self._db.arun(lambda c: Jobs.release(c, owner))
-
-    def _mark_job(
-        self, key: str, state: str, reason: str | None, message_id: str | None
-    ) -> Callable[[Any], OutboxRow]:
-        target = check_markable(state)
-        now = self.clock()
-        return lambda c: self._jobs.mark(c, key, target, now, reason, message_id)
-
-    def mark(
-        self,
-        idempotency_key: str,
-        state: str,
-        *,
-        reason: str | None = "operator",
-        message_id: str | None = None,
-    ) -> OutboxRow:
-        """Set the row's state by hand: an operator's decision after checking.
-
-        `pending` sends it again at the next replay, `delivered` records a delivery confirmed
-        elsewhere (a status webhook), `failed` or `expired` gives up on it.
-
-        Raises:
-            RequestValidationError: *state* is not one of `MARKABLE_STATES`.
-            OutboxError: No such row (`not_found`), or it is being sent (`busy`).
-        """
-        return self._db.run(self._mark_job(idempotency_key, state, reason, message_id))
-
-    async def amark(
-        self,
-        idempotency_key: str,
-        state: str,
-        *,
-        reason: str | None = "operator",
-        message_id: str | None = None,
-    ) -> OutboxRow:
-        """Set the row's state by hand (see `mark`)."""
-        return await self._db.arun(self._mark_job(idempotency_key, state, reason, message_id))
-
-    def _status_job(self, event: MessageStatus) -> Callable[[Any], OutboxRow | None]:
-        now = self.clock()
-        return lambda c: self._jobs.apply_status(c, event, now)
-
-    def apply_status(self, event: MessageStatus) -> OutboxRow | None:
-        """Apply a status webhook to the row it names; return that row, or None.
-
-        A `failed` status turns a `delivered`, `sending` or `maybe_delivered` row `failed`
-        with its category (see `Outbox.apply_status`); committed before it returns.
-        """
-        return self._db.run(self._status_job(event))
-
-    async def aapply_status(self, event: MessageStatus) -> OutboxRow | None:
-        """Apply a status webhook to the row it names (see `apply_status`)."""
-        return await self._db.arun(self._status_job(event))
 
     # --- reading --------------------------------------------------------------------------------
 
