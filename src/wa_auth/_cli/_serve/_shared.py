@@ -15,15 +15,17 @@ accepted again, its own advance answers as the first time did. So it is forwarde
 redelivery of it to another process, which has another owner, is a duplicate.
 
 Redis down: the batch is admitted in the queue file's ledger instead, as without `--redis`,
-and a `StateFellBack` event (store `webhooks`) says so. Meta is still answered 200 and nothing
+and a `StateFellBack` event (store `webhooks`) says so, with one warning line on stderr when
+the fall-back starts and one when Redis answers again. Meta is still answered 200 and nothing
 is lost; only a redelivery reaching another process while Redis is down may be forwarded by
 both.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth._effects import arun
 from wa_auth.errors import StateUnavailableError
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from wa_auth.fleet._ledger import RedisWebhookLedger
 
 __all__ = ["SharedLedger"]
+
+_log: Final = logging.getLogger("wa_auth.serve")
 
 
 class SharedLedger:
@@ -51,6 +55,7 @@ class SharedLedger:
         self.events = events
         #: Batches admitted in the queue file's ledger because Redis did not answer.
         self.fallbacks = 0
+        self._down = False
 
     async def adecide(
         self, batch: Sequence[tuple[Delivery, Sequence[Any]]]
@@ -64,7 +69,19 @@ class SharedLedger:
         except StateUnavailableError as exc:
             self.fallbacks += 1
             fell_back(self.events, "webhooks", exc, self.fallbacks)
+            if not self._down:
+                self._down = True
+                _log.warning(
+                    "fleet.fallback: Redis did not answer: webhook events are admitted in this "
+                    "queue file's ledger"
+                )
             return None
+        if self._down:
+            self._down = False
+            _log.warning(
+                "fleet.fallback: Redis answers again: webhook events are admitted in the "
+                "fleet's ledger"
+            )
         return found
 
     def __repr__(self) -> str:
