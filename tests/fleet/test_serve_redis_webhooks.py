@@ -130,6 +130,7 @@ def test_two_serve_processes_forward_each_event_once_and_never_backwards(
     routes = config(tmp_path / "routes.toml", route)
     a = serve(sb, redis_server.url, tmp_path / "a.db", routes)
     b = serve(sb, redis_server.url, tmp_path / "b.db", routes)
+    assert a.info["webhook"]["ledger"] == b.info["webhook"]["ledger"] == "redis"
     try:
         first = statuses(sb, collected, "m1")
         assert set(first) >= {"sent", "delivered"}

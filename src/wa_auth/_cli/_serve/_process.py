@@ -244,7 +244,11 @@ def _info(
         "max_connections": max_connections,
         "webhook": None
         if fanout is None
-        else {"queue": fanout.queue.path, "routes": len(fanout.routes)},
+        else {
+            "queue": fanout.queue.path,
+            "routes": len(fanout.routes),
+            "ledger": "file" if fanout.shared is None else "redis",
+        },
     }
 
 
