@@ -187,3 +187,65 @@ async def test_a_forward_resent_after_its_2xx_was_not_noted_carries_the_same_key
     finally:
         queue.close()
         await runner.cleanup()
+
+
+async def test_a_queue_file_of_version_1_gives_each_stored_delivery_an_owner(tmp_path):
+    """A queue file written before the owners: its stored deliveries get one each, at the
+    migration, and keep it; a new delivery gets its own."""
+    from wa_auth._cli._serve._queue import SCHEMA
+    from wa_auth._sqlite import Database, Schema
+
+    path = tmp_path / "q.db"
+    old = Database(path, Schema(SCHEMA.component, SCHEMA.what, SCHEMA.migrations[:1]))
+    old.run(
+        lambda c: c.execute(
+            "INSERT INTO wa_serve_deliveries (body, received_at) VALUES (?, ?)", (b"{}", 1.0)
+        )
+    )
+    old.close()
+    clock = Clock()
+    clock.t = 10.0
+    queue = open_queue(path, clock)
+    try:
+        (stored,) = queue.due()
+        assert len(stored.owner) == 24
+        int(stored.owner, 16)
+        assert queue.due()[0].owner == stored.owner
+        await queue.astore(b"{}")
+        assert len({d.owner for d in queue.due()}) == 2
+    finally:
+        queue.close()
+
+
+async def test_redis_unreachable_admits_in_the_queue_files_ledger_and_says_so(tmp_path):
+    """`--redis` on a Redis that does not answer: the batch is admitted (and forwarded) by the
+    queue file's ledger, and a `StateFellBack` of store `webhooks` is emitted."""
+    import socket
+
+    from wa_auth._cli._serve._shared import SharedLedger
+    from wa_auth.events import Events, StateFellBack
+    from wa_auth.fleet import RedisConnection, RedisWebhookLedger
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    seen: list[Any] = []
+    connection = RedisConnection(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    shared = SharedLedger(RedisWebhookLedger(connection), Events(seen.append))
+    clock = Clock()
+    queue = open_queue(tmp_path / "q.db", clock)
+    guard = Guard()
+    pipeline = fanout(queue, guard, clock)
+    pipeline.shared = shared
+    try:
+        await pipeline.received(delivery("sent"))
+        await pipeline.received(delivery("sent"))  # a redelivery to this host
+        await pipeline._batch(queue.due())
+        assert guard.applied == ["status:wamid.1:sent"]
+        assert [f.key for f in queue.forwards()] == ["status:wamid.1:sent"]
+        fell = [e for e in seen if isinstance(e, StateFellBack)]
+        assert [e.store for e in fell] == ["webhooks"]
+        assert fell[0].address == f"127.0.0.1:{port}"
+    finally:
+        queue.close()
+        connection.close()

@@ -162,7 +162,7 @@ def test_signed_deliveries_fan_out_to_each_numbers_route(tmp_path, sb, receivers
     queue = str(tmp_path / "queue.db")
     service = start(hook_env(sb), "--webhook-queue", queue, "--webhook-config", str(path))
     try:
-        assert service.info["webhook"] == {"queue": queue, "routes": 2}
+        assert service.info["webhook"] == {"queue": queue, "routes": 2, "ledger": "file"}
         sb.subscribe(service.url + "/webhook")
         challenge = service.call(
             "GET",

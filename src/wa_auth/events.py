@@ -305,7 +305,8 @@ class TokenExchanged(Event):
 class StateFellBack(Event):
     """A fleet's shared store (Redis) did not answer; this process answered on its own.
 
-    `store` is `verdicts`, `pauses`, `limiter` or `health` (a client's `token_health()` asked
+    `store` is `verdicts`, `pauses`, `limiter`, `webhooks` (`wa-auth serve --redis` admitted
+    webhook events in its queue file's ledger) or `health` (a client's `token_health()` asked
     Meta without the shared cache); `address` is Redis's `host:port`; `reason`
     the error's message (never a password). Counted per `store` as a metric by `Counters` and
     the Prometheus subscriber (`fleet.fallback` events).

@@ -317,6 +317,51 @@ def test_the_ledger_advances_and_retreats(two):
         RedisWebhookLedger(a.connection, window=0)
 
 
+def test_an_owned_ledger_is_idempotent_for_its_owner_only(two):
+    """An owner's claim and advance, asked again (a delivery processed again after a kill),
+    answer as the first time; another owner, or a plain claim, is refused as before."""
+    a, b = two
+    first, other = a.ledger().owned("delivery-1"), b.ledger().owned("delivery-2")
+    assert isinstance(first, WebhookLedger)
+    assert first.claim("k") is True
+    assert first.claim("k") is True  # its own claim, again
+    assert other.claim("k") is False
+    assert b.ledger().claim("k") is False
+    assert b.ledger().claim("plain") is True
+    assert first.claim("plain") is False  # a plain claim is nobody's to take back
+    assert first.advance("m", 2) is None
+    assert first.advance("m", 2) is None  # the same answer: not stale by itself
+    assert other.advance("m", 1) == 2  # older: stale, nothing changes
+    assert first.advance("m", 2) is None
+    assert other.advance("m", 3) == 2
+    assert other.advance("m", 3) == 2
+    assert first.advance("m", 2) == 3  # overtaken meanwhile: stale now
+    plain = a.ledger()
+    assert plain.advance("m", 1) == 3  # the plain ledger reads an owned value
+    plain.retreat("m", 3, 2)
+    assert plain.advance("m", 0) == 2
+    for bad in ("", "1", "a|b"):
+        with pytest.raises(ConfigurationError):
+            a.ledger().owned(bad)
+
+
+@pytest.mark.anyio
+async def test_async_owned_ledger(two):
+    """`aclaim` and `aadvance` of an owned ledger."""
+    a, _ = two
+    owned = a.ledger().owned("d1")
+    assert await owned.aclaim("k") is True
+    assert await owned.aclaim("k") is True
+    assert await a.ledger().owned("d2").aclaim("k") is False
+    assert await owned.aadvance("m", 1) is None
+    assert await owned.aadvance("m", 1) is None
+    assert await a.ledger().owned("d2").aadvance("m", 2) == 1
+    await owned.arelease("k")
+    await owned.aretreat("m", 2, 1)
+    assert await a.ledger().aadvance("m", 0) == 1
+    await _aclose(two)
+
+
 @pytest.mark.anyio
 async def test_async_ledger(two):
     """`aclaim`, `aadvance`, `arelease`, `aretreat`."""

@@ -14,12 +14,13 @@ _NULLABLE_STR: Final = {"type": ["string", "null"]}
 _NULLABLE_LIST: Final = {"type": ["array", "null"], "items": {"type": "string"}}
 _COUNT: Final = {"type": "integer", "minimum": 0}
 
-#: The `webhook` member of serve's info line: its queue file and how many routes it has.
+#: The `webhook` member of serve's info line: its queue file, how many routes it has, and
+#: where events are admitted (`file`: the queue file's ledger; `redis`: the fleet's, `--redis`).
 SERVE_WEBHOOK: Final = {
     "type": ["object", "null"],
     "additionalProperties": False,
-    "required": ["queue", "routes"],
-    "properties": {"queue": _STR, "routes": _COUNT},
+    "required": ["queue", "routes", "ledger"],
+    "properties": {"queue": _STR, "routes": _COUNT, "ledger": {"enum": ["file", "redis"]}},
 }
 #: The line shapes this module defines, in the order of the schema's `oneOf`.
 HOOK_LINES: Final = (

@@ -5,6 +5,13 @@ The `WebhookLedger` protocol on Redis, each operation atomic per key: `claim` is
 status is `<ns>:webhook:message:<message id>` (an integer order), raised by `advance` and put
 back by `retreat` in one Lua script each. Keys are Meta's ids and the event keys' digests,
 never a secret or message text; each expires after the window.
+
+`owned(owner)` is the same ledger seen by one stored delivery (`wa-auth serve`), whose claims
+and advances are idempotent for that owner: a claim holds the owner instead of `1` and is
+accepted again for the same owner; an advance records `order|owner|previous` and, asked again
+by the same owner for the same order, answers the same `previous`. So a delivery whose claims
+reached Redis but whose forwards were never committed (a kill between the two stores) is
+decided the same way when it is processed again, and nobody else's redelivery gets through.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from wa_auth.errors import ConfigurationError
 from wa_auth.fleet._connection import RedisConnection
 from wa_auth.webhooks._ledger import DEFAULT_WINDOW
 
-__all__ = ["RedisWebhookLedger"]
+__all__ = ["OwnedWebhookLedger", "RedisWebhookLedger"]
 
 #: KEYS: the message; ARGV: order, window (ms). Returns the order held before, or nil.
+#: A value is the order, or `order|owner|previous` when an owner advanced it.
 _ADVANCE: Final = """
 local held = redis.call('GET', KEYS[1])
-local previous = held and tonumber(held) or nil
+local previous = held and tonumber(string.match(held, '^-?%d+')) or nil
 if previous == nil or tonumber(ARGV[1]) > previous then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
@@ -30,7 +38,8 @@ return previous
 
 #: KEYS: the message; ARGV: order, previous ('' for none). Only if it still holds *order*.
 _RETREAT: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local held = redis.call('GET', KEYS[1])
+if not held or string.match(held, '^-?%d+') ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 else
@@ -38,6 +47,47 @@ else
 end
 return 1
 """
+
+#: KEYS: the key; ARGV: owner, window (ms). 1: claimed now or already by this owner.
+_CLAIM_AS: Final = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if held == ARGV[1] then return 1 end
+return 0
+"""
+
+#: KEYS: the message; ARGV: order, owner, window (ms). Returns the order held before (nil:
+#: none); the same owner advancing to the same order again gets the same answer.
+_ADVANCE_AS: Final = """
+local held = redis.call('GET', KEYS[1])
+local order = tonumber(ARGV[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|', 'PX', ARGV[3])
+  return false
+end
+local furthest, owner, previous = string.match(held, '^(-?%d+)|([^|]*)|(-?%d*)$')
+if furthest == nil then furthest = string.match(held, '^-?%d+') end
+furthest = tonumber(furthest)
+if owner == ARGV[2] and furthest == order then
+  if previous == '' then return false end
+  return tonumber(previous)
+end
+if furthest == nil or order > furthest then
+  local before = furthest and tostring(furthest) or ''
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|' .. before, 'PX', ARGV[3])
+end
+if furthest == nil then return false end
+return furthest
+"""
+
+
+def _owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner or "|" in owner or owner == "1":
+        raise ConfigurationError(f"an owner is a word without '|', got {owner!r}")
+    return owner
 
 
 def _order(order: object) -> int:
@@ -127,5 +177,87 @@ class RedisWebhookLedger:
             script = self._redis.ascript(_RETREAT)
             await script([self._message(message_id)], args)
 
+    def claim_as(self, key: str, owner: str) -> bool:
+        """Record *key* for *owner*; False when another owner (or a plain claim) holds it."""
+        with self._redis.calling("claiming a webhook key"):
+            script = self._redis.script(_CLAIM_AS)
+            return bool(script([self._key(key)], [_owner(owner), self._ms]))
+
+    def advance_as(self, message_id: str, order: int, owner: str) -> int | None:
+        """`advance` for *owner*: asked again for the same order, the same answer."""
+        args = [_order(order), _owner(owner), self._ms]
+        with self._redis.calling("advancing a message's status"):
+            answer = self._redis.script(_ADVANCE_AS)([self._message(message_id)], args)
+        return self._previous(answer)
+
+    async def aclaim_as(self, key: str, owner: str) -> bool:
+        """Record *key* for *owner*; False when another owner (or a plain claim) holds it."""
+        with self._redis.calling("claiming a webhook key"):
+            script = self._redis.ascript(_CLAIM_AS)
+            return bool(await script([self._key(key)], [_owner(owner), self._ms]))
+
+    async def aadvance_as(self, message_id: str, order: int, owner: str) -> int | None:
+        """`aadvance` for *owner*: asked again for the same order, the same answer."""
+        args = [_order(order), _owner(owner), self._ms]
+        with self._redis.calling("advancing a message's status"):
+            answer = await self._redis.ascript(_ADVANCE_AS)([self._message(message_id)], args)
+        return self._previous(answer)
+
+    def owned(self, owner: str) -> OwnedWebhookLedger:
+        """Return this ledger as *owner* sees it (`OwnedWebhookLedger`).
+
+        Raises:
+            ConfigurationError: *owner* is empty, `1`, or holds `|`.
+        """
+        return OwnedWebhookLedger(self, _owner(owner))
+
     def __repr__(self) -> str:
         return f"RedisWebhookLedger({self._redis.address!r}, window={self.window:g})"
+
+
+class OwnedWebhookLedger:
+    """A `RedisWebhookLedger` seen by one owner: its claims and advances are idempotent.
+
+    A claim of a key this owner holds is accepted again, and an advance to the order this
+    owner set answers the order held before it, as the first time did (see the module
+    docstring). `release` and `retreat` are the shared ledger's.
+    """
+
+    def __init__(self, ledger: RedisWebhookLedger, owner: str) -> None:
+        self.ledger = ledger
+        self.owner = owner
+
+    def claim(self, key: str) -> bool:
+        """Record *key* for this owner; False when another owner holds it."""
+        return self.ledger.claim_as(key, self.owner)
+
+    def advance(self, message_id: str, order: int) -> int | None:
+        """Raise the message's furthest order to *order* if higher; return the one before."""
+        return self.ledger.advance_as(message_id, order, self.owner)
+
+    def release(self, key: str) -> None:
+        """Forget *key*."""
+        self.ledger.release(key)
+
+    def retreat(self, message_id: str, order: int, previous: int | None) -> None:
+        """Put the message back to *previous*, only if it still holds *order*."""
+        self.ledger.retreat(message_id, order, previous)
+
+    async def aclaim(self, key: str) -> bool:
+        """Record *key* for this owner; False when another owner holds it."""
+        return await self.ledger.aclaim_as(key, self.owner)
+
+    async def aadvance(self, message_id: str, order: int) -> int | None:
+        """Raise the message's furthest order to *order* if higher; return the one before."""
+        return await self.ledger.aadvance_as(message_id, order, self.owner)
+
+    async def arelease(self, key: str) -> None:
+        """Forget *key*."""
+        await self.ledger.arelease(key)
+
+    async def aretreat(self, message_id: str, order: int, previous: int | None) -> None:
+        """Put the message back to *previous*, only if it still holds *order*."""
+        await self.ledger.aretreat(message_id, order, previous)
+
+    def __repr__(self) -> str:
+        return f"OwnedWebhookLedger({self.ledger!r}, owner={self.owner!r})"

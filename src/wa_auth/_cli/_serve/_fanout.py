@@ -3,7 +3,8 @@
 `Fanout` runs on serve's event loop, over the queue file (`_queue.WebhookQueue`):
 
 - one task takes the stored deliveries, oldest first: it parses each, admits its events and
-  queues their forwards in one commit (`WebhookQueue.aadmit`), applies the admitted events to
+  queues their forwards in one commit (`WebhookQueue.aadmit`; with `--redis`, admitted in
+  the fleet's ledger first, `_shared`), applies the admitted events to
   the guard and the outbox, then forgets the delivery. Killed anywhere, the next start picks
   the delivery up where it was: a delivery not admitted is admitted then (nothing was
   recorded), an admitted one is applied again (the outbox's `apply_status` is idempotent; a
@@ -72,6 +73,8 @@ class Fanout:
             guard's outbox too), or None.
         events: Where the admissions' events go (`webhook.accepted`, ...), or None.
         clock: The wall clock of the retries.
+        shared: The fleet's ledger (`_shared.SharedLedger`, with `--redis`): events are
+            admitted there, and in the queue file's ledger only while Redis does not answer.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class Fanout:
         guard: Any = None,
         events: Any = None,
         clock: Callable[[], float] = time.time,
+        shared: Any = None,
     ) -> None:
         self.settings = settings
+        self.shared = shared
         self.queue = queue
         self.guard = guard
         self.events = events
@@ -191,7 +196,10 @@ class Fanout:
         groups = [fresh] if fresh else []
         for group in groups:
             try:
-                admitted = await self.queue.aadmit(group, list(self.routes.values()))
+                decided = None if self.shared is None else await self.shared.adecide(group)
+                admitted = await self.queue.aadmit(
+                    group, list(self.routes.values()), decided=decided
+                )
             except Exception:  # noqa: BLE001 - retried below, one delivery at a time
                 if len(group) > 1:
                     groups += [[one] for one in group]

@@ -77,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
     metrics = _metrics(options)
     from wa_auth._cli._serve._log import routed
 
-    with _config.state_file(args, environ, options, guard_options), routed(sys.stderr):
+    with _config.state_file(args, environ, options, guard_options) as shared, routed(sys.stderr):
         outbox = open_outbox(config.outbox, create=True) if config.outbox else None
         try:
             webhooks = (hooks, routes) if hooks is not None else None
-            return asyncio.run(_serve(config, options, guard_options, outbox, metrics, webhooks))
+            return asyncio.run(
+                _serve(config, options, guard_options, outbox, metrics, webhooks, shared)
+            )
         finally:
             if outbox is not None:
                 outbox.close()
@@ -94,6 +96,7 @@ async def _serve(
     outbox: Any,
     metrics: Any,
     webhooks: tuple[HookSettings, Sequence[Route]] | None = None,
+    shared: Any = None,
 ) -> int:
     from aiohttp import web
 
@@ -110,7 +113,7 @@ async def _serve(
         guard = Guard(client, **guard_options, outbox=outbox)
         fanout = None
         if webhooks is not None:
-            fanout = _fanout(webhooks, guard, options["events"])
+            fanout = _fanout(webhooks, guard, options["events"], shared)
             await fanout.start()
         service = Service(
             config,
@@ -174,15 +177,28 @@ async def _serve(
     return _codes.OK
 
 
-def _fanout(webhooks: tuple[HookSettings, Sequence[Route]], guard: Any, events: Any) -> Any:
-    """Open the webhook queue file and return the pipeline over it (not started)."""
+def _fanout(
+    webhooks: tuple[HookSettings, Sequence[Route]], guard: Any, events: Any, shared: Any = None
+) -> Any:
+    """Open the webhook queue file and return the pipeline over it (not started).
+
+    *shared*: the state `--state` or `--redis` opened; a `RedisState` (`--redis`) admits the
+    events in the fleet's ledger (`_shared.SharedLedger`).
+    """
     from wa_auth._cli._serve._fanout import Fanout
     from wa_auth._cli._serve._queue import WebhookQueue
     from wa_auth.webhooks import DEFAULT_MAX_KEYS, DEFAULT_WINDOW
 
     hooks, routes = webhooks
     queue = WebhookQueue(hooks.queue, window=DEFAULT_WINDOW, max_keys=DEFAULT_MAX_KEYS)
-    return Fanout(hooks, queue, routes, guard=guard, events=events)
+    fleet = None
+    if shared is not None:
+        from wa_auth._cli._serve._shared import SharedLedger
+        from wa_auth.fleet import RedisState
+
+        if isinstance(shared, RedisState):
+            fleet = SharedLedger(shared.ledger(window=DEFAULT_WINDOW), events)
+    return Fanout(hooks, queue, routes, guard=guard, events=events, shared=fleet)
 
 
 def _pool(client: Any) -> int:
@@ -228,7 +244,11 @@ def _info(
         "max_connections": max_connections,
         "webhook": None
         if fanout is None
-        else {"queue": fanout.queue.path, "routes": len(fanout.routes)},
+        else {
+            "queue": fanout.queue.path,
+            "routes": len(fanout.routes),
+            "ledger": "file" if fanout.shared is None else "redis",
+        },
     }
 
 

@@ -5,7 +5,10 @@ schema component of its own (`serve_webhooks`):
 
 - `wa_serve_deliveries`: each verified POST's raw body, committed before the 200. A delivery
   is `received`, then `admitted` (its events admitted and its forwards queued, in one
-  transaction with the ledger's claims), then deleted once its events were applied.
+  transaction with the ledger's claims), then deleted once its events were applied. Each has
+  an `owner`, a random word drawn when it is stored: with `--redis`, the fleet's ledger
+  records the delivery's claims under it, so processing the delivery again after a kill
+  (claimed in Redis, never committed here) is decided the same way (`_shared`).
 - the webhook ledger's tables (`wa_auth.webhooks._sqlite_ledger`, shared with a
   `SqliteWebhookLedger` on the same file): admitting an event and queueing its forwards are
   one commit, so a kill between the two can neither lose a forward nor queue it twice.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -81,19 +85,25 @@ SCHEMA: Final = Schema(
             )
             """,
         ),
+        (
+            "ALTER TABLE wa_serve_deliveries ADD COLUMN owner TEXT",
+            "UPDATE wa_serve_deliveries SET owner = lower(hex(randomblob(12))) WHERE owner IS NULL",
+        ),
     ),
 )
 
 
 @attrs.frozen
 class Delivery:
-    """A stored delivery: its id, raw body and state (`received` or `admitted`)."""
+    """A stored delivery: its id, raw body, state (`received` or `admitted`) and owner."""
 
     id: int
     body: bytes = attrs.field(repr=False)
     state: str
     verdicts: tuple[str, ...] | None
     attempts: int
+    #: The random word the fleet's ledger records this delivery's claims under.
+    owner: str = ""
 
 
 @attrs.frozen
@@ -186,10 +196,12 @@ class WebhookQueue:
     async def astore(self, body: bytes) -> int:
         """Commit a verified delivery's raw body; return its id once it is on disk."""
         now = self._clock()
+        owner = secrets.token_hex(12)
 
         def job(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "INSERT INTO wa_serve_deliveries (body, received_at) VALUES (?, ?)", (body, now)
+                "INSERT INTO wa_serve_deliveries (body, received_at, owner) VALUES (?, ?, ?)",
+                (body, now, owner),
             )
             return int(cursor.lastrowid or 0)
 
@@ -205,24 +217,37 @@ class WebhookQueue:
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
-                "SELECT id, body, state, verdicts, attempts FROM wa_serve_deliveries "
+                "SELECT id, body, state, verdicts, attempts, owner FROM wa_serve_deliveries "
                 "WHERE next_at <= ? ORDER BY id LIMIT ?",
                 (now, limit),
             ).fetchall()
             return [
-                Delivery(r[0], bytes(r[1]), r[2], tuple(json.loads(r[3])) if r[3] else None, r[4])
+                Delivery(
+                    r[0],
+                    bytes(r[1]),
+                    r[2],
+                    tuple(json.loads(r[3])) if r[3] else None,
+                    r[4],
+                    r[5] or f"row{r[0]}",
+                )
                 for r in rows
             ]
 
         return self.db.read(read)
 
     async def aadmit(
-        self, batch: Sequence[tuple[Delivery, Sequence[Any]]], routes: Sequence[Route]
+        self,
+        batch: Sequence[tuple[Delivery, Sequence[Any]]],
+        routes: Sequence[Route],
+        *,
+        decided: Sequence[Sequence[Admission]] | None = None,
     ) -> list[list[Admission]]:
         """Admit each delivery's events and queue their forwards: one commit for *batch*.
 
         Only the events to apply are forwarded; each delivery is marked `admitted` with its
-        verdicts. Returns each delivery's admissions, in order.
+        verdicts. Returns each delivery's admissions, in order. *decided*: the admissions the
+        fleet's ledger made already (`_shared.SharedLedger`), one list per delivery: they are
+        the verdicts, and this file's ledger only records the events.
         """
         bounds = Bounds(self._clock(), self.window, self.max_keys)
         bodies = [[forward_body(event) for event in events] for _, events in batch]
@@ -230,10 +255,14 @@ class WebhookQueue:
         def job(conn: sqlite3.Connection) -> list[list[Admission]]:
             ledger = _ConnLedger(conn, bounds)
             found = []
-            for (delivery, events), forwards in zip(batch, bodies, strict=True):
+            for i, ((delivery, events), forwards) in enumerate(zip(batch, bodies, strict=True)):
+                # With the fleet's verdicts, this file's ledger records the events too, so
+                # that a fall-back on this host still knows what this host admitted.
                 admitted = [run(admission(event), ledger) for event in events]
-                for event, body, decided in zip(events, forwards, admitted, strict=True):
-                    if decided.verdict != APPLY:
+                if decided is not None:
+                    admitted = list(decided[i])
+                for event, body, one in zip(events, forwards, admitted, strict=True):
+                    if one.verdict != APPLY:
                         continue
                     for route in routes:
                         if matches(route, event):
