@@ -565,6 +565,51 @@ def test_a_claim_takes_the_leading_run_of_one_number(box):
     assert [r.idempotency_key for r in box.claim(10, after=second[-1].id)] == ["k3", "k4"]
 
 
+def test_a_claim_takes_the_leading_rows_of_as_many_numbers_as_asked(box):
+    """`numbers=2`: the leading rows of two numbers, up to the first row of a third."""
+    box.enqueue_many([intent(f"k{n}", phone_number_id=p) for n, p in enumerate("121231")])
+    assert [r.idempotency_key for r in box.claim(10, numbers=2)] == ["k0", "k1", "k2", "k3"]
+
+
+async def test_an_async_replay_claims_as_many_numbers_as_it_sends_at_once(box, clock):
+    """`areplay(concurrency=N)` claims from N numbers at a time: intents of interleaved numbers
+    are still sent N at a time, not one claim per intent."""
+    claims: list[int] = []
+    claim = box.aclaim
+
+    async def counting(*args, **kw):
+        rows = await claim(*args, **kw)
+        claims.append(len(rows))
+        return rows
+
+    box.aclaim = counting
+    box.enqueue_many([intent(f"k{n}", phone_number_id=str(n % 4)) for n in range(40)])
+    report = await box.areplay(_Sender(box), concurrency=4)
+    assert report.delivered == 40
+    assert max(claims) == 40  # the four numbers' rows in one claim, not one row a claim
+
+
+class _Sender:
+    """The least a replay needs of a guard: an outbox, a token provider, `asend`."""
+
+    class client:  # noqa: N801 - stands for a client object
+        consumer = None
+
+        class token_provider:  # noqa: N801 - stands for a provider object
+            @staticmethod
+            async def aget_token() -> Any:
+                return type("Token", (), {"fingerprint": LIVE})()
+
+    def __init__(self, outbox: Any) -> None:
+        self.outbox = outbox
+
+    async def asend(self, i: Intent) -> Delivery:
+        await self.outbox.abegin(i)
+        outcome = delivered(i)
+        await self.outbox.asettle(outcome)
+        return outcome
+
+
 def test_a_missing_file_is_an_error_without_create(path):
     """`create=False` on a missing file: OutboxError(missing) naming it; nothing is created."""
     with pytest.raises(OutboxError) as caught:

@@ -151,7 +151,12 @@ class Replaying:
     max_age: float | None
 
     def _replay_config(
-        self, guard: Replayer, include_maybe_delivered: bool, limit: int | None, batch: int
+        self,
+        guard: Replayer,
+        include_maybe_delivered: bool,
+        limit: int | None,
+        batch: int,
+        numbers: int = 1,
     ) -> _replay.Config:
         if getattr(guard, "outbox", None) is not self:
             raise ConfigurationError(
@@ -162,6 +167,7 @@ class Replaying:
             limit=check_count("limit", limit, optional=True),
             include_maybe_delivered=bool(include_maybe_delivered),
             max_age=self.max_age,
+            numbers=numbers,
         )
 
     def replay(
@@ -213,8 +219,11 @@ class Replaying:
             OutboxError: The file cannot be used.
         """
         slots = check_count("concurrency", concurrency) or 1
-        # A batch's tail runs below *concurrency*: claim enough to keep that tail short.
-        cfg = self._replay_config(guard, include_maybe_delivered, limit, max(batch, 8 * slots))
+        # A batch's tail runs below *concurrency*: claim enough to keep that tail short, from
+        # as many numbers as sends in flight (a claim takes one number's rows at a time else).
+        cfg = self._replay_config(
+            guard, include_maybe_delivered, limit, max(batch, 8 * slots), numbers=slots
+        )
         env = _replay.Env(self, guard, self.clock, slots)  # type: ignore[arg-type]
         try:
             return await arun(_replay.replay(cfg, guard), env)

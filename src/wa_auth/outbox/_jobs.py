@@ -221,11 +221,12 @@ class Jobs:
         after: int,
         live: Collection[str] | None,
         include_maybe_delivered: bool,
+        numbers: int = 1,
     ) -> list[OutboxRow]:
         """Lease up to *limit* replayable rows after id *after* to *owner*, in id order.
 
         The numbers `held_numbers` names are left alone, and the claim takes the leading rows
-        of one number (`head_run`): each number's intents go out in order.
+        of at most *numbers* numbers (`head_run`): each number's intents go out in order.
         """
         self.recover(conn, now)
         after = min(after, SQLITE_MAX_INT)
@@ -263,7 +264,7 @@ class Jobs:
         claimed: list[OutboxRow] = []
         unreadable: list[tuple[int, str]] = []
         found = conn.execute(sql, params).fetchall()
-        for r in found[: head_run([r[13] for r in found])]:  # 13: phone_number_id
+        for r in found[: head_run([r[13] for r in found], numbers)]:  # 13: phone_number_id
             try:
                 row = row_from(r, self.path)
             except OutboxError as exc:

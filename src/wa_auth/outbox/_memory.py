@@ -212,15 +212,17 @@ class MemoryOutbox(Replaying):
         after: int = 0,
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
+        numbers: int = 1,
     ) -> builtins.list[OutboxRow]:
         """Lease up to *limit* replayable rows after id *after*, in id order.
 
         The rows of a number another worker holds, or with a row this claim's cursor passed
-        over, are left alone (`held_numbers`), and a claim takes the leading rows of one
-        number (`head_run`): each number's intents go out in order.
+        over, are left alone (`held_numbers`), and a claim takes the leading rows of at most
+        *numbers* numbers (`head_run`): each number's intents go out in order.
         """
         size = check_count("limit", limit) or DEFAULT_BATCH
         after = check_after(after)
+        most = check_count("numbers", numbers) or 1
         now = self.clock()
         claimed: list[OutboxRow] = []
         with self._lock:
@@ -251,7 +253,7 @@ class MemoryOutbox(Replaying):
                     )
                 ):
                     claimed.append(row)
-            claimed = claimed[: head_run([r.intent.phone_number_id for r in claimed])]
+            claimed = claimed[: head_run([r.intent.phone_number_id for r in claimed], most)]
             for n, row in enumerate(claimed):
                 claimed[n] = leased = attrs.evolve(
                     row, lease_owner=self.owner, lease_until=now + self.lease
@@ -419,6 +421,7 @@ class MemoryOutbox(Replaying):
         after: int = 0,
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
+        numbers: int = 1,
     ) -> builtins.list[OutboxRow]:
         """Lease replayable rows (no I/O)."""
         return self.claim(
@@ -426,6 +429,7 @@ class MemoryOutbox(Replaying):
             after=after,
             live_fingerprints=live_fingerprints,
             include_maybe_delivered=include_maybe_delivered,
+            numbers=numbers,
         )
 
     async def arelease(self) -> int:

@@ -207,15 +207,16 @@ class PgJobs:
         after: int,
         live: Collection[str] | None,
         include_maybe_delivered: bool,
+        numbers: int = 1,
     ) -> list[OutboxRow]:
         """Lease up to *limit* replayable rows after id *after* to *owner*, in id order.
 
         Per-number order across the fleet: the numbers `held_numbers` names are left alone,
         and so is a number whose oldest row another transaction has locked (skipped, never
-        waited for: claims do not block each other); the claim takes the leading rows of one
-        number (`head_run`), up to one it could not lock. Two claims at once cannot both take
-        rows of one number: the second finds the first's rows locked, or (once committed)
-        leased.
+        waited for: claims do not block each other); the claim takes the leading rows of at
+        most *numbers* numbers (`head_run`), up to one it could not lock. Two claims at once
+        cannot both take rows of one number: the second finds the first's rows locked, or
+        (once committed) leased.
         """
         self.recover(conn, now)
         waiting = "false"
@@ -227,6 +228,7 @@ class PgJobs:
             "token_unavailable": _table.TOKEN_UNAVAILABLE,
             "maybe": bool(include_maybe_delivered),
             "limit": min(limit, 2**62),
+            "numbers": min(numbers, 2**62),
         }
         if live:
             waiting = (
@@ -260,8 +262,10 @@ class PgJobs:
                 "firsts AS (SELECT DISTINCT ON (num) num, id FROM cand ORDER BY num, id), "
                 "rest AS (SELECT id, num FROM cand WHERE num NOT IN (SELECT num FROM firsts "
                 "WHERE id NOT IN (SELECT id FROM locked))), "
+                "taken AS (SELECT num FROM rest GROUP BY num ORDER BY min(id) "
+                "LIMIT %(numbers)s), "
                 "stop AS (SELECT min(id) AS id FROM rest "
-                "WHERE num <> (SELECT num FROM rest ORDER BY id LIMIT 1) "
+                "WHERE num NOT IN (SELECT num FROM taken) "
                 "OR id NOT IN (SELECT id FROM locked)) "
                 "UPDATE {schema}.outbox u SET lease_owner = %(owner)s, lease_until = %(until)s "
                 "FROM rest r WHERE u.id = r.id "

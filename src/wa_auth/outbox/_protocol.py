@@ -63,8 +63,13 @@ class Outbox(Protocol):
         after: int = 0,
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
+        numbers: int = 1,
     ) -> builtins.list[OutboxRow]:
-        """Lease up to *limit* replayable rows (id greater than *after*) to this outbox."""
+        """Lease up to *limit* replayable rows (id greater than *after*) to this outbox.
+
+        The leading rows of at most *numbers* phone numbers, none of a number another worker
+        holds: each number's intents go out in order.
+        """
         ...
 
     def release(self) -> int:
@@ -157,6 +162,7 @@ class Outbox(Protocol):
         after: int = 0,
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
+        numbers: int = 1,
     ) -> builtins.list[OutboxRow]:
         """Lease up to *limit* replayable rows (see `claim`)."""
         ...

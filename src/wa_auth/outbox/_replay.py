@@ -43,6 +43,8 @@ class Config:
     limit: int | None
     include_maybe_delivered: bool
     max_age: float | None
+    #: Phone numbers a claim may take (`Outbox.claim`): one when sends go one at a time.
+    numbers: int = 1
 
 
 class Env:
@@ -99,6 +101,7 @@ class Claim:
     after: int
     live: frozenset[str] | None
     include_maybe_delivered: bool
+    numbers: int = 1
 
     def perform(self, env: Env, /) -> list[OutboxRow]:
         return env.outbox.claim(
@@ -106,6 +109,7 @@ class Claim:
             after=self.after,
             live_fingerprints=self.live,
             include_maybe_delivered=self.include_maybe_delivered,
+            numbers=self.numbers,
         )
 
     async def aperform(self, env: Env, /) -> list[OutboxRow]:
@@ -114,6 +118,7 @@ class Claim:
             after=self.after,
             live_fingerprints=self.live,
             include_maybe_delivered=self.include_maybe_delivered,
+            numbers=self.numbers,
         )
 
 
@@ -191,7 +196,9 @@ def replay(cfg: Config, guard: Replayer) -> PolicyFlow[Replay]:
     skipped = 0
     while cfg.limit is None or len(out) + skipped < cfg.limit:
         size = cfg.batch if cfg.limit is None else min(cfg.batch, cfg.limit - len(out) - skipped)
-        rows: list[OutboxRow] = yield Claim(size, after, live, cfg.include_maybe_delivered)
+        rows: list[OutboxRow] = yield Claim(
+            size, after, live, cfg.include_maybe_delivered, cfg.numbers
+        )
         if not rows:
             break
         after = rows[-1].id

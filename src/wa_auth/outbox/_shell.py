@@ -124,8 +124,10 @@ class DatabaseOutbox(Replaying, Closing, AsyncClosing):
         after: int,
         live_fingerprints: Collection[str] | None,
         include_maybe_delivered: bool,
+        numbers: int,
     ) -> Callable[[Any], builtins.list[OutboxRow]]:
         size = check_count("limit", limit) or DEFAULT_BATCH
+        most = check_count("numbers", numbers) or 1
         start = check_after(after)
         live = tuple(sorted(live_fingerprints)) if live_fingerprints else None
         now = self.clock()
@@ -145,6 +147,7 @@ class DatabaseOutbox(Replaying, Closing, AsyncClosing):
                     after=start,
                     live=live,
                     include_maybe_delivered=bool(include_maybe_delivered),
+                    numbers=most,
                 ),
             )
 
@@ -157,16 +160,17 @@ class DatabaseOutbox(Replaying, Closing, AsyncClosing):
         after: int = 0,
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
+        numbers: int = 1,
     ) -> builtins.list[OutboxRow]:
         """Lease up to *limit* replayable rows after id *after* to this worker, in id order.
 
         Rows left in `sending` by a stopped worker become `maybe_delivered` first. A token
         failure is replayable only when its fingerprint is not among *live_fingerprints*
         (the tokens the provider hands out now; None: those rows are not claimed). Each
-        number's intents go in order: a claim takes the leading rows of one number, and
-        leaves alone a number another worker holds (`held_numbers`, `head_run`).
+        number's intents go in order: a claim takes the leading rows of at most *numbers*
+        numbers, and leaves alone a number another worker holds (`held_numbers`, `head_run`).
         """
-        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered)
+        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered, numbers)
         return cast("builtins.list[OutboxRow]", self._db.run(job))
 
     async def aclaim(
@@ -176,9 +180,10 @@ class DatabaseOutbox(Replaying, Closing, AsyncClosing):
         after: int = 0,
         live_fingerprints: Collection[str] | None = None,
         include_maybe_delivered: bool = False,
+        numbers: int = 1,
     ) -> builtins.list[OutboxRow]:
         """Lease replayable rows (see `claim`)."""
-        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered)
+        job = self._claim_job(limit, after, live_fingerprints, include_maybe_delivered, numbers)
         return cast("builtins.list[OutboxRow]", await self._db.arun(job))
 
     def release(self) -> int:

@@ -277,19 +277,20 @@ def held_numbers(
     return held
 
 
-def head_run(numbers: Sequence[str | None]) -> int:
-    """Return how many of a claim's candidate rows it takes: the run of the first one's number.
+def head_run(numbers: Sequence[str | None], most: int = 1) -> int:
+    """Return how many of a claim's candidate rows it takes: the leading rows of *most* numbers.
 
     *numbers* are the phone numbers of the replayable rows a claim may take, in id order. A
-    claim takes the leading rows of one number only, so that workers hold one number each
-    (and a single worker's cursor passes over no row of another number).
+    claim takes the leading rows of its first *most* numbers and stops at the first row of
+    another, so that the workers of a fleet hold a few numbers each (and a cursor passes over
+    no row of a number it did not take).
     """
-    if not numbers:
-        return 0
-    first = numbers[0]
+    seen: set[str | None] = set()
     for n, number in enumerate(numbers):
-        if number != first:
-            return n
+        if number not in seen:
+            if len(seen) >= most:
+                return n
+            seen.add(number)
     return len(numbers)
 
 
