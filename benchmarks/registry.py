@@ -75,7 +75,8 @@ class Variant:
     requires: tuple[str, ...] = ()
     #: Work size relative to the run's N (heyoo opens a connection per message: 0.5).
     scale: float = 1.0
-    #: A fixed work size, for the memory rows (10,000 sends at 256 in flight).
+    #: The row's own work size at the full profile (scaled down with --quick, --smoke or a
+    #: smaller --n): the fleet rows, bound by a peer's latency, not by n.
     fixed_n: int | None = None
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)

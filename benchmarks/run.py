@@ -38,6 +38,8 @@ PROFILES: dict[str, tuple[int, int, int, int]] = {
     "quick": (300, 2, 20_000, 1_000),
     "smoke": (20, 1, 200, 40),
 }
+#: The n of the full profile: a row with its own `fixed_n` runs that many at this n.
+FULL_N = PROFILES["full"][0]
 #: The order of the groups in the table.
 GROUP_ORDER = ("sync", "async", "error", "memory", "micro")
 #: Extra comparisons between rows that are not each other's baseline.
@@ -88,6 +90,9 @@ def _jobs(variants: list[Variant], n: int, memory_n: int, micro_n: int) -> list[
                 size = micro_n
             elif v.kind == "memory":
                 size = memory_n
+            elif v.fixed_n is not None:
+                # The row's own size at the full profile's n, scaled with a smaller run.
+                size = max(1, v.fixed_n * min(n, FULL_N) // FULL_N)
             else:
                 size = max(1, int(n * v.scale))
             jobs.append({"name": v.name, "concurrency": c, "n": size})
