@@ -198,11 +198,14 @@ def test_a_serve_killed_between_its_claims_and_its_commit_forwards_once(
 def test_redis_stopped_serve_answers_200_and_forwards_on_its_own(
     tmp_path, sb, route, collected, redis_server
 ):
-    """Redis down: the POST is answered 200 and the event forwarded (the queue file's ledger),
-    told as a fall-back; a redelivery to the same process is still a duplicate."""
+    """Redis down (serve told by WA_AUTH_REDIS_URL): the POST is answered 200 and the event
+    forwarded (the queue file's ledger), told as a fall-back; a redelivery to the same process
+    is still a duplicate."""
     routes = config(tmp_path / "routes.toml", route)
     signed = statuses(sb, collected, "down")["sent"]
-    service = serve(sb, redis_server.url, tmp_path / "a.db", routes)
+    args = ("--webhook-queue", str(tmp_path / "a.db"), "--webhook-config", routes)
+    service = start(hook_env(sb, WA_AUTH_REDIS_URL=redis_server.url), *args)
+    assert service.info["webhook"]["ledger"] == "redis"  # from WA_AUTH_REDIS_URL
     redis_server.stop()
     try:
         post(service, signed)
