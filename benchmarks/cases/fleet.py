@@ -208,3 +208,82 @@ def fleet_limiter(_ctx: Ctx) -> dict[str, Any]:
         **window_figures(slots, FLEET_RATE),
         "fallbacks": float(sum(a["fallbacks"] for a in answers)),
     }
+
+
+def _status_delivery(i: int) -> bytes:
+    value = {
+        "metadata": {"phone_number_id": "111"},
+        "statuses": [
+            {"id": f"wamid.{i}", "status": "sent", "timestamp": "1700000000", "recipient_id": "1"}
+        ],
+    }
+    change = {"field": "messages", "value": value}
+    payload = {"object": "whatsapp_business_account", "entry": [{"id": "w", "changes": [change]}]}
+    return json.dumps(payload).encode()
+
+
+async def _admitting(ctx: Ctx, *, on_redis: bool) -> dict[str, Any]:
+    """serve's admission of stored deliveries (one status each), in the process: the queue
+    file's ledger alone, or the fleet's Redis ledger first (`--redis`)."""
+    from loops import peak_rss_kb
+
+    from wa_auth._cli._serve._fanout import Fanout
+    from wa_auth._cli._serve._hooks_settings import HookSettings
+    from wa_auth._cli._serve._queue import WebhookQueue
+    from wa_auth._cli._serve._routes import Route
+    from wa_auth._cli._serve._shared import SharedLedger
+    from wa_auth.webhooks import DEFAULT_MAX_KEYS, DEFAULT_WINDOW
+
+    quiet_logging()
+    route = Route(id="r", url="http://127.0.0.1:9/hook", secret="bench-route-secret-0123456789")
+    with contextlib.ExitStack() as stack:
+        directory = stack.enter_context(tempfile.TemporaryDirectory())
+        queue = WebhookQueue(
+            f"{directory}/queue.db", window=DEFAULT_WINDOW, max_keys=DEFAULT_MAX_KEYS
+        )
+        stack.callback(queue.close)
+        shared = None
+        if on_redis:
+            from wa_auth.fleet import RedisState
+
+            state = stack.enter_context(RedisState(stack.enter_context(redis_server())))
+            shared = SharedLedger(state.ledger())
+        settings = HookSettings(app_secret="x" * 20, queue=queue.path)
+        fanout = Fanout(settings, queue, [route], shared=shared)
+        for i in range(ctx.n):
+            await queue.astore(_status_delivery(i))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while batch := queue.due():
+            await fanout._batch(batch)  # the admission alone, no HTTP
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        if on_redis:
+            await state.aclose()
+    n = ctx.n
+    return {
+        "n": n,
+        "seconds": wall,
+        "msgs_per_s": n / wall if wall else 0.0,
+        "cpu_us_per_msg": cpu / n * 1e6,
+        "peak_rss_kb": peak_rss_kb(),
+    }
+
+
+@variant(
+    "serve.webhook.admit.file",
+    label="serve's webhook admission (one status per delivery), the queue file's ledger",
+    group="fleet",
+    requires=("aiohttp",),
+)
+def admit_file(ctx: Ctx) -> dict[str, Any]:
+    return asyncio.run(_admitting(ctx, on_redis=False))
+
+
+@variant(
+    "serve.webhook.admit.redis",
+    label="serve's webhook admission (one status per delivery), the fleet's Redis first",
+    group="fleet",
+    baseline="serve.webhook.admit.file",
+    requires=("aiohttp", "redis"),
+)
+def admit_redis(ctx: Ctx) -> dict[str, Any]:
+    return asyncio.run(_admitting(ctx, on_redis=True))

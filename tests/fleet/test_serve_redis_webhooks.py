@@ -198,11 +198,14 @@ def test_a_serve_killed_between_its_claims_and_its_commit_forwards_once(
 def test_redis_stopped_serve_answers_200_and_forwards_on_its_own(
     tmp_path, sb, route, collected, redis_server
 ):
-    """Redis down: the POST is answered 200 and the event forwarded (the queue file's ledger),
-    told as a fall-back; a redelivery to the same process is still a duplicate."""
+    """Redis down (serve told by WA_AUTH_REDIS_URL): the POST is answered 200 and the event
+    forwarded (the queue file's ledger), told as a fall-back; a redelivery to the same process
+    is still a duplicate."""
     routes = config(tmp_path / "routes.toml", route)
     signed = statuses(sb, collected, "down")["sent"]
-    service = serve(sb, redis_server.url, tmp_path / "a.db", routes)
+    args = ("--webhook-queue", str(tmp_path / "a.db"), "--webhook-config", routes)
+    service = start(hook_env(sb, WA_AUTH_REDIS_URL=redis_server.url), *args)
+    assert service.info["webhook"]["ledger"] == "redis"  # from WA_AUTH_REDIS_URL
     redis_server.stop()
     try:
         post(service, signed)
@@ -215,3 +218,47 @@ def test_redis_stopped_serve_answers_200_and_forwards_on_its_own(
         service.stop()
     said = [json.loads(line).get("message", "") for line in service.stderr.splitlines()]
     assert any("admitted in this queue file's ledger" in line for line in said), said
+
+
+@pytest.mark.anyio
+async def test_a_batch_decided_again_by_its_owners_gets_the_same_verdicts(redis_server):
+    """One batch: two statuses of one message (in order) and a redelivery of the first by
+    another delivery; decided again (processed again after a kill), the same verdicts; the
+    message's statuses never go back, whichever delivery asks."""
+    from wa_auth._cli._serve._queue import Delivery
+    from wa_auth._cli._serve._shared import SharedLedger
+    from wa_auth.fleet import RedisState
+
+    redis_server.flush()
+
+    def status(status: str) -> bytes:
+        value = {
+            "metadata": {"phone_number_id": "111"},
+            "statuses": [
+                {"id": "wamid.b", "status": status, "timestamp": "1700000000", "recipient_id": "1"}
+            ],
+        }
+        change = {"field": "messages", "value": value}
+        entry = {"id": "waba", "changes": [change]}
+        return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+
+    bodies = [status("sent"), status("delivered"), status("sent")]
+    batch = [
+        (Delivery(i, body, "received", None, 0, f"owner{i}"), parse(body))
+        for i, body in enumerate(bodies)
+    ]
+    with RedisState(redis_server.url) as state:
+        shared = SharedLedger(state.ledger())
+        first = await shared.adecide(batch)
+        again = await shared.adecide(batch)
+        late = await shared.adecide(
+            [(Delivery(9, bodies[0], "received", None, 0, "owner9"), parse(bodies[0]))]
+        )
+        await state.aclose()
+    assert first is not None
+    assert again is not None
+    assert late is not None
+    verdicts = [[a.verdict for a in admitted] for admitted in first]
+    assert verdicts == [["apply"], ["apply"], ["duplicate"]]
+    assert [[a.verdict for a in admitted] for admitted in again] == verdicts
+    assert [a.verdict for a in late[0]] == ["duplicate"]

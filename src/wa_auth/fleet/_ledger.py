@@ -8,10 +8,12 @@ never a secret or message text; each expires after the window.
 
 `owned(owner)` is the same ledger seen by one stored delivery (`wa-auth serve`), whose claims
 and advances are idempotent for that owner: a claim holds the owner instead of `1` and is
-accepted again for the same owner; an advance records `order|owner|previous` and, asked again
-by the same owner for the same order, answers the same `previous`. So a delivery whose claims
-reached Redis but whose forwards were never committed (a kill between the two stores) is
-decided the same way when it is processed again, and nobody else's redelivery gets through.
+accepted again for the same owner; an advance that raised the message also records its answer
+(`<ns>:webhook:advanced:<message id>:<order>:<owner>`, the order held before), and the same
+owner asking again for the same order gets that answer, whatever was advanced since. So a
+delivery whose claims reached Redis but whose forwards were never committed (a kill between
+the two stores) is decided the same way when it is processed again, and nobody else's
+redelivery gets through.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ from wa_auth.webhooks._ledger import DEFAULT_WINDOW
 __all__ = ["OwnedWebhookLedger", "RedisWebhookLedger"]
 
 #: KEYS: the message; ARGV: order, window (ms). Returns the order held before, or nil.
-#: A value is the order, or `order|owner|previous` when an owner advanced it.
 _ADVANCE: Final = """
 local held = redis.call('GET', KEYS[1])
-local previous = held and tonumber(string.match(held, '^-?%d+')) or nil
+local previous = held and tonumber(held) or nil
 if previous == nil or tonumber(ARGV[1]) > previous then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
@@ -38,8 +39,7 @@ return previous
 
 #: KEYS: the message; ARGV: order, previous ('' for none). Only if it still holds *order*.
 _RETREAT: Final = """
-local held = redis.call('GET', KEYS[1])
-if not held or string.match(held, '^-?%d+') ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 else
@@ -59,34 +59,29 @@ if held == ARGV[1] then return 1 end
 return 0
 """
 
-#: KEYS: the message; ARGV: order, owner, window (ms). Returns the order held before (nil:
-#: none); the same owner advancing to the same order again gets the same answer.
+#: KEYS: the message, the owner's answer for this order; ARGV: order, window (ms). Returns
+#: the order held before (nil: none); an advance is recorded as its owner's answer, so the
+#: same owner advancing to the same order again gets the same answer, whatever came since.
 _ADVANCE_AS: Final = """
+local mine = redis.call('GET', KEYS[2])
+if mine then
+  if mine == '' then return false end
+  return tonumber(mine)
+end
 local held = redis.call('GET', KEYS[1])
-local order = tonumber(ARGV[1])
-if not held then
-  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|', 'PX', ARGV[3])
-  return false
+local previous = held and tonumber(held) or nil
+if previous == nil or tonumber(ARGV[1]) > previous then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], previous and tostring(previous) or '', 'PX', ARGV[2])
 end
-local furthest, owner, previous = string.match(held, '^(-?%d+)|([^|]*)|(-?%d*)$')
-if furthest == nil then furthest = string.match(held, '^-?%d+') end
-furthest = tonumber(furthest)
-if owner == ARGV[2] and furthest == order then
-  if previous == '' then return false end
-  return tonumber(previous)
-end
-if furthest == nil or order > furthest then
-  local before = furthest and tostring(furthest) or ''
-  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|' .. before, 'PX', ARGV[3])
-end
-if furthest == nil then return false end
-return furthest
+if previous == nil then return false end
+return previous
 """
 
 
 def _owner(owner: object) -> str:
-    if not isinstance(owner, str) or not owner or "|" in owner or owner == "1":
-        raise ConfigurationError(f"an owner is a word without '|', got {owner!r}")
+    if not isinstance(owner, str) or not owner or owner == "1" or any(c in owner for c in " :\n"):
+        raise ConfigurationError(f"an owner is a word other than '1', without ':', got {owner!r}")
     return owner
 
 
@@ -124,6 +119,11 @@ class RedisWebhookLedger:
 
     def _message(self, message_id: str) -> str:
         return self._redis.key("webhook", "message", message_id)
+
+    def _advanced(self, message_id: str, order: int, owner: str) -> list[str]:
+        """The keys of an owner's advance: the message, and the owner's answer for *order*."""
+        answer = self._redis.key("webhook", "advanced", message_id, str(order), owner)
+        return [self._message(message_id), answer]
 
     @staticmethod
     def _previous(answer: object) -> int | None:
@@ -185,9 +185,9 @@ class RedisWebhookLedger:
 
     def advance_as(self, message_id: str, order: int, owner: str) -> int | None:
         """`advance` for *owner*: asked again for the same order, the same answer."""
-        args = [_order(order), _owner(owner), self._ms]
+        keys = self._advanced(message_id, _order(order), _owner(owner))
         with self._redis.calling("advancing a message's status"):
-            answer = self._redis.script(_ADVANCE_AS)([self._message(message_id)], args)
+            answer = self._redis.script(_ADVANCE_AS)(keys, [order, self._ms])
         return self._previous(answer)
 
     async def aclaim_as(self, key: str, owner: str) -> bool:
@@ -198,9 +198,9 @@ class RedisWebhookLedger:
 
     async def aadvance_as(self, message_id: str, order: int, owner: str) -> int | None:
         """`aadvance` for *owner*: asked again for the same order, the same answer."""
-        args = [_order(order), _owner(owner), self._ms]
+        keys = self._advanced(message_id, _order(order), _owner(owner))
         with self._redis.calling("advancing a message's status"):
-            answer = await self._redis.ascript(_ADVANCE_AS)([self._message(message_id)], args)
+            answer = await self._redis.ascript(_ADVANCE_AS)(keys, [order, self._ms])
         return self._previous(answer)
 
     def owned(self, owner: str) -> OwnedWebhookLedger:

@@ -23,8 +23,9 @@ both.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth._effects import arun
@@ -61,11 +62,23 @@ class SharedLedger:
         self, batch: Sequence[tuple[Delivery, Sequence[Any]]]
     ) -> list[list[Admission]] | None:
         """Admit each delivery's events as its owner; None: Redis did not answer (fall back)."""
-        try:
-            found = []
-            for delivery, events in batch:
+        found: list[list[Any]] = [[None] * len(events) for _, events in batch]
+        # One chain per message, in the batch's order (a status never overtakes an earlier
+        # one of its message); the chains run together, so their scripts leave as pipelines.
+        chains: dict[object, list[tuple[int, int]]] = {}
+        for i, (_, events) in enumerate(batch):
+            for j, event in enumerate(events):
+                chain = event.message_id if event.message_id is not None else (i, j)
+                chains.setdefault(chain, []).append((i, j))
+
+        async def admit(chain: list[tuple[int, int]]) -> None:
+            for i, j in chain:
+                delivery, events = batch[i]
                 owned = self.ledger.owned(delivery.owner)
-                found.append([await arun(admission(event), owned) for event in events])
+                found[i][j] = await arun(admission(events[j]), owned)
+
+        try:
+            await _gather([admit(chain) for chain in chains.values()])
         except StateUnavailableError as exc:
             self.fallbacks += 1
             fell_back(self.events, "webhooks", exc, self.fallbacks)
@@ -86,3 +99,10 @@ class SharedLedger:
 
     def __repr__(self) -> str:
         return f"SharedLedger({self.ledger!r})"
+
+
+async def _gather(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run *coros* together; raise the first error once every one has ended."""
+    errors = [e for e in await asyncio.gather(*coros, return_exceptions=True) if e is not None]
+    if errors:
+        raise errors[0]
