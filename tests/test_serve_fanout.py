@@ -249,3 +249,38 @@ async def test_redis_unreachable_admits_in_the_queue_files_ledger_and_says_so(tm
     finally:
         queue.close()
         connection.close()
+
+
+async def test_stop_ends_even_a_task_whose_nap_swallowed_the_cancellation(tmp_path):
+    """asyncio.wait_for may swallow a cancellation (3.11 and older): stop() still returns, and
+    the task ends at its next turn instead of looping forever (serve hung on SIGTERM)."""
+    import asyncio
+
+    clock = Clock()
+    queue = open_queue(tmp_path / "q.db", clock)
+    pipeline = fanout(queue, Guard(), clock)
+    nap = pipeline._nap
+    swallowed = []
+
+    async def swallowing_nap(name: str, seconds: float) -> None:
+        try:
+            await nap(name, seconds)
+        except asyncio.CancelledError:
+            swallowed.append(name)  # as wait_for does when its wait ends with the cancel
+
+    pipeline._nap = swallowing_nap  # type: ignore[method-assign]
+    tasks = []
+    try:
+        await pipeline.start()
+        tasks = list(pipeline._tasks.values())
+        await asyncio.sleep(0.1)  # every task is napping
+        stopping = asyncio.ensure_future(pipeline.stop())
+        await asyncio.wait({stopping}, timeout=10)
+        assert stopping.done()
+        assert all(task.done() for task in tasks)
+    finally:
+        pipeline._nap = nap  # type: ignore[method-assign]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=5)
+        queue.close()

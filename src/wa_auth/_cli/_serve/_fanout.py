@@ -41,6 +41,8 @@ __all__ = ["Fanout", "apply_event"]
 #: Seconds an idle task waits before it looks at the file again (another process, `wa-auth
 #: webhook replay`, may have changed it).
 POLL: Final = 1.0
+#: Seconds `stop` waits for the tasks to end after cancelling them.
+STOP_TIMEOUT: Final = 5.0
 #: Attempts to apply a delivery's events before it is given up (and logged).
 APPLY_ATTEMPTS: Final = 5
 
@@ -98,6 +100,8 @@ class Fanout:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
+        #: Set by `stop`: every task ends at its next turn.
+        self.stopping = False
         #: POSTs refused for their signature, deliveries stored, forwards sent.
         self.rejected = 0
         self.stored = 0
@@ -122,14 +126,27 @@ class Fanout:
         self._tasks[name] = asyncio.get_running_loop().create_task(coro)
 
     async def stop(self) -> None:
-        """Stop the tasks (what they were doing stays in the queue) and close the session."""
+        """Stop the tasks (what they were doing stays in the queue) and close the session.
+
+        Each task also ends at its next turn once `stopping` is set: on Python 3.11 and older,
+        `asyncio.wait_for` (the tasks' naps) may swallow a cancellation that arrives as its
+        wait ends, and a task that went on looping held serve's exit forever. The wait for
+        them is bounded all the same (`STOP_TIMEOUT`).
+        """
+        self.stopping = True
         tasks = list(self._tasks.values())
         self._tasks.clear()
+        for wake in self._wakes.values():
+            wake.set()
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            for task in tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a task's failure is no unhandled warning
         if self._session is not None:
             await self._session.close()
 
@@ -174,7 +191,7 @@ class Fanout:
     # --- deliveries -------------------------------------------------------------------------
 
     async def _deliveries(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 batch = self.queue.due()
             except WhatsAppError:
@@ -242,7 +259,7 @@ class Fanout:
     # --- forwards ---------------------------------------------------------------------------
 
     async def _route(self, route_id: str) -> None:
-        while route_id in self.routes:
+        while route_id in self.routes and not self.stopping:
             try:
                 heads = self.queue.heads(route_id)
             except WhatsAppError:
@@ -252,7 +269,7 @@ class Fanout:
                 await self._nap(route_id, POLL)
                 continue
             for head in heads:
-                if not await self._forward(route_id, head):
+                if self.stopping or not await self._forward(route_id, head):
                     break
 
     async def _forward(self, route_id: str, head: Forward) -> bool:
