@@ -161,7 +161,9 @@ def _aggregate(
             if base_key not in rows:  # a baseline measured at another level (sync rows: 1)
                 base_key = next((k for k in rows if k[0] == v.baseline), base_key)
             base = rows.get(base_key)
-            metric = {"memory": "peak_rss_kb", "micro": "us_per_op"}.get(v.kind, "msgs_per_s")
+            metric = {"memory": "peak_rss_kb", "micro": "us_per_op", "cpu": "cpu_us_per_msg"}.get(
+                v.kind, "msgs_per_s"
+            )
             if base and base.get(metric) and row.get(metric):
                 ratio = (
                     _paired_ratio(samples.get((name, c), []), samples.get(base_key, []))
