@@ -61,7 +61,8 @@ class Variant:
     """One row family of the table.
 
     *kind* is `throughput` (messages per second and CPU us per message), `micro` (us per
-    operation, in-process) or `memory` (peak RSS of the worker).
+    operation, in-process), `memory` (peak RSS of the worker) or `cpu` (a throughput row whose
+    ratio is its CPU us per message over its baseline's: a `max_ratio` goal).
     """
 
     name: str

@@ -161,11 +161,13 @@ def _aggregate(
             if base_key not in rows:  # a baseline measured at another level (sync rows: 1)
                 base_key = next((k for k in rows if k[0] == v.baseline), base_key)
             base = rows.get(base_key)
-            metric = {"memory": "peak_rss_kb", "micro": "us_per_op"}.get(v.kind, "msgs_per_s")
+            metric = {"memory": "peak_rss_kb", "micro": "us_per_op", "cpu": "cpu_us_per_msg"}.get(
+                v.kind, "msgs_per_s"
+            )
             if base and base.get(metric) and row.get(metric):
                 ratio = (
-                    _paired_ratio(samples.get((name, c), []), samples.get(base_key, []))
-                    if metric == "msgs_per_s"
+                    _paired_ratio(samples.get((name, c), []), samples.get(base_key, []), metric)
+                    if metric in {"msgs_per_s", "cpu_us_per_msg"}
                     else None
                 )
                 if ratio is None:
@@ -176,19 +178,19 @@ def _aggregate(
     return sorted(rows.values(), key=lambda r: order.get(r["group"], len(order)))
 
 
-def _paired_ratio(row: list[dict[str, Any]], base: list[dict[str, Any]]) -> float | None:
-    """Return the median of the per-round throughput ratios of *row*'s samples to *base*'s.
+def _paired_ratio(
+    row: list[dict[str, Any]], base: list[dict[str, Any]], metric: str = "msgs_per_s"
+) -> float | None:
+    """Return the median of the per-round ratios of *row*'s samples to *base*'s (of *metric*).
 
     The samples are in round order. The machine's speed drifts between rounds (shared cores, a
     VM's steal time); a ratio taken within each round cancels that drift, where a ratio of two
     medians does not. None with fewer than two rounds where both succeeded.
     """
     pairs = [
-        a["msgs_per_s"] / b["msgs_per_s"]
+        a[metric] / b[metric]
         for a, b in zip(row, base, strict=False)
-        if a.get("status") == b.get("status") == "ok"
-        and a.get("msgs_per_s")
-        and b.get("msgs_per_s")
+        if a.get("status") == b.get("status") == "ok" and a.get(metric) and b.get(metric)
     ]
     return statistics.median(pairs) if len(pairs) >= 2 else None
 

@@ -39,6 +39,8 @@ def test_harness_smoke_run(tmp_path, require_component):
     only += ["outbox.enqueue_many"]
     if importlib.util.find_spec("aiohttp") is not None:
         only += ["async.aiohttp.raw", "async.wa_auth.fast"]
+        # Issue 19's serve rows: CPU per item (a `cpu` row's ratio) and lists of 50 intents.
+        only += ["serve.cpu", "serve.list", "serve.inprocess", "serve.inprocess.list"]
     out = tmp_path / "latest.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--n", "5"]
     cmd += ["--out", str(out), "--timeout", "60"]
@@ -65,6 +67,11 @@ def test_harness_smoke_run(tmp_path, require_component):
         assert rows[(name, 1)]["status"] == "ok", rows[(name, 1)]
         assert rows[(name, 1)]["ratio"] is not None
     assert rows[("micro.classify.190_463", 1)]["us_per_op"] > 0
+    if importlib.util.find_spec("aiohttp") is not None:
+        for name in ("serve.cpu", "serve.list"):
+            assert rows[(name, 16)]["status"] == "ok", rows[(name, 16)]
+            assert rows[(name, 16)]["ratio"] is not None
+            assert "serve_cpu_us_per_msg" in rows[(name, 16)]["figures"]
     assert "nginx" in report["machine"]["nginx"]
     if report["plot"]:
         assert Path(report["plot"]).stat().st_size > 0

@@ -7,14 +7,21 @@ Every row sends the same text intent, one per item, to the harness's nginx peer:
   HTTP/1.1 client so the callers cost little). Against the per-process CLI (goal: at least 50x
   at 16 callers) and, as `serve.http.same`, against the guarded in-process client (goal: at
   least 0.7x at 64 callers: the HTTP hop is the only difference).
+- `serve.cpu`: the same service at 16 callers, one intent per request, its CPU per item (the
+  service's and the callers') against `serve.inprocess`'s (goal: at most 1.8x).
+- `serve.list`: 16 callers, each request a list of 50 intents, against `serve.inprocess.list`
+  (the same lists through the guarded client in-process): msg/s, goal at least 0.8x.
 - `serve.inprocess`: the same work in the worker itself: the intent's JSON parsed, `Guard.asend`
   on a `FastAsyncWhatsAppClient`, the result line built and serialised.
+- `serve.inprocess.list`: the list form in the worker itself: a list of 50 intents parsed, sent
+  by `Guard.asend` 16 at a time, the list's answer (`batch_line`) built and serialised.
 - `serve.cli`: `wa-auth send --to ... --text ...`, one process per item, 1 or 16 at a time.
 - `serve.memory.*`: the service's peak RSS (VmHWM) after 1,000 and after 20,000 requests
   (goal: at most 1.2x: no growth per request).
 
-The CPU figure of the serve rows adds the service's CPU to the callers'; `latency_p50_ms` and
-`latency_p99_ms` are per item, from the caller's side.
+The CPU figure of the serve rows adds the service's CPU to the callers'; the figure
+`serve_cpu_us_per_msg` is the service's own. `latency_p50_ms` and `latency_p99_ms` are per
+request, from the caller's side.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from cases.common import TEXT, TOKEN, quiet_logging
 
 KEY = "benchmark-api-key-0123456789abcdef"
 LEVELS = (1, 16, 64)
+#: Intents per request of the list rows (an n8n node's batch).
+LIST = 50
 
 
 def _intent(ctx: Ctx) -> dict[str, Any]:
@@ -120,8 +129,9 @@ class _Service:
 class _Caller:
     """One keep-alive connection that POSTs one intent at a time (what one n8n item does)."""
 
-    def __init__(self, port: int, body: bytes) -> None:
+    def __init__(self, port: int, body: bytes, intents: int = 1) -> None:
         self.port = port
+        self.intents = intents
         head = (
             "POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -140,7 +150,7 @@ class _Caller:
             raise RuntimeError(f"serve answered {head[:40]!r}")
         at = head.lower().index(b"content-length:") + 15
         body = await self.reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
-        if b'"delivered"' not in body:
+        if body.count(b'"delivered"') < self.intents:
             raise RuntimeError(f"not delivered: {body[:300]!r}")
 
     def close(self) -> None:
@@ -148,9 +158,12 @@ class _Caller:
             self.writer.close()
 
 
-async def _drive_service(ctx: Ctx, service: _Service, n: int, concurrency: int) -> dict[str, Any]:
-    body = json.dumps(_intent(ctx)).encode()
-    pool = [_Caller(service.info["port"], body) for _ in range(concurrency)]
+async def _drive_service(
+    ctx: Ctx, service: _Service, n: int, concurrency: int, per: int = 1
+) -> dict[str, Any]:
+    """Send *n* intents, *per* in each request (one object, or a list of *per*)."""
+    body = json.dumps(_intent(ctx) if per == 1 else [_intent(ctx)] * per).encode()
+    pool = [_Caller(service.info["port"], body, per) for _ in range(concurrency)]
     free = list(pool)
 
     async def one() -> None:
@@ -161,12 +174,15 @@ async def _drive_service(ctx: Ctx, service: _Service, n: int, concurrency: int) 
             free.append(caller)
 
     # The warm-up opens every connection (callers to serve, serve to the peer) first.
-    await _callers(max(50, 2 * concurrency), concurrency, one, None)
+    await _callers(max(50 // per, 2 * concurrency), concurrency, one, None)
+    requests = max(1, n // per)
+    n = requests * per
     samples: list[float] = []
     cpu0, scpu0, t0 = time.process_time(), service.cpu_seconds(), time.perf_counter()
-    await _callers(n, concurrency, one, samples)
+    await _callers(requests, concurrency, one, samples)
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0 + service.cpu_seconds() - scpu0
+    scpu = service.cpu_seconds() - scpu0
+    cpu = time.process_time() - cpu0 + scpu
     for caller in pool:
         caller.close()
     return {
@@ -174,15 +190,16 @@ async def _drive_service(ctx: Ctx, service: _Service, n: int, concurrency: int) 
         "seconds": wall,
         "msgs_per_s": n / wall,
         "cpu_us_per_msg": cpu / n * 1e6,
+        "serve_cpu_us_per_msg": scpu / n * 1e6,
         "peak_rss_kb": service.peak_rss_kb(),
         **_latencies(samples),
     }
 
 
-def _serve(ctx: Ctx, n: int | None = None) -> dict[str, Any]:
+def _serve(ctx: Ctx, n: int | None = None, per: int = 1) -> dict[str, Any]:
     service = _Service(ctx, ctx.concurrency)
     try:
-        return asyncio.run(_drive_service(ctx, service, n or ctx.n, ctx.concurrency))
+        return asyncio.run(_drive_service(ctx, service, n or ctx.n, ctx.concurrency, per))
     finally:
         service.close()
 
@@ -213,17 +230,47 @@ def serve_http_same(ctx: Ctx) -> dict[str, Any]:
     return _serve(ctx)
 
 
+@variant(
+    "serve.cpu",
+    label="wa-auth serve: CPU us per item, one intent per request (vs in-process)",
+    group="serve",
+    kind="cpu",
+    concurrency=(16,),
+    baseline="serve.inprocess",
+    goal=Goal("max_ratio", 1.8),
+    requires=("aiohttp",),
+)
+def serve_cpu(ctx: Ctx) -> dict[str, Any]:
+    return _serve(ctx)
+
+
+@variant(
+    "serve.list",
+    label=f"wa-auth serve: POST /send, lists of {LIST} intents (vs in-process)",
+    group="serve",
+    concurrency=(16,),
+    fixed_n=10_000,
+    baseline="serve.inprocess.list",
+    goal=Goal("min_ratio", 0.8),
+    requires=("aiohttp",),
+)
+def serve_list(ctx: Ctx) -> dict[str, Any]:
+    return _serve(ctx, per=LIST)
+
+
 # --- the baselines -------------------------------------------------------------------------------
 
 
-async def _inprocess(ctx: Ctx) -> dict[str, Any]:
-    from wa_auth._cli._output import delivery_line
+async def _inprocess(ctx: Ctx, per: int = 1) -> dict[str, Any]:
+    from wa_auth._cli._output import batch_line, delivery_line
     from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
     from wa_auth.intents import Intent
 
     quiet_logging()
-    body = json.dumps(_intent(ctx)).encode()
+    body = json.dumps(_intent(ctx) if per == 1 else [_intent(ctx)] * per).encode()
+    requests = max(1, ctx.n // per)
+    n = requests * per
     async with FastAsyncWhatsAppClient(
         token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url
     ) as client:
@@ -235,16 +282,32 @@ async def _inprocess(ctx: Ctx) -> dict[str, Any]:
             if b'"delivered"' not in line:
                 raise RuntimeError(line[:300])
 
-        await _callers(max(50, 2 * ctx.concurrency), ctx.concurrency, one, None)
+        async def many() -> None:
+            started = time.monotonic()
+            intents = [Intent.from_dict(value) for value in json.loads(body)]
+            slots = asyncio.Semaphore(ctx.concurrency)
+
+            async def item(number: int, intent: Intent) -> dict[str, Any]:
+                async with slots:
+                    return delivery_line(await guard.asend(intent), number)
+
+            lines = await asyncio.gather(*(item(i, x) for i, x in enumerate(intents, 1)))
+            answer = batch_line(list(lines), time.monotonic() - started, interrupted=False)
+            out = json.dumps(answer, ensure_ascii=False).encode()
+            if out.count(b'"delivered"') < per:
+                raise RuntimeError(out[:300])
+
+        call = one if per == 1 else many
+        await _callers(max(50 // per, 2 * ctx.concurrency), ctx.concurrency, call, None)
         samples: list[float] = []
         cpu0, t0 = time.process_time(), time.perf_counter()
-        await _callers(ctx.n, ctx.concurrency, one, samples)
+        await _callers(requests, ctx.concurrency, call, samples)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
-        "n": ctx.n,
+        "n": n,
         "seconds": wall,
-        "msgs_per_s": ctx.n / wall,
-        "cpu_us_per_msg": cpu / ctx.n * 1e6,
+        "msgs_per_s": n / wall,
+        "cpu_us_per_msg": cpu / n * 1e6,
         "peak_rss_kb": peak_rss_kb(),
         **_latencies(samples),
     }
@@ -259,6 +322,18 @@ async def _inprocess(ctx: Ctx) -> dict[str, Any]:
 )
 def inprocess(ctx: Ctx) -> dict[str, Any]:
     return asyncio.run(_inprocess(ctx))
+
+
+@variant(
+    "serve.inprocess.list",
+    label=f"in-process: a list of {LIST} intents -> Guard.asend, 16 at a time -> JSON",
+    group="serve",
+    concurrency=(16,),
+    fixed_n=10_000,
+    requires=("aiohttp",),
+)
+def inprocess_list(ctx: Ctx) -> dict[str, Any]:
+    return asyncio.run(_inprocess(ctx, LIST))
 
 
 async def _processes(ctx: Ctx, n: int) -> dict[str, Any]:

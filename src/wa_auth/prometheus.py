@@ -83,23 +83,36 @@ class PrometheusSubscriber:
         )
         self._gauges = _Gauges(namespace)
         self.registry.register(self._gauges)
+        # Each label set's counter, found once: `labels()` takes a lock and checks its
+        # arguments on every call, and a busy service counts the same few label sets.
+        self._children: dict[tuple[str, ...], Any] = {}
 
     def __call__(self, event: Event) -> None:
         """Count one event."""
         category = getattr(event, "category", None)
-        self._events.labels(event.name, category or "").inc()
+        self._child(self._events, ("events", event.name, category or "")).inc()
         if isinstance(event, (AuthFailed, ApiCallFailed)):
             self._call(event, category or "unknown")
         elif isinstance(event, MessageDelivered):
             self._call(event, OK)
 
     def _call(self, event: Event, category: str) -> None:
-        self._calls.labels(
+        key = (
+            "calls",
             category,
             event.consumer or "",
             getattr(event, "phone_number_id", None) or "",
             event.token_fingerprint or "",
-        ).inc()
+        )
+        self._child(self._calls, key).inc()
+
+    def _child(self, counter: Any, key: tuple[str, ...]) -> Any:
+        """The child of *counter* with the labels `key[1:]` (`key[0]` names the counter)."""
+        child = self._children.get(key)
+        if child is None:
+            # Thread-safe: `labels` returns the one child of a label set, whoever asks first.
+            child = self._children.setdefault(key, counter.labels(*key[1:]))
+        return child
 
     def observe_outbox(self, stats: OutboxStats | None) -> None:
         """Show the gauges an outbox's `stats()`; None drops them (no outbox, or unreadable)."""

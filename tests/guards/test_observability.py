@@ -109,6 +109,26 @@ def test_prometheus_subscriber_exports_the_labelled_series(sandbox):
     assert token not in text
 
 
+def test_prometheus_counts_each_label_set_on_its_own_series():
+    """Each event lands on its label set's series, also once the series is known (issue 19).
+
+    The subscriber keeps each label set's counter after the first event; a second set must
+    not reuse the first one's, nor the calls counter the events counter's.
+    """
+    pytest.importorskip("prometheus_client")
+    from wa_auth.events import MessageDelivered
+    from wa_auth.prometheus import PrometheusSubscriber
+
+    metrics = PrometheusSubscriber()
+    for consumer in ("orders", "orders", "alerts"):
+        metrics(MessageDelivered(consumer=consumer, phone_number_id="1", token_fingerprint="f"))
+    text = metrics.exposition().decode()
+    series = 'wa_auth_calls_total{{category="ok",consumer="{}",phone_number_id="1",token_fingerprint="f"}}'
+    assert series.format("orders") + " 2.0" in text
+    assert series.format("alerts") + " 1.0" in text
+    assert 'wa_auth_events_total{category="",event="guard.delivered"} 3.0' in text
+
+
 def test_prometheus_without_the_extra_names_it(monkeypatch):
     """Without prometheus_client the subscriber's ImportError names the extra."""
     import sys

@@ -256,7 +256,12 @@ class Front:
             raise too_large(limit)
         timeout = max(0.0, deadline - self._monotonic())
         try:
-            raw = await wait_for(request.read(), timeout)
+            if request.content.is_eof():
+                # The whole body came with the head (an n8n item's intent): nothing to wait
+                # for, so no timer either.
+                raw = await request.read()
+            else:
+                raw = await wait_for(request.read(), timeout)
         except asyncio.TimeoutError:
             raise Rejected(
                 408,
