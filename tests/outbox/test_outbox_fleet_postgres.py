@@ -336,18 +336,19 @@ def test_the_fleet_with_redis_a_revoked_token_and_a_rotation(
 
 @pytest.mark.real_component("redis")
 def test_the_fleet_through_a_kill_a_restart_and_a_rotation(own_server, redis_url, tmp_path):
-    """The big run: four workers with the Redis stores drain 5,000 intents over the sandbox's
-    numbers while one worker is SIGKILLed, PostgreSQL restarts, and the token is revoked and a
-    fresh one rotated in. Afterwards none lost, none sent twice (a `maybe_delivered` row, cut
-    off by the kill or the restart, at most once), each number's deliveries in enqueue order
-    up to the revocation,
+    """The big run: four workers with the Redis stores drain 5,000 intents over three phone
+    numbers (a sandbox with `phone_numbers=3`; each intent names its number) while one worker
+    is SIGKILLed, PostgreSQL restarts, and the token is revoked and a fresh one rotated in.
+    Afterwards none lost, none sent twice (a `maybe_delivered` row, cut off by the kill or the
+    restart, at most once), each number's deliveries in enqueue order up to the revocation,
     no number over its rate in any second, and after the first refusal of the dead token at
     most one more request with it per worker."""
     from wa_auth._redact import fingerprint
 
-    with Sandbox(seed=12) as sb:
+    with Sandbox(seed=12, phone_numbers=3) as sb:
         sb.set_faults(latency=0.002)
         numbers = list(sb.phone_number_ids)
+        assert len(numbers) == 3
         keys = {f"k{n}": numbers[n % len(numbers)] for n in range(BIG_RUN)}
         old = sb.issue_token()
         token_file = tmp_path / "token"
@@ -414,6 +415,7 @@ def test_the_fleet_through_a_kill_a_restart_and_a_rotation(own_server, redis_url
     assert refused, "the revocation was never seen"
     assert len(after_first) <= 4  # one per worker at most, in flight when the verdict came
     revoked_at = refused[0].at
+    assert Counter(m.phone_number_id for m in messages).keys() == set(numbers)
     for number in numbers:
         # Each number's intents in enqueue order through the kill and the restart. (From the
         # revocation on, an intent the dead token failed goes out after those behind it.)

@@ -240,6 +240,13 @@ def sandbox(commands: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="the sandbox clock moves only through the admin API's advance",
     )
+    p.add_argument(
+        "--phone-numbers",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="how many phone numbers the business account has, 1 to 20",
+    )
 
 
 def _serve_epilog() -> str:

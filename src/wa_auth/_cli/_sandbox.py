@@ -31,10 +31,12 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the sandbox; return the exit code."""
-    from wa_auth.sandbox import Sandbox
+    from wa_auth.sandbox import MAX_PHONE_NUMBERS, Sandbox
 
     if not 0 <= args.port <= 65535:
         return _fail(f"--port must be 0-65535, got {args.port}")
+    if not 1 <= args.phone_numbers <= MAX_PHONE_NUMBERS:
+        return _fail(f"--phone-numbers must be 1 to {MAX_PHONE_NUMBERS}, got {args.phone_numbers}")
     try:
         sandbox = Sandbox(
             host=args.host,
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             tokens=args.tokens,
             seed=args.seed,
             freeze_clock=args.freeze_clock,
+            phone_numbers=args.phone_numbers,
         )
     except ValueError as exc:
         return _fail(f"--tokens {args.tokens}: {exc}")

@@ -47,6 +47,7 @@ from wa_auth.sandbox._webhook_values import (
     RecordedWebhook,
     WebhookSettings,
 )
+from wa_auth.sandbox._world import MAX_PHONE_NUMBERS
 
 __all__ = [
     "ACCOUNT_STATES",
@@ -55,6 +56,7 @@ __all__ = [
     "BAN_STATES",
     "DEFAULT_SCOPES",
     "LATE_FAILURES",
+    "MAX_PHONE_NUMBERS",
     "NUMBER_STATES",
     "QUALITY_EVENTS",
     "SEEDED_FAULTS",

@@ -30,7 +30,7 @@ from wa_auth.sandbox._webhooks import (
     subscribe,
 )
 from wa_auth.sandbox._wire import HttpRequest
-from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
+from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, World
 
 __all__ = ["PREFIX", "admin", "describe"]
 
@@ -43,8 +43,8 @@ def describe(world: World) -> dict[str, Any]:
     return {
         "base_url": world.base_url,
         "admin_url": world.base_url + PREFIX,
-        "phone_number_id": PHONE_NUMBER_IDS[0],
-        "phone_number_ids": list(PHONE_NUMBER_IDS),
+        "phone_number_id": world.phone_number_ids[0],
+        "phone_number_ids": list(world.phone_number_ids),
         "business_account_id": BUSINESS_ACCOUNT_ID,
         "app_id": APP_ID,
         "app_token": world.app_token,

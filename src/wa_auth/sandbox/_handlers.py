@@ -18,9 +18,8 @@ from wa_auth.sandbox._wire import decode_cursor, encode_cursor, form, multipart
 from wa_auth.sandbox._world import (
     APP_ID,
     BUSINESS_ACCOUNT_ID,
-    DISPLAY_NUMBERS,
-    PHONE_NUMBER_IDS,
     Media,
+    display_number,
     effective,
 )
 
@@ -207,7 +206,7 @@ def _number_data(ctx: Call, phone: str) -> dict[str, Any]:
     number = ctx.world.state.numbers[phone]
     return {
         "id": phone,
-        "display_phone_number": DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone)],
+        "display_phone_number": display_number(phone),
         "verified_name": "wa_auth Sandbox",
         "quality_rating": "RED" if number == "restricted" else "GREEN",
         "code_verification_status": "VERIFIED",
@@ -332,7 +331,7 @@ def phone_numbers(ctx: Call) -> Reply:
     fields = _fields(ctx, _PHONE_NODE, _PHONE_FIELDS)
     if isinstance(fields, Reply):
         return fields
-    return _page(ctx, [_cut(_number_data(ctx, p), fields) for p in PHONE_NUMBER_IDS])
+    return _page(ctx, [_cut(_number_data(ctx, p), fields) for p in ctx.world.phone_number_ids])
 
 
 def templates(ctx: Call) -> Reply:

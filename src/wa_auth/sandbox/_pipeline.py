@@ -20,7 +20,7 @@ from wa_auth.sandbox._catalogue import FLAKY_ENTRIES, Reply, html_502
 from wa_auth.sandbox._sending import send
 from wa_auth.sandbox._values import RecordedRequest
 from wa_auth.sandbox._wire import HttpRequest, bearer
-from wa_auth.sandbox._world import BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
+from wa_auth.sandbox._world import BUSINESS_ACCOUNT_ID, World
 
 __all__ = ["answer", "endpoint_name"]
 
@@ -107,7 +107,7 @@ def _record(ctx: Call, reply: Reply) -> None:
 def _faulted(ctx: Call) -> Reply | None:
     state = ctx.world.state
     faults = state.faults
-    ctx.endpoint = endpoint_name(ctx.req)
+    ctx.endpoint = endpoint_name(ctx.req, ctx.world.phone_number_ids)
     total = faults.drop_rate + faults.html_502_rate + faults.error_rate
     if total <= 0:
         return None
@@ -189,7 +189,7 @@ def _missing(ctx: Call, method: str, object_id: str) -> Reply:
     return ctx.error("object_not_found", verb=method.lower(), object_id=object_id)
 
 
-def endpoint_name(req: HttpRequest) -> str:
+def endpoint_name(req: HttpRequest, phone_number_ids: tuple[str, ...]) -> str:
     """Return the name a request is recorded under (`send_message`, `debug_token`...)."""
     parts = [p for p in req.path.split("/") if p]
     if parts[:2] == ["whatsapp_business", "attachments"]:
@@ -206,7 +206,7 @@ def endpoint_name(req: HttpRequest) -> str:
             return "send_message"
         return _ENDPOINTS_BY_EDGE.get(edge, "unknown")
     if len(parts) == 1:
-        if parts[0] in PHONE_NUMBER_IDS:
+        if parts[0] in phone_number_ids:
             return "get_phone_number"
         if parts[0] == BUSINESS_ACCOUNT_ID:
             return "get_business_account"

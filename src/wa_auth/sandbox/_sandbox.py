@@ -24,7 +24,7 @@ from wa_auth.sandbox._values import (
 )
 from wa_auth.sandbox._webhook_controls import WebhookControls
 from wa_auth.sandbox._webhooks import check_url
-from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, PHONE_NUMBER_IDS, World
+from wa_auth.sandbox._world import APP_ID, BUSINESS_ACCOUNT_ID, DEFAULT_PHONE_NUMBERS, World
 
 __all__ = ["Sandbox"]
 
@@ -52,10 +52,14 @@ class Sandbox(WebhookControls, Closing):
             after every `reset()`; None delivers none until `subscribe()`.
         app_secret: The app secret that signs the webhooks (and that the token exchange
             takes); None draws one from the seed.
+        phone_numbers: How many phone numbers the business account has, from 1 to 20: ids
+            109000000000001, 109000000000002... with display numbers +1 555-010-0001,
+            +1 555-010-0002... (see `phone_number_ids`).
 
     Raises:
-        ValueError: The tokens file or list is invalid, *webhook_url* is not an http(s) URL or
-            *app_secret* is blank (nothing is bound).
+        ValueError: The tokens file or list is invalid, *webhook_url* is not an http(s) URL,
+            *app_secret* is blank or *phone_numbers* is not an integer from 1 to 20 (nothing
+            is bound).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Sandbox(WebhookControls, Closing):
         max_records: int = 100_000,
         webhook_url: str | None = None,
         app_secret: str | None = None,
+        phone_numbers: int = DEFAULT_PHONE_NUMBERS,
     ) -> None:
         if app_secret is not None and (not isinstance(app_secret, str) or not app_secret.strip()):
             raise ValueError("app_secret must be a non-blank string")
@@ -81,6 +86,7 @@ class Sandbox(WebhookControls, Closing):
             max_records=max_records,
             webhook_url=None if webhook_url is None else check_url(webhook_url, "Sandbox"),
             app_secret=app_secret,
+            phone_numbers=phone_numbers,
         )
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -149,12 +155,12 @@ class Sandbox(WebhookControls, Closing):
     @property
     def phone_number_id(self) -> str:
         """The id of the sandbox's first phone number (the one demos send from)."""
-        return PHONE_NUMBER_IDS[0]
+        return self._world.phone_number_ids[0]
 
     @property
     def phone_number_ids(self) -> tuple[str, ...]:
-        """The ids of all the sandbox's phone numbers."""
-        return PHONE_NUMBER_IDS
+        """The ids of all the sandbox's phone numbers (`phone_numbers` of them), in order."""
+        return self._world.phone_number_ids
 
     @property
     def business_account_id(self) -> str:

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from wa_auth.sandbox._wire import digits_of
-from wa_auth.sandbox._world import BUSINESS_ACCOUNT_ID, DISPLAY_NUMBERS, PHONE_NUMBER_IDS
+from wa_auth.sandbox._world import BUSINESS_ACCOUNT_ID, display_number
 
 __all__ = [
     "LATE_ERRORS",
@@ -160,8 +160,7 @@ def account_update(
 
 def _display_digits(phone_number_id: str) -> str:
     """A number's display number as Meta writes it in webhooks: its digits only."""
-    shown = DISPLAY_NUMBERS[PHONE_NUMBER_IDS.index(phone_number_id)]
-    return "".join(c for c in shown if c.isdigit())
+    return "".join(c for c in display_number(phone_number_id) if c.isdigit())
 
 
 def quality_update(

@@ -39,26 +39,52 @@ from wa_auth.sandbox._webhook_values import LateFailure, RecordedWebhook, Webhoo
 __all__ = [
     "APP_ID",
     "BUSINESS_ACCOUNT_ID",
-    "DISPLAY_NUMBERS",
+    "DEFAULT_PHONE_NUMBERS",
     "LATEST_TIME",
-    "PHONE_NUMBER_IDS",
+    "MAX_PHONE_NUMBERS",
     "Media",
     "State",
     "World",
+    "check_phone_numbers",
+    "display_number",
     "effective",
+    "phone_number_ids",
 ]
 
-#: The sandbox's fixed Graph ids: one app, one WABA, two phone numbers.
+#: The sandbox's fixed Graph ids: one app, one WABA (its phone numbers: `phone_number_ids`).
 APP_ID: Final = "900000000000001"
 BUSINESS_ACCOUNT_ID: Final = "102000000000001"
-PHONE_NUMBER_IDS: Final = ("109000000000001", "109000000000002")
-#: Their display numbers, in the same order.
-DISPLAY_NUMBERS: Final = ("+1 555-010-0001", "+1 555-010-0002")
+#: How many phone numbers a sandbox has unless told otherwise, and the most it can have.
+DEFAULT_PHONE_NUMBERS: Final = 2
+MAX_PHONE_NUMBERS: Final = 20
 #: The sandbox clock stops short of the year 3000 (unix seconds), so every expiry it renders
 #: (up to `MAX_SECONDS` later) still fits in what `datetime` can format.
 LATEST_TIME: Final = 32503680000.0
 _TRACE_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _TOKEN_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"  # noqa: S105
+
+
+def check_phone_numbers(value: object) -> int:
+    """Return *value*, a count of phone numbers.
+
+    Raises:
+        ValueError: *value* is not an integer from 1 to `MAX_PHONE_NUMBERS`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PHONE_NUMBERS:
+        raise ValueError(
+            f"phone_numbers must be an integer from 1 to {MAX_PHONE_NUMBERS}, got {value!r}"
+        )
+    return value
+
+
+def phone_number_ids(count: int) -> tuple[str, ...]:
+    """Return the ids of a sandbox with *count* numbers: 109000000000001, 109000000000002..."""
+    return tuple(f"109{n:012d}" for n in range(1, count + 1))
+
+
+def display_number(phone_number_id: str) -> str:
+    """Return the display number of one of the sandbox's ids: 109000000000003 is +1 555-010-0003."""
+    return f"+1 555-010-{phone_number_id[-4:]}"
 
 
 @attrs.frozen
@@ -106,7 +132,8 @@ class State:
     token_seq: int = 0
     account: str = "ok"
     account_variant: str | None = None
-    numbers: dict[str, str] = attrs.Factory(lambda: dict.fromkeys(PHONE_NUMBER_IDS, "ok"))
+    #: Each phone number's state, in the order of `World.phone_number_ids`.
+    numbers: dict[str, str] = attrs.Factory(dict)
     limits: Limits = attrs.Factory(Limits)
     faults: Faults = attrs.Factory(Faults)
     messages: collections.deque[RecordedMessage] = attrs.field(init=False)
@@ -156,6 +183,11 @@ class World:
         webhook_url: Where webhooks go at start and after `reset()`; None nowhere.
         app_secret: The app secret (webhook signatures, the token exchange); None draws one
             from the seed.
+        phone_numbers: How many phone numbers the business account has (see
+            `phone_number_ids`).
+
+    Raises:
+        ValueError: *phone_numbers* is not an integer from 1 to `MAX_PHONE_NUMBERS`.
     """
 
     def __init__(
@@ -167,7 +199,10 @@ class World:
         max_records: int = 100_000,
         webhook_url: str | None = None,
         app_secret: str | None = None,
+        phone_numbers: int = DEFAULT_PHONE_NUMBERS,
     ) -> None:
+        #: The ids of the phone numbers, first the one demos send from; fixed for the run.
+        self.phone_number_ids = phone_number_ids(check_phone_numbers(phone_numbers))
         self.lock = threading.RLock()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
         self._specs = tokens if tokens is not None else DEMO_SPECS
@@ -189,7 +224,11 @@ class World:
         with self.lock:
             rng = random.Random(self.seed)  # noqa: S311 - simulation, not security
             self.clock.restart()
-            self.state = State(rng=rng, max_records=self._max_records)
+            self.state = State(
+                rng=rng,
+                max_records=self._max_records,
+                numbers=dict.fromkeys(self.phone_number_ids, "ok"),
+            )
             # Drawn even when given, so a seed's later choices do not depend on app_secret.
             self.state.app_secret = self.random_hex(32)
             if self._app_secret is not None:
@@ -370,7 +409,7 @@ class World:
             if phone_number_id not in self.state.numbers:
                 raise ValueError(
                     f"unknown phone number id {phone_number_id!r}; "
-                    f"the sandbox's are {list(PHONE_NUMBER_IDS)}"
+                    f"the sandbox's are {list(self.phone_number_ids)}"
                 )
             self.state.numbers[phone_number_id] = state
 
