@@ -1,10 +1,17 @@
-"""`Batched`: a Lua script's concurrent async calls of one event loop, sent as one pipeline.
+"""`Batched`: a Lua script's concurrent async calls of one event loop, sent as one `EVALSHA`.
 
-Sixty-four senders reserving their slots at once make sixty-four `EVALSHA`s; sent one by one,
-each pays redis-py's own cost of a command (measured: about 110 µs of CPU at 64 in flight),
-sent as one pipeline about 30 µs. A call joins the batch of the current loop iteration; the
-batch leaves on the next one, and each caller gets its own answer (or its own error). No lock
-is held across an await: the batch is swapped out in one step on the event loop's thread.
+Sixty-four senders reserving their slots at once make sixty-four calls of one script; sent one
+by one, each pays redis-py's own cost of a command (measured: about 110 µs of CPU at 64 in
+flight), and even pipelined each is still a command packed, parsed and run by Redis on its own.
+So the calls of one loop iteration leave together on the next one as a single call of the
+script's *batch* form (`batch_script`): its `KEYS` and `ARGV` are the calls' own, laid end to
+end, and it runs the script once per call, in order, inside Redis, and answers one reply per
+call. Each caller gets its own answer, or its own error (an error in one call does not stop the
+others; like the script alone, it keeps the writes made before it failed). No lock is held
+across an await: the batch is swapped out in one step on the event loop's thread.
+
+One script call spans the keys of every call in the batch, so a batch cannot be split over the
+slots of a Redis Cluster (the fleet runs on one Redis, or a primary with replicas).
 """
 
 from __future__ import annotations
@@ -12,25 +19,75 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Batched"]
+__all__ = ["Batched", "batch_script"]
 
 _Call = tuple[Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 
+#: ARGV: the number of calls, then per call its key count, its argument count and its
+#: arguments, or -1 for "the previous call's arguments" (sixty-four reservations of one limiter
+#: share theirs); KEYS: the calls' keys, in order. A call's nil answer is false (nil would end
+#: the reply's array); an error is kept as that call's error reply.
+_LOOP = """
+local answers = {}
+local k, a = 0, 2
+local args
+for i = 1, tonumber(ARGV[1]) do
+  local nkeys, nargs = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  local keys = {}
+  for j = 1, nkeys do keys[j] = KEYS[k + j] end
+  k = k + nkeys
+  if nargs >= 0 then
+    args = {}
+    for j = 1, nargs do args[j] = ARGV[a + j - 1] end
+    a = a + nargs
+  end
+  local ok, answer = pcall(one, keys, args)
+  if not ok then
+    if type(answer) == 'table' and answer.err then answer = answer.err end
+    answer = tostring(answer)
+    if not string.find(answer, '^%u+ ') then answer = 'ERR ' .. answer end
+    answer = {err = answer}
+  elseif answer == nil then
+    answer = false
+  end
+  answers[i] = answer
+end
+return answers
+"""
+
+
+#: Small counts as redis-py would send them, made once (a batch sends two per call).
+_COUNTS: Final = tuple(str(i).encode() for i in range(-1, 64))
+
+
+def _count(n: int) -> bytes:
+    return _COUNTS[n + 1] if n < 63 else str(n).encode()
+
+
+def batch_script(script: str) -> str:
+    """Return the Lua of *script*'s batch form: many calls of it in one (see the module)."""
+    return "local function one(KEYS, ARGV)\n" + script + "\nend\n" + _LOOP
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
 
 class Batched:
-    """One script on one asyncio client: `await batched(keys, args)` runs it in a pipeline.
+    """One script on one asyncio client: `await batched(keys, args)` joins this turn's batch.
 
     Args:
         client: redis-py's asyncio client (of the running loop).
-        script: The Lua text.
+        script: The Lua text of one call.
     """
 
     def __init__(self, client: Any, script: str) -> None:
         self._client = client
-        self._script = script
-        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        self._script = batch_script(script)
+        self._sha = _sha(self._script)
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -50,18 +107,28 @@ class Batched:
             task.add_done_callback(self._sending.discard)
 
     async def _execute(self, batch: list[_Call]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self._sha, len(keys), *keys, *args)
-        answers: list[Any] = await pipe.execute(raise_on_error=False)
+        keys: list[Any] = []
+        args: list[Any] = [_count(len(batch))]
+        previous: Sequence[Any] | None = None
+        for call_keys, call_args, _ in batch:
+            keys.extend(call_keys)
+            args.append(_count(len(call_keys)))
+            if call_args == previous:
+                args.append(_COUNTS[0])  # -1: the previous call's arguments
+            else:
+                args.append(_count(len(call_args)))
+                args.extend(call_args)
+                previous = call_args
+        answers: list[Any] = await self._client.evalsha(self._sha, len(keys), *keys, *args)
         return answers
 
     async def _send(self, batch: list[_Call]) -> None:
         from redis.exceptions import NoScriptError
 
         try:
-            answers = await self._execute(batch)
-            if any(isinstance(a, NoScriptError) for a in answers):  # a new or restarted Redis
+            try:
+                answers = await self._execute(batch)
+            except NoScriptError:  # a new or restarted Redis
                 await self._client.script_load(self._script)
                 answers = await self._execute(batch)
         except Exception as exc:  # noqa: BLE001 - each caller gets it, translated by its caller

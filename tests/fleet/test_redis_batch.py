@@ -1,0 +1,124 @@
+"""The limiter's batched reservations: a loop turn's calls in one script call, slots unchanged.
+
+`Batched` sends the concurrent calls of one event-loop iteration as one `EVALSHA` of the
+script's batch form. A batch across numbers and pairs, with Meta's holds and the probe after
+them, must take the same slots as the same reservations made one by one (the single script,
+through the blocking client). The rates are slow (a slot every 100 s, a pair every 250 s) so
+that every slot is a whole multiple of 10 s from the first call: a wrong slot is off by 10 s at
+least, while the two runs' own clocks differ by the milliseconds the calls take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wa_auth.fleet import RedisState
+
+pytestmark = pytest.mark.real_component("redis")
+
+NUMBERS = ("111", "222", "333")
+RECIPIENTS = (None, "+15550001", "+15550002")
+#: Slots are 100 k, 120 + 100 k, 250 k or 300 + 250 k seconds away: none within 10 s of these.
+MAX_WAITS = (math.inf, 0.0, 150.0, 1010.0)
+SETTINGS = {"rate": 0.01, "pair_interval": 250.0, "probe_gap": 30.0}
+
+reservation = st.tuples(
+    st.sampled_from(NUMBERS), st.sampled_from(RECIPIENTS), st.sampled_from(MAX_WAITS)
+)
+hold = st.tuples(st.sampled_from(NUMBERS), st.sampled_from(RECIPIENTS), st.sampled_from((120, 300)))
+_namespaces = itertools.count()
+
+
+def _evalsha_calls(state: RedisState) -> int:
+    stats = state.connection.client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def _same(batched: list[float | None], one_by_one: list[float | None]) -> None:
+    assert len(batched) == len(one_by_one)
+    for b, o in zip(batched, one_by_one, strict=True):
+        assert (b is None) == (o is None), (batched, one_by_one)
+        if b is not None and o is not None:
+            assert abs(b - o) < 5.0, (batched, one_by_one)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    holds=st.lists(hold, max_size=3),
+    calls=st.lists(reservation, min_size=1, max_size=16),
+)
+def test_a_batch_takes_the_slots_of_one_by_one_reservations(redis_server, holds, calls):
+    """Across numbers and pairs, after holds (and their probes), with and without a max wait."""
+    run = next(_namespaces)
+    with (
+        RedisState(redis_server.url, namespace=f"batch{run}a") as one,
+        RedisState(redis_server.url, namespace=f"batch{run}b") as many,
+    ):
+        single, batch = one.limiter(**SETTINGS), many.limiter(**SETTINGS)
+        for number, recipient, seconds in holds:
+            single.penalize(number, recipient, seconds)
+            batch.penalize(number, recipient, seconds)
+
+        one_by_one = [single.acquire(n, r, max_wait=w) for n, r, w in calls]
+
+        async def together() -> tuple[list[float | None], int]:
+            await batch.aacquire("warm-up", None)  # the batch script is loaded
+            before = _evalsha_calls(many)
+            waits = await asyncio.gather(*(batch.aacquire(n, r, max_wait=w) for n, r, w in calls))
+            sent = _evalsha_calls(many) - before
+            await many.aclose()
+            return list(waits), sent
+
+        batched, sent = asyncio.run(together())
+        assert sent == 1  # one script call for the whole batch
+        _same(batched, one_by_one)
+        assert batch.fallbacks == single.fallbacks == 0
+
+
+def test_each_caller_gets_its_own_answer_or_error(redis_server):
+    """An error in one call of a batch is that caller's; the others get their answers."""
+    redis_server.flush()
+    script = """
+if ARGV[1] == 'bad' then return redis.call('INCR', KEYS[1]) end
+if ARGV[1] == 'none' then return nil end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+    with RedisState(redis_server.url) as state:
+        connection = state.connection
+        connection.client.set("t:text", "not a number")
+
+        async def calls() -> list[object]:
+            call = connection.ascript(script)
+            answers = await asyncio.gather(
+                call(["t:a"], ["one"]),
+                call(["t:text"], ["bad"]),
+                call([], ["none"]),
+                call(["t:b"], ["two"]),
+                return_exceptions=True,
+            )
+            await state.aclose()
+            return answers
+
+        first, failed, nothing, last = asyncio.run(calls())
+        assert (first, nothing, last) == (b"one", None, b"two")
+        assert isinstance(failed, Exception)
+        assert "not an integer" in str(failed.args[0])
+        assert connection.client.mget("t:a", "t:b") == [b"one", b"two"]
+
+        connection.client.script_flush()  # a restarted Redis: the batch script is loaded again
+
+        async def again() -> object:
+            answer = await connection.ascript(script)(["t:c"], ["three"])
+            await state.aclose()
+            return answer
+
+        assert asyncio.run(again()) == b"three"
