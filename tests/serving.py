@@ -11,6 +11,9 @@ can serve a whole module (`tests/test_serve.py`'s module-scoped fixture).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import http.server
 import json
 import select
 import signal
@@ -24,7 +27,9 @@ from typing import IO, Any
 import httpx
 import pytest
 
+import wa_auth
 from running import env_for, text_intent, valid
+from wa_auth.sandbox import Sandbox
 
 #: The API key of the tests' services.
 KEY = "test-key-0123456789-abcdefghijklmnop"
@@ -184,3 +189,87 @@ def serving(
     finally:
         if service.proc.poll() is None:
             service.stop()
+
+
+# --- webhooks: the app's secrets, a route's receiver, sends that make statuses --------------
+
+VERIFY_TOKEN = "verify-token-canary-5b1e0c7d"
+SECRET_A = "route-a-secret-canary-8f2d4c1a"
+SECRET_B = "route-b-secret-canary-3e9b7a60"
+TO = "+15551234567"
+
+
+class Receiver:
+    """A route's endpoint on 127.0.0.1: records each forward, answers `status` (200)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.status = 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    status = receiver.status
+                    if status == 200:
+                        receiver.posts.append((dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(HARD)
+
+    def forwards(self, secret: str) -> list[dict[str, Any]]:
+        """Every forward received, its signature checked with *secret*."""
+        with self.lock:
+            posts = list(self.posts)
+        found = []
+        for headers, body in posts:
+            expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Wa-Auth-Signature-256"] == f"sha256={expected}"
+            data = json.loads(body)
+            assert headers["X-Wa-Auth-Event-Key"] == data["key"]
+            found.append(data)
+        return found
+
+    def wait_for(self, secret: str, count: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + HARD
+        while len(found := self.forwards(secret)) < count:
+            assert time.monotonic() < deadline, f"{len(found)} forwards of {count}"
+            time.sleep(0.05)
+        return found
+
+
+def hook_env(sb: Sandbox, **extra: str | None) -> dict[str, str]:
+    variables: dict[str, str | None] = {
+        "WA_AUTH_WEBHOOK_APP_SECRET": sb.app_secret,
+        "WA_AUTH_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
+        "ROUTE_A_SECRET": SECRET_A,
+        "ROUTE_B_SECRET": SECRET_B,
+    }
+    return serve_env(sb, sb.issue_token(), **{**variables, **extra})
+
+
+def send(sb: Sandbox, number: str, n: int, key: str) -> list[str]:
+    with wa_auth.WhatsAppClient(
+        base_url=sb.base_url, token=sb.issue_token(), phone_number_id=number
+    ) as client:
+        return [
+            client.send_text(TO, f"hello {i}", idempotency_key=f"{key}-{i}").message_id
+            for i in range(n)
+        ]

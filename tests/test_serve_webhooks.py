@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,71 +19,20 @@ from typing import Any
 import httpx
 import pytest
 
-import wa_auth
 from running import env_for, text_intent, valid
-from serving import HARD, KEY, Service, serve_env, start
+from serving import (
+    HARD,
+    KEY,
+    SECRET_A,
+    SECRET_B,
+    VERIFY_TOKEN,
+    Receiver,
+    Service,
+    hook_env,
+    send,
+    start,
+)
 from wa_auth.sandbox import Sandbox
-
-VERIFY_TOKEN = "verify-token-canary-5b1e0c7d"
-SECRET_A = "route-a-secret-canary-8f2d4c1a"
-SECRET_B = "route-b-secret-canary-3e9b7a60"
-TO = "+15551234567"
-
-
-class Receiver:
-    """A route's endpoint on 127.0.0.1: records each forward, answers `status` (200)."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        self.status = 200
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    status = receiver.status
-                    if status == 200:
-                        receiver.posts.append((dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(HARD)
-
-    def forwards(self, secret: str) -> list[dict[str, Any]]:
-        """Every forward received, its signature checked with *secret*."""
-        with self.lock:
-            posts = list(self.posts)
-        found = []
-        for headers, body in posts:
-            expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            assert headers["X-Wa-Auth-Signature-256"] == f"sha256={expected}"
-            data = json.loads(body)
-            assert headers["X-Wa-Auth-Event-Key"] == data["key"]
-            found.append(data)
-        return found
-
-    def wait_for(self, secret: str, count: int) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + HARD
-        while len(found := self.forwards(secret)) < count:
-            assert time.monotonic() < deadline, f"{len(found)} forwards of {count}"
-            time.sleep(0.05)
-        return found
 
 
 @pytest.fixture
@@ -122,26 +69,6 @@ types = ["status"]
         encoding="utf-8",
     )
     return path
-
-
-def hook_env(sb: Sandbox, **extra: str | None) -> dict[str, str]:
-    variables: dict[str, str | None] = {
-        "WA_AUTH_WEBHOOK_APP_SECRET": sb.app_secret,
-        "WA_AUTH_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
-        "ROUTE_A_SECRET": SECRET_A,
-        "ROUTE_B_SECRET": SECRET_B,
-    }
-    return serve_env(sb, sb.issue_token(), **{**variables, **extra})
-
-
-def send(sb: Sandbox, number: str, n: int, key: str) -> list[str]:
-    with wa_auth.WhatsAppClient(
-        base_url=sb.base_url, token=sb.issue_token(), phone_number_id=number
-    ) as client:
-        return [
-            client.send_text(TO, f"hello {i}", idempotency_key=f"{key}-{i}").message_id
-            for i in range(n)
-        ]
 
 
 def order(forwards: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from serving import HARD, Service, start
-from test_serve_webhooks import Receiver, hook_env, send
+from serving import HARD, Receiver, Service, hook_env, send, start
 from wa_auth.sandbox import Sandbox
 from wa_auth.webhooks import parse
 
