@@ -22,10 +22,11 @@ is what Meta's `/messages` endpoint takes for it.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -74,13 +75,49 @@ _FIELDS: Final = frozenset(
 )
 
 
-def _new_key() -> str:
-    """Return a random UUID4 string (what `str(uuid.uuid4())` gives, at a third of its cost)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+class _Keys:
+    """Idempotency keys in UUID4 form: a random per-process prefix and a counter.
+
+    A key must be unique, not secret (Meta echoes it in webhooks; logs and the outbox hold
+    it): 74 random bits drawn once per process, and again in a forked child and when the
+    48-bit counter runs out, keep keys of different processes, forks and restarts apart (two
+    processes share a prefix with odds of about n^2 / 2^75), and the counter keeps one
+    process's keys apart. A key costs a counter step and a format, not 16 bytes of
+    `os.urandom` (a system call) per intent. Keys of one process come in order, which keeps
+    an outbox's key index append-mostly.
+
+    This is state of the process, the one the house rules allow: nothing a caller configures,
+    and a fork cannot share it (`os.register_at_fork`).
+    """
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._count: Iterator[int] = iter(())
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw a new random prefix and restart the counter (a new process, a forked child)."""
+        raw = bytearray(os.urandom(10))
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        self._prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        """Return a new key (`next` on a count is atomic under the GIL: threads share it)."""
+        n = next(self._count)
+        if n >> 48:  # 2^48 keys from one prefix: draw another
+            self.redraw()
+            n = next(self._count)
+        return f"{self._prefix}{n:012x}"
+
+
+_new_key: Final = _Keys()
+if hasattr(os, "register_at_fork"):  # not on Windows, which spawns: a new process draws anew
+    os.register_at_fork(after_in_child=_new_key.redraw)
 
 
 def _timestamp(name: str, value: object, *, optional: bool) -> float | None:
@@ -160,18 +197,29 @@ class Intent:
         if type(self) is not Intent:
             return attrs.evolve(self, phone_number_id=phone_number_id)
         check_id("phone_number_id", phone_number_id)
-        routed = object.__new__(Intent)
-        for name in _FIELD_NAMES:
-            object.__setattr__(routed, name, getattr(self, name))
-        object.__setattr__(routed, "phone_number_id", phone_number_id)
-        return routed
+        return _made(
+            self.to,
+            self.type,
+            self.content,
+            self.idempotency_key,
+            phone_number_id,
+            self.consumer,
+            self.created_at,
+            self.not_after,
+        )
 
     # --- constructors -----------------------------------------------------------------------
 
     @classmethod
     def _of(cls, to: str, built: Built, options: dict[str, Any]) -> Self:
         kind, content = built
-        return cls(to=to, type=kind, content=_Built(content), **options)
+        if options or cls is not Intent:
+            return cls(to=to, type=kind, content=_Built(content), **options)
+        # `Intent.text(to, body)`, the common case, made without attrs' `__init__`: the builder
+        # checked the content, the key and the time are made here, so only the recipient is
+        # left to check (what `__attrs_post_init__` would find, at a third of the cost).
+        check_recipient(to)
+        return _made(to, kind, _Built(content), _new_key(), None, None, time.time(), None)  # type: ignore[return-value]
 
     @classmethod
     def text(cls, to: str, body: str, *, preview_url: bool = False, **options: Any) -> Self:
@@ -332,8 +380,32 @@ class Intent:
         return cls(to=data.get("to"), type=kind, content=data[kind], **options)  # type: ignore[arg-type]
 
 
-#: The fields `Intent._routed` copies.
-_FIELD_NAMES: Final = tuple(field.name for field in attrs.fields(Intent))
+#: The slots' own setters, in field order: they write a frozen instance being made.
+_SETTERS: Final = tuple(Intent.__dict__[field.name].__set__ for field in attrs.fields(Intent))
+
+
+def _made(
+    to: str,
+    kind: str,
+    content: Mapping[str, Any],
+    idempotency_key: str,
+    phone_number_id: str | None,
+    consumer: str | None,
+    created_at: float,
+    not_after: float | None,
+) -> Intent:
+    """Return an `Intent` of fields already checked, without `__init__` (or its checks)."""
+    intent = object.__new__(Intent)
+    set_to, set_type, set_content, set_key, set_phone, set_consumer, set_at, set_after = _SETTERS
+    set_to(intent, to)
+    set_type(intent, kind)
+    set_content(intent, content)
+    set_key(intent, idempotency_key)
+    set_phone(intent, phone_number_id)
+    set_consumer(intent, consumer)
+    set_at(intent, created_at)
+    set_after(intent, not_after)
+    return intent
 
 
 class _Built(dict[str, Any]):

@@ -233,3 +233,103 @@ def test_routed_is_evolve_without_checking_again():
     assert intent.phone_number_id is None
     with pytest.raises(RequestValidationError, match="phone_number_id"):
         intent._routed("not digits")
+
+
+def test_the_quick_constructor_makes_what_init_makes():
+    """`Intent.text(to, body)` (no options: made without `__init__`) equals, hashes, prints
+    and stays frozen like the same fields through `Intent(...)`."""
+    import attrs
+
+    plain = Intent.text(TO, "hi")
+    again = Intent(
+        to=plain.to,
+        type=plain.type,
+        content=dict(plain.content),
+        idempotency_key=plain.idempotency_key,
+        created_at=plain.created_at,
+    )
+    assert plain == again
+    assert hash(plain) == hash(again)
+    assert repr(plain) == repr(again)
+    assert plain.to_dict() == again.to_dict()
+    assert attrs.evolve(plain, consumer="c") == attrs.evolve(again, consumer="c")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        plain.to = "+15550000000"  # type: ignore[misc]
+    with pytest.raises(RequestValidationError, match="recipient 'to'"):
+        Intent.text("12", "hi")
+
+
+def test_keys_are_unique_and_uuid4_shaped():
+    """Default keys are distinct UUID4 strings, across many intents in one process."""
+    keys = {Intent.text(TO, "hi").idempotency_key for _ in range(10_000)}
+    assert len(keys) == 10_000
+    for key in list(keys)[:100]:
+        parsed = uuid.UUID(key)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, key)
+
+
+_FORKING = """
+import os, sys
+from wa_auth.intents import Intent
+Intent.text("+15551234567", "hi")  # the counter has moved: a child copies it
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    keys = [Intent.text("+15551234567", "hi").idempotency_key for _ in range(50)]
+    os.write(write, " ".join(keys).encode())
+    os._exit(0)
+os.close(write)
+os.waitpid(pid, 0)
+child = os.read(read, 1 << 16).decode()
+parent = " ".join(Intent.text("+15551234567", "hi").idempotency_key for _ in range(50))
+print(parent)
+print(child)
+"""
+
+
+def test_a_forked_child_draws_keys_of_its_own():
+    """A forked child does not repeat its parent's keys (the prefix is drawn again)."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    # In a fresh interpreter: a fork of the test runner (threads) would be unsafe.
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKING], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    parent, child = set(out[0].split()), set(out[1].split())
+    assert (len(parent), len(child)) == (50, 50)
+    assert not parent & child
+    assert {k.rsplit("-", 1)[0] for k in parent}.isdisjoint({k.rsplit("-", 1)[0] for k in child})
+
+
+def test_a_new_process_draws_keys_of_its_own():
+    """Two interpreter runs (a restart) make different keys."""
+    import subprocess
+    import sys
+
+    code = "from wa_auth.intents import Intent; print(Intent.text('+15551234567', 'x').idempotency_key)"
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(keys) == 2
+
+
+def test_the_counter_running_out_draws_a_new_prefix():
+    """After 2^48 keys from one prefix, the next key has a new prefix (no wrap-around)."""
+    import itertools
+
+    from wa_auth.intents import _Keys
+
+    keys = _Keys()
+    first = keys()
+    keys._count = itertools.count(1 << 48)
+    after = keys()
+    assert after.rsplit("-", 1)[0] != first.rsplit("-", 1)[0]
+    assert after.endswith("-000000000000")

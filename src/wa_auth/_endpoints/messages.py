@@ -7,6 +7,7 @@ other front doors reuse the builders, so a rule and a request body exist once.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,8 @@ def send_message(
     idempotency_key: str | None,
     phone_number_id: str | None,
     consumer: str | None = None,
+    *,
+    checked: bool = False,
 ) -> Flow[SendResult]:
     """Send a built message to *to*; the flow's own function names the operation.
 
@@ -82,10 +85,15 @@ def send_message(
         idempotency_key: Echoed back as `biz_opaque_callback_data` in status webhooks.
         phone_number_id: The sender, or None for the client's.
         consumer: Who wants it sent (an intent's label), for events; None: the client's.
+        checked: *to* and *idempotency_key* were checked already (an `Intent`'s fields).
     """
     phone = ctx.phone(phone_number_id)
-    recipient = check_recipient(to)
-    key = check_key(idempotency_key)
+    if checked:
+        recipient: str = to  # type: ignore[assignment]
+        key = idempotency_key
+    else:
+        recipient = check_recipient(to)
+        key = check_key(idempotency_key)
     kind, payload = built
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
@@ -354,7 +362,11 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
     Returns:
         The `SendResult`.
     """
-    if not hasattr(intent, "message") or not hasattr(intent, "operation"):
+    # An `Intent` was checked when it was made, and is frozen: its recipient and key are not
+    # checked again (a subclass's are). One exists only once its module is loaded: no import.
+    intents = sys.modules.get("wa_auth.intents")
+    checked = intents is not None and type(intent) is intents.Intent
+    if not checked and (not hasattr(intent, "message") or not hasattr(intent, "operation")):
         raise RequestValidationError(f"send() takes an Intent, got {describe(intent)}")
     if intent.expired():
         raise RequestValidationError(
@@ -369,6 +381,7 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
             intent.idempotency_key,
             intent.phone_number_id,
             intent.consumer,
+            checked=checked,
         )
     )
 
