@@ -15,7 +15,7 @@ pair in `wa_auth._client._shell`.)
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Container, Generator
 from typing import Any, Protocol, TypeVar
 
 from wa_auth.errors import WhatsAppError
@@ -63,9 +63,17 @@ def run(
 
 
 async def arun(
-    flow: PolicyFlow[T], env: Any, *, catch: tuple[type[BaseException], ...] = (WhatsAppError,)
+    flow: PolicyFlow[T],
+    env: Any,
+    *,
+    catch: tuple[type[BaseException], ...] = (WhatsAppError,),
+    inline: Container[type] = (),
 ) -> T:
-    """Run *flow* to completion on the running event loop."""
+    """Run *flow* to completion on the running event loop.
+
+    Effects of the *inline* types do no I/O in this *env* (a clock read, an in-memory store):
+    they are performed blocking, without a coroutine per step.
+    """
     value: Any = None
     error: BaseException | None = None
     try:
@@ -76,7 +84,10 @@ async def arun(
                 return stop.value  # type: ignore[no-any-return]
             value = error = None
             try:
-                value = await effect.aperform(env)
+                if type(effect) in inline:
+                    value = effect.perform(env)
+                else:
+                    value = await effect.aperform(env)
             except catch as exc:
                 error = exc
     finally:

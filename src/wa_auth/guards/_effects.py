@@ -20,7 +20,15 @@ import attrs
 from wa_auth import _deadline
 from wa_auth.errors import WhatsAppError
 from wa_auth.intents import Intent
-from wa_auth.pacing import ACCOUNT, CIRCUIT, MemoryPauseStore, Pause, PauseStore, RateLimiter
+from wa_auth.pacing import (
+    ACCOUNT,
+    CIRCUIT,
+    LocalRateLimiter,
+    MemoryPauseStore,
+    Pause,
+    PauseStore,
+    RateLimiter,
+)
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -94,6 +102,14 @@ class Runtime:
         self.budget = budget
         #: Whether the client's methods are coroutine functions (looked up once, not per send).
         self.is_async = inspect.iscoroutinefunction(getattr(client, "send", None))
+        #: The effects that do no I/O here, which the async driver performs without a
+        #: coroutine each (`wa_auth._effects.arun`): the clock, and the stores kept in memory.
+        inline: set[type] = {Now}
+        if type(self.pauses) is MemoryPauseStore:
+            inline |= {GetPauses, GetPause, PutPause, ClearPause}
+        if type(limiter) is LocalRateLimiter:
+            inline |= {Acquire, Penalize, Held}
+        self.inline: frozenset[type] = frozenset(inline)
 
     def sync_client(self) -> Any:
         """Return the client, which must be a blocking one."""
@@ -159,8 +175,17 @@ class SendIntent:
             return env.sync_client().send(self.intent)  # type: ignore[no-any-return]
 
     async def aperform(self, env: Runtime, /) -> SendResult:
-        with env.within(self.until):
-            return await env.async_client().send(self.intent)  # type: ignore[no-any-return]
+        # `within` and `async_client`, written out: this runs once per message.
+        if not env.is_async:
+            env.async_client()  # raises
+        until = self.until
+        if not math.isfinite(until):
+            return await env.client.send(self.intent)  # type: ignore[no-any-return]
+        token = _deadline.enter(until - env.monotonic(), env.budget)
+        try:
+            return await env.client.send(self.intent)  # type: ignore[no-any-return]
+        finally:
+            _deadline.leave(token)
 
 
 @attrs.frozen

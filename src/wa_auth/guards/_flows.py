@@ -52,6 +52,7 @@ from wa_auth.guards._outcomes import (
     begin,
     close_circuit,
     delivered,
+    delivery_of,
     event_fields,
     expired,
     final,
@@ -88,10 +89,12 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
         return (yield from expired(cfg, intent, route, 0))
     circuit = NO_CIRCUIT
     if route is not None:
-        held = yield from _held(cfg, intent, route, wall, until)
-        if isinstance(held, Delivery):
-            return held
-        circuit = held
+        records: tuple[Pause | None, Pause | None] = yield GetPauses(route)
+        if records != _NO_RECORDS:  # a number with neither goes straight on
+            held = yield from _held(cfg, intent, route, wall, until, records)
+            if isinstance(held, Delivery):
+                return held
+            circuit = held
     if cfg.required_scopes:
         refused = yield from _scopes(cfg, until)
         if refused is not None:
@@ -101,7 +104,11 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
         if isinstance(begun, Delivery):
             return begun
         intent = begun
-    return (yield from _attempts(cfg, intent, route, (wall, start), circuit=circuit))
+    return (yield from _attempts(cfg, intent, route, (wall, start), until, circuit=circuit))
+
+
+#: What `GetPauses` reads for a number that is neither paused nor counting failures.
+_NO_RECORDS: Final = (None, None)
 
 
 def _attempts(
@@ -109,20 +116,24 @@ def _attempts(
     intent: Intent,
     route: str | None,
     now: tuple[float, float],
+    until: float,
     *,
     circuit: str,
 ) -> PolicyFlow[Delivery]:
     """Send, learn from each failure, and retry while the policy and the budget allow.
 
-    *now* is the (wall, monotonic) time the intent started at; *circuit* is what `_held` said
-    the number's circuit is to this intent. Each send ends by the budget's end, and the time
-    left for pacing is read afresh before each one (a probe or the outbox took some).
+    *now* is the (wall, monotonic) time the intent started at, *until* its budget's end;
+    *circuit* is what `_held` said the number's circuit is to this intent. Each send ends by
+    *until*, and the clock is read afresh before each one (a probe or the outbox took some)
+    where a reading decides something: the intent's deadline, the time left for pacing.
     """
     _, start = now
-    until = _budget_end(cfg, start)
     attempts = 0
     while True:
-        wall, mono = yield NOW
+        if attempts or intent.not_after is not None or cfg.limiter:
+            wall, mono = yield NOW
+        else:
+            wall, mono = now  # no deadline to check, no pacing: nothing reads it
         if intent.expired(wall):
             yield from _probe_unanswered(route, circuit)
             return (yield from expired(cfg, intent, route, attempts))
@@ -140,6 +151,8 @@ def _attempts(
             error = exc
             error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
         else:
+            if circuit == NO_CIRCUIT and not cfg.outbox:  # nothing to record: no generator
+                return delivery_of(cfg, intent, route, result, attempts)
             clear = circuit != NO_CIRCUIT
             return (yield from delivered(cfg, intent, route, result, attempts, circuit=clear))
         wall, mono = yield NOW
@@ -222,17 +235,21 @@ def _pace(
 
 
 def _held(
-    cfg: Config, intent: Intent, route: str, wall: float, until: float
+    cfg: Config,
+    intent: Intent,
+    route: str,
+    wall: float,
+    until: float,
+    records: tuple[Pause | None, Pause | None],
 ) -> PolicyFlow[Delivery | str]:
     """Return the Delivery of an intent the number's pause or open circuit holds back.
 
-    Otherwise return what the number's circuit is to this intent: `NO_CIRCUIT`, `COUNTING`
-    (a record of recent transient failures, which a success clears) or `PROBE` (the circuit is
-    half-open and this intent is its one probe, whose outcome closes or re-opens it).
+    *records* are the number's pause and circuit (`GetPauses`). Otherwise return what the
+    number's circuit is to this intent: `NO_CIRCUIT`, `COUNTING` (a record of recent transient
+    failures, which a success clears) or `PROBE` (the circuit is half-open and this intent is
+    its one probe, whose outcome closes or re-opens it).
     """
-    pause: Pause | None
-    circuit: Pause | None
-    pause, circuit = yield GetPauses(route)
+    pause, circuit = records
     if pause is not None:
         if pause.holds(wall):
             return (yield from held_back(cfg, intent, route, 0, "paused", pause.until))

@@ -157,7 +157,8 @@ class Guard:
         Raises:
             TypeError: *intent* is not an `Intent`, or the client is a blocking one.
         """
-        return await arun(deliver(self._cfg, _checked(intent)), self._runtime)
+        runtime = self._runtime
+        return await arun(deliver(self._cfg, _checked(intent)), runtime, inline=runtime.inline)
 
     async def asend_many(
         self, intents: Iterable[Intent], *, concurrency: int = 16
@@ -242,7 +243,8 @@ class Guard:
             ConfigurationError: See `apply`.
             WhatsAppError: The outbox or pause store failed.
         """
-        return await arun(self._applying(event, phone_number_id), self._runtime)
+        runtime = self._runtime
+        return await arun(self._applying(event, phone_number_id), runtime, inline=runtime.inline)
 
     # --- operators ------------------------------------------------------------------------------
 
@@ -356,7 +358,7 @@ def guarded(
 
             @functools.wraps(func)
             async def acall(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await arun(retrying(cfg, func, args, kwargs), env)
+                return await arun(retrying(cfg, func, args, kwargs), env, inline=env.inline)
 
             return acall  # type: ignore[return-value]
 

@@ -55,6 +55,7 @@ __all__ = [
     "Recorded",
     "begin",
     "delivered",
+    "delivery_of",
     "event_fields",
     "expired",
     "fallback",
@@ -136,6 +137,16 @@ def delivered(
     """An accepted send: close the number's circuit if it has one, one event, the outbox."""
     if route is not None and circuit:
         yield from close_circuit(cfg, intent, route)
+    delivery = delivery_of(cfg, intent, route, result, attempts)
+    if cfg.outbox:
+        yield Settle(delivery)
+    return delivery
+
+
+def delivery_of(
+    cfg: Config, intent: Intent, route: str | None, result: SendResult, attempts: int
+) -> Delivery:
+    """An accepted send's event and Delivery (what `delivered` does with nothing to record)."""
     if cfg.events.wants(MessageDelivered):  # every message's event: built for a listener only
         cfg.events.emit(
             MessageDelivered(
@@ -144,10 +155,7 @@ def delivered(
                 message_id=result.message_id,
             )
         )
-    delivery = Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
-    if cfg.outbox:
-        yield Settle(delivery)
-    return delivery
+    return Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
 
 
 def close_circuit(cfg: Config, intent: Intent, route: str) -> PolicyFlow[None]:
