@@ -214,6 +214,52 @@ def test_unparsable_requests_are_json_400s_that_quote_nothing(sandbox, tmp_path)
     assert len(sandbox.messages()) == 1
 
 
+def _request(path: str, body: bytes, *extra: bytes, method: bytes = b"POST") -> bytes:
+    head = [
+        method + b" " + path.encode() + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Authorization: Bearer " + KEY.encode(),
+        b"Content-Type: application/json",
+        b"Content-Length: " + str(len(body)).encode(),
+        b"Connection: close",
+        *extra,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def test_expect_100_continue_is_met_and_other_expectations_are_a_json_417(sandbox, tmp_path):
+    """The low-level server answers `Expect` as aiohttp's router did: 100 Continue, else 417."""
+    env = serve_env(sandbox, sandbox.issue_token())
+    body = json.dumps(text()).encode()
+    with logged(env, tmp_path) as svc:
+        with svc.connect() as sock:
+            sock.sendall(
+                _request("/send", b"", b"Expect: 100-continue").replace(
+                    b"Content-Length: 0", b"Content-Length: " + str(len(body)).encode()
+                )
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            sock.sendall(body)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, answer = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert json.loads(answer)["state"] == "delivered"
+        status, answer = _exchange(svc, _request("/send", body, b"Expect: 200-ok"))
+        assert status == 417
+        assert valid(json.loads(answer))["error"]["rule"] == "serve/expect"
+        # The routes API's one pattern, and paths beside it, as the router matched them.
+        status, answer = _exchange(svc, _request("/webhook/routes/a/b", b"", method=b"DELETE"))
+        assert (status, json.loads(answer)["error"]["rule"]) == (404, "serve/route")
+        status, answer = _exchange(svc, _request("/webhook/routes/abc", b"", method=b"DELETE"))
+        assert (status, json.loads(answer)["error"]["rule"]) == (404, "serve/no_webhooks")
+        status, answer = _exchange(svc, _request("/send", b"", method=b"HEAD"))
+        assert status == 405
+        svc.stop()
+    assert len(sandbox.messages()) == 1
+
+
 @pytest.mark.parametrize(
     "encoding",
     [b"Content-Encoding: gzip", b"Content-Encoding: deflate"],

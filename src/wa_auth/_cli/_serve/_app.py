@@ -44,6 +44,7 @@ from wa_auth._cli._serve._http import (
     query_bool,
     query_int,
     read_warn_days,
+    route_id,
 )
 from wa_auth._version import package_version
 from wa_auth.errors import (
@@ -64,9 +65,8 @@ class Service(HookRoutes):
     Takes the arguments of `Front`.
     """
 
-    def app(self) -> web.Application:
-        """Return the aiohttp application: every route, and a JSON 404/405 for the rest."""
-        app = web.Application(client_max_size=self.settings.max_body)
+    def routes(self) -> dict[tuple[str, str], tuple[str, Handler]]:
+        """Return the routes: `(method, path)` to the route's name (its pattern) and handler."""
         handlers: dict[str, Handler] = {
             "/send": self._send,
             "/check": self._check,
@@ -78,28 +78,53 @@ class Service(HookRoutes):
             "/readyz": self._readyz,
             "/metrics": self._metrics,
         }
-        for path, method in ROUTES.items():
-            if path in handlers:
-                app.router.add_route(method, path, self._endpoint(path, handlers[path]))
+        table = {
+            (method, path): (path, handlers[path])
+            for path, method in ROUTES.items()
+            if path in handlers
+        }
         hooks: dict[tuple[str, str], Handler] = {
             ("GET", "/webhook"): self._webhook_get,
             ("POST", "/webhook"): self._webhook_post,
             ("GET", "/webhook/routes"): self._routes_get,
             ("POST", "/webhook/routes"): self._routes_post,
         }
-        for (method, path), handler in hooks.items():
-            app.router.add_route(method, path, self._endpoint(path, handler))
-        app.router.add_route(
-            "DELETE",
-            "/webhook/routes/{id}",
-            self._endpoint("/webhook/routes/{id}", self._routes_delete),
-        )
-        app.router.add_route("*", "/{tail:.*}", self._endpoint("unmatched", self._unmatched))
-        return app
+        table.update({(method, path): (path, handler) for (method, path), handler in hooks.items()})
+        return table
+
+    def server(self) -> web.Server:
+        """Return aiohttp's low-level server over the routes, with a JSON 404/405 for the rest.
+
+        No `web.Application`: its router, match info and per-request `Request` cost every
+        request more than a dictionary lookup (serve's routes are fixed paths, and one
+        pattern, `DELETE /webhook/routes/{id}`). `Expect: 100-continue` is answered here as
+        aiohttp's router would (`Front._handle`).
+        """
+        loop = asyncio.get_running_loop()
+        table = self.routes()
+        max_body = self.settings.max_body
+        unmatched = ("unmatched", self._unmatched)
+        deleting = ("/webhook/routes/{id}", self._routes_delete)
+        handle = self._handle
+
+        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+            route, handler = table.get((request.method, request.path), unmatched)
+            if route == "unmatched" and route_id(request) is not None:
+                route, handler = deleting
+            return await handle(request, route, handler)
+
+        def request_factory(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=max_body
+            )
+
+        return web.Server(dispatch, request_factory=request_factory)
 
     # --- the routes -----------------------------------------------------------------------------
 
-    async def _send(self, request: web.Request, deadline: float) -> Answer:
+    async def _send(self, request: web.BaseRequest, deadline: float) -> Answer:
         data = await self._json(request, deadline)
         if isinstance(data, list):
             values, batch = data, True
@@ -165,7 +190,7 @@ class Service(HookRoutes):
                 self.in_flight -= 1
         return delivery_line(delivery, line)
 
-    async def _check(self, request: web.Request, deadline: float) -> Answer:
+    async def _check(self, request: web.BaseRequest, deadline: float) -> Answer:
         data = await self._json(request, deadline, optional=True)
         warn_days = read_warn_days(
             data.get("warn_days") if isinstance(data, dict) else None, request
@@ -178,7 +203,7 @@ class Service(HookRoutes):
         check = getattr(self.outbox, "acheck", None)
         return await check(OUTBOX_CHECK_TIMEOUT) if check is not None else None
 
-    async def _readyz(self, request: web.Request, _deadline: float) -> Answer:
+    async def _readyz(self, request: web.BaseRequest, _deadline: float) -> Answer:
         problem = await self._outbox_problem()
         if problem is not None:
             # Not ready: every send's `sending` would fail to be recorded, so none may start.
@@ -198,14 +223,14 @@ class Service(HookRoutes):
         ready = line["exit_code"] in {_codes.OK, _codes.EXPIRING}
         return Answer(status=200 if ready else 503, body=line)
 
-    async def _state_clear(self, request: web.Request, deadline: float) -> Answer:
+    async def _state_clear(self, request: web.BaseRequest, deadline: float) -> Answer:
         data = await self._json(request, deadline, optional=True)
         fingerprints, numbers, everything = _state.clear_request(data)
         stores = _ServiceStores(self.client.verdicts, self.guard)
         cleared = await _state.aclear(stores, fingerprints, numbers, everything=everything)
         return Answer(body=_state.clear_line(self.settings.state, cleared))
 
-    async def _classify(self, request: web.Request, deadline: float) -> Answer:
+    async def _classify(self, request: web.BaseRequest, deadline: float) -> Answer:
         data = await self._json(request, deadline)
         status = query_int(request, "status")
         return Answer(body=_classify.line(*_classify.classify(data, status)))
@@ -221,7 +246,7 @@ class Service(HookRoutes):
             )
         return self.outbox
 
-    async def _outbox(self, request: web.Request, _deadline: float) -> Answer:
+    async def _outbox(self, request: web.BaseRequest, _deadline: float) -> Answer:
         outbox = self._the_outbox()
         query = request.query
         limit = query_int(request, "limit")
@@ -242,7 +267,7 @@ class Service(HookRoutes):
         }
         return Answer(body=body)
 
-    async def _replay(self, request: web.Request, deadline: float) -> Answer:
+    async def _replay(self, request: web.BaseRequest, deadline: float) -> Answer:
         outbox = self._the_outbox()
         data = await self._json(request, deadline, optional=True)
         if not isinstance(data, dict) or set(data) - {"limit", "include_maybe_delivered"}:
@@ -271,7 +296,7 @@ class Service(HookRoutes):
         )
         return Answer(body=body, intents=len(lines))
 
-    async def _healthz(self, _request: web.Request, _deadline: float) -> Answer:
+    async def _healthz(self, _request: web.BaseRequest, _deadline: float) -> Answer:
         outbox: dict[str, Any] | None = None
         problem = None
         if self.outbox is not None:
@@ -291,7 +316,7 @@ class Service(HookRoutes):
         }
         return Answer(status=503 if problem is not None else 200, body=body)
 
-    async def _metrics(self, _request: web.Request, _deadline: float) -> Answer:
+    async def _metrics(self, _request: web.BaseRequest, _deadline: float) -> Answer:
         if self.metrics is None:
             raise Rejected(
                 501,
@@ -306,7 +331,7 @@ class Service(HookRoutes):
         body = await self.metrics.aexposition(client=self.client, outbox=self.outbox)
         return Answer(body=body, content_type=CONTENT_TYPE_LATEST)
 
-    async def _unmatched(self, request: web.Request, _deadline: float) -> Answer:
+    async def _unmatched(self, request: web.BaseRequest, _deadline: float) -> Answer:
         method = ROUTES.get(request.path)
         if method is not None:
             raise Rejected(

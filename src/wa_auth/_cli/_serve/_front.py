@@ -12,11 +12,11 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any, Final
 
 import attrs
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from wa_auth import _json_input as json_input
 from wa_auth._cli import _codes
@@ -37,6 +37,8 @@ from wa_auth._redact import named_secrets, scrub, secret_forms
 from wa_auth.errors import ConfigurationError, RequestValidationError, WhatsAppError
 
 __all__ = ["Front"]
+
+EXPECT: Final = "Expect"
 
 
 class Front:
@@ -104,16 +106,12 @@ class Front:
 
     # --- every request --------------------------------------------------------------------------
 
-    def _endpoint(self, route: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
-        async def endpoint(request: web.Request) -> web.StreamResponse:
-            return await self._handle(request, route, handler)
-
-        return endpoint
-
-    async def _handle(self, request: web.Request, route: str, handler: Handler) -> web.Response:
+    async def _handle(self, request: web.BaseRequest, route: str, handler: Handler) -> web.Response:
         started = self._monotonic()
         deadline = started + self.settings.request_timeout
         try:
+            if EXPECT in request.headers:
+                await _expect(request)
             if route not in OPEN_ROUTES:
                 self._admit(request)
             answer = await handler(request, deadline)
@@ -143,7 +141,7 @@ class Front:
         self._access(request, route, answer, response, self._monotonic() - started)
         return response
 
-    def _admit(self, request: web.Request) -> None:
+    def _admit(self, request: web.BaseRequest) -> None:
         """Refuse a request without the API key, and any request once shutting down."""
         self._authorize(request)
         if self.stopping is not None:
@@ -155,7 +153,7 @@ class Front:
                 rule="serve/stopping",
             )
 
-    def _authorize(self, request: web.Request) -> None:
+    def _authorize(self, request: web.BaseRequest) -> None:
         presented = presented_key(request.headers)
         if presented is None:
             message = "missing API key: send Authorization: Bearer KEY (or X-API-Key: KEY)"
@@ -177,7 +175,7 @@ class Front:
 
     def _access(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         route: str,
         answer: Answer,
         response: web.Response,
@@ -203,7 +201,9 @@ class Front:
 
     # --- reading a body -------------------------------------------------------------------------
 
-    async def _json(self, request: web.Request, deadline: float, *, optional: bool = False) -> Any:
+    async def _json(
+        self, request: web.BaseRequest, deadline: float, *, optional: bool = False
+    ) -> Any:
         """Return the request's JSON body (`{}` for an optional body that is absent).
 
         Raises:
@@ -244,7 +244,7 @@ class Front:
                 rule="serve/json",
             ) from None
 
-    async def _raw(self, request: web.Request, deadline: float) -> bytes:
+    async def _raw(self, request: web.BaseRequest, deadline: float) -> bytes:
         """Return the request's body as it arrived, bounded in size and time.
 
         Raises:
@@ -280,3 +280,24 @@ class Front:
                 rule="serve/json",
             ) from None
         return raw
+
+
+async def _expect(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` before the body is read, as aiohttp's router does.
+
+    Raises:
+        Rejected: 417 for any other expectation (HTTP/1.1 knows no other).
+    """
+    if request.version != HttpVersion11:
+        return
+    expect = request.headers[EXPECT]
+    if expect.lower() != "100-continue":
+        raise Rejected(
+            417,
+            "invalid_request",
+            "the only expectation this service meets is Expect: 100-continue",
+            rule="serve/expect",
+        )
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # The answer's head is still to be written: its size is counted from here.
+    request.writer.output_size = 0

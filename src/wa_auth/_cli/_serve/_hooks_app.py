@@ -23,6 +23,7 @@ from aiohttp import web
 from wa_auth._cli import _codes
 from wa_auth._cli._serve._front import Front
 from wa_auth._cli._serve._http import Answer, Rejected
+from wa_auth._cli._serve._http import route_id as _route_id
 from wa_auth._cli._serve._routes import RouteError, route_from_api
 from wa_auth.errors import WebhookSignatureError
 from wa_auth.webhooks import SIGNATURE_HEADER, ahandle_verification, averify_signature
@@ -46,7 +47,7 @@ class HookRoutes(Front):
             )
         return self.webhooks
 
-    async def _webhook_get(self, request: web.Request, _deadline: float) -> Answer:
+    async def _webhook_get(self, request: web.BaseRequest, _deadline: float) -> Answer:
         hooks = self._hooks()
         token = hooks.settings.verify_token
         if token is None:
@@ -64,7 +65,7 @@ class HookRoutes(Front):
             raise Rejected(403, exc.category, exc.message, rule="serve/webhook_handshake") from None
         return Answer(body=challenge.encode("ascii"), content_type=_TEXT)
 
-    async def _webhook_post(self, request: web.Request, deadline: float) -> Answer:
+    async def _webhook_post(self, request: web.BaseRequest, deadline: float) -> Answer:
         hooks = self._hooks()
         raw = await self._raw(request, deadline)
         try:
@@ -83,11 +84,11 @@ class HookRoutes(Front):
 
     # --- the routes API ---------------------------------------------------------------------
 
-    async def _routes_get(self, _request: web.Request, _deadline: float) -> Answer:
+    async def _routes_get(self, _request: web.BaseRequest, _deadline: float) -> Answer:
         hooks = self._hooks()
         return Answer(body={"routes": [route.to_json() for route in hooks.routes.values()]})
 
-    async def _routes_post(self, request: web.Request, deadline: float) -> Answer:
+    async def _routes_post(self, request: web.BaseRequest, deadline: float) -> Answer:
         hooks = self._hooks()
         data = await self._json(request, deadline)
         try:
@@ -108,9 +109,9 @@ class HookRoutes(Front):
         kept = await hooks.put_route(route)
         return Answer(status=201, body=kept.to_json())
 
-    async def _routes_delete(self, request: web.Request, _deadline: float) -> Answer:
+    async def _routes_delete(self, request: web.BaseRequest, _deadline: float) -> Answer:
         hooks = self._hooks()
-        route_id = request.match_info.get("id", "")
+        route_id = _route_id(request) or ""
         route = hooks.routes.get(route_id)
         if route is not None and route.source == "config":
             raise Rejected(

@@ -38,6 +38,8 @@ ROUTES: Final = {
     "/webhook": "GET, POST",
     "/webhook/routes": "GET, POST",
 }
+#: The routes API's prefix: `DELETE /webhook/routes/{id}` removes the route *id*.
+ROUTES_PREFIX: Final = "/webhook/routes/"
 #: Methods the access log names; any other is logged as `OTHER` (it is the caller's text).
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: `GET /outbox` returns at most this many rows unless `limit` says otherwise.
@@ -83,7 +85,7 @@ class Answer:
     close: bool = False
 
 
-Handler = Callable[[web.Request, float], Awaitable[Answer]]
+Handler = Callable[[web.BaseRequest, float], Awaitable[Answer]]
 
 
 def failure(status: int, category: str, message: str, rule: str) -> Answer:
@@ -101,6 +103,17 @@ def to_response(answer: Answer) -> web.Response:
     return response
 
 
+def route_id(request: web.BaseRequest) -> str | None:
+    """Return the id of `DELETE /webhook/routes/{id}`, or None for any other request."""
+    if request.method != "DELETE":
+        return None
+    path = request.path
+    if not path.startswith(ROUTES_PREFIX):
+        return None
+    found = path[len(ROUTES_PREFIX) :]
+    return found if found and "/" not in found else None
+
+
 def too_large(limit: int) -> Rejected:
     return Rejected(
         413,
@@ -110,7 +123,7 @@ def too_large(limit: int) -> Rejected:
     )
 
 
-def query_int(request: web.Request, name: str) -> int | None:
+def query_int(request: web.BaseRequest, name: str) -> int | None:
     text = request.query.get(name)
     if text is None or not text.strip():
         return None
@@ -120,7 +133,7 @@ def query_int(request: web.Request, name: str) -> int | None:
         raise ConfigurationError(f"?{name}= must be an integer, got {text[:40]!r}") from None
 
 
-def query_bool(request: web.Request, name: str) -> bool:
+def query_bool(request: web.BaseRequest, name: str) -> bool:
     text = request.query.get(name, "").strip().lower()
     if text in TRUE:
         return True
@@ -129,7 +142,7 @@ def query_bool(request: web.Request, name: str) -> bool:
     raise ConfigurationError(f"?{name}= must be true or false, got {text[:40]!r}")
 
 
-def read_warn_days(value: object, request: web.Request) -> float | None:
+def read_warn_days(value: object, request: web.BaseRequest) -> float | None:
     """Return `warn_days` from the JSON body, else from `?warn_days=`, else None."""
     if value is None:
         value = request.query.get("warn_days") or None

@@ -134,11 +134,8 @@ async def _serve(
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         connections = Connections(cap, write_timeout=config.request_timeout)
-        runner = web.AppRunner(
-            service.app(),
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=config.shutdown_timeout,
+        runner = web.ServerRunner(
+            service.server(), handle_signals=False, shutdown_timeout=config.shutdown_timeout
         )
         await runner.setup()
         try:
