@@ -91,7 +91,7 @@ def sync_none(ctx: Ctx) -> dict[str, Any]:
     label="Guard.send with SqliteOutbox (normal)",
     group="outbox",
     baseline="outbox.sync.none",
-    goal=Goal("min_ratio", 0.85),
+    goal=Goal("min_ratio", 0.90),
 )
 def sync_sqlite(ctx: Ctx) -> dict[str, Any]:
     return _sync(ctx)
@@ -153,7 +153,7 @@ def fast_none(ctx: Ctx) -> dict[str, Any]:
     group="outbox",
     concurrency=(64,),
     baseline="outbox.fast.none",
-    goal=Goal("min_ratio", 0.90),
+    goal=Goal("min_ratio", 0.80),
     requires=("aiohttp",),
 )
 def fast_sqlite(ctx: Ctx) -> dict[str, Any]:

@@ -793,6 +793,53 @@ def test_an_outcome_is_read_back_at_once_and_seen_by_others_after_flush(path):
         assert box.get("j").state == DELIVERED  # a read of this outbox commits what waits
 
 
+def test_a_blocking_senders_outcomes_wait_for_company(path):
+    """A begin goes ahead of the outcomes waiting: they are committed 64 at a time.
+
+    One multi-row statement then settles them, not one statement per message; a read of
+    this outbox, a flush or the 64th outcome commits them.
+    """
+    with SqliteOutbox(path, flush_interval=30) as box, SqliteOutbox(path) as other:
+        before = box.commits
+        for n in range(63):
+            box.begin(intent(f"k{n}"))
+            box.settle(delivered(intent(f"k{n}")))
+        box.begin(intent("last"))
+        assert box.commits - before == 64  # one per begin: the outcomes wait
+        assert {r.state for r in other.list()} == {SENDING}
+        box.settle(delivered(intent("last")))
+        box.begin(intent("next"))  # 64 outcomes wait: they go with this begin
+        assert box.commits - before == 65
+        assert other.stats().by_state[DELIVERED] == 64
+        box.settle(delivered(intent("next")))
+        assert box.get("next").state == DELIVERED  # a read commits what waits
+
+
+def test_a_begin_never_goes_ahead_of_an_outcome_of_its_own_intent(path):
+    """The outcome of a key waiting is committed before that key's next begin, in order."""
+    with SqliteOutbox(path, flush_interval=30) as box:
+        box.begin(intent("k"))
+        box.settle(delivered(intent("k")))
+        with pytest.raises(OutboxError) as caught:
+            box.begin(intent("k"))
+        assert caught.value.kind == "duplicate"  # it saw `delivered`, not its own `sending`
+        box.begin(intent("q"))
+        box.settle(attrs.evolve(delivered(intent("q")), state=QUEUED, result=None))
+        box.mark("q", "pending")
+        box.begin(intent("q"))  # the queued outcome, then the mark, then this begin
+        assert box.get("q").state == SENDING
+
+
+def test_outcomes_left_waiting_by_begins_are_due_within_the_flush_interval(path):
+    """Half the flush interval on, a begin takes the outcomes waiting with it."""
+    with SqliteOutbox(path, flush_interval=0.2) as box, SqliteOutbox(path) as other:
+        box.begin(intent("a"))
+        box.settle(delivered(intent("a")))
+        time.sleep(0.12)
+        box.begin(intent("b"))
+        assert other.get("a").state == DELIVERED
+
+
 def test_a_row_with_an_unreadable_intent_becomes_a_dead_letter(path):
     """A hand-edited row that is no longer an intent does not stall replays: it is listed."""
     with SqliteOutbox(path) as box:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from wa_auth._sqlite._commit import Committing, Entry, Slot
 from wa_auth._sqlite._open import (
+    AHEAD_OF,
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
     DURABILITY,
@@ -198,12 +199,29 @@ class Database(Committing):
                 return None
             self._busy = True
             entries = self._entries
-            batch = [entries.popleft() for _ in range(min(len(entries), MAX_BATCH - 1))]
-            if self._urgent:
-                self._urgent -= sum(1 for e in batch if e[2] is not None)
+            if entries and isinstance(fn, Bulk) and fn.ahead and self._may_wait(fn.key):
+                batch = []
+            else:
+                batch = [entries.popleft() for _ in range(min(len(entries), MAX_BATCH - 1))]
+                if self._urgent:
+                    self._urgent -= sum(1 for e in batch if e[2] is not None)
         slot = Slot()
         batch.append((fn, write, slot))
         return batch, slot
+
+    def _may_wait(self, key: str | None) -> bool:
+        """True when the deferred changes waiting may wait behind a change of *key*.
+
+        Only deferred ones (nobody waits for them), fewer than `AHEAD_OF`, for at most half
+        the flush interval (the writer thread takes them at its end), and none about *key*:
+        the changes of one row keep their order.
+        """
+        entries = self._entries
+        if self._urgent or len(entries) >= AHEAD_OF:
+            return False
+        if time.monotonic() >= self._due - self.flush_interval / 2:
+            return False
+        return not any(getattr(e[0], "key", None) == key for e in entries)
 
     async def arun(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
         """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
@@ -334,6 +352,11 @@ class Database(Committing):
                 if self._entries:
                     if self._thread is None or not self._thread.is_alive():
                         self._start_writer()
+                    if self._urgent or self._closed:
+                        self._cond.notify_all()
+                    # Deferred changes only (left waiting by a change made ahead): the writer
+                    # looks at them by itself when they are due; no wake-up per message.
+                elif self._closed:
                     self._cond.notify_all()
 
     def _write_loop(self) -> None:

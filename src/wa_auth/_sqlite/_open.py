@@ -21,6 +21,7 @@ from wa_auth._sqlite._stored import printable
 from wa_auth.errors import OutboxError, OutboxUnavailableError
 
 __all__ = [
+    "AHEAD_OF",
     "DEFAULT_BUSY_TIMEOUT",
     "DEFAULT_FLUSH_INTERVAL",
     "DURABILITY",
@@ -48,6 +49,9 @@ DEFAULT_BUSY_TIMEOUT: Final = 5.0
 DEFAULT_FLUSH_INTERVAL: Final = 0.05
 #: Jobs in one transaction at most (a bound on how long the write lock is held).
 MAX_BATCH: Final = 512
+#: Deferred changes a blocking caller's change made *ahead* lets wait (`Bulk`): what waits is
+#: then committed in statements of that many rows (up to half the flush interval later).
+AHEAD_OF: Final = 64
 #: How often an idle writer looks up (the main thread's end, its own idleness).
 IDLE_POLL: Final = 0.1
 #: An idle writer thread ends after this long; the next change starts another.
@@ -142,10 +146,16 @@ class Bulk:
     *run* gets the items of every such change in order and returns one `(ok, value)` per item
     (a refusal is `(False, OutboxError)`); one multi-row statement then does the work of many,
     with one release of the GIL instead of one per row.
+
+    *key* names the row the change is about (an idempotency key). A blocking caller's change
+    made *ahead* may be committed before the deferred changes waiting (`Database.run`), so
+    that they pile up into one multi-row statement, unless one of them is about the same key.
     """
 
     run: Callable[[sqlite3.Connection, list[Any]], list[tuple[bool, Any]]]
     item: Any
+    key: str | None = None
+    ahead: bool = False
 
 
 def same_bulk(job: object, first: Bulk) -> bool:

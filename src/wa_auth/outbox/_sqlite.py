@@ -145,12 +145,17 @@ class SqliteOutbox(DatabaseOutbox):
     def _begin_job(self, intent: Intent) -> Bulk:
         now = self.clock()
         owner, until = self.owner, now + self.lease
+        key = intent.idempotency_key
         return Bulk(
-            self._begin_many, (intent_row(intent, SENDING, owner, until, now), owner, until, now)
+            self._begin_many,
+            (intent_row(intent, SENDING, owner, until, now), owner, until, now),
+            key=key,
+            ahead=True,
         )
 
     def _settle_job(self, delivery: Delivery) -> Bulk:
-        return Bulk(Jobs.settle_many, (settle_values(delivery, self.clock()), delivery))
+        values = settle_values(delivery, self.clock())
+        return Bulk(Jobs.settle_many, (values, delivery), key=values[9])
 
     # --- reading --------------------------------------------------------------------------------
 
