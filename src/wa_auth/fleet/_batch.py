@@ -24,6 +24,8 @@ from typing import Any, Final
 __all__ = ["Batched", "batch_script"]
 
 _Call = tuple[Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
+#: One call of the script and the callers its answer goes to.
+_Joined = tuple[Sequence[str], Sequence[Any], "list[asyncio.Future[Any]]"]
 
 #: ARGV: the number of calls, then per call its key count, its argument count and its
 #: arguments, or -1 for "the previous call's arguments" (sixty-four reservations of one limiter
@@ -106,11 +108,25 @@ class Batched:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
+    def _calls(self, batch: list[_Call]) -> list[_Joined]:
+        """Return the script calls that answer *batch*: here, one per caller."""
+        return [(keys, args, [future]) for keys, args, future in batch]
+
+    def _settle(self, futures: list[asyncio.Future[Any]], answer: Any) -> None:
+        """Give the callers of one script call its *answer* (here, the one caller)."""
+        future = futures[0]
+        if future.done():
+            return
+        if isinstance(answer, Exception):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+
+    async def _execute(self, calls: list[_Joined]) -> list[Any]:
         keys: list[Any] = []
-        args: list[Any] = [_count(len(batch))]
+        args: list[Any] = [_count(len(calls))]
         previous: Sequence[Any] | None = None
-        for call_keys, call_args, _ in batch:
+        for call_keys, call_args, _ in calls:
             keys.extend(call_keys)
             args.append(_count(len(call_keys)))
             if call_args == previous:
@@ -125,21 +141,17 @@ class Batched:
     async def _send(self, batch: list[_Call]) -> None:
         from redis.exceptions import NoScriptError
 
+        calls = self._calls(batch)
         try:
             try:
-                answers = await self._execute(batch)
+                answers = await self._execute(calls)
             except NoScriptError:  # a new or restarted Redis
                 await self._client.script_load(self._script)
-                answers = await self._execute(batch)
+                answers = await self._execute(calls)
         except Exception as exc:  # noqa: BLE001 - each caller gets it, translated by its caller
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, _, future), answer in zip(batch, answers, strict=True):
-            if future.done():
-                continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
+        for (_, _, futures), answer in zip(calls, answers, strict=True):
+            self._settle(futures, answer)

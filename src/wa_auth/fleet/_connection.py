@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 from urllib.parse import urlsplit
 
 from wa_auth._closing import Closing
@@ -31,6 +31,8 @@ from wa_auth.fleet._batch import Batched
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
+
+_B = TypeVar("_B", bound=Batched)
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -107,29 +109,63 @@ def address_of(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port or 6379}"
 
 
+def translated(address: str, doing: str, exc: BaseException) -> StateUnavailableError | None:
+    """Return redis-py's error *exc* as a `StateUnavailableError` naming *address*, else None."""
+    exceptions = _redis().exceptions
+    if not isinstance(exc, exceptions.RedisError):
+        return None
+    if isinstance(exc, exceptions.AuthenticationError):
+        message = f"Redis at {address} refused the credentials while {doing}"
+    elif isinstance(exc, exceptions.TimeoutError):
+        message = f"Redis at {address} did not answer in time while {doing}"
+    elif isinstance(exc, exceptions.ConnectionError):
+        message = f"Redis at {address} is unreachable while {doing}"
+    else:
+        message = f"Redis at {address} failed while {doing}: {type(exc).__name__}"
+    return StateUnavailableError(message, address=address)
+
+
 @contextlib.contextmanager
 def translate(address: str, doing: str) -> Iterator[None]:
     """Map redis-py's errors to `StateUnavailableError` naming *address* (never a password)."""
-    redis_module = _redis()
     try:
         yield
-    except redis_module.exceptions.AuthenticationError:
-        raise StateUnavailableError(
-            f"Redis at {address} refused the credentials while {doing}", address=address
-        ) from None
-    except (redis_module.exceptions.ConnectionError, redis_module.exceptions.TimeoutError) as exc:
-        kind = (
-            "did not answer in time"
-            if isinstance(exc, redis_module.TimeoutError)
-            else ("is unreachable")
-        )
-        raise StateUnavailableError(
-            f"Redis at {address} {kind} while {doing}", address=address
-        ) from None
-    except redis_module.exceptions.RedisError as exc:
-        raise StateUnavailableError(
-            f"Redis at {address} failed while {doing}: {type(exc).__name__}", address=address
-        ) from None
+    except Exception as exc:
+        error = translated(address, doing, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+class _Calling:
+    """`RedisConnection.calling`'s context: a class, not a generator (it wraps every send)."""
+
+    __slots__ = ("_connection", "_doing")
+
+    def __init__(self, connection: RedisConnection, doing: str) -> None:
+        self._connection = connection
+        self._doing = doing
+
+    def __enter__(self) -> None:
+        connection = self._connection
+        if time.monotonic() < connection._down_until:  # noqa: SLF001 - its own helper
+            raise StateUnavailableError(
+                f"Redis at {connection.address} is unavailable (it failed less than "
+                f"{RETRY_AFTER:g} s ago) while {self._doing}",
+                address=connection.address,
+            )
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            return
+        error = exc if isinstance(exc, StateUnavailableError) else None
+        if error is None:
+            error = translated(self._connection.address, self._doing, exc)
+            if error is None:
+                return
+        self._connection._down_until = time.monotonic() + RETRY_AFTER  # noqa: SLF001
+        if error is not exc:
+            raise error from None
 
 
 def fell_back(events: Events | None, store: str, exc: StateUnavailableError, count: int) -> None:
@@ -209,25 +245,13 @@ class RedisConnection(Closing):
         self._batched = {}
         self._down_until = 0.0
 
-    @contextlib.contextmanager
-    def calling(self, doing: str) -> Iterator[None]:
+    def calling(self, doing: str) -> _Calling:
         """Translate redis-py's errors (`translate`); after a failure, fail at once for a while.
 
         Raises:
             StateUnavailableError: Redis did not answer, now or less than `RETRY_AFTER` ago.
         """
-        if time.monotonic() < self._down_until:
-            raise StateUnavailableError(
-                f"Redis at {self.address} is unavailable (it failed less than "
-                f"{RETRY_AFTER:g} s ago) while {doing}",
-                address=self.address,
-            )
-        try:
-            with translate(self.address, doing):
-                yield
-        except StateUnavailableError:
-            self._down_until = time.monotonic() + RETRY_AFTER
-            raise
+        return _Calling(self, doing)
 
     def key(self, *parts: str) -> str:
         """Return the namespaced key of *parts* (`wa_auth:verdict:sha256:...`)."""
@@ -236,6 +260,9 @@ class RedisConnection(Closing):
     def aclient(self) -> redis.asyncio.Redis:
         """Return the asyncio client of the running event loop (one per loop: redis-py binds)."""
         loop = asyncio.get_running_loop()
+        found = self._aclients.get(id(loop))
+        if found is not None and found[0] is loop:  # the common case, without the lock
+            return found[1]
         with self._lock:
             found = self._aclients.get(id(loop))
             # The loop itself is kept with its client: a new loop at a dead one's id is another.
@@ -252,15 +279,22 @@ class RedisConnection(Closing):
             found = self._scripts[text] = self.client.register_script(text)
         return found
 
-    def ascript(self, text: str) -> Batched:
-        """Return *text* as a script of this loop's asyncio client whose calls are pipelined."""
+    @overload
+    def ascript(self, text: str) -> Batched: ...
+    @overload
+    def ascript(self, text: str, kind: type[_B]) -> _B: ...
+    def ascript(self, text: str, kind: type[Batched] = Batched) -> Batched:
+        """Return *text* as a script of this loop's asyncio client whose calls are batched.
+
+        *kind* is `Batched` or a subclass of it that joins a batch's calls its own way.
+        """
         client = self.aclient()
         key = (id(client), text)
         found = self._batched.get(key)
         if found is None:
             with self._lock:
                 self._batched = {k: v for k, v in self._batched.items() if k[0] == id(client)}
-                found = self._batched[key] = Batched(client, text)
+                found = self._batched[key] = kind(client, text)
         return found
 
     def pubsub(self) -> redis.client.PubSub:

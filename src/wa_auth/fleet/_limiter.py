@@ -17,13 +17,16 @@ does not answer, the limiter falls back to a `LocalRateLimiter` at *rate* / *exp
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 from wa_auth.errors import ConfigurationError, StateUnavailableError
 from wa_auth.events import Events
+from wa_auth.fleet._batch import Batched
 from wa_auth.fleet._connection import RedisConnection, digest, fell_back, in_child_after_fork
 from wa_auth.pacing import (
     DEFAULT_PAIR_INTERVAL,
@@ -45,44 +48,131 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function fmt(x) return string.format('%.6f', x) end
 """
 
-#: KEYS: number [, pair]; ARGV: default interval, burst, pair interval, probe gap, max wait
-#: (-1: none). Returns the wait as text, or nil past the max wait (nothing reserved).
+#: KEYS: the number, then the pairs of its calls; ARGV: default interval, burst, pair interval,
+#: probe gap, then per call the index of its pair in KEYS (0: none) and its max wait (-1: none).
+#: Reserves the calls in order, as that many calls of one reservation would, and answers one
+#: word per call: its wait, or '-' past its max wait (nothing reserved). The number's hash is
+#: read and written once for all of them; a pair's hash is touched only when it exists or the
+#: pair limit is on.
 _ACQUIRE: Final = (
     _NOW
     + """
-local interval = tonumber(redis.call('HGET', KEYS[1], 'interval') or ARGV[1])
+local number = KEYS[1]
+local interval = tonumber(redis.call('HGET', number, 'interval') or ARGV[1])
 local tolerance = (tonumber(ARGV[2]) - 1) * interval
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or now)
-local slot = math.max(now, tat - tolerance)
-local send_at = slot
-if #KEYS > 1 then
-  send_at = math.max(slot, tonumber(redis.call('HGET', KEYS[2], 'tat') or now))
-end
-local wait = send_at - now
-local max_wait = tonumber(ARGV[5])
-if max_wait >= 0 and wait > max_wait then return false end
-local after
-if redis.call('HDEL', KEYS[1], 'probe') == 1 then
-  after = slot + math.max(interval, tonumber(ARGV[4])) + tolerance
-else
-  after = math.max(tat, slot) + interval
-end
-redis.call('HSET', KEYS[1], 'tat', fmt(after))
-if #KEYS > 1 then
-  local gap = tonumber(ARGV[3])
-  if redis.call('HDEL', KEYS[2], 'probe') == 1 then gap = math.max(gap, tonumber(ARGV[4])) end
-  local last = tonumber(redis.call('HGET', KEYS[2], 'hold') or now)
-  if gap > 0 then
-    redis.call('HSET', KEYS[2], 'tat', fmt(send_at + gap))
-    last = math.max(last, send_at + gap)
+local pair_gap, probe_gap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tat = tonumber(redis.call('HGET', number, 'tat') or now)
+local probe = redis.call('HEXISTS', number, 'probe') == 1
+local reserved = false
+local words = {}
+for i = 5, #ARGV, 2 do
+  local index = tonumber(ARGV[i])
+  local pair = index > 0 and KEYS[index + 1] or false
+  local exists = pair and redis.call('EXISTS', pair) == 1
+  local slot = math.max(now, tat - tolerance)
+  local send_at = slot
+  if exists then send_at = math.max(slot, tonumber(redis.call('HGET', pair, 'tat') or now)) end
+  local wait = send_at - now
+  local max_wait = tonumber(ARGV[i + 1])
+  if max_wait >= 0 and wait > max_wait then
+    words[#words + 1] = '-'
+  else
+    if probe then
+      tat = slot + math.max(interval, probe_gap) + tolerance
+      probe = false
+      redis.call('HDEL', number, 'probe')
+    else
+      tat = math.max(tat, slot) + interval
+    end
+    reserved = true
+    if pair then
+      local gap = pair_gap
+      local last = now
+      if exists then
+        if redis.call('HDEL', pair, 'probe') == 1 then gap = math.max(gap, probe_gap) end
+        last = tonumber(redis.call('HGET', pair, 'hold') or now)
+      end
+      if gap > 0 then
+        redis.call('HSET', pair, 'tat', fmt(send_at + gap))
+        last = math.max(last, send_at + gap)
+        exists = true
+      end
+      if exists then
+        redis.call('PEXPIRE', pair, math.ceil((last - now) * 1000) + 1000)
+      end
+    end
+    words[#words + 1] = fmt(wait)
   end
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('PEXPIRE', KEYS[2], math.ceil((last - now) * 1000) + 1000)
-  end
 end
-return fmt(wait)
+if reserved then redis.call('HSET', number, 'tat', fmt(tat)) end
+return table.concat(words, ' ')
 """
 )
+
+#: Reservation keys kept per limiter (number, recipient) before the cache starts again.
+_MAX_KEYS: Final = 4096
+
+
+def _group(calls: list[tuple[Sequence[str], Sequence[Any]]]) -> tuple[list[str], list[Any]]:
+    """Return the acquire script's KEYS and ARGV for *calls* on one number, in order.
+
+    Each call's keys are its number and, if any, its pair; its args the limiter's four
+    settings and its max wait (see `_ACQUIRE`).
+    """
+    keys: list[str] = [calls[0][0][0]]
+    args: list[Any] = list(calls[0][1][:4])
+    index: dict[str, int] = {}
+    for call_keys, call_args in calls:
+        if len(call_keys) > 1:
+            pair = call_keys[1]
+            found = index.get(pair)
+            if found is None:
+                keys.append(pair)
+                found = index[pair] = len(keys) - 1
+            args.append(found)
+        else:
+            args.append(0)
+        args.append(call_args[4])
+    return keys, args
+
+
+class _Reservations(Batched):
+    """The acquire script's batch: consecutive reservations on one number are one call.
+
+    A turn's sixty-four reservations on one number then cost Redis one read and one write of
+    the number's hash, and the caller one word each to read instead of a reply of its own.
+    """
+
+    def _calls(self, batch: list[Any]) -> list[Any]:
+        joined: list[Any] = []
+        run: list[tuple[Sequence[str], Sequence[Any]]] = []
+        futures: list[asyncio.Future[Any]] = []
+        for keys, args, future in batch:
+            if run and (keys[0] != run[0][0][0] or args[:4] != run[0][1][:4]):
+                joined.append((*_group(run), futures))
+                run, futures = [], []
+            run.append((keys, args))
+            futures.append(future)
+        if run:
+            joined.append((*_group(run), futures))
+        return joined
+
+    def _settle(self, futures: list[asyncio.Future[Any]], answer: Any) -> None:
+        if isinstance(answer, Exception):
+            for future in futures:
+                if not future.done():
+                    future.set_exception(answer)
+            return
+        words = bytes(answer).split()
+        if len(words) != len(futures):  # not this script's answer: a bug, never a hang
+            from redis.exceptions import ResponseError
+
+            self._settle(futures, ResponseError(f"{len(words)} waits for {len(futures)} calls"))
+            return
+        for future, word in zip(futures, words, strict=True):
+            if not future.done():
+                future.set_result(word)
+
 
 #: KEYS: the number's or the pair's hash; ARGV: seconds, '1' for a number, default interval,
 #: burst. The hold spends the burst: the next slot is its end (plus the burst's tolerance).
@@ -177,6 +267,8 @@ class RedisRateLimiter:
         #: Meta's holds Redis did not take (number, recipient, wall-clock end): told to the
         #: fleet with the next reservation that reaches Redis, so the states converge.
         self._untold: list[tuple[str, str | None, float]] = []
+        #: (number, recipient) -> the keys of its reservations (a SHA-256 each, so kept).
+        self._key_cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
         in_child_after_fork(self._after_fork)
 
     def _after_fork(self) -> None:
@@ -188,11 +280,20 @@ class RedisRateLimiter:
             probe_gap=self._probe_gap,
         )
 
-    def _keys(self, phone_number_id: str, recipient: str | None) -> list[str]:
+    def _keys(self, phone_number_id: str, recipient: str | None) -> tuple[str, ...]:
+        found = self._key_cache.get((phone_number_id, recipient))
+        if found is not None:
+            return found
         number = self._redis.key("rate", "{" + phone_number_id + "}")
         if recipient is None:
-            return [number]
-        return [number, self._redis.key("pair", "{" + phone_number_id + "}", digest(recipient))]
+            found = (number,)
+        else:
+            pair = self._redis.key("pair", "{" + phone_number_id + "}", digest(recipient))
+            found = (number, pair)
+        if len(self._key_cache) >= _MAX_KEYS:
+            self._key_cache = {}
+        self._key_cache[phone_number_id, recipient] = found
+        return found
 
     def _acquire_args(self, max_wait: float) -> list[Any]:
         limit = -1.0 if math.isinf(max_wait) else max(float(max_wait), 0.0)
@@ -204,7 +305,7 @@ class RedisRateLimiter:
 
     @staticmethod
     def _wait(answer: object) -> float | None:
-        if answer is None:
+        if answer is None or answer in {b"-", "-"}:
             return None
         return max(float(answer.decode() if isinstance(answer, bytes) else str(answer)), 0.0)
 
@@ -246,9 +347,9 @@ class RedisRateLimiter:
             with self._redis.calling("reserving a send"):
                 if self._untold:
                     self._tell()
-                script = self._redis.script(_ACQUIRE)
-                answer = script(
-                    self._keys(phone_number_id, recipient), self._acquire_args(max_wait)
+                keys = self._keys(phone_number_id, recipient)
+                answer = self._redis.script(_ACQUIRE)(
+                    *_group([(keys, self._acquire_args(max_wait))])
                 )
         except StateUnavailableError as exc:
             self._fell_back(exc)
@@ -263,9 +364,9 @@ class RedisRateLimiter:
             with self._redis.calling("reserving a send"):
                 if self._untold:
                     await self._atell()
-                script = self._redis.ascript(_ACQUIRE)
+                reservations = self._redis.ascript(_ACQUIRE, _Reservations)
                 keys = self._keys(phone_number_id, recipient)
-                answer = await script(keys, self._acquire_args(max_wait))
+                answer = await reservations(keys, self._acquire_args(max_wait))
         except StateUnavailableError as exc:
             self._fell_back(exc)
             return self.fallback.acquire(phone_number_id, recipient, max_wait=max_wait)
@@ -276,7 +377,7 @@ class RedisRateLimiter:
     ) -> tuple[list[str], list[Any]] | None:
         if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
             return None
-        keys = self._keys(phone_number_id, recipient)[-1:]
+        keys = list(self._keys(phone_number_id, recipient)[-1:])
         return keys, [
             float(seconds),
             "1" if recipient is None else "0",
