@@ -86,7 +86,11 @@ def verify(ctx: Ctx) -> dict[str, Any]:
     kind="micro",
     baseline="micro.webhook.hmac",
     goal=Goal("max_ratio", 3),
-    notes="parse of the JSON a framework already decoded: ten frozen MessageStatus events",
+    notes=(
+        "parse of the JSON a framework already decoded: ten frozen MessageStatus events, their "
+        "DEFERRED fields (timestamp, recipient_id, idempotency_key, conversation, pricing) "
+        "read from raw on first use; verify_parse_read reads them"
+    ),
 )
 def verify_parse(ctx: Ctx) -> dict[str, Any]:
     from wa_auth.webhooks import parse, verify_signature
@@ -97,6 +101,29 @@ def verify_parse(ctx: Ctx) -> dict[str, Any]:
     def receive() -> None:
         verify_signature(body, header, SECRET)
         parse(payload)
+
+    return micro_loop(ctx.n, receive)
+
+
+@variant(
+    "micro.webhook.verify_parse_read",
+    label="webhooks.verify_signature + parse + every field read, 10 statuses",
+    group="micro",
+    kind="micro",
+    baseline="micro.webhook.hmac",
+    notes="what an outbox receiver pays: each status's idempotency_key read, so all its fields",
+)
+def verify_parse_read(ctx: Ctx) -> dict[str, Any]:
+    from wa_auth.webhooks import MessageStatus, parse, verify_signature
+
+    body, header = _delivery()
+    payload = json.loads(body)
+
+    def receive() -> None:
+        verify_signature(body, header, SECRET)
+        for event in parse(payload):
+            if isinstance(event, MessageStatus):
+                event.idempotency_key  # noqa: B018 - the read is what is measured
 
     return micro_loop(ctx.n, receive)
 

@@ -340,21 +340,161 @@ _status_value = st.one_of(_status_text, st.dictionaries(st.text(max_size=3), st.
 )
 def test_a_status_reads_the_same_on_the_fast_path_and_the_general_one(status):
     """The fast path of a plain status gives exactly the event the general reader gives."""
+    fast, general = _both(status)
+    assert type(fast) is type(general)
+    assert _fields(fast) == _fields(general)
+    assert fast == general
+    assert _hashed(fast) == _hashed(general)
+    assert repr(fast) == repr(general)
+
+
+_PHONE = "106540352242922"
+
+
+def _both(status: object) -> tuple[WebhookEvent, WebhookEvent]:
+    """The event of *status* on the fast path, and on the general (eager) one."""
     from wa_auth.webhooks import _parse
 
-    fast = _parse._status(status, WABA, "106540352242922", 7, "messages")
-    general = _parse._status_any(status, WABA, "106540352242922", 7, "messages")
-    assert type(fast) is type(general)
-    assert fast == general
+    (fast,) = _parse._statuses([status], WABA, _PHONE, 7, "messages")
+    return fast, _parse._status_any(status, WABA, _PHONE, 7, "messages")
 
-    def fields(event: WebhookEvent) -> list[tuple[str, object]]:
-        # Exceptions are not equal to each other: an error is compared by its repr.
-        return [
-            (a.name, repr(getattr(event, a.name)) if a.name == "errors" else getattr(event, a.name))
-            for a in attrs.fields(type(event))
-        ]
 
-    assert fields(fast) == fields(general)
+def _hashed(event: WebhookEvent) -> object:
+    # A status holding a pricing dict is not hashable: then the error is what must agree.
+    try:
+        return hash(event)
+    except TypeError as exc:
+        return str(exc)
+
+
+def _fields(event: WebhookEvent) -> list[tuple[str, object]]:
+    # Exceptions are not equal to each other: an error is compared by its repr.
+    return [
+        (a.name, repr(getattr(event, a.name)) if a.name == "errors" else getattr(event, a.name))
+        for a in attrs.fields(type(event))
+    ]
+
+
+_plain_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.=_-", min_size=1, max_size=40)
+_plain_status = st.fixed_dictionaries(
+    {
+        "id": _plain_text.map(lambda t: "wamid." + t),
+        "status": st.sampled_from(["sent", "delivered", "read", "deleted", "warning"]),
+        "recipient_id": st.one_of(_plain_text, _status_text),
+        "timestamp": st.one_of(st.from_regex(r"\A[0-9]{1,20}\Z"), _status_text),
+    },
+    optional={
+        "biz_opaque_callback_data": _status_text,
+        "conversation": _status_value,
+        "pricing": _status_value,
+        "type": st.just("payment"),
+    },
+)
+
+
+@given(
+    statuses=st.lists(
+        st.one_of(_plain_status, _plain_status.map(lambda s: {**s, "errors": [{"code": 131047}]})),
+        max_size=6,
+    ),
+    first=st.sampled_from(
+        ["timestamp", "recipient_id", "idempotency_key", "conversation", "pricing", "key", "id"]
+    ),
+)
+def test_a_list_of_statuses_reads_the_same_fast_and_eager(statuses, first):
+    """Any list of plain statuses (Meta's shape, odd values in the deferred fields) parses to
+    the events the eager reader gives, whichever field is read first."""
+    from wa_auth.webhooks import _parse
+
+    fast = _parse._statuses(statuses, WABA, _PHONE, None, "messages")
+    eager = [_parse._status_any(s, WABA, _PHONE, None, "messages") for s in statuses]
+    for one, other in zip(fast, eager, strict=True):
+        getattr(one, first)
+        assert type(one) is type(other) is MessageStatus
+        assert _fields(one) == _fields(other)
+        assert one == other
+        assert _hashed(one) == _hashed(other)
+
+
+def test_a_status_reads_its_deferred_fields_once_on_first_use():
+    """`parse` leaves a plain status's DEFERRED fields unset; the first use of any reads all
+    five from `raw`, and from then on they are ordinary slots of a frozen value."""
+    from wa_auth.webhooks._types import DEFERRED
+
+    raw = {
+        "id": "wamid.A",
+        "status": "delivered",
+        "timestamp": "1750263773",
+        "recipient_id": "16505551234",
+        "biz_opaque_callback_data": "order-1",
+        "pricing": {"billable": True, "pricing_model": "PMP"},
+    }
+    (event,) = parse(_status_payload(raw))
+    assert {"timestamp", "recipient_id", "idempotency_key", "conversation", "pricing"} == DEFERRED
+    for name in DEFERRED:
+        with pytest.raises(AttributeError):
+            object.__getattribute__(event, name)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.timestamp = 1  # type: ignore[misc]
+    assert event.idempotency_key == "order-1"
+    assert {name: object.__getattribute__(event, name) for name in DEFERRED} == {
+        "timestamp": 1750263773,
+        "recipient_id": "16505551234",
+        "idempotency_key": "order-1",
+        "conversation": None,
+        "pricing": raw["pricing"],
+    }
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.pricing = None  # type: ignore[misc]
+
+
+def test_an_unknown_attribute_of_a_status_is_an_ordinary_attribute_error():
+    """The reading of deferred fields answers no other name: `hasattr`, `getattr` with a
+    default and the error's text are those of any object."""
+    (event,) = parse(_status_payload({"id": "wamid.A", "status": "read", "timestamp": "1"}))
+    assert not hasattr(event, "nope")
+    assert getattr(event, "nope", 7) == 7
+    with pytest.raises(AttributeError, match=r"^'MessageStatus' object has no attribute 'nope'$"):
+        event.nope  # type: ignore[attr-defined]  # noqa: B018
+    blank = MessageStatus.__new__(MessageStatus)
+    with pytest.raises(AttributeError):
+        blank.timestamp  # noqa: B018 - no raw to read it from: an AttributeError, not a loop
+
+
+def test_a_status_with_deferred_fields_copies_pickles_and_evolves_whole():
+    """copy, pickle and attrs.evolve of a status not yet read give the whole, equal value."""
+    import pickle
+
+    raw = {"id": "wamid.A", "status": "sent", "timestamp": "17", "recipient_id": "1"}
+    for clone in (
+        copy.copy,
+        copy.deepcopy,
+        lambda e: pickle.loads(pickle.dumps(e)),
+        attrs.evolve,
+    ):
+        (event,) = parse(_status_payload(raw))
+        other = clone(event)
+        assert type(other) is MessageStatus
+        assert other.timestamp == 17
+        assert other.recipient_id == "1"
+        assert other == event
+
+
+def _status_payload(status: dict) -> dict:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": WABA,
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {"metadata": {"phone_number_id": "1"}, "statuses": [status]},
+                    }
+                ],
+            }
+        ],
+    }
 
 
 def test_a_fast_built_status_is_an_ordinary_frozen_message_status():

@@ -14,9 +14,9 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final
 
-from wa_auth._convert import to_int, well_formed
+from wa_auth._convert import to_int
 from wa_auth.errors import from_webhook_error
 from wa_auth.webhooks._account import (
     QUALITY_EVENTS,
@@ -27,11 +27,16 @@ from wa_auth.webhooks._account import (
     meaning,
 )
 from wa_auth.webhooks._observed import WebhookUnknown
+from wa_auth.webhooks._read import MAX_ID
+from wa_auth.webhooks._read import is_map as _is_map
+from wa_auth.webhooks._read import read_id as _id
+from wa_auth.webhooks._read import seconds as _seconds
 from wa_auth.webhooks._types import (
     AccountReviewUpdate,
     AccountUpdate,
     CapabilityUpdate,
     InboundMessage,
+    MessageStatus,
     MessagingError,
     QualityUpdate,
     SecurityEvent,
@@ -39,6 +44,8 @@ from wa_auth.webhooks._types import (
     UnknownEvent,
     WebhookEvent,
     build_status,
+    status_fields,
+    unfrozen_status,
 )
 
 if TYPE_CHECKING:
@@ -48,13 +55,9 @@ __all__ = ["MAX_ID", "parse"]
 
 #: The `object` of WhatsApp Business Account webhooks.
 OBJECT: Final = "whatsapp_business_account"
-#: The longest id, name or code read; Meta's are far shorter, so a longer one is garbage.
-MAX_ID: Final = 1024
 #: Meta's limit tiers (`TIER_2K`): the number, in thousands with `K`.
 _TIER: Final = re.compile(r"TIER_(\d{1,9})(K?)")
 _UNLIMITED: Final = "TIER_UNLIMITED"
-#: Digits of a timestamp read without `to_int` (18 always fit a signed 64-bit integer).
-_MAX_DIGITS: Final = 18
 
 
 def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent]:
@@ -71,7 +74,7 @@ def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent
         webhook's shape.
     """
     found: list[WebhookEvent] = []
-    data = _load(payload)
+    data = payload if type(payload) is dict else _load(payload)
     if data is None:
         return found
     entries = data.get("entry")
@@ -79,16 +82,17 @@ def parse(payload: object, *, events: Events | None = None) -> list[WebhookEvent
         return found
     ours = data.get("object", OBJECT) == OBJECT
     for entry in entries:
-        if not _is_map(entry):
+        if not (type(entry) is dict or _is_map(entry)):
             continue
         waba = _id(entry.get("id"))
-        time = to_int(entry.get("time"))
+        time = entry.get("time")
+        time = None if time is None else to_int(time)
         changes = entry.get("changes")
         if not isinstance(changes, list):
             continue
         for change in changes:
-            if _is_map(change):
-                found.extend(_change(change, waba, time, ours))
+            if type(change) is dict or _is_map(change):
+                found += _change(change, waba, time, ours)
     if events is not None:
         for event in found:
             if isinstance(event, UnknownEvent):
@@ -119,7 +123,7 @@ def _change(
     field = _id(change.get("field"))
     value = change.get("value")
     reader = _READERS.get(field) if ours and field is not None else None
-    if reader is not None and field is not None and _is_map(value):
+    if reader is not None and field is not None and (type(value) is dict or _is_map(value)):
         try:
             read = reader(value, waba, time, field, change)
         except Exception:  # noqa: BLE001 - the contract is "never raises": the change stays raw
@@ -152,11 +156,15 @@ def _messages(
     _change: Mapping[str, Any],
 ) -> list[WebhookEvent]:
     metadata = value.get("metadata")
-    phone = _id(metadata.get("phone_number_id")) if _is_map(metadata) else None
+    phone = (
+        _id(metadata.get("phone_number_id"))
+        if type(metadata) is dict or _is_map(metadata)
+        else None
+    )
     out: list[WebhookEvent] = []
     statuses = value.get("statuses")
-    if type(statuses) is list or isinstance(statuses, list):
-        out = [_status(s, waba, phone, time, field) for s in statuses]
+    if isinstance(statuses, list):
+        out = _statuses(statuses, waba, phone, time, field)
     messages = value.get("messages")
     if isinstance(messages, list):
         out.extend(_inbound(m, waba, phone, time, field) for m in messages)
@@ -177,53 +185,44 @@ def _messages(
     return out
 
 
-def _status(
-    status: object, waba: str | None, phone: str | None, time: int | None, field: str
-) -> WebhookEvent:
-    # The fast path: a status as Meta sends nearly every one (a JSON object of short ASCII
-    # strings, not failed). It gives what `_status_any` gives, without a call per value (the
-    # values' total length bounds each one's); any other shape takes that general path.
-    if type(status) is dict and "errors" not in status:
-        get = status.get
-        wamid = get("id")
-        name = get("status")
-        recipient = get("recipient_id")
-        stamp = get("timestamp")
-        opaque = get("biz_opaque_callback_data")
-        conversation = get("conversation")
-        pricing = get("pricing")
-        if (
-            type(wamid) is str
-            and type(name) is str
-            and type(recipient) is str
-            and type(stamp) is str
-            and (type(opaque) is str or opaque is None)
-            and (type(conversation) is dict or conversation is None)
-            and (type(pricing) is dict or pricing is None)
-            and wamid
-            and name
-            and recipient
-            and opaque != ""
-            and stamp.isdigit()
-        ):
-            joined = f"{wamid}{name}{recipient}{stamp}{opaque or ''}"
-            if len(joined) <= MAX_ID and len(stamp) <= _MAX_DIGITS and joined.isascii():
-                return build_status(
-                    waba,
-                    phone,
-                    int(stamp),
-                    field,
-                    f"status:{wamid}:{name}",
-                    status,
-                    wamid,
-                    name,
-                    recipient,
-                    opaque,
-                    conversation,
-                    pricing,
-                    (),
-                )
-    return _status_any(status, waba, phone, time, field)
+def _statuses(
+    statuses: list[Any], waba: str | None, phone: str | None, time: int | None, field: str
+) -> list[WebhookEvent]:
+    """Return the events of a `statuses` list: one per status, in its order.
+
+    The fast path takes a status as Meta sends nearly every one: a JSON object without
+    `errors` whose `id` and `status` are short ASCII strings. It reads those two and leaves the
+    rest (`DEFERRED`) for the `MessageStatus` to read from `raw` when first used, with the
+    same `status_fields` `_status_any` reads eagerly; every other status takes that path.
+    """
+    out: list[WebhookEvent] = []
+    append = out.append
+    new = unfrozen_status
+    for status in statuses:
+        if type(status) is dict and "errors" not in status:
+            get = status.get
+            wamid = get("id")
+            name = get("status")
+            if type(wamid) is str and type(name) is str and wamid and name:
+                # The key holds both: when it is short and ASCII, so is each (a stricter test
+                # than `read_id`'s MAX_ID for each: a longer pair takes the general path).
+                key = f"status:{wamid}:{name}"
+                if len(key) <= MAX_ID and key.isascii():
+                    # Stores into a blank `_Unfrozen`, then its real class: see `build_status`.
+                    this = new()
+                    this.business_account_id = waba
+                    this.phone_number_id = phone
+                    this.field = field
+                    this.key = key
+                    this.raw = status
+                    this.id = wamid
+                    this.status = name
+                    this.errors = ()
+                    this.__class__ = MessageStatus
+                    append(this)
+                    continue
+        append(_status_any(status, waba, phone, time, field))
+    return out
 
 
 def _status_any(
@@ -237,21 +236,20 @@ def _status_any(
     if wamid is None or name is None:
         return _unknown(status, waba, time, field)
     errors = get("errors")
-    conversation = get("conversation")
-    pricing = get("pricing")
+    timestamp, recipient, opaque, conversation, pricing = status_fields(status)
     return build_status(
         waba,
         phone,
-        _seconds(get("timestamp")),
+        timestamp,
         field,
         f"status:{wamid}:{name}",
         status,
         wamid,
         name,
-        _id(get("recipient_id")),
-        _id(get("biz_opaque_callback_data")),
-        conversation if _is_map(conversation) else None,
-        pricing if _is_map(pricing) else None,
+        recipient,
+        opaque,
+        conversation,
+        pricing,
         tuple(map(from_webhook_error, errors)) if type(errors) is list else (),
     )
 
@@ -457,28 +455,6 @@ def _common(
         "field": field,
         "key": _hash(field, waba, time, change),
     }
-
-
-def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
-    """Return whether *value* is a mapping; a JSON object (a dict) without the ABC's cost."""
-    return type(value) is dict or (value is not None and isinstance(value, Mapping))
-
-
-def _id(value: object) -> str | None:
-    """Return an id, name or code as text: a string (or an integer Meta sent as a number)."""
-    if type(value) is str:
-        if 0 < len(value) <= MAX_ID:
-            return value if value.isascii() else well_formed(value)
-        return None
-    number = to_int(value) if isinstance(value, int) else None
-    return None if number is None else str(number)
-
-
-def _seconds(value: object) -> int | None:
-    """Return a timestamp (Meta sends `"1750263773"`) as an int, or None."""
-    if type(value) is str and 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit():
-        return int(value)
-    return to_int(value)
 
 
 def _limit(value: object) -> int | None:

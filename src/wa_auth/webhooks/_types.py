@@ -12,13 +12,15 @@ working, a `category` of `wa_auth.errors`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 
 from wa_auth.errors import ApiError
+from wa_auth.webhooks._read import MAX_DIGITS, MAX_ID, is_map, read_id, seconds
 
 __all__ = [
+    "DEFERRED",
     "EFFECTS",
     "INFORMS",
     "ORDER",
@@ -37,6 +39,8 @@ __all__ = [
     "UnknownEvent",
     "WebhookEvent",
     "build_status",
+    "status_fields",
+    "unfrozen_status",
 ]
 
 #: Sending stops (the account or number cannot send until something changes).
@@ -97,6 +101,11 @@ class MessageStatus(WebhookEvent):
 
     A `failed` status carries `errors`, classified by `wa_auth.errors.from_webhook_error` into
     the same categories and exceptions as a synchronous answer; `error` is the first.
+
+    `parse` reads a plain status's `timestamp`, `recipient_id`, `idempotency_key`,
+    `conversation` and `pricing` from `raw` when one of them is first used (`DEFERRED`), so a
+    receiver that only dedupes by `key` and orders by `status` never pays for them; the values
+    are the ones an eager read gives, as long as `raw` is not changed before then.
     """
 
     type: ClassVar[str] = "status"
@@ -129,6 +138,23 @@ class MessageStatus(WebhookEvent):
     def message_id(self) -> str | None:
         """The wamid."""
         return self.id
+
+    if not TYPE_CHECKING:  # a type checker would let any name through a __getattr__
+
+        def __getattr__(self, name: str) -> Any:
+            # Only reached when the ordinary lookup fails: for a deferred field `parse` left
+            # unset (its slot is empty until now), or for a name this class does not have.
+            if name in DEFERRED:
+                values = status_fields(self.raw)
+                fill = object.__setattr__
+                fill(self, "timestamp", values[0])
+                fill(self, "recipient_id", values[1])
+                fill(self, "idempotency_key", values[2])
+                fill(self, "conversation", values[3])
+                fill(self, "pricing", values[4])
+                return values[_DEFERRED_ORDER.index(name)]
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg, name=name, obj=self)
 
 
 @attrs.frozen(kw_only=True)
@@ -262,53 +288,97 @@ class UnknownEvent(WebhookEvent):
     type: ClassVar[str] = "unknown"
 
 
-class _StatusBuilder(MessageStatus):
-    """Builds a `MessageStatus` at a tenth of the cost of its frozen `__init__`; never seen.
+#: The fields of a `MessageStatus` read from `raw` by `status_fields`, in its order.
+_DEFERRED_ORDER: Final = ("timestamp", "recipient_id", "idempotency_key", "conversation", "pricing")
+#: The fields `parse` may leave for a `MessageStatus` to read from `raw` when first used.
+DEFERRED: Final = frozenset(_DEFERRED_ORDER)
+
+
+def status_fields(
+    raw: Mapping[str, Any],
+) -> tuple[int | None, str | None, str | None, Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """Return a status's five `DEFERRED` fields, read from the status object Meta sent.
+
+    This is the one reading of `timestamp`, `recipient_id`, `idempotency_key`, `conversation`
+    and `pricing`, eager (`parse`'s general path) or deferred (`MessageStatus`). Each value is
+    what `seconds`, `read_id` and `is_map` give; a short ASCII string or a dict, as Meta sends
+    them, is taken without the call.
+    """
+    get = raw.get
+    stamp = get("timestamp")
+    recipient = get("recipient_id")
+    opaque = get("biz_opaque_callback_data")
+    conversation = get("conversation")
+    pricing = get("pricing")
+    timestamp = (
+        int(stamp)
+        if type(stamp) is str and stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_DIGITS
+        else seconds(stamp)
+    )
+    return (
+        timestamp,
+        recipient
+        if type(recipient) is str and 0 < len(recipient) <= MAX_ID and recipient.isascii()
+        else read_id(recipient),
+        opaque
+        if type(opaque) is str and 0 < len(opaque) <= MAX_ID and opaque.isascii()
+        else read_id(opaque),
+        conversation if type(conversation) is dict or is_map(conversation) else None,
+        pricing if type(pricing) is dict or is_map(pricing) else None,
+    )
+
+
+class _Unfrozen(MessageStatus):
+    """A `MessageStatus` being built, at a tenth of the cost of its frozen `__init__`; never seen.
 
     attrs' frozen `__init__` sets each of the thirteen fields through `object.__setattr__`,
-    which is 2 µs of the 3 µs a status cost in `parse`. This subclass has the same slots and
-    the plain `object` attribute protocol back (both halves of it: a Python-level `__delattr__`
-    alone keeps the slow path), so its stores are plain slot stores; the last store gives the
-    object its real class, which the layout allows. The value is an ordinary frozen
-    `MessageStatus`: same class, fields, equality and repr.
+    which is 2 µs of the 3 µs a status costs. This subclass has the same slots, no `__init__`
+    and the plain `object` attribute protocol back (both halves of it: a Python-level
+    `__delattr__` alone keeps the slow path), so its stores are plain slot stores; storing
+    `MessageStatus` in `__class__` last gives the object its real class, which the layout
+    allows. The value is then an ordinary frozen `MessageStatus`: same class, fields, equality
+    and repr.
     """
 
     __slots__ = ()
+    __init__ = object.__init__
     __setattr__ = object.__setattr__
     __delattr__ = object.__delattr__
 
-    def __init__(  # noqa: PLR0917 - one argument per field, in attrs' field order
-        self,
-        business_account_id: str | None,
-        phone_number_id: str | None,
-        timestamp: int | None,
-        field: str,
-        key: str,
-        raw: Mapping[str, Any],
-        id: str,  # noqa: A002 - the field's name
-        status: str,
-        recipient_id: str | None,
-        idempotency_key: str | None,
-        conversation: Mapping[str, Any] | None,
-        pricing: Mapping[str, Any] | None,
-        errors: tuple[ApiError, ...],
-    ) -> None:
-        this: Any = self  # the fields are read-only to the type checker, not here
-        this.business_account_id = business_account_id
-        this.phone_number_id = phone_number_id
-        this.timestamp = timestamp
-        this.field = field
-        this.key = key
-        this.raw = raw
-        this.id = id
-        this.status = status
-        this.recipient_id = recipient_id
-        this.idempotency_key = idempotency_key
-        this.conversation = conversation
-        this.pricing = pricing
-        this.errors = errors
-        this.__class__ = MessageStatus
+
+#: A blank `_Unfrozen`: set its fields, then `__class__ = MessageStatus`.
+unfrozen_status: Final[Callable[[], Any]] = _Unfrozen
 
 
-#: Build a `MessageStatus` from its thirteen fields, positionally in attrs' field order.
-build_status: Final[Callable[..., MessageStatus]] = _StatusBuilder
+def build_status(  # noqa: PLR0917 - one argument per field, in attrs' field order
+    business_account_id: str | None,
+    phone_number_id: str | None,
+    timestamp: int | None,
+    field: str,
+    key: str,
+    raw: Mapping[str, Any],
+    id: str,  # noqa: A002 - the field's name
+    status: str,
+    recipient_id: str | None,
+    idempotency_key: str | None,
+    conversation: Mapping[str, Any] | None,
+    pricing: Mapping[str, Any] | None,
+    errors: tuple[ApiError, ...],
+) -> MessageStatus:
+    """Return a `MessageStatus` of these thirteen fields, built without attrs' `__init__`."""
+    this = unfrozen_status()
+    this.business_account_id = business_account_id
+    this.phone_number_id = phone_number_id
+    this.timestamp = timestamp
+    this.field = field
+    this.key = key
+    this.raw = raw
+    this.id = id
+    this.status = status
+    this.recipient_id = recipient_id
+    this.idempotency_key = idempotency_key
+    this.conversation = conversation
+    this.pricing = pricing
+    this.errors = errors
+    this.__class__ = MessageStatus
+    return this  # type: ignore[no-any-return]
