@@ -1007,6 +1007,10 @@ def test_the_stored_intent_is_its_to_dict(path):
     ]
     for i in kinds:
         assert json.loads(_outbox_sql.intent_json(i)) == i.to_dict()
+        # Byte for byte what `json.dumps` writes with the same options (its C encoder, reused).
+        assert _outbox_sql.intent_json(i) == json.dumps(
+            i.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     with SqliteOutbox(path) as box:
         box.enqueue_many(kinds)
         assert [r.intent for r in box.list()] == kinds
