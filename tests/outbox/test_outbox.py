@@ -895,6 +895,42 @@ async def _in_one_batch(box: SqliteOutbox, *calls: Any) -> list[Any]:
     return results
 
 
+async def test_interleaved_begins_and_outcomes_of_one_batch_are_one_statement_each(path):
+    """64 sends in flight queue begins and outcomes interleaved: one INSERT, one UPDATE."""
+    with SqliteOutbox(path) as box:
+        for n in range(32):
+            box.begin(intent(f"old{n}"))
+        box.flush()
+        statements: list[str] = []
+        box._db._conn.set_trace_callback(statements.append)
+        calls: list[Any] = []
+        for n in range(32):
+            calls += [box.abegin(intent(f"new{n}")), box.asettle(delivered(intent(f"old{n}")))]
+        await _in_one_batch(box, *calls)
+        box._db._conn.set_trace_callback(None)
+        changes = [s for s in statements if s.startswith(("INSERT", "UPDATE"))]
+        assert len(changes) == 2, changes
+        assert set(_states(box).values()) == {SENDING, DELIVERED}
+        assert sum(state == DELIVERED for state in _states(box).values()) == 32
+
+
+async def test_a_batch_keeps_the_order_of_one_intents_changes(batched):
+    """Begin, outcome, begin of one key in one batch: the second begin sees the outcome."""
+    box = batched
+    results = await _in_one_batch(
+        box,
+        box.abegin(intent("a")),
+        box.abegin(intent("k")),
+        box.asettle(delivered(intent("k"))),
+        box.abegin(intent("b")),
+        box.abegin(intent("k")),
+    )
+    assert results[:4] == [None] * 4
+    assert isinstance(results[4], OutboxError)
+    assert results[4].kind == "duplicate"  # not `busy`: the outcome was committed first
+    assert _states(box) == {"a": SENDING, "k": DELIVERED, "b": SENDING}
+
+
 async def test_one_batch_lets_one_begin_of_an_intent_through(batched):
     """Two begins of one intent in one transaction: the first is sending, the second is busy."""
     box = batched
@@ -971,6 +1007,10 @@ def test_the_stored_intent_is_its_to_dict(path):
     ]
     for i in kinds:
         assert json.loads(_outbox_sql.intent_json(i)) == i.to_dict()
+        # Byte for byte what `json.dumps` writes with the same options (its C encoder, reused).
+        assert _outbox_sql.intent_json(i) == json.dumps(
+            i.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     with SqliteOutbox(path) as box:
         box.enqueue_many(kinds)
         assert [r.intent for r in box.list()] == kinds

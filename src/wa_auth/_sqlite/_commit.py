@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from wa_auth._sqlite._open import Bulk, Job, Opening, file_error, same_bulk
+from wa_auth._sqlite._open import Bulk, Job, Opening, file_error
 from wa_auth._sqlite._stored import printable
 from wa_auth.errors import OutboxError, WhatsAppError
 
@@ -123,19 +123,24 @@ class Committing(Opening):
     def _run_jobs(
         conn: sqlite3.Connection, batch: Sequence[Entry], results: list[tuple[bool, Any]]
     ) -> None:
-        """Run the jobs in order; consecutive `Bulk` jobs of one kind run as one call.
+        """Run the jobs in order; neighbouring `Bulk` jobs run as one call per kind.
 
+        A run of `Bulk` jobs about distinct rows (keys) is regrouped by kind: the begins and
+        the outcomes of 64 sends in flight, interleaved as they came, become one multi-row
+        INSERT and one multi-row UPDATE. A job about a row already in the run, a key-less
+        `Bulk` or any other job ends the run, so the changes of one row keep their order.
         A job's refusal (a `WhatsAppError`, raised before it wrote) is its result; any other
         exception is raised: the transaction is rolled back.
         """
-        i = 0
-        while i < len(batch):
+        i, n = 0, len(batch)
+        while i < n:
             job = batch[i][0]
             if isinstance(job, Bulk):
-                j = i + 1
-                while j < len(batch) and same_bulk(batch[j][0], job):
-                    j += 1
-                results.extend(job.run(conn, [e[0].item for e in batch[i:j]]))  # type: ignore[union-attr]
+                j = _run_end(batch, i)
+                if j == i + 1:
+                    results.extend(job.run(conn, [job.item]))
+                else:
+                    results.extend(_by_kind(conn, [e[0] for e in batch[i:j]]))  # type: ignore[misc]
                 i = j
                 continue
             try:
@@ -210,6 +215,44 @@ class Committing(Opening):
                 lost,
                 printable(str(last)),
             )
+
+
+def _run_end(batch: Sequence[Entry], start: int) -> int:
+    """The end of the run of `Bulk` jobs from *start*: each about another row (key)."""
+    first = batch[start][0]
+    assert isinstance(first, Bulk)
+    if first.key is None:  # rows unknown: only the same kind next to it joins
+        end = start + 1
+        while end < len(batch) and _same_kind(batch[end][0], first):
+            end += 1
+        return end
+    keys = {first.key}
+    end = start + 1
+    while end < len(batch):
+        job = batch[end][0]
+        if not isinstance(job, Bulk) or job.key is None or job.key in keys:
+            break
+        keys.add(job.key)
+        end += 1
+    return end
+
+
+def _same_kind(job: object, first: Bulk) -> bool:
+    return isinstance(job, Bulk) and job.run == first.run
+
+
+def _by_kind(conn: sqlite3.Connection, jobs: Sequence[Bulk]) -> list[tuple[bool, Any]]:
+    """Run a run's jobs as one call per kind (first come, first run); results in job order."""
+    kinds: dict[Any, list[int]] = {}
+    for n, job in enumerate(jobs):
+        kinds.setdefault(job.run, []).append(n)
+    if len(kinds) == 1:
+        return jobs[0].run(conn, [job.item for job in jobs])
+    out: list[tuple[bool, Any]] = [(False, None)] * len(jobs)
+    for run, places in kinds.items():
+        for place, result in zip(places, run(conn, [jobs[n].item for n in places]), strict=True):
+            out[place] = result
+    return out
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -34,7 +34,6 @@ __all__ = [
     "Opening",
     "Schema",
     "file_error",
-    "same_bulk",
     "translate",
     "writable",
 ]
@@ -156,10 +155,6 @@ class Bulk:
     item: Any
     key: str | None = None
     ahead: bool = False
-
-
-def same_bulk(job: object, first: Bulk) -> bool:
-    return isinstance(job, Bulk) and job.run == first.run
 
 
 class Opening:
