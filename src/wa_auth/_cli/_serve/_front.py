@@ -20,7 +20,7 @@ from aiohttp import HttpVersion11, web
 
 from wa_auth import _json_input as json_input
 from wa_auth._cli import _codes
-from wa_auth._cli._output import access_line, write
+from wa_auth._cli._output import access_line
 from wa_auth._cli._serve._http import (
     METHODS,
     OPEN_ROUTES,
@@ -31,6 +31,7 @@ from wa_auth._cli._serve._http import (
     to_response,
     too_large,
 )
+from wa_auth._cli._serve._log import Lines
 from wa_auth._cli._serve._settings import Settings, key_matches, presented_key
 from wa_auth._deadline import wait_for
 from wa_auth._redact import named_secrets, scrub, secret_forms
@@ -87,7 +88,7 @@ class Front:
         self.webhooks = webhooks
         self._options = dict(options)
         self._defaults = {k: options.get(k) for k in ("phone_number_id", "consumer")}
-        self._log = sys.stderr if log is None else log
+        self._log = Lines(sys.stderr if log is None else log)
         self._monotonic = monotonic
         self._clock = clock
         self._secrets = tuple(named_secrets(os.environ) if secrets is None else secrets)
@@ -98,6 +99,10 @@ class Front:
         self.stopping: str | None = None
         self.in_flight = 0
         self.requests = 0
+
+    def flush_log(self) -> None:
+        """Write the access lines still pending (they are written once per loop turn)."""
+        self._log.flush()
 
     def stop(self, signal_name: str) -> None:
         """Start no new send from now on; the sends in flight finish."""
@@ -182,7 +187,7 @@ class Front:
         seconds: float,
     ) -> None:
         body = answer.body if isinstance(answer.body, Mapping) else {}
-        write(
+        self._log.add(
             access_line(
                 ts=self._clock(),
                 remote=request.remote,
@@ -195,8 +200,7 @@ class Front:
                 intents=answer.intents,
                 exit_code=body.get("exit_code"),
                 category=body.get("category"),
-            ),
-            self._log,
+            )
         )
 
     # --- reading a body -------------------------------------------------------------------------
@@ -255,10 +259,15 @@ class Front:
         if request.content_length is not None and request.content_length > limit:
             raise too_large(limit)
         timeout = max(0.0, deadline - self._monotonic())
+        content = request.content
         try:
-            if request.content.is_eof():
+            if content.is_eof() and content.exception() is None:
                 # The whole body came with the head (an n8n item's intent): nothing to wait
-                # for, so no timer either.
+                # for, so no timer either, and no loop over chunks: the buffer is the body.
+                raw = content.read_nowait()
+                if len(raw) > limit:  # chunked: no Content-Length said so before
+                    raise too_large(limit)
+            elif content.is_eof():
                 raw = await request.read()
             else:
                 raw = await wait_for(request.read(), timeout)

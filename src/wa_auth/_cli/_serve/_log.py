@@ -13,14 +13,15 @@ The service's own lines (the access log, the lifecycle) are written by `_process
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, Final
 
-from wa_auth._cli._output import write
+from wa_auth._cli._output import dumps, write, write_text
 
 #: The loggers routed here: aiohttp's server (`aiohttp.server`, `aiohttp.access`, ...), asyncio
 #: (the event loop's "exception was never retrieved", "accept() out of system resource") and
@@ -97,3 +98,29 @@ def routed(stream: IO[str] | None = None) -> Iterator[JsonLineHandler]:
         for logger, handlers, propagate in saved:
             logger.handlers = handlers
             logger.propagate = propagate
+
+
+class Lines:
+    """serve's access lines, written together once per turn of the event loop.
+
+    A line is written (and flushed) on the loop's next turn after the request that made it:
+    the requests answered in one turn cost one `write` to stderr, not one each. `flush`
+    writes what is pending at once (before a lifecycle line, which must follow them).
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._pending: list[str] = []
+
+    def add(self, line: Mapping[str, Any]) -> None:
+        """Write *line* on the loop's next turn, with the others of this one."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.append(dumps(line))
+
+    def flush(self) -> None:
+        """Write every pending line now."""
+        if self._pending:
+            text = "\n".join(self._pending) + "\n"
+            self._pending.clear()
+            write_text(text, self._stream)

@@ -161,6 +161,7 @@ async def _serve(
             finally:
                 for sig in _SIGNALS:
                     loop.remove_signal_handler(sig)
+            service.flush_log()
             write(_lifecycle("stopping", service, started), sys.stderr)
         finally:
             # Closes the listener, lets the requests in flight finish (up to the shutdown
@@ -170,6 +171,7 @@ async def _serve(
                 # What was stored and not yet forwarded stays in the queue for the next start.
                 await fanout.stop()
                 fanout.queue.close()
+    service.flush_log()
     write(_lifecycle("stopped", service, started), sys.stderr)
     return _codes.OK
 
