@@ -36,6 +36,9 @@ class Deadline(NamedTuple):
 
 
 _CURRENT: Final[ContextVar[Deadline | None]] = ContextVar("wa_auth_deadline", default=None)
+#: `Deadline(at, what)` without the named tuple's `__new__`, a Python function: every call
+#: and every guarded send makes one.
+_new: Final = tuple.__new__
 
 
 def enter(seconds: float, what: str) -> Token[Deadline | None]:
@@ -48,7 +51,7 @@ def enter(seconds: float, what: str) -> Token[Deadline | None]:
     outer = _CURRENT.get()
     if outer is not None and outer.at <= at:
         return _CURRENT.set(outer)
-    return _CURRENT.set(Deadline(at, what))
+    return _CURRENT.set(_new(Deadline, (at, what)))
 
 
 def leave(token: Token[Deadline | None]) -> None:
