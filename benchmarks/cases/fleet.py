@@ -6,8 +6,11 @@ measures the stores' cost, not the pacing), against the same guard on the in-mem
 (`guard.async.fast.memory`). `fleet.limiter.4proc` runs four processes reserving slots of one
 number at 50 msg/s on one Redis (2,000 reservations, 40 s) and reports the worst 2-second
 window and the steady-state average, as ratios of the limit, with the CPU per message of the
-workers and of the redis-server. Each variant starts its own `redis-server` (127.0.0.1, a
-random port, a temporary directory); without one the rows are unavailable.
+workers and of the redis-server. The Redis row also reports what each send asked of Redis:
+`redis_calls_per_msg` (script calls: round trips), `redis_commands_per_msg` (every command run,
+inside the scripts too) and `redis_cpu_us_per_msg` (the redis-server's CPU). Each variant
+starts its own `redis-server` (127.0.0.1, a random port, a temporary directory); without one
+the rows are unavailable.
 """
 
 from __future__ import annotations
@@ -91,12 +94,32 @@ async def _guarded(ctx: Ctx, *, on_redis: bool) -> dict[str, Any]:
             token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url, verdicts=verdicts
         ) as client:
             guard = Guard(client, pauses=pauses, limiter=limiter)
+            before = _redis_stats(state.connection.client) if on_redis else None
             figures = await async_loop(
                 ctx.n, ctx.concurrency, lambda: guard.asend(Intent.text(ctx.to, TEXT))
             )
         if on_redis:
+            assert before is not None
+            after = _redis_stats(state.connection.client)
+            # Counted over the warm-up too (async_loop's one round at full concurrency).
+            sent = ctx.n + min(ctx.n, max(50, ctx.concurrency))
+            figures.update({k: (after[k] - before[k]) / sent for k in after})
+            figures["redis_cpu_us_per_msg"] *= 1e6
             await state.aclose()
         return figures
+
+
+def _redis_stats(client: Any) -> dict[str, float]:
+    """What the guard asked of Redis so far: script calls (round trips), every command run
+    (inside the scripts too), and the redis-server's CPU seconds (`INFO`)."""
+    stats = client.info("commandstats")
+    cpu = client.info("cpu")
+    calls = {k: float(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"}
+    return {
+        "redis_calls_per_msg": calls.get("cmdstat_evalsha", 0.0) + calls.get("cmdstat_eval", 0.0),
+        "redis_commands_per_msg": sum(calls.values()),
+        "redis_cpu_us_per_msg": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+    }
 
 
 @variant(
