@@ -122,3 +122,36 @@ return ARGV[1]
             return answer
 
         assert asyncio.run(again()) == b"three"
+
+
+def _commands(state: RedisState) -> dict[str, int]:
+    stats = state.connection.client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def test_a_turns_reservations_on_one_number_read_and_write_its_hash_once(redis_server):
+    """Sixty-four reservations on one number: one script call, one `TIME`, one `HSET`."""
+    run = next(_namespaces)
+    with RedisState(redis_server.url, namespace=f"group{run}") as state:
+        limiter = state.limiter(rate=1000.0, pair_interval=None)
+
+        async def together() -> tuple[list[float | None], dict[str, int]]:
+            await limiter.aacquire("111", "+15550001")  # the batch script is loaded
+            before = _commands(state)
+            waits = await asyncio.gather(
+                *(limiter.aacquire("111", f"+1555000{i % 4}") for i in range(64))
+            )
+            after = _commands(state)
+            await state.aclose()
+            return list(waits), {k: after[k] - before.get(k, 0) for k in after}
+
+        waits, ran = asyncio.run(together())
+    assert ran["evalsha"] == 1
+    assert ran["time"] == 1
+    assert ran["hset"] == 1  # the number's next slot, once for all 64
+    assert ran["exists"] == 64  # each pair's hash: held by Meta? (none is)
+    assert ran.get("hdel", 0) == 0
+    # The slots are the ones 64 calls made one by one take: a millisecond apart, in order.
+    assert all(w is not None for w in waits)
+    gaps = [b - a for a, b in itertools.pairwise(w for w in waits if w is not None)]
+    assert all(abs(gap - 0.001) < 1e-5 for gap in gaps), gaps
