@@ -10,10 +10,11 @@ message's (`stale`). See `docs/webhooks.md`.
 
 Inside: `_signature` (verify_signature), `_handshake` (handle_verification), `_secret` (what a
 secret may be, and reading it), `_types` (the events `parse` returns), `_account` (what each
-account-level event means for sending), `_parse` (parse), `_ledger` (the ledger protocol and
-the memory ledger), `_sqlite_ledger` (the ledger in a SQLite file processes share),
-`_admission` (the exactly-once policy as effects, and its two drivers), `_observed` (the
-events a receiver emits) and `_status_errors` (`status_errors`, the errors alone).
+account-level event means for sending), `_parse` (parse), `_read` (how it reads ids and
+timestamps), `_ledger` (the ledger protocol and the memory ledger), `_sqlite_ledger` (the
+ledger in a SQLite file processes share), `_admission` (the exactly-once policy as effects,
+and its two drivers), `_observed` (the events a receiver emits) and `_status_errors`
+(`status_errors`, the errors alone).
 """
 
 from __future__ import annotations

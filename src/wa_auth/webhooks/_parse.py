@@ -120,7 +120,8 @@ def _load(payload: object) -> Mapping[str, Any] | None:
 def _change(
     change: Mapping[str, Any], waba: str | None, time: int | None, ours: bool
 ) -> list[WebhookEvent]:
-    field = _id(change.get("field"))
+    named = change.get("field")
+    field = named if type(named) is str and named in _READERS else _id(named)
     value = change.get("value")
     reader = _READERS.get(field) if ours and field is not None else None
     if reader is not None and field is not None and (type(value) is dict or _is_map(value)):
@@ -200,9 +201,11 @@ def _statuses(
     new = unfrozen_status
     for status in statuses:
         if type(status) is dict and "errors" not in status:
-            get = status.get
-            wamid = get("id")
-            name = get("status")
+            try:
+                wamid = status["id"]
+                name = status["status"]
+            except KeyError:
+                wamid = name = None
             if type(wamid) is str and type(name) is str and wamid and name:
                 # The key holds both: when it is short and ASCII, so is each (a stricter test
                 # than `read_id`'s MAX_ID for each: a longer pair takes the general path).
