@@ -26,6 +26,7 @@ __all__ = [
     "MAYBE_DELIVERED",
     "QUEUED",
     "Delivery",
+    "accepted",
 ]
 
 DELIVERED: Final = "delivered"
@@ -98,3 +99,26 @@ class Delivery:
             "not_before": self.not_before,
             "error": self.error.to_dict() if self.error is not None else None,
         }
+
+
+#: The slots' own setters, in field order: they write a frozen instance being made.
+_SETTERS: Final = tuple(Delivery.__dict__[field.name].__set__ for field in attrs.fields(Delivery))
+
+
+def accepted(intent: Intent, result: SendResult, attempts: int) -> Delivery:
+    """Return `Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)`.
+
+    Made without attrs' `__init__`, a third of its cost: a guard makes one per message sent.
+    """
+    delivery = object.__new__(Delivery)
+    set_state, set_intent, set_result, set_error, set_attempts, set_not_before, set_reason = (
+        _SETTERS
+    )
+    set_state(delivery, DELIVERED)
+    set_intent(delivery, intent)
+    set_result(delivery, result)
+    set_error(delivery, None)
+    set_attempts(delivery, attempts)
+    set_not_before(delivery, None)
+    set_reason(delivery, None)
+    return delivery

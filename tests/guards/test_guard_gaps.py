@@ -68,3 +68,25 @@ def test_required_scopes_health_check_failure_is_a_delivery():
     with client:
         delivery = guard.send(Intent.text(TO, "hello"))
     assert delivery.state == "failed"
+
+
+def test_an_accepted_delivery_is_what_init_makes():
+    """The guard's quick `Delivery` of a sent intent equals, hashes and prints like one made
+    through `Delivery(...)`, and is as frozen."""
+    import attrs
+
+    from wa_auth._delivery import DELIVERED, Delivery, accepted
+    from wa_auth.intents import Intent
+    from wa_auth.models import SendResult
+
+    intent = Intent.text("+15551234567", "hi")
+    result = SendResult(message_id="wamid.1", wa_id=None)
+    quick = accepted(intent, result, 2)
+    made = Delivery(state=DELIVERED, intent=intent, result=result, attempts=2)
+    assert quick == made
+    assert hash(quick) == hash(made)
+    assert repr(quick) == repr(made)
+    assert quick.to_dict() == made.to_dict()
+    assert (quick.ok, quick.error, quick.not_before, quick.reason) == (True, None, None, None)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        quick.state = "failed"  # type: ignore[misc]

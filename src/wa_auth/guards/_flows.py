@@ -85,7 +85,7 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     wall, start = yield NOW
     until = _budget_end(cfg, start)
     route = intent.phone_number_id or cfg.default_route
-    if intent.expired(wall):
+    if intent.not_after is not None and intent.expired(wall):
         return (yield from expired(cfg, intent, route, 0))
     circuit = NO_CIRCUIT
     if route is not None:
@@ -134,7 +134,7 @@ def _attempts(
             wall, mono = yield NOW
         else:
             wall, mono = now  # no deadline to check, no pacing: nothing reads it
-        if intent.expired(wall):
+        if intent.not_after is not None and intent.expired(wall):
             yield from _probe_unanswered(route, circuit)
             return (yield from expired(cfg, intent, route, attempts))
         if cfg.limiter and route is not None:

@@ -158,7 +158,9 @@ class Guard:
             TypeError: *intent* is not an `Intent`, or the client is a blocking one.
         """
         runtime = self._runtime
-        return await arun(deliver(self._cfg, _checked(intent)), runtime, inline=runtime.inline)
+        if type(intent) is not Intent:  # the common case without a call
+            intent = _checked(intent)
+        return await arun(deliver(self._cfg, intent), runtime, inline=runtime.inline)
 
     async def asend_many(
         self, intents: Iterable[Intent], *, concurrency: int = 16

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from wa_auth._delivery import DELIVERED, EXPIRED, FAILED, MAYBE_DELIVERED, QUEUED, Delivery
+from wa_auth._delivery import (
+    DELIVERED,
+    EXPIRED,
+    FAILED,
+    MAYBE_DELIVERED,
+    QUEUED,
+    Delivery,
+    accepted,
+)
 from wa_auth._effects import PolicyFlow
 from wa_auth.errors import (
     AccountStateError,
@@ -155,7 +163,7 @@ def delivery_of(
                 message_id=result.message_id,
             )
         )
-    return Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)
+    return accepted(intent, result, attempts)
 
 
 def close_circuit(cfg: Config, intent: Intent, route: str) -> PolicyFlow[None]:
