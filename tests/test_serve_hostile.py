@@ -10,6 +10,7 @@ it holds, and every JSON answer, is validated against docs/wa-auth.schema.json.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -660,6 +661,41 @@ def test_the_new_limits_refuse_bad_values(sandbox, flag, value):
 
 
 # --- the pieces, without a process -----------------------------------------------------------------
+
+
+class _Writes(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_access_lines_of_one_loop_turn_are_written_together_on_the_next():
+    """`Lines`: one write per turn of the event loop, every line whole; `flush` writes at once."""
+    stream = _Writes()
+
+    async def main() -> list[str]:
+        lines = _serve_log.Lines(stream)
+        seen = []
+        for n in range(3):
+            lines.add({"event": "access", "n": n})
+        seen.append(stream.getvalue())  # nothing yet: the turn is not over
+        await asyncio.sleep(0)
+        seen.append(stream.getvalue())
+        lines.add({"event": "access", "n": 3})
+        lines.flush()  # before a lifecycle line: at once
+        seen.append(stream.getvalue())
+        await asyncio.sleep(0)  # the turn's own flush finds nothing left
+        return seen
+
+    before, after_turn, after_flush = asyncio.run(main())
+    assert before == ""
+    assert [json.loads(line)["n"] for line in after_turn.splitlines()] == [0, 1, 2]
+    assert [json.loads(line)["n"] for line in after_flush.splitlines()] == [0, 1, 2, 3]
+    assert stream.writes == 2
 
 
 @settings(max_examples=200, deadline=None)

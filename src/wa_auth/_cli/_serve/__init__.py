@@ -8,7 +8,7 @@
   reading of a query.
 - `_front`: what every route goes through (`Front`): the key, the shutdown, the body, the
   access line.
-- `_app`: `Service`, the routes, one handler each.
+- `_app`: `Service`, the routes, one handler each, on aiohttp's low-level `web.Server`.
 - `_connections`: the registry of connections under the cap below the open-file limit, and
   the write bound; `_site`: the listener that accepts only when there is room, and aiohttp's
   connection answering what it cannot parse in JSON.

@@ -1,4 +1,4 @@
-"""The aiohttp application of `wa-auth serve`: its routes, one handler each.
+"""The routes of `wa-auth serve` on aiohttp's low-level server: one handler each.
 
 Every route goes through `Front._handle` (`_front`): the API key, the shutdown check, the
 mapping of a refusal or a failure to a JSON answer, the access-log line. A handler decides
