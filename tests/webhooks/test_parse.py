@@ -416,6 +416,26 @@ def test_a_list_of_statuses_reads_the_same_fast_and_eager(statuses, first):
         assert _hashed(one) == _hashed(other)
 
 
+@given(
+    statuses=st.lists(_plain_status, max_size=4),
+    metadata=st.one_of(st.none(), st.just({"phone_number_id": _PHONE}), _status_value),
+)
+def test_a_statuses_change_reads_the_same_in_parse_and_in_its_reader(statuses, metadata):
+    """The lane `parse` takes for a `messages` change of statuses alone gives what the
+    `messages` reader gives."""
+    from wa_auth.webhooks import _parse
+
+    value = {"messaging_product": "whatsapp", "metadata": metadata, "statuses": statuses}
+    change = {"field": "messages", "value": value}
+    events = parse(
+        {"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [change]}]}
+    )
+    read = _parse._messages(value, WABA, None, "messages", change) or [
+        _parse._unknown(change, WABA, None, "messages")
+    ]
+    assert [_fields(e) for e in events] == [_fields(e) for e in read]
+
+
 def test_a_status_reads_its_deferred_fields_once_on_first_use():
     """`parse` leaves a plain status's DEFERRED fields unset; the first use of any reads all
     five from `raw`, and from then on they are ordinary slots of a frozen value."""

@@ -120,9 +120,28 @@ def _load(payload: object) -> Mapping[str, Any] | None:
 def _change(
     change: Mapping[str, Any], waba: str | None, time: int | None, ours: bool
 ) -> list[WebhookEvent]:
-    named = change.get("field")
-    field = named if type(named) is str and named in _READERS else _id(named)
     value = change.get("value")
+    named = change.get("field")
+    if ours and type(named) is str and named == "messages" and type(value) is dict:
+        # What nearly every delivery is: statuses alone, read as `_messages` would read them.
+        statuses = value.get("statuses")
+        if (
+            type(statuses) is list
+            and statuses
+            and "messages" not in value
+            and "errors" not in value
+        ):
+            metadata = value.get("metadata")
+            phone = (
+                _id(metadata.get("phone_number_id"))
+                if type(metadata) is dict or _is_map(metadata)
+                else None
+            )
+            try:
+                return _statuses(statuses, waba, phone, time, "messages")
+            except Exception:  # noqa: BLE001 - as below: the change stays raw
+                return [_unknown(change, waba, time, "messages")]
+    field = named if type(named) is str and named in _READERS else _id(named)
     reader = _READERS.get(field) if ours and field is not None else None
     if reader is not None and field is not None and (type(value) is dict or _is_map(value)):
         try:
