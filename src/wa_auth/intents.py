@@ -87,18 +87,21 @@ class _Keys:
     an outbox's key index append-mostly.
 
     This is state of the process, the one the house rules allow: nothing a caller configures,
-    and a fork cannot share it (`os.register_at_fork`).
+    and a fork cannot share it (`os.register_at_fork`, and the process id checked per key
+    for a fork made in C).
     """
 
-    __slots__ = ("_count", "_prefix")
+    __slots__ = ("_count", "_pid", "_prefix")
 
     def __init__(self) -> None:
         self._prefix = ""
+        self._pid = 0
         self._count: Iterator[int] = iter(())
         self.redraw()
 
     def redraw(self) -> None:
         """Draw a new random prefix and restart the counter (a new process, a forked child)."""
+        self._pid = os.getpid()
         raw = bytearray(os.urandom(10))
         raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
         raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
@@ -109,7 +112,9 @@ class _Keys:
     def __call__(self) -> str:
         """Return a new key (`next` on a count is atomic under the GIL: threads share it)."""
         n = next(self._count)
-        if n >> 48:  # 2^48 keys from one prefix: draw another
+        # A fork made in C (uWSGI's prefork, a C extension) runs no `register_at_fork` hook:
+        # the process id tells the child it must draw its own prefix.
+        if n >> 48 or os.getpid() != self._pid:  # or 2^48 keys from one prefix
             self.redraw()
             n = next(self._count)
         return f"{self._prefix}{n:012x}"

@@ -306,6 +306,25 @@ def test_a_forked_child_draws_keys_of_its_own():
     assert {k.rsplit("-", 1)[0] for k in parent}.isdisjoint({k.rsplit("-", 1)[0] for k in child})
 
 
+_FORKING_IN_C = _FORKING.replace("pid = os.fork()", "import ctypes\npid = ctypes.CDLL(None).fork()")
+
+
+def test_a_child_forked_in_c_draws_keys_of_its_own():
+    """A fork made in C runs no `os.register_at_fork` hook: the process id still tells."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        pytest.skip("libc fork is for Linux here")
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKING_IN_C], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    parent, child = set(out[0].split()), set(out[1].split())
+    assert (len(parent), len(child)) == (50, 50)
+    assert not parent & child
+
+
 def test_a_new_process_draws_keys_of_its_own():
     """Two interpreter runs (a restart) make different keys."""
     import subprocess
