@@ -155,3 +155,34 @@ def test_a_turns_reservations_on_one_number_read_and_write_its_hash_once(redis_s
     assert all(w is not None for w in waits)
     gaps = [b - a for a, b in itertools.pairwise(w for w in waits if w is not None)]
     assert all(abs(gap - 0.001) < 1e-5 for gap in gaps), gaps
+
+
+def test_an_answer_a_batch_cannot_read_fails_its_callers_never_hangs(redis_server):
+    """A joined reservation answered with nil (a proxy, a wrong script) is an error, not a hang.
+
+    The reservations' batch reads one word per caller from its answer; reading `None` raised
+    inside the sending task, after which every caller of that batch waited forever.
+    """
+    from wa_auth.fleet._limiter import _Reservations
+
+    redis_server.flush()
+    with RedisState(redis_server.url) as state:
+        connection = state.connection
+
+        async def calls() -> list[object]:
+            call = connection.ascript("return nil", _Reservations)
+            args = ["1", "0.01", "0", "1", "inf"]
+            answers = await asyncio.wait_for(
+                asyncio.gather(
+                    call(["n:111"], args), call(["n:111"], args), return_exceptions=True
+                ),
+                timeout=10,
+            )
+            await state.aclose()
+            return answers
+
+        answers = asyncio.run(calls())
+        assert len(answers) == 2
+        for answer in answers:
+            assert isinstance(answer, Exception)
+            assert "could not be read" in str(answer)

@@ -139,19 +139,27 @@ class Batched:
         return answers
 
     async def _send(self, batch: list[_Call]) -> None:
-        from redis.exceptions import NoScriptError
+        from redis.exceptions import NoScriptError, ResponseError
 
         calls = self._calls(batch)
+        error: BaseException | None = None
         try:
             try:
                 answers = await self._execute(calls)
             except NoScriptError:  # a new or restarted Redis
                 await self._client.script_load(self._script)
                 answers = await self._execute(calls)
+            for (_, _, futures), answer in zip(calls, answers, strict=True):
+                try:
+                    self._settle(futures, answer)
+                except Exception as exc:  # noqa: BLE001 - an answer this batch cannot read
+                    name = type(exc).__name__
+                    error = ResponseError(f"the batch's answer could not be read: {name}")
         except Exception as exc:  # noqa: BLE001 - each caller gets it, translated by its caller
+            error = exc
+        finally:
+            # Whatever happened (an error, an answer of the wrong shape, a cancellation), no
+            # caller waits for an answer that will not come.
             for _, _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, futures), answer in zip(calls, answers, strict=True):
-            self._settle(futures, answer)
+                    future.set_exception(error or ResponseError("the batch got no answer"))
