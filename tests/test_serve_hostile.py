@@ -250,6 +250,8 @@ def test_expect_100_continue_is_met_and_other_expectations_are_a_json_417(sandbo
         status, answer = _exchange(svc, _request("/send", body, b"Expect: 200-ok"))
         assert status == 417
         assert valid(json.loads(answer))["error"]["rule"] == "serve/expect"
+        status, answer = _exchange(svc, _request("/send", body, b"Expect: "))  # asks nothing
+        assert (status, json.loads(answer)["state"]) == (200, "delivered")
         # The routes API's one pattern, and paths beside it, as the router matched them.
         status, answer = _exchange(svc, _request("/webhook/routes/a/b", b"", method=b"DELETE"))
         assert (status, json.loads(answer)["error"]["rule"]) == (404, "serve/route")
@@ -258,7 +260,7 @@ def test_expect_100_continue_is_met_and_other_expectations_are_a_json_417(sandbo
         status, answer = _exchange(svc, _request("/send", b"", method=b"HEAD"))
         assert status == 405
         svc.stop()
-    assert len(sandbox.messages()) == 1
+    assert len(sandbox.messages()) == 2
 
 
 @pytest.mark.parametrize(

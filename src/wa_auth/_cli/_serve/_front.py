@@ -115,7 +115,7 @@ class Front:
         started = self._monotonic()
         deadline = started + self.settings.request_timeout
         try:
-            if EXPECT in request.headers:
+            if request.headers.get(EXPECT):  # an empty Expect asks nothing, as the router had it
                 await _expect(request)
             if route not in OPEN_ROUTES:
                 self._admit(request)
