@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.message import Message
 from typing import IO, Any
 
 import httpx
@@ -199,22 +200,21 @@ SECRET_B = "route-b-secret-canary-3e9b7a60"
 TO = "+15551234567"
 
 
-class Receiver:
-    """A route's endpoint on 127.0.0.1: records each forward, answers `status` (200)."""
+class PostServer:
+    """A loopback HTTP server that hands each POST to `answer` and replies with its status.
 
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        self.status = 200
-        self.lock = threading.Lock()
+    The receivers of the tests (a route's endpoint, Meta's callback URL, a workflow's sink)
+    differ only in `answer`: the server, its thread and its shutdown are this class's.
+    *path* is appended to the URL, which is what a test gives the code under test.
+    """
+
+    def __init__(self, path: str = "") -> None:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    status = receiver.status
-                    if status == 200:
-                        receiver.posts.append((dict(self.headers), body))
+                status = receiver.answer(self.path, self.headers, body)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -223,16 +223,37 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self.thread.start()
 
+    def answer(self, path: str, headers: Message, body: bytes) -> int:
+        """Return the status for one POST (its path, headers and body)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(HARD)
+
+
+class Receiver(PostServer):
+    """A route's endpoint on 127.0.0.1: records each forward, answers `status` (200)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.status = 200
+        self.lock = threading.Lock()
+        super().__init__("/hook")
+
+    def answer(self, path: str, headers: Message, body: bytes) -> int:
+        with self.lock:
+            status = self.status
+            if status == 200:
+                self.posts.append((dict(headers), body))
+        return status
 
     def forwards(self, secret: str) -> list[dict[str, Any]]:
         """Every forward received, its signature checked with *secret*."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import pytest
 
 import wa_auth
 from cases.n8n import ROOT, n8n_path
-from serving import HARD, KEY, serve_env, start
+from serving import HARD, KEY, PostServer, serve_env, start
 from wa_auth.sandbox import Sandbox
 
 BUILD = ROOT / "n8n-nodes-wa-auth" / "scripts" / "build.sh"
@@ -51,39 +51,22 @@ STARTUP = 240.0
 pytestmark = [pytest.mark.real_component("n8n"), pytest.mark.once]
 
 
-class Receiver:
+class Receiver(PostServer):
     """Where the workflows' HTTP Request nodes post each event they got: `/<workflow>`."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
-        receiver = self
+        super().__init__()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    receiver.posts.append((self.path.strip("/"), json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, path: str, headers: Message, body: bytes) -> int:
+        with self.lock:
+            self.posts.append((path.strip("/"), json.loads(body)))
+        return 200
 
     def got(self) -> list[tuple[str, dict[str, Any]]]:
         with self.lock:
             return list(self.posts)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(HARD)
 
 
 def _port() -> int:

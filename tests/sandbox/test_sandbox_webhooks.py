@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
 import threading
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 
 import pytest
 
 import wa_auth
+from serving import PostServer
 from wa_auth import webhooks
 from wa_auth.errors import AccountStateError, InvalidRequestError, RateLimitError
 from wa_auth.sandbox import (
@@ -30,7 +31,7 @@ BOUND = 30.0
 TO = "+15551234567"
 
 
-class Receiver:
+class Receiver(PostServer):
     """A webhook endpoint on 127.0.0.1: records each POST, answers the statuses it is told."""
 
     def __init__(self) -> None:
@@ -39,34 +40,17 @@ class Receiver:
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
-        receiver = self
+        super().__init__("/whatsapp?tenant=a")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.entered.set()
-                receiver.gate.wait(BOUND)
-                receiver.posts.append((self.path, dict(self.headers), body))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/whatsapp?tenant=a"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+    def answer(self, path: str, headers: Message, body: bytes) -> int:
+        self.entered.set()
+        self.gate.wait(BOUND)
+        self.posts.append((path, dict(headers), body))
+        return self.answers.pop(0) if self.answers else 200
 
     def close(self) -> None:
         self.gate.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(BOUND)
+        super().close()
 
     def events(self, secret: str) -> list[webhooks.WebhookEvent]:
         """Verify every POST's signature, then parse it: what a real receiver does."""

@@ -11,15 +11,16 @@ redeliveries and reordering apply each event once and no status goes backwards.
 
 from __future__ import annotations
 
-import http.server
 import threading
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wa_auth
+from serving import PostServer
 from wa_auth import webhooks
 from wa_auth.errors import WebhookSignatureError, WhatsAppError
 from wa_auth.events import Counters, Events
@@ -35,7 +36,7 @@ TO = "+15551234567"
 SECRET = "0123456789abcdef0123456789abcdef"
 
 
-class Receiver:
+class Receiver(PostServer):
     """A webhook endpoint on 127.0.0.1: verify, parse, admit, apply; what it did, recorded."""
 
     def __init__(self, secret: str) -> None:
@@ -49,25 +50,10 @@ class Receiver:
         #: Display numbers (digits) to phone number ids: what a quality update names.
         self.numbers: dict[str, str] = {}
         self.lock = threading.Lock()
-        receiver = self
+        super().__init__("/webhook")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.handle(body, self.headers.get(webhooks.SIGNATURE_HEADER))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+    def answer(self, path: str, headers: Message, body: bytes) -> int:
+        return self.handle(body, headers.get(webhooks.SIGNATURE_HEADER))
 
     def handle(self, body: bytes, header: str | None) -> int:
         try:
@@ -90,11 +76,6 @@ class Receiver:
             with self.lock:
                 self.applied.append((event, applied))
         return 200
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(BOUND)
 
 
 @pytest.fixture
