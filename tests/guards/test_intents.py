@@ -288,41 +288,27 @@ print(child)
 """
 
 
-def test_a_forked_child_draws_keys_of_its_own():
+#: A fork made in C (uWSGI's prefork, a C extension) runs no `os.register_at_fork` hook.
+_FORKING_IN_C = _FORKING.replace("pid = os.fork()", "import ctypes\npid = ctypes.CDLL(None).fork()")
+
+
+@pytest.mark.parametrize("program", [_FORKING, _FORKING_IN_C], ids=["os.fork", "fork-in-c"])
+def test_a_forked_child_draws_keys_of_its_own(program):
     """A forked child does not repeat its parent's keys (the prefix is drawn again)."""
     import os
     import subprocess
     import sys
 
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork here")
+    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        pytest.skip("fork (and libc's, through ctypes) is tested on Linux")
     # In a fresh interpreter: a fork of the test runner (threads) would be unsafe.
     out = subprocess.run(
-        [sys.executable, "-c", _FORKING], capture_output=True, text=True, check=True
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
     ).stdout.split("\n")
     parent, child = set(out[0].split()), set(out[1].split())
     assert (len(parent), len(child)) == (50, 50)
     assert not parent & child
     assert {k.rsplit("-", 1)[0] for k in parent}.isdisjoint({k.rsplit("-", 1)[0] for k in child})
-
-
-_FORKING_IN_C = _FORKING.replace("pid = os.fork()", "import ctypes\npid = ctypes.CDLL(None).fork()")
-
-
-def test_a_child_forked_in_c_draws_keys_of_its_own():
-    """A fork made in C runs no `os.register_at_fork` hook: the process id still tells."""
-    import os
-    import subprocess
-    import sys
-
-    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
-        pytest.skip("libc fork is for Linux here")
-    out = subprocess.run(
-        [sys.executable, "-c", _FORKING_IN_C], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
-    parent, child = set(out[0].split()), set(out[1].split())
-    assert (len(parent), len(child)) == (50, 50)
-    assert not parent & child
 
 
 def test_a_new_process_draws_keys_of_its_own():
