@@ -15,6 +15,7 @@ import itertools
 import math
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +187,31 @@ def test_an_answer_a_batch_cannot_read_fails_its_callers_never_hangs(redis_serve
         for answer in answers:
             assert isinstance(answer, Exception)
             assert "could not be read" in str(answer)
+
+
+def test_a_group_that_fails_partway_keeps_the_numbers_probe(redis_server):
+    """A Lua error after the probe's slot was taken leaves the number's hash as it was.
+
+    Redis keeps a script's writes made before an error. The number's `probe` is therefore
+    deleted only beside the final write of its `tat`: a group that fails partway (here a pair
+    key holding foreign data) leaves the probe for the next reservation to take.
+    """
+    from wa_auth.fleet._limiter import _ACQUIRE, _group
+
+    redis_server.flush()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.hset("n:111", mapping={"tat": "0", "hold": "0", "probe": "1"})
+        client.set("n:111:pair", "foreign data")
+        keys, args = _group(
+            [
+                (["n:111"], [0.01, 1, 250.0, 30.0, -1]),
+                (["n:111", "n:111:pair"], [0.01, 1, 250.0, 30.0, -1]),
+            ]
+        )
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            client.eval(_ACQUIRE, len(keys), *keys, *args)
+        assert client.hget("n:111", "probe") == b"1"
+        assert client.hget("n:111", "tat") == b"0"
+    finally:
+        client.close()

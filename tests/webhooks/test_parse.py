@@ -526,21 +526,7 @@ def test_a_fast_built_status_is_an_ordinary_frozen_message_status():
         "recipient_id": "16505551234",
         "biz_opaque_callback_data": "order-1",
     }
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": WABA,
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {"metadata": {"phone_number_id": "1"}, "statuses": [status]},
-                    }
-                ],
-            }
-        ],
-    }
-    (event,) = parse(payload)
+    (event,) = parse(_status_payload(status))
     assert type(event) is MessageStatus
     assert event == MessageStatus(
         business_account_id=WABA,

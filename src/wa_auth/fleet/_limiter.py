@@ -63,6 +63,7 @@ local tolerance = (tonumber(ARGV[2]) - 1) * interval
 local pair_gap, probe_gap = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tat = tonumber(redis.call('HGET', number, 'tat') or now)
 local probe = redis.call('HEXISTS', number, 'probe') == 1
+local probed = false
 local reserved = false
 local words = {}
 for i = 5, #ARGV, 2 do
@@ -80,7 +81,7 @@ for i = 5, #ARGV, 2 do
     if probe then
       tat = slot + math.max(interval, probe_gap) + tolerance
       probe = false
-      redis.call('HDEL', number, 'probe')
+      probed = true
     else
       tat = math.max(tat, slot) + interval
     end
@@ -105,6 +106,7 @@ for i = 5, #ARGV, 2 do
   end
 end
 if reserved then redis.call('HSET', number, 'tat', fmt(tat)) end
+if probed then redis.call('HDEL', number, 'probe') end
 return table.concat(words, ' ')
 """
 )
