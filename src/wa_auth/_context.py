@@ -18,9 +18,9 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wa_auth._hub import Events
 from wa_auth._validate import check_id, check_sendable
 from wa_auth.errors import RequestValidationError
-from wa_auth.events import Events
 from wa_auth.models import TokenHealth
 
 if TYPE_CHECKING:

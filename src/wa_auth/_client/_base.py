@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, TypedDict, 
 from wa_auth._context import Context, HealthCache, TTLCache
 from wa_auth._core import Request
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wa_auth._hub import Events
 from wa_auth._redact import install_log_redaction, redact_text
 from wa_auth._validate import check_deadline
 from wa_auth._version import package_version
@@ -23,7 +24,6 @@ from wa_auth.errors import (
     ConfigurationError,
     TransportError,
 )
-from wa_auth.events import Events
 from wa_auth.models import TokenHealth
 from wa_auth.providers import (
     TokenProvider,

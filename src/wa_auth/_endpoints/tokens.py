@@ -26,7 +26,6 @@ from wa_auth._core import (
     opt_str,
 )
 from wa_auth.errors import ApiError, RequestValidationError, StateUnavailableError, error_class_for
-from wa_auth.events import StateFellBack
 from wa_auth.models import GranularScope, TokenHealth, TokenInfo, TokenInfoError, Usage
 
 if TYPE_CHECKING:
@@ -185,6 +184,8 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
 
 def _fell_back(ctx: Context, exc: StateUnavailableError) -> None:
     """Tell that the shared health cache did not answer (the report is Meta's, unshared)."""
+    from wa_auth.events import StateFellBack
+
     ctx.events.emit(StateFellBack(store="health", address=exc.address, reason=exc.message))
 
 
