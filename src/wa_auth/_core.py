@@ -28,10 +28,11 @@ from wa_auth.errors import (
     WhatsAppError,
     from_response,
 )
-from wa_auth.models import SendResult, TokenHealth, Usage
+from wa_auth.models import SendResult, Usage
 
 if TYPE_CHECKING:
     from wa_auth._context import Context
+    from wa_auth.models import TokenHealth
     from wa_auth.providers import Token, TokenProvider
 
 T = TypeVar("T")
