@@ -18,12 +18,12 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wa_auth._hub import Events
 from wa_auth._validate import check_id, check_sendable
 from wa_auth.errors import RequestValidationError
-from wa_auth.events import Events
-from wa_auth.models import TokenHealth
 
 if TYPE_CHECKING:
+    from wa_auth.models import TokenHealth
     from wa_auth.providers import TokenProvider, VerdictStore
 
 __all__ = ["Context", "HealthCache", "TTLCache"]
@@ -57,6 +57,11 @@ class HealthCache(Protocol):
     async def aput(self, fingerprint: str, health: TokenHealth, /) -> None:
         """Keep *health* for *fingerprint* for the TTL."""
         ...
+
+
+def new_health_cache(ttl: float) -> TTLCache[TokenHealth]:
+    """A client's cache of `token_health` reports (its class loads when a report is made)."""
+    return TTLCache(ttl)
 
 
 class TTLCache(Generic[T]):
@@ -107,7 +112,7 @@ class Context:
     app_token_provider: TokenProvider | None = None
     #: `token_health` results by token fingerprint (read and written by the shell's effects).
     health_cache: HealthCache = attrs.field(
-        factory=lambda: TTLCache[TokenHealth](300.0), eq=False, repr=False
+        factory=lambda: new_health_cache(300.0), eq=False, repr=False
     )
 
     #: Messages URLs by phone number id: built once, not per send.

@@ -28,11 +28,11 @@ from wa_auth.errors import (
     WhatsAppError,
     from_response,
 )
-from wa_auth.events import ApiCallFailed, AuthFailed, AuthRetried, TokenInvalidated
-from wa_auth.models import SendResult, TokenHealth, Usage
+from wa_auth.models import SendResult, Usage
 
 if TYPE_CHECKING:
     from wa_auth._context import Context
+    from wa_auth.models import TokenHealth
     from wa_auth.providers import Token, TokenProvider
 
 T = TypeVar("T")
@@ -230,6 +230,8 @@ def call(
             if ctx.verdicts is not None and not provisional:
                 yield RecordVerdict(token.fingerprint, error)
             provider.invalidate(token, error)
+            from wa_auth.events import TokenInvalidated  # built on a failure only
+
             ctx.events.emit(
                 TokenInvalidated(
                     consumer=request.consumer or ctx.consumer,
@@ -284,6 +286,8 @@ def _replacement(
             raise error
         finally:
             del error  # no cycle through this frame (see `call`)
+    from wa_auth.events import AuthRetried
+
     ctx.events.emit(
         AuthRetried(
             consumer=request.consumer or ctx.consumer,
@@ -348,6 +352,8 @@ def _classify(ctx: Context, request: Request, response: Response, token: Token) 
 
 
 def _emit_failure(ctx: Context, request: Request, error: ApiError) -> None:
+    from wa_auth.events import ApiCallFailed, AuthFailed  # a failure's only: not at import
+
     if error.category in _table.AUTH_CATEGORIES:
         ctx.events.emit(
             AuthFailed(

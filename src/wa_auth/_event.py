@@ -6,6 +6,7 @@ Imports nothing from the package, so both the event types (`wa_auth.events`) and
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -22,6 +23,8 @@ class Event:
     name: ClassVar[str] = "event"
     #: `"auth"` for token/credential events, `"http"` for other API outcomes.
     kind: ClassVar[str] = "http"
+    #: The level `LoggingSubscriber` logs it at: WARNING for a failed call, INFO otherwise.
+    level: ClassVar[int] = logging.INFO
 
     consumer: str | None = None
     token_fingerprint: str | None = None

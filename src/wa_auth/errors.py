@@ -46,7 +46,7 @@ from wa_auth import _classify, _table
 from wa_auth._exports import claim as _claim
 from wa_auth._redact import fingerprint, redact_secret, redact_text, scrub_chain
 from wa_auth._table import CATEGORIES, TOKEN_CLASS
-from wa_auth.models import EMPTY_USAGE, Usage
+from wa_auth._usage import EMPTY_USAGE, Usage
 
 if TYPE_CHECKING:
     from wa_auth._table import Rule

@@ -9,15 +9,14 @@ hub: a client emits to the `Events` object it was given.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 
 from wa_auth._counters import Counters, RotationWindow, WindowStats
-from wa_auth._event import Event, Subscriber
+from wa_auth._event import Event
 from wa_auth._exports import claim as _claim
+from wa_auth._hub import Events, LoggingSubscriber
 
 __all__ = [
     "ApiCallFailed",
@@ -49,10 +48,6 @@ __all__ = [
     "WindowStats",
 ]
 
-_log = logging.getLogger("wa_auth")
-# A library never prints: without the application configuring logging, records go nowhere.
-_log.addHandler(logging.NullHandler())
-
 
 @attrs.frozen(kw_only=True)
 class AuthFailed(Event):
@@ -60,6 +55,7 @@ class AuthFailed(Event):
 
     name: ClassVar[str] = "auth.failed"
     kind: ClassVar[str] = "auth"
+    level: ClassVar[int] = logging.WARNING
 
     category: str
     operation: str
@@ -98,6 +94,7 @@ class ApiCallFailed(Event):
     """A call failed for a reason that is not auth: rate limit, transient, invalid, unknown."""
 
     name: ClassVar[str] = "api.failed"
+    level: ClassVar[int] = logging.WARNING
 
     category: str
     operation: str
@@ -319,119 +316,5 @@ class StateFellBack(Event):
     reason: str
     category: str = "transient"
 
-
-class Events:
-    """A hub that hands every event to its subscribers, in order.
-
-    A subscriber that raises is logged and skipped: observability never breaks a send.
-    """
-
-    def __init__(self, *subscribers: Subscriber) -> None:
-        self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def with_logging(cls) -> Events:
-        """Return a hub whose only subscriber logs through the standard `logging` module."""
-        return cls(LoggingSubscriber())
-
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Add *subscriber*; return a function that removes it again."""
-        with self._lock:
-            self._subscribers = (*self._subscribers, subscriber)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
-
-        return unsubscribe
-
-    def emit(self, event: Event) -> None:
-        """Deliver *event* to every subscriber."""
-        for subscriber in self._subscribers:
-            try:
-                subscriber(event)
-            except Exception:  # noqa: BLE001 - a subscriber must not break a send
-                _log.exception("wa_auth event subscriber %r failed on %s", subscriber, event.name)
-
-    def wants(self, kind: type[Event]) -> bool:
-        """Whether any subscriber would do anything with an event of *kind*.
-
-        An emitter on a hot path asks first and builds the event only then (a delivered
-        message's event, with nobody listening, costs nothing). A subscriber tells with an
-        optional `wants(kind)` method; one without it wants every event.
-        """
-        for subscriber in self._subscribers:
-            wants = getattr(subscriber, "wants", None)
-            if wants is None or wants(kind):
-                return True
-        return False
-
-    def __repr__(self) -> str:
-        return f"Events(subscribers={len(self._subscribers)})"
-
-
-class LoggingSubscriber:
-    """Log auth events to `wa_auth.auth` and other events to `wa_auth.http`.
-
-    Structured fields go in `extra` under one `wa_auth` key, so a JSON formatter can pick them up.
-    """
-
-    def __init__(
-        self,
-        auth_logger: logging.Logger | None = None,
-        http_logger: logging.Logger | None = None,
-    ) -> None:
-        self._auth = auth_logger or logging.getLogger("wa_auth.auth")
-        self._http = http_logger or logging.getLogger("wa_auth.http")
-
-    def wants(self, kind: type[Event]) -> bool:
-        """Whether an event of *kind* would be logged: its logger is enabled for its level."""
-        level = logging.WARNING if issubclass(kind, (AuthFailed, ApiCallFailed)) else logging.INFO
-        logger = self._auth if kind.kind == "auth" else self._http
-        return logger.isEnabledFor(level)
-
-    def __call__(self, event: Event) -> None:
-        """Log one event."""
-        logger = self._auth if event.kind == "auth" else self._http
-        level = logging.WARNING if isinstance(event, (AuthFailed, ApiCallFailed)) else logging.INFO
-        if not logger.isEnabledFor(level):
-            return
-        fields = event.to_dict()
-        # `Logger.log` would walk the stack to find this very line; the record is built
-        # directly with it instead, and the message's detail is only joined if a handler
-        # formats it.
-        record = logger.makeRecord(
-            logger.name,
-            level,
-            __file__,
-            _LOG_LINE,
-            "%s %s",
-            (event.name, _Detail(fields)),
-            None,
-            "__call__",
-            {"wa_auth": fields},
-        )
-        logger.handle(record)
-
-
-class _Detail:
-    """The `key=value` tail of a log message, joined only when the message is formatted."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self._fields = fields
-
-    def __str__(self) -> str:
-        return " ".join(
-            f"{k}={v}"
-            for k, v in self._fields.items()
-            if k not in _UNLOGGED and v not in (None, "")
-        )
-
-
-_UNLOGGED = frozenset({"event", "at", "operator_action"})
-_LOG_LINE = LoggingSubscriber.__call__.__code__.co_firstlineno
 
 _claim(__name__, globals())

@@ -1148,6 +1148,7 @@ def test_classifier_imports_no_http_client_shell_or_provider():
         "wa_auth._exports",
         "wa_auth._redact",
         "wa_auth._table",
+        "wa_auth._usage",
         "wa_auth.errors",
         "wa_auth.models",
     }, out

@@ -37,7 +37,7 @@ def test_auth_failure_is_a_warning_on_the_auth_logger(caplog):
     assert record.wa_auth["operator_action"] == "Issue a new token."
     assert record.wa_auth["event"] == "auth.failed"
     # The record names the subscriber as its origin, as `Logger.log` would have found it.
-    assert record.filename == "events.py"
+    assert record.filename == "_hub.py"
     assert record.funcName == "__call__"
 
 

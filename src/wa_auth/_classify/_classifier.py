@@ -21,7 +21,7 @@ from wa_auth._classify._fields import (
     read_www_authenticate,
 )
 from wa_auth._classify._rule import retry_after, rule_for
-from wa_auth.models import pick_headers, usage_from_picked
+from wa_auth._usage import pick_headers, usage_from_picked
 
 __all__ = ["Classes", "classify", "classify_token_info", "classify_webhook"]
 

@@ -13,12 +13,13 @@ from typing import Any, Final
 
 import attrs
 
+from wa_auth._answers import MANAGEMENT_SCOPES, MESSAGING_SCOPES
 from wa_auth._cli import _codes, _config
 from wa_auth._cli._output import error_object, plain_error, write
 from wa_auth._effects import PolicyFlow, arun
 from wa_auth._effects import run as run_flow
 from wa_auth.errors import ApiError, WhatsAppError
-from wa_auth.models import MANAGEMENT_SCOPES, MESSAGING_SCOPES, PhoneNumber, TokenHealth
+from wa_auth.models import PhoneNumber, TokenHealth
 
 _DAY: Final = 86400.0
 

@@ -70,8 +70,6 @@ def token_provider(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     Raises:
         ConfigurationError: Two sources are configured, or the Vault settings are incomplete.
     """
-    from wa_auth.providers import EnvTokenProvider, FileTokenProvider
-
     token_file = _pick(args, "token_file", environ, "WA_TOKEN_FILE")
     vault = environ.get("WA_VAULT_ADDR") or None
     sources = [
@@ -89,9 +87,13 @@ def token_provider(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
             "which token it sends with"
         )
     if token_file is not None:
+        from wa_auth.providers import FileTokenProvider  # its refresh engine: not for the env
+
         return FileTokenProvider(token_file)
     if vault is not None:
         return _vault_provider(vault, environ)
+    from wa_auth.providers import EnvTokenProvider
+
     return EnvTokenProvider("WA_ACCESS_TOKEN", environ=environ)
 
 
@@ -143,11 +145,13 @@ def app_token_provider(environ: Mapping[str, str]) -> Any:
     `WA_APP_TOKEN` (`{app-id}|{app-secret}`) or `WA_APP_TOKEN_FILE`; without one, the token
     inspects itself (which Meta allows for user tokens, not for system-user tokens).
     """
-    from wa_auth.providers import EnvTokenProvider, FileTokenProvider
-
     if environ.get("WA_APP_TOKEN_FILE"):
+        from wa_auth.providers import FileTokenProvider
+
         return FileTokenProvider(environ["WA_APP_TOKEN_FILE"])
     if "WA_APP_TOKEN" in environ:
+        from wa_auth.providers import EnvTokenProvider
+
         return EnvTokenProvider("WA_APP_TOKEN", environ=environ)
     return None
 
@@ -158,7 +162,7 @@ def client_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
     Raises:
         ConfigurationError: A setting is missing or malformed; the message names it.
     """
-    from wa_auth.events import Events
+    from wa_auth._hub import Events
 
     options: dict[str, Any] = {
         "token_provider": token_provider(args, environ),

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NoReturn
 
@@ -258,7 +260,23 @@ def unrecognized(prog: str, extras: list[str], known: Sequence[str]) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keep the descriptions' and examples' line breaks, and show each option's default."""
+    """Keep the descriptions' and examples' line breaks, and show each option's default.
+
+    The width is the terminal's, as argparse's own, but found without `shutil`: argparse makes a
+    formatter for every option it adds, and each would import shutil (with bz2 and lzma), a
+    few ms of every run that never shows a help.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = terminal_columns() - 2  # argparse's margin
+        super().__init__(prog, indent_increment, max_help_position, width)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -270,6 +288,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             text += " (default: %(default)s)"
         return text
+
+
+def terminal_columns() -> int:
+    """`shutil.get_terminal_size().columns`: `COLUMNS`, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 # --- the flags' value types ----------------------------------------------------------------------

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, TypedDict, TypeVar
 
-from wa_auth._context import Context, HealthCache, TTLCache
+from wa_auth._context import Context, HealthCache, new_health_cache
 from wa_auth._core import Request
 from wa_auth._graph import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from wa_auth._hub import Events
 from wa_auth._redact import install_log_redaction, redact_text
 from wa_auth._validate import check_deadline
 from wa_auth._version import package_version
@@ -23,8 +24,6 @@ from wa_auth.errors import (
     ConfigurationError,
     TransportError,
 )
-from wa_auth.events import Events
-from wa_auth.models import TokenHealth
 from wa_auth.providers import (
     TokenProvider,
     TokenVerdicts,
@@ -236,9 +235,7 @@ class BaseClient:
                 else as_provider(app_token_provider, argument="app_token_provider")
             ),
             health_cache=(
-                health_cache
-                if health_cache is not None
-                else TTLCache[TokenHealth](token_health_ttl)
+                health_cache if health_cache is not None else new_health_cache(token_health_ttl)
             ),
         )
         #: As given: None is the default (`timeouts()` and each transport read it).

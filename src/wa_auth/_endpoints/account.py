@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth._context import Context
 from wa_auth._core import (
@@ -16,7 +16,10 @@ from wa_auth._core import (
     opt_str,
 )
 from wa_auth._endpoints._docs import raises
-from wa_auth.models import BusinessProfile, MessageTemplate, Page, PhoneNumber, Usage
+from wa_auth.models import Usage
+
+if TYPE_CHECKING:
+    from wa_auth.models import BusinessProfile, MessageTemplate, Page, PhoneNumber
 
 __all__ = ["get_business_profile", "get_phone_number", "list_phone_numbers", "list_templates"]
 
@@ -27,6 +30,8 @@ _PHONE_FIELDS: Final = (
 
 
 def _phone_from(data: Mapping[str, Any], usage: Usage) -> PhoneNumber:
+    from wa_auth.models import PhoneNumber
+
     throughput = data.get("throughput")
     level = throughput.get("level") if isinstance(throughput, Mapping) else None
     health = data.get("health_status")
@@ -101,6 +106,8 @@ def list_phone_numbers(
     request = get_request(url, "list_phone_numbers", waba)
 
     def parse(r: Response) -> Page[PhoneNumber]:
+        from wa_auth.models import Page
+
         items, cursor, usage = _paged(r)
         return Page(tuple(_phone_from(i, usage) for i in items), cursor, usage)
 
@@ -127,6 +134,8 @@ def get_business_profile(
     request = get_request(url, "get_business_profile", phone)
 
     def parse(r: Response) -> BusinessProfile:
+        from wa_auth.models import BusinessProfile
+
         items, _, usage = _paged(r)
         data = items[0] if items and isinstance(items[0], Mapping) else {}
         websites = data.get("websites") or ()
@@ -162,6 +171,8 @@ def list_templates(
     request = get_request(url, "list_templates", waba)
 
     def parse(r: Response) -> Page[MessageTemplate]:
+        from wa_auth.models import MessageTemplate, Page
+
         items, cursor, usage = _paged(r)
         templates = tuple(
             MessageTemplate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from wa_auth import _table
@@ -23,7 +23,10 @@ from wa_auth._endpoints._docs import raises
 from wa_auth._endpoints.messages import parse_success_flag
 from wa_auth._validate import check_id, check_sendable, describe
 from wa_auth.errors import RequestValidationError, UnknownApiError
-from wa_auth.models import MediaContent, MediaInfo, MediaUpload, SuccessResult, Usage
+from wa_auth.models import Usage
+
+if TYPE_CHECKING:
+    from wa_auth.models import MediaContent, MediaInfo, MediaUpload, SuccessResult
 
 __all__ = ["MEDIA_HOST_SUFFIXES", "delete_media", "download_media", "get_media_url", "upload_media"]
 
@@ -103,6 +106,8 @@ def upload_media(
 
 
 def _parse_upload(response: Response) -> MediaUpload:
+    from wa_auth.models import MediaUpload
+
     data = json_object(response)
     media_id = data.get("id")
     if not media_id:
@@ -131,6 +136,8 @@ def get_media_url(
 
 
 def _parse_media_info(response: Response) -> MediaInfo:
+    from wa_auth.models import MediaInfo
+
     data = json_object(response)
     url = data.get("url")
     if not isinstance(url, str) or not url:
@@ -176,6 +183,8 @@ def download_media(
     Returns:
         `MediaContent`: the bytes and their MIME type and SHA-256.
     """
+    from wa_auth.models import MediaContent
+
     info = yield from get_media_url(ctx, media_id, phone_number_id=phone_number_id)
     if not _trusted_media_host(ctx, info.url):
         # The bearer token goes with the download: never to a host Meta would not use.

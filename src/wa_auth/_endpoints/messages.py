@@ -42,10 +42,11 @@ from wa_auth._validate import (
     describe,
 )
 from wa_auth.errors import RequestValidationError
-from wa_auth.models import SendResult, SuccessResult, Usage
+from wa_auth.models import SendResult, Usage
 
 if TYPE_CHECKING:
     from wa_auth.intents import Intent
+    from wa_auth.models import SuccessResult
 
 __all__ = [
     "mark_as_read",
@@ -410,6 +411,8 @@ def mark_as_read(
 
 def parse_success_flag(response: Response) -> SuccessResult:
     """Parse Meta's `{"success": true}` answer."""
+    from wa_auth.models import SuccessResult
+
     data = json_object(response)
     return SuccessResult(
         success=data.get("success") is True, usage=Usage.from_headers(response.headers)

@@ -26,10 +26,10 @@ from wa_auth._core import (
     opt_str,
 )
 from wa_auth.errors import ApiError, RequestValidationError, StateUnavailableError, error_class_for
-from wa_auth.events import StateFellBack
-from wa_auth.models import GranularScope, TokenHealth, TokenInfo, TokenInfoError, Usage
+from wa_auth.models import Usage
 
 if TYPE_CHECKING:
+    from wa_auth.models import TokenHealth, TokenInfo, TokenInfoError
     from wa_auth.providers import Token
 
 __all__ = ["debug_token", "token_health"]
@@ -70,6 +70,8 @@ def debug_token(ctx: Context, input_token: str | None = None) -> Flow[TokenInfo]
 
 
 def _parse_token_info(response: Response) -> TokenInfo:
+    from wa_auth.models import GranularScope, TokenInfo, TokenInfoError
+
     data = json_object(response).get("data")
     if not isinstance(data, Mapping):
         raise BadBodyError("no 'data' object")
@@ -131,6 +133,8 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
         TokenUnavailableError: The provider could not produce the token.
         ApiError: Meta could not be asked (a transport failure, the app token's own failure).
     """
+    from wa_auth.models import TokenHealth
+
     token: Token = yield GetToken(ctx.phone_number_id)
     if not refresh:
         try:
@@ -185,6 +189,8 @@ def token_health(ctx: Context, *, refresh: bool = False) -> Flow[TokenHealth]:
 
 def _fell_back(ctx: Context, exc: StateUnavailableError) -> None:
     """Tell that the shared health cache did not answer (the report is Meta's, unshared)."""
+    from wa_auth.events import StateFellBack
+
     ctx.events.emit(StateFellBack(store="health", address=exc.address, reason=exc.message))
 
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from wa_auth import errors
+from wa_auth._usage import EMPTY_USAGE
 from wa_auth.errors import ApiError, WhatsAppError
-from wa_auth.models import EMPTY_USAGE
 
 __all__ = ["dumps", "encodable", "error_from_dict", "loads_object", "printable"]
 

@@ -13,9 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from wa_auth import _deadline
 from wa_auth.errors import WhatsAppError
@@ -140,8 +138,45 @@ class Runtime:
         return health
 
 
-@attrs.frozen
-class Now:
+_set = object.__setattr__
+
+
+class _Step:
+    """The base of the effects: slotted, immutable, equal when of one type with equal fields.
+
+    Plain classes, not attrs: an effect is an internal carrier that lives for one step of a
+    flow, and the 17 of them are created at every import of the guard (a one-message
+    `wa-auth send` imports it), where attrs' generated methods cost some 5 ms.
+    """
+
+    __slots__: tuple[str, ...] = ()
+    #: The fields `==` and `hash()` compare; None: every field.
+    compared: ClassVar[tuple[str, ...] | None] = None
+
+    def _fields(self, names: tuple[str, ...] | None = None) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in (names or self.__slots__))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Step)
+        return self._fields(self.compared) == other._fields(self.compared)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fields(self.compared)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Now(_Step):
     def perform(self, env: Runtime, /) -> tuple[float, float]:
         return env.clock(), env.monotonic()
 
@@ -152,9 +187,12 @@ class Now:
 NOW: Final = Now()
 
 
-@attrs.frozen
-class Sleep:
+class Sleep(_Step):
+    __slots__ = ("seconds",)
     seconds: float
+
+    def __init__(self, seconds: float) -> None:
+        _set(self, "seconds", seconds)
 
     def perform(self, env: Runtime, /) -> None:
         env.sleep(self.seconds)
@@ -163,12 +201,16 @@ class Sleep:
         await env.asleep(self.seconds)
 
 
-@attrs.frozen
-class SendIntent:
+class SendIntent(_Step):
     """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`)."""
 
+    __slots__ = ("intent", "until")
     intent: Intent
-    until: float = math.inf
+    until: float
+
+    def __init__(self, intent: Intent, until: float = math.inf) -> None:
+        _set(self, "intent", intent)
+        _set(self, "until", until)
 
     def perform(self, env: Runtime, /) -> SendResult:
         with env.within(self.until):
@@ -188,13 +230,20 @@ class SendIntent:
             _deadline.leave(token)
 
 
-@attrs.frozen
-class Call:
+class Call(_Step):
     """The decorator's step: call the user's function (awaited when it is a coroutine one)."""
 
+    __slots__ = ("args", "fn", "kwargs")
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        _set(self, "fn", fn)
+        _set(self, "args", args)
+        _set(self, "kwargs", kwargs)
 
     def perform(self, _env: Runtime, /) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -203,11 +252,16 @@ class Call:
         return await self.fn(*self.args, **self.kwargs)
 
 
-@attrs.frozen
-class Acquire:
+class Acquire(_Step):
+    __slots__ = ("max_wait", "recipient", "route")
     route: str
     recipient: str
     max_wait: float
+
+    def __init__(self, route: str, recipient: str, max_wait: float) -> None:
+        _set(self, "route", route)
+        _set(self, "recipient", recipient)
+        _set(self, "max_wait", max_wait)
 
     def perform(self, env: Runtime, /) -> float | None:
         assert env.limiter is not None
@@ -218,11 +272,16 @@ class Acquire:
         return await env.limiter.aacquire(self.route, self.recipient, max_wait=self.max_wait)
 
 
-@attrs.frozen
-class Penalize:
+class Penalize(_Step):
+    __slots__ = ("recipient", "route", "seconds")
     route: str
     recipient: str | None
     seconds: float
+
+    def __init__(self, route: str, recipient: str | None, seconds: float) -> None:
+        _set(self, "route", route)
+        _set(self, "recipient", recipient)
+        _set(self, "seconds", seconds)
 
     def perform(self, env: Runtime, /) -> None:
         assert env.limiter is not None
@@ -233,15 +292,19 @@ class Penalize:
         await env.limiter.apenalize(self.route, self.recipient, self.seconds)
 
 
-@attrs.frozen
-class Held:
+class Held(_Step):
     """How long a hold (Meta's retry_after) still stops the number or the pair; 0: none.
 
     A limiter written before `RateLimiter.held` existed never holds: 0.
     """
 
+    __slots__ = ("recipient", "route")
     route: str
     recipient: str
+
+    def __init__(self, route: str, recipient: str) -> None:
+        _set(self, "route", route)
+        _set(self, "recipient", recipient)
 
     def perform(self, env: Runtime, /) -> float:
         held = getattr(env.limiter, "held", None)
@@ -252,10 +315,14 @@ class Held:
         return 0.0 if aheld is None else float(await aheld(self.route, self.recipient))
 
 
-@attrs.frozen
-class GetPause:
+class GetPause(_Step):
+    __slots__ = ("kind", "route")
     kind: str
     route: str
+
+    def __init__(self, kind: str, route: str) -> None:
+        _set(self, "kind", kind)
+        _set(self, "route", route)
 
     def perform(self, env: Runtime, /) -> Pause | None:
         return env.pauses.get(self.kind, self.route)
@@ -264,11 +331,14 @@ class GetPause:
         return await env.pauses.aget(self.kind, self.route)
 
 
-@attrs.frozen
-class GetPauses:
+class GetPauses(_Step):
     """Both of a number's records at once: its account pause and its circuit."""
 
+    __slots__ = ("route",)
     route: str
+
+    def __init__(self, route: str) -> None:
+        _set(self, "route", route)
 
     def perform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
         return env.pauses.get(ACCOUNT, self.route), env.pauses.get(CIRCUIT, self.route)
@@ -280,9 +350,12 @@ class GetPauses:
         return await pauses.aget(ACCOUNT, self.route), await pauses.aget(CIRCUIT, self.route)
 
 
-@attrs.frozen
-class PutPause:
+class PutPause(_Step):
+    __slots__ = ("pause",)
     pause: Pause
+
+    def __init__(self, pause: Pause) -> None:
+        _set(self, "pause", pause)
 
     def perform(self, env: Runtime, /) -> None:
         env.pauses.put(self.pause)
@@ -291,10 +364,14 @@ class PutPause:
         await env.pauses.aput(self.pause)
 
 
-@attrs.frozen
-class ClearPause:
+class ClearPause(_Step):
+    __slots__ = ("kind", "route")
     kind: str
     route: str
+
+    def __init__(self, kind: str, route: str) -> None:
+        _set(self, "kind", kind)
+        _set(self, "route", route)
 
     def perform(self, env: Runtime, /) -> None:
         env.pauses.clear(self.kind, self.route)
@@ -303,12 +380,16 @@ class ClearPause:
         await env.pauses.aclear(self.kind, self.route)
 
 
-@attrs.frozen
-class Probe:
+class Probe(_Step):
     """Ask whether a paused number can send again: `get_phone_number` for it, by *until*."""
 
+    __slots__ = ("route", "until")
     route: str
-    until: float = math.inf
+    until: float
+
+    def __init__(self, route: str, until: float = math.inf) -> None:
+        _set(self, "route", route)
+        _set(self, "until", until)
 
     def perform(self, env: Runtime, /) -> PhoneNumber:
         with env.within(self.until):
@@ -319,11 +400,14 @@ class Probe:
             return await env.async_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
 
 
-@attrs.frozen
-class Health:
+class Health(_Step):
     """The token's (cached) health, asked by *until*."""
 
-    until: float = math.inf
+    __slots__ = ("until",)
+    until: float
+
+    def __init__(self, until: float = math.inf) -> None:
+        _set(self, "until", until)
 
     def perform(self, env: Runtime, /) -> TokenHealth:
         with env.within(self.until):
@@ -334,9 +418,12 @@ class Health:
             return env.noted(await env.async_client().token_health())
 
 
-@attrs.frozen
-class Begin:
+class Begin(_Step):
+    __slots__ = ("intent",)
     intent: Intent
+
+    def __init__(self, intent: Intent) -> None:
+        _set(self, "intent", intent)
 
     def perform(self, env: Runtime, /) -> None:
         assert env.outbox is not None
@@ -347,9 +434,12 @@ class Begin:
         await env.outbox.abegin(self.intent)
 
 
-@attrs.frozen
-class Settle:
+class Settle(_Step):
+    __slots__ = ("delivery",)
     delivery: Delivery
+
+    def __init__(self, delivery: Delivery) -> None:
+        _set(self, "delivery", delivery)
 
     def perform(self, env: Runtime, /) -> None:
         assert env.outbox is not None
@@ -360,13 +450,21 @@ class Settle:
         await env.outbox.asettle(self.delivery)
 
 
-@attrs.frozen
-class Handle:
+class Handle(_Step):
     """Call the failure's handlers; a handler that raises is logged, never propagated."""
 
+    __slots__ = ("error", "handlers", "intent")
+    compared = ("handlers", "intent")  # not the error: one error is not equal to its copy
     handlers: tuple[Handler, ...]
     intent: Intent | None
-    error: WhatsAppError = attrs.field(eq=False)
+    error: WhatsAppError
+
+    def __init__(
+        self, handlers: tuple[Handler, ...], intent: Intent | None, error: WhatsAppError
+    ) -> None:
+        _set(self, "handlers", handlers)
+        _set(self, "intent", intent)
+        _set(self, "error", error)
 
     def perform(self, _env: Runtime, /) -> None:
         for handler in self.handlers:
@@ -394,13 +492,21 @@ async def awaited(value: Awaitable[T]) -> T:
     return await value
 
 
-@attrs.frozen
-class Fallback:
+class Fallback(_Step):
     """Ask the fallback to route a failed intent elsewhere; its answer becomes the outcome."""
 
+    __slots__ = ("error", "fallback", "intent")
+    compared = ("fallback", "intent")  # not the error: one error is not equal to its copy
     fallback: Callable[..., Any]
     intent: Intent | None
-    error: WhatsAppError = attrs.field(eq=False)
+    error: WhatsAppError
+
+    def __init__(
+        self, fallback: Callable[..., Any], intent: Intent | None, error: WhatsAppError
+    ) -> None:
+        _set(self, "fallback", fallback)
+        _set(self, "intent", intent)
+        _set(self, "error", error)
 
     def perform(self, _env: Runtime, /) -> Any:
         try:

@@ -24,12 +24,6 @@ from wa_auth.errors import (
     InsufficientPermissionError,
     WhatsAppError,
 )
-from wa_auth.events import (
-    CircuitOpened,
-    MessageRetrying,
-    SenderPaused,
-    SenderResumed,
-)
 from wa_auth.guards._effects import (
     NO_FALLBACK,
     NOW,
@@ -165,6 +159,8 @@ def _attempts(
         stop = yield from learn(cfg, intent.consumer, intent.to, route, error, wall)
         decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
         if stop is None and decision.retry:
+            from wa_auth.events import MessageRetrying  # an event class loads when first emitted
+
             cfg.events.emit(
                 MessageRetrying(
                     **event_fields(cfg, intent, route, attempts),
@@ -265,6 +261,8 @@ def _held(
             yield PutPause(attrs.evolve(pause, until=until, failures=pause.failures + 1))
             return (yield from held_back(cfg, intent, route, 0, "paused", until))
         yield ClearPause(ACCOUNT, route)
+        from wa_auth.events import SenderResumed
+
         cfg.events.emit(
             SenderResumed(
                 consumer=intent.consumer or cfg.consumer, phone_number_id=route, by="probe"
@@ -337,6 +335,8 @@ def learn(
                 error=error.to_dict(),
             )
         )
+        from wa_auth.events import SenderPaused
+
         cfg.events.emit(
             SenderPaused(
                 consumer=consumer,
@@ -389,6 +389,8 @@ def _circuit_failure(
             error=error.to_dict(),
         )
     )
+    from wa_auth.events import CircuitOpened
+
     cfg.events.emit(
         CircuitOpened(
             consumer=consumer,
@@ -421,6 +423,8 @@ def retrying(
         _, mono = yield NOW
         decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
         if decision.retry:
+            from wa_auth.events import MessageRetrying
+
             cfg.events.emit(
                 MessageRetrying(
                     consumer=cfg.consumer,

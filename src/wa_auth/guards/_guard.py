@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
+from wa_auth._hub import Events
 from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
-from wa_auth.events import Events, SenderResumed, TokenHealthWarning
 from wa_auth.guards._effects import Runtime
 from wa_auth.guards._flows import deliver, retrying
 from wa_auth.guards._values import Config, Handlers, RetryPolicy
@@ -132,6 +132,8 @@ class Guard:
         soon = health.expires_in is not None and health.expires_in < self._warn_within
         if health.valid and (soon or missing) and fingerprint not in self._warned:
             self._warned.add(fingerprint)
+            from wa_auth.events import TokenHealthWarning
+
             self.events.emit(
                 TokenHealthWarning(
                     consumer=self._cfg.consumer,
@@ -263,6 +265,8 @@ class Guard:
         self._resumed(str(phone_number_id))
 
     def _resumed(self, phone_number_id: str) -> None:
+        from wa_auth.events import SenderResumed
+
         self.events.emit(
             SenderResumed(
                 consumer=self._cfg.consumer, phone_number_id=phone_number_id, by="operator"

@@ -31,14 +31,6 @@ from wa_auth.errors import (
     TransientError,
     WhatsAppError,
 )
-from wa_auth.events import (
-    CircuitClosed,
-    MessageDelivered,
-    MessageExpired,
-    MessageFailed,
-    MessageMaybeDelivered,
-    MessageQueued,
-)
 from wa_auth.guards._effects import (
     NO_FALLBACK,
     Begin,
@@ -155,14 +147,18 @@ def delivery_of(
     cfg: Config, intent: Intent, route: str | None, result: SendResult, attempts: int
 ) -> Delivery:
     """An accepted send's event and Delivery (what `delivered` does with nothing to record)."""
-    if cfg.events.wants(MessageDelivered):  # every message's event: built for a listener only
-        cfg.events.emit(
-            MessageDelivered(
-                **event_fields(cfg, intent, route, attempts),
-                token_fingerprint=result.token_fingerprint,
-                message_id=result.message_id,
+    events = cfg.events
+    if events.subscribers:  # every message's event: built (and its class made) for a listener only
+        from wa_auth.events import MessageDelivered
+
+        if events.wants(MessageDelivered):
+            events.emit(
+                MessageDelivered(
+                    **event_fields(cfg, intent, route, attempts),
+                    token_fingerprint=result.token_fingerprint,
+                    message_id=result.message_id,
+                )
             )
-        )
     return accepted(intent, result, attempts)
 
 
@@ -172,12 +168,16 @@ def close_circuit(cfg: Config, intent: Intent, route: str) -> PolicyFlow[None]:
     if record is not None:
         yield ClearPause(CIRCUIT, route)
         if record.until is not None:
+            from wa_auth.events import CircuitClosed
+
             cfg.events.emit(
                 CircuitClosed(consumer=intent.consumer or cfg.consumer, phone_number_id=route)
             )
 
 
 def expired(cfg: Config, intent: Intent, route: str | None, attempts: int) -> PolicyFlow[Delivery]:
+    from wa_auth.events import MessageExpired
+
     cfg.events.emit(MessageExpired(**event_fields(cfg, intent, route, attempts)))
     delivery = Delivery(state=EXPIRED, intent=intent, attempts=attempts, reason="deadline")
     if cfg.outbox:
@@ -211,6 +211,8 @@ def held_back(
         routed = yield from fallback(cfg, intent, error, delivery)
         if routed is not None:
             return routed
+    from wa_auth.events import MessageFailed, MessageQueued
+
     cfg.events.emit(
         MessageQueued(
             **event_fields(cfg, intent, route, attempts),
@@ -285,6 +287,8 @@ def final(
         routed = yield from fallback(cfg, intent, error, delivery)
         if routed is not None:
             return routed
+    from wa_auth.events import MessageFailed, MessageMaybeDelivered, MessageQueued
+
     fingerprint = fingerprint_of(error)
     code = getattr(error, "code", None)
     if state == MAYBE_DELIVERED:

@@ -13,8 +13,8 @@ from typing import Any, Final
 import attrs
 
 from wa_auth import _table
+from wa_auth._hub import Events
 from wa_auth.errors import ConfigurationError, WhatsAppError
-from wa_auth.events import Events
 from wa_auth.intents import Intent
 
 __all__ = [

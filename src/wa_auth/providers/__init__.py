@@ -13,13 +13,6 @@ import importlib
 from typing import TYPE_CHECKING, Any, Final
 
 from wa_auth._exports import claim as _claim
-from wa_auth.events import (
-    RotationConfirmed,
-    RotationRolledBack,
-    TokenActivated,
-    TokenExchanged,
-    TokenFailedOver,
-)
 from wa_auth.providers._base import (
     ObservesOutcomes,
     RoutesTokens,
@@ -28,12 +21,19 @@ from wa_auth.providers._base import (
     TokenProvider,
 )
 from wa_auth.providers._env import EnvTokenProvider
-from wa_auth.providers._file import FileTokenProvider
-from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
 from wa_auth.providers._verdicts import TokenVerdicts, VerdictStore
 
 if TYPE_CHECKING:
+    from wa_auth.events import (
+        RotationConfirmed,
+        RotationRolledBack,
+        TokenActivated,
+        TokenExchanged,
+        TokenFailedOver,
+    )
     from wa_auth.providers._exchange import FbTokenExchanger
+    from wa_auth.providers._file import FileTokenProvider
+    from wa_auth.providers._refresh import Fetched, RefreshingTokenProvider, RefreshPolicy
     from wa_auth.providers._rotating import RotatingTokenProvider, SharedRotation
     from wa_auth.providers._routing import RoutingTokenProvider
     from wa_auth.providers._vault import VaultAppRole, VaultTokenProvider
@@ -66,13 +66,23 @@ __all__ = [
 
 _claim(__name__, globals())
 
-#: The providers a process that reads its token from the environment or a file never needs
-#: (Vault's brings ssl and certifi), loaded on first use: `wa-auth send` starts without them.
+#: What a process that reads its token from the environment never needs (Vault's provider
+#: brings ssl and certifi; the refresh engine and the rotation events are some 15 attrs
+#: classes), loaded on first use: `wa-auth send` starts without them.
 _LAZY: Final = {
     "FbTokenExchanger": "wa_auth.providers._exchange",
+    "Fetched": "wa_auth.providers._refresh",
+    "FileTokenProvider": "wa_auth.providers._file",
+    "RefreshPolicy": "wa_auth.providers._refresh",
+    "RefreshingTokenProvider": "wa_auth.providers._refresh",
+    "RotationConfirmed": "wa_auth.events",
+    "RotationRolledBack": "wa_auth.events",
     "RotatingTokenProvider": "wa_auth.providers._rotating",
     "RoutingTokenProvider": "wa_auth.providers._routing",
     "SharedRotation": "wa_auth.providers._rotating",
+    "TokenActivated": "wa_auth.events",
+    "TokenExchanged": "wa_auth.events",
+    "TokenFailedOver": "wa_auth.events",
     "VaultAppRole": "wa_auth.providers._vault",
     "VaultTokenProvider": "wa_auth.providers._vault",
 }
