@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, Union
 import attrs
 
 from wa_auth import _table
+from wa_auth._effects import Step, init
 from wa_auth.errors import (
     ApiError,
     RequestValidationError,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-# --- requests, responses, effects -------------------------------------------------------------
+# --- requests, responses, effects (the effects are plain `wa_auth._effects.Step` classes) ---
 
 
 @attrs.frozen
@@ -70,65 +71,92 @@ class Response:
     content: bytes = attrs.field(repr=False)
 
 
-@attrs.frozen
-class GetToken:
+class GetToken(Step):
     """Effect: ask a provider for the current token (`get_token` / `aget_token`).
 
     The provider is *provider* when given (an app token for `debug_token`), else the one the
     client's provider routes *route* (a phone number id or WABA id) to.
     """
 
-    route: str | None = None
-    provider: TokenProvider | None = attrs.field(default=None, repr=False)
+    __slots__ = ("provider", "route")
+    shown = ("route",)
+    route: str | None
+    provider: TokenProvider | None
+
+    def __init__(self, route: str | None = None, provider: TokenProvider | None = None) -> None:
+        init(self, "route", route)
+        init(self, "provider", provider)
 
     def provider_in(self, ctx: Context) -> TokenProvider:
         """Return the provider that performs this effect in *ctx*."""
         return self.provider if self.provider is not None else ctx.provider_for(self.route)
 
 
-@attrs.frozen
-class Send:
+class Send(Step):
     """Effect: send *request* with *token* in the Authorization header."""
 
+    __slots__ = ("request", "token")
     request: Request
     token: Token
 
+    def __init__(self, request: Request, token: Token) -> None:
+        init(self, "request", request)
+        init(self, "token", token)
 
-@attrs.frozen
-class CheckVerdict:
+
+class CheckVerdict(Step):
     """Effect: ask the verdict store for the error that proved a token dead (`get` / `aget`)."""
 
+    __slots__ = ("fingerprint",)
     fingerprint: str
 
+    def __init__(self, fingerprint: str) -> None:
+        init(self, "fingerprint", fingerprint)
 
-@attrs.frozen
-class RecordVerdict:
+
+class RecordVerdict(Step):
     """Effect: record in the verdict store that a token is dead (`record` / `arecord`)."""
 
+    __slots__ = ("error", "fingerprint")
     fingerprint: str
     error: ApiError
 
+    def __init__(self, fingerprint: str, error: ApiError) -> None:
+        init(self, "fingerprint", fingerprint)
+        init(self, "error", error)
 
-@attrs.frozen
-class ForgetVerdict:
+
+class ForgetVerdict(Step):
     """Effect: drop the verdict on a token Meta has just called valid (`forget` / `aforget`)."""
 
+    __slots__ = ("fingerprint",)
     fingerprint: str
 
+    def __init__(self, fingerprint: str) -> None:
+        init(self, "fingerprint", fingerprint)
 
-@attrs.frozen
-class ReadHealth:
+
+class ReadHealth(Step):
     """Effect: ask the client's health cache for a token's report (`get` / `aget`)."""
 
+    __slots__ = ("fingerprint",)
     fingerprint: str
 
+    def __init__(self, fingerprint: str) -> None:
+        init(self, "fingerprint", fingerprint)
 
-@attrs.frozen
-class StoreHealth:
+
+class StoreHealth(Step):
     """Effect: keep a token's report in the client's health cache (`put` / `aput`)."""
 
+    __slots__ = ("fingerprint", "health")
+    shown = ("fingerprint",)
     fingerprint: str
-    health: TokenHealth = attrs.field(repr=False)
+    health: TokenHealth
+
+    def __init__(self, fingerprint: str, health: TokenHealth) -> None:
+        init(self, "fingerprint", fingerprint)
+        init(self, "health", health)
 
 
 Effect = Union[  # noqa: UP007 - 3.10

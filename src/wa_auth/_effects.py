@@ -16,13 +16,57 @@ pair in `wa_auth._client._shell`.)
 from __future__ import annotations
 
 from collections.abc import Container, Generator
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from wa_auth.errors import WhatsAppError
 
-__all__ = ["Effect", "PolicyFlow", "arun", "run"]
+__all__ = ["Effect", "PolicyFlow", "Step", "arun", "init", "run"]
 
 T = TypeVar("T")
+
+
+#: Sets a field of a `Step` in its `__init__` (the class refuses `setattr` after).
+init = object.__setattr__
+
+
+class Step:
+    """A base for effects: slotted, immutable, equal when of one type with equal fields.
+
+    Plain classes, not attrs: an effect is an internal carrier that lives for one step of a
+    flow, and the guard's and the client's two dozen of them are created at every import (a
+    one-message `wa-auth send` imports both), where attrs' generated methods cost some 8 ms.
+    A subclass lists its fields in `__slots__`, annotates them, and sets each in `__init__`
+    with `init(self, name, value)`.
+    """
+
+    __slots__: tuple[str, ...] = ()
+    #: The fields `==` and `hash()` compare; None: every field.
+    compared: ClassVar[tuple[str, ...] | None] = None
+    #: The fields `repr()` shows; None: every field.
+    shown: ClassVar[tuple[str, ...] | None] = None
+
+    def _fields(self, names: tuple[str, ...] | None = None) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in (names or self.__slots__))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Step)
+        return self._fields(self.compared) == other._fields(self.compared)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fields(self.compared)))
+
+    def __repr__(self) -> str:
+        names = self.shown if self.shown is not None else self.__slots__
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{type(self).__name__}({fields})"
 
 
 class Effect(Protocol):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wa_auth._event import Event, Subscriber
+if TYPE_CHECKING:
+    from wa_auth._event import Event, Subscriber
 
 __all__ = ["Events", "LoggingSubscriber"]
 

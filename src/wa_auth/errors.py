@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from wa_auth import _classify, _table
+from wa_auth import _table
 from wa_auth._exports import claim as _claim
 from wa_auth._redact import fingerprint, redact_secret, redact_text, scrub_chain
 from wa_auth._table import CATEGORIES, TOKEN_CLASS
@@ -604,11 +604,15 @@ def from_response(
     Returns:
         An `ApiError` subclass chosen by the category of the matching `_table` row.
     """
+    from wa_auth import _classify  # the classifier loads with the first answer to classify
+
     return _classify.classify(status_code, body, headers, error_class_for)
 
 
 def from_webhook_error(obj: Any) -> ApiError:
     """Classify a webhook's `statuses[].errors[]` or `value.errors[]` object; never raises."""
+    from wa_auth import _classify
+
     return _classify.classify_webhook(obj, error_class_for)
 
 

@@ -14,9 +14,8 @@ groups they all share are `_options`.
 from __future__ import annotations
 
 import argparse
-from typing import Final
+from typing import Any, Final
 
-from wa_auth._cli import _admin_parsers, _webhook_parsers
 from wa_auth._cli._options import common, docs_url, output_options
 from wa_auth._cli._usage import (
     Parser,
@@ -155,20 +154,18 @@ def build(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version as JSON")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     only = argv[0] if argv and argv[0] in COMMANDS else None
-    builders = {
-        "send": _send,
-        "check": _check,
-        "classify": _classify,
-        "outbox": _admin_parsers.outbox,
-        "state": _admin_parsers.state,
-        "sandbox": _admin_parsers.sandbox,
-        "serve": _admin_parsers.serve,
-        "webhook": _webhook_parsers.webhook,
-    }
+    builders = {"send": _send, "check": _check, "classify": _classify}
     for name in COMMANDS:
         if only is None or name == only:
-            builders[name](commands)
+            (builders.get(name) or _operators(name))(commands)
     return parser
+
+
+def _operators(name: str) -> Any:
+    """The builder of an operator's command's parser, whose modules a send does not import."""
+    from wa_auth._cli import _admin_parsers, _webhook_parsers
+
+    return _webhook_parsers.webhook if name == "webhook" else getattr(_admin_parsers, name)
 
 
 def _send(commands: argparse._SubParsersAction[Parser]) -> None:

@@ -11,7 +11,6 @@ parser; nothing the caller typed is echoed unless it is one of those names.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 import re
@@ -250,6 +249,9 @@ def unrecognized(prog: str, extras: list[str], known: Sequence[str]) -> str:
     if not names and not after:
         message += f"; {prog} takes no positional arguments"
     hints = []
+    if names:
+        import difflib  # a refused flag's suggestion only
+
     for name in names:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         if close and close[0] != name:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import attrs
 
 from wa_auth import _table
-from wa_auth._classify import classify_token_info
 from wa_auth._context import Context
 from wa_auth._convert import to_int
 from wa_auth._core import (
@@ -196,6 +195,8 @@ def _fell_back(ctx: Context, exc: StateUnavailableError) -> None:
 
 def _info_error(info_error: TokenInfoError, token: Token) -> ApiError:
     """Classify `debug_token`'s `data.error` as the error a call with that token would get."""
+    from wa_auth._classify import classify_token_info
+
     error = classify_token_info(
         info_error.code, info_error.subcode, info_error.message, error_class_for
     )

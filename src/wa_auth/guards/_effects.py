@@ -13,9 +13,10 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from wa_auth import _deadline
+from wa_auth._effects import Step, init
 from wa_auth.errors import WhatsAppError
 from wa_auth.intents import Intent
 from wa_auth.pacing import (
@@ -138,45 +139,7 @@ class Runtime:
         return health
 
 
-_set = object.__setattr__
-
-
-class _Step:
-    """The base of the effects: slotted, immutable, equal when of one type with equal fields.
-
-    Plain classes, not attrs: an effect is an internal carrier that lives for one step of a
-    flow, and the 17 of them are created at every import of the guard (a one-message
-    `wa-auth send` imports it), where attrs' generated methods cost some 5 ms.
-    """
-
-    __slots__: tuple[str, ...] = ()
-    #: The fields `==` and `hash()` compare; None: every field.
-    compared: ClassVar[tuple[str, ...] | None] = None
-
-    def _fields(self, names: tuple[str, ...] | None = None) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in (names or self.__slots__))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, _Step)
-        return self._fields(self.compared) == other._fields(self.compared)
-
-    def __hash__(self) -> int:
-        return hash((type(self), self._fields(self.compared)))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class Now(_Step):
+class Now(Step):
     def perform(self, env: Runtime, /) -> tuple[float, float]:
         return env.clock(), env.monotonic()
 
@@ -187,12 +150,12 @@ class Now(_Step):
 NOW: Final = Now()
 
 
-class Sleep(_Step):
+class Sleep(Step):
     __slots__ = ("seconds",)
     seconds: float
 
     def __init__(self, seconds: float) -> None:
-        _set(self, "seconds", seconds)
+        init(self, "seconds", seconds)
 
     def perform(self, env: Runtime, /) -> None:
         env.sleep(self.seconds)
@@ -201,7 +164,7 @@ class Sleep(_Step):
         await env.asleep(self.seconds)
 
 
-class SendIntent(_Step):
+class SendIntent(Step):
     """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`)."""
 
     __slots__ = ("intent", "until")
@@ -209,8 +172,8 @@ class SendIntent(_Step):
     until: float
 
     def __init__(self, intent: Intent, until: float = math.inf) -> None:
-        _set(self, "intent", intent)
-        _set(self, "until", until)
+        init(self, "intent", intent)
+        init(self, "until", until)
 
     def perform(self, env: Runtime, /) -> SendResult:
         with env.within(self.until):
@@ -230,7 +193,7 @@ class SendIntent(_Step):
             _deadline.leave(token)
 
 
-class Call(_Step):
+class Call(Step):
     """The decorator's step: call the user's function (awaited when it is a coroutine one)."""
 
     __slots__ = ("args", "fn", "kwargs")
@@ -241,9 +204,9 @@ class Call(_Step):
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        _set(self, "fn", fn)
-        _set(self, "args", args)
-        _set(self, "kwargs", kwargs)
+        init(self, "fn", fn)
+        init(self, "args", args)
+        init(self, "kwargs", kwargs)
 
     def perform(self, _env: Runtime, /) -> Any:
         return self.fn(*self.args, **self.kwargs)
@@ -252,16 +215,16 @@ class Call(_Step):
         return await self.fn(*self.args, **self.kwargs)
 
 
-class Acquire(_Step):
+class Acquire(Step):
     __slots__ = ("max_wait", "recipient", "route")
     route: str
     recipient: str
     max_wait: float
 
     def __init__(self, route: str, recipient: str, max_wait: float) -> None:
-        _set(self, "route", route)
-        _set(self, "recipient", recipient)
-        _set(self, "max_wait", max_wait)
+        init(self, "route", route)
+        init(self, "recipient", recipient)
+        init(self, "max_wait", max_wait)
 
     def perform(self, env: Runtime, /) -> float | None:
         assert env.limiter is not None
@@ -272,16 +235,16 @@ class Acquire(_Step):
         return await env.limiter.aacquire(self.route, self.recipient, max_wait=self.max_wait)
 
 
-class Penalize(_Step):
+class Penalize(Step):
     __slots__ = ("recipient", "route", "seconds")
     route: str
     recipient: str | None
     seconds: float
 
     def __init__(self, route: str, recipient: str | None, seconds: float) -> None:
-        _set(self, "route", route)
-        _set(self, "recipient", recipient)
-        _set(self, "seconds", seconds)
+        init(self, "route", route)
+        init(self, "recipient", recipient)
+        init(self, "seconds", seconds)
 
     def perform(self, env: Runtime, /) -> None:
         assert env.limiter is not None
@@ -292,7 +255,7 @@ class Penalize(_Step):
         await env.limiter.apenalize(self.route, self.recipient, self.seconds)
 
 
-class Held(_Step):
+class Held(Step):
     """How long a hold (Meta's retry_after) still stops the number or the pair; 0: none.
 
     A limiter written before `RateLimiter.held` existed never holds: 0.
@@ -303,8 +266,8 @@ class Held(_Step):
     recipient: str
 
     def __init__(self, route: str, recipient: str) -> None:
-        _set(self, "route", route)
-        _set(self, "recipient", recipient)
+        init(self, "route", route)
+        init(self, "recipient", recipient)
 
     def perform(self, env: Runtime, /) -> float:
         held = getattr(env.limiter, "held", None)
@@ -315,14 +278,14 @@ class Held(_Step):
         return 0.0 if aheld is None else float(await aheld(self.route, self.recipient))
 
 
-class GetPause(_Step):
+class GetPause(Step):
     __slots__ = ("kind", "route")
     kind: str
     route: str
 
     def __init__(self, kind: str, route: str) -> None:
-        _set(self, "kind", kind)
-        _set(self, "route", route)
+        init(self, "kind", kind)
+        init(self, "route", route)
 
     def perform(self, env: Runtime, /) -> Pause | None:
         return env.pauses.get(self.kind, self.route)
@@ -331,14 +294,14 @@ class GetPause(_Step):
         return await env.pauses.aget(self.kind, self.route)
 
 
-class GetPauses(_Step):
+class GetPauses(Step):
     """Both of a number's records at once: its account pause and its circuit."""
 
     __slots__ = ("route",)
     route: str
 
     def __init__(self, route: str) -> None:
-        _set(self, "route", route)
+        init(self, "route", route)
 
     def perform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
         return env.pauses.get(ACCOUNT, self.route), env.pauses.get(CIRCUIT, self.route)
@@ -350,12 +313,12 @@ class GetPauses(_Step):
         return await pauses.aget(ACCOUNT, self.route), await pauses.aget(CIRCUIT, self.route)
 
 
-class PutPause(_Step):
+class PutPause(Step):
     __slots__ = ("pause",)
     pause: Pause
 
     def __init__(self, pause: Pause) -> None:
-        _set(self, "pause", pause)
+        init(self, "pause", pause)
 
     def perform(self, env: Runtime, /) -> None:
         env.pauses.put(self.pause)
@@ -364,14 +327,14 @@ class PutPause(_Step):
         await env.pauses.aput(self.pause)
 
 
-class ClearPause(_Step):
+class ClearPause(Step):
     __slots__ = ("kind", "route")
     kind: str
     route: str
 
     def __init__(self, kind: str, route: str) -> None:
-        _set(self, "kind", kind)
-        _set(self, "route", route)
+        init(self, "kind", kind)
+        init(self, "route", route)
 
     def perform(self, env: Runtime, /) -> None:
         env.pauses.clear(self.kind, self.route)
@@ -380,7 +343,7 @@ class ClearPause(_Step):
         await env.pauses.aclear(self.kind, self.route)
 
 
-class Probe(_Step):
+class Probe(Step):
     """Ask whether a paused number can send again: `get_phone_number` for it, by *until*."""
 
     __slots__ = ("route", "until")
@@ -388,8 +351,8 @@ class Probe(_Step):
     until: float
 
     def __init__(self, route: str, until: float = math.inf) -> None:
-        _set(self, "route", route)
-        _set(self, "until", until)
+        init(self, "route", route)
+        init(self, "until", until)
 
     def perform(self, env: Runtime, /) -> PhoneNumber:
         with env.within(self.until):
@@ -400,14 +363,14 @@ class Probe(_Step):
             return await env.async_client().get_phone_number(phone_number_id=self.route)  # type: ignore[no-any-return]
 
 
-class Health(_Step):
+class Health(Step):
     """The token's (cached) health, asked by *until*."""
 
     __slots__ = ("until",)
     until: float
 
     def __init__(self, until: float = math.inf) -> None:
-        _set(self, "until", until)
+        init(self, "until", until)
 
     def perform(self, env: Runtime, /) -> TokenHealth:
         with env.within(self.until):
@@ -418,12 +381,12 @@ class Health(_Step):
             return env.noted(await env.async_client().token_health())
 
 
-class Begin(_Step):
+class Begin(Step):
     __slots__ = ("intent",)
     intent: Intent
 
     def __init__(self, intent: Intent) -> None:
-        _set(self, "intent", intent)
+        init(self, "intent", intent)
 
     def perform(self, env: Runtime, /) -> None:
         assert env.outbox is not None
@@ -434,12 +397,12 @@ class Begin(_Step):
         await env.outbox.abegin(self.intent)
 
 
-class Settle(_Step):
+class Settle(Step):
     __slots__ = ("delivery",)
     delivery: Delivery
 
     def __init__(self, delivery: Delivery) -> None:
-        _set(self, "delivery", delivery)
+        init(self, "delivery", delivery)
 
     def perform(self, env: Runtime, /) -> None:
         assert env.outbox is not None
@@ -450,7 +413,7 @@ class Settle(_Step):
         await env.outbox.asettle(self.delivery)
 
 
-class Handle(_Step):
+class Handle(Step):
     """Call the failure's handlers; a handler that raises is logged, never propagated."""
 
     __slots__ = ("error", "handlers", "intent")
@@ -462,9 +425,9 @@ class Handle(_Step):
     def __init__(
         self, handlers: tuple[Handler, ...], intent: Intent | None, error: WhatsAppError
     ) -> None:
-        _set(self, "handlers", handlers)
-        _set(self, "intent", intent)
-        _set(self, "error", error)
+        init(self, "handlers", handlers)
+        init(self, "intent", intent)
+        init(self, "error", error)
 
     def perform(self, _env: Runtime, /) -> None:
         for handler in self.handlers:
@@ -492,7 +455,7 @@ async def awaited(value: Awaitable[T]) -> T:
     return await value
 
 
-class Fallback(_Step):
+class Fallback(Step):
     """Ask the fallback to route a failed intent elsewhere; its answer becomes the outcome."""
 
     __slots__ = ("error", "fallback", "intent")
@@ -504,9 +467,9 @@ class Fallback(_Step):
     def __init__(
         self, fallback: Callable[..., Any], intent: Intent | None, error: WhatsAppError
     ) -> None:
-        _set(self, "fallback", fallback)
-        _set(self, "intent", intent)
-        _set(self, "error", error)
+        init(self, "fallback", fallback)
+        init(self, "intent", intent)
+        init(self, "error", error)
 
     def perform(self, _env: Runtime, /) -> Any:
         try:
