@@ -120,6 +120,8 @@ class Database(Committing):
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
         self._entries: collections.deque[Entry] = collections.deque()
+        #: The keys (`Bulk.key`) of the changes in `_entries`: what `_may_wait` asks about.
+        self._keys: set[str] = set()
         #: Entries someone waits for (a deferred one waits for company, up to `_due`).
         self._urgent = 0
         self._due = 0.0
@@ -249,6 +251,7 @@ class Database(Committing):
                 batch = []
             else:
                 batch = [entries.popleft() for _ in range(min(len(entries), MAX_BATCH - 1))]
+                self._rekey()
                 if self._urgent:
                     self._urgent -= sum(1 for e in batch if e[2] is not None)
         slot = Slot()
@@ -267,7 +270,13 @@ class Database(Committing):
             return False
         if time.monotonic() >= self._due - self.flush_interval / 2:
             return False
-        return not any(getattr(e[0], "key", None) == key for e in entries)
+        if key is None:  # a change of rows unknown: behind none of those either
+            return not any(getattr(e[0], "key", None) is None for e in entries)
+        return key not in self._keys
+
+    def _rekey(self) -> None:
+        """Recount `_keys` after changes left `_entries` (with the condition held)."""
+        self._keys = {k for e in self._entries if (k := getattr(e[0], "key", None)) is not None}
 
     async def arun(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
         """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
@@ -342,6 +351,9 @@ class Database(Committing):
             if not entries:
                 self._due = time.monotonic() + self.flush_interval
             entries.append(entry)
+            key = getattr(entry[0], "key", None)
+            if key is not None:
+                self._keys.add(key)
             if urgent:
                 self._urgent += 1
             if combine and self.group_commit and not self._busy:
@@ -371,6 +383,7 @@ class Database(Committing):
         except RuntimeError as exc:  # at the interpreter's shutdown, or out of threads
             self._thread = None
             stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+            self._keys.clear()
             self._urgent = 0
             self._fail(stranded, self._stopped(exc, "could not start"))
             return
@@ -381,6 +394,7 @@ class Database(Committing):
         entries = self._entries
         size = min(len(entries), MAX_BATCH) if self.group_commit else 1
         batch = [entries.popleft() for _ in range(size)]
+        self._rekey()
         self._urgent -= sum(1 for e in batch if e[2] is not None)
         return batch
 
@@ -433,6 +447,7 @@ class Database(Committing):
                 if self._thread is me:
                     self._thread = None
                 stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+                self._keys.clear()
                 self._urgent = 0
                 self._cond.notify_all()
             self._fail(stranded, self._stopped(exc, "stopped"))
