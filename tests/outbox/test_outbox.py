@@ -840,6 +840,57 @@ def test_outcomes_left_waiting_by_begins_are_due_within_the_flush_interval(path)
         assert other.get("a").state == DELIVERED
 
 
+def test_a_blocking_begin_of_a_new_intent_is_one_statement_committed_by_itself(path):
+    """A new intent's begin is one INSERT (no BEGIN, no COMMIT statement), committed by
+    itself: another process's connection sees it `sending` as soon as `begin` returns."""
+    with SqliteOutbox(path, flush_interval=30) as box, SqliteOutbox(path) as other:
+        box.begin(intent("a"))
+        box.settle(delivered(intent("a")))
+        statements: list[str] = []
+        box._db._conn.set_trace_callback(statements.append)
+        before = box.commits
+        box.begin(intent("b"))
+        box._db._conn.set_trace_callback(None)
+        assert [s.split()[0] for s in statements] == ["INSERT"]
+        assert box.commits - before == 1
+        assert other.get("b").state == SENDING  # durable before the request goes out
+        assert other.get("a").state == SENDING  # the outcome still waits for company
+        box.flush()
+        assert other.get("a").state == DELIVERED
+
+
+def test_a_blocking_begin_of_a_known_key_still_refuses_as_before(path):
+    """A key the outbox holds takes the transaction of the writer's batch: its refusals."""
+    with SqliteOutbox(path, flush_interval=30) as box:
+        box.enqueue(intent("p"))
+        box.begin(intent("p"))  # a pending row: claimed by this begin
+        assert box.get("p").state == SENDING
+        with pytest.raises(OutboxError) as caught:
+            box.begin(intent("p"))
+        assert caught.value.kind == "busy"
+        box.settle(delivered(intent("p")))
+        with pytest.raises(OutboxError) as caught:
+            box.begin(intent("p"))
+        assert caught.value.kind == "duplicate"
+
+
+def test_a_blocking_begin_on_a_locked_file_is_an_unavailable_error(path):
+    """A write lock held by another process past the busy timeout: `OutboxUnavailableError`
+    (locked), nothing recorded; once the lock is free the same begin goes through."""
+    with SqliteOutbox(path, busy_timeout=0.05) as box:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(errors.OutboxUnavailableError) as caught:
+            box.begin(intent("k"))
+        assert caught.value.kind == "locked"
+        assert box.check() is not None  # the problem is known
+        holder.execute("ROLLBACK")
+        holder.close()
+        box.begin(intent("k"))
+        assert box.get("k").state == SENDING
+        assert box.check() is None  # the begin proved the file fine again
+
+
 def test_a_row_with_an_unreadable_intent_becomes_a_dead_letter(path):
     """A hand-edited row that is no longer an intent does not stall replays: it is listed."""
     with SqliteOutbox(path) as box:

@@ -29,7 +29,7 @@ import wa_auth
 from helpers import LONG, record_reliability
 from wa_auth.guards import DELIVERED, MAYBE_DELIVERED, Guard
 from wa_auth.intents import Intent
-from wa_auth.outbox import SqliteOutbox
+from wa_auth.outbox import SENDING, SqliteOutbox
 from wa_auth.sandbox import Sandbox
 
 TO = "+15551234567"
@@ -194,6 +194,36 @@ def test_a_plain_exit_commits_the_outcomes_still_waiting(tmp_path):
         assert _sent(sb) == dict.fromkeys(keys, 1)
     with SqliteOutbox(db) as box:
         assert {r.idempotency_key: r.state for r in box.list()} == dict.fromkeys(keys, DELIVERED)
+
+
+def test_a_kill_between_the_answers_and_the_deferred_outcomes_loses_nothing(tmp_path):
+    """SIGKILL after Meta answered but before the deferred outcomes were committed.
+
+    Each intent's `sending` was committed by itself before its request went out; its outcome
+    waited for company (30 s here) and died with the process. Recovery treats those rows as
+    it treats any worker that died mid-send: once the lease lapses they are
+    `maybe_delivered` (`lease_expired`), and a replay leaves them alone, so nothing Meta
+    accepted is sent twice; only `include_maybe_delivered=True` would send them again.
+    """
+    db = tmp_path / "outbox.db"
+    keys = [f"h{n}" for n in range(5)]
+    with Sandbox(seed=7) as sb:
+        token = sb.issue_token()
+        proc = _start(_args(sb, token, db, "send-and-hang", keys=keys, flush_interval=30.0))
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "sent"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert _sent(sb) == dict.fromkeys(keys, 1)  # Meta accepted each once
+        with SqliteOutbox(db) as box:  # the lease is still running: left to its worker
+            assert {r.idempotency_key: r.state for r in box.list()} == dict.fromkeys(keys, SENDING)
+        _replay_later(sb, token, db)  # an hour later: the lease lapsed
+        with SqliteOutbox(db, clock=lambda: time.time() + LATER) as box:
+            rows = {r.idempotency_key: r for r in box.list()}
+        assert _sent(sb) == dict.fromkeys(keys, 1)  # the replay sent none of them again
+    assert {k: (r.state, r.reason) for k, r in rows.items()} == dict.fromkeys(
+        keys, (MAYBE_DELIVERED, "lease_expired")
+    )
 
 
 def test_a_forked_child_uses_the_file_with_its_own_connection_and_owner(tmp_path):

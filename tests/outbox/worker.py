@@ -5,6 +5,8 @@ The JSON says what to do (`mode`), with which file, sandbox and token:
 - `replay`: replay the outbox through a guard and print the report;
 - `claim-and-hang`: claim rows (a lease), say so, and wait to be killed;
 - `send-and-exit`: send intents through a guarded outbox and end without closing it;
+- `send-and-hang`: send intents through a guarded outbox, say `sent` (every answer is in,
+  the outcomes still wait to be committed) and wait to be killed;
 - `send-one`: send one intent with a state file (verdicts, pauses, the limiter) and print
   its delivery.
 
@@ -68,6 +70,11 @@ def main(args: dict) -> None:
             guard.send(Intent.text(args["to"], key, idempotency_key=key))
         print("sent", flush=True)
         # No close(): a plain exit must still commit the deferred outcomes.
+    elif mode == "send-and-hang":
+        for key in args["keys"]:
+            guard.send(Intent.text(args["to"], key, idempotency_key=key))
+        print("sent", flush=True)
+        time.sleep(600)  # killed here: after the answers, before the outcomes' commit
     client.close()
 
 

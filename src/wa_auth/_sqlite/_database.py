@@ -28,7 +28,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -120,6 +120,8 @@ class Database(Committing):
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
         self._entries: collections.deque[Entry] = collections.deque()
+        #: The keys (`Bulk.key`) of the changes in `_entries`: what `_may_wait` asks about.
+        self._keys: set[str] = set()
         #: Entries someone waits for (a deferred one waits for company, up to `_due`).
         self._urgent = 0
         self._due = 0.0
@@ -182,6 +184,52 @@ class Database(Committing):
             self._commit_then_hand_on(batch)
         return future.result()
 
+    def solo(self, statement: str, values: Sequence[Any], key: str | None) -> int | None:
+        """Run one writing *statement* as a transaction of its own, in the caller's thread.
+
+        A blocking caller's shortcut for a change that is one statement (a begin's INSERT):
+        when nobody is writing and the deferred changes waiting may wait behind it
+        (`_may_wait`, as for a change made ahead), SQLite commits the statement by itself
+        (autocommit), with no `BEGIN` and `COMMIT` statements and no batch around it. It is
+        committed, as a `run` job is, when this returns.
+
+        Returns:
+            The rows the statement changed, or None when it did not run: someone is writing,
+            a change waiting is due, or the statement failed as no problem of the file does
+            (nothing of it was written). The caller then goes through `run`, which commits
+            what waits with it and types any failure.
+
+        Raises:
+            OutboxError: A problem of the file (locked past the busy timeout, full, read-only,
+                corrupt), as `run` would raise it.
+        """
+        if self._pid != os.getpid():
+            self._forked()
+        if not self.group_commit or self.read_only:
+            return None
+        with self._cond:
+            if self._closed or self._busy or (self._entries and not self._may_wait(key)):
+                return None
+            self._busy = True
+        try:
+            changed: int = self._conn.execute(statement, values).rowcount
+        except sqlite3.Error as exc:
+            error = self._error(exc)
+            if error.kind == "sqlite":  # a statement's failure, not the file's: `run` types it
+                return None
+            self.problem = error
+            raise error from None
+        except Exception:  # noqa: BLE001 - text or a number SQLite cannot store: `run` types it
+            return None
+        finally:
+            self._hand_on()
+        problem = self.problem
+        if changed:
+            self.commits += 1
+        if problem is not None and (changed or problem.kind == "locked"):
+            self.problem = None  # as `_transaction`: the file took a change, or the lock is free
+        return changed
+
     def _take_if_idle(
         self, fn: Callable[[sqlite3.Connection], Any] | Bulk, write: bool
     ) -> tuple[list[Entry], Slot] | None:
@@ -203,6 +251,7 @@ class Database(Committing):
                 batch = []
             else:
                 batch = [entries.popleft() for _ in range(min(len(entries), MAX_BATCH - 1))]
+                self._rekey()
                 if self._urgent:
                     self._urgent -= sum(1 for e in batch if e[2] is not None)
         slot = Slot()
@@ -221,7 +270,13 @@ class Database(Committing):
             return False
         if time.monotonic() >= self._due - self.flush_interval / 2:
             return False
-        return not any(getattr(e[0], "key", None) == key for e in entries)
+        if key is None:  # a change of rows unknown: behind none of those either
+            return not any(getattr(e[0], "key", None) is None for e in entries)
+        return key not in self._keys
+
+    def _rekey(self) -> None:
+        """Recount `_keys` after changes left `_entries` (with the condition held)."""
+        self._keys = {k for e in self._entries if (k := getattr(e[0], "key", None)) is not None}
 
     async def arun(self, fn: Callable[[sqlite3.Connection], T] | Bulk, *, write: bool = True) -> T:
         """Run *fn* in the writer's next transaction; the loop runs on while it commits."""
@@ -296,6 +351,9 @@ class Database(Committing):
             if not entries:
                 self._due = time.monotonic() + self.flush_interval
             entries.append(entry)
+            key = getattr(entry[0], "key", None)
+            if key is not None:
+                self._keys.add(key)
             if urgent:
                 self._urgent += 1
             if combine and self.group_commit and not self._busy:
@@ -325,6 +383,7 @@ class Database(Committing):
         except RuntimeError as exc:  # at the interpreter's shutdown, or out of threads
             self._thread = None
             stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+            self._keys.clear()
             self._urgent = 0
             self._fail(stranded, self._stopped(exc, "could not start"))
             return
@@ -335,6 +394,7 @@ class Database(Committing):
         entries = self._entries
         size = min(len(entries), MAX_BATCH) if self.group_commit else 1
         batch = [entries.popleft() for _ in range(size)]
+        self._rekey()
         self._urgent -= sum(1 for e in batch if e[2] is not None)
         return batch
 
@@ -347,17 +407,21 @@ class Database(Committing):
             self._fail(batch, self._stopped(exc, "was interrupted"))
             raise
         finally:
-            with self._cond:
-                self._busy = False
-                if self._entries:
-                    if self._thread is None or not self._thread.is_alive():
-                        self._start_writer()
-                    if self._urgent or self._closed:
-                        self._cond.notify_all()
-                    # Deferred changes only (left waiting by a change made ahead): the writer
-                    # looks at them by itself when they are due; no wake-up per message.
-                elif self._closed:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """End a caller's turn at the connection: the writer takes what came meanwhile."""
+        with self._cond:
+            self._busy = False
+            if self._entries:
+                if self._thread is None or not self._thread.is_alive():
+                    self._start_writer()
+                if self._urgent or self._closed:
                     self._cond.notify_all()
+                # Deferred changes only (left waiting by a change made ahead): the writer
+                # looks at them by itself when they are due; no wake-up per message.
+            elif self._closed:
+                self._cond.notify_all()
 
     def _write_loop(self) -> None:
         me = threading.current_thread()
@@ -383,6 +447,7 @@ class Database(Committing):
                 if self._thread is me:
                     self._thread = None
                 stranded = [self._entries.popleft() for _ in range(len(self._entries))]
+                self._keys.clear()
                 self._urgent = 0
                 self._cond.notify_all()
             self._fail(stranded, self._stopped(exc, "stopped"))

@@ -17,7 +17,7 @@ from wa_auth.outbox._common import (
 )
 from wa_auth.outbox._jobs import Jobs
 from wa_auth.outbox._shell import DatabaseOutbox
-from wa_auth.outbox._sql import SCHEMA, intent_row, settle_values
+from wa_auth.outbox._sql import INSERT, SCHEMA, intent_row, settle_values
 from wa_auth.outbox._values import (
     DEFAULT_LEASE,
     SENDING,
@@ -141,6 +141,25 @@ class SqliteOutbox(DatabaseOutbox):
         return await self._db.acheck(check_seconds("timeout", timeout) or DEFAULT_CHECK_TIMEOUT)
 
     # --- the guard's hand-off -------------------------------------------------------------------
+
+    def begin(self, intent: Intent) -> None:
+        """Record *intent* as `sending`; return once that is committed.
+
+        A new intent is one INSERT committed by itself in the caller's thread (`Database.solo`)
+        when nobody else is writing; the outcomes waiting then wait on for company. Anything
+        else (a key the outbox holds, outcomes that are due, a writer at work) goes through
+        the writer's batch, where the refusals are decided.
+
+        Raises:
+            OutboxError: It is in flight or claimed elsewhere (`busy`), delivered, maybe
+                delivered (`duplicate`) or expired (`expired`), or the outbox cannot be used.
+        """
+        now = self.clock()
+        owner, until = self.owner, now + self.lease
+        values = intent_row(intent, SENDING, owner, until, now)
+        key = values[0]
+        if self._db.solo(INSERT, values, key) != 1:
+            self._db.run(Bulk(self._begin_many, (values, owner, until, now), key=key, ahead=True))
 
     def _begin_job(self, intent: Intent) -> Bulk:
         now = self.clock()
