@@ -217,6 +217,15 @@ export const properties: INodeProperties[] = [
 				description: 'How many items go to serve in one request',
 			},
 			{
+				displayName: 'Batches in Flight',
+				name: 'batchesInFlight',
+				type: 'number',
+				typeOptions: { minValue: 1, maxValue: 16 },
+				default: 2,
+				description:
+					"How many requests (batches) wait on serve at once. Two keep one serve busy: it sends a batch's intents side by side already.",
+			},
+			{
 				displayName: 'Consumer',
 				name: 'consumer',
 				type: 'string',
