@@ -10,8 +10,9 @@ an HTTP Request node posting each item to `/send` (one request and one expressio
 all at once); and a Code node posting the same batches of 200 with `this.helpers.httpRequest`.
 Each branch's time is n8n's own `executionTime` of its node, so n8n's start-up is left out; its
 CPU is what serve and n8n's processes used meanwhile (sampled from /proc every 25 ms). Then,
-with n8n gone, the same intents go to the same serve from this process, in the same batches
-with two in flight (`serve_alone`): what serve's list path does without n8n, the node's ceiling.
+with n8n gone, the same intents go to the same serve from a Python process of their own, in the
+same batches with two in flight (`serve_alone`): what serve's list path does without n8n, the
+node's ceiling.
 Prints one JSON line: each row's seconds, items per second, CPU µs per item (serve, n8n) and
 serve's share of a core, and the ratios of the two node rows to the HTTP Request, the Code node
 and serve alone.
@@ -364,7 +365,11 @@ def main() -> int:
         default="nginx" if nginx_binary() else "sandbox",
         help="what answers serve like Meta (default: nginx when installed)",
     )
+    parser.add_argument("--alone", metavar="URL", help=argparse.SUPPRESS)  # serve_alone's child
     args = parser.parse_args()
+    if args.alone:
+        print(json.dumps(serve_alone(args.alone, int(os.environ["BENCH_SERVE_PID"]), args.items)))
+        return 0
     with tempfile.TemporaryDirectory() as tmp, _service(args.peer) as svc:
         folder = Path(tmp)
         extension = _extension(folder)
@@ -399,7 +404,16 @@ def main() -> int:
                 failed = None
             print(f"n8n failed in node {failed!r}:", stderr[-2000:], file=sys.stderr)
             return 1
-        alone = serve_alone(svc.url, svc.proc.pid, args.items)
+        # A process of its own, as n8n is: the sandbox peer runs in this one (and its GIL).
+        alone = json.loads(
+            subprocess.run(
+                [sys.executable, __file__, "--items", str(args.items), "--alone", svc.url],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "BENCH_SERVE_PID": str(svc.proc.pid)},
+            ).stdout
+        )
     run_data = json.loads(stdout)["data"]["resultData"]["runData"]
     result = {"peer": args.peer, **report(run_data, args.items, sampler.samples, alone)}
     result["load_average"] = os.getloadavg()[0]
