@@ -223,7 +223,7 @@ export const properties: INodeProperties[] = [
 				typeOptions: { minValue: 1, maxValue: 16 },
 				default: 2,
 				description:
-					"How many requests (batches) wait on serve at once. Two keep one serve busy: it sends a batch's intents side by side already.",
+					"How many requests (batches) wait on serve at once. Batch size times this should exceed serve's --concurrency (64 by default) so that its sends never wait on n8n.",
 			},
 			{
 				displayName: 'Consumer',
