@@ -105,7 +105,9 @@ def test_n8n_bench_report():
         "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_node; "
         "print(json.dumps(bench_node.report(*map(json.loads, sys.argv[2:]))))"
     )
+    alone = {"seconds": 0.05, "items_per_s": 80.0, "cpu_us_per_item": {"serve": 9000}}
     args = [str(BENCH_NODE.parent), json.dumps(run_data), "4", json.dumps(samples)]
+    args.append(json.dumps(alone))
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
     )
@@ -114,6 +116,9 @@ def test_n8n_bench_report():
     assert report["rows"]["wa_auth node"]["items_per_s"] == 40.0
     assert report["node_vs_http_request"] == 10.0
     assert report["raw_node_vs_code_node"] == 1.25
+    assert report["node_vs_serve_alone"] == 0.5
+    assert report["serve_alone"] == alone
+    assert report["rows"]["wa_auth node"]["serve_share"] == 0.5  # 0.05 s of CPU in 0.1 s
     # The Code node ran from 4.0 s to 4.1 s: the samples around it, 4.0 s and 4.5 s, say 0.05 s.
     assert report["rows"]["Code node batches"]["cpu_us_per_item"] == {"serve": 12500, "n8n": 12500}
 
@@ -141,3 +146,4 @@ def test_n8n_bench_smoke_run(n8n_bin):
     }
     assert report["node_vs_http_request"] > 0
     assert report["raw_node_vs_code_node"] > 0
+    assert report["raw_node_vs_serve_alone"] > 0

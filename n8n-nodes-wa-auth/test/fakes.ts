@@ -21,6 +21,18 @@ export class FakeServe {
 	private server: Server;
 	url = '';
 
+	/**
+	 * With a gate of N, answers are held until N requests wait or `gateMs` passed (a client
+	 * sending fewer at once fails its assertion instead of hanging), then all go out.
+	 * `mostWaiting` is the most requests that waited at once: with a gate above what the client
+	 * should have open, it shows a client that had more.
+	 */
+	gate = 0;
+	gateMs = 2000;
+	mostWaiting = 0;
+	private waiting: Array<() => void> = [];
+	private timer: NodeJS.Timeout | undefined;
+
 	constructor(private handler: Handler) {
 		this.server = createServer((req, res) => this.serve(req, res));
 	}
@@ -65,9 +77,25 @@ export class FakeServe {
 					body: { ok: false, error: { message: 'no such route' } },
 				};
 			}
-			res.writeHead(answer.status, { 'Content-Type': 'application/json' });
-			res.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
+			const reply = (): void => {
+				res.writeHead(answer.status, { 'Content-Type': 'application/json' });
+				res.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
+			};
+			if (this.gate > 0) this.hold(reply);
+			else reply();
 		});
+	}
+
+	private hold(reply: () => void): void {
+		this.waiting.push(reply);
+		this.mostWaiting = Math.max(this.mostWaiting, this.waiting.length);
+		const release = (): void => {
+			clearTimeout(this.timer);
+			this.timer = undefined;
+			for (const send of this.waiting.splice(0)) send();
+		};
+		if (this.waiting.length >= this.gate) release();
+		else this.timer ??= setTimeout(release, this.gateMs);
 	}
 }
 

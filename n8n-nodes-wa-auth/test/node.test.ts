@@ -175,6 +175,44 @@ test('a refused batch stops the batches not yet posted (two are in flight at mos
 	);
 });
 
+test('Batches in Flight: that many requests wait on serve at once, never more', async () => {
+	const items = Array.from({ length: 12 }, (_, i) => ({ n: i }));
+	const send = async (inFlight: number | undefined, gate: number, gateMs: number) => {
+		serve.calls = [];
+		serve.gate = gate;
+		serve.gateMs = gateMs;
+		serve.mostWaiting = 0;
+		try {
+			const outputs = await run(
+				context(
+					items,
+					sendText(() => '+10000000001', { batchSize: 1, batchesInFlight: inFlight }),
+				),
+			);
+			assert.deepEqual(
+				outputs[0].map((item) => (item.pairedItem as { item: number }).item),
+				items.map((_, i) => i),
+			);
+		} finally {
+			serve.gate = 0;
+		}
+		assert.equal(serve.calls.filter((c) => c.path === '/send').length, 12);
+		return serve.mostWaiting;
+	};
+	for (const [inFlight, expected] of [
+		[undefined, 2],
+		[1, 1],
+		[3, 3],
+		[4, 4],
+	] as const) {
+		// Answers held until `expected` requests wait: the node had that many open at once...
+		assert.equal(await send(inFlight, expected, 2000), expected, `${String(inFlight)} reached`);
+		// ...and never more: held until one more waits (never, a short wait instead).
+		const most = await send(inFlight, expected + 1, 30);
+		assert.ok(most <= expected, `${String(inFlight)}: ${most} requests open at once`);
+	}
+});
+
 test("the default idempotency key is the workflow's, the execution's and the item's", async () => {
 	serve.calls = [];
 	const ctx = context(

@@ -9,9 +9,13 @@ and as raw intents (the item itself, the default), both in batches of 200, one r
 an HTTP Request node posting each item to `/send` (one request and one expression per item,
 all at once); and a Code node posting the same batches of 200 with `this.helpers.httpRequest`.
 Each branch's time is n8n's own `executionTime` of its node, so n8n's start-up is left out; its
-CPU is what serve and n8n's processes used meanwhile (sampled from /proc every 25 ms). Prints
-one JSON line: each row's seconds, items per second and CPU µs per item (serve, n8n), and the
-ratios of the two node rows to the HTTP Request and the Code node rows.
+CPU is what serve and n8n's processes used meanwhile (sampled from /proc every 25 ms). Then,
+with n8n gone, the same intents go to the same serve from a Python process of their own, in the
+same batches with two in flight (`serve_alone`): what serve's list path does without n8n, the
+node's ceiling.
+Prints one JSON line: each row's seconds, items per second, CPU µs per item (serve, n8n) and
+serve's share of a core, and the ratios of the two node rows to the HTTP Request, the Code node
+and serve alone.
 
     make bench-n8n    # or: bash tests/n8n/ensure.sh && .venv/bin/python tests/n8n/bench_node.py
 """
@@ -19,6 +23,7 @@ ratios of the two node rows to the HTTP Request and the Code node rows.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -34,6 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
@@ -45,6 +52,8 @@ from serving import KEY, serving  # noqa: E402
 from wa_auth.sandbox import Sandbox  # noqa: E402
 
 BATCH = 200
+#: The node's Send default: batch requests waiting on serve at once (serve_alone does the same).
+IN_FLIGHT = 2
 
 
 def _n8n() -> str:
@@ -72,6 +81,48 @@ def _node(name: str, kind: str, x: int, y: int, parameters: dict[str, Any], **ex
         "position": [x, y],
         "parameters": parameters,
         **extra,
+    }
+
+
+def intent(n: int, prefix: str = "order") -> dict[str, Any]:
+    """The bench's item *n*: a text intent (the Items node's JavaScript makes the same ones)."""
+    return {
+        "to": f"+1555{1000000 + n}",
+        "type": "text",
+        "text": {"body": f"Order {n} shipped"},
+        "idempotency_key": f"{prefix}-{n}",
+    }
+
+
+def serve_alone(url: str, pid: int, items: int) -> dict[str, Any]:
+    """The same intents posted to serve from here (batches of `BATCH`, `IN_FLIGHT` at once).
+
+    New idempotency keys, so serve sends them again; its CPU from /proc before and after.
+    """
+    batches = [
+        [intent(n, "alone") for n in range(start, min(start + BATCH, items))]
+        for start in range(0, items, BATCH)
+    ]
+    limits = httpx.Limits(max_connections=IN_FLIGHT)
+    with (
+        httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=300, limits=limits) as http,
+        concurrent.futures.ThreadPoolExecutor(IN_FLIGHT) as pool,
+    ):
+
+        def post(batch: list[dict[str, Any]]) -> int:
+            answer = http.post("/send", json=batch)
+            answer.raise_for_status()
+            return len(answer.json()["results"])
+
+        cpu, start = _cpu(pid), time.perf_counter()
+        count = sum(pool.map(post, batches))
+        seconds, cpu = time.perf_counter() - start, _cpu(pid) - cpu
+    assert count == items, count
+    return {
+        "seconds": round(seconds, 3),
+        "items_per_s": round(items / seconds, 1),
+        "cpu_us_per_item": {"serve": round(cpu * 1e6 / items)},
+        "serve_share": round(cpu / seconds, 2),
     }
 
 
@@ -267,9 +318,13 @@ ROWS = ("wa_auth node", "wa_auth node (raw intent)", "HTTP Request per item", "C
 
 
 def report(
-    run_data: dict[str, Any], items: int, samples: list[tuple[float, float, float]]
+    run_data: dict[str, Any],
+    items: int,
+    samples: list[tuple[float, float, float]],
+    alone: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The rows (time, items/s, CPU µs per item of serve and n8n) and the ratios of one run."""
+    """The rows (time, items/s, CPU µs per item of serve and n8n, serve's share of a core) and
+    the ratios of one run; with *alone* (`serve_alone`'s row), the node rows against it too."""
     rows: dict[str, Any] = {}
     for name in ROWS:
         (run,) = run_data[name]
@@ -285,6 +340,7 @@ def report(
                 "serve": round(serve * 1e6 / items),
                 "n8n": round(n8n * 1e6 / items),
             },
+            "serve_share": round(serve / seconds, 2),
         }
     http = rows["HTTP Request per item"]["items_per_s"]
     code = rows["Code node batches"]["items_per_s"]
@@ -292,6 +348,11 @@ def report(
     for name, key in (("wa_auth node", "node"), ("wa_auth node (raw intent)", "raw_node")):
         result[f"{key}_vs_http_request"] = round(rows[name]["items_per_s"] / http, 2)
         result[f"{key}_vs_code_node"] = round(rows[name]["items_per_s"] / code, 2)
+        if alone is not None:
+            ceiling = alone["items_per_s"]
+            result[f"{key}_vs_serve_alone"] = round(rows[name]["items_per_s"] / ceiling, 2)
+    if alone is not None:
+        result["serve_alone"] = alone
     return result
 
 
@@ -304,7 +365,11 @@ def main() -> int:
         default="nginx" if nginx_binary() else "sandbox",
         help="what answers serve like Meta (default: nginx when installed)",
     )
+    parser.add_argument("--alone", metavar="URL", help=argparse.SUPPRESS)  # serve_alone's child
     args = parser.parse_args()
+    if args.alone:
+        print(json.dumps(serve_alone(args.alone, int(os.environ["BENCH_SERVE_PID"]), args.items)))
+        return 0
     with tempfile.TemporaryDirectory() as tmp, _service(args.peer) as svc:
         folder = Path(tmp)
         extension = _extension(folder)
@@ -339,8 +404,18 @@ def main() -> int:
                 failed = None
             print(f"n8n failed in node {failed!r}:", stderr[-2000:], file=sys.stderr)
             return 1
+        # A process of its own, as n8n is: the sandbox peer runs in this one (and its GIL).
+        alone = json.loads(
+            subprocess.run(
+                [sys.executable, __file__, "--items", str(args.items), "--alone", svc.url],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "BENCH_SERVE_PID": str(svc.proc.pid)},
+            ).stdout
+        )
     run_data = json.loads(stdout)["data"]["resultData"]["runData"]
-    result = {"peer": args.peer, **report(run_data, args.items, sampler.samples)}
+    result = {"peer": args.peer, **report(run_data, args.items, sampler.samples, alone)}
     result["load_average"] = os.getloadavg()[0]
     print(json.dumps(result))
     return 0

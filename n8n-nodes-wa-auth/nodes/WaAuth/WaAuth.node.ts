@@ -13,8 +13,16 @@ import { FAILED, outcomeIndex, SEND_OUTPUTS } from './outcomes';
 import { Params } from './params';
 import { CREDENTIAL, serveRequest } from './transport';
 
-/** Send's requests to serve in flight at once (each a batch). */
+/** Send's defaults: intents per request to serve, and requests (batches) waiting on it at once. */
+const BATCH_SIZE = 200;
 const IN_FLIGHT = 2;
+
+/** A whole number option of at least 1, else *fallback* (an unset or emptied option). */
+function count(value: unknown, fallback: number): number {
+	return typeof value === 'number' && Number.isFinite(value) && value >= 1
+		? Math.floor(value)
+		: fallback;
+}
 
 /** Send and Outbox: Replay have one output per outcome; the other operations one output. */
 const OUTPUTS = `={{ ["send", "outboxReplay"].includes($parameter.operation) ? ${JSON.stringify(
@@ -147,19 +155,19 @@ async function send(
 		}
 	}
 	const options = ctx.getNodeParameter('options', 0, {}) as IDataObject;
-	const size =
-		typeof options.batchSize === 'number' && options.batchSize > 0 ? options.batchSize : 200;
+	const size = count(options.batchSize, BATCH_SIZE);
+	const inFlight = count(options.batchesInFlight, IN_FLIGHT);
 	const chunks: Array<Array<{ intent: IDataObject; item: number }>> = [];
 	for (let start = 0; start < batch.length; start += size) {
 		chunks.push(batch.slice(start, start + size));
 	}
-	// Two requests in flight: n8n reads one answer while serve sends the next batch. Without
-	// Continue On Fail, a failed request stops the batches not yet posted (their idempotency
-	// keys make a retried execution safe for the one that was in flight).
+	// Up to `inFlight` requests at once (two by default): n8n reads one answer while serve sends
+	// the next batch. Without Continue On Fail, a failed request stops the batches not yet posted
+	// (their idempotency keys make a retried execution safe for the ones that were in flight).
 	const answers: Array<Promise<unknown>> = [];
 	let stop = false;
 	const post = async (n: number): Promise<unknown> => {
-		const before = answers[n - IN_FLIGHT];
+		const before = answers[n - inFlight];
 		if (before !== undefined) await before.catch(() => undefined);
 		if (stop) throw new NodeOperationError(ctx.getNode(), 'not sent: an earlier batch failed');
 		const request = serveRequest(ctx, 'POST', '/send', {

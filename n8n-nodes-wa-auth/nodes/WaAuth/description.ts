@@ -217,6 +217,15 @@ export const properties: INodeProperties[] = [
 				description: 'How many items go to serve in one request',
 			},
 			{
+				displayName: 'Batches in Flight',
+				name: 'batchesInFlight',
+				type: 'number',
+				typeOptions: { minValue: 1, maxValue: 16 },
+				default: 2,
+				description:
+					"How many requests (batches) wait on serve at once. Batch size times this should exceed serve's --concurrency (64 by default) so that its sends never wait on n8n.",
+			},
+			{
 				displayName: 'Consumer',
 				name: 'consumer',
 				type: 'string',
