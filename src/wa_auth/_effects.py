@@ -30,7 +30,7 @@ init = object.__setattr__
 
 
 class Step:
-    """A base for effects: slotted, immutable, equal when of one type with equal fields.
+    """A base for effects (and the guard's config): slotted, immutable, equal by fields.
 
     Plain classes, not attrs: an effect is an internal carrier that lives for one step of a
     flow, and the guard's and the client's two dozen of them are created at every import (a
