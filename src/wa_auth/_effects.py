@@ -63,6 +63,15 @@ class Step:
     def __hash__(self) -> int:
         return hash((type(self), self._fields(self.compared)))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # `copy` and `pickle` rebuild a step through `__setstate__`, not the refused `setattr`.
+        names = {name for cls in type(self).__mro__ for name in getattr(cls, "__slots__", ())}
+        return {name: getattr(self, name) for name in sorted(names)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            init(self, name, value)
+
     def __repr__(self) -> str:
         names = self.shown if self.shown is not None else self.__slots__
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
