@@ -215,6 +215,19 @@ def test_steps_are_immutable():
     assert step.left == 1
 
 
+def test_steps_copy_and_pickle():
+    """A copy (or a pickle's round trip) is an equal step, still immutable."""
+    import copy
+    import pickle
+
+    step = _Keyed(1, "a")
+    for twin in (copy.copy(step), copy.deepcopy(step), pickle.loads(pickle.dumps(step))):
+        assert (twin.left, twin.right) == (1, "a")
+        assert twin == step
+        with pytest.raises(AttributeError):
+            twin.left = 2  # type: ignore[misc]
+
+
 def test_the_library_s_effects_keep_equality():
     """The guard's and the client's effects: equal by value, the error left out where it was."""
     from wa_auth import _core

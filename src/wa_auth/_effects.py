@@ -30,7 +30,7 @@ init = object.__setattr__
 
 
 class Step:
-    """A base for effects: slotted, immutable, equal when of one type with equal fields.
+    """A base for effects (and the guard's config): slotted, immutable, equal by fields.
 
     Plain classes, not attrs: an effect is an internal carrier that lives for one step of a
     flow, and the guard's and the client's two dozen of them are created at every import (a
@@ -62,6 +62,15 @@ class Step:
 
     def __hash__(self) -> int:
         return hash((type(self), self._fields(self.compared)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # `copy` and `pickle` rebuild a step through `__setstate__`, not the refused `setattr`.
+        names = {name for cls in type(self).__mro__ for name in getattr(cls, "__slots__", ())}
+        return {name: getattr(self, name) for name in sorted(names)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            init(self, name, value)
 
     def __repr__(self) -> str:
         names = self.shown if self.shown is not None else self.__slots__

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import math
 import signal
 import sys
@@ -230,6 +229,7 @@ async def _send_many(
     concurrency: int,
 ) -> None:
     import asyncio
+    import importlib.util  # a batch's only: `wa-auth send` as a script does not import it
 
     from wa_auth.guards import Guard
 

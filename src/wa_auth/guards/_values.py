@@ -13,6 +13,7 @@ from typing import Any, Final
 import attrs
 
 from wa_auth import _table
+from wa_auth._effects import Step, init
 from wa_auth._hub import Events
 from wa_auth.errors import ConfigurationError, WhatsAppError
 from wa_auth.intents import Intent
@@ -83,14 +84,19 @@ class RetryPolicy:
                 )
 
 
-@attrs.frozen
-class Decision:
+class Decision(Step):
     """What the policy does after a failure: retry after *delay*, or stop."""
 
+    __slots__ = ("delay", "later", "retry")
     retry: bool
-    delay: float = 0.0
+    delay: float
     #: When stopping: seconds until a retry could work (Meta's retry_after), if known.
-    later: float | None = None
+    later: float | None
+
+    def __init__(self, retry: bool, delay: float = 0.0, later: float | None = None) -> None:
+        init(self, "retry", retry)
+        init(self, "delay", delay)
+        init(self, "later", later)
 
 
 def decide(
@@ -159,17 +165,58 @@ class Handlers:
         return found
 
 
-@attrs.frozen(kw_only=True)
-class Config:
-    """What the policy (`_flows`) needs to know about its guard: decisions, no I/O objects."""
+class Config(Step):
+    """What the policy (`_flows`) needs to know about its guard: decisions, no I/O objects.
 
+    A plain `Step` class (an internal carrier, made once per guard), not an attrs class
+    created at every import of the guard.
+    """
+
+    __slots__ = (
+        "consumer",
+        "default_route",
+        "events",
+        "fallback",
+        "handlers",
+        "limiter",
+        "outbox",
+        "policy",
+        "required_scopes",
+        "rng",
+    )
+    compared = tuple(sorted(set(__slots__) - {"rng"}))  # a random generator is not a value
     policy: RetryPolicy
     events: Events
-    rng: random.Random = attrs.field(eq=False)
-    default_route: str | None = None
-    consumer: str | None = None
-    limiter: bool = False
-    outbox: bool = False
-    handlers: Handlers | None = None
-    fallback: Callable[..., Any] | None = None
-    required_scopes: tuple[str, ...] = ()
+    rng: random.Random
+    default_route: str | None
+    consumer: str | None
+    limiter: bool
+    outbox: bool
+    handlers: Handlers | None
+    fallback: Callable[..., Any] | None
+    required_scopes: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        policy: RetryPolicy,
+        events: Events,
+        rng: random.Random,
+        default_route: str | None = None,
+        consumer: str | None = None,
+        limiter: bool = False,
+        outbox: bool = False,
+        handlers: Handlers | None = None,
+        fallback: Callable[..., Any] | None = None,
+        required_scopes: tuple[str, ...] = (),
+    ) -> None:
+        init(self, "policy", policy)
+        init(self, "events", events)
+        init(self, "rng", rng)
+        init(self, "default_route", default_route)
+        init(self, "consumer", consumer)
+        init(self, "limiter", limiter)
+        init(self, "outbox", outbox)
+        init(self, "handlers", handlers)
+        init(self, "fallback", fallback)
+        init(self, "required_scopes", required_scopes)
