@@ -100,3 +100,39 @@ def test_the_depth_limit_is_the_validators():
     from wa_auth._validate import MAX_JSON_DEPTH
 
     assert _json_input.MAX_JSON_DEPTH == MAX_JSON_DEPTH == 64
+
+
+# --- what the front doors print: one encoder, made once ------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(value=_JSON_VALUES, separators=st.sampled_from([(", ", ": "), (",", ":")]))
+def test_the_encoder_made_once_writes_what_json_dumps_writes(value, separators):
+    """`json_encoder` is `json.dumps(ensure_ascii=False, allow_nan=False)`, byte for byte."""
+    from wa_auth._convert import json_encoder
+
+    expected = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=separators)
+    assert json_encoder(*separators)(value) == expected
+    assert _output.dumps({"v": value}) == json.dumps({"v": value}, ensure_ascii=False)
+
+
+def test_the_encoder_made_once_refuses_what_json_dumps_refuses():
+    """A NaN is a ValueError (a line then prints null), an object JSON has no form for a TypeError."""
+    from wa_auth._convert import json_encoder
+
+    encode = json_encoder()
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode({"a": float("nan")})
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        encode({"a": object()})
+    assert encode({"after": "a refusal"}) == '{"after": "a refusal"}'  # no state is left behind
+    assert _output.dumps({"a": float("inf")}) == '{"a": null}'

@@ -326,6 +326,20 @@ def test_the_key_is_compared_in_constant_time(monkeypatch):
     )
 
 
+def test_serving_settles_the_heap_and_then_restores_the_collector():
+    """While serving, start-up's objects are frozen and young collections rarer; after, as before."""
+    import gc
+
+    from wa_auth._cli._serve import _process
+
+    before = gc.get_threshold()
+    with _process._settled_heap():
+        assert gc.get_threshold() == (_process.GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
 def _refused(env: dict[str, str], *args: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "wa_auth", "serve", "--port", "0", *args],

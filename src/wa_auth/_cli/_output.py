@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from wa_auth._cli import _codes
-from wa_auth._convert import well_formed
+from wa_auth._convert import json_encoder, well_formed
 
 if TYPE_CHECKING:
     from wa_auth.errors import WhatsAppError
@@ -42,6 +42,10 @@ ERROR_KEYS: Final = (
     "token_fingerprint",
     "rule",
 )
+
+#: `json.dumps(obj, ensure_ascii=False, allow_nan=False)`, its C encoder made once: every line
+#: the CLI prints and every answer and access line of `wa-auth serve` goes through it.
+_DUMPS: Final = json_encoder()
 
 #: The operator action of an intent that was past its `not_after` deadline.
 _DEADLINE_ACTION: Final = (
@@ -82,9 +86,9 @@ def dumps(obj: Mapping[str, Any]) -> str:
     an answer are `encode_line`'s.
     """
     try:
-        return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        return _DUMPS(obj)
     except ValueError:
-        return json.dumps(printable(obj), ensure_ascii=False, allow_nan=False)
+        return _DUMPS(printable(obj))
 
 
 def encode_line(obj: Mapping[str, Any]) -> bytes:
@@ -93,7 +97,7 @@ def encode_line(obj: Mapping[str, Any]) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(printable(obj), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        return _DUMPS(printable(obj)).encode("utf-8")
 
 
 def printable(value: Any) -> Any:

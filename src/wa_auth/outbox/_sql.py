@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Final
 
+from wa_auth._convert import json_encoder
 from wa_auth._delivery import DELIVERY_STATES, Delivery
 from wa_auth._sqlite import Schema, dumps, encodable, error_from_dict, loads_object, printable
 from wa_auth.errors import OutboxError, WhatsAppError
@@ -135,30 +136,10 @@ SETTLE_NEW: Final = (
 
 #: One encoder, made once: `json.dumps` with these options would build one per call.
 _ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def _one_shot_encoder() -> Callable[[Any], str]:
-    """`_ENCODE`, with the C encoder made once instead of at each call (a third less per row).
-
-    Without the circular-reference check: an intent is JSON-shaped when it is made, and a
-    cycle would end in a `RecursionError`, which `intent_json` refuses as it does a NaN.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (another Python): the encoder as it is
-        return _ENCODE
-    # markers (None: no cycle check, see above), default, the string encoder of
-    # ensure_ascii=False, indent, the separators, then sort_keys, skipkeys and allow_nan.
-    flags = (False, False, False)
-    encode = make(None, _not_json, json.encoder.encode_basestring, None, ":", ",", *flags)
-    return lambda value: "".join(encode(value, 0))
-
-
-def _not_json(value: object) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-#: `Intent.to_dict()` as compact JSON: a row's intent, encoded in the sender's thread.
-_ENCODE_INTENT: Final = _one_shot_encoder()
+#: `Intent.to_dict()` as compact JSON: a row's intent, encoded in the sender's thread. Without
+#: the circular-reference check (an intent is JSON-shaped when it is made): a cycle would end
+#: in a `RecursionError`, which `intent_json` refuses as it does a NaN.
+_ENCODE_INTENT: Final = json_encoder(",", ":")
 #: `RETURNING` (3.35) and `UPDATE ... FROM` (3.33): many rows per statement; older SQLite
 #: libraries (a Linux distribution's) take the same changes one row at a time.
 MANY: Final = sqlite3.sqlite_version_info >= (3, 35, 0)

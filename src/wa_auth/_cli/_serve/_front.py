@@ -94,6 +94,7 @@ class Front:
         self._secrets = tuple(named_secrets(os.environ) if secrets is None else secrets)
         self._forms = tuple(form.encode() for form in secret_forms(self._secrets))
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._timeout = settings.request_timeout
         self._started = monotonic()
         #: The signal's name once SIGTERM or SIGINT arrived: no new send starts.
         self.stopping: str | None = None
@@ -113,7 +114,7 @@ class Front:
 
     async def _handle(self, request: web.BaseRequest, route: str, handler: Handler) -> web.Response:
         started = self._monotonic()
-        deadline = started + self.settings.request_timeout
+        deadline = started + self._timeout
         try:
             if request.headers.get(EXPECT):  # an empty Expect asks nothing, as the router had it
                 await _expect(request)
@@ -137,14 +138,21 @@ class Front:
             message = f"internal error (please report it): {type(exc).__name__}: {exc}"
             answer = failure(500, _codes.INTERNAL_CATEGORY, message, "serve/internal")
         response = to_response(answer)
-        body = response.body
-        if isinstance(body, bytes) and any(form in body for form in self._forms):
+        if self._shows_secret(response.body):
             # A provider names its token file in its errors: never a secret-named value.
             answer = attrs.evolve(answer, body=scrub(answer.body, self._secrets))
             response = to_response(answer)
         self.requests += 1
         self._access(request, route, answer, response, self._monotonic() - started)
         return response
+
+    def _shows_secret(self, body: object) -> bool:
+        """Return whether an answer's bytes hold a secret's value (in any of its forms)."""
+        if isinstance(body, bytes):
+            for form in self._forms:
+                if form in body:
+                    return True
+        return False
 
     def _admit(self, request: web.BaseRequest) -> None:
         """Refuse a request without the API key, and any request once shutting down."""
@@ -215,7 +223,8 @@ class Front:
                 body that did not arrive in time, 400 for one that is not JSON.
         """
         limit = self.settings.max_body
-        if request.content_length is not None and request.content_length > limit:
+        length = request.content_length
+        if length is not None and length > limit:
             raise too_large(limit)
         if not request.body_exists:
             if optional:
@@ -256,9 +265,9 @@ class Front:
                 time, 400 for a malformed encoding or framing.
         """
         limit = self.settings.max_body
-        if request.content_length is not None and request.content_length > limit:
+        length = request.content_length
+        if length is not None and length > limit:
             raise too_large(limit)
-        timeout = max(0.0, deadline - self._monotonic())
         content = request.content
         try:
             if content.is_eof() and content.exception() is None:
@@ -270,7 +279,7 @@ class Front:
             elif content.is_eof():
                 raw = await request.read()
             else:
-                raw = await wait_for(request.read(), timeout)
+                raw = await wait_for(request.read(), max(0.0, deadline - self._monotonic()))
         except asyncio.TimeoutError:
             raise Rejected(
                 408,
