@@ -329,6 +329,11 @@ class Events:
     def __init__(self, *subscribers: Subscriber) -> None:
         self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
         self._lock = threading.Lock()
+        #: Per event kind, the `wants` of the subscribers that have one, or None when a
+        #: subscriber without one takes everything: learnt on first use, forgotten when the
+        #: subscribers change. The answers themselves are asked each time (a logger's level
+        #: may change).
+        self._checks: dict[type[Event], tuple[Callable[[type[Event]], bool], ...] | None] = {}
 
     @classmethod
     def with_logging(cls) -> Events:
@@ -339,10 +344,12 @@ class Events:
         """Add *subscriber*; return a function that removes it again."""
         with self._lock:
             self._subscribers = (*self._subscribers, subscriber)
+            self._checks = {}
 
         def unsubscribe() -> None:
             with self._lock:
                 self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+                self._checks = {}
 
         return unsubscribe
 
@@ -361,11 +368,31 @@ class Events:
         message's event, with nobody listening, costs nothing). A subscriber tells with an
         optional `wants(kind)` method; one without it wants every event.
         """
-        for subscriber in self._subscribers:
-            wants = getattr(subscriber, "wants", None)
-            if wants is None or wants(kind):
+        try:
+            checks = self._checks[kind]
+        except KeyError:
+            checks = self._learn(kind)
+        if checks is None:
+            return True
+        for wants in checks:  # noqa: SIM110 - any() would make a generator per call
+            if wants(kind):
                 return True
         return False
+
+    def _learn(self, kind: type[Event]) -> tuple[Callable[[type[Event]], bool], ...] | None:
+        """Return (and keep until the subscribers change) who must be asked about *kind*."""
+        with self._lock:
+            found: list[Callable[[type[Event]], bool]] = []
+            for subscriber in self._subscribers:
+                wants = getattr(subscriber, "wants", None)
+                if wants is None:
+                    checks = None
+                    break
+                found.append(wants)
+            else:
+                checks = tuple(found)
+            self._checks[kind] = checks
+            return checks
 
     def __repr__(self) -> str:
         return f"Events(subscribers={len(self._subscribers)})"
@@ -384,17 +411,28 @@ class LoggingSubscriber:
     ) -> None:
         self._auth = auth_logger or logging.getLogger("wa_auth.auth")
         self._http = http_logger or logging.getLogger("wa_auth.http")
+        #: Per event kind, its logger and level (the logger's own cache tells if it logs).
+        self._routes: dict[type[Event], tuple[logging.Logger, int]] = {}
+
+    def _route(self, kind: type[Event]) -> tuple[logging.Logger, int]:
+        level = logging.WARNING if issubclass(kind, (AuthFailed, ApiCallFailed)) else logging.INFO
+        route = self._routes[kind] = (self._auth if kind.kind == "auth" else self._http, level)
+        return route
 
     def wants(self, kind: type[Event]) -> bool:
         """Whether an event of *kind* would be logged: its logger is enabled for its level."""
-        level = logging.WARNING if issubclass(kind, (AuthFailed, ApiCallFailed)) else logging.INFO
-        logger = self._auth if kind.kind == "auth" else self._http
+        try:
+            logger, level = self._routes[kind]
+        except KeyError:
+            logger, level = self._route(kind)
         return logger.isEnabledFor(level)
 
     def __call__(self, event: Event) -> None:
         """Log one event."""
-        logger = self._auth if event.kind == "auth" else self._http
-        level = logging.WARNING if isinstance(event, (AuthFailed, ApiCallFailed)) else logging.INFO
+        try:
+            logger, level = self._routes[type(event)]
+        except KeyError:
+            logger, level = self._route(type(event))
         if not logger.isEnabledFor(level):
             return
         fields = event.to_dict()

@@ -47,10 +47,10 @@ __all__ = [
     "ClearPause",
     "Fallback",
     "GetPause",
-    "GetPauses",
     "Handle",
     "Health",
     "Held",
+    "Look",
     "Penalize",
     "Probe",
     "PutPause",
@@ -106,7 +106,7 @@ class Runtime:
         #: coroutine each (`wa_auth._effects.arun`): the clock, and the stores kept in memory.
         inline: set[type] = {Now}
         if type(self.pauses) is MemoryPauseStore:
-            inline |= {GetPauses, GetPause, PutPause, ClearPause}
+            inline |= {Look, GetPause, PutPause, ClearPause}
         if type(limiter) is LocalRateLimiter:
             inline |= {Acquire, Penalize, Held}
         self.inline: frozenset[type] = frozenset(inline)
@@ -163,12 +163,21 @@ class Sleep:
         await env.asleep(self.seconds)
 
 
-@attrs.frozen
 class SendIntent:
-    """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`)."""
+    """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`).
 
-    intent: Intent
-    until: float = math.inf
+    A plain slotted class, not an attrs one: one is made per message, and attrs' frozen
+    `__init__` cost twice as much. Nothing changes it once made.
+    """
+
+    __slots__ = ("intent", "until")
+
+    def __init__(self, intent: Intent, until: float = math.inf) -> None:
+        self.intent = intent
+        self.until = until
+
+    def __repr__(self) -> str:
+        return f"SendIntent(intent={self.intent!r}, until={self.until!r})"
 
     def perform(self, env: Runtime, /) -> SendResult:
         with env.within(self.until):
@@ -179,13 +188,16 @@ class SendIntent:
         if not env.is_async:
             env.async_client()  # raises
         until = self.until
-        if not math.isfinite(until):
+        if until == _INF:  # no budget: the client's own deadline only
             return await env.client.send(self.intent)  # type: ignore[no-any-return]
         token = _deadline.enter(until - env.monotonic(), env.budget)
         try:
             return await env.client.send(self.intent)  # type: ignore[no-any-return]
         finally:
             _deadline.leave(token)
+
+
+_INF: Final = math.inf
 
 
 @attrs.frozen
@@ -264,20 +276,43 @@ class GetPause:
         return await env.pauses.aget(self.kind, self.route)
 
 
-@attrs.frozen
-class GetPauses:
-    """Both of a number's records at once: its account pause and its circuit."""
+#: What `Look` returns: the wall clock, the interval clock, the number's account pause and its
+#: circuit (None: no record, or no number).
+Looked = tuple[float, float, Pause | None, Pause | None]
 
-    route: str
 
-    def perform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
-        return env.pauses.get(ACCOUNT, self.route), env.pauses.get(CIRCUIT, self.route)
+class Look:
+    """What every intent starts with: the two clocks, and its number's pause and circuit.
 
-    async def aperform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
+    One step, where the clock and each record were one each: an intent whose number has
+    neither record is sent after two steps, this one and the send. The clocks are read
+    before the records. No number (*route* None): no record is read. A plain slotted class
+    (a guard makes the one of its default number once; nothing changes it).
+    """
+
+    __slots__ = ("route",)
+
+    def __init__(self, route: str | None) -> None:
+        self.route = route
+
+    def __repr__(self) -> str:
+        return f"Look(route={self.route!r})"
+
+    def perform(self, env: Runtime, /) -> Looked:
+        wall, mono = env.clock(), env.monotonic()
+        route = self.route
+        if route is None:
+            return wall, mono, None, None
         pauses = env.pauses
-        if type(pauses) is MemoryPauseStore:  # no I/O: two dict reads, not two coroutines
-            return pauses.get(ACCOUNT, self.route), pauses.get(CIRCUIT, self.route)
-        return await pauses.aget(ACCOUNT, self.route), await pauses.aget(CIRCUIT, self.route)
+        return wall, mono, pauses.get(ACCOUNT, route), pauses.get(CIRCUIT, route)
+
+    async def aperform(self, env: Runtime, /) -> Looked:
+        wall, mono = env.clock(), env.monotonic()
+        route = self.route
+        if route is None:
+            return wall, mono, None, None
+        pauses = env.pauses
+        return wall, mono, await pauses.aget(ACCOUNT, route), await pauses.aget(CIRCUIT, route)
 
 
 @attrs.frozen

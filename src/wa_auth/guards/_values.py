@@ -173,3 +173,6 @@ class Config:
     handlers: Handlers | None = None
     fallback: Callable[..., Any] | None = None
     required_scopes: tuple[str, ...] = ()
+    #: The guard's `Look` at *default_route* (`_effects`, above this module): the first step
+    #: of its intents, made once (it holds no state); None: one is made per intent.
+    look: Any = attrs.field(default=None, eq=False, repr=False)
