@@ -366,7 +366,9 @@ class Events:
 
         An emitter on a hot path asks first and builds the event only then (a delivered
         message's event, with nobody listening, costs nothing). A subscriber tells with an
-        optional `wants(kind)` method; one without it wants every event.
+        optional `wants(kind)` method; one without it wants every event. Which subscribers
+        have one is looked up once per kind (again after `subscribe` or its undo); their
+        answers are asked each time, so a logger's level set later counts.
         """
         try:
             checks = self._checks[kind]
