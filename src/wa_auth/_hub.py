@@ -31,6 +31,11 @@ class Events:
     def __init__(self, *subscribers: Subscriber) -> None:
         self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
         self._lock = threading.Lock()
+        #: Per event kind, the `wants` of the subscribers that have one, or None when a
+        #: subscriber without one takes everything: learnt on first use, forgotten when the
+        #: subscribers change. The answers themselves are asked each time (a logger's level
+        #: may change).
+        self._checks: dict[type[Event], tuple[Callable[[type[Event]], bool], ...] | None] = {}
 
     @classmethod
     def with_logging(cls) -> Events:
@@ -46,10 +51,12 @@ class Events:
         """Add *subscriber*; return a function that removes it again."""
         with self._lock:
             self._subscribers = (*self._subscribers, subscriber)
+            self._checks = {}
 
         def unsubscribe() -> None:
             with self._lock:
                 self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+                self._checks = {}
 
         return unsubscribe
 
@@ -66,13 +73,36 @@ class Events:
 
         An emitter on a hot path asks first and builds the event only then (a delivered
         message's event, with nobody listening, costs nothing). A subscriber tells with an
-        optional `wants(kind)` method; one without it wants every event.
+        optional `wants(kind)` method; one without it wants every event. Which subscribers
+        have one is looked up once per kind (again after `subscribe` or its undo); their
+        answers are asked each time, so a logger's level set later counts.
         """
-        for subscriber in self._subscribers:
-            wants = getattr(subscriber, "wants", None)
-            if wants is None or wants(kind):
+        try:
+            checks = self._checks[kind]
+        except KeyError:
+            checks = self._learn(kind)
+        if checks is None:
+            return True
+        for wants in checks:  # noqa: SIM110 - any() would make a generator per call
+            if wants(kind):
                 return True
         return False
+
+    def _learn(self, kind: type[Event]) -> tuple[Callable[[type[Event]], bool], ...] | None:
+        """Return (and keep until the subscribers change) who must be asked about *kind*."""
+        with self._lock:
+            found: list[Callable[[type[Event]], bool]] = []
+            checks: tuple[Callable[[type[Event]], bool], ...] | None
+            for subscriber in self._subscribers:
+                wants = getattr(subscriber, "wants", None)
+                if wants is None:
+                    checks = None
+                    break
+                found.append(wants)
+            else:
+                checks = tuple(found)
+            self._checks[kind] = checks
+            return checks
 
     def __repr__(self) -> str:
         return f"Events(subscribers={len(self._subscribers)})"

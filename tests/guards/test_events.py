@@ -93,6 +93,23 @@ def test_a_hub_wants_what_one_of_its_subscribers_would_use():
     assert Events(lambda event: None).wants(MessageDelivered)
 
 
+def test_a_hub_asks_again_after_its_subscribers_change():
+    """What a hub learnt about a kind is forgotten when a subscriber comes or goes."""
+    from wa_auth.events import MessageDelivered
+
+    http = logging.getLogger("test.wants.changes")
+    http.setLevel(logging.WARNING)
+    events = Events(LoggingSubscriber(http, http))
+    assert not events.wants(MessageDelivered)
+
+    unsubscribe = events.subscribe(lambda event: None)  # no `wants`: takes everything
+    assert events.wants(MessageDelivered)
+    unsubscribe()
+    assert not events.wants(MessageDelivered)
+    http.setLevel(logging.INFO)  # the logger's answer is asked each time
+    assert events.wants(MessageDelivered)
+
+
 def test_a_delivered_send_builds_its_event_only_for_a_listener(wa_sandbox):
     """A guard's delivered message reaches a listener, and costs nothing without one."""
     import wa_auth

@@ -46,10 +46,10 @@ __all__ = [
     "ClearPause",
     "Fallback",
     "GetPause",
-    "GetPauses",
     "Handle",
     "Health",
     "Held",
+    "Look",
     "Penalize",
     "Probe",
     "PutPause",
@@ -105,7 +105,7 @@ class Runtime:
         #: coroutine each (`wa_auth._effects.arun`): the clock, and the stores kept in memory.
         inline: set[type] = {Now}
         if type(self.pauses) is MemoryPauseStore:
-            inline |= {GetPauses, GetPause, PutPause, ClearPause}
+            inline |= {Look, GetPause, PutPause, ClearPause}
         if type(limiter) is LocalRateLimiter:
             inline |= {Acquire, Penalize, Held}
         self.inline: frozenset[type] = frozenset(inline)
@@ -184,13 +184,16 @@ class SendIntent(Step):
         if not env.is_async:
             env.async_client()  # raises
         until = self.until
-        if not math.isfinite(until):
+        if until == _INF:  # no budget: the client's own deadline only
             return await env.client.send(self.intent)  # type: ignore[no-any-return]
         token = _deadline.enter(until - env.monotonic(), env.budget)
         try:
             return await env.client.send(self.intent)  # type: ignore[no-any-return]
         finally:
             _deadline.leave(token)
+
+
+_INF: Final = math.inf
 
 
 class Call(Step):
@@ -294,23 +297,41 @@ class GetPause(Step):
         return await env.pauses.aget(self.kind, self.route)
 
 
-class GetPauses(Step):
-    """Both of a number's records at once: its account pause and its circuit."""
+#: What `Look` returns: the wall clock, the interval clock, the number's account pause and its
+#: circuit (None: no record, or no number).
+Looked = tuple[float, float, Pause | None, Pause | None]
+
+
+class Look(Step):
+    """What every intent starts with: the two clocks, and its number's pause and circuit.
+
+    One step, where the clock and each record were one each: an intent whose number has
+    neither record is sent after two steps, this one and the send. The clocks are read
+    before the records. No number (*route* None): no record is read. A plain slotted class
+    (a guard makes the one of its default number once; nothing changes it).
+    """
 
     __slots__ = ("route",)
-    route: str
+    route: str | None
 
-    def __init__(self, route: str) -> None:
+    def __init__(self, route: str | None) -> None:
         init(self, "route", route)
 
-    def perform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
-        return env.pauses.get(ACCOUNT, self.route), env.pauses.get(CIRCUIT, self.route)
-
-    async def aperform(self, env: Runtime, /) -> tuple[Pause | None, Pause | None]:
+    def perform(self, env: Runtime, /) -> Looked:
+        wall, mono = env.clock(), env.monotonic()
+        route = self.route
+        if route is None:
+            return wall, mono, None, None
         pauses = env.pauses
-        if type(pauses) is MemoryPauseStore:  # no I/O: two dict reads, not two coroutines
-            return pauses.get(ACCOUNT, self.route), pauses.get(CIRCUIT, self.route)
-        return await pauses.aget(ACCOUNT, self.route), await pauses.aget(CIRCUIT, self.route)
+        return wall, mono, pauses.get(ACCOUNT, route), pauses.get(CIRCUIT, route)
+
+    async def aperform(self, env: Runtime, /) -> Looked:
+        wall, mono = env.clock(), env.monotonic()
+        route = self.route
+        if route is None:
+            return wall, mono, None, None
+        pauses = env.pauses
+        return wall, mono, await pauses.aget(ACCOUNT, route), await pauses.aget(CIRCUIT, route)
 
 
 class PutPause(Step):

@@ -32,10 +32,10 @@ from wa_auth.guards._effects import (
     ClearPause,
     Fallback,
     GetPause,
-    GetPauses,
     Handle,
     Health,
     Held,
+    Look,
     Penalize,
     Probe,
     PutPause,
@@ -74,21 +74,25 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     """The whole guarded send of one intent, as effects.
 
     The budget bounds every call to Meta it makes (the probe, the health check, each send):
-    each ends by the budget's end, on the guard's interval clock.
+    each ends by the budget's end, on the guard's interval clock. The common intent (its
+    number neither paused nor counting failures, no deadline, no scopes, no pacing, no
+    outbox) takes two steps: `Look` (the clocks and the number's records) and the send.
     """
-    wall, start = yield NOW
-    until = _budget_end(cfg, start)
     route = intent.phone_number_id or cfg.default_route
+    look = cfg.look if route == cfg.default_route and cfg.look is not None else Look(route)
+    wall, start, pause, circuit_record = yield look
+    budget = cfg.policy.budget
+    # A zero budget leaves no time for waits (one attempt, no retries), not none for the send:
+    # that one attempt is bounded by the client's own deadline.
+    until = start + budget if budget > 0 else math.inf
     if intent.not_after is not None and intent.expired(wall):
         return (yield from expired(cfg, intent, route, 0))
     circuit = NO_CIRCUIT
-    if route is not None:
-        records: tuple[Pause | None, Pause | None] = yield GetPauses(route)
-        if records != _NO_RECORDS:  # a number with neither goes straight on
-            held = yield from _held(cfg, intent, route, wall, until, records)
-            if isinstance(held, Delivery):
-                return held
-            circuit = held
+    if route is not None and (pause is not None or circuit_record is not None):
+        held = yield from _held(cfg, intent, route, wall, until, pause, circuit_record)
+        if isinstance(held, Delivery):
+            return held
+        circuit = held
     if cfg.required_scopes:
         refused = yield from _scopes(cfg, until)
         if refused is not None:
@@ -99,10 +103,6 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
             return begun
         intent = begun
     return (yield from _attempts(cfg, intent, route, (wall, start), until, circuit=circuit))
-
-
-#: What `GetPauses` reads for a number that is neither paused nor counting failures.
-_NO_RECORDS: Final = (None, None)
 
 
 def _attempts(
@@ -177,16 +177,6 @@ def _attempts(
         return (yield from final(cfg, intent, route, error, attempts, not_before))
 
 
-def _budget_end(cfg: Config, start: float) -> float:
-    """When the budget of an intent started at *start* ends, on the guard's interval clock.
-
-    A zero budget leaves no time for waits (one attempt, no retries), not none for the send:
-    that one attempt is bounded by the client's own deadline.
-    """
-    budget = cfg.policy.budget
-    return start + budget if budget > 0 else math.inf
-
-
 def _answered(error: WhatsAppError) -> bool:
     """True when the error is an answer from Meta (not a lost or refused connection)."""
     return getattr(error, "http_status", None) is not None
@@ -236,16 +226,16 @@ def _held(
     route: str,
     wall: float,
     until: float,
-    records: tuple[Pause | None, Pause | None],
+    pause: Pause | None,
+    circuit: Pause | None,
 ) -> PolicyFlow[Delivery | str]:
     """Return the Delivery of an intent the number's pause or open circuit holds back.
 
-    *records* are the number's pause and circuit (`GetPauses`). Otherwise return what the
+    *pause* and *circuit* are the number's records (`Look`). Otherwise return what the
     number's circuit is to this intent: `NO_CIRCUIT`, `COUNTING` (a record of recent transient
     failures, which a success clears) or `PROBE` (the circuit is half-open and this intent is
     its one probe, whose outcome closes or re-opens it).
     """
-    pause, circuit = records
     if pause is not None:
         if pause.holds(wall):
             return (yield from held_back(cfg, intent, route, 0, "paused", pause.until))

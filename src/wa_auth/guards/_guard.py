@@ -18,7 +18,7 @@ from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
 from wa_auth._hub import Events
 from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
-from wa_auth.guards._effects import Runtime
+from wa_auth.guards._effects import Look, Runtime
 from wa_auth.guards._flows import deliver, retrying
 from wa_auth.guards._values import Config, Handlers, RetryPolicy
 from wa_auth.intents import Intent
@@ -112,17 +112,19 @@ class Guard:
         self._warn_within = health_warning_days * 86400.0
         self._warned: set[str] = set()
         self.events: Events = events if events is not None else client.events
+        default_route = getattr(client, "phone_number_id", None)
         self._cfg = Config(
             policy=self.policy,
             events=self.events,
             rng=random.Random(seed),  # noqa: S311 - jitter, not crypto
-            default_route=getattr(client, "phone_number_id", None),
+            default_route=default_route,
             consumer=consumer if consumer is not None else client.consumer,
             limiter=limiter is not None,
             outbox=outbox is not None,
             handlers=handlers,
             fallback=fallback,
             required_scopes=self.required_scopes,
+            look=Look(default_route),
         )
 
     def _noted(self, health: TokenHealth) -> None:

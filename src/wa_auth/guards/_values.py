@@ -179,12 +179,15 @@ class Config(Step):
         "fallback",
         "handlers",
         "limiter",
+        "look",
         "outbox",
         "policy",
         "required_scopes",
         "rng",
     )
-    compared = tuple(sorted(set(__slots__) - {"rng"}))  # a random generator is not a value
+    #: A random generator is not a value; the `Look` is made from *default_route*.
+    compared = tuple(sorted(set(__slots__) - {"rng", "look"}))
+    shown = tuple(name for name in __slots__ if name != "look")
     policy: RetryPolicy
     events: Events
     rng: random.Random
@@ -195,6 +198,9 @@ class Config(Step):
     handlers: Handlers | None
     fallback: Callable[..., Any] | None
     required_scopes: tuple[str, ...]
+    #: The guard's `Look` at *default_route* (`_effects`, above this module): the first step
+    #: of its intents, made once (it holds no state); None: one is made per intent.
+    look: Any
 
     def __init__(
         self,
@@ -209,6 +215,7 @@ class Config(Step):
         handlers: Handlers | None = None,
         fallback: Callable[..., Any] | None = None,
         required_scopes: tuple[str, ...] = (),
+        look: Any = None,
     ) -> None:
         init(self, "policy", policy)
         init(self, "events", events)
@@ -220,3 +227,4 @@ class Config(Step):
         init(self, "handlers", handlers)
         init(self, "fallback", fallback)
         init(self, "required_scopes", required_scopes)
+        init(self, "look", look)
