@@ -840,6 +840,19 @@ def test_outcomes_left_waiting_by_begins_are_due_within_the_flush_interval(path)
         assert other.get("a").state == DELIVERED
 
 
+def test_an_outcome_left_waiting_is_committed_by_the_writer_without_another_send(path):
+    """No next send, no flush, no read: the writer thread commits a waiting outcome itself
+    (at most the flush interval later; waited for here without a bound on the time)."""
+    with SqliteOutbox(path, flush_interval=0.05) as box, SqliteOutbox(path) as other:
+        box.begin(intent("only"))
+        box.settle(delivered(intent("only")))
+        for _ in range(2000):  # 20 s at most on a busy machine, 50 ms on a quiet one
+            if other.get("only").state == DELIVERED:
+                break
+            time.sleep(0.01)
+        assert other.get("only").state == DELIVERED
+
+
 def test_a_blocking_begin_of_a_new_intent_is_one_statement_committed_by_itself(path):
     """A new intent's begin is one INSERT (no BEGIN, no COMMIT statement), committed by
     itself: another process's connection sees it `sending` as soon as `begin` returns."""
