@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 import attrs
@@ -107,11 +108,13 @@ class Service(HookRoutes):
         deleting = ("/webhook/routes/{id}", self._routes_delete)
         handle = self._handle
 
-        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+        def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+            # A function returning `_handle`'s coroutine, not a coroutine of its own: one
+            # frame less to resume each time the request's send wakes up.
             route, handler = table.get((request.method, request.path), unmatched)
             if route == "unmatched" and route_id(request) is not None:
                 route, handler = deleting
-            return await handle(request, route, handler)
+            return handle(request, route, handler)
 
         def request_factory(
             message: Any, payload: Any, protocol: Any, writer: Any, task: Any

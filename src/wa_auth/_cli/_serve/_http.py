@@ -7,6 +7,7 @@ The routes themselves are `Service` (`_app`); what every route goes through is `
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
@@ -47,6 +48,8 @@ DEFAULT_ROWS: Final = 100
 JSON_TYPE: Final = "application/json; charset=utf-8"
 TRUE: Final = frozenset({"1", "true", "yes", "on"})
 FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+#: The extra headers of an answer that has none (read-only: one object for every answer).
+NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class Rejected(Exception):  # noqa: N818 - not an error of the caller's code: an HTTP answer
@@ -81,7 +84,7 @@ class Answer:
     body: Mapping[str, Any] | bytes
     content_type: str = JSON_TYPE
     intents: int = 0
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
     close: bool = False
 
 
@@ -95,7 +98,12 @@ def failure(status: int, category: str, message: str, rule: str) -> Answer:
 def to_response(answer: Answer) -> web.Response:
     # A peer's text may hold what UTF-8 cannot encode (half a surrogate pair): encode_line.
     data = answer.body if isinstance(answer.body, bytes) else encode_line(answer.body)
-    headers = {"Content-Type": answer.content_type, **answer.headers}
+    extra = answer.headers
+    headers = (
+        {"Content-Type": answer.content_type, **extra}
+        if extra
+        else {"Content-Type": answer.content_type}
+    )
     response = web.Response(body=data, status=answer.status, headers=headers)
     if answer.close:
         # The rest of an oversized or stalled body is never read: the connection goes.
