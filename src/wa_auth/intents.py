@@ -222,9 +222,10 @@ class Intent:
             return cls(to=to, type=kind, content=_Built(content), **options)
         # `Intent.text(to, body)`, the common case, made without attrs' `__init__`: the builder
         # checked the content, the key and the time are made here, so only the recipient is
-        # left to check (what `__attrs_post_init__` would find, at a third of the cost).
+        # left to check (what `__attrs_post_init__` would find, at a third of the cost). The
+        # builder's dict is kept, not copied: it made it for this intent, nobody else holds it.
         check_recipient(to)
-        return _made(to, kind, _Built(content), _new_key(), None, None, time.time(), None)  # type: ignore[return-value]
+        return _made(to, kind, content, _new_key(), None, None, time.time(), None)  # type: ignore[return-value]
 
     @classmethod
     def text(cls, to: str, body: str, *, preview_url: bool = False, **options: Any) -> Self:

@@ -654,3 +654,44 @@ def test_policy_rejects_nonsense():
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
     assert attrs.evolve(RetryPolicy(), budget=1.0).budget == 1.0
+
+
+# --- the policy's steps, driven by hand ---------------------------------------------------------
+
+
+def _steps(guard: Guard, intent: Intent) -> tuple[list[str], Any]:
+    """Drive `deliver` with `next()` / `.send()` / `.throw()`, recording each effect's class."""
+    from wa_auth.guards._flows import deliver
+
+    flow = deliver(guard._cfg, intent)
+    steps: list[str] = []
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as stop:
+            return steps, stop.value
+        steps.append(type(effect).__name__)
+        value = error = None
+        try:
+            value = effect.perform(guard._runtime)
+        except WhatsAppError as exc:
+            error = exc
+
+
+def test_the_common_intent_takes_two_steps_and_a_retry_stays_in_one_flow():
+    """No record, no deadline: `Look`, then the send. A transient failure is learnt from, slept
+    on and sent again within the same flow, the clock read afresh before the second send."""
+    clock, client = Clock(), Script()
+    steps, delivery = _steps(_guard(client, clock), _intent())
+    assert steps == ["Look", "SendIntent"]
+    assert (delivery.state, delivery.attempts) == (DELIVERED, 1)
+
+    clock, client = Clock(), Script([transient()])
+    steps, delivery = _steps(_guard(client, clock), _intent())
+    assert steps[:2] == ["Look", "SendIntent"]
+    assert steps.count("SendIntent") == 2
+    assert steps[steps.index("Sleep") + 1 :][:2] == ["Now", "SendIntent"]
+    assert (delivery.state, delivery.attempts, len(clock.sleeps)) == (DELIVERED, 2, 1)
+    assert len(client.sent) == 2

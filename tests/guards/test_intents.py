@@ -259,6 +259,25 @@ def test_the_quick_constructor_makes_what_init_makes():
         Intent.text("12", "hi")
 
 
+def test_the_quick_constructor_keeps_the_builders_own_dict():
+    """`Intent.text(to, body)` keeps the dict its builder made for it, uncopied: each intent
+    has its own, it pickles and copies to an equal intent, and its pickle names no private
+    class of wa_auth (the dict is a plain one)."""
+    import copy
+    import pickle
+
+    one, two = Intent.text(TO, "hi"), Intent.text(TO, "hi")
+    assert one.content == two.content == {"preview_url": False, "body": "hi"}
+    assert one.content is not two.content
+    assert type(one.content) is dict
+    data = pickle.dumps(one)
+    assert b"_Built" not in data
+    for again in (pickle.loads(data), copy.deepcopy(one), copy.copy(one)):
+        assert again == one
+        assert hash(again) == hash(one)
+        assert repr(again) == repr(one)
+
+
 def test_keys_are_unique_and_uuid4_shaped():
     """Default keys are distinct UUID4 strings, across many intents in one process."""
     keys = {Intent.text(TO, "hi").idempotency_key for _ in range(10_000)}

@@ -77,6 +77,12 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     each ends by the budget's end, on the guard's interval clock. The common intent (its
     number neither paused nor counting failures, no deadline, no scopes, no pacing, no
     outbox) takes two steps: `Look` (the clocks and the number's records) and the send.
+
+    Then it sends, and retries while the policy and the budget allow (`_failed` learns from
+    each failure), in this one generator: a second one for the attempts cost every message a
+    generator and its resumptions. The clock is read afresh before each send where a reading
+    decides something (the intent's deadline, the time left for pacing): a probe or the
+    outbox took some.
     """
     route = intent.phone_number_id or cfg.default_route
     look = cfg.look if route == cfg.default_route and cfg.look is not None else Look(route)
@@ -87,6 +93,60 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
     until = start + budget if budget > 0 else math.inf
     if intent.not_after is not None and intent.expired(wall):
         return (yield from expired(cfg, intent, route, 0))
+    circuit = NO_CIRCUIT  # what the number's circuit is to this intent (`_held`)
+    if cfg.required_scopes or cfg.outbox or pause is not None or circuit_record is not None:
+        ready = yield from _ready(cfg, intent, route, wall, until, pause, circuit_record)
+        if isinstance(ready, Delivery):
+            return ready
+        intent, circuit = ready
+    attempts = 0
+    mono = start
+    while True:
+        if attempts or intent.not_after is not None or cfg.limiter:
+            wall, mono = yield NOW
+        # else: no deadline to check, no pacing: nothing reads a second reading
+        if intent.not_after is not None and intent.expired(wall):
+            yield from _probe_unanswered(route, circuit)
+            return (yield from expired(cfg, intent, route, attempts))
+        if cfg.limiter and route is not None:
+            queued = yield from _pace(cfg, intent, route, attempts, budget - (mono - start))
+            if queued is not None:
+                yield from _probe_unanswered(route, circuit)
+                return queued
+        attempts += 1
+        error = None
+        try:
+            result: SendResult = yield SendIntent(intent, until)
+        except WhatsAppError as exc:
+            error = exc
+            error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
+        if error is not None:  # learnt from outside the handler: no exception context
+            retry = yield from _failed(cfg, intent, route, error, attempts, start, circuit)
+            if isinstance(retry, Delivery):
+                return retry
+            circuit = retry
+            continue
+        if circuit == NO_CIRCUIT and not cfg.outbox:  # nothing to record: no generator
+            return delivery_of(cfg, intent, route, result, attempts)
+        clear = circuit != NO_CIRCUIT
+        return (yield from delivered(cfg, intent, route, result, attempts, circuit=clear))
+
+
+def _ready(
+    cfg: Config,
+    intent: Intent,
+    route: str | None,
+    wall: float,
+    until: float,
+    pause: Pause | None,
+    circuit_record: Pause | None,
+) -> PolicyFlow[Delivery | tuple[Intent, str]]:
+    """What comes before the first send when there is more to do than send.
+
+    The number's pause and circuit (`_held`), the required scopes, the outbox's `begin`.
+    Return the Delivery of an intent held back, else the intent to send (the outbox's own,
+    when it holds one) and what the number's circuit is to it.
+    """
     circuit = NO_CIRCUIT
     if route is not None and (pause is not None or circuit_record is not None):
         held = yield from _held(cfg, intent, route, wall, until, pause, circuit_record)
@@ -102,79 +162,50 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
         if isinstance(begun, Delivery):
             return begun
         intent = begun
-    return (yield from _attempts(cfg, intent, route, (wall, start), until, circuit=circuit))
+    return intent, circuit
 
 
-def _attempts(
+def _failed(
     cfg: Config,
     intent: Intent,
     route: str | None,
-    now: tuple[float, float],
-    until: float,
-    *,
+    error: WhatsAppError,
+    attempts: int,
+    start: float,
     circuit: str,
-) -> PolicyFlow[Delivery]:
-    """Send, learn from each failure, and retry while the policy and the budget allow.
+) -> PolicyFlow[Delivery | str]:
+    """Learn from a failed send; wait and return the circuit to send again with, to retry.
 
-    *now* is the (wall, monotonic) time the intent started at, *until* its budget's end;
-    *circuit* is what `_held` said the number's circuit is to this intent. Each send ends by
-    *until*, and the clock is read afresh before each one (a probe or the outbox took some)
-    where a reading decides something: the intent's deadline, the time left for pacing.
+    Otherwise return the intent's Delivery (queued, failed, or the fallback's). *start* is the
+    interval clock's reading when the intent started, *circuit* what the number's circuit was
+    to the send.
     """
-    _, start = now
-    attempts = 0
-    while True:
-        if attempts or intent.not_after is not None or cfg.limiter:
-            wall, mono = yield NOW
-        else:
-            wall, mono = now  # no deadline to check, no pacing: nothing reads it
-        if intent.not_after is not None and intent.expired(wall):
-            yield from _probe_unanswered(route, circuit)
-            return (yield from expired(cfg, intent, route, attempts))
-        if cfg.limiter and route is not None:
-            held = yield from _pace(
-                cfg, intent, route, attempts, cfg.policy.budget - (mono - start)
-            )
-            if held is not None:
-                yield from _probe_unanswered(route, circuit)
-                return held
-        attempts += 1
-        try:
-            result: SendResult = yield SendIntent(intent, until)
-        except WhatsAppError as exc:
-            error = exc
-            error.__traceback__ = None  # kept in the Delivery: no frames, no cycle
-        else:
-            if circuit == NO_CIRCUIT and not cfg.outbox:  # nothing to record: no generator
-                return delivery_of(cfg, intent, route, result, attempts)
-            clear = circuit != NO_CIRCUIT
-            return (yield from delivered(cfg, intent, route, result, attempts, circuit=clear))
-        wall, mono = yield NOW
-        if error.category == _table.TRANSIENT:
-            circuit = PROBE if circuit == PROBE else COUNTING
-        elif circuit != NO_CIRCUIT and route is not None and _answered(error):
-            # Meta answered, if not with a success: it is up, whatever the circuit counted.
-            yield from close_circuit(cfg, intent, route)
-            circuit = NO_CIRCUIT
-        stop = yield from learn(cfg, intent.consumer, intent.to, route, error, wall)
-        decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
-        if stop is None and decision.retry:
-            from wa_auth.events import MessageRetrying  # an event class loads when first emitted
+    wall, mono = yield NOW
+    if error.category == _table.TRANSIENT:
+        circuit = PROBE if circuit == PROBE else COUNTING
+    elif circuit != NO_CIRCUIT and route is not None and _answered(error):
+        # Meta answered, if not with a success: it is up, whatever the circuit counted.
+        yield from close_circuit(cfg, intent, route)
+        circuit = NO_CIRCUIT
+    stop = yield from learn(cfg, intent.consumer, intent.to, route, error, wall)
+    decision = decide(cfg.policy, error, attempts, mono - start, cfg.rng)
+    if stop is None and decision.retry:
+        from wa_auth.events import MessageRetrying  # an event class loads when first emitted
 
-            cfg.events.emit(
-                MessageRetrying(
-                    **event_fields(cfg, intent, route, attempts),
-                    token_fingerprint=fingerprint_of(error),
-                    category=error.category,
-                    delay=decision.delay,
-                    code=getattr(error, "code", None),
-                )
+        cfg.events.emit(
+            MessageRetrying(
+                **event_fields(cfg, intent, route, attempts),
+                token_fingerprint=fingerprint_of(error),
+                category=error.category,
+                delay=decision.delay,
+                code=getattr(error, "code", None),
             )
-            yield Sleep(decision.delay)
-            continue
-        later = stop if stop is not None else decision.later
-        not_before = None if later is None else wall + later
-        return (yield from final(cfg, intent, route, error, attempts, not_before))
+        )
+        yield Sleep(decision.delay)
+        return circuit
+    later = stop if stop is not None else decision.later
+    not_before = None if later is None else wall + later
+    return (yield from final(cfg, intent, route, error, attempts, not_before))
 
 
 def _answered(error: WhatsAppError) -> bool:
