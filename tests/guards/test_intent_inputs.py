@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Callable
 
+import attrs
 import httpx
 import pytest
 import respx
@@ -344,3 +345,75 @@ def test_a_number_where_a_list_belongs_is_a_typed_error(make, message):
     """A number where Meta wants a list is a typed error, not a TypeError from `len()`."""
     with pytest.raises(RequestValidationError, match=message):
         make()
+
+
+@attrs.frozen(kw_only=True)
+class _Checked(Intent):
+    """An `Intent` subclass: its `from_dict` goes through attrs' `__init__` and its checks."""
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([TO, "15551234567", "123", "+", "", "1" * 16, "order-1", "a\x00b", HALF, " "]),
+    st.text(max_size=8),
+    st.dictionaries(
+        st.sampled_from(["body", "preview_url", "name", "link", "id"]), st.text(max_size=5)
+    ),
+)
+_INTENT_KEYS = [
+    "to",
+    "idempotency_key",
+    "phone_number_id",
+    "consumer",
+    "created_at",
+    "not_after",
+    "content",
+]
+#: A valid object of each kind, so that a drawn field is often the only bad one.
+_CONTENT = {
+    "text": {"body": "hi"},
+    "image": {"link": "https://x.test/a.png"},
+    "template": {"name": "order", "language": {"code": "en_US"}},
+    "reaction": {"message_id": "wamid.x", "emoji": "\N{THUMBS UP SIGN}"},
+}
+
+
+@given(
+    kind=st.sampled_from(sorted(_CONTENT)),
+    fields=st.dictionaries(st.sampled_from(_INTENT_KEYS), _VALUES, max_size=2),
+)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_from_dict_makes_the_intent_or_the_error_the_constructor_makes(kind, fields):
+    """`Intent.from_dict` builds without `__init__`: same intent, or the same first error."""
+    data = {"to": TO, "type": kind, kind: _CONTENT[kind], "idempotency_key": "k-1", "created_at": 5}
+    data.update((kind if k == "content" else k, v) for k, v in fields.items())
+    try:
+        expected: object = attrs.asdict(_Checked.from_dict(data), recurse=False)
+    except RequestValidationError as exc:
+        expected = exc.message
+    try:
+        got: object = attrs.asdict(Intent.from_dict(data), recurse=False)
+    except RequestValidationError as exc:
+        got = exc.message
+    if isinstance(got, dict) and isinstance(expected, dict):
+        for made in ("idempotency_key", "created_at"):  # null: a new key, now
+            if data[made] is None:
+                del got[made], expected[made]
+    assert got == expected
+
+
+def test_from_dict_makes_a_key_and_a_time_when_absent():
+    """Left out (or null), `idempotency_key` and `created_at` are made, as by the constructor."""
+    intent = Intent.from_dict(
+        {"to": TO, "type": "text", "text": {"body": "hi"}, "created_at": None}
+    )
+    assert isinstance(intent.idempotency_key, str)
+    assert intent.idempotency_key
+    assert isinstance(intent.created_at, float)
+    assert type(intent) is Intent
+    assert intent == Intent.text(
+        TO, "hi", idempotency_key=intent.idempotency_key, created_at=intent.created_at
+    )
