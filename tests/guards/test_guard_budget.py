@@ -342,3 +342,21 @@ def test_the_send_runs_under_the_sooner_of_the_budget_and_the_clients_deadline(
     assert getattr(client, "sends", 1) == 1
     if cls is _OwnSend:
         assert client.sends == 1
+
+
+def test_the_budget_handed_over_binds_the_client_to_each_new_loop():
+    """The first guarded send on a loop binds the client to it (its gate, its pool); the next
+    ones on that loop go straight to the driver; a second `asyncio.run` binds it again."""
+    client = _Answering()
+    guard = Guard(client, policy=RetryPolicy(budget=5.0))
+
+    async def two() -> list[str]:
+        first = await guard.asend(Intent.text(TO, "hi"))
+        loop = client._loop
+        second = await guard.asend(Intent.text(TO, "hi"))
+        assert loop is asyncio.get_running_loop() is client._loop
+        return [first.state, second.state]
+
+    assert asyncio.run(two()) == ["delivered", "delivered"]
+    assert asyncio.run(two()) == ["delivered", "delivered"]
+    assert [seen.what for seen in client.seen] == ["the guard's 5 s budget"] * 4
