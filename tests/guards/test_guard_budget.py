@@ -270,3 +270,93 @@ def _until(predicate: Any) -> None:
     while not predicate():
         assert time.monotonic() < end, "never happened"
         time.sleep(0.01)
+
+
+# --- the budget handed to the client's call ----------------------------------------------------
+
+
+class _Answering(AsyncWhatsAppClient):
+    """An async client whose transport answers at once, noting the deadline it ran under."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(token=TOKEN, phone_number_id=PHONE, **options)
+        self.seen: list[Any] = []
+
+    async def _send(self, request: Any, token: Any) -> Any:
+        from wa_auth import _deadline
+        from wa_auth._core import Response
+
+        self.seen.append(_deadline.current())
+        return Response(200, {"content-type": "application/json"}, ANSWER)
+
+    def _open_pool(self) -> None:
+        pass
+
+    async def _close_pool(self) -> None:
+        pass
+
+
+class _OwnSend(_Answering):
+    """A subclass with a `send` of its own, which a guard must call."""
+
+    async def send(self, intent: Intent) -> Any:  # type: ignore[override]
+        self.sends = getattr(self, "sends", 0) + 1
+        return await super().send(intent)
+
+
+ANSWER = b'{"contacts": [{"input": "15551234567", "wa_id": "15551234567"}], "messages": [{"id": "wamid.b"}]}'
+
+
+@pytest.mark.parametrize(
+    ("cls", "budget", "deadline", "words"),
+    [
+        (_Answering, 5.0, 30.0, "the guard's 5 s budget"),
+        (_Answering, 30.0, 2.0, "the client's 2 s deadline"),
+        (_OwnSend, 5.0, 30.0, "the guard's 5 s budget"),
+        (_OwnSend, 30.0, 2.0, "the client's 2 s deadline"),
+    ],
+    ids=["budget-sooner", "deadline-sooner", "own-send-budget", "own-send-deadline"],
+)
+def test_the_send_runs_under_the_sooner_of_the_budget_and_the_clients_deadline(
+    cls, budget, deadline, words
+):
+    """wa_auth's async client takes the guard's budget with the call (no context variable set
+    around it); a subclass with its own `send` has it called, under the same bound. Either
+    way the send's waits run under the sooner deadline, and none is left set after it."""
+    from wa_auth import _deadline
+
+    async def main() -> tuple[Any, Any]:
+        client = cls(deadline=deadline)
+        start = time.monotonic()
+        delivery = await Guard(client, policy=RetryPolicy(budget=budget)).asend(
+            Intent.text(TO, "hi")
+        )
+        assert _deadline.current() is None
+        return client, (delivery, start)
+
+    client, (delivery, start) = asyncio.run(main())
+    assert (delivery.state, delivery.result.message_id) == ("delivered", "wamid.b")
+    [seen] = client.seen
+    assert seen.what == words
+    assert start < seen.at <= time.monotonic() + min(budget, deadline)
+    assert getattr(client, "sends", 1) == 1
+    if cls is _OwnSend:
+        assert client.sends == 1
+
+
+def test_the_budget_handed_over_binds_the_client_to_each_new_loop():
+    """The first guarded send on a loop binds the client to it (its gate, its pool); the next
+    ones on that loop go straight to the driver; a second `asyncio.run` binds it again."""
+    client = _Answering()
+    guard = Guard(client, policy=RetryPolicy(budget=5.0))
+
+    async def two() -> list[str]:
+        first = await guard.asend(Intent.text(TO, "hi"))
+        loop = client._loop
+        second = await guard.asend(Intent.text(TO, "hi"))
+        assert loop is asyncio.get_running_loop() is client._loop
+        return [first.state, second.state]
+
+    assert asyncio.run(two()) == ["delivered", "delivered"]
+    assert asyncio.run(two()) == ["delivered", "delivered"]
+    assert [seen.what for seen in client.seen] == ["the guard's 5 s budget"] * 4

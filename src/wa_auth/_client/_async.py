@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
 
     from wa_auth._context import Context
+    from wa_auth.models import SendResult
     from wa_auth.providers import Token
 
 __all__ = ["AsyncClientBase", "bind_async"]
@@ -132,6 +133,30 @@ class AsyncClientBase(BaseClient, AsyncClosing):
             await self._close_pool()
 
     send = bind_async(_endpoints.send)
+
+    def _send_within(
+        self, intent: Any, seconds: float, what: str
+    ) -> Coroutine[Any, Any, SendResult]:
+        """`send(intent)`, bounded by the caller's deadline too (a guard's budget).
+
+        The call's deadline is the sooner of *seconds* from now (*what*: its words) and the
+        client's own; a sooner one already in force stays, as ever. The same bound as the
+        caller setting its deadline around `send` (`wa_auth._deadline.enter`), with one
+        context variable set instead of two. Not a coroutine of its own on the loop the client
+        is bound to: it returns the driver's, so a guard's send has two coroutines fewer in
+        its await chain (this and `send`'s).
+        """
+        own = self._deadline
+        limit = own if own[0] < seconds else (seconds, what)
+        flow = _endpoints.send(self._ctx, intent)
+        if self._loop is not None and asyncio.get_running_loop() is self._loop:
+            return adrive(self._ctx, flow, self._send, self._gate, limit)
+        return self._bound_then(flow, limit)
+
+    async def _bound_then(self, flow: Flow[T], limit: tuple[float, str]) -> T:
+        await self._bind()
+        return await adrive(self._ctx, flow, self._send, self._gate, limit)
+
     send_text = bind_async(_endpoints.send_text)
     send_template = bind_async(_endpoints.send_template)
     send_media = bind_async(_endpoints.send_media)
