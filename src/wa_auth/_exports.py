@@ -10,9 +10,11 @@ CLI's `--version` reads this without importing httpx.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-__all__ = ["PUBLIC", "claim", "lazy_map"]
+__all__ = ["PUBLIC", "claim", "lazy_attributes", "lazy_map"]
 
 #: Public module -> the names `wa_auth` re-exports from it, sorted.
 PUBLIC: Final[dict[str, tuple[str, ...]]] = {
@@ -156,3 +158,28 @@ def claim(module: str, namespace: dict[str, Any]) -> None:
             and hasattr(value, "__qualname__")
         ):
             value.__module__ = "wa_auth"
+
+
+def lazy_attributes(
+    module: str, table: Mapping[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Return a public module's PEP 562 `__getattr__` and `__dir__` over *table*.
+
+    *table* maps each name the module loads on first use to the module that defines it; the
+    value found is claimed (see `claim`) and kept in *namespace*, the module's globals, so it
+    is looked up once. `__dir__` lists the globals and the module's `__all__`.
+    """
+
+    def lookup(name: str) -> Any:
+        origin = table.get(name)
+        if origin is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(origin), name)
+        claim(module, {name: value})
+        namespace[name] = value
+        return value
+
+    def listing() -> list[str]:
+        return sorted({*namespace, *namespace["__all__"]})
+
+    return lookup, listing

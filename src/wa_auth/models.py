@@ -7,12 +7,12 @@ them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from wa_auth._exports import claim as _claim
+from wa_auth._exports import lazy_attributes as _lazy_attributes
 from wa_auth._usage import EMPTY_USAGE, AppUsage, BusinessUsage, Usage
 
 if TYPE_CHECKING:
@@ -102,15 +102,4 @@ _LAZY: Final = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    _claim(__name__, {name: value})
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, globals())

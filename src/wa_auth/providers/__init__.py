@@ -9,10 +9,10 @@ events are defined in `wa_auth.events` and re-exported here. See `docs/providers
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from wa_auth._exports import claim as _claim
+from wa_auth._exports import lazy_attributes as _lazy_attributes
 from wa_auth.providers._base import (
     ObservesOutcomes,
     RoutesTokens,
@@ -88,15 +88,4 @@ _LAZY: Final = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    _claim(__name__, {name: value})
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, globals())
