@@ -41,6 +41,9 @@ def test_harness_smoke_run(tmp_path, require_component):
         only += ["async.aiohttp.raw", "async.wa_auth.fast"]
         # Issue 19's serve rows: CPU per item (a `cpu` row's ratio) and lists of 50 intents.
         only += ["serve.cpu", "serve.list", "serve.inprocess", "serve.inprocess.list"]
+        # The guarded fast send and the fast send with an outbox (group commit), at 64.
+        only += ["guard.async.fast", "async.wa_auth.fast.same", "outbox.fast.none"]
+        only += ["outbox.fast.sqlite"]
     out = tmp_path / "latest.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--n", "5"]
     cmd += ["--out", str(out), "--timeout", "60"]
@@ -72,6 +75,9 @@ def test_harness_smoke_run(tmp_path, require_component):
             assert rows[(name, 16)]["status"] == "ok", rows[(name, 16)]
             assert rows[(name, 16)]["ratio"] is not None
             assert "serve_cpu_us_per_msg" in rows[(name, 16)]["figures"]
+        for name in ("guard.async.fast", "outbox.fast.sqlite"):
+            assert rows[(name, 64)]["status"] == "ok", rows[(name, 64)]
+            assert rows[(name, 64)]["ratio"] is not None
     assert "nginx" in report["machine"]["nginx"]
     if report["plot"]:
         assert Path(report["plot"]).stat().st_size > 0
