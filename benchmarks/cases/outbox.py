@@ -255,10 +255,7 @@ _BARE_SCHEMA = (
         "lease_until REAL, created_at REAL NOT NULL, enqueued_at REAL NOT NULL, "
         "updated_at REAL NOT NULL)"
     ),
-    (
-        "CREATE INDEX wa_outbox_open ON wa_outbox (id) "
-        "WHERE state IN ('pending', 'sending', 'queued', 'failed', 'maybe_delivered')"
-    ),
+    ("CREATE INDEX wa_outbox_open ON wa_outbox (id) WHERE state NOT IN ('delivered', 'expired')"),
 )
 _BARE_INSERT = (
     "INSERT INTO wa_outbox (idempotency_key, intent, state, consumer, phone_number_id, "

@@ -665,7 +665,7 @@ def test_a_newer_schema_is_refused_and_the_file_not_changed(path):
         SqliteOutbox(path)
     assert caught.value.kind == "newer_schema"
     assert "version 99" in str(caught.value)
-    assert "reads (1)" in str(caught.value)
+    assert f"reads ({_outbox_sql.SCHEMA.version})" in str(caught.value)
     assert path.read_bytes() == before
 
 
@@ -697,7 +697,7 @@ def test_a_closed_outbox_says_so(path):
 
 
 def test_schema_migrations_go_forward_and_keep_the_rows(path, monkeypatch):
-    """A version-1 file opened by a wa_auth with a version-2 migration is migrated in place."""
+    """A file opened by a wa_auth with one migration more is migrated in place."""
     with SqliteOutbox(path) as box:
         box.enqueue(intent("k"))
     v2 = Schema(
@@ -712,13 +712,98 @@ def test_schema_migrations_go_forward_and_keep_the_rows(path, monkeypatch):
     with SqliteOutbox(path) as box:
         assert box.get("k").state == PENDING
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(v2.version,)]
     assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(wa_outbox)")]
     conn.close()
     monkeypatch.setattr("wa_auth.outbox._sqlite.SCHEMA", _outbox_sql.SCHEMA)
     with pytest.raises(OutboxError) as caught:
         SqliteOutbox(path)
     assert caught.value.kind == "newer_schema"
+
+
+def _version_1_file(path: Any, clock: Clock) -> None:
+    """Write *path* as the first release did: schema version 1, its open index, one row a state."""
+    v1 = Schema(
+        component="outbox", what="outbox file", migrations=_outbox_sql.SCHEMA.migrations[:1]
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("wa_auth.outbox._sqlite.SCHEMA", v1)
+        with SqliteOutbox(path, clock=clock) as box:
+            box.enqueue(intent("pending"))
+            box.begin(intent("sending", phone_number_id="2222"))  # another number's
+            for key in ("delivered", "queued", "lapsed"):
+                box.begin(intent(key))
+            box.settle(delivered(intent("delivered")))
+            box.settle(failed(intent("queued"), graph_error(429, 130429), state=QUEUED))
+    conn = sqlite3.connect(path)
+    # "lapsed": its worker stopped while it was being sent (its lease is long over).
+    conn.execute("UPDATE wa_outbox SET lease_until = 0 WHERE idempotency_key = 'lapsed'")
+    conn.commit()
+    (index,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'wa_outbox_open'"
+    ).fetchone()
+    assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(1,)]
+    assert f"state IN {_outbox_sql.OPEN_STATES}" in index
+    conn.close()
+
+
+def test_a_version_1_file_is_migrated_and_its_open_rows_stay_open(path, clock):
+    """A file of the first release opens: its open index is rebuilt (version 2), every row kept.
+
+    The rebuilt index holds the same rows (every state but delivered and expired), and the
+    claims and lease checks that read it find them: the pending row and the queued one are
+    claimed, the row whose worker stopped while sending becomes maybe_delivered.
+    """
+    _version_1_file(path, clock)
+    with SqliteOutbox(path, clock=clock) as box:
+        states = _states(box)
+        assert states == {
+            "pending": PENDING,
+            "sending": SENDING,  # its lease runs on
+            "delivered": DELIVERED,
+            "queued": QUEUED,
+            "lapsed": MAYBE_DELIVERED,
+        }
+        assert {r.idempotency_key for r in box.claim(10)} == {"pending", "queued"}
+        box.begin(intent("new"))
+        box.settle(delivered(intent("new")))
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM wa_auth_meta").fetchall() == [(2,)]
+    (index,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'wa_outbox_open'"
+    ).fetchone()
+    assert _outbox_sql.OPEN in index
+    indexed = conn.execute(
+        "SELECT idempotency_key FROM wa_outbox INDEXED BY wa_outbox_open "
+        f"WHERE {_outbox_sql.OPEN} ORDER BY id"
+    ).fetchall()
+    assert [k for (k,) in indexed] == ["pending", "sending", "queued", "lapsed"]
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+
+
+def test_claims_and_lease_checks_read_the_open_index(path):
+    """The queries repeat the open index's condition word for word, so SQLite uses the index.
+
+    Were they to drift apart, every claim would scan the delivered majority of the table.
+    """
+    with SqliteOutbox(path) as box:
+        box.enqueue(intent("k"))
+        plans: list[str] = []
+
+        def trace(conn: sqlite3.Connection) -> None:
+            conn.set_trace_callback(plans.append)
+
+        box._db.run(trace)
+        box.claim(10)
+        box._db.run(lambda c: c.set_trace_callback(None))
+    statements = [s for s in plans if "wa_outbox" in s and "state NOT IN" in s]
+    assert len(statements) >= 2  # the lease check (recover) and the claim itself
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {statement}"))
+        assert "wa_outbox_open" in plan, (statement, plan)
+    conn.close()
 
 
 def test_the_file_is_in_wal_mode_with_the_chosen_durability(path):

@@ -268,7 +268,7 @@ def test_one_file_holds_the_outbox_and_the_state(tmp_path):
         box.enqueue(wa_auth.Intent.text(TO, "hi"))
     conn = sqlite3.connect(path)
     assert sorted(conn.execute("SELECT component, version FROM wa_auth_meta")) == [
-        ("outbox", 1),
+        ("outbox", 2),
         ("state", 2),
     ]
     conn.close()

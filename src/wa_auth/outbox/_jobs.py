@@ -24,7 +24,7 @@ from wa_auth.outbox._sql import (
     INSERT_MANY,
     MANY,
     ON_CONFLICT_RETURNING,
-    OPEN_STATES,
+    OPEN,
     SETTLE,
     SETTLE_MANY_HEAD,
     SETTLE_MANY_TAIL,
@@ -196,7 +196,7 @@ class Jobs:
         count = conn.execute(
             "UPDATE wa_outbox SET state = 'maybe_delivered', reason = 'lease_expired', "  # noqa: S608 - a constant
             "lease_owner = NULL, lease_until = NULL, updated_at = ? "
-            f"WHERE state IN {OPEN_STATES} AND state = 'sending' "
+            f"WHERE {OPEN} AND state = 'sending' "
             "AND (lease_until IS NULL OR lease_until < ?)",
             (now, now),
         ).rowcount
@@ -247,13 +247,13 @@ class Jobs:
             values.extend(sorted(TOKEN_WAIT_CATEGORIES))
             values.extend(live)
         values.append(1 if include_maybe_delivered else 0)
-        # The `state IN` terms repeat the partial index's own condition, so SQLite uses it.
+        # The `OPEN` terms repeat the partial index's own condition, so SQLite uses it.
         # The subquery is `held_numbers` (per-number order across the workers sharing a file).
         sql = (
-            f"SELECT {COLUMNS} FROM wa_outbox WHERE state IN {OPEN_STATES} AND id > ? "  # noqa: S608
+            f"SELECT {COLUMNS} FROM wa_outbox WHERE {OPEN} AND id > ? "  # noqa: S608
             f"AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) AND {replayable} "
             "AND coalesce(phone_number_id, '') NOT IN (SELECT coalesce(phone_number_id, '') "
-            f"FROM wa_outbox WHERE state IN {OPEN_STATES} AND ((lease_owner IS NOT NULL "
+            f"FROM wa_outbox WHERE {OPEN} AND ((lease_owner IS NOT NULL "
             "AND lease_owner != ? "
             "AND lease_until >= ?) OR (id <= ? AND (lease_owner IS NULL OR lease_owner != ?) "
             f"AND (lease_until IS NULL OR lease_until < ?) AND {replayable}))) "

