@@ -371,6 +371,28 @@ async def test_debug_token_input_token_is_redacted_in_errors():
     assert_no_leak(info.value, CANARY, CANARY_2)
 
 
+async def test_parsed_urls_are_kept_without_queries_and_bounded(monkeypatch):
+    """A send's URL is parsed once and kept; one with a query (a token in it) never is."""
+    from wa_auth._client import _aiohttp
+
+    monkeypatch.setattr(_aiohttp, "_URL_CACHE", 3)
+    script = Script(answer=lambda req: ("reply", 200, _json(SUCCESS)))
+    async with loopback(script) as url, FastAsyncWhatsAppClient(token=CANARY, base_url=url) as c:
+        for phone in ("111", "111", "222"):
+            await c.send_text("15551234567", "hi", phone_number_id=phone)
+        assert len(c._urls) == 2
+        with contextlib.suppress(WhatsAppError):
+            await c.debug_token(CANARY_2)
+        assert len(c._urls) == 2
+        assert not any(CANARY_2 in key for key in c._urls)
+        for phone in ("333", "444"):
+            await c.send_text("15551234567", "hi", phone_number_id=phone)
+        assert len(c._urls) <= 3
+    paths = [req["path"] for req in script.seen]
+    assert paths[0] == paths[1] != paths[2]
+    assert paths[-1].endswith("/444/messages")
+
+
 async def test_client_response_error_cause_is_not_chained():
     """An aiohttp exception that carries the request headers is not kept as the cause."""
     client = FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE, base_url=_refused_url())

@@ -21,7 +21,7 @@ from typing_extensions import Unpack
 from wa_auth import _deadline
 from wa_auth._client._async import AsyncClientBase
 from wa_auth._client._base import ClientOptions, plain_cause, timeouts, transport_error
-from wa_auth._core import Request, Response, auth_headers
+from wa_auth._core import Request, Response, bearer
 from wa_auth._redact import redact_text
 from wa_auth._version import package_version
 from wa_auth.errors import RequestValidationError, WhatsAppError
@@ -41,6 +41,9 @@ FAST_MAX_CONNECTIONS: Final = 100
 #: The connection marks of the request in flight in this task: the connector of a session the
 #: client opened appends one when the request has its connection (see `_connector_class`).
 _CONNECTED: Final[ContextVar[list[bool] | None]] = ContextVar("wa_auth_connected", default=None)
+
+#: The most distinct URLs the client keeps parsed (a send's URL names its sender).
+_URL_CACHE: Final = 256
 
 _EXTRA_HINT: Final = (
     "FastAsyncWhatsAppClient needs aiohttp (3.10 or later): pip install 'wa-auth[fast]'"
@@ -166,7 +169,8 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         **options: Unpack[ClientOptions],
     ) -> None:
         self._aiohttp = _import_aiohttp()
-        import yarl  # aiohttp's own dependency
+        import multidict  # aiohttp's own dependencies
+        import yarl
 
         self._url = yarl.URL
         options.setdefault(
@@ -176,6 +180,9 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         self._owns_http = http_client is None
         self._session: aiohttp.ClientSession | None = http_client
         self._client_timeout = _client_timeout(self._aiohttp, self._timeout)
+        self._timeout_class = self._aiohttp.ClientTimeout
+        self._multidict = multidict.CIMultiDict
+        self._urls: dict[str, yarl.URL] = {}
         self._connector = _connector_class(self._aiohttp)
         self._errors: tuple[type[BaseException], ...] = (
             self._aiohttp.ClientError,
@@ -198,7 +205,8 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         return session
 
     async def _send(self, request: Request, token: Token) -> Response:
-        headers = auth_headers(request, token)
+        headers = self._multidict(request.headers)
+        headers["Authorization"] = "Bearer " + bearer(token)
         owned = self._owns_http
         session = self._session or self._open()
         timeout = self._client_timeout
@@ -206,26 +214,30 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         if left is not None:
             # The whole request, its answer's last byte included, ends by the deadline (a total
             # of 0 would mean none at all to aiohttp).
-            timeout = self._aiohttp.ClientTimeout(
-                total=max(left, 0.001),
-                connect=timeout.connect,
-                sock_read=timeout.sock_read,
-                sock_connect=timeout.sock_connect,
-                ceil_threshold=timeout.ceil_threshold,
+            timeout = self._timeout_class(
+                max(left, 0.001),
+                timeout.connect,
+                timeout.sock_read,
+                timeout.sock_connect,
+                timeout.ceil_threshold,
             )
         marks: list[bool] = []
         tracking = _CONNECTED.set(marks)
         try:
-            async with session.request(
+            # Awaited, not entered: `async with` wraps the whole request in two more coroutines
+            # (each resumed on every wake-up) for a release that `read` already did.
+            r = await session.request(
                 request.method,
-                # The core's URL is already encoded: sent as built, like httpx sends it.
-                self._url(request.url, encoded=True),
+                self._url_of(request.url),
                 headers=headers,
                 data=request.content,
                 timeout=timeout,
-            ) as r:
+            )
+            try:
                 content = await r.read()
-                return Response(r.status, r.headers, content)
+            finally:
+                r.release()
+            return Response(r.status, r.headers, content)
         except self._errors as exc:
             # Only the client's own session marks its connections: with yours, unknown.
             error = _map_error(self._aiohttp, request, exc, connected=bool(marks) or not owned)
@@ -237,6 +249,21 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
             raise error
         finally:
             del error  # the traceback holds this frame: no cycle through it
+
+    def _url_of(self, url: str) -> Any:
+        """Return the `yarl.URL` of *url*, parsed once per distinct URL (a few per sender).
+
+        The core's URL is already encoded: sent as built, like httpx sends it. A URL with a
+        query (`debug_token`'s names the token it asks about) is parsed each time, never kept.
+        """
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if "?" in url:
+                return self._url(url, encoded=True)
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            parsed = self._urls[url] = self._url(url, encoded=True)
+        return parsed
 
     async def _close_pool(self) -> None:
         if self._session is not None:
