@@ -121,7 +121,7 @@ def test_a_head_longer_than_the_limit_goes_to_aiohttps_path_before_its_end():
     assert read_head(b"GET /healthz HTTP/1.1\r\nX-A: " + b"a" * MAX_HEAD, MAX_BODY) == HANDOVER
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 @example(PLAIN)
 def test_any_bytes_are_read_never_raised_on(data):
@@ -167,7 +167,7 @@ _TARGETS = st.one_of(
 _VERSIONS = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/1.10", "http/1.1", "HTTP/2.0"])
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=_METHODS,
     target=_TARGETS,
@@ -189,7 +189,7 @@ def test_odd_heads_are_handed_over_or_read_as_aiohttp_reads_them(
     _same_as_aiohttp(data)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(at=st.integers(0, len(PLAIN)), byte=st.integers(0, 255), replace=st.booleans())
 def test_one_byte_changed_or_added_is_still_read_as_aiohttp_reads_it(at, byte, replace):
     data = PLAIN[:at] + bytes([byte]) + PLAIN[at + 1 if replace else at :]
@@ -202,7 +202,7 @@ _VISIBLE = st.text(
 )
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from(["GET", "POST"]),
     target=st.text("abz09/_.-", max_size=8).map(lambda path: "/" + path),
