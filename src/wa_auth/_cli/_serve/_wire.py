@@ -1,0 +1,134 @@
+"""The head of a request, read by `wa-auth serve`'s own HTTP/1.1 lane: a strict subset, sans I/O.
+
+Not wired in yet (issue 19, `serve.cpu`): a prototype of serve's HTTP layer on
+`asyncio.Protocol` cut the service's CPU per item by about 70 us (a sixth) against aiohttp's
+server. The plan is a lane of our own for the plain requests an n8n item sends, and aiohttp's
+server, as today, for everything else: `read_head` accepts only a head whose meaning is beyond
+doubt, and says `HANDOVER` for any other, so a hostile, unusual or merely rare request (a
+query string, chunked or encoded bodies, `Expect`, HTTP/1.0, obs-text, duplicates) is still
+answered by the aiohttp path and its tests. What it accepts, aiohttp's parser reads the same way
+(tests/test_serve_wire.py checks it against aiohttp's own parser, with Hypothesis).
+
+The rules of the subset:
+
+- the request line is `GET` or `POST`, an origin-form path of letters, digits, `-`, `_`, `.`
+  and `/` (no query, no `%`, no dot segment, no empty segment), and `HTTP/1.1`;
+- each header is a token, a colon, and a value of visible ASCII, spaces and tabs (stripped at
+  both ends): no obs-fold, no obs-text, no control character;
+- exactly one `Host`; at most one of each header the service reads (`Content-Length`,
+  `Content-Type`, `Authorization`, `X-API-Key`, `Connection`);
+- `Content-Length` is digits only, and not over the body limit (aiohttp's path answers 413);
+- no `Transfer-Encoding`, `Content-Encoding`, `Expect`, `Upgrade`, `Trailer` (nor the
+  transfer codings' own header); `Connection` is
+  `keep-alive` or `close`, nothing else;
+- the head is at most `MAX_HEAD` bytes and `MAX_FIELDS` headers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+__all__ = ["HANDOVER", "MAX_FIELDS", "MAX_HEAD", "Head", "read_head"]
+
+#: The most bytes of a head (request line, headers and the blank line) the lane reads.
+MAX_HEAD: Final = 8192
+#: The most header lines the lane reads.
+MAX_FIELDS: Final = 64
+#: The head is not for the lane: the connection goes to aiohttp's path, unread bytes and all.
+HANDOVER: Final = "handover"
+
+_END: Final = b"\r\n\r\n"
+_LINE: Final = re.compile(rb"(GET|POST) (/[A-Za-z0-9_.\-/]*) HTTP/1\.1")
+_FIELD: Final = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?[ \t]*"
+)
+#: Headers whose presence sends the request to aiohttp's path.
+_FOREIGN: Final = frozenset(
+    {"transfer-encoding", "content-encoding", "expect", "upgrade", "trailer", "t" + "e"}
+)
+#: Headers the service reads: a second one is ambiguous, so aiohttp's path decides.
+_ONCE: Final = frozenset(
+    {"host", "content-length", "content-type", "authorization", "x-api-key", "connection"}
+)
+_CONNECTION: Final = {"keep-alive": False, "close": True}
+
+
+class Head:
+    """A request head the lane accepted.
+
+    Attributes:
+        method: `GET` or `POST`.
+        path: The path, as aiohttp's `request.path` would give it.
+        headers: Each header's value by its lower-case name (each name once).
+        length: The body's length in bytes (0 without `Content-Length`).
+        close: Whether the client asked to close the connection after the answer.
+        size: The head's bytes, its blank line included: the body starts there.
+    """
+
+    __slots__ = ("close", "headers", "length", "method", "path", "size")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        length: int,
+        close: bool,
+        size: int,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.length = length
+        self.close = close
+        self.size = size
+
+
+def read_head(buf: bytes, max_body: int) -> Head | Literal["handover"] | None:
+    """Return the head at the start of *buf*, None while it is incomplete, or `HANDOVER`.
+
+    `HANDOVER` for any head outside the subset (see the module's docstring), a head longer
+    than `MAX_HEAD`, or a body over *max_body*. Never raises, whatever the bytes.
+    """
+    end = buf.find(_END, 0, MAX_HEAD)
+    if end < 0:
+        return HANDOVER if len(buf) >= MAX_HEAD else None
+    lines = buf[:end].split(b"\r\n")
+    if len(lines) > MAX_FIELDS + 1:
+        return HANDOVER
+    line = _LINE.fullmatch(lines[0])
+    if line is None:
+        return HANDOVER
+    path = line[2].decode("ascii")
+    if "//" in path or "/." in path:
+        return HANDOVER  # yarl may normalise them: aiohttp's path would differ
+    headers = _fields(lines)
+    if headers is None or "host" not in headers:
+        return HANDOVER
+    close = _CONNECTION.get(headers.get("connection", "keep-alive").lower())
+    if close is None:
+        return HANDOVER
+    text = headers.get("content-length", "0")
+    if not (0 < len(text) <= 18 and text.isdigit() and text.isascii()):
+        return HANDOVER
+    length = int(text)
+    if length > max_body:
+        return HANDOVER
+    return Head(line[1].decode("ascii"), path, headers, length, close, end + len(_END))
+
+
+def _fields(lines: list[bytes]) -> dict[str, str] | None:
+    """Return the headers of a head's *lines* (after the request line), or None: hand over."""
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        field = _FIELD.fullmatch(raw)
+        if field is None:
+            return None
+        name = field[1].decode("ascii").lower()
+        if name in _FOREIGN or (name in _ONCE and name in headers):
+            return None
+        value = (field[2] or b"").decode("ascii")
+        # A repeated header is one list, as aiohttp's `getall` joined with commas.
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
