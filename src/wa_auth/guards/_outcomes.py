@@ -9,6 +9,7 @@ send, and turns a key the outbox already delivered into that delivery (`duplicat
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from wa_auth.models import SendResult
 from wa_auth.pacing import ACCOUNT, CIRCUIT, Pause
 
 if TYPE_CHECKING:
+    from wa_auth.events import MessageDelivered
     from wa_auth.guards._values import Config
     from wa_auth.outbox._protocol import OutboxRow
 
@@ -149,17 +151,28 @@ def delivery_of(
     """An accepted send's event and Delivery (what `delivered` does with nothing to record)."""
     events = cfg.events
     if events.subscribers:  # every message's event: built (and its class made) for a listener only
-        from wa_auth.events import MessageDelivered
-
-        if events.wants(MessageDelivered):
+        kind = _message_delivered()
+        if events.wants(kind):
             events.emit(
-                MessageDelivered(
+                kind(
                     **event_fields(cfg, intent, route, attempts),
                     token_fingerprint=result.token_fingerprint,
                     message_id=result.message_id,
                 )
             )
     return accepted(intent, result, attempts)
+
+
+@functools.cache
+def _message_delivered() -> type[MessageDelivered]:
+    """`MessageDelivered`, imported on first use and kept.
+
+    An import statement per message cost some 7,000 instructions (`__import__` and its
+    from-list) whenever the hub has a subscriber, which a client's default hub (it logs) has.
+    """
+    from wa_auth.events import MessageDelivered
+
+    return MessageDelivered
 
 
 def close_circuit(cfg: Config, intent: Intent, route: str) -> PolicyFlow[None]:
