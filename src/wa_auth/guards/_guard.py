@@ -17,12 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from wa_auth._delivery import FAILED, Delivery
 from wa_auth._effects import arun, run
 from wa_auth._hub import Events
-from wa_auth.errors import (
-    ConfigurationError,
-    InsufficientPermissionError,
-    OutboxError,
-    WhatsAppError,
-)
+from wa_auth.errors import ConfigurationError, InsufficientPermissionError, OutboxError
 from wa_auth.guards._effects import Look, Runtime
 from wa_auth.guards._flows import deliver, retrying
 from wa_auth.guards._values import Config, Handlers, RetryPolicy
@@ -169,30 +164,7 @@ class Guard:
         runtime = self._runtime
         if type(intent) is not Intent:  # the common case without a call
             intent = _checked(intent)
-        # `wa_auth._effects.arun`'s loop, written out in this coroutine: every resumption of the
-        # request (each await of the client's send) went through one coroutine more, and each
-        # message made it. The same steps, the same errors thrown in, the flow closed alike.
-        flow = deliver(self._cfg, intent)
-        inline = runtime.inline
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            while True:
-                try:
-                    effect = flow.throw(error) if error is not None else flow.send(value)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                value = error = None
-                try:
-                    if type(effect) in inline:
-                        value = effect.perform(runtime)
-                    else:
-                        value = await effect.aperform(runtime)
-                except WhatsAppError as exc:
-                    error = exc
-        finally:
-            value = error = None
-            flow.close()
+        return await arun(deliver(self._cfg, intent), runtime, inline=runtime.inline)
 
     async def asend_many(
         self, intents: Iterable[Intent], *, concurrency: int = 16
