@@ -444,7 +444,7 @@ class AnswerParser:
                 raise http.client.RemoteDisconnected(
                     "Remote end closed connection without response"
                 )
-            raise http.client.IncompleteRead(b"")  # a head cut short
+            raise http.client.HTTPException("the peer closed inside the head of its answer")
         if self.mode == "close":
             return self._answer(b"".join(self.parts), left_over=False)
         if self.mode == "length":
