@@ -28,7 +28,8 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.test_stdlib import PROXY_VARIABLES, _url, peer, proxy  # the stdlib's peers
+from loopback_peers import PROXY_VARIABLES, peer, proxy
+from loopback_peers import url as _url
 from wa_auth import FastAsyncWhatsAppClient, TransportError
 from wa_auth._client import _wire
 from wa_auth._client._wire import AnswerParser, read_answer
