@@ -66,7 +66,7 @@ from wa_auth.errors import RequestValidationError, WhatsAppError
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from wa_auth.providers import Token
 
@@ -80,17 +80,30 @@ class PoolTimeout(ConnectTimeout):
     """Every connection stayed in use past the pool timeout or the deadline: nothing sent."""
 
 
-def _poll_readable(fileno: int) -> bool:
-    """Whether the socket *fileno* has something to read (the peer closed, or sent bytes)."""
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(fileno, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([fileno], [], [], 0)  # pragma: no cover - Windows
-        return bool(readable)  # pragma: no cover
-    except (OSError, ValueError):  # pragma: no cover - a socket closed under us
-        return True
+def _poller(fileno: int) -> Callable[[], bool]:
+    """A check of whether the socket *fileno* has something to read (closed, or bytes sent).
+
+    Made once per connection (a `select.poll` registered once), asked before each reuse.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN)
+
+        def readable() -> bool:
+            try:
+                return bool(poller.poll(0))
+            except (OSError, ValueError):  # pragma: no cover - a socket closed under us
+                return True
+
+        return readable
+
+    def selected() -> bool:  # pragma: no cover - Windows
+        try:
+            return bool(select.select([fileno], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
+    return selected  # pragma: no cover
 
 
 class _Connection(asyncio.Protocol):
@@ -98,10 +111,10 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "closed",
-        "fileno",
         "loop",
         "parser",
         "read",
+        "readable",
         "seen",
         "timer",
         "transport",
@@ -113,7 +126,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.fileno = -1
+        self.readable: Callable[[], bool] | None = None
         self.closed = False
         self.parser: AnswerParser | None = None
         self.waiter: asyncio.Future[Answer] | None = None
@@ -127,15 +140,15 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self.fileno = sock.fileno()
+        if sock is not None and self.readable is None:  # not again for TLS over a tunnel
+            self.readable = _poller(sock.fileno())
 
     def usable(self) -> bool:
         """Whether this idle connection can carry a request (the peer has not closed it)."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             return False
-        return self.fileno < 0 or not _poll_readable(self.fileno)
+        return self.readable is None or not self.readable()
 
     def close(self) -> None:
         self.closed = True

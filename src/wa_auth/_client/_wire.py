@@ -310,15 +310,14 @@ def parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     Raises:
         http.client.HTTPException: A bad status line, a line or head past its limits.
     """
-    lines = head.split(b"\n")
-    if lines and lines[-1] == b"":
+    lines = str(head, "iso-8859-1").split("\n")  # decoded once: Latin-1 maps byte to char
+    if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise http.client.BadStatusLine("")
-    first = lines[0] + b"\n"
-    if len(first) > MAX_LINE:
+    text = lines[0] + "\n"
+    if len(text) > MAX_LINE:
         raise http.client.LineTooLong("header line")
-    text = str(first, "iso-8859-1")
     parts = text.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         raise http.client.BadStatusLine(text)
@@ -332,10 +331,11 @@ def parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
         raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
     headers: dict[str, str] = {}
     last = None
-    for raw in lines[1:]:
-        if len(raw) >= MAX_LINE:
+    for line in lines[1:]:
+        if len(line) >= MAX_LINE:
             raise http.client.LineTooLong("header line")
-        line = str(raw, "iso-8859-1").rstrip("\r\n")
+        if line[-1:] == "\r":
+            line = line.rstrip("\r")  # noqa: PLW2901 - the line without its end
         if line[:1] in (" ", "\t") and last is not None:  # a folded line continues the last
             headers[last] += line
             continue
