@@ -317,6 +317,10 @@ class RawTransport(Addressing):
             conn = self._take(origin)
             if conn is None:
                 conn = await self._connect(origin, loop, at, what)
+            elif at is not None and loop.time() >= at:
+                # Gone while it waited for its turn: nothing written, the connection kept.
+                self._idle[origin].append(conn)
+                raise ConnectTimeout(f"{what} passed")
             reusable = False
             try:
                 answer = await conn.exchange(message, request.method, self._timeouts.read, at, what)
