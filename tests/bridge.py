@@ -108,3 +108,17 @@ def reroute(client: Any, bridge: Bridge) -> None:
         return conn
 
     transport._connection = connection
+
+
+def reroute_raw(client: Any, bridge: Bridge) -> None:
+    """Make a `transport="raw"` fast client's new connections go to *bridge* in plain HTTP."""
+    from wa_auth._client import _raw
+
+    transport = client._raw
+    assert isinstance(transport, _raw.RawTransport)
+    channel = transport._channel
+
+    async def rerouted(scheme: str, host: str, port: int) -> Any:
+        return await channel("http", "127.0.0.1", bridge.ports[scheme])
+
+    transport._channel = rerouted  # type: ignore[method-assign]

@@ -571,3 +571,17 @@ def test_the_access_log_holds_no_token_and_no_message_text(service, traffic, mod
     for secret in (canary, module_token, KEY):
         assert secret not in log
         assert secret not in service.proc.args  # nor in argv
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+def test_either_client_transport_delivers(module_sandbox, module_token, transport):
+    """`--transport aiohttp|raw`: the service's sends go out over either and are delivered."""
+    before = len(module_sandbox.messages())
+    with serving(module_sandbox, module_token, "--transport", transport) as svc:
+        batch = svc.call(
+            "POST", "/send", json=[text(idempotency_key=f"{transport}-{n}") for n in range(3)]
+        )
+        assert svc.stop() == 0
+    assert [r["state"] for r in batch.json()["results"]] == ["delivered"] * 3
+    keys = [m.idempotency_key for m in module_sandbox.messages()[before:]]
+    assert sorted(keys) == [f"{transport}-{n}" for n in range(3)]

@@ -1,13 +1,24 @@
-"""`AsyncWhatsAppClient` over respx: the tables of `tests/cases/client.py`, awaited."""
+"""The asyncio clients over respx: the tables of `tests/cases/client.py`, awaited.
+
+Each test that sends runs over both of `make_client`'s clients: `AsyncWhatsAppClient` (httpx,
+mocked by respx) and `FastAsyncWhatsAppClient(transport="raw")`, whose real sockets reach the
+same respx routes through `bridge` (as the stdlib transport's do in `test_client.py`). httpx's
+own exceptions and `http_client=` are httpx's only; the raw transport's socket failures are
+`test_raw.py`'s.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from bridge import reroute_raw, respx_bridge
 from cases import case_id
 from cases.client import (
     AUTH_CATEGORIES,
@@ -39,6 +50,7 @@ from cases.client import (
 from helpers import araised, graph_body
 from wa_auth import (
     AsyncWhatsAppClient,
+    FastAsyncWhatsAppClient,
     RequestValidationError,
     Token,
     TokenExpiredError,
@@ -53,8 +65,38 @@ from wa_auth.models import MediaContent
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(params=["httpx", "raw"])
+async def make_client(request, respx_mock) -> AsyncIterator[Callable[..., Any]]:
+    """Make asyncio clients over one transport, each answered by `respx_mock`'s routes."""
+    made: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        bridge = stack.enter_context(respx_bridge(respx_mock)) if request.param == "raw" else None
+
+        def make(**options: Any) -> Any:
+            if bridge is None:
+                c: Any = AsyncWhatsAppClient(**options)
+            else:
+                c = FastAsyncWhatsAppClient(transport="raw", **options)
+                reroute_raw(c, bridge)
+            made.append(c)
+            return c
+
+        yield make
+        for c in made:
+            await c.aclose()
+
+
 @pytest.fixture
-async def client(counters):
+async def client(counters, make_client):
+    async with make_client(
+        token=TOKEN, phone_number_id=PHONE, business_account_id=WABA, events=Events(counters)
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+async def httpx_client(counters):
+    """The httpx client only: for httpx's own exceptions."""
     async with AsyncWhatsAppClient(
         token=TOKEN, phone_number_id=PHONE, business_account_id=WABA, events=Events(counters)
     ) as c:
@@ -152,14 +194,14 @@ async def test_error_answers_raise_classified_errors(case, client, counters, res
 
 
 @pytest.mark.parametrize("case", TOKEN_ANSWERS, ids=case_id)
-async def test_token_error_retried_once_with_new_token(case, counters, respx_mock):
+async def test_token_error_retried_once_with_new_token(case, counters, respx_mock, make_client):
     """A token-class failure invalidates the token and retries exactly once with the new one."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").mock(
         side_effect=[httpx.Response(case.status, json=case.body), httpx.Response(200, json=SEND_OK)]
     )
 
-    async with AsyncWhatsAppClient(
+    async with make_client(
         token_provider=provider, phone_number_id=PHONE, events=Events(counters)
     ) as c:
         result = await c.send_text("+16505076520", "hi")
@@ -171,12 +213,12 @@ async def test_token_error_retried_once_with_new_token(case, counters, respx_moc
     assert counters.get("auth.retried") == 1
 
 
-async def test_second_token_failure_is_not_retried_again(respx_mock):
+async def test_second_token_failure_is_not_retried_again(respx_mock, make_client):
     """If the new token fails too, the second error rises, caused by the first."""
     provider = FlipProvider(TOKEN, NEW_TOKEN, "EAAGthirdtoken00000000000000000")
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(401, json=EXPIRED.body)
 
-    async with AsyncWhatsAppClient(token_provider=provider, phone_number_id=PHONE) as c:
+    async with make_client(token_provider=provider, phone_number_id=PHONE) as c:
         with pytest.raises(TokenExpiredError) as info:
             await c.send_text("+16505076520", "hi")
 
@@ -185,24 +227,24 @@ async def test_second_token_failure_is_not_retried_again(respx_mock):
 
 
 @pytest.mark.parametrize("case", OTHER_ANSWERS, ids=case_id)
-async def test_no_auth_retry_for_other_categories(case, respx_mock):
+async def test_no_auth_retry_for_other_categories(case, respx_mock, make_client):
     """Permission, account, rate, transient, invalid and unknown failures are never auth-retried."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(case.status, **_content(case.body))
 
-    async with AsyncWhatsAppClient(token_provider=provider, phone_number_id=PHONE) as c:
+    async with make_client(token_provider=provider, phone_number_id=PHONE) as c:
         await araised(case.cls, lambda: c.send_text("+16505076520", "hi"))
 
     assert route.call_count == 1
     assert provider.invalidated == []
 
 
-async def test_no_retry_when_provider_returns_same_token(counters, respx_mock):
+async def test_no_retry_when_provider_returns_same_token(counters, respx_mock, make_client):
     """A provider that hands back the same token after invalidate gets no retry."""
     provider = FlipProvider(TOKEN)
     route = respx_mock.post(f"{BASE}/{PHONE}/messages").respond(401, json=EXPIRED.body)
 
-    async with AsyncWhatsAppClient(
+    async with make_client(
         token_provider=provider, phone_number_id=PHONE, events=Events(counters)
     ) as c:
         with pytest.raises(TokenExpiredError):
@@ -213,14 +255,14 @@ async def test_no_retry_when_provider_returns_same_token(counters, respx_mock):
     assert counters.get("auth.retried") == 0
 
 
-async def test_debug_token_of_own_token_is_not_retried(respx_mock):
+async def test_debug_token_of_own_token_is_not_retried(respx_mock, make_client):
     """Inspecting the client's own token is not re-sent with another token."""
     provider = FlipProvider(TOKEN, NEW_TOKEN)
     route = respx_mock.get(f"{BASE}/debug_token").respond(
         400, json=graph_body(190, message="Invalid OAuth access token.")
     )
 
-    async with AsyncWhatsAppClient(token_provider=provider, phone_number_id=PHONE) as c:
+    async with make_client(token_provider=provider, phone_number_id=PHONE) as c:
         with pytest.raises(TokenRevokedError):
             await c.debug_token()
 
@@ -243,9 +285,10 @@ async def test_unexpected_2xx_body_on_send_may_be_delivered(content, client, res
 
 @pytest.mark.parametrize("exc", TRANSPORT_ERRORS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("operation", ["send_text", "get_phone_number"])
-async def test_every_httpx_transport_error_is_mapped(exc, operation, client, respx_mock):
+async def test_every_httpx_transport_error_is_mapped(exc, operation, httpx_client, respx_mock):
     """Every httpx.TransportError becomes TransportError (UnsupportedProtocol: RequestValidationError)."""
     respx_mock.route().mock(side_effect=exc)
+    client = httpx_client
 
     call = (
         client.send_text("+16505076520", "hi")
@@ -288,7 +331,7 @@ async def test_injected_http_client_is_not_closed():
     await http.aclose()
 
 
-async def test_async_provider_is_used(respx_mock):
+async def test_async_provider_is_used(respx_mock, make_client):
     """The async client asks the provider with aget_token(), never get_token()."""
 
     class AsyncOnly(FlipProvider):
@@ -296,5 +339,5 @@ async def test_async_provider_is_used(respx_mock):
             raise AssertionError("sync get_token called from the async client")
 
     respx_mock.post(f"{BASE}/{PHONE}/messages").respond(200, json=SEND_OK)
-    async with AsyncWhatsAppClient(token_provider=AsyncOnly(TOKEN), phone_number_id=PHONE) as c:
+    async with make_client(token_provider=AsyncOnly(TOKEN), phone_number_id=PHONE) as c:
         assert (await c.send_text("+16505076520", "hi")).message_id == WAMID

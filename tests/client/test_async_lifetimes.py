@@ -14,7 +14,8 @@ import wa_auth
 from wa_auth.sandbox import Sandbox
 
 TO = "+15551234567"
-CLIENTS = ["AsyncWhatsAppClient", "FastAsyncWhatsAppClient"]
+#: The client classes by name; ":raw" is `FastAsyncWhatsAppClient(transport="raw")`.
+CLIENTS = ["AsyncWhatsAppClient", "FastAsyncWhatsAppClient", "FastAsyncWhatsAppClient:raw"]
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,9 @@ def sandbox():
 
 
 def _client(sb: Sandbox, name: str, **kw):
+    name, _, transport = name.partition(":")
+    if transport:
+        kw["transport"] = transport
     return getattr(wa_auth, name)(
         base_url=sb.base_url, token=sb.issue_token(), phone_number_id=sb.phone_number_id, **kw
     )

@@ -24,7 +24,20 @@ from wa_auth.sandbox import Sandbox
 PHONE = "106540352242922"
 CANARY = "EAAGcanaryTOKENforINPUTS0000111122223333444455556666"
 TO = "+15551234567"
-CLIENTS = ["WhatsAppClient", "AsyncWhatsAppClient", "FastAsyncWhatsAppClient"]
+#: The client classes by name; ":raw" is `FastAsyncWhatsAppClient(transport="raw")`.
+CLIENTS = [
+    "WhatsAppClient",
+    "AsyncWhatsAppClient",
+    "FastAsyncWhatsAppClient",
+    "FastAsyncWhatsAppClient:raw",
+]
+
+
+def _make(name: str, **options: object) -> object:
+    name, _, transport = name.partition(":")
+    if transport:
+        options["transport"] = transport
+    return getattr(wa_auth, name)(**options)
 
 
 async def _call(client: object, method: str, *args: object) -> object:
@@ -67,7 +80,8 @@ def _leaks(error: BaseException, secret: str) -> list[str]:
 async def test_a_token_string_is_accepted_as_a_provider(name):
     """`token_provider="EAA..."` and `app_token_provider="..."` work as written."""
     with Sandbox(seed=1) as sb:
-        client = getattr(wa_auth, name)(
+        client = _make(
+            name,
             base_url=sb.base_url,
             token_provider=sb.issue_token(),
             app_token_provider=sb.app_token,
@@ -91,7 +105,7 @@ def test_an_object_that_is_not_a_provider_fails_at_construction(name, argument):
     if argument == "app_token_provider":
         kwargs["token"] = CANARY
     with pytest.raises(RequestValidationError, match=f"{argument} must be a token provider"):
-        getattr(wa_auth, name)(**kwargs)
+        _make(name, **kwargs)
 
 
 class _Provider:
@@ -116,7 +130,7 @@ class _Provider:
 async def test_a_token_no_header_can_carry_is_a_typed_error_without_the_token(name, bad):
     """A non-ASCII token from any provider: TokenSourceMalformedError naming the position."""
     value = CANARY[:10] + bad + CANARY[10:]
-    client = getattr(wa_auth, name)(token_provider=_Provider(value), phone_number_id=PHONE)
+    client = _make(name, token_provider=_Provider(value), phone_number_id=PHONE)
     try:
         with pytest.raises(TokenSourceMalformedError, match="position") as info:
             await _call(client, "send_text", TO, "hi")

@@ -69,12 +69,19 @@ def test_sync_client_sends_at_most_its_gate_with_a_dead_token(revoked):
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("client_class", ["AsyncWhatsAppClient", "FastAsyncWhatsAppClient"])
+@pytest.mark.parametrize(
+    "client_class",
+    ["AsyncWhatsAppClient", "FastAsyncWhatsAppClient", "FastAsyncWhatsAppClient:raw"],
+)
 async def test_async_clients_send_at_most_their_gate_with_a_dead_token(revoked, client_class):
     """2,000 tasks on one async client: at most `max_in_flight` requests carry the dead token."""
     sb, token = revoked
-    cls = getattr(wa_auth, client_class)
-    async with cls(base_url=sb.base_url, token=token, phone_number_id=sb.phone_number_id) as client:
+    name, _, transport = client_class.partition(":")
+    cls = getattr(wa_auth, name)
+    more = {"transport": transport} if transport else {}
+    async with cls(
+        base_url=sb.base_url, token=token, phone_number_id=sb.phone_number_id, **more
+    ) as client:
         gate = client.max_in_flight
         results = await asyncio.gather(
             *(client.send_text(TO, f"m{i}") for i in range(CALLERS)), return_exceptions=True

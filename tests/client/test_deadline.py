@@ -52,8 +52,21 @@ class StdlibWhatsAppClient(WhatsAppClient):
         super().__init__(transport="stdlib", **options)
 
 
-CLIENTS = [WhatsAppClient, StdlibWhatsAppClient, AsyncWhatsAppClient, FastAsyncWhatsAppClient]
-IDS = ["sync", "stdlib", "async", "fast"]
+class RawFastAsyncWhatsAppClient(FastAsyncWhatsAppClient):
+    """`FastAsyncWhatsAppClient` over its raw transport."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(transport="raw", **options)
+
+
+CLIENTS = [
+    WhatsAppClient,
+    StdlibWhatsAppClient,
+    AsyncWhatsAppClient,
+    FastAsyncWhatsAppClient,
+    RawFastAsyncWhatsAppClient,
+]
+IDS = ["sync", "stdlib", "async", "fast", "raw"]
 
 
 @pytest.fixture

@@ -170,9 +170,14 @@ async def loopback(script: Script) -> AsyncIterator[str]:
 
 
 def _clients(base_url: str, **kwargs: Any) -> list[Any]:
+    """The httpx client, then the fast client over aiohttp and over its raw transport."""
     kwargs.setdefault("token", CANARY)
     common = {"phone_number_id": PHONE, "base_url": base_url, **kwargs}
-    return [AsyncWhatsAppClient(**common), FastAsyncWhatsAppClient(**common)]
+    return [
+        AsyncWhatsAppClient(**common),
+        FastAsyncWhatsAppClient(**common),
+        FastAsyncWhatsAppClient(transport="raw", **common),
+    ]
 
 
 def _error_facts(exc: WhatsAppError) -> dict[str, Any]:
@@ -220,13 +225,15 @@ async def test_success_same_model():
         for client in _clients(url):
             async with client:
                 results.append(await client.send_text("15551234567", "hi", idempotency_key="k1"))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     assert results[1].message_id == SUCCESS["messages"][0]["id"]
     sent = [json.loads(r["body"]) for r in script.seen]
-    assert sent[0] == sent[1]
-    assert script.seen[1]["headers"]["authorization"] == f"Bearer {CANARY}"
-    assert script.seen[1]["headers"]["content-type"] == "application/json"
+    assert sent[0] == sent[1] == sent[2]
+    for seen in script.seen[1:]:
+        assert seen["headers"]["authorization"] == f"Bearer {CANARY}"
+        assert seen["headers"]["content-type"] == "application/json"
     assert "aiohttp" in script.seen[1]["headers"]["user-agent"]
+    assert "python-asyncio/" in script.seen[2]["headers"]["user-agent"]
 
 
 async def test_get_and_multipart_requests_match():
@@ -243,9 +250,9 @@ async def test_get_and_multipart_requests_match():
             async with client:
                 await client.get_phone_number()
                 await client.upload_media(b"\x89PNG....", mime_type="image/png", filename="a.png")
-    httpx_get, httpx_up, fast_get, fast_up = script.seen
-    assert httpx_get["path"] == fast_get["path"]
-    assert httpx_up["path"] == fast_up["path"]
+    httpx_get, httpx_up, fast_get, fast_up, raw_get, raw_up = script.seen
+    assert httpx_get["path"] == fast_get["path"] == raw_get["path"]
+    assert httpx_up["path"] == fast_up["path"] == raw_up["path"]
 
     def normalised(req: dict[str, Any]) -> tuple[str, bytes]:
         boundary = req["headers"]["content-type"].split("boundary=")[1]
@@ -254,7 +261,7 @@ async def test_get_and_multipart_requests_match():
             req["body"].replace(boundary.encode(), b"B"),
         )
 
-    assert normalised(httpx_up) == normalised(fast_up)
+    assert normalised(httpx_up) == normalised(fast_up) == normalised(raw_up)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +279,7 @@ async def test_error_categories_match(status, body, category, caplog):
                     await client.send_text("15551234567", "hi")
             facts.append(_error_facts(info.value))
             assert_no_leak(info.value)
-    assert facts[0] == facts[1]
+    assert facts[0] == facts[1] == facts[2]
     if category is not None:
         assert facts[1]["category"] == category
     assert CANARY not in caplog.text
@@ -306,16 +313,20 @@ async def test_token_retry_uses_the_provider_the_same_way():
 
     script = Script(answer=answer)
     async with loopback(script) as url:
-        for client_cls in (AsyncWhatsAppClient, FastAsyncWhatsAppClient):
+        for client_cls, more in (
+            (AsyncWhatsAppClient, {}),
+            (FastAsyncWhatsAppClient, {}),
+            (FastAsyncWhatsAppClient, {"transport": "raw"}),
+        ):
             provider = Rotating()
             async with client_cls(
-                token_provider=provider, phone_number_id=PHONE, base_url=url
+                token_provider=provider, phone_number_id=PHONE, base_url=url, **more
             ) as c:
                 result = await c.send_text("15551234567", "hi")
             assert result.message_id
             assert provider.invalidated == [Token(CANARY).fingerprint]
     auths = [r["headers"]["authorization"] for r in script.seen]
-    assert auths == [f"Bearer {CANARY}", f"Bearer {CANARY_2}"] * 2
+    assert auths == [f"Bearer {CANARY}", f"Bearer {CANARY_2}"] * 3
 
 
 def _refused_url() -> str:
@@ -335,7 +346,7 @@ async def test_connection_refused_is_not_delivered():
         assert info.value.maybe_delivered is False
         assert_no_leak(info.value)
         facts.append(_error_facts(info.value))
-    assert facts[0] == facts[1]
+    assert facts[0] == facts[1] == facts[2]
 
 
 @pytest.mark.parametrize(
@@ -360,12 +371,15 @@ async def test_lost_answer_maybe_delivered(action, timeout, idempotent):
             assert "aiohttp" not in type(info.value).__module__
             assert_no_leak(info.value)
             facts.append(_error_facts(info.value))
-    assert facts[0] == facts[1]
+    assert facts[0] == facts[1] == facts[2]
 
 
-async def test_debug_token_input_token_is_redacted_in_errors():
+@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+async def test_debug_token_input_token_is_redacted_in_errors(transport):
     """The token being debugged never appears in a fast-path transport error either."""
-    async with FastAsyncWhatsAppClient(token=CANARY, base_url=_refused_url()) as client:
+    async with FastAsyncWhatsAppClient(
+        token=CANARY, base_url=_refused_url(), transport=transport
+    ) as client:
         with pytest.raises(TransportError) as info:
             await client.debug_token(CANARY_2)
     assert_no_leak(info.value, CANARY, CANARY_2)
@@ -426,17 +440,21 @@ async def test_owned_session_is_not_closed():
         assert not session.closed
 
 
-async def test_closed_client_refuses_to_send():
+@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+async def test_closed_client_refuses_to_send(transport):
     """After aclose() the client does not open a new session."""
-    client = FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE, base_url=_refused_url())
+    client = FastAsyncWhatsAppClient(
+        token=CANARY, phone_number_id=PHONE, base_url=_refused_url(), transport=transport
+    )
     await client.aclose()
     with pytest.raises(RuntimeError):
         await client.send_text("15551234567", "hi")
 
 
-def test_repr_hides_the_token():
+@pytest.mark.parametrize("transport", ["aiohttp", "raw"])
+def test_repr_hides_the_token(transport):
     """The client's repr shows the provider's fingerprint, never the token."""
-    client = FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE)
+    client = FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE, transport=transport)
     assert CANARY not in repr(client)
     # A sibling of AsyncWhatsAppClient on the shared async base, not a subclass.
     assert isinstance(client, AsyncClientBase)
@@ -448,6 +466,21 @@ def test_missing_aiohttp_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "aiohttp", None)
     with pytest.raises(ImportError, match=r"wa-auth\[fast\]"):
         FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE)
+
+
+def test_raw_transport_needs_no_aiohttp(monkeypatch):
+    """`transport="raw"` is the standard library's: it works without aiohttp installed."""
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    client = FastAsyncWhatsAppClient(token=CANARY, phone_number_id=PHONE, transport="raw")
+    assert "python-asyncio/" in client._headers["User-Agent"]
+
+
+def test_raw_transport_refuses_an_aiohttp_session_and_unknown_transports():
+    """http_client= is an aiohttp session: meaningless to the raw transport; typos are refused."""
+    with pytest.raises(wa_auth.ConfigurationError, match="transport='raw'"):
+        FastAsyncWhatsAppClient(token=CANARY, transport="raw", http_client=object())  # type: ignore[arg-type]
+    with pytest.raises(wa_auth.ConfigurationError, match="'aiohttp' or 'raw'"):
+        FastAsyncWhatsAppClient(token=CANARY, transport="httpx")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

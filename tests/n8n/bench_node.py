@@ -218,7 +218,7 @@ def workflow(url: str, items: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _service(peer: str) -> Iterator[Any]:
+def _service(peer: str, transport: str | None = None) -> Iterator[Any]:
     """`wa-auth serve` in front of *peer*: nginx answering like Meta (the default) or the sandbox.
 
     nginx answers from memory, as in `make bench`, so the peer's own cost does not blur the
@@ -226,7 +226,9 @@ def _service(peer: str) -> Iterator[Any]:
     node opens one per item, all at once (its batching only spaces them out by an interval),
     more than serve's default cap, which closes idle ones to make room.
     """
-    args = ("--concurrency", "64", "--max-connections", "4096")
+    args: tuple[str, ...] = ("--concurrency", "64", "--max-connections", "4096")
+    if transport is not None:  # serve's client to the peer (its default otherwise)
+        args += ("--transport", transport)
     if peer == "sandbox":
         with Sandbox(seed=11) as sandbox, serving(sandbox, sandbox.issue_token(), *args) as svc:
             yield svc
@@ -365,12 +367,17 @@ def main() -> int:
         default="nginx" if nginx_binary() else "sandbox",
         help="what answers serve like Meta (default: nginx when installed)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("raw", "aiohttp"),
+        help="serve's --transport, its client to the peer (default: serve's own default)",
+    )
     parser.add_argument("--alone", metavar="URL", help=argparse.SUPPRESS)  # serve_alone's child
     args = parser.parse_args()
     if args.alone:
         print(json.dumps(serve_alone(args.alone, int(os.environ["BENCH_SERVE_PID"]), args.items)))
         return 0
-    with tempfile.TemporaryDirectory() as tmp, _service(args.peer) as svc:
+    with tempfile.TemporaryDirectory() as tmp, _service(args.peer, args.transport) as svc:
         folder = Path(tmp)
         extension = _extension(folder)
         path = folder / "bench.json"

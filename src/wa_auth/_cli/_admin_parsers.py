@@ -324,6 +324,15 @@ def serve(commands: argparse._SubParsersAction[Parser]) -> None:
         metavar="S",
         help="SIGTERM waits this long for the requests in flight",
     )
+    h.add_argument(
+        "--transport",
+        choices=serve.TRANSPORTS,
+        default=serve.DEFAULT_TRANSPORT,
+        help=(
+            "how the sends reach Meta: raw (wa_auth's own HTTP/1.1 on asyncio: about half "
+            "the CPU per send) or aiohttp"
+        ),
+    )
     g = p.add_argument_group("guard")
     g.add_argument(
         "--concurrency",

@@ -10,7 +10,10 @@
   event loop) and `bind_async`, which binds a flow as one of its methods.
 - `_httpx`: `HttpxTransport` (the sync client's httpx transport), `AsyncWhatsAppClient` over
   httpx, and `translate`, the one boundary where httpx's exceptions become wa_auth's.
-- `_aiohttp`: `FastAsyncWhatsAppClient`, the same flows over aiohttp (the `fast` extra).
+- `_raw`: `RawTransport`, the asyncio transport of `FastAsyncWhatsAppClient(transport="raw")`:
+  `_stdlib`'s design (and pieces) on `asyncio.Protocol` connections, the standard library only.
+- `_aiohttp`: `FastAsyncWhatsAppClient`, the same flows over aiohttp (the `fast` extra), or
+  over `_raw`.
 - `_sync`: `WhatsAppClient` and `bind_sync`; it imports the transport it is given only.
 
 httpx's network backends under a call's deadline are `wa_auth._deadline_io`, beside

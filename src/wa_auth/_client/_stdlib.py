@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from wa_auth.providers import Token
 
-__all__ = ["DEFAULT_MAX_IDLE", "Headers", "StdlibTransport", "proxy_for"]
+__all__ = ["DEFAULT_MAX_IDLE", "Addressing", "Headers", "Origin", "StdlibTransport", "proxy_for"]
 
 #: Idle connections kept per origin: httpx's `max_keepalive_connections`.
 DEFAULT_MAX_IDLE: Final = 16
@@ -237,7 +237,83 @@ def _is_dead(conn: http.client.HTTPConnection) -> bool:
 # --- the transport ------------------------------------------------------------------------------
 
 
-class StdlibTransport:
+class Addressing:
+    """Where a request goes and its header lines, worked out once per URL and header set.
+
+    Shared by the transports that write their own heads (`StdlibTransport`, and the asyncio
+    `RawTransport`): a subclass sets `_headers`, `_proxies`, `_places` and `_lines`.
+    """
+
+    _headers: dict[str, str]
+    _proxies: dict[tuple[str, str], str | None]
+    _places: dict[str, _Place]
+    _lines: dict[tuple[tuple[str, str], ...], bytes]
+
+    def _message(self, request: Request, secret: str) -> tuple[Origin, bytes]:
+        """The origin *request* goes to and its bytes on the wire, head and body."""
+        place = self._places.get(request.url)
+        if place is None:
+            place = self._place(request.url)
+        origin, target, host, proxy_lines = place
+        lines = self._lines.get(request.headers)
+        if lines is None:
+            lines = self._header_lines(request.headers)
+        content = request.content
+        message = b"".join(
+            (
+                request_head(request.method, target, host, content),
+                lines,
+                encode_headers({"Authorization": "Bearer " + secret}),
+                proxy_lines,
+                b"\r\n",
+                content or b"",
+            )
+        )
+        return origin, message
+
+    def _place(self, url_text: str) -> _Place:
+        """Where a URL goes: its origin, request target, `Host` and proxy lines (kept)."""
+        url = urlsplit(url_text)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise RequestValidationError(
+                f"base_url must be an http(s) URL: {url.scheme or 'no scheme'} is not supported"
+            )
+        host = url.hostname
+        default = 443 if url.scheme == "https" else 80
+        port = url.port or default
+        route = (url.scheme, host)
+        proxy = self._proxies.get(route, "?")
+        if proxy == "?":
+            proxy = self._proxies[route] = proxy_for(url.scheme, host)
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        proxy_lines = b""
+        if proxy is not None and url.scheme == "http":
+            # A plain-HTTP proxy takes the absolute form, and the URL's own host and port.
+            target = url_text
+            name = _idna(url.netloc)
+            proxy_lines = encode_headers(_proxy_authorization(urlsplit(proxy)))
+        else:
+            name = _idna(host)
+            if ":" in host:
+                name = b"[" + name + b"]"
+            if port != default:
+                name += b":%d" % port
+        place = ((url.scheme, host, port, proxy), target, name, proxy_lines)
+        if len(self._places) >= _MAX_KEPT:
+            self._places.clear()
+        self._places[url_text] = place
+        return place
+
+    def _header_lines(self, extra: tuple[tuple[str, str], ...]) -> bytes:
+        """The lines of the client's headers and a request's own (kept per set)."""
+        lines = encode_headers({**self._headers, **dict(extra)})
+        if len(self._lines) >= _MAX_KEPT:
+            self._lines.clear()
+        self._lines[extra] = lines
+        return lines
+
+
+class StdlibTransport(Addressing):
     """Sends a `Request` over `http.client`, reusing connections; thread-safe.
 
     Args:
@@ -282,24 +358,7 @@ class StdlibTransport:
             del error  # the traceback holds this frame: no cycle through it
 
     def _exchange(self, request: Request, secret: str) -> Response:
-        place = self._places.get(request.url)
-        if place is None:
-            place = self._place(request.url)
-        origin, target, host, proxy_lines = place
-        lines = self._lines.get(request.headers)
-        if lines is None:
-            lines = self._header_lines(request.headers)
-        content = request.content
-        message = b"".join(
-            (
-                request_head(request.method, target, host, content),
-                lines,
-                encode_headers({"Authorization": "Bearer " + secret}),
-                proxy_lines,
-                b"\r\n",
-                content or b"",
-            )
-        )
+        origin, message = self._message(request, secret)
         conn = self._take(origin)
         reusable = False
         try:
@@ -311,47 +370,6 @@ class StdlibTransport:
                 self._put(origin, conn)
             else:
                 conn.close()
-
-    def _place(self, url_text: str) -> _Place:
-        """Where a URL goes: its origin, request target, `Host` and proxy lines (kept)."""
-        url = urlsplit(url_text)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise RequestValidationError(
-                f"base_url must be an http(s) URL: {url.scheme or 'no scheme'} is not supported"
-            )
-        host = url.hostname
-        default = 443 if url.scheme == "https" else 80
-        port = url.port or default
-        route = (url.scheme, host)
-        proxy = self._proxies.get(route, "?")
-        if proxy == "?":
-            proxy = self._proxies[route] = proxy_for(url.scheme, host)
-        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        proxy_lines = b""
-        if proxy is not None and url.scheme == "http":
-            # A plain-HTTP proxy takes the absolute form, and the URL's own host and port.
-            target = url_text
-            name = _idna(url.netloc)
-            proxy_lines = encode_headers(_proxy_authorization(urlsplit(proxy)))
-        else:
-            name = _idna(host)
-            if ":" in host:
-                name = b"[" + name + b"]"
-            if port != default:
-                name += b":%d" % port
-        place = ((url.scheme, host, port, proxy), target, name, proxy_lines)
-        if len(self._places) >= _MAX_KEPT:
-            self._places.clear()
-        self._places[url_text] = place
-        return place
-
-    def _header_lines(self, extra: tuple[tuple[str, str], ...]) -> bytes:
-        """The lines of the client's headers and a request's own (kept per set)."""
-        lines = encode_headers({**self._headers, **dict(extra)})
-        if len(self._lines) >= _MAX_KEPT:
-            self._lines.clear()
-        self._lines[extra] = lines
-        return lines
 
     def _roundtrip(self, conn: http.client.HTTPConnection, method: str, message: bytes) -> Answer:
         timeouts = self._timeouts

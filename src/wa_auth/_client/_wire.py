@@ -25,7 +25,17 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
 
-__all__ = ["Answer", "TimedOut", "encode_headers", "read_answer", "request_head"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEAD",
+    "Answer",
+    "AnswerParser",
+    "TimedOut",
+    "encode_headers",
+    "parse_head",
+    "read_answer",
+    "request_head",
+]
 
 #: http.client's limits: one line of the head, the number of header lines.
 MAX_LINE: Final = 65536
@@ -281,3 +291,245 @@ def _chunked(reader: _Reader) -> bytes:
     while reader.line() not in (b"\r\n", b"\n", b""):  # trailers
         pass
     return b"".join(parts)
+
+
+# --- the same reading, sans I/O: bytes fed as they come (the asyncio `raw` transport) ---------
+
+#: The most bytes an answer's head may take (its status line and header lines together).
+MAX_HEAD: Final = 65536
+#: The most bytes an answer's body may take: past Meta's largest media (100 MB documents).
+MAX_BODY: Final = 128 * 1024 * 1024
+
+
+def parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
+    """Return the version, status and headers of one whole head (its blank line excluded).
+
+    The same reading as `read_answer`'s (`_status`, `_headers`): lower-cased names, repeated
+    ones joined by ", ", folded lines continued, lines without a colon dropped.
+
+    Raises:
+        http.client.HTTPException: A bad status line, a line or head past its limits.
+    """
+    lines = str(head, "iso-8859-1").split("\n")  # decoded once: Latin-1 maps byte to char
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise http.client.BadStatusLine("")
+    text = lines[0] + "\n"
+    if len(text) > MAX_LINE:
+        raise http.client.LineTooLong("header line")
+    parts = text.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise http.client.BadStatusLine(text)
+    try:
+        status = int(parts[1])
+    except ValueError:
+        raise http.client.BadStatusLine(text) from None
+    if not 100 <= status <= 999:
+        raise http.client.BadStatusLine(text)
+    if len(lines) - 1 > MAX_HEADERS:
+        raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+    headers: dict[str, str] = {}
+    last = None
+    for line in lines[1:]:
+        if len(line) >= MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        if line[-1:] == "\r":
+            line = line.rstrip("\r")  # noqa: PLW2901 - the line without its end
+        if line[:1] in (" ", "\t") and last is not None:  # a folded line continues the last
+            headers[last] += line
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue  # not a header line: http.client's parser drops it too
+        key = name.lower()
+        value = value.lstrip(" \t")
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        last = key
+    return parts[0], status, headers
+
+
+def _head_end(buffer: bytes) -> tuple[int, int]:
+    """Where the head in *buffer* ends (after its last line's LF) and its body begins; -1s."""
+    crlf = buffer.find(b"\n\r\n")
+    lf = buffer.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf + 1, lf + 2
+    if crlf >= 0:
+        return crlf + 1, crlf + 3
+    return -1, -1
+
+
+class AnswerParser:
+    """One answer, read from the bytes fed to it as they arrive; no I/O, no clock.
+
+    `feed` returns the `Answer` once it is whole (None until then); `end` says what the answer
+    was when the peer closed. The same answer as `read_answer` reads from a socket:
+    `Content-Length`, chunked and read-until-close bodies, a `100 Continue` skipped, the
+    connection not reused after `Connection: close` or bytes nobody asked for. Over
+    `MAX_HEAD` or `MAX_BODY`, or malformed, it raises `http.client`'s exceptions, as
+    `read_answer` does.
+    """
+
+    __slots__ = (
+        "body_at",
+        "buffer",
+        "chunks",
+        "got",
+        "headers",
+        "length",
+        "method",
+        "mode",
+        "parts",
+        "status",
+        "trailers",
+        "will_close",
+    )
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.buffer = b""
+        self.headers: dict[str, str] | None = None
+        self.status = 0
+        self.will_close = False
+        self.mode = ""  # "length", "chunked" or "close" once the head is read
+        self.length = 0
+        self.got = 0
+        self.parts: list[bytes] = []
+        self.body_at = 0
+        self.chunks: list[bytes] = []
+        self.trailers = False
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the answer has come."""
+        return bool(self.buffer) or self.headers is not None
+
+    def feed(self, data: bytes) -> Answer | None:
+        """Take the next bytes; return the whole answer once it has come."""
+        if self.headers is None:
+            buffer = self.buffer + data if self.buffer else data
+            while True:
+                head_end, body_at = _head_end(buffer)
+                if head_end < 0:
+                    if len(buffer) > MAX_HEAD:
+                        raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
+                    self.buffer = buffer
+                    return None
+                if head_end > MAX_HEAD:
+                    raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
+                version, status, headers = parse_head(buffer[:head_end])
+                buffer = buffer[body_at:]
+                if status != 100:
+                    break
+            self.buffer = b""
+            self._framing(version, status, headers)
+            data = buffer
+        mode = self.mode
+        if mode == "length":
+            return self._length_body(data)
+        if mode == "chunked":
+            return self._chunked_body(data)
+        if mode == "close":
+            self._count(len(data))
+            if data:
+                self.parts.append(data)
+            return None
+        return self._answer(b"", left_over=bool(data))  # a body-less answer
+
+    def end(self) -> Answer:
+        """The answer, now that the peer has closed; raise if it was not whole."""
+        if self.headers is None:
+            if not self.buffer:
+                raise http.client.RemoteDisconnected(
+                    "Remote end closed connection without response"
+                )
+            raise http.client.HTTPException("the peer closed inside the head of its answer")
+        if self.mode == "close":
+            return self._answer(b"".join(self.parts), left_over=False)
+        if self.mode == "length":
+            raise http.client.IncompleteRead(b"".join(self.parts), self.length - self.got)
+        raise http.client.IncompleteRead(b"".join(self.chunks))
+
+    def _framing(self, version: str, status: int, headers: dict[str, str]) -> None:
+        self.headers = headers
+        self.status = status
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.1":
+            self.will_close = "close" in connection
+        else:
+            self.will_close = "keep-alive" not in connection and "keep-alive" not in headers
+        if status in (204, 304) or status < 200 or self.method == "HEAD":
+            self.mode = ""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            self.mode = "chunked"
+        else:
+            length = _length(headers.get("content-length"))
+            if length is None:
+                self.mode = "close"
+                self.will_close = True
+            else:
+                if length > MAX_BODY:
+                    raise http.client.HTTPException(f"a body of more than {MAX_BODY} bytes")
+                self.mode = "length"
+                self.length = length
+
+    def _count(self, n: int) -> None:
+        self.got += n
+        if self.got > MAX_BODY:
+            raise http.client.HTTPException(f"a body of more than {MAX_BODY} bytes")
+
+    def _answer(self, body: bytes, *, left_over: bool) -> Answer:
+        assert self.headers is not None
+        return Answer(self.status, self.headers, body, self.will_close or left_over)
+
+    def _length_body(self, data: bytes) -> Answer | None:
+        need = self.length - self.got
+        if not self.parts and len(data) >= need:  # the whole body in one piece: no copy
+            return self._answer(
+                data[:need] if len(data) > need else data, left_over=len(data) > need
+            )
+        if len(data) < need:
+            if data:
+                self.parts.append(data)
+                self.got += len(data)
+            return None
+        self.parts.append(data[:need])
+        self.got = self.length
+        return self._answer(b"".join(self.parts), left_over=len(data) > need)
+
+    def _chunked_body(self, data: bytes) -> Answer | None:
+        buffer = self.buffer + data if self.buffer else data
+        pos = 0
+        while True:
+            end = buffer.find(b"\n", pos)
+            if end < 0:
+                if len(buffer) - pos > MAX_LINE:
+                    raise http.client.LineTooLong("chunk size line")
+                self.buffer = buffer[pos:]
+                return None
+            line = buffer[pos : end + 1]
+            if len(line) > MAX_LINE:
+                raise http.client.LineTooLong("chunk size line")
+            if self.trailers:
+                pos = end + 1
+                if line in (b"\r\n", b"\n"):
+                    return self._answer(b"".join(self.chunks), left_over=pos < len(buffer))
+                continue
+            try:
+                size = int(line.split(b";", 1)[0], 16)
+            except ValueError:
+                raise http.client.IncompleteRead(b"".join(self.chunks)) from None
+            if size < 0:
+                raise http.client.IncompleteRead(b"".join(self.chunks))
+            if size == 0:
+                self.trailers = True
+                pos = end + 1
+                continue
+            self._count(size)
+            if len(buffer) < end + 1 + size + 2:
+                self.got -= size  # counted again once the whole chunk is here
+                self.buffer = buffer[pos:]
+                return None
+            self.chunks.append(buffer[end + 1 : end + 1 + size])
+            pos = end + 1 + size + 2  # the chunk, then its CRLF

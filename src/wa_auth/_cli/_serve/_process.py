@@ -113,7 +113,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     started = time.monotonic()
-    async with FastAsyncWhatsAppClient(**options) as client:
+    async with FastAsyncWhatsAppClient(transport=config.transport, **options) as client:
         guard = Guard(client, **guard_options, outbox=outbox)
         fanout = None
         if webhooks is not None:

@@ -26,8 +26,10 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_TRANSPORT",
     "MAX_LINE",
     "MIN_KEY_LENGTH",
+    "TRANSPORTS",
     "Settings",
     "api_key",
     "key_digest",
@@ -49,6 +51,10 @@ DEFAULT_CONCURRENCY: Final = 64
 DEFAULT_HEADER_TIMEOUT: Final = 10.0
 #: The most connections open at once, lowered to fit the open-file limit (`_connections`).
 DEFAULT_MAX_CONNECTIONS: Final = 1024
+#: How the service's client reaches Meta: `FastAsyncWhatsAppClient(transport=...)`. "raw" (the
+#: client's own HTTP/1.1 on asyncio) spends about half aiohttp's CPU per send.
+TRANSPORTS: Final = ("raw", "aiohttp")
+DEFAULT_TRANSPORT: Final = "raw"
 #: The longest request line and header line, in bytes (aiohttp's default): a longer one is a 400.
 MAX_LINE: Final = 8190
 #: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
@@ -74,6 +80,7 @@ class Settings:
             lowers it (`_connections.connection_cap`).
         outbox: The outbox file, or None.
         state: The state file, or None.
+        transport: The client's transport to Meta (`TRANSPORTS`).
     """
 
     host: str
@@ -87,6 +94,7 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     outbox: str | None = None
     state: str | None = None
+    transport: str = DEFAULT_TRANSPORT
 
 
 def key_digest(key: str) -> bytes:
@@ -184,4 +192,5 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
         max_connections=args.max_connections,
         outbox=args.outbox or environ.get("WA_AUTH_OUTBOX") or None,
         state=getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None,
+        transport=getattr(args, "transport", None) or DEFAULT_TRANSPORT,
     )
