@@ -509,7 +509,12 @@ def test_a_130429_storm_holds_the_number_without_rate(wa_sandbox):
     storm.start()
     try:
         lines = "\n".join(intent(f"storm {i}", idempotency_key=f"storm-{i}") for i in range(n))
-        run = cli("send", "--concurrency", str(n), env=env_for(wa_sandbox, token), stdin=lines)
+        # One probe a second (the sandbox's Retry-After) for 4.5 s: on a loaded machine the same
+        # intent can be the one that probes in four of those seconds, which spent the default
+        # four attempts (seen: one intent of 16 failed). Eight leave room, and the old
+        # behaviour would cost 8n here, well past the bound below.
+        args = ("send", "--concurrency", str(n), "--max-attempts", "8")
+        run = cli(*args, env=env_for(wa_sandbox, token), stdin=lines)
     finally:
         storm.cancel()
     assert [line["state"] for line in run.lines] == ["delivered"] * n, run.stderr

@@ -19,6 +19,9 @@ Every row sends the same text intent, one per item, to the harness's nginx peer:
 - `serve.memory.*`: the service's peak RSS (VmHWM) after 1,000 and after 20,000 requests
   (goal: at most 1.2x: no growth per request).
 
+The service and the in-process baselines send over the same client transport, `TRANSPORT`
+(serve's default, `raw`), so the HTTP hop to the service is the only difference between them.
+
 The CPU figure of the serve rows adds the service's CPU to the callers'; the figure
 `serve_cpu_us_per_msg` is the service's own. `latency_p50_ms` and `latency_p99_ms` are per
 request, from the caller's side.
@@ -36,7 +39,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from loops import peak_rss_kb
 from registry import Ctx, Goal, variant
@@ -47,6 +50,8 @@ KEY = "benchmark-api-key-0123456789abcdef"
 LEVELS = (1, 16, 64)
 #: Intents per request of the list rows (an n8n node's batch).
 LIST = 50
+#: The client transport of the service (`--transport`) and of the in-process baselines alike.
+TRANSPORT: Final = "raw"
 
 
 def _intent(ctx: Ctx) -> dict[str, Any]:
@@ -103,6 +108,7 @@ class _Service:
 
     def __init__(self, ctx: Ctx, concurrency: int) -> None:
         cmd = [*_wa_auth(), "serve", "--port", "0", "--concurrency", str(max(64, concurrency))]
+        cmd += ["--transport", TRANSPORT]
         self.proc = subprocess.Popen(
             cmd, env=_env(ctx), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -272,7 +278,7 @@ async def _inprocess(ctx: Ctx, per: int = 1) -> dict[str, Any]:
     requests = max(1, ctx.n // per)
     n = requests * per
     async with FastAsyncWhatsAppClient(
-        token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url
+        token=TOKEN, phone_number_id=ctx.phone_id, base_url=ctx.base_url, transport=TRANSPORT
     ) as client:
         guard = Guard(client)
 
