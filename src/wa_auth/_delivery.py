@@ -37,8 +37,28 @@ EXPIRED: Final = "expired"
 DELIVERY_STATES: Final = (DELIVERED, QUEUED, FAILED, MAYBE_DELIVERED, EXPIRED)
 
 
+class _DeliverySlots:
+    """`Delivery`'s slots, in a base of their own so that `accepted` can fill them cheaply.
+
+    The same arrangement as `wa_auth.intents._IntentSlots`: `accepted` stores the fields on an
+    `_Unfrozen` and assigns it the class `Delivery`, a plain store per field where a slot
+    descriptor's `__set__` costs a method-wrapper call each.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "attempts",
+        "error",
+        "intent",
+        "not_before",
+        "reason",
+        "result",
+        "state",
+    )
+
+
 @attrs.frozen(kw_only=True)
-class Delivery:
+class Delivery(_DeliverySlots):
     """What became of one intent: delivered, queued, failed, maybe delivered or expired.
 
     Args:
@@ -101,24 +121,32 @@ class Delivery:
         }
 
 
-#: The slots' own setters, in field order: they write a frozen instance being made.
-_SETTERS: Final = tuple(Delivery.__dict__[field.name].__set__ for field in attrs.fields(Delivery))
+class _Unfrozen(_DeliverySlots):
+    """A `Delivery` being made by `accepted`: its fields are stored, then its class changes."""
+
+    __slots__ = ()
+    state: str
+    intent: Intent
+    result: SendResult | None
+    error: WhatsAppError | None
+    attempts: int
+    not_before: float | None
+    reason: str | None
 
 
 def accepted(intent: Intent, result: SendResult, attempts: int) -> Delivery:
     """Return `Delivery(state=DELIVERED, intent=intent, result=result, attempts=attempts)`.
 
-    Made without attrs' `__init__`, a third of its cost: a guard makes one per message sent.
+    Made without attrs' `__init__` (a third of its cost) and without the slot descriptors'
+    `__set__` (see `_DeliverySlots`): a guard makes one per message sent.
     """
-    delivery = object.__new__(Delivery)
-    set_state, set_intent, set_result, set_error, set_attempts, set_not_before, set_reason = (
-        _SETTERS
-    )
-    set_state(delivery, DELIVERED)
-    set_intent(delivery, intent)
-    set_result(delivery, result)
-    set_error(delivery, None)
-    set_attempts(delivery, attempts)
-    set_not_before(delivery, None)
-    set_reason(delivery, None)
-    return delivery
+    delivery = object.__new__(_Unfrozen)
+    delivery.state = DELIVERED
+    delivery.intent = intent
+    delivery.result = result
+    delivery.error = None
+    delivery.attempts = attempts
+    delivery.not_before = None
+    delivery.reason = None
+    delivery.__class__ = Delivery  # type: ignore[assignment]
+    return delivery  # type: ignore[return-value]

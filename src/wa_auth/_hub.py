@@ -7,6 +7,7 @@ to (a one-message `wa-auth send`) never creates the event classes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -35,7 +36,7 @@ class Events:
         #: subscriber without one takes everything: learnt on first use, forgotten when the
         #: subscribers change. The answers themselves are asked each time (a logger's level
         #: may change).
-        self._checks: dict[type[Event], tuple[Callable[[type[Event]], bool], ...] | None] = {}
+        self._checks: dict[type[Event], tuple[Callable[[], bool], ...] | None] = {}
 
     @classmethod
     def with_logging(cls) -> Events:
@@ -84,21 +85,29 @@ class Events:
         if checks is None:
             return True
         for wants in checks:  # noqa: SIM110 - any() would make a generator per call
-            if wants(kind):
+            if wants():
                 return True
         return False
 
-    def _learn(self, kind: type[Event]) -> tuple[Callable[[type[Event]], bool], ...] | None:
-        """Return (and keep until the subscribers change) who must be asked about *kind*."""
+    def _learn(self, kind: type[Event]) -> tuple[Callable[[], bool], ...] | None:
+        """Return (and keep until the subscribers change) who must be asked about *kind*.
+
+        Each is asked with no argument: the subscriber's `wants` bound to *kind*, or, for a
+        `LoggingSubscriber`, its logger's `isEnabledFor` bound to the kind's level (the same
+        answer, a call fewer per question; the logger's level is still read each time).
+        """
         with self._lock:
-            found: list[Callable[[type[Event]], bool]] = []
-            checks: tuple[Callable[[type[Event]], bool], ...] | None
+            found: list[Callable[[], bool]] = []
+            checks: tuple[Callable[[], bool], ...] | None
             for subscriber in self._subscribers:
+                if type(subscriber) is LoggingSubscriber:
+                    found.append(subscriber._check(kind))  # noqa: SLF001 - this module's own
+                    continue
                 wants = getattr(subscriber, "wants", None)
                 if wants is None:
                     checks = None
                     break
-                found.append(wants)
+                found.append(functools.partial(wants, kind))
             else:
                 checks = tuple(found)
             self._checks[kind] = checks
@@ -126,6 +135,11 @@ class LoggingSubscriber:
         """Whether an event of *kind* would be logged: its logger is enabled for its level."""
         logger = self._auth if kind.kind == "auth" else self._http
         return logger.isEnabledFor(kind.level)
+
+    def _check(self, kind: type[Event]) -> Callable[[], bool]:
+        """`wants(kind)` as a call of no argument, for the hub to keep per kind."""
+        logger = self._auth if kind.kind == "auth" else self._http
+        return functools.partial(logger.isEnabledFor, kind.level)
 
     def __call__(self, event: Event) -> None:
         """Log one event."""

@@ -139,8 +139,32 @@ def _timestamp(name: str, value: object, *, optional: bool) -> float | None:
     return float(value)
 
 
+class _IntentSlots:
+    """`Intent`'s slots, in a base of their own so that `_made` can fill them cheaply.
+
+    A frozen attrs class refuses `setattr`, and writing a slot through its descriptor's
+    `__set__` costs a method-wrapper call (some 700 instructions) per field. `_made` instead
+    fills an `_Unfrozen` (the same layout, no `__setattr__` of its own: a plain store per
+    field) and then makes it an `Intent` by assigning `__class__`, which Python allows
+    between classes that add nothing to one shared slotted base. The `__weakref__` slot is
+    here too: Python refuses that assignment between classes that each declare it.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "consumer",
+        "content",
+        "created_at",
+        "idempotency_key",
+        "not_after",
+        "phone_number_id",
+        "to",
+        "type",
+    )
+
+
 @attrs.frozen(kw_only=True)
-class Intent:
+class Intent(_IntentSlots):
     """One message to send, validated, with its idempotency key and optional deadline.
 
     Make one with a constructor per kind (`Intent.text(...)`, `Intent.template(...)`, ...) or
@@ -389,8 +413,18 @@ class Intent:
         return cls(to=data.get("to"), type=kind, content=data[kind], **options)  # type: ignore[arg-type]
 
 
-#: The slots' own setters, in field order: they write a frozen instance being made.
-_SETTERS: Final = tuple(Intent.__dict__[field.name].__set__ for field in attrs.fields(Intent))
+class _Unfrozen(_IntentSlots):
+    """An `Intent` being made by `_made`: its fields are stored, then its class becomes `Intent`."""
+
+    __slots__ = ()
+    to: str
+    type: str
+    content: Mapping[str, Any]
+    idempotency_key: str
+    phone_number_id: str | None
+    consumer: str | None
+    created_at: float
+    not_after: float | None
 
 
 def _made(
@@ -403,18 +437,23 @@ def _made(
     created_at: float,
     not_after: float | None,
 ) -> Intent:
-    """Return an `Intent` of fields already checked, without `__init__` (or its checks)."""
-    intent = object.__new__(Intent)
-    set_to, set_type, set_content, set_key, set_phone, set_consumer, set_at, set_after = _SETTERS
-    set_to(intent, to)
-    set_type(intent, kind)
-    set_content(intent, content)
-    set_key(intent, idempotency_key)
-    set_phone(intent, phone_number_id)
-    set_consumer(intent, consumer)
-    set_at(intent, created_at)
-    set_after(intent, not_after)
-    return intent
+    """Return an `Intent` of fields already checked, without `__init__` (or its checks).
+
+    A plain store per field, on an `_Unfrozen` turned into an `Intent` at the end (see
+    `_IntentSlots`): a guard makes one per message, and the slot descriptors' `__set__`
+    cost some 4,000 instructions more.
+    """
+    intent = object.__new__(_Unfrozen)
+    intent.to = to
+    intent.type = kind
+    intent.content = content
+    intent.idempotency_key = idempotency_key
+    intent.phone_number_id = phone_number_id
+    intent.consumer = consumer
+    intent.created_at = created_at
+    intent.not_after = not_after
+    intent.__class__ = Intent  # type: ignore[assignment]
+    return intent  # type: ignore[return-value]
 
 
 def _from_fields(data: Mapping[str, Any], kind: str) -> Intent:

@@ -404,6 +404,9 @@ class PauseStore(Protocol):
         ...
 
 
+_NO_RECORDS: Final[tuple[None, None]] = (None, None)
+
+
 class MemoryPauseStore:
     """The in-memory pause store: one per process unless guards are given the same one."""
 
@@ -414,6 +417,18 @@ class MemoryPauseStore:
     def get(self, kind: str, phone_number_id: str) -> Pause | None:
         """Return the pause of that kind on the number, or None."""
         return self._pauses.get((kind, phone_number_id))
+
+    def get_records(self, phone_number_id: str) -> tuple[Pause | None, Pause | None]:
+        """Return the number's account pause and its circuit (each or None), in one call.
+
+        What a guard reads before every send: a store may offer this optional method of
+        the `PauseStore` protocol to answer both in one call (a guard calls `get` twice for
+        a store without it).
+        """
+        pauses = self._pauses
+        if not pauses:  # no number paused: the common case
+            return _NO_RECORDS
+        return pauses.get((ACCOUNT, phone_number_id)), pauses.get((CIRCUIT, phone_number_id))
 
     def put(self, pause: Pause) -> None:
         """Store *pause*."""

@@ -92,6 +92,11 @@ class Runtime:
         self.client = client
         self.limiter = limiter
         self.pauses: PauseStore = pauses if pauses is not None else MemoryPauseStore()
+        #: The store's optional `get_records(route)`, both of a number's records in one
+        #: call (`MemoryPauseStore.get_records`), or None: `Look` then calls `get` twice.
+        self.get_records: Callable[[str], tuple[Pause | None, Pause | None]] | None = getattr(
+            self.pauses, "get_records", None
+        )
         self.outbox = outbox
         self.clock = clock
         self.monotonic = monotonic
@@ -341,6 +346,10 @@ class Look(Step):
         route = self.route
         if route is None:
             return wall, mono, None, None
+        get_records = env.get_records
+        if get_records is not None:
+            pause, circuit = get_records(route)
+            return wall, mono, pause, circuit
         pauses = env.pauses
         return wall, mono, pauses.get(ACCOUNT, route), pauses.get(CIRCUIT, route)
 
