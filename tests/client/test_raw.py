@@ -516,3 +516,62 @@ def test_the_parser_only_ever_raises_http_exceptions(data, cuts):
     """Any bytes, cut anywhere: an answer or an `HTTPException`, the same for every cut."""
     whole = _parsed([data])
     assert _parsed(_splits(data, cuts)) == whole
+
+
+@pytest.mark.parametrize("after", ["close", "garbage"])
+async def test_a_tunnel_that_ends_before_tls_is_a_connect_error_unsent(
+    tls, trusted, monkeypatch, after
+):
+    """A proxy that grants the CONNECT, then closes (or answers no TLS): a typed error, unsent."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    head += chunk
+                heads.append(head)
+                reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+                if after == "garbage":
+                    reply += b"this is not a TLS record\r\n" * 4
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        async with _client("https://localhost:9") as client:
+            error = await _failure(lambda: client.send_text(TO, "hi"))
+    finally:
+        listener.close()
+        thread.join(5)
+    assert heads
+    assert heads[0].startswith(b"CONNECT localhost:9 HTTP/1.1")
+    assert str(error).startswith("ConnectError on send_text: the request was not sent"), error
+    assert error.maybe_delivered is False
+
+
+async def test_start_tls_on_a_closed_tunnel_is_a_connect_error_unsent(tls, trusted, monkeypatch):
+    """asyncio's start_tls raises RuntimeError on a transport that is closing: mapped, unsent."""
+
+    async def closing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Transport is closing")
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "start_tls", closing)
+    with peer(tls=tls[1]) as server, proxy() as p:
+        monkeypatch.setenv("HTTPS_PROXY", p.url)
+        async with _client(_url(server, "https", "localhost")) as client:
+            error = await _failure(lambda: client.send_text(TO, "hi"))
+    assert str(error).startswith("ConnectError on send_text: the request was not sent"), error
+    assert "the tunnel closed before TLS began" in str(error)
+    assert error.maybe_delivered is False
+    assert server.requests == []

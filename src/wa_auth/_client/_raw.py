@@ -424,6 +424,9 @@ class RawTransport(Addressing):
             tls = await asyncio.get_running_loop().start_tls(
                 conn.transport, conn, self._ssl(), server_hostname=host
             )
+        except RuntimeError as exc:  # the tunnel's transport closed before TLS could begin
+            conn.close()
+            raise ConnectError(f"the tunnel closed before TLS began ({exc})") from None
         except BaseException:
             conn.close()
             raise
