@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import SplitResult, urlsplit
 
 from wa_auth import _deadline
-from wa_auth._client._base import Timeouts, plain_cause, transport_error
+from wa_auth._client._base import Timeouts
 from wa_auth._client._stdlib import (
+    SEND_FAILURES,
     Addressing,
     ConnectError,
     ConnectTimeout,
@@ -58,11 +59,11 @@ from wa_auth._client._stdlib import (
     _protocol_text,
     _proxy_authorization,
     _ssl_context,
+    send_failure,
 )
 from wa_auth._client._wire import Answer, AnswerParser, encode_headers
 from wa_auth._core import Request, Response, bearer
-from wa_auth._redact import redact_text
-from wa_auth.errors import RequestValidationError, WhatsAppError
+from wa_auth.errors import WhatsAppError
 
 if TYPE_CHECKING:
     import ssl
@@ -292,12 +293,8 @@ class RawTransport(Addressing):
             return await self._exchange(request, secret)
         except WhatsAppError:
             raise
-        except _Failure as exc:
-            error: WhatsAppError = transport_error(request, exc, not_sent=exc.not_sent)
-            error.__cause__ = plain_cause(exc, secret)
-        except (http.client.InvalidURL, ValueError, UnicodeError) as exc:
-            error = RequestValidationError(f"invalid URL: {redact_text(str(exc), secret)}")
-            error.__cause__ = plain_cause(exc, secret)
+        except SEND_FAILURES as exc:
+            error = send_failure(request, exc, secret)
         # Raised outside the handler: the library's exception is not the context.
         try:
             raise error

@@ -313,6 +313,25 @@ class Addressing:
         return lines
 
 
+#: What a transport's exchange raises that `send_failure` maps to the library's error.
+SEND_FAILURES: Final = (_Failure, http.client.InvalidURL, ValueError, UnicodeError)
+
+
+def send_failure(request: Request, exc: Exception, secret: str) -> WhatsAppError:
+    """The library's error for a failed exchange: a `TransportError`, or a bad URL's refusal.
+
+    The sync (`StdlibTransport`) and async (`_raw.RawTransport`) shells both map through here,
+    the token scrubbed from the cause.
+    """
+    error: WhatsAppError
+    if isinstance(exc, _Failure):
+        error = transport_error(request, exc, not_sent=exc.not_sent)
+    else:
+        error = RequestValidationError(f"invalid URL: {redact_text(str(exc), secret)}")
+    error.__cause__ = plain_cause(exc, secret)
+    return error
+
+
 class StdlibTransport(Addressing):
     """Sends a `Request` over `http.client`, reusing connections; thread-safe.
 
@@ -345,12 +364,8 @@ class StdlibTransport(Addressing):
             return self._exchange(request, secret)
         except WhatsAppError:
             raise
-        except _Failure as exc:
-            error: WhatsAppError = transport_error(request, exc, not_sent=exc.not_sent)
-            error.__cause__ = plain_cause(exc, secret)
-        except (http.client.InvalidURL, ValueError, UnicodeError) as exc:
-            error = RequestValidationError(f"invalid URL: {redact_text(str(exc), secret)}")
-            error.__cause__ = plain_cause(exc, secret)
+        except SEND_FAILURES as exc:
+            error = send_failure(request, exc, secret)
         # Raised outside the handler: the library's exception is not the context.
         try:
             raise error

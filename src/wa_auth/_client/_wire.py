@@ -219,17 +219,7 @@ def _headers(reader: _Reader) -> dict[str, str]:
         count += 1
         if count > MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
-        text = str(line, "iso-8859-1").rstrip("\r\n")
-        if text[:1] in (" ", "\t") and last is not None:  # a folded line continues the last
-            headers[last] += text
-            continue
-        name, colon, value = text.partition(":")
-        if not colon:
-            continue  # not a header line: http.client's parser drops it too
-        key = name.lower()
-        value = value.lstrip(" \t")
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        last = key
+        last = _header(headers, last, str(line, "iso-8859-1").rstrip("\r\n"))
 
 
 def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answer:
@@ -334,19 +324,26 @@ def parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     for line in lines[1:]:
         if len(line) >= MAX_LINE:
             raise http.client.LineTooLong("header line")
-        if line[-1:] == "\r":
-            line = line.rstrip("\r")  # noqa: PLW2901 - the line without its end
-        if line[:1] in (" ", "\t") and last is not None:  # a folded line continues the last
-            headers[last] += line
-            continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            continue  # not a header line: http.client's parser drops it too
-        key = name.lower()
-        value = value.lstrip(" \t")
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        last = key
+        last = _header(headers, last, line.rstrip("\r") if line[-1:] == "\r" else line)
     return parts[0], status, headers
+
+
+def _header(headers: dict[str, str], last: str | None, text: str) -> str | None:
+    """Add one header line (without its end) to *headers*; return the name a fold continues.
+
+    A folded line (starting with a space or a tab) continues *last*; a line without a colon is
+    dropped, as http.client's parser drops it; a repeated name's values are joined by ", ".
+    """
+    if text[:1] in (" ", "\t") and last is not None:
+        headers[last] += text
+        return last
+    name, colon, value = text.partition(":")
+    if not colon:
+        return last
+    key = name.lower()
+    value = value.lstrip(" \t")
+    headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return key
 
 
 def _head_end(buffer: bytes) -> tuple[int, int]:
