@@ -194,7 +194,11 @@ def _status(reader: _Reader) -> tuple[str, int]:
     line = reader.line()
     if not line:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
-    text = str(line, "iso-8859-1")
+    return _status_of(str(line, "iso-8859-1"))
+
+
+def _status_of(text: str) -> tuple[str, int]:
+    """The version and status of a status line, as http.client reads them."""
     parts = text.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         raise http.client.BadStatusLine(text)
@@ -308,15 +312,7 @@ def parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     text = lines[0] + "\n"
     if len(text) > MAX_LINE:
         raise http.client.LineTooLong("header line")
-    parts = text.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise http.client.BadStatusLine(text)
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise http.client.BadStatusLine(text) from None
-    if not 100 <= status <= 999:
-        raise http.client.BadStatusLine(text)
+    version, status = _status_of(text)
     if len(lines) - 1 > MAX_HEADERS:
         raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
     headers: dict[str, str] = {}
@@ -325,7 +321,7 @@ def parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
         if len(line) >= MAX_LINE:
             raise http.client.LineTooLong("header line")
         last = _header(headers, last, line.rstrip("\r") if line[-1:] == "\r" else line)
-    return parts[0], status, headers
+    return version, status, headers
 
 
 def _header(headers: dict[str, str], last: str | None, text: str) -> str | None:
