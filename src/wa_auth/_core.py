@@ -185,18 +185,23 @@ def bearer(token: Token) -> str:
         TokenSourceMalformedError: As `auth_headers`.
     """
     value = token.reveal()
-    if not value.isascii():  # 10 ns; the providers reject such tokens when they load them
+    # Tens of ns, in C; the providers reject such tokens when they load them, a user's own
+    # provider may not: a CR or LF would end the header, and an error quoting the header
+    # would show the token's rest past the line break, which redaction cannot match.
+    if not (value.isascii() and value.isprintable()):
         raise _unsendable(token)
     return value
 
 
 def _unsendable(token: Token) -> TokenSourceMalformedError:
     value = token.reveal()
-    position = next(i for i, c in enumerate(value) if not c.isascii())
+    position = next(i for i, c in enumerate(value) if not (c.isascii() and c.isprintable()))
+    kind = "a control" if value[position].isascii() else "a non-ASCII"
     return TokenSourceMalformedError(
-        f"the token {token.fingerprint} from {token.source} holds a non-ASCII character "
+        f"the token {token.fingerprint} from {token.source} holds {kind} character "
         f"(U+{ord(value[position]):04X} at position {position}), which no HTTP header can "
-        "carry: fix the source (a byte-order mark or a zero-width space pasted with the token?)",
+        "carry: fix the source (a byte-order mark, a zero-width space or a line break pasted "
+        "with the token?)",
         source=token.source,
     )
 

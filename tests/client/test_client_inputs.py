@@ -126,9 +126,15 @@ class _Provider:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", CLIENTS)
-@pytest.mark.parametrize("bad", ["\ufeff", "\u200b", "é"], ids=["bom", "zero-width", "accent"])
+@pytest.mark.parametrize(
+    "bad",
+    ["\ufeff", "\u200b", "é", "\n", "\r\n", "\x00", "\t"],
+    ids=["bom", "zero-width", "accent", "lf", "crlf", "nul", "tab"],
+)
 async def test_a_token_no_header_can_carry_is_a_typed_error_without_the_token(name, bad):
-    """A non-ASCII token from any provider: TokenSourceMalformedError naming the position."""
+    """A non-ASCII or control character in a token from any provider (a line break would end
+    the header, and the token's rest would show past it in an error quoting the header):
+    TokenSourceMalformedError naming the position, never the token."""
     value = CANARY[:10] + bad + CANARY[10:]
     client = _make(name, token_provider=_Provider(value), phone_number_id=PHONE)
     try:
