@@ -237,7 +237,8 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
     """
     reader = _Reader(sock, timeout)
     version, status = _status(reader)
-    while status == 100:
+    while status < 200:  # interim answers (100 Continue, 102, 103 Early Hints): skipped
+        _interim(status)
         _headers(reader)
         version, status = _status(reader)
     headers = _headers(reader)
@@ -246,8 +247,9 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
         will_close = "close" in connection
     else:
         will_close = "keep-alive" not in connection and "keep-alive" not in headers
-    if status in (204, 304) or status < 200 or method == "HEAD":
+    if status in (204, 304) or method == "HEAD":
         body = b""
+        will_close = will_close or _announces_body(headers)
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         body = _chunked(reader)
     else:
@@ -258,6 +260,22 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
             body = reader.exactly(length, [])
     # Bytes nobody asked for: the connection is in an unknown state, do not reuse it.
     return Answer(status, headers, body, will_close or reader.left_over())
+
+
+def _interim(status: int) -> None:
+    """Refuse a `101 Switching Protocols`: no request of ours asks to switch."""
+    if status == 101:
+        raise http.client.HTTPException("101 Switching Protocols, which no request asked for")
+
+
+def _announces_body(headers: dict[str, str]) -> bool:
+    """Whether a body-less answer (204, 304, to HEAD) announces a body all the same.
+
+    Its bytes, if the peer sends them, would be read as the next answer: such a connection is
+    not reused.
+    """
+    length = headers.get("content-length", "").strip()
+    return "transfer-encoding" in headers or (bool(length) and length.strip("0, \t") != "")
 
 
 def _length(value: str | None) -> int | None:
@@ -358,7 +376,7 @@ class AnswerParser:
 
     `feed` returns the `Answer` once it is whole (None until then); `end` says what the answer
     was when the peer closed. The same answer as `read_answer` reads from a socket:
-    `Content-Length`, chunked and read-until-close bodies, a `100 Continue` skipped, the
+    `Content-Length`, chunked and read-until-close bodies, interim (1xx) answers skipped, the
     connection not reused after `Connection: close` or bytes nobody asked for. Over
     `MAX_HEAD` or `MAX_BODY`, or malformed, it raises `http.client`'s exceptions, as
     `read_answer` does.
@@ -413,8 +431,9 @@ class AnswerParser:
                     raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
                 version, status, headers = parse_head(buffer[:head_end])
                 buffer = buffer[body_at:]
-                if status != 100:
+                if status >= 200:
                     break
+                _interim(status)  # 100 Continue, 102, 103 Early Hints: skipped
             self.buffer = b""
             self._framing(version, status, headers)
             data = buffer
@@ -452,8 +471,9 @@ class AnswerParser:
             self.will_close = "close" in connection
         else:
             self.will_close = "keep-alive" not in connection and "keep-alive" not in headers
-        if status in (204, 304) or status < 200 or self.method == "HEAD":
+        if status in (204, 304) or self.method == "HEAD":
             self.mode = ""
+            self.will_close = self.will_close or _announces_body(headers)
         elif headers.get("transfer-encoding", "").lower() == "chunked":
             self.mode = "chunked"
         else:

@@ -1,0 +1,86 @@
+"""The HTTP/1.1 answer readers of `_wire`: `read_answer` on a loopback socket, `AnswerParser` fed.
+
+Both must read an answer alike (the property tests in `test_raw.py` compare them); each case here
+runs against both.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wa_auth._client._wire import AnswerParser, read_answer
+
+if TYPE_CHECKING:
+    from wa_auth._client._wire import Answer
+
+
+def _over_socket(pieces: list[bytes], method: str = "GET") -> Answer:
+    """`read_answer` on a real loopback connection whose peer sends *pieces*, then closes."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname()[:2])
+        peer, _ = server.accept()
+
+        def send() -> None:
+            with peer:
+                for piece in pieces:
+                    peer.sendall(piece)
+                peer.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            with client:
+                return read_answer(client, 5.0, method)
+        finally:
+            sender.join(5)
+
+
+def _fed(pieces: list[bytes], method: str = "GET", *, error: bool = False) -> Answer:
+    """`AnswerParser` fed *pieces*; then the peer closes (with an *error* or not)."""
+    parser = AnswerParser(method)
+    for piece in pieces:
+        answer = parser.feed(piece)
+        if answer is not None:
+            return answer
+    return parser.end(error) if error else parser.end()
+
+
+READERS = pytest.mark.parametrize("read", [_over_socket, _fed], ids=["read_answer", "parser"])
+
+
+# --- interim (1xx) answers --------------------------------------------------------------------
+
+
+@READERS
+@pytest.mark.parametrize("interim", [b"100 Continue", b"102 Processing", b"103 Early Hints"])
+def test_every_interim_answer_is_skipped(read, interim):
+    head = b"HTTP/1.1 %s\r\nLink: </a>\r\n\r\n" % interim
+    answer = read([head, head, b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswer-1"])
+    assert (answer.status, answer.body, answer.will_close) == (200, b"answer-1", False)
+
+
+@READERS
+def test_switching_protocols_is_refused(read):
+    with pytest.raises(http.client.HTTPException):
+        read([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"])
+
+
+@READERS
+@pytest.mark.parametrize(
+    ("status", "method", "framing", "will_close"),
+    [
+        (204, "POST", b"Content-Length: 5\r\n", True),
+        (304, "GET", b"Transfer-Encoding: chunked\r\n", True),
+        (200, "HEAD", b"Content-Length: 5\r\n", True),
+        (204, "POST", b"Content-Length: 0\r\n", False),
+        (200, "HEAD", b"", False),
+    ],
+)
+def test_a_bodyless_answer_announcing_a_body_is_not_reused(read, status, method, framing, will_close):
+    answer = read([b"HTTP/1.1 %d X\r\n%s\r\n" % (status, framing)], method)
+    assert (answer.status, answer.body, answer.will_close) == (status, b"", will_close)
