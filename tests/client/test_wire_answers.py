@@ -81,6 +81,64 @@ def test_switching_protocols_is_refused(read):
         (200, "HEAD", b"", False),
     ],
 )
-def test_a_bodyless_answer_announcing_a_body_is_not_reused(read, status, method, framing, will_close):
+def test_a_bodyless_answer_announcing_a_body_is_not_reused(
+    read, status, method, framing, will_close
+):
     answer = read([b"HTTP/1.1 %d X\r\n%s\r\n" % (status, framing)], method)
     assert (answer.status, answer.body, answer.will_close) == (status, b"", will_close)
+
+
+# --- the limits of a head: interim heads and trailers count ------------------------------------
+
+
+@READERS
+def test_a_flood_of_continues_passes_the_head_limit(read):
+    continues = [b"HTTP/1.1 100 Continue\r\n\r\n"] * 3000  # 75,000 bytes, one head at a time
+    with pytest.raises(http.client.HTTPException):
+        read([*continues, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+
+
+@READERS
+@pytest.mark.parametrize(
+    "trailers",
+    [[b"X-T: 1\r\n"] * 101, [b"X-T: " + b"t" * 40000 + b"\r\n"] * 2],
+    ids=["lines", "bytes"],
+)
+def test_trailers_are_under_the_limits_of_a_head(read, trailers):
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    with pytest.raises(http.client.HTTPException):
+        read([head, *trailers, b"\r\n"])
+
+
+@READERS
+def test_trailers_within_the_limits_are_skipped(read):
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    answer = read([head, *[b"X-T: 1\r\n"] * 100, b"\r\n"])
+    assert (answer.status, answer.body, answer.will_close) == (200, b"ok", False)
+
+
+# --- a large chunk in small pieces --------------------------------------------------------------
+
+
+def test_a_large_chunk_in_small_pieces_is_streamed():
+    """Each piece of a chunk's data is taken as it comes: none is kept back to be joined again."""
+    size = 4 * 1024 * 1024
+    piece = bytes(range(256)) * 16  # 4 KiB
+    parser = AnswerParser("GET")
+    assert (
+        parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % size) is None
+    )
+    for _ in range(size // len(piece)):
+        assert parser.feed(piece) is None
+        assert not parser.buffer  # before: the chunk so far, copied again on every piece
+    answer = parser.feed(b"\r\n0\r\n\r\n")
+    assert answer is not None
+    assert answer.body == piece * (size // len(piece))
+    assert not answer.will_close
+
+
+@READERS
+def test_a_chunked_body_cut_anywhere(read):
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\n"
+    answer = read([raw[i : i + 1] for i in range(len(raw))])
+    assert (answer.body, answer.will_close) == (b"abc0123456789", False)

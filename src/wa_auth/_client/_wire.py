@@ -47,6 +47,7 @@ CHUNK: Final = 65536
 _BAD_TARGET: Final = re.compile("[\x00-\x20\x7f]").search
 _BAD_VALUE: Final = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
 _LEGAL_NAME: Final = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]+").fullmatch
 #: The methods http.client sends `Content-Length: 0` for when they carry no body.
 _EXPECTING_BODY: Final = frozenset({"PATCH", "POST", "PUT"})
 
@@ -112,7 +113,7 @@ def request_head(method: str, target: str, host: bytes, content: bytes | None) -
 class _Reader:
     """The bytes of one answer as they arrive: each receive under the timeout and deadline."""
 
-    __slots__ = ("buffer", "closed", "pos", "sock", "timeout", "what")
+    __slots__ = ("buffer", "closed", "head", "pos", "sock", "timeout", "what")
 
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
@@ -120,6 +121,7 @@ class _Reader:
         self.buffer = b""
         self.pos = 0
         self.closed = False
+        self.head = 0  # the bytes of the heads read so far (interim ones too), or of trailers
 
     def fill(self) -> bool:
         """Receive more bytes; return False when the peer has closed."""
@@ -168,6 +170,14 @@ class _Reader:
                 self.pos = len(self.buffer)
                 return line
 
+    def head_line(self) -> bytes:
+        """Return the next line of a head, counted against `MAX_HEAD`."""
+        line = self.line()
+        self.head += len(line)
+        if self.head > MAX_HEAD:
+            raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
+        return line
+
     def exactly(self, n: int, partial: list[bytes]) -> bytes:
         """Return the next *n* bytes; `IncompleteRead` if the peer closes before them."""
         while len(self.buffer) - self.pos < n:
@@ -191,7 +201,7 @@ class _Reader:
 
 
 def _status(reader: _Reader) -> tuple[str, int]:
-    line = reader.line()
+    line = reader.head_line()
     if not line:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
     return _status_of(str(line, "iso-8859-1"))
@@ -217,7 +227,7 @@ def _headers(reader: _Reader) -> dict[str, str]:
     last = None
     count = 0
     while True:
-        line = reader.line()
+        line = reader.head_line()
         if line in (b"\r\n", b"\n", b""):
             return headers
         count += 1
@@ -291,18 +301,27 @@ def _length(value: str | None) -> int | None:
 def _chunked(reader: _Reader) -> bytes:
     parts: list[bytes] = []
     while True:
-        line = reader.line()
-        try:
-            size = int(line.split(b";", 1)[0], 16)
-        except ValueError:
-            raise http.client.IncompleteRead(b"".join(parts)) from None
+        size = _chunk_size(reader.line(), parts)
         if size == 0:
             break
         parts.append(reader.exactly(size, parts))
-        reader.exactly(2, parts)  # the CRLF after the chunk
-    while reader.line() not in (b"\r\n", b"\n", b""):  # trailers
-        pass
+        if reader.exactly(2, parts) != b"\r\n":  # the CRLF after the chunk
+            raise http.client.IncompleteRead(b"".join(parts))
+    reader.head = 0  # the trailers: under the limits of a head
+    lines = 0
+    while reader.head_line() not in (b"\r\n", b"\n", b""):
+        lines += 1
+        if lines > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} trailers")
     return b"".join(parts)
+
+
+def _chunk_size(line: bytes, parts: list[bytes]) -> int:
+    """The size on a chunk's size line (hex digits only); `IncompleteRead` if there is none."""
+    digits = line.split(b";", 1)[0].rstrip(b"\r\n").rstrip(b" \t")
+    if not _HEX(digits):
+        raise http.client.IncompleteRead(b"".join(parts))
+    return int(digits, 16)
 
 
 # --- the same reading, sans I/O: bytes fed as they come (the asyncio `raw` transport) ---------
@@ -385,7 +404,9 @@ class AnswerParser:
     __slots__ = (
         "body_at",
         "buffer",
+        "chunk_left",
         "chunks",
+        "crlf",
         "got",
         "headers",
         "length",
@@ -393,7 +414,9 @@ class AnswerParser:
         "mode",
         "parts",
         "status",
+        "trailer_lines",
         "trailers",
+        "used",
         "will_close",
     )
 
@@ -409,7 +432,11 @@ class AnswerParser:
         self.parts: list[bytes] = []
         self.body_at = 0
         self.chunks: list[bytes] = []
+        self.chunk_left = 0  # the bytes of the current chunk still to come
+        self.crlf = False  # the CRLF after a chunk's data still to come
         self.trailers = False
+        self.trailer_lines = 0
+        self.used = 0  # the bytes of the interim heads read, or of the trailers
 
     @property
     def started(self) -> bool:
@@ -423,18 +450,20 @@ class AnswerParser:
             while True:
                 head_end, body_at = _head_end(buffer)
                 if head_end < 0:
-                    if len(buffer) > MAX_HEAD:
+                    if self.used + len(buffer) > MAX_HEAD:
                         raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
                     self.buffer = buffer
                     return None
-                if head_end > MAX_HEAD:
+                if self.used + head_end > MAX_HEAD:
                     raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
                 version, status, headers = parse_head(buffer[:head_end])
                 buffer = buffer[body_at:]
                 if status >= 200:
                     break
                 _interim(status)  # 100 Continue, 102, 103 Early Hints: skipped
+                self.used += body_at  # counted against the limit of the head after them
             self.buffer = b""
+            self.used = 0
             self._framing(version, status, headers)
             data = buffer
         mode = self.mode
@@ -512,37 +541,56 @@ class AnswerParser:
         return self._answer(b"".join(self.parts), left_over=len(data) > need)
 
     def _chunked_body(self, data: bytes) -> Answer | None:
+        """Chunks as they come: a size line, its data streamed (no copy kept until whole)."""
         buffer = self.buffer + data if self.buffer else data
+        self.buffer = b""
         pos = 0
+        size = len(buffer)
         while True:
+            if self.chunk_left:
+                take = min(self.chunk_left, size - pos)
+                if take:
+                    self.chunks.append(buffer if take == size else buffer[pos : pos + take])
+                    self.chunk_left -= take
+                    pos += take
+                if self.chunk_left:
+                    return None
+                self.crlf = True
+            if self.crlf:
+                if size - pos < 2:
+                    self.buffer = buffer[pos:]
+                    return None
+                if buffer[pos : pos + 2] != b"\r\n":
+                    raise http.client.IncompleteRead(b"".join(self.chunks))
+                pos += 2
+                self.crlf = False
             end = buffer.find(b"\n", pos)
             if end < 0:
-                if len(buffer) - pos > MAX_LINE:
+                if size - pos > MAX_LINE:
                     raise http.client.LineTooLong("chunk size line")
                 self.buffer = buffer[pos:]
                 return None
             line = buffer[pos : end + 1]
             if len(line) > MAX_LINE:
                 raise http.client.LineTooLong("chunk size line")
+            pos = end + 1
             if self.trailers:
-                pos = end + 1
                 if line in (b"\r\n", b"\n"):
-                    return self._answer(b"".join(self.chunks), left_over=pos < len(buffer))
+                    return self._answer(b"".join(self.chunks), left_over=pos < size)
+                self._trailer(len(line))
                 continue
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise http.client.IncompleteRead(b"".join(self.chunks)) from None
-            if size < 0:
-                raise http.client.IncompleteRead(b"".join(self.chunks))
-            if size == 0:
+            length = _chunk_size(line, self.chunks)
+            if length == 0:
                 self.trailers = True
-                pos = end + 1
                 continue
-            self._count(size)
-            if len(buffer) < end + 1 + size + 2:
-                self.got -= size  # counted again once the whole chunk is here
-                self.buffer = buffer[pos:]
-                return None
-            self.chunks.append(buffer[end + 1 : end + 1 + size])
-            pos = end + 1 + size + 2  # the chunk, then its CRLF
+            self._count(length)
+            self.chunk_left = length
+
+    def _trailer(self, n: int) -> None:
+        """Count one trailer line against the limits of a head."""
+        self.used += n
+        self.trailer_lines += 1
+        if self.used > MAX_HEAD:
+            raise http.client.LineTooLong(f"trailers of more than {MAX_HEAD} bytes")
+        if self.trailer_lines > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} trailers")
