@@ -142,3 +142,62 @@ def test_a_chunked_body_cut_anywhere(read):
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\n"
     answer = read([raw[i : i + 1] for i in range(len(raw))])
     assert (answer.body, answer.will_close) == (b"abc0123456789", False)
+
+
+# --- framing: Content-Length, Transfer-Encoding, numbers --------------------------------------
+
+
+@READERS
+def test_a_repeated_content_length_of_one_value_is_that_length(read):
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
+    answer = read([raw])
+    assert (answer.body, answer.will_close) == (b"ok", False)
+
+
+@READERS
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 2\r\nContent-Length: 3\r\n",
+        b"Content-Length: 2, 3\r\n",
+        b"Content-Length: 1_0\r\n",
+        b"Content-Length: +2\r\n",
+        b"Content-Length: -2\r\n",
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        b"Transfer-Encoding: chunked, gzip\r\n",
+        b"Transfer-Encoding: gzip\r\n",
+    ],
+)
+def test_a_framing_we_cannot_trust_is_refused(read, framing):
+    with pytest.raises(http.client.HTTPException):
+        read([b"HTTP/1.1 200 OK\r\n%s\r\n2\r\nok\r\n0\r\n\r\n" % framing])
+
+
+@READERS
+def test_chunked_with_a_content_length_is_chunked_and_not_reused(read):
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    answer = read([raw])
+    assert (answer.body, answer.will_close) == (b"ok", True)
+
+
+@READERS
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"2\r\nokXX0\r\n\r\n",
+        b"+2\r\nok\r\n0\r\n\r\n",
+        b"2_0\r\nok\r\n0\r\n\r\n",
+        b" 2\r\nok\r\n0\r\n\r\n",
+    ],
+    ids=["no-crlf", "plus", "underscore", "space"],
+)
+def test_a_malformed_chunk_is_refused(read, body):
+    with pytest.raises(http.client.HTTPException):
+        read([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body])
+
+
+@READERS
+@pytest.mark.parametrize("status", [b"+200", b"2_00", b"\xd9\xa2\xd9\xa0\xd9\xa0"])
+def test_a_status_code_is_ascii_digits(read, status):
+    with pytest.raises(http.client.HTTPException):
+        read([b"HTTP/1.1 %s OK\r\nContent-Length: 0\r\n\r\n" % status])

@@ -48,6 +48,7 @@ _BAD_TARGET: Final = re.compile("[\x00-\x20\x7f]").search
 _BAD_VALUE: Final = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
 _LEGAL_NAME: Final = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]+").fullmatch
+_DIGITS: Final = re.compile("[0-9]+").fullmatch
 #: The methods http.client sends `Content-Length: 0` for when they carry no body.
 _EXPECTING_BODY: Final = frozenset({"PATCH", "POST", "PUT"})
 
@@ -212,10 +213,9 @@ def _status_of(text: str) -> tuple[str, int]:
     parts = text.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         raise http.client.BadStatusLine(text)
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise http.client.BadStatusLine(text) from None
+    if not _DIGITS(parts[1]):  # int() would take "+200", "2_00", non-ASCII digits
+        raise http.client.BadStatusLine(text)
+    status = int(parts[1])
     if not 100 <= status <= 999:
         raise http.client.BadStatusLine(text)
     return parts[0], status
@@ -260,11 +260,12 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
     if status in (204, 304) or method == "HEAD":
         body = b""
         will_close = will_close or _announces_body(headers)
-    elif headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _chunked(reader)
     else:
-        length = _length(headers.get("content-length"))
-        if length is None:
+        length, unsure = _framing(headers)
+        will_close = will_close or unsure
+        if length == CHUNKED:
+            body = _chunked(reader)
+        elif length is None:
             body, will_close = reader.rest(), True
         else:
             body = reader.exactly(length, [])
@@ -288,14 +289,32 @@ def _announces_body(headers: dict[str, str]) -> bool:
     return "transfer-encoding" in headers or (bool(length) and length.strip("0, \t") != "")
 
 
-def _length(value: str | None) -> int | None:
+#: What `_framing` returns for a chunked body.
+CHUNKED: Final = -1
+
+
+def _framing(headers: dict[str, str]) -> tuple[int | None, bool]:
+    """How a body is framed: its length, `CHUNKED` or None (until the peer closes); and whether
+    the framing is unsure enough that the connection must not be reused.
+
+    Raises:
+        http.client.HTTPException: A coding other than a last `chunked` (we ask for none), a
+            `Content-Length` that is not digits, or repeated with different values.
+    """
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if [c.strip(" \t").lower() for c in coding.split(",")] != ["chunked"]:
+            raise http.client.HTTPException(f"Transfer-Encoding {coding!r}, which we never ask for")
+        # Both framings: chunked wins (RFC 9112 6.3), but what the peer meant is unsure.
+        return CHUNKED, "content-length" in headers
+    value = headers.get("content-length")
     if value is None:
-        return None
-    try:
-        length = int(value)
-    except ValueError:
-        return None
-    return length if length >= 0 else None
+        return None, False
+    # Repeated lines are joined by ", ": the same length repeated is that length.
+    lengths = {v.strip(" \t") for v in value.split(",")}
+    if len(lengths) != 1 or not _DIGITS(next(iter(lengths))):
+        raise http.client.HTTPException(f"Content-Length {value!r}")
+    return int(next(iter(lengths))), False
 
 
 def _chunked(reader: _Reader) -> bytes:
@@ -503,11 +522,12 @@ class AnswerParser:
         if status in (204, 304) or self.method == "HEAD":
             self.mode = ""
             self.will_close = self.will_close or _announces_body(headers)
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            self.mode = "chunked"
         else:
-            length = _length(headers.get("content-length"))
-            if length is None:
+            length, unsure = _framing(headers)
+            self.will_close = self.will_close or unsure
+            if length == CHUNKED:
+                self.mode = "chunked"
+            elif length is None:
                 self.mode = "close"
                 self.will_close = True
             else:
