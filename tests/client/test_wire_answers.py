@@ -6,14 +6,21 @@ runs against both.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
+import struct
 import threading
 from typing import TYPE_CHECKING
 
 import pytest
 
+from wa_auth._client._base import Timeouts
+from wa_auth._client._raw import RawTransport
 from wa_auth._client._wire import AnswerParser, read_answer
+from wa_auth._core import Request
+from wa_auth.errors import TransportError
+from wa_auth.providers._base import Token
 
 if TYPE_CHECKING:
     from wa_auth._client._wire import Answer
@@ -201,3 +208,53 @@ def test_a_malformed_chunk_is_refused(read, body):
 def test_a_status_code_is_ascii_digits(read, status):
     with pytest.raises(http.client.HTTPException):
         read([b"HTTP/1.1 %s OK\r\nContent-Length: 0\r\n\r\n" % status])
+
+
+# --- a body read until the close ----------------------------------------------------------------
+
+
+def test_a_body_read_until_a_clean_close_is_whole():
+    answer = _fed([b"HTTP/1.1 200 OK\r\n\r\npart"])
+    assert (answer.body, answer.will_close) == (b"part", True)
+
+
+def test_a_body_read_until_an_error_close_is_cut_short():
+    with pytest.raises(http.client.IncompleteRead):
+        _fed([b"HTTP/1.1 200 OK\r\n\r\npart"], error=True)
+
+
+def test_a_reset_in_a_body_read_until_the_close_is_an_error_for_read_answer():
+    """The stdlib reader sees the reset itself: `recv` raises, no answer is made of the part."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname()[:2])
+        peer, _ = server.accept()
+        peer.sendall(b"HTTP/1.1 200 OK\r\n\r\npart")
+        client.recv(1, socket.MSG_PEEK)  # the part has come
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # an RST, not a FIN
+        with client, pytest.raises(ConnectionResetError):
+            read_answer(client, 5.0, "GET")
+
+
+@pytest.mark.anyio
+async def test_a_reset_in_a_body_read_until_the_close_fails_the_raw_transport():
+    """The raw transport tells the parser the close was an error: no 200 made of the part."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\n\r\n{"messages": [{"id": "wam')
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # an RST, not a FIN
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = RawTransport(Timeouts(connect=2.0, read=2.0, write=2.0, pool=2.0), {}, limit=1)
+    try:
+        with pytest.raises(TransportError, match="RemoteProtocolError"):
+            await transport.send(Request("GET", f"http://127.0.0.1:{port}/x"), Token("tok"))
+    finally:
+        await transport.aclose()
+        server.close()

@@ -294,8 +294,10 @@ CHUNKED: Final = -1
 
 
 def _framing(headers: dict[str, str]) -> tuple[int | None, bool]:
-    """How a body is framed: its length, `CHUNKED` or None (until the peer closes); and whether
-    the framing is unsure enough that the connection must not be reused.
+    """How a body is framed, and whether the connection can be reused after it.
+
+    The length, `CHUNKED` or None (read until the peer closes); True when the framing is unsure
+    enough that the connection must not be reused.
 
     Raises:
         http.client.HTTPException: A coding other than a last `chunked` (we ask for none), a
@@ -497,8 +499,12 @@ class AnswerParser:
             return None
         return self._answer(b"", left_over=bool(data))  # a body-less answer
 
-    def end(self) -> Answer:
-        """The answer, now that the peer has closed; raise if it was not whole."""
+    def end(self, error: bool = False) -> Answer:
+        """The answer, now that the connection has closed; raise if it was not whole.
+
+        *error*: the connection ended in an error (a reset), not a clean close: a body read
+        until the close is then cut short, not whole.
+        """
         if self.headers is None:
             if not self.buffer:
                 raise http.client.RemoteDisconnected(
@@ -506,6 +512,8 @@ class AnswerParser:
                 )
             raise http.client.HTTPException("the peer closed inside the head of its answer")
         if self.mode == "close":
+            if error:
+                raise http.client.IncompleteRead(b"".join(self.parts))
             return self._answer(b"".join(self.parts), left_over=False)
         if self.mode == "length":
             raise http.client.IncompleteRead(b"".join(self.parts), self.length - self.got)
@@ -568,11 +576,7 @@ class AnswerParser:
         size = len(buffer)
         while True:
             if self.chunk_left:
-                take = min(self.chunk_left, size - pos)
-                if take:
-                    self.chunks.append(buffer if take == size else buffer[pos : pos + take])
-                    self.chunk_left -= take
-                    pos += take
+                pos = self._chunk_data(buffer, pos)
                 if self.chunk_left:
                     return None
                 self.crlf = True
@@ -605,6 +609,14 @@ class AnswerParser:
                 continue
             self._count(length)
             self.chunk_left = length
+
+    def _chunk_data(self, buffer: bytes, pos: int) -> int:
+        """Take what *buffer* holds of the current chunk from *pos*; return where it ends."""
+        take = min(self.chunk_left, len(buffer) - pos)
+        if take:
+            self.chunks.append(buffer if take == len(buffer) else buffer[pos : pos + take])
+            self.chunk_left -= take
+        return pos + take
 
     def _trailer(self, n: int) -> None:
         """Count one trailer line against the limits of a head."""
