@@ -243,7 +243,7 @@ class _Connection(asyncio.Protocol):
             error = ReadError(str(exc) or type(exc).__name__)
         else:
             try:
-                answer = parser.end()
+                answer = parser.end(exc is not None)
             except http.client.HTTPException as lost:
                 error = RemoteProtocolError(_protocol_text(lost))
             else:

@@ -47,6 +47,8 @@ CHUNK: Final = 65536
 _BAD_TARGET: Final = re.compile("[\x00-\x20\x7f]").search
 _BAD_VALUE: Final = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
 _LEGAL_NAME: Final = re.compile(rb"[^:\s][^:\r\n]*").fullmatch
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]+").fullmatch
+_DIGITS: Final = re.compile("[0-9]+").fullmatch
 #: The methods http.client sends `Content-Length: 0` for when they carry no body.
 _EXPECTING_BODY: Final = frozenset({"PATCH", "POST", "PUT"})
 
@@ -112,7 +114,7 @@ def request_head(method: str, target: str, host: bytes, content: bytes | None) -
 class _Reader:
     """The bytes of one answer as they arrive: each receive under the timeout and deadline."""
 
-    __slots__ = ("buffer", "closed", "pos", "sock", "timeout", "what")
+    __slots__ = ("buffer", "closed", "head", "pos", "sock", "timeout", "what")
 
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
@@ -120,6 +122,7 @@ class _Reader:
         self.buffer = b""
         self.pos = 0
         self.closed = False
+        self.head = 0  # the bytes of the heads read so far (interim ones too), or of trailers
 
     def fill(self) -> bool:
         """Receive more bytes; return False when the peer has closed."""
@@ -168,6 +171,14 @@ class _Reader:
                 self.pos = len(self.buffer)
                 return line
 
+    def head_line(self) -> bytes:
+        """Return the next line of a head, counted against `MAX_HEAD`."""
+        line = self.line()
+        self.head += len(line)
+        if self.head > MAX_HEAD:
+            raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
+        return line
+
     def exactly(self, n: int, partial: list[bytes]) -> bytes:
         """Return the next *n* bytes; `IncompleteRead` if the peer closes before them."""
         while len(self.buffer) - self.pos < n:
@@ -191,7 +202,7 @@ class _Reader:
 
 
 def _status(reader: _Reader) -> tuple[str, int]:
-    line = reader.line()
+    line = reader.head_line()
     if not line:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
     return _status_of(str(line, "iso-8859-1"))
@@ -202,10 +213,9 @@ def _status_of(text: str) -> tuple[str, int]:
     parts = text.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         raise http.client.BadStatusLine(text)
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise http.client.BadStatusLine(text) from None
+    if not _DIGITS(parts[1]):  # int() would take "+200", "2_00", non-ASCII digits
+        raise http.client.BadStatusLine(text)
+    status = int(parts[1])
     if not 100 <= status <= 999:
         raise http.client.BadStatusLine(text)
     return parts[0], status
@@ -217,7 +227,7 @@ def _headers(reader: _Reader) -> dict[str, str]:
     last = None
     count = 0
     while True:
-        line = reader.line()
+        line = reader.head_line()
         if line in (b"\r\n", b"\n", b""):
             return headers
         count += 1
@@ -237,7 +247,8 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
     """
     reader = _Reader(sock, timeout)
     version, status = _status(reader)
-    while status == 100:
+    while status < 200:  # interim answers (100 Continue, 102, 103 Early Hints): skipped
+        _interim(status)
         _headers(reader)
         version, status = _status(reader)
     headers = _headers(reader)
@@ -246,13 +257,15 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
         will_close = "close" in connection
     else:
         will_close = "keep-alive" not in connection and "keep-alive" not in headers
-    if status in (204, 304) or status < 200 or method == "HEAD":
+    if status in (204, 304) or method == "HEAD":
         body = b""
-    elif headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _chunked(reader)
+        will_close = will_close or _announces_body(headers)
     else:
-        length = _length(headers.get("content-length"))
-        if length is None:
+        length, unsure = _framing(headers)
+        will_close = will_close or unsure
+        if length == CHUNKED:
+            body = _chunked(reader)
+        elif length is None:
             body, will_close = reader.rest(), True
         else:
             body = reader.exactly(length, [])
@@ -260,31 +273,76 @@ def read_answer(sock: socket.socket, timeout: float | None, method: str) -> Answ
     return Answer(status, headers, body, will_close or reader.left_over())
 
 
-def _length(value: str | None) -> int | None:
+def _interim(status: int) -> None:
+    """Refuse a `101 Switching Protocols`: no request of ours asks to switch."""
+    if status == 101:
+        raise http.client.HTTPException("101 Switching Protocols, which no request asked for")
+
+
+def _announces_body(headers: dict[str, str]) -> bool:
+    """Whether a body-less answer (204, 304, to HEAD) announces a body all the same.
+
+    Its bytes, if the peer sends them, would be read as the next answer: such a connection is
+    not reused.
+    """
+    length = headers.get("content-length", "").strip()
+    return "transfer-encoding" in headers or (bool(length) and length.strip("0, \t") != "")
+
+
+#: What `_framing` returns for a chunked body.
+CHUNKED: Final = -1
+
+
+def _framing(headers: dict[str, str]) -> tuple[int | None, bool]:
+    """How a body is framed, and whether the connection can be reused after it.
+
+    The length, `CHUNKED` or None (read until the peer closes); True when the framing is unsure
+    enough that the connection must not be reused.
+
+    Raises:
+        http.client.HTTPException: A coding other than a last `chunked` (we ask for none), a
+            `Content-Length` that is not digits, or repeated with different values.
+    """
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if [c.strip(" \t").lower() for c in coding.split(",")] != ["chunked"]:
+            raise http.client.HTTPException(f"Transfer-Encoding {coding!r}, which we never ask for")
+        # Both framings: chunked wins (RFC 9112 6.3), but what the peer meant is unsure.
+        return CHUNKED, "content-length" in headers
+    value = headers.get("content-length")
     if value is None:
-        return None
-    try:
-        length = int(value)
-    except ValueError:
-        return None
-    return length if length >= 0 else None
+        return None, False
+    # Repeated lines are joined by ", ": the same length repeated is that length.
+    lengths = {v.strip(" \t") for v in value.split(",")}
+    if len(lengths) != 1 or not _DIGITS(next(iter(lengths))):
+        raise http.client.HTTPException(f"Content-Length {value!r}")
+    return int(next(iter(lengths))), False
 
 
 def _chunked(reader: _Reader) -> bytes:
     parts: list[bytes] = []
     while True:
-        line = reader.line()
-        try:
-            size = int(line.split(b";", 1)[0], 16)
-        except ValueError:
-            raise http.client.IncompleteRead(b"".join(parts)) from None
+        size = _chunk_size(reader.line(), parts)
         if size == 0:
             break
         parts.append(reader.exactly(size, parts))
-        reader.exactly(2, parts)  # the CRLF after the chunk
-    while reader.line() not in (b"\r\n", b"\n", b""):  # trailers
-        pass
+        if reader.exactly(2, parts) != b"\r\n":  # the CRLF after the chunk
+            raise http.client.IncompleteRead(b"".join(parts))
+    reader.head = 0  # the trailers: under the limits of a head
+    lines = 0
+    while reader.head_line() not in (b"\r\n", b"\n", b""):
+        lines += 1
+        if lines > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} trailers")
     return b"".join(parts)
+
+
+def _chunk_size(line: bytes, parts: list[bytes]) -> int:
+    """The size on a chunk's size line (hex digits only); `IncompleteRead` if there is none."""
+    digits = line.split(b";", 1)[0].rstrip(b"\r\n").rstrip(b" \t")
+    if not _HEX(digits):
+        raise http.client.IncompleteRead(b"".join(parts))
+    return int(digits, 16)
 
 
 # --- the same reading, sans I/O: bytes fed as they come (the asyncio `raw` transport) ---------
@@ -358,7 +416,7 @@ class AnswerParser:
 
     `feed` returns the `Answer` once it is whole (None until then); `end` says what the answer
     was when the peer closed. The same answer as `read_answer` reads from a socket:
-    `Content-Length`, chunked and read-until-close bodies, a `100 Continue` skipped, the
+    `Content-Length`, chunked and read-until-close bodies, interim (1xx) answers skipped, the
     connection not reused after `Connection: close` or bytes nobody asked for. Over
     `MAX_HEAD` or `MAX_BODY`, or malformed, it raises `http.client`'s exceptions, as
     `read_answer` does.
@@ -367,7 +425,9 @@ class AnswerParser:
     __slots__ = (
         "body_at",
         "buffer",
+        "chunk_left",
         "chunks",
+        "crlf",
         "got",
         "headers",
         "length",
@@ -375,7 +435,9 @@ class AnswerParser:
         "mode",
         "parts",
         "status",
+        "trailer_lines",
         "trailers",
+        "used",
         "will_close",
     )
 
@@ -391,7 +453,11 @@ class AnswerParser:
         self.parts: list[bytes] = []
         self.body_at = 0
         self.chunks: list[bytes] = []
+        self.chunk_left = 0  # the bytes of the current chunk still to come
+        self.crlf = False  # the CRLF after a chunk's data still to come
         self.trailers = False
+        self.trailer_lines = 0
+        self.used = 0  # the bytes of the interim heads read, or of the trailers
 
     @property
     def started(self) -> bool:
@@ -405,17 +471,20 @@ class AnswerParser:
             while True:
                 head_end, body_at = _head_end(buffer)
                 if head_end < 0:
-                    if len(buffer) > MAX_HEAD:
+                    if self.used + len(buffer) > MAX_HEAD:
                         raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
                     self.buffer = buffer
                     return None
-                if head_end > MAX_HEAD:
+                if self.used + head_end > MAX_HEAD:
                     raise http.client.LineTooLong(f"a head of more than {MAX_HEAD} bytes")
                 version, status, headers = parse_head(buffer[:head_end])
                 buffer = buffer[body_at:]
-                if status != 100:
+                if status >= 200:
                     break
+                _interim(status)  # 100 Continue, 102, 103 Early Hints: skipped
+                self.used += body_at  # counted against the limit of the head after them
             self.buffer = b""
+            self.used = 0
             self._framing(version, status, headers)
             data = buffer
         mode = self.mode
@@ -430,8 +499,12 @@ class AnswerParser:
             return None
         return self._answer(b"", left_over=bool(data))  # a body-less answer
 
-    def end(self) -> Answer:
-        """The answer, now that the peer has closed; raise if it was not whole."""
+    def end(self, error: bool = False) -> Answer:
+        """The answer, now that the connection has closed; raise if it was not whole.
+
+        *error*: the connection ended in an error (a reset), not a clean close: a body read
+        until the close is then cut short, not whole.
+        """
         if self.headers is None:
             if not self.buffer:
                 raise http.client.RemoteDisconnected(
@@ -439,6 +512,8 @@ class AnswerParser:
                 )
             raise http.client.HTTPException("the peer closed inside the head of its answer")
         if self.mode == "close":
+            if error:
+                raise http.client.IncompleteRead(b"".join(self.parts))
             return self._answer(b"".join(self.parts), left_over=False)
         if self.mode == "length":
             raise http.client.IncompleteRead(b"".join(self.parts), self.length - self.got)
@@ -452,13 +527,15 @@ class AnswerParser:
             self.will_close = "close" in connection
         else:
             self.will_close = "keep-alive" not in connection and "keep-alive" not in headers
-        if status in (204, 304) or status < 200 or self.method == "HEAD":
+        if status in (204, 304) or self.method == "HEAD":
             self.mode = ""
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            self.mode = "chunked"
+            self.will_close = self.will_close or _announces_body(headers)
         else:
-            length = _length(headers.get("content-length"))
-            if length is None:
+            length, unsure = _framing(headers)
+            self.will_close = self.will_close or unsure
+            if length == CHUNKED:
+                self.mode = "chunked"
+            elif length is None:
                 self.mode = "close"
                 self.will_close = True
             else:
@@ -492,37 +569,60 @@ class AnswerParser:
         return self._answer(b"".join(self.parts), left_over=len(data) > need)
 
     def _chunked_body(self, data: bytes) -> Answer | None:
+        """Chunks as they come: a size line, its data streamed (no copy kept until whole)."""
         buffer = self.buffer + data if self.buffer else data
+        self.buffer = b""
         pos = 0
+        size = len(buffer)
         while True:
+            if self.chunk_left:
+                pos = self._chunk_data(buffer, pos)
+                if self.chunk_left:
+                    return None
+                self.crlf = True
+            if self.crlf:
+                if size - pos < 2:
+                    self.buffer = buffer[pos:]
+                    return None
+                if buffer[pos : pos + 2] != b"\r\n":
+                    raise http.client.IncompleteRead(b"".join(self.chunks))
+                pos += 2
+                self.crlf = False
             end = buffer.find(b"\n", pos)
             if end < 0:
-                if len(buffer) - pos > MAX_LINE:
+                if size - pos > MAX_LINE:
                     raise http.client.LineTooLong("chunk size line")
                 self.buffer = buffer[pos:]
                 return None
             line = buffer[pos : end + 1]
             if len(line) > MAX_LINE:
                 raise http.client.LineTooLong("chunk size line")
+            pos = end + 1
             if self.trailers:
-                pos = end + 1
                 if line in (b"\r\n", b"\n"):
-                    return self._answer(b"".join(self.chunks), left_over=pos < len(buffer))
+                    return self._answer(b"".join(self.chunks), left_over=pos < size)
+                self._trailer(len(line))
                 continue
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise http.client.IncompleteRead(b"".join(self.chunks)) from None
-            if size < 0:
-                raise http.client.IncompleteRead(b"".join(self.chunks))
-            if size == 0:
+            length = _chunk_size(line, self.chunks)
+            if length == 0:
                 self.trailers = True
-                pos = end + 1
                 continue
-            self._count(size)
-            if len(buffer) < end + 1 + size + 2:
-                self.got -= size  # counted again once the whole chunk is here
-                self.buffer = buffer[pos:]
-                return None
-            self.chunks.append(buffer[end + 1 : end + 1 + size])
-            pos = end + 1 + size + 2  # the chunk, then its CRLF
+            self._count(length)
+            self.chunk_left = length
+
+    def _chunk_data(self, buffer: bytes, pos: int) -> int:
+        """Take what *buffer* holds of the current chunk from *pos*; return where it ends."""
+        take = min(self.chunk_left, len(buffer) - pos)
+        if take:
+            self.chunks.append(buffer if take == len(buffer) else buffer[pos : pos + take])
+            self.chunk_left -= take
+        return pos + take
+
+    def _trailer(self, n: int) -> None:
+        """Count one trailer line against the limits of a head."""
+        self.used += n
+        self.trailer_lines += 1
+        if self.used > MAX_HEAD:
+            raise http.client.LineTooLong(f"trailers of more than {MAX_HEAD} bytes")
+        if self.trailer_lines > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} trailers")
