@@ -238,7 +238,7 @@ def test_a_reset_in_a_body_read_until_the_close_is_an_error_for_read_answer():
 
 @pytest.mark.anyio
 async def test_a_reset_in_a_body_read_until_the_close_fails_the_raw_transport():
-    """The raw transport tells the parser the close was an error: no 200 made of the part."""
+    """A reset ends the raw transport's answer as a ReadError: no 200 made of the part."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -253,7 +253,7 @@ async def test_a_reset_in_a_body_read_until_the_close_fails_the_raw_transport():
     port = server.sockets[0].getsockname()[1]
     transport = RawTransport(Timeouts(connect=2.0, read=2.0, write=2.0, pool=2.0), {}, limit=1)
     try:
-        with pytest.raises(TransportError, match="RemoteProtocolError"):
+        with pytest.raises(TransportError, match="ReadError"):
             await transport.send(Request("GET", f"http://127.0.0.1:{port}/x"), Token("tok"))
     finally:
         await transport.aclose()

@@ -145,7 +145,7 @@ class FastAsyncWhatsAppClient(AsyncClientBase):
         business_account_id: The WABA id, for `list_phone_numbers` and `list_templates`.
         api_version: The Graph API version.
         base_url: Meta's Graph host, or the sandbox's `base_url`.
-        timeout: Seconds, or an `httpx.Timeout` (its write budget does not apply).
+        timeout: Seconds, or an `httpx.Timeout` (its write budget applies to `"raw"` only).
         transport: `"aiohttp"` (the default) or `"raw"`: HTTP/1.1 written and read by wa_auth
             on asyncio's own connections (`wa_auth._client._raw`), about half the CPU per
             request, with the standard library alone (no `fast` extra needed). It reads

@@ -21,8 +21,9 @@ It is the stdlib transport (`_stdlib`) on an event loop, and shares its pieces:
   limit), each wait bounded by the pool and connect timeouts and the call's deadline
   (`wa_auth._deadline`); the answer bounded by the read timeout (between two receives) and the
   deadline (the whole of it), so a peer that trickles cannot outlive the call. Writes are
-  buffered by the loop, as aiohttp's are: the write budget does not apply, and a peer that
-  reads nothing is caught by the read timeout.
+  buffered by the loop: while the loop holds more than its high-water mark of the request, the
+  write timeout bounds each wait for the peer to take more of it (a `WriteTimeout`, maybe
+  delivered) and the read timer has not started; it starts once the buffer has drained.
 
 HTTPS goes through `loop.create_connection(ssl=...)`, through a proxy by a `CONNECT` tunnel and
 `loop.start_tls`.
@@ -53,6 +54,7 @@ from wa_auth._client._stdlib import (
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
+    WriteTimeout,
     _Failure,
     _idna,
     _Place,
@@ -112,8 +114,10 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = (
         "closed",
+        "left",
         "loop",
         "parser",
+        "paused",
         "read",
         "readable",
         "seen",
@@ -122,6 +126,8 @@ class _Connection(asyncio.Protocol):
         "waiter",
         "what",
         "when",
+        "write",
+        "writing",
     )
 
     def __init__(self) -> None:
@@ -136,6 +142,12 @@ class _Connection(asyncio.Protocol):
         self.read: float | None = None
         self.when: float | None = None
         self.what = ""
+        #: The loop holds more of the request than its high-water mark (`pause_writing`).
+        self.paused = False
+        #: The request is still being written: the timer bounds the drain, not the answer.
+        self.writing = False
+        self.write: float | None = None
+        self.left = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -157,30 +169,89 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def exchange(
-        self, message: bytes, method: str, read: float | None, at: float | None, what: str
+        self,
+        message: bytes,
+        method: str,
+        read: float | None,
+        at: float | None,
+        what: str,
+        write: float | None = None,
     ) -> asyncio.Future[Answer]:
         """Write *message*; return the future of its answer, failed on a timeout or a loss.
 
-        *read* bounds each wait for the next bytes, *at* (loop time) the whole answer.
+        *write* bounds each wait for the peer to take more of a request the loop could not
+        send at once, *read* each wait for the next bytes of the answer (its timer starts once
+        the request has drained), *at* (loop time) the whole exchange.
         """
-        assert self.transport is not None
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            raise ConnectError("the connection closed before the request was written")
         self.parser = AnswerParser(method)
         waiter = self.waiter = self.loop.create_future()
-        self.transport.write(message)
+        transport.write(message)
         now = self.seen = self.loop.time()
         self.read = read
+        self.write = write
         self.when = at
         self.what = what
-        when = at if read is None else now + read if at is None else min(at, now + read)
+        step = read
+        if self.paused:  # the loop holds part of the request: bound its drain, not the answer
+            self.writing = True
+            self.left = transport.get_write_buffer_size()
+            step = write
+        when = at if step is None else now + step if at is None else min(at, now + step)
         if when is not None:
             self.timer = self.loop.call_at(when, self._tick)
         return waiter
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.writing:
+            self._drained()
+
+    def _drained(self) -> None:
+        """The request has left the loop's buffer: from now on the read timeout runs."""
+        self.writing = False
+        now = self.seen = self.loop.time()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        at, read = self.when, self.read
+        when = at if read is None else now + read if at is None else min(at, now + read)
+        if when is not None:
+            self.timer = self.loop.call_at(when, self._tick)
+
     def _tick(self) -> None:
-        """The timer: fail the answer if the deadline or the read timeout has passed."""
+        """The timer: fail the exchange if the deadline or the write or read timeout passed."""
         self.timer = None
         now = self.loop.time()
         at = self.when
+        if self.writing:
+            transport = self.transport
+            assert transport is not None
+            left = transport.get_write_buffer_size()
+            if left == 0:
+                self._drained()  # resume_writing may not have come (TLS): the read timer now
+                return
+            if at is not None and now >= at:
+                self._fail(WriteTimeout(f"{self.what} passed"))
+                return
+            write = self.write
+            if left < self.left:  # the peer took some: the write timer starts again
+                self.left = left
+                self.seen = now
+            if write is not None:
+                due = self.seen + write
+                if now >= due:
+                    self._fail(WriteTimeout("timed out"))
+                    return
+                at = due if at is None else min(at, due)
+            assert at is not None
+            self.timer = self.loop.call_at(at, self._tick)
+            return
         if at is not None and now >= at:
             self._fail(ReadTimeout(f"{self.what} passed"))
             return
@@ -201,6 +272,7 @@ class _Connection(asyncio.Protocol):
     def _done(self) -> asyncio.Future[Answer] | None:
         """End the exchange: the timer stopped, the parser gone; return its waiter."""
         self.parser = None
+        self.writing = False
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -218,7 +290,7 @@ class _Connection(asyncio.Protocol):
         if parser is None:  # bytes nobody asked for: the connection's state is unknown
             self.close()
             return
-        if self.read is not None:
+        if self.read is not None and not self.writing:
             self.seen = self.loop.time()
         try:
             answer = parser.feed(data)
@@ -239,11 +311,11 @@ class _Connection(asyncio.Protocol):
         if parser is None:
             return
         error: _Failure
-        if exc is not None and not parser.started:
+        if exc is not None:  # a reset: whatever came may be cut short, whatever the framing
             error = ReadError(str(exc) or type(exc).__name__)
         else:
             try:
-                answer = parser.end(exc is not None)
+                answer = parser.end()
             except http.client.HTTPException as lost:
                 error = RemoteProtocolError(_protocol_text(lost))
             else:
@@ -258,7 +330,7 @@ class RawTransport(Addressing):
     """Sends a `Request` over HTTP/1.1 connections of one event loop, reusing them.
 
     Args:
-        timeouts: The seconds of each phase (the write budget does not apply).
+        timeouts: The seconds of each phase (the write budget bounds a request's drain).
         headers: The headers every request carries (User-Agent, Accept).
         limit: The most connections in use at once; more requests wait for one in turn.
     """
@@ -281,7 +353,10 @@ class RawTransport(Addressing):
         self._closed = False
 
     def reopen(self) -> None:
-        """Start afresh on a new event loop (the old loop's connections went with it)."""
+        """Start afresh on a new event loop, the old loop's idle connections closed."""
+        for conns in self._idle.values():
+            for conn in conns:
+                _orphan(conn)
         self._reset()
 
     async def send(self, request: Request, token: Token) -> Response:
@@ -307,10 +382,13 @@ class RawTransport(Addressing):
         deadline = _deadline.current()
         at = None if deadline is None else loop.time() + (deadline.at - time.monotonic())
         what = "" if deadline is None else deadline.what
-        if self._busy >= self._limit or self._waiters:
-            await self._wait_turn(loop, at)
-        self._busy += 1
+        if self._busy < self._limit and not self._waiters:
+            self._busy += 1
+        else:
+            await self._wait_turn(loop, at)  # the turn comes with its slot counted
         try:
+            if self._closed:
+                raise ConnectError("the client was closed while the request waited")
             conn = self._take(origin)
             if conn is None:
                 conn = await self._connect(origin, loop, at, what)
@@ -320,7 +398,9 @@ class RawTransport(Addressing):
                 raise ConnectTimeout(f"{what} passed")
             reusable = False
             try:
-                answer = await conn.exchange(message, request.method, self._timeouts.read, at, what)
+                answer = await conn.exchange(
+                    message, request.method, self._timeouts.read, at, what, self._timeouts.write
+                )
                 reusable = not answer.will_close
             finally:
                 if reusable and not conn.closed and not self._closed:
@@ -344,39 +424,50 @@ class RawTransport(Addressing):
         return None
 
     def _wake(self) -> None:
+        """Hand a free slot to the first request still waiting (counted in use for it).
+
+        Handed over, not announced: a request arriving meanwhile queues behind the waiters
+        (`_exchange`), so none waits past its turn. Once closed, every waiter is failed.
+        """
         waiters = self._waiters
-        while waiters:
+        while waiters and self._busy < self._limit:
             waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(True)
-                return
+            if waiter.done():
+                continue  # expired or cancelled: it holds no slot
+            if self._closed:
+                waiter.set_result(False)
+                continue
+            self._busy += 1
+            waiter.set_result(True)
 
     async def _wait_turn(self, loop: asyncio.AbstractEventLoop, at: float | None) -> None:
-        """Wait until fewer than *limit* connections are in use, within the pool timeout."""
+        """Wait for a slot handed over by `_wake`, within the pool timeout and the deadline."""
         pool = self._timeouts.pool
         when = None if pool is None else loop.time() + pool
         if at is not None and (when is None or at < when):
             when = at
-        while self._busy >= self._limit:
-            waiter: asyncio.Future[bool] = loop.create_future()
-            self._waiters.append(waiter)
-            timer = None if when is None else loop.call_at(when, _expire, waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # a turn given to this request passes to the next
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                with contextlib.suppress(
-                    ValueError
-                ):  # still there if it timed out or was cancelled
-                    self._waiters.remove(waiter)
-            if not waiter.result():
-                late = _deadline.passed()
-                raise PoolTimeout(f"{late.what} passed" if late else "timed out")
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        if self._busy < self._limit:
+            self._wake()  # a slot is free (the waiters ahead expired): the first takes it
+        timer = None if when is None else loop.call_at(when, _expire, waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._busy -= 1
+                self._wake()  # a turn given to this request passes to the next
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with contextlib.suppress(ValueError):  # still there if it expired or was cancelled
+                self._waiters.remove(waiter)
+        if not waiter.result():
+            if self._closed:
+                raise ConnectError("the client was closed while the request waited")
+            late = _deadline.passed()
+            raise PoolTimeout(f"{late.what} passed" if late else "timed out")
 
     async def _connect(
         self, origin: Origin, loop: asyncio.AbstractEventLoop, at: float | None, what: str
@@ -476,14 +567,50 @@ class RawTransport(Addressing):
         return self._context
 
     async def aclose(self) -> None:
-        """Close every idle connection; one in use closes when its request ends."""
+        """Close every idle connection and fail the waiting requests (nothing of them sent).
+
+        One in use closes when its request ends. Idle connections are aborted, not closed:
+        HTTP/1.1 framing makes TLS's close_notify needless, and a TLS peer that never
+        answers it would leave the transport open.
+        """
         self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(False)
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:
-                conn.close()
+                conn.closed = True
+                if conn.transport is not None:
+                    conn.transport.abort()
         if idle:
             await asyncio.sleep(0)  # the transports' close callbacks run
+
+
+def _orphan(conn: _Connection) -> None:
+    """Close *conn*, whose event loop has ended.
+
+    Its socket is closed directly: no loop is left to run the transport's close.
+    """
+    conn.closed = True
+    transport = conn.transport
+    if transport is None:
+        return
+    with contextlib.suppress(RuntimeError):  # the loop closed: the transport cannot schedule
+        transport.abort()
+    # What the closed loop would have run next: the socket transport's (under TLS, the one
+    # beneath it) last step, which closes the socket and marks the transport closed.
+    base = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None) or transport
+    lost = getattr(base, "_call_connection_lost", None)
+    if lost is not None:
+        with contextlib.suppress(Exception):  # TLS's own step needs the loop; the socket closes
+            lost(None)
+        return
+    sock = transport.get_extra_info("socket")  # pragma: no cover - another loop's transport
+    sock = getattr(sock, "_sock", sock)  # pragma: no cover - TransportSocket hides close()
+    if sock is not None:  # pragma: no cover
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:
