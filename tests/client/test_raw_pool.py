@@ -335,3 +335,29 @@ async def test_exchange_on_a_closed_connection_fails_at_once_unsent():
         assert caught.value.not_sent
         await raw.aclose()
     assert _raw.ConnectError is ConnectError
+
+
+async def test_a_deadline_passed_before_a_kept_connection_is_written_to_is_not_sent():
+    """The slot free, an idle connection kept, the deadline gone: refused unsent, conn kept."""
+    from wa_auth import _deadline
+
+    seen: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readexactly(await _body_length(reader))
+            seen.append(1)
+            writer.write(OK)
+            await writer.drain()
+
+    async with serving(answer) as url:
+        raw = _transport()
+        post = Request("POST", url, content=b'{"to": "1"}')
+        assert (await raw.send(post, TOKEN)).status_code == 200
+        with _deadline.scope(0.0, "deadline"), pytest.raises(TransportError) as caught:
+            await raw.send(post, TOKEN)
+        assert (await raw.send(post, TOKEN)).status_code == 200  # the kept connection, reused
+        await raw.aclose()
+    assert str(caught.value.__cause__).startswith("ConnectTimeout")
+    assert caught.value.maybe_delivered is False
+    assert len(seen) == 2

@@ -277,3 +277,24 @@ def test_plain_http_goes_to_the_proxy_in_absolute_form(monkeypatch):
     _, path, headers = forward.requests[0]
     assert path == f"http://graph.example.invalid/v23.0/{PHONE}/messages"
     assert headers["Proxy-Authorization"] == "Basic dXNlcjpwdw=="  # user:pw
+
+
+def test_a_deadline_passed_before_the_write_is_not_sent():
+    """A kept connection, the deadline already gone: refused before a byte, so not delivered."""
+    from wa_auth import _deadline
+    from wa_auth._client._base import Timeouts
+    from wa_auth._client._stdlib import StdlibTransport
+    from wa_auth._core import Request
+    from wa_auth.providers._base import Token
+
+    transport = StdlibTransport(Timeouts(2.0, 2.0, 2.0, 2.0), {"User-Agent": "test"})
+    with peer() as server:
+        url = _url(server) + "/v1/messages"
+        send = Request("POST", url, content=b'{"to": "1"}')
+        assert transport.send(send, Token(TOKEN)).status_code == 200  # the connection kept
+        with _deadline.scope(0.0, "deadline"), pytest.raises(TransportError) as caught:
+            transport.send(send, Token(TOKEN))
+        transport.close()
+    assert str(caught.value).startswith("WriteTimeout on POST: the request was not sent")
+    assert caught.value.maybe_delivered is False
+    assert len(server.requests) == 1

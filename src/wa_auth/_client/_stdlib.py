@@ -32,7 +32,7 @@ import select
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from wa_auth import _deadline
@@ -64,9 +64,13 @@ _MAX_KEPT: Final = 256
 
 
 class _Failure(Exception):  # noqa: N818 - httpx's names, which the errors' text quotes
-    """One way a request failed; *not_sent* says no byte of it can have reached the peer."""
+    """One way a request failed; *not_sent* says no byte of it can have reached the peer.
 
-    not_sent: ClassVar[bool] = False
+    The class says it for its kind; an instance may say it too (a write refused before its
+    first byte because the deadline had already passed).
+    """
+
+    not_sent: bool = False
 
 
 class ConnectError(_Failure):
@@ -401,7 +405,12 @@ class StdlibTransport(Addressing):
         sock = conn.sock
         assert sock is not None
         try:
-            sock.settimeout(_bounded(timeouts.write, WriteTimeout))
+            write = _bounded(timeouts.write, WriteTimeout)
+        except WriteTimeout as exc:
+            exc.not_sent = True  # the deadline passed before the first byte: nothing went out
+            raise
+        try:
+            sock.settimeout(write)
             sock.sendall(message)
         except TimeoutError as exc:
             raise _timed_out(WriteTimeout, exc) from None
