@@ -225,10 +225,15 @@ class _Connection(asyncio.Protocol):
             self.timer = self.loop.call_at(when, self._tick)
 
     def _tick(self) -> None:
-        """The timer: fail the exchange if the deadline or the write or read timeout passed."""
+        """The timer: fail the exchange if the deadline or the write or read timeout passed.
+
+        While the request drains, the write timeout runs from the last time the peer took
+        some of it; after, the read timeout from the last bytes of the answer.
+        """
         self.timer = None
         now = self.loop.time()
-        at = self.when
+        step: float | None
+        kind: type[WriteTimeout | ReadTimeout]
         if self.writing:
             transport = self.transport
             assert transport is not None
@@ -236,30 +241,20 @@ class _Connection(asyncio.Protocol):
             if left == 0:
                 self._drained()  # resume_writing may not have come (TLS): the read timer now
                 return
-            if at is not None and now >= at:
-                self._fail(WriteTimeout(f"{self.what} passed"))
-                return
-            write = self.write
             if left < self.left:  # the peer took some: the write timer starts again
                 self.left = left
                 self.seen = now
-            if write is not None:
-                due = self.seen + write
-                if now >= due:
-                    self._fail(WriteTimeout("timed out"))
-                    return
-                at = due if at is None else min(at, due)
-            assert at is not None
-            self.timer = self.loop.call_at(at, self._tick)
-            return
+            step, kind = self.write, WriteTimeout
+        else:
+            step, kind = self.read, ReadTimeout
+        at = self.when
         if at is not None and now >= at:
-            self._fail(ReadTimeout(f"{self.what} passed"))
+            self._fail(kind(f"{self.what} passed"))
             return
-        read = self.read
-        if read is not None:
-            due = self.seen + read
+        if step is not None:
+            due = self.seen + step
             if now >= due:
-                self._fail(ReadTimeout("timed out"))
+                self._fail(kind("timed out"))
                 return
             at = due if at is None else min(at, due)
         assert at is not None
