@@ -402,3 +402,37 @@ async def test_the_connections_are_counted_busy_while_a_request_runs():
         writer.close()
         await asyncio.sleep(0.05)
         assert connections.open == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/vnd.api+json",
+        "text/plain",
+        "",
+        "json",
+        "application/json, text/plain",
+        'application/json; charset="utf-8"; x=1',
+    ],
+)
+def test_the_lanes_content_type_is_aiohttps(value):
+    from aiohttp.test_utils import make_mocked_request
+
+    from wa_auth._cli._serve._lane import _mime
+
+    expected = make_mocked_request("POST", "/send", headers={"Content-Type": value}).content_type
+    assert _mime(value) == expected
+
+
+@_run
+async def test_many_pipelined_requests_pause_the_reading_and_are_all_answered_in_order():
+    stub = Stub()
+    async with lane_server(stub) as (port, _, _):
+        reader, writer = await _open(port)
+        bodies = [b"x" * (i % 50 + 1) for i in range(400)]
+        writer.write(b"".join(post("/echo", body) for body in bodies))
+        answers = [(await _answer(reader))[2] for _ in bodies]
+        assert answers == [str(len(body)).encode() for body in bodies]
+    assert [s[2] for s in stub.seen] == bodies

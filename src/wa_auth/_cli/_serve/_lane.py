@@ -40,7 +40,6 @@ from http import HTTPStatus
 from typing import Any, Final, cast
 
 from aiohttp import web
-from aiohttp.helpers import parse_content_type
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import MultiDict, MultiDictProxy
 
@@ -60,7 +59,15 @@ _LOST: Final = "Connection lost"
 @functools.lru_cache(maxsize=64)
 def _mime(raw: str | None) -> str:
     """Return a Content-Type's media type as aiohttp's `request.content_type` does."""
-    return "application/octet-stream" if raw is None else parse_content_type(raw)[0]
+    if raw is None:
+        return "application/octet-stream"
+    try:
+        from aiohttp.helpers import parse_content_type
+    except ImportError:  # pragma: no cover - aiohttp before 3.11 parsed it so, in its mixin
+        from email.parser import HeaderParser
+
+        return HeaderParser().parsestr(f"Content-Type: {raw}").get_content_type()
+    return parse_content_type(raw)[0]
 
 
 class _Date:
@@ -309,12 +316,9 @@ class Lane(asyncio.Protocol):
         request = self._request
         if request is None:
             self._next()
-        elif self._missing:
-            if len(buf) >= self._missing:
-                self._body_arrived()
-            elif len(buf) > self._missing + MAX_HEAD:
-                self._pause_reading()
-        elif len(buf) > MAX_HEAD:
+        elif self._missing and len(buf) >= self._missing:
+            self._body_arrived()
+        elif not self._missing and len(buf) > MAX_HEAD:
             self._pause_reading()  # pipelined requests wait for this one's answer
 
     # --- Connections ------------------------------------------------------------------------
@@ -397,8 +401,6 @@ class Lane(asyncio.Protocol):
         self._missing = head.length
         if len(self._buf) >= head.length:
             self._body_arrived()
-        elif len(self._buf) > head.length + MAX_HEAD:
-            self._pause_reading()
         self._task = self._loop.create_task(self._run(self._request))
 
     def _body_arrived(self) -> None:
@@ -409,6 +411,8 @@ class Lane(asyncio.Protocol):
             self._request.content.arrived(body)
         else:
             self._request.content.arrived(b"")
+        if len(self._buf) > MAX_HEAD:
+            self._pause_reading()  # pipelined requests wait for this one's answer
 
     def _hand_over(self) -> None:
         """Give the connection, and every byte the lane holds, to aiohttp's path."""
