@@ -24,8 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cases.serve as S  # noqa: E402
-from peer import NginxPeer  # noqa: E402
+import cases.serve as S  # noqa: N812 - short: the module's privates are used throughout
+from peer import NginxPeer
 
 
 class ProtoCaller:
@@ -122,7 +122,9 @@ def main() -> None:
                 def spawn(cmd: list[str], *a: Any, extra: list[str] = args, **k: Any) -> Any:
                     return popen([*cmd, *extra], *a, **k)
 
-                S.subprocess = types.SimpleNamespace(Popen=spawn, PIPE=subprocess.PIPE, DEVNULL=subprocess.DEVNULL)  # type: ignore[assignment]
+                S.subprocess = types.SimpleNamespace(  # type: ignore[assignment]
+                    Popen=spawn, PIPE=subprocess.PIPE, DEVNULL=subprocess.DEVNULL
+                )
                 S._Caller = ProtoCaller if proto else caller0  # type: ignore[misc]
                 svc = S._Service(ctx, 16)
                 try:
@@ -136,7 +138,8 @@ def main() -> None:
     for v in variants:
         s, t = statistics.median(serve[v]), statistics.median(total[v])
         ratio = f"  row {t / base:.2f}x" if base and v != "inproc" else ""
-        print(f"{v:55s} service {s:6.1f} us  row {t:6.1f} us{ratio}  runs {[round(x) for x in total[v]]}")
+        runs = [round(x) for x in total[v]]
+        print(f"{v:55s} service {s:6.1f} us  row {t:6.1f} us{ratio}  runs {runs}")
 
 
 if __name__ == "__main__":

@@ -258,6 +258,7 @@ class Lane(asyncio.Protocol):
         self._remote: str | None = None
         self._buf = b""
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         # The request in flight (its head read), its body's bytes still to come, its task.
         self._request: LaneRequest | None = None
         self._missing = 0
@@ -356,11 +357,15 @@ class Lane(asyncio.Protocol):
     # --- reading ------------------------------------------------------------------------------
 
     def _arm(self) -> None:
-        """Start the header timer: a head must arrive within the header timeout."""
-        self._disarm()
-        self._timer = self._loop.call_at(
-            self._loop.time() + self._lanes.header_timeout, self._expired
-        )
+        """Start the header timer: a head must arrive within the header timeout.
+
+        One timer per connection, moved lazily (as aiohttp's keep-alive timer): when it fires
+        before the deadline (a request came and was answered since), it is set again for it;
+        while a request is in flight it does nothing (the request's own deadlines hold).
+        """
+        self._deadline = self._loop.time() + self._lanes.header_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._expired)
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -369,8 +374,12 @@ class Lane(asyncio.Protocol):
 
     def _expired(self) -> None:
         self._timer = None
-        if self._request is None:
-            self._close()
+        if self._request is not None or self._transport is None:
+            return  # re-armed after the answer
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expired)
+            return
+        self._close()
 
     def _close(self) -> None:
         self._closing = True
@@ -394,7 +403,6 @@ class Lane(asyncio.Protocol):
             self._hand_over()
             return
         assert isinstance(head, Head)
-        self._disarm()
         self._request = LaneRequest(head, self._remote)
         self._connections.begin(self)
         self._buf = self._buf[head.size :]
