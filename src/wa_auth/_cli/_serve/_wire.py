@@ -40,9 +40,10 @@ HANDOVER: Final = "handover"
 
 _END: Final = b"\r\n\r\n"
 _LINE: Final = re.compile(rb"(GET|POST) (/[A-Za-z0-9_.\-/]*) HTTP/1\.1")
-_FIELD: Final = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?[ \t]*"
-)
+#: The bytes of a header's name (RFC 9110's token).
+_TOKEN: Final = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: The bytes of a complete head: visible ASCII, space and tab, and the lines' CR LF.
+_HEAD: Final = bytes([9, 10, 13, *range(0x20, 0x7F)])
 #: Headers whose presence sends the request to aiohttp's path.
 _FOREIGN: Final = frozenset(
     {"transfer-encoding", "content-encoding", "expect", "upgrade", "trailer", "t" + "e"}
@@ -60,8 +61,7 @@ _ONCE: Final = frozenset(
     }
 )
 _CONNECTION: Final = {"keep-alive": False, "close": True}
-#: The bytes a head of the lane may hold: visible ASCII, space, tab, CR and LF.
-_TEXT: Final = bytes([9, 10, 13, *range(0x20, 0x7F)])
+
 
 
 class Fields(dict[str, str]):
@@ -117,9 +117,13 @@ def read_head(buf: bytes, max_body: int) -> Head | Literal["handover"] | None:
     end = buf.find(_END, 0, MAX_HEAD)
     if end < 0:
         return HANDOVER if len(buf) >= MAX_HEAD or _doomed(buf) else None
-    lines = buf[:end].split(b"\r\n")
-    if len(lines) > MAX_FIELDS + 1:
-        return HANDOVER
+    block = buf[:end]
+    if block.translate(None, _HEAD):
+        return HANDOVER  # a control character or obs-text
+    lines = block.split(b"\r\n")
+    breaks = len(lines) - 1
+    if breaks > MAX_FIELDS or block.count(b"\r") != breaks or block.count(b"\n") != breaks:
+        return HANDOVER  # too many headers, or a bare CR or LF
     line = _LINE.fullmatch(lines[0])
     if line is None:
         return HANDOVER
@@ -153,20 +157,24 @@ def _doomed(buf: bytes) -> bool:
             return True
     elif not (b"GET /".startswith(buf[:5]) or b"POST /".startswith(buf[:6])):
         return True
-    return bool(buf.translate(None, _TEXT))
+    return bool(buf.translate(None, _HEAD))
 
 
 def _fields(lines: list[bytes]) -> Fields | None:
-    """Return the headers of a head's *lines* (after the request line), or None: hand over."""
+    """Return the headers of a head's *lines* (after the request line), or None: hand over.
+
+    Each line is a token, a colon, and a value stripped of spaces and tabs at both ends; the
+    lines' bytes are already known to be visible ASCII, spaces and tabs (`read_head`).
+    """
     headers = Fields()
     for raw in lines[1:]:
-        field = _FIELD.fullmatch(raw)
-        if field is None:
-            return None
-        name = field[1].decode("ascii").lower()
+        name_bytes, colon, value = raw.partition(b":")
+        if not colon or not name_bytes or name_bytes.translate(None, _TOKEN):
+            return None  # no colon, no name, or a name that is not a token (obs-fold too)
+        name = name_bytes.decode("ascii").lower()
         if name in _FOREIGN or (name in _ONCE and name in headers):
             return None
-        value = (field[2] or b"").decode("ascii")
+        text = value.strip(b" \t").decode("ascii")
         # A repeated header is one list, as aiohttp's `getall` joined with commas.
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+        headers[name] = f"{headers[name]},{text}" if name in headers else text
     return headers
