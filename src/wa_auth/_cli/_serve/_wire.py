@@ -63,7 +63,6 @@ _ONCE: Final = frozenset(
 _CONNECTION: Final = {"keep-alive": False, "close": True}
 
 
-
 class Fields(dict[str, str]):
     """A head's headers by lower-case name; `get` takes a name in any case, as aiohttp's."""
 
