@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import select
 import signal
 import subprocess
@@ -157,10 +158,20 @@ def serve_env(sandbox: Any | None, token: str | None, **extra: str | None) -> di
     return env_for(sandbox, token, **{"WA_AUTH_API_KEY": KEY, **extra})
 
 
+def http_args() -> tuple[str, ...]:
+    """`--http PATH` when `WA_AUTH_TEST_SERVE_HTTP` names one: the suite over aiohttp's path.
+
+    Without it the services read requests with serve's default (its own lane); an explicit
+    `--http` among a test's arguments comes after, and wins.
+    """
+    path = os.environ.get("WA_AUTH_TEST_SERVE_HTTP")
+    return ("--http", path) if path else ()
+
+
 def start(env: dict[str, str], *args: str, python: tuple[str, ...] = ("-m", "wa_auth")) -> Service:
     """Start `wa-auth serve --port 0 ARGS` and return it once it printed its info line."""
     proc = subprocess.Popen(
-        [sys.executable, *python, "serve", "--port", "0", *args],
+        [sys.executable, *python, "serve", "--port", "0", *http_args(), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from helpers import LONG, Clock, record_reliability
 from running import valid
-from serving import KEY, serve_env, text
+from serving import KEY, http_args, serve_env, text
 from wa_auth._cli._serve import _connections as _serve_net
 from wa_auth._cli._serve import _log as _serve_log
 from wa_auth.sandbox import Sandbox
@@ -105,7 +105,7 @@ def logged(
     stderr = tmp_path / f"serve-{time.monotonic_ns()}.stderr"
     with stderr.open("w", encoding="utf-8") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wa_auth", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "wa_auth", "serve", "--port", "0", *http_args(), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=err,

@@ -223,3 +223,25 @@ def test_plain_heads_are_accepted_and_read_as_aiohttp_reads_them(method, target,
     head = _same_as_aiohttp(data)
     if "//" not in target and "/." not in target and not fields:
         assert isinstance(head, Head)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
+        b"PUT /send",
+        b"GET send",
+        b"POST /send HTTP/1.0\r\n",
+        b"POST /send HTTP/1.1\r\nHost: x\r\nX-A: \x00",
+        b"POST /send HTTP/1.1\r\nHost: x\r\nX-A: na\xefve",
+    ],
+)
+def test_bytes_no_head_of_the_lane_can_start_with_go_to_aiohttp_before_the_blank_line(start):
+    """aiohttp answers them at once: the lane does not wait for a blank line that may not come."""
+    assert read_head(start, MAX_BODY) == HANDOVER
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=len(PLAIN) - 3))
+def test_every_prefix_of_a_lane_head_waits(cut):
+    assert read_head(PLAIN[:cut], MAX_BODY) is None

@@ -333,6 +333,15 @@ def serve(commands: argparse._SubParsersAction[Parser]) -> None:
             "the CPU per send) or aiohttp"
         ),
     )
+    h.add_argument(
+        "--http",
+        choices=serve.HTTP_PATHS,
+        default=serve.DEFAULT_HTTP,
+        help=(
+            "how callers' requests are read: lane (serve's own HTTP/1.1 for plain requests, "
+            "aiohttp's server for any other; less CPU per item) or aiohttp (every request)"
+        ),
+    )
     g = p.add_argument_group("guard")
     g.add_argument(
         "--concurrency",

@@ -93,6 +93,10 @@ class Service(HookRoutes):
         table.update({(method, path): (path, handler) for (method, path), handler in hooks.items()})
         return table
 
+    def unmatched(self) -> tuple[str, Handler]:
+        """Return the route of a request no route matches: a JSON 404, or 405 with `Allow`."""
+        return ("unmatched", self._unmatched)
+
     def server(self) -> web.Server:
         """Return aiohttp's low-level server over the routes, with a JSON 404/405 for the rest.
 

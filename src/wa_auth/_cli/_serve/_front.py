@@ -27,6 +27,7 @@ from wa_auth._cli._serve._http import (
     Answer,
     Handler,
     Rejected,
+    body_bytes,
     failure,
     to_response,
     too_large,
@@ -113,6 +114,19 @@ class Front:
     # --- every request --------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest, route: str, handler: Handler) -> web.Response:
+        """Answer *request* on aiohttp's path: `answer`, as aiohttp's `Response`."""
+        answer, data = await self.answer(request, route, handler)
+        return to_response(answer, data)
+
+    async def answer(
+        self, request: web.BaseRequest, route: str, handler: Handler
+    ) -> tuple[Answer, bytes]:
+        """Return what *request* is answered and the answer's body: both HTTP paths' one wrapper.
+
+        The key, the shutdown check, the handler, a refusal or failure mapped to JSON (a
+        secret's value scrubbed from it), and the access line. aiohttp's path (`_handle`)
+        and the lane (`_lane`) write the same answer.
+        """
         started = self._monotonic()
         deadline = started + self._timeout
         try:
@@ -137,14 +151,14 @@ class Front:
         except Exception as exc:  # noqa: BLE001 - the contract: a JSON answer, never a traceback
             message = f"internal error (please report it): {type(exc).__name__}: {exc}"
             answer = failure(500, _codes.INTERNAL_CATEGORY, message, "serve/internal")
-        response = to_response(answer)
-        if self._shows_secret(response.body):
+        data = body_bytes(answer)
+        if self._shows_secret(data):
             # A provider names its token file in its errors: never a secret-named value.
             answer = attrs.evolve(answer, body=scrub(answer.body, self._secrets))
-            response = to_response(answer)
+            data = body_bytes(answer)
         self.requests += 1
-        self._access(request, route, answer, response, self._monotonic() - started)
-        return response
+        self._access(request, route, answer, len(data), self._monotonic() - started)
+        return answer, data
 
     def _shows_secret(self, body: object) -> bool:
         """Return whether an answer's bytes hold a secret's value (in any of its forms)."""
@@ -191,7 +205,7 @@ class Front:
         request: web.BaseRequest,
         route: str,
         answer: Answer,
-        response: web.Response,
+        size: int,
         seconds: float,
     ) -> None:
         body = answer.body if isinstance(answer.body, Mapping) else {}
@@ -204,7 +218,7 @@ class Front:
                 status=answer.status,
                 seconds=seconds,
                 request_bytes=request.content_length or 0,
-                response_bytes=response.content_length or 0,
+                response_bytes=size,
                 intents=answer.intents,
                 exit_code=body.get("exit_code"),
                 category=body.get("category"),

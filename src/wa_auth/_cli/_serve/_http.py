@@ -95,9 +95,14 @@ def failure(status: int, category: str, message: str, rule: str) -> Answer:
     return Answer(status=status, body=http_error(status, category, redact_text(message), rule=rule))
 
 
-def to_response(answer: Answer) -> web.Response:
+def body_bytes(answer: Answer) -> bytes:
+    """Return the bytes of *answer*'s body."""
     # A peer's text may hold what UTF-8 cannot encode (half a surrogate pair): encode_line.
-    data = answer.body if isinstance(answer.body, bytes) else encode_line(answer.body)
+    return answer.body if isinstance(answer.body, bytes) else encode_line(answer.body)
+
+
+def to_response(answer: Answer, data: bytes) -> web.Response:
+    """Return aiohttp's answer of *answer*, whose body's bytes are *data* (`body_bytes`)."""
     extra = answer.headers
     headers = (
         {"Content-Type": answer.content_type, **extra}

@@ -1,6 +1,7 @@
 """`wa-auth serve`: the CLI's front door over local HTTP, for n8n's HTTP Request and Code nodes.
 
-One process, one event loop: aiohttp's web server and a `FastAsyncWhatsAppClient` share it,
+One process, one event loop: its HTTP server (its own lane for the plain requests of n8n's
+items, `_lane`, and aiohttp's web server for any other) and a `FastAsyncWhatsAppClient` share it,
 so the connection pool, the verdicts, the pauses, the limiter and the token-health cache stay
 warm from one request to the next, and no process starts per item. Every intent goes through
 the same `Guard` (and outbox and state file) as `wa-auth send`, and every answer is one of the
@@ -105,7 +106,6 @@ async def _serve(
     from aiohttp import web
 
     from wa_auth._cli._serve._app import Service
-    from wa_auth._cli._serve._connections import Connections, connection_cap, fd_limit
     from wa_auth._cli._serve._site import Site
     from wa_auth._client import FastAsyncWhatsAppClient
     from wa_auth.guards import Guard
@@ -133,15 +133,13 @@ async def _serve(
             service.stop(sig.name)
             stopped.set()
 
-        try:
-            cap = connection_cap(config.max_connections, fd_limit(), _pool(client))
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        connections = Connections(cap, write_timeout=config.request_timeout)
+        connections = _connections(config, client)
+        cap = connections.cap
         runner = web.ServerRunner(
             service.server(), handle_signals=False, shutdown_timeout=config.shutdown_timeout
         )
         await runner.setup()
+        lanes = _lanes(service, connections, config)
         try:
             site = Site(
                 runner,
@@ -149,6 +147,7 @@ async def _serve(
                 config.port,
                 connections=connections,
                 options=_connection_options(config),
+                lanes=lanes,
             )
             try:
                 await site.start()
@@ -168,9 +167,7 @@ async def _serve(
             service.flush_log()
             write(_lifecycle("stopping", service, started), sys.stderr)
         finally:
-            # Closes the listener, lets the requests in flight finish (up to the shutdown
-            # timeout, then cancels them), and closes the idle connections.
-            await runner.cleanup()
+            await _cleanup(runner, lanes, config.shutdown_timeout)
             if fanout is not None:
                 # What was stored and not yet forwarded stays in the queue for the next start.
                 await fanout.stop()
@@ -229,6 +226,49 @@ def _fanout(
         if isinstance(shared, RedisState):
             fleet = SharedLedger(shared.ledger(window=DEFAULT_WINDOW), events)
     return Fanout(hooks, queue, routes, guard=guard, events=events, shared=fleet)
+
+
+async def _cleanup(runner: Any, lanes: Any, timeout: float) -> None:
+    """Stop serving: aiohttp's connections and the lane's, at once.
+
+    Closes the listener (cleanup's first step), lets the requests in flight finish (up to
+    *timeout*, then cancels them), and closes the idle connections.
+    """
+    if lanes is None:
+        await runner.cleanup()
+    else:
+        await asyncio.gather(runner.cleanup(), lanes.shutdown(timeout))
+
+
+def _lanes(service: Any, connections: Any, config: Any) -> Any:
+    """Return serve's own HTTP/1.1 lane over the service's routes (`_lane`), or None (`--http`)."""
+    if config.http != "lane":
+        return None
+    from wa_auth._cli._serve._lane import Lanes
+
+    return Lanes(
+        answer=service.answer,
+        routes=service.routes(),
+        unmatched=service.unmatched(),
+        connections=connections,
+        max_body=config.max_body,
+        header_timeout=config.header_timeout,
+    )
+
+
+def _connections(config: Any, client: Any) -> Any:
+    """Return the registry of the callers' connections, capped below the open-file limit.
+
+    Raises:
+        ConfigurationError: The limit leaves too little room.
+    """
+    from wa_auth._cli._serve._connections import Connections, connection_cap, fd_limit
+
+    try:
+        cap = connection_cap(config.max_connections, fd_limit(), _pool(client))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return Connections(cap, write_timeout=config.request_timeout)
 
 
 def _pool(client: Any) -> int:

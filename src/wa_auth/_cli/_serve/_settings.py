@@ -21,12 +21,14 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_HOST",
+    "DEFAULT_HTTP",
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_PORT",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TRANSPORT",
+    "HTTP_PATHS",
     "MAX_LINE",
     "MIN_KEY_LENGTH",
     "TRANSPORTS",
@@ -55,6 +57,10 @@ DEFAULT_MAX_CONNECTIONS: Final = 1024
 #: client's own HTTP/1.1 on asyncio) spends about half aiohttp's CPU per send.
 TRANSPORTS: Final = ("raw", "aiohttp")
 DEFAULT_TRANSPORT: Final = "raw"
+#: How serve reads its callers' requests: its own lane for the plain ones (`_lane`), or
+#: aiohttp's server for every request.
+HTTP_PATHS: Final = ("lane", "aiohttp")
+DEFAULT_HTTP: Final = "lane"
 #: The longest request line and header line, in bytes (aiohttp's default): a longer one is a 400.
 MAX_LINE: Final = 8190
 #: A shorter key is refused: it could be guessed, and whoever has it sends as the business.
@@ -81,6 +87,8 @@ class Settings:
         outbox: The outbox file, or None.
         state: The state file, or None.
         transport: The client's transport to Meta (`TRANSPORTS`).
+        http: How requests are read (`HTTP_PATHS`): `lane` (serve's own, aiohttp's server
+            for any other request) or `aiohttp` (aiohttp's server for every request).
     """
 
     host: str
@@ -95,6 +103,7 @@ class Settings:
     outbox: str | None = None
     state: str | None = None
     transport: str = DEFAULT_TRANSPORT
+    http: str = DEFAULT_HTTP
 
 
 def key_digest(key: str) -> bytes:
@@ -193,4 +202,5 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
         outbox=args.outbox or environ.get("WA_AUTH_OUTBOX") or None,
         state=getattr(args, "state", None) or environ.get("WA_AUTH_STATE") or None,
         transport=getattr(args, "transport", None) or DEFAULT_TRANSPORT,
+        http=getattr(args, "http", None) or DEFAULT_HTTP,
     )

@@ -1,6 +1,8 @@
-"""The listener and the connections of `wa-auth serve`: aiohttp's, bounded and counted.
+"""The listener and the connections of `wa-auth serve`: bounded and counted.
 
 `Site` accepts a connection only when `Connections` (`_connections`) has room for it, and
+gives it to serve's own lane (`_lane`, `--http lane`, the default), which hands any request it
+does not take to aiohttp's connection; with `--http aiohttp`, to aiohttp's connection at once.
 `Connection` is aiohttp's connection, counted there, bounded in its writes by its sweep, and
 answering a request aiohttp cannot parse in JSON that quotes nothing of it.
 """
@@ -22,6 +24,7 @@ from wa_auth._cli import _codes
 from wa_auth._cli._output import http_error
 from wa_auth._cli._serve._connections import ACCEPT_BATCH, BUSY, REST, SWEEP, Connections, fault
 from wa_auth._cli._serve._http import JSON_TYPE
+from wa_auth._cli._serve._lane import Lane, Lanes
 
 __all__ = ["Connection", "Site"]
 
@@ -131,6 +134,7 @@ class Site(web.BaseSite):
         *,
         connections: Connections,
         options: Mapping[str, Any],
+        lanes: Lanes | None = None,
         backlog: int = 1024,
     ) -> None:
         super().__init__(runner, backlog=backlog)
@@ -140,12 +144,21 @@ class Site(web.BaseSite):
         self._options = dict(options)
         self._listeners: list[socket.socket] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        self._lanes = lanes
+        if lanes is not None and lanes.fallback is None:
+            lanes.fallback = self._aiohttp_connection
 
     @property
     def name(self) -> str:
         return f"http://{self._host}:{self._port}"
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> Lane | Connection:
+        """Return the protocol of an accepted connection: the lane's, else aiohttp's."""
+        if self._lanes is not None:
+            return self._lanes()
+        return self._aiohttp_connection()
+
+    def _aiohttp_connection(self) -> Connection:
         server = self._runner.server
         assert server is not None  # the runner is set up before the site starts
         return Connection(

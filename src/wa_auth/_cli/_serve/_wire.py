@@ -1,13 +1,13 @@
 """The head of a request, read by `wa-auth serve`'s own HTTP/1.1 lane: a strict subset, sans I/O.
 
-Not wired in yet (issue 19, `serve.cpu`): a prototype of serve's HTTP layer on
-`asyncio.Protocol` cut the service's CPU per item by about 70 us (a sixth) against aiohttp's
-server. The plan is a lane of our own for the plain requests an n8n item sends, and aiohttp's
-server, as today, for everything else: `read_head` accepts only a head whose meaning is beyond
-doubt, and says `HANDOVER` for any other, so a hostile, unusual or merely rare request (a
-query string, chunked or encoded bodies, `Expect`, HTTP/1.0, obs-text, duplicates) is still
-answered by the aiohttp path and its tests. What it accepts, aiohttp's parser reads the same way
-(tests/test_serve_wire.py checks it against aiohttp's own parser, with Hypothesis).
+The lane (`_lane`) reads the plain requests an n8n item sends; aiohttp's server, as before,
+reads everything else: `read_head` accepts only a head whose meaning is beyond doubt, and says
+`HANDOVER` for any other, so a hostile, unusual or merely rare request (a query string,
+chunked or encoded bodies, `Expect`, HTTP/1.0, obs-text, duplicates, bytes that are not HTTP)
+is still answered by the aiohttp path and its tests. It says so as soon as the bytes so far
+cannot begin a head of the subset (a TLS hello, another verb), so aiohttp answers them at once,
+as it did. What it accepts, aiohttp's parser reads the same way (tests/test_serve_wire.py checks
+it against aiohttp's own parser, with Hypothesis).
 
 The rules of the subset:
 
@@ -16,7 +16,7 @@ The rules of the subset:
 - each header is a token, a colon, and a value of visible ASCII, spaces and tabs (stripped at
   both ends): no obs-fold, no obs-text, no control character;
 - exactly one `Host`; at most one of each header the service reads (`Content-Length`,
-  `Content-Type`, `Authorization`, `X-API-Key`, `Connection`);
+  `Content-Type`, `Authorization`, `X-API-Key`, `Connection`, `X-Hub-Signature-256`);
 - `Content-Length` is digits only, and not over the body limit (aiohttp's path answers 413);
 - no `Transfer-Encoding`, `Content-Encoding`, `Expect`, `Upgrade`, `Trailer` (nor the
   transfer codings' own header); `Connection` is
@@ -27,9 +27,9 @@ The rules of the subset:
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final, Literal, overload
 
-__all__ = ["HANDOVER", "MAX_FIELDS", "MAX_HEAD", "Head", "read_head"]
+__all__ = ["HANDOVER", "MAX_FIELDS", "MAX_HEAD", "Fields", "Head", "read_head"]
 
 #: The most bytes of a head (request line, headers and the blank line) the lane reads.
 MAX_HEAD: Final = 8192
@@ -40,18 +40,40 @@ HANDOVER: Final = "handover"
 
 _END: Final = b"\r\n\r\n"
 _LINE: Final = re.compile(rb"(GET|POST) (/[A-Za-z0-9_.\-/]*) HTTP/1\.1")
-_FIELD: Final = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?[ \t]*"
-)
+#: The bytes of a header's name (RFC 9110's token).
+_TOKEN: Final = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: The bytes of a complete head: visible ASCII, space and tab, and the lines' CR LF.
+_HEAD: Final = bytes([9, 10, 13, *range(0x20, 0x7F)])
 #: Headers whose presence sends the request to aiohttp's path.
 _FOREIGN: Final = frozenset(
     {"transfer-encoding", "content-encoding", "expect", "upgrade", "trailer", "t" + "e"}
 )
 #: Headers the service reads: a second one is ambiguous, so aiohttp's path decides.
 _ONCE: Final = frozenset(
-    {"host", "content-length", "content-type", "authorization", "x-api-key", "connection"}
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "authorization",
+        "x-api-key",
+        "connection",
+        "x-hub-signature-256",
+    }
 )
 _CONNECTION: Final = {"keep-alive": False, "close": True}
+
+
+class Fields(dict[str, str]):
+    """A head's headers by lower-case name; `get` takes a name in any case, as aiohttp's."""
+
+    __slots__ = ()
+
+    @overload  # type: ignore[override]
+    def get(self, key: str, default: None = None) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return dict.get(self, key.lower(), default)
 
 
 class Head:
@@ -72,7 +94,7 @@ class Head:
         self,
         method: str,
         path: str,
-        headers: dict[str, str],
+        headers: Fields,
         length: int,
         close: bool,
         size: int,
@@ -93,10 +115,14 @@ def read_head(buf: bytes, max_body: int) -> Head | Literal["handover"] | None:
     """
     end = buf.find(_END, 0, MAX_HEAD)
     if end < 0:
-        return HANDOVER if len(buf) >= MAX_HEAD else None
-    lines = buf[:end].split(b"\r\n")
-    if len(lines) > MAX_FIELDS + 1:
-        return HANDOVER
+        return HANDOVER if len(buf) >= MAX_HEAD or _doomed(buf) else None
+    block = buf[:end]
+    if block.translate(None, _HEAD):
+        return HANDOVER  # a control character or obs-text
+    lines = block.split(b"\r\n")
+    breaks = len(lines) - 1
+    if breaks > MAX_FIELDS or block.count(b"\r") != breaks or block.count(b"\n") != breaks:
+        return HANDOVER  # too many headers, or a bare CR or LF
     line = _LINE.fullmatch(lines[0])
     if line is None:
         return HANDOVER
@@ -118,17 +144,36 @@ def read_head(buf: bytes, max_body: int) -> Head | Literal["handover"] | None:
     return Head(line[1].decode("ascii"), path, headers, length, close, end + len(_END))
 
 
-def _fields(lines: list[bytes]) -> dict[str, str] | None:
-    """Return the headers of a head's *lines* (after the request line), or None: hand over."""
-    headers: dict[str, str] = {}
+def _doomed(buf: bytes) -> bool:
+    """Return whether an incomplete head can already not be the lane's (TLS, bytes, a verb).
+
+    aiohttp's parser answers such bytes at once (a 400); the lane must not wait for a blank
+    line that may never come, so they go to aiohttp's path as soon as they arrive.
+    """
+    newline = buf.find(b"\r\n")
+    if newline >= 0:
+        if _LINE.fullmatch(buf[:newline]) is None:
+            return True
+    elif not (b"GET /".startswith(buf[:5]) or b"POST /".startswith(buf[:6])):
+        return True
+    return bool(buf.translate(None, _HEAD))
+
+
+def _fields(lines: list[bytes]) -> Fields | None:
+    """Return the headers of a head's *lines* (after the request line), or None: hand over.
+
+    Each line is a token, a colon, and a value stripped of spaces and tabs at both ends; the
+    lines' bytes are already known to be visible ASCII, spaces and tabs (`read_head`).
+    """
+    headers = Fields()
     for raw in lines[1:]:
-        field = _FIELD.fullmatch(raw)
-        if field is None:
-            return None
-        name = field[1].decode("ascii").lower()
+        name_bytes, colon, value = raw.partition(b":")
+        if not colon or not name_bytes or name_bytes.translate(None, _TOKEN):
+            return None  # no colon, no name, or a name that is not a token (obs-fold too)
+        name = name_bytes.decode("ascii").lower()
         if name in _FOREIGN or (name in _ONCE and name in headers):
             return None
-        value = (field[2] or b"").decode("ascii")
+        text = value.strip(b" \t").decode("ascii")
         # A repeated header is one list, as aiohttp's `getall` joined with commas.
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+        headers[name] = f"{headers[name]},{text}" if name in headers else text
     return headers
