@@ -71,6 +71,31 @@ async def test_an_ambiguous_head_goes_to_aiohttp_before_the_lane_takes_a_byte(na
     assert stub.seen == []  # the lane read no request of that stream, smuggled or not
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /hold HTTP/1.1\nHost: x\n\n",
+        b"GET /hold HTTP/1.1\r\nHost: x\n\n",
+        b"GET /hold HTTP/1.1\r\nHost: x\r\nX-A: b\n\r\n",
+        b"GET /hold HTTP/1.1\rHost: x\r\r",
+        b"GET /hold HTTP/1.1\r\nHost: x\r\nX-A: b\rc\r\n",
+    ],
+    ids=["lf", "lf-after-the-line", "lf-in-a-field", "cr", "cr-in-an-unfinished-field"],
+)
+@_run
+async def test_a_head_with_a_bare_lf_or_cr_is_answered_by_aiohttp_at_once(request_bytes):
+    """aiohttp answers such a head (400) at once; the lane must not wait for its blank line."""
+    stub = Stub()
+    async with lane_server(stub, header_timeout=30.0) as (port, lanes, _):
+        reader, writer = await _open(port)
+        writer.write(request_bytes)
+        status, _, _ = await _answer(reader)  # HARD (10 s) is well below the header timeout
+        assert status == 400
+        assert lanes.handed_over == 1
+        writer.close()
+    assert stub.seen == []
+
+
 @_run
 async def test_a_head_at_the_limits_is_the_lanes():
     stub = Stub()
