@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -210,6 +211,34 @@ def test_random_head_bytes_never_break_the_connection_or_the_listener(garbage):
             assert connections.open == 0
 
     asyncio.run(asyncio.wait_for(exchange(), 60))
+    assert errors == []
+
+
+# --- an error escaping the service's wrapper ---------------------------------------------------------
+
+
+@_run
+async def test_an_error_escaping_the_wrapper_is_a_json_500_that_quotes_nothing():
+    """As aiohttp's path (`_site.Connection.handle_error`): a 500 in JSON, the connection closed."""
+    stub = Stub()
+
+    async def escape(request: Any, route: str, handler: Any) -> Any:
+        del request, route, handler
+        raise RuntimeError("sk-secret-in-the-message")
+
+    stub.answer = escape  # type: ignore[method-assign]
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+    async with lane_server(stub) as (port, lanes, _):
+        reader, writer = await _open(port)
+        writer.write(post("/echo", b"1") + post("/echo", b"2"))
+        status, fields, data = await _answer(reader)
+        assert (status, fields["connection"]) == (500, "close")
+        assert fields["content-type"].startswith("application/json")
+        assert b"secret" not in data
+        assert json.loads(data)["category"] == "internal"
+        assert await _closed(reader)
+        assert lanes.handed_over == 0
     assert errors == []
 
 
