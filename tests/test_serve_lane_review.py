@@ -1,6 +1,6 @@
 """A hostile review of serve's HTTP/1.1 lane (`_lane`): smuggling, splits, limits, escapes.
 
-On real sockets, in process, with `test_serve_lane`'s stub service and its aiohttp fallback:
+On real sockets, in process, with the stub service and aiohttp fallback of `lanes` (tests/lanes.py):
 every head the lane must not take (the ambiguous framings a smuggler uses) goes to aiohttp's
 path before the lane took a byte of it; a head that cannot end (a bare LF or CR) is answered by
 aiohttp at once instead of waiting out the header timeout; any split of a pipelined stream (on
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_serve_lane import MAX_BODY, Stub, _answer, _closed, _open, _run, lane_server, post
+from lanes import MAX_BODY, Stub, closed, lane_server, open_client, post, read_answer, run_async
 from wa_auth._cli._serve._wire import MAX_FIELDS, MAX_HEAD
 
 SMUGGLED = post("/echo", b"SMUGGLED")
@@ -59,13 +59,13 @@ AMBIGUOUS = {
 
 
 @pytest.mark.parametrize("name", sorted(AMBIGUOUS))
-@_run
+@run_async
 async def test_an_ambiguous_head_goes_to_aiohttp_before_the_lane_takes_a_byte(name):
     stub = Stub()
     async with lane_server(stub) as (port, lanes, _):
-        reader, writer = await _open(port)
+        reader, writer = await open_client(port)
         writer.write(AMBIGUOUS[name] + SMUGGLED)
-        await _answer(reader)  # aiohttp's, whatever it decides
+        await read_answer(reader)  # aiohttp's, whatever it decides
         await asyncio.sleep(0.05)
         assert lanes.handed_over == 1
         writer.close()
@@ -83,34 +83,34 @@ async def test_an_ambiguous_head_goes_to_aiohttp_before_the_lane_takes_a_byte(na
     ],
     ids=["lf", "lf-after-the-line", "lf-in-a-field", "cr", "cr-in-an-unfinished-field"],
 )
-@_run
+@run_async
 async def test_a_head_with_a_bare_lf_or_cr_is_answered_by_aiohttp_at_once(request_bytes):
     """aiohttp answers such a head (400) at once; the lane must not wait for its blank line."""
     stub = Stub()
     async with lane_server(stub, header_timeout=30.0) as (port, lanes, _):
-        reader, writer = await _open(port)
+        reader, writer = await open_client(port)
         writer.write(request_bytes)
-        status, _, _ = await _answer(reader)  # HARD (10 s) is well below the header timeout
+        status, _, _ = await read_answer(reader)  # HARD (10 s) is well below the header timeout
         assert status == 400
         assert lanes.handed_over == 1
         writer.close()
     assert stub.seen == []
 
 
-@_run
+@run_async
 async def test_a_head_at_the_limits_is_the_lanes():
     stub = Stub()
     async with lane_server(stub) as (port, lanes, _):
-        reader, writer = await _open(port)
+        reader, writer = await open_client(port)
         fields = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
         fields += b"a: b\r\n" * (MAX_FIELDS - 2)
         writer.write(fields + b"\r\nA")
-        assert (await _answer(reader))[2] == b"1"
+        assert (await read_answer(reader))[2] == b"1"
         base = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nX-A: "
         head = base + b"a" * (MAX_HEAD - len(base) - 4) + b"\r\n\r\n"
         assert len(head) == MAX_HEAD
         writer.write(head + b"B")
-        assert (await _answer(reader))[2] == b"1"
+        assert (await read_answer(reader))[2] == b"1"
         writer.close()
         assert lanes.handed_over == 0
     assert [s[2] for s in stub.seen] == [b"A", b"B"]
@@ -142,12 +142,12 @@ def test_any_split_of_a_pipelined_stream_gives_the_same_answers(cuts):
     async def exchange() -> tuple[list[bytes], Stub, int]:
         stub = Stub()
         async with lane_server(stub) as (port, lanes, _):
-            reader, writer = await _open(port)
+            reader, writer = await open_client(port)
             for piece in pieces:
                 writer.write(piece)
                 await writer.drain()
                 await asyncio.sleep(0.001)
-            answers = [(await _answer(reader))[2] for _ in _EXPECTED]
+            answers = [(await read_answer(reader))[2] for _ in _EXPECTED]
             writer.close()
             return answers, stub, lanes.handed_over
 
@@ -197,15 +197,15 @@ def test_random_head_bytes_never_break_the_connection_or_the_listener(garbage):
         asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
         stub = Stub()
         async with lane_server(stub, header_timeout=0.5) as (port, lanes, connections):
-            reader, writer = await _open(port)
+            reader, writer = await open_client(port)
             writer.write(garbage)
             await asyncio.sleep(0.05)
             if not lanes.handed_over:
-                assert await _closed(reader)  # answered or not, within the header timeout
+                assert await closed(reader)  # answered or not, within the header timeout
             writer.close()
-            reader, writer = await _open(port)
+            reader, writer = await open_client(port)
             writer.write(post("/echo", b"ok"))
-            assert (await _answer(reader))[2] == b"2"
+            assert (await read_answer(reader))[2] == b"2"
             writer.close()
             await asyncio.sleep(0.05)
             assert connections.open == 0
@@ -217,7 +217,7 @@ def test_random_head_bytes_never_break_the_connection_or_the_listener(garbage):
 # --- an error escaping the service's wrapper ---------------------------------------------------------
 
 
-@_run
+@run_async
 async def test_an_error_escaping_the_wrapper_is_a_json_500_that_quotes_nothing():
     """As aiohttp's path (`_site.Connection.handle_error`): a 500 in JSON, the connection closed."""
     stub = Stub()
@@ -230,14 +230,14 @@ async def test_an_error_escaping_the_wrapper_is_a_json_500_that_quotes_nothing()
     errors: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
     async with lane_server(stub) as (port, lanes, _):
-        reader, writer = await _open(port)
+        reader, writer = await open_client(port)
         writer.write(post("/echo", b"1") + post("/echo", b"2"))
-        status, fields, data = await _answer(reader)
+        status, fields, data = await read_answer(reader)
         assert (status, fields["connection"]) == (500, "close")
         assert fields["content-type"].startswith("application/json")
         assert b"secret" not in data
         assert json.loads(data)["category"] == "internal"
-        assert await _closed(reader)
+        assert await closed(reader)
         assert lanes.handed_over == 0
     assert errors == []
 
@@ -245,20 +245,20 @@ async def test_an_error_escaping_the_wrapper_is_a_json_500_that_quotes_nothing()
 # --- the shutdown with requests pipelined behind the one in flight ------------------------------
 
 
-@_run
+@run_async
 async def test_shutdown_answers_the_request_in_flight_and_runs_none_behind_it():
     stub = Stub()
     stub.hold = asyncio.Event()
     async with lane_server(stub) as (port, lanes, connections):
-        reader, writer = await _open(port)
+        reader, writer = await open_client(port)
         writer.write(post("/hold", b"abc") + post("/echo", b"behind"))
         await asyncio.sleep(0.1)
         stopping = asyncio.ensure_future(lanes.shutdown(5.0))
         await asyncio.sleep(0.05)
         stub.hold.set()
-        status, fields, data = await _answer(reader)
+        status, fields, data = await read_answer(reader)
         assert (status, data, fields["connection"]) == (200, b"3", "close")
         await asyncio.wait_for(stopping, 10)
-        assert await _closed(reader)
+        assert await closed(reader)
         assert connections.open == 0
     assert [s[2] for s in stub.seen] == [b"abc"]
