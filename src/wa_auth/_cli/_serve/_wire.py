@@ -148,8 +148,12 @@ def _doomed(buf: bytes) -> bool:
     """Return whether an incomplete head can already not be the lane's (TLS, bytes, a verb).
 
     aiohttp's parser answers such bytes at once (a 400); the lane must not wait for a blank
-    line that may never come, so they go to aiohttp's path as soon as they arrive.
+    line that may never come, so they go to aiohttp's path as soon as they arrive. So does a
+    bare LF or CR (a CR at the end may be half of a CRLF): the lane's blank line never comes.
     """
+    crlf = buf.count(b"\r\n")
+    if buf.count(b"\n") != crlf or buf.count(b"\r") - buf.endswith(b"\r") != crlf:
+        return True
     newline = buf.find(b"\r\n")
     if newline >= 0:
         if _LINE.fullmatch(buf[:newline]) is None:
