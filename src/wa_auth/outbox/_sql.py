@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import operator
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -219,7 +220,47 @@ def intent_json(intent: Intent) -> str:
         ) from None
 
 
+#: A JSON string of a `str` as `json.dumps(ensure_ascii=False)` writes it (the C function).
+_STRING: Final = json.encoder.encode_basestring
+_FINITE: Final = math.isfinite
+#: The intent dict's own keys, beside its type's.
+_KEYS: Final = frozenset(
+    ("v", "to", "type", "idempotency_key", "phone_number_id", "consumer", "created_at", "not_after")
+)
+
+
 def _encode_intent(intent: Intent, content: Any) -> str:
+    """The intent's JSON: its fixed keys written out, its values through the C encoder's parts.
+
+    Byte for byte `_ENCODE_INTENT`'s output (the same order, separators and number forms:
+    `float.__repr__`, as the encoder writes a float), at about half its cost: the encoder
+    makes a list of the dict's items and encodes each key anew. An intent whose values are
+    not the plain types (a float subclass, a number that is not finite, an int time) goes
+    through the encoder itself, which writes or refuses it as before.
+    """
+    to, kind, key = intent.to, intent.type, intent.idempotency_key
+    sender, consumer = intent.phone_number_id, intent.consumer
+    created, until = intent.created_at, intent.not_after
+    if (
+        type(to) is str
+        and type(kind) is str
+        and kind not in _KEYS  # a dict's key would be written once
+        and type(key) is str
+        and (sender is None or type(sender) is str)
+        and (consumer is None or type(consumer) is str)
+        and type(created) is float
+        and _FINITE(created)
+        and (until is None or (type(until) is float and _FINITE(until)))
+    ):
+        name = _STRING(kind)
+        body = _ENCODE_INTENT(content if isinstance(content, dict) else dict(content))
+        return (
+            f'{{"v":{INTENT_SCHEMA_VERSION},"to":{_STRING(to)},"type":{name},{name}:{body},'
+            f'"idempotency_key":{_STRING(key)},'
+            f'"phone_number_id":{"null" if sender is None else _STRING(sender)},'
+            f'"consumer":{"null" if consumer is None else _STRING(consumer)},'
+            f'"created_at":{created!r},"not_after":{"null" if until is None else repr(until)}}}'
+        )
     return _ENCODE_INTENT(
         {
             "v": INTENT_SCHEMA_VERSION,
