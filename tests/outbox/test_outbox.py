@@ -1198,6 +1198,8 @@ def test_a_begin_records_each_optional_value_or_null(path):
     """The begin's INSERT writes NULL in SQL for the values an intent has none of: every
     combination of consumer, sender and deadline reads back as it was given."""
     with SqliteOutbox(path) as box:
+        statements: list[str] = []
+        box._db._conn.set_trace_callback(statements.append)
         for n in range(8):
             kw: dict[str, Any] = {}
             if n & 1:
@@ -1209,6 +1211,11 @@ def test_a_begin_records_each_optional_value_or_null(path):
             i = intent(f"k{n}", **kw)
             box.begin(i)
             assert box.get(f"k{n}").intent == i
+        box._db._conn.set_trace_callback(None)
+        # Each begin was one statement committed by itself: a form SQLite refused would have
+        # gone through the writer's batch (`BEGIN IMMEDIATE`) with the values bound.
+        assert sum(s.startswith("INSERT") for s in statements) == 8
+        assert "BEGIN IMMEDIATE" not in statements
         conn = sqlite3.connect(path)
         rows = conn.execute(
             "SELECT consumer, phone_number_id, not_after FROM wa_outbox ORDER BY id"
