@@ -1163,3 +1163,69 @@ def test_the_stored_intent_is_its_to_dict(path):
     with SqliteOutbox(path) as box:
         box.enqueue_many(kinds)
         assert [r.intent for r in box.list()] == kinds
+
+
+@pytest.mark.parametrize("many", [True, False], ids=["many-rows", "row-by-row"])
+async def test_a_plain_delivery_clears_what_a_failed_attempt_left(path, clock, monkeypatch, many):
+    """A delivered outcome writes NULL for the category, reason, error and not_before a failure
+    recorded (the plain delivery's statements write them, not bind them), row by row and many
+    rows at once, and adds up the attempts."""
+    monkeypatch.setattr(_outbox_jobs, "MANY", many)
+    box = SqliteOutbox(path, clock=clock)
+    keys = ["a", "b", "c"]
+    for key in keys:
+        box.settle(failed(intent(key), graph_error(500, 131000), QUEUED, not_before=EPOCH + 60))
+    clock.t = EPOCH + 61
+    assert sorted(r.idempotency_key for r in box.claim(numbers=3)) == keys
+    for key in keys:
+        box.begin(intent(key))
+    box.settle(delivered(intent("a")))  # alone: the single-row statement
+    await _in_one_batch(box, *(box.asettle(delivered(intent(k))) for k in ("b", "c")))
+    for key in keys:
+        row = box.get(key)
+        assert (row.state, row.message_id, row.token_fingerprint, row.attempts) == (
+            DELIVERED,
+            f"wamid.{key}",
+            LIVE,
+            2,
+        )
+        assert (row.category, row.reason, row.error, row.not_before) == (None, None, None, None)
+        assert (row.lease_owner, row.lease_until) == (None, None)
+    box.close()
+
+
+def test_a_begin_records_each_optional_value_or_null(path):
+    """The begin's INSERT writes NULL in SQL for the values an intent has none of: every
+    combination of consumer, sender and deadline reads back as it was given."""
+    with SqliteOutbox(path) as box:
+        statements: list[str] = []
+        box._db._conn.set_trace_callback(statements.append)
+        for n in range(8):
+            kw: dict[str, Any] = {}
+            if n & 1:
+                kw["consumer"] = "shop"
+            if n & 2:
+                kw["phone_number_id"] = "106540352242922"
+            if n & 4:
+                kw["not_after"] = EPOCH + 3600
+            i = intent(f"k{n}", **kw)
+            box.begin(i)
+            assert box.get(f"k{n}").intent == i
+        box._db._conn.set_trace_callback(None)
+        # Each begin was one statement committed by itself: a form SQLite refused would have
+        # gone through the writer's batch (`BEGIN IMMEDIATE`) with the values bound.
+        assert sum(s.startswith("INSERT") for s in statements) == 8
+        assert "BEGIN IMMEDIATE" not in statements
+        conn = sqlite3.connect(path)
+        rows = conn.execute(
+            "SELECT consumer, phone_number_id, not_after FROM wa_outbox ORDER BY id"
+        ).fetchall()
+        conn.close()
+    assert rows == [
+        (
+            "shop" if n & 1 else None,
+            "106540352242922" if n & 2 else None,
+            EPOCH + 3600 if n & 4 else None,
+        )
+        for n in range(8)
+    ]

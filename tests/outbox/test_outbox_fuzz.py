@@ -404,3 +404,38 @@ def test_a_deeply_nested_intent_content_is_refused_typed(outbox, depth):
         _, refused = attempt(lambda v=value, c=call: getattr(outbox, c)(v))
         assert refused is None or refused.kind == "invalid"
     _alive(outbox)
+
+
+@SETTINGS
+@given(
+    to=TEXT,
+    kind=st.sampled_from(["text", "template", "to", "v"]) | TEXT,
+    content=st.dictionaries(TEXT, JSON, max_size=4),
+    key=TEXT,
+    sender=st.none() | TEXT,
+    consumer=st.none() | TEXT,
+    created=st.floats() | st.integers(-(2**53), 2**53),
+    until=st.none() | st.floats() | st.integers(0, 2**40),
+)
+def test_an_intents_json_is_what_the_encoder_writes(
+    to, kind, content, key, sender, consumer, created, until
+):
+    """The row's intent JSON, written out for the plain types, is byte for byte the C
+    encoder's JSON of `to_dict()` (any text, any number, a type named like a key), or the
+    same `invalid` refusal of a number JSON has no form for."""
+    from wa_auth.intents import _made
+    from wa_auth.outbox import _sql
+
+    intent = _made(to, kind, content, key, sender, consumer, created, until)
+    try:
+        expected: str | None = json.dumps(
+            intent.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(OutboxError) as caught:
+            _sql.intent_json(intent)
+        assert caught.value.kind == "invalid"
+    else:
+        assert _sql.intent_json(intent) == expected

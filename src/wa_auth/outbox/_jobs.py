@@ -8,9 +8,10 @@ writes anything, so the other jobs of the same transaction commit unharmed.
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -20,12 +21,16 @@ from wa_auth._sqlite import dumps
 from wa_auth.errors import OutboxError
 from wa_auth.outbox._sql import (
     COLUMNS,
+    DELIVERED_PICK,
     INSERT,
     INSERT_MANY,
     MANY,
     ON_CONFLICT_RETURNING,
     OPEN,
     SETTLE,
+    SETTLE_DELIVERED,
+    SETTLE_DELIVERED_HEAD,
+    SETTLE_DELIVERED_TAIL,
     SETTLE_MANY_HEAD,
     SETTLE_MANY_TAIL,
     SETTLE_NEW,
@@ -167,22 +172,16 @@ class Jobs:
         statement did not change (one of those, or any row with an older SQLite) is taken one
         by one.
         """
-        left = range(len(items))
-        if MANY and len(items) > 1:  # one row: the plain statement is cheaper
-            missed: list[int] = []
-            for rows in chunks(items, lambda item: item[0][9]):
-                values = [v for n in rows for v in items[n][0][:10]]
-                found = conn.execute(
-                    f"{SETTLE_MANY_HEAD}{many_rows(len(rows), 10)}{SETTLE_MANY_TAIL}", values
-                )
-                done = {r[0] for r in found}
-                missed.extend(n for n in rows if items[n][0][9] not in done)
-            left = missed  # type: ignore[assignment]
-        for n in left:
-            update, delivery = items[n]
-            if conn.execute(SETTLE, update).rowcount == 0:
-                conn.execute(SETTLE_NEW, settle_insert(update, delivery))
-        return [(True, None)] * len(items)
+        head, tail = SETTLE_MANY_HEAD, SETTLE_MANY_TAIL
+        return _settle(conn, items, head, tail, None, SETTLE, lambda update: update)
+
+    @staticmethod
+    def settle_delivered_many(
+        conn: sqlite3.Connection, items: list[tuple[tuple[Any, ...], Delivery]]
+    ) -> list[tuple[bool, Any]]:
+        """`settle_many` for plain deliveries (`plain_delivery`): NULLs written, not bound."""
+        head, tail = SETTLE_DELIVERED_HEAD, SETTLE_DELIVERED_TAIL
+        return _settle(conn, items, head, tail, _PICK, SETTLE_DELIVERED, _delivered_values)
 
     @staticmethod
     def enqueue(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -443,3 +442,47 @@ class Jobs:
                 "DELETE FROM wa_outbox WHERE state = ? AND updated_at < ?", (state, before)
             ).rowcount
         return total
+
+
+#: The bound values of a plain delivery's row in `SETTLE_DELIVERED_HEAD`'s VALUES.
+_PICK: Final = operator.itemgetter(*DELIVERED_PICK)
+
+
+def _delivered_values(update: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`SETTLE_DELIVERED`'s values: the picked ones, then message_id for its last condition."""
+    return (*_PICK(update), update[5])
+
+
+def _settle(
+    conn: sqlite3.Connection,
+    items: list[tuple[tuple[Any, ...], Delivery]],
+    head: str,
+    tail: str,
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None,
+    one: str,
+    one_values: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+) -> list[tuple[bool, Any]]:
+    """Settle *items*: many rows per *head* VALUES *tail* statement, the rest with *one*.
+
+    *pick* takes a row's values for the multi-row statement out of `settle_values`' (None:
+    its first ten); *one_values* those of the single-row statement *one*. A row *one* does
+    not change either is an intent the outbox does not know yet: added (`SETTLE_NEW`).
+    """
+    left: Iterable[int] = range(len(items))
+    if MANY and len(items) > 1:  # one row: the plain statement is cheaper
+        missed: list[int] = []
+        width = 10 if pick is None else len(DELIVERED_PICK)
+        for rows in chunks(items, lambda item: item[0][9]):
+            if pick is None:
+                values = [v for n in rows for v in items[n][0][:10]]
+            else:
+                values = [v for n in rows for v in pick(items[n][0])]
+            found = conn.execute(f"{head}{many_rows(len(rows), width)}{tail}", values)
+            done = {r[0] for r in found}
+            missed.extend(n for n in rows if items[n][0][9] not in done)
+        left = missed
+    for n in left:
+        update, delivery = items[n]
+        if conn.execute(one, one_values(update)).rowcount == 0:
+            conn.execute(SETTLE_NEW, settle_insert(update, delivery))
+    return [(True, None)] * len(items)

@@ -17,7 +17,7 @@ from wa_auth.outbox._common import (
 )
 from wa_auth.outbox._jobs import Jobs
 from wa_auth.outbox._shell import DatabaseOutbox
-from wa_auth.outbox._sql import INSERT, SCHEMA, intent_row, settle_values
+from wa_auth.outbox._sql import SCHEMA, begin_insert, intent_row, plain_delivery, settle_values
 from wa_auth.outbox._values import (
     DEFAULT_LEASE,
     SENDING,
@@ -158,7 +158,7 @@ class SqliteOutbox(DatabaseOutbox):
         owner, until = self.owner, now + self.lease
         values = intent_row(intent, SENDING, owner, until, now)
         key = values[0]
-        if self._db.solo(INSERT, values, key) != 1:
+        if self._db.solo(*begin_insert(values), key) != 1:
             self._db.run(Bulk(self._begin_many, (values, owner, until, now), key=key, ahead=True))
 
     def _begin_job(self, intent: Intent) -> Bulk:
@@ -174,7 +174,8 @@ class SqliteOutbox(DatabaseOutbox):
 
     def _settle_job(self, delivery: Delivery) -> Bulk:
         values = settle_values(delivery, self.clock())
-        return Bulk(Jobs.settle_many, (values, delivery), key=values[9])
+        run = Jobs.settle_delivered_many if plain_delivery(delivery) else Jobs.settle_many
+        return Bulk(run, (values, delivery), key=values[9])
 
     # --- reading --------------------------------------------------------------------------------
 
