@@ -259,7 +259,12 @@ class Intent(_IntentSlots):
     @classmethod
     def text(cls, to: str, body: str, *, preview_url: bool = False, **options: Any) -> Self:
         """Return a text message intent (*options*: the `Intent` fields after `content`)."""
-        return cls._of(to, build_text(body, preview_url=preview_url), options)
+        built = build_text(body, preview_url=preview_url)
+        if options or cls is not Intent:
+            return cls._of(to, built, options)
+        # `_of`'s common case written out: a guard makes one text intent per message.
+        check_recipient(to)
+        return _made(to, "text", built[1], _new_key(), None, None, time.time(), None)  # type: ignore[return-value]
 
     @classmethod
     def template(
