@@ -117,12 +117,17 @@ class _Keys:
         if n >> 48 or os.getpid() != self._pid:  # or 2^48 keys from one prefix
             self.redraw()
             n = next(self._count)
-        return f"{self._prefix}{n:012x}"
+        # The counter's twelve hex digits, zero-padded: below 2^48, `n` with bit 48 set is
+        # "0x1" and those digits (`hex` and a slice cost less than a format spec).
+        return self._prefix + hex(n | _BIT_48)[3:]
 
 
-_new_key: Final = _Keys()
+_BIT_48: Final = 1 << 48
+_keys: Final = _Keys()
+#: A new key: the bound method, called without the instance call's `__call__` lookup.
+_new_key: Final = _keys.__call__
 if hasattr(os, "register_at_fork"):  # not on Windows, which spawns: a new process draws anew
-    os.register_at_fork(after_in_child=_new_key.redraw)
+    os.register_at_fork(after_in_child=_keys.redraw)
 
 
 def _timestamp(name: str, value: object, *, optional: bool) -> float | None:
@@ -254,7 +259,12 @@ class Intent(_IntentSlots):
     @classmethod
     def text(cls, to: str, body: str, *, preview_url: bool = False, **options: Any) -> Self:
         """Return a text message intent (*options*: the `Intent` fields after `content`)."""
-        return cls._of(to, build_text(body, preview_url=preview_url), options)
+        built = build_text(body, preview_url=preview_url)
+        if options or cls is not Intent:
+            return cls._of(to, built, options)
+        # `_of`'s common case written out: a guard makes one text intent per message.
+        check_recipient(to)
+        return _made(to, "text", built[1], _new_key(), None, None, time.time(), None)  # type: ignore[return-value]
 
     @classmethod
     def template(

@@ -287,6 +287,24 @@ def test_keys_are_unique_and_uuid4_shaped():
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, key)
 
 
+def test_a_key_ends_in_the_counter_as_twelve_hex_digits():
+    """The counter's last twelve digits are zero-padded hex, up to the last before 2^48."""
+    import itertools
+
+    from wa_auth.intents import _Keys, _keys, _new_key
+
+    keys = _Keys()
+    prefix = keys().rsplit("-", 1)[0]
+    assert keys() == f"{prefix}-000000000001"
+    keys._count = itertools.count(0xABC)
+    assert keys() == f"{prefix}-000000000abc"
+    keys._count = itertools.count((1 << 48) - 1)
+    assert keys() == f"{prefix}-ffffffffffff"
+    # The module's key maker is the shared instance's method (the fork hook redraws it).
+    assert _new_key.__self__ is _keys
+    assert uuid.UUID(_new_key()).version == 4
+
+
 _FORKING = """
 import os, sys
 from wa_auth.intents import Intent

@@ -102,6 +102,33 @@ def test_an_accepted_delivery_is_whole_and_frozen():
     assert quick.attempts == 1
 
 
+def test_the_send_effect_is_what_init_makes():
+    """The guard's `sending(intent, until)` equals, hashes, prints, pickles and refuses
+    writes like `SendIntent(intent, until)` (a `Step`, not an attrs class)."""
+    from wa_auth.guards._effects import SendIntent, sending
+
+    intent = Intent.text(TO, "hi")
+    quick = sending(intent, 12.5)
+    made = SendIntent(intent, 12.5)
+    assert type(quick) is SendIntent
+    assert (quick.intent, quick.until) == (intent, 12.5)
+    assert quick == made
+    assert hash(quick) == hash(made)
+    assert repr(quick) == repr(made) == f"SendIntent(intent={intent!r}, until=12.5)"
+    assert quick != sending(intent, 13.0)
+    for value in (quick, made):
+        assert pickle.loads(pickle.dumps(value)) == made
+        assert copy.copy(value) == made
+        assert copy.deepcopy(value) == made
+        for name in ("intent", "until"):
+            with pytest.raises(AttributeError, match="immutable"):
+                setattr(value, name, None)
+            with pytest.raises(AttributeError, match="immutable"):
+                delattr(value, name)
+        with pytest.raises(AttributeError):
+            value.not_a_field = 1  # type: ignore[attr-defined]
+
+
 def test_a_subclass_of_intent_is_still_made_by_its_own_init():
     """A subclass's constructor and `_routed` go through its `__init__` (its own checks)."""
 

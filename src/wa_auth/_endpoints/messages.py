@@ -376,10 +376,14 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
             f"intent {intent.idempotency_key!r} is past its not_after deadline: not sent"
         )
     built = (intent.type, intent.content) if checked else intent.message()
+    # An `Intent`'s operation read from its table, not through the property (a call per
+    # send); an interactive message's depends on its content: the property says.
+    table = intents._OPERATIONS if checked else {}  # type: ignore[union-attr]  # noqa: SLF001
+    operation = table.get(intent.type) or intent.operation
     return (
         yield from send_message(
             ctx,
-            intent.operation,
+            operation,
             intent.to,
             built,  # type: ignore[arg-type]
             intent.idempotency_key,

@@ -58,6 +58,7 @@ __all__ = [
     "SendIntent",
     "Settle",
     "Sleep",
+    "sending",
 ]
 
 T = TypeVar("T")
@@ -179,12 +180,19 @@ class Sleep(Step):
         await env.asleep(self.seconds)
 
 
-class SendIntent(Step):
-    """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`)."""
+class _SendIntentSlots:
+    """The slots of `SendIntent`, in a base of their own (see `sending`)."""
 
     __slots__ = ("intent", "until")
     intent: Intent
     until: float
+
+
+class SendIntent(Step, _SendIntentSlots):
+    """Send the intent; the call ends by *until*, the budget's end (see `Runtime.within`)."""
+
+    __slots__ = ()
+    compared = shown = _SendIntentSlots.__slots__
 
     def __init__(self, intent: Intent, until: float = math.inf) -> None:
         init(self, "intent", intent)
@@ -218,6 +226,26 @@ class SendIntent(Step):
 
 
 _INF: Final = math.inf
+
+
+class _UnfrozenSend(_SendIntentSlots):
+    """A `SendIntent` being made by `sending`: its fields are stored, then its class changes."""
+
+    __slots__ = ()
+
+
+def sending(intent: Intent, until: float) -> SendIntent:
+    """Return `SendIntent(intent, until)`, made without `__init__`: the guard's every send.
+
+    A plain store per field on a class of the same slots, which then becomes a `SendIntent`
+    (`__class__` assigned), where `__init__` cost a type call and a `setattr` through
+    `object.__setattr__` per field (some 3,700 instructions against 2,400).
+    """
+    effect = object.__new__(_UnfrozenSend)
+    effect.intent = intent
+    effect.until = until
+    effect.__class__ = SendIntent  # type: ignore[assignment]
+    return effect  # type: ignore[return-value]
 
 
 class Call(Step):

@@ -39,8 +39,8 @@ from wa_auth.guards._effects import (
     Penalize,
     Probe,
     PutPause,
-    SendIntent,
     Sleep,
+    sending,
 )
 from wa_auth.guards._outcomes import (
     begin,
@@ -116,7 +116,7 @@ def deliver(cfg: Config, intent: Intent) -> PolicyFlow[Delivery]:
         attempts += 1
         error = None
         try:
-            result: SendResult = yield SendIntent(intent, until)
+            result: SendResult = yield sending(intent, until)
         except WhatsAppError as exc:
             error = exc
             error.__traceback__ = None  # kept in the Delivery: no frames, no cycle

@@ -150,7 +150,9 @@ def delivery_of(
 ) -> Delivery:
     """An accepted send's event and Delivery (what `delivered` does with nothing to record)."""
     events = cfg.events
-    if events.subscribers:  # every message's event: built (and its class made) for a listener only
+    # Every message's event: built (and its class made) for a listener only. The hub's own
+    # tuple, not its `subscribers` property: a property call per message.
+    if events._subscribers:  # noqa: SLF001 - the package's own hub
         kind = _message_delivered()
         if events.wants(kind):
             events.emit(
