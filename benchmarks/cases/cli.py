@@ -3,8 +3,9 @@
 Each row starts real processes from the worker and times them end to end (wall clock; the CPU
 figure is the children's user + system time). Three pairs, each a row and its baseline:
 
-- `wa-auth --version` against `python -c "import httpx"` (target: at most 1.2x the time, so a
-  ratio of at least 0.83);
+- `wa-auth --version` against `python -c "import httpx"` (issue 13 asked for at most 1.2x the
+  time, a ratio of at least 0.83; issue 19 asks to keep the ratio at least 1.2, now that the
+  CLI imports no httpx);
 - a one-message `wa-auth send` against a five-line httpx script sending the same message
   (issue 19: faster than the script, a ratio of at least 1.0; the CLI sends one message over
   the stdlib transport, and `--transport httpx` is the same row over httpx, for reference);
@@ -107,7 +108,7 @@ def import_httpx(ctx: Ctx) -> dict[str, Any]:
     label="wa-auth --version (processes/s)",
     group="cli",
     baseline="cli.cold.import_httpx",
-    goal=Goal("min_ratio", 0.83),
+    goal=Goal("min_ratio", 1.2),
     scale=0.01,
 )
 def version(ctx: Ctx) -> dict[str, Any]:
