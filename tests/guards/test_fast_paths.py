@@ -188,3 +188,27 @@ def test_the_counter_wraps_to_a_new_prefix_in_the_same_format():
     for key in (last, wrapped, after):
         parsed = uuid.UUID(key)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, key)
+
+
+class _Duck:
+    """An intent-like object that is not an `Intent`: what `send()`'s `hasattr` check admits
+    (a `message()` and an `operation`), with no `type` of its own."""
+
+    to = TO
+    idempotency_key = "duck-1"
+    phone_number_id = None
+    consumer = None
+    not_after = None
+    operation = "send_text"
+
+    def message(self) -> tuple[str, dict[str, Any]]:
+        return "text", {"body": "quack", "preview_url": False}
+
+    def expired(self) -> bool:
+        return False
+
+
+def test_an_intent_like_object_without_a_type_is_sent_by_its_operation(monkeypatch):
+    """`send()` takes any object with `message()` and `operation` (a subclass, a duck): the
+    operation table is read for an `Intent` only, so such an object needs no `type`."""
+    assert _operation_sent(_Duck(), monkeypatch) == "send_text"

@@ -377,9 +377,13 @@ def send(ctx: Context, intent: Intent) -> Flow[SendResult]:
         )
     built = (intent.type, intent.content) if checked else intent.message()
     # An `Intent`'s operation read from its table, not through the property (a call per
-    # send); an interactive message's depends on its content: the property says.
-    table = intents._OPERATIONS if checked else {}  # type: ignore[union-attr]  # noqa: SLF001
-    operation = table.get(intent.type) or intent.operation
+    # send); an interactive message's depends on its content: the property says. Anything
+    # else (a subclass, an object `send` takes for its `message` and `operation`) is asked:
+    # it need not have a `type`.
+    if checked:
+        operation = intents._OPERATIONS.get(intent.type) or intent.operation  # type: ignore[union-attr]  # noqa: SLF001
+    else:
+        operation = intent.operation
     return (
         yield from send_message(
             ctx,
