@@ -10,6 +10,7 @@ of every row, for each state a row can be in when its delivery is settled.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -195,3 +196,85 @@ def test_every_begin_form_writes_the_bound_inserts_row(tmp_path, monkeypatch):
         slow = scenario(tmp_path / "slow.db")
     assert fast == slow
     assert len({sql for sql, _ in _outbox_sql._INSERTS}) == 8
+
+
+#: Text JSON writes with escapes, or that a hand-written encoder could get wrong.
+NASTY = 'a "quoted" \\ back\\slash \u2028\u2029 \x01\x1f\x7f \t\n\r é 中文 👍🏽 </script>'
+
+
+def _nasty_intents() -> list[Intent]:
+    long = ("0123456789" * 410)[:4096]
+    opts: dict[str, Any] = {"consumer": NASTY[:200], "phone_number_id": "106540352242922"}
+    return [
+        Intent.text(TO, NASTY, idempotency_key="t1"),
+        Intent.text(TO, long, preview_url=True, idempotency_key="t2", not_after=EPOCH + 0.1),
+        Intent.text(TO, NASTY, idempotency_key='k "\\ \u2028 é', created_at=EPOCH + 1 / 3, **opts),
+        Intent.template(
+            TO,
+            "order_update",
+            "en_US",
+            [
+                {"type": "header", "parameters": [{"type": "text", "text": NASTY}]},
+                {
+                    "type": "body",
+                    "parameters": [
+                        {"type": "text", "text": "42"},
+                        {
+                            "type": "currency",
+                            "currency": {
+                                "fallback_value": "$1.50",
+                                "code": "USD",
+                                "amount_1000": 1500,
+                            },
+                        },
+                    ],
+                },
+            ],
+            idempotency_key="t3",
+        ),
+        Intent.buttons(TO, NASTY, [("yes", "Yes é"), ("no", 'N"o')], idempotency_key="t4"),
+        Intent.list(
+            TO,
+            NASTY,
+            "Slots",
+            [{"title": "T\u2028", "rows": [{"id": "a", "title": "A", "description": NASTY[:72]}]}],
+            idempotency_key="t5",
+        ),
+        Intent.location(TO, -33.8688, 151.2093, name=NASTY[:100], idempotency_key="t6"),
+        Intent.reaction(TO, "wamid.abc", "👍🏽", idempotency_key="t7"),
+        Intent.media(
+            TO,
+            "document",
+            link="https://example.com/a é.pdf",
+            filename=NASTY[:200],
+            idempotency_key="t8",
+        ),
+    ]
+
+
+def test_a_stored_intent_is_the_encoders_json_and_reads_back_equal(tmp_path):
+    """The row's intent JSON of each kind, with text that needs escapes (quotes, backslashes,
+    control characters, U+2028, astral characters, 4,096 characters), is byte for byte what
+    the encoder writes of `to_dict()`, and the intent a claim or a listing reads back from it
+    is the one given."""
+    intents = _nasty_intents()
+    for i in intents:
+        assert _outbox_sql.intent_json(i) == _outbox_sql._ENCODE_INTENT(i.to_dict())
+    with SqliteOutbox(tmp_path / "outbox.db", clock=Clock(EPOCH)) as box:
+        box.enqueue_many(intents[:5])
+        for i in intents[5:]:
+            box.begin(i)
+        claimed = {r.idempotency_key: r.intent for r in box.claim(numbers=10, limit=10)}
+        listed = {r.idempotency_key: r.intent for r in box.list()}
+        stored = dict(
+            box._db.run(
+                lambda c: c.execute("SELECT idempotency_key, intent FROM wa_outbox").fetchall()
+            )
+        )
+    for i in intents:
+        key = i.idempotency_key
+        assert listed[key] == i
+        assert stored[key] == json.dumps(i.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        if key in claimed:
+            assert claimed[key] == i
+    assert set(claimed) == {i.idempotency_key for i in intents[:5]}
