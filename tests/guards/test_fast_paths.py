@@ -212,3 +212,43 @@ def test_an_intent_like_object_without_a_type_is_sent_by_its_operation(monkeypat
     """`send()` takes any object with `message()` and `operation` (a subclass, a duck): the
     operation table is read for an `Intent` only, so such an object needs no `type`."""
     assert _operation_sent(_Duck(), monkeypatch) == "send_text"
+
+
+class _Hub:
+    """A hub that is not an `Events`: the three methods and the property an emitter uses."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    @property
+    def subscribers(self) -> tuple[Any, ...]:
+        return (self.seen.append,)
+
+    def wants(self, kind: type) -> bool:
+        return True
+
+    def emit(self, event: object) -> None:
+        self.seen.append(event)
+
+    def subscribe(self, subscriber: Any) -> Any:
+        return lambda: None
+
+
+def test_a_hub_of_another_type_gets_the_delivered_event_and_never_fails_the_send(wa_sandbox):
+    """A delivered message's outcome asks a hub that is not an `Events` its `subscribers`:
+    reading `Events`' own tuple from it raised `AttributeError` after Meta had accepted the
+    message (a caller that retries would send it twice)."""
+    import wa_auth
+    from wa_auth.events import MessageDelivered
+    from wa_auth.guards import Guard
+
+    hub = _Hub()
+    with wa_auth.WhatsAppClient(
+        transport="stdlib",
+        token=wa_sandbox.issue_token(),
+        base_url=wa_sandbox.base_url,
+        phone_number_id=wa_sandbox.phone_number_id,
+    ) as client:
+        guard = Guard(client, events=hub)  # type: ignore[arg-type]
+        assert guard.send(Intent.text(TO, "hi")).ok
+    assert [type(e) for e in hub.seen] == [MessageDelivered]

@@ -150,9 +150,14 @@ def delivery_of(
 ) -> Delivery:
     """An accepted send's event and Delivery (what `delivered` does with nothing to record)."""
     events = cfg.events
-    # Every message's event: built (and its class made) for a listener only. The hub's own
-    # tuple, not its `subscribers` property: a property call per message.
-    if events._subscribers:  # noqa: SLF001 - the package's own hub
+    # Every message's event: built (and its class made) for a listener only. An `Events`'
+    # own tuple, not its `subscribers` property: a property call per message. A hub of
+    # another type is asked (the send was accepted: nothing may raise here).
+    try:
+        listening = events._subscribers  # noqa: SLF001 - the package's own hub
+    except AttributeError:
+        listening = events.subscribers
+    if listening:
         kind = _message_delivered()
         if events.wants(kind):
             events.emit(
