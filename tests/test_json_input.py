@@ -136,3 +136,18 @@ def test_the_encoder_made_once_refuses_what_json_dumps_refuses():
         encode({"a": object()})
     assert encode({"after": "a refusal"}) == '{"after": "a refusal"}'  # no state is left behind
     assert _output.dumps({"a": float("inf")}) == '{"a": null}'
+
+
+@given(st.sampled_from([b"{", b"["]), st.binary(max_size=8))
+def test_an_object_or_list_in_utf8_is_what_json_detect_encoding_says(
+    first: bytes, rest: bytes
+) -> None:
+    """`loads`' shortcut (no `json.detect_encoding`) takes only bytes it calls UTF-8."""
+    data = first + rest
+    if data[1:2] != b"\x00":
+        assert json.detect_encoding(data) == "utf-8"
+
+
+def test_utf16_without_a_bom_starting_with_a_brace_is_still_utf16() -> None:
+    assert loads('{"a": 1}'.encode("utf-16-le")) == {"a": 1}
+    assert loads("[1]".encode("utf-32-le")) == [1]

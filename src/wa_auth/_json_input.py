@@ -66,6 +66,10 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
+#: The first bytes of a JSON object or list: with a second byte that is not NUL, UTF-8.
+_OPENERS: Final = (b"{", b"[")
+
+
 def decode_utf8(data: bytes) -> str:
     """Return *data* decoded as UTF-8 (a leading byte order mark dropped).
 
@@ -91,8 +95,13 @@ def loads(data: str | bytes) -> Any:
             `Infinity`, a number out of range, or nested deeper than `MAX_JSON_DEPTH`.
     """
     if isinstance(data, bytes):
-        encoding = json.detect_encoding(data)
-        data = decode_utf8(data) if encoding.startswith("utf-8") else _decode(data, encoding)
+        if data.startswith(_OPENERS) and data[1:2] != b"\x00":
+            # An object or a list in UTF-8 (a request's body): what `json.detect_encoding`
+            # says of these bytes, without its Python-level look at them.
+            data = decode_utf8(data)
+        else:
+            encoding = json.detect_encoding(data)
+            data = decode_utf8(data) if encoding.startswith("utf-8") else _decode(data, encoding)
     try:
         value = _DECODER.decode(data)
     except RecursionError:

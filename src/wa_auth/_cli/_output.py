@@ -485,3 +485,73 @@ def access_line(
         "exit_code": exit_code,
         "category": category,
     }
+
+
+def access_text(
+    *,
+    ts: float,
+    remote: str | None,
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    request_bytes: int,
+    response_bytes: int,
+    intents: int,
+    exit_code: int | None,
+    category: str | None,
+) -> str:
+    """Return `dumps(access_line(...))`, the same characters, made without the dict (issue 19).
+
+    One access line per request: formatting it directly costs a third of building the dict
+    and encoding it. A value of another type than the fields' own (a bool, a non-finite
+    float) takes the general path, so the line is always `dumps`'s.
+    """
+    ts, seconds = round(ts, 3), round(seconds, 6)
+    if not (
+        type(ts) is float
+        and type(seconds) is float
+        and _FINITE(ts)
+        and _FINITE(seconds)
+        and type(status) is int
+        and type(request_bytes) is int
+        and type(response_bytes) is int
+        and type(intents) is int
+        and (exit_code is None or type(exit_code) is int)
+        and (remote is None or type(remote) is str)
+        and type(method) is str
+        and type(route) is str
+        and (category is None or type(category) is str)
+    ):
+        return dumps(
+            access_line(
+                ts=ts,
+                remote=remote,
+                method=method,
+                route=route,
+                status=status,
+                seconds=seconds,
+                request_bytes=request_bytes,
+                response_bytes=response_bytes,
+                intents=intents,
+                exit_code=exit_code,
+                category=category,
+            )
+        )
+    return (
+        f'{{"event": "access", "ts": {ts!r}, "remote": {_string(remote)}, '
+        f'"method": {_QUOTE(method)}, "route": {_QUOTE(route)}, "status": {status!r}, '
+        f'"seconds": {seconds!r}, "request_bytes": {request_bytes!r}, '
+        f'"response_bytes": {response_bytes!r}, "intents": {intents!r}, '
+        f'"exit_code": {"null" if exit_code is None else repr(exit_code)}, '
+        f'"category": {_string(category)}}}'
+    )
+
+
+#: json's own string encoder (ensure_ascii=False), as `dumps` uses it.
+_QUOTE: Final[Callable[[str], str]] = json.encoder.encode_basestring
+_FINITE: Final = math.isfinite
+
+
+def _string(value: str | None) -> str:
+    return "null" if value is None else _QUOTE(value)

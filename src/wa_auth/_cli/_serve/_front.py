@@ -20,7 +20,7 @@ from aiohttp import HttpVersion11, web
 
 from wa_auth import _json_input as json_input
 from wa_auth._cli import _codes
-from wa_auth._cli._output import access_line
+from wa_auth._cli._output import access_text
 from wa_auth._cli._serve._http import (
     METHODS,
     OPEN_ROUTES,
@@ -209,8 +209,8 @@ class Front:
         seconds: float,
     ) -> None:
         body = answer.body if isinstance(answer.body, Mapping) else {}
-        self._log.add(
-            access_line(
+        self._log.add_text(
+            access_text(
                 ts=self._clock(),
                 remote=request.remote,
                 method=request.method if request.method in METHODS else "OTHER",

@@ -114,9 +114,13 @@ class Lines:
 
     def add(self, line: Mapping[str, Any]) -> None:
         """Write *line* on the loop's next turn, with the others of this one."""
+        self.add_text(dumps(line))
+
+    def add_text(self, text: str) -> None:
+        """Write the JSON line *text* (one line, without its newline) as `add` writes a line."""
         if not self._pending:
             asyncio.get_running_loop().call_soon(self.flush)
-        self._pending.append(dumps(line))
+        self._pending.append(text)
 
     def flush(self) -> None:
         """Write every pending line now."""

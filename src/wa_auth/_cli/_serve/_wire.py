@@ -40,8 +40,11 @@ HANDOVER: Final = "handover"
 
 _END: Final = b"\r\n\r\n"
 _LINE: Final = re.compile(rb"(GET|POST) (/[A-Za-z0-9_.\-/]*) HTTP/1\.1")
-#: The bytes of a header's name (RFC 9110's token).
-_TOKEN: Final = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TEXT_LINE: Final = re.compile(_LINE.pattern.decode("ascii"))
+#: One header line: a name (RFC 9110's token), a colon, the value (to its line's end: a
+#: head's CR ends a line). Each match starts a line (the head's start or a CR LF): a line
+#: that is no header is skipped by `findall`, so the count of matches tells (`_fields`).
+_FIELD: Final = re.compile(r"(?:^|\r\n)([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([^\r]*)")
 #: The bytes of a complete head: visible ASCII, space and tab, and the lines' CR LF.
 _HEAD: Final = bytes([9, 10, 13, *range(0x20, 0x7F)])
 #: Headers whose presence sends the request to aiohttp's path.
@@ -119,29 +122,32 @@ def read_head(buf: bytes, max_body: int) -> Head | Literal["handover"] | None:
     block = buf[:end]
     if block.translate(None, _HEAD):
         return HANDOVER  # a control character or obs-text
-    lines = block.split(b"\r\n")
-    breaks = len(lines) - 1
-    if breaks > MAX_FIELDS or block.count(b"\r") != breaks or block.count(b"\n") != breaks:
+    # Visible ASCII, spaces, tabs and line breaks only: the head is read as one str.
+    decoded = block.decode("ascii")
+    breaks = decoded.count("\r\n")
+    if breaks > MAX_FIELDS or decoded.count("\r") != breaks or decoded.count("\n") != breaks:
         return HANDOVER  # too many headers, or a bare CR or LF
-    line = _LINE.fullmatch(lines[0])
+    first, _, rest = decoded.partition("\r\n")
+    line = _TEXT_LINE.fullmatch(first)
     if line is None:
         return HANDOVER
-    path = line[2].decode("ascii")
+    path = line[2]
     if "//" in path or "/." in path:
         return HANDOVER  # yarl may normalise them: aiohttp's path would differ
-    headers = _fields(lines)
+    headers = _fields(rest, breaks)
     if headers is None or "host" not in headers:
         return HANDOVER
-    close = _CONNECTION.get(headers.get("connection", "keep-alive").lower())
+    # The names are lower-case: dict's own get, not `Fields.get`'s lower-casing.
+    close = _CONNECTION.get(dict.get(headers, "connection", "keep-alive").lower())
     if close is None:
         return HANDOVER
-    text = headers.get("content-length", "0")
+    text = dict.get(headers, "content-length", "0")
     if not (0 < len(text) <= 18 and text.isdigit() and text.isascii()):
         return HANDOVER
     length = int(text)
     if length > max_body:
         return HANDOVER
-    return Head(line[1].decode("ascii"), path, headers, length, close, end + len(_END))
+    return Head(line[1], path, headers, length, close, end + len(_END))
 
 
 def _doomed(buf: bytes) -> bool:
@@ -163,21 +169,27 @@ def _doomed(buf: bytes) -> bool:
     return bool(buf.translate(None, _HEAD))
 
 
-def _fields(lines: list[bytes]) -> Fields | None:
-    """Return the headers of a head's *lines* (after the request line), or None: hand over.
+def _fields(text: str, count: int) -> Fields | None:
+    """Return the *count* headers of a head's *text* (after the request line), or None.
 
-    Each line is a token, a colon, and a value stripped of spaces and tabs at both ends; the
-    lines' bytes are already known to be visible ASCII, spaces and tabs (`read_head`).
+    Each line is a token, a colon, and a value (`_FIELD`) stripped of spaces and tabs at
+    both ends; the text is already known to be visible ASCII, spaces and tabs, its lines
+    split by CR LF only (`read_head`). None (hand over) unless every line is such a header.
     """
+    pairs = _FIELD.findall(text) if count else []
+    if len(pairs) != count:
+        return None  # a line without a colon, a name or a token name (obs-fold too)
     headers = Fields()
-    for raw in lines[1:]:
-        name_bytes, colon, value = raw.partition(b":")
-        if not colon or not name_bytes or name_bytes.translate(None, _TOKEN):
-            return None  # no colon, no name, or a name that is not a token (obs-fold too)
-        name = name_bytes.decode("ascii").lower()
-        if name in _FOREIGN or (name in _ONCE and name in headers):
+    for raw, spaced in pairs:
+        name = raw.lower()
+        value = spaced.strip(" \t")
+        if name in headers:
+            if name in _ONCE:
+                return None
+            # A repeated header is one list, as aiohttp's `getall` joined with commas.
+            headers[name] = f"{headers[name]},{value}"
+        elif name in _FOREIGN:
             return None
-        text = value.strip(b" \t").decode("ascii")
-        # A repeated header is one list, as aiohttp's `getall` joined with commas.
-        headers[name] = f"{headers[name]},{text}" if name in headers else text
+        else:
+            headers[name] = value
     return headers
